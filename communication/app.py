@@ -1,0 +1,35 @@
+"""The FastAPI application that `python main_tars.py` serves.
+
+Routers stay thin: they validate what arrives and call core/. Vendor wire
+formats (Twilio, Discord, n8n) live in communication/ only.
+"""
+
+from __future__ import annotations
+
+import redis
+from fastapi import FastAPI
+from rq import Queue, Worker
+
+from core.config import Settings
+from core.defaults import QUEUE_NAME
+from core.task_manager import TaskManager
+
+
+def create_app(settings: Settings, connection: redis.Redis) -> FastAPI:
+    app = FastAPI(title="TARS", version="0.1.0")
+    app.state.settings = settings
+    app.state.redis = connection
+    app.state.tasks = TaskManager(connection, settings)
+
+    @app.get("/health")
+    def health() -> dict:
+        """Unauthenticated liveness: Redis reachable, workers alive, queue length."""
+        try:
+            connection.ping()
+        except redis.RedisError as exc:
+            return {"status": "degraded", "redis": False, "error": exc.__class__.__name__}
+        queue = Queue(QUEUE_NAME, connection=connection)
+        workers = Worker.all(queue=queue)
+        return {"status": "ok", "redis": True, "workers": len(workers), "queue_length": queue.count}
+
+    return app

@@ -1,0 +1,255 @@
+"""The coding loop: Claude ⇄ tools on one project, until done or a limit is hit.
+
+The model and the workspace are passed in; everything else reaches the outside
+world through `on_event` (progress, phases) and `command_gate` (may a command
+run?). Ending states are exceptions from core.exceptions carrying the final
+message; `run()` turns them into an AgentResult.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from core.defaults import STUCK_REPEATS, TEST_OUTPUT_TO_MODEL
+from core.exceptions import (Cancelled, LimitsExceeded, ModelError, Submitted, TaskEnded, TaskFailed,
+                             TimeExceeded)
+from core.model import Model, Usage
+from core.project_tests import PYTEST_NO_TESTS, detect_test_command, is_test_command
+from core.tools import ToolResult, Workspace
+
+log = logging.getLogger("tars.agent")
+
+BASH_TOOL = {"type": "bash_20250124", "name": "bash"}
+EDITOR_TOOL = {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"}
+CACHE = {"type": "ephemeral"}
+
+SYSTEM_PROMPT = """You are TARS's background programmer. You work alone, without a human watching, on one \
+project directory: {root}
+
+Reach the goal the owner gave, then stop. Work in small steps: look at what is there, write the code, \
+write or update tests, run them, fix what fails.
+- Use the bash tool for commands and the str_replace_based_edit_tool for reading and editing files. \
+Paths are relative to the project directory; you cannot leave it.
+- Every bash command starts a fresh shell in the project directory (cd does not persist) and is killed \
+after {command_timeout:g} seconds: never start servers or anything that waits for input.
+- Destructive commands (rm, git reset --hard, chmod, kill, sudo, ...) need the owner's confirmation and \
+may be refused: prefer the editor tool and safer alternatives.
+- When the goal is met and the tests pass, answer with a short summary of what you built (plain text, \
+no tool call). The worker then runs the project's tests itself; if they fail you will be told.
+"""
+
+
+@dataclass
+class AgentConfig:
+    max_iterations: int = 50
+    max_runtime_seconds: float = 900.0
+    command_timeout: float = 120.0
+    stuck_repeats: int = STUCK_REPEATS
+
+
+@dataclass
+class AgentResult:
+    outcome: str
+    reason: str
+    summary: str
+    iterations: int
+    files_changed: list[str]
+    tests_passed: bool | None
+    test_command: str | None
+    usage: Usage
+    duration_seconds: float
+
+
+def _noop_event(kind: str, message: str, **data) -> None:
+    pass
+
+
+@dataclass
+class Agent:
+    model: Model
+    workspace: Workspace
+    goal: str
+    config: AgentConfig = field(default_factory=AgentConfig)
+    on_event: Callable[..., None] = _noop_event
+    command_gate: Callable[[str], str | None] | None = None  # returns a refusal message, or None to run
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    log: logging.LoggerAdapter | logging.Logger = log
+
+    def __post_init__(self):
+        self.messages: list[dict] = []
+        self.usage = Usage()
+        self.iterations = 0
+        self.files_changed: set[str] = set()
+        self.phase = "planning"
+        self.tests_passed: bool | None = None
+        self.test_command: str | None = None
+        self._started = time.monotonic()
+        self._last_actions: list[str] = []
+        self.system = [{"type": "text", "cache_control": CACHE, "text": SYSTEM_PROMPT.format(
+            root=self.workspace.root, command_timeout=self.config.command_timeout)}]
+        self.tools = [BASH_TOOL, dict(EDITOR_TOOL)]
+
+    # --- the loop -----------------------------------------------------------
+    def run(self) -> AgentResult:
+        self.messages = [{"role": "user", "content": [{"type": "text", "text": self._first_message()}]}]
+        self.progress_text = "Planning the work"
+        self.on_event("planning", self.progress_text, phase="planning")
+        try:
+            while True:
+                self.step()
+        except TaskEnded as ended:
+            return self._result(ended)
+
+    def step(self) -> None:
+        self._check_limits()
+        self.iterations += 1
+        try:
+            turn = self.model.query(system=self.system, tools=self.tools, messages=self._with_cache_breakpoint())
+        except ModelError as exc:
+            raise TaskFailed(str(exc)) from exc
+        self.usage.add(turn.usage)
+        self.messages.append({"role": "assistant", "content": turn.content or [{"type": "text", "text": "..."}]})
+        if turn.tool_uses:
+            results = [self._run_tool(block) for block in turn.tool_uses]
+            self._check_stuck(turn.tool_uses, results)
+            self.messages.append({"role": "user", "content": results})
+        elif turn.stop_reason == "max_tokens":
+            self._say("Your reply was cut off by the token limit. Continue, in smaller steps.")
+        else:
+            self._verify(turn.text)
+
+    # --- limits and ending ---------------------------------------------------
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    def _check_limits(self, before: str = "model call") -> None:
+        if self.cancelled.is_set():
+            raise Cancelled("The task was cancelled.")
+        if self.elapsed() >= self.config.max_runtime_seconds:
+            raise TimeExceeded(f"The runtime limit of {self.config.max_runtime_seconds / 60:g} minutes was reached "
+                               f"after {self.iterations} iterations; files are left as they are.")
+        if before == "model call" and self.iterations >= self.config.max_iterations:
+            raise LimitsExceeded(f"The iteration limit of {self.config.max_iterations} model turns was reached; "
+                                 f"files are left as they are.")
+
+    def _check_stuck(self, tool_uses: list[dict], results: list[dict]) -> None:
+        action = json.dumps([[b["name"], b["input"]] for b in tool_uses], sort_keys=True) + json.dumps(
+            [r["content"] for r in results])
+        self._last_actions = (self._last_actions + [action])[-self.config.stuck_repeats:]
+        if len(self._last_actions) == self.config.stuck_repeats and len(set(self._last_actions)) == 1:
+            raise LimitsExceeded(f"The model was stuck: it repeated the same action with the same result "
+                                 f"{self.config.stuck_repeats} times in a row.")
+
+    def _verify(self, summary: str) -> None:
+        """The model says it is done: believe it only if the project's tests pass."""
+        command = detect_test_command(self.workspace.root)
+        if command is None:
+            raise Submitted("Done; the project has no tests to run.", summary)
+        self._check_limits(before="command")
+        self.test_command = command
+        self.set_phase("testing", f"Running the project's tests: {command}")
+        result = self._bash(command)
+        if result.exit_code == 0 or (result.exit_code == PYTEST_NO_TESTS and "pytest" in command):
+            self.tests_passed = True if result.exit_code == 0 else None
+            raise Submitted(f"Done; `{command}` passed." if result.exit_code == 0 else "Done; no tests collected.",
+                            summary)
+        self.tests_passed = False
+        self.set_phase("fixing", "Tests failed: fixing")
+        output = result.output[-TEST_OUTPUT_TO_MODEL:]
+        self._say(f"I ran `{command}` and it failed:\n\n{output}\n\nFix the code (or the tests, if they are wrong) "
+                  f"so that it passes, then give your summary again.")
+
+    def _result(self, ended: TaskEnded) -> AgentResult:
+        self.log.info("ended %s: %s", ended.outcome, ended.reason)
+        return AgentResult(outcome=ended.outcome, reason=ended.reason, summary=ended.summary,
+                           iterations=self.iterations, files_changed=sorted(self.files_changed),
+                           tests_passed=self.tests_passed, test_command=self.test_command, usage=self.usage,
+                           duration_seconds=round(self.elapsed(), 3))
+
+    # --- tools -----------------------------------------------------------------
+    def _run_tool(self, block: dict) -> dict:
+        name, tool_input = block["name"], block.get("input") or {}
+        verb = "Editing"
+        if name == "bash" and isinstance(tool_input.get("command"), str):
+            result = self._command(tool_input["command"])
+        else:
+            if name == "str_replace_based_edit_tool":
+                verb = {"view": "Viewing", "create": "Creating", "str_replace": "Editing",
+                        "insert": "Editing"}.get(tool_input.get("command"), "Editing")
+                self.progress(f"{verb} {tool_input.get('path', '')}".strip())
+            result = self.workspace.run_tool(name, tool_input)
+            for path in result.files_changed:
+                self.on_event("file_edit", f"{verb} {path}", path=path)
+        self._note_changes(result)
+        return {"type": "tool_result", "tool_use_id": block["id"], "content": result.output,
+                "is_error": result.is_error}
+
+    def _command(self, command: str) -> ToolResult:
+        self._check_limits(before="command")
+        if is_test_command(command):
+            self.set_phase("testing", f"Running: {command[:80]}")
+        else:
+            self.progress(f"Running: {command[:80]}")
+        self.on_event("command", f"Running: {command[:200]}", command=command)
+        if self.command_gate and (refusal := self.command_gate(command)):
+            self.log.info("command refused: %s", command)
+            return ToolResult(output=refusal, is_error=True)
+        result = self._bash(command)
+        self.on_event("command_result", f"exit {result.exit_code}: {result.output[:200]}", command=command,
+                      exit_code=result.exit_code)
+        if is_test_command(command) and result.exit_code not in (0, None):
+            self.set_phase("fixing", "Tests failed: fixing")
+        return result
+
+    def _bash(self, command: str) -> ToolResult:
+        # A command may not outlive the task's runtime limit.
+        remaining = self.config.max_runtime_seconds - self.elapsed()
+        self.workspace.command_timeout = max(1.0, min(self.config.command_timeout, remaining))
+        self.log.info("running: %s", command)
+        result = self.workspace.bash(command)
+        self.log.info("exit %s%s", result.exit_code, " (timed out)" if result.timed_out else "")
+        if self.cancelled.is_set():
+            raise Cancelled("The task was cancelled.")
+        return result
+
+    def _note_changes(self, result: ToolResult) -> None:
+        if result.files_changed:
+            self.files_changed.update(result.files_changed)
+            if self.phase == "planning" or self.phase == "testing":
+                self.set_phase("coding", self.progress_text)
+
+    # --- talking to the model and to the owner -------------------------------
+    def _first_message(self) -> str:
+        listing = self.workspace.run_tool("str_replace_based_edit_tool", {"command": "view", "path": "."}).output
+        return f"Goal: {self.goal}\n\nThe project directory {self.workspace.root} contains:\n{listing}"
+
+    def _say(self, text: str) -> None:
+        self.messages.append({"role": "user", "content": [{"type": "text", "text": text}]})
+
+    def _with_cache_breakpoint(self) -> list[dict]:
+        """The history with one cache breakpoint on the newest block, so the next turn reads all before it
+        from cache (the system prompt carries the other breakpoint, covering tools + system)."""
+        messages = self.messages[:-1] + [dict(self.messages[-1])]
+        last = messages[-1]
+        last["content"] = [*last["content"][:-1], {**last["content"][-1], "cache_control": CACHE}]
+        return messages
+
+    progress_text = ""
+
+    def progress(self, text: str) -> None:
+        self.progress_text = text
+        self.log.info("progress: %s", text)
+        self.on_event("progress", text)
+
+    def set_phase(self, phase: str, text: str) -> None:
+        changed = phase != self.phase
+        self.phase = phase
+        self.progress_text = text
+        if changed:
+            self.log.info("phase %s: %s", phase, text)
+        self.on_event("phase" if changed else "progress", text, phase=phase)

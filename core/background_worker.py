@@ -1,0 +1,225 @@
+"""The RQ job function: one TARS task, run inside an RQ work-horse.
+
+`run_task(task_id)` reads the task from job.meta, builds the model and the
+workspace, runs the Agent loop, and keeps job.meta (phase, progress) current as it
+goes. Only this side writes job.meta after enqueue. Cancels arrive on the task's
+own keys: a pub/sub message wakes a watcher thread, which kills the running
+command at once; the loop sees the flag before its next step.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import redis
+from rq import get_current_job
+from rq.timeouts import JobTimeoutException
+
+from core import keys
+from core.agent import Agent, AgentConfig, AgentResult
+from core.config import Settings, get_settings, setting_names
+from core.defaults import RESULT_TTL_SECONDS
+from core.exceptions import TaskFailed, TarsError
+from core.model import AnthropicModel, Model, Usage, estimate_cost
+from core.tools import Workspace, scrub_environment
+
+log = logging.getLogger("tars.worker")
+
+PHASE_OF_OUTCOME = {"complete": "complete", "failed": "error", "timeout": "timeout", "cancelled": "cancelled"}
+EventSink = Callable[..., None]
+# Other issues plug progress channels in here (Discord/n8n); each gets (task, kind, message, **data).
+EVENT_SINKS: list[Callable[["TaskContext"], EventSink]] = []
+
+
+class TaskLog(logging.LoggerAdapter):
+    """Every line carries [task <id>], so `grep <id>` over a worker log tells one task's story."""
+
+    def process(self, msg, kwargs):
+        return f"[task {self.extra['task_id']}] {msg}", kwargs
+
+
+class TaskContext:
+    """What one running task knows about itself, and the only writer of its job.meta."""
+
+    def __init__(self, job, settings: Settings):
+        self.job = job
+        self.settings = settings
+        self.redis: redis.Redis = job.connection
+        self.task_id: str = job.id
+        self.meta: dict = job.meta
+        self.log = TaskLog(log, {"task_id": self.task_id})
+        self.sinks: list[EventSink] = [factory(self) for factory in EVENT_SINKS]
+
+    @property
+    def goal(self) -> str:
+        return self.meta["goal"]
+
+    @property
+    def verbose(self) -> bool:
+        override = self.meta.get("verbose_updates")
+        return self.settings.ENABLE_DETAILED_UPDATES if override is None else bool(override)
+
+    def update_meta(self, **fields) -> None:
+        self.meta.update(fields)
+        self.job.meta = self.meta
+        self.job.save_meta()
+
+    def event(self, kind: str, message: str, **data) -> None:
+        fields = {}
+        if data.get("phase") and data["phase"] != self.meta.get("phase"):
+            fields["phase"] = data["phase"]
+        if kind in ("phase", "progress", "planning") and message != self.meta.get("progress"):
+            fields["progress"] = message
+        if fields:
+            self.update_meta(**fields)
+        for sink in self.sinks:
+            try:
+                sink(kind, message, **data)
+            except Exception:  # a progress channel must never break the task
+                self.log.exception("progress sink failed for %s", kind)
+
+    def cancel_requested(self) -> bool:
+        return bool(self.redis.exists(keys.task_cancel(self.task_id)))
+
+
+class CancelWatcher(threading.Thread):
+    """Waits (blocking, on pub/sub) for a cancel of this task, then runs the callbacks once."""
+
+    def __init__(self, ctx: TaskContext, callbacks: list[Callable[[], None]]):
+        super().__init__(name=f"cancel-watcher-{ctx.task_id}", daemon=True)
+        self.ctx = ctx
+        self.callbacks = callbacks
+        self.pubsub = ctx.redis.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(keys.task_control(ctx.task_id))
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        # Subscribed before this check, so a cancel sent in between is not missed.
+        if self.ctx.cancel_requested():
+            return self._fire()
+        while not self._stopping.is_set():
+            try:
+                message = self.pubsub.get_message(timeout=1.0)
+            except (redis.ConnectionError, ValueError):
+                if self._stopping.is_set():
+                    return
+                time.sleep(0.5)  # Redis went away: retry; the loop's own checks still run
+                continue
+            if message and message.get("data") in (b"cancel", "cancel"):
+                return self._fire()
+
+    def _fire(self) -> None:
+        self.ctx.log.info("cancel requested")
+        for callback in self.callbacks:
+            callback()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        try:
+            self.pubsub.close()
+        except Exception:
+            pass
+
+
+def command_environment(settings: Settings) -> dict[str, str]:
+    """The environment the model's commands get: no secrets, no TARS settings, the worker's Python first."""
+    env = scrub_environment(os.environ, setting_names() + ["TARS_ENV_FILE", "RQ_WORKER_ID", "RQ_JOB_ID"])
+    python_bin = str(Path(sys.executable).parent)
+    env["PATH"] = python_bin + os.pathsep + env.get("PATH", "/usr/bin:/bin")
+    return env
+
+
+def build_model(settings: Settings) -> Model:
+    if settings.ANTHROPIC_API_KEY is None:
+        raise TaskFailed("ANTHROPIC_API_KEY is not set: add it to .env (see env.example) and restart the worker.")
+    return AnthropicModel(api_key=settings.ANTHROPIC_API_KEY.get_secret_value(), model=settings.CLAUDE_MODEL,
+                          base_url=settings.ANTHROPIC_BASE_URL, max_retries=settings.ANTHROPIC_MAX_RETRIES,
+                          timeout=settings.ANTHROPIC_TIMEOUT_SECONDS)
+
+
+def run_task(task_id: str) -> dict:
+    """RQ job body: run one task to its end and return its result (kept with the job)."""
+    job = get_current_job()
+    settings = get_settings()
+    ctx = TaskContext(job, settings)
+    started = time.monotonic()
+    ctx.log.info("started: %s (project %s)", ctx.goal, ctx.meta.get("project_path"))
+    ctx.update_meta(phase="planning", progress="Starting")
+    ctx.event("started", f"Started: {ctx.goal}", phase="planning")
+    result: AgentResult | None = None
+    try:
+        result = _run_agent(ctx, settings)
+    except JobTimeoutException:
+        result = _ended(ctx, "timeout", "RQ's hard job timeout stopped the task.", started)
+    except TarsError as exc:
+        result = _ended(ctx, "failed", str(exc), started)
+    finally:
+        if result is None:  # an unexpected exception: RQ records it as failed; still mark the end
+            ctx.update_meta(phase="error", progress="Crashed", awaiting_confirmation=False)
+            _release_waiters(ctx)
+    return _finish(ctx, settings, result)
+
+
+def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
+    if ctx.cancel_requested():
+        return _ended(ctx, "cancelled", "The task was cancelled before it started.", time.monotonic())
+    model = build_model(settings)
+    project = Path(ctx.meta["project_path"])
+    try:
+        project.mkdir(parents=True, exist_ok=True)
+        workspace = Workspace(project, command_timeout=settings.COMMAND_TIMEOUT_SECONDS,
+                              env=command_environment(settings))
+    except (OSError, TarsError) as exc:
+        raise TaskFailed(f"The project folder {project} cannot be used: {exc}.") from None
+    cancelled = threading.Event()
+    watcher = CancelWatcher(ctx, [cancelled.set, workspace.kill_running])
+    watcher.start()
+    try:
+        agent = Agent(model=model, workspace=workspace, goal=ctx.goal, cancelled=cancelled, log=ctx.log,
+                      on_event=ctx.event,
+                      config=AgentConfig(max_iterations=settings.MAX_TASK_ITERATIONS,
+                                         max_runtime_seconds=settings.max_runtime_seconds,
+                                         command_timeout=settings.COMMAND_TIMEOUT_SECONDS))
+        return agent.run()
+    finally:
+        watcher.stop()
+
+
+def _ended(ctx: TaskContext, outcome: str, reason: str, started: float) -> AgentResult:
+    return AgentResult(outcome=outcome, reason=reason, summary="", iterations=0, files_changed=[],
+                       tests_passed=None, test_command=None, usage=Usage(),
+                       duration_seconds=round(time.monotonic() - started, 3))
+
+
+def _finish(ctx: TaskContext, settings: Settings, result: AgentResult) -> dict:
+    phase = PHASE_OF_OUTCOME[result.outcome]
+    model_name = settings.CLAUDE_MODEL
+    record = {
+        "outcome": result.outcome, "reason": result.reason, "summary": result.summary,
+        "iterations": result.iterations, "files_changed": result.files_changed,
+        "tests_passed": result.tests_passed, "test_command": result.test_command,
+        "usage": result.usage.as_dict(), "model": model_name,
+        "cost_usd": estimate_cost(model_name, result.usage), "duration_seconds": result.duration_seconds,
+    }
+    progress = {"complete": "Complete", "failed": "Failed", "timeout": "Timed out",
+                "cancelled": "Cancelled"}[result.outcome] + f": {result.reason}"
+    ctx.update_meta(phase=phase, progress=progress, awaiting_confirmation=False, confirmation_command=None)
+    ctx.log.info("finished %s after %s iterations, %.1fs, %s tokens in / %s out, $%.4f: %s", result.outcome,
+                 result.iterations, result.duration_seconds, result.usage.input_tokens, result.usage.output_tokens,
+                 record["cost_usd"], result.reason)
+    event = {"complete": "complete", "failed": "error", "timeout": "timeout", "cancelled": "cancelled"}
+    ctx.event(event[result.outcome], progress, phase=phase, result=record)
+    _release_waiters(ctx)
+    return record
+
+
+def _release_waiters(ctx: TaskContext) -> None:
+    key = keys.task_finished(ctx.task_id)
+    with ctx.redis.pipeline() as pipe:
+        pipe.delete(key).rpush(key, "1").expire(key, RESULT_TTL_SECONDS).execute()

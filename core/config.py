@@ -1,0 +1,125 @@
+"""The one place TARS reads its environment.
+
+`get_settings()` validates every variable at start-up; a bad value stops the
+process with a ConfigError naming the variable and the fix. Values come from the
+process environment, then from `.env` in the current directory. TARS_ENV_FILE
+names another env file (the test suite sets it to /dev/null so a developer's
+.env never leaks into tests); it is the only variable read outside Settings.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.exceptions import ConfigError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
+                                      case_sensitive=True)
+
+    # --- Claude -----------------------------------------------------------
+    ANTHROPIC_API_KEY: SecretStr | None = None
+    ANTHROPIC_BASE_URL: str | None = None
+    CLAUDE_MODEL: str = "claude-sonnet-5-5"
+    ANTHROPIC_MAX_RETRIES: int = Field(3, ge=0, le=10)
+    ANTHROPIC_TIMEOUT_SECONDS: float = Field(120.0, gt=0)
+
+    # --- Redis ------------------------------------------------------------
+    REDIS_URL: str | None = None
+    REDIS_HOST: str = "localhost"
+    REDIS_PORT: int = Field(6379, ge=1, le=65535)
+    REDIS_DB: int = Field(0, ge=0)
+    EMBEDDED_REDIS: bool = True
+    DATA_DIR: Path = Path("data")
+
+    # --- tasks ------------------------------------------------------------
+    MAX_TASK_RUNTIME_MINUTES: float = Field(15, gt=0)
+    MAX_TASK_ITERATIONS: int = Field(50, ge=1)
+    COMMAND_TIMEOUT_SECONDS: float = Field(120, gt=0)
+    ENABLE_DETAILED_UPDATES: bool = True
+    PROJECTS_ROOT: Path = Path("~/tars_projects")
+    DEFAULT_PROJECT_PATH: Path | None = None
+    CONFIRMATION_TIMEOUT_SECONDS: float = Field(300, gt=0)
+
+    # --- server -----------------------------------------------------------
+    HOST: str = "127.0.0.1"
+    PORT: int = Field(8000, ge=1, le=65535)
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("LOG_LEVEL", mode="before")
+    @classmethod
+    def _upper(cls, value):
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "REDIS_URL", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("REDIS_URL")
+    @classmethod
+    def _redis_scheme(cls, value):
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @model_validator(mode="after")
+    def _paths(self):
+        self.PROJECTS_ROOT = self.PROJECTS_ROOT.expanduser().resolve()
+        self.DATA_DIR = self.DATA_DIR.expanduser().resolve()
+        if self.DEFAULT_PROJECT_PATH is None:
+            self.DEFAULT_PROJECT_PATH = self.PROJECTS_ROOT / "scratch"
+        else:
+            path = self.DEFAULT_PROJECT_PATH.expanduser()
+            path = (path if path.is_absolute() else self.PROJECTS_ROOT / path).resolve()
+            if not path.is_relative_to(self.PROJECTS_ROOT):
+                raise ValueError(f"DEFAULT_PROJECT_PATH ({path}) must be inside PROJECTS_ROOT "
+                                 f"({self.PROJECTS_ROOT}): move it there or change PROJECTS_ROOT")
+            self.DEFAULT_PROJECT_PATH = path
+        return self
+
+    # --- derived ----------------------------------------------------------
+    @property
+    def redis_url(self) -> str:
+        return self.REDIS_URL or f"redis://{self.REDIS_HOST}:{self.REDIS_PORT}/{self.REDIS_DB}"
+
+    @property
+    def max_runtime_seconds(self) -> float:
+        return self.MAX_TASK_RUNTIME_MINUTES * 60
+
+    def secret_values(self) -> list[str]:
+        """Values that must never leave the process (scrubbed from text we send out)."""
+        key = self.ANTHROPIC_API_KEY.get_secret_value() if self.ANTHROPIC_API_KEY else ""
+        return [v for v in (key,) if len(v) >= 6]
+
+
+def load_settings(**overrides) -> Settings:
+    """Build and validate Settings, turning pydantic's errors into one readable ConfigError."""
+    env_file = os.environ.get("TARS_ENV_FILE", ".env")
+    try:
+        return Settings(_env_file=env_file or None, **overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            given = err.get("input")
+            shown = "" if isinstance(given, dict) or name in ("ANTHROPIC_API_KEY",) else f"={given!r}"
+            lines.append(f"{name}{shown} is invalid: {err['msg']}")
+        raise ConfigError("; ".join(lines) + ". Fix it in .env or the environment (see env.example).") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def setting_names() -> list[str]:
+    """Names of every TARS setting: never passed to commands the model runs."""
+    return list(Settings.model_fields)

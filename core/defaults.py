@@ -1,0 +1,38 @@
+"""TARS's fixed defaults, one docstring each (as rq.defaults).
+
+Things a user tunes live in core/config.py (Settings); these are the constants the
+code agrees on and that users need not change.
+"""
+
+QUEUE_NAME = "tars_programming"
+"""The RQ queue tasks go onto; `LLEN rq:queue:tars_programming` shows the backlog."""
+
+TASK_ID_BYTES = 3
+"""Random bytes in a task id: 3 bytes give 6 lowercase hex characters, short enough to say."""
+
+GOAL_MAX_CHARS = 2000
+"""Longest goal accepted, after trimming."""
+
+RESULT_TTL_SECONDS = 7 * 24 * 3600
+"""How long a finished task's job, result and keys stay in Redis for status and list."""
+
+RECENT_TASKS_KEPT = 500
+"""Tasks kept in the recent-tasks index; older ones drop off `task list`."""
+
+JOB_TIMEOUT_MARGIN_SECONDS = 120
+"""Added to runtime + confirmation wait for RQ's hard job timeout, which only backs up the loop's own limits."""
+
+CANCEL_GRACE_SECONDS = 5.0
+"""How long cancel waits for the loop to stop by itself before RQ's stop-job command kills the work-horse."""
+
+MODEL_MAX_TOKENS = 8192
+"""max_tokens of each coding-loop model call."""
+
+STUCK_REPEATS = 3
+"""Identical action + identical result this many times in a row ends the task as stuck."""
+
+TEST_OUTPUT_TO_MODEL = 6000
+"""Characters of a failed test run given back to the model in the fixing phase."""
+
+WORKER_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+"""Log line format of the worker and server; every task line also carries [task <id>]."""

@@ -1,0 +1,84 @@
+"""Every exception TARS raises on purpose, in one flat module (as rq.exceptions).
+
+Each message is one sentence a person can read aloud: the voice front-end speaks
+them as they are, and the CLI prints them on one line.
+"""
+
+
+class TarsError(Exception):
+    """Base class: the message is a speakable sentence."""
+
+
+class ConfigError(TarsError):
+    """A setting is invalid; the message names the variable and the fix."""
+
+
+class RedisUnavailable(TarsError):
+    """Redis cannot be reached and no embedded server could be started."""
+
+
+class InvalidGoal(TarsError):
+    """The goal is empty or too long."""
+
+
+class InvalidProjectPath(TarsError):
+    """The project path is outside PROJECTS_ROOT or cannot be used."""
+
+
+class TaskNotFound(TarsError):
+    """No task has this id."""
+
+
+class TaskNotActive(TarsError):
+    """The task has already ended, so it cannot be cancelled or confirmed."""
+
+
+class ToolError(TarsError):
+    """A tool call the model made was refused or failed; the model sees the message."""
+
+
+class ModelError(TarsError):
+    """The model API failed after the SDK's retries; the message says why in words."""
+
+
+# --- ending states of the coding loop (raised inside it, caught by its run()) ---
+
+class TaskEnded(Exception):
+    """The loop is over; carries the outcome and a sentence saying why."""
+
+    outcome = "failed"
+
+    def __init__(self, reason: str, summary: str = ""):
+        super().__init__(reason)
+        self.reason = reason
+        self.summary = summary
+
+
+class Submitted(TaskEnded):
+    """The model is done and the worker's own test run agrees."""
+
+    outcome = "complete"
+
+
+class LimitsExceeded(TaskEnded):
+    """Iteration limit reached, or the model is stuck repeating itself."""
+
+    outcome = "failed"
+
+
+class TimeExceeded(TaskEnded):
+    """MAX_TASK_RUNTIME_MINUTES ran out."""
+
+    outcome = "timeout"
+
+
+class Cancelled(TaskEnded):
+    """Someone cancelled the task."""
+
+    outcome = "cancelled"
+
+
+class TaskFailed(TaskEnded):
+    """The task cannot go on (model API failure, missing key, unusable project)."""
+
+    outcome = "failed"

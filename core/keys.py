@@ -1,0 +1,39 @@
+"""Every Redis key TARS owns, built in one place (RQ's own keys stay RQ's).
+
+Users inspect these with redis-cli, so the names follow the original TARS docs:
+per-task data lives under `task:<id>:...`; the queue itself is RQ's
+`rq:queue:tars_programming`.
+"""
+
+from core.defaults import QUEUE_NAME
+
+RQ_QUEUE = f"rq:queue:{QUEUE_NAME}"
+"""RQ's list for the queue (read-only for TARS; shown for redis-cli users)."""
+
+RECENT_TASKS = "tars:tasks"
+"""Sorted set of task ids scored by creation time: `task list` and 'the latest task'."""
+
+
+def session_tasks(session_id: str) -> str:
+    """Sorted set of the tasks one call (session) started."""
+    return f"tars:session:{session_id}:tasks"
+
+
+def task_cancel(task_id: str) -> str:
+    """Set (to the time asked) when someone asks the task to stop; the loop checks it."""
+    return f"task:{task_id}:cancel"
+
+
+def task_control(task_id: str) -> str:
+    """Pub/sub channel the running task listens on, so a cancel reaches it at once."""
+    return f"task:{task_id}:control"
+
+
+def task_finished(task_id: str) -> str:
+    """A one-element list pushed when the task ends: a latch others wait on with BLMOVE."""
+    return f"task:{task_id}:finished"
+
+
+def task_confirmation(task_id: str) -> str:
+    """The confirmation code given for the task's pending request (`GET task:<id>:confirmation`)."""
+    return f"task:{task_id}:confirmation"

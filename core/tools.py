@@ -1,0 +1,520 @@
+"""Claude's client tools (bash_20250124, text_editor_20250728) executed inside one project directory.
+
+Tool calls are untrusted input: every editor path goes through Workspace.resolve, every command runs in its own
+process group under a timeout, and every output is capped before it goes back into the model's context.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.exceptions import InvalidProjectPath, ToolError
+
+OUTPUT_LIMIT = 10 * 1024  # bytes of tool output given back to the model
+
+SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+SNAPSHOT_SKIP = frozenset({".git", "node_modules", ".venv", "__pycache__"})
+SNAPSHOT_MAX_FILES = 5000
+EDITOR_COMMANDS = ("view", "create", "str_replace", "insert")
+SNIPPET_LINES = 4              # context lines around an edit, as in Anthropic's reference editor
+MAX_PATH_CHARS = 4096
+MAX_NAME_BYTES = 255
+MAX_VIEW_BYTES = 16 * 1024 * 1024  # larger files are for bash (head, sed -n), not for reading whole
+NOTE_ROOM = 256                # bytes kept free under the limit for '[exit code N]'-style notes
+READER_GRACE = 2.0             # seconds to wait for the output pipe to close once the command is over
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class ToolResult:
+    output: str            # text for the tool_result block (already capped)
+    is_error: bool = False
+    files_changed: list[str] = field(default_factory=list)  # project-relative paths created/modified by this call
+    exit_code: int | None = None   # bash only
+    timed_out: bool = False        # bash only
+
+
+def _error(message: str) -> ToolResult:
+    return ToolResult(output=message, is_error=True)
+
+
+def _marker(cut: int) -> str:
+    return f"[... {cut} characters cut from the middle of this output ...]"
+
+
+def cap_output(text: str, limit: int = OUTPUT_LIMIT) -> str:
+    """Keep head and tail (about 60/40) of text longer than limit UTF-8 bytes, with a marker line in the middle."""
+    return _cap(text, limit)
+
+
+def _cap(text: str, limit: int, already_cut: int = 0) -> str:
+    # already_cut counts output bytes the bash reader dropped before decoding; for the mostly-ASCII output of
+    # commands, bytes and characters are close enough for the marker.
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit and not already_cut:
+        return text
+    budget = max(limit - len(("\n" + _marker(len(text) + already_cut) + "\n").encode()), 0)
+    head_bytes = budget * 6 // 10
+    tail_bytes = budget - head_bytes
+    # 'ignore' drops the multi-byte character split by a byte cut rather than showing a replacement glyph.
+    head = data[:head_bytes].decode("utf-8", "ignore")
+    tail = data[max(len(data) - tail_bytes, head_bytes):].decode("utf-8", "ignore") if tail_bytes else ""
+    # Cut on line boundaries when one is near, so the model never sees half a line.
+    newline = head.rfind("\n")
+    if newline >= len(head) * 3 // 4:
+        head = head[:newline + 1]
+    newline = tail.find("\n")
+    if 0 <= newline <= len(tail) // 4:
+        tail = tail[newline + 1:]
+    cut = len(text) - len(head) - len(tail) + already_cut
+    separator = "" if not head or head.endswith("\n") else "\n"
+    return f"{head}{separator}{_marker(cut)}\n{tail}"
+
+
+def scrub_environment(environ: Mapping[str, str], extra_names: Iterable[str] = ()) -> dict[str, str]:
+    """Copy of environ without credentials-looking variables and without the names in extra_names."""
+    extra = {name.upper() for name in extra_names}
+    return {name: value for name, value in environ.items()
+            if name.upper() not in extra and not any(marker in name.upper() for marker in SECRET_MARKERS)}
+
+
+def _load_prctl():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()  # looked up once here: loading libraries between fork and exec is not safe
+
+
+def _child_setup_hook():
+    """preexec_fn making the direct child die with the worker (Linux only). Runs in the forked child."""
+    if _PRCTL is None:
+        return None
+    parent = os.getpid()
+
+    def hook() -> None:
+        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        if os.getppid() != parent:  # the worker died before prctl took effect
+            os._exit(1)
+    # Note: the death signal follows the parent *thread*; bash() blocks its thread until the child ends.
+    return hook
+
+
+def _kill_group(pgid: int) -> bool:
+    """SIGKILL a process group; True if it still had members."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+class _OutputBuffer:
+    """Keeps the first and last `keep` bytes of a stream, so `yes` running to the timeout cannot fill memory."""
+
+    def __init__(self, keep: int):
+        self.keep = keep
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.dropped = 0
+        self.lock = threading.Lock()
+
+    def drain(self, stream) -> None:
+        fd = stream.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            with self.lock:
+                room = self.keep - len(self.head)
+                if room > 0:
+                    self.head += chunk[:room]
+                    chunk = chunk[room:]
+                self.tail += chunk
+                excess = len(self.tail) - self.keep
+                if excess > 0:
+                    del self.tail[:excess]
+                    self.dropped += excess
+
+    def text(self, limit: int) -> str:
+        with self.lock:
+            if not self.dropped:
+                return _cap((self.head + self.tail).decode("utf-8", "replace"), limit)
+            text = self.head.decode("utf-8", "replace") + self.tail.decode("utf-8", "replace")
+            return _cap(text, limit, self.dropped)
+
+
+def _split_lines(text: str) -> tuple[list[str], bool]:
+    """Lines without their '\\n', and whether the text ended with one (so edits keep the file's final newline)."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+        return lines, True
+    return lines, False
+
+
+def _numbered(lines: list[str], first_number: int) -> str:
+    return "\n".join(f"{number:6}\t{line}" for number, line in enumerate(lines, first_number))
+
+
+class Workspace:
+    """One task's project directory: the only place the model's tools may read, write and run."""
+
+    def __init__(self, root: str | Path, *, command_timeout: float = 120.0, env: Mapping[str, str] | None = None,
+                 output_limit: int = OUTPUT_LIMIT):
+        real = Path(os.path.realpath(root))
+        if not real.is_dir():
+            raise InvalidProjectPath(f"The project directory {root} does not exist or is not a directory.")
+        self.root = real
+        self.command_timeout = command_timeout
+        self.env = dict(env) if env is not None else scrub_environment(os.environ)
+        self.output_limit = output_limit
+        self._prefix = str(real).rstrip(os.sep) + os.sep
+        self._lock = threading.Lock()  # guards _proc and _cancelled against kill_running from another thread
+        self._proc: subprocess.Popen | None = None
+        self._cancelled = False
+
+    # ---- paths -------------------------------------------------------------------------------------------
+
+    def _inside(self, path: str) -> bool:
+        return path == str(self.root) or path.startswith(self._prefix)
+
+    def _display(self, path: Path) -> str:
+        return os.path.relpath(path, self.root)
+
+    def resolve(self, path: str) -> Path:
+        """Turn a path the model gave into a real path inside root, or raise ToolError saying why not."""
+        if not isinstance(path, str) or not path:
+            raise ToolError("Give a path to a file or directory inside the project, relative to its root.")
+        if "\x00" in path:
+            raise ToolError("The path contains a NUL byte; give a plain file path.")
+        if len(path) > MAX_PATH_CHARS:
+            raise ToolError(f"The path is longer than {MAX_PATH_CHARS} characters; use a shorter path.")
+        shown = path if len(path) <= 200 else path[:200] + "..."
+        try:
+            name_bytes = max(len(part.encode("utf-8")) for part in path.split("/"))
+        except UnicodeEncodeError:
+            raise ToolError("The path is not valid Unicode text; give a plain file path.") from None
+        if name_bytes > MAX_NAME_BYTES:
+            raise ToolError(f"A file or directory name in the path is longer than {MAX_NAME_BYTES} bytes; "
+                            "use shorter names.")
+        joined = os.path.join(self.root, path)  # an absolute path replaces root here, and is then checked
+        if not self._inside(os.path.normpath(joined)):
+            if os.path.isabs(path) and ".." not in path.split("/"):
+                raise ToolError(f"The path {shown} is outside the project directory {self.root}; use a path "
+                                "inside it (relative paths are taken from the project root).")
+            raise ToolError(f"The path {shown} uses '..' to leave the project directory; stay inside it.")
+        # realpath follows every symlink component (dangling ones too) and keeps the non-existing rest as given.
+        real = os.path.realpath(joined)
+        if not self._inside(real):
+            raise ToolError(f"The path {shown} goes through a symbolic link that points outside the project "
+                            "directory, so it cannot be used; work with files that really live in the project.")
+        try:
+            info = os.stat(real)
+        except (OSError, ValueError):
+            info = None
+        # A second name for the same inode may live outside the project: reading or writing it would leak or
+        # change outside content, and we cannot cheaply tell where the other names are.
+        if info is not None and stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+            raise ToolError(f"The file {shown} is a hard link ({info.st_nlink} names share its content, which "
+                            "may live outside the project), so the editor will not read or change it.")
+        return Path(real)
+
+    # ---- dispatch ------------------------------------------------------------------------------------------
+
+    def run_tool(self, name: str, tool_input: dict) -> ToolResult:
+        """Execute one tool_use block; every failure becomes an is_error result the model can read."""
+        if not isinstance(tool_input, dict):
+            return _error(f"The input of the {name} tool must be a JSON object.")
+        try:
+            if name == "bash":
+                if tool_input.get("restart") is True:
+                    return self.restart()
+                command = tool_input.get("command")
+                if not isinstance(command, str) or not command.strip():
+                    return _error("The bash tool needs a non-empty 'command' string (or 'restart': true).")
+                return self.bash(command)
+            if name == "str_replace_based_edit_tool":
+                return self.edit(tool_input)
+            return _error(f"Unknown tool {name!r}: the tools available are 'bash' and "
+                          "'str_replace_based_edit_tool'.")
+        except ToolError as exc:
+            return _error(str(exc))
+        except (OSError, ValueError) as exc:  # e.g. a command string that cannot be passed to exec
+            return _error(f"The {name} tool failed: {exc}.")
+
+    # ---- bash ----------------------------------------------------------------------------------------------
+
+    def bash(self, command: str) -> ToolResult:
+        """Run one command to completion in root; see the module docstring for the confinement rules."""
+        if "\x00" in command:
+            return _error("The command contains a NUL byte, which bash cannot receive.")
+        before = self._snapshot()
+        buffer = _OutputBuffer(self.output_limit)
+        with self._lock:  # registering under the lock means kill_running never misses a started command
+            self._cancelled = False
+            proc = subprocess.Popen(
+                ["/bin/bash", "-c", command], cwd=self.root, env=self.env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=_child_setup_hook())
+            self._proc = proc
+        reader = threading.Thread(target=buffer.drain, args=(proc.stdout,), daemon=True)
+        reader.start()
+        timed_out = False
+        try:
+            proc.wait(timeout=self.command_timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc.pid)
+            proc.wait()
+        # Nothing a command starts may outlive it (each call is a fresh bash, and a stray server would keep
+        # running after the task); this also closes the pipe that background jobs hold open.
+        leftovers = not timed_out and _kill_group(proc.pid)
+        with self._lock:
+            self._proc = None
+            cancelled = self._cancelled
+        reader.join(READER_GRACE)  # a process that escaped with setsid may keep the pipe; don't wait for it
+        if not reader.is_alive():
+            proc.stdout.close()
+
+        text = buffer.text(max(self.output_limit - NOTE_ROOM, 0)) or "(no output)"
+        notes = []
+        code = proc.returncode
+        if cancelled:
+            notes.append("[cancelled: the command was stopped because the task was cancelled]")
+        elif timed_out:
+            notes.append(f"[timed out: the command was killed after {self.command_timeout:g} s, together with "
+                         "every process it started]")
+        else:
+            if code < 0:
+                try:
+                    notes.append(f"[killed by signal {signal.Signals(-code).name}]")
+                except ValueError:
+                    notes.append(f"[killed by signal {-code}]")
+            elif code:
+                notes.append(f"[exit code {code}]")
+            if leftovers:
+                notes.append("[background processes this command left running were stopped; a command must "
+                             "finish everything it starts]")
+        if notes:
+            text = text + ("" if text.endswith("\n") else "\n") + "\n".join(notes)
+        return ToolResult(output=text, is_error=cancelled or timed_out, files_changed=self._changed_since(before),
+                          exit_code=code, timed_out=timed_out)
+
+    def restart(self) -> ToolResult:
+        self.kill_running()
+        return ToolResult(output="tool has been restarted.")
+
+    def kill_running(self) -> None:
+        """SIGKILL the process group of the running command, if any; safe to call from any thread."""
+        with self._lock:
+            if self._proc is not None:
+                self._cancelled = True
+                _kill_group(self._proc.pid)
+
+    def _snapshot(self) -> dict[str, tuple[int, int]]:
+        seen: dict[str, tuple[int, int]] = {}
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = sorted(d for d in dirnames if d not in SNAPSHOT_SKIP)  # sorted: same order both times
+            for name in sorted(filenames):
+                full = os.path.join(dirpath, name)
+                try:
+                    info = os.lstat(full)
+                except OSError:
+                    continue
+                seen[os.path.relpath(full, self.root)] = (info.st_mtime_ns, info.st_size)
+                if len(seen) >= SNAPSHOT_MAX_FILES:
+                    return seen
+        return seen
+
+    def _changed_since(self, before: dict[str, tuple[int, int]]) -> list[str]:
+        return sorted(path for path, sig in self._snapshot().items() if before.get(path) != sig)
+
+    # ---- text editor ---------------------------------------------------------------------------------------
+
+    def edit(self, tool_input: dict) -> ToolResult:
+        """text_editor_20250728: view, create, str_replace, insert (no undo_edit)."""
+        if not isinstance(tool_input, dict):
+            return _error("The editor input must be a JSON object.")
+        try:
+            command = tool_input.get("command")
+            if command not in EDITOR_COMMANDS:
+                return _error(f"Unsupported editor command {command!r}: use one of {', '.join(EDITOR_COMMANDS)} "
+                              "(undo_edit is not available in this version; fix mistakes with another edit).")
+            target = self.resolve(_field(tool_input, "path", str))
+            return getattr(self, f"_{command}")(target, tool_input)
+        except ToolError as exc:
+            return _error(str(exc))
+        except UnicodeError:
+            return _error("The text contains characters that cannot be written as UTF-8; remove them.")
+        except OSError as exc:
+            return _error(f"The file operation failed: {exc.strerror or exc}.")
+
+    def _read_text(self, target: Path) -> str:
+        shown = self._display(target)
+        if target.is_dir():
+            raise ToolError(f"{shown} is a directory; this command needs a file.")
+        if not target.exists():
+            raise ToolError(f"The file {shown} does not exist; create it first or check the path with view.")
+        if not target.is_file():  # a FIFO or device would block or never end
+            raise ToolError(f"{shown} is not a regular file.")
+        if target.stat().st_size > MAX_VIEW_BYTES:
+            raise ToolError(f"{shown} is larger than {MAX_VIEW_BYTES // (1024 * 1024)} MiB; read parts of it "
+                            "with bash (head, sed -n) instead.")
+        data = target.read_bytes()
+        try:
+            if b"\x00" in data:
+                raise UnicodeDecodeError("utf-8", data, 0, 1, "NUL byte")
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ToolError(f"{shown} is a binary or non-UTF-8 file, so it cannot be shown or edited as text; "
+                            "inspect it with bash (for example `file` or `xxd | head`).") from None
+
+    def _write_text(self, target: Path, text: str) -> None:
+        with open(target, "w", encoding="utf-8", newline="") as handle:  # newline='': write exactly what was given
+            handle.write(text)
+
+    def _view(self, target: Path, tool_input: dict) -> ToolResult:
+        shown = self._display(target)
+        view_range = tool_input.get("view_range")
+        if target.is_dir():
+            if view_range is not None:
+                raise ToolError("view_range only applies to files, not directories.")
+            listing = "\n".join(self._listing(target))
+            return ToolResult(cap_output(f"Here's the files and directories up to 2 levels deep in {shown}, "
+                                         f"excluding hidden items:\n{listing}\n", self.output_limit))
+        lines, _ = _split_lines(self._read_text(target))
+        start, end = 1, len(lines)
+        if view_range is not None:
+            if (not isinstance(view_range, list) or len(view_range) != 2
+                    or not all(isinstance(n, int) and not isinstance(n, bool) for n in view_range)):
+                raise ToolError("view_range must be a list of two integers: [start_line, end_line].")
+            start, end = view_range
+            if not 1 <= start <= len(lines):
+                raise ToolError(f"view_range start {start} is outside the file, which has {len(lines)} lines.")
+            if end == -1:
+                end = len(lines)
+            elif end < start:
+                raise ToolError(f"view_range end {end} is before its start {start}; use -1 to read to the end.")
+            end = min(end, len(lines))  # lenient: a range running past EOF just stops there
+        body = _numbered(lines[start - 1:end], start) if lines else "(empty file)"
+        return ToolResult(cap_output(f"Here's the result of running `cat -n` on {shown}:\n{body}\n",
+                                     self.output_limit))
+
+    def _listing(self, directory: Path) -> list[str]:
+        rows = [self._display(directory) + "/"]
+
+        def entries(path: str) -> list[os.DirEntry]:
+            try:
+                with os.scandir(path) as it:
+                    return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+            except OSError:
+                return []
+
+        for entry in entries(str(directory)):
+            is_dir = entry.is_dir(follow_symlinks=False)  # never list through a symlink out of the project
+            rows.append(self._display(Path(entry.path)) + ("/" if is_dir else ""))
+            if is_dir:
+                for sub in entries(entry.path):
+                    rows.append(self._display(Path(sub.path)) + ("/" if sub.is_dir(follow_symlinks=False) else ""))
+        return rows
+
+    def _create(self, target: Path, tool_input: dict) -> ToolResult:
+        text = _field(tool_input, "file_text", str)
+        shown = self._display(target)
+        if target.is_dir():
+            raise ToolError(f"{shown} is a directory; give a file path to create.")
+        existed = target.exists()
+        if existed and not target.is_file():
+            raise ToolError(f"{shown} exists and is not a regular file.")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._write_text(target, text)
+        verb = "overwritten" if existed else "created"
+        return ToolResult(f"File {verb} successfully at: {shown}", files_changed=[shown])
+
+    def _str_replace(self, target: Path, tool_input: dict) -> ToolResult:
+        old = _field(tool_input, "old_str", str)
+        new = _field(tool_input, "new_str", str, default="")
+        shown = self._display(target)
+        if not old:
+            raise ToolError("old_str is empty; give the exact text to replace, including a few lines around it.")
+        text = self._read_text(target)
+        count = text.count(old)
+        if count == 0:
+            raise ToolError(f"No replacement was performed: old_str did not appear verbatim in {shown}. Check its "
+                            "whitespace and indentation against the file (view it first).")
+        if count > 1:
+            lines, index = [], text.find(old)
+            while index != -1 and len(lines) < 20:
+                lines.append(text.count("\n", 0, index) + 1)
+                index = text.find(old, index + len(old))
+            more = ", ..." if count > len(lines) else ""
+            raise ToolError(f"No replacement was performed: old_str occurs {count} times in {shown}, starting on "
+                            f"lines {', '.join(map(str, lines))}{more}. Include more surrounding lines so it "
+                            "matches exactly once.")
+        index = text.index(old)
+        new_text = text[:index] + new + text[index + len(old):]
+        self._write_text(target, new_text)
+        first = text.count("\n", 0, index)
+        snippet = self._snippet(new_text, first, first + new.count("\n"))
+        return ToolResult(cap_output(f"The file {shown} has been edited. {snippet}Review the changes and make sure "
+                                     "they are as expected. Edit the file again if necessary.", self.output_limit),
+                          files_changed=[shown])
+
+    def _insert(self, target: Path, tool_input: dict) -> ToolResult:
+        line = _field(tool_input, "insert_line", int)
+        # Some model outputs name the text new_str (the older editor's field); accept it as an alias.
+        key = "insert_text" if "insert_text" in tool_input or "new_str" not in tool_input else "new_str"
+        new = _field(tool_input, key, str)
+        shown = self._display(target)
+        lines, trailing_newline = _split_lines(self._read_text(target))
+        if not 0 <= line <= len(lines):
+            raise ToolError(f"insert_line {line} is out of range: use 0 (before the first line) up to "
+                            f"{len(lines)} (after the last line).")
+        new_lines = (new[:-1] if new.endswith("\n") else new).split("\n")
+        result = lines[:line] + new_lines + lines[line:]
+        new_text = "\n".join(result) + ("\n" if trailing_newline else "")
+        self._write_text(target, new_text)
+        snippet = self._snippet(new_text, line, line + len(new_lines) - 1)
+        return ToolResult(cap_output(f"The file {shown} has been edited. {snippet}Review the changes and make sure "
+                                     "they are as expected (correct indentation, no duplicate lines, etc). Edit the "
+                                     "file again if necessary.", self.output_limit), files_changed=[shown])
+
+    def _snippet(self, text: str, first: int, last: int) -> str:
+        """Numbered lines first..last (0-based) of the edited text with SNIPPET_LINES of context."""
+        lines, _ = _split_lines(text)
+        start = max(0, first - SNIPPET_LINES)
+        end = min(len(lines), last + SNIPPET_LINES + 1)
+        return f"Here's the result of running `cat -n` on a snippet of the file:\n" \
+               f"{_numbered(lines[start:end], start + 1)}\n"
+
+
+_MISSING = object()
+
+
+def _field(tool_input: dict, name: str, kind: type, default=_MISSING):
+    """A typed field of the tool input; None counts as absent. Raises ToolError naming the field."""
+    value = tool_input.get(name)
+    if value is None:
+        if default is _MISSING:
+            raise ToolError(f"The {tool_input.get('command')} command needs a '{name}' field "
+                            f"({kind.__name__}).")
+        return default
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ToolError(f"The '{name}' field must be {kind.__name__}, not {type(value).__name__}.")
+    return value

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""TARS entry point (wiring only).
+
+  python main_tars.py                      run the server (starts an embedded Redis when none answers)
+  python main_tars.py up                   the server plus one background worker: all of TARS in one command
+  python main_tars.py task start --goal T  [--project P] [--verbose|--quiet]
+  python main_tars.py task status [ID] | task list | task cancel ID      (each with --json)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+from core.config import get_settings
+from core.defaults import WORKER_LOG_FORMAT
+from core.exceptions import TarsError
+from core.redis_conn import connect, connect_or_embed
+from core.task_manager import TaskManager, TaskStatus
+
+HERE = Path(__file__).resolve().parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="main_tars.py", description="TARS: the assistant you phone to get code written.")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the server (default)")
+    sub.add_parser("up", help="run the server and one background worker")
+    task = sub.add_parser("task", help="start and inspect background programming tasks")
+    tsub = task.add_subparsers(dest="task_command", required=True)
+
+    def with_json(p):
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    start = with_json(tsub.add_parser("start", help="start a task"))
+    start.add_argument("--goal", required=True)
+    start.add_argument("--project", help="project folder (inside PROJECTS_ROOT)")
+    verbosity = start.add_mutually_exclusive_group()
+    verbosity.add_argument("--verbose", dest="verbose", action="store_true", default=None, help="every action")
+    verbosity.add_argument("--quiet", dest="verbose", action="store_false", help="milestones only")
+    with_json(tsub.add_parser("status", help="status of a task (default: the latest)")).add_argument(
+        "task_id", nargs="?")
+    with_json(tsub.add_parser("list", help="recent tasks")).add_argument("--limit", type=int, default=20)
+    with_json(tsub.add_parser("cancel", help="cancel a task")).add_argument("task_id")
+    return parser
+
+
+def describe(status: TaskStatus) -> str:
+    lines = [f"Task {status.task_id}: {status.status} (phase {status.phase})",
+             f"  goal:     {status.goal}", f"  project:  {status.project_path}",
+             f"  progress: {status.progress}"]
+    if status.awaiting_confirmation:
+        lines.append(f"  waiting for your confirmation code to run: {status.confirmation_command}")
+    if status.reason:
+        lines.append(f"  reason:   {status.reason}")
+    if status.result:
+        r = status.result
+        lines.append(f"  result:   {r.get('iterations')} iterations, {len(r.get('files_changed') or [])} files "
+                     f"changed, tests passed: {r.get('tests_passed')}, ${r.get('cost_usd', 0):.4f}, "
+                     f"{r.get('duration_seconds')} s")
+        if r.get("summary"):
+            lines.append(f"  summary:  {r['summary'][:500]}")
+    return "\n".join(lines)
+
+
+def run_task_command(args, tasks: TaskManager) -> int:
+    out = (lambda obj, text: print(json.dumps(obj, indent=2, default=str) if args.json else text))
+    if args.task_command == "start":
+        task_id = tasks.start(args.goal, args.project, verbose_updates=args.verbose)
+        out({"task_id": task_id}, task_id)
+    elif args.task_command == "status":
+        status = tasks.status(args.task_id)
+        out(status.to_dict(), describe(status))
+    elif args.task_command == "list":
+        rows = tasks.list(limit=args.limit)
+        out([s.to_dict() for s in rows], "\n".join(
+            f"{s.task_id}  {s.status:<22} {s.phase:<9} {s.goal[:60]}" for s in rows) or "No tasks yet.")
+    elif args.task_command == "cancel":
+        status = tasks.cancel(args.task_id)
+        out(status.to_dict(), f"Task {status.task_id}: {status.status}")
+    return 0
+
+
+def serve(settings, with_worker: bool) -> int:
+    import uvicorn
+
+    from communication.app import create_app
+
+    logging.basicConfig(level=settings.LOG_LEVEL, format=WORKER_LOG_FORMAT)
+    connection, embedded = connect_or_embed(settings.redis_url, settings.DATA_DIR, settings.EMBEDDED_REDIS)
+    worker = None
+    try:
+        if with_worker:
+            worker = subprocess.Popen([sys.executable, str(HERE / "start_worker.py")], cwd=HERE)
+        uvicorn.run(create_app(settings, connection), host=settings.HOST, port=settings.PORT,
+                    log_level=settings.LOG_LEVEL.lower())
+    finally:
+        if worker and worker.poll() is None:
+            worker.terminate()  # warm shutdown: a running task may finish
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        if embedded:
+            embedded.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()
+        if args.command in (None, "serve", "up"):
+            return serve(settings, with_worker=args.command == "up")
+        return run_task_command(args, TaskManager(connect(settings.redis_url), settings))
+    except TarsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

