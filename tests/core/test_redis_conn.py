@@ -1,0 +1,65 @@
+"""Redis for a new user: an embedded server when none runs, a clear sentence when none can be had."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from core.exceptions import RedisUnavailable
+from core.redis_conn import EmbeddedRedis, connect, connect_or_embed, find_server_binary, free_port, safe_url
+
+
+def test_the_wheel_ships_a_server_new_enough_for_rq():
+    binary = find_server_binary()
+    assert binary
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    number = version.split("v=")[1].split()[0]
+    assert tuple(int(p) for p in number.split(".")[:2]) >= (6, 2)  # BLMOVE, which RQ's dequeue needs
+
+
+def test_embedded_server_keeps_data_across_a_restart(tmp_path):
+    port = free_port()
+    with EmbeddedRedis(tmp_path / "redis", port=port) as server:
+        connect(server.url).set("task:abc123:note", "kept")
+    assert (tmp_path / "redis").exists()
+    with pytest.raises(RedisUnavailable):
+        connect(f"redis://127.0.0.1:{port}/0")  # stopped on exit
+    with EmbeddedRedis(tmp_path / "redis", port=port) as server:
+        assert connect(server.url).get("task:abc123:note") == b"kept"
+
+
+def test_unreachable_redis_names_the_fix():
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    with pytest.raises(RedisUnavailable) as caught:
+        connect(url)
+    message = str(caught.value)
+    assert url in message and "REDIS_URL" in message and "main_tars.py" in message
+
+
+def test_nothing_answering_locally_starts_the_embedded_server(tmp_path):
+    url = f"redis://localhost:{free_port()}/0"
+    client, server = connect_or_embed(url, tmp_path, embed=True)
+    try:
+        assert server is not None
+        assert client.ping()
+        assert list((tmp_path / "redis").glob("appendonly*")), "AOF persistence is on"
+    finally:
+        server.stop()
+
+
+def test_embedding_disabled_or_remote_host_raises(tmp_path):
+    with pytest.raises(RedisUnavailable):
+        connect_or_embed(f"redis://127.0.0.1:{free_port()}/0", tmp_path, embed=False)
+    with pytest.raises(RedisUnavailable):
+        connect_or_embed(f"unix://{tmp_path}/no.sock", tmp_path, embed=True)  # only redis:// on this host is embedded
+
+
+def test_an_existing_server_is_used_as_it_is(redis_server, tmp_path):
+    client, server = connect_or_embed(redis_server.url, tmp_path)
+    assert server is None and client.ping()
+
+
+def test_passwords_never_reach_messages():
+    assert safe_url("redis://:hunter2@db:6379/0") == "redis://:***@db:6379/0"
+    assert safe_url("redis://db:6379/0") == "redis://db:6379/0"

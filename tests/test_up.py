@@ -1,0 +1,62 @@
+"""A new user's first run: `python main_tars.py up` with no Redis anywhere starts the embedded one,
+the server and a worker; a task started from the CLI completes; Ctrl+C stops all of it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from core.exceptions import RedisUnavailable
+from core.redis_conn import connect, free_port
+from tests.conftest import ROOT
+from tests.fakes.anthropic_api import edit, text
+
+
+def wait_for(check, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except (httpx.HTTPError, OSError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_up_runs_everything_on_an_embedded_redis(tars_env, fake_api, tmp_path, cli):
+    redis_port, http_port = free_port(), free_port()
+    env = {**os.environ, **tars_env, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "PORT": str(http_port),
+           "EMBEDDED_REDIS": "true"}
+    log = open(tmp_path / "up.log", "wb")
+    process = subprocess.Popen([sys.executable, str(ROOT / "main_tars.py"), "up"], cwd=ROOT, env=env,
+                               stdout=log, stderr=subprocess.STDOUT)
+    try:
+        health = wait_for(lambda: (r := httpx.get(f"http://127.0.0.1:{http_port}/health").json())["workers"] and r,
+                          what="server and worker")
+        assert health == {"status": "ok", "redis": True, "workers": 1, "queue_length": 0}
+        assert "started an embedded server" in (tmp_path / "up.log").read_text()
+        assert list((tmp_path / "data" / "redis").glob("appendonly*"))
+
+        fake_api.script([edit(command="create", path="note.txt", file_text="hi\n"), text("Wrote note.txt.")])
+        started = cli("task", "start", "--goal", "Write a note", "--project", "notes", "--json",
+                      REDIS_URL=env["REDIS_URL"])
+        assert started.returncode == 0, started.stderr
+        task_id = started.stdout.split('"')[3]
+        wait_for(lambda: '"complete"' in cli("task", "status", task_id, "--json",
+                                              REDIS_URL=env["REDIS_URL"]).stdout, what="task complete")
+        assert (tmp_path / "projects" / "notes" / "note.txt").read_text() == "hi\n"
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        log.close()
+    # everything it started is gone: the embedded Redis no longer answers
+    with pytest.raises(RedisUnavailable):
+        connect(env["REDIS_URL"])
