@@ -4,7 +4,7 @@
   python main_tars.py                      run the server (starts an embedded Redis when none answers)
   python main_tars.py up                   the server plus one background worker: all of TARS in one command
   python main_tars.py task start --goal T  [--project P] [--verbose|--quiet]
-  python main_tars.py task status [ID] | task list | task cancel ID      (each with --json)
+  python main_tars.py task status [ID] | task list | task cancel ID | task confirm ID CODE   (each with --json)
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
+
+import redis
 
 from core.config import get_settings
 from core.defaults import WORKER_LOG_FORMAT
@@ -47,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         "task_id", nargs="?")
     with_json(tsub.add_parser("list", help="recent tasks")).add_argument("--limit", type=int, default=20)
     with_json(tsub.add_parser("cancel", help="cancel a task")).add_argument("task_id")
+    confirm = with_json(tsub.add_parser("confirm", help="give the confirmation code a task waits for"))
+    confirm.add_argument("task_id")
+    confirm.add_argument("code")
     return parser
 
 
@@ -80,6 +85,10 @@ def run_task_command(args, tasks: TaskManager) -> int:
         rows = tasks.list(limit=args.limit)
         out([s.to_dict() for s in rows], "\n".join(
             f"{s.task_id}  {s.status:<22} {s.phase:<9} {s.goal[:60]}" for s in rows) or "No tasks yet.")
+    elif args.task_command == "confirm":
+        status = tasks.confirm(args.task_id, args.code)
+        out({"status": "accepted", "task_id": status.task_id},
+            f"Confirmation code received for task {status.task_id}.")
     elif args.task_command == "cancel":
         status = tasks.cancel(args.task_id)
         out(status.to_dict(), f"Task {status.task_id}: {status.status}")
@@ -120,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         return run_task_command(args, TaskManager(connect(settings.redis_url), settings))
     except TarsError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except redis.RedisError as exc:
+        print(f"error: Redis failed ({exc.__class__.__name__}: {exc}); check that it is running.", file=sys.stderr)
         return 1
 
 

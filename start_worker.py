@@ -17,6 +17,8 @@ import sys
 from rq import Queue
 from rq.worker import SpawnWorker, Worker
 
+from communication.progress import sink_factory
+from core import background_worker
 from core.config import get_settings
 from core.defaults import QUEUE_NAME, WORKER_LOG_FORMAT
 from core.exceptions import TarsError
@@ -49,10 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  Max runtime:  {settings.MAX_TASK_RUNTIME_MINUTES:g} minutes, {settings.MAX_TASK_ITERATIONS} iterations")
     print(f"  Model:        {settings.CLAUDE_MODEL}")
     print(f"  Projects:     {settings.PROJECTS_ROOT}")
+    channels = [name for name in ("N8N_WEBHOOK_URL", "DISCORD_WEBHOOK_URL") if settings.secret(name)]
+    print(f"  Updates:      {', '.join(channels) or 'log only (set N8N_WEBHOOK_URL or DISCORD_WEBHOOK_URL)'}")
+    print(f"  Confirmation: {'code set' if settings.secret('CONFIRMATION_CODE') else 'CONFIRMATION_CODE unset: destructive commands are refused'}")
     print(flush=True)
     if settings.ANTHROPIC_API_KEY is None:
         logging.warning("ANTHROPIC_API_KEY is not set: every task will fail until you add it to .env "
                         "(see env.example) and restart this worker.")
+    background_worker.EVENT_SINKS.append(sink_factory(settings))
     worker_class = SpawnWorker if sys.platform == "darwin" else Worker
     name = args.name or f"{socket.gethostname()}.{os.getpid()}"
     worker = worker_class([Queue(QUEUE_NAME, connection=connection)], connection=connection, name=name)

@@ -10,6 +10,7 @@ import redis
 from fastapi import FastAPI
 from rq import Queue, Worker
 
+from communication.api import router
 from core.config import Settings
 from core.defaults import QUEUE_NAME
 from core.task_manager import TaskManager
@@ -20,6 +21,7 @@ def create_app(settings: Settings, connection: redis.Redis) -> FastAPI:
     app.state.settings = settings
     app.state.redis = connection
     app.state.tasks = TaskManager(connection, settings)
+    app.include_router(router)
 
     @app.get("/health")
     def health() -> dict:

@@ -50,6 +50,7 @@ class AgentConfig:
     max_runtime_seconds: float = 900.0
     command_timeout: float = 120.0
     stuck_repeats: int = STUCK_REPEATS
+    max_paused_seconds: float = 300.0  # time waiting for the owner's code that does not count as runtime
 
 
 @dataclass
@@ -89,6 +90,7 @@ class Agent:
         self.tests_passed: bool | None = None
         self.test_command: str | None = None
         self._started = time.monotonic()
+        self._paused = 0.0
         self._last_actions: list[str] = []
         self.system = [{"type": "text", "cache_control": CACHE, "text": SYSTEM_PROMPT.format(
             root=self.workspace.root, command_timeout=self.config.command_timeout)}]
@@ -125,7 +127,7 @@ class Agent:
 
     # --- limits and ending ---------------------------------------------------
     def elapsed(self) -> float:
-        return time.monotonic() - self._started
+        return time.monotonic() - self._started - min(self._paused, self.config.max_paused_seconds)
 
     def _check_limits(self, before: str = "model call") -> None:
         if self.cancelled.is_set():
@@ -169,7 +171,7 @@ class Agent:
         return AgentResult(outcome=ended.outcome, reason=ended.reason, summary=ended.summary,
                            iterations=self.iterations, files_changed=sorted(self.files_changed),
                            tests_passed=self.tests_passed, test_command=self.test_command, usage=self.usage,
-                           duration_seconds=round(self.elapsed(), 3))
+                           duration_seconds=round(time.monotonic() - self._started, 3))
 
     # --- tools -----------------------------------------------------------------
     def _run_tool(self, block: dict) -> dict:
@@ -196,9 +198,14 @@ class Agent:
         else:
             self.progress(f"Running: {command[:80]}")
         self.on_event("command", f"Running: {command[:200]}", command=command)
-        if self.command_gate and (refusal := self.command_gate(command)):
-            self.log.info("command refused: %s", command)
-            return ToolResult(output=refusal, is_error=True)
+        if self.command_gate:
+            asked = time.monotonic()
+            refusal = self.command_gate(command)
+            self._paused += time.monotonic() - asked  # the owner's thinking time is not the task's runtime
+            if refusal:
+                self.log.info("command refused: %s", command)
+                return ToolResult(output=refusal, is_error=True)
+            self._check_limits(before="command")
         result = self._bash(command)
         self.on_event("command_result", f"exit {result.exit_code}: {result.output[:200]}", command=command,
                       exit_code=result.exit_code)

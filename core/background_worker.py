@@ -24,6 +24,7 @@ from rq.timeouts import JobTimeoutException
 from core import keys
 from core.agent import Agent, AgentConfig, AgentResult
 from core.config import Settings, get_settings, setting_names
+from core.confirmations import ConfirmationGate
 from core.defaults import RESULT_TTL_SECONDS
 from core.exceptions import TaskFailed, TarsError
 from core.model import AnthropicModel, Model, Usage, estimate_cost
@@ -54,7 +55,12 @@ class TaskContext:
         self.task_id: str = job.id
         self.meta: dict = job.meta
         self.log = TaskLog(log, {"task_id": self.task_id})
-        self.sinks: list[EventSink] = [factory(self) for factory in EVENT_SINKS]
+        self.sinks: list[EventSink] = []
+        for factory in EVENT_SINKS:
+            try:
+                self.sinks.append(factory(self))
+            except Exception:  # a broken progress channel must not cost the task
+                self.log.exception("a progress sink could not start; the task goes on without it")
 
     @property
     def goal(self) -> str:
@@ -83,6 +89,16 @@ class TaskContext:
                 sink(kind, message, **data)
             except Exception:  # a progress channel must never break the task
                 self.log.exception("progress sink failed for %s", kind)
+
+    def close(self) -> None:
+        """Flush the progress channels (bounded: a dead endpoint costs seconds at most, never the task)."""
+        for sink in self.sinks:
+            close = getattr(sink, "close", None)
+            if close:
+                try:
+                    close()
+                except Exception:
+                    self.log.exception("closing a progress sink failed")
 
     def cancel_requested(self) -> bool:
         return bool(self.redis.exists(keys.task_cancel(self.task_id)))
@@ -154,16 +170,19 @@ def run_task(task_id: str) -> dict:
     ctx.event("started", f"Started: {ctx.goal}", phase="planning")
     result: AgentResult | None = None
     try:
-        result = _run_agent(ctx, settings)
-    except JobTimeoutException:
-        result = _ended(ctx, "timeout", "RQ's hard job timeout stopped the task.", started)
-    except TarsError as exc:
-        result = _ended(ctx, "failed", str(exc), started)
+        try:
+            result = _run_agent(ctx, settings)
+        except JobTimeoutException:
+            result = _ended(ctx, "timeout", "RQ's hard job timeout stopped the task.", started)
+        except TarsError as exc:
+            result = _ended(ctx, "failed", str(exc), started)
+        return _finish(ctx, settings, result)
     finally:
         if result is None:  # an unexpected exception: RQ records it as failed; still mark the end
             ctx.update_meta(phase="error", progress="Crashed", awaiting_confirmation=False)
+            ctx.event("error", "The task crashed; see the worker log.", phase="error")
             _release_waiters(ctx)
-    return _finish(ctx, settings, result)
+        ctx.close()
 
 
 def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
@@ -181,11 +200,14 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
     watcher = CancelWatcher(ctx, [cancelled.set, workspace.kill_running])
     watcher.start()
     try:
+        gate = ConfirmationGate(ctx, workspace.root, settings.secret("CONFIRMATION_CODE"),
+                                settings.CONFIRMATION_TIMEOUT_SECONDS)
         agent = Agent(model=model, workspace=workspace, goal=ctx.goal, cancelled=cancelled, log=ctx.log,
-                      on_event=ctx.event,
+                      on_event=ctx.event, command_gate=gate,
                       config=AgentConfig(max_iterations=settings.MAX_TASK_ITERATIONS,
                                          max_runtime_seconds=settings.max_runtime_seconds,
-                                         command_timeout=settings.COMMAND_TIMEOUT_SECONDS))
+                                         command_timeout=settings.COMMAND_TIMEOUT_SECONDS,
+                                         max_paused_seconds=settings.CONFIRMATION_TIMEOUT_SECONDS))
         return agent.run()
     finally:
         watcher.stop()

@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.exceptions import ConfigError
+from core.redis_conn import safe_url
 
 
 class Settings(BaseSettings):
@@ -47,6 +48,13 @@ class Settings(BaseSettings):
     PROJECTS_ROOT: Path = Path("~/tars_projects")
     DEFAULT_PROJECT_PATH: Path | None = None
     CONFIRMATION_TIMEOUT_SECONDS: float = Field(300, gt=0)
+    CONFIRMATION_CODE: SecretStr | None = None
+
+    # --- progress updates and webhooks ------------------------------------
+    N8N_WEBHOOK_URL: SecretStr | None = None
+    DISCORD_WEBHOOK_URL: SecretStr | None = None
+    WEBHOOK_SIGNING_SECRET: SecretStr | None = None
+    WEBHOOK_SECRET: SecretStr | None = None
 
     # --- server -----------------------------------------------------------
     HOST: str = "127.0.0.1"
@@ -58,7 +66,9 @@ class Settings(BaseSettings):
     def _upper(cls, value):
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "REDIS_URL", "DEFAULT_PROJECT_PATH", mode="before")
+    @field_validator("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "REDIS_URL", "DEFAULT_PROJECT_PATH",
+                     "CONFIRMATION_CODE", "N8N_WEBHOOK_URL", "DISCORD_WEBHOOK_URL", "WEBHOOK_SIGNING_SECRET",
+                     "WEBHOOK_SECRET", mode="before")
     @classmethod
     def _blank_is_unset(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
@@ -68,6 +78,20 @@ class Settings(BaseSettings):
     def _redis_scheme(cls, value):
         if value and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("CONFIRMATION_CODE")
+    @classmethod
+    def _code_length(cls, value):
+        if value is not None and len(value.get_secret_value().strip()) < 4:
+            raise ValueError("must be at least 4 characters (digits are easiest to say and to type on a keypad)")
+        return value
+
+    @field_validator("N8N_WEBHOOK_URL", "DISCORD_WEBHOOK_URL")
+    @classmethod
+    def _http_url(cls, value):
+        if value is not None and not value.get_secret_value().startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
         return value
 
     @model_validator(mode="after")
@@ -96,8 +120,18 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """Values that must never leave the process (scrubbed from text we send out)."""
-        key = self.ANTHROPIC_API_KEY.get_secret_value() if self.ANTHROPIC_API_KEY else ""
-        return [v for v in (key,) if len(v) >= 6]
+        values = [self.secret(name) for name in ("ANTHROPIC_API_KEY", "CONFIRMATION_CODE", "WEBHOOK_SECRET",
+                                                  "WEBHOOK_SIGNING_SECRET", "N8N_WEBHOOK_URL",
+                                                  "DISCORD_WEBHOOK_URL")]
+        return [v for v in values if v and len(v) >= 4]
+
+    def secret(self, name: str) -> str | None:
+        """The plain value of a SecretStr setting (None when unset)."""
+        value = getattr(self, name)
+        return value.get_secret_value().strip() if value is not None else None
+
+
+SECRET_FIELDS = {name for name, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)}
 
 
 def load_settings(**overrides) -> Settings:
@@ -108,10 +142,14 @@ def load_settings(**overrides) -> Settings:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            name = ".".join(str(p) for p in err["loc"])
             given = err.get("input")
-            shown = "" if isinstance(given, dict) or name in ("ANTHROPIC_API_KEY",) else f"={given!r}"
-            lines.append(f"{name}{shown} is invalid: {err['msg']}")
+            if not name:  # a check across fields: its message names the variable itself
+                lines.append(err["msg"].removeprefix("Value error, "))
+                continue
+            hidden = name in SECRET_FIELDS or isinstance(given, dict)
+            shown = "" if hidden else f"={safe_url(given) if name == 'REDIS_URL' else given!r}"
+            lines.append(f"{name}{shown} is invalid: {err['msg'].removeprefix('Value error, ')}")
         raise ConfigError("; ".join(lines) + ". Fix it in .env or the environment (see env.example).") from None
 
 

@@ -36,3 +36,9 @@ TEST_OUTPUT_TO_MODEL = 6000
 
 WORKER_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 """Log line format of the worker and server; every task line also carries [task <id>]."""
+
+CONFIRMATION_ATTEMPTS = 5
+"""Wrong codes allowed for one confirmation request before it is denied."""
+
+CODE_TTL_SECONDS = 60
+"""How long a submitted confirmation code waits in task:<id>:confirmation for the worker to consume it."""

@@ -82,3 +82,15 @@ class TaskFailed(TaskEnded):
     """The task cannot go on (model API failure, missing key, unusable project)."""
 
     outcome = "failed"
+
+
+class CodeRejected(TarsError):
+    """A wrong confirmation code; the message says how many attempts are left."""
+
+    def __init__(self, message: str, attempts_left: int):
+        super().__init__(message)
+        self.attempts_left = attempts_left
+
+
+class NotAwaitingConfirmation(TarsError):
+    """The task is not waiting for a confirmation code now."""

@@ -37,3 +37,17 @@ def task_finished(task_id: str) -> str:
 def task_confirmation(task_id: str) -> str:
     """The confirmation code given for the task's pending request (`GET task:<id>:confirmation`)."""
     return f"task:{task_id}:confirmation"
+
+
+def task_confirmation_request(task_id: str) -> str:
+    """Hash of the confirmation request pending now: request_id, command, reason, attempts_left."""
+    return f"task:{task_id}:confirmation:request"
+
+
+def task_confirmation_wake(task_id: str) -> str:
+    """List the waiting worker BLPOPs: 'approved:<request_id>', 'denied:<request_id>' or 'cancel'."""
+    return f"task:{task_id}:confirmation:wake"
+
+
+CONFIRMATIONS_CHANNEL = "tars:confirmations"
+"""Pub/sub channel where workers announce confirmation requests (the voice process speaks them)."""

@@ -111,12 +111,12 @@ def connect(url: str, *, check: bool = True) -> redis.Redis:
     if check:
         try:
             client.ping()
+        except redis.AuthenticationError:  # a subclass of ConnectionError: must come first
+            raise RedisUnavailable(f"Redis at {safe_url(url)} refused the password: fix REDIS_URL.") from None
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             raise RedisUnavailable(
                 f"Redis is not reachable at {safe_url(url)} ({exc.__class__.__name__}). Start Redis, fix REDIS_URL "
                 f"or REDIS_HOST/REDIS_PORT, or run `python main_tars.py` which starts an embedded one.") from None
-        except redis.AuthenticationError:
-            raise RedisUnavailable(f"Redis at {safe_url(url)} refused the password: fix REDIS_URL.") from None
     return client
 
 

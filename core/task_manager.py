@@ -8,6 +8,7 @@ result, never stored a second time.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import asdict, dataclass
@@ -23,11 +24,13 @@ from rq.job import Job, JobStatus
 
 from core import keys
 from core.config import Settings
+from core.confirmations import submit_code
 from core.defaults import (CANCEL_GRACE_SECONDS, GOAL_MAX_CHARS, JOB_TIMEOUT_MARGIN_SECONDS, QUEUE_NAME,
                            RECENT_TASKS_KEPT, RESULT_TTL_SECONDS, TASK_ID_BYTES)
 from core.exceptions import InvalidGoal, InvalidProjectPath, TaskNotActive, TaskNotFound
 
 JOB_FUNCTION = "core.background_worker.run_task"
+TASK_ID_PATTERN = re.compile(r"[0-9a-f]{1,32}")
 ACTIVE = ("queued", "running", "awaiting_confirmation")
 ENDED_PHASES = {"complete": "complete", "error": "failed", "timeout": "timeout", "cancelled": "cancelled"}
 
@@ -120,7 +123,7 @@ class TaskManager:
         if not goal:
             raise InvalidGoal("The goal is empty: say what the task should build or fix.")
         if len(goal) > GOAL_MAX_CHARS:
-            raise InvalidGoal(f"The goal is {len(goal)} characters long; keep it under {GOAL_MAX_CHARS}.")
+            raise InvalidGoal(f"The goal is {len(goal)} characters long; keep it to {GOAL_MAX_CHARS} at most.")
         project = self.resolve_project(project_path)
         task_id = self._new_id()
         meta = {"progress": "Waiting for a worker", "phase": "queued", "awaiting_confirmation": False,
@@ -143,8 +146,8 @@ class TaskManager:
         # Claim the id in the recent-tasks index first, so two starts can never share one.
         while True:
             task_id = secrets.token_hex(TASK_ID_BYTES)
-            if self.redis.zadd(keys.RECENT_TASKS, {task_id: time.time()}, nx=True) and not Job.exists(
-                    task_id, self.redis):
+            if not Job.exists(task_id, self.redis) and self.redis.zadd(keys.RECENT_TASKS, {task_id: time.time()},
+                                                                       nx=True):
                 return task_id
 
     # --- status -----------------------------------------------------------------
@@ -159,6 +162,9 @@ class TaskManager:
             if task_id is None:
                 raise TaskNotFound("There are no tasks yet.")
         task_id = str(task_id).strip().lower().lstrip("#")
+        if not TASK_ID_PATTERN.fullmatch(task_id):
+            # RQ refuses ids with spaces, slashes or colons; a person just hears "no such task".
+            raise TaskNotFound(f"There is no task {task_id[:40]}." if task_id else "No task id was given.")
         try:
             return Job.fetch(task_id, connection=self.redis)
         except (NoSuchJobError, InvalidJobOperation):
@@ -199,6 +205,8 @@ class TaskManager:
         return f"The task crashed: {last_line[:300]}" if last_line else "The task failed."
 
     def list(self, limit: int = 20, session_id: str | None = None) -> list[TaskStatus]:
+        if limit <= 0:
+            return []
         key = keys.session_tasks(session_id) if session_id else keys.RECENT_TASKS
         ids = [i.decode() for i in self.redis.zrevrange(key, 0, max(0, limit - 1))]
         jobs = Job.fetch_many(ids, connection=self.redis) if ids else []
@@ -217,7 +225,11 @@ class TaskManager:
                 job.cancel()
             except InvalidJobOperation:
                 pass  # a worker took it just now: the cancel key stops it at once
-        self.redis.publish(keys.task_control(job.id), "cancel")
+        with self.redis.pipeline() as pipe:
+            # Wake a worker blocked on a confirmation wait, and the watcher of a running loop.
+            pipe.rpush(keys.task_confirmation_wake(job.id), "cancel").expire(keys.task_confirmation_wake(job.id), 600)
+            pipe.publish(keys.task_control(job.id), "cancel")
+            pipe.execute()
         if job.get_status() in (JobStatus.STARTED, JobStatus.QUEUED) and wait > 0:
             if not self.wait_until_ended(job.id, wait):
                 # Backstop: the loop did not stop by itself (e.g. stuck in a model call): RQ kills the horse.
@@ -228,6 +240,15 @@ class TaskManager:
                 self.wait_until_ended(job.id, wait)
         job.refresh()
         return self._status_of(job)
+
+    # --- confirm ------------------------------------------------------------------
+    def confirm(self, task_id: str, code: object) -> TaskStatus:
+        """Give the confirmation code for the task's pending destructive command."""
+        status = self.status(task_id)
+        if not status.active:
+            raise TaskNotActive(f"Task {status.task_id} has already ended ({status.status}), so it needs no code.")
+        submit_code(self.redis, status.task_id, code, self.settings.secret("CONFIRMATION_CODE"))
+        return status
 
     def wait_until_ended(self, task_id: str, timeout: float) -> bool:
         """Block until the task's worker says it ended (a latch list, read without consuming it)."""

@@ -59,8 +59,8 @@ def fake_api(fake_api_server):
 
 
 @pytest.fixture
-def tars_env(tmp_path, redis_server, fake_api_server, monkeypatch):
-    """The environment of every TARS process in a test; also applied to this process."""
+def tars_env(tmp_path, redis_server, redis_client, fake_api_server, monkeypatch):
+    """The environment of every TARS process in a test (Redis flushed); also applied to this process."""
     projects = tmp_path / "projects"
     projects.mkdir()
     env = {

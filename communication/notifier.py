@@ -1,0 +1,850 @@
+"""Progress updates of a running task, sent to the owner's Discord without ever slowing the task.
+
+Two kinds of endpoint, either, both or neither:
+
+* n8n (``N8N_WEBHOOK_URL``): gets :func:`n8n_payload`, a flat JSON object; its ``text`` field is the
+  Discord-ready line, so the workflow can forward it as is.
+* a Discord channel webhook (``DISCORD_WEBHOOK_URL``): gets :func:`discord_payload`, Discord's
+  execute-webhook body (content + one embed, no mentions ever parsed).
+
+:class:`Notifier` keeps one bounded, in-order queue and one daemon thread per endpoint, so a dead
+or hanging endpoint never holds up the other one, and ``send()`` only copies, scrubs and enqueues.
+Every POST carries ``Idempotency-Key: <event id>``; with a signing secret also the Standard Webhooks
+headers (``webhook-id`` = the event id, the same on every retry; ``webhook-timestamp``;
+``webhook-signature``). Receivers drop duplicates by that id. :func:`verify` is the receiving side.
+
+Counters (``Notifier.stats`` totals, ``Notifier.endpoint_stats`` per endpoint) count deliveries
+per endpoint: an event sent to both endpoints counts twice.
+
+* ``sent``: answered 2xx.
+* ``failed``: attempted and given up (a permanent 4xx, attempts used up, or cut off by close()).
+* ``dropped``: never attempted (evicted from a full buffer, still queued when close() gave up,
+  or sent after close()).
+* ``retried``: extra attempts made after a failed one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import email.utils
+import hashlib
+import hmac
+import json
+import logging
+import random
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping
+
+import httpx
+
+log = logging.getLogger("tars.notifier")
+
+EVENT_TYPES = ("started", "planning", "file_edit", "command", "command_result", "phase", "confirmation_required",
+               "confirmation_received", "confirmation_refused", "complete", "error", "timeout", "cancelled")
+MILESTONES = {"started", "phase", "confirmation_required", "confirmation_received", "confirmation_refused",
+              "complete", "error", "timeout", "cancelled"}  # sent even when not verbose
+ALWAYS = {"confirmation_required", "confirmation_received", "confirmation_refused", "complete", "error", "timeout",
+          "cancelled"}
+
+EMOJI = {"started": "🚀", "planning": "🧠", "file_edit": "📝", "command": "⚡", "command_result": "📋",
+         "phase": "🔄", "confirmation_required": "⚠️", "confirmation_received": "✅", "confirmation_refused": "🚫", "complete": "🎉",
+         "error": "❌", "timeout": "⏰", "cancelled": "🛑"}
+OTHER_EMOJI = "ℹ️"  # an event type outside EVENT_TYPES (accepted, never an error)
+TITLES = {"started": "Started", "planning": "Planning", "file_edit": "File changed", "command": "Running a command",
+          "command_result": "Command finished", "phase": "Phase", "confirmation_required": "Confirmation needed",
+          "confirmation_received": "Confirmation received", "confirmation_refused": "Not run", "complete": "Complete", "error": "Failed",
+          "timeout": "Timed out", "cancelled": "Cancelled"}
+COLOURS = {"started": 0x3498DB, "planning": 0x9B59B6, "file_edit": 0x95A5A6, "command": 0xE67E22,
+           "command_result": 0x7F8C8D, "phase": 0x1ABC9C, "confirmation_required": 0xF1C40F,
+           "confirmation_received": 0x2ECC71, "confirmation_refused": 0xE74C3C, "complete": 0x2ECC71, "error": 0xE74C3C, "timeout": 0xE67E22,
+           "cancelled": 0x607D8B}
+OTHER_COLOUR = 0x95A5A6
+
+REDACTED = "[redacted]"
+MIN_SECRET_LENGTH = 4  # a 4-digit CONFIRMATION_CODE must be redacted too
+
+# Discord's limits (counted here in UTF-16 code units, which is never fewer than Discord counts).
+MESSAGE_LIMIT = 1990          # format_message(): strictly under Discord's 2000 for content
+CONTENT_LIMIT = 2000
+TITLE_LIMIT = 256
+DESCRIPTION_LIMIT = 4096
+FIELD_NAME_LIMIT = 256
+FIELD_VALUE_LIMIT = 1024
+FOOTER_LIMIT = 2048
+EMBED_TOTAL_LIMIT = 6000
+
+SIGNATURE_VERSION = "v1"
+SECRET_PREFIX = "whsec_"
+RESPONSE_SNIPPET = 200
+_MAX_RESPONSE_BYTES = 64 * 1024
+_CLOSE_POLL = 0.05
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _new_id() -> str:
+    return "evt_" + uuid.uuid4().hex
+
+
+@dataclass
+class ProgressEvent:
+    """One update about one task. ``id`` is unique per event and stays the same over retries."""
+
+    task_id: str
+    type: str
+    message: str
+    phase: str
+    goal: str
+    timestamp: str = field(default_factory=_now_iso)
+    command: str | None = None
+    reason: str | None = None
+    id: str = field(default_factory=_new_id)
+    data: dict = field(default_factory=dict)  # extra JSON-serialisable fields (e.g. result for complete)
+
+
+def should_send(event_type: str, verbose: bool) -> bool:
+    """Whether a task with this verbosity sends this event: everything when verbose, else milestones."""
+    return verbose or event_type in MILESTONES
+
+
+# --- text helpers -------------------------------------------------------------------------------------
+
+def _units(text: str) -> int:
+    """Length in UTF-16 code units (what a JavaScript client counts; an emoji may be 2)."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def _truncate(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-16 units, ending in … when cut."""
+    if limit <= 0:
+        return ""
+    if len(text) <= limit // 2 or _units(text) <= limit:
+        return text
+    budget = limit - 1  # room for the ellipsis
+    out, used = [], 0
+    for ch in text:
+        cost = 2 if ord(ch) > 0xFFFF else 1
+        if used + cost > budget:
+            break
+        out.append(ch)
+        used += cost
+    return "".join(out).rstrip() + "…"
+
+
+def _code(text: str) -> str:
+    """``text`` as Discord inline code, whatever backticks it holds."""
+    text = text.replace("\r", "").replace("\n", " ⏎ ")
+    if "`" not in text:
+        return f"`{text}`"
+    if "``" not in text:
+        return f"`` {text} ``"
+    return "```\n" + text.replace("```", "`\u200b``") + "\n```"
+
+
+def _code_block(text: str) -> str:
+    return "```\n" + text.replace("```", "`\u200b``") + "\n```"
+
+
+def _code_fitting(text: str, limit: int) -> str:
+    """``_code(text)``, with text shortened until the whole span fits ``limit`` units."""
+    span = _code(text)
+    if _units(span) <= limit:
+        return span
+    cut = max(0, limit - (_units(span) - _units(text)) - 2)
+    while cut > 0:
+        span = _code(_truncate(text, cut))
+        if _units(span) <= limit:
+            return span
+        cut -= max(1, cut // 20)
+    return ""
+
+
+def format_message(event: ProgressEvent) -> str:
+    """The Discord-ready line for ``event``, with its emoji; always under 2000 characters."""
+    tid, kind = event.task_id, event.type
+    emoji = EMOJI.get(kind, OTHER_EMOJI)
+    msg = (event.message or "").strip()
+    head = f"{emoji} Task {tid}"
+    if kind == "confirmation_required":
+        return _confirmation_text(event, head)
+    if kind == "started":
+        text = f"{head} started: {event.goal.strip() or msg}"
+    elif kind == "planning":
+        text = f"{head} planning: {msg}" if msg else f"{head} is planning"
+    elif kind == "command" and event.command:
+        prefix = f"{head} running "
+        return prefix + _code_fitting(event.command, MESSAGE_LIMIT - _units(prefix))
+    elif kind == "phase":
+        phase = event.phase or "next phase"
+        text = f"{head} → {phase}: {msg}" if msg else f"{head} → {phase}"
+    elif kind == "confirmation_received":
+        text = f"{head}: confirmation received" + (f": {msg}" if msg else "")
+    elif kind == "confirmation_refused":
+        text = f"{head}: command not run" + (f": {msg}" if msg else "")
+    elif kind in ("complete", "error", "timeout", "cancelled"):
+        verb = {"complete": "complete", "error": "failed", "timeout": "timed out", "cancelled": "cancelled"}[kind]
+        text = f"{head} {verb}: {msg}" if msg else f"{head} {verb}"
+    else:  # file_edit, command_result, command without a command, anything else
+        text = f"{head}: {msg}" if msg else f"{head}: {kind}"
+    return _truncate(text, MESSAGE_LIMIT)
+
+
+_REPLY_LINE = "Reply with your confirmation code to let it run."
+
+
+def _confirmation_text(event: ProgressEvent, head: str) -> str:
+    first = f"{head} needs your confirmation to run "
+    reason = (event.reason or event.message or "").strip()
+    reason_line = "\nReason: " + _truncate(reason, 400) if reason else ""
+    tail = reason_line + "\n" + _REPLY_LINE
+    command = event.command or ""
+    room = MESSAGE_LIMIT - _units(first) - _units(tail)
+    span = _code(command)
+    if command and _units(span) > room:
+        note = f" (cut: {len(command)} characters in all)"
+        span = _code_fitting(command, room - _units(note)) + note
+    elif not command:
+        span = "a command"
+    return _truncate(first + span + tail, MESSAGE_LIMIT)
+
+
+# --- payloads -----------------------------------------------------------------------------------------
+
+def n8n_payload(event: ProgressEvent) -> dict:
+    """The JSON body for n8n: the event's fields, ``text`` (format_message) and ``milestone``."""
+    body: dict[str, Any] = {
+        "id": event.id, "task_id": event.task_id, "type": event.type, "message": event.message,
+        "phase": event.phase, "goal": event.goal, "timestamp": event.timestamp,
+        "text": format_message(event), "milestone": event.type in MILESTONES,
+    }
+    if event.command is not None:
+        body["command"] = event.command
+    if event.reason is not None:
+        body["reason"] = event.reason
+    if event.data:
+        body["data"] = event.data
+    return body
+
+
+def _field(name: str, value: str, inline: bool = False, limit: int = FIELD_VALUE_LIMIT) -> dict | None:
+    value = value.strip()
+    if not value:
+        return None  # Discord rejects empty field values
+    return {"name": _truncate(name, FIELD_NAME_LIMIT), "value": _truncate(value, limit), "inline": inline}
+
+
+def _result_fields(result: Mapping) -> list[dict | None]:
+    fields: list[dict | None] = []
+    summary = result.get("summary")
+    if isinstance(summary, str):
+        fields.append(_field("Summary", summary))
+    files = result.get("files_changed")
+    if isinstance(files, (list, tuple)) and files:
+        shown = ", ".join(str(f) for f in files[:10]) + (f" (+{len(files) - 10} more)" if len(files) > 10 else "")
+        fields.append(_field(f"Files changed ({len(files)})", shown))
+    tests = result.get("tests_passed")
+    if tests is not None or result.get("test_command"):
+        fields.append(_field("Tests", {True: "passed", False: "failing", None: "none"}.get(tests, str(tests)),
+                             inline=True))
+    duration = result.get("duration_seconds")
+    if isinstance(duration, (int, float)):
+        fields.append(_field("Duration", f"{duration:.0f} s", inline=True))
+    cost = result.get("cost_usd")
+    if isinstance(cost, (int, float)):
+        fields.append(_field("Cost", f"${cost:.4f}", inline=True))
+    return fields
+
+
+def _embed_size(embed: dict) -> int:
+    size = _units(embed.get("title", "")) + _units(embed.get("description", ""))
+    size += _units(embed.get("footer", {}).get("text", ""))
+    for f in embed.get("fields", []):
+        size += _units(f["name"]) + _units(f["value"])
+    return size
+
+
+def discord_payload(event: ProgressEvent) -> dict:
+    """Discord execute-webhook body: the formatted line as content plus one embed with the details."""
+    kind = event.type
+    emoji = EMOJI.get(kind, OTHER_EMOJI)
+    title = _truncate(f"{emoji} Task {event.task_id} · {TITLES.get(kind, kind)}", TITLE_LIMIT)
+    fields = [_field("Reason", event.reason or "")] if event.reason else []
+    if kind == "started" or kind in ALWAYS:
+        fields.append(_field("Goal", event.goal, limit=512))
+    if event.phase:
+        fields.append(_field("Phase", event.phase, inline=True))
+    result = event.data.get("result") if isinstance(event.data, dict) else None
+    if isinstance(result, Mapping):
+        fields.extend(_result_fields(result))
+    embed: dict[str, Any] = {
+        "title": title,
+        "color": COLOURS.get(kind, OTHER_COLOUR),
+        "footer": {"text": _truncate(f"TARS · task {event.task_id} · {event.id}", FOOTER_LIMIT)},
+        "fields": [f for f in fields if f][:25],
+    }
+    if _is_iso(event.timestamp):  # Discord answers 400 to a malformed one
+        embed["timestamp"] = event.timestamp
+    room = min(DESCRIPTION_LIMIT, EMBED_TOTAL_LIMIT - _embed_size(embed))
+    description = _description(event, room)
+    if description:
+        embed["description"] = description
+    if not embed["fields"]:
+        del embed["fields"]
+    return {"username": "TARS", "content": _truncate(format_message(event), CONTENT_LIMIT),
+            "embeds": [embed], "allowed_mentions": {"parse": []}}
+
+
+def _is_iso(stamp: str) -> bool:
+    try:
+        datetime.fromisoformat(stamp)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _description(event: ProgressEvent, limit: int) -> str:
+    """The message, then the command as a code block (shortened to fit), then what to do about it."""
+    message = _truncate(event.message.strip(), min(1000, limit))
+    after = _REPLY_LINE if event.type == "confirmation_required" else ""
+    text = "\n\n".join(p for p in (message, after) if p)
+    if event.command and event.type in ("command", "command_result", "confirmation_required"):
+        fence = 8  # "```\n" + "\n```"
+        room = limit - _units(text) - 4 - fence
+        if room > 20:
+            command = event.command
+            if _units(command) > room:
+                note = f"\n(cut: {len(command)} characters in all)"
+                command = _truncate(command, room - _units(note)) + note
+            block = _code_block(command)
+            text = "\n\n".join(p for p in (message, block, after) if p)
+    return _truncate(text, limit)
+
+
+# --- Standard Webhooks signing --------------------------------------------------------------------------
+
+def _key(secret: str) -> bytes:
+    if secret.startswith(SECRET_PREFIX):
+        try:
+            return base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("a whsec_ signing secret must be base64 after the prefix") from None
+    return secret.encode()
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """Standard Webhooks v1 signature: ``v1,`` + base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}"))."""
+    signed = f"{msg_id}.{int(timestamp)}.".encode() + body
+    digest = hmac.new(_key(secret), signed, hashlib.sha256).digest()
+    return f"{SIGNATURE_VERSION}," + base64.b64encode(digest).decode()
+
+
+def verify(secret: str, headers: Mapping[str, str], body: bytes | str, tolerance: int = 300, *,
+           now: float | None = None) -> bool:
+    """True when ``headers`` carry a valid Standard Webhooks signature of ``body`` made with ``secret``.
+
+    Checks webhook-id and webhook-timestamp are present, the timestamp is within ``tolerance`` seconds
+    of now (either way), and any one of the space-separated ``v1,`` signatures matches (constant-time).
+    Never raises. Replays inside the tolerance are the caller's to drop (by webhook-id).
+    """
+    try:
+        lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+        msg_id = lowered.get("webhook-id", "")
+        stamp = lowered.get("webhook-timestamp", "")
+        signatures = lowered.get("webhook-signature", "")
+        if not msg_id or not stamp or not signatures or not stamp.strip().isdigit():
+            return False
+        timestamp = int(stamp.strip())
+        current = time.time() if now is None else now
+        if abs(current - timestamp) > tolerance:
+            return False
+        raw = body.encode() if isinstance(body, str) else bytes(body)
+        expected = sign(secret, msg_id, timestamp, raw).split(",", 1)[1].encode()
+        found = False
+        for candidate in signatures.split():
+            version, _, value = candidate.partition(",")
+            if version == SIGNATURE_VERSION and hmac.compare_digest(value.encode(), expected):
+                found = True  # keep comparing: the time taken does not depend on which one matched
+        return found
+    except Exception:
+        return False
+
+
+# --- secrets out of payloads and logs -------------------------------------------------------------------
+
+class _Scrubber:
+    def __init__(self, values: Iterable[str]):
+        wanted = sorted({v for v in values if isinstance(v, str) and len(v) >= MIN_SECRET_LENGTH},
+                        key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(v) for v in wanted)) if wanted else None
+
+    def text(self, value: str) -> str:
+        return self._pattern.sub(REDACTED, value) if self._pattern else value
+
+    def value(self, value: Any, depth: int = 0) -> Any:
+        """A JSON-safe, scrubbed deep copy of ``value`` (other objects become their str())."""
+        if isinstance(value, str):
+            return self.text(value)
+        if value is None or isinstance(value, (bool, int)):
+            return value
+        if isinstance(value, float):
+            return value if value == value and value not in (float("inf"), float("-inf")) else str(value)
+        if depth > 20:
+            return REDACTED
+        if isinstance(value, Mapping):
+            return {self.text(str(k)): self.value(v, depth + 1) for k, v in value.items()}
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return [self.value(v, depth + 1) for v in value]
+        return self.text(str(value))
+
+    def event(self, event: ProgressEvent) -> ProgressEvent:
+        t = self.text
+        return dataclasses.replace(
+            event, task_id=t(str(event.task_id)), message=t(str(event.message or "")),
+            phase=t(str(event.phase or "")), goal=t(str(event.goal or "")),
+            command=None if event.command is None else t(str(event.command)),
+            reason=None if event.reason is None else t(str(event.reason)),
+            data=self.value(event.data) if isinstance(event.data, Mapping) else {"value": self.value(event.data)})
+
+
+class _UrlRedactingFilter(logging.Filter):
+    """On the ``httpx`` logger, which logs each request's full URL: cuts out webhook paths (Discord's
+    carry the token, n8n's are unguessable ids)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.needles: dict[str, str] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.needles:
+            try:
+                message = record.getMessage()
+            except Exception:
+                return True
+            cleaned = message
+            for needle, replacement in list(self.needles.items()):
+                cleaned = cleaned.replace(needle, replacement)
+            if cleaned != message:
+                record.msg, record.args = cleaned, None
+        return True
+
+
+_URL_FILTER = _UrlRedactingFilter()
+logging.getLogger("httpx").addFilter(_URL_FILTER)
+
+
+def _origin(url: httpx.URL) -> str:
+    port = f":{url.port}" if url.port else ""
+    return f"{url.scheme}://{url.host}{port}"
+
+
+def _url_needles(raw: str, url: httpx.URL) -> dict[str, str]:
+    """Text that must never be logged, mapped to what to log instead."""
+    origin = _origin(url)
+    needles = {raw: origin + "/[redacted]", str(url): origin + "/[redacted]"}
+    for path in (url.raw_path.decode("ascii", "replace"), httpx.URL(raw).raw_path.decode("ascii", "replace")):
+        if path not in ("", "/"):
+            needles[path] = "/[redacted]"
+    return needles
+
+
+def _discord_token(url: httpx.URL) -> str | None:
+    parts = [p for p in url.path.split("/") if p]
+    if "webhooks" in parts and len(parts) >= parts.index("webhooks") + 3:
+        token = parts[parts.index("webhooks") + 2]
+        return token if len(token) >= 20 else None
+    return None
+
+
+# --- delivery -------------------------------------------------------------------------------------------
+
+_OK, _RETRY, _PERMANENT = "ok", "retry", "permanent"
+
+
+def _retry_after(response: httpx.Response, body: bytes, cap: float) -> float | None:
+    """Seconds the server asked us to wait (Discord's JSON retry_after, or Retry-After), capped."""
+    wait: float | None = None
+    if response.status_code == 429 and body[:1] == b"{":
+        try:
+            value = json.loads(body).get("retry_after")
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+                wait = float(value)
+        except (ValueError, AttributeError):
+            pass
+    header = response.headers.get("retry-after")
+    if wait is None and header:
+        header = header.strip()
+        try:
+            wait = float(header)
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(header)
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=timezone.utc)
+                wait = (when - datetime.now(timezone.utc)).total_seconds()
+            except (TypeError, ValueError, IndexError):
+                wait = None
+    if wait is None or wait != wait:
+        return None
+    return max(0.0, min(wait, cap))
+
+
+def _describe(events: list[ProgressEvent], limit: int = 10) -> str:
+    shown = ", ".join(f"task {e.task_id} {e.type} ({e.id})" for e in events[:limit])
+    return shown + (f" and {len(events) - limit} more" if len(events) > limit else "")
+
+
+class _Endpoint:
+    """One webhook: a bounded in-order queue and the daemon thread that delivers it."""
+
+    def __init__(self, notifier: "Notifier", name: str, url: str, transport: httpx.BaseTransport | None):
+        self.n = notifier
+        self.name = name
+        self.url = url
+        parsed = httpx.URL(url)
+        self.label = f"{name} ({_origin(parsed)})"
+        self.needles = _url_needles(url, parsed)
+        self._owns_client = transport is None
+        self._client = httpx.Client(transport=transport, follow_redirects=False, trust_env=False)
+        self._cond = threading.Condition()
+        self._queue: deque[ProgressEvent] = deque()
+        self._inflight: ProgressEvent | None = None
+        self._closing = False
+        self._deadline: float | None = None
+        self._abort = threading.Event()
+        self._not_before = 0.0
+        self._abandoned: str | None = None  # id of the in-flight event abort() counted as failed
+        self.answers = 0  # HTTP answers of any status: the endpoint exists
+        self.unreachable_streak = 0  # attempts in a row that got no answer (refused, timed out, ...)
+        self.failure_streak = 0  # attempts in a row that got no answer or a 5xx
+        self._drop_logged = 0
+        self.stats = {"sent": 0, "failed": 0, "dropped": 0, "retried": 0}
+        self.thread = threading.Thread(target=self._run, name=f"tars-notifier-{name}", daemon=True)
+        self.thread.start()
+
+    # --- the sending side (any thread) ---
+    def put(self, event: ProgressEvent) -> None:
+        dropped = None
+        with self._cond:
+            if self._closing:
+                self.stats["dropped"] += 1
+                dropped = event
+            else:
+                if len(self._queue) >= self.n.buffer_size:
+                    dropped = self._evict(event)
+                if dropped is not event:
+                    self._queue.append(event)
+                    self._cond.notify()
+                if dropped is not None:
+                    self.stats["dropped"] += 1
+            count = self.stats["dropped"]
+        if dropped is not None and (count == 1 or count - self._drop_logged >= 100):
+            self._drop_logged = count
+            why = "closed" if self._closing else f"buffer of {self.n.buffer_size} full"
+            log.warning("%s: %s, dropped task %s %s (%d dropped so far)", self.label, why, dropped.task_id,
+                        dropped.type, count)
+
+    def _evict(self, incoming: ProgressEvent) -> ProgressEvent:
+        """Make room: the oldest event that may go (non-ALWAYS), else the newcomer, else the oldest."""
+        for i, queued in enumerate(self._queue):
+            if queued.type not in ALWAYS:
+                del self._queue[i]
+                return queued
+        if incoming.type not in ALWAYS:
+            return incoming
+        return self._queue.popleft()  # all ALWAYS: the buffer stays bounded
+
+    def circuit_open(self) -> bool:
+        """The endpoint looks dead: no attempt so far got any answer, or the last ``max_attempts``
+        in a row got none or a 5xx. A single 5xx, 429 or 4xx answer is a live endpoint."""
+        return (self.answers == 0 and self.unreachable_streak > 0) or self.failure_streak >= self.n.max_attempts
+
+    def begin_close(self, deadline: float) -> None:
+        with self._cond:
+            self._closing = True
+            self._deadline = deadline
+            self._cond.notify_all()
+
+    def abort(self, why: str) -> None:
+        with self._cond:
+            if self._abort.is_set():
+                return
+            self._abort.set()
+            pending = list(self._queue)
+            self._queue.clear()
+            inflight = self._inflight
+            self.stats["dropped"] += len(pending)
+            if inflight is not None:
+                self.stats["failed"] += 1  # counted now, so stats are final when close() returns
+                self._abandoned = inflight.id
+            self._cond.notify_all()
+        if pending or inflight:
+            parts = []
+            if inflight:
+                parts.append("in flight: " + _describe([inflight]))
+            if pending:
+                parts.append(f"not sent ({len(pending)}): " + _describe(pending))
+            log.warning("%s: %s; giving up. %s", self.label, why, "; ".join(parts))
+
+    # --- the delivering thread ---
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not self._queue and not self._closing:
+                        self._cond.wait()
+                    if self._abort.is_set() or not self._queue:
+                        return
+                    event = self._queue.popleft()
+                    self._inflight = event
+                try:
+                    self._deliver(event)
+                except Exception as exc:  # never let the thread die with events queued
+                    log.error("%s: delivering task %s %s broke: %s", self.label, event.task_id, event.type,
+                              self._safe(f"{type(exc).__name__}: {exc}"))
+                    self._give_up(event)
+                finally:
+                    self._inflight = None
+        finally:
+            if self._owns_client:
+                try:
+                    self._client.close()
+                except Exception:
+                    pass
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._cond:
+            self.stats[key] += n
+
+    def _give_up(self, event: ProgressEvent) -> None:
+        with self._cond:
+            if self._abandoned != event.id:  # abort() has not counted it already
+                self.stats["failed"] += 1
+
+    def _safe(self, text: str) -> str:
+        for needle, replacement in self.needles.items():
+            text = text.replace(needle, replacement)
+        return self.n._scrubber.text(text).replace("\r", " ").replace("\n", " ")
+
+    def _encode(self, event: ProgressEvent) -> bytes:
+        payload = discord_payload(event) if self.name == "discord" else n8n_payload(event)
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+    def _deliver(self, event: ProgressEvent) -> None:
+        body = self._encode(event)
+        what = f"task {event.task_id} {event.type} ({event.id})"
+        attempt = 0
+        while True:
+            if self._abort.is_set() or not self._wait_rate_limit():
+                return self._give_up(event)
+            attempt += 1
+            outcome, hint, detail, status = self._attempt(event, body)
+            with self._cond:
+                if status is None:
+                    self.unreachable_streak += 1
+                    self.failure_streak += 1
+                else:
+                    self.answers += 1
+                    self.unreachable_streak = 0
+                    self.failure_streak = self.failure_streak + 1 if status >= 500 else 0
+                if outcome == _OK:
+                    self.stats["sent"] += 1
+                    if self._abandoned == event.id:  # abort() gave it up, but it got through after all
+                        self.stats["failed"] -= 1
+            if outcome == _OK:
+                log.debug("%s: delivered %s (attempt %d)", self.label, what, attempt)
+                return
+            if self._abort.is_set():
+                return self._give_up(event)
+            if outcome == _PERMANENT:
+                log.warning("%s: %s refused with %s; not retried", self.label, what, detail)
+                return self._give_up(event)
+            if attempt >= self.n.max_attempts:
+                log.warning("%s: gave up on %s after %d attempts; last: %s", self.label, what, attempt, detail)
+                return self._give_up(event)
+            delay = hint if hint is not None else self._backoff(attempt)
+            if self._closing and self._deadline is not None and time.monotonic() + delay > self._deadline:
+                log.warning("%s: closing; gave up on %s after %d attempts; last: %s", self.label, what, attempt,
+                            detail)
+                return self._give_up(event)
+            self._count("retried")
+            log.info("%s: attempt %d/%d for %s failed (%s); retrying in %.2fs", self.label, attempt,
+                     self.n.max_attempts, what, detail, delay)
+            if self._abort.wait(delay):
+                return self._give_up(event)
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self.n.backoff_max, self.n.backoff_base * (2 ** (attempt - 1)))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def _wait_rate_limit(self) -> bool:
+        """Honour a rate limit the last answer announced (X-RateLimit-Remaining: 0). False = aborted."""
+        wait = self._not_before - time.monotonic()
+        return not (wait > 0 and self._abort.wait(wait))
+
+    def _request_timeout(self) -> float:
+        if self._closing and self._deadline is not None:
+            return max(0.05, min(self.n.timeout, self._deadline - time.monotonic()))
+        return self.n.timeout
+
+    def _attempt(self, event: ProgressEvent, body: bytes) -> tuple[str, float | None, str, int | None]:
+        """One POST: (outcome, server-requested wait, detail for the log, HTTP status or None)."""
+        headers = {"content-type": "application/json", "idempotency-key": event.id, "user-agent": "TARS-notifier"}
+        if self.n.signing_secret:
+            stamp = int(time.time())
+            headers["webhook-id"] = event.id
+            headers["webhook-timestamp"] = str(stamp)
+            headers["webhook-signature"] = sign(self.n.signing_secret, event.id, stamp, body)
+        try:
+            with self._client.stream("POST", self.url, content=body, headers=headers,
+                                     timeout=self._request_timeout()) as response:
+                received = bytearray()
+                for chunk in response.iter_bytes():
+                    received += chunk
+                    if len(received) >= _MAX_RESPONSE_BYTES:
+                        break
+        except httpx.TimeoutException as exc:
+            return _RETRY, None, f"timed out ({type(exc).__name__})", None
+        except httpx.TransportError as exc:
+            return _RETRY, None, self._safe(f"{type(exc).__name__}: {exc}"), None
+        except Exception as exc:  # a bad URL and the like: retrying will not help
+            return _PERMANENT, None, self._safe(f"{type(exc).__name__}: {exc}"), None
+        status = response.status_code
+        if 200 <= status < 300:
+            self._note_rate_limit(response)
+            return _OK, None, f"HTTP {status}", status
+        # Redact before cutting: a secret cut in half would no longer be recognised.
+        text = self._safe(bytes(received[:8192]).decode("utf-8", "replace"))[:RESPONSE_SNIPPET]
+        detail = f"HTTP {status}: {text}" if text.strip() else f"HTTP {status}"
+        if status in (429, 503):
+            return _RETRY, _retry_after(response, bytes(received), self.n.backoff_max), detail, status
+        if status == 408 or status >= 500:
+            return _RETRY, None, detail, status
+        return _PERMANENT, None, detail, status
+
+    def _note_rate_limit(self, response: httpx.Response) -> None:
+        if response.headers.get("x-ratelimit-remaining", "").strip() == "0":
+            try:
+                reset_after = float(response.headers.get("x-ratelimit-reset-after", ""))
+            except ValueError:
+                return
+            self._not_before = time.monotonic() + max(0.0, min(reset_after, self.n.backoff_max))
+
+
+class Notifier:
+    """Sends progress events to n8n and/or a Discord webhook from background threads.
+
+    ``send()`` never blocks or raises; ``close()`` delivers what it can within its timeout. Events
+    of one endpoint go out strictly in the order they were sent. Its threads start at once: make
+    it in the process that sends (the RQ work-horse, after the fork), and call ``close()`` before
+    that process ends (a work-horse leaves with os._exit, which skips atexit). ``buffer_size``
+    bounds each endpoint's queue (the event in flight not counted).
+    """
+
+    def __init__(self, *, n8n_url: str | None, discord_url: str | None, signing_secret: str | None = None,
+                 secret_values: Iterable[str] = (), timeout: float = 5.0, max_attempts: int = 5,
+                 backoff_base: float = 0.5, backoff_max: float = 30.0, buffer_size: int = 1000,
+                 transport: httpx.BaseTransport | None = None):
+        if signing_secret:
+            _key(signing_secret)  # a malformed whsec_ secret fails here, not on every send
+        self.signing_secret = signing_secret or None
+        self.timeout = float(timeout)
+        self.max_attempts = max(1, int(max_attempts))
+        self.backoff_base = max(0.0, float(backoff_base))
+        self.backoff_max = max(0.0, float(backoff_max))
+        self.buffer_size = max(1, int(buffer_size))
+        values = list(secret_values)
+        if signing_secret:
+            values.append(signing_secret)
+        if discord_url:
+            token = _discord_token(httpx.URL(discord_url))
+            if token:
+                values.append(token)
+        self._scrubber = _Scrubber(values)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._endpoints: list[_Endpoint] = []
+        for name, url in (("n8n", n8n_url), ("discord", discord_url)):
+            if url:
+                endpoint = _Endpoint(self, name, url, transport)
+                _URL_FILTER.needles.update(endpoint.needles)
+                self._endpoints.append(endpoint)
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [e.name for e in self._endpoints]
+
+    @property
+    def stats(self) -> dict:
+        """Totals over the endpoints: sent, failed, dropped, retried (see the module docstring)."""
+        total = {"sent": 0, "failed": 0, "dropped": 0, "retried": 0}
+        for endpoint in self._endpoints:
+            for key, value in dict(endpoint.stats).items():
+                total[key] += value
+        return total
+
+    @property
+    def endpoint_stats(self) -> dict[str, dict]:
+        return {e.name: dict(e.stats) for e in self._endpoints}
+
+    def send(self, event: ProgressEvent) -> None:
+        """Scrub ``event`` and queue a copy for each endpoint; returns at once, never raises."""
+        try:
+            clean = self._scrubber.event(event)
+            if not self._endpoints:
+                log.info("[task %s] %s: %s", clean.task_id, clean.type, format_message(clean))
+                return
+            for endpoint in self._endpoints:
+                endpoint.put(clean)
+        except Exception as exc:
+            try:
+                log.error("progress update for task %s %s not queued: %s", getattr(event, "task_id", "?"),
+                          getattr(event, "type", "?"), type(exc).__name__)
+            except Exception:
+                pass
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Deliver what is queued for up to ``timeout`` seconds, then stop. Never raises; idempotent.
+
+        An endpoint whose circuit is open (every attempt so far failed) is given up at once; what it
+        had not delivered is logged.
+        """
+        try:
+            with self._lock:
+                if self._closed:
+                    return
+                self._closed = True
+            deadline = time.monotonic() + max(0.0, float(timeout))
+            for endpoint in self._endpoints:
+                endpoint.begin_close(deadline)
+            for endpoint in self._endpoints:
+                while endpoint.thread.is_alive():
+                    if endpoint.circuit_open():
+                        endpoint.abort(f"closing, and the endpoint looks down "
+                                       f"({endpoint.failure_streak} failed attempts in a row)")
+                        break
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        endpoint.abort(f"close() timed out after {timeout:g}s")
+                        break
+                    endpoint.thread.join(min(_CLOSE_POLL, remaining))
+        except Exception as exc:
+            try:
+                log.error("closing the notifier failed: %s", type(exc).__name__)
+            except Exception:
+                pass
+
+    def __enter__(self) -> "Notifier":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -1,0 +1,696 @@
+"""communication/notifier.py against real local HTTP servers standing in for n8n and Discord."""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from communication.notifier import (ALWAYS, EVENT_TYPES, MILESTONES, Notifier, ProgressEvent, discord_payload,
+                                    format_message, n8n_payload, should_send, sign, verify)
+
+TASK = "a7f3c1"
+GOAL = "Build a calculator"
+TOKEN = "dIsCoRdToKeN_" + "x9" * 30  # the secret part of a Discord webhook URL
+FAST = dict(backoff_base=0.01, backoff_max=0.05)
+
+
+# --- a programmable webhook receiver ------------------------------------------------------------------
+
+@dataclass
+class Reply:
+    status: int = 204
+    headers: dict = field(default_factory=dict)
+    body: bytes = b""
+    delay: float = 0.0  # seconds to sit on the request before answering
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict  # lower-case names
+    body: bytes
+    at: float  # time.monotonic() on arrival
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class FakeWebhook:
+    """A ThreadingHTTPServer on 127.0.0.1: answers POSTs from a plan (then `default`), records them."""
+
+    def __init__(self):
+        self.plan: deque[Reply] = deque()
+        self.default = Reply()
+        self.requests: list[Received] = []
+        self.cond = threading.Condition()
+        self.release = threading.Event()  # set: every delay ends now
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length)
+                with fake.cond:
+                    fake.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()},
+                                                  body, time.monotonic()))
+                    reply = fake.plan.popleft() if fake.plan else fake.default
+                    fake.cond.notify_all()
+                if reply.delay:
+                    fake.release.wait(reply.delay)
+                try:
+                    self.send_response(reply.status)
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(reply.body)))
+                    self.end_headers()
+                    self.wfile.write(reply.body)
+                except OSError:
+                    pass  # the client gave up
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+
+    def url(self, path="/webhook/tars-progress"):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def wait_for(self, count, timeout=5.0):
+        with self.cond:
+            self.cond.wait_for(lambda: len(self.requests) >= count, timeout)
+            return list(self.requests)
+
+    def bodies(self):
+        return [r.json() for r in self.requests]
+
+    def stop(self):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def make_server():
+    servers = []
+
+    def make():
+        servers.append(FakeWebhook())
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def n8n(make_server):
+    return make_server()
+
+
+@pytest.fixture
+def discord(make_server):
+    return make_server()
+
+
+@pytest.fixture
+def notifiers():
+    made = []
+
+    def make(**kwargs):
+        kwargs.setdefault("n8n_url", None)
+        kwargs.setdefault("discord_url", None)
+        made.append(Notifier(**kwargs))
+        return made[-1]
+
+    yield make
+    for notifier in made:
+        notifier.close(timeout=0.2)
+
+
+def discord_url(server):
+    return server.url(f"/api/webhooks/123456789012345678/{TOKEN}")
+
+
+def closed_port_url(path="/webhook/tars"):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}{path}"
+
+
+def event(kind="planning", message="Planning the work", **kw):
+    kw.setdefault("phase", "planning")
+    kw.setdefault("goal", GOAL)
+    return ProgressEvent(task_id=kw.pop("task_id", TASK), type=kind, message=message, **kw)
+
+
+def sample(kind):
+    extra = {}
+    if kind in ("command", "command_result", "confirmation_required"):
+        extra["command"] = "rm -rf build/"
+    if kind == "confirmation_required":
+        extra["reason"] = "Deletes the build folder"
+    if kind == "complete":
+        extra["data"] = {"result": {"summary": "Calculator done", "files_changed": ["calc.py", "test_calc.py"],
+                                    "tests_passed": True, "duration_seconds": 42.5, "cost_usd": 0.0123}}
+    return event(kind, f"message for {kind}", **extra)
+
+
+def wait_until(condition, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
+
+
+def whsec():
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+# --- payloads and text -----------------------------------------------------------------------------------
+
+EXPECTED_EMOJI = {"started": "🚀", "planning": "🧠", "file_edit": "📝", "command": "⚡", "command_result": "📋",
+                  "phase": "🔄", "confirmation_required": "⚠️", "confirmation_received": "✅", "confirmation_refused": "🚫", "complete": "🎉",
+                  "error": "❌", "timeout": "⏰", "cancelled": "🛑"}
+
+
+@pytest.mark.parametrize("kind", EVENT_TYPES)
+def test_n8n_payload_fields_and_types(kind):
+    ev = sample(kind)
+    body = n8n_payload(ev)
+    for name in ("id", "task_id", "type", "message", "phase", "goal", "timestamp", "text"):
+        assert isinstance(body[name], str), name
+    assert body["id"] == ev.id and body["id"].startswith("evt_")
+    assert body["task_id"] == TASK and body["type"] == kind and body["goal"] == GOAL
+    assert body["timestamp"].endswith("Z") and "T" in body["timestamp"]
+    assert body["milestone"] is (kind in MILESTONES)
+    assert body["text"] == format_message(ev)
+    if kind == "confirmation_required":
+        assert body["command"] == "rm -rf build/" and body["reason"] == "Deletes the build folder"
+    if ev.command is None:
+        assert "command" not in body
+    if ev.reason is None:
+        assert "reason" not in body
+    json.dumps(body)
+
+
+@pytest.mark.parametrize("kind", EVENT_TYPES)
+def test_discord_payload_shape(kind):
+    ev = sample(kind)
+    body = discord_payload(ev)
+    assert body["username"] == "TARS"
+    assert body["allowed_mentions"] == {"parse": []}
+    assert body["content"] == format_message(ev) and len(body["content"]) <= 2000
+    (embed,) = body["embeds"]
+    assert isinstance(embed["title"], str) and 0 < len(embed["title"]) <= 256
+    assert embed["title"].startswith(EXPECTED_EMOJI[kind])
+    assert isinstance(embed["color"], int)
+    assert len(embed.get("description", "")) <= 4096
+    assert embed["timestamp"] == ev.timestamp
+    for f in embed.get("fields", []):
+        assert f["name"] and f["value"] and len(f["value"]) <= 1024
+    json.dumps(body)
+
+
+def test_colours_differ_between_good_and_bad_news():
+    colour = {k: discord_payload(sample(k))["embeds"][0]["color"] for k in EVENT_TYPES}
+    assert colour["complete"] != colour["error"]
+    assert colour["confirmation_required"] not in (colour["complete"], colour["error"])
+
+
+def test_complete_embed_carries_the_result():
+    fields = {f["name"]: f["value"] for f in discord_payload(sample("complete"))["embeds"][0]["fields"]}
+    assert fields["Summary"] == "Calculator done"
+    assert "calc.py" in fields["Files changed (2)"]
+    assert fields["Tests"] == "passed"
+
+
+@pytest.mark.parametrize("kind", EVENT_TYPES)
+def test_format_message_has_the_emoji_and_the_task(kind):
+    text = format_message(sample(kind))
+    assert text.startswith(EXPECTED_EMOJI[kind] + " Task a7f3c1")
+
+
+def test_format_message_examples():
+    assert format_message(event("started", f"Started: {GOAL}")) == "🚀 Task a7f3c1 started: Build a calculator"
+    assert format_message(event("complete", "Complete: all tests pass")) == \
+        "🎉 Task a7f3c1 complete: Complete: all tests pass"
+    assert format_message(event("command", "Running: pytest", command="pytest -q")) == \
+        "⚡ Task a7f3c1 running `pytest -q`"
+    assert format_message(event("error", "Failed: stuck")) == "❌ Task a7f3c1 failed: Failed: stuck"
+
+
+def test_confirmation_text_names_command_reason_and_the_code():
+    text = format_message(event("confirmation_required", "Needs confirmation", command="rm -rf build/",
+                                reason="Deletes the build folder"))
+    assert text.startswith("⚠️ Task a7f3c1")
+    assert "`rm -rf build/`" in text
+    assert "Reason: Deletes the build folder" in text
+    assert "confirmation code" in text
+
+
+def test_command_with_backticks_stays_one_code_span():
+    text = format_message(event("command", "x", command="echo `date`"))
+    assert "`` echo `date` ``" in text
+
+
+def test_5000_char_command_stays_under_the_limits():
+    command = "echo " + "a" * 4995
+    ev = event("confirmation_required", "Needs confirmation", command=command, reason="Writes a lot")
+    text = format_message(ev)
+    assert len(text) < 2000
+    assert "Reason: Writes a lot" in text and "confirmation code" in text  # not cut off by the long command
+    assert "5000 characters" in text
+    assert text.count("`") % 2 == 0
+    body = discord_payload(ev)
+    assert len(body["content"]) <= 2000
+    embed = body["embeds"][0]
+    assert len(embed["description"]) <= 4096 and embed["description"].count("```") == 2
+    assert embed["description"].endswith("Reply with your confirmation code to let it run.")
+    total = len(embed["title"]) + len(embed["description"]) + len(embed["footer"]["text"]) + sum(
+        len(f["name"]) + len(f["value"]) for f in embed.get("fields", []))
+    assert total <= 6000
+    assert n8n_payload(ev)["command"] == command  # n8n gets it whole
+    for kind in EVENT_TYPES:
+        long = event(kind, "é" * 5000 + "🎉" * 500, command="x" * 5000, reason="r" * 5000, goal="g" * 5000)
+        assert len(format_message(long)) < 2000, kind
+        payload = discord_payload(long)
+        assert len(payload["content"]) <= 2000 and len(payload["embeds"][0]["title"]) <= 256
+        assert len(payload["embeds"][0].get("description", "")) <= 4096
+
+
+def test_should_send():
+    assert all(should_send(k, True) for k in EVENT_TYPES)
+    assert {k for k in EVENT_TYPES if should_send(k, False)} == MILESTONES
+    assert ALWAYS <= MILESTONES
+
+
+def test_events_get_unique_ids_and_utc_timestamps():
+    ids = {event().id for _ in range(100)}
+    assert len(ids) == 100
+    stamp = event().timestamp
+    assert stamp.endswith("Z") and len(stamp) == len("2026-12-01T10:00:00.123Z")
+
+
+# --- delivery --------------------------------------------------------------------------------------------
+
+def test_both_endpoints_get_every_event_with_the_right_headers(n8n, discord, notifiers):
+    notifier = notifiers(n8n_url=n8n.url(), discord_url=discord_url(discord))
+    sent = [sample(kind) for kind in EVENT_TYPES]
+    for ev in sent:
+        notifier.send(ev)
+    notifier.close(timeout=5)
+    assert [b["id"] for b in n8n.bodies()] == [e.id for e in sent]
+    assert [b["type"] for b in n8n.bodies()] == list(EVENT_TYPES)
+    assert [b["content"] for b in discord.bodies()] == [format_message(e) for e in sent]
+    assert all(r.path == "/webhook/tars-progress" for r in n8n.requests)
+    for server in (n8n, discord):
+        for received, ev in zip(server.requests, sent):
+            assert received.headers["content-type"] == "application/json"
+            assert received.headers["idempotency-key"] == ev.id
+            assert "webhook-signature" not in received.headers  # no signing secret given
+    assert notifier.stats == {"sent": 2 * len(EVENT_TYPES), "failed": 0, "dropped": 0, "retried": 0}
+    assert notifier.endpoint_stats["discord"]["sent"] == len(EVENT_TYPES)
+
+
+def test_50_events_of_a_task_arrive_in_order_even_with_a_retry(discord, notifiers):
+    discord.plan.extend([Reply()] * 10 + [Reply(500), Reply(502)])
+    notifier = notifiers(discord_url=discord_url(discord), **FAST)
+    sent = [event("command_result", f"step {i}") for i in range(50)]
+    for ev in sent:
+        notifier.send(ev)
+    notifier.close(timeout=10)
+    delivered = [r.json()["embeds"][0]["footer"]["text"].rsplit(" ", 1)[1] for r in discord.requests]
+    assert len(delivered) == 52
+    deduped = list(dict.fromkeys(delivered))
+    assert deduped == [e.id for e in sent]
+    assert notifier.stats["sent"] == 50 and notifier.stats["retried"] == 2
+
+
+def test_500_then_200_is_retried_once_with_the_same_ids(n8n, notifiers):
+    secret = whsec()
+    n8n.plan.extend([Reply(500, body=b"oops"), Reply(200)])
+    notifier = notifiers(n8n_url=n8n.url(), signing_secret=secret, **FAST)
+    ev = event("complete", "Complete: done")
+    notifier.send(ev)
+    notifier.close(timeout=5)
+    first, second = n8n.requests
+    assert first.body == second.body
+    for r in (first, second):
+        assert r.headers["webhook-id"] == ev.id
+        assert r.headers["idempotency-key"] == ev.id
+        assert verify(secret, r.headers, r.body)
+    assert notifier.stats == {"sent": 1, "failed": 0, "dropped": 0, "retried": 1}
+
+
+def test_429_retry_after_seconds_is_honoured(n8n, notifiers):
+    n8n.plan.extend([Reply(429, headers={"Retry-After": "1"}), Reply(200)])
+    notifier = notifiers(n8n_url=n8n.url(), backoff_base=0.01, backoff_max=5)
+    notifier.send(event())
+    requests = n8n.wait_for(2, timeout=5)
+    assert len(requests) == 2
+    assert requests[1].at - requests[0].at >= 0.9
+    notifier.close(timeout=2)
+    assert notifier.stats["sent"] == 1
+
+
+def test_503_retry_after_http_date_is_honoured(n8n, notifiers):
+    when = email.utils.formatdate(time.time() + 2, usegmt=True)
+    n8n.plan.extend([Reply(503, headers={"Retry-After": when}), Reply(200)])
+    notifier = notifiers(n8n_url=n8n.url(), backoff_base=0.01, backoff_max=5)
+    notifier.send(event())
+    requests = n8n.wait_for(2, timeout=6)
+    assert len(requests) == 2
+    assert requests[1].at - requests[0].at >= 0.9
+
+
+def test_retry_after_is_capped_at_backoff_max(n8n, notifiers):
+    n8n.plan.extend([Reply(429, headers={"Retry-After": "120"}), Reply(200)])
+    notifier = notifiers(n8n_url=n8n.url(), backoff_base=0.01, backoff_max=0.2)
+    notifier.send(event())
+    requests = n8n.wait_for(2, timeout=3)
+    assert len(requests) == 2 and requests[1].at - requests[0].at < 1.5
+
+
+def test_discord_429_body_retry_after_is_honoured(discord, notifiers):
+    body = json.dumps({"message": "You are being rate limited.", "retry_after": 0.6, "global": False}).encode()
+    discord.plan.extend([Reply(429, headers={"Content-Type": "application/json"}, body=body), Reply(204)])
+    notifier = notifiers(discord_url=discord_url(discord), backoff_base=0.01, backoff_max=5)
+    notifier.send(event())
+    requests = discord.wait_for(2, timeout=5)
+    assert len(requests) == 2
+    assert requests[1].at - requests[0].at >= 0.55
+    notifier.close(timeout=2)
+    assert notifier.stats["sent"] == 1 and notifier.stats["retried"] == 1
+
+
+def test_400_is_not_retried_and_is_logged(n8n, notifiers, caplog):
+    caplog.set_level(logging.INFO, logger="tars.notifier")
+    n8n.plan.append(Reply(400, body=b'{"error": "bad payload"}' + b"z" * 500))
+    notifier = notifiers(n8n_url=n8n.url(), **FAST)
+    notifier.send(event("file_edit", "Editing calc.py"))
+    notifier.send(event("file_edit", "Editing test_calc.py"))
+    notifier.close(timeout=5)
+    assert len(n8n.requests) == 2  # the first was refused once, the second still went
+    assert notifier.stats == {"sent": 1, "failed": 1, "dropped": 0, "retried": 0}
+    (line,) = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert "HTTP 400" in line and "bad payload" in line and TASK in line and "file_edit" in line
+    assert "z" * 201 not in line
+
+
+@pytest.mark.parametrize("status,attempts", [(404, 1), (401, 1), (408, 2), (502, 2)])
+def test_which_statuses_are_retried(n8n, notifiers, status, attempts):
+    n8n.plan.extend([Reply(status), Reply(200)])
+    notifier = notifiers(n8n_url=n8n.url(), **FAST)
+    notifier.send(event())
+    notifier.close(timeout=5)
+    assert len(n8n.requests) == attempts
+
+
+def test_attempts_run_out(n8n, notifiers, caplog):
+    caplog.set_level(logging.WARNING, logger="tars.notifier")
+    n8n.default = Reply(500)
+    notifier = notifiers(n8n_url=n8n.url(), max_attempts=3, **FAST)
+    notifier.send(event("error", "Failed: boom"))
+    wait_until(lambda: notifier.stats["failed"] == 1)
+    notifier.close(timeout=5)
+    assert len(n8n.requests) == 3
+    assert notifier.stats == {"sent": 0, "failed": 1, "dropped": 0, "retried": 2}
+    assert any("after 3 attempts" in r.getMessage() and "error" in r.getMessage() for r in caplog.records)
+
+
+def test_dead_endpoint_costs_the_task_nothing(notifiers, caplog):
+    caplog.set_level(logging.INFO, logger="tars.notifier")
+    notifier = notifiers(n8n_url=closed_port_url())  # default backoff: a real retry schedule
+    durations = []
+    for i in range(100):
+        ev = event("command_result", f"step {i}")
+        started = time.perf_counter()
+        notifier.send(ev)
+        durations.append(time.perf_counter() - started)
+    assert max(durations) < 0.005, max(durations)
+    time.sleep(0.2)  # let the first attempt fail: the circuit is open
+    started = time.monotonic()
+    notifier.close(timeout=2)
+    assert time.monotonic() - started <= 2.5
+    stats = notifier.stats
+    assert stats["sent"] == 0 and stats["dropped"] + stats["failed"] == 100
+    assert any("giving up" in r.getMessage() and "not sent (99)" in r.getMessage() for r in caplog.records)
+
+
+def test_close_is_bounded_when_the_endpoint_is_down_from_the_start(notifiers):
+    notifier = notifiers(discord_url=closed_port_url(f"/api/webhooks/1/{TOKEN}"))
+    for i in range(10):
+        notifier.send(event("complete", f"done {i}"))
+    started = time.monotonic()
+    notifier.close(timeout=2)
+    assert time.monotonic() - started < 1.0  # the circuit is open: given up at once, not after 2 s
+    assert notifier.stats["dropped"] + notifier.stats["failed"] == 10
+
+
+def test_one_5xx_before_close_is_not_a_dead_endpoint(n8n, notifiers):
+    n8n.plan.extend([Reply(502), Reply(200)])
+    notifier = notifiers(n8n_url=n8n.url(), backoff_base=0.3, backoff_max=0.3)
+    notifier.send(event("complete", "Complete"))
+    n8n.wait_for(1)
+    time.sleep(0.05)  # the 502 is in: close() now must still wait for the retry
+    notifier.close(timeout=5)
+    assert len(n8n.requests) == 2
+    assert notifier.stats == {"sent": 1, "failed": 0, "dropped": 0, "retried": 1}
+
+
+def test_close_is_bounded_when_the_endpoint_hangs(n8n, notifiers):
+    n8n.default = Reply(200, delay=10)
+    notifier = notifiers(n8n_url=n8n.url(), timeout=5)
+    notifier.send(event("complete", "Complete"))
+    notifier.send(event("cancelled", "Cancelled"))
+    n8n.wait_for(1)
+    started = time.monotonic()
+    notifier.close(timeout=1)
+    elapsed = time.monotonic() - started
+    assert 0.9 <= elapsed <= 1.5
+    started = time.perf_counter()
+    notifier.send(event())  # after close: dropped, not blocking
+    assert time.perf_counter() - started < 0.005
+    notifier.close(timeout=5)  # idempotent and immediate
+    assert notifier.stats["dropped"] == 2  # the queued "cancelled" and the late one
+
+
+def test_close_delivers_what_is_buffered(n8n, notifiers):
+    n8n.default = Reply(200, delay=0.05)
+    notifier = notifiers(n8n_url=n8n.url())
+    for i in range(10):
+        notifier.send(event("file_edit", f"edit {i}"))
+    notifier.close(timeout=5)
+    assert len(n8n.requests) == 10 and notifier.stats["sent"] == 10
+
+
+def test_a_dead_n8n_does_not_delay_discord(n8n, discord, notifiers):
+    n8n.default = Reply(200, delay=10)  # hangs
+    notifier = notifiers(n8n_url=n8n.url(), discord_url=discord_url(discord), timeout=5)
+    started = time.monotonic()
+    sent = [event("command", f"Running: step {i}", command=f"step {i}") for i in range(10)]
+    for ev in sent:
+        notifier.send(ev)
+    requests = discord.wait_for(10, timeout=3)
+    assert len(requests) == 10
+    assert requests[-1].at - started < 1.5
+    assert [r.headers["idempotency-key"] for r in requests] == [e.id for e in sent]
+    assert len(n8n.requests) == 1
+    notifier.close(timeout=0.5)
+
+
+def test_a_refused_n8n_does_not_delay_discord(discord, notifiers):
+    notifier = notifiers(n8n_url=closed_port_url(), discord_url=discord_url(discord), **FAST)
+    for i in range(20):
+        notifier.send(event("file_edit", f"edit {i}"))
+    assert len(discord.wait_for(20, timeout=3)) == 20
+    notifier.close(timeout=1)
+    assert notifier.endpoint_stats["discord"]["sent"] == 20
+    assert notifier.endpoint_stats["n8n"]["sent"] == 0
+
+
+def test_neither_endpoint_only_logs(notifiers, caplog):
+    caplog.set_level(logging.INFO, logger="tars.notifier")
+    notifier = notifiers(secret_values=["sk-ant-hidden-value"])
+    notifier.send(event("started", f"Started: {GOAL}"))
+    notifier.send(event("error", "Failed: key sk-ant-hidden-value rejected"))
+    notifier.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "tars.notifier"]
+    assert any("🚀 Task a7f3c1 started: Build a calculator" in line for line in lines)
+    assert any("[redacted]" in line for line in lines)
+    assert all(r.levelno == logging.INFO for r in caplog.records if r.name == "tars.notifier")
+    assert "sk-ant-hidden-value" not in caplog.text
+    assert notifier.stats == {"sent": 0, "failed": 0, "dropped": 0, "retried": 0}
+    assert notifier.endpoints == []
+
+
+def test_full_buffer_drops_the_oldest_and_keeps_always(n8n, notifiers):
+    n8n.plan.append(Reply(200, delay=10))  # holds the first event in flight until released
+    notifier = notifiers(n8n_url=n8n.url(), buffer_size=4)
+    first = event("planning", "first")
+    notifier.send(first)
+    n8n.wait_for(1)
+    p1, p2, p3 = (event("file_edit", f"p{i}") for i in (1, 2, 3))
+    c1 = event("confirmation_required", "c1", command="rm -rf x", reason="r")
+    p4 = event("file_edit", "p4")
+    done, err, cancel = event("complete", "done"), event("error", "err"), event("cancelled", "cancel")
+    late = event("file_edit", "late")
+    for ev in (p1, p2, p3, c1):  # buffer full: p1 p2 p3 c1
+        notifier.send(ev)
+    notifier.send(p4)      # drops p1   -> p2 p3 c1 p4
+    notifier.send(done)    # drops p2   -> p3 c1 p4 done
+    notifier.send(err)     # drops p3   -> c1 p4 done err
+    notifier.send(cancel)  # drops p4   -> c1 done err cancel
+    notifier.send(late)    # only ALWAYS queued: the newcomer goes
+    assert notifier.stats["dropped"] == 5
+    n8n.release.set()
+    notifier.close(timeout=5)
+    assert [b["message"] for b in n8n.bodies()] == ["first", "c1", "done", "err", "cancel"]
+    assert notifier.stats == {"sent": 5, "failed": 0, "dropped": 5, "retried": 0}
+
+
+# --- signing -----------------------------------------------------------------------------------------------
+
+def independent_signature(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
+    """Standard Webhooks spec: HMAC-SHA256 over "{id}.{timestamp}.{body}", key = base64 after whsec_."""
+    key = base64.b64decode(secret.split("_", 1)[1]) if secret.startswith("whsec_") else secret.encode()
+    content = msg_id.encode() + b"." + timestamp.encode() + b"." + body
+    return "v1," + base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()
+
+
+@pytest.mark.parametrize("secret", [whsec(), "a-long-random-plain-signing-secret"])
+def test_delivered_signature_verifies_both_ways(n8n, notifiers, secret):
+    notifier = notifiers(n8n_url=n8n.url(), signing_secret=secret)
+    ev = event("complete", "Complete: done")
+    notifier.send(ev)
+    notifier.close(timeout=5)
+    (r,) = n8n.requests
+    assert r.headers["webhook-id"] == ev.id
+    assert abs(int(r.headers["webhook-timestamp"]) - time.time()) < 10
+    assert r.headers["webhook-signature"] == independent_signature(secret, r.headers["webhook-id"],
+                                                                   r.headers["webhook-timestamp"], r.body)
+    assert verify(secret, r.headers, r.body)
+    assert verify(secret, {k.title(): v for k, v in r.headers.items()}, r.body)  # header case does not matter
+
+
+def test_sign_matches_the_spec_example():
+    # The example in the Standard Webhooks spec / reference libraries.
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    body = b'{"test": 2432232314}'
+    assert sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body) == \
+        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def test_verify_rejects_what_it_should():
+    secret = whsec()
+    body = b'{"type":"complete"}'
+    now = int(time.time())
+    headers = {"webhook-id": "evt_1", "webhook-timestamp": str(now),
+               "webhook-signature": sign(secret, "evt_1", now, body)}
+    assert verify(secret, headers, body)
+    assert verify(secret, headers, body.decode())
+    assert not verify(secret, headers, body + b" ")                       # tampered body
+    assert not verify(whsec(), headers, body)                             # wrong secret
+    assert not verify(secret, {**headers, "webhook-id": "evt_2"}, body)   # id is signed
+    old = now - 301
+    assert not verify(secret, {**headers, "webhook-timestamp": str(old),
+                               "webhook-signature": sign(secret, "evt_1", old, body)}, body)  # too old
+    future = now + 1000
+    assert not verify(secret, {**headers, "webhook-timestamp": str(future),
+                               "webhook-signature": sign(secret, "evt_1", future, body)}, body)
+    for missing in ("webhook-id", "webhook-timestamp", "webhook-signature"):
+        assert not verify(secret, {k: v for k, v in headers.items() if k != missing}, body)
+    assert not verify(secret, {**headers, "webhook-timestamp": "soon"}, body)
+    assert not verify(secret, {**headers, "webhook-signature": "v1,notbase64!!"}, body)
+    assert not verify("whsec_%%%", headers, body)
+    # several signatures (secret rotation): any v1 match will do; other versions are ignored
+    good = headers["webhook-signature"]
+    assert verify(secret, {**headers, "webhook-signature": f"v1,AAAA {good}"}, body)
+    assert not verify(secret, {**headers, "webhook-signature": good.replace("v1,", "v2,")}, body)
+    assert verify(secret, headers, body, tolerance=10, now=now + 5)
+    assert not verify(secret, headers, body, tolerance=10, now=now + 11)
+
+
+def test_a_malformed_whsec_secret_is_refused_up_front():
+    with pytest.raises(ValueError):
+        Notifier(n8n_url=None, discord_url=None, signing_secret="whsec_not base64!")
+
+
+# --- secrets -------------------------------------------------------------------------------------------------
+
+def test_secret_values_are_redacted_in_every_field(n8n, discord, notifiers):
+    key, code, signing = "sk-ant-api03-SECRETSECRET", "739164", whsec()
+    notifier = notifiers(n8n_url=n8n.url(), discord_url=discord_url(discord), signing_secret=signing,
+                         secret_values=[key, code, "", "abc"])
+    ev = event("confirmation_required", f"about to use {key} abc", command=f"curl -H 'x-api-key: {key}' x",
+               reason=f"sends {key} and {code}", goal=f"Deploy with {key}", phase=f"coding {code}",
+               data={"nested": {"list": [f"a{key}b", 5, None, {"deep": code}]}, key: "as a key",
+                     "signing": signing, "other": object()})
+    notifier.send(ev)
+    notifier.close(timeout=5)
+    raw = n8n.requests[0].body + discord.requests[0].body
+    for value in (key, code, signing):
+        assert value.encode() not in raw
+    assert TOKEN.encode() not in raw
+    body = n8n.requests[0].json()
+    assert body["message"] == "about to use [redacted] abc"  # values under 6 characters are not secrets
+    assert body["command"] == "curl -H 'x-api-key: [redacted]' x"
+    assert body["reason"] == "sends [redacted] and [redacted]"
+    assert body["goal"] == "Deploy with [redacted]" and body["phase"] == "coding [redacted]"
+    assert body["data"]["nested"]["list"] == ["a[redacted]b", 5, None, {"deep": "[redacted]"}]
+    assert body["data"]["[redacted]"] == "as a key"
+    assert "[redacted]" in discord.requests[0].json()["content"]
+    assert ev.message == f"about to use {key} abc"  # the caller's event is left alone
+
+
+def test_the_discord_token_never_reaches_the_logs(discord, notifiers, caplog):
+    caplog.set_level(logging.DEBUG)  # httpx logs each request's full URL at INFO
+    discord.plan.extend([Reply(500), Reply(204),
+                         Reply(404, body=f'{{"message": "Unknown Webhook {TOKEN}", "path": "/api/webhooks/1/{TOKEN}"}}'
+                               .encode())])
+    notifier = notifiers(discord_url=discord_url(discord), **FAST)
+    notifier.send(event("planning", "one"))
+    notifier.send(event("error", f"mentions the token {TOKEN}"))
+    notifier.close(timeout=5)
+    dead = notifiers(discord_url=closed_port_url(f"/api/webhooks/1/{TOKEN}"), **FAST)
+    dead.send(event("complete", "done"))
+    time.sleep(0.2)
+    dead.close(timeout=1)
+    assert len(discord.requests) == 3
+    text = caplog.text + "\n".join(r.getMessage() for r in caplog.records)
+    assert TOKEN[:16] not in text  # not even the part a 200-character cut would leave
+    assert "/api/webhooks/123456789012345678" not in text
+    assert f"http://127.0.0.1:{discord.port}" in text  # the logs do say where
+    assert "HTTP 404" in text and "error" in text and TASK in text
+    assert any(r.name == "httpx" for r in caplog.records)
+
+
+def test_send_never_raises(notifiers, discord):
+    notifier = notifiers(discord_url=discord_url(discord))
+    notifier.send(None)  # type: ignore[arg-type]
+    notifier.send(event("weird_type", "an unknown type still goes", data={"when": object(), "n": float("nan")}))
+    notifier.close(timeout=5)
+    (r,) = discord.requests
+    assert r.json()["content"].startswith("ℹ️ Task a7f3c1")

@@ -1,0 +1,220 @@
+"""Settings as an owner meets them: the defaults, a .env file, and one readable error for a bad value."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from anthropic._data import DEPRECATED_MODELS
+
+from core.config import Settings, load_settings, setting_names
+from core.exceptions import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+SECRET_KEY = "sk-ant-api03-do-not-print-me-0123456789"
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    """No TARS setting in the environment, no .env file: what a fresh install sees."""
+    for name in setting_names():
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TARS_ENV_FILE", "/dev/null")
+    monkeypatch.chdir(tmp_path)
+    return monkeypatch
+
+
+def config_error(**env: str) -> str:
+    """The ConfigError message load_settings() gives for these environment values."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in env.items():
+            mp.setenv(name, value)
+        with pytest.raises(ConfigError) as raised:
+            load_settings()
+    return str(raised.value)
+
+
+# --- defaults -----------------------------------------------------------------------------------------
+
+def test_defaults_of_a_fresh_install(clean_env):
+    settings = load_settings()
+    assert settings.CLAUDE_MODEL == "claude-sonnet-5-5"
+    assert settings.MAX_TASK_RUNTIME_MINUTES == 15
+    assert settings.max_runtime_seconds == 15 * 60
+    assert settings.MAX_TASK_ITERATIONS == 50
+    assert settings.HOST == "127.0.0.1"
+    assert settings.PORT == 8000
+    assert settings.ENABLE_DETAILED_UPDATES is True
+    assert settings.ANTHROPIC_API_KEY is None
+    assert settings.LOG_LEVEL == "INFO"
+    assert settings.PROJECTS_ROOT == (Path.home() / "tars_projects").resolve()
+    assert settings.DEFAULT_PROJECT_PATH == settings.PROJECTS_ROOT / "scratch"
+
+
+def test_default_model_is_not_deprecated_by_the_sdk(clean_env):
+    model = load_settings().CLAUDE_MODEL
+    assert model not in DEPRECATED_MODELS, f"{model} reaches end-of-life on {DEPRECATED_MODELS.get(model)}"
+
+
+def test_loading_settings_creates_no_folders(clean_env, tmp_path):
+    clean_env.setenv("PROJECTS_ROOT", str(tmp_path / "not-yet"))
+    settings = load_settings()
+    assert settings.PROJECTS_ROOT == tmp_path / "not-yet"
+    assert not (tmp_path / "not-yet").exists()
+
+
+# --- Redis location -------------------------------------------------------------------------------------
+
+def test_redis_defaults_to_localhost(clean_env):
+    assert load_settings().redis_url == "redis://localhost:6379/0"
+
+
+def test_redis_host_port_and_db_build_the_url(clean_env):
+    clean_env.setenv("REDIS_HOST", "redis.internal")
+    clean_env.setenv("REDIS_PORT", "6380")
+    clean_env.setenv("REDIS_DB", "3")
+    assert load_settings().redis_url == "redis://redis.internal:6380/3"
+
+
+def test_redis_url_wins_over_host_and_port(clean_env):
+    clean_env.setenv("REDIS_URL", "redis://:pw@cache.example:7000/5")
+    clean_env.setenv("REDIS_HOST", "ignored.example")
+    clean_env.setenv("REDIS_PORT", "1234")
+    assert load_settings().redis_url == "redis://:pw@cache.example:7000/5"
+
+
+def test_blank_redis_url_means_host_and_port(clean_env):
+    clean_env.setenv("REDIS_URL", "  ")
+    clean_env.setenv("REDIS_PORT", "6390")
+    settings = load_settings()
+    assert settings.REDIS_URL is None
+    assert settings.redis_url == "redis://localhost:6390/0"
+
+
+@pytest.mark.parametrize("url", ["rediss://secure.example:6380/0", "unix:///run/redis.sock"])
+def test_tls_and_unix_socket_urls_are_accepted(clean_env, url):
+    clean_env.setenv("REDIS_URL", url)
+    assert load_settings().redis_url == url
+
+
+# --- invalid values ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,value", [
+    ("MAX_TASK_ITERATIONS", "abc"),
+    ("MAX_TASK_ITERATIONS", "0"),
+    ("PORT", "70000"),
+    ("REDIS_PORT", "0"),
+    ("REDIS_URL", "http://x"),
+    ("MAX_TASK_RUNTIME_MINUTES", "-1"),
+    ("ENABLE_DETAILED_UPDATES", "maybe"),
+    ("LOG_LEVEL", "LOUD"),
+])
+def test_an_invalid_value_names_the_variable_and_where_to_fix_it(clean_env, name, value):
+    message = config_error(**{name: value})
+    assert message.startswith(f"{name}=")
+    assert value in message
+    assert "Fix it in .env or the environment (see env.example)." in message
+    assert "\n" not in message
+
+
+def test_redis_url_error_says_which_schemes_work(clean_env):
+    assert "must start with redis://, rediss:// or unix://" in config_error(REDIS_URL="http://x")
+
+
+@pytest.mark.parametrize("default_project", ["absolute", "../elsewhere"])
+def test_default_project_outside_the_projects_root_is_a_config_error(clean_env, tmp_path, default_project):
+    root = tmp_path / "projects"
+    value = str(tmp_path / "elsewhere") if default_project == "absolute" else default_project
+    message = config_error(PROJECTS_ROOT=str(root), DEFAULT_PROJECT_PATH=value)
+    assert "DEFAULT_PROJECT_PATH" in message
+    assert f"must be inside PROJECTS_ROOT ({root})" in message
+    assert "Fix it in .env or the environment" in message
+    assert "\n" not in message
+
+
+def test_default_project_inside_the_root_may_be_relative(clean_env, tmp_path):
+    clean_env.setenv("PROJECTS_ROOT", str(tmp_path / "projects"))
+    clean_env.setenv("DEFAULT_PROJECT_PATH", "main-app")
+    assert load_settings().DEFAULT_PROJECT_PATH == tmp_path / "projects" / "main-app"
+
+
+def test_several_bad_values_are_reported_together(clean_env):
+    message = config_error(PORT="70000", MAX_TASK_ITERATIONS="abc")
+    assert "PORT='70000'" in message and "MAX_TASK_ITERATIONS='abc'" in message
+
+
+def test_the_api_key_never_appears_in_a_config_error(clean_env, tmp_path):
+    clean_env.setenv("ANTHROPIC_API_KEY", SECRET_KEY)
+    for bad in ({"PORT": "70000"}, {"REDIS_URL": "http://x"}, {"MAX_TASK_ITERATIONS": "abc", "LOG_LEVEL": "x"},
+                {"PROJECTS_ROOT": str(tmp_path / "p"), "DEFAULT_PROJECT_PATH": "/etc"}):
+        assert SECRET_KEY not in config_error(**bad)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(ANTHROPIC_API_KEY=12345678901234)  # a key of the wrong type is still not shown
+    assert "ANTHROPIC_API_KEY" in str(raised.value) and "12345678901234" not in str(raised.value)
+
+
+def test_the_api_key_is_hidden_when_settings_are_printed(clean_env):
+    clean_env.setenv("ANTHROPIC_API_KEY", SECRET_KEY)
+    settings = load_settings()
+    assert settings.ANTHROPIC_API_KEY.get_secret_value() == SECRET_KEY
+    assert SECRET_KEY not in repr(settings) and SECRET_KEY not in str(settings)
+    assert settings.secret_values() == [SECRET_KEY]
+
+
+def test_blank_api_key_is_unset(clean_env):
+    clean_env.setenv("ANTHROPIC_API_KEY", "")
+    assert load_settings().ANTHROPIC_API_KEY is None
+
+
+# --- the .env file ------------------------------------------------------------------------------------------
+
+def test_env_file_named_by_tars_env_file_is_read(clean_env, tmp_path):
+    env_file = tmp_path / "tars.env"
+    env_file.write_text("# my TARS\nMAX_TASK_ITERATIONS=7\nCLAUDE_MODEL=claude-opus-4-7\n"
+                        f"ANTHROPIC_API_KEY={SECRET_KEY}\nENABLE_DETAILED_UPDATES=false\n")
+    clean_env.setenv("TARS_ENV_FILE", str(env_file))
+    settings = load_settings()
+    assert settings.MAX_TASK_ITERATIONS == 7
+    assert settings.CLAUDE_MODEL == "claude-opus-4-7"
+    assert settings.ANTHROPIC_API_KEY.get_secret_value() == SECRET_KEY
+    assert settings.ENABLE_DETAILED_UPDATES is False
+
+
+def test_the_environment_wins_over_the_env_file(clean_env, tmp_path):
+    env_file = tmp_path / "tars.env"
+    env_file.write_text("MAX_TASK_ITERATIONS=7\nPORT=9000\n")
+    clean_env.setenv("TARS_ENV_FILE", str(env_file))
+    clean_env.setenv("MAX_TASK_ITERATIONS", "12")
+    settings = load_settings()
+    assert settings.MAX_TASK_ITERATIONS == 12
+    assert settings.PORT == 9000
+
+
+def test_dot_env_in_the_current_folder_is_read_by_default(clean_env, tmp_path):
+    clean_env.delenv("TARS_ENV_FILE")
+    (tmp_path / ".env").write_text("PORT=8123\n")
+    assert load_settings().PORT == 8123
+
+
+def test_a_bad_value_in_the_env_file_is_a_config_error(clean_env, tmp_path):
+    env_file = tmp_path / "tars.env"
+    env_file.write_text("PORT=70000\n")
+    clean_env.setenv("TARS_ENV_FILE", str(env_file))
+    assert config_error().startswith("PORT='70000' is invalid")
+
+
+# --- env.example ----------------------------------------------------------------------------------------------
+
+def test_env_example_lists_exactly_the_settings():
+    example = ROOT / "env.example"
+    assert example.is_file(), f"{example} is missing: every setting must be documented there"
+    listed = re.findall(r"^[ \t]*#?[ \t]*([A-Z][A-Z0-9_]*)=", example.read_text(), flags=re.MULTILINE)
+    assert len(listed) == len(set(listed)), f"listed twice: {sorted(n for n in listed if listed.count(n) > 1)}"
+    assert set(listed) == set(Settings.model_fields)
+
+
+def test_env_example_copied_as_dot_env_gives_the_defaults(clean_env):
+    defaults = load_settings().model_dump()
+    clean_env.setenv("TARS_ENV_FILE", str(ROOT / "env.example"))
+    assert load_settings().model_dump() == defaults

@@ -1,0 +1,213 @@
+"""The owner at a terminal: `python main_tars.py task ...` as a real process, on the suite's Redis."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from core.redis_conn import free_port
+from tests.fakes.anthropic_api import edit, text
+
+STATUS_FIELDS = {"task_id", "status", "phase", "progress", "goal", "project_path", "awaiting_confirmation",
+                 "confirmation_command", "reason", "result"}
+RESULT_FIELDS = {"outcome", "summary", "iterations", "files_changed", "tests_passed", "usage", "cost_usd",
+                 "duration_seconds"}
+
+
+def ok_json(run):
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == "", run.stderr
+    return json.loads(run.stdout)
+
+
+def one_line_error(run) -> str:
+    """A refusal: exit 1, nothing on stdout, one line on stderr and no traceback."""
+    assert run.returncode == 1, (run.returncode, run.stdout, run.stderr)
+    assert run.stdout == ""
+    assert "Traceback" not in run.stderr
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def start(cli, goal: str, *args: str) -> str:
+    answer = ok_json(cli("task", "start", "--goal", goal, "--json", *args))
+    assert set(answer) == {"task_id"}
+    return answer["task_id"]
+
+
+def test_start_prints_the_new_task_id_as_json(cli, tasks, redis_client, projects):
+    task_id = start(cli, "Create hello.py", "--project", "hello")
+    assert re.fullmatch(r"[0-9a-f]{6,}", task_id)
+    assert redis_client.lrange("rq:queue:tars_programming", 0, -1) == [task_id.encode()]
+    status = tasks.status(task_id)
+    assert status.goal == "Create hello.py"
+    assert status.project_path == str(projects / "hello")
+
+
+def test_start_without_json_prints_just_the_id(cli, tasks):
+    run = cli("task", "start", "--goal", "Plain output")
+    assert run.returncode == 0, run.stderr
+    task_id = run.stdout.strip()
+    assert tasks.status(task_id).goal == "Plain output"
+
+
+def test_verbose_and_quiet_are_recorded_with_the_task(cli, tasks):
+    assert tasks.status(start(cli, "Loud", "--verbose")).verbose_updates is True
+    assert tasks.status(start(cli, "Hushed", "--quiet")).verbose_updates is False
+    assert tasks.status(start(cli, "Either")).verbose_updates is None
+
+
+def test_status_json_of_a_queued_task(cli, projects):
+    task_id = start(cli, "Write the docs", "--project", "docs")
+    status = ok_json(cli("task", "status", task_id, "--json"))
+    assert STATUS_FIELDS <= set(status)
+    assert status["task_id"] == task_id
+    assert status["status"] == "queued" and status["phase"] == "queued"
+    assert status["progress"] == "Waiting for a worker"
+    assert status["goal"] == "Write the docs"
+    assert status["project_path"] == str(projects / "docs")
+    assert status["awaiting_confirmation"] is False
+    assert status["confirmation_command"] is None and status["reason"] is None and status["result"] is None
+
+
+def test_status_without_an_id_is_the_latest_task(cli):
+    start(cli, "Older")
+    newest = start(cli, "Newer")
+    status = ok_json(cli("task", "status", "--json"))
+    assert status["task_id"] == newest
+    assert status["goal"] == "Newer"
+
+
+def test_list_json_is_newest_first(cli):
+    ids = [start(cli, f"Goal {n}") for n in range(3)]
+    rows = ok_json(cli("task", "list", "--json"))
+    assert [r["task_id"] for r in rows] == list(reversed(ids))
+    assert [r["status"] for r in rows] == ["queued"] * 3
+    assert all(STATUS_FIELDS <= set(r) for r in rows)
+    assert [r["task_id"] for r in ok_json(cli("task", "list", "--limit", "1", "--json"))] == [ids[-1]]
+
+
+def test_list_of_nothing(cli):
+    assert ok_json(cli("task", "list", "--json")) == []
+    run = cli("task", "list")
+    assert run.returncode == 0 and run.stdout.strip() == "No tasks yet."
+
+
+def test_list_in_words_shows_id_status_and_goal(cli):
+    task_id = start(cli, "Refactor the parser")
+    run = cli("task", "list")
+    assert run.returncode == 0, run.stderr
+    [line] = run.stdout.splitlines()
+    assert line.startswith(task_id) and "queued" in line and line.endswith("Refactor the parser")
+
+
+def test_cancel_a_queued_task_then_again(cli, tasks, redis_client):
+    task_id = start(cli, "Changed my mind")
+    cancelled = ok_json(cli("task", "cancel", task_id, "--json"))
+    assert cancelled["task_id"] == task_id
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["reason"] == "The task was cancelled."
+    assert redis_client.llen("rq:queue:tars_programming") == 0
+
+    again = cli("task", "cancel", task_id)
+    assert again.returncode != 0
+    line = one_line_error(again)
+    assert line == f"error: Task {task_id} has already ended (cancelled), so there is nothing to cancel."
+    assert tasks.status(task_id).status == "cancelled"
+
+
+def test_cancel_in_words(cli):
+    task_id = start(cli, "Stop this")
+    run = cli("task", "cancel", task_id)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == f"Task {task_id}: cancelled"
+
+
+def test_status_of_an_unknown_task_is_one_line(cli):
+    start(cli, "Something real")
+    assert one_line_error(cli("task", "status", "nosuch")) == "error: There is no task nosuch."
+    assert one_line_error(cli("task", "status", "nosuch", "--json")) == "error: There is no task nosuch."
+
+
+def test_status_with_no_tasks_at_all(cli):
+    assert one_line_error(cli("task", "status")) == "error: There are no tasks yet."
+
+
+def test_status_of_a_malformed_id_is_one_line(cli):
+    line = one_line_error(cli("task", "status", "not an id"))
+    assert "There is no task" in line
+
+
+def test_empty_goal_is_refused_in_one_line(cli, redis_client):
+    line = one_line_error(cli("task", "start", "--goal", "   ", "--json"))
+    assert line == "error: The goal is empty: say what the task should build or fix."
+    assert redis_client.llen("rq:queue:tars_programming") == 0
+
+
+def test_project_outside_the_projects_root_is_refused_in_one_line(cli, projects):
+    line = one_line_error(cli("task", "start", "--goal", "Escape", "--project", "../outside"))
+    assert "outside the projects folder" in line
+    assert not (projects.parent / "outside").exists()
+
+
+def test_unreachable_redis_is_one_line_naming_the_fix(cli):
+    port = free_port()  # nothing listens here
+    run = cli("task", "list", REDIS_URL=f"redis://127.0.0.1:{port}/0", timeout=30)
+    line = one_line_error(run)
+    assert f"redis://127.0.0.1:{port}/0" in line
+    assert "Redis is not reachable" in line
+    assert "REDIS_URL" in line and "python main_tars.py" in line
+
+
+def test_a_bad_setting_is_one_line_naming_it(cli):
+    line = one_line_error(cli("task", "list", MAX_TASK_ITERATIONS="abc"))
+    assert line.startswith("error: MAX_TASK_ITERATIONS='abc' is invalid")
+    assert ".env" in line
+
+
+def test_a_task_run_to_the_end_shows_its_result(cli, fake_api, start_worker, projects):
+    fake_api.script([
+        edit(command="create", path="greet.py", file_text='print("hi")\n'),
+        text("Wrote greet.py."),
+    ])
+    task_id = start(cli, "Create greet.py", "--project", "greet")
+    worker = start_worker("--burst")
+    assert worker.wait(90) == 0, worker.log
+
+    status = ok_json(cli("task", "status", task_id, "--json"))
+    assert status["status"] == "complete", status
+    assert status["phase"] == "complete"
+    assert status["reason"] and status["progress"].startswith("Complete")
+    assert status["started_at"] and status["ended_at"]
+    result = status["result"]
+    assert RESULT_FIELDS <= set(result)
+    assert result["outcome"] == "complete"
+    assert result["summary"] == "Wrote greet.py."
+    assert result["iterations"] == 2
+    assert result["files_changed"] == ["greet.py"]
+    assert result["tests_passed"] is None
+    assert result["usage"]["output_tokens"] > 0
+    assert result["cost_usd"] > 0
+    assert result["duration_seconds"] > 0
+    assert (projects / "greet" / "greet.py").read_text() == 'print("hi")\n'
+
+    words = cli("task", "status", task_id)
+    assert words.returncode == 0, words.stderr
+    assert f"Task {task_id}: complete" in words.stdout
+    assert "summary:  Wrote greet.py." in words.stdout
+    assert "2 iterations, 1 files changed" in words.stdout
+
+
+def test_status_in_words_mentions_status_and_goal(cli, projects):
+    task_id = start(cli, "Add a --version flag", "--project", "cli-tool")
+    run = cli("task", "status", task_id)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == f"Task {task_id}: queued (phase queued)"
+    assert "goal:     Add a --version flag" in run.stdout
+    assert f"project:  {projects / 'cli-tool'}" in run.stdout
+    assert "progress: Waiting for a worker" in run.stdout
