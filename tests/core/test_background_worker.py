@@ -141,7 +141,9 @@ def test_cancel_while_running_kills_the_command(tasks, fake_api, start_worker, r
     while "Running: sleep 61.5" not in tasks.status(task_id).progress:
         assert time.monotonic() < deadline, worker.log
         time.sleep(0.1)
-    assert subprocess.run(["pgrep", "-f", "sleep 61.5"], capture_output=True).returncode == 0
+    while subprocess.run(["pgrep", "-f", "sleep 61.5"], capture_output=True).returncode != 0:
+        assert time.monotonic() < deadline, "the command never started"
+        time.sleep(0.05)
 
     began = time.monotonic()
     status = tasks.cancel(task_id)
