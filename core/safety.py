@@ -83,10 +83,12 @@ R_UNKNOWN_DIR = "cannot be checked (unknown working directory)"
 R_ENV_CODE = "cannot be checked (environment variable that runs code)"
 R_LOOKUP = "cannot be checked (changes how commands are found)"
 R_TOO_DEEP = "cannot be checked (nested too deeply)"
+R_TOO_LONG = "cannot be checked (command too long)"
 R_INTERNAL = "cannot be checked"
 
 _MAX_DEPTH = 16  # nested shell strings (bash -c 'bash -c ...'); far beyond real use
 _MAX_EXPANSIONS = 256  # brace expansion results per word
+_MAX_LENGTH = 200_000  # bashlex gets slow beyond this; no real command is that long
 
 # Without a project root, relative paths are taken relative to a stand-in directory that
 # no real absolute path can be inside, so every absolute target counts as outside.
@@ -535,7 +537,7 @@ def _tokens(text: str):
     return list(tok)
 
 
-def _rewrite_unsupported(text: str) -> tuple[str, list[str]] | None:
+def _rewrite_unsupported(text: str) -> str | None:
     """Second chance for syntax bashlex doesn't implement but that is common:
     ``time cmd`` and ``[[ ... ]]`` become plain words (``\\time``, ``'[['``), so their
     arguments are still checked as commands -- a cautious over-reading."""
@@ -553,7 +555,7 @@ def _rewrite_unsupported(text: str) -> tuple[str, list[str]] | None:
         return None
     for start, end, repl in sorted(edits, reverse=True):
         text = text[:start] + repl + text[end:]
-    return text, []
+    return text
 
 
 def _bashlex_parse(text: str) -> list:
@@ -562,23 +564,22 @@ def _bashlex_parse(text: str) -> list:
     return bashlex.parse(text, expansionlimit=-1)
 
 
-def _parse(text: str) -> tuple[list, _Src, list[str]]:
+def _parse(text: str) -> tuple[list, _Src]:
     fixed, literal = _unquote_heredoc_delims(text)
     try:
-        return _bashlex_parse(fixed), _Src(fixed, literal), []
+        return _bashlex_parse(fixed), _Src(fixed, literal)
     except Exception:
         pass
     try:
         if all(t.ttype.name == "NEWLINE" for t in _tokens(fixed)):
-            return [], _Src(fixed, literal), []  # empty, blank or comments only
+            return [], _Src(fixed, literal)  # empty, blank or comments only
     except Exception:
         pass
     rewritten = _rewrite_unsupported(fixed)
     if rewritten is None:
         raise _Unparsable
-    fixed, extra = rewritten
     try:
-        return _bashlex_parse(fixed), _Src(fixed, literal), extra
+        return _bashlex_parse(rewritten), _Src(rewritten, literal)
     except Exception:
         raise _Unparsable from None
 
@@ -626,9 +627,12 @@ def _opt_is(name: str, names: tuple[str, ...]) -> bool:
     return False
 
 
-def _getopt(args, with_arg: str = "", long_with_arg: tuple[str, ...] = (), stop: bool = False) -> _Opts:
-    """Split getopt-style options from operands.  ``stop``: options end at the first
-    operand (as for wrappers, whose operands are the wrapped command)."""
+def _getopt(args, with_arg: str = "", long_with_arg: tuple[str, ...] = (), stop: bool = False,
+            attached: str = "") -> _Opts:
+    """Split getopt-style options from operands.  ``with_arg``: short options taking a
+    value (attached or the next word); ``attached``: taking only an attached value;
+    ``stop``: options end at the first operand (for wrappers, whose operands are the
+    wrapped command)."""
     res = _Opts([], [], [])
     i = 0
     while i < len(args):
@@ -652,6 +656,9 @@ def _getopt(args, with_arg: str = "", long_with_arg: tuple[str, ...] = (), stop:
             j = 1
             while j < len(t):
                 c = t[j]
+                if c in attached:
+                    res.opts.append(("-" + c, _value_arg(t[j + 1 :], a), a))
+                    break
                 if c in with_arg:
                     if j + 1 < len(t):
                         res.opts.append(("-" + c, _value_arg(t[j + 1 :], a), a))
@@ -719,9 +726,6 @@ _WRAPPERS: dict[str, tuple[str, tuple[str, ...], int]] = {
     "valgrind": ("", (), 0),
 }
 
-# Wrappers that write a file named by an option.
-_WRAPPER_OUTPUT_OPTS = {"time": ("-o", "--output"), "strace": ("-o", "--output"), "ltrace": ("-o", "--output")}
-
 # "tool subcommand ..." forms that run the rest as a command.
 _SUB_WRAPPERS = {
     ("uv", "run"), ("poetry", "run"), ("pipenv", "run"), ("pdm", "run"), ("hatch", "run"),
@@ -738,7 +742,7 @@ _CODE_ENV = {
 }
 # ... and whose value names a file that gets sourced or loaded.
 _FILE_ENV = {"BASH_ENV", "ENV", "LD_PRELOAD", "LD_AUDIT", "ZDOTDIR", "PYTHONSTARTUP", "NODE_OPTIONS", "PERL5OPT",
-             "RUBYOPT"}
+             "RUBYOPT", "GIT_EXEC_PATH", "GIT_TEMPLATE_DIR"}
 _PROMPT_ENV = {"PS1", "PS2", "PS4"}
 
 _GIT_EXEC_CONFIG = re.compile(
@@ -828,12 +832,10 @@ class _Analyzer:
             self.flag(R_TOO_DEEP, text)
             return
         try:
-            trees, src, extra = _parse(text)
+            trees, src = _parse(text)
         except _Unparsable:
             self.flag(R_UNPARSABLE, text)
             return
-        for code in extra:
-            self.script(code, depth + 1)
         for tree in trees:
             self.node(tree, src, depth, stdin)
 
@@ -1214,6 +1216,12 @@ class _Analyzer:
                 self.flag(R_VAR_CMD, text)
                 return
         self.run(rest[leading:], text, depth, stdin)
+        if ops.opts and rest and not ops.after_dd:
+            # "--with pkg rm x": if the last option takes a value we don't know about,
+            # the command starts one word later.  Check that reading too.
+            _, last_value, last_word = ops.opts[-1]
+            if last_value is None and "=" not in last_word.text:
+                self.run(rest[leading + 1 :], text, depth, stdin)
 
     def h_traced(self, name, args, text, depth, stdin):
         if name == "time":
@@ -1334,8 +1342,12 @@ class _Analyzer:
                      "--max-procs", "--max-chars", "--max-lines", "--process-slot-var", "--eof"):
                 if t == "-I":
                     repl = args[i + 1].text if i + 1 < len(args) else "{}"
+                if t in ("-a", "--arg-file"):
+                    stdin = _UNKNOWN_INPUT
                 i += 2
                 continue
+            if t.startswith(("-a", "--arg-file=")):
+                stdin = _UNKNOWN_INPUT
             if t.startswith("-I"):
                 repl = t[2:]
             elif t == "-i" or t == "--replace":
@@ -1369,11 +1381,11 @@ class _Analyzer:
             args, with_arg,
             ("--jobs", "--sshlogin", "--arg-file", "--delimiter", "--colsep", "--joblog", "--results",
              "--tmpdir", "--timeout", "--halt", "--delay", "--retries", "--load", "--memfree", "--workdir",
-             "--basefile", "--env", "--tagstring", "--max-args", "--max-replace-args", "-I"),
+             "--basefile", "--env", "--tagstring", "--max-args", "--max-replace-args"),
             stop=True,
         )
         rest = ops.operands
-        cmd, groups, i = [], [], 0
+        cmd, i = [], 0
         while i < len(rest) and rest[i].text not in (":::", "::::", ":::+", "::::+"):
             cmd.append(rest[i])
             i += 1
@@ -1393,7 +1405,6 @@ class _Analyzer:
                 self.script(line, depth + 1)
         elif stdin.kind != "none":
             self.flag(R_PIPED_CODE, text)
-        del groups
 
     def h_watch(self, name, args, text, depth, stdin):
         ops = _getopt(args, "nq", ("--interval", "--equexit"), stop=True)
@@ -1627,8 +1638,13 @@ class _Analyzer:
             if len(ops.operands) >= 2 and ops.operands[0].text in ("x",):
                 self.run(ops.operands[1:], text, depth, stdin)
 
+    # code options, options taking the rest of the word or the next one, and options
+    # taking only the rest of the word
+    _PERL_RUBY_OPTS = {"perl": ("eE", "I", "MmxFCdDl0i"), "ruby": ("e", "ICr", "xFEWTKl0i")}
+
     def h_perl_ruby(self, name, args, text, depth, stdin):
         lang = "ruby" if name.startswith("ruby") else "perl"
+        code_opts, value_opts, attached_opts = self._PERL_RUBY_OPTS[lang]
         codes: list[_Arg] = []
         inplace = False
         i = 0
@@ -1640,27 +1656,18 @@ class _Analyzer:
                 break
             if not t.startswith("-") or t == "-":
                 break
-            j = 1
-            while j < len(t):
-                c = t[j]
-                if c in "eE":
-                    if t[j + 1 :]:
-                        codes.append(_value_arg(t[j + 1 :], a))
-                    elif i + 1 < len(args):
-                        codes.append(args[i + 1])
+            for j, c in enumerate(t[1:], 1):
+                rest = t[j + 1 :]
+                if c in code_opts or c in value_opts:
+                    value = _value_arg(rest, a) if rest else (args[i + 1] if i + 1 < len(args) else None)
+                    if not rest:
                         i += 1
+                    if c in code_opts and value is not None:
+                        codes.append(value)
                     break
-                if c == "i":
-                    inplace = True
-                    break  # the rest of the word is the backup suffix
-                if c in "IMmrCxF" and lang == "ruby" and c in "IrCx" or c in "IMmx" and lang == "perl":
-                    if not t[j + 1 :]:
-                        i += 1
+                if c in attached_opts:
+                    inplace = inplace or c == "i"  # -i[.bak]: edit the files in place
                     break
-                if c in "l0":
-                    while j + 1 < len(t) and t[j + 1].isdigit():
-                        j += 1
-                j += 1
             i += 1
         operands = args[i:]
         for code in codes:
@@ -1672,6 +1679,8 @@ class _Analyzer:
             else:
                 self.stdin_code(lang, stdin, text, depth)
         if inplace:
+            if self.targets_unknown(operands, text):
+                return
             for f in operands:
                 self.check_write(f, text)
 
@@ -1734,12 +1743,14 @@ class _Analyzer:
             if m.group(1) not in ("stdout", "stderr"):
                 self.check_write(_lit(m.group(1).strip("'\"")), text)
         stripped = re.sub(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"", " ", sql, flags=re.S)
+        # "ON DELETE CASCADE", "AFTER DELETE ON t": schema rules, not deletions
+        stripped = re.sub(r"(?i)\b(on|after|before|instead\s+of|for)\s+delete\b", " ", stripped)
         if _SQL_DESTRUCTIVE.search(stripped):
             self.flag(R_DB, text)
 
     def h_sql_client(self, name, args, text, depth, stdin):
         spec = _SQL_CLIENTS[name]
-        ops = _getopt(args, spec["with_arg"], spec["long_with_arg"])
+        ops = _getopt(args, spec["with_arg"], spec["long_with_arg"], attached=spec.get("attached", ""))
         codes = ops.values(*spec["code"])
         for code in codes:
             self.inline_code("sql", code, text, depth)
@@ -1870,6 +1881,10 @@ class _Analyzer:
             if t.startswith("-c") and len(t) > 2 and not t.startswith("--"):
                 v = _value_arg(t[2:], a)
                 self.git_config_value(v.text.partition("=")[0], v, text, depth, cut=True)
+                i += 1
+                continue
+            if t.startswith("--exec-path="):  # git runs its subcommands from there
+                self.check_script(_value_arg(t.partition("=")[2], a), text)
                 i += 1
                 continue
             if t.startswith("--config-env="):
@@ -2071,7 +2086,8 @@ class _Analyzer:
             self.flag(R_DISCARD, text)
 
     def git_rebase(self, args, text, depth):
-        for code in _getopt(args, "xsX", ("--exec", "--onto", "--strategy", "--strategy-option")).values("-x", "--exec"):
+        ops = _getopt(args, "xsX", ("--exec", "--onto", "--strategy", "--strategy-option"))
+        for code in ops.values("-x", "--exec"):
             self.shell_code(code, text, depth)
 
     def git_bisect(self, args, text, depth):
@@ -2179,51 +2195,57 @@ class _Analyzer:
             self.check_write(out, text)
 
     def h_sed(self, name, args, text, depth, stdin):
-        scripts, inplace, i = [], False, 0
+        # GNU sed takes options anywhere ("sed 's/a/b/' -i f"), like most GNU tools
+        scripts: list[_Arg] = []
+        operands: list[_Arg] = []
+        script_file = inplace = False
+        i = 0
         while i < len(args):
             a = args[i]
             t = a.text
             if t == "--":
-                i += 1
+                operands.extend(args[i + 1 :])
                 break
+            if not t.startswith("-") or t == "-":
+                operands.append(a)
+                i += 1
+                continue
             if t.startswith("--"):
-                n, eq, v = t.partition("=")
-                if _opt_is(n, ("--in-place",)):
+                opt, eq, v = t.partition("=")
+                if _opt_is(opt, ("--in-place",)):
                     inplace = True
-                elif _opt_is(n, ("--expression", "--file")):
-                    val = _value_arg(v, a) if eq else (args[i + 1] if i + 1 < len(args) else _lit(""))
-                    (scripts.append(val) if _opt_is(n, ("--expression",)) else self.check_script(val, text))
+                elif _opt_is(opt, ("--expression", "--file")):
                     if not eq:
                         i += 1
+                    value = _value_arg(v, a) if eq else (args[i] if i < len(args) else _lit(""))
+                    if _opt_is(opt, ("--expression",)):
+                        scripts.append(value)
+                    else:
+                        script_file = True
+                        self.check_script(value, text)
                 i += 1
                 continue
-            if t.startswith("-") and len(t) > 1:
-                j = 1
-                while j < len(t):
-                    c = t[j]
-                    if c == "i":
-                        inplace = True
-                        break  # rest is the backup suffix
-                    if c in "ef":
-                        val = _value_arg(t[j + 1 :], a) if t[j + 1 :] else (args[i + 1] if i + 1 < len(args) else _lit(""))
-                        if not t[j + 1 :]:
-                            i += 1
-                        (scripts.append(val) if c == "e" else self.check_script(val, text))
-                        break
-                    if c == "l":
-                        if not t[j + 1 :]:
-                            i += 1
-                        break
-                    j += 1
-                i += 1
-                continue
-            break
-        operands = list(args[i:])
-        if not scripts and not any(a.text.startswith(("-f", "--file")) for a in args[:i]) and operands:
-            scripts.append(operands.pop(0))
-        for s in scripts:
-            if not s.dynamic:
-                self.sed_script(s.text, text)
+            for j, c in enumerate(t[1:], 1):
+                rest = t[j + 1 :]
+                if c == "i":
+                    inplace = True
+                    break  # the rest of the word is the backup suffix
+                if c in "efl":
+                    if not rest:
+                        i += 1
+                    value = _value_arg(rest, a) if rest else (args[i] if i < len(args) else _lit(""))
+                    if c == "e":
+                        scripts.append(value)
+                    elif c == "f":
+                        script_file = True
+                        self.check_script(value, text)
+                    break
+            i += 1
+        if not scripts and not script_file and operands:
+            scripts.append(operands.pop(0))  # the first operand is the script
+        for sc in scripts:
+            if not sc.dynamic:
+                self.sed_script(sc.text, text)
         if inplace:
             if self.targets_unknown(operands, text):
                 return
@@ -2690,7 +2712,8 @@ _CODE_RULES: dict[str, dict[str, list]] = {
             _rx(r"(?<![\\\w])`(?P<lit>[^`]*)`"),
         ],
         "writes": [
-            _rx(r"\bFile\s*\.\s*(?:write|open|new)\s*\(\s*(?P<q>['\"])(?P<path>[^'\"]+)(?P=q)\s*(?:\)|,\s*['\"]?[wa]|,\s*[^'\"])"),
+            _rx(r"\bFile\s*\.\s*(?:write|open|new)\s*\(\s*(?P<q>['\"])(?P<path>[^'\"]+)(?P=q)"
+                r"\s*(?:\)|,\s*['\"]?[wa]|,\s*[^'\"])"),
             _rx(r"\bFileUtils\s*\.\s*(?:cp|mv|touch|mkdir_p|mkdir|ln_s|ln|copy|move)\w*\s*\(?\s*(?:[^,]+,\s*)?"
                 r"(?P<q>['\"])(?P<path>[^'\"]+)(?P=q)\s*\)?\s*$"),
         ],
@@ -2725,6 +2748,7 @@ _SQL_CLIENTS = {
     },
     "mysql": {
         "with_arg": "eDhPSuoO",
+        "attached": "p",  # -pSECRET; a bare -p prompts
         "long_with_arg": ("--execute", "--database", "--host", "--port", "--socket", "--user", "--init-command",
                           "--tee"),
         "code": ("-e", "--execute", "--init-command"), "outputs": ("--tee",),
@@ -2868,6 +2892,8 @@ def classify(command: str, project_root: str | Path | None = None) -> Verdict:
     try:
         if not isinstance(command, str):
             return Verdict(True, R_INTERNAL, (repr(command)[:300],))
+        if len(command) > _MAX_LENGTH:
+            return Verdict(True, R_TOO_LONG, (command[:300],))
         analyzer = _Analyzer(project_root)
         analyzer.script(command, 0)
         return analyzer.verdict()

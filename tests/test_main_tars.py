@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
 
 from core.redis_conn import free_port
 from tests.fakes.anthropic_api import edit, text

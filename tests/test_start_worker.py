@@ -8,7 +8,6 @@ import signal
 import socket
 import time
 
-import pytest
 import redis
 
 from core.redis_conn import EmbeddedRedis, free_port

@@ -10,103 +10,18 @@ import json
 import logging
 import secrets
 import socket
-import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from communication.notifier import (ALWAYS, EVENT_TYPES, MILESTONES, Notifier, ProgressEvent, discord_payload,
                                     format_message, n8n_payload, should_send, sign, verify)
+from tests.fakes.webhook_server import FakeWebhook, Reply
 
 TASK = "a7f3c1"
 GOAL = "Build a calculator"
 TOKEN = "dIsCoRdToKeN_" + "x9" * 30  # the secret part of a Discord webhook URL
 FAST = dict(backoff_base=0.01, backoff_max=0.05)
-
-
-# --- a programmable webhook receiver ------------------------------------------------------------------
-
-@dataclass
-class Reply:
-    status: int = 204
-    headers: dict = field(default_factory=dict)
-    body: bytes = b""
-    delay: float = 0.0  # seconds to sit on the request before answering
-
-
-@dataclass
-class Received:
-    path: str
-    headers: dict  # lower-case names
-    body: bytes
-    at: float  # time.monotonic() on arrival
-
-    def json(self):
-        return json.loads(self.body)
-
-
-class FakeWebhook:
-    """A ThreadingHTTPServer on 127.0.0.1: answers POSTs from a plan (then `default`), records them."""
-
-    def __init__(self):
-        self.plan: deque[Reply] = deque()
-        self.default = Reply()
-        self.requests: list[Received] = []
-        self.cond = threading.Condition()
-        self.release = threading.Event()  # set: every delay ends now
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length)
-                with fake.cond:
-                    fake.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()},
-                                                  body, time.monotonic()))
-                    reply = fake.plan.popleft() if fake.plan else fake.default
-                    fake.cond.notify_all()
-                if reply.delay:
-                    fake.release.wait(reply.delay)
-                try:
-                    self.send_response(reply.status)
-                    for name, value in reply.headers.items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(reply.body)))
-                    self.end_headers()
-                    self.wfile.write(reply.body)
-                except OSError:
-                    pass  # the client gave up
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
-
-    def url(self, path="/webhook/tars-progress"):
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def wait_for(self, count, timeout=5.0):
-        with self.cond:
-            self.cond.wait_for(lambda: len(self.requests) >= count, timeout)
-            return list(self.requests)
-
-    def bodies(self):
-        return [r.json() for r in self.requests]
-
-    def stop(self):
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

@@ -8,11 +8,12 @@ command and never makes an ordinary one look destructive.
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import time
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from core.safety import Verdict, classify
@@ -258,6 +259,28 @@ DESTRUCTIVE = [
     ("case $x in a) rm x;; esac", "cannot be checked"),
     ("if then fi", "cannot be checked"),
     ("cat <<EOF\nno end", "cannot be checked"),
+    # found while probing: bashlex quirks and less common spellings
+    ("echo 'a'\"$(rm x)\"'b'", "delete"),  # bashlex alone reads this as one quoted word
+    ("bash -c 'bash -c '\"'\"'rm -rf build'\"'\"''", "delete"),  # shlex.quote nesting
+    ("$'\\x72m' -rf x", "delete"),  # ANSI-C quoting spells rm
+    ("cat <<'EOF' | sh\nrm -rf x\nEOF", "delete"),  # quoted delimiter (bashlex can't end it)
+    ("cat <<EOF > notes.txt\n$(rm -rf x)\nEOF", "delete"),  # unquoted heredoc body expands
+    ("echo \"$(cd src && rm -rf build)\"", "delete"),  # && inside $( ) (bashlex can't parse it)
+    ("mv important.txt /dev/null", "outside"),  # replaces the device node
+    ("true | xargs git push --force", "force-push"),
+    ("uv run --with requests rm -rf x", "delete"),  # option value we don't know about
+    ("git checkout --ours conflicted.txt", "discard"),
+    ("git -c core.hooksPath=/tmp/hooks commit -m x", "cannot be checked"),
+    ("awk '{ print | \"sh\" }' cmds.txt", "cannot be checked"),
+    ("ruby -e 'system(\"git\", \"push\", \"--force\")'", "force-push"),
+    ("node -e \"require('child_process').spawn('git', ['push', '--force'])\"", "force-push"),
+    ("python3 -c \"import os; f = os.remove; f('x')\"", "delete"),
+    ("perl -pi -e 's/a/b/' /etc/hosts", "outside"),
+    ("sed 's/a/b/w /etc/x' file", "outside"),
+    ("npx prisma migrate reset --force", "database"),
+    ("psql -c '\\! rm -rf x'", "delete"),
+    ("sqlite3 app.db '.shell rm -rf x'", "delete"),
+    ("script -c 'rm -rf x' session.log", "delete"),
     # containers and cloud
     ("docker system prune -af", "containers"),
     ("docker volume rm data", "containers"),
@@ -386,6 +409,23 @@ SAFE = [
     "unzip archive.zip -d vendor",
     "git clone https://github.com/x/y.git vendor/y",
     "sort -o sorted.txt data.txt",
+    # found while probing
+    "[ -d build ] || mkdir build",
+    'echo "$(cd src && pwd)"',
+    "cat <<'EOF' > notes.txt\n$(rm -rf x)\nEOF",  # quoted delimiter: the body is literal
+    "git checkout v1.2.0",
+    "git checkout feature/login",
+    "ruby -e 'system(\"ls\")'",
+    "node -e \"console.log(/a/.exec('abc'))\"",
+    "python3 -c \"print('hello')\" > out.txt",
+    "cp build.log /dev/null",
+    "timeout --foreground 5 ls",
+    "psql -c 'CREATE TABLE t (id int REFERENCES u(id) ON DELETE CASCADE)'",
+    "psql -c \"SELECT 'drop table'\"",
+    "echo '$(rm x)'",
+    "ls #; rm x",
+    "diff <(ls a) <(ls b)",
+    "git push origin feature:feature",
 ]
 
 
@@ -414,8 +454,8 @@ def test_verdict_interface(tmp_path) -> None:
     assert isinstance(v, Verdict)
     assert v.destructive and v.reason == "delete files"
     assert v.parts == ("rm -rf build",)
-    with pytest.raises(Exception):
-        v.destructive = False  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        v.destructive = False  # type: ignore[misc]
 
 
 def test_several_reasons_are_all_reported(tmp_path) -> None:
@@ -433,8 +473,8 @@ def test_writes_inside_project_by_absolute_path(tmp_path) -> None:
 
 
 def test_cd_into_project_by_absolute_path(tmp_path) -> None:
-    assert not classify(f"cd {tmp_path}/src && echo x > out.txt", tmp_path).destructive
     # cd may fail, so the original directory stays possible too; both are inside here
+    assert not classify(f"cd {tmp_path}/src && echo x > out.txt", tmp_path).destructive
     assert classify(f"cd {tmp_path.parent} && echo x > out.txt", tmp_path).destructive
 
 
@@ -553,6 +593,14 @@ WRAPPERS = [
     ("echo x | {c}", False),
     ("echo $( {c} )", False),
     ("echo a | xargs sh -c {q}", False),
+    ("echo a | xargs {c}", True),
+    ("exec {c}", True),
+    ("time {c}", True),
+    ("stdbuf -oL {c}", True),
+    ("setsid {c}", True),
+    ("busybox sh -c {q}", False),
+    ("env -i PATH=/usr/bin {c}", True),
+    ("if true; then {c}; fi", False),
 ]
 
 
@@ -596,6 +644,7 @@ def test_never_raises_on_shell_like_text(text: str) -> None:
 @settings(deadline=None, max_examples=200)
 @given(core=st.sampled_from(DESTRUCTIVE_CORES), wrappers=wrapper_chains)
 def test_wrapping_never_hides_a_destructive_command(core: str, wrappers) -> None:
+    event(f"{len(wrappers)} wrappers")
     cmd = _compose(core, wrappers)
     v = classify(cmd, PROJECT)
     assert v.destructive, cmd
@@ -604,6 +653,7 @@ def test_wrapping_never_hides_a_destructive_command(core: str, wrappers) -> None
 @settings(deadline=None, max_examples=200)
 @given(core=st.sampled_from(SAFE_CORES), wrappers=wrapper_chains)
 def test_wrapping_keeps_safe_commands_safe(core: str, wrappers) -> None:
+    event(f"{len(wrappers)} wrappers")
     cmd = _compose(core, wrappers)
     v = classify(cmd, PROJECT)
     assert not v.destructive, (cmd, v.reason, v.parts)
