@@ -221,11 +221,12 @@ def _confirmation_text(event: ProgressEvent, head: str) -> str:
 # --- payloads -----------------------------------------------------------------------------------------
 
 def n8n_payload(event: ProgressEvent) -> dict:
-    """The JSON body for n8n: the event's fields, ``text`` (format_message) and ``milestone``."""
+    """The JSON body for n8n: ``message`` is the Discord-ready line (emoji, < 2000 chars) n8n can forward as is;
+    ``detail`` is the plain sentence; ``milestone`` says whether a quiet task would send it too."""
     body: dict[str, Any] = {
-        "id": event.id, "task_id": event.task_id, "type": event.type, "message": event.message,
-        "phase": event.phase, "goal": event.goal, "timestamp": event.timestamp,
-        "text": format_message(event), "milestone": event.type in MILESTONES,
+        "id": event.id, "task_id": event.task_id, "type": event.type, "message": format_message(event),
+        "detail": event.message, "phase": event.phase, "goal": event.goal, "timestamp": event.timestamp,
+        "milestone": event.type in MILESTONES,
     }
     if event.command is not None:
         body["command"] = event.command

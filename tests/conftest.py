@@ -13,18 +13,26 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import redis
+import uvicorn
+
+from communication.app import create_app
 
 from core.config import load_settings
-from core.redis_conn import EmbeddedRedis
+from core.redis_conn import EmbeddedRedis, free_port
 from core.task_manager import TaskManager
 from tests.fakes.anthropic_api import FakeAnthropic
+from tests.fakes.webhook_server import FakeWebhook
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_API_KEY = "sk-ant-test-0123456789abcdef"
+TEST_CODE = "6283"
+TEST_WEBHOOK_SECRET = "n8n-shared-secret-for-tests"
 
 
 @pytest.fixture(scope="session")
@@ -77,9 +85,13 @@ def tars_env(tmp_path, redis_server, redis_client, fake_api_server, monkeypatch)
         "COMMAND_TIMEOUT_SECONDS": "60",
         "EMBEDDED_REDIS": "false",
         "LOG_LEVEL": "INFO",
+        "CONFIRMATION_CODE": TEST_CODE,
+        "CONFIRMATION_TIMEOUT_SECONDS": "30",
+        "WEBHOOK_SECRET": TEST_WEBHOOK_SECRET,
     }
     for name in list(os.environ):
-        if name.startswith(("ANTHROPIC_", "REDIS_", "CLAUDE_", "MAX_TASK_")):
+        if name.startswith(("ANTHROPIC_", "REDIS_", "CLAUDE_", "MAX_TASK_", "WEBHOOK_", "N8N_", "DISCORD_",
+                            "CONFIRMATION_")):
             monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -160,3 +172,39 @@ def cli(tars_env):
                               timeout=timeout)
 
     return run
+
+
+@pytest.fixture
+def n8n():
+    """A real HTTP server standing in for the owner's n8n webhook."""
+    server = FakeWebhook()
+    yield server
+    server.stop()
+
+
+class ServerThread:
+    """The real FastAPI app under uvicorn on a free port, in a thread of the test process."""
+
+    def __init__(self, app):
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def tars_server(settings, redis_client):
+    """`python main_tars.py`'s app, served for real (the same create_app), with this test's settings."""
+    server = ServerThread(create_app(settings, redis_client))
+    yield server
+    server.stop()

@@ -114,13 +114,13 @@ EXPECTED_EMOJI = {"started": "🚀", "planning": "🧠", "file_edit": "📝", "c
 def test_n8n_payload_fields_and_types(kind):
     ev = sample(kind)
     body = n8n_payload(ev)
-    for name in ("id", "task_id", "type", "message", "phase", "goal", "timestamp", "text"):
+    for name in ("id", "task_id", "type", "message", "detail", "phase", "goal", "timestamp"):
         assert isinstance(body[name], str), name
     assert body["id"] == ev.id and body["id"].startswith("evt_")
     assert body["task_id"] == TASK and body["type"] == kind and body["goal"] == GOAL
     assert body["timestamp"].endswith("Z") and "T" in body["timestamp"]
     assert body["milestone"] is (kind in MILESTONES)
-    assert body["text"] == format_message(ev)
+    assert body["message"] == format_message(ev) and body["detail"] == ev.message
     if kind == "confirmation_required":
         assert body["command"] == "rm -rf build/" and body["reason"] == "Deletes the build folder"
     if ev.command is None:
@@ -482,7 +482,7 @@ def test_full_buffer_drops_the_oldest_and_keeps_always(n8n, notifiers):
     assert notifier.stats["dropped"] == 5
     n8n.release.set()
     notifier.close(timeout=5)
-    assert [b["message"] for b in n8n.bodies()] == ["first", "c1", "done", "err", "cancel"]
+    assert [b["detail"] for b in n8n.bodies()] == ["first", "c1", "done", "err", "cancel"]
     assert notifier.stats == {"sent": 5, "failed": 0, "dropped": 5, "retried": 0}
 
 
@@ -570,7 +570,7 @@ def test_secret_values_are_redacted_in_every_field(n8n, discord, notifiers):
         assert value.encode() not in raw
     assert TOKEN.encode() not in raw
     body = n8n.requests[0].json()
-    assert body["message"] == "about to use [redacted] abc"  # values under 6 characters are not secrets
+    assert body["detail"] == "about to use [redacted] abc"  # values under 4 characters are not secrets
     assert body["command"] == "curl -H 'x-api-key: [redacted]' x"
     assert body["reason"] == "sends [redacted] and [redacted]"
     assert body["goal"] == "Deploy with [redacted]" and body["phase"] == "coding [redacted]"
