@@ -175,11 +175,23 @@ def cli(tars_env):
 
 
 @pytest.fixture
-def n8n():
+def make_webhook():
+    """Real HTTP servers standing in for n8n or a Discord channel webhook."""
+    servers: list[FakeWebhook] = []
+
+    def make() -> FakeWebhook:
+        servers.append(FakeWebhook())
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def n8n(make_webhook):
     """A real HTTP server standing in for the owner's n8n webhook."""
-    server = FakeWebhook()
-    yield server
-    server.stop()
+    return make_webhook()
 
 
 class ServerThread:
