@@ -700,6 +700,8 @@ class _Endpoint:
     def _attempt(self, event: ProgressEvent, body: bytes) -> tuple[str, float | None, str, int | None]:
         """One POST: (outcome, server-requested wait, detail for the log, HTTP status or None)."""
         headers = {"content-type": "application/json", "idempotency-key": event.id, "user-agent": "TARS-notifier"}
+        if self.name == "n8n":
+            headers.update(self.n.n8n_headers)
         if self.n.signing_secret:
             stamp = int(time.time())
             headers["webhook-id"] = event.id
@@ -754,7 +756,9 @@ class Notifier:
     def __init__(self, *, n8n_url: str | None, discord_url: str | None, signing_secret: str | None = None,
                  secret_values: Iterable[str] = (), timeout: float = 5.0, max_attempts: int = 5,
                  backoff_base: float = 0.5, backoff_max: float = 30.0, buffer_size: int = 1000,
-                 transport: httpx.BaseTransport | None = None):
+                 transport: httpx.BaseTransport | None = None, n8n_headers: Mapping[str, str] | None = None):
+        # n8n_headers: extra headers for n8n only, e.g. the shared secret its Header Auth credential checks.
+        self.n8n_headers = dict(n8n_headers or {})
         if signing_secret:
             _key(signing_secret)  # a malformed whsec_ secret fails here, not on every send
         self.signing_secret = signing_secret or None

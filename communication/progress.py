@@ -25,7 +25,7 @@ class TaskProgress:
         self.notifier = Notifier(n8n_url=settings.secret("N8N_WEBHOOK_URL"),
                                  discord_url=settings.secret("DISCORD_WEBHOOK_URL"),
                                  signing_secret=settings.secret("WEBHOOK_SIGNING_SECRET"),
-                                 secret_values=settings.secret_values())
+                                 secret_values=settings.secret_values(), n8n_headers=n8n_headers(settings))
 
     def __call__(self, kind: str, message: str, **data) -> None:
         if kind in SKIPPED or not should_send(kind, self.ctx.verbose):
@@ -38,6 +38,12 @@ class TaskProgress:
 
     def close(self) -> None:
         self.notifier.close(timeout=CLOSE_TIMEOUT_SECONDS)
+
+
+def n8n_headers(settings: Settings) -> dict[str, str]:
+    """The shared secret n8n's Header Auth credential checks (the same header n8n sends back to TARS)."""
+    shared = settings.secret("WEBHOOK_SECRET")
+    return {"X-TARS-Webhook-Secret": shared} if shared else {}
 
 
 def sink_factory(settings: Settings):

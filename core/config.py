@@ -9,6 +9,8 @@ names another env file (the test suite sets it to /dev/null so a developer's
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -92,6 +94,20 @@ class Settings(BaseSettings):
     def _http_url(cls, value):
         if value is not None and not value.get_secret_value().startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("WEBHOOK_SIGNING_SECRET")
+    @classmethod
+    def _signing_secret(cls, value):
+        text = value.get_secret_value() if value is not None else ""
+        if text.startswith("whsec_"):
+            try:
+                base64.b64decode(text.removeprefix("whsec_"), validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("starts with whsec_ but the rest is not base64: use whsec_<base64> or any "
+                                 "long random string") from None
+        elif value is not None and len(text) < 16:
+            raise ValueError("must be at least 16 characters")
         return value
 
     @model_validator(mode="after")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from communication.notifier import verify
 from core.redis_conn import free_port
+from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.fakes.anthropic_api import bash, edit, text
 from tests.fakes.webhook_server import Reply
 
@@ -42,6 +43,8 @@ def test_a_verbose_task_reports_every_action_in_order(tasks, fake_api, start_wor
     assert bodies[-1]["message"].startswith(f"🎉 Task {task_id} complete")
     assert bodies[-1]["phase"] == "complete"
     assert all(len(b["message"]) < 2000 for b in bodies)
+    # n8n's Header Auth credential checks the same shared secret n8n sends back to TARS
+    assert {r.headers["x-tars-webhook-secret"] for r in n8n.requests} == {TEST_WEBHOOK_SECRET}
 
 
 def test_a_quiet_task_reports_milestones_only(tasks, fake_api, start_worker, n8n):
