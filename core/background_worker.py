@@ -9,6 +9,7 @@ command at once; the loop sees the flag before its next step.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -238,6 +239,10 @@ def _finish(ctx: TaskContext, settings: Settings, result: AgentResult) -> dict:
     event = {"complete": "complete", "failed": "error", "timeout": "timeout", "cancelled": "cancelled"}
     ctx.event(event[result.outcome], progress, phase=phase, result=record)
     _release_waiters(ctx)
+    # The call that started the task (if the owner is still on it) announces the ending.
+    ctx.redis.publish(keys.TASK_EVENTS_CHANNEL, json.dumps({
+        "task_id": ctx.task_id, "outcome": result.outcome, "reason": result.reason, "summary": result.summary,
+        "session_id": ctx.meta.get("session_id"), "goal": ctx.goal}))
     return record
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -58,6 +59,17 @@ class Settings(BaseSettings):
     WEBHOOK_SIGNING_SECRET: SecretStr | None = None
     WEBHOOK_SECRET: SecretStr | None = None
 
+    # --- voice (Twilio ConversationRelay) ---------------------------------
+    PUBLIC_BASE_URL: str | None = None
+    TWILIO_AUTH_TOKEN: SecretStr | None = None
+    OWNER_PHONE_NUMBERS: str = ""
+    CLAUDE_VOICE_MODEL: str = "claude-haiku-5-5"
+    VOICE_LANGUAGE: str = "en-US"
+    VOICE_TTS_PROVIDER: str | None = None
+    VOICE_NAME: str | None = None
+    VOICE_INTERRUPTIBLE: Literal["any", "speech", "dtmf", "none"] = "any"
+    WELCOME_GREETING: str = "TARS here, sir. What shall we build?"
+
     # --- server -----------------------------------------------------------
     HOST: str = "127.0.0.1"
     PORT: int = Field(8000, ge=1, le=65535)
@@ -70,7 +82,8 @@ class Settings(BaseSettings):
 
     @field_validator("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "REDIS_URL", "DEFAULT_PROJECT_PATH",
                      "CONFIRMATION_CODE", "N8N_WEBHOOK_URL", "DISCORD_WEBHOOK_URL", "WEBHOOK_SIGNING_SECRET",
-                     "WEBHOOK_SECRET", mode="before")
+                     "WEBHOOK_SECRET", "PUBLIC_BASE_URL", "TWILIO_AUTH_TOKEN", "VOICE_TTS_PROVIDER", "VOICE_NAME",
+                     mode="before")
     @classmethod
     def _blank_is_unset(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
@@ -81,6 +94,25 @@ class Settings(BaseSettings):
         if value and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
+
+    @field_validator("PUBLIC_BASE_URL")
+    @classmethod
+    def _public_url(cls, value):
+        if value is not None:
+            value = value.strip().rstrip("/")
+            if not value.startswith(("https://", "http://")):
+                raise ValueError("must be the https:// address Twilio reaches this server at, e.g. "
+                                 "https://tars.example.com")
+        return value
+
+    @field_validator("OWNER_PHONE_NUMBERS")
+    @classmethod
+    def _phone_numbers(cls, value):
+        numbers = [n.strip() for n in value.replace(";", ",").split(",") if n.strip()]
+        bad = [n for n in numbers if not re.fullmatch(r"\+[1-9]\d{6,14}", n)]
+        if bad:
+            raise ValueError(f"{', '.join(bad)} is not an E.164 number like +15551234567 (comma-separated list)")
+        return ",".join(numbers)
 
     @field_validator("CONFIRMATION_CODE")
     @classmethod
@@ -131,14 +163,16 @@ class Settings(BaseSettings):
         return self.REDIS_URL or f"redis://{self.REDIS_HOST}:{self.REDIS_PORT}/{self.REDIS_DB}"
 
     @property
+    def owner_numbers(self) -> list[str]:
+        return [n for n in self.OWNER_PHONE_NUMBERS.split(",") if n]
+
+    @property
     def max_runtime_seconds(self) -> float:
         return self.MAX_TASK_RUNTIME_MINUTES * 60
 
     def secret_values(self) -> list[str]:
         """Values that must never leave the process (scrubbed from text we send out)."""
-        values = [self.secret(name) for name in ("ANTHROPIC_API_KEY", "CONFIRMATION_CODE", "WEBHOOK_SECRET",
-                                                  "WEBHOOK_SIGNING_SECRET", "N8N_WEBHOOK_URL",
-                                                  "DISCORD_WEBHOOK_URL")]
+        values = [self.secret(name) for name in sorted(SECRET_FIELDS)]
         return [v for v in values if v and len(v) >= 4]
 
     def secret(self, name: str) -> str | None:

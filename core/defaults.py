@@ -42,3 +42,10 @@ CONFIRMATION_ATTEMPTS = 5
 
 CODE_TTL_SECONDS = 60
 """How long a submitted confirmation code waits in task:<id>:confirmation for the worker to consume it."""
+
+CALL_TTL_SECONDS = 90
+"""An active call's registry entry expires this long after the relay last refreshed it (a crashed server's
+calls disappear by themselves)."""
+
+CALL_REFRESH_SECONDS = 30
+"""How often the relay refreshes its call's registry entry."""

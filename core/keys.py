@@ -51,3 +51,21 @@ def task_confirmation_wake(task_id: str) -> str:
 
 CONFIRMATIONS_CHANNEL = "tars:confirmations"
 """Pub/sub channel where workers announce confirmation requests (the voice process speaks them)."""
+
+
+ACTIVE_CALLS = "tars:calls:active"
+"""Sorted set of CallSids on the line now, scored by the time their TTL runs out."""
+
+
+def call(call_sid: str) -> str:
+    """Hash of one active call: caller, session_id, started_at; expires unless the relay refreshes it."""
+    return f"tars:call:{call_sid}"
+
+
+def call_events(session_id: str) -> str:
+    """Pub/sub channel for what one call should hear now (announcements for its tasks)."""
+    return f"tars:call:{session_id}:events"
+
+
+TASK_EVENTS_CHANNEL = "tars:task-events"
+"""Pub/sub channel where workers announce task endings (complete/failed/timeout/cancelled)."""

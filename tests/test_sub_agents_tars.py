@@ -4,26 +4,90 @@ from __future__ import annotations
 
 import re
 
-from sub_agents_tars import ProgrammerAgent
+import pytest
+
+from sub_agents_tars import VOICE_TOOLS, VoiceFunctions, match_project, spoken_digits, spoken_task_id
 
 
-def test_start_check_and_cancel_are_spoken_sentences(tasks):
-    agent = ProgrammerAgent(tasks, session_id="CA123")
-    started = agent.start_autonomous_coding("Build a calculator with tests", "calculator", verbose_updates=False)
-    task_id = re.search(r"task ([0-9a-f]{6})", started).group(1)
-    assert started == f"Started task {task_id} in background, sir. I'll send updates to Discord."
-    assert tasks.status(task_id).verbose_updates is False
-    assert tasks.status(task_id).session_id == "CA123"
-    assert agent.check_coding_progress() == f"Task {task_id} is waiting for a worker."
-    assert agent.cancel_coding_task(task_id) == f"Task {task_id} was cancelled."
-    assert agent.list_coding_tasks() == f"Task {task_id} was cancelled."
+@pytest.fixture
+def voice(tasks, settings):
+    return VoiceFunctions(tasks, settings, session_id="CA123")
 
 
-def test_bad_requests_are_answered_in_words(tasks):
-    agent = ProgrammerAgent(tasks)
-    assert agent.check_coding_progress() == "There are no tasks yet."
-    assert agent.start_autonomous_coding("   ") == "The goal is empty: say what the task should build or fix."
-    assert "outside the projects folder" in agent.start_autonomous_coding("x", "/etc")
-    assert agent.check_coding_progress("abc123") == "There is no task abc123."
-    assert agent.cancel_coding_task("abc123") == "There is no task abc123."
-    assert agent.list_coding_tasks() == "There are no tasks yet."
+def started_id(answer: str) -> str:
+    return re.search(r"task ([0-9a-f]{6})", answer).group(1)
+
+
+def test_start_check_and_cancel_are_spoken_sentences(voice, tasks, projects):
+    (projects / "calculator").mkdir()
+    started = voice.call("start_autonomous_coding", {"goal": "Build a calculator with tests",
+                                                     "project_path": "my calculator project",
+                                                     "verbose_updates": False})
+    task_id = started_id(started)
+    assert started == (f"Started task {task_id} in your calculator project in background, sir. "
+                       f"I'll send updates to Discord.")
+    status = tasks.status(task_id)
+    assert status.verbose_updates is False and status.session_id == "CA123"
+    assert status.project_path == str(projects / "calculator")
+    assert voice.call("check_coding_progress", {}) == f"Task {task_id} is waiting for a worker."
+    assert voice.call("cancel_coding_task", {"task_id": task_id}) == f"Task {task_id} was cancelled."
+    assert voice.call("list_coding_tasks", {}) == f"Task {task_id} was cancelled."
+
+
+def test_project_names_are_matched_asked_about_or_offered(voice, projects, tasks):
+    for name in ("calculator-app", "weather-bot", "weather-station"):
+        (projects / name).mkdir()
+    assert match_project(projects, "calculator").path == "calculator-app"
+    assert match_project(projects, "the Calculator App").path == "calculator-app"
+    assert match_project(projects, "calculater app").path == "calculator-app"  # misheard
+    assert "weather-bot or weather-station" in voice.call("start_autonomous_coding",
+                                                          {"goal": "x", "project_path": "weather"})
+    offered = voice.call("start_autonomous_coding", {"goal": "Make a game", "project_path": "snake game"})
+    assert offered == "I don't see a project called snake game. Shall I create it?"
+    assert tasks.list() == []  # nothing started while asking
+    created = voice.call("start_autonomous_coding", {"goal": "Make a game", "project_path": "snake game",
+                                                     "create_new_project": True})
+    assert "in a new snake-game project" in created
+    assert (projects / "snake-game").is_dir()
+
+
+def test_spoken_codes_become_digits():
+    assert spoken_digits("six two eight three") == "6283"
+    assert spoken_digits("6 2 8 3") == "6283"
+    assert spoken_digits("Six-two, eight three.") == "6283"
+    assert spoken_digits("double four one oh") == "4410"
+    assert spoken_digits("6283#") == "6283"
+
+
+def test_partial_or_misheard_task_ids_find_the_callers_task(voice, tasks):
+    first = started_id(voice.call("start_autonomous_coding", {"goal": "One"}))
+    assert spoken_task_id(" ".join(first)) == first
+    assert voice.call("check_coding_progress", {"task_id": first[:4]}).startswith(f"Task {first} ")
+    slip = first[:-1] + ("0" if first[-1] != "0" else "1")
+    assert voice.call("check_coding_progress", {"task_id": slip}).startswith(f"Task {first} ")
+    nato = " ".join({"a": "alpha", "b": "bravo", "c": "charlie", "d": "delta", "e": "echo", "f": "foxtrot"}.get(c, c)
+                    for c in first)
+    assert voice.call("check_coding_progress", {"task_id": nato}).startswith(f"Task {first} ")
+
+
+def test_bad_requests_are_answered_in_words(voice):
+    assert voice.call("check_coding_progress", {}) == "There are no tasks yet."
+    assert voice.call("start_autonomous_coding", {"goal": "   "}) == \
+        "The goal is empty: say what the task should build or fix."
+    assert "outside the projects folder" in voice.call("start_autonomous_coding", {"goal": "x",
+                                                                                   "project_path": "/etc"})
+    assert voice.call("check_coding_progress", {"task_id": "abc123"}) == "There is no task abc123."
+    assert voice.call("cancel_coding_task", {"task_id": "abc123"}) == "There is no task abc123."
+    assert voice.call("submit_background_confirmation", {"task_id": "abc123", "confirmation_code": "1"}) == \
+        "There is no task abc123."
+    assert voice.call("list_coding_tasks", {}) == "There are no tasks yet."
+    assert voice.call("make_coffee", {}) == "I don't have a function called make_coffee."
+
+
+def test_the_tools_keep_the_original_names_and_parameters():
+    tools = {t["name"]: t["input_schema"] for t in VOICE_TOOLS}
+    assert set(tools) == {"start_autonomous_coding", "check_coding_progress", "cancel_coding_task",
+                          "submit_background_confirmation", "list_coding_tasks"}
+    assert {"goal", "project_path", "verbose_updates"} <= set(tools["start_autonomous_coding"]["properties"])
+    assert tools["submit_background_confirmation"]["required"] == ["confirmation_code"]
+    assert tools["cancel_coding_task"]["required"] == ["task_id"]

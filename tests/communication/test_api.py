@@ -1,20 +1,595 @@
-import httpx
-from tests.conftest import TEST_WEBHOOK_SECRET
-H = {"X-TARS-Webhook-Secret": TEST_WEBHOOK_SECRET}
+"""The HTTP side n8n and scripts use: the confirmation webhook and the task API, against a real uvicorn server.
 
-def test_probe(tars_server, redis_client, tasks):
-    u = tars_server.url
-    for body in [{"goal": "x", "project_path": "a\u0000b"}, {"goal": "x", "project_path": "~nosuchuserxyz/p"},
-                 {"goal": "x", "project_path": "a" * 300}, {"goal": "x", "project_path": "."},
-                 {"goal": "x", "project_path": "~"}, {"goal": "x" * 10001}, {"goal": "   "}, {}]:
-        r = httpx.post(u + "/api/tasks", json=body, headers=H)
-        print(repr(body)[:60], r.status_code, r.text[:200])
-    for body in [b"", b"[]", b"{", b"null", b'{"task_id":"abcdef"}', b'{"code":"1"}', b'{"task_id":"abcdef","code":{}}', b'{"task_id":"../x","code":"1"}', b'{"task_id":"abcdef","code":"1"}']:
-        r = httpx.post(u + "/webhook/background-confirmation", content=body, headers=H)
-        print(body, r.status_code, r.text[:200])
-    for p in ["..%2Fx", "abc%0A", "zzzz", "x:y", "%23ABCDEF", "a"*40]:
-        r = httpx.get(u + "/api/tasks/" + p, headers=H)
-        print(p, r.status_code, r.text[:200])
-    print(httpx.get(u + "/health").text)
-    print(redis_client.zcard("tars:tasks"), redis_client.keys("*"))
-    print(httpx.get(u + "/openapi.json").json()["paths"].keys())
+Every request goes over a real socket (httpx -> uvicorn -> create_app) to the suite's real Redis; a task that
+really waits for a code comes from a real worker process and the fake Anthropic API, as in
+tests/core/test_confirmations.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import time
+
+import httpx
+import hypothesis
+import pytest
+import redis
+from hypothesis import HealthCheck, given
+from hypothesis import strategies as st
+
+from communication.api import TASK_ID
+from communication.app import create_app
+from communication.notifier import sign
+from core import keys
+from core.config import load_settings
+from core.confirmations import pending_request
+from core.redis_conn import free_port
+from core.task_manager import TaskStatus
+from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET, ServerThread
+from tests.core.test_confirmations import WEBHOOK, awaiting, destructive_task, post_code, wait_until
+
+AUTH = {"X-TARS-Webhook-Secret": TEST_WEBHOOK_SECRET}
+NOT_AUTHENTICATED = ("Not authenticated: send the X-TARS-Webhook-Secret header or a valid Standard Webhooks "
+                     "signature.")
+TOO_LARGE = "The body is larger than 64 KiB."
+LIMIT = 64 * 1024
+STATUS_FIELDS = set(TaskStatus.__dataclass_fields__)
+
+
+def new_signing_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def signed(secret: str, body: bytes, *, msg_id: str | None = None, timestamp: int | None = None) -> dict:
+    """Standard Webhooks headers for body, as n8n (or any Standard Webhooks sender) would send them."""
+    msg_id = msg_id or "msg_" + secrets.token_hex(8)
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    return {"content-type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(secret, msg_id, timestamp, body)}
+
+
+def queue_length(redis_client) -> int:
+    return redis_client.llen(keys.RQ_QUEUE)
+
+
+def task_count(redis_client) -> int:
+    return redis_client.zcard(keys.RECENT_TASKS)
+
+
+def confirmation_keys(redis_client) -> list[bytes]:
+    return redis_client.keys("task:*")
+
+
+def nothing_given(redis_client, task_id: str) -> None:
+    """No code stored, no worker woken, the request untouched with all five attempts."""
+    assert redis_client.get(keys.task_confirmation(task_id)) is None
+    assert redis_client.llen(keys.task_confirmation_wake(task_id)) == 0
+    assert pending_request(redis_client, task_id)["attempts_left"] == "5"
+
+
+def chunked(data: bytes, size: int = 4096):
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
+
+
+def confirmation_of_size(size: int) -> bytes:
+    """A well-formed confirmation for the unknown task abcdef, padded to exactly size bytes."""
+    head, tail = b'{"task_id": "abcdef", "code": "', b'"}'
+    return head + b"1" * (size - len(head) - len(tail)) + tail
+
+
+@pytest.fixture
+def serve(tars_env, redis_client):
+    """More real servers on the same Redis, with settings overridden: serve(WEBHOOK_SECRET="", ...)."""
+    started: list[ServerThread] = []
+
+    def make(**overrides) -> ServerThread:
+        started.append(ServerThread(create_app(load_settings(**overrides), redis_client)))
+        return started[-1]
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def api(tars_server):
+    """An authenticated client of the test's server (the shared secret n8n sends)."""
+    with httpx.Client(base_url=tars_server.url, headers=AUTH, timeout=20) as client:
+        yield client
+
+
+# --- authentication on the webhook, with a task really waiting for the code ------------------------------------
+
+def test_only_an_authenticated_caller_can_answer_a_waiting_task(tasks, fake_api, projects, start_worker,
+                                                                 tars_server, serve, redis_client):
+    task_id, project = destructive_task(tasks, fake_api, projects)
+    start_worker()
+    awaiting(tasks, task_id)
+    secret = new_signing_secret()
+    signer = serve(WEBHOOK_SECRET="", WEBHOOK_SIGNING_SECRET=secret)  # signatures only
+    body = json.dumps({"task_id": task_id, "code": TEST_CODE}).encode()  # the right code every time
+    now = int(time.time())
+    other_body = json.dumps({"task_id": task_id, "code": "0000"}).encode()
+    good = signed(secret, body)
+    attempts = {
+        "no header": (tars_server, {}),
+        "wrong shared secret": (tars_server, {"X-TARS-Webhook-Secret": "guess"}),
+        "empty shared secret": (tars_server, {"X-TARS-Webhook-Secret": ""}),
+        "shared secret with a suffix": (tars_server, {"X-TARS-Webhook-Secret": TEST_WEBHOOK_SECRET + "x"}),
+        "shared secret cut short": (tars_server, {"X-TARS-Webhook-Secret": TEST_WEBHOOK_SECRET[:-1]}),
+        "shared secret in the wrong header": (tars_server, {"Authorization": f"Bearer {TEST_WEBHOOK_SECRET}"}),
+        "signature where none is configured": (tars_server, signed(TEST_WEBHOOK_SECRET, body)),
+        "no header (signing server)": (signer, {}),
+        "shared secret where only signatures count": (signer, AUTH),
+        "forged with another secret": (signer, signed(new_signing_secret(), body)),
+        "old timestamp": (signer, signed(secret, body, timestamp=now - 600)),
+        "future timestamp": (signer, signed(secret, body, timestamp=now + 600)),
+        "tampered body": (signer, signed(secret, other_body)),
+        "another webhook-id": (signer, {**good, "webhook-id": "msg_someone_else"}),
+        "another timestamp": (signer, {**good, "webhook-timestamp": str(now - 1)}),
+        "no webhook-id": (signer, {k: v for k, v in good.items() if k != "webhook-id"}),
+        "no webhook-timestamp": (signer, {k: v for k, v in good.items() if k != "webhook-timestamp"}),
+        "unknown signature version": (signer, {**good, "webhook-signature": good["webhook-signature"]
+                                               .replace("v1,", "v2,")}),
+        "garbage signature": (signer, {**good, "webhook-signature": "v1,!!not-base64!!"}),
+    }
+    for what, (server, headers) in attempts.items():
+        answer = httpx.post(server.url + WEBHOOK, content=body, headers=headers)
+        assert answer.status_code == 401, (what, answer.text)
+        assert answer.json() == {"detail": NOT_AUTHENTICATED}, what
+    unconfigured = serve(WEBHOOK_SECRET="")
+    for headers in ({}, AUTH, signed(secret, body)):
+        answer = httpx.post(unconfigured.url + WEBHOOK, content=body, headers=headers)
+        assert answer.status_code == 401
+        assert "neither WEBHOOK_SECRET nor WEBHOOK_SIGNING_SECRET" in answer.json()["detail"]
+
+    nothing_given(redis_client, task_id)
+    assert tasks.status(task_id).status == "awaiting_confirmation"
+    assert (project / "old_backup.py").exists()
+
+    # the health check sees the busy worker and an empty queue, without authentication
+    health = httpx.get(tars_server.url + "/health").json()
+    assert health == {"status": "ok", "redis": True, "workers": 1, "queue_length": 0}
+    assert health["queue_length"] == queue_length(redis_client)
+
+    # a correctly signed call to the signatures-only server is the owner's answer
+    answer = httpx.post(signer.url + WEBHOOK, content=body, headers=signed(secret, body))
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"status": "accepted", "task_id": task_id,
+                             "detail": f"Confirmation code received for task {task_id}."}
+    assert tasks.wait_until_ended(task_id, 30)
+    assert tasks.status(task_id).status == "complete"
+    assert not (project / "old_backup.py").exists()
+
+
+def test_a_wrong_code_costs_an_attempt_and_the_right_one_runs_the_command(tasks, fake_api, projects, start_worker,
+                                                                          tars_server, redis_client):
+    task_id, project = destructive_task(tasks, fake_api, projects)
+    start_worker()
+    awaiting(tasks, task_id)
+
+    wrong = post_code(tars_server, task_id, 1234)  # codes may be JSON numbers
+    assert wrong.status_code == 403
+    assert wrong.json() == {"status": "rejected", "task_id": task_id, "attempts_left": 4,
+                            "detail": f"Code rejected for task {task_id}: 4 attempts left."}
+    assert pending_request(redis_client, task_id)["attempts_left"] == "4"
+    assert redis_client.get(keys.task_confirmation(task_id)) is None
+    assert tasks.status(task_id).status == "awaiting_confirmation"
+    assert (project / "old_backup.py").exists()
+
+    # the id as a person types it (#, upper case), the code as a number under its other name
+    right = post_code(tars_server, "#" + task_id.upper(), int(TEST_CODE), field="confirmation_code")
+    assert right.status_code == 200, right.text
+    assert right.json()["status"] == "accepted" and right.json()["task_id"] == task_id
+    assert tasks.wait_until_ended(task_id, 30)
+    assert tasks.status(task_id).status == "complete"
+    assert not (project / "old_backup.py").exists()
+    again = post_code(tars_server, task_id, TEST_CODE)
+    assert again.status_code == 409
+    assert again.json()["detail"] == f"Task {task_id} has already ended (complete), so it needs no code."
+
+
+def test_a_correctly_signed_call_passes_authentication(serve, redis_client):
+    secret = new_signing_secret()
+    signer = serve(WEBHOOK_SECRET="", WEBHOOK_SIGNING_SECRET=secret)
+    body = json.dumps({"task_id": "abcdef", "code": TEST_CODE}).encode()
+
+    answer = httpx.post(signer.url + WEBHOOK, content=body, headers=signed(secret, body))
+    assert answer.status_code == 404  # past authentication: the task is unknown
+    assert answer.json() == {"detail": "There is no task abcdef."}
+
+    # during a key rotation the sender lists several signatures; one good one is enough
+    headers = signed(secret, body)
+    headers["webhook-signature"] = signed(new_signing_secret(), body)["webhook-signature"] + " " + \
+        headers["webhook-signature"]
+    assert httpx.post(signer.url + WEBHOOK, content=body, headers=headers).status_code == 404
+
+    # the task API takes the same signatures (an empty body is signed for a GET)
+    listed = httpx.get(signer.url + "/api/tasks", headers=signed(secret, b""))
+    assert listed.status_code == 200 and listed.json() == []
+    assert httpx.get(signer.url + "/api/tasks").status_code == 401
+    assert confirmation_keys(redis_client) == []
+
+
+def test_a_server_without_any_webhook_secret_refuses_everything_and_says_which_setting(serve, redis_client):
+    server = serve(WEBHOOK_SECRET="")
+    assert server.url  # and it started: missing secrets do not stop the voice side
+    calls = [("POST", WEBHOOK, {"task_id": "abcdef", "code": TEST_CODE}), ("POST", "/api/tasks", {"goal": "x"}),
+             ("GET", "/api/tasks", None), ("GET", "/api/tasks/abcdef", None),
+             ("POST", "/api/tasks/abcdef/cancel", None)]
+    for method, path, body in calls:
+        for headers in ({}, AUTH, {"X-TARS-Webhook-Secret": ""}):
+            answer = httpx.request(method, server.url + path, json=body, headers=headers)
+            assert answer.status_code == 401, (method, path, answer.text)
+            assert answer.json() == {"detail": "TARS has neither WEBHOOK_SECRET nor WEBHOOK_SIGNING_SECRET set, so "
+                                               "it accepts no webhook calls: set one in .env."}
+    assert task_count(redis_client) == 0 and confirmation_keys(redis_client) == []
+    assert httpx.get(server.url + "/health").json()["status"] == "ok"  # health needs no secret
+
+
+# --- the webhook's answers for tasks that cannot take a code, and bodies it cannot read -------------------------
+
+@pytest.mark.parametrize("task_id", ["abcdef", "#ABCDEF", "0123456789abcdef0123456789abcdef"])
+def test_an_unknown_task_is_a_404(api, redis_client, task_id):
+    for field in ("code", "confirmation_code"):
+        answer = api.post(WEBHOOK, json={"task_id": task_id, field: TEST_CODE})
+        assert answer.status_code == 404
+        assert answer.json() == {"detail": f"There is no task {task_id.lstrip('#').lower()}."}
+    assert confirmation_keys(redis_client) == []
+
+
+def test_a_malformed_task_id_is_refused_before_any_lookup(api, redis_client):
+    # Not a 404: the body's task_id has a pattern (4-32 hex digits, optional #), so the model refuses it (422).
+    for task_id in ["../x", "abc", "ab cd", "x:y", "g" * 6, "a" * 33, "abcd\n", ""]:
+        answer = api.post(WEBHOOK, json={"task_id": task_id, "code": TEST_CODE})
+        assert answer.status_code == 422, task_id
+        assert answer.json()["detail"].startswith("The body is not valid: task_id: String should match pattern")
+    assert confirmation_keys(redis_client) == []
+
+
+def test_a_queued_task_is_not_waiting_for_a_code(api, tasks, redis_client):
+    task_id = tasks.start("Remove the old backup")  # no worker: it stays queued
+    answer = api.post(WEBHOOK, json={"task_id": task_id, "code": TEST_CODE})
+    assert answer.status_code == 409
+    assert answer.json() == {"detail": f"Task {task_id} is not waiting for a confirmation code."}
+    assert redis_client.get(keys.task_confirmation(task_id)) is None
+    assert redis_client.llen(keys.task_confirmation_wake(task_id)) == 0
+    assert tasks.status(task_id).status == "queued"
+
+
+def test_an_ended_task_needs_no_code(api, tasks, redis_client):
+    task_id = tasks.start("Remove the old backup")
+    assert tasks.cancel(task_id).status == "cancelled"
+    answer = api.post(WEBHOOK, json={"task_id": task_id, "code": TEST_CODE})
+    assert answer.status_code == 409
+    assert answer.json() == {"detail": f"Task {task_id} has already ended (cancelled), so it needs no code."}
+    assert redis_client.get(keys.task_confirmation(task_id)) is None
+
+
+@pytest.mark.parametrize("body, reason", [
+    (b'{"task_id": "abcdef", "code": ', "body: Invalid JSON"),
+    (b"{task_id: abcdef}", "body: Invalid JSON"),
+    (b'\xff\xfe{"task_id": "abcdef", "code": "6283"}', "body: Invalid JSON"),
+    (b'{"task_id": "abcdef", "code": "6283"} trailing', "body: Invalid JSON"),
+    (b'[{"task_id": "abcdef", "code": "6283"}]', "body: Input should be an object"),
+    (b'"abcdef 6283"', "body: Input should be an object"),
+    (b"null", "body: Input should be an object"),
+    (b"", "body: Input should be an object"),
+    (b'{"task_id": "abcdef"}', "code: Field required"),
+    (b'{"code": "6283"}', "task_id: Field required"),
+    (b'{"task_id": "abcdef", "code": {"value": "6283"}}', "code.str: Input should be a valid string"),
+    (b'{"task_id": "abcdef", "code": ["6283"]}', "code.str: Input should be a valid string"),
+    (b'{"task_id": "abcdef", "code": null}', "code.str: Input should be a valid string"),
+    (b'{"task_id": 123456, "code": "6283"}', "task_id: Input should be a valid string"),
+])
+def test_a_body_that_is_not_a_confirmation_is_a_422(api, redis_client, body, reason):
+    answer = api.post(WEBHOOK, content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"].startswith("The body is not valid: ")
+    assert reason in answer.json()["detail"]
+    assert confirmation_keys(redis_client) == []
+
+
+@pytest.mark.parametrize("path", [WEBHOOK, "/api/tasks"])
+@pytest.mark.parametrize("transfer", ["content-length", "chunked"])
+def test_a_body_over_64_kib_is_a_413(api, redis_client, path, transfer):
+    def send(data: bytes) -> httpx.Response:
+        answer = api.post(path, content=chunked(data) if transfer == "chunked" else data,
+                          headers={"content-type": "application/json"})
+        sent_chunked = answer.request.headers.get("transfer-encoding") == "chunked"
+        assert sent_chunked == (transfer == "chunked") and sent_chunked != ("content-length" in answer.request.headers)
+        return answer
+
+    over = send(confirmation_of_size(LIMIT + 1))
+    assert over.status_code == 413
+    assert over.json() == {"detail": TOO_LARGE}
+    big_goal = send(json.dumps({"goal": "x" * (3 * LIMIT)}).encode())
+    assert big_goal.status_code == 413
+    # exactly 64 KiB is still read and answered on its merits
+    at_limit = send(confirmation_of_size(LIMIT))
+    assert at_limit.status_code == (404 if path == WEBHOOK else 422), at_limit.text
+    assert task_count(redis_client) == 0 and confirmation_keys(redis_client) == []
+
+
+# --- the task API ---------------------------------------------------------------------------------------------
+
+def test_start_a_task_and_read_its_status(api, tasks, projects, redis_client):
+    started = api.post("/api/tasks", json={"goal": "  Build a calculator  ", "project_path": "calc",
+                                           "verbose_updates": True})
+    assert started.status_code == 201, started.text
+    assert set(started.json()) == {"task_id"}
+    task_id = started.json()["task_id"]
+    assert re.fullmatch(r"[0-9a-f]{6}", task_id)
+    assert queue_length(redis_client) == 1
+    assert (projects / "calc").is_dir()
+
+    status = api.get(f"/api/tasks/{task_id}")
+    assert status.status_code == 200
+    body = status.json()
+    assert set(body) == STATUS_FIELDS
+    assert {k: body[k] for k in ("task_id", "status", "phase", "progress", "goal", "project_path",
+                                 "verbose_updates", "awaiting_confirmation", "reason")} == {
+        "task_id": task_id, "status": "queued", "phase": "queued", "progress": "Waiting for a worker",
+        "goal": "Build a calculator", "project_path": str(projects / "calc"), "verbose_updates": True,
+        "awaiting_confirmation": False, "reason": None}
+    assert body == tasks.status(task_id).to_dict()  # the same status the CLI and the voice side read
+    # the id as a person might type it
+    assert api.get(f"/api/tasks/%23{task_id.upper()}").json()["task_id"] == task_id
+
+
+def test_a_task_with_only_a_goal_works_in_the_default_project(api, settings):
+    started = api.post("/api/tasks", json={"goal": "Write hello.py", "project_path": None})
+    assert started.status_code == 201
+    status = api.get(f"/api/tasks/{started.json()['task_id']}").json()
+    assert status["project_path"] == str(settings.DEFAULT_PROJECT_PATH)
+    assert status["verbose_updates"] is None
+
+
+def test_a_goal_of_2000_characters_after_trimming_is_accepted(api):
+    started = api.post("/api/tasks", json={"goal": "   " + "g" * 2000 + "\n\n"})
+    assert started.status_code == 201, started.text
+    assert api.get(f"/api/tasks/{started.json()['task_id']}").json()["goal"] == "g" * 2000
+
+
+@pytest.mark.parametrize("body, reason", [
+    ({"goal": "   \n\t "}, "The goal is empty: say what the task should build or fix."),
+    ({"goal": ""}, "The body is not valid: goal: String should have at least 1 character."),
+    ({"goal": "g" * 2001}, "The goal is 2001 characters long; keep it to 2000 at most."),
+    ({"goal": "g" * 10_001}, "The body is not valid: goal: String should have at most 10000 characters."),
+    ({"goal": 42}, "The body is not valid: goal: Input should be a valid string."),
+    ({}, "The body is not valid: goal: Field required."),
+    ({"goal": "Fix it", "priority": "high"}, "The body is not valid: priority: Extra inputs are not permitted."),
+    ({"goal": "Fix it", "verbose_updates": "yes"},
+     "The body is not valid: verbose_updates: Input should be a valid boolean."),
+    ({"goal": "Fix it", "verbose_updates": 1}, "The body is not valid: verbose_updates: Input should be a valid "
+                                               "boolean."),
+    ({"goal": "Fix it", "project_path": 7}, "The body is not valid: project_path: Input should be a valid string."),
+])
+def test_an_invalid_start_is_a_422_with_the_sentence(api, redis_client, body, reason):
+    answer = api.post("/api/tasks", json=body)
+    assert answer.status_code == 422
+    assert answer.json() == {"detail": reason}
+    assert task_count(redis_client) == 0 and queue_length(redis_client) == 0
+
+
+@pytest.mark.parametrize("project_path", ["/etc", "../elsewhere", "calc/../../elsewhere", "~"])
+def test_a_project_outside_the_projects_folder_is_a_422(api, redis_client, projects, project_path):
+    answer = api.post("/api/tasks", json={"goal": "Fix it", "project_path": project_path})
+    assert answer.status_code == 422
+    assert answer.json() == {"detail": f"The project path {project_path} is outside the projects folder {projects}; "
+                                       f"tasks may only work inside it."}
+    assert not (projects.parent / "elsewhere").exists()
+    assert task_count(redis_client) == 0 and queue_length(redis_client) == 0
+
+
+def test_a_project_path_that_is_a_file_is_a_422(api, redis_client, projects):
+    (projects / "notes.txt").write_text("not a project")
+    answer = api.post("/api/tasks", json={"goal": "Fix it", "project_path": "notes.txt"})
+    assert answer.status_code == 422
+    assert answer.json() == {"detail": f"The project path {projects / 'notes.txt'} is a file, not a folder."}
+    assert task_count(redis_client) == 0
+
+
+@pytest.mark.parametrize("project_path, why", [
+    pytest.param("calc\x00x", "ValueError: embedded null byte", marks=pytest.mark.xfail(
+        strict=True, reason="BUG core/task_manager.py resolve_project: Path.resolve() raises ValueError "
+                            "(embedded null byte), only OSError/RuntimeError are caught -> 500")),
+    pytest.param("~nosuchuser/calc", "RuntimeError: Could not determine home directory", marks=pytest.mark.xfail(
+        strict=True, reason="BUG core/task_manager.py resolve_project: Path.expanduser() raises RuntimeError "
+                            "outside the try -> 500")),
+    pytest.param("p" * 300, "OSError ENAMETOOLONG from Path.exists()", marks=pytest.mark.xfail(
+        strict=True, reason="BUG core/task_manager.py resolve_project: path.exists() raises OSError "
+                            "(File name too long) outside the try -> 500")),
+])
+def test_an_unusable_project_path_is_a_422_not_a_500(api, redis_client, project_path, why):
+    answer = api.post("/api/tasks", json={"goal": "Fix it", "project_path": project_path})
+    assert answer.status_code == 422, f"{answer.status_code} {answer.text} ({why})"
+    assert answer.json()["detail"].startswith("The project ")
+    assert task_count(redis_client) == 0 and queue_length(redis_client) == 0
+
+
+def test_the_list_is_newest_first(api):
+    ids = [api.post("/api/tasks", json={"goal": goal}).json()["task_id"] for goal in ("First", "Second", "Third")]
+    listed = api.get("/api/tasks")
+    assert listed.status_code == 200
+    assert [(t["task_id"], t["goal"]) for t in listed.json()] == list(zip(reversed(ids), ["Third", "Second",
+                                                                                        "First"]))
+    assert all(set(t) == STATUS_FIELDS and t["status"] == "queued" for t in listed.json())
+    assert [t["task_id"] for t in api.get("/api/tasks", params={"limit": 2}).json()] == ids[:0:-1]
+    for limit in (0, 201, "many"):
+        assert api.get("/api/tasks", params={"limit": limit}).status_code == 422
+
+
+def test_an_empty_list_is_an_empty_array(api):
+    assert api.get("/api/tasks").json() == []
+
+
+@pytest.mark.parametrize("task_id", ["abcdef", "0123456789abcdef0123456789abcdef", "zzzz", "x%3Ay", "ab%20cd",
+                                     "..%2Fx", "%2E%2E", "a" * 40, "%C3%A9t%C3%A9"])
+def test_an_unknown_or_malformed_id_is_a_404_not_a_500(api, task_id):
+    for method, path in (("GET", f"/api/tasks/{task_id}"), ("POST", f"/api/tasks/{task_id}/cancel")):
+        answer = api.request(method, path)
+        assert answer.status_code == 404, (method, path, answer.text)
+        assert answer.json()["detail"].startswith(("There is no task", "Not Found"))
+
+
+def test_cancel_a_queued_task_then_cancel_it_again(api, tasks, redis_client):
+    task_id = api.post("/api/tasks", json={"goal": "Build a calculator"}).json()["task_id"]
+    assert queue_length(redis_client) == 1
+
+    cancelled = api.post(f"/api/tasks/{task_id}/cancel")
+    assert cancelled.status_code == 200
+    assert set(cancelled.json()) == STATUS_FIELDS
+    assert cancelled.json()["task_id"] == task_id
+    assert cancelled.json()["status"] == "cancelled" and cancelled.json()["reason"] == "The task was cancelled."
+    assert queue_length(redis_client) == 0  # it will never run
+    assert api.get(f"/api/tasks/{task_id}").json()["status"] == "cancelled"
+
+    again = api.post(f"/api/tasks/{task_id}/cancel")
+    assert again.status_code == 409
+    assert again.json() == {"detail": f"Task {task_id} has already ended (cancelled), so there is nothing to "
+                                      f"cancel."}
+
+
+def test_every_route_but_health_needs_authentication(tars_server, tasks, redis_client):
+    task_id = tasks.start("Build a calculator")
+    calls = [("POST", WEBHOOK, {"task_id": task_id, "code": TEST_CODE}), ("POST", "/api/tasks", {"goal": "x"}),
+             ("GET", "/api/tasks", None), ("GET", f"/api/tasks/{task_id}", None),
+             ("POST", f"/api/tasks/{task_id}/cancel", None)]
+    for method, path, body in calls:
+        for headers in ({}, {"X-TARS-Webhook-Secret": "guess"}, {"webhook-signature": "v1,AAAA"}):
+            answer = httpx.request(method, tars_server.url + path, json=body, headers=headers)
+            assert answer.status_code == 401, (method, path, headers)
+            assert answer.json() == {"detail": NOT_AUTHENTICATED}
+    # nothing happened: no second task, the first neither cancelled nor answered
+    assert task_count(redis_client) == 1 and queue_length(redis_client) == 1
+    assert tasks.status(task_id).status == "queued"
+    assert not redis_client.exists(keys.task_cancel(task_id), keys.task_confirmation(task_id))
+
+
+# --- health and the OpenAPI document --------------------------------------------------------------------------
+
+def test_health_reports_redis_workers_and_the_queue_length(tars_server, tasks, redis_client):
+    first, _ = tasks.start("One"), tasks.start("Two")
+    health = httpx.get(tars_server.url + "/health")
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok", "redis": True, "workers": 0, "queue_length": 2}
+    tasks.cancel(first)
+    assert httpx.get(tars_server.url + "/health").json()["queue_length"] == queue_length(redis_client) == 1
+
+
+def test_health_says_degraded_when_redis_is_gone(settings):
+    gone = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+    server = ServerThread(create_app(settings, gone))
+    try:
+        health = httpx.get(server.url + "/health")
+    finally:
+        server.stop()
+    assert health.status_code == 200
+    assert health.json() == {"status": "degraded", "redis": False, "error": "ConnectionError"}
+
+
+def test_openapi_lists_the_webhook_and_the_api_with_their_bodies(tars_server):
+    document = httpx.get(tars_server.url + "/openapi.json")
+    assert document.status_code == 200  # no secret needed to read the interface
+    paths = document.json()["paths"]
+    assert {"/webhook/background-confirmation", "/api/tasks", "/api/tasks/{task_id}",
+            "/api/tasks/{task_id}/cancel", "/health"} <= set(paths)
+    assert set(paths["/api/tasks"]) == {"get", "post"}
+    assert set(paths["/api/tasks/{task_id}"]) == {"get"} and set(paths["/api/tasks/{task_id}/cancel"]) == {"post"}
+
+    webhook = paths[WEBHOOK]["post"]
+    schema = webhook["requestBody"]["content"]["application/json"]["schema"]
+    assert webhook["requestBody"]["required"] is True
+    assert set(schema["properties"]) == {"task_id", "code"} and set(schema["required"]) == {"task_id", "code"}
+    assert schema["properties"]["task_id"]["pattern"] == TASK_ID
+    assert {"401", "403", "404", "409", "413", "422"} <= set(webhook["responses"])
+
+    start = paths["/api/tasks"]["post"]
+    schema = start["requestBody"]["content"]["application/json"]["schema"]
+    assert set(schema["properties"]) == {"goal", "project_path", "verbose_updates"}
+    assert schema["required"] == ["goal"] and schema["additionalProperties"] is False
+    assert {"201", "401", "413", "422"} <= set(start["responses"])
+    assert [p["name"] for p in paths["/api/tasks"]["get"]["parameters"]] == ["limit"]
+    assert [p["name"] for p in paths["/api/tasks/{task_id}"]["get"]["parameters"]] == ["task_id"]
+
+
+# --- never a 500 ----------------------------------------------------------------------------------------------
+
+json_leaves = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+json_values = st.recursive(json_leaves, lambda inner: st.lists(inner, max_size=4)
+                           | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=8)
+FIELDS = {"goal", "project_path", "verbose_updates", "task_id", "code", "confirmation_code"}
+other_keys = st.text(max_size=12).filter(lambda key: key not in FIELDS)
+
+
+def encode(value, ascii_only: bool) -> bytes:
+    return json.dumps(value, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+
+
+def is_start(raw: bytes) -> bool:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and "goal" in value
+
+
+# Bodies no route can act on: no task can start from them, and with no task in Redis no code can be stored.
+invalid_bodies = st.one_of(
+    st.binary(max_size=300).filter(lambda raw: not is_start(raw)),
+    st.builds(encode, st.one_of(json_leaves, st.lists(json_values, max_size=4),  # JSON but not an object
+                                st.dictionaries(other_keys, json_values, max_size=4),  # an object without goal
+                                st.fixed_dictionaries({"goal": json_values.filter(lambda v: not isinstance(v, str))}),
+                                st.fixed_dictionaries({"goal": st.text(max_size=30)},  # a goal and an unknown field
+                                                      optional={"verbose_updates": json_values}).flatmap(
+                                    lambda d: st.dictionaries(other_keys, json_values, min_size=1, max_size=2)
+                                    .map(lambda extra: {**d, **extra})),
+                                st.fixed_dictionaries({"task_id": st.text(max_size=40)  # confirmation-shaped
+                                                       | st.from_regex(TASK_ID, fullmatch=True),
+                                                       "code": json_values},
+                                                      optional={"confirmation_code": json_values})),
+              st.booleans()),
+)
+
+
+@hypothesis.settings(max_examples=150, deadline=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(body=invalid_bodies)
+def test_no_body_makes_a_500_or_leaves_anything_behind(api, redis_client, body):
+    answered = api.post(WEBHOOK, content=body, headers={"content-type": "application/json"})
+    assert answered.status_code in (404, 422), (body, answered.text)  # no task exists: never 409, 403 or 200
+    assert isinstance(answered.json()["detail"], str)
+    started = api.post("/api/tasks", content=body, headers={"content-type": "application/json"})
+    assert started.status_code == 422, (body, started.text)
+    assert answered.json()["detail"] and started.json()["detail"].startswith("The body is not valid")
+    assert task_count(redis_client) == 0 and queue_length(redis_client) == 0
+    assert confirmation_keys(redis_client) == []
+
+
+# Known 500s (see test_an_unusable_project_path_is_a_422_not_a_500) are kept out of this one until fixed:
+# NUL bytes, "~name" home directories and path components over 255 bytes (max_size=60 keeps them short).
+project_paths = st.none() | st.text(max_size=60).filter(
+    lambda p: "\x00" not in p and not (p.strip().startswith("~") and p.strip() != "~" and not p.strip().startswith("~/")))
+
+
+@hypothesis.settings(max_examples=150, deadline=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(goal=st.text(max_size=2100), project_path=project_paths, verbose=st.none() | st.booleans())
+def test_any_well_formed_start_is_a_201_or_a_422(api, redis_client, projects, goal, project_path, verbose):
+    before = task_count(redis_client)
+    answer = api.post("/api/tasks", json={"goal": goal, "project_path": project_path, "verbose_updates": verbose})
+    assert answer.status_code in (201, 422), (goal, project_path, answer.text)
+    if answer.status_code == 422:
+        assert answer.json()["detail"].startswith(("The goal", "The project", "The body is not valid"))
+        assert task_count(redis_client) == before
+        return
+    status = api.get(f"/api/tasks/{answer.json()['task_id']}").json()
+    assert status["goal"] == goal.strip() and 0 < len(status["goal"]) <= 2000
+    assert status["verbose_updates"] == verbose
+    assert status["project_path"].startswith(str(projects))
+    assert task_count(redis_client) == before + 1
