@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import JSONResponse
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from communication.deps import authenticated_body, get_tasks, parse
 from core.exceptions import (CodeRejected, InvalidGoal, InvalidProjectPath, NotAwaitingConfirmation, TaskNotActive,
@@ -26,7 +26,7 @@ TASK_ID = r"^#?[0-9a-fA-F]{4,32}$"
 class ConfirmationBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
     task_id: str = Field(pattern=TASK_ID, description="the task waiting for a code")
-    code: str | int = Field(validation_alias=AliasChoices("code", "confirmation_code"), description="the code")
+    code: StrictStr | StrictInt = Field(validation_alias=AliasChoices("code", "confirmation_code"), description="the code")
 
 
 class StartBody(BaseModel):
@@ -43,7 +43,7 @@ def body_schema(model: type[BaseModel]) -> dict:
 
 
 def _task_id(value: str) -> str:
-    if not re.match(TASK_ID, value):
+    if not re.fullmatch(TASK_ID, value):
         raise HTTPException(404, f"There is no task {value[:40]}.")
     return value.lstrip("#").lower()
 

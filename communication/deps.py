@@ -9,10 +9,12 @@ from fastapi import HTTPException, Request
 from pydantic import BaseModel, ValidationError
 
 from communication.notifier import verify
+from core import keys
 from core.config import Settings
 from core.task_manager import TaskManager
 
 MAX_BODY_BYTES = 64 * 1024
+SIGNATURE_WINDOW_SECONDS = 300  # verify()'s default tolerance for webhook-timestamp
 
 
 def get_settings(request: Request) -> Settings:
@@ -49,6 +51,10 @@ async def authenticated_body(request: Request) -> bytes:
     if shared and given is not None and hmac.compare_digest(given.encode(), shared.encode()):
         return body
     if signing and "webhook-signature" in request.headers and verify(signing, request.headers, body):
+        # A captured signed request stays valid for the timestamp window: accept each webhook-id once.
+        seen = keys.webhook_seen(request.headers.get("webhook-id", "")[:200])
+        if not request.app.state.redis.set(seen, 1, nx=True, ex=SIGNATURE_WINDOW_SECONDS * 2):
+            raise HTTPException(401, "This signed request was already received once (replay refused).")
         return body
     raise HTTPException(401, "Not authenticated: send the X-TARS-Webhook-Secret header or a valid "
                              "Standard Webhooks signature.")

@@ -69,3 +69,8 @@ def call_events(session_id: str) -> str:
 
 TASK_EVENTS_CHANNEL = "tars:task-events"
 """Pub/sub channel where workers announce task endings (complete/failed/timeout/cancelled)."""
+
+
+def webhook_seen(webhook_id: str) -> str:
+    """Set when a signed webhook id was accepted: a replay of the same request within the window is refused."""
+    return f"tars:webhook-seen:{webhook_id}"

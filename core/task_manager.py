@@ -97,24 +97,26 @@ class TaskManager:
     def resolve_project(self, project_path: str | Path | None) -> Path:
         """The project directory for a task: inside PROJECTS_ROOT, created if missing."""
         root = self.settings.PROJECTS_ROOT
-        if project_path is None or not str(project_path).strip():
-            path = self.settings.DEFAULT_PROJECT_PATH
-        else:
-            raw = Path(str(project_path).strip()).expanduser()
-            path = raw if raw.is_absolute() else root / raw
+        shown = str(project_path)[:200]
         try:
+            if project_path is None or not str(project_path).strip():
+                path = self.settings.DEFAULT_PROJECT_PATH
+            else:
+                raw = Path(str(project_path).strip()).expanduser()
+                path = raw if raw.is_absolute() else root / raw
             path = path.resolve()
-        except (OSError, RuntimeError) as exc:
-            raise InvalidProjectPath(f"The project path {project_path} cannot be used: {exc}.") from None
-        if not path.is_relative_to(root):
-            raise InvalidProjectPath(f"The project path {project_path} is outside the projects folder {root}; "
-                                     f"tasks may only work inside it.")
-        if path.exists() and not path.is_dir():
-            raise InvalidProjectPath(f"The project path {path} is a file, not a folder.")
-        try:
+            if not path.is_relative_to(root):
+                raise InvalidProjectPath(f"The project path {shown} is outside the projects folder {root}; "
+                                         f"tasks may only work inside it.")
+            if path == root:
+                raise InvalidProjectPath(f"The project path {shown} is the projects folder itself: name a project "
+                                         f"folder inside it.")
+            if path.exists() and not path.is_dir():
+                raise InvalidProjectPath(f"The project path {path} is a file, not a folder.")
             path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InvalidProjectPath(f"The project folder {path} could not be created: {exc.strerror}.") from None
+        except (OSError, RuntimeError, ValueError) as exc:  # NUL bytes, ~unknownuser, names too long, no space
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise InvalidProjectPath(f"The project path {shown!r} cannot be used: {reason}.") from None
         return path
 
     def start(self, goal: str, project_path: str | Path | None = None, verbose_updates: bool | None = None,

@@ -12,6 +12,7 @@ import json
 import re
 import secrets
 import time
+from pathlib import Path
 
 import httpx
 import hypothesis
@@ -29,7 +30,7 @@ from core.confirmations import pending_request
 from core.redis_conn import free_port
 from core.task_manager import TaskStatus
 from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET, ServerThread
-from tests.core.test_confirmations import WEBHOOK, awaiting, destructive_task, post_code, wait_until
+from tests.core.test_confirmations import WEBHOOK, awaiting, destructive_task, post_code
 
 AUTH = {"X-TARS-Webhook-Secret": TEST_WEBHOOK_SECRET}
 NOT_AUTHENTICATED = ("Not authenticated: send the X-TARS-Webhook-Secret header or a valid Standard Webhooks "
@@ -215,6 +216,16 @@ def test_a_correctly_signed_call_passes_authentication(serve, redis_client):
     assert confirmation_keys(redis_client) == []
 
 
+def test_a_captured_signed_request_cannot_be_replayed(serve):
+    secret = new_signing_secret()
+    signer = serve(WEBHOOK_SECRET="", WEBHOOK_SIGNING_SECRET=secret)
+    body = json.dumps({"task_id": "abcdef", "code": TEST_CODE}).encode()
+    headers = signed(secret, body)
+    assert httpx.post(signer.url + WEBHOOK, content=body, headers=headers).status_code == 404
+    replay = httpx.post(signer.url + WEBHOOK, content=body, headers=headers)
+    assert replay.status_code == 401 and "replay" in replay.json()["detail"]
+
+
 def test_a_server_without_any_webhook_secret_refuses_everything_and_says_which_setting(serve, redis_client):
     server = serve(WEBHOOK_SECRET="")
     assert server.url  # and it started: missing secrets do not stop the voice side
@@ -365,8 +376,8 @@ def test_a_goal_of_2000_characters_after_trimming_is_accepted(api):
     ({"goal": "Fix it", "priority": "high"}, "The body is not valid: priority: Extra inputs are not permitted."),
     ({"goal": "Fix it", "verbose_updates": "yes"},
      "The body is not valid: verbose_updates: Input should be a valid boolean."),
-    ({"goal": "Fix it", "verbose_updates": 1}, "The body is not valid: verbose_updates: Input should be a valid "
-                                               "boolean."),
+    ({"goal": "Fix it", "verbose_updates": 1},
+     "The body is not valid: verbose_updates: Input should be a valid boolean."),
     ({"goal": "Fix it", "project_path": 7}, "The body is not valid: project_path: Input should be a valid string."),
 ])
 def test_an_invalid_start_is_a_422_with_the_sentence(api, redis_client, body, reason):
@@ -395,15 +406,9 @@ def test_a_project_path_that_is_a_file_is_a_422(api, redis_client, projects):
 
 
 @pytest.mark.parametrize("project_path, why", [
-    pytest.param("calc\x00x", "ValueError: embedded null byte", marks=pytest.mark.xfail(
-        strict=True, reason="BUG core/task_manager.py resolve_project: Path.resolve() raises ValueError "
-                            "(embedded null byte), only OSError/RuntimeError are caught -> 500")),
-    pytest.param("~nosuchuser/calc", "RuntimeError: Could not determine home directory", marks=pytest.mark.xfail(
-        strict=True, reason="BUG core/task_manager.py resolve_project: Path.expanduser() raises RuntimeError "
-                            "outside the try -> 500")),
-    pytest.param("p" * 300, "OSError ENAMETOOLONG from Path.exists()", marks=pytest.mark.xfail(
-        strict=True, reason="BUG core/task_manager.py resolve_project: path.exists() raises OSError "
-                            "(File name too long) outside the try -> 500")),
+    pytest.param("calc\x00x", "ValueError: embedded null byte"),
+    pytest.param("~nosuchuser/calc", "RuntimeError: Could not determine home directory"),
+    pytest.param("p" * 300, "OSError ENAMETOOLONG from Path.exists()"),
 ])
 def test_an_unusable_project_path_is_a_422_not_a_500(api, redis_client, project_path, why):
     answer = api.post("/api/tasks", json={"goal": "Fix it", "project_path": project_path})
@@ -571,16 +576,22 @@ def test_no_body_makes_a_500_or_leaves_anything_behind(api, redis_client, body):
     assert confirmation_keys(redis_client) == []
 
 
-# Known 500s (see test_an_unusable_project_path_is_a_422_not_a_500) are kept out of this one until fixed:
-# NUL bytes, "~name" home directories and path components over 255 bytes (max_size=60 keeps them short).
-project_paths = st.none() | st.text(max_size=60).filter(
-    lambda p: "\x00" not in p and not (p.strip().startswith("~") and p.strip() != "~" and not p.strip().startswith("~/")))
+goals = st.one_of(st.text(max_size=50),
+                  st.text(alphabet=" \t\r\n\u00a0\u2003\u3000", max_size=8),  # blank once trimmed
+                  st.builds(lambda pad, n: pad + "g" * n + pad, st.sampled_from(["", " ", "\n\t "]),
+                            st.integers(1995, 2005)))  # around GOAL_MAX_CHARS
+segments = st.lists(st.sampled_from(["calc", "..", ".", "", " ", "~", "a b", "\u00fc", "notes.txt", "c\x00x",
+                                     "~nosuchuser", "p" * 300])
+                    | st.text(max_size=12), max_size=4)
+project_paths = st.none() | st.builds(lambda lead, parts: lead + "/".join(parts),
+                                      st.sampled_from(["", "/", "./", "../", "~/", " "]), segments)
 
 
 @hypothesis.settings(max_examples=150, deadline=None,
                      suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(goal=st.text(max_size=2100), project_path=project_paths, verbose=st.none() | st.booleans())
+@given(goal=goals, project_path=project_paths, verbose=st.none() | st.booleans())
 def test_any_well_formed_start_is_a_201_or_a_422(api, redis_client, projects, goal, project_path, verbose):
+    (projects / "notes.txt").write_text("a file, not a folder")
     before = task_count(redis_client)
     answer = api.post("/api/tasks", json={"goal": goal, "project_path": project_path, "verbose_updates": verbose})
     assert answer.status_code in (201, 422), (goal, project_path, answer.text)
@@ -591,5 +602,5 @@ def test_any_well_formed_start_is_a_201_or_a_422(api, redis_client, projects, go
     status = api.get(f"/api/tasks/{answer.json()['task_id']}").json()
     assert status["goal"] == goal.strip() and 0 < len(status["goal"]) <= 2000
     assert status["verbose_updates"] == verbose
-    assert status["project_path"].startswith(str(projects))
+    assert Path(status["project_path"]).is_relative_to(projects) and Path(status["project_path"]).is_dir()
     assert task_count(redis_client) == before + 1
