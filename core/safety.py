@@ -180,8 +180,9 @@ def _ansi_c(raw: str, i: int) -> tuple[str, int]:
     return "".join(out), -1
 
 
-def _match_brace(text: str, start: int) -> int:
-    """Index of the '}' closing a '${' whose body starts at ``start``; -1 if none."""
+def _match_close(text: str, start: int, opening: str, closing: str) -> int:
+    """Index of the ``closing`` that balances an ``opening`` whose body starts at ``start``; -1 if none.
+    Quotes are skipped; inside ${...} a $(...) is skipped whole (it may hold a lone '}')."""
     depth, i, n = 1, start, len(text)
     while i < n:
         c = text[i]
@@ -200,20 +201,30 @@ def _match_brace(text: str, start: int) -> int:
                 i += 2 if text[i] == "\\" else 1
             i += 1
             continue
-        if text.startswith("$(", i):
+        if opening == "{" and text.startswith("$(", i):
             j = _match_paren(text, i + 2)
             if j < 0:
                 return -1
             i = j + 1
             continue
-        if c == "{":
+        if c == opening:
             depth += 1
-        elif c == "}":
+        elif c == closing:
             depth -= 1
             if depth == 0:
                 return i
         i += 1
     return -1
+
+
+def _match_brace(text: str, start: int) -> int:
+    """Index of the '}' closing a '${' whose body starts at ``start``; -1 if none."""
+    return _match_close(text, start, "{", "}")
+
+
+def _match_paren(text: str, start: int) -> int:
+    """Index of the ')' closing a '$(' whose body starts at ``start``; -1 if none."""
+    return _match_close(text, start, "(", ")")
 
 
 def _scan_word(raw: str) -> _Word | None:
@@ -420,36 +431,6 @@ def _brace_expand(s: str, limit: int = _MAX_EXPANSIONS) -> list[str] | None:
                 return None
         return out
     return [s]
-
-
-def _match_paren(text: str, start: int) -> int:
-    """Index of the ')' closing a '$(' whose body starts at ``start``; -1 if none."""
-    depth, i, n = 1, start, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "'":
-            j = text.find("'", i + 1)
-            if j < 0:
-                return -1
-            i = j + 1
-            continue
-        if c == '"':
-            i += 1
-            while i < n and text[i] != '"':
-                i += 2 if text[i] == "\\" else 1
-            i += 1
-            continue
-        if c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return -1
 
 
 def _substitutions(text: str) -> list[str] | None:

@@ -16,7 +16,7 @@ import pytest
 
 from communication.notifier import (ALWAYS, EVENT_TYPES, MILESTONES, Notifier, ProgressEvent, discord_payload,
                                     format_message, n8n_payload, should_send, sign, verify)
-from tests.fakes.webhook_server import FakeWebhook, Reply
+from tests.fakes.webhook_server import Reply
 
 TASK = "a7f3c1"
 GOAL = "Build a calculator"
@@ -25,26 +25,8 @@ FAST = dict(backoff_base=0.01, backoff_max=0.05)
 
 
 @pytest.fixture
-def make_server():
-    servers = []
-
-    def make():
-        servers.append(FakeWebhook())
-        return servers[-1]
-
-    yield make
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture
-def n8n(make_server):
-    return make_server()
-
-
-@pytest.fixture
-def discord(make_server):
-    return make_server()
+def discord(make_webhook):  # n8n and make_webhook come from tests/conftest.py
+    return make_webhook()
 
 
 @pytest.fixture
