@@ -293,6 +293,8 @@ class RecordedRequest:
     script: str | None  # name of the script that served it (None: none / not a messages call)
     received_at: float
     status: int | None = None  # HTTP status answered (None until answered / hang)
+    received_mono: float = field(default_factory=time.monotonic)  # time.monotonic() on arrival (benchmarks)
+    first_text_mono: float | None = None  # time.monotonic() when the first streamed text delta was written
     turn: Any = None  # the resolved turn that was served
 
     @property
@@ -819,7 +821,7 @@ class FakeAnthropic:
         message = self._render(turn, body)
         rec.status = 200
         if body.get("stream"):
-            self._stream(h, message, turn.chunk_delay)
+            self._stream(h, message, turn.chunk_delay, rec)
         else:
             h._send_json(200, message)
 
@@ -842,7 +844,7 @@ class FakeAnthropic:
             "usage": usage,
         }
 
-    def _stream(self, h: _Handler, message: dict, chunk_delay: float) -> None:
+    def _stream(self, h: _Handler, message: dict, chunk_delay: float, rec: RecordedRequest) -> None:
         h.send_response(200)
         h.send_header("Content-Type", "text/event-stream; charset=utf-8")
         h.send_header("Cache-Control", "no-cache")
@@ -875,6 +877,8 @@ class FakeAnthropic:
                     pause()
                     send("content_block_delta", {"type": "content_block_delta", "index": i,
                                                  "delta": {"type": "text_delta", "text": chunk}})
+                    if rec.first_text_mono is None:
+                        rec.first_text_mono = time.monotonic()
             elif btype in ("tool_use", "server_tool_use"):
                 send("content_block_start", {"type": "content_block_start", "index": i,
                                              "content_block": dict(block, input={})})
