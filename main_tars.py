@@ -5,6 +5,7 @@
   python main_tars.py up                   the server plus one background worker: all of TARS in one command
   python main_tars.py task start --goal T  [--project P] [--verbose|--quiet]
   python main_tars.py task status [ID] | task list | task cancel ID | task confirm ID CODE   (each with --json)
+  python main_tars.py call [--url ws://localhost:PORT/relay] [--from +E164]   phone TARS from this terminal
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the server (default)")
     sub.add_parser("up", help="run the server and one background worker")
+    call = sub.add_parser("call", help="phone TARS from this terminal (its voice relay, as Twilio would)")
+    call.add_argument("--url", help="the relay WebSocket (default ws://HOST:PORT/relay)")
+    call.add_argument("--from", dest="caller", help="the caller's number (default the first OWNER_PHONE_NUMBERS)")
     task = sub.add_parser("task", help="start and inspect background programming tasks")
     tsub = task.add_subparsers(dest="task_command", required=True)
 
@@ -126,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = get_settings()
         if args.command in (None, "serve", "up"):
             return serve(settings, with_worker=args.command == "up")
+        if args.command == "call":
+            from communication.console_phone import run_call
+
+            return run_call(settings, url=args.url, caller=args.caller)
         return run_task_command(args, TaskManager(connect(settings.redis_url), settings))
     except TarsError as exc:
         print(f"error: {exc}", file=sys.stderr)
