@@ -6,22 +6,39 @@ formats (Twilio, Discord, n8n) live in communication/ only.
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 import redis
 from fastapi import FastAPI
 from rq import Queue, Worker
 
 from communication.api import router
+from communication.twilio_media_streams import VoiceHub
+from communication.twilio_media_streams import router as voice_router
 from core.config import Settings
 from core.defaults import QUEUE_NAME
 from core.task_manager import TaskManager
 
 
 def create_app(settings: Settings, connection: redis.Redis) -> FastAPI:
-    app = FastAPI(title="TARS", version="0.1.0")
+    tasks = TaskManager(connection, settings)
+    voice = VoiceHub(settings, connection, tasks)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        await voice.start()  # the listener that speaks task announcements into live calls
+        try:
+            yield
+        finally:
+            await voice.stop()
+
+    app = FastAPI(title="TARS", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.redis = connection
-    app.state.tasks = TaskManager(connection, settings)
+    app.state.tasks = tasks
+    app.state.voice = voice
     app.include_router(router)
+    app.include_router(voice_router)
 
     @app.get("/health")
     def health() -> dict:

@@ -1,0 +1,304 @@
+"""The voice brain: one phone call's conversation with Claude, streamed.
+
+Knows nothing of Twilio: the relay (communication/twilio_media_streams.py) hands `Conversation.reply`
+a `say(token)` coroutine and closes the talk cycle itself. What this module owns:
+
+* the history of one call (Anthropic messages, kept valid: roles alternate, every tool_use gets its
+  tool_result, the first message is the caller's);
+* streaming: every text delta goes to `say` as it arrives;
+* tools: `VoiceFunctions.call` runs in a thread (it does blocking Redis); past FILLER_AFTER_SECONDS the
+  caller hears FILLER first; the model continues with the tool_result until it ends its turn;
+* cuts: when a reply is interrupted (or superseded by a newer prompt) the history keeps only what the
+  caller actually heard as the assistant's words;
+* notes: announcements the relay spoke between turns are put into the history (as assistant words) before
+  the next caller turn, so the model knows a task asked for a code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import anthropic
+
+from core.config import Settings
+from sub_agents_tars import VOICE_SYSTEM_PROMPT, VOICE_TOOLS, VoiceFunctions, spoken_digits
+
+log = logging.getLogger("tars.voice")
+
+VOICE_MAX_TOKENS = 1024
+"""max_tokens of one voice model call: spoken answers are one to three sentences."""
+
+FILLER_AFTER_SECONDS = 1.0
+"""A function still running after this long makes the caller hear FILLER."""
+
+FILLER = "One moment. "
+
+MAX_TOOL_ROUNDS = 5
+"""Model calls with tools in one caller turn before TARS gives up on the turn."""
+
+APOLOGY = "I'm sorry, sir, I can't reach my thinking circuits right now. Please try again in a moment."
+LOST = "I'm sorry, sir, I got tangled up in that one. Could you say it again?"
+
+Say = Callable[[str], Awaitable[None]]
+
+
+@dataclass
+class _Reply:
+    """Bookkeeping of one caller turn: what was sent to the caller, and which part is in the history."""
+
+    user_index: int  # index of the caller's message in the history
+    sent: str = ""  # every token sent to the caller in this turn (model text and fillers)
+    round_start: int = 0  # len(sent) when the current model round began
+    final_index: int | None = None  # index of the assistant message that ended the turn
+    tool_future: asyncio.Future | None = None
+    pending_tools: list[dict] = field(default_factory=list)
+
+
+class Conversation:
+    """One call's history and its streaming replies (one reply at a time; the relay makes sure)."""
+
+    def __init__(self, client_factory: Callable[[], anthropic.AsyncAnthropic], settings: Settings,
+                 functions: VoiceFunctions, system: str = VOICE_SYSTEM_PROMPT, label: str = ""):
+        self.client_factory = client_factory
+        self.settings = settings
+        self.functions = functions
+        self.system = system
+        self.label = label or "call"
+        self.messages: list[dict] = []
+        self.notes: list[str] = []  # spoken by the relay between turns, not yet in the history
+        self.current: _Reply | None = None
+        self.last: _Reply | None = None
+        self.heard: str | None = None  # set by cut(): what the caller heard of the reply being cancelled
+        self.hung_up = False
+
+    # --- the relay's side ---------------------------------------------------------------------
+    def note(self, text: str) -> None:
+        """Something TARS said outside a reply (an announcement, a keypad answer)."""
+        if text:
+            self.notes.append(text)
+
+    def cut(self, heard: str | None) -> None:
+        """The reply in progress is about to be cancelled; `heard` is what the caller heard of it
+        (None: everything sent so far)."""
+        self.heard = heard
+
+    def heard_only(self, heard: str) -> None:
+        """The caller interrupted a reply that had finished generating: keep only what they heard."""
+        reply = self.last
+        if reply is None or reply.final_index is None or reply.final_index != len(self.messages) - 1:
+            return
+        tail = _tail(heard, reply.sent, reply.round_start)
+        if tail:
+            self.messages[reply.final_index] = {"role": "assistant", "content": [{"type": "text", "text": tail}]}
+        else:
+            del self.messages[reply.final_index]
+        reply.final_index = None
+
+    def heard_only_note(self, heard: str) -> None:
+        """The caller interrupted the newest announcement: keep only what they heard of it."""
+        if self.notes:
+            if heard.strip():
+                self.notes[-1] = heard.strip()
+            else:
+                self.notes.pop()
+
+    # --- one caller turn --------------------------------------------------------------------------
+    async def reply(self, user_text: str, say: Say) -> None:
+        """Answer one caller turn, streaming every token to `say`. Never raises except CancelledError."""
+        self._add_user_text(user_text)
+        reply = _Reply(user_index=len(self.messages) - 1)
+        self.current, self.heard = reply, None
+        try:
+            for _ in range(MAX_TOOL_ROUNDS + 1):
+                reply.round_start = len(reply.sent)
+                blocks, stop_reason = await self._stream_round(reply, say)
+                tool_uses = [b for b in blocks if b["type"] == "tool_use"]
+                if stop_reason != "tool_use" or not tool_uses:
+                    blocks = [b for b in blocks if b["type"] == "text"]
+                    if blocks:
+                        self.messages.append({"role": "assistant", "content": blocks})
+                        reply.final_index = len(self.messages) - 1
+                    return
+                self.messages.append({"role": "assistant", "content": blocks})
+                results = await self._run_tools(reply, tool_uses, say)
+                self.messages.append({"role": "user", "content": results})
+            log.warning("[%s] the model kept calling tools for %s rounds; giving up on the turn", self.label,
+                        MAX_TOOL_ROUNDS + 1)
+            await self._say_recorded(reply, say, LOST)
+        except asyncio.CancelledError:
+            self._settle_after_cut(reply)
+            if not self.hung_up and reply.tool_future is not None:
+                # The function runs on in its thread (a task may be starting): keep its answer in the history.
+                await self._record_late_tools(reply)
+            raise
+        except anthropic.AnthropicError as exc:
+            self._log_model_failure(exc)
+            await self._say_recorded(reply, say, APOLOGY)
+        finally:
+            self.current = None
+            self.last = reply
+
+    # --- internals ----------------------------------------------------------------------------------
+    def _client(self) -> anthropic.AsyncAnthropic:
+        return self.client_factory()
+
+    async def _stream_round(self, reply: _Reply, say: Say) -> tuple[list[dict], str | None]:
+        client = self._client()
+        async with client.messages.stream(model=self.settings.CLAUDE_VOICE_MODEL, max_tokens=VOICE_MAX_TOKENS,
+                                          system=self.system, tools=VOICE_TOOLS,
+                                          messages=copy.deepcopy(self.messages)) as stream:
+            async for event in stream:
+                if event.type == "text" and event.text:
+                    await say(event.text)
+                    reply.sent += event.text
+            final = await stream.get_final_message()
+        blocks: list[dict] = []
+        for block in final.content:
+            if block.type == "text" and block.text:
+                blocks.append({"type": "text", "text": block.text})
+            elif block.type == "tool_use":
+                blocks.append({"type": "tool_use", "id": block.id, "name": block.name, "input": block.input})
+        return blocks, final.stop_reason
+
+    async def _run_tools(self, reply: _Reply, tool_uses: list[dict], say: Say) -> list[dict]:
+        reply.pending_tools = tool_uses
+        reply.tool_future = asyncio.ensure_future(asyncio.to_thread(self._call_all, tool_uses))
+        done, _ = await asyncio.wait({reply.tool_future}, timeout=FILLER_AFTER_SECONDS)
+        if not done:
+            await say(FILLER)
+            reply.sent += FILLER
+        results = await asyncio.shield(reply.tool_future)
+        reply.tool_future, reply.pending_tools = None, []
+        return results
+
+    def _call_all(self, tool_uses: list[dict]) -> list[dict]:
+        results = []
+        for use in tool_uses:
+            try:
+                answer = self.functions.call(use["name"], use.get("input") or {})
+            except Exception:  # VoiceFunctions never raises by design; a bug must not end the call
+                log.exception("[%s] voice function %s crashed", self.label, use["name"])
+                answer = "That did not work, sir."
+            shown = dict(use.get("input") or {})
+            if "confirmation_code" in shown:
+                shown["confirmation_code"] = "***"
+            log.info("[%s] %s(%s) -> %s", self.label, use["name"], _short(shown), answer)
+            results.append({"type": "tool_result", "tool_use_id": use["id"], "content": answer})
+        return results
+
+    async def _record_late_tools(self, reply: _Reply) -> None:
+        try:
+            results = await asyncio.shield(reply.tool_future)
+        except Exception:
+            log.exception("[%s] voice function failed after the reply was cut", self.label)
+            results = [{"type": "tool_result", "tool_use_id": u["id"], "content": "That did not work, sir.",
+                        "is_error": True} for u in reply.pending_tools]
+        # The assistant tool_use message is the newest one unless _settle_after_cut added the heard words.
+        self._insert_tool_results(results)
+
+    def _insert_tool_results(self, results: list[dict]) -> None:
+        ids = {r["tool_use_id"] for r in results}
+        for index in range(len(self.messages) - 1, -1, -1):
+            message = self.messages[index]
+            if message["role"] == "assistant" and any(b.get("type") == "tool_use" and b.get("id") in ids
+                                                      for b in message["content"]):
+                self.messages.insert(index + 1, {"role": "user", "content": results})
+                after = index + 2
+                if after < len(self.messages) and self.messages[after]["role"] == "user":
+                    self.messages[index + 1]["content"] += self.messages.pop(after)["content"]
+                return
+
+    def _settle_after_cut(self, reply: _Reply) -> None:
+        """The reply was cancelled: make the history say what the caller heard of the unfinished round."""
+        if self.hung_up:
+            return
+        tail = _tail(self.heard, reply.sent, reply.round_start) if self.heard is not None \
+            else reply.sent[reply.round_start:].strip()
+        if reply.tool_future is not None:
+            # Cut while a function runs: its tool_use is in the history; the result follows (_record_late_tools).
+            tail = ""
+        if tail:
+            self.messages.append({"role": "assistant", "content": [{"type": "text", "text": tail}]})
+            reply.final_index = len(self.messages) - 1
+        log.info("[%s] reply cut; the history keeps %r", self.label, tail)
+
+    async def _say_recorded(self, reply: _Reply, say: Say, sentence: str) -> None:
+        """Say a sentence of TARS's own (not the model's) and keep it in the history as the assistant's turn."""
+        partial = reply.sent[reply.round_start:].strip()
+        token = (" " if partial else "") + sentence
+        await say(token)
+        reply.sent += token
+        text = f"{partial} {sentence}".strip()
+        if self.messages and self.messages[-1]["role"] == "assistant" and \
+                not any(b.get("type") == "tool_use" for b in self.messages[-1]["content"]):
+            self.messages[-1]["content"].append({"type": "text", "text": sentence})
+        elif self.messages and self.messages[-1]["role"] == "assistant":
+            # a tool_use without its result cannot stay: drop the round, keep what was said
+            self.messages[-1] = {"role": "assistant", "content": [{"type": "text", "text": text}]}
+        else:
+            self.messages.append({"role": "assistant", "content": [{"type": "text", "text": text}]})
+        reply.final_index = len(self.messages) - 1
+
+    def _add_user_text(self, text: str) -> None:
+        blocks: list[dict] = []
+        if self.notes:
+            said = " ".join(self.notes)
+            self.notes = []
+            if self.messages and self.messages[-1]["role"] == "assistant":
+                self.messages[-1]["content"].append({"type": "text", "text": said})
+            elif self.messages:
+                self.messages.append({"role": "assistant", "content": [{"type": "text", "text": said}]})
+            else:  # the history must open with the caller: tell the model what it already said
+                blocks.append({"type": "text", "text": f"(Earlier on this call you said: {said})"})
+        blocks.append({"type": "text", "text": text})
+        if self.messages and self.messages[-1]["role"] == "user":  # e.g. after a cut with nothing heard
+            self.messages[-1]["content"] += blocks
+        else:
+            self.messages.append({"role": "user", "content": blocks})
+
+    def _log_model_failure(self, exc: anthropic.AnthropicError) -> None:
+        if isinstance(exc, anthropic.APIStatusError):
+            log.error("[%s] the Anthropic API answered %s (%s): %s", self.label, exc.status_code,
+                      exc.__class__.__name__, exc.message)
+        elif isinstance(exc, anthropic.APIError):
+            log.error("[%s] the Anthropic API could not be reached (%s): %s", self.label, exc.__class__.__name__,
+                      exc)
+        elif self.settings.ANTHROPIC_API_KEY is None:
+            log.error("[%s] ANTHROPIC_API_KEY is not set, so the voice brain cannot think: set it in .env",
+                      self.label)
+        else:
+            log.error("[%s] the Anthropic client failed: %s", self.label, exc)
+
+
+def _tail(heard: str | None, sent: str, round_start: int) -> str:
+    """The part of `heard` (what the caller heard of the whole turn) that belongs to the unfinished round
+    whose text starts at sent[round_start:]."""
+    heard = (heard or "").strip()
+    if not heard:
+        return ""
+    before = sent[:round_start]
+    if not before.strip():
+        return heard
+    if heard.startswith(before.strip()):
+        return heard[len(before.strip()):].strip()
+    squeezed_heard, squeezed_before = " ".join(heard.split()), " ".join(before.split())
+    if squeezed_heard.startswith(squeezed_before):
+        return squeezed_heard[len(squeezed_before):].strip()
+    return "" if len(heard) <= len(before) else heard
+
+
+def loggable(text: str, settings: Settings) -> str:
+    """The caller's words for the log, unless they contain the confirmation code (said or typed)."""
+    code = settings.secret("CONFIRMATION_CODE")
+    if code and (code in text or code in spoken_digits(text)):
+        return "(words containing the confirmation code, not logged)"
+    return text
+
+
+def _short(value: object, limit: int = 160) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -1,0 +1,594 @@
+"""The phone: Twilio's incoming-call webhook, the <Connect action> callback and the ConversationRelay WebSocket.
+
+Every Twilio format (TwiML, ConversationRelay JSON, signature checks) lives here; core/ never sees them.
+
+* ``POST /voice`` — Twilio's incoming-call webhook. Signed (X-Twilio-Signature over PUBLIC_BASE_URL + path +
+  query and the form parameters; the request's own scheme and host are never used, so a TLS-terminating
+  proxy in front changes nothing). The owner gets ``<Connect action=…/voice/status><ConversationRelay
+  url="wss://…/relay" …/></Connect>``; anyone else one polite sentence and ``<Hangup/>``.
+* ``POST /voice/status`` — the <Connect action> callback when the relay session ends: logged, the call
+  unregistered, answered with ``<Hangup/>``.
+* ``WS /relay`` — ConversationRelay. The handshake carries X-Twilio-Signature over the wss:// URL given in
+  the TwiML (no parameters); a bad one is refused before the upgrade (HTTP 403). Then one `RelayCall` per
+  socket: setup registers the call (SessionManager), prompts go to the streaming brain
+  (communication/conversation.py), interrupts cut the reply, DTMF digits up to ``#`` are a confirmation code.
+* `VoiceHub` — per server process: the live calls, the Anthropic client, and one Redis pub/sub listener that
+  speaks confirmation requests to every owner call at once and task endings to the call that started them.
+
+Exactly one sender per call: a reply holds the call's `speaking` lock from its first token to its
+``last: true``; an announcement takes the same lock for its one message, so it is never interleaved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from urllib.parse import parse_qsl, urlsplit
+
+import anthropic
+import redis
+from fastapi import APIRouter, HTTPException, Request, WebSocket
+from fastapi.responses import Response
+from starlette.datastructures import FormData
+from twilio.request_validator import (
+    SIGNATURE_HEADER,
+    SIGNATURE_SETTINGS_HEADER,
+    RequestValidator,
+    get_signature_algorithm,
+)
+from twilio.twiml.voice_response import VoiceResponse
+
+from communication.conversation import APOLOGY, Conversation, loggable
+from communication.deps import read_body
+from core import keys
+from core.config import Settings
+from core.defaults import CALL_REFRESH_SECONDS
+from core.session_manager import SessionManager
+from core.task_manager import TaskManager
+from sub_agents_tars import VoiceFunctions
+
+log = logging.getLogger("tars.voice")
+
+VOICE_PATH = "/voice"
+STATUS_PATH = "/voice/status"
+RELAY_PATH = "/relay"
+
+NOT_OWNER = "I'm sorry, this line only takes calls from its owner. Goodbye."
+ENDINGS = {"complete": "Task {id} is complete, sir.",
+           "failed": "Task {id} failed, sir: {reason}.",
+           "timeout": "Task {id} ran out of time, sir."}
+MAX_DTMF_DIGITS = 32
+MAX_PROMPT_CHARS = 4000
+
+router = APIRouter()
+
+
+# --- URLs and signatures --------------------------------------------------------------------------------------
+def public_url(settings: Settings, path: str) -> str:
+    return f"{settings.PUBLIC_BASE_URL}{path}"
+
+
+def relay_url(settings: Settings) -> str:
+    """The wss:// URL Twilio connects to (and signs): the host (and any path prefix) of PUBLIC_BASE_URL."""
+    parts = urlsplit(settings.PUBLIC_BASE_URL)
+    return f"wss://{parts.netloc}{parts.path.rstrip('/')}{RELAY_PATH}"
+
+
+def _signature_ok(settings: Settings, url: str, params, headers, what: str) -> bool:
+    token = settings.secret("TWILIO_AUTH_TOKEN")
+    if not token:
+        log.error("Refused %s: TWILIO_AUTH_TOKEN is not set, so Twilio's signature cannot be checked; set it in "
+                  ".env to your Twilio account's auth token.", what)
+        return False
+    signature = headers.get(SIGNATURE_HEADER)
+    if not signature:
+        log.warning("Refused %s: no %s header (not from Twilio).", what, SIGNATURE_HEADER)
+        return False
+    sig_settings = headers.get(SIGNATURE_SETTINGS_HEADER)
+    try:
+        valid = RequestValidator(token).validate(url, params, signature,
+                                                 algorithm=get_signature_algorithm(sig_settings))
+    except ValueError:
+        valid = False
+    if not valid:
+        hint = (" The request was signed with a Webhooks SharedKey (X-Twilio-Webhooks-Signature-Settings), which "
+                "TARS does not support; remove the Webhooks Rule." if sig_settings else
+                " Check that PUBLIC_BASE_URL is exactly the address configured in Twilio and TWILIO_AUTH_TOKEN "
+                "is the account's primary auth token.")
+        log.warning("Refused %s: the %s does not match %s.%s", what, SIGNATURE_HEADER, url, hint)
+    return valid
+
+
+async def _signed_form(request: Request, path: str) -> FormData:
+    """The form of a Twilio webhook whose signature checks out against PUBLIC_BASE_URL + path (+ query)."""
+    settings: Settings = request.app.state.settings
+    if not settings.PUBLIC_BASE_URL:
+        log.error("Refused POST %s: PUBLIC_BASE_URL is not set; set it in .env to the https:// address Twilio "
+                  "reaches this server at.", path)
+        raise HTTPException(503, "The voice line is not configured: PUBLIC_BASE_URL is not set.")
+    body = await read_body(request)
+    form = FormData(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    query = request.url.query
+    url = public_url(settings, path) + (f"?{query}" if query else "")
+    if not _signature_ok(settings, url, form, request.headers, f"POST {path}"):
+        raise HTTPException(403, "Forbidden: the request is not signed by Twilio.")
+    return form
+
+
+def _twiml(response: VoiceResponse) -> Response:
+    return Response(content=response.to_xml(), media_type="application/xml")
+
+
+def connect_twiml(settings: Settings) -> VoiceResponse:
+    response = VoiceResponse()
+    connect = response.connect(action=public_url(settings, STATUS_PATH))
+    connect.conversation_relay(url=relay_url(settings), welcome_greeting=settings.WELCOME_GREETING,
+                               language=settings.VOICE_LANGUAGE, tts_provider=settings.VOICE_TTS_PROVIDER,
+                               voice=settings.VOICE_NAME, interruptible=settings.VOICE_INTERRUPTIBLE,
+                               dtmf_detection=True)
+    return response
+
+
+def refusal_twiml(settings: Settings) -> VoiceResponse:
+    response = VoiceResponse()
+    response.say(NOT_OWNER, language=settings.VOICE_LANGUAGE)
+    response.hangup()
+    return response
+
+
+# --- HTTP webhooks ----------------------------------------------------------------------------------------------
+@router.post(VOICE_PATH, responses={403: {}, 503: {}})
+async def incoming_call(request: Request):
+    """Twilio's incoming-call webhook: the owner is connected to the relay, anyone else is turned away."""
+    settings: Settings = request.app.state.settings
+    form = await _signed_form(request, VOICE_PATH)
+    caller, call_sid = form.get("From", ""), form.get("CallSid", "")
+    if caller not in settings.owner_numbers:
+        log.warning("Call %s from %s refused: not one of OWNER_PHONE_NUMBERS.", call_sid,
+                    caller or "an unknown number")
+        return _twiml(refusal_twiml(settings))
+    log.info("Call %s from the owner (%s): connecting to %s", call_sid, caller, relay_url(settings))
+    return _twiml(connect_twiml(settings))
+
+
+@router.post(STATUS_PATH, responses={403: {}, 503: {}})
+async def relay_ended(request: Request):
+    """The <Connect action> callback: the ConversationRelay session is over."""
+    form = await _signed_form(request, STATUS_PATH)
+    call_sid = form.get("CallSid", "")
+    log.info("Call %s relay session ended: SessionStatus=%s SessionDuration=%s HandoffData=%s CallStatus=%s%s",
+             call_sid, form.get("SessionStatus", ""), form.get("SessionDuration", ""), form.get("HandoffData", ""),
+             form.get("CallStatus", ""),
+             f" ErrorCode={form.get('ErrorCode')} ErrorMessage={form.get('ErrorMessage', '')}"
+             if form.get("ErrorCode") else "")
+    if call_sid:
+        try:
+            await asyncio.to_thread(request.app.state.voice.sessions.unregister, call_sid)
+        except redis.RedisError as exc:
+            log.warning("Call %s could not be unregistered: %s", call_sid, exc)
+    response = VoiceResponse()
+    response.hangup()
+    return _twiml(response)
+
+
+# --- the WebSocket --------------------------------------------------------------------------------------------------
+@router.websocket(RELAY_PATH)
+async def relay(websocket: WebSocket):
+    settings: Settings = websocket.app.state.settings
+    hub: VoiceHub = websocket.app.state.voice
+    if not settings.PUBLIC_BASE_URL:
+        log.error("Refused the relay WebSocket: PUBLIC_BASE_URL is not set; set it in .env to the https:// "
+                  "address Twilio reaches this server at.")
+        await websocket.close(code=1008)
+        return
+    query = websocket.url.query
+    url = relay_url(settings) + (f"?{query}" if query else "")
+    if not _signature_ok(settings, url, {}, websocket.headers, "the relay WebSocket"):
+        await websocket.close(code=1008)  # before accept: the client gets HTTP 403
+        return
+    await websocket.accept()
+    await RelayCall(websocket, hub).run()
+
+
+class RelayCall:
+    """One ConversationRelay session (one phone call) on this server."""
+
+    def __init__(self, websocket: WebSocket, hub: VoiceHub):
+        self.ws = websocket
+        self.hub = hub
+        self.settings = hub.settings
+        self.call_sid: str | None = None
+        self.caller = ""
+        self.refused = False
+        self.functions: VoiceFunctions | None = None
+        self.conversation: Conversation | None = None
+        self.speaking = asyncio.Lock()  # one talk cycle (a reply, or one announcement) at a time
+        self.reply_task: asyncio.Task | None = None
+        self.superseded = False  # the reply being cut gives way to a newer prompt (no interrupt from Twilio)
+        self.last_cycle = ""  # what Twilio spoke last: "reply" or "announcement" (what an interrupt cuts)
+        self.partial: list[str] = []
+        self.digits = ""
+        self.closed = False
+        self.tasks: set[asyncio.Task] = set()
+        self.refresher: asyncio.Task | None = None
+
+    @property
+    def label(self) -> str:
+        return f"call {self.call_sid or '(no setup yet)'}"
+
+    # --- the receive loop ---------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            while True:
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    log.info("[%s] the caller hung up (socket closed, code %s)", self.label, message.get("code"))
+                    break
+                raw = message.get("text")
+                if raw is None and message.get("bytes") is not None:
+                    raw = message["bytes"].decode("utf-8", "replace")
+                if raw is not None:
+                    await self.handle(raw)
+        except Exception:
+            log.exception("[%s] the relay socket failed", self.label)
+        finally:
+            await self.close()
+
+    async def handle(self, raw: str) -> None:
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            log.warning("[%s] ignored a message that is not JSON: %r", self.label, raw[:200])
+            return
+        if not isinstance(message, dict):
+            log.warning("[%s] ignored a JSON message that is not an object: %r", self.label, raw[:200])
+            return
+        kind = message.get("type")
+        handler = {"setup": self.on_setup, "prompt": self.on_prompt, "interrupt": self.on_interrupt,
+                   "dtmf": self.on_dtmf, "error": self.on_error}.get(kind) if isinstance(kind, str) else None
+        if handler is None:
+            log.info("[%s] ignored a message of unknown type %r", self.label, kind)
+            return
+        if kind not in ("setup", "error") and (self.call_sid is None or self.refused):
+            log.warning("[%s] ignored %s: no owner call set up on this socket", self.label, kind)
+            return
+        try:
+            await handler(message)
+        except Exception:
+            log.exception("[%s] handling %s failed", self.label, kind)
+
+    # --- messages from Twilio -----------------------------------------------------------------------------------
+    async def on_setup(self, message: dict) -> None:
+        if self.call_sid is not None or self.refused:
+            log.warning("[%s] ignored a second setup message", self.label)
+            return
+        call_sid, caller = str(message.get("callSid") or ""), str(message.get("from") or "")
+        if not call_sid or caller not in self.settings.owner_numbers:
+            self.refused = True
+            log.warning("Relay session %s (call %s) from %s refused: not one of OWNER_PHONE_NUMBERS.",
+                        message.get("sessionId"), call_sid or "?", caller or "an unknown number")
+            await self.send({"type": "text", "token": NOT_OWNER, "last": True})
+            await self.send({"type": "end", "handoffData": json.dumps({"reasonCode": "not-owner"})})
+            return
+        self.call_sid, self.caller = call_sid, caller
+        self.functions = VoiceFunctions(self.hub.tasks, self.settings, session_id=call_sid)
+        self.conversation = Conversation(self.hub.anthropic, self.settings, self.functions, label=self.label)
+        self.hub.calls[call_sid] = self
+        try:
+            await asyncio.to_thread(self.hub.sessions.register, call_sid, caller, call_sid)
+        except redis.RedisError as exc:
+            log.error("[%s] could not be registered as active (Redis: %s); the call goes on", self.label, exc)
+        self.refresher = asyncio.create_task(self._refresh())
+        log.info("[%s] set up: the owner (%s) is on the line", self.label, caller)
+
+    async def on_prompt(self, message: dict) -> None:
+        piece = str(message.get("voicePrompt") or "").strip()
+        if piece:
+            self.partial.append(piece)
+        if message.get("last", True) is False:
+            return
+        text, self.partial = " ".join(self.partial)[:MAX_PROMPT_CHARS], []
+        if not text:
+            return
+        log.info("[%s] caller: %s", self.label, loggable(text, self.settings))
+        if self.reply_task is not None and not self.reply_task.done():
+            await self._cut_reply(None, supersede=True)  # a newer turn makes the reply in progress moot
+        self.reply_task = asyncio.create_task(self._reply(text))
+
+    async def on_interrupt(self, message: dict) -> None:
+        heard = str(message.get("utteranceUntilInterrupt") or "")
+        log.info("[%s] interrupted after %s ms; the caller heard %r", self.label,
+                 message.get("durationUntilInterruptMs"), heard)
+        await self._cut_reply(heard, supersede=False)
+
+    async def on_dtmf(self, message: dict) -> None:
+        digit = str(message.get("digit") or "")
+        if digit == "#":
+            code, self.digits = self.digits, ""
+            if code:
+                self._spawn(self._keypad_code(code))
+        elif digit == "*":
+            self.digits = ""
+        elif len(digit) == 1 and digit.isdigit() and len(self.digits) < MAX_DTMF_DIGITS:
+            self.digits += digit
+
+    async def on_error(self, message: dict) -> None:
+        log.error("[%s] ConversationRelay reported an error: %s", self.label, message.get("description"))
+
+    # --- speaking -------------------------------------------------------------------------------------------------
+    async def send(self, message: dict) -> None:
+        if self.closed:
+            return
+        try:
+            await self.ws.send_text(json.dumps(message))
+        except Exception as exc:  # the socket is gone: the receive loop sees the disconnect
+            log.info("[%s] could not send (%s): the socket is closed", self.label, exc.__class__.__name__)
+            self.closed = True
+
+    async def announce(self, sentence: str, interruptible: bool | None = None) -> None:
+        """One sentence of TARS's own, as one message that ends its talk cycle; never inside a reply."""
+        message = {"type": "text", "token": sentence, "last": True}
+        if interruptible is not None:
+            message["interruptible"] = interruptible
+        async with self.speaking:
+            if self.closed:
+                return
+            await self.send(message)
+            self.last_cycle = "announcement"
+        log.info("[%s] announced: %s", self.label, sentence)
+        if self.conversation is not None:
+            self.conversation.note(sentence)
+
+    async def _reply(self, text: str) -> None:
+        cycle = _TalkCycle(self)
+        self.superseded = False
+        try:
+            await self.conversation.reply(text, cycle.say)
+            await cycle.finish()
+            self.last_cycle = "reply"
+        except asyncio.CancelledError:
+            if cycle.holding and self.superseded and not self.closed:
+                # No interrupt ended this talk cycle on Twilio's side: end it before the next reply speaks.
+                await self.send({"type": "text", "token": "", "last": True})
+            raise
+        except Exception:
+            log.exception("[%s] the reply failed", self.label)
+            await cycle.say(APOLOGY)
+            await cycle.finish()
+        finally:
+            cycle.release()
+
+    async def _cut_reply(self, heard: str | None, supersede: bool) -> None:
+        task = self.reply_task
+        if task is None or task.done():
+            if heard is not None and self.conversation is not None:
+                if self.last_cycle == "reply":
+                    self.conversation.heard_only(heard)
+                elif self.last_cycle == "announcement":
+                    self.conversation.heard_only_note(heard)
+            return
+        self.conversation.cut(heard)
+        self.superseded = supersede
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("[%s] the cut reply failed", self.label)
+
+    # --- keypad codes ----------------------------------------------------------------------------------------------
+    async def _keypad_code(self, code: str) -> None:
+        functions = self.functions
+        task_id = functions.pending_confirmation or await asyncio.to_thread(self._waiting_task)
+        log.info("[%s] confirmation code entered on the keypad for task %s", self.label, task_id or "(latest)")
+        answer = await asyncio.to_thread(functions.call, "submit_background_confirmation",
+                                         {"task_id": task_id, "confirmation_code": code})
+        await self.announce(answer)
+
+    def _waiting_task(self) -> str | None:
+        """The newest task of this call waiting for a code, else the newest such task of the owner's."""
+        for rows in (self.hub.tasks.list(limit=10, session_id=self.call_sid), self.hub.tasks.list(limit=20)):
+            for status in rows:
+                if status.status == "awaiting_confirmation":
+                    return status.task_id
+        return None
+
+    # --- lifetime ----------------------------------------------------------------------------------------------------
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("[%s] a background step failed: %r", self.label, task.exception())
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(self.hub.refresh_seconds)
+            try:
+                await asyncio.to_thread(self.hub.sessions.refresh, self.call_sid)
+            except redis.RedisError as exc:
+                log.warning("[%s] could not refresh the active-call entry: %s", self.label, exc)
+
+    async def close(self) -> None:
+        self.closed = True
+        if self.conversation is not None:
+            self.conversation.hung_up = True
+        pending = [t for t in (self.reply_task, self.refresher, *self.tasks) if t is not None and not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self.call_sid is not None:
+            if self.hub.calls.get(self.call_sid) is self:  # not when a newer socket took the call over
+                del self.hub.calls[self.call_sid]
+                try:
+                    await asyncio.to_thread(self.hub.sessions.unregister, self.call_sid)
+                except redis.RedisError as exc:
+                    log.warning("[%s] could not be unregistered (it expires by itself): %s", self.label, exc)
+            log.info("[%s] ended", self.label)
+
+
+class _TalkCycle:
+    """One reply's hold on the call's speaking lock: taken at the first token, given back after last=true."""
+
+    def __init__(self, call: RelayCall):
+        self.call = call
+        self.holding = False
+
+    async def say(self, token: str) -> None:
+        if not self.holding:
+            await self.call.speaking.acquire()
+            self.holding = True
+        await self.call.send({"type": "text", "token": token, "last": False})
+
+    async def finish(self) -> None:
+        if not self.holding:
+            await self.call.speaking.acquire()
+            self.holding = True
+        await self.call.send({"type": "text", "token": "", "last": True})
+        self.release()
+
+    def release(self) -> None:
+        if self.holding:
+            self.holding = False
+            self.call.speaking.release()
+
+
+# --- the process-wide side --
+class VoiceHub:
+    """The voice side of one server process: its live calls, one Anthropic client, one announcement listener."""
+
+    def __init__(self, settings: Settings, connection: redis.Redis, tasks: TaskManager):
+        self.settings = settings
+        self.connection = connection
+        self.tasks = tasks
+        self.sessions = SessionManager(connection)
+        self.calls: dict[str, RelayCall] = {}
+        self.refresh_seconds: float = CALL_REFRESH_SECONDS
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.listener: AnnouncementListener | None = None
+        self._client: anthropic.AsyncAnthropic | None = None
+
+    def anthropic(self) -> anthropic.AsyncAnthropic:
+        if self._client is None:
+            self._client = anthropic.AsyncAnthropic(
+                api_key=self.settings.secret("ANTHROPIC_API_KEY"), base_url=self.settings.ANTHROPIC_BASE_URL,
+                max_retries=self.settings.ANTHROPIC_MAX_RETRIES, timeout=self.settings.ANTHROPIC_TIMEOUT_SECONDS)
+        return self._client
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        if self.settings.PUBLIC_BASE_URL and self.settings.PUBLIC_BASE_URL.startswith("http://"):
+            log.warning("PUBLIC_BASE_URL is http://; Twilio only connects to the relay over wss:// (%s)",
+                        relay_url(self.settings))
+        self.listener = AnnouncementListener(self.connection, self._deliver)
+        self.listener.start()
+        await asyncio.to_thread(self.listener.ready.wait, 3)
+
+    async def stop(self) -> None:
+        if self.listener is not None:
+            await asyncio.to_thread(self.listener.stop)
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    def _deliver(self, channel: str, data: bytes) -> None:
+        """From the listener thread: hand the message to the event loop."""
+        if self.loop is not None and not self.loop.is_closed():
+            asyncio.run_coroutine_threadsafe(self.dispatch(channel, data), self.loop)
+
+    async def dispatch(self, channel: str, data: bytes | str) -> None:
+        try:
+            event = json.loads(data)
+        except ValueError:
+            event = None
+        if not isinstance(event, dict):
+            log.warning("Ignored a malformed message on %s: %r", channel, data[:200])
+            return
+        task_id = str(event.get("task_id") or "")
+        if channel == keys.CONFIRMATIONS_CHANNEL:
+            calls = [c for c in self.calls.values() if c.caller in self.settings.owner_numbers and not c.closed]
+            if not calls:
+                return
+            sentence = confirmation_sentence(task_id, str(event.get("command") or ""), str(event.get("reason") or ""))
+            for call in calls:  # the owner is one person: every line they are on hears it, at once
+                call.functions.pending_confirmation = task_id
+                call._spawn(call.announce(sentence, interruptible=False))
+        elif channel == keys.TASK_EVENTS_CHANNEL:
+            for call in self.calls.values():
+                if call.functions is not None and call.functions.pending_confirmation == task_id:
+                    call.functions.pending_confirmation = None
+            call = self.calls.get(str(event.get("session_id") or ""))
+            sentence = ending_sentence(task_id, str(event.get("outcome") or ""), str(event.get("reason") or ""))
+            if call is not None and not call.closed and sentence:
+                call._spawn(call.announce(sentence))
+
+
+def confirmation_sentence(task_id: str, command: str, reason: str) -> str:
+    command = command if len(command) <= 200 else command[:200] + "…"
+    sentence = (f"Sir, the background programming task {task_id} needs your confirmation code. "
+                f"I need to run: {command.rstrip('.')}.")
+    if reason:
+        sentence += f" This is needed to {reason.rstrip('.')}."
+    return sentence + " Please provide your confirmation code."
+
+
+def ending_sentence(task_id: str, outcome: str, reason: str) -> str | None:
+    """What the call that started a task hears when it ends (a cancel is not announced: someone just did it)."""
+    template = ENDINGS.get(outcome)
+    if template is None:
+        return None
+    reason = (reason or "no reason was given").splitlines()[0].strip().rstrip(".")[:200]
+    return template.format(id=task_id, reason=reason)
+
+
+class AnnouncementListener:
+    """A daemon thread subscribed to the workers' pub/sub channels; reconnects when Redis goes away."""
+
+    def __init__(self, connection: redis.Redis, deliver):
+        self.connection = connection
+        self.deliver = deliver
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tars-voice-listener", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            pubsub = None
+            try:
+                pubsub = self.connection.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(keys.CONFIRMATIONS_CHANNEL, keys.TASK_EVENTS_CHANNEL)
+                self.ready.set()
+                backoff = 0.5
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=0.5)
+                    if message and message.get("type") == "message":
+                        channel = message["channel"]
+                        self.deliver(channel.decode() if isinstance(channel, bytes) else channel, message["data"])
+            except redis.RedisError as exc:
+                log.warning("The voice announcement listener lost Redis (%s); retrying in %.1fs", exc, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10)
+            except Exception:
+                log.exception("The voice announcement listener failed; restarting it")
+                self._stop.wait(backoff)
+            finally:
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except redis.RedisError:
+                        log.debug("closing the listener's pub/sub connection failed", exc_info=True)
