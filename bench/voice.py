@@ -28,7 +28,6 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
-import redis
 from twilio.request_validator import RequestValidator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from communication.console_phone import RelayClient, public_relay_url  # noqa: E402
 from core.config import load_settings  # noqa: E402
-from core.redis_conn import EmbeddedRedis, free_port  # noqa: E402
+from core.redis_conn import EmbeddedRedis, connect, free_port  # noqa: E402
 from core.task_manager import TaskManager  # noqa: E402
 from tests.fakes.anthropic_api import FakeAnthropic, bash, repeat, text  # noqa: E402
 
@@ -124,7 +123,7 @@ def main() -> int:
                "MAX_TASK_RUNTIME_MINUTES": "10"}
         os.environ.update(env)
         settings = load_settings()
-        connection = redis.Redis.from_url(store.url)
+        connection = connect(store.url)
         # The server runs as its own process, as deployed (a thread here would share this process's GIL with the
         # load generator and the fake API).
         http_port = free_port()

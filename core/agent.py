@@ -113,7 +113,11 @@ class Agent:
         try:
             turn = self.model.query(system=self.system, tools=self.tools, messages=self._with_cache_breakpoint())
         except ModelError as exc:
+            if self.cancelled.is_set():  # the cancel cut the call short on purpose
+                raise Cancelled("The task was cancelled.") from exc
             raise TaskFailed(str(exc)) from exc
+        if self.cancelled.is_set():
+            raise Cancelled("The task was cancelled.")
         self.usage.add(turn.usage)
         self.messages.append({"role": "assistant", "content": turn.content or [{"type": "text", "text": "..."}]})
         if turn.tool_uses:

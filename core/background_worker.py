@@ -198,7 +198,10 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
     except (OSError, TarsError) as exc:
         raise TaskFailed(f"The project folder {project} cannot be used: {exc}.") from None
     cancelled = threading.Event()
-    watcher = CancelWatcher(ctx, [cancelled.set, workspace.kill_running])
+    callbacks = [cancelled.set, workspace.kill_running]
+    if hasattr(model, "interrupt"):
+        callbacks.append(model.interrupt)
+    watcher = CancelWatcher(ctx, callbacks)
     watcher.start()
     try:
         gate = ConfirmationGate(ctx, workspace.root, settings.secret("CONFIRMATION_CODE"),

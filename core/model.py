@@ -9,6 +9,9 @@ ships a deterministic model with its code.
 from __future__ import annotations
 
 import itertools
+import os
+import signal
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -91,24 +94,45 @@ def _block_to_dict(block) -> dict[str, Any]:
     return block.model_dump(exclude_none=True)
 
 
+INTERRUPT_SIGNAL = signal.SIGUSR2  # unused by RQ
+
+
+def _raise_interrupted(signum, frame):
+    raise ModelError("The model call was interrupted (the task was cancelled).")
+
+
 class AnthropicModel:
     """Claude through the anthropic SDK; its own retries handle 429/5xx/529 with backoff."""
 
     def __init__(self, *, api_key: str, model: str, base_url: str | None = None, max_retries: int = 3,
                  timeout: float = 120.0, max_tokens: int = MODEL_MAX_TOKENS):
         self.name = model
+        self._calling = False
         self.max_tokens = max_tokens
         self.max_retries = max_retries
         self.timeout = timeout
         self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url, max_retries=max_retries,
                                           timeout=anthropic.Timeout(timeout, connect=10.0))
 
+    def interrupt(self) -> None:
+        """Abort a call in flight, from another thread (on cancel). A blocked socket read in the main thread
+        only wakes for a signal, so the process signals itself; the handler raises inside query()."""
+        if self._calling and threading.current_thread() is not threading.main_thread():
+            os.kill(os.getpid(), INTERRUPT_SIGNAL)
+
     def query(self, *, system: list[dict], tools: list[dict], messages: list[dict]) -> Turn:
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(INTERRUPT_SIGNAL, _raise_interrupted) if in_main else None
+        self._calling = in_main
         try:
             message = self.client.messages.create(model=self.name, max_tokens=self.max_tokens, system=system,
                                                   tools=tools, messages=messages)
         except anthropic.APIError as exc:
             raise ModelError(describe_api_error(exc, self)) from exc
+        finally:
+            self._calling = False
+            if in_main:
+                signal.signal(INTERRUPT_SIGNAL, previous)
         u = message.usage
         usage = Usage(u.input_tokens or 0, u.output_tokens or 0, u.cache_creation_input_tokens or 0,
                       u.cache_read_input_tokens or 0)

@@ -109,7 +109,12 @@ class EmbeddedRedis:
 
 def connect(url: str, *, check: bool = True) -> redis.Redis:
     """A client for url; with check, PING it and raise RedisUnavailable with the fix when it does not answer."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=2, health_check_interval=30)
+    # No read timeout: TARS and RQ block on BLPOP/BLMOVE for minutes, and redis-py 8's default (5 s) would cut
+    # those waits short and retry them, which can lose a popped element. Keepalive and the health check notice
+    # a dead server instead.
+    extra = {"socket_keepalive": True} if url.startswith(("redis://", "rediss://")) else {}
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=None, health_check_interval=30,
+                                  **extra)
     if check:
         try:
             client.ping()

@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 from rq import Queue
-from rq.command import send_stop_job_command
+from rq.command import send_stop_execution_command, send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
@@ -235,10 +235,7 @@ class TaskManager:
         if job.get_status() in (JobStatus.STARTED, JobStatus.QUEUED) and wait > 0:
             if not self.wait_until_ended(job.id, wait):
                 # Backstop: the loop did not stop by itself (e.g. stuck in a model call): RQ kills the horse.
-                try:
-                    send_stop_job_command(self.redis, job.id)
-                except InvalidJobOperation:
-                    pass
+                self._stop_horse(job)
                 self.wait_until_ended(job.id, wait)
         job.refresh()
         return self._status_of(job)
@@ -252,6 +249,21 @@ class TaskManager:
         submit_code(self.redis, status.task_id, code, self.settings.secret("CONFIRMATION_CODE"))
         return status
 
+    def _stop_horse(self, job: Job) -> None:
+        """RQ 3 records the worker on each execution (job.worker_name may be empty): stop every one."""
+        stopped = False
+        for execution in job.get_executions():
+            try:
+                send_stop_execution_command(self.redis, job.id, execution.id)
+                stopped = True
+            except InvalidJobOperation:
+                pass
+        if not stopped:
+            try:
+                send_stop_job_command(self.redis, job.id)
+            except InvalidJobOperation:
+                pass
+
     def wait_until_ended(self, task_id: str, timeout: float) -> bool:
         """Block until the task's worker says it ended (a latch list, read without consuming it)."""
         deadline = time.monotonic() + timeout
@@ -261,7 +273,8 @@ class TaskManager:
             if remaining <= 0:
                 return False
             # BLMOVE onto the same list rotates it: every waiter sees the element and it stays for the next.
-            if self.redis.blmove(key, key, remaining, "RIGHT", "LEFT") is not None:
+            # Capped at 1 s: a work-horse killed by the stop command never pushes the latch, RQ's status says it.
+            if self.redis.blmove(key, key, min(remaining, 1.0), "RIGHT", "LEFT") is not None:
                 return True
             job_status = Job.fetch(task_id, connection=self.redis).get_status()
             if job_status in (JobStatus.CANCELED, JobStatus.STOPPED, JobStatus.FAILED, JobStatus.FINISHED):

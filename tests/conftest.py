@@ -18,13 +18,12 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 import uvicorn
 
 from communication.app import create_app
 
 from core.config import load_settings
-from core.redis_conn import EmbeddedRedis, free_port
+from core.redis_conn import EmbeddedRedis, connect, free_port
 from core.task_manager import TaskManager
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.webhook_server import FakeWebhook
@@ -47,7 +46,7 @@ def redis_server():
 
 @pytest.fixture
 def redis_client(redis_server):
-    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+    client = connect(redis_server.url)  # the same client settings as TARS itself
     client.flushall()
     yield client
     client.close()

@@ -221,3 +221,17 @@ def test_two_workers_run_two_tasks_at_once(tasks, fake_api, start_worker):
     assert a.status == b.status == "complete"
     assert a.started_at < b.ended_at and b.started_at < a.ended_at  # they overlapped
     assert {a.result["summary"], b.result["summary"]} == {"alpha done", "beta done"}
+
+
+def test_cancel_during_a_slow_model_call_ends_cancelled(tasks, fake_api, start_worker):
+    from tests.fakes.anthropic_api import delay
+
+    fake_api.script([delay(30, text("Built it."))])
+    task_id = tasks.start("Think for a long time", project_path="slowmodel")
+    start_worker()
+    fake_api.wait_for_requests(1, timeout=30)
+    began = time.monotonic()
+    status = tasks.cancel(task_id)
+    assert time.monotonic() - began < 5
+    assert status.status == "cancelled", status
+    assert status.reason == "The task was cancelled."

@@ -63,3 +63,12 @@ def test_an_existing_server_is_used_as_it_is(redis_server, tmp_path):
 def test_passwords_never_reach_messages():
     assert safe_url("redis://:hunter2@db:6379/0") == "redis://:***@db:6379/0"
     assert safe_url("redis://db:6379/0") == "redis://db:6379/0"
+
+
+def test_blocking_waits_longer_than_five_seconds_are_not_cut_short(redis_server):
+    import time
+
+    client = connect(redis_server.url)
+    began = time.monotonic()
+    assert client.blmove("tars:test:latch", "tars:test:latch", 6, "RIGHT", "LEFT") is None
+    assert 5.9 < time.monotonic() - began < 7  # redis-py 8's default read timeout (5 s) would retry it
