@@ -182,6 +182,9 @@ class TaskManager:
         cancel_requested = bool(self.redis.exists(keys.task_cancel(job.id)))
         status = derive_status(rq_status, meta, result, cancel_requested)
         reason = (result or {}).get("reason")
+        if not reason and rq_status == JobStatus.STARTED and status not in ACTIVE:
+            # The loop has ended and RQ has not stored the result yet: the worker's last progress says why.
+            reason = meta.get("progress", "").partition(": ")[2] or None
         if status in ("failed", "cancelled") and not reason:
             reason = self._failure_reason(job, status)
         return TaskStatus(
