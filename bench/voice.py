@@ -54,9 +54,9 @@ def figures(name: str, values_ms: list[float]) -> str:
             f"p99={percentile(values_ms, 99):.2f} ms mean={statistics.fmean(values_ms):.2f} ms")
 
 
-async def relay_overhead(server_url: str, fake: FakeAnthropic, turns: int) -> list[float]:
+async def relay_overhead(server_url: str, fake: FakeAnthropic, turns: int) -> tuple[list, list, list]:
     fake.script([repeat(text("Right away, sir."))], match="")
-    overheads = []
+    overheads, inbound, outbound = [], [], []
     url = server_url.replace("http://", "ws://") + "/relay"
     async with RelayClient(url, auth_token=TOKEN, public_url=public_relay_url(PUBLIC), caller=OWNER) as call:
         await call.setup()
@@ -71,7 +71,9 @@ async def relay_overhead(server_url: str, fake: FakeAnthropic, turns: int) -> li
             model_ttft = request.first_text_mono - request.received_mono
             if i >= 5:  # warm-up turns: imports, connection pool
                 overheads.append((first_heard - began - model_ttft) * 1000)
-    return overheads
+                inbound.append((request.received_mono - began) * 1000)  # prompt → the API request arrives
+                outbound.append((first_heard - request.first_text_mono) * 1000)  # first delta → caller's token
+    return overheads, inbound, outbound
 
 
 async def webhook_latency(port: int, calls: int, concurrency: int) -> list[float]:
@@ -139,7 +141,7 @@ def main() -> int:
                         break
                 except httpx.HTTPError:
                     time.sleep(0.1)
-            overheads = asyncio.run(relay_overhead(served_url, fake, args.turns))
+            overheads, inbound, outbound = asyncio.run(relay_overhead(served_url, fake, args.turns))
             # Two workers busy with tasks whose model keeps them running commands.
             fake.reset()  # the first matching script serves: the busy one goes first
             fake.script([repeat(bash("sleep 0.3 && date +%N"))], match="busy work")
@@ -170,6 +172,8 @@ def main() -> int:
           f"{platform.platform()}")
     print(figures("relay overhead (first token, minus the model's own time to first token)", overheads),
           "| target p50 <= 5 ms, p99 <= 20 ms")
+    print("  " + figures("of which inbound (prompt -> API request)", inbound))
+    print("  " + figures("of which outbound (first streamed delta -> caller)", outbound))
     print(figures(f"/voice webhook at {args.concurrency} concurrent, 2 workers busy", latencies),
           f"| target p99 <= 50 ms ({still_busy} of 2 tasks still running at the end)")
     return 0

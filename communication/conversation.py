@@ -38,6 +38,7 @@ FILLER_AFTER_SECONDS = 1.0
 FILLER = "One moment. "
 
 MAX_TOOL_ROUNDS = 5
+HISTORY_SENT = 40  # messages of the call's history the model sees: a phone call's context, and a bounded request
 """Model calls with tools in one caller turn before TARS gives up on the turn."""
 
 APOLOGY = "I'm sorry, sir, I can't reach my thinking circuits right now. Please try again in a moment."
@@ -143,6 +144,13 @@ class Conversation:
             self.last = reply
 
     # --- internals ----------------------------------------------------------------------------------
+    def _window(self) -> list[dict]:
+        """The newest HISTORY_SENT messages, starting at a caller's turn (never at a lone tool_result)."""
+        start = max(0, len(self.messages) - HISTORY_SENT)
+        while start > 0 and not _is_caller_turn(self.messages[start]):
+            start -= 1
+        return copy.deepcopy(self.messages[start:])
+
     def _client(self) -> anthropic.AsyncAnthropic:
         return self.client_factory()
 
@@ -150,7 +158,7 @@ class Conversation:
         client = self._client()
         async with client.messages.stream(model=self.settings.CLAUDE_VOICE_MODEL, max_tokens=VOICE_MAX_TOKENS,
                                           system=self.system, tools=VOICE_TOOLS,
-                                          messages=copy.deepcopy(self.messages)) as stream:
+                                          messages=self._window()) as stream:
             async for event in stream:
                 if event.type == "text" and event.text:
                     await say(event.text)
@@ -302,3 +310,11 @@ def loggable(text: str, settings: Settings) -> str:
 def _short(value: object, limit: int = 160) -> str:
     text = str(value)
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _is_caller_turn(message: dict) -> bool:
+    content = message.get("content")
+    if message.get("role") != "user":
+        return False
+    return isinstance(content, str) or not any(isinstance(b, dict) and b.get("type") == "tool_result"
+                                               for b in content)
