@@ -198,6 +198,7 @@ class ServerThread:
 
     def __init__(self, app):
         self.port = free_port()
+        self.app = app
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                                     lifespan="on"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -219,3 +220,17 @@ def tars_server(settings, redis_client):
     server = ServerThread(create_app(settings, redis_client))
     yield server
     server.stop()
+
+
+@pytest.fixture
+def serve(tars_env, redis_client):
+    """More real servers on the test's Redis, with settings overridden: serve(WEBHOOK_SECRET="", ...)."""
+    started: list[ServerThread] = []
+
+    def make(**overrides) -> ServerThread:
+        started.append(ServerThread(create_app(load_settings(**overrides), redis_client)))
+        return started[-1]
+
+    yield make
+    for server in started:
+        server.stop()

@@ -25,7 +25,6 @@ from communication.api import TASK_ID
 from communication.app import create_app
 from communication.notifier import sign
 from core import keys
-from core.config import load_settings
 from core.confirmations import pending_request
 from core.redis_conn import free_port
 from core.task_manager import TaskStatus
@@ -80,20 +79,6 @@ def confirmation_of_size(size: int) -> bytes:
     """A well-formed confirmation for the unknown task abcdef, padded to exactly size bytes."""
     head, tail = b'{"task_id": "abcdef", "code": "', b'"}'
     return head + b"1" * (size - len(head) - len(tail)) + tail
-
-
-@pytest.fixture
-def serve(tars_env, redis_client):
-    """More real servers on the same Redis, with settings overridden: serve(WEBHOOK_SECRET="", ...)."""
-    started: list[ServerThread] = []
-
-    def make(**overrides) -> ServerThread:
-        started.append(ServerThread(create_app(load_settings(**overrides), redis_client)))
-        return started[-1]
-
-    yield make
-    for server in started:
-        server.stop()
 
 
 @pytest.fixture

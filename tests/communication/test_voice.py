@@ -18,11 +18,9 @@ import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from communication.app import create_app
 from communication.conversation import FILLER
 from communication.twilio_media_streams import APOLOGY, NOT_OWNER
 from core import keys
-from core.config import load_settings
 from core.session_manager import SessionManager
 from sub_agents_tars import VOICE_TOOLS, spoken_status
 from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET, ServerThread
@@ -37,20 +35,10 @@ STRANGER = "+15559876543"
 
 # --- fixtures -----------------------------------------------------------------------------------------------------
 @pytest.fixture
-def make_server(tars_env, redis_client):
+def make_server(serve):
     """Real servers (create_app under uvicorn, lifespan on) with voice settings; make_server(**overrides)."""
-    servers: list[ServerThread] = []
-
-    def make(**overrides) -> ServerThread:
-        values = {"PUBLIC_BASE_URL": PUBLIC, "TWILIO_AUTH_TOKEN": TOKEN, "OWNER_PHONE_NUMBERS": OWNER, **overrides}
-        server = ServerThread(create_app(load_settings(**values), redis_client))
-        server.app = server.server.config.app
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.stop()
+    return lambda **overrides: serve(**{"PUBLIC_BASE_URL": PUBLIC, "TWILIO_AUTH_TOKEN": TOKEN,
+                                        "OWNER_PHONE_NUMBERS": OWNER, **overrides})
 
 
 @pytest.fixture
