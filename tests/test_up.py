@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -16,19 +15,7 @@ from core.exceptions import RedisUnavailable
 from core.redis_conn import connect, free_port
 from tests.conftest import ROOT
 from tests.fakes.anthropic_api import edit, text
-
-
-def wait_for(check, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except (httpx.HTTPError, OSError):
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.waiting import wait_until
 
 
 def test_up_runs_everything_on_an_embedded_redis(tars_env, fake_api, tmp_path, cli):
@@ -39,8 +26,8 @@ def test_up_runs_everything_on_an_embedded_redis(tars_env, fake_api, tmp_path, c
     process = subprocess.Popen([sys.executable, str(ROOT / "main_tars.py"), "up"], cwd=ROOT, env=env,
                                stdout=log, stderr=subprocess.STDOUT)
     try:
-        health = wait_for(lambda: (r := httpx.get(f"http://127.0.0.1:{http_port}/health").json())["workers"] and r,
-                          what="server and worker")
+        health = wait_until(lambda: (r := httpx.get(f"http://127.0.0.1:{http_port}/health").json())["workers"] and r,
+                            what="server and worker", interval=0.2, ignore=(httpx.HTTPError, OSError))
         assert health == {"status": "ok", "redis": True, "workers": 1, "queue_length": 0}
         assert "started an embedded server" in (tmp_path / "up.log").read_text()
         assert list((tmp_path / "data" / "redis").glob("appendonly*"))
@@ -50,8 +37,8 @@ def test_up_runs_everything_on_an_embedded_redis(tars_env, fake_api, tmp_path, c
                       REDIS_URL=env["REDIS_URL"])
         assert started.returncode == 0, started.stderr
         task_id = started.stdout.split('"')[3]
-        wait_for(lambda: '"complete"' in cli("task", "status", task_id, "--json",
-                                              REDIS_URL=env["REDIS_URL"]).stdout, what="task complete")
+        wait_until(lambda: '"complete"' in cli("task", "status", task_id, "--json", REDIS_URL=env["REDIS_URL"]).stdout,
+                   what="task complete", interval=0.2)
         assert (tmp_path / "projects" / "notes" / "note.txt").read_text() == "hi\n"
     finally:
         process.send_signal(signal.SIGINT)

@@ -17,6 +17,7 @@ import pytest
 from communication.notifier import (ALWAYS, EVENT_TYPES, MILESTONES, Notifier, ProgressEvent, discord_payload,
                                     format_message, n8n_payload, should_send, sign, verify)
 from tests.fakes.webhook_server import Reply
+from tests.waiting import wait_until
 
 TASK = "a7f3c1"
 GOAL = "Build a calculator"
@@ -71,14 +72,6 @@ def sample(kind):
         extra["data"] = {"result": {"summary": "Calculator done", "files_changed": ["calc.py", "test_calc.py"],
                                     "tests_passed": True, "duration_seconds": 42.5, "cost_usd": 0.0123}}
     return event(kind, f"message for {kind}", **extra)
-
-
-def wait_until(condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 def whsec():

@@ -26,6 +26,7 @@ from sub_agents_tars import VOICE_TOOLS, spoken_status
 from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET, ServerThread
 from tests.fakes.anthropic_api import bash, delay, edit, error, text, tool_use
 from tests.fakes.relay_client import RelayClient, incoming_call_params, sign, twilio_post
+from tests.waiting import wait_until
 
 PUBLIC = "https://tars.example.test"
 TOKEN = "twilio-test-auth-token-0123456789abcdef"
@@ -62,14 +63,6 @@ def phone(voice):
     yield call
     for client in clients:
         client.close()
-
-
-def wait_until(check, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-    return value
 
 
 def echo_tool_result(body: dict):

@@ -12,16 +12,9 @@ import httpx
 from core import keys
 from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET
 from tests.fakes.anthropic_api import bash, text
+from tests.waiting import wait_until
 
 WEBHOOK = "/webhook/background-confirmation"
-
-
-def wait_until(check, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return value
 
 
 def awaiting(tasks, task_id):
