@@ -162,12 +162,13 @@ def build_model(settings: Settings) -> Model:
 
 def run_task(task_id: str) -> dict:
     """RQ job body: run one task to its end and return its result (kept with the job)."""
+    entered = time.time()  # kept in meta: bench/ measures enqueue -> body start against raw RQ
     job = get_current_job()
     settings = get_settings()
     ctx = TaskContext(job, settings)
     started = time.monotonic()
     ctx.log.info("started: %s (project %s)", ctx.goal, ctx.meta.get("project_path"))
-    ctx.update_meta(phase="planning", progress="Starting")
+    ctx.update_meta(phase="planning", progress="Starting", body_started_at=entered)
     ctx.event("started", f"Started: {ctx.goal}", phase="planning")
     result: AgentResult | None = None
     try:
