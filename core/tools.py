@@ -6,7 +6,9 @@ process group under a timeout, and every output is capped before it goes back in
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
+import secrets
 import signal
 import stat
 import subprocess
@@ -31,6 +33,36 @@ MAX_VIEW_BYTES = 16 * 1024 * 1024  # larger files are for bash (head, sed -n), n
 NOTE_ROOM = 256                # bytes kept free under the limit for '[exit code N]'-style notes
 READER_GRACE = 2.0             # seconds to wait for the output pipe to close once the command is over
 _PR_SET_PDEATHSIG = 1
+_UNUSABLE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+
+
+class WorkspaceUnusable(ToolError):
+    """The project's file system takes no writes: full (ENOSPC), over quota (EDQUOT), read-only (EROFS), or the
+    project directory itself is not writable (EACCES/EPERM). No edit can succeed until the owner fixes it, so the
+    worker should end the task with this message (which names the fix) rather than let the model retry."""
+
+    def __init__(self, message: str, code: int, filesystem: str):
+        super().__init__(message)
+        self.errno = code
+        self.filesystem = filesystem  # the mount point holding the project
+
+
+def mount_point(path: str | Path) -> str:
+    """The mount point of the file system holding path (the highest ancestor on the same device)."""
+    current = os.path.realpath(path)
+    try:
+        device = os.stat(current).st_dev
+        while current != os.sep:
+            parent = os.path.dirname(current)
+            if os.stat(parent).st_dev != device:
+                break
+            current = parent
+    except OSError:
+        pass
+    return current
 
 
 @dataclass
@@ -40,6 +72,7 @@ class ToolResult:
     files_changed: list[str] = field(default_factory=list)  # project-relative paths created/modified by this call
     exit_code: int | None = None   # bash only
     timed_out: bool = False        # bash only
+    unusable: bool = False         # editor only: a WorkspaceUnusable refusal (disk full, read-only, not writable)
 
 
 def _error(message: str) -> ToolResult:
@@ -224,9 +257,19 @@ class Workspace:
         if not self._inside(real):
             raise ToolError(f"The path {shown} goes through a symbolic link that points outside the project "
                             "directory, so it cannot be used; work with files that really live in the project.")
+        if len(os.fsencode(real)) >= MAX_PATH_CHARS:
+            raise ToolError(f"The path {shown} is longer than {MAX_PATH_CHARS} bytes once joined to the project "
+                            "directory; use a shorter path.")
         try:
             info = os.stat(real)
-        except (OSError, ValueError):
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # realpath leaves a loop unresolved; stat says so
+                raise ToolError(f"The path {shown} goes through a symbolic link loop (a link that points back to "
+                                "itself), so it cannot be used.") from None
+            if exc.errno == errno.ENAMETOOLONG:
+                raise ToolError(f"The path {shown} is too long for the file system; use a shorter path.") from None
+            info = None
+        except ValueError:
             info = None
         # A second name for the same inode may live outside the project: reading or writing it would leak or
         # change outside content, and we cannot cheaply tell where the other names are.
@@ -358,25 +401,142 @@ class Workspace:
                               "(undo_edit is not available in this version; fix mistakes with another edit).")
             target = self.resolve(_field(tool_input, "path", str))
             return getattr(self, f"_{command}")(target, tool_input)
+        except WorkspaceUnusable as exc:
+            return ToolResult(output=str(exc), is_error=True, unusable=True)
         except ToolError as exc:
             return _error(str(exc))
         except UnicodeError:
             return _error("The text contains characters that cannot be written as UTF-8; remove them.")
         except OSError as exc:
+            unusable = self._unusable(exc)
+            if unusable is not None:
+                return ToolResult(output=str(unusable), is_error=True, unusable=True)
             return _error(f"The file operation failed: {exc.strerror or exc}.")
+
+    # ---- file access without following links (the path was checked by resolve; these re-check at open) ----
+
+    def _unusable(self, exc: OSError) -> WorkspaceUnusable | None:
+        """The WorkspaceUnusable an OSError from a write means, or None for an ordinary failure."""
+        root = str(self.root)
+        fs = mount_point(root)
+        if exc.errno == errno.ENOSPC:
+            return WorkspaceUnusable(f"No space left on device: the file system {fs} holding the project is full, "
+                                     f"so nothing can be written; free some space on {fs}.", exc.errno, fs)
+        if exc.errno == errno.EDQUOT:
+            return WorkspaceUnusable(f"Disk quota exceeded on {fs}, which holds the project, so nothing can be "
+                                     f"written; free some space on {fs} or raise the quota.", exc.errno, fs)
+        if exc.errno == errno.EROFS:
+            return WorkspaceUnusable(f"Read-only file system: the project directory {root} is on {fs}, which is "
+                                     f"mounted read-only; remount {fs} read-write or make {root} writable.",
+                                     exc.errno, fs)
+        if exc.errno in (errno.EACCES, errno.EPERM) and not os.access(root, os.W_OK):
+            return WorkspaceUnusable(f"Permission denied: the project directory {root} is not writable by TARS; "
+                                     f"make {root} writable.", exc.errno, fs)
+        return None
+
+    def probe_writable(self) -> None:
+        """Raise WorkspaceUnusable unless a file can be created, written and removed in root (for the worker)."""
+        name = f".tars-probe-{secrets.token_hex(6)}"
+        try:
+            fd = os.open(os.path.join(self.root, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, b"x" * 512)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                try:
+                    os.unlink(os.path.join(self.root, name))
+                except OSError:
+                    pass
+        except OSError as exc:
+            unusable = self._unusable(exc)
+            if unusable is not None:
+                raise unusable from None
+            raise ToolError(f"The project directory {self.root} cannot be written: {exc.strerror or exc}.") from None
+
+    def _open_dir(self, directory: Path, create: bool = False) -> int:
+        """An fd of directory (inside root), reached from root one component at a time without following any
+        symbolic link, so a link swapped in after resolve() cannot lead outside. create: make missing ones."""
+        shown = self._display(directory)
+        relative = os.path.relpath(directory, self.root)
+        parts = [] if relative == "." else relative.split(os.sep)
+        fd = os.open(self.root, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+        try:
+            for part in parts:
+                try:
+                    child = os.open(part, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise ToolError(f"The directory {shown} does not exist.") from None
+                    try:
+                        os.mkdir(part, 0o777, dir_fd=fd)
+                    except FileExistsError:
+                        pass
+                    child = os.open(part, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise ToolError(f"{part} in the path {shown} is not a directory (a file, or a symbolic "
+                                        "link that changed after the path was checked).") from None
+                    raise
+                os.close(fd)
+                fd = child
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _stat_entry(self, dir_fd: int, name: str, shown: str) -> os.stat_result | None:
+        """lstat of name in dir_fd, refusing links and multiply-linked files; None if it does not exist."""
+        try:
+            info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        if stat.S_ISLNK(info.st_mode):
+            raise ToolError(f"{shown} is a symbolic link that changed after the path was checked; run the command "
+                            "again.")
+        if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+            raise ToolError(f"The file {shown} is a hard link ({info.st_nlink} names share its content, which "
+                            "may live outside the project), so the editor will not read or change it.")
+        return info
 
     def _read_text(self, target: Path) -> str:
         shown = self._display(target)
-        if target.is_dir():
+        if target == self.root:
             raise ToolError(f"{shown} is a directory; this command needs a file.")
-        if not target.exists():
-            raise ToolError(f"The file {shown} does not exist; create it first or check the path with view.")
-        if not target.is_file():  # a FIFO or device would block or never end
-            raise ToolError(f"{shown} is not a regular file.")
-        if target.stat().st_size > MAX_VIEW_BYTES:
+        dir_fd = self._open_dir(target.parent)
+        try:
+            info = self._stat_entry(dir_fd, target.name, shown)
+            if info is None:
+                raise ToolError(f"The file {shown} does not exist; create it first or check the path with view.")
+            if stat.S_ISDIR(info.st_mode):
+                raise ToolError(f"{shown} is a directory; this command needs a file.")
+            if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
+                raise ToolError(f"{shown} is not a regular file (it is a FIFO, socket or device), so the editor "
+                                "will not open it.")
+            if info.st_size > MAX_VIEW_BYTES:
+                raise ToolError(f"{shown} is larger than {MAX_VIEW_BYTES // (1024 * 1024)} MiB; read parts of it "
+                                "with bash (head, sed -n) instead.")
+            # O_NONBLOCK: a FIFO swapped in after the check opens at once instead of waiting for a writer.
+            fd = os.open(target.name, os.O_RDONLY | _O_NOFOLLOW | os.O_NONBLOCK | _O_CLOEXEC, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+        try:
+            opened = os.fstat(fd)
+            if not stat.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
+                raise ToolError(f"{shown} changed while it was being opened; run the command again.")
+            chunks, total = [], 0
+            while total <= MAX_VIEW_BYTES:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+        finally:
+            os.close(fd)
+        if total > MAX_VIEW_BYTES:
             raise ToolError(f"{shown} is larger than {MAX_VIEW_BYTES // (1024 * 1024)} MiB; read parts of it "
                             "with bash (head, sed -n) instead.")
-        data = target.read_bytes()
+        data = b"".join(chunks)
         try:
             if b"\x00" in data:
                 raise UnicodeDecodeError("utf-8", data, 0, 1, "NUL byte")
@@ -385,9 +545,48 @@ class Workspace:
             raise ToolError(f"{shown} is a binary or non-UTF-8 file, so it cannot be shown or edited as text; "
                             "inspect it with bash (for example `file` or `xxd | head`).") from None
 
-    def _write_text(self, target: Path, text: str) -> None:
-        with open(target, "w", encoding="utf-8", newline="") as handle:  # newline='': write exactly what was given
-            handle.write(text)
+    def _write_text(self, target: Path, text: str, create_dirs: bool = False) -> bool:
+        """Write text (exactly, as UTF-8) to target atomically: a new file in the same directory, then rename
+        over the old one, so a full disk or any failure leaves the old content intact. True if it existed."""
+        data = text.encode("utf-8")
+        shown = self._display(target)
+        try:
+            dir_fd = self._open_dir(target.parent, create=create_dirs)
+        except OSError as exc:
+            raise self._unusable(exc) or exc from None
+        temp = f".tars-edit-{secrets.token_hex(6)}.tmp"
+        try:
+            info = self._stat_entry(dir_fd, target.name, shown)
+            if info is not None and not stat.S_ISREG(info.st_mode):
+                raise ToolError(f"{shown} exists and is not a regular file, so the editor will not write it.")
+            mode = stat.S_IMODE(info.st_mode) if info is not None else 0o666  # new files get 0o666 minus umask
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC, mode,
+                         dir_fd=dir_fd)
+            try:
+                if info is not None:
+                    os.fchmod(fd, mode)
+                    try:
+                        os.fchown(fd, info.st_uid, info.st_gid)
+                    except OSError:
+                        pass
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)  # a delayed ENOSPC shows here, before the rename, not after it
+            finally:
+                os.close(fd)
+            os.replace(temp, target.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            temp = None
+            return info is not None
+        except OSError as exc:
+            raise self._unusable(exc) or exc from None
+        finally:
+            if temp is not None:
+                try:
+                    os.unlink(temp, dir_fd=dir_fd)
+                except OSError:
+                    pass
+            os.close(dir_fd)
 
     def _view(self, target: Path, tool_input: dict) -> ToolResult:
         shown = self._display(target)
@@ -437,13 +636,9 @@ class Workspace:
     def _create(self, target: Path, tool_input: dict) -> ToolResult:
         text = _field(tool_input, "file_text", str)
         shown = self._display(target)
-        if target.is_dir():
+        if target == self.root or target.is_dir():
             raise ToolError(f"{shown} is a directory; give a file path to create.")
-        existed = target.exists()
-        if existed and not target.is_file():
-            raise ToolError(f"{shown} exists and is not a regular file.")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self._write_text(target, text)
+        existed = self._write_text(target, text, create_dirs=True)
         verb = "overwritten" if existed else "created"
         return ToolResult(f"File {verb} successfully at: {shown}", files_changed=[shown])
 

@@ -1,5 +1,9 @@
 """The model's bash and editor tools, confined to one project directory: real files, real processes, no mocks."""
+import errno
 import os
+import shutil
+import stat
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -8,7 +12,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from core.exceptions import ToolError
-from core.tools import OUTPUT_LIMIT, ToolResult, Workspace, cap_output, scrub_environment
+from core.tools import OUTPUT_LIMIT, ToolResult, Workspace, WorkspaceUnusable, cap_output, scrub_environment
 
 EDITOR = "str_replace_based_edit_tool"
 
@@ -287,6 +291,268 @@ def test_resolve_never_returns_a_path_outside_root(tmp_path_factory, data):
     else:
         assert resolved == ws.root or resolved.is_relative_to(ws.root)
         assert os.path.realpath(resolved) == str(resolved)
+
+
+# ---- every editor command against every way out --------------------------------------------------------
+
+COMMANDS = {  # a valid input for each command but its path
+    "view": {},
+    "create": {"file_text": "pwned\n"},
+    "str_replace": {"old_str": "outside", "new_str": "pwned"},
+    "insert": {"insert_line": 0, "insert_text": "pwned\n"},
+    "undo_edit": {},
+}
+
+
+def escape_paths(project: Path, outside: Path) -> dict[str, tuple[str, str]]:
+    """Each way out of the project, set up for real: name -> (path given to the editor, words of the refusal)."""
+    (project / "linkfile").symlink_to(outside / "secret.txt")
+    (project / "linkdir").symlink_to(outside)
+    (project / "deep").mkdir()
+    (project / "deep/mid").symlink_to(outside)  # a symlinked directory in the middle of the path
+    (project / "dangling").symlink_to(outside / "not-yet.txt")
+    (project / "loop-a").symlink_to(project / "loop-b")
+    (project / "loop-b").symlink_to(project / "loop-a")
+    (project / "zero").symlink_to("/dev/zero")
+    os.link(outside / "secret.txt", project / "hard.txt")
+    os.mkfifo(project / "pipe")
+    return {
+        "dotdot": ("../outside/secret.txt", "'..'"),
+        "dotdot in the middle": ("deep/../../outside/secret.txt", "'..'"),
+        "absolute outside": (str(outside / "secret.txt"), "outside the project"),
+        "absolute system file": ("/etc/hostname", "outside the project"),
+        "symlinked file": ("linkfile", "symbolic link"),
+        "symlinked directory": ("linkdir/secret.txt", "symbolic link"),
+        "symlinked directory in the middle": ("deep/mid/secret.txt", "symbolic link"),
+        "new file under a symlinked directory": ("deep/mid/sub/new.txt", "symbolic link"),
+        "dangling symlink out": ("dangling", "symbolic link"),
+        "symlink loop": ("loop-a", "loop"),
+        "through a symlink loop": ("loop-a/x.txt", "loop"),
+        "symlink to a device": ("zero", "symbolic link"),
+        "hard link": ("hard.txt", "hard link"),
+        "component over 255 bytes": ("a" * 256 + "/f.txt", "255 bytes"),
+        "multibyte component over 255 bytes": ("é" * 128, "255 bytes"),
+        "path over 4096": ("ab/" * 1400 + "f", "4096"),
+        "NUL byte": ("secret\x00.txt", "NUL"),
+    }
+
+
+def tree(place: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(place)): p.read_bytes() for p in sorted(place.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_refuses_every_way_out(ws, project, outside, command):
+    outside_before = tree(outside)
+    for name, (path, words) in escape_paths(project, outside).items():
+        result = edit(ws, command=command, path=path, **COMMANDS[command])
+        assert result.is_error, (command, name)
+        assert result.files_changed == [], (command, name)
+        assert "outside secret" not in result.output, (command, name)
+        assert result.output.endswith("."), (command, name, result.output)  # a sentence, not a traceback
+        assert "Traceback" not in result.output and "Errno" not in result.output, (command, name, result.output)
+        if command == "undo_edit":
+            assert "undo_edit is not available" in result.output
+        else:
+            assert words in result.output, (command, name, result.output)
+    assert tree(outside) == outside_before  # nothing read out of it was written, nothing created in it
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+
+
+@pytest.mark.parametrize("command", ["view", "str_replace", "insert"])
+@pytest.mark.timeout(10)
+def test_a_fifo_or_device_inside_the_project_is_refused_without_hanging(ws, project, command):
+    os.mkfifo(project / "pipe")
+    started = time.monotonic()
+    result = edit(ws, command=command, path="pipe", **COMMANDS[command])
+    assert result.is_error and "not a regular file" in result.output
+    create = edit(ws, command="create", path="pipe", file_text="x")
+    assert create.is_error and "not a regular file" in create.output
+    assert stat.S_ISFIFO(os.lstat(project / "pipe").st_mode)  # still the FIFO, not replaced by a file
+    if os.geteuid() == 0:
+        os.mknod(project / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))  # /dev/null's numbers
+        device = edit(ws, command=command, path="null", **COMMANDS[command])
+        assert device.is_error and "not a regular file" in device.output
+    assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_accepts_an_absolute_path_inside(ws, project, command):
+    (project / "in.txt").write_text("inside\n")
+    result = edit(ws, command=command, path=str(project / "in.txt"), **{**COMMANDS[command], "old_str": "inside"})
+    if command == "undo_edit":
+        assert result.is_error and "undo_edit" in result.output
+        return
+    assert not result.is_error, result.output
+    assert result.files_changed == ([] if command == "view" else ["in.txt"])
+
+
+def test_a_dangling_symlink_inside_the_project_is_created_where_it_points(ws, project):
+    (project / "later.txt").symlink_to(project / "real/later.txt")
+    result = edit(ws, command="create", path="later.txt", file_text="made\n")
+    assert not result.is_error and result.files_changed == ["real/later.txt"]
+    assert (project / "real/later.txt").read_text() == "made\n" and (project / "later.txt").is_symlink()
+
+
+def test_hard_links_inside_the_project_are_refused_too(ws, project):
+    # The editor cannot tell where a file's other names live, so any regular file with st_nlink > 1 is refused
+    # for reading (its content may be an outside file's) and for writing (a write would have to pick between
+    # changing the outside file or silently splitting the two names).
+    (project / "a.txt").write_text("a\n")
+    os.link(project / "a.txt", project / "b.txt")
+    for command in ("view", "str_replace", "insert", "create"):
+        result = edit(ws, command=command, path="b.txt", **{**COMMANDS[command], "old_str": "a"})
+        assert result.is_error and "hard link (2 names" in result.output
+    assert (project / "a.txt").read_text() == "a\n"
+
+
+def test_a_path_too_long_once_joined_is_a_clean_error(tmp_path):
+    root = tmp_path / ("r" * 200) / ("s" * 200)
+    root.mkdir(parents=True)
+    long_ws = Workspace(root)
+    path = "/".join(["d" * 250] * 15)  # under 4096 characters itself, over it under the root
+    assert len(path) < 4096
+    for command in ("view", "create"):
+        result = edit(long_ws, command=command, path=path, file_text="x")
+        assert result.is_error and "shorter path" in result.output, result.output
+
+
+def test_a_symlink_swapped_in_after_the_check_is_not_followed(ws, project, outside):
+    """TOCTOU: the path is checked, then a directory on it becomes a link out before the file is opened."""
+    (project / "sub").mkdir()
+    (project / "sub/f.txt").write_text("outside\n")
+    target = ws.resolve("sub/f.txt")
+    shutil.rmtree(project / "sub")
+    (project / "sub").symlink_to(outside)
+    (outside / "f.txt").write_text("outside\n")
+    for command in ("view", "str_replace", "insert", "create"):
+        with pytest.raises(ToolError, match="symbolic link that changed"):
+            getattr(ws, f"_{command}")(target, {**COMMANDS[command], "command": command})
+    assert (outside / "f.txt").read_text() == "outside\n"
+
+    (project / "g.txt").write_text("outside\n")
+    final = ws.resolve("g.txt")
+    (project / "g.txt").unlink()
+    (project / "g.txt").symlink_to(outside / "f.txt")  # the last component itself becomes a link
+    for command in ("view", "str_replace", "create"):
+        with pytest.raises(ToolError, match="symbolic link that changed"):
+            getattr(ws, f"_{command}")(final, {**COMMANDS[command], "command": command})
+    assert (outside / "f.txt").read_text() == "outside\n"
+
+
+def test_writes_are_atomic_and_keep_the_file_mode(ws, project):
+    script = project / "run.sh"
+    script.write_text("echo old\n")
+    script.chmod(0o750)
+    inode = script.stat().st_ino
+    assert not edit(ws, command="str_replace", path="run.sh", old_str="old", new_str="new").is_error
+    assert stat.S_IMODE(script.stat().st_mode) == 0o750 and script.read_text() == "echo new\n"
+    assert script.stat().st_ino != inode  # a new file renamed over the old one, not rewritten in place
+    assert sorted(p.name for p in project.iterdir()) == ["run.sh"]  # no temporary file left behind
+    assert not edit(ws, command="create", path="new/dir/made.txt", file_text="x").is_error
+    assert stat.S_IMODE((project / "new/dir/made.txt").stat().st_mode) == 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# ---- a project that cannot be written (real mounts; CI runs as root) -------------------------------------
+
+
+def mount(place: Path, *options: str) -> None:
+    place.mkdir(exist_ok=True)
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a tmpfs needs root (CI runs as root); not root here")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(place)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"mount -t tmpfs is not permitted here: {done.stderr.strip()}")
+
+
+@pytest.fixture
+def mounts():
+    mounted: list[Path] = []
+
+    def make(place: Path, *options: str) -> Path:
+        mount(place, *options)
+        mounted.append(place)
+        return place
+
+    yield make
+    for place in reversed(mounted):
+        subprocess.run(["umount", "-l", str(place)], capture_output=True)
+
+
+def fill(directory: Path) -> None:
+    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while True:
+            os.write(fd, b"\0" * 512)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+
+def test_a_full_disk_is_a_clear_error_and_the_file_is_left_intact(tmp_path, mounts):
+    root = mounts(tmp_path / "tiny", "size=64k")
+    original = "first line\n" + "keep me\n" * 100
+    (root / "a.txt").write_text(original)
+    ws = Workspace(root)
+    fill(root)
+    for tool_input in ({"command": "str_replace", "path": "a.txt", "old_str": "first", "new_str": "lose" * 5000},
+                       {"command": "create", "path": "a.txt", "file_text": "x" * 20000},
+                       {"command": "insert", "path": "a.txt", "insert_line": 1, "insert_text": "y" * 20000},
+                       {"command": "create", "path": "b.txt", "file_text": "z" * 20000}):
+        result = edit(ws, **tool_input)
+        assert result.is_error and result.unusable, (tool_input["command"], result.output)
+        assert "No space left on device" in result.output and f"free some space on {root}" in result.output
+        assert result.files_changed == []
+        assert (root / "a.txt").read_text() == original
+    assert sorted(p.name for p in root.iterdir()) == ["a.txt", "filler"]  # no half-written temporary files
+    with pytest.raises(WorkspaceUnusable) as raised:
+        ws.probe_writable()
+    assert raised.value.errno == errno.ENOSPC and raised.value.filesystem == str(root)
+    assert isinstance(raised.value, ToolError)
+    assert not edit(ws, command="view", path="a.txt").is_error  # reading still works
+
+    (root / "filler").unlink()
+    assert not edit(ws, command="str_replace", path="a.txt", old_str=original, new_str="ok\n").is_error
+    assert (root / "a.txt").read_text() == "ok\n"
+    ws.probe_writable()
+
+
+def test_a_read_only_project_is_a_clear_error(tmp_path, mounts):
+    root = mounts(tmp_path / "ro", "size=64k")
+    (root / "a.txt").write_text("hello\n")
+    done = subprocess.run(["mount", "-o", "remount,ro", str(root)], capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"remounting read-only is not permitted here: {done.stderr.strip()}")
+    ws = Workspace(root)
+    for tool_input in ({"command": "str_replace", "path": "a.txt", "old_str": "hello", "new_str": "bye"},
+                       {"command": "create", "path": "new/b.txt", "file_text": "b"},
+                       {"command": "insert", "path": "a.txt", "insert_line": 0, "insert_text": "top"}):
+        result = edit(ws, **tool_input)
+        assert result.is_error and result.unusable, result.output
+        assert "read-only file system" in result.output.lower() and "read-write" in result.output
+    assert (root / "a.txt").read_text() == "hello\n"
+    assert "hello" in edit(ws, command="view", path="a.txt").output
+    with pytest.raises(WorkspaceUnusable) as raised:
+        ws.probe_writable()
+    assert raised.value.errno == errno.EROFS
+
+
+def test_an_ordinary_failure_is_not_unusable(ws, project):
+    (project / "f.txt").write_text("x\n")
+    result = edit(ws, command="str_replace", path="f.txt", old_str="nope", new_str="y")
+    assert result.is_error and not result.unusable
+    denied = OSError(errno.EACCES, "Permission denied")
+    assert ws._unusable(denied) is None or not os.access(ws.root, os.W_OK)  # the root is writable here
+    assert ws._unusable(OSError(errno.EIO, "I/O error")) is None
+    assert "Disk quota exceeded" in str(ws._unusable(OSError(errno.EDQUOT, "Disk quota exceeded")))
 
 
 # ---- bash -----------------------------------------------------------------------------------------------
