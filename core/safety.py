@@ -69,6 +69,9 @@ R_SERVICE = "change system services"
 R_CRON = "change scheduled jobs"
 R_CONTAINERS = "delete containers or their data"
 R_CLOUD = "delete remote or cloud resources"
+R_PACKAGES = "remove installed software"
+R_FIREWALL = "change firewall rules"
+R_USERS = "change user accounts"
 
 R_UNPARSABLE = "cannot be checked (not valid bash, or syntax the checker does not support)"
 R_VAR_CMD = "cannot be checked (variable in command position)"
@@ -85,6 +88,10 @@ R_LOOKUP = "cannot be checked (changes how commands are found)"
 R_TOO_DEEP = "cannot be checked (nested too deeply)"
 R_TOO_LONG = "cannot be checked (command too long)"
 R_INTERNAL = "cannot be checked"
+R_FOREIGN_CODE = "cannot be checked (inline code in a language the checker does not read)"
+R_DYNAMIC_CODE = "cannot be checked (code that picks what to call at run time)"
+R_WRITTEN_SCRIPT = "cannot be checked (runs a file this command wrote or fetched)"
+R_ODD_NAME = "cannot be checked (unusual characters in the command name)"
 
 _MAX_DEPTH = 16  # nested shell strings (bash -c 'bash -c ...'); far beyond real use
 _MAX_EXPANSIONS = 256  # brace expansion results per word
@@ -102,6 +109,8 @@ _HARMLESS_DEVICE_PREFIXES = ("/dev/fd/", "/proc/self/fd/")
 _SYSTEM_PREFIXES = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/opt/", "/nix/", "/snap/")
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Program names are printable ASCII without spaces and quotes
+_ORDINARY_NAME_RE = re.compile(r"[!#-&(-~]+\Z")
 
 
 # --------------------------------------------------------------------------- words
@@ -663,10 +672,16 @@ def _getopt(args, with_arg: str = "", long_with_arg: tuple[str, ...] = (), stop:
 # --------------------------------------------------------------------------- tables
 
 _ALWAYS = {
-    **dict.fromkeys(["rm", "rmdir", "unlink", "shred", "srm", "wipe", "rimraf", "trash", "trash-put"], R_DELETE),
-    **dict.fromkeys(["chmod", "chown", "chgrp", "setfacl", "chattr"], R_PERMS),
-    **dict.fromkeys(["pkill", "killall", "killall5", "xkill", "skill"], R_KILL),
-    **dict.fromkeys(["sudo", "su", "doas", "pkexec", "runuser", "sg", "newgrp"], R_SUDO),
+    **dict.fromkeys(["rm", "rmdir", "unlink", "shred", "srm", "wipe", "rimraf", "trash", "trash-put", "trash-rm",
+                     "trash-empty"], R_DELETE),
+    **dict.fromkeys(["chmod", "chown", "chgrp", "setfacl", "chattr", "chcon", "setfattr"], R_PERMS),
+    **dict.fromkeys(["pkill", "killall", "killall5", "xkill", "skill", "snice"], R_KILL),
+    **dict.fromkeys(["sudo", "su", "doas", "pkexec", "runuser", "sg", "newgrp", "sudoedit", "setpriv", "capsh",
+                     "calife", "ksu"], R_SUDO),
+    **dict.fromkeys(["userdel", "deluser", "groupdel", "delgroup", "usermod", "useradd", "adduser", "groupadd",
+                     "groupmod", "passwd", "chpasswd", "chsh", "chfn", "gpasswd", "vipw", "vigr", "visudo", "chage"],
+                    R_USERS),
+    "atrm": R_CRON,
     "dd": R_DD,
     **dict.fromkeys(
         ["fdisk", "sfdisk", "cfdisk", "gdisk", "sgdisk", "parted", "wipefs", "mkswap", "blkdiscard",
@@ -705,6 +720,22 @@ _WRAPPERS: dict[str, tuple[str, tuple[str, ...], int]] = {
     "npx": ("p", ("--package",), 0),
     "bunx": ("p", ("--package",), 0),
     "valgrind": ("", (), 0),
+    "unshare": ("SGRw", ("--setuid", "--setgid", "--root", "--wd"), 0),
+    "chrt": ("", (), 1),  # chrt [options] PRIORITY command
+    "taskset": ("", (), 1),  # taskset [options] MASK command
+    "numactl": ("CNmpiP", ("--physcpubind", "--cpunodebind", "--membind", "--preferred", "--interleave"), 0),
+    "fakeroot": ("sil", ("--lib", "--faked"), 0),
+    "faketime": ("f", (), 1),
+    "systemd-inhibit": ("", ("--what", "--who", "--why", "--mode"), 0),
+    "nsenter": ("tSG", ("--target", "--setuid", "--setgid"), 0),
+    "cgexec": ("g", (), 0),
+    "caffeinate": ("tw", (), 0),
+    "setarch": ("", (), 1),
+    "linux32": ("", (), 0),
+    "linux64": ("", (), 0),
+    "ssh-agent": ("aEPt", (), 0),
+    "dbus-launch": ("", (), 0),
+    "sem": ("j", ("--jobs", "--id"), 0),
 }
 
 # "tool subcommand ..." forms that run the rest as a command.
@@ -712,8 +743,11 @@ _SUB_WRAPPERS = {
     ("uv", "run"), ("poetry", "run"), ("pipenv", "run"), ("pdm", "run"), ("hatch", "run"),
     ("conda", "run"), ("mamba", "run"), ("micromamba", "run"), ("bundle", "exec"),
     ("pnpm", "dlx"), ("pnpm", "exec"), ("yarn", "dlx"), ("yarn", "exec"), ("npm", "exec"),
-    ("opam", "exec"), ("rbenv", "exec"), ("pyenv", "exec"), ("nix", "shell"),
+    ("opam", "exec"), ("rbenv", "exec"), ("pyenv", "exec"), ("nix", "shell"), ("direnv", "exec"),
+    ("nix", "develop"), ("mise", "exec"), ("asdf", "exec"), ("rtx", "exec"), ("pixi", "run"), ("rye", "run"),
 }
+# ... and how many operands they take before the command (direnv exec DIR cmd)
+_SUB_WRAPPER_LEADING = {("direnv", "exec"): 1}
 
 # Environment variables whose value is run as a shell command by some program.
 _CODE_ENV = {
@@ -783,6 +817,13 @@ class _Analyzer:
         self.findings: list[tuple[str, str]] = []
         self.functions: dict[str, tuple[object, _Src]] = {}
         self.calling: set[str] = set()
+        # Files this command writes, with their content when it is known text (echo,
+        # printf, cat <<EOF) and None when it is not (downloads, copies from outside,
+        # decoded data).  Running such a file later in the same command is running code
+        # the model never wrote with the editor.
+        self.written: dict[str, str | None] = {}
+        self.written_dirs: set[str] = set()  # directories filled with unseen files (tar x, git clone)
+        self.recording = True  # False while re-reading a command for its output
 
     # ----------------------------------------------------------------- results
 
@@ -884,7 +925,14 @@ class _Analyzer:
                 args.extend(self.word(p, src, depth))
             elif p.kind == "redirect":
                 redirs.append(p)
-        stdin = self.redirects(redirs, src, depth, stdin, text)
+        output = None
+        if any(r.type in (">", ">>", ">|", "&>", "&>>") for r in redirs):
+            self.recording = False
+            try:
+                output = self.output_of(n, src, stdin)  # what the file will hold, if known
+            finally:
+                self.recording = True
+        stdin = self.redirects(redirs, src, depth, stdin, text, output)
         if args:
             self.run(args, text, depth, stdin)
 
@@ -925,7 +973,8 @@ class _Analyzer:
             self.script(code, depth + 1)
             self.cwds = saved
 
-    def redirects(self, redirs, src: _Src, depth: int, stdin: _Stdin, text: str) -> _Stdin:
+    def redirects(self, redirs, src: _Src, depth: int, stdin: _Stdin, text: str,
+                  output: _Stdin | None = None) -> _Stdin:
         for r in redirs:
             rtype, out = r.type, r.output
             if rtype in ("<<", "<<-"):
@@ -951,8 +1000,11 @@ class _Analyzer:
                     continue
                 if rtype == "<&":
                     continue
+                content = output.text if output is not None and output.kind == "text" else None
+                if getattr(r, "input", None) not in (None, 1) and rtype not in ("&>", "&>>"):
+                    content = None  # 2> file: what lands there is not the known output
                 for a in args:
-                    self.check_write(a, text)
+                    self.check_write(a, text, content=content, append=rtype in (">>", "&>>"))
             else:
                 self.flag(R_UNPARSABLE, text)
         return stdin
@@ -973,15 +1025,22 @@ class _Analyzer:
         if any(a.dynamic for a in rest):
             return _UNKNOWN_INPUT
         if name == "echo":
-            while rest and rest[0].text in ("-n", "-E"):
+            newline, escapes = "\n", False
+            while rest and re.fullmatch(r"-[neE]+", rest[0].text):
+                newline = "" if "n" in rest[0].text else newline
+                escapes = "e" in rest[0].text or (escapes and "E" not in rest[0].text)
                 rest = rest[1:]
             out = " ".join(a.text for a in rest)
-            if "\\" in out or (rest and rest[0].text.startswith("-e")):
-                return _UNKNOWN_INPUT  # escapes: some echos decode them
-            return _Stdin("text", out + "\n")
+            if "\\" in out:
+                if not escapes:
+                    return _UNKNOWN_INPUT  # some echos (dash, xpg_echo) decode escapes, some don't
+                out = _printf_escapes(out)
+                if out is None:
+                    return _UNKNOWN_INPUT
+            return _Stdin("text", out + newline)
         if name == "printf":
-            out = " ".join(a.text for a in rest)
-            return _UNKNOWN_INPUT if ("\\" in out or "%" in out) else _Stdin("text", out)
+            out = _printf(rest)
+            return _UNKNOWN_INPUT if out is None else _Stdin("text", out)
         if name == "cat":
             heredocs = [r for r in redirs if r.type in ("<<", "<<-", "<<<")]
             operands = [a for a in rest if not a.text.startswith("-")]
@@ -1042,7 +1101,8 @@ class _Analyzer:
                     return False
         return True
 
-    def check_write(self, arg: _Arg, text: str, cwds=None, devices_ok: bool = True) -> None:
+    def check_write(self, arg: _Arg, text: str, cwds=None, devices_ok: bool = True, content: str | None = None,
+                    record: bool = True, append: bool = False) -> None:
         if arg.dynamic:
             self.flag(R_VAR_TARGET, text)
             return
@@ -1052,15 +1112,31 @@ class _Analyzer:
             if p is None:
                 self.flag(R_UNKNOWN_DIR, text)
                 return
+            if record and self.recording:
+                if append and p in self.written:
+                    before = self.written[p]
+                    self.written[p] = None if before is None or content is None else before + content
+                else:
+                    self.written[p] = content
             if devices_ok and (p in _HARMLESS_DEVICES or p.startswith(_HARMLESS_DEVICE_PREFIXES)):
                 continue
             if not self.inside(p):
                 self.flag(R_OUTSIDE, text)
                 return
 
-    def check_script(self, arg: _Arg, text: str) -> None:
+    def mark_dir(self, arg: _Arg, cwds=None) -> None:
+        """A directory that now holds files the model has not seen (extracted, cloned)."""
+        if arg.dynamic or not self.recording:
+            return
+        for p in self.resolve(arg, cwds):
+            if p is not None:
+                self.written_dirs.add(p)
+
+    def check_script(self, arg: _Arg, text: str, lang: str = "shell", stdin: _Stdin | None = None,
+                     depth: int = 0) -> None:
         """A script file that will be run or sourced: fine inside the project (the model
-        wrote it with the editor) or among installed programs; unseen elsewhere."""
+        wrote it with the editor) or among installed programs; unseen elsewhere.  A file
+        this same command wrote is read from what was written, when that is known."""
         if arg.dynamic:
             self.flag(R_VAR_CODE, text)
             return
@@ -1068,10 +1144,45 @@ class _Analyzer:
             if p is None:
                 self.flag(R_UNKNOWN_DIR, text)
                 return
+            if p in ("/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"):
+                # the program comes from standard input
+                self.stdin_code(lang, stdin if stdin is not None else _UNKNOWN_INPUT, text, depth)
+                continue
+            if p.startswith(("/dev/fd/", "/proc/self/fd/")):
+                self.flag(R_PIPED_CODE, text)  # <(...): another program's output
+                return
+            if p in self.written or any(p == d or p.startswith(d.rstrip("/") + "/") for d in self.written_dirs):
+                content = self.written.get(p)
+                if content is None:
+                    self.flag(R_WRITTEN_SCRIPT, text)
+                    return
+                self.written_code(lang, content, text, depth)
+                continue
             if self.inside(p) or p.startswith(_SYSTEM_PREFIXES) or p in _HARMLESS_DEVICES:
                 continue
             self.flag(R_SCRIPT_OUTSIDE, text)
             return
+
+    def written_code(self, lang: str, content: str, text: str, depth: int) -> None:
+        if content.startswith("#!"):
+            line = content.partition("\n")[0]
+            words = line[2:].split()
+            prog = posixpath.basename(words[0]) if words else ""
+            if prog == "env" and len(words) > 1:
+                prog = posixpath.basename(words[-1])
+            if _PYTHON_RE.match(prog):
+                lang = "python"
+            elif prog in _SHELLS:
+                lang = "shell"
+            elif prog in ("node", "nodejs", "perl", "ruby", "php"):
+                lang = "node" if prog.startswith("node") else prog
+            else:
+                self.flag(R_WRITTEN_SCRIPT, text)
+                return
+        if lang in ("shell", "python", "sql", "redis", "mongo", "awk", "node", "perl", "ruby", "php"):
+            self.code(lang, content, text, depth)
+        else:
+            self.flag(R_WRITTEN_SCRIPT, text)
 
     def dir_candidates(self, arg: _Arg) -> frozenset[str | None]:
         if arg.dynamic:
@@ -1094,8 +1205,13 @@ class _Analyzer:
             self.flag(R_PATTERN_CMD, text)
             return
         name = a0.text
+        if not _ORDINARY_NAME_RE.match(posixpath.basename(name.rstrip("/")) or "/"):
+            # lookalike letters, invisible or control characters: not the program the
+            # name appears to be, and not one the checker knows
+            self.flag(R_ODD_NAME, text)
+            return
         if "/" in name:
-            self.check_script(a0, text)
+            self.check_script(a0, text, "shell", stdin, depth)
             name = posixpath.basename(name.rstrip("/"))
             if not name:
                 return
@@ -1111,7 +1227,8 @@ class _Analyzer:
             return
         rest = args[1:]
         if len(rest) > 0 and (name, rest[0].text) in _SUB_WRAPPERS:
-            return self.h_wrapper_generic(rest[1:], text, depth, stdin, "", ())
+            return self.h_wrapper_generic(rest[1:], text, depth, stdin, "", (),
+                                          _SUB_WRAPPER_LEADING.get((name, rest[0].text), 0))
         handler = _handler_for(name)
         if handler is not None:
             handler(self, name, rest, text, depth, stdin)
@@ -1452,7 +1569,7 @@ class _Analyzer:
             if operands:
                 self.shell_code(operands[0], text, depth)
         elif operands and not stdin_mode:
-            self.check_script(operands[0], text)
+            self.check_script(operands[0], text, "shell", stdin, depth)
         else:
             self.stdin_code("shell", stdin, text, depth)
 
@@ -1464,7 +1581,7 @@ class _Analyzer:
             self.code(lang, stdin.text, text, depth)
         elif stdin.kind == "files":
             for f in stdin.files:
-                self.check_script(f, text)
+                self.check_script(f, text, lang, _NO_INPUT, depth)
         else:
             self.flag(R_PIPED_CODE, text)
 
@@ -1481,8 +1598,10 @@ class _Analyzer:
             self.mongo(code, text)
         elif lang == "awk":
             self.awk(code, text, depth)
-        else:
+        elif lang in _CODE_RULES:
             self.other_code(lang, code, text, depth)
+        else:
+            self.flag(R_FOREIGN_CODE, text)
 
     def h_eval(self, name, args, text, depth, stdin):
         if any(a.dynamic for a in args):
@@ -1493,7 +1612,7 @@ class _Analyzer:
 
     def h_source(self, name, args, text, depth, stdin):
         if args:
-            self.check_script(args[0], text)
+            self.check_script(args[0], text, "shell", stdin, depth)
 
     def h_trap(self, name, args, text, depth, stdin):
         if not args or args[0].text in ("-l", "-p", "-lp"):
@@ -1542,7 +1661,7 @@ class _Analyzer:
                         break
                 i += 1
                 continue
-            self.check_script(a, text)
+            self.check_script(a, text, "python", stdin, depth)
             self.framework_db(posixpath.basename(t), args[i + 1 :], text)
             return
         self.stdin_code("python", stdin, text, depth)
@@ -1588,9 +1707,9 @@ class _Analyzer:
         for code in ops.values("-r", "--run"):
             self.inline_code("php", code, text, depth)
         for f in ops.values("-f", "--file"):
-            self.check_script(f, text)
+            self.check_script(f, text, "php", stdin, depth)
         if ops.operands:
-            self.check_script(ops.operands[0], text)
+            self.check_script(ops.operands[0], text, "php", stdin, depth)
             self.framework_db(posixpath.basename(ops.operands[0].text), ops.operands[1:], text)
         elif not ops.values("-r", "--run", "-f", "--file") and not ops.has("-v", "--version", "-m", "-i", "-h"):
             self.stdin_code("php", stdin, text, depth)
@@ -1603,7 +1722,7 @@ class _Analyzer:
             self.inline_code("node", code, text, depth)
         if ops.operands:
             if ops.operands[0].text != "-":
-                self.check_script(ops.operands[0], text)
+                self.check_script(ops.operands[0], text, "node", stdin, depth)
             else:
                 self.stdin_code("node", stdin, text, depth)
         elif not codes and not ops.has("-v", "--version", "-h", "--help", "-i", "--interactive"):
@@ -1655,7 +1774,7 @@ class _Analyzer:
             self.inline_code(lang, code, text, depth)
         if not codes:
             if operands:
-                self.check_script(operands[0], text)
+                self.check_script(operands[0], text, lang, stdin, depth)
                 operands = operands[1:]
             else:
                 self.stdin_code(lang, stdin, text, depth)
@@ -1737,7 +1856,7 @@ class _Analyzer:
             self.inline_code("sql", code, text, depth)
         files = ops.values(*spec.get("files", ()))
         for f in files:
-            self.check_script(f, text)
+            self.check_script(f, text, "sql", stdin, depth)
         for out in ops.values(*spec.get("outputs", ())):
             self.check_write(out, text)
         if not codes and not files and not ops.has("--version", "-V", "--help", "-l", "--list"):
@@ -1754,7 +1873,7 @@ class _Analyzer:
                     if t in ("-cmd", "-c", "-s"):
                         codes.append(args[i + 1])
                     elif t in ("-init", "-f"):
-                        self.check_script(args[i + 1], text)
+                        self.check_script(args[i + 1], text, "sql", stdin, depth)
                 i += 2
                 continue
             if t.startswith("-") and t != "-":
@@ -1781,7 +1900,7 @@ class _Analyzer:
         for out in ops.values("--rdb", "--functions-rdb"):
             self.check_write(out, text)
         for f in ops.values("--eval"):
-            self.check_script(f, text)
+            self.check_script(f, text, "lua", stdin, depth)
         if ops.operands:
             if ops.operands[0].dynamic:
                 self.flag(R_VAR_ARGS, text)
@@ -1795,7 +1914,7 @@ class _Analyzer:
                 self.flag(R_PIPED_CODE, text)
             else:
                 for f in stdin.files:
-                    self.check_script(f, text)
+                    self.check_script(f, text, "redis", stdin, depth)
 
     def redis_words(self, words: list[str], text: str) -> None:
         verb = words[0].lower() if words else ""
@@ -1830,7 +1949,7 @@ class _Analyzer:
             self.inline_code("mongo", code, text, depth)
         files = ops.values("-f", "--file") + [a for a in ops.operands if a.text.endswith(".js")]
         for f in files:
-            self.check_script(f, text)
+            self.check_script(f, text, "mongo", stdin, depth)
         if not codes and not files:
             self.stdin_code("mongo", stdin, text, depth)
 
@@ -2203,7 +2322,7 @@ class _Analyzer:
                         scripts.append(value)
                     else:
                         script_file = True
-                        self.check_script(value, text)
+                        self.check_script(value, text, "sed")
                 i += 1
                 continue
             for j, c in enumerate(t[1:], 1):
@@ -2219,7 +2338,7 @@ class _Analyzer:
                         scripts.append(value)
                     elif c == "f":
                         script_file = True
-                        self.check_script(value, text)
+                        self.check_script(value, text, "sed")
                     break
             i += 1
         if not scripts and not script_file and operands:
@@ -2365,7 +2484,7 @@ class _Analyzer:
         programs = ops.values("-e", "--source")
         files = ops.values("-f", "--file")
         for f in files:
-            self.check_script(f, text)
+            self.check_script(f, text, "awk", _NO_INPUT, depth)
         operands = ops.operands
         if not programs and not files and operands:
             programs = [operands[0]]
@@ -2425,6 +2544,70 @@ class _Analyzer:
         if any(w in ("rm", "rb", "delete", "destroy", "purge") or w.startswith(("delete-", "terminate-", "remove-"))
                or w.endswith((":destroy", ":reset")) for w in words):
             self.flag(R_CLOUD, text)
+
+
+def _printf_escapes(s: str) -> str | None:
+    """printf's backslash escapes (also echo -e); None for \\c and other odd forms."""
+    out, i, n = [], 0, len(s)
+    while i < n:
+        c = s[i]
+        if c != "\\" or i + 1 >= n:
+            out.append(c)
+            i += 1
+            continue
+        e = s[i + 1]
+        if e in _ANSI_SIMPLE and e != "?":
+            out.append(_ANSI_SIMPLE[e])
+            i += 2
+        elif e in "xuU":
+            width = {"x": 2, "u": 4, "U": 8}[e]
+            m = re.match(r"[0-9a-fA-F]{1,%d}" % width, s[i + 2 :])
+            if not m:
+                return None
+            out.append(chr(min(int(m.group(0), 16), 0x10FFFF)))
+            i += 2 + len(m.group(0))
+        elif e in "01234567":
+            m = re.match(r"0?[0-7]{1,3}", s[i + 1 :])
+            out.append(chr(int(m.group(0), 8) & 0xFF))
+            i += 1 + len(m.group(0))
+        else:
+            return None
+    return "".join(out)
+
+
+def _printf(args) -> str | None:
+    """What ``printf FORMAT ARGS`` prints, for %s/%b/%% formats; None otherwise."""
+    if not args or args[0].text.startswith("-"):
+        return None
+    fmt = _printf_escapes(args[0].text)
+    if fmt is None or re.search(r"%(?![sb%])", fmt):
+        return None
+    values = [a.text for a in args[1:]]
+    if "%" not in fmt.replace("%%", ""):
+        return fmt.replace("%%", "%") if not values else None
+    slots = len(re.findall(r"%[sb]", fmt))
+    out = []
+    while True:
+        chunk, take = [], values[:slots]
+        values = values[slots:]
+        pieces = re.split(r"(%[sb%])", fmt)
+        k = 0
+        for piece in pieces:
+            if piece == "%%":
+                chunk.append("%")
+            elif piece in ("%s", "%b"):
+                v = take[k] if k < len(take) else ""
+                if piece == "%b":
+                    v = _printf_escapes(v)
+                    if v is None:
+                        return None
+                chunk.append(v)
+                k += 1
+            else:
+                chunk.append(piece)
+        out.append("".join(chunk))
+        if not values:
+            return "".join(out)
 
 
 def _looks_like_path(t: str) -> bool:
