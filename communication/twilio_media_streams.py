@@ -239,7 +239,7 @@ class RelayCall:
     async def handle(self, raw: str) -> None:
         try:
             message = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser goes
             log.warning("[%s] ignored a message that is not JSON: %r", self.label, raw[:200])
             return
         if not isinstance(message, dict):
