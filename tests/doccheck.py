@@ -25,7 +25,7 @@ ID_PLACEHOLDER = re.compile(r"\b(?:a7f3c1|TASK_ID)\b|<id>|<task_id>|\{task_id\}|
 CODE_PLACEHOLDER = re.compile(r"\b(?:6283|CODE)\b|<code>")
 KEY_PLACEHOLDER = re.compile(r"<[A-Za-z_-]+>|\{[a-z_]+\}")
 KEY_TOKEN = re.compile(r"(?<![\w/.-])(?:rq|tars|task):[A-Za-z0-9_<>{}:.*-]*[A-Za-z0-9_>}*]")
-SETTING_LIKE = re.compile(r"(?<![\w$-])[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+(?![\w-])")
+SETTING_LIKE = re.compile(r"(?<![\w$-])[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+(?![\w-]|\.md)")
 ROUTE = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE|WS) (/[\w/{}.-]*)")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
@@ -102,7 +102,7 @@ def _logical_lines(body: str) -> list[tuple[str, str]]:
 
 def split_simple_commands(line: str) -> list[list[str]]:
     """shlex the line (comments dropped) and cut it at shell operators."""
-    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer = shlex.shlex(line, posix=True, punctuation_chars="&|;")
     lexer.whitespace_split = True
     lexer.commenters = "#"
     parts: list[list[str]] = [[]]

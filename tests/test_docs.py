@@ -90,16 +90,21 @@ def _app_routes(connection=None) -> set[tuple[str, str]]:
     from fastapi.routing import APIRoute, APIWebSocketRoute
 
     from communication.app import create_app
-    from core.config import load_settings
-
-    app = create_app(load_settings(_env_file=None), connection or redis_lib.Redis())
+    app = create_app(Settings(_env_file=None), connection or redis_lib.Redis())
     found = set()
-    for route in app.routes:
-        if isinstance(route, APIWebSocketRoute):
-            found.add(("WS", doccheck.normal_path(route.path)))
-        elif isinstance(route, APIRoute):
-            found |= {(m, doccheck.normal_path(route.path)) for m in route.methods if m != "HEAD"}
-    found.add(("GET", "/health"))
+
+    def walk(routes):
+        for route in routes:
+            if hasattr(route, "original_router"):  # FastAPI's included router (no prefixes in TARS)
+                walk(route.original_router.routes)
+            elif isinstance(route, APIWebSocketRoute):
+                found.add(("WS", doccheck.normal_path(route.path)))
+            elif isinstance(route, APIRoute):
+                found.update((m, doccheck.normal_path(route.path)) for m in route.methods if m != "HEAD")
+
+    walk(app.routes)
+    # the walk saw every HTTP route OpenAPI knows (FastAPI's own /docs, /redoc, /openapi.json aside)
+    assert {p for _, p in found if _ != "WS"} == {doccheck.normal_path(p) for p in app.openapi()["paths"]}
     return found
 
 
@@ -381,3 +386,174 @@ def test_every_code_block_names_its_language():
         bare = [m.start() for m in re.finditer(r"^```(\w*)", body, re.M)][::2]
         langs = [re.match(r"```(\w*)", body[i:]).group(1) for i in bare]
         assert all(langs), f"{doc}: a fenced block without a language"
+
+
+# --- 2. Redis key names ---------------------------------------------------------------------------
+KEY_TOKENS = sorted(set(doccheck.key_tokens()))
+
+
+@pytest.mark.parametrize("doc,key", [_param(f"{d}: {k}", d, k) for d, k in KEY_TOKENS])
+def test_every_key_named_in_the_docs_is_built_by_core_keys(doc, key):
+    assert doccheck.key_matches(key), f"{doc} names {key}, which core/keys.py (or RQ) does not build"
+
+
+@pytest.mark.parametrize("doc", ["docs/BACKGROUND_TASKS_IMPLEMENTATION.md", "docs/BACKGROUND_TASKS_QUICK_REFERENCE.md"])
+@pytest.mark.parametrize("name", sorted(doccheck.key_patterns()))
+def test_every_key_of_core_keys_is_documented(name, doc):
+    named = {k for d, k in KEY_TOKENS if d == doc}
+    assert any(doccheck.key_patterns()[name].match(k) for k in named), f"{doc} does not show the key {name}"
+
+
+def test_the_key_table_names_the_core_keys_attribute_of_each_row():
+    rows = doccheck.table_rows(doccheck.section(IMPL, "Redis keys"))
+    for key, attribute, *_ in rows:
+        key, attribute = key.strip("`"), attribute.strip("`")
+        assert attribute == "(RQ)" and key.startswith("rq:") or attribute in doccheck.key_matches(key), (key, attribute)
+
+
+# --- 3. settings ----------------------------------------------------------------------------------
+CODE_CONSTANTS = set()
+for _module in ("core.defaults", "core.keys", "core.task_manager", "core.background_worker", "core.agent",
+                "communication.notifier", "sub_agents_tars"):
+    CODE_CONSTANTS |= {n for n in vars(importlib.import_module(_module)) if n.isupper()}
+NOT_SETTINGS = {"TARS_ENV_FILE",  # read by core/config.py before Settings (names the env file)
+                "TASK_ID"}  # the placeholder of usage lines
+
+
+@pytest.mark.parametrize("doc,name", sorted(set(doccheck.setting_like_names()) | set(doccheck.assignments())))
+def test_every_variable_named_in_the_docs_is_a_setting(doc, name):
+    assert name in Settings.model_fields or name in CODE_CONSTANTS | NOT_SETTINGS, \
+        f"{doc} names {name}: not a Settings field (core/config.py) nor a constant of the code"
+
+
+def _shown_default(field) -> str:
+    value = field.default
+    if value is None:
+        return "(none)"
+    if value == "":
+        return "(empty)"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def test_the_quick_reference_lists_every_setting_with_its_default():
+    rows = {name.strip("`"): default.strip("`") for name, default, *_ in
+            doccheck.table_rows(doccheck.section(QUICK, "Settings"))}
+    assert list(rows) == list(Settings.model_fields), "the table must list every setting, in core/config.py's order"
+    for name, field in Settings.model_fields.items():
+        assert rows[name] == _shown_default(field), (name, rows[name], _shown_default(field))
+
+
+def test_env_example_lists_every_setting():
+    example = (ROOT / "env.example").read_text()
+    assert [n for n in Settings.model_fields if not re.search(rf"^{n}=", example, re.M)] == []
+
+
+def test_the_constants_table_shows_the_values_of_core_defaults():
+    import core.defaults as defaults
+
+    rows = {name.strip("`"): value.strip("`") for name, value, *_ in
+            doccheck.table_rows(doccheck.section(IMPL, "Limits and constants"))}
+    constants = {n: v for n, v in vars(defaults).items() if n.isupper()}
+    assert set(rows) == set(constants)
+    for name, value in constants.items():
+        assert rows[name] == str(value), (name, rows[name], value)
+
+
+# --- 4. voice functions and HTTP routes -----------------------------------------------------------
+@pytest.mark.parametrize("tool", [t["name"] for t in __import__("sub_agents_tars").VOICE_TOOLS])
+def test_every_voice_function_has_example_phrases(tool):
+    rows = {name.strip("`"): said for name, said, *_ in doccheck.table_rows(doccheck.section(QUICK, "On the phone"))}
+    assert tool in rows, f"the quick reference does not show the voice function {tool}"
+    assert re.search(r'"[^"]{3,}"', rows[tool]), f"{tool}: no example phrase in quotes"
+
+
+def test_every_http_route_is_in_the_implementation_doc(redis_client):
+    routes = _app_routes(redis_client)
+    documented = doccheck.routes_named(doccheck.section(IMPL, "HTTP routes"))
+    assert routes <= documented, f"routes the implementation doc does not show: {routes - documented}"
+
+
+@pytest.mark.parametrize("doc,route", [_param(f"{d}: {m} {p}", d, (m, p)) for d, text_ in DOCS.items()
+                                       for m, p in sorted(doccheck.routes_named(text_))])
+def test_every_route_the_docs_name_exists(doc, route, redis_client):
+    assert route in _app_routes(redis_client), f"{doc} names {' '.join(route)}, which the app does not serve"
+
+
+# --- 5. statuses and phases -----------------------------------------------------------------------
+def _code_statuses() -> set[str]:
+    from core import task_manager
+    from sub_agents_tars import SPOKEN_STATUS
+
+    returned = set(re.findall(r'return "(\w+)"', inspect.getsource(task_manager.derive_status)))
+    return returned | set(task_manager.ACTIVE) | set(task_manager.ENDED_PHASES.values()) | set(SPOKEN_STATUS)
+
+
+def _code_phases() -> set[str]:
+    from core import agent, background_worker, task_manager
+
+    phases = set(task_manager.ENDED_PHASES) | set(background_worker.PHASE_OF_OUTCOME.values())
+    for module in (agent, background_worker, task_manager):
+        source = inspect.getsource(module)
+        phases |= set(re.findall(r'set_phase\("(\w+)"', source))
+        phases |= set(re.findall(r'\bphase="(\w+)"', source)) | set(re.findall(r'"phase": "(\w+)"', source))
+    return phases
+
+
+def test_the_state_machine_names_every_status_and_phase():
+    machine = doccheck.section(IMPL, "State machine")
+    statuses, phases = _code_statuses(), _code_phases()
+    assert statuses == {"queued", "running", "awaiting_confirmation", "complete", "failed", "timeout", "cancelled"}
+    assert {"planning", "coding", "testing", "fixing", "error"} <= phases
+    missing = [f"`{word}`" for word in sorted(statuses | phases) if f"`{word}`" not in machine]
+    assert not missing, f"the state machine section does not name {missing}"
+    for phase, status in __import__("core.task_manager").task_manager.ENDED_PHASES.items():
+        flat = re.sub(r"\s+", " ", machine)
+        assert f"`{phase}` → `{status}`" in flat or f"`{phase}` → status `{status}`" in flat, (phase, status)
+
+
+# --- 6. the README starts with the two set-up commands --------------------------------------------
+def test_the_readme_starts_with_the_set_up_commands_ci_runs():
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("python3 -m venv")]
+    blocks = [body.strip() for lang, body in doccheck.fenced_blocks(README)]
+    assert blocks[1] == ci[-1], "the README's test command must be exactly .ci/run's"
+    assert blocks[0].startswith("python3 -m venv .venv && .venv/bin/pip install -r requirements.txt")
+    assert blocks[0].endswith(".venv/bin/python main_tars.py up")
+    titles = doccheck.headings(README)
+    assert titles[1].startswith("Start here")
+    order = [next(i for i, t in enumerate(titles) if t.startswith(w)) for w in ("Start here", "Phoning TARS",
+                                                                              "Troubleshooting")]
+    assert order == sorted(order), "README: set-up, then Twilio, then troubleshooting"
+    twilio = doccheck.section(README, "Phoning TARS")
+    for must in ("PUBLIC_BASE_URL", "Buy a number", "/voice", "HTTP POST", "tunnel", "TWILIO_AUTH_TOKEN"):
+        assert must in twilio, must
+
+
+def test_every_document_of_the_set_exists_and_the_readme_links_it():
+    for name in REQUIRED_DOCS:
+        assert (ROOT / "docs" / name).is_file(), name
+        assert f"](docs/{name})" in README, name
+
+
+# --- 7. links -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("doc,target", [(doccheck.rel(p), t) for p, t in doccheck.links()])
+def test_every_relative_link_resolves(doc, target):
+    path, _, anchor = target.partition("#")
+    file = (ROOT / doc).parent / path if path else ROOT / doc
+    assert file.exists(), f"{doc}: broken link {target}"
+    if anchor and file.suffix == ".md":
+        slugs = {doccheck.slug(h) for h in doccheck.headings(file.read_text())}
+        assert anchor in slugs, f"{doc}: {target}: no heading #{anchor} (has {sorted(slugs)})"
+
+
+def test_the_measured_figures_table_has_every_benchmark_row():
+    rows = doccheck.table_rows(doccheck.section(IMPL, "Measured figures"))
+    labels = " | ".join(row[0] for row in rows)
+    for figure in ("enqueue", "confirmation resume", "loop overhead", "cache share", "200 tasks", "idle RSS",
+                   "relay overhead", "/voice"):
+        assert figure in labels, figure
+    assert all(len(row) == 3 and row[2] for row in rows)
+    assert "Machine:" in doccheck.section(IMPL, "Measured figures")
