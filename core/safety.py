@@ -1396,6 +1396,16 @@ class _Analyzer:
                 self.cwds = saved
 
     def env_assignment(self, name: str, value: _Arg, text: str, depth: int) -> None:
+        if name == "PATH":
+            for part in value.text.split(":"):
+                if not part or part.startswith("$"):
+                    continue  # the PATH that was already there
+                a = _Arg(part, tilde=part.startswith("~"))
+                for p in self.resolve(a):
+                    if p is None or not (self.inside(p) or p.startswith(_SYSTEM_PREFIXES)):
+                        self.flag(R_LOOKUP, text)
+                        return
+            return
         if name in _CODE_ENV:
             if value.dynamic:
                 self.flag(R_VAR_CODE, text)
@@ -1418,11 +1428,24 @@ class _Analyzer:
             self.run(args, text, depth, stdin)
 
     def h_flock(self, name, args, text, depth, stdin):
+        # flock [options] FILE COMMAND... | flock [options] FILE -c CODE | flock [options] FD
         ops = _getopt(args, "wEc", ("--wait", "--timeout", "--conflict-exit-code", "--command"), stop=True)
-        for code in ops.values("-c", "--command"):
+        codes = ops.values("-c", "--command")
+        rest = ops.operands[1:]
+        if rest and not codes:
+            later = _getopt(rest, "wEc", ("--wait", "--timeout", "--conflict-exit-code", "--command"), stop=True)
+            codes = later.values("-c", "--command")
+            if not codes:
+                self.run(later.operands if later.opts else rest, text, depth, stdin)
+        for code in codes:
             self.shell_code(code, text, depth)
-        if ops.operands and not ops.values("-c", "--command"):
-            self.run(ops.operands[1:], text, depth, stdin)
+
+    def h_entr(self, name, args, text, depth, stdin):
+        ops = _getopt(args, "", (), stop=True)
+        if ops.has("-s") and ops.operands:
+            self.shell_code(ops.operands[0], text, depth)
+        else:
+            self.run(ops.operands, text, depth, _NO_INPUT)
 
     def h_xargs(self, name, args, text, depth, stdin):
         i, repl = 0, None
@@ -1654,6 +1677,8 @@ class _Analyzer:
                         rest = args[i + 1 :] if t[j + 1 :] else args[i + 2 :]
                         if module.endswith("manage") or module == "django":
                             self.framework_db("manage.py", rest, text)
+                        if module == "pip":
+                            self.h_packages("pip", rest, text, depth, stdin)
                         return  # an installed module (pytest, pip, ...)
                     if c in "WXQ":
                         if not t[j + 1 :]:
@@ -1837,6 +1862,8 @@ class _Analyzer:
             self.script(m.group(1), depth + 1)
         for m in re.finditer(r"(?im)^\s*(?:\.shell|\.system|system)\s+(.*)$", sql):
             self.script(m.group(1), depth + 1)
+        for m in re.finditer(r"(?im)^\s*(?:\.read|\\i|\\ir|\\include|source)\s+(\S+)", sql):
+            self.check_script(_lit(m.group(1).strip("'\";")), text, "sql", _NO_INPUT, depth)  # runs a file
         for m in re.finditer(r"(?i)\bprogram\s+'((?:[^']|'')*)'", sql):  # COPY ... PROGRAM
             self.script(m.group(1).replace("''", "'"), depth + 1)
         for m in re.finditer(r"(?im)^\s*\.(?:output|once|save|backup)\s+(?:-\S+\s+)*([^\s-]\S*)", sql):
@@ -2143,6 +2170,10 @@ class _Analyzer:
             self.git_config_value(v.text.partition("=")[0], v, text, depth, cut=True)
         if len(ops.operands) > 1:
             self.check_write(ops.operands[1], text)
+            self.mark_dir(ops.operands[1])
+        elif ops.operands and not ops.operands[0].dynamic:
+            base = posixpath.basename(ops.operands[0].text.rstrip("/"))
+            self.mark_dir(_lit(base[:-4] if base.endswith(".git") else base))
         for v in ops.values("--separate-git-dir"):
             self.check_write(v, text)
 
@@ -2189,6 +2220,12 @@ class _Analyzer:
         ops = _getopt(args, "xsX", ("--exec", "--onto", "--strategy", "--strategy-option"))
         for code in ops.values("-x", "--exec"):
             self.shell_code(code, text, depth)
+        if not ops.has("--show-current-patch"):
+            self.flag(R_HISTORY, text)  # rewrites commits (and --skip/--abort drop work)
+
+    def git_prune(self, args, text, depth):
+        if not _getopt(args).has("-n", "--dry-run"):
+            self.flag(R_HISTORY, text)  # deletes unreachable commits for good
 
     def git_bisect(self, args, text, depth):
         if args and args[0].text == "run":
@@ -2224,9 +2261,13 @@ class _Analyzer:
             targets += ops.operands
         elif not targets and len(ops.operands) >= 2:
             targets.append(ops.operands[-1])
+        sources = ops.operands if ops.values("-t", "--target-directory") else ops.operands[:-1]
+        unseen = not self.all_inside(sources)  # content the model has not written
         for t in targets:
             # writing into /dev/null is harmless; mv/ln/install over it replace the device
-            self.check_write(t, text, devices_ok=(name == "cp"))
+            self.check_write(t, text, devices_ok=(name == "cp"), record=unseen)
+            if unseen:
+                self.mark_dir(t)
 
     def h_rsync(self, name, args, text, depth, stdin):
         ops = _getopt(
@@ -2403,14 +2444,16 @@ class _Analyzer:
                 self.flag(R_OUTSIDE, text)
             dirs = ops.values("-C", "--directory") or [_lit(".")]
             for d in dirs:
-                self.check_write(d, text)
+                self.check_write(d, text, record=False)
+                self.mark_dir(d)
 
     def h_unzip(self, name, args, text, depth, stdin):
         ops = _getopt(args, "dxP", ())
         if ops.has("-l", "-t", "-v", "-Z", "-p", "-c"):
             return
         for d in ops.values("-d") or [_lit(".")]:
-            self.check_write(d, text)
+            self.check_write(d, text, record=False)
+            self.mark_dir(d)
 
     def h_curl(self, name, args, text, depth, stdin):
         ops = _getopt(
@@ -2425,7 +2468,23 @@ class _Analyzer:
             if out.text != "-":
                 self.check_write(out, text)
         if ops.has("-O", "--remote-name", "--remote-name-all", "-J"):
-            self.check_write(_lit("."), text)
+            self.check_write(_lit("."), text, record=False)
+            for url in ops.operands + ops.values("--url"):
+                self.record_download(url)
+            if ops.has("-J", "--remote-header-name"):
+                self.mark_dir(_lit("."))  # the server picks the name
+
+    def record_download(self, url: _Arg, directory: str = ".") -> None:
+        """The file a download tool names after the URL's last path segment."""
+        if url.dynamic:
+            self.mark_dir(_lit(directory))
+            return
+        path = re.sub(r"^[a-z][a-z0-9+.-]*://[^/]*", "", url.text).partition("?")[0].partition("#")[0]
+        base = posixpath.basename(path) or "index.html"
+        if self.recording:
+            for p in self.resolve(_lit(posixpath.join(directory, base))):
+                if p is not None:
+                    self.written[p] = None
 
     def h_wget(self, name, args, text, depth, stdin):
         ops = _getopt(args, "OoaPeiBtTwQlUDIXAR",
@@ -2434,7 +2493,14 @@ class _Analyzer:
                           "--directory-prefix")
         for out in outs or [_lit(".")]:
             if out.text != "-":
-                self.check_write(out, text)
+                self.check_write(out, text, record=bool(outs))
+        prefixes = ops.values("-P", "--directory-prefix")
+        if not ops.values("-O", "--output-document"):
+            if ops.has("-r", "--recursive", "-m", "--mirror", "-i", "--input-file", "--content-disposition"):
+                self.mark_dir(prefixes[0] if prefixes else _lit("."))
+            else:
+                for url in ops.operands:
+                    self.record_download(url, prefixes[0].text if prefixes and not prefixes[0].dynamic else ".")
 
     def h_find(self, name, args, text, depth, stdin):
         i = 0
@@ -2511,11 +2577,18 @@ class _Analyzer:
     # ---- container, cluster and cloud tools
 
     def h_docker(self, name, args, text, depth, stdin):
+        if name in ("docker-compose", "podman-compose"):
+            args = [_lit("compose")] + list(args)
         ops = _getopt(args, "Hcl", ("--context", "--host", "--config", "--log-level"), stop=True)
         words = [a.text for a in ops.operands]
         if not words:
             return
         sub, sub2 = words[0], (words[1] if len(words) > 1 else "")
+        if sub in ("exec", "run") or (sub == "container" and sub2 in ("exec", "run")):
+            self.docker_inner(ops.operands[1 if sub != "container" else 2 :], text, depth, stdin)
+        elif sub == "compose" and any(w in ("exec", "run") for w in words):
+            at = next(k for k, w in enumerate(words) if w in ("exec", "run"))
+            self.docker_inner(ops.operands[at + 1 :], text, depth, stdin)
         removing = {"rm", "rmi", "remove", "prune", "delete"}
         groups = {"container", "image", "volume", "network", "system", "builder", "buildx", "pod", "secret",
                   "config", "context", "plugin", "manifest"}
@@ -2527,10 +2600,19 @@ class _Analyzer:
             self.flag(R_CONTAINERS, text)
 
     def h_kubectl(self, name, args, text, depth, stdin):
-        if any(a.text in ("delete", "drain", "replace") for a in args) or any(
+        if any(a.text in ("delete", "drain", "replace", "cordon", "taint") for a in args) or any(
             a.text.startswith("--force") for a in args
         ):
             self.flag(R_CLOUD, text)
+        words = [a.text for a in args]
+        if "exec" in words or "debug" in words:
+            if "--" in words:
+                saved = self.cwds
+                self.cwds = frozenset({"/"})  # inside the pod
+                try:
+                    self.run(list(args[words.index("--") + 1 :]), text, depth, stdin)
+                finally:
+                    self.cwds = saved
 
     def h_terraform(self, name, args, text, depth, stdin):
         words = [a.text for a in args]
@@ -2541,9 +2623,420 @@ class _Analyzer:
 
     def h_cloud_cli(self, name, args, text, depth, stdin):
         words = [a.text for a in args if not a.text.startswith("-")]
-        if any(w in ("rm", "rb", "delete", "destroy", "purge") or w.startswith(("delete-", "terminate-", "remove-"))
-               or w.endswith((":destroy", ":reset")) for w in words):
+        verbs = {"rm", "rb", "delete", "destroy", "purge", "uninstall", "remove", "del", "deletefile", "rmdir",
+                 "rmdirs", "cleanup", "prune"}
+        if name == "rclone":
+            verbs |= {"sync", "move", "moveto", "dedupe", "bisync"}  # sync deletes what the source lacks
+        if name == "gsutil" and "rsync" in words and any(a.text == "-d" for a in args):
             self.flag(R_CLOUD, text)
+        if any(w in verbs or w.startswith(("delete-", "terminate-", "remove-", "destroy-"))
+               or w.endswith((":destroy", ":reset", ":delete", ":remove")) for w in words):
+            self.flag(R_CLOUD, text)
+        if any(a.text in ("--delete", "--delete-removed", "--force-delete") or a.text.startswith("--delete-")
+               for a in args):
+            self.flag(R_CLOUD, text)
+        if any(a.dynamic for a in args):
+            self.flag(R_VAR_ARGS, text)
+
+    # ---- more tools (red-team round): deleting, stopping, removing, running code
+
+    def h_gio(self, name, args, text, depth, stdin):
+        if args and args[0].text in ("trash", "remove", "rm"):
+            self.flag(R_DELETE, text)
+        elif args and args[0].text in ("copy", "move", "save", "set", "rename") and len(args) > 1:
+            self.check_write(args[-1], text)
+
+    def h_fd(self, name, args, text, depth, stdin):
+        i = 0
+        while i < len(args):
+            t = args[i].text
+            if t in ("-x", "--exec", "-X", "--exec-batch") or t.startswith(("--exec=", "--exec-batch=")):
+                inner = []
+                if "=" in t:
+                    inner.append(_value_arg(t.partition("=")[2], args[i]))
+                i += 1
+                while i < len(args) and args[i].text not in (";", "+"):
+                    a = args[i]
+                    if "{" in a.text:
+                        a = _Arg(re.sub(r"\{[^{}]*\}", "./found", a.text), a.dynamic, a.split)
+                    inner.append(a)
+                    i += 1
+                self.run(inner, text, depth, _NO_INPUT)
+            i += 1
+
+    def h_zip(self, name, args, text, depth, stdin):
+        ops = _getopt(args, "bnOtxiP", ("--temp-path", "--suffixes", "--output-file", "--exclude", "--include",
+                                         "--password"))
+        if ops.has("-m", "--move"):
+            self.flag(R_DELETE, text)  # removes the originals once archived
+        if ops.has("-d", "--delete"):
+            self.flag(R_DELETE, text)
+        outs = ops.values("-O", "--output-file") or ops.operands[:1]
+        for out in outs:
+            if out.text != "-":
+                self.check_write(out, text)
+
+    def h_7z(self, name, args, text, depth, stdin):
+        words = [a.text for a in args]
+        if "-sdel" in words:
+            self.flag(R_DELETE, text)
+        operands = [a for a in args if not a.text.startswith("-")]
+        verb = operands[0].text if operands else ""
+        if verb == "d":
+            self.flag(R_DELETE, text)
+        if verb in ("a", "u", "d", "rn") and len(operands) > 1:
+            self.check_write(operands[1], text)
+        if verb in ("x", "e"):
+            outs = [_value_arg(a.text[2:], a) for a in args if a.text.startswith("-o")] or [_lit(".")]
+            for d in outs:
+                self.check_write(d, text, record=False)
+                self.mark_dir(d)
+
+    def h_mysqladmin(self, name, args, text, depth, stdin):
+        ops = _getopt(args, "hPSuOc", ("--host", "--port", "--socket", "--user", "--count", "--sleep"),
+                      attached="p")
+        safe = {"status", "extended-status", "ping", "processlist", "variables", "version"}
+        for a in ops.operands:
+            verb = a.text.lower()
+            if a.dynamic:
+                self.flag(R_VAR_ARGS, text)
+            elif verb == "drop":
+                self.flag(R_DB, text)
+            elif verb not in safe and not verb.startswith("create"):
+                self.flag(R_DB_SERVER, text)
+
+    def h_fuser(self, name, args, text, depth, stdin):
+        if any((a.text.startswith("-") and not a.text.startswith("--") and "k" in a.text) or a.text == "--kill"
+               for a in args):
+            self.flag(R_KILL, text)
+
+    def h_proc_manager(self, name, args, text, depth, stdin):
+        """pm2, supervisorctl, forever, circusctl: verbs that stop managed processes."""
+        stopping = {"kill", "delete", "del", "stop", "restart", "reload", "shutdown", "remove", "signal", "stopall",
+                    "quit", "flush", "reset"}
+        words = [a.text.lower() for a in args if not a.text.startswith("-")]
+        if words and words[0] in stopping:
+            self.flag(R_KILL, text)
+        elif any(a.dynamic for a in args):
+            self.flag(R_VAR_ARGS, text)
+
+    def h_tmux(self, name, args, text, depth, stdin):
+        ops = _getopt(args, "cfLST", (), stop=True)
+        for code in ops.values("-c"):
+            self.shell_code(code, text, depth)  # tmux -c CMD runs it in the default shell
+        rest = ops.operands
+        # commands may be chained with ";" (a separate word)
+        groups, cur = [], []
+        for a in rest:
+            if a.text in (";", "\\;"):
+                groups.append(cur)
+                cur = []
+            elif a.text.endswith(";") and not a.text.endswith("\\;") and len(a.text) > 1:
+                cur.append(_value_arg(a.text[:-1], a))
+                groups.append(cur)
+                cur = []
+            else:
+                cur.append(a)
+        groups.append(cur)
+        for g in groups:
+            if not g:
+                continue
+            verb = g[0].text
+            if verb.startswith("kill-") or verb in ("kill-server", "kill-session", "kill-window", "kill-pane",
+                                                    "killp", "killw", "detach-client", "unlink-window"):
+                self.flag(R_KILL, text)
+            elif verb in ("new-session", "new", "new-window", "neww", "split-window", "splitw", "respawn-pane",
+                          "respawnp", "respawn-window", "respawnw", "run-shell", "run", "if-shell", "if",
+                          "pipe-pane", "pipep", "display-popup", "popup"):
+                sub = _getopt(g[1:], "cefFnstxyl", (), stop=True)
+                if sub.operands:
+                    if any(a.dynamic for a in sub.operands):
+                        self.flag(R_VAR_CODE, text)
+                    else:
+                        self.script(" ".join(a.text for a in sub.operands), depth + 1)
+            elif verb in ("send-keys", "send", "send-prefix", "paste-buffer", "pasteb", "set-buffer", "setb",
+                          "source-file", "source", "command-prompt", "load-buffer", "loadb"):
+                self.flag(R_RUNTIME_CMD, text)  # typed into whatever runs in the pane
+
+    def h_screen(self, name, args, text, depth, stdin):
+        ops = _getopt(args, "SceThpt", ("-Logfile",), stop=True)
+        if ops.has("-X", "-Q"):
+            words = [a.text for a in ops.operands]
+            if words and words[0] in ("quit", "kill", "pow_detach", "pow_break"):
+                self.flag(R_KILL, text)
+            elif words and words[0] in ("stuff", "exec", "screen", "eval", "source", "register", "paste"):
+                self.flag(R_RUNTIME_CMD, text)
+            return
+        self.run(ops.operands, text, depth, _NO_INPUT)
+
+    def h_loginctl(self, name, args, text, depth, stdin):
+        words = [a.text for a in args if not a.text.startswith("-")]
+        if words and (words[0].startswith(("terminate-", "kill-")) or words[0] in ("disable-linger",)):
+            self.flag(R_KILL, text)
+        elif words and words[0] in ("poweroff", "reboot", "halt", "suspend", "hibernate"):
+            self.flag(R_POWER, text)
+
+    def h_launchctl(self, name, args, text, depth, stdin):
+        words = [a.text for a in args if not a.text.startswith("-")]
+        if words and words[0] in ("unload", "remove", "stop", "kill", "bootout", "disable", "load", "bootstrap",
+                                  "enable", "kickstart", "reboot", "submit", "setenv", "unsetenv"):
+            self.flag(R_POWER if words[0] == "reboot" else R_SERVICE, text)
+
+    # package managers: verbs (or options) that remove software
+    _PKG_REMOVE = {
+        "apt": {"remove", "purge", "autoremove", "autopurge"},
+        "apt-get": {"remove", "purge", "autoremove", "autopurge", "clean"},
+        "aptitude": {"remove", "purge"},
+        "yum": {"remove", "erase", "autoremove", "history"},
+        "dnf": {"remove", "erase", "autoremove", "history"},
+        "microdnf": {"remove"},
+        "zypper": {"remove", "rm"},
+        "apk": {"del"},
+        "snap": {"remove"},
+        "flatpak": {"uninstall", "remove"},
+        "brew": {"uninstall", "remove", "rm", "autoremove", "untap"},
+        "port": {"uninstall"},
+        "pip": {"uninstall"},
+        "pipx": {"uninstall", "uninstall-all"},
+        "uv": {"uninstall"},
+        "gem": {"uninstall", "cleanup"},
+        "cargo": {"uninstall"},
+        "conda": {"remove", "uninstall"},
+        "mamba": {"remove", "uninstall"},
+        "micromamba": {"remove", "uninstall"},
+        "nix-env": {"-e", "--uninstall"},
+        "choco": {"uninstall"},
+        "winget": {"uninstall"},
+        "go": set(),
+    }
+
+    def h_packages(self, name, args, text, depth, stdin):
+        base = "pip" if re.fullmatch(r"pip[0-9.]*", name) else name
+        verbs = self._PKG_REMOVE.get(base, set())
+        words = [a.text for a in args]
+        operands = [w for w in words if not w.startswith("-")]
+        if base == "dpkg":
+            if any(w in ("-r", "--remove", "-P", "--purge") for w in words):
+                self.flag(R_PACKAGES, text)
+        elif base == "rpm":
+            if any(w in ("-e", "--erase") or re.fullmatch(r"-[a-zA-Z]*e[a-zA-Z]*", w) for w in words):
+                self.flag(R_PACKAGES, text)
+        elif base == "pacman":
+            if any(re.fullmatch(r"-R[a-zA-Z]*", w) or w == "--remove" for w in words):
+                self.flag(R_PACKAGES, text)
+        elif base in ("npm", "pnpm", "yarn", "bun"):
+            removing = {"uninstall", "remove", "rm", "r", "un", "unlink", "prune"}
+            global_ = any(w in ("-g", "--global", "--location=global") for w in words) or (
+                operands and operands[0] == "global")
+            ops = operands[1:] if operands and operands[0] == "global" else operands
+            if global_ and ops and ops[0] in removing:
+                self.flag(R_PACKAGES, text)
+            elif name == "bun" and ops and ops[0] == "x":
+                self.run(args[[a.text for a in args].index("x") + 1 :], text, depth, stdin)
+        elif base in ("conda", "mamba", "micromamba") and operands[:2] == ["env", "remove"]:
+            self.flag(R_PACKAGES, text)
+        elif any(w in verbs for w in (operands[:1] if base not in ("nix-env",) else words)):
+            self.flag(R_PACKAGES, text)
+        if base == "uv" and operands[:2] == ["pip", "uninstall"]:
+            self.flag(R_PACKAGES, text)
+        if base == "npm" and operands[:1] == ["exec"] or base in ("pnpm", "yarn") and operands[:1] in (["dlx"],
+                                                                                                   ["exec"]):
+            pass  # handled as sub-wrappers before this handler
+
+    def h_firewall(self, name, args, text, depth, stdin):
+        words = [a.text for a in args]
+        if name.startswith(("iptables", "ip6tables", "ebtables", "arptables")):
+            if name.endswith("-save"):
+                return
+            listing = {"-L", "--list", "-S", "--list-rules", "-n", "--numeric", "-v", "--verbose", "-t", "--table",
+                       "-x", "--exact", "--line-numbers", "-w", "--wait", "-h", "--help", "-V", "--version"}
+            flags = [w for w in words if w.startswith("-")]
+            if flags and all(w in listing or re.fullmatch(r"-[Lnvxt]+", w) for w in flags) and any(
+                w in ("-L", "--list", "-S", "--list-rules", "-h", "--help", "-V", "--version")
+                or re.fullmatch(r"-[nvx]*L[nvx]*", w) for w in flags
+            ):
+                return
+        elif name == "nft":
+            operands = [w for w in words if not w.startswith("-")]
+            if operands[:1] in (["list"], ["describe"]) or (not operands and any(w in ("-v", "--version", "-h",
+                                                                                       "--help") for w in words)):
+                return
+        elif name == "ufw":
+            operands = [w for w in words if not w.startswith("-")]
+            if operands[:1] in (["status"], ["version"], ["show"]) or operands[:2] == ["app", "list"] or (
+                    not operands):
+                return
+        elif name == "firewall-cmd":
+            if words and all(w.startswith(("--list", "--get", "--query", "--state", "--info", "--zone",
+                                           "--permanent", "--help", "--version", "-h", "-V")) for w in words):
+                return
+        self.flag(R_FIREWALL, text)
+
+    def docker_inner(self, args, text, depth, stdin) -> None:
+        """docker exec CONTAINER CMD... / docker run IMAGE CMD...: check CMD."""
+        with_value = {"-e", "--env", "-v", "--volume", "-w", "--workdir", "-u", "--user", "--name", "-p", "--publish",
+                      "--network", "--net", "--entrypoint", "-l", "--label", "--mount", "--env-file", "-h",
+                      "--hostname", "--platform", "--cpus", "-m", "--memory", "--restart", "--add-host", "--device",
+                      "--cap-add", "--cap-drop", "--security-opt", "--ulimit", "--pull", "--gpus", "--log-driver",
+                      "--log-opt", "--tmpfs", "--shm-size", "--detach-keys", "-a", "--attach", "--cidfile", "--pid",
+                      "--ipc", "--uts", "--userns", "--dns", "--expose", "--link", "--volumes-from", "--runtime",
+                      "--stop-signal", "--stop-timeout", "--health-cmd", "--cgroupns", "--label-file", "-c",
+                      "--cpu-shares", "--memory-swap", "--isolation", "--group-add", "--ip", "--mac-address"}
+        i, entry = 0, None
+        while i < len(args):
+            t = args[i].text
+            if args[i].split:
+                self.flag(R_VAR_ARGS, text)
+                return
+            if t == "--":
+                i += 1
+                break
+            if not t.startswith("-"):
+                break
+            opt = t.partition("=")[0]
+            if opt == "--entrypoint":
+                entry = _value_arg(t.partition("=")[2], args[i]) if "=" in t else (
+                    args[i + 1] if i + 1 < len(args) else None)
+            if opt == "--health-cmd":
+                value = _value_arg(t.partition("=")[2], args[i]) if "=" in t else (
+                    args[i + 1] if i + 1 < len(args) else _lit(""))
+                self.shell_code(value, text, depth)
+            i += 2 if (opt in with_value and "=" not in t) else 1
+        cmd = list(args[i + 1 :])
+        if entry is not None:
+            cmd = [entry] + cmd
+        saved = self.cwds
+        self.cwds = frozenset({"/"})  # inside the container: nothing is the project
+        try:
+            self.run(cmd, text, depth, stdin)
+        finally:
+            self.cwds = saved
+
+    def h_netcat(self, name, args, text, depth, stdin):
+        for i, a in enumerate(args):
+            t = a.text
+            value = args[i + 1] if i + 1 < len(args) else _lit("")
+            if t in ("-c", "--sh-exec") or t.startswith("--sh-exec="):
+                self.shell_code(_value_arg(t.partition("=")[2], a) if "=" in t else value, text, depth)
+                self.flag(R_PIPED_CODE, text)  # the network feeds it
+            elif t in ("-e", "--exec", "--lua-exec") or t.startswith(("--exec=", "--lua-exec=")):
+                self.flag(R_PIPED_CODE, text)
+
+    def h_socat(self, name, args, text, depth, stdin):
+        for a in args:
+            if a.text.startswith("-"):
+                continue
+            kind, _, rest = a.text.partition(":")
+            kind = kind.upper()
+            if kind == "SYSTEM":
+                code = rest.partition(",")[0] if not rest.startswith(("'", '"')) else rest
+                self.shell_code(_value_arg(code, a), text, depth)
+                self.flag(R_PIPED_CODE, text)
+            elif kind == "EXEC":
+                self.flag(R_PIPED_CODE, text)
+            elif kind in ("CREATE", "OPEN", "GOPEN", "CREAT"):
+                self.check_write(_value_arg(rest.partition(",")[0], a), text)
+
+    def h_make(self, name, args, text, depth, stdin):
+        """make runs the recipes of a Makefile: fine when it is the project's own (the
+        model wrote it); unseen when it lives elsewhere or this command wrote it."""
+        ops = _getopt(args, "fCIojlW", ("--file", "--makefile", "--directory", "--include-dir", "--old-file",
+                                       "--jobs", "--load-average", "--what-if", "--eval"))
+        if ops.values("--eval") or any(n.startswith("--eval") for n, _, _ in ops.opts):
+            self.flag(R_RUNTIME_CMD, text)
+        dirs = ops.values("-C", "--directory")
+        saved = self.cwds
+        for d in dirs:
+            self.cwds = frozenset(c for c in self.dir_candidates(d))
+        try:
+            files = ops.values("-f", "--file", "--makefile")
+            for f in files or [_lit("Makefile")]:
+                if f.text != "-":
+                    self.check_script(f, text, "make", _NO_INPUT, depth)
+                else:
+                    self.stdin_code("make", stdin, text, depth)
+        finally:
+            self.cwds = saved
+        for a in ops.operands:
+            var, eq, value = a.text.partition("=")
+            if eq and var.strip() in ("SHELL", "MAKESHELL", ".SHELLFLAGS"):
+                self.flag(R_LOOKUP, text)
+
+    # interpreters whose language the checker does not read: (options whose value is
+    # code, options whose value is a script file, whether a bare call reads stdin)
+    _FOREIGN = {
+        "lua": ({"-e"}, set(), True), "luajit": ({"-e"}, set(), True),
+        "Rscript": ({"-e", "--expr"}, set(), False), "R": ({"-e"}, {"-f", "--file"}, True),
+        "julia": ({"-e", "--eval", "-E", "--print"}, set(), False),
+        "pwsh": ({"-c", "-command", "-Command", "-e", "-ec", "-EncodedCommand", "-encodedcommand"},
+                 {"-f", "-File", "-file"}, True),
+        "powershell": ({"-c", "-command", "-Command", "-e", "-ec", "-EncodedCommand", "-encodedcommand"},
+                       {"-f", "-File", "-file"}, True),
+        "osascript": ({"-e"}, set(), True),
+        "expect": ({"-c"}, {"-f"}, True),
+        "tclsh": (set(), set(), True), "wish": (set(), set(), True),
+        "gdb": ({"-ex", "--ex", "-eval-command", "--eval-command", "-iex", "--init-eval-command"},
+                {"-x", "--command", "-ix", "--init-command"}, False),
+        "vim": ({"-c", "--cmd"}, {"-S", "-s", "-u"}, False), "vi": ({"-c", "--cmd"}, {"-S", "-s", "-u"}, False),
+        "nvim": ({"-c", "--cmd"}, {"-S", "-s", "-u"}, False), "ex": ({"-c", "--cmd"}, {"-S", "-s", "-u"}, True),
+        "view": ({"-c", "--cmd"}, {"-S", "-s", "-u"}, False), "gvim": ({"-c", "--cmd"}, {"-S", "-s", "-u"}, False),
+        "emacs": ({"--eval", "-eval", "--execute", "-f", "--funcall"},
+                  {"-l", "--load", "--script", "-script", "-x"}, False),
+        "ed": (set(), set(), True), "dc": ({"-e", "--expression"}, {"-f", "--file"}, False),
+        "scala": ({"-e"}, set(), False), "groovy": ({"-e"}, set(), False), "kotlinc": ({"-e"}, set(), False),
+        "elixir": ({"-e", "--eval"}, set(), False), "erl": ({"-eval"}, set(), False),
+        "guile": ({"-c"}, set(), False), "racket": ({"-e", "--eval"}, set(), False),
+        "sbcl": ({"--eval"}, {"--load", "--script"}, False), "clojure": ({"-e", "--eval"}, set(), False),
+        "ghc": ({"-e"}, set(), False), "runghc": (set(), set(), False), "swift": ({"-e"}, set(), False),
+        "csi": ({"-e"}, set(), False), "nix-shell": ({"--run", "--command"}, set(), False),
+        "busybox-sh": (set(), set(), True),
+    }
+
+    def h_foreign(self, name, args, text, depth, stdin):
+        code_opts, file_opts, reads_stdin = self._FOREIGN[name]
+        i, ran = 0, False
+        while i < len(args):
+            a = args[i]
+            t = a.text
+            opt, eq, val = t.partition("=")
+            if t == "--":
+                break
+            if t in code_opts or (eq and opt in code_opts):
+                ran = True
+                if name == "nix-shell":
+                    self.shell_code(_value_arg(val, a) if eq else (args[i + 1] if i + 1 < len(args) else _lit("")),
+                                    text, depth)
+                else:
+                    self.flag(R_FOREIGN_CODE, text)
+                i += 1 if eq else 2
+                continue
+            if name in ("vim", "vi", "nvim", "ex", "view", "gvim") and t.startswith("+") and not t[1:].isdigit() \
+                    and len(t) > 1:
+                ran = True
+                self.flag(R_FOREIGN_CODE, text)  # +CMD runs an editor command
+                i += 1
+                continue
+            if t in file_opts and i + 1 < len(args):
+                ran = True
+                self.check_script(args[i + 1], text, name, stdin, depth)
+                i += 2
+                continue
+            if name in ("vim", "vi", "nvim", "view", "gvim", "ex") and t in ("-e", "-es", "-E", "-Es", "-s"):
+                if stdin.kind != "none":
+                    self.flag(R_FOREIGN_CODE, text)  # ex commands come from stdin
+                i += 1
+                continue
+            if t.startswith("-") and t != "-":
+                i += 1
+                continue
+            break
+        operands = args[i:]
+        if ran or name in ("vim", "vi", "nvim", "view", "gvim", "emacs", "gdb", "nix-shell"):
+            return
+        if operands and operands[0].text != "-" and name not in ("ed", "dc"):
+            self.check_script(operands[0], text, name, stdin, depth)
+        elif reads_stdin or (operands and operands[0].text == "-"):
+            self.stdin_code(name, stdin, text, depth)
 
 
 def _printf_escapes(s: str) -> str | None:
@@ -2989,6 +3482,34 @@ _HANDLERS: dict[str, str] = {
     "duckdb": "h_sqlite",
     "redis-cli": "h_redis",
     "valkey-cli": "h_redis",
+    "mysqladmin": "h_mysqladmin",
+    "mariadb-admin": "h_mysqladmin",
+    "gio": "h_gio",
+    "fd": "h_fd",
+    "fdfind": "h_fd",
+    "zip": "h_zip",
+    **{n: "h_7z" for n in ("7z", "7za", "7zz", "7zr")},
+    "fuser": "h_fuser",
+    **{n: "h_proc_manager" for n in ("pm2", "supervisorctl", "forever", "circusctl")},
+    "tmux": "h_tmux",
+    "screen": "h_screen",
+    "loginctl": "h_loginctl",
+    "launchctl": "h_launchctl",
+    **{n: "h_packages" for n in ("apt", "apt-get", "aptitude", "yum", "dnf", "microdnf", "zypper", "apk", "snap",
+                                 "flatpak", "brew", "port", "pip", "pipx", "gem", "cargo", "conda", "mamba",
+                                 "micromamba", "nix-env", "choco", "winget", "dpkg", "rpm", "pacman", "npm",
+                                 "pnpm", "yarn", "uv")},
+    **{n: "h_firewall" for n in ("iptables", "ip6tables", "iptables-legacy", "ip6tables-legacy", "iptables-nft",
+                                 "ebtables", "arptables", "nft", "ufw", "firewall-cmd", "iptables-restore",
+                                 "ip6tables-restore")},
+    "docker-compose": "h_docker",
+    "podman-compose": "h_docker",
+    **{n: "h_netcat" for n in ("nc", "ncat", "netcat", "nc.traditional", "nc.openbsd")},
+    "socat": "h_socat",
+    "make": "h_make",
+    "gmake": "h_make",
+    "entr": "h_entr",
+    **{n: "h_foreign" for n in _Analyzer._FOREIGN},
     "mongo": "h_mongo",
     "mongosh": "h_mongo",
     "git": "h_git",
@@ -3027,11 +3548,12 @@ _HANDLERS: dict[str, str] = {
     "tofu": "h_terraform",
     "terragrunt": "h_terraform",
     **{n: "h_cloud_cli" for n in ("aws", "gcloud", "gsutil", "az", "gh", "heroku", "fly", "flyctl", "doctl",
-                                  "vercel", "netlify", "firebase", "supabase")},
+                                  "vercel", "netlify", "firebase", "supabase", "pulumi", "rclone", "s3cmd", "mc",
+                                  "gcutil", "linode-cli", "hcloud", "scw", "oci", "ibmcloud", "wrangler")},
 }
 
 _PYTHON_RE = re.compile(r"(python|pypy)[0-9.]*(-dbg)?\Z")
-_VERSIONED_RE = re.compile(r"(perl|ruby|php|node|psql|mysql|bash|zsh)[0-9.]+\Z")
+_VERSIONED_RE = re.compile(r"(perl|ruby|php|node|psql|mysql|bash|zsh|pip|lua|julia)[0-9.]+\Z")
 
 
 def _handler_for(name: str):
