@@ -122,7 +122,7 @@ def test_no_documented_operation_answers_5xx_or_stores_a_refused_request(server,
     authenticated = auth == "shared secret"
     session = requests.Session()
 
-    @hypothesis.settings(max_examples=90, **FUZZ)
+    @hypothesis.settings(max_examples=150, **FUZZ)
     @given(case=cases)
     def run(case):
         before = stored(redis_client)
@@ -146,6 +146,29 @@ def test_no_documented_operation_answers_5xx_or_stores_a_refused_request(server,
     assert set(seen) == openapi_operations(spec), f"operations never exercised: {openapi_operations(spec) - set(seen)}"
     if not authenticated:
         assert tasks.status(existing).status == "queued"  # not cancelled by anyone without the secret
+
+
+header_text = st.from_regex(r"\A([!-~]([ -~]{0,60}[!-~])?)?\Z")
+signatures = header_text | st.builds(lambda parts: " ".join(parts), st.lists(
+    st.builds("{},{}".format, st.sampled_from(["v1", "v1a", "v2", ""]), header_text), max_size=3))
+
+
+@hypothesis.settings(max_examples=80, **FUZZ)
+@given(msg_id=st.none() | header_text, timestamp=st.none() | header_text | st.integers(-2**70, 2**70).map(str),
+       signature=signatures, secret=st.none() | header_text)
+def test_garbage_authentication_headers_are_a_401(server, redis_client, http, msg_id, timestamp, signature, secret):
+    before = stored(redis_client)
+    headers = {"content-type": "application/json", "webhook-signature": signature}
+    for name, value in (("webhook-id", msg_id), ("webhook-timestamp", timestamp), ("X-TARS-Webhook-Secret", secret)):
+        if value is not None:
+            headers[name] = value
+    if secret == TEST_WEBHOOK_SECRET:
+        return
+    for method, path, body in (("POST", "/api/tasks", b'{"goal": "x"}'), ("GET", "/api/tasks", b""),
+                               ("POST", "/webhook/background-confirmation", b'{"task_id": "abcd", "code": 1}')):
+        answer = http.request(method, server.url + path, content=body, headers=headers)
+        assert answer.status_code == 401, (headers, answer.status_code, answer.text[:300])
+    assert stored(redis_client) == before
 
 
 @pytest.mark.parametrize("body", [b"[" * 100_000, b'{"goal": ' * 50_000, b'{"task_id": "abcd", "code": ' + b"[" * 30_000])
