@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,25 +31,16 @@ from twilio.request_validator import RequestValidator
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import figures, machine, private_redis, start_worker, stop_process  # noqa: E402
 from communication.console_phone import RelayClient, public_relay_url  # noqa: E402
 from core.config import load_settings  # noqa: E402
-from core.redis_conn import EmbeddedRedis, connect, free_port  # noqa: E402
+from core.redis_conn import connect, free_port  # noqa: E402
 from core.task_manager import TaskManager  # noqa: E402
 from tests.fakes.anthropic_api import FakeAnthropic, bash, repeat, text  # noqa: E402
 
 PUBLIC = "https://tars.bench.test"
 TOKEN = "bench-twilio-auth-token"
 OWNER = "+15550001111"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def figures(name: str, values_ms: list[float]) -> str:
-    return (f"{name}: n={len(values_ms)} p50={percentile(values_ms, 50):.2f} ms "
-            f"p99={percentile(values_ms, 99):.2f} ms mean={statistics.fmean(values_ms):.2f} ms")
 
 
 async def relay_overhead(server_url: str, fake: FakeAnthropic, turns: int) -> tuple[list, list, list]:
@@ -116,8 +105,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="tars-bench-"))
     (work / "projects").mkdir()
     workers = []
-    with EmbeddedRedis(work / "redis", persist=False, binary=shutil.which("redis-server")) as store, \
-            FakeAnthropic() as fake:
+    with private_redis(work / "redis") as store, FakeAnthropic() as fake:
         env = {"TARS_ENV_FILE": os.devnull, "REDIS_URL": store.url, "ANTHROPIC_API_KEY": "sk-ant-bench-000000",
                "ANTHROPIC_BASE_URL": fake.base_url, "PROJECTS_ROOT": str(work / "projects"),
                "DATA_DIR": str(work / "data"), "PUBLIC_BASE_URL": PUBLIC, "TWILIO_AUTH_TOKEN": TOKEN,
@@ -148,9 +136,7 @@ def main() -> int:
             tasks = TaskManager(connection, settings)
             busy = [tasks.start(f"busy work {i}", project_path=f"busy{i}") for i in range(2)]
             for i in range(2):
-                workers.append(subprocess.Popen([sys.executable, str(ROOT / "start_worker.py")], cwd=ROOT,
-                                                env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                                                stderr=subprocess.DEVNULL))
+                workers.append(start_worker(env))
             deadline = time.monotonic() + 30
             while any(tasks.status(t).status != "running" for t in busy):
                 if time.monotonic() > deadline:
@@ -164,12 +150,10 @@ def main() -> int:
                     tasks.cancel(task_id)
         finally:
             for worker in workers:
-                worker.terminate()
-                worker.wait(10)
+                stop_process(worker)
     shutil.rmtree(work, ignore_errors=True)
 
-    print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"{platform.platform()}")
+    print(machine())
     print(figures("relay overhead (first token, minus the model's own time to first token)", overheads),
           "| target p50 <= 5 ms, p99 <= 20 ms")
     print("  " + figures("of which inbound (prompt -> API request)", inbound))
