@@ -330,7 +330,9 @@ def test_every_documented_command_runs_against_a_real_worker(tasks, fake_api, pr
         assert run.returncode == 0, f"{command.doc}: `{command}` failed: {run.stderr}"
         assert "Traceback" not in run.stderr
         if "--json" in argv:
-            json.loads(run.stdout)
+            answer = json.loads(run.stdout)
+            if argv[1] == "retry":
+                assert answer["retry_of"] == task_id and answer["task_id"] != task_id, answer
         ran.append(str(command))
 
     def run_all_redis(task_id, when):
@@ -557,3 +559,28 @@ def test_the_measured_figures_table_has_every_benchmark_row():
         assert figure in labels, figure
     assert all(len(row) == 3 and row[2] for row in rows)
     assert "Machine:" in doccheck.section(IMPL, "Measured figures")
+
+
+def test_the_implementation_doc_lists_every_job_meta_key_set_at_enqueue():
+    from core.task_manager import TaskManager
+
+    source = inspect.getsource(TaskManager.start)
+    meta = re.search(r"meta = \{(.*?)\}\n", source, re.S).group(1)
+    listed = doccheck.section(IMPL, "Redis keys")
+    missing = [k for k in re.findall(r'"(\w+)":', meta) if f"`{k}`" not in listed]
+    assert not missing, f"job.meta keys the implementation doc does not list: {missing}"
+
+
+QUOTED_FROM_THE_CODE = [  # sentences the docs quote, as the code says them
+    "The worker running this task (", "The worker was shut down", "rejected the API key", "Redis is not reachable at",
+    "waiting for your confirmation code to run:",
+]
+
+
+@pytest.mark.parametrize("quote", QUOTED_FROM_THE_CODE)
+def test_the_messages_the_docs_quote_are_the_codes(quote):
+    sources = " ".join(p.read_text() for folder in ("core", "communication") for p in (ROOT / folder).glob("*.py"))
+    sources += (ROOT / "main_tars.py").read_text()
+    assert quote in re.sub(r'"\s*\n\s*f?"', "", sources), quote
+    docs = re.sub(r"\s+", " ", " ".join(DOCS.values()))
+    assert quote.split(" (")[0].rstrip(":") in docs, quote
