@@ -1781,8 +1781,13 @@ class _Analyzer:
                 break
             if not t.startswith("-") or t == "-":
                 break
-            for j, c in enumerate(t[1:], 1):
+            j = 1
+            while j < len(t):
+                c = t[j]
                 rest = t[j + 1 :]
+                if c in "l0" or (lang == "ruby" and c in "W"):
+                    j += 1 + len(re.match(r"[0-9a-fA-Fx]*" if c == "0" else r"[0-9]*", rest).group(0))
+                    continue  # -l[octal], -0[digits]: the next letters are options again
                 if c in code_opts or c in value_opts:
                     value = _value_arg(rest, a) if rest else (args[i + 1] if i + 1 < len(args) else None)
                     if not rest:
@@ -1793,6 +1798,7 @@ class _Analyzer:
                 if c in attached_opts:
                     inplace = inplace or c == "i"  # -i[.bak]: edit the files in place
                     break
+                j += 1
             i += 1
         operands = args[i:]
         for code in codes:
@@ -1831,6 +1837,12 @@ class _Analyzer:
         """Inline node/perl/ruby/php: look for well-known destructive APIs and for
         shell-outs, whose string argument is classified like any command."""
         rules = _CODE_RULES[lang]
+        # obj['name'] is obj.name; anything else that picks a name at run time can't be followed
+        code = re.sub(r"""\[\s*(['"])([A-Za-z_$][\w$]*)\1\s*\]""", r".\2", code)
+        for pattern in rules.get("dynamic", ()):
+            if pattern.search(code):
+                self.flag(R_DYNAMIC_CODE, text)
+                break
         for pattern, reason in rules["apis"]:
             if pattern.search(code):
                 self.flag(reason, text)
@@ -3163,11 +3175,61 @@ class _PythonChecker(pyast.NodeVisitor):
                 name = n.targets[0].id
                 self.assigned[name] = None if name in self.assigned else n.value
         for name, value in list(self.assigned.items()):  # f = os.remove; f("x")
-            if isinstance(value, (pyast.Attribute, pyast.Name)):
+            if isinstance(value, (pyast.Attribute, pyast.Name, pyast.Call)):
                 target = self.dotted(value)
                 if target and target != name:
                     self.aliases[name] = target
+        self.dynamic(tree)
         self.visit(tree)
+
+    # Names that reach objects without spelling them: the checker cannot follow them.
+    DYNAMIC_DUNDERS = {"__dict__", "__globals__", "__builtins__", "__subclasses__", "__getattribute__", "__code__",
+                       "__bases__", "__mro__", "__base__", "__reduce__", "__reduce_ex__", "__loader__", "__closure__",
+                       "__self__", "__func__", "__wrapped__", "__getattr__", "__class__"}
+    DYNAMIC_MODULES = ("ctypes", "_ctypes", "cffi", "pickle", "_pickle", "marshal", "dill", "cloudpickle", "shelve",
+                       "code", "codeop", "runpy", "importlib.machinery", "importlib.util", "_posixsubprocess",
+                       "posix", "nt", "sh", "plumbum", "fabric", "invoke", "pexpect", "webbrowser")
+
+    def dynamic(self, tree) -> None:
+        a, text = self.a, self.text
+        called = {id(n.func) for n in pyast.walk(tree) if isinstance(n, pyast.Call)}
+        for n in pyast.walk(tree):
+            if isinstance(n, (pyast.Import, pyast.ImportFrom)):
+                mods = [al.name for al in n.names] if isinstance(n, pyast.Import) else [n.module or ""]
+                if any(m == d or m.startswith(d + ".") for m in mods for d in self.DYNAMIC_MODULES):
+                    a.flag(R_DYNAMIC_CODE, text)
+            elif isinstance(n, pyast.Attribute) and n.attr in self.DYNAMIC_DUNDERS:
+                a.flag(R_DYNAMIC_CODE, text)
+            elif isinstance(n, pyast.Name) and n.id in self.DYNAMIC_DUNDERS:
+                a.flag(R_DYNAMIC_CODE, text)
+            elif isinstance(n, pyast.Call):
+                f = self.dotted(n.func) or ""
+                if f in ("getattr", "setattr", "delattr", "builtins.getattr", "operator.attrgetter",
+                         "operator.methodcaller") and (len(n.args) < 2 or not isinstance(n.args[1], pyast.Constant)):
+                    if f.startswith("operator.") and n.args and isinstance(n.args[0], pyast.Constant):
+                        continue
+                    a.flag(R_DYNAMIC_CODE, text)
+                elif f in ("__import__", "importlib.import_module", "builtins.__import__", "importlib.__import__") \
+                        and not (n.args and isinstance(n.args[0], pyast.Constant)):
+                    a.flag(R_DYNAMIC_CODE, text)
+            elif isinstance(n, pyast.Subscript):
+                base = n.value
+                f = self.dotted(base.func) if isinstance(base, pyast.Call) else self.dotted(base)
+                if f in ("vars", "globals", "locals", "sys.modules", "builtins.vars", "os.__dict__"):
+                    a.flag(R_DYNAMIC_CODE, text)
+            if isinstance(n, (pyast.Attribute, pyast.Name)) and id(n) not in called:
+                # a destructive function passed around (map(os.remove, ...), f = os.remove)
+                d = self.dotted(n) or ""
+                if d in self.DELETE:
+                    a.flag(R_DELETE, text)
+                elif d in self.PERMS:
+                    a.flag(R_PERMS, text)
+                elif d in self.KILL:
+                    a.flag(R_KILL, text)
+                elif d in self.TRUNCATE:
+                    a.flag(R_TRUNCATE, text)
+                elif d in self.SHELL_STRING or d in self.ARGV or d.startswith(("os.exec", "os.spawn", "os.posix_spawn")):
+                    a.flag(R_RUNTIME_CMD, text)
 
     def dotted(self, n) -> str | None:
         if isinstance(n, pyast.Name):
@@ -3177,7 +3239,8 @@ class _PythonChecker(pyast.NodeVisitor):
             return base + "." + n.attr if base else None
         if isinstance(n, pyast.Call):
             f = self.dotted(n.func)
-            if f in ("__import__", "importlib.import_module") and n.args and isinstance(n.args[0], pyast.Constant):
+            if f in ("__import__", "importlib.import_module", "builtins.__import__", "__builtins__.__import__") \
+                    and n.args and isinstance(n.args[0], pyast.Constant):
                 return str(n.args[0].value)
             if f == "getattr" and len(n.args) >= 2 and isinstance(n.args[1], pyast.Constant):
                 base = self.dotted(n.args[0])
@@ -3186,6 +3249,8 @@ class _PythonChecker(pyast.NodeVisitor):
 
     def names_for(self, func) -> set[str]:
         d = self.dotted(func)
+        while d and d.endswith((".__call__", ".func")):
+            d = d.rpartition(".")[0]  # os.remove.__call__(x), functools.partial(os.remove).func
         out = {d} if d else set()
         if isinstance(func, pyast.Name) and func.id not in self.aliases:
             out |= {m + "." + func.id for m in self.star}
@@ -3315,13 +3380,23 @@ _CODE_RULES: dict[str, dict[str, list]] = {
     "node": {
         "apis": [
             (_rx(r"\.(rm|rmSync|rmdir|rmdirSync|unlink|unlinkSync|remove|removeSync|emptyDir|emptyDirSync)\s*\(|"
-                 r"\b(rmSync|rmdirSync|unlinkSync|rimraf)\s*\("), R_DELETE),
+                 r"\b(rmSync|rmdirSync|unlinkSync|rimraf)\b"), R_DELETE),
             (_rx(r"\.(chmod|chmodSync|lchmod|lchmodSync|fchmod|fchmodSync|chown|chownSync|lchown|lchownSync"
                  r"|fchown|fchownSync)\s*\("), R_PERMS),
             (_rx(r"\bprocess\.kill\s*\("), R_KILL),
             (_rx(r"\.(truncate|truncateSync|ftruncate|ftruncateSync)\s*\("), R_TRUNCATE),
         ],
         "gate": "child_process",  # exec() etc. are shell-outs only from this module (RegExp has .exec too)
+        "dynamic": [
+            _rx(r"\beval\s*\(|\bFunction\s*\(|\bimport\s*\(\s*[^'\"`\s]|\brequire\s*\(\s*[^'\"`\s)]"
+                r"|\bvm\s*\.|\bprocess\s*\.\s*(binding|dlopen|_linkedBinding)|\bReflect\s*\.|\bProxy\b"),
+            # a computed member (obj[x]) next to something that reaches the system
+            _rx(r"(?=.*\b(require|import|process|globalThis|global|Deno|Bun|module)\b)"
+                r".*[\w)\]$]\s*\[(?!\s*(\d+|'[^']*'|\"[^\"]*\")\s*\])"),
+            # child_process functions renamed or passed around
+            _rx(r"(?=.*child_process).*(\{[^}]*\b(exec|execSync|spawn|spawnSync|execFile|execFileSync|fork)\s*:"
+                r"|\b(exec|execSync|spawn|spawnSync|execFile|execFileSync|fork)\b(?!\s*[(:]))"),
+        ],
         "shell": [
             _rx(r"\b(?:execSync|exec)\s*\(\s*(?:" + _LIT + ")?"),
             _rx(r"\b(?P<argv>spawnSync|spawn|execFileSync|execFile|fork)\s*\(\s*(?:" + _LIT + _REST + ")?"),
@@ -3340,6 +3415,10 @@ _CODE_RULES: dict[str, dict[str, list]] = {
             (_rx(r"\b(chmod|chown)\b"), R_PERMS),
             (_rx(r"\bkill\b"), R_KILL),
             (_rx(r"\btruncate\b"), R_TRUNCATE),
+        ],
+        "dynamic": [
+            _rx(r"&\s*[${]|->\s*\$|->\s*can\b|\beval\b(?!\s*\{)|\bdo\s+[$'\"]|\brequire\s+\$|\*\s*\{"
+                r"|\bCORE::GLOBAL|\bsyscall\b|\b__PACKAGE__\s*->|\bUNIVERSAL::"),
         ],
         "shell": [
             _rx(r"\b(?P<argv>system|exec)(?:\s*\(\s*|\s+)(?:" + _LIT + _REST + ")?"),
@@ -3361,6 +3440,10 @@ _CODE_RULES: dict[str, dict[str, list]] = {
             (_rx(r"\bProcess\s*\.\s*kill\b"), R_KILL),
             (_rx(r"\bFile\s*\.\s*truncate\b"), R_TRUNCATE),
         ],
+        "dynamic": [
+            _rx(r"\b(send|public_send|__send__|instance_eval|class_eval|module_eval|instance_exec|class_exec"
+                r"|eval|method|instance_method|const_get|define_method|binding|syscall|Fiddle|DL)\b"),
+        ],
         "shell": [
             _rx(r"\b(?P<argv>system|exec|spawn|IO\.popen|Open3\.\w+)(?:\s*\(\s*|\s+)(?:" + _LIT + _REST + ")?"),
         ],
@@ -3377,10 +3460,15 @@ _CODE_RULES: dict[str, dict[str, list]] = {
     },
     "php": {
         "apis": [
-            (_rx(r"\b(unlink|rmdir)\s*\("), R_DELETE),
-            (_rx(r"\b(chmod|chown|chgrp|lchown|lchgrp)\s*\("), R_PERMS),
-            (_rx(r"\bposix_kill\s*\("), R_KILL),
+            (_rx(r"\b(unlink|rmdir)\s*\(|['\"](unlink|rmdir)['\"]"), R_DELETE),
+            (_rx(r"\b(chmod|chown|chgrp|lchown|lchgrp)\s*\(|['\"](chmod|chown|chgrp|lchown|lchgrp)['\"]"), R_PERMS),
+            (_rx(r"\bposix_kill\s*\(|['\"]posix_kill['\"]"), R_KILL),
             (_rx(r"\bftruncate\s*\("), R_TRUNCATE),
+        ],
+        "dynamic": [
+            _rx(r"\$\w+\s*\(|\$\{|\b(eval|assert|create_function|call_user_func|call_user_func_array"
+                r"|forward_static_call|ReflectionFunction|FFI|dl)\b|['\"](system|exec|shell_exec|passthru|popen"
+                r"|proc_open|pcntl_exec)['\"]"),
         ],
         "shell": [
             _rx(r"\b(?:system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec)\s*\(\s*(?:" + _LIT + ")?"),
