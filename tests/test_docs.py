@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import importlib.util
+import inspect
 import json
+import re
+import subprocess
 from pathlib import Path
+from unittest import mock
+
+import pytest
 
 from communication.api import ConfirmationBody
 from communication.notifier import EVENT_TYPES
+from core import keys
+from core.config import Settings
+from core.defaults import JOB_TIMEOUT_MARGIN_SECONDS
+from tests import doccheck
+from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET
+from tests.fakes.anthropic_api import bash, text
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 SETUP = (ROOT / "docs" / "N8N_BACKGROUND_TASKS_SETUP.md").read_text()
@@ -45,25 +61,6 @@ def test_the_setup_guide_names_every_event_type_and_answer():
 # key, setting, route, status and link the docs name is checked; nothing in them can drift.
 # ================================================================================================
 
-import argparse
-import importlib.util
-import inspect
-import re
-import shlex
-import subprocess
-import sys
-from unittest import mock
-
-import httpx
-import pytest
-
-from core import keys
-from core.config import Settings
-from core.defaults import JOB_TIMEOUT_MARGIN_SECONDS
-from tests import doccheck
-from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET
-from tests.fakes.anthropic_api import bash, text
-from tests.waiting import wait_until
 
 DOCS = {doccheck.rel(p): doccheck.text(p) for p in doccheck.DOCS}
 QUICK = DOCS["docs/BACKGROUND_TASKS_QUICK_REFERENCE.md"]
