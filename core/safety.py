@@ -17,7 +17,20 @@ Design rules (why the code below looks the way it does):
 * Ordinary project work stays free.  Reading, building, testing, editing and creating
   files inside the project directory never needs a code.  Scripts that live inside the
   project may be run: the model wrote them with the editor, which the owner allows
-  anyway, and the classifier cannot see inside files (it does no I/O).
+  anyway, and the classifier cannot see inside files (it does no I/O).  The same goes
+  for the project's Makefile (``make`` reads it from the working directory).
+  ``rm`` is the exception: the owner's brief names it, so it asks even inside the project.
+* Except files this same command writes.  A script written by ``echo``/``printf``/
+  ``cat <<EOF`` and then run is checked as the text that was written; one that was
+  downloaded, decoded, copied in from outside, extracted or cloned is run unseen, so it
+  asks.  Standard input and ``<(...)`` given as a script are read like a pipe.
+* Inline code is read only where the checker can read it: Python is parsed (and asks
+  when it reaches functions by computed names: getattr with a built string, __dict__,
+  ctypes, ...); node/perl/ruby/php are scanned for destructive APIs, shell-outs and
+  dynamic dispatch; any other language's inline code (lua -e, pwsh -c, vim -c, ...)
+  asks.
+* A program name with characters no real name has (lookalike letters, invisible or
+  control characters) asks: it is not the program it appears to be.
 
 ``classify`` is pure (no subprocesses, no file reads) and never raises.
 """
@@ -673,7 +686,7 @@ def _getopt(args, with_arg: str = "", long_with_arg: tuple[str, ...] = (), stop:
 
 _ALWAYS = {
     **dict.fromkeys(["rm", "rmdir", "unlink", "shred", "srm", "wipe", "rimraf", "trash", "trash-put", "trash-rm",
-                     "trash-empty"], R_DELETE),
+                     "trash-empty", "del-cli"], R_DELETE),
     **dict.fromkeys(["chmod", "chown", "chgrp", "setfacl", "chattr", "chcon", "setfattr"], R_PERMS),
     **dict.fromkeys(["pkill", "killall", "killall5", "xkill", "skill", "snice"], R_KILL),
     **dict.fromkeys(["sudo", "su", "doas", "pkexec", "runuser", "sg", "newgrp", "sudoedit", "setpriv", "capsh",
@@ -2851,6 +2864,13 @@ class _Analyzer:
             self.flag(R_PACKAGES, text)
         if base == "uv" and operands[:2] == ["pip", "uninstall"]:
             self.flag(R_PACKAGES, text)
+        if base in ("pip", "uv") and "install" in operands:
+            ops = _getopt(args, "tr", ("--target", "--prefix", "--root", "--requirement", "--src"))
+            for d in ops.values("-t", "--target", "--prefix", "--root", "--src"):
+                self.check_write(d, text, record=False)
+        if base in ("npm", "pnpm", "yarn") and any(w in ("-g", "--global", "--location=global") for w in words) \
+                and operands[:1] in (["install"], ["i"], ["add"], ["link"], ["update"], ["up"]):
+            self.flag(R_OUTSIDE, text)  # the global prefix is outside the project
         if base == "npm" and operands[:1] == ["exec"] or base in ("pnpm", "yarn") and operands[:1] in (["dlx"],
                                                                                                    ["exec"]):
             pass  # handled as sub-wrappers before this handler
