@@ -4,7 +4,8 @@
   python main_tars.py                      run the server (starts an embedded Redis when none answers)
   python main_tars.py up                   the server plus one background worker: all of TARS in one command
   python main_tars.py task start --goal T  [--project P] [--verbose|--quiet]
-  python main_tars.py task status [ID] | task list | task cancel ID | task confirm ID CODE   (each with --json)
+  python main_tars.py task status [ID] | task list | task cancel ID | task confirm ID CODE | task retry ID
+                                           (each with --json)
   python main_tars.py call [--url ws://localhost:PORT/relay] [--from +E164]   phone TARS from this terminal
 """
 
@@ -53,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         "task_id", nargs="?")
     with_json(tsub.add_parser("list", help="recent tasks")).add_argument("--limit", type=int, default=20)
     with_json(tsub.add_parser("cancel", help="cancel a task")).add_argument("task_id")
+    with_json(tsub.add_parser("retry", help="start an ended task again as a new task (same goal and project)")
+              ).add_argument("task_id")
     confirm = with_json(tsub.add_parser("confirm", help="give the confirmation code a task waits for"))
     confirm.add_argument("task_id")
     confirm.add_argument("code")
@@ -96,6 +99,10 @@ def run_task_command(args, tasks: TaskManager) -> int:
     elif args.task_command == "cancel":
         status = tasks.cancel(args.task_id)
         out(status.to_dict(), f"Task {status.task_id}: {status.status}")
+    elif args.task_command == "retry":
+        new_id = tasks.retry(args.task_id)
+        out({"task_id": new_id, "retry_of": tasks.status(new_id).retry_of},
+            f"{new_id} (a new task retrying {tasks.status(new_id).retry_of})")
     return 0
 
 

@@ -2,8 +2,10 @@
 """Run a TARS background worker: `python start_worker.py [--burst]`.
 
 Wiring only: settings, logging, Redis, then RQ's forking Worker on the
-tars_programming queue (SpawnWorker on macOS, where fork is unsafe). The first
-Ctrl+C / SIGTERM is a warm shutdown (the running task finishes), the second cold.
+tars_programming queue (SpawnWorker on macOS, where fork is unsafe), with TARS's
+fault handling (core/worker.py). The first Ctrl+C / SIGTERM is a warm shutdown (the
+running task finishes: give a supervisor a stop timeout of the task runtime plus the
+confirmation wait plus 2 minutes), the second is cold (the task is stopped and marked failed).
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ import socket
 import sys
 
 from rq import Queue
-from rq.worker import SpawnWorker, Worker
 
 from communication.progress import sink_factory
 from core import background_worker
 from core.config import get_settings
-from core.defaults import QUEUE_NAME, WORKER_LOG_FORMAT
+from core.defaults import QUEUE_NAME, REDIS_OUTAGE_RETRY_SECONDS, WORKER_LOG_FORMAT
 from core.exceptions import TarsError
 from core.redis_conn import connect, safe_url
+from core.worker import TarsSpawnWorker, TarsWorker
 
 BANNER = r"""
  _____  _    ____  ____
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = get_settings()
         logging.basicConfig(level=settings.LOG_LEVEL, format=WORKER_LOG_FORMAT)
-        connection = connect(settings.redis_url)
+        connection = connect(settings.redis_url, outage_seconds=REDIS_OUTAGE_RETRY_SECONDS)
     except TarsError as exc:
         print(f"start_worker: {exc}", file=sys.stderr)
         return 2
@@ -59,9 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.warning("ANTHROPIC_API_KEY is not set: every task will fail until you add it to .env "
                         "(see env.example) and restart this worker.")
     background_worker.EVENT_SINKS.append(sink_factory(settings))
-    worker_class = SpawnWorker if sys.platform == "darwin" else Worker
+    worker_class = TarsSpawnWorker if sys.platform == "darwin" else TarsWorker
     name = args.name or f"{socket.gethostname()}.{os.getpid()}"
     worker = worker_class([Queue(QUEUE_NAME, connection=connection)], connection=connection, name=name)
+    worker.settings = settings
     worker.work(burst=args.burst, logging_level=settings.LOG_LEVEL, log_format=WORKER_LOG_FORMAT)
     return 0
 

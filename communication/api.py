@@ -99,3 +99,14 @@ def cancel_task(task_id: str, _: Body, tasks: Tasks):
         raise HTTPException(404, str(exc)) from None
     except TaskNotActive as exc:
         raise HTTPException(409, str(exc)) from None
+
+
+@router.post("/api/tasks/{task_id}/retry", status_code=201, responses={401: {}, 404: {}, 409: {}})
+def retry_task(task_id: str, _: Body, tasks: Tasks):
+    """Start an ended task again as a new task with the same goal and project."""
+    try:
+        return tasks.status(tasks.retry(_task_id(task_id))).to_dict()
+    except TaskNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except TaskNotActive as exc:
+        raise HTTPException(409, str(exc)) from None

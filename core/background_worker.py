@@ -9,15 +9,19 @@ command at once; the loop sees the flag before its next step.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import socket
 import sys
 import threading
 import time
+from datetime import timezone
 from pathlib import Path
 from typing import Callable
 
+import psutil
 import redis
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
@@ -57,6 +61,9 @@ class TaskContext:
         self.meta: dict = job.meta
         self.log = TaskLog(log, {"task_id": self.task_id})
         self.sinks: list[EventSink] = []
+        self.abort_reason: str | None = None  # set when the task must stop as failed (its worker died)
+        self.record_lost = False  # Redis lost the job (restarted without persistence): stop writing to it
+        self.parent_pid = os.getppid()  # the worker that forked this horse (created first thing in run_task)
         for factory in EVENT_SINKS:
             try:
                 self.sinks.append(factory(self))
@@ -74,6 +81,13 @@ class TaskContext:
 
     def update_meta(self, **fields) -> None:
         self.meta.update(fields)
+        if self.record_lost:
+            return
+        if not self.redis.exists(self.job.key):
+            # Writing now would leave a half job behind; the owner still hears why through the sinks.
+            self.record_lost = True
+            raise TaskFailed("Redis lost this task's record while it ran (was Redis restarted without "
+                             "persistence?), so the task was stopped. Start it again with the same goal.")
         self.job.meta = self.meta
         self.job.save_meta()
 
@@ -115,12 +129,20 @@ class CancelWatcher(threading.Thread):
         self.pubsub = ctx.redis.pubsub(ignore_subscribe_messages=True)
         self.pubsub.subscribe(keys.task_control(ctx.task_id))
         self._stopping = threading.Event()
+        self.parent_pid = ctx.parent_pid
 
     def run(self) -> None:
         # Subscribed before this check, so a cancel sent in between is not missed.
         if self.ctx.cancel_requested():
             return self._fire()
         while not self._stopping.is_set():
+            if os.getppid() != self.parent_pid:
+                # The worker that forked this work-horse is gone: stop now, so that once the reaper marks the
+                # task failed, a retry can never run beside this orphan.
+                self.ctx.abort_reason = ("The worker process running this task died, so the task was stopped. "
+                                         f"Retry it with: python main_tars.py task retry {self.ctx.task_id}")
+                self.ctx.log.warning("the worker (pid %s) died: stopping the task", self.parent_pid)
+                return self._fire()
             try:
                 message = self.pubsub.get_message(timeout=1.0)
             except (redis.ConnectionError, ValueError):
@@ -129,10 +151,10 @@ class CancelWatcher(threading.Thread):
                 time.sleep(0.5)  # Redis went away: retry; the loop's own checks still run
                 continue
             if message and message.get("data") in (b"cancel", "cancel"):
+                self.ctx.log.info("cancel requested")
                 return self._fire()
 
     def _fire(self) -> None:
-        self.ctx.log.info("cancel requested")
         for callback in self.callbacks:
             callback()
 
@@ -160,6 +182,13 @@ def build_model(settings: Settings) -> Model:
                           timeout=settings.ANTHROPIC_TIMEOUT_SECONDS)
 
 
+def horse_identity() -> dict:
+    """Who runs the task: the reaper kills an orphan horse only when host, pid and start time all match."""
+    me = psutil.Process()
+    return {"worker": os.environ.get("RQ_WORKER_ID"), "host": socket.gethostname(), "horse_pid": me.pid,
+            "horse_started": me.create_time()}
+
+
 def run_task(task_id: str) -> dict:
     """RQ job body: run one task to its end and return its result (kept with the job)."""
     entered = time.time()  # kept in meta: bench/ measures enqueue -> body start against raw RQ
@@ -168,7 +197,7 @@ def run_task(task_id: str) -> dict:
     ctx = TaskContext(job, settings)
     started = time.monotonic()
     ctx.log.info("started: %s (project %s)", ctx.goal, ctx.meta.get("project_path"))
-    ctx.update_meta(phase="planning", progress="Starting", body_started_at=entered)
+    ctx.update_meta(phase="planning", progress="Starting", body_started_at=entered, **horse_identity())
     ctx.event("started", f"Started: {ctx.goal}", phase="planning")
     result: AgentResult | None = None
     try:
@@ -213,9 +242,12 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
                                          max_runtime_seconds=settings.max_runtime_seconds,
                                          command_timeout=settings.COMMAND_TIMEOUT_SECONDS,
                                          max_paused_seconds=settings.CONFIRMATION_TIMEOUT_SECONDS))
-        return agent.run()
+        result = agent.run()
     finally:
         watcher.stop()
+    if ctx.abort_reason and result.outcome == "cancelled":
+        result = dataclasses.replace(result, outcome="failed", reason=ctx.abort_reason)
+    return result
 
 
 def _ended(ctx: TaskContext, outcome: str, reason: str, started: float) -> AgentResult:
@@ -236,7 +268,10 @@ def _finish(ctx: TaskContext, settings: Settings, result: AgentResult) -> dict:
     }
     progress = {"complete": "Complete", "failed": "Failed", "timeout": "Timed out",
                 "cancelled": "Cancelled"}[result.outcome] + f": {result.reason}"
-    ctx.update_meta(phase=phase, progress=progress, awaiting_confirmation=False, confirmation_command=None)
+    try:
+        ctx.update_meta(phase=phase, progress=progress, awaiting_confirmation=False, confirmation_command=None)
+    except TaskFailed as lost:  # the record vanished at the very end: still tell the owner why
+        ctx.log.error("%s", lost)
     ctx.log.info("finished %s after %s iterations, %.1fs, %s tokens in / %s out, $%.4f: %s", result.outcome,
                  result.iterations, result.duration_seconds, result.usage.input_tokens, result.usage.output_tokens,
                  record["cost_usd"], result.reason)
@@ -247,6 +282,33 @@ def _finish(ctx: TaskContext, settings: Settings, result: AgentResult) -> dict:
         "task_id": ctx.task_id, "outcome": result.outcome, "reason": result.reason, "summary": result.summary,
         "session_id": ctx.meta.get("session_id"), "goal": ctx.goal}))
     return record
+
+
+ENDED_PHASES = frozenset(PHASE_OF_OUTCOME.values())
+
+
+def record_abandoned_end(job, settings: Settings, outcome: str, reason: str) -> bool:
+    """Record the end of a task whose work-horse could not record it (killed, or its worker died).
+
+    Called by the worker that saw its horse die and by the reaper; the task:<id>:reaped key makes it
+    happen once. The owner is told as for any ending, and no confirmation request is left pending.
+    """
+    job.refresh()
+    if (job.meta or {}).get("phase") in ENDED_PHASES:
+        return False  # the horse recorded its own ending
+    if not job.connection.set(keys.task_reaped(job.id), outcome, nx=True, ex=RESULT_TTL_SECONDS):
+        return False
+    ctx = TaskContext(job, settings)
+    ctx.redis.delete(keys.task_confirmation_request(job.id), keys.task_confirmation(job.id))
+    ran = 0.0
+    if job.started_at is not None:
+        ran = max(0.0, time.time() - job.started_at.replace(tzinfo=timezone.utc).timestamp())
+    ctx.log.warning("%s: %s", outcome, reason)
+    try:
+        _finish(ctx, settings, _ended(ctx, outcome, reason, time.monotonic() - ran))
+    finally:
+        ctx.close()
+    return True
 
 
 def _release_waiters(ctx: TaskContext) -> None:

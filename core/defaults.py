@@ -49,3 +49,18 @@ calls disappear by themselves)."""
 
 CALL_REFRESH_SECONDS = 30
 """How often the relay refreshes its call's registry entry."""
+
+WORKER_ALIVE_TTL_SECONDS = 15
+"""A worker's liveness hash (tars:worker:<name>) expires this long after its last refresh: then it is dead."""
+
+WORKER_ALIVE_REFRESH_SECONDS = 5
+"""How often a worker refreshes its liveness hash (from a thread, so a long task never starves it)."""
+
+REAPER_INTERVAL_SECONDS = 10
+"""How often the reaper leader looks for running tasks whose worker is dead (owner told within ~30 s)."""
+
+REAPER_LEASE_SECONDS = 30
+"""Leadership of the reaper (tars:reaper:leader) lasts this long unless its holder renews it."""
+
+REDIS_OUTAGE_RETRY_SECONDS = 30
+"""How long a command keeps retrying while Redis is away (a restart) before it fails with ConnectionError."""

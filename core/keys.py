@@ -71,6 +71,20 @@ TASK_EVENTS_CHANNEL = "tars:task-events"
 """Pub/sub channel where workers announce task endings (complete/failed/timeout/cancelled)."""
 
 
+REAPER_LEADER = "tars:reaper:leader"
+"""The name of the worker that runs the reaper now (a lease with a TTL, renewed by its holder)."""
+
+
+def worker_alive(worker_name: str) -> str:
+    """Hash of a live worker (host, pid, horse_pid, task_id); expires when the worker stops refreshing it."""
+    return f"tars:worker:{worker_name}"
+
+
+def task_reaped(task_id: str) -> str:
+    """Set once when the reaper or the worker recorded the end of a task its work-horse could not record."""
+    return f"task:{task_id}:reaped"
+
+
 def webhook_seen(webhook_id: str) -> str:
     """Set when a signed webhook id was accepted: a replay of the same request within the window is refused."""
     return f"tars:webhook-seen:{webhook_id}"

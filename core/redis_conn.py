@@ -18,6 +18,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import redis
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.retry import Retry
 
 from core.exceptions import RedisUnavailable
 
@@ -107,17 +109,37 @@ class EmbeddedRedis:
         self.stop()
 
 
-def connect(url: str, *, check: bool = True) -> redis.Redis:
-    """A client for url; with check, PING it and raise RedisUnavailable with the fix when it does not answer."""
+def outage_retry(seconds: float) -> Retry:
+    """Retry policy that rides out a Redis outage of about `seconds` (backoff doubling from 50 ms, capped at 1 s)."""
+    attempts, waited, delay = 0, 0.0, 0.05
+    while waited < seconds:
+        waited += min(delay, 1.0)
+        delay *= 2
+        attempts += 1
+    return Retry(ExponentialBackoff(cap=1.0, base=0.05), attempts)
+
+
+def connect(url: str, *, check: bool = True, outage_seconds: float = 2.0) -> redis.Redis:
+    """A client for url; with check, PING it and raise RedisUnavailable with the fix when it does not answer.
+
+    A command that finds Redis gone keeps retrying (backoff up to 1 s) for about outage_seconds: workers
+    pass REDIS_OUTAGE_RETRY_SECONDS so a Redis restart mid-task is invisible; people-facing processes keep
+    the default and say at once that Redis is down.
+    """
     # No read timeout: TARS and RQ block on BLPOP/BLMOVE for minutes, and redis-py 8's default (5 s) would cut
     # those waits short and retry them, which can lose a popped element. Keepalive and the health check notice
     # a dead server instead.
     extra = {"socket_keepalive": True} if url.startswith(("redis://", "rediss://")) else {}
     client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=None, health_check_interval=30,
-                                  **extra)
+                                  retry=outage_retry(outage_seconds), **extra)
     if check:
         try:
-            client.ping()
+            # The first answer must come fast: a missing server is a set-up error, not an outage to ride out.
+            probe = redis.Redis.from_url(url, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0))
+            try:
+                probe.ping()
+            finally:
+                probe.close()
         except redis.AuthenticationError:  # a subclass of ConnectionError: must come first
             raise RedisUnavailable(f"Redis at {safe_url(url)} refused the password: fix REDIS_URL.") from None
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:

@@ -45,6 +45,7 @@ class TaskStatus:
     project_path: str
     session_id: str | None
     verbose_updates: bool | None
+    retry_of: str | None
     awaiting_confirmation: bool
     confirmation_command: str | None
     reason: str | None
@@ -120,7 +121,7 @@ class TaskManager:
         return path
 
     def start(self, goal: str, project_path: str | Path | None = None, verbose_updates: bool | None = None,
-              session_id: str | None = None) -> str:
+              session_id: str | None = None, retry_of: str | None = None) -> str:
         goal = (goal or "").strip() if isinstance(goal, str) else ""
         if not goal:
             raise InvalidGoal("The goal is empty: say what the task should build or fix.")
@@ -130,7 +131,7 @@ class TaskManager:
         task_id = self._new_id()
         meta = {"progress": "Waiting for a worker", "phase": "queued", "awaiting_confirmation": False,
                 "confirmation_command": None, "goal": goal, "session_id": session_id,
-                "project_path": str(project), "verbose_updates": verbose_updates}
+                "project_path": str(project), "verbose_updates": verbose_updates, "retry_of": retry_of}
         timeout = int(self.settings.max_runtime_seconds + self.settings.CONFIRMATION_TIMEOUT_SECONDS
                       + JOB_TIMEOUT_MARGIN_SECONDS)
         with self.redis.pipeline() as pipe:
@@ -182,8 +183,9 @@ class TaskManager:
         cancel_requested = bool(self.redis.exists(keys.task_cancel(job.id)))
         status = derive_status(rq_status, meta, result, cancel_requested)
         reason = (result or {}).get("reason")
-        if not reason and rq_status == JobStatus.STARTED and status not in ACTIVE:
-            # The loop has ended and RQ has not stored the result yet: the worker's last progress says why.
+        if not reason and status not in ACTIVE and meta.get("phase") in ENDED_PHASES:
+            # The loop ended and RQ has no result (not stored yet, or the worker recorded a killed horse's end):
+            # the worker's last progress says why.
             reason = meta.get("progress", "").partition(": ")[2] or None
         if status in ("failed", "cancelled") and not reason:
             reason = self._failure_reason(job, status)
@@ -191,6 +193,7 @@ class TaskManager:
             task_id=job.id, status=status, phase=meta.get("phase", "queued"), progress=meta.get("progress", ""),
             goal=meta.get("goal", ""), project_path=meta.get("project_path", ""),
             session_id=meta.get("session_id"), verbose_updates=meta.get("verbose_updates"),
+            retry_of=meta.get("retry_of"),
             awaiting_confirmation=bool(meta.get("awaiting_confirmation")) and status == "awaiting_confirmation",
             confirmation_command=meta.get("confirmation_command") if status == "awaiting_confirmation" else None,
             reason=None if status in ACTIVE else reason,
@@ -242,6 +245,16 @@ class TaskManager:
                 self.wait_until_ended(job.id, wait)
         job.refresh()
         return self._status_of(job)
+
+    # --- retry --------------------------------------------------------------------
+    def retry(self, task_id: str, session_id: str | None = None) -> str:
+        """Start an ended task again as a new task with the same goal, project and verbosity; the new id."""
+        status = self.status(task_id)
+        if status.active:
+            raise TaskNotActive(f"Task {status.task_id} is still {status.status.replace('_', ' ')}, so it "
+                                f"cannot be retried yet: cancel it first or wait for it to end.")
+        return self.start(status.goal, status.project_path, verbose_updates=status.verbose_updates,
+                          session_id=session_id or status.session_id, retry_of=status.task_id)
 
     # --- confirm ------------------------------------------------------------------
     def confirm(self, task_id: str, code: object) -> TaskStatus:

@@ -1,0 +1,276 @@
+"""TARS's RQ worker: RQ's forking Worker plus what long unattended tasks need.
+
+* A work-horse that dies without recording its ending (SIGKILL, the OOM killer, a stop command) gets its
+  ending recorded by its worker at once: failed with the reason (or cancelled), the owner told, no
+  confirmation request left pending.
+* Every worker refreshes a liveness hash (tars:worker:<name>) from a thread. One worker at a time holds
+  the reaper lease (tars:reaper:leader) and fails the running tasks whose worker stopped refreshing,
+  killing the orphan horse first when it runs on this host. RQ alone notices only after ~11 minutes.
+* A Redis outage neither kills the worker nor loses the task: heartbeats ride it out, and the work loop
+  starts again instead of quitting.
+* The second SIGTERM/Ctrl+C (cold shutdown) stops the running task and marks it failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+
+import psutil
+import redis
+from rq.executions import Execution
+from rq.job import Job, JobStatus
+from rq.job_lifecycle import record_job_failure
+from rq.registry import StartedJobRegistry
+from rq.utils import now
+from rq.worker import SpawnWorker, Worker
+
+from core import keys
+from core.background_worker import ENDED_PHASES, record_abandoned_end
+from core.config import Settings
+from core.defaults import (QUEUE_NAME, REAPER_INTERVAL_SECONDS, REAPER_LEASE_SECONDS, WORKER_ALIVE_REFRESH_SECONDS,
+                           WORKER_ALIVE_TTL_SECONDS)
+
+log = logging.getLogger("tars.worker")
+
+RETRY_HINT = "Retry it with: python main_tars.py task retry {task_id}"
+OUTAGE_BACKOFF_MAX_SECONDS = 10.0
+TARS_MARK = "tars_liveness"
+
+
+def horse_death_reason(ret_val: int | None) -> str:
+    """A sentence for how the work-horse ended, from waitpid's status."""
+    if ret_val is not None and os.WIFSIGNALED(ret_val):
+        number = os.WTERMSIG(ret_val)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        why = " (often the out-of-memory killer)" if number == signal.SIGKILL else ""
+        return f"The process running the task was killed by {name}{why}."
+    code = os.WEXITSTATUS(ret_val) if ret_val is not None and os.WIFEXITED(ret_val) else ret_val
+    return f"The process running the task exited unexpectedly (status {code})."
+
+
+class TarsWorkerMixin:
+    """What TARS adds to RQ's Worker (see the module docstring); `settings` must be set before work()."""
+
+    settings: Settings
+
+    # --- the work-horse died without recording its ending ------------------------------------------
+    # Recorded before RQ marks the job failed, so nobody ever reads "failed" without TARS's reason.
+    def handle_work_horse_killed(self, job, retpid, ret_val, rusage):
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)
+        self._record_horse_end(job, ret_val)
+
+    def _handle_stopped_job(self, job: Job, queue, execution: Execution):
+        self._record_horse_end(job, None)
+        super()._handle_stopped_job(job, queue, execution)
+
+    def _record_horse_end(self, job: Job, ret_val: int | None) -> None:
+        try:
+            meta = job.get_meta(refresh=True) or {}
+            if meta.get("phase") in ENDED_PHASES:
+                return
+            # RQ's stop command (cancel's backstop) is only ever sent after the cancel key is set.
+            if self.connection.exists(keys.task_cancel(job.id)):
+                record_abandoned_end(job, self.settings, "cancelled", "The task was cancelled.")
+            else:
+                reason = f"{horse_death_reason(ret_val)} {RETRY_HINT.format(task_id=job.id)}"
+                record_abandoned_end(job, self.settings, "failed", reason)
+        except Exception:  # recording must never take the worker down
+            log.exception("[task %s] could not record the end of its killed work-horse", job.id)
+
+    # --- Redis outages -----------------------------------------------------------------------------
+    def maintain_heartbeats(self, job: Job, execution: Execution):
+        try:
+            super().maintain_heartbeats(job, execution)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("Redis is unreachable (%s); the task goes on and the heartbeat will be sent again", exc)
+
+    def work(self, burst: bool = False, **kwargs) -> bool:
+        """RQ's work loop, started again when it quits on a Redis outage instead of on a stop request."""
+        self._liveness = Liveness(self)
+        self._liveness.start()
+        backoff = 1.0
+        try:
+            while True:
+                try:
+                    worked = super().work(burst=burst, **kwargs)
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    worked = False
+                    log.error("Worker %s: Redis is unreachable (%s)", self.name, exc)
+                if burst or self._stop_requested or self._shutdown_requested_date:
+                    return worked
+                log.warning("Worker %s: the work loop stopped (Redis outage?); starting it again in %.0f s",
+                            self.name, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, OUTAGE_BACKOFF_MAX_SECONDS)
+                self._stop_requested = False
+        finally:
+            self._liveness.stop()
+
+    # --- cold shutdown -----------------------------------------------------------------------------
+    def request_force_stop(self, signum, frame):
+        job = None
+        if self.horse_pid and self._shutdown_requested_date and \
+                time.time() - self._shutdown_requested_date.timestamp() >= 1:
+            try:
+                job = self.get_current_job()
+            except Exception:
+                job = None
+        if job is not None:
+            log.warning("[task %s] cold shutdown: stopping the task", job.id)
+            self.kill_horse()
+            self.wait_for_horse()
+            try:
+                record_abandoned_end(job, self.settings, "failed",
+                                     "The worker was shut down (a second stop signal) while the task ran. "
+                                     + RETRY_HINT.format(task_id=job.id))
+                fail_in_rq(job, "Worker cold shutdown: the work-horse was stopped.")
+            except Exception:
+                log.exception("[task %s] could not record the cold shutdown", job.id)
+        super().request_force_stop(signum, frame)
+
+
+def fail_in_rq(job: Job, exc_string: str) -> None:
+    """Move a job whose horse is gone from started to failed, as RQ itself would much later."""
+    job.ended_at = now()
+    with job.connection.pipeline() as pipe:
+        for execution in job.get_executions():
+            execution.delete(job=job, pipeline=pipe)
+        record_job_failure(job, exc_string, pipe)
+        pipe.execute()
+
+
+class TarsWorker(TarsWorkerMixin, Worker):
+    pass
+
+
+class TarsSpawnWorker(TarsWorkerMixin, SpawnWorker):
+    pass
+
+
+class Liveness(threading.Thread):
+    """Refreshes the worker's liveness hash and, while it holds the lease, runs the reaper."""
+
+    def __init__(self, worker: TarsWorkerMixin):
+        super().__init__(name=f"tars-liveness-{worker.name}", daemon=True)
+        self.worker = worker
+        # Its own connections: the main thread forks work-horses, and a pool shared across that is a hazard.
+        self.connection = redis.Redis(connection_pool=redis.ConnectionPool(
+            **worker.connection.connection_pool.connection_kwargs))
+        self.key = keys.worker_alive(worker.name)
+        self._stopping = threading.Event()
+        self.reaper = Reaper(self.connection, worker.settings, worker.name)
+        self._last_reap = 0.0
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.beat()
+                if time.monotonic() - self._last_reap >= REAPER_INTERVAL_SECONDS and self.reaper.lead():
+                    self._last_reap = time.monotonic()
+                    self.reaper.reap()
+            except (redis.ConnectionError, redis.TimeoutError):
+                pass  # Redis is away: the next beat tries again
+            except Exception:
+                log.exception("liveness/reaper pass failed; trying again")
+            self._stopping.wait(WORKER_ALIVE_REFRESH_SECONDS)
+
+    def beat(self) -> None:
+        execution = self.worker.executions and next(iter(self.worker.executions.values()), None)
+        fields = {"host": socket.gethostname(), "pid": os.getpid(), "horse_pid": self.worker.horse_pid or 0,
+                  "task_id": execution.job_id if execution else "", "seen": time.time()}
+        with self.connection.pipeline() as pipe:
+            pipe.hset(self.key, mapping=fields).expire(self.key, WORKER_ALIVE_TTL_SECONDS)
+            pipe.hset(self.worker.key, TARS_MARK, 1)  # tells the reaper this RQ worker keeps a liveness hash
+            pipe.execute()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        try:
+            self.connection.delete(self.key)
+            self.reaper.resign()
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass
+        self.connection.close()
+
+
+class Reaper:
+    """Fails running tasks whose worker is dead; one leader at a time (a lease in Redis)."""
+
+    _RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end " \
+             "return 0"
+    _RESIGN = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+    def __init__(self, connection: redis.Redis, settings: Settings, name: str):
+        self.connection = connection
+        self.settings = settings
+        self.name = name
+        self.registry = StartedJobRegistry(QUEUE_NAME, connection=connection)
+
+    def lead(self) -> bool:
+        if self.connection.set(keys.REAPER_LEADER, self.name, nx=True, ex=REAPER_LEASE_SECONDS):
+            return True
+        return bool(self.connection.eval(self._RENEW, 1, keys.REAPER_LEADER, self.name, REAPER_LEASE_SECONDS))
+
+    def resign(self) -> None:
+        self.connection.eval(self._RESIGN, 1, keys.REAPER_LEADER, self.name)
+
+    def reap(self) -> list[str]:
+        """One pass: the ids of the tasks it failed."""
+        reaped = []
+        for job_id, execution_id in self.registry.get_job_and_execution_ids(cleanup=False):
+            try:
+                if self._reap_one(job_id, execution_id):
+                    reaped.append(job_id)
+            except Exception:
+                log.exception("[task %s] the reaper could not check it", job_id)
+        return reaped
+
+    def _reap_one(self, job_id: str, execution_id: str) -> bool:
+        try:
+            job = Job.fetch(job_id, connection=self.connection)
+        except Exception:
+            return False
+        if job.get_status(refresh=False) != JobStatus.STARTED:
+            return False
+        try:
+            execution = Execution.fetch(execution_id, job_id, self.connection) if execution_id else None
+        except Exception:  # its record expired: the job's meta still names the worker
+            execution = None
+        meta = job.meta or {}
+        worker_name = (execution.worker_name if execution else "") or meta.get("worker") or job.worker_name
+        if not worker_name or self.connection.exists(keys.worker_alive(worker_name)):
+            return False
+        rq_worker_key = Worker.redis_worker_namespace_prefix + worker_name
+        if self.connection.exists(rq_worker_key) and not self.connection.hexists(rq_worker_key, TARS_MARK):
+            return False  # a plain RQ worker keeps no liveness hash: RQ's own maintenance watches it
+        log.warning("[task %s] its worker %s is dead", job_id, worker_name)
+        self._kill_orphan(job_id, meta)
+        told = record_abandoned_end(job, self.settings, "failed", f"The worker running this task ({worker_name}) "
+                                    f"died. " + RETRY_HINT.format(task_id=job_id))
+        fail_in_rq(job, f"Worker {worker_name} died (found by the TARS reaper).")
+        return told
+
+    def _kill_orphan(self, job_id: str, meta: dict) -> None:
+        """Kill the task's work-horse if it still runs here: a failed task must not go on beside its retry."""
+        pid, started = meta.get("horse_pid"), meta.get("horse_started")
+        if meta.get("host") != socket.gethostname() or not pid or started is None:
+            return
+        try:
+            horse = psutil.Process(int(pid))
+            if abs(horse.create_time() - float(started)) > 0.05:
+                return  # the pid was reused by another process
+            os.killpg(horse.pid, signal.SIGKILL)  # the horse leads its own process group (its commands too)
+            horse.wait(timeout=5)
+            log.warning("[task %s] killed its orphan work-horse %s", job_id, pid)
+        except (psutil.NoSuchProcess, ProcessLookupError):
+            pass
+        except (psutil.AccessDenied, PermissionError, psutil.TimeoutExpired) as exc:
+            log.error("[task %s] could not kill its orphan work-horse %s: %s", job_id, pid, exc)
