@@ -24,6 +24,7 @@ from core.config import get_settings
 from core.defaults import WORKER_LOG_FORMAT
 from core.exceptions import TarsError
 from core.redis_conn import connect, connect_or_embed
+from core.supervisor import KeepAlive
 from core.task_manager import TaskManager, TaskStatus
 
 HERE = Path(__file__).resolve().parent
@@ -113,20 +114,28 @@ def serve(settings, with_worker: bool) -> int:
 
     logging.basicConfig(level=settings.LOG_LEVEL, format=WORKER_LOG_FORMAT)
     connection, embedded = connect_or_embed(settings.redis_url, settings.DATA_DIR, settings.EMBEDDED_REDIS)
-    worker = None
+    # What `up` starts, it keeps running: a crashed embedded Redis (its AOF keeps the tasks) or worker comes back.
+    redis_keeper = KeepAlive("the embedded Redis", lambda: embedded.start().process,
+                             embedded.process) if embedded else None
+    worker_keeper = KeepAlive("the worker", lambda: subprocess.Popen(
+        [sys.executable, str(HERE / "start_worker.py")], cwd=HERE)) if with_worker else None
+    for keeper in (redis_keeper, worker_keeper):
+        if keeper:
+            keeper.start()
     try:
-        if with_worker:
-            worker = subprocess.Popen([sys.executable, str(HERE / "start_worker.py")], cwd=HERE)
         uvicorn.run(create_app(settings, connection), host=settings.HOST, port=settings.PORT,
                     log_level=settings.LOG_LEVEL.lower())
     finally:
-        if worker and worker.poll() is None:
-            worker.terminate()  # warm shutdown: a running task may finish
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-        if embedded:
+        if worker_keeper:
+            worker = worker_keeper.stop()
+            if worker.poll() is None:
+                worker.terminate()  # warm shutdown: a running task may finish
+                try:
+                    worker.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+        if redis_keeper:
+            redis_keeper.stop()
             embedded.stop()
     return 0
 

@@ -17,7 +17,7 @@ from typing import Callable
 
 from core.defaults import STUCK_REPEATS, TEST_OUTPUT_TO_MODEL
 from core.exceptions import (Cancelled, LimitsExceeded, ModelError, Submitted, TaskEnded, TaskFailed,
-                             TimeExceeded)
+                             TimeExceeded, WorkspaceUnusable)
 from core.model import Model, Usage
 from core.project_tests import PYTEST_NO_TESTS, detect_test_command, is_test_command
 from core.tools import ToolResult, Workspace
@@ -27,6 +27,7 @@ log = logging.getLogger("tars.agent")
 BASH_TOOL = {"type": "bash_20250124", "name": "bash"}
 EDITOR_TOOL = {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"}
 CACHE = {"type": "ephemeral"}
+DISK_TROUBLE = ("No space left on device", "Read-only file system", "Disk quota exceeded")  # a command's stderr
 
 SYSTEM_PROMPT = """You are TARS's background programmer. You work alone, without a human watching, on one \
 project directory: {root}
@@ -192,8 +193,21 @@ class Agent:
             for path in result.files_changed:
                 self.on_event("file_edit", f"{verb} {path}", path=path)
         self._note_changes(result)
+        self._check_workspace(result)
         return {"type": "tool_result", "tool_use_id": block["id"], "content": result.output,
                 "is_error": result.is_error}
+
+    def _check_workspace(self, result: ToolResult) -> None:
+        """A full or read-only disk ends the task with the fix named; retrying edits would only loop."""
+        if getattr(result, "unusable", False):
+            raise TaskFailed(result.output)
+        if any(sign in result.output for sign in DISK_TROUBLE):
+            probe = getattr(self.workspace, "probe_writable", None)
+            try:
+                if probe:
+                    probe()
+            except WorkspaceUnusable as exc:
+                raise TaskFailed(str(exc)) from None
 
     def _command(self, command: str) -> ToolResult:
         self._check_limits(before="command")

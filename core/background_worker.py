@@ -31,7 +31,7 @@ from core.agent import Agent, AgentConfig, AgentResult
 from core.config import Settings, get_settings, setting_names
 from core.confirmations import ConfirmationGate
 from core.defaults import RESULT_TTL_SECONDS
-from core.exceptions import TaskFailed, TarsError
+from core.exceptions import TaskEnded, TaskFailed, TarsError, WorkspaceUnusable
 from core.model import AnthropicModel, Model, Usage, estimate_cost
 from core.tools import Workspace, scrub_environment
 
@@ -205,6 +205,8 @@ def run_task(task_id: str) -> dict:
             result = _run_agent(ctx, settings)
         except JobTimeoutException:
             result = _ended(ctx, "timeout", "RQ's hard job timeout stopped the task.", started)
+        except TaskEnded as exc:  # ended before the loop ran (no key, unusable project, lost record)
+            result = _ended(ctx, exc.outcome, str(exc), started)
         except TarsError as exc:
             result = _ended(ctx, "failed", str(exc), started)
         return _finish(ctx, settings, result)
@@ -225,6 +227,9 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
         project.mkdir(parents=True, exist_ok=True)
         workspace = Workspace(project, command_timeout=settings.COMMAND_TIMEOUT_SECONDS,
                               env=command_environment(settings))
+        workspace.probe_writable()
+    except WorkspaceUnusable as exc:
+        raise TaskFailed(str(exc)) from None
     except (OSError, TarsError) as exc:
         raise TaskFailed(f"The project folder {project} cannot be used: {exc}.") from None
     cancelled = threading.Event()

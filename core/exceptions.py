@@ -37,6 +37,17 @@ class ToolError(TarsError):
     """A tool call the model made was refused or failed; the model sees the message."""
 
 
+class WorkspaceUnusable(ToolError):
+    """The project's file system takes no writes: full (ENOSPC), over quota (EDQUOT), read-only (EROFS), or the
+    project directory itself is not writable (EACCES/EPERM). No edit can succeed until the owner fixes it, so the
+    worker should end the task with this message (which names the fix) rather than let the model retry."""
+
+    def __init__(self, message: str, code: int, filesystem: str):
+        super().__init__(message)
+        self.errno = code
+        self.filesystem = filesystem  # the mount point holding the project
+
+
 class ModelError(TarsError):
     """The model API failed after the SDK's retries; the message says why in words."""
 

@@ -140,30 +140,37 @@ class AnthropicModel:
 
 
 def describe_api_error(exc: anthropic.APIError, model: AnthropicModel) -> str:
-    """A readable reason for an API failure that outlived the SDK's retries."""
-    tries = f"after {model.max_retries + 1} attempts"
+    """A readable reason for an API failure that outlived the SDK's retries: what happened, and what to do."""
+    tries = f"after {model.max_retries + 1} attempt{'s' if model.max_retries else ''}"
     if isinstance(exc, anthropic.APITimeoutError):
-        return f"The Anthropic API did not answer within {model.timeout:g} seconds ({tries})."
+        return (f"The Anthropic API did not answer within {model.timeout:g} seconds ({tries}): retry the task "
+                f"later, or raise ANTHROPIC_TIMEOUT_SECONDS if its answers take longer.")
     if isinstance(exc, anthropic.APIConnectionError):
         return f"The Anthropic API could not be reached ({tries}): check the network or ANTHROPIC_BASE_URL."
     status = getattr(exc, "status_code", None)
     detail = ""
     body = getattr(exc, "body", None)
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        detail = str(body["error"].get("message", ""))[:200]
+        detail = str(body["error"].get("message", ""))[:200].strip()
+    said = f": {detail.rstrip('.')}" if detail else ""
     if status == 401:
         return "The Anthropic API rejected the API key (401 authentication error): set a valid ANTHROPIC_API_KEY."
     if status == 403:
-        return f"The Anthropic API key may not use this model (403): {detail}"
+        return (f"The Anthropic API key may not use the model '{model.name}' (403{said}): use a "
+                f"key with access to it, or set CLAUDE_MODEL to a model it may use.")
     if status == 404:
         return f"The model '{model.name}' was not found (404): set CLAUDE_MODEL to a current model."
     if status == 429:
-        return f"The Anthropic API kept rate limiting the task (429, {tries}); try again later."
+        said = f"; it said{said}" if said else ""
+        return (f"The Anthropic API kept rate limiting the task (429, {tries}{said}): retry the task in a minute, "
+                f"or raise the account's rate limit.")
     if status == 529:
-        return f"The Anthropic API was overloaded (529, {tries}); try again later."
+        return f"The Anthropic API was overloaded (529, {tries}): retry the task in a few minutes."
     if status and status >= 500:
-        return f"The Anthropic API failed with a server error ({status}, {tries})."
-    return f"The Anthropic API refused the request ({status}): {detail or exc.__class__.__name__}."
+        return (f"The Anthropic API failed with a server error ({status}, {tries}): retry the task in a few "
+                f"minutes.")
+    return (f"The Anthropic API refused the request ({status}{said or ', ' + exc.__class__.__name__}): retrying "
+            f"the same request will not help; the worker log has the details.")
 
 
 class ScriptedModel:

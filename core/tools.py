@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.exceptions import InvalidProjectPath, ToolError
+from core.exceptions import InvalidProjectPath, ToolError, WorkspaceUnusable
 
 OUTPUT_LIMIT = 10 * 1024  # bytes of tool output given back to the model
 
@@ -37,17 +37,6 @@ _UNUSABLE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
-
-
-class WorkspaceUnusable(ToolError):
-    """The project's file system takes no writes: full (ENOSPC), over quota (EDQUOT), read-only (EROFS), or the
-    project directory itself is not writable (EACCES/EPERM). No edit can succeed until the owner fixes it, so the
-    worker should end the task with this message (which names the fix) rather than let the model retry."""
-
-    def __init__(self, message: str, code: int, filesystem: str):
-        super().__init__(message)
-        self.errno = code
-        self.filesystem = filesystem  # the mount point holding the project
 
 
 def mount_point(path: str | Path) -> str:

@@ -7,6 +7,7 @@ before each test.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -234,3 +235,41 @@ def serve(tars_env, redis_client):
     yield make
     for server in started:
         server.stop()
+
+
+# ---- file systems that take no writes (real tmpfs mounts; CI runs as root) ----------------------------------
+
+
+def mount(place: Path, *options: str) -> None:
+    place.mkdir(exist_ok=True)
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a tmpfs needs root (CI runs as root); not root here")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(place)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"mount -t tmpfs is not permitted here: {done.stderr.strip()}")
+
+
+@pytest.fixture
+def mounts():
+    mounted: list[Path] = []
+
+    def make(place: Path, *options: str) -> Path:
+        mount(place, *options)
+        mounted.append(place)
+        return place
+
+    yield make
+    for place in reversed(mounted):
+        subprocess.run(["umount", "-l", str(place)], capture_output=True)
+
+
+def fill(directory: Path) -> None:
+    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while True:
+            os.write(fd, b"\0" * 512)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)

@@ -3,18 +3,20 @@ the server and a worker; a task started from the CLI completes; Ctrl+C stops all
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 
 import httpx
+import psutil
 import pytest
 
 from core.exceptions import RedisUnavailable
 from core.redis_conn import connect, free_port
 from tests.conftest import ROOT
-from tests.fakes.anthropic_api import edit, text
+from tests.fakes.anthropic_api import bash, edit, text
 from tests.waiting import wait_until
 
 
@@ -47,3 +49,40 @@ def test_up_runs_everything_on_an_embedded_redis(tars_env, fake_api, tmp_path, c
     # everything it started is gone: the embedded Redis no longer answers
     with pytest.raises(RedisUnavailable):
         connect(env["REDIS_URL"])
+
+
+def test_up_brings_back_a_crashed_embedded_redis_and_worker_and_the_task_goes_on(tars_env, fake_api, tmp_path, cli):
+    redis_port, http_port = free_port(), free_port()
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    env = {**os.environ, **tars_env, "REDIS_URL": url, "PORT": str(http_port), "EMBEDDED_REDIS": "true"}
+    log_path = tmp_path / "up.log"
+    log = open(log_path, "wb")
+    process = subprocess.Popen([sys.executable, str(ROOT / "main_tars.py"), "up"], cwd=ROOT, env=env,
+                               stdout=log, stderr=subprocess.STDOUT)
+    health = lambda: httpx.get(f"http://127.0.0.1:{http_port}/health").json()  # noqa: E731
+    try:
+        wait_until(lambda: health()["workers"], what="server and worker", interval=0.2,
+                   ignore=(httpx.HTTPError, OSError))
+        fake_api.script([bash("sleep 4"), edit(command="create", path="note.txt", file_text="hi\n"),
+                         text("Wrote note.txt.")])
+        started = cli("task", "start", "--goal", "Write a note", "--project", "notes", "--json", REDIS_URL=url)
+        task_id = json.loads(started.stdout)["task_id"]
+        wait_until(lambda: "sleep 4" in cli("task", "status", task_id, REDIS_URL=url).stdout, what="running",
+                   interval=0.2)
+        children = psutil.Process(process.pid).children()
+        server = next(c for c in children if "start_worker" not in " ".join(c.cmdline()))
+        server.kill()  # the embedded Redis dies mid-task
+        wait_until(lambda: '"complete"' in cli("task", "status", task_id, "--json", REDIS_URL=url).stdout,
+                   timeout=60, what="task complete after the Redis crash", interval=0.5)
+        assert (tmp_path / "projects" / "notes" / "note.txt").read_text() == "hi\n"
+        assert "the embedded Redis exited" in log_path.read_text()
+
+        worker = next(c for c in psutil.Process(process.pid).children() if "start_worker" in " ".join(c.cmdline()))
+        worker.kill()
+        wait_until(lambda: any(c.pid != worker.pid and "start_worker" in " ".join(c.cmdline())
+                               for c in psutil.Process(process.pid).children()), timeout=20, what="a new worker")
+        assert "the worker exited" in log_path.read_text()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=40)
+        log.close()

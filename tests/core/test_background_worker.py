@@ -235,3 +235,30 @@ def test_cancel_during_a_slow_model_call_ends_cancelled(tasks, fake_api, start_w
     assert time.monotonic() - began < 5
     assert status.status == "cancelled", status
     assert status.reason == "The task was cancelled."
+
+
+def test_a_full_disk_ends_the_task_with_the_fix_not_a_retry_loop(tasks, fake_api, start_worker, projects, mounts,
+                                                                 n8n):
+    project = mounts(projects / "tiny", "size=64k")
+    fake_api.script([bash("head -c 200000 /dev/zero > filler.bin"),  # the model's own command fills the disk
+                     edit(command="create", path="app.py", file_text="print('hi')\n" * 100),
+                     repeat(text("done"))])
+    task_id = tasks.start("Write the app", project_path="tiny")
+    status, worker = run_to_end(tasks, start_worker, task_id, N8N_WEBHOOK_URL=n8n.url())
+    assert status.status == "failed"
+    assert "No space left on device" in status.reason and f"free some space on {project}" in status.reason
+    assert len(fake_api.requests) == 1, "the task stopped at the first sign instead of letting the model retry"
+    assert "Traceback" not in worker.log
+    assert any("No space left" in b["message"] for b in n8n.bodies() if b["type"] == "error")
+
+
+def test_a_read_only_project_fails_before_any_model_call(tasks, fake_api, start_worker, projects, mounts):
+    project = mounts(projects / "frozen", "size=64k")
+    tasks.start("Warm up", project_path="frozen")  # resolve_project accepts it while writable
+    subprocess.run(["mount", "-o", "remount,ro", str(project)], check=True)
+    task_id = tasks.latest_id()
+    status, worker = run_to_end(tasks, start_worker, task_id)
+    assert status.status == "failed"
+    assert "Read-only file system" in status.reason and "read-write" in status.reason
+    assert fake_api.requests == []
+    assert "Traceback" not in worker.log

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from core.exceptions import ToolError
-from core.tools import OUTPUT_LIMIT, ToolResult, Workspace, WorkspaceUnusable, cap_output, scrub_environment
+from core.exceptions import ToolError, WorkspaceUnusable
+from tests.conftest import fill
+from core.tools import OUTPUT_LIMIT, ToolResult, Workspace, cap_output, scrub_environment
 
 EDITOR = "str_replace_based_edit_tool"
 
@@ -460,41 +461,6 @@ def current_umask() -> int:
 
 
 # ---- a project that cannot be written (real mounts; CI runs as root) -------------------------------------
-
-
-def mount(place: Path, *options: str) -> None:
-    place.mkdir(exist_ok=True)
-    if os.geteuid() != 0 or not shutil.which("mount"):
-        pytest.skip("mounting a tmpfs needs root (CI runs as root); not root here")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(place)],
-                          capture_output=True, text=True)
-    if done.returncode:
-        pytest.skip(f"mount -t tmpfs is not permitted here: {done.stderr.strip()}")
-
-
-@pytest.fixture
-def mounts():
-    mounted: list[Path] = []
-
-    def make(place: Path, *options: str) -> Path:
-        mount(place, *options)
-        mounted.append(place)
-        return place
-
-    yield make
-    for place in reversed(mounted):
-        subprocess.run(["umount", "-l", str(place)], capture_output=True)
-
-
-def fill(directory: Path) -> None:
-    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        while True:
-            os.write(fd, b"\0" * 512)
-    except OSError as exc:
-        assert exc.errno == errno.ENOSPC
-    finally:
-        os.close(fd)
 
 
 def test_a_full_disk_is_a_clear_error_and_the_file_is_left_intact(tmp_path, mounts):

@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import time
 
 import psutil
 import pytest
+import redis
 from rq.job import Job
 
 from core import keys
+from core.config import load_settings
 from core.confirmations import pending_request
 from core.exceptions import TaskNotActive
+from core.redis_conn import EmbeddedRedis, connect
+from core.task_manager import TaskManager
 from core.worker import Reaper, horse_death_reason
-from tests.fakes.anthropic_api import bash, repeat, text
+from tests.fakes.anthropic_api import bash, edit, repeat, text
 from tests.waiting import wait_until
 
 
@@ -157,3 +162,67 @@ def test_death_reasons_read_well():
         "The process running the task was killed by SIGKILL (often the out-of-memory killer)."
     assert "SIGSEGV" in horse_death_reason(signal.SIGSEGV)
     assert horse_death_reason(3 << 8) == "The process running the task exited unexpectedly (status 3)."
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A Redis of this test's own that the test may restart (redis-server from PATH, else the embedded binary)."""
+    servers = []
+
+    def make(persist: bool) -> EmbeddedRedis:
+        servers.append(EmbeddedRedis(tmp_path / "own-redis", persist=persist,
+                                     binary=shutil.which("redis-server")).start())
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+def restart(server: EmbeddedRedis) -> float:
+    """Stop and start the server on the same port and data; the seconds it was away."""
+    down = time.monotonic()
+    server.stop()
+    time.sleep(0.5)
+    server.start()
+    return time.monotonic() - down
+
+
+def test_a_redis_restart_mid_task_is_ridden_out(own_redis, fake_api, start_worker, tars_env, projects):
+    server = own_redis(persist=True)
+    env = {"REDIS_URL": server.url}
+    tasks = TaskManager(connect(server.url), load_settings(REDIS_URL=server.url))
+    fake_api.script([bash("sleep 3"), edit(command="create", path="app.py", file_text="print(1)\n"),
+                     text("Wrote app.py.")])
+    task_id = tasks.start("Write the app", project_path="outage")
+    worker = start_worker(**env)
+    running_horse(tasks, task_id)
+    away = restart(server)
+    status = wait_until(lambda: (s := tasks.status(task_id)).status == "complete" and s, 60, "task complete",
+                        ignore=(redis.ConnectionError,))
+    assert (projects / "outage" / "app.py").read_text() == "print(1)\n"
+    assert away < 5 and status.result["iterations"] >= 2
+    # The worker stayed up and takes the next task.
+    fake_api.script([text("Nothing to do.")])
+    second = tasks.start("Check the app", project_path="outage")
+    wait_until(lambda: tasks.status(second).status == "complete", 30, "the next task complete")
+    assert worker.process.poll() is None
+
+
+def test_a_redis_that_forgets_everything_fails_the_task_clearly_and_the_worker_goes_on(
+        own_redis, fake_api, start_worker, n8n):
+    server = own_redis(persist=False)  # like a Redis that keeps nothing on disk
+    tasks = TaskManager(connect(server.url), load_settings(REDIS_URL=server.url))
+    fake_api.script([bash("sleep 3"), edit(command="create", path="app.py", file_text="print(1)\n"),
+                     repeat(text("Wrote app.py."))])
+    task_id = tasks.start("Write the app", project_path="amnesia")
+    worker = start_worker(REDIS_URL=server.url, N8N_WEBHOOK_URL=n8n.url())
+    running_horse(tasks, task_id)
+    restart(server)
+    told = wait_until(lambda: [b for b in n8n.bodies() if b["task_id"] == task_id and b["type"] == "error"], 60,
+                      "the owner told")
+    assert "Redis lost this task's record" in told[0]["message"]
+    assert "Traceback" not in worker.log.split("Redis lost")[0][-2000:]
+    second = tasks.start("Try again", project_path="amnesia")
+    wait_until(lambda: tasks.status(second).status == "complete", 40, "a new task runs on the fresh Redis")
+    assert worker.process.poll() is None

@@ -1,0 +1,184 @@
+"""The Anthropic API misbehaves (429/529/500 for a while, or for good; a hang; a bad key or request): the real
+SDK's bounded retries, then a readable failure, and never a stuck task.
+
+The worker stories run `python start_worker.py` against the fake API; the SDK's backoff is computed from its
+own constants (0.5 s doubling, at most 8 s, minus up to 25 % jitter), never hard-coded.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from anthropic._constants import INITIAL_RETRY_DELAY, MAX_RETRY_DELAY
+from rq.job import Job, JobStatus
+
+from core.exceptions import ModelError
+from core.model import AnthropicModel
+from tests.conftest import TEST_API_KEY
+from tests.fakes.anthropic_api import bash, error, hang, repeat, text
+from tests.waiting import wait_until
+
+SLACK = 3.0  # seconds for process scheduling on a shared 2-core machine
+
+
+def sdk_backoff(retries: int) -> float:
+    """The longest the SDK sleeps in all between `retries + 1` attempts that carry no retry-after header."""
+    return sum(min(INITIAL_RETRY_DELAY * 2 ** n, MAX_RETRY_DELAY) for n in range(retries))
+
+
+def run_burst(start_worker, timeout=60, **env):
+    worker = start_worker("--burst", **env)
+    assert worker.wait(timeout=timeout) == 0, worker.log
+    return worker
+
+
+def ending(n8n, task_id):
+    """The ending event the owner's Discord got for the task (waits for it)."""
+    return wait_until(lambda: [b for b in n8n.bodies() if b["task_id"] == task_id
+                               and b["type"] in ("complete", "error", "timeout", "cancelled")], 10,
+                      "the ending sent to n8n")[0]
+
+
+def gaps(requests) -> list[float]:
+    return [b.received_mono - a.received_mono for a, b in zip(requests, requests[1:])]
+
+
+# --- the sentences, in-process against the fake API (no retries: one attempt each) ------------------------
+
+@pytest.mark.parametrize("answer, expected", [
+    (error(401), ["rejected the API key", "(401", "ANTHROPIC_API_KEY"]),
+    (error(403), ["may not use the model 'claude-sonnet-4-5'", "(403: Your API key does not have permission",
+                  "CLAUDE_MODEL"]),
+    (error(404), ["'claude-sonnet-4-5' was not found (404)", "CLAUDE_MODEL"]),
+    (error(400, message="messages.1: tool_use ids must be unique"),
+     ["refused the request (400: messages.1: tool_use ids must be unique)", "will not help"]),
+    (error(429, message="Too many tokens per minute."),
+     ["rate limiting", "(429, after 1 attempt; it said: Too many tokens per minute)", "retry the task"]),
+    (error(529), ["overloaded (529, after 1 attempt)", "retry the task in a few minutes"]),
+    (error(503), ["server error (503, after 1 attempt)", "retry the task in a few minutes"]),
+])
+def test_each_api_failure_reads_as_what_happened_and_what_to_do(fake_api, answer, expected):
+    fake_api.script([answer])
+    model = AnthropicModel(api_key=TEST_API_KEY, model="claude-sonnet-4-5", base_url=fake_api.base_url,
+                           max_retries=0, timeout=5)
+    with pytest.raises(ModelError) as failure:
+        model.query(system=[], tools=[], messages=[{"role": "user", "content": "hi"}])
+    reason = str(failure.value)
+    for part in expected:
+        assert part in reason, reason
+    assert reason.startswith("The ") and reason.endswith(".") and "\n" not in reason
+    assert len(fake_api.requests) == 1
+
+
+# --- a) a while: retried within the budget, the task completes --------------------------------------------
+
+@pytest.mark.parametrize("failure, least_gap", [
+    (error(429, headers={"retry-after": "1"}), 1.0),  # the SDK waits as long as the API says
+    (error(529), INITIAL_RETRY_DELAY * 0.75),  # its own backoff: 0.5 s, then 1 s (minus jitter)
+    (error(500), INITIAL_RETRY_DELAY * 0.75),
+], ids=["429", "529", "500"])
+def test_errors_for_a_while_are_retried_and_the_task_completes(tasks, fake_api, start_worker, failure,
+                                                                least_gap):
+    # ANTHROPIC_MAX_RETRIES=2: two failed answers in a row still leave one attempt
+    fake_api.script([failure, failure, bash("echo made it"), text("Done after the retries.")])
+    task_id = tasks.start("Say something despite the API", project_path="flaky")
+    run_burst(start_worker)
+
+    status = tasks.status(task_id)
+    assert status.status == "complete", status
+    assert status.result["summary"] == "Done after the retries."
+    assert status.result["iterations"] == 2  # the retries happened inside one model call
+    requests = fake_api.message_requests
+    assert [r.status for r in requests] == [failure.status, failure.status, 200, 200]
+    # the same call, attempted three times by the SDK; the next call starts its own count
+    assert [r.headers["x-stainless-retry-count"] for r in requests] == ["0", "1", "2", "0"]
+    waits = gaps(requests)[:2]
+    assert all(least_gap <= w <= max(least_gap, sdk_backoff(2)) + SLACK for w in waits), waits
+
+
+# --- b) for good: bounded attempts, a readable failure, the worker takes the next task ---------------------
+
+@pytest.mark.parametrize("failure, words", [
+    (error(429), "The Anthropic API kept rate limiting the task (429, after 3 attempts; it said: Rate limited)"),
+    (error(529), "The Anthropic API was overloaded (529, after 3 attempts): retry the task in a few minutes."),
+    (error(500), "The Anthropic API failed with a server error (500, after 3 attempts): retry the task"),
+], ids=["429", "529", "500"])
+def test_errors_for_good_fail_the_task_in_bounded_time_and_the_worker_goes_on(tasks, fake_api, start_worker,
+                                                                               n8n, failure, words):
+    fake_api.script([repeat(failure)], match="doomed", name="doomed")
+    fake_api.script([text("The next one is fine.")], match="next", name="next")
+    doomed = tasks.start("A doomed task", project_path="doomed")
+    following = tasks.start("The next task", project_path="next")
+    run_burst(start_worker, N8N_WEBHOOK_URL=n8n.url())
+
+    status = tasks.status(doomed)
+    assert status.status == "failed", status
+    assert words in status.reason, status.reason
+    assert status.phase == "error" and not status.awaiting_confirmation and not status.active
+    assert Job.fetch(doomed, connection=tasks.redis).get_status() == JobStatus.FINISHED  # ended, not killed
+    attempts = fake_api.requests_for("doomed")
+    assert len(attempts) == 2 + 1  # ANTHROPIC_MAX_RETRIES + 1, for the one model call
+    spent = attempts[-1].received_mono - attempts[0].received_mono
+    assert sdk_backoff(2) * 0.75 - 0.05 <= spent <= sdk_backoff(2) + SLACK, spent
+    assert status.result["duration_seconds"] <= sdk_backoff(2) + SLACK
+    told = ending(n8n, doomed)
+    assert told["type"] == "error" and words in told["message"], told
+    # the worker was free again at once: the next task ran and completed
+    assert tasks.status(following).status == "complete"
+
+
+# --- c) a hang: each attempt gives up after ANTHROPIC_TIMEOUT_SECONDS ---------------------------------------
+
+def test_a_hanging_api_fails_the_task_after_the_timeout_and_its_retries(tasks, fake_api, start_worker, n8n):
+    fake_api.script([repeat(hang(15))], match="hang", name="hang")
+    fake_api.script([text("Answered at once.")], match="next", name="next")
+    hung = tasks.start("Wait for a hanging API", project_path="hung")
+    following = tasks.start("The next task", project_path="next")
+    began = time.monotonic()
+    run_burst(start_worker, ANTHROPIC_TIMEOUT_SECONDS="2", ANTHROPIC_MAX_RETRIES="1", N8N_WEBHOOK_URL=n8n.url())
+
+    status = tasks.status(hung)
+    assert status.status == "failed", status
+    assert "did not answer within 2 seconds (after 2 attempts)" in status.reason, status.reason
+    assert "ANTHROPIC_TIMEOUT_SECONDS" in status.reason
+    assert len(fake_api.requests_for("hang")) == 1 + 1  # MAX_RETRIES=1
+    bound = 2 * 2 + sdk_backoff(1)
+    assert 2 * 2 <= status.result["duration_seconds"] <= bound + SLACK, status.result["duration_seconds"]
+    assert time.monotonic() - began < bound + 15  # the whole burst, worker start-up included
+    assert "ANTHROPIC_TIMEOUT_SECONDS" in ending(n8n, hung)["message"]
+    assert tasks.status(following).status == "complete"
+
+
+def test_cancel_while_the_sdk_waits_to_retry_stops_at_once(tasks, fake_api, start_worker):
+    # A cancel during a hung call is test_cancel_during_a_slow_model_call_ends_cancelled; this is the other
+    # wait inside the SDK: the sleep before a retry (here 30 s, as a 429's retry-after asked).
+    fake_api.script([error(429, headers={"retry-after": "30"}), text("never")])
+    task_id = tasks.start("Be patient with the rate limit", project_path="patient")
+    start_worker()
+    fake_api.wait_for_requests(1, timeout=30)
+    time.sleep(0.3)  # the SDK is asleep before its retry
+    began = time.monotonic()
+    status = tasks.cancel(task_id)
+    assert time.monotonic() - began < 3  # the work-horse stopped by itself, not the 5 s kill backstop
+    assert status.status == "cancelled", status
+    assert status.reason == "The task was cancelled."
+    assert Job.fetch(task_id, connection=tasks.redis).get_status() == JobStatus.FINISHED
+    time.sleep(0.5)
+    assert len(fake_api.requests) == 1  # no retry after the cancel
+
+
+# --- d) a bad request fails at once, without retries --------------------------------------------------------
+
+def test_a_bad_request_fails_at_once_without_retries(tasks, fake_api, start_worker, n8n):
+    # (401 is test_bad_api_key_fails_with_a_clear_reason in test_background_worker.py)
+    fake_api.script([error(400, message="max_tokens: 999999 > 64000, the maximum for this model")])
+    task_id = tasks.start("Ask for too much", project_path="badrequest")
+    run_burst(start_worker, N8N_WEBHOOK_URL=n8n.url())
+    status = tasks.status(task_id)
+    assert status.status == "failed"
+    assert "refused the request (400: max_tokens: 999999 > 64000" in status.reason, status.reason
+    assert "will not help" in status.reason
+    assert len(fake_api.requests) == 1  # 400 is not retried
+    assert status.result["duration_seconds"] < 2
+    assert "refused the request (400" in ending(n8n, task_id)["message"]
