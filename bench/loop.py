@@ -17,6 +17,7 @@ two answers). Variants:
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import tempfile
 import time
@@ -139,6 +140,7 @@ def run(rig: Rig | None, quick: bool, out=print) -> list[Figure]:
             tars_log.removeHandler(handler)
             tars_log.setLevel(level)
             handler.close()
+    shutil.rmtree(root, ignore_errors=True)
     for figure in found:
         out(figure.line())
     return found
