@@ -24,6 +24,7 @@ from core.config import get_settings
 from core.defaults import WORKER_LOG_FORMAT
 from core.exceptions import TarsError
 from core.redis_conn import connect, connect_or_embed
+from core.scrub import install_log_scrubbing
 from core.supervisor import KeepAlive
 from core.task_manager import TaskManager, TaskStatus
 
@@ -113,6 +114,7 @@ def serve(settings, with_worker: bool) -> int:
     from communication.app import create_app
 
     logging.basicConfig(level=settings.LOG_LEVEL, format=WORKER_LOG_FORMAT)
+    install_log_scrubbing(settings.secret_values())
     connection, embedded = connect_or_embed(settings.redis_url, settings.DATA_DIR, settings.EMBEDDED_REDIS)
     # What `up` starts, it keeps running: a crashed embedded Redis (its AOF keeps the tasks) or worker comes back.
     redis_keeper = KeepAlive("the embedded Redis", lambda: embedded.start().process,

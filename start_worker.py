@@ -24,6 +24,7 @@ from core.config import get_settings
 from core.defaults import QUEUE_NAME, REDIS_OUTAGE_RETRY_SECONDS, WORKER_LOG_FORMAT
 from core.exceptions import TarsError
 from core.redis_conn import connect, safe_url
+from core.scrub import install_log_scrubbing
 from core.worker import TarsSpawnWorker, TarsWorker
 
 BANNER = r"""
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = get_settings()
         logging.basicConfig(level=settings.LOG_LEVEL, format=WORKER_LOG_FORMAT)
+        install_log_scrubbing(settings.secret_values())
         connection = connect(settings.redis_url, outage_seconds=REDIS_OUTAGE_RETRY_SECONDS)
     except TarsError as exc:
         print(f"start_worker: {exc}", file=sys.stderr)

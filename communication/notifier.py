@@ -34,7 +34,6 @@ import hmac
 import json
 import logging
 import random
-import re
 import threading
 import time
 import uuid
@@ -44,6 +43,8 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
 import httpx
+
+from core.scrub import Scrubber
 
 log = logging.getLogger("tars.notifier")
 
@@ -68,8 +69,6 @@ COLOURS = {"started": 0x3498DB, "planning": 0x9B59B6, "file_edit": 0x95A5A6, "co
            "cancelled": 0x607D8B}
 OTHER_COLOUR = 0x95A5A6
 
-REDACTED = "[redacted]"
-MIN_SECRET_LENGTH = 4  # a 4-digit CONFIRMATION_CODE must be redacted too
 
 # Discord's limits (counted here in UTF-16 code units, which is never fewer than Discord counts).
 MESSAGE_LIMIT = 1990          # format_message(): strictly under Discord's 2000 for content
@@ -382,31 +381,7 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes | str, tolerance
 
 # --- secrets out of payloads and logs -------------------------------------------------------------------
 
-class _Scrubber:
-    def __init__(self, values: Iterable[str]):
-        wanted = sorted({v for v in values if isinstance(v, str) and len(v) >= MIN_SECRET_LENGTH},
-                        key=len, reverse=True)
-        self._pattern = re.compile("|".join(re.escape(v) for v in wanted)) if wanted else None
-
-    def text(self, value: str) -> str:
-        return self._pattern.sub(REDACTED, value) if self._pattern else value
-
-    def value(self, value: Any, depth: int = 0) -> Any:
-        """A JSON-safe, scrubbed deep copy of ``value`` (other objects become their str())."""
-        if isinstance(value, str):
-            return self.text(value)
-        if value is None or isinstance(value, (bool, int)):
-            return value
-        if isinstance(value, float):
-            return value if value == value and value not in (float("inf"), float("-inf")) else str(value)
-        if depth > 20:
-            return REDACTED
-        if isinstance(value, Mapping):
-            return {self.text(str(k)): self.value(v, depth + 1) for k, v in value.items()}
-        if isinstance(value, (list, tuple, set, frozenset)):
-            return [self.value(v, depth + 1) for v in value]
-        return self.text(str(value))
-
+class _Scrubber(Scrubber):
     def event(self, event: ProgressEvent) -> ProgressEvent:
         t = self.text
         return dataclasses.replace(

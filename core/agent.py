@@ -81,6 +81,7 @@ class Agent:
     command_gate: Callable[[str], str | None] | None = None  # returns a refusal message, or None to run
     cancelled: threading.Event = field(default_factory=threading.Event)
     log: logging.LoggerAdapter | logging.Logger = log
+    scrub: Callable[[str], str] = str  # removes known secret values from tool output before the model sees it
 
     def __post_init__(self):
         self.messages: list[dict] = []
@@ -194,7 +195,7 @@ class Agent:
                 self.on_event("file_edit", f"{verb} {path}", path=path)
         self._note_changes(result)
         self._check_workspace(result)
-        return {"type": "tool_result", "tool_use_id": block["id"], "content": result.output,
+        return {"type": "tool_result", "tool_use_id": block["id"], "content": self.scrub(result.output),
                 "is_error": result.is_error}
 
     def _check_workspace(self, result: ToolResult) -> None:

@@ -33,6 +33,7 @@ from core.confirmations import ConfirmationGate
 from core.defaults import RESULT_TTL_SECONDS
 from core.exceptions import TaskEnded, TaskFailed, TarsError, WorkspaceUnusable
 from core.model import AnthropicModel, Model, Usage, estimate_cost
+from core.scrub import Scrubber
 from core.tools import Workspace, scrub_environment
 
 log = logging.getLogger("tars.worker")
@@ -64,6 +65,7 @@ class TaskContext:
         self.abort_reason: str | None = None  # set when the task must stop as failed (its worker died)
         self.record_lost = False  # Redis lost the job (restarted without persistence): stop writing to it
         self.parent_pid = os.getppid()  # the worker that forked this horse (created first thing in run_task)
+        self.scrubber = Scrubber(settings.secret_values())
         for factory in EVENT_SINKS:
             try:
                 self.sinks.append(factory(self))
@@ -80,7 +82,7 @@ class TaskContext:
         return self.settings.ENABLE_DETAILED_UPDATES if override is None else bool(override)
 
     def update_meta(self, **fields) -> None:
-        self.meta.update(fields)
+        self.meta.update({k: self.scrubber.text(v) if isinstance(v, str) else v for k, v in fields.items()})
         if self.record_lost:
             return
         if not self.redis.exists(self.job.key):
@@ -242,7 +244,7 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
         gate = ConfirmationGate(ctx, workspace.root, settings.secret("CONFIRMATION_CODE"),
                                 settings.CONFIRMATION_TIMEOUT_SECONDS)
         agent = Agent(model=model, workspace=workspace, goal=ctx.goal, cancelled=cancelled, log=ctx.log,
-                      on_event=ctx.event, command_gate=gate,
+                      on_event=ctx.event, command_gate=gate, scrub=ctx.scrubber.text,
                       config=AgentConfig(max_iterations=settings.MAX_TASK_ITERATIONS,
                                          max_runtime_seconds=settings.max_runtime_seconds,
                                          command_timeout=settings.COMMAND_TIMEOUT_SECONDS,
@@ -271,8 +273,9 @@ def _finish(ctx: TaskContext, settings: Settings, result: AgentResult) -> dict:
         "usage": result.usage.as_dict(), "model": model_name,
         "cost_usd": estimate_cost(model_name, result.usage), "duration_seconds": result.duration_seconds,
     }
+    record = ctx.scrubber.value(record)  # the result is kept in Redis and read back by people
     progress = {"complete": "Complete", "failed": "Failed", "timeout": "Timed out",
-                "cancelled": "Cancelled"}[result.outcome] + f": {result.reason}"
+                "cancelled": "Cancelled"}[result.outcome] + f": {record['reason']}"
     try:
         ctx.update_meta(phase=phase, progress=progress, awaiting_confirmation=False, confirmation_command=None)
     except TaskFailed as lost:  # the record vanished at the very end: still tell the owner why
@@ -284,7 +287,7 @@ def _finish(ctx: TaskContext, settings: Settings, result: AgentResult) -> dict:
     _release_waiters(ctx)
     # The call that started the task (if the owner is still on it) announces the ending.
     ctx.redis.publish(keys.TASK_EVENTS_CHANNEL, json.dumps({
-        "task_id": ctx.task_id, "outcome": result.outcome, "reason": result.reason, "summary": result.summary,
+        "task_id": ctx.task_id, "outcome": result.outcome, "reason": record["reason"], "summary": record["summary"],
         "session_id": ctx.meta.get("session_id"), "goal": ctx.goal}))
     return record
 

@@ -27,6 +27,7 @@ from core.config import Settings
 from core.confirmations import submit_code
 from core.defaults import (CANCEL_GRACE_SECONDS, GOAL_MAX_CHARS, JOB_TIMEOUT_MARGIN_SECONDS, QUEUE_NAME,
                            RECENT_TASKS_KEPT, RESULT_TTL_SECONDS, TASK_ID_BYTES)
+from core.scrub import Scrubber
 from core.exceptions import InvalidGoal, InvalidProjectPath, TaskNotActive, TaskNotFound
 
 JOB_FUNCTION = "core.background_worker.run_task"
@@ -128,6 +129,7 @@ class TaskManager:
         if len(goal) > GOAL_MAX_CHARS:
             raise InvalidGoal(f"The goal is {len(goal)} characters long; keep it to {GOAL_MAX_CHARS} at most.")
         project = self.resolve_project(project_path)
+        goal = Scrubber(self.settings.secret_values()).text(goal)  # the goal goes to the model and to Discord
         task_id = self._new_id()
         meta = {"progress": "Waiting for a worker", "phase": "queued", "awaiting_confirmation": False,
                 "confirmation_command": None, "goal": goal, "session_id": session_id,

@@ -74,8 +74,8 @@ class TarsWorkerMixin:
     def _record_horse_end(self, job: Job, ret_val: int | None) -> None:
         try:
             meta = job.get_meta(refresh=True) or {}
-            if meta.get("phase") in ENDED_PHASES:
-                return
+            if "goal" not in meta or meta.get("phase") in ENDED_PHASES:
+                return  # not a TARS task (another job on this queue), or it recorded its own ending
             # RQ's stop command (cancel's backstop) is only ever sent after the cancel key is set.
             if self.connection.exists(keys.task_cancel(job.id)):
                 record_abandoned_end(job, self.settings, "cancelled", "The task was cancelled.")
@@ -245,6 +245,8 @@ class Reaper:
         except Exception:  # its record expired: the job's meta still names the worker
             execution = None
         meta = job.meta or {}
+        if "goal" not in meta:
+            return False  # not a TARS task
         worker_name = (execution.worker_name if execution else "") or meta.get("worker") or job.worker_name
         if not worker_name or self.connection.exists(keys.worker_alive(worker_name)):
             return False
