@@ -339,7 +339,8 @@ def test_dead_endpoint_costs_the_task_nothing(notifiers, caplog):
         started = time.perf_counter()
         notifier.send(ev)
         durations.append(time.perf_counter() - started)
-    assert max(durations) < 0.005, max(durations)
+    # send() never waits for the network (a dead endpoint costs seconds per try); the bound is loose for CI load
+    assert max(durations) < 0.25, max(durations)
     time.sleep(0.2)  # let the first attempt fail: the circuit is open
     started = time.monotonic()
     notifier.close(timeout=2)
