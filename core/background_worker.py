@@ -283,7 +283,7 @@ def _finish(ctx: TaskContext, settings: Settings, result: AgentResult) -> dict:
     ctx.log.info("finished %s after %s iterations, %.1fs, %s tokens in / %s out, $%.4f: %s", result.outcome,
                  result.iterations, result.duration_seconds, result.usage.input_tokens, result.usage.output_tokens,
                  record["cost_usd"], result.reason)
-    ctx.event(phase, progress, phase=phase, result=record)  # the ending's event type is its phase
+    ctx.event(phase, record["reason"], phase=phase, result=record)  # the ending's event type is its phase
     _release_waiters(ctx)
     # The call that started the task (if the owner is still on it) announces the ending.
     ctx.redis.publish(keys.TASK_EVENTS_CHANNEL, json.dumps({

@@ -94,8 +94,7 @@ class TarsWorkerMixin:
 
     def work(self, burst: bool = False, **kwargs) -> bool:
         """RQ's work loop, started again when it quits on a Redis outage instead of on a stop request."""
-        self._liveness = Liveness(self)
-        self._liveness.start()
+        self._liveness = Liveness(self)  # started once RQ has registered this worker (register_birth)
         backoff = 1.0
         try:
             while True:
@@ -112,7 +111,18 @@ class TarsWorkerMixin:
                 backoff = min(backoff * 2, OUTAGE_BACKOFF_MAX_SECONDS)
                 self._stop_requested = False
         finally:
-            self._liveness.stop()
+            if self._liveness.is_alive():
+                self._liveness.stop()
+
+    def register_birth(self):
+        super().register_birth()
+        # Only now: an earlier beat would write RQ's worker record first and RQ would refuse the name as taken.
+        liveness = getattr(self, "_liveness", None)
+        if liveness is not None:
+            if liveness.is_alive():
+                liveness.beat()
+            else:
+                liveness.start()
 
     # --- cold shutdown -----------------------------------------------------------------------------
     def request_force_stop(self, signum, frame):

@@ -303,9 +303,12 @@ def destructive(tasks, projects, fake_api, word):
     return tasks.start(f"{word}: remove old_backup.py", project_path=word, session_id=SESSION)
 
 
-def awaiting(tasks, task_id):
-    wait_until(lambda: tasks.status(task_id).status == "awaiting_confirmation", timeout=60,
-               what=f"task {task_id} to ask for its code")
+def awaiting(tasks, task_id, worker):
+    try:
+        wait_until(lambda: tasks.status(task_id).status == "awaiting_confirmation", timeout=90,
+                   what=f"task {task_id} to ask for its code")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; status {tasks.status(task_id)}; worker log:\n{worker.log[-4000:]}") from None
 
 
 def test_every_documented_command_runs_against_a_real_worker(tasks, fake_api, projects, start_worker, cli,
@@ -345,7 +348,7 @@ def test_every_documented_command_runs_against_a_real_worker(tasks, fake_api, pr
     first = confirm_targets[0] if confirm_targets else destructive(tasks, projects, fake_api, "cleanup")
     second = destructive(tasks, projects, fake_api, "tidy")  # the curl examples answer this one
     worker = start_worker("--name", WORKER_NAME)
-    awaiting(tasks, first)  # the one worker is busy: tasks started now stay queued
+    awaiting(tasks, first, worker)  # the one worker is busy: tasks started now stay queued
 
     run_all_redis(first, "while a task waits for its code")
     for command in by_verb["status"] + by_verb["list"]:
@@ -355,12 +358,12 @@ def test_every_documented_command_runs_against_a_real_worker(tasks, fake_api, pr
     for command in by_verb["cancel"]:
         run_task_command(command, tasks.start("To be cancelled", project_path="cancelled"))
     for command, target in zip(by_verb["confirm"], confirm_targets):
-        awaiting(tasks, target)
+        awaiting(tasks, target, worker)
         run_task_command(command, target)
         assert tasks.wait_until_ended(target, 60), worker.log
         assert tasks.status(target).status == "complete", tasks.status(target)
 
-    awaiting(tasks, second)
+    awaiting(tasks, second, worker)
     for command in curl_cmds:
         status, body = run_curl(command.argv, tars_server.url, second)
         if m := re.match(r"(\d{3})\b\s*(\{.*\})?$", command.expect):  # the documented answer

@@ -198,8 +198,8 @@ def test_a_redis_restart_mid_task_is_ridden_out(own_redis, fake_api, start_worke
     worker = start_worker(**env)
     running_horse(tasks, task_id)
     away = restart(server)
-    status = wait_until(lambda: (s := tasks.status(task_id)).status == "complete" and s, 60, "task complete",
-                        ignore=(redis.ConnectionError,))
+    status = wait_until(lambda: (s := tasks.status(task_id)).status == "complete" and s.result and s, 60,
+                        "task complete", ignore=(redis.ConnectionError,))
     assert (projects / "outage" / "app.py").read_text() == "print(1)\n"
     assert away < 5 and status.result["iterations"] >= 2
     # The worker stayed up and takes the next task.
