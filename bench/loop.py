@@ -104,6 +104,7 @@ def wired_kwargs(rig: Rig, root: Path) -> dict:
     from core import background_worker
     from core.background_worker import TaskContext
     from core.confirmations import ConfirmationGate
+    from core.safety import classify
 
     job = Job.create("bench.jobs.record_start", args=("unused",), connection=rig.redis,
                      meta={"goal": "benchmark the loop", "project_path": str(root), "phase": "planning",
@@ -112,7 +113,7 @@ def wired_kwargs(rig: Rig, root: Path) -> dict:
     if not background_worker.EVENT_SINKS:
         background_worker.EVENT_SINKS.append(sink_factory(rig.settings))
     ctx = TaskContext(job, rig.settings)
-    gate = ConfirmationGate(ctx, root, CODE, 30)
+    gate = ConfirmationGate(ctx, root, CODE, 30, classify=classify)
     return {"on_event": ctx.event, "command_gate": gate, "log": ctx.log}
 
 

@@ -50,6 +50,12 @@ DEFAULT_CALLER = "+15555550100"
 OPEN_TIMEOUT_SECONDS = 10.0
 INTERRUPT_WAIT_SECONDS = 5.0
 """How long /interrupt waits for the first token of the reply (the caller interrupts what they heard)."""
+
+STALE_AFTER_INTERRUPT_SECONDS = 1.0
+"""After an interrupt, tokens of the cut reply still in flight for this long are dropped, not printed."""
+
+STALE_QUIET_SECONDS = 0.15
+"""A prompt typed right after an interrupt waits until no token came for this long (at most the window above)."""
 E164 = re.compile(r"\+[1-9]\d{6,14}")
 DTMF_LINE = re.compile(r"#([0-9*]+#?)")
 DTMF_KEYS = set("0123456789*#ABCD")
@@ -211,6 +217,9 @@ class RelayClient:
         self._reader: asyncio.Task | None = None
         self._pending: _Pending | None = None
         self._alert_tokens: list[str] = []
+        self._stale_until = 0.0  # after an interrupt: what is still in flight of the cut reply is dropped
+        self._dropped_stale = False
+        self._last_token_at = 0.0
         self._events: asyncio.Queue[dict] | None = None
         self._alert_queue: asyncio.Queue[str] | None = None
         self._closed: asyncio.Event | None = None
@@ -320,6 +329,10 @@ class RelayClient:
         loop = asyncio.get_running_loop()
         if self._pending is not None and not self._pending.done.done():
             self._pending.finish(complete=False)  # the caller spoke again: the old reply is abandoned
+        # Right after an interrupt, let the cut reply's tokens still in flight drain (and be dropped) first:
+        # text messages carry no reply id, so once the new reply is pending they could not be told apart.
+        while time.monotonic() < self._stale_until and time.monotonic() - self._last_token_at < STALE_QUIET_SECONDS:
+            await asyncio.sleep(STALE_QUIET_SECONDS / 3)
         self._pending = pending = _Pending(loop)
         self._alert_tokens = []
         try:
@@ -389,6 +402,8 @@ class RelayClient:
             duration_ms = int((time.monotonic() - start) * 1000)
         await self.send({"type": "interrupt", "utteranceUntilInterrupt": spoken_so_far,
                          "durationUntilInterruptMs": str(duration_ms)})
+        if pending:
+            self._stale_until, self._dropped_stale = time.monotonic() + STALE_AFTER_INTERRUPT_SECONDS, False
         return pending.finish(interrupted=True, complete=False) if pending else None
 
     # --- receiving -------------------------------------------------------------------------------
@@ -439,9 +454,23 @@ class RelayClient:
             self._events.put_nowait(_CLOSED)
             self._closed.set()
 
+    def _stale(self, last: bool) -> bool:
+        """A token of the reply the caller just cut off (Twilio drops these too), not a new message: the
+        rest of the cut reply arrives at once; a message of its own (an announcement) is one last=true."""
+        if time.monotonic() > self._stale_until:
+            return False
+        if last and not self._dropped_stale:
+            self._stale_until = 0.0
+            return False
+        self._dropped_stale = True
+        if last:
+            self._stale_until = 0.0
+        return True
+
     def _dispatch(self, message: dict) -> None:
         kind = message.get("type")
         if kind == "text":
+            self._last_token_at = time.monotonic()
             token = str(message.get("token") or "")
             last = bool(message.get("last"))
             if self.pending:
@@ -449,6 +478,8 @@ class RelayClient:
                 self._notify("reply", message)
                 if last:
                     self._pending.finish()
+                return
+            if self._stale(last):
                 return
             self._alert_tokens.append(token)
             self._events.put_nowait(message)

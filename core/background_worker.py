@@ -33,6 +33,7 @@ from core.confirmations import ConfirmationGate
 from core.defaults import RESULT_TTL_SECONDS
 from core.exceptions import TaskEnded, TaskFailed, TarsError, WorkspaceUnusable
 from core.model import AnthropicModel, Model, Usage, estimate_cost
+from core.safety import classify
 from core.scrub import Scrubber
 from core.tools import Workspace, scrub_environment
 
@@ -242,7 +243,7 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
     watcher.start()
     try:
         gate = ConfirmationGate(ctx, workspace.root, settings.secret("CONFIRMATION_CODE"),
-                                settings.CONFIRMATION_TIMEOUT_SECONDS)
+                                settings.CONFIRMATION_TIMEOUT_SECONDS, classify=classify)
         agent = Agent(model=model, workspace=workspace, goal=ctx.goal, cancelled=cancelled, log=ctx.log,
                       on_event=ctx.event, command_gate=gate, scrub=ctx.scrubber.text,
                       config=AgentConfig(max_iterations=settings.MAX_TASK_ITERATIONS,

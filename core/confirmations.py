@@ -19,17 +19,17 @@ import json
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import redis
 
 from core import keys
 from core.defaults import CODE_TTL_SECONDS, CONFIRMATION_ATTEMPTS
 from core.exceptions import Cancelled, CodeRejected, NotAwaitingConfirmation
-from core.safety import classify
 
 if TYPE_CHECKING:
     from core.background_worker import TaskContext
+    from core.safety import Verdict
 
 
 def _same(given: str, expected: str) -> bool:
@@ -45,7 +45,11 @@ def normalize_code(code: object) -> str:
 class ConfirmationGate:
     """Callable as the Agent's command_gate: None lets the command run, a string refuses it."""
 
-    def __init__(self, ctx: "TaskContext", project_root: Path, code: str | None, timeout: float):
+    def __init__(self, ctx: "TaskContext", project_root: Path, code: str | None, timeout: float,
+                 classify: "Callable[[str, Path], Verdict]"):
+        # The classifier is passed in (the worker's core.safety.classify): the submitting side (voice, CLI)
+        # never loads the bash parser.
+        self.classify = classify
         self.ctx = ctx
         self.redis: redis.Redis = ctx.redis
         self.root = project_root
@@ -53,7 +57,7 @@ class ConfirmationGate:
         self.timeout = timeout
 
     def __call__(self, command: str) -> str | None:
-        verdict = classify(command, self.root)
+        verdict = self.classify(command, self.root)
         if not verdict.destructive:
             return None
         self.ctx.log.info("destructive (%s): %s", verdict.reason, command)
