@@ -105,3 +105,26 @@ class CodeRejected(TarsError):
 
 class NotAwaitingConfirmation(TarsError):
     """The task is not waiting for a confirmation code now."""
+
+
+# --- the task's git checkout (core/git_workspace.py) ---
+
+class GitError(TarsError):
+    """A git operation on a task's checkout failed; the message names the operation, the place and git's own words."""
+
+
+class MergeConflict(GitError):
+    """The task's branch conflicts with the branch it started from; nothing was changed. files: the conflicting paths."""
+
+    def __init__(self, message: str, files: list[str]):
+        super().__init__(message)
+        self.files = files
+
+
+class MergeBlocked(GitError):
+    """The owner's uncommitted changes touch files the merge would change, so TARS refused to merge (nothing was
+    changed); files: those paths. The owner commits or stashes them and merges again."""
+
+    def __init__(self, message: str, files: list[str]):
+        super().__init__(message)
+        self.files = files

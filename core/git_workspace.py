@@ -1,0 +1,755 @@
+"""Each task's own git checkout: a branch tars/<id>, checkpoints, rollback, merge back, push, discard.
+
+Why: the model edits a copy, never the owner's working tree, so a failed task costs nothing, two tasks on one
+repository run side by side, and the owner's uncommitted work is never touched. prepare() picks one of three modes:
+
+- "worktree": the project is a git repository with at least one commit. `git worktree add -b tars/<id>` puts the
+  task in <data_dir>/worktrees/<id>, starting at the project's HEAD; merge() brings the work back.
+- "clone": the project is a git URL. A bare cache in <data_dir>/clones/ is fetched before each task, the worktree
+  starts at the remote's default branch, and push() delivers the task's branch.
+- "shadow": the project is a plain folder, or a repository with no commit yet (no history to branch from). The task
+  works in place; its checkpoints go to a repository in <data_dir>/shadow/ whose work tree is the project, so
+  nothing appears inside the project and rollback still works.
+
+Every call runs the real git binary with a timeout, TARS's own identity, the owner's hooks and commit signing off
+(a background worker can neither answer a pinentry nor should it run the owner's pre-commit), and no optional locks
+(reading the owner's repository never rewrites its index). A failure is a GitError sentence carrying git's stderr.
+These are TARS's own operations: they never go through the model's bash, so the destructive-command gate does not
+apply to them.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from core.exceptions import GitError, MergeBlocked, MergeConflict
+
+log = logging.getLogger(__name__)
+
+# Constants kept here rather than in core/defaults.py: tests/test_docs.py requires every constant there to have a
+# row in docs/BACKGROUND_TASKS_IMPLEMENTATION.md, which this module does not own. Move them when the docs gain rows.
+GIT_TIMEOUT_SECONDS = 60.0
+"""A local git command (commit, worktree add, merge) taking longer than this is stopped: the disk or a lock is stuck."""
+
+GIT_NETWORK_TIMEOUT_SECONDS = 300.0
+"""Clone, fetch and push talk to a server; they get this long before they are stopped."""
+
+WORKTREE_RETENTION_DAYS = 7
+"""cleanup() removes the checkout of a finished task this many days after its last checkpoint (as RESULT_TTL_SECONDS)."""
+
+BRANCH_PREFIX = "tars/"
+"""Every task branch is tars/<task-id>; discard and cleanup only ever delete branches under this prefix."""
+
+TESTS_PASS_MARKER = " [tests pass]"
+"""Suffix of a checkpoint's commit subject when the worker's own test run passed at that point."""
+
+COMMIT_IDENTITY = {"GIT_AUTHOR_NAME": "TARS", "GIT_AUTHOR_EMAIL": "tars@localhost",
+                   "GIT_COMMITTER_NAME": "TARS", "GIT_COMMITTER_EMAIL": "tars@localhost"}
+"""Who TARS's commits are by: set for every call, so nothing depends on the machine's git config."""
+
+WORKTREE, CLONE, SHADOW = "worktree", "clone", "shadow"
+
+_CONFIG = ("-c", "core.hooksPath=/dev/null", "-c", "commit.gpgSign=false", "-c", "gc.auto=0",
+           "-c", "maintenance.auto=false", "-c", "advice.detachedHead=false", "-c", "core.quotePath=false",
+           "-c", "init.defaultBranch=main")
+# Variables that would point git at another repository than the one we name (e.g. inherited from a hook).
+_REPO_VARIABLES = frozenset({"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
+                             "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE", "GIT_PREFIX"})
+# Generated folders a shadow repository does not keep (a project's own .gitignore is honoured as well).
+_SHADOW_EXCLUDE = ("node_modules/", ".venv/", "__pycache__/", "*.pyc")
+_TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+_URL = re.compile(r"^(?:(?:https?|ssh|git|file)://|[\w.-]+@[\w.-]+:(?!//))", re.IGNORECASE)
+_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
+_MESSAGE_CHARS = 200
+
+
+# --- what the API hands out ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TaskCheckout:
+    """Where one task works and how to reach its branch; to_dict() is JSON for job.meta, find() reloads it."""
+
+    task_id: str
+    mode: str                 # WORKTREE, CLONE or SHADOW
+    project: str              # the folder or URL the owner named (a URL without credentials)
+    path: str                 # where the model works (a worktree, a subfolder of one, or the project itself)
+    worktree: str             # the git work tree holding path
+    repo: str                 # where repository-level git runs: owner's top level, bare cache, or shadow git dir
+    branch: str               # tars/<task-id>
+    base: str                 # the commit the task started from (shadow: the baseline commit of the project)
+    start_branch: str | None  # the branch it started from (None: a detached HEAD; shadow: None)
+    data_dir: str
+    created_at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TaskCheckout:
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One commit on the task branch; number counts from 1 (oldest), 0 stands for the state before the task."""
+
+    number: int
+    sha: str
+    message: str
+    tests_passed: bool
+    committed_at: int = 0
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """What merge() did: kind is 'fast-forward', 'merge', 'up-to-date' or 'kept' (shadow mode)."""
+
+    kind: str
+    branch: str | None        # the branch merged into
+    commit: str | None        # its tip afterwards
+    files: list[str]          # files the merge changed on that branch
+    tree_updated: bool        # the owner's checked-out copy of that branch was brought up to date
+    message: str              # a sentence for the owner
+
+
+# --- running git --------------------------------------------------------------------------------------------------
+
+def _redact(text: str) -> str:
+    """URLs lose their user:password@ part before they reach a message or a record."""
+    return _CREDENTIALS.sub(r"\1***@", text)
+
+
+def _git_env(extra: dict[str, str] | None) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if name not in _REPO_VARIABLES}
+    # No prompt can be answered in a worker: fail at once instead of waiting for the timeout.
+    env.update(COMMIT_IDENTITY, GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0", LC_ALL="C", LANGUAGE="C")
+    env.update(extra or {})
+    return env
+
+
+def _detail(stderr: str, stdout: str) -> str:
+    """git's own words on one line, without its hints."""
+    lines = [line.strip() for line in (stderr or stdout).splitlines()]
+    lines = [line for line in lines if line and not line.startswith("hint:")]
+    text = "; ".join(lines) or "git gave no reason"
+    return text if len(text) <= 600 else text[:600] + "…"
+
+
+def _run(args: list[str], *, cwd: str, what: str, timeout: float = GIT_TIMEOUT_SECONDS,
+         env: dict[str, str] | None = None, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
+    """Run git once; any exit code outside ok, a missing folder or a timeout becomes a GitError naming `what`."""
+    if shutil.which("git") is None:
+        raise GitError(f"Could not {what}: git is not installed (no 'git' on PATH).")
+    if not os.path.isdir(cwd):
+        raise GitError(f"Could not {what}: the folder {cwd} does not exist.")
+    command = ["git", *_CONFIG, *args]
+    process = subprocess.Popen(command, cwd=cwd, env=_git_env(env), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # Its own session: ssh or a credential helper git started dies with it.
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.communicate()
+        raise GitError(_redact(f"Could not {what}: git {args[0]} took longer than {timeout:g} seconds "
+                               "and was stopped.")) from None
+    stdout = out.decode("utf-8", "surrogateescape")
+    stderr = err.decode("utf-8", "replace")
+    if process.returncode not in ok:
+        raise GitError(_redact(f"Could not {what}: {_detail(stderr, stdout)}."))
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+@dataclass(frozen=True)
+class _Git:
+    """git bound to one place: a folder (worktree, owner's tree, bare cache) or a shadow git dir + work tree + index."""
+
+    cwd: str
+    git_dir: str | None = None
+    work_tree: str | None = None
+    index: str | None = None
+
+    def __call__(self, *args: str, what: str, **options) -> subprocess.CompletedProcess:
+        place = ["--git-dir", self.git_dir, "--work-tree", self.work_tree] if self.git_dir else []
+        env = {"GIT_INDEX_FILE": self.index} if self.index else None
+        return _run([*place, *args], cwd=self.cwd, what=what, env=env, **options)
+
+    def out(self, *args: str, what: str, **options) -> str:
+        return self(*args, what=what, **options).stdout.strip()
+
+    def has_ref(self, ref: str, what: str) -> bool:
+        return self("rev-parse", "-q", "--verify", f"{ref}^{{commit}}", what=what, ok=(0, 1)).returncode == 0
+
+
+def _task_git(checkout: TaskCheckout) -> _Git:
+    """git in the task's work tree; a shadow task gets its own index, so two tasks never share one."""
+    if checkout.mode == SHADOW:
+        return _Git(checkout.worktree, checkout.repo, checkout.worktree, _shadow_index(checkout.repo, checkout.task_id))
+    return _Git(checkout.worktree)
+
+
+def _repo_git(checkout: TaskCheckout) -> _Git:
+    return _task_git(checkout) if checkout.mode == SHADOW else _Git(checkout.repo)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@contextmanager
+def _locked(data: Path, name: str) -> Iterator[None]:
+    """One TARS process at a time changes a repository's worktrees and refs (a fetch and a worktree add would race)."""
+    locks = data / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+# --- records: find a task's checkout by its id --------------------------------------------------------------------
+
+def _record(data_dir: str | Path, task_id: str) -> Path:
+    return Path(data_dir) / "checkouts" / f"{task_id}.json"
+
+
+def _save(checkout: TaskCheckout) -> None:
+    path = _record(checkout.data_dir, checkout.task_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(checkout.to_dict(), indent=1))
+    os.replace(temporary, path)
+
+
+def _touch(checkout: TaskCheckout) -> None:
+    """The record's mtime is the task's last activity: cleanup's retention counts from it."""
+    try:
+        os.utime(_record(checkout.data_dir, checkout.task_id))
+    except OSError:
+        pass
+
+
+def find(task_id: str, data_dir: str | Path) -> TaskCheckout:
+    """The checkout prepare() recorded for task_id (for the CLI and voice, which only know the id)."""
+    try:
+        return TaskCheckout.from_dict(json.loads(_record(data_dir, task_id).read_text()))
+    except FileNotFoundError:
+        raise GitError(f"Task {task_id} has no checkout: it was never prepared, or it was discarded.") from None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise GitError(f"The checkout record of task {task_id} is unreadable: {exc}.") from None
+
+
+# --- prepare ------------------------------------------------------------------------------------------------------
+
+def is_git_url(project: str) -> bool:
+    """https://, ssh://, git://, file:// or scp-like user@host:path: the project is a remote repository."""
+    return bool(_URL.match(project.strip()))
+
+
+def _check_task_id(task_id: str) -> None:
+    if not _TASK_ID.fullmatch(task_id or ""):
+        raise GitError(f"The task id {task_id!r} cannot name a branch: use letters, digits, '-' and '_'.")
+
+
+def prepare(task_id: str, project: str | Path, data_dir: str | Path) -> TaskCheckout:
+    """Give the task its own place to work (see the module docstring for the three modes) and record it."""
+    _check_task_id(task_id)
+    data = Path(data_dir).expanduser().resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    if isinstance(project, str) and is_git_url(project):
+        checkout = _prepare_clone(task_id, project.strip(), data)
+    else:
+        folder = Path(project).expanduser()
+        if not folder.is_dir():
+            what = "is not a folder" if folder.exists() else "does not exist"
+            raise GitError(f"The project folder {folder} {what}, so task {task_id} cannot start there.")
+        folder = folder.resolve()
+        if data == folder or folder in data.parents:
+            raise GitError(f"TARS's data folder {data} is inside the project {folder}; move it out of the project.")
+        found = _repository_of(folder)
+        if found:
+            checkout = _prepare_worktree(task_id, folder, found[0], found[1], data)
+        else:
+            checkout = _prepare_shadow(task_id, folder, data)
+    _save(checkout)
+    return checkout
+
+
+def _repository_of(folder: Path) -> tuple[str, str] | None:
+    """(top level, prefix) when folder is, or is tracked inside, a repository with a commit; None means shadow mode.
+
+    A folder that is merely *inside* some repository (a dotfiles repo in ~) without being tracked there is not part
+    of it: a worktree of that repository would not even contain the project's files.
+    """
+    git = _Git(str(folder))
+    what = f"inspect the project folder {folder}"
+    found = git("rev-parse", "--show-toplevel", "--show-prefix", what=what, ok=(0, 128))
+    if found.returncode:
+        return None
+    top, prefix = (found.stdout.split("\n") + [""])[:2]
+    if not git.has_ref("HEAD", what):
+        return None  # no commit yet
+    if prefix and git("rev-parse", "-q", "--verify", f"HEAD:{prefix.rstrip('/')}", what=what, ok=(0, 1)).returncode:
+        return None  # an untracked folder inside someone's repository
+    return top, prefix
+
+
+def _add_worktree(git: _Git, task_id: str, target: Path, start: str, where: str) -> str:
+    branch = BRANCH_PREFIX + task_id
+    what = f"create the worktree of task {task_id} from {where}"
+    if git.has_ref(f"refs/heads/{branch}", what):
+        raise GitError(f"Branch {branch} already exists in {where}; a task id is used once, so TARS will not reuse it.")
+    if target.exists():
+        raise GitError(f"The worktree folder {target} of task {task_id} already exists.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    git("worktree", "add", "--quiet", "--no-track", "-b", branch, str(target), start, what=what)
+    return branch
+
+
+def _prepare_worktree(task_id: str, folder: Path, top: str, prefix: str, data: Path) -> TaskCheckout:
+    git = _Git(top)
+    what = f"read the current branch of {top}"
+    head = git.out("symbolic-ref", "-q", "HEAD", what=what, ok=(0, 1))
+    base = git.out("rev-parse", "--verify", "HEAD^{commit}", what=what)
+    target = data / "worktrees" / task_id
+    with _locked(data, _digest(top)):
+        branch = _add_worktree(git, task_id, target, base, top)
+    return TaskCheckout(task_id=task_id, mode=WORKTREE, project=str(folder), path=str(target / prefix).rstrip("/"),
+                        worktree=str(target), repo=top, branch=branch, base=base,
+                        start_branch=head.removeprefix("refs/heads/") or None, data_dir=str(data))
+
+
+def _prepare_clone(task_id: str, url: str, data: Path) -> TaskCheckout:
+    shown = _redact(url)
+    cache = data / "clones" / f"{_digest(url)}.git"
+    with _locked(data, cache.name):
+        if not cache.exists():
+            _create_cache(url, cache)
+        git = _Git(str(cache))
+        git("fetch", "--prune", "--quiet", "origin", what=f"fetch {shown}", timeout=GIT_NETWORK_TIMEOUT_SECONDS)
+        git("remote", "set-head", "origin", "--auto", what=f"find the default branch of {shown}",
+            timeout=GIT_NETWORK_TIMEOUT_SECONDS)
+        default = git.out("symbolic-ref", "refs/remotes/origin/HEAD", what=f"find the default branch of {shown}")
+        base = git.out("rev-parse", "--verify", f"{default}^{{commit}}", what=f"read the default branch of {shown}")
+        target = data / "worktrees" / task_id
+        branch = _add_worktree(git, task_id, target, base, shown)
+    return TaskCheckout(task_id=task_id, mode=CLONE, project=shown, path=str(target), worktree=str(target),
+                        repo=str(cache), branch=branch, base=base,
+                        start_branch=default.removeprefix("refs/remotes/origin/"), data_dir=str(data))
+
+
+def _create_cache(url: str, cache: Path) -> None:
+    """A bare repository with origin = url, fetched once; built aside and renamed, so a failed clone leaves nothing."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    building = cache.with_name(f"{cache.name}.building-{os.getpid()}")
+    shutil.rmtree(building, ignore_errors=True)
+    what = f"clone {_redact(url)}"
+    try:
+        _run(["init", "--quiet", "--bare", str(building)], cwd=str(cache.parent), what=what)
+        git = _Git(str(building))
+        git("remote", "add", "origin", url, what=what)
+        git("fetch", "--quiet", "origin", what=what, timeout=GIT_NETWORK_TIMEOUT_SECONDS)
+        os.rename(building, cache)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+
+
+def _shadow_index(git_dir: str, task_id: str) -> str:
+    return os.path.join(git_dir, f"tars-index-{task_id}")
+
+
+def _prepare_shadow(task_id: str, folder: Path, data: Path) -> TaskCheckout:
+    git_dir = data / "shadow" / f"{_digest(str(folder))}.git"
+    with _locked(data, git_dir.name):
+        if not git_dir.exists():
+            _create_shadow(git_dir, folder)
+    branch = BRANCH_PREFIX + task_id
+    index = _shadow_index(str(git_dir), task_id)
+    git = _Git(str(folder), str(git_dir), str(folder), index)
+    what = f"take the baseline of {folder} for task {task_id}"
+    if git.has_ref(f"refs/heads/{branch}", what):
+        raise GitError(f"Task {task_id} already has a shadow branch for {folder}; a task id is used once.")
+    Path(index).unlink(missing_ok=True)
+    tree = _stage_all(git, what)
+    base = git.out("commit-tree", tree, "-m", f"tars({task_id}): the project before the task", what=what)
+    git("update-ref", "-m", "tars: baseline", f"refs/heads/{branch}", base, "", what=what)
+    return TaskCheckout(task_id=task_id, mode=SHADOW, project=str(folder), path=str(folder), worktree=str(folder),
+                        repo=str(git_dir), branch=branch, base=base, start_branch=None, data_dir=str(data))
+
+
+def _create_shadow(git_dir: Path, folder: Path) -> None:
+    git_dir.parent.mkdir(parents=True, exist_ok=True)
+    building = git_dir.with_name(f"{git_dir.name}.building-{os.getpid()}")
+    shutil.rmtree(building, ignore_errors=True)
+    what = f"create the shadow repository for {folder}"
+    try:
+        _run(["init", "--quiet", "--bare", str(building)], cwd=str(git_dir.parent), what=what)
+        git = _Git(str(building))
+        git("config", "core.bare", "false", what=what)
+        git("config", "tars.project", str(folder), what=what)  # which folder this shadows, for a person looking
+        (building / "info").mkdir(exist_ok=True)
+        (building / "info" / "exclude").write_text("\n".join(_SHADOW_EXCLUDE) + "\n")
+        os.rename(building, git_dir)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+
+
+# --- checkpoints and rollback -------------------------------------------------------------------------------------
+
+def _stage_all(git: _Git, what: str) -> str:
+    """Stage everything in the task's work tree (its own index, never the owner's) and return the tree."""
+    git("add", "-A", "--", ".", what=what)
+    return git.out("write-tree", what=what)
+
+
+def _tip(checkout: TaskCheckout, git: _Git, what: str) -> str:
+    return git.out("rev-parse", "--verify", f"refs/heads/{checkout.branch}^{{commit}}", what=what)
+
+
+def _subject(task_id: str, message: str, tests_passed: bool) -> str:
+    sentence = " ".join(message.split()) or "checkpoint"
+    if len(sentence) > _MESSAGE_CHARS:
+        sentence = sentence[:_MESSAGE_CHARS - 1] + "…"
+    return f"tars({task_id}): {sentence}" + (TESTS_PASS_MARKER if tests_passed else "")
+
+
+def _parse_subject(task_id: str, subject: str) -> tuple[str, bool]:
+    passed = subject.endswith(TESTS_PASS_MARKER)
+    if passed:
+        subject = subject[:-len(TESTS_PASS_MARKER)]
+    return subject.removeprefix(f"tars({task_id}): "), passed
+
+
+def checkpoint(checkout: TaskCheckout, message: str, tests_passed: bool = False) -> Checkpoint | None:
+    """Commit everything the task changed since the last checkpoint; None when nothing changed."""
+    git = _task_git(checkout)
+    what = f"save a checkpoint of task {checkout.task_id}"
+    tree = _stage_all(git, what)
+    tip = _tip(checkout, git, what)
+    if tree == git.out("rev-parse", f"{tip}^{{tree}}", what=what):
+        return None
+    subject = _subject(checkout.task_id, message, tests_passed)
+    sha = git.out("commit-tree", tree, "-p", tip, "-m", subject, what=what)
+    git("update-ref", "-m", "tars: checkpoint", f"refs/heads/{checkout.branch}", sha, tip, what=what)
+    _touch(checkout)
+    number = int(git.out("rev-list", "--count", "--first-parent", f"{checkout.base}..{sha}", what=what))
+    sentence, passed = _parse_subject(checkout.task_id, subject)
+    return Checkpoint(number=number, sha=sha, message=sentence, tests_passed=passed, committed_at=int(time.time()))
+
+
+def checkpoints(checkout: TaskCheckout) -> list[Checkpoint]:
+    """The task branch's commits since it started, numbered 1..N oldest first (commits the model made count too)."""
+    git = _task_git(checkout)
+    what = f"list the checkpoints of task {checkout.task_id}"
+    listing = git.out("log", "--first-parent", "--reverse", "--format=%H%x1f%ct%x1f%s%x1e",
+                      f"{checkout.base}..refs/heads/{checkout.branch}", what=what)
+    points = []
+    for number, entry in enumerate(filter(None, (e.strip() for e in listing.split("\x1e"))), 1):
+        sha, stamp, subject = entry.split("\x1f", 2)
+        sentence, passed = _parse_subject(checkout.task_id, subject)
+        points.append(Checkpoint(number=number, sha=sha, message=sentence, tests_passed=passed,
+                                 committed_at=int(stamp)))
+    return points
+
+
+def _restore(checkout: TaskCheckout, sha: str, what: str) -> None:
+    """Make the task's work tree, index and branch exactly sha: files changed, created (untracked too, but not
+    ignored ones) or deleted since come back as they were there."""
+    git = _task_git(checkout)
+    _stage_all(git, what)  # files created since become tracked, so read-tree removes them
+    git("read-tree", "--reset", "-u", sha, what=what)
+    git("clean", "-f", "-d", "-q", what=what)
+    git("update-ref", "-m", "tars: rollback", f"refs/heads/{checkout.branch}", sha, what=what)
+
+
+def rollback(checkout: TaskCheckout, to: int | None = None) -> Checkpoint:
+    """Reset the task (hard) to checkpoint `to`; 0 is the state before the task, the default is the one before the
+    latest. Uncommitted changes go too. Never touches the owner's tree (shadow mode: the project is the task's tree)."""
+    points = checkpoints(checkout)
+    if to is None:
+        to = max(len(points) - 1, 0)
+    if not 0 <= to <= len(points):
+        have = f"checkpoints 1 to {len(points)}" if points else "no checkpoints"
+        raise GitError(f"Task {checkout.task_id} has {have}; there is no checkpoint {to} to roll back to.")
+    target = points[to - 1] if to else Checkpoint(0, checkout.base, "the state before the task", False)
+    _restore(checkout, target.sha, f"roll task {checkout.task_id} back to checkpoint {to}")
+    _touch(checkout)
+    return target
+
+
+# --- summary ------------------------------------------------------------------------------------------------------
+
+def summary(checkout: TaskCheckout) -> dict:
+    """What the task changed from its start to its latest checkpoint, for the owner and the final report."""
+    git = _task_git(checkout)
+    what = f"summarise task {checkout.task_id}"
+    ref = f"refs/heads/{checkout.branch}"
+    points = checkpoints(checkout)
+    files = []
+    numstat = git.out("diff", "--numstat", "-z", "--no-renames", checkout.base, ref, what=what)
+    for entry in filter(None, numstat.split("\0")):
+        added, removed, path = entry.split("\t", 2)
+        files.append({"path": path, "added": None if added == "-" else int(added),
+                      "removed": None if removed == "-" else int(removed)})
+    tree = _stage_all(git, what)
+    return {
+        "task_id": checkout.task_id, "mode": checkout.mode, "path": checkout.path,
+        "branch": checkout.branch, "base": checkout.base, "start_branch": checkout.start_branch,
+        "commits": len(points), "files": files,
+        "diffstat": git("diff", "--stat=100", "--no-renames", checkout.base, ref, what=what).stdout.rstrip(),
+        "tests_passed": bool(points) and points[-1].tests_passed,
+        "uncommitted": tree != git.out("rev-parse", f"{ref}^{{tree}}", what=what),
+    }
+
+
+# --- merge --------------------------------------------------------------------------------------------------------
+
+def _worktrees(git: _Git, what: str) -> list[dict[str, str]]:
+    """`git worktree list --porcelain -z` as dicts (keys: worktree, HEAD, branch, bare, detached, prunable...)."""
+    entries, current = [], {}
+    for item in git("worktree", "list", "--porcelain", "-z", what=what).stdout.split("\0"):
+        if not item:
+            if current:
+                entries.append(current)
+            current = {}
+            continue
+        key, _, value = item.partition(" ")
+        current[key] = value
+    return entries
+
+
+def _dirty_paths(owner: _Git, what: str) -> set[str]:
+    """Every path with uncommitted changes in a tree: staged, unstaged or untracked (both names of a rename)."""
+    items = owner("status", "--porcelain=v1", "-z", "--untracked-files=all", what=what).stdout.split("\0")
+    paths, position = set(), 0
+    while position < len(items):
+        item = items[position]
+        position += 1
+        if len(item) < 4:
+            continue
+        paths.add(item[3:])
+        if "R" in item[:2] or "C" in item[:2]:
+            paths.add(items[position])
+            position += 1
+    return paths
+
+
+def _merge_commit(checkout: TaskCheckout, git: _Git, target_tip: str, task_tip: str, target: str, what: str) -> str:
+    """A merge commit of the task into target, built without touching any tree (git merge-tree --write-tree)."""
+    merged = git("merge-tree", "--write-tree", "--name-only", "-z", target_tip, task_tip, what=what, ok=(0, 1, 129))
+    if merged.returncode == 129:
+        version = git.out("version", what=what)
+        raise GitError(f"Could not {what}: merging needs git 2.38 or newer (merge-tree --write-tree); this is {version}.")
+    fields = merged.stdout.split("\0")
+    if merged.returncode == 1:
+        files = []
+        for name in fields[1:]:
+            if not name:
+                break
+            files.append(name)
+        raise MergeConflict(f"Task {checkout.task_id}'s branch {checkout.branch} conflicts with {target} in "
+                            f"{', '.join(files)}; nothing was changed.", files)
+    message = f"tars({checkout.task_id}): merge {checkout.branch} into {target}"
+    return git.out("commit-tree", fields[0], "-p", target_tip, "-p", task_tip, "-m", message, what=what)
+
+
+def merge(checkout: TaskCheckout) -> MergeResult:
+    """Merge the task branch into the branch it started from, in the owner's repository: fast-forward when possible,
+    else a merge commit. The owner's uncommitted changes are never lost: if the target is checked out and dirty in
+    a file the merge changes, MergeBlocked; a conflict raises MergeConflict; either way nothing was changed."""
+    if checkout.mode == SHADOW:
+        return MergeResult("kept", None, None, [], False,
+                           f"{checkout.project} is not a git repository, so task {checkout.task_id}'s changes are "
+                           "already in place there; there is nothing to merge.")
+    if checkout.mode == CLONE:
+        raise GitError(f"Task {checkout.task_id} worked on a clone of {checkout.project}; push its branch "
+                       f"{checkout.branch} instead of merging.")
+    if not checkout.start_branch:
+        raise GitError(f"Task {checkout.task_id} started from a detached HEAD ({checkout.base[:12]}), so there is no "
+                       f"branch to merge into; its work is on branch {checkout.branch}.")
+    target = checkout.start_branch
+    git = _Git(checkout.repo)
+    what = f"merge task {checkout.task_id} into {target} in {checkout.repo}"
+    with _locked(Path(checkout.data_dir), _digest(checkout.repo)):
+        if not git.has_ref(f"refs/heads/{target}", what):
+            raise GitError(f"Could not {what}: the branch {target} no longer exists.")
+        target_tip = git.out("rev-parse", f"refs/heads/{target}", what=what)
+        task_tip = git.out("rev-parse", f"refs/heads/{checkout.branch}", what=what)
+        ancestor = git("merge-base", "--is-ancestor", task_tip, target_tip, what=what, ok=(0, 1)).returncode == 0
+        if ancestor:
+            return MergeResult("up-to-date", target, target_tip, [], False,
+                               f"{target} already has all of task {checkout.task_id}'s work.")
+        fast = git("merge-base", "--is-ancestor", target_tip, task_tip, what=what, ok=(0, 1)).returncode == 0
+        new = task_tip if fast else _merge_commit(checkout, git, target_tip, task_tip, target, what)
+        files = [f for f in git.out("diff", "--name-only", "-z", "--no-renames", target_tip, new,
+                                    what=what).split("\0") if f]
+        updated = _move_branch(checkout, git, target, target_tip, new, files, what)
+    _touch(checkout)
+    kind = "fast-forward" if fast else "merge"
+    where = "; your checked-out copy is updated" if updated else ""
+    return MergeResult(kind, target, new, files, updated,
+                       f"Merged task {checkout.task_id} into {target} ({kind}, {len(files)} "
+                       f"file{'s' if len(files) != 1 else ''}){where}.")
+
+
+def _move_branch(checkout: TaskCheckout, git: _Git, target: str, old: str, new: str, files: list[str],
+                 what: str) -> bool:
+    """Point target at new. Where it is checked out, a fast-forward merge there moves ref, index and files together
+    (new always descends from old), keeping the owner's other changes; True when a checked-out tree was updated."""
+    trees = [w for w in _worktrees(git, what) if w.get("branch") == f"refs/heads/{target}" and "prunable" not in w]
+    for tree in trees:
+        owner = _Git(tree["worktree"])
+        clash = sorted(_dirty_paths(owner, what) & set(files))
+        if clash:
+            raise MergeBlocked(f"Your uncommitted changes to {', '.join(clash)} in {tree['worktree']} touch files "
+                               f"task {checkout.task_id} changed; commit or stash them, then merge again. "
+                               "Nothing was changed.", clash)
+    if not trees:
+        git("update-ref", "-m", f"tars: merge {checkout.branch}", f"refs/heads/{target}", new, old, what=what)
+        return False
+    # git checks again itself and refuses (changing nothing) if the owner edited a touched file meanwhile.
+    _Git(trees[0]["worktree"])("merge", "--ff-only", "--quiet", new, what=what)
+    return True
+
+
+# --- push, discard, cleanup ---------------------------------------------------------------------------------------
+
+def push(checkout: TaskCheckout) -> str:
+    """Push the task branch to origin under the same name, never forced; a rejection raises GitError with git's reason."""
+    if checkout.mode == SHADOW:
+        raise GitError(f"{checkout.project} is not a git repository, so task {checkout.task_id} has nothing to push.")
+    git = _repo_git(checkout)
+    what = f"push {checkout.branch} of task {checkout.task_id}"
+    remote = git("remote", "get-url", "origin", what=what, ok=(0, 2, 128))
+    if remote.returncode:
+        raise GitError(f"Could not {what}: {checkout.project} has no remote called origin.")
+    url = _redact(remote.stdout.strip())
+    ref = f"refs/heads/{checkout.branch}"
+    pushed = git("push", "--porcelain", "origin", f"{ref}:{ref}", what=what, ok=(0, 1),
+                 timeout=GIT_NETWORK_TIMEOUT_SECONDS)
+    if pushed.returncode:
+        reasons = [line.split("\t")[-1] for line in pushed.stdout.splitlines() if line.startswith("!")]
+        reason = "; ".join(reasons) or _detail(pushed.stderr, "")
+        raise GitError(_redact(f"{url} rejected the push of {checkout.branch}: {reason}."))
+    _touch(checkout)
+    return f"Pushed {checkout.branch} to {url}."
+
+
+def _remove_worktree(checkout: TaskCheckout, what: str) -> None:
+    git = _repo_git(checkout)
+    folder = Path(checkout.worktree)
+    if folder.exists():
+        try:
+            git("worktree", "remove", "--force", str(folder), what=what)
+        except GitError:
+            # Not registered any more, or it holds submodules (which git will not remove): it is TARS's own folder.
+            if Path(checkout.data_dir) / "worktrees" in folder.parents:
+                shutil.rmtree(folder)
+            else:
+                raise
+    git("worktree", "prune", what=what)
+
+
+def _delete_branch(checkout: TaskCheckout, git: _Git, what: str) -> None:
+    if not checkout.branch.startswith(BRANCH_PREFIX):  # a corrupt record must never delete the owner's branch
+        raise GitError(f"Could not {what}: {checkout.branch} is not a TARS branch.")
+    if git.has_ref(f"refs/heads/{checkout.branch}", what):
+        git("update-ref", "-d", f"refs/heads/{checkout.branch}", what=what)
+
+
+def discard(checkout: TaskCheckout) -> str:
+    """Throw the task's work away: remove its worktree and its tars/ branch (shadow mode: put the project back as it
+    was at prepare). Returns a sentence for the owner."""
+    what = f"discard task {checkout.task_id}"
+    if checkout.mode == SHADOW:
+        _restore(checkout, checkout.base, what)
+        _delete_branch(checkout, _repo_git(checkout), what)
+        Path(_shadow_index(checkout.repo, checkout.task_id)).unlink(missing_ok=True)
+        sentence = f"Put {checkout.project} back as it was before task {checkout.task_id}."
+    else:
+        with _locked(Path(checkout.data_dir), _digest(checkout.repo)):
+            _remove_worktree(checkout, what)
+            _delete_branch(checkout, _repo_git(checkout), what)
+        sentence = f"Discarded task {checkout.task_id}: its worktree and branch {checkout.branch} are gone."
+    _record(checkout.data_dir, checkout.task_id).unlink(missing_ok=True)
+    return sentence
+
+
+def _retire(checkout: TaskCheckout) -> None:
+    """What cleanup does to one old task: free its disk; keep the owner's branch unless it is merged."""
+    what = f"clean up task {checkout.task_id}"
+    if checkout.mode == SHADOW:  # the project itself is the owner's: only TARS's branch and index go
+        _delete_branch(checkout, _repo_git(checkout), what)
+        Path(_shadow_index(checkout.repo, checkout.task_id)).unlink(missing_ok=True)
+        return
+    git = _repo_git(checkout)
+    with _locked(Path(checkout.data_dir), _digest(checkout.repo)):
+        _remove_worktree(checkout, what)
+        merged = checkout.start_branch and git.has_ref(f"refs/heads/{checkout.start_branch}", what) and git(
+            "merge-base", "--is-ancestor", f"refs/heads/{checkout.branch}", f"refs/heads/{checkout.start_branch}",
+            what=what, ok=(0, 1, 128)).returncode == 0
+        if checkout.mode == CLONE or merged:  # a clone is TARS's cache; a merged branch holds nothing new
+            _delete_branch(checkout, git, what)
+
+
+def cleanup(data_dir: str | Path, older_than_days: float = WORKTREE_RETENTION_DAYS,
+            keep: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Remove the checkouts of tasks idle for older_than_days (except those in keep, e.g. the running ones) and prune.
+
+    Worktree mode keeps the branch in the owner's repository unless it is merged into its start branch (no work is
+    lost); clone mode deletes it; shadow mode deletes only TARS's shadow branch. Returns the task ids removed."""
+    data = Path(data_dir).expanduser().resolve()
+    cutoff = time.time() - older_than_days * 86400
+    removed = []
+    records = data / "checkouts"
+    for record in sorted(records.glob("*.json")) if records.is_dir() else []:
+        task_id = record.stem
+        if task_id in keep or record.stat().st_mtime > cutoff:
+            continue
+        try:
+            _retire(find(task_id, data))
+        except GitError as exc:
+            log.warning("[task %s] cleanup left its checkout: %s", task_id, exc)
+            continue
+        record.unlink(missing_ok=True)
+        removed.append(task_id)
+    folders = data / "worktrees"
+    for folder in sorted(folders.iterdir()) if folders.is_dir() else []:
+        # A folder without a record: a prepare that crashed half-way. It is TARS's own, so it simply goes.
+        if folder.name in keep or _record(data, folder.name).exists() or folder.stat().st_mtime > cutoff:
+            continue
+        gitdir = _orphan_repository(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        if gitdir:
+            try:
+                _run(["--git-dir", gitdir, "worktree", "prune"], cwd=str(data), what=f"prune {gitdir}")
+            except GitError as exc:
+                log.warning("cleanup could not prune %s: %s", gitdir, exc)
+        removed.append(folder.name)
+    return removed
+
+
+def _orphan_repository(folder: Path) -> str | None:
+    """The common git dir a worktree folder belongs to, from its .git file ('gitdir: <repo>/worktrees/<name>')."""
+    try:
+        text = (folder / ".git").read_text().strip()
+    except OSError:
+        return None
+    if not text.startswith("gitdir: "):
+        return None
+    common = Path(text.removeprefix("gitdir: ")).parent.parent
+    return str(common) if common.is_dir() else None
