@@ -1,0 +1,473 @@
+"""A task's git checkout with the real git binary in temporary folders: worktrees, checkpoints, rollback, merge,
+shadow repositories for plain folders, clones of URLs, push, discard, cleanup. The owner's repository is checked
+byte for byte (status, index file, refs, files) around every operation that must not touch it."""
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from core import git_workspace as gw
+from core.exceptions import GitError, MergeBlocked, MergeConflict
+
+OWNER = ("-c", "user.name=Owner", "-c", "user.email=owner@example.com", "-c", "init.defaultBranch=main")
+
+
+@pytest.fixture(autouse=True)
+def private_git(tmp_path, monkeypatch):
+    """No git config of this machine or user is read: HOME is an empty folder, the system config is off."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.delenv("GIT_CONFIG_GLOBAL", raising=False)
+
+
+def git(cwd, *args, check=True) -> str:
+    done = subprocess.run(["git", *OWNER, *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=False)
+    if check and done.returncode:
+        raise AssertionError(f"git {args} failed: {done.stderr}")
+    return done.stdout.strip()
+
+
+def files_of(folder: Path) -> dict[str, str]:
+    """Every file under folder (outside .git) with its content."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if path.is_file() and ".git" not in relative.parts:
+            found[str(relative)] = path.read_text()
+    return found
+
+
+def owner_state(repo: Path) -> dict:
+    """What the owner sees: status, the index file's bytes, HEAD, their own refs (not tars/), and their files."""
+    refs = [line for line in git(repo, "for-each-ref", "--format=%(refname) %(objectname)").splitlines()
+            if not line.startswith("refs/heads/tars/")]
+    return {"status": git(repo, "--no-optional-locks", "status", "--porcelain=v1", "--untracked-files=all"),
+            "index": (repo / ".git" / "index").read_bytes(), "refs": refs,
+            "head": git(repo, "rev-parse", "--symbolic-full-name", "HEAD"), "files": files_of(repo)}
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q")
+    (root / "a.txt").write_text("alpha\n")
+    (root / "b.txt").write_text("beta\n")
+    git(root, "add", ".")
+    git(root, "commit", "-q", "-m", "start")
+    return root
+
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    return tmp_path / "data"
+
+
+def make_dirty(repo: Path) -> None:
+    """An owner in the middle of work: an unstaged edit, a staged new file, an untracked file."""
+    (repo / "a.txt").write_text("alpha, edited by the owner\n")
+    (repo / "staged.txt").write_text("staged\n")
+    git(repo, "add", "staged.txt")
+    (repo / "untracked.txt").write_text("untracked\n")
+
+
+def write(checkout: gw.TaskCheckout, name: str, text: str) -> None:
+    path = Path(checkout.path) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+# --- worktrees on the owner's repository ----------------------------------------------------------------------
+
+def test_two_tasks_run_side_by_side_on_a_dirty_repository_and_the_owner_sees_nothing(repo, data):
+    make_dirty(repo)
+    before = owner_state(repo)
+    one = gw.prepare("aaa111", repo, data)
+    two = gw.prepare("bbb222", repo, data)
+    assert (one.mode, one.branch, one.start_branch) == ("worktree", "tars/aaa111", "main")
+    assert one.path == str(data.resolve() / "worktrees" / "aaa111") and one.path != two.path
+    assert one.base == two.base == git(repo, "rev-parse", "HEAD")
+    # Each worktree starts from the commit, not from the owner's uncommitted state.
+    assert files_of(Path(one.path)) == {"a.txt": "alpha\n", "b.txt": "beta\n"}
+    write(one, "one.txt", "one\n")
+    write(two, "two.txt", "two\n")
+    assert gw.checkpoint(one, "wrote one") is not None
+    assert gw.checkpoint(two, "wrote two") is not None
+    assert owner_state(repo) == before
+    assert "one.txt" not in files_of(Path(two.path)) and "two.txt" not in files_of(Path(one.path))
+    assert git(repo, "log", "--format=%s", "tars/aaa111", "-1") == "tars(aaa111): wrote one"
+
+
+def test_checkpoints_are_numbered_and_carry_the_tests_pass_marker(repo, data):
+    task = gw.prepare("c0ffee", repo, data)
+    assert gw.checkpoint(task, "nothing yet") is None
+    write(task, "calc.py", "def add(a, b):\n    return a + b\n")
+    first = gw.checkpoint(task, "Wrote   the calculator\nwith add")
+    write(task, "test_calc.py", "from calc import add\n")
+    second = gw.checkpoint(task, "Added tests", tests_passed=True)
+    assert gw.checkpoint(task, "again") is None
+    assert (first.number, first.message, first.tests_passed) == (1, "Wrote the calculator with add", False)
+    assert (second.number, second.tests_passed) == (2, True)
+    assert gw.checkpoints(task) == [dataclass_without_time(first, gw.checkpoints(task)[0]),
+                                    dataclass_without_time(second, gw.checkpoints(task)[1])]
+    assert git(task.path, "log", "-1", "--format=%s %an") == "tars(c0ffee): Added tests [tests pass] TARS"
+
+
+def dataclass_without_time(made: gw.Checkpoint, listed: gw.Checkpoint) -> gw.Checkpoint:
+    assert abs(made.committed_at - listed.committed_at) <= 2
+    return gw.Checkpoint(made.number, made.sha, made.message, made.tests_passed, listed.committed_at)
+
+
+def test_rollback_restores_a_checkpoint_with_untracked_files_gone_and_the_owner_untouched(repo, data):
+    make_dirty(repo)
+    before = owner_state(repo)
+    task = gw.prepare("ro11ba", repo, data)
+    write(task, "a.txt", "alpha v1\n")
+    gw.checkpoint(task, "v1")
+    write(task, "new.txt", "new\n")
+    os.remove(Path(task.path) / "b.txt")
+    gw.checkpoint(task, "v2")
+    write(task, "a.txt", "alpha uncommitted\n")
+    write(task, "junk/untracked.txt", "junk\n")
+    back = gw.rollback(task, to=1)
+    assert back.number == 1 and back.message == "v1"
+    assert files_of(Path(task.path)) == {"a.txt": "alpha v1\n", "b.txt": "beta\n"}
+    assert not (Path(task.path) / "junk").exists()
+    assert git(task.path, "status", "--porcelain") == ""
+    assert [p.number for p in gw.checkpoints(task)] == [1]
+    assert gw.rollback(task).number == 0  # the default: the one before the latest; 0 is the start
+    assert files_of(Path(task.path)) == {"a.txt": "alpha\n", "b.txt": "beta\n"}
+    assert gw.checkpoints(task) == []
+    with pytest.raises(GitError, match="has no checkpoints; there is no checkpoint 3"):
+        gw.rollback(task, to=3)
+    assert owner_state(repo) == before
+
+
+def test_summary_lists_files_with_lines_and_the_last_test_result(repo, data):
+    task = gw.prepare("5umma7", repo, data)
+    write(task, "a.txt", "alpha\nmore\nlines\n")
+    gw.checkpoint(task, "longer a")
+    os.remove(Path(task.path) / "b.txt")
+    write(task, "c.txt", "c\n")
+    gw.checkpoint(task, "c instead of b", tests_passed=True)
+    write(task, "d.txt", "uncommitted\n")
+    report = gw.summary(task)
+    assert (report["branch"], report["base"], report["commits"]) == ("tars/5umma7", task.base, 2)
+    assert report["files"] == [{"path": "a.txt", "added": 2, "removed": 0},
+                               {"path": "b.txt", "added": 0, "removed": 1},
+                               {"path": "c.txt", "added": 1, "removed": 0}]
+    assert "3 files changed, 3 insertions(+), 1 deletion(-)" in report["diffstat"]
+    assert report["tests_passed"] is True and report["uncommitted"] is True
+
+
+# --- merge --------------------------------------------------------------------------------------------------------
+
+def test_merge_fast_forwards_into_the_owners_clean_checked_out_branch(repo, data):
+    task = gw.prepare("ff0001", repo, data)
+    write(task, "feature.py", "print('hi')\n")
+    tip = gw.checkpoint(task, "feature").sha
+    result = gw.merge(task)
+    assert (result.kind, result.branch, result.commit, result.files, result.tree_updated) == \
+        ("fast-forward", "main", tip, ["feature.py"], True)
+    assert git(repo, "rev-parse", "main") == tip
+    assert (repo / "feature.py").read_text() == "print('hi')\n"
+    assert git(repo, "status", "--porcelain") == ""
+    assert gw.merge(task).kind == "up-to-date"
+
+
+def test_second_task_merges_with_a_merge_commit_and_the_owners_dirty_files_survive(repo, data):
+    make_dirty(repo)
+    one, two = gw.prepare("m00001", repo, data), gw.prepare("m00002", repo, data)
+    write(one, "one.txt", "one\n")
+    write(two, "two.txt", "two\n")
+    gw.checkpoint(one, "one")
+    gw.checkpoint(two, "two")
+    before = owner_state(repo)
+    assert gw.merge(one).kind == "fast-forward"
+    result = gw.merge(two)
+    assert result.kind == "merge" and result.files == ["two.txt"] and result.tree_updated
+    parents = git(repo, "log", "-1", "--format=%P", "main").split()
+    assert parents == [git(repo, "rev-parse", "tars/m00001"), git(repo, "rev-parse", "tars/m00002")]
+    assert git(repo, "log", "-1", "--format=%s", "main") == "tars(m00002): merge tars/m00002 into main"
+    after = owner_state(repo)
+    assert after["files"] == {**before["files"], "one.txt": "one\n", "two.txt": "two\n"}
+    assert after["status"] == before["status"]  # the same edit, staged file and untracked file, nothing else
+    assert git(repo, "diff", "--cached", "--name-only") == "staged.txt"
+
+
+def test_a_conflict_changes_nothing_and_names_the_files(repo, data):
+    task = gw.prepare("c0nf11", repo, data)
+    write(task, "a.txt", "alpha by the task\n")
+    write(task, "b.txt", "beta by the task\n")
+    write(task, "fine.txt", "no conflict\n")
+    gw.checkpoint(task, "edits")
+    (repo / "a.txt").write_text("alpha by the owner\n")
+    (repo / "b.txt").write_text("beta by the owner\n")
+    git(repo, "commit", "-q", "-am", "owner's edit")
+    (repo / "scratch.txt").write_text("owner's scratch\n")
+    before, task_tip = owner_state(repo), git(repo, "rev-parse", "tars/c0nf11")
+    with pytest.raises(MergeConflict) as caught:
+        gw.merge(task)
+    assert caught.value.files == ["a.txt", "b.txt"]
+    assert "conflicts with main in a.txt, b.txt; nothing was changed" in str(caught.value)
+    assert owner_state(repo) == before and git(repo, "rev-parse", "tars/c0nf11") == task_tip
+    assert files_of(Path(task.path))["a.txt"] == "alpha by the task\n"
+
+
+@pytest.mark.parametrize("owner_change", ["unstaged edit", "staged edit", "untracked file in the way"])
+def test_merge_is_refused_when_the_owners_uncommitted_changes_touch_its_files(repo, data, owner_change):
+    task = gw.prepare("b10ck1", repo, data)
+    write(task, "a.txt", "alpha by the task\n")
+    write(task, "new.txt", "new by the task\n")
+    gw.checkpoint(task, "edits")
+    touched = "new.txt" if owner_change == "untracked file in the way" else "a.txt"
+    (repo / touched).write_text("the owner's own words\n")
+    if owner_change == "staged edit":
+        git(repo, "add", "a.txt")
+    before = owner_state(repo)
+    with pytest.raises(MergeBlocked) as caught:
+        gw.merge(task)
+    assert caught.value.files == [touched]
+    assert f"uncommitted changes to {touched}" in str(caught.value) and "commit or stash" in str(caught.value)
+    assert owner_state(repo) == before
+
+
+def test_merge_into_a_branch_not_checked_out_moves_only_the_ref(repo, data):
+    task = gw.prepare("0ther1", repo, data)
+    git(repo, "switch", "-q", "-c", "elsewhere")
+    (repo / "a.txt").write_text("dirty on another branch\n")
+    write(task, "feature.txt", "feature\n")
+    tip = gw.checkpoint(task, "feature").sha
+    before = owner_state(repo)
+    result = gw.merge(task)
+    assert (result.kind, result.tree_updated) == ("fast-forward", False)
+    assert git(repo, "rev-parse", "main") == tip
+    after = owner_state(repo)
+    assert (after["status"], after["index"], after["files"], after["head"]) == \
+        (before["status"], before["index"], before["files"], "refs/heads/elsewhere")
+
+
+def test_a_task_started_on_a_detached_head_cannot_merge(repo, data):
+    git(repo, "switch", "-q", "--detach", "HEAD")
+    task = gw.prepare("de7ach", repo, data)
+    assert task.start_branch is None
+    write(task, "x.txt", "x\n")
+    gw.checkpoint(task, "x")
+    with pytest.raises(GitError, match="started from a detached HEAD .*its work is on branch tars/de7ach"):
+        gw.merge(task)
+
+
+# --- discard, subfolders, errors ----------------------------------------------------------------------------------
+
+def test_discard_removes_the_worktree_the_branch_and_the_record(repo, data):
+    make_dirty(repo)
+    before = owner_state(repo)
+    task = gw.prepare("d15ca7", repo, data)
+    write(task, "x.txt", "x\n")
+    gw.checkpoint(task, "x")
+    write(task, "uncommitted.txt", "y\n")
+    assert gw.find("d15ca7", data) == task
+    assert "are gone" in gw.discard(task)
+    assert not Path(task.worktree).exists()
+    assert git(repo, "branch", "--list", "tars/*") == ""
+    assert str(Path(task.worktree)) not in git(repo, "worktree", "list")
+    assert owner_state(repo) == before
+    with pytest.raises(GitError, match="Task d15ca7 has no checkout"):
+        gw.find("d15ca7", data)
+
+
+def test_a_tracked_subfolder_works_in_the_same_subfolder_of_the_worktree(repo, data, tmp_path):
+    (repo / "app").mkdir()
+    (repo / "app" / "main.py").write_text("print(1)\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "app")
+    task = gw.prepare("5ubd1r", repo / "app", data)
+    assert task.mode == "worktree" and task.path == os.path.join(task.worktree, "app")
+    assert (Path(task.path) / "main.py").exists()
+    (repo / "loose").mkdir()  # inside the repository but not part of it: shadowed
+    assert gw.prepare("l0ose1", repo / "loose", data).mode == "shadow"
+
+
+def test_expected_failures_are_sentences(repo, data, tmp_path):
+    with pytest.raises(GitError, match=r"The project folder .*nowhere does not exist, so task t1 cannot start"):
+        gw.prepare("t1", tmp_path / "nowhere", data)
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(GitError, match="is not a folder"):
+        gw.prepare("t1", tmp_path / "file.txt", data)
+    with pytest.raises(GitError, match="cannot name a branch"):
+        gw.prepare("../x", repo, data)
+    with pytest.raises(GitError, match="is inside the project"):
+        gw.prepare("t1", repo, repo / ".tars")
+    gw.prepare("twice1", repo, data)
+    with pytest.raises(GitError, match="Branch tars/twice1 already exists in .*; a task id is used once"):
+        gw.prepare("twice1", repo, tmp_path / "other-data")
+    with pytest.raises(GitError, match="the folder .* does not exist"):
+        gw.checkpoint(gw.TaskCheckout("gone", "worktree", str(repo), str(tmp_path / "gone"), str(tmp_path / "gone"),
+                                      str(repo), "tars/gone", "0" * 40, "main", str(data)), "x")
+
+
+def test_a_git_command_past_its_timeout_is_stopped(tmp_path):
+    started = time.monotonic()
+    with pytest.raises(GitError, match="Could not wait: git -c took longer than 0.5 seconds and was stopped"):
+        gw._run(["-c", "alias.slow=!sleep 20", "slow"], cwd=str(tmp_path), what="wait", timeout=0.5)
+    assert time.monotonic() - started < 5
+
+
+# --- shadow mode: plain folders and repositories without commits ------------------------------------------------
+
+def test_a_plain_folder_gets_checkpoints_and_rollback_with_nothing_inside_it(tmp_path, data):
+    project = tmp_path / "plain"
+    project.mkdir()
+    (project / "notes.txt").write_text("notes\n")
+    (project / "node_modules").mkdir()
+    (project / "node_modules" / "big.js").write_text("//\n")
+    original = files_of(project)
+    task = gw.prepare("5had0w", project, data)
+    assert (task.mode, task.path, task.start_branch) == ("shadow", str(project.resolve()), None)
+    assert Path(task.repo).parent == data.resolve() / "shadow"
+    write(task, "app.py", "v1\n")
+    assert gw.checkpoint(task, "v1").number == 1
+    write(task, "app.py", "v2\n")
+    write(task, "extra.py", "extra\n")
+    assert gw.checkpoint(task, "v2", tests_passed=True).number == 2
+    write(task, "scratch.py", "untracked\n")
+    assert gw.rollback(task, to=1).message == "v1"
+    assert files_of(project) == {**original, "app.py": "v1\n"}
+    assert gw.summary(task)["files"] == [{"path": "app.py", "added": 1, "removed": 0}]
+    assert gw.merge(task).kind == "kept"
+    with pytest.raises(GitError, match="is not a git repository, so task 5had0w has nothing to push"):
+        gw.push(task)
+    assert not (project / ".git").exists()
+    assert "Put " in gw.discard(task)
+    assert files_of(project) == original
+    assert sorted(os.listdir(project)) == ["node_modules", "notes.txt"]
+
+
+def test_two_shadow_tasks_on_one_folder_keep_separate_histories(tmp_path, data):
+    project = tmp_path / "plain"
+    project.mkdir()
+    one = gw.prepare("5h0001", project, data)
+    write(one, "one.txt", "1\n")
+    gw.checkpoint(one, "one")
+    two = gw.prepare("5h0002", project, data)
+    assert one.repo == two.repo and one.base != two.base
+    write(two, "two.txt", "2\n")
+    gw.checkpoint(two, "two")
+    assert [p.message for p in gw.checkpoints(one)] == ["one"]
+    assert [p.message for p in gw.checkpoints(two)] == ["two"]
+
+
+def test_a_repository_without_commits_is_shadowed_and_its_git_folder_untouched(tmp_path, data):
+    project = tmp_path / "fresh"
+    project.mkdir()
+    git(project, "init", "-q")
+    (project / "draft.txt").write_text("draft\n")
+    git_files = sorted(str(p.relative_to(project)) for p in (project / ".git").rglob("*"))
+    task = gw.prepare("emp7y1", project, data)
+    assert task.mode == "shadow"
+    write(task, "main.py", "print(1)\n")
+    gw.checkpoint(task, "main")
+    write(task, "later.py", "later\n")
+    gw.rollback(task, to=1)
+    assert files_of(project) == {"draft.txt": "draft\n", "main.py": "print(1)\n"}
+    assert sorted(str(p.relative_to(project)) for p in (project / ".git").rglob("*")) == git_files
+    assert git(project, "status", "--porcelain") == "?? draft.txt\n?? main.py".strip()
+
+
+# --- clones of URLs and push --------------------------------------------------------------------------------------
+
+@pytest.fixture
+def remote(tmp_path) -> Path:
+    """A bare repository with main at one commit, as a server would hold it."""
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    seed = tmp_path / "seed"
+    git(tmp_path, "clone", "-q", str(bare), str(seed))
+    (seed / "README.md").write_text("remote\n")
+    git(seed, "add", ".")
+    git(seed, "commit", "-q", "-m", "first")
+    git(seed, "push", "-q", "origin", "main")
+    return bare
+
+
+def test_a_task_from_a_url_is_pushed_back_as_its_branch(remote, data, tmp_path):
+    url = remote.as_uri()
+    task = gw.prepare("ur1001", url, data)
+    assert (task.mode, task.start_branch, task.project) == ("clone", "main", url)
+    assert task.base == git(remote, "rev-parse", "main")
+    assert Path(task.repo).parent == data.resolve() / "clones"
+    assert files_of(Path(task.path)) == {"README.md": "remote\n"}
+    write(task, "feature.txt", "feature\n")
+    tip = gw.checkpoint(task, "feature").sha
+    assert gw.push(task) == f"Pushed tars/ur1001 to {url}."
+    assert git(remote, "rev-parse", "refs/heads/tars/ur1001") == tip
+    with pytest.raises(GitError, match="push its branch tars/ur1001 instead of merging"):
+        gw.merge(task)
+    # The remote moves on; the next task is fetched from its new tip.
+    seed = tmp_path / "seed"
+    (seed / "README.md").write_text("remote, v2\n")
+    git(seed, "commit", "-q", "-am", "second")
+    git(seed, "push", "-q", "origin", "main")
+    later = gw.prepare("ur1002", url, data)
+    assert later.repo == task.repo and later.base == git(remote, "rev-parse", "main")
+    assert (Path(later.path) / "README.md").read_text() == "remote, v2\n"
+
+
+def test_a_push_that_would_rewrite_the_remote_branch_is_rejected(remote, data):
+    task = gw.prepare("rej001", remote.as_uri(), data)
+    write(task, "a.txt", "a\n")
+    gw.checkpoint(task, "a")
+    gw.push(task)
+    pushed = git(remote, "rev-parse", "refs/heads/tars/rej001")
+    gw.rollback(task, to=0)
+    write(task, "b.txt", "b\n")
+    gw.checkpoint(task, "b instead")
+    with pytest.raises(GitError, match=r"rejected the push of tars/rej001: \[rejected\] \((non-fast-forward|fetch first)\)"):
+        gw.push(task)
+    assert git(remote, "rev-parse", "refs/heads/tars/rej001") == pushed
+
+
+def test_a_missing_url_fails_in_one_sentence_and_leaves_no_half_clone(tmp_path, data):
+    url = (tmp_path / "no-such-repo.git").as_uri()
+    with pytest.raises(GitError, match=r"Could not clone file://.*no-such-repo.git: .*does not appear to be a git "
+                                       r"repository"):
+        gw.prepare("m1ss1n", url, data)
+    assert list((data / "clones").iterdir()) == []
+    with pytest.raises(GitError) as caught:
+        gw.prepare("m1ss12", "https://someone:hunter2@127.0.0.1:9/x.git", data)
+    assert "hunter2" not in str(caught.value) and "https://***@127.0.0.1:9/x.git" in str(caught.value)
+
+
+def test_push_without_an_origin_says_so(repo, data):
+    task = gw.prepare("n0rem0", repo, data)
+    with pytest.raises(GitError, match="has no remote called origin"):
+        gw.push(task)
+
+
+# --- cleanup ------------------------------------------------------------------------------------------------------
+
+def test_cleanup_removes_old_finished_checkouts_and_keeps_the_rest(repo, data):
+    old, kept, recent, merged = (gw.prepare(name, repo, data) for name in ("o1d001", "keep01", "new001", "mrg001"))
+    for task in (old, kept, recent, merged):
+        write(task, f"{task.task_id}.txt", "x\n")
+        gw.checkpoint(task, "work")
+    gw.merge(merged)
+    orphan = data / "worktrees" / "crash1"
+    orphan.mkdir()
+    long_ago = time.time() - 30 * 86400
+    for name in ("o1d001", "keep01", "mrg001"):
+        os.utime(data / "checkouts" / f"{name}.json", (long_ago, long_ago))
+    os.utime(orphan, (long_ago, long_ago))
+    removed = gw.cleanup(data, older_than_days=7, keep={"keep01"})
+    assert sorted(removed) == ["crash1", "mrg001", "o1d001"]
+    assert sorted(os.listdir(data / "worktrees")) == ["keep01", "new001"]
+    listed = git(repo, "worktree", "list")
+    assert old.worktree not in listed and kept.worktree in listed
+    # The unmerged branch stays in the owner's repository (no work lost); the merged one goes.
+    assert git(repo, "branch", "--list", "tars/*", "--format=%(refname:short)").split() == \
+        ["tars/keep01", "tars/new001", "tars/o1d001"]
+    assert gw.cleanup(data, older_than_days=7, keep={"keep01"}) == []
