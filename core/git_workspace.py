@@ -147,6 +147,14 @@ def _detail(stderr: str, stdout: str) -> str:
     return text if len(text) <= 600 else text[:600] + "…"
 
 
+def _subcommand(args: list[str]) -> str:
+    """The git command's name (worktree, push...), past global options such as -c and --git-dir."""
+    position = 0
+    while position < len(args) and args[position].startswith("-"):
+        position += 2 if args[position] in ("-c", "--git-dir", "--work-tree", "-C") else 1
+    return args[position] if position < len(args) else "git"
+
+
 def _run(args: list[str], *, cwd: str, what: str, timeout: float = GIT_TIMEOUT_SECONDS,
          env: dict[str, str] | None = None, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
     """Run git once; any exit code outside ok, a missing folder or a timeout becomes a GitError naming `what`."""
@@ -166,7 +174,7 @@ def _run(args: list[str], *, cwd: str, what: str, timeout: float = GIT_TIMEOUT_S
         except ProcessLookupError:
             pass
         process.communicate()
-        raise GitError(_redact(f"Could not {what}: git {args[0]} took longer than {timeout:g} seconds "
+        raise GitError(_redact(f"Could not {what}: git {_subcommand(args)} took longer than {timeout:g} seconds "
                                "and was stopped.")) from None
     stdout = out.decode("utf-8", "surrogateescape")
     stderr = err.decode("utf-8", "replace")
@@ -245,6 +253,7 @@ def _touch(checkout: TaskCheckout) -> None:
 
 def find(task_id: str, data_dir: str | Path) -> TaskCheckout:
     """The checkout prepare() recorded for task_id (for the CLI and voice, which only know the id)."""
+    _check_task_id(task_id)
     try:
         return TaskCheckout.from_dict(json.loads(_record(data_dir, task_id).read_text()))
     except FileNotFoundError:
@@ -610,7 +619,12 @@ def _move_branch(checkout: TaskCheckout, git: _Git, target: str, old: str, new: 
                  what: str) -> bool:
     """Point target at new. Where it is checked out, a fast-forward merge there moves ref, index and files together
     (new always descends from old), keeping the owner's other changes; True when a checked-out tree was updated."""
-    trees = [w for w in _worktrees(git, what) if w.get("branch") == f"refs/heads/{target}" and "prunable" not in w]
+    listed = [w for w in _worktrees(git, what) if "prunable" not in w and "bare" not in w]
+    for tree in listed:
+        if _rebasing(tree["worktree"], target, what):
+            raise GitError(f"{target} is being rebased in {tree['worktree']}; finish or abort the rebase, then merge "
+                           f"task {checkout.task_id} again. Nothing was changed.")
+    trees = [w for w in listed if w.get("branch") == f"refs/heads/{target}"]
     for tree in trees:
         owner = _Git(tree["worktree"])
         clash = sorted(_dirty_paths(owner, what) & set(files))
@@ -624,6 +638,17 @@ def _move_branch(checkout: TaskCheckout, git: _Git, target: str, old: str, new: 
     # git checks again itself and refuses (changing nothing) if the owner edited a touched file meanwhile.
     _Git(trees[0]["worktree"])("merge", "--ff-only", "--quiet", new, what=what)
     return True
+
+
+def _rebasing(tree: str, branch: str, what: str) -> bool:
+    """True while a rebase of branch runs in tree: its HEAD is detached then, yet the rebase's end would overwrite
+    the branch (and lose a merge made meanwhile)."""
+    git_dir = Path(_Git(tree).out("rev-parse", "--absolute-git-dir", what=what))
+    for state in ("rebase-merge", "rebase-apply"):
+        head = git_dir / state / "head-name"
+        if head.is_file() and head.read_text().strip() == f"refs/heads/{branch}":
+            return True
+    return False
 
 
 # --- push, discard, cleanup ---------------------------------------------------------------------------------------

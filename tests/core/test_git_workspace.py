@@ -251,6 +251,21 @@ def test_merge_into_a_branch_not_checked_out_moves_only_the_ref(repo, data):
         (before["status"], before["index"], before["files"], "refs/heads/elsewhere")
 
 
+def test_merge_waits_for_the_owners_rebase_of_the_target_to_end(repo, data):
+    (repo / "c.txt").write_text("c\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "second")
+    task = gw.prepare("rebas1", repo, data)
+    write(task, "x.txt", "x\n")
+    gw.checkpoint(task, "x")
+    git(repo, "rebase", "-q", "--exec", "false", "HEAD~1", check=False)  # stops half-way: HEAD detached
+    before = owner_state(repo)
+    with pytest.raises(GitError, match="main is being rebased in .*; finish or abort the rebase"):
+        gw.merge(task)
+    assert owner_state(repo) == before
+    git(repo, "rebase", "--abort")
+
+
 def test_a_task_started_on_a_detached_head_cannot_merge(repo, data):
     git(repo, "switch", "-q", "--detach", "HEAD")
     task = gw.prepare("de7ach", repo, data)
@@ -312,7 +327,7 @@ def test_expected_failures_are_sentences(repo, data, tmp_path):
 
 def test_a_git_command_past_its_timeout_is_stopped(tmp_path):
     started = time.monotonic()
-    with pytest.raises(GitError, match="Could not wait: git -c took longer than 0.5 seconds and was stopped"):
+    with pytest.raises(GitError, match="Could not wait: git slow took longer than 0.5 seconds and was stopped"):
         gw._run(["-c", "alias.slow=!sleep 20", "slow"], cwd=str(tmp_path), what="wait", timeout=0.5)
     assert time.monotonic() - started < 5
 
@@ -471,3 +486,21 @@ def test_cleanup_removes_old_finished_checkouts_and_keeps_the_rest(repo, data):
     assert git(repo, "branch", "--list", "tars/*", "--format=%(refname:short)").split() == \
         ["tars/keep01", "tars/new001", "tars/o1d001"]
     assert gw.cleanup(data, older_than_days=7, keep={"keep01"}) == []
+
+
+def test_cleanup_of_shadow_and_clone_tasks_frees_only_what_is_tars_own(tmp_path, remote, data):
+    project = tmp_path / "plain"
+    project.mkdir()
+    shadow = gw.prepare("5hcl01", project, data)
+    write(shadow, "kept.txt", "the owner keeps this\n")
+    gw.checkpoint(shadow, "kept")
+    clone = gw.prepare("cl0n01", remote.as_uri(), data)
+    long_ago = time.time() - 30 * 86400
+    for name in ("5hcl01", "cl0n01"):
+        os.utime(data / "checkouts" / f"{name}.json", (long_ago, long_ago))
+    assert sorted(gw.cleanup(data, older_than_days=7)) == ["5hcl01", "cl0n01"]
+    assert files_of(project) == {"kept.txt": "the owner keeps this\n"}  # the folder is the owner's: untouched
+    assert git(tmp_path, "--git-dir", shadow.repo, "for-each-ref") == ""
+    assert not Path(clone.worktree).exists() and git(tmp_path, "--git-dir", clone.repo, "branch", "--list") == ""
+    with pytest.raises(GitError, match="cannot name a branch"):
+        gw.find("../../etc/passwd", data)
