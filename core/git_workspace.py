@@ -330,6 +330,8 @@ def _add_worktree(git: _Git, task_id: str, target: Path, start: str, where: str)
 
 
 def _prepare_worktree(task_id: str, folder: Path, top: str, prefix: str, data: Path) -> TaskCheckout:
+    if Path(top) == data or Path(top) in data.parents:  # its worktrees would show up in the owner's git status
+        raise GitError(f"TARS's data folder {data} is inside the repository {top}; move it out of the repository.")
     git = _Git(top)
     what = f"read the current branch of {top}"
     head = git.out("symbolic-ref", "-q", "HEAD", what=what, ok=(0, 1))

@@ -317,6 +317,12 @@ def test_expected_failures_are_sentences(repo, data, tmp_path):
         gw.prepare("../x", repo, data)
     with pytest.raises(GitError, match="is inside the project"):
         gw.prepare("t1", repo, repo / ".tars")
+    (repo / "app").mkdir()
+    (repo / "app" / "x.py").write_text("x\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "app")
+    with pytest.raises(GitError, match="is inside the repository"):
+        gw.prepare("t1", repo / "app", repo / "data")
     gw.prepare("twice1", repo, data)
     with pytest.raises(GitError, match="Branch tars/twice1 already exists in .*; a task id is used once"):
         gw.prepare("twice1", repo, tmp_path / "other-data")
