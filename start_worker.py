@@ -23,6 +23,7 @@ from core import background_worker
 from core.config import get_settings
 from core.defaults import QUEUE_NAME, REDIS_OUTAGE_RETRY_SECONDS, WORKER_LOG_FORMAT
 from core.exceptions import TarsError
+from core.model import warm_up
 from core.redis_conn import connect, safe_url
 from core.scrub import install_log_scrubbing
 from core.worker import TarsSpawnWorker, TarsWorker
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.warning("ANTHROPIC_API_KEY is not set: every task will fail until you add it to .env "
                         "(see env.example) and restart this worker.")
     background_worker.EVENT_SINKS.append(sink_factory(settings))
+    warm_up()  # the SDK's response models, built once here instead of in every work-horse
     worker_class = TarsSpawnWorker if sys.platform == "darwin" else TarsWorker
     name = args.name or f"{socket.gethostname()}.{os.getpid()}"
     worker = worker_class([Queue(QUEUE_NAME, connection=connection)], connection=connection, name=name)

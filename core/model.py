@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import anthropic
 import certifi
+import httpx2  # the HTTP client anthropic 2.x is built on (its dependency): MockTransport for warm_up
 
 from core.defaults import MODEL_MAX_TOKENS
 from core.exceptions import ModelError
@@ -145,6 +146,38 @@ class AnthropicModel:
         usage = Usage(u.input_tokens or 0, u.output_tokens or 0, u.cache_creation_input_tokens or 0,
                       u.cache_read_input_tokens or 0)
         return Turn([_block_to_dict(b) for b in message.content], message.stop_reason, usage)
+
+
+_WARM_UP_REPLY = {
+    "id": "msg_warm_up", "type": "message", "role": "assistant", "model": "warm-up", "stop_reason": "tool_use",
+    "stop_sequence": None,
+    "content": [{"type": "text", "text": "warming up"},
+                {"type": "tool_use", "id": "toolu_warm_up", "name": "bash", "input": {"command": "true"}}],
+    "usage": {"input_tokens": 1, "output_tokens": 1, "cache_creation_input_tokens": 0,
+              "cache_read_input_tokens": 0},
+}
+
+
+def warm_up() -> Turn:
+    """Parse one canned reply through the real SDK path, in the worker before it forks work-horses.
+
+    The SDK builds its pydantic response models lazily, on the first reply; in a forked horse that work is
+    redone for every task, and so is the HTTP transport's lazy import (together over half of a short task's
+    CPU). Done once here, every horse inherits both.
+    No network: a MockTransport answers.
+    """
+    transport = httpx2.MockTransport(lambda request: httpx2.Response(200, json=_WARM_UP_REPLY))
+    client = anthropic.Anthropic(api_key="warm-up", base_url="http://warm-up.invalid", max_retries=0,
+                                 http_client=anthropic.DefaultHttpxClient(transport=transport))
+    try:
+        model = AnthropicModel.__new__(AnthropicModel)
+        model.name, model.max_tokens, model.client, model._calling = "warm-up", 16, client, False
+        turn = model.query(system=[{"type": "text", "text": "x"}],
+                           tools=[{"name": "bash", "type": "bash_20250124"}], messages=[{"role": "user", "content": "x"}])
+    finally:
+        client.close()
+    anthropic.DefaultHttpxClient(verify=TLS_CONTEXT).close()  # its transport imports the HTTP stack lazily
+    return turn
 
 
 def describe_api_error(exc: anthropic.APIError, model: AnthropicModel) -> str:

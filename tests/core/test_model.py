@@ -189,3 +189,16 @@ def test_cancel_while_the_sdk_waits_to_retry_stops_at_once(tasks, fake_api, star
                "the worker idle again")
     time.sleep(0.5)
     assert len(fake_api.requests) == 1  # no retry after the cancel
+
+
+def test_warm_up_parses_a_reply_through_the_real_sdk_without_the_network():
+    """start_worker.py calls it before forking: the SDK's lazy response models and HTTP stack are then built
+    once in the worker instead of in every work-horse (bench: 80 short tasks on one worker, 21.6 s -> 12.2 s)."""
+    from core.model import warm_up
+
+    turn = warm_up()  # nothing listens at warm-up.invalid: only the MockTransport answers
+    assert turn.stop_reason == "tool_use"
+    assert turn.tool_uses == [{"type": "tool_use", "id": "toolu_warm_up", "name": "bash",
+                               "input": {"command": "true"}}]
+    assert turn.text == "warming up" and (turn.usage.input_tokens, turn.usage.output_tokens) == (1, 1)
+    assert warm_up().tool_uses == turn.tool_uses  # and again: nothing is left open or half built
