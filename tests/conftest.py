@@ -113,6 +113,21 @@ def projects(settings) -> Path:
     return settings.PROJECTS_ROOT
 
 
+def stop_process(process: subprocess.Popen, grace: float = 5) -> None:
+    """Stop a TARS process as a person would: Ctrl+C (warm), Ctrl+C again (cold), then kill."""
+    for _ in range(2):
+        if process.poll() is not None:
+            return
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    process.kill()
+    process.wait()
+
+
 class WorkerProcess:
     """`python start_worker.py` as a real process; its log is kept for grep-style assertions."""
 
@@ -132,17 +147,7 @@ class WorkerProcess:
         return self.process.wait(timeout=timeout)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)  # warm, then cold
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.send_signal(signal.SIGINT)
-                try:
-                    self.process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
+        stop_process(self.process)
         self.log_file.close()
 
 

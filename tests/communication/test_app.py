@@ -19,7 +19,7 @@ from rq import Worker
 from rq.job import Job
 
 from core.redis_conn import free_port
-from tests.conftest import ROOT, TEST_CODE, TEST_WEBHOOK_SECRET
+from tests.conftest import ROOT, TEST_CODE, TEST_WEBHOOK_SECRET, stop_process
 from tests.fakes.anthropic_api import bash, text
 from tests.waiting import wait_until
 
@@ -56,13 +56,7 @@ class ServerProcess:
         self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.log_file.close()
 
 
