@@ -10,7 +10,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from core.redis_conn import EmbeddedRedis  # noqa: E402
+from core.supervisor import stop_process  # noqa: E402,F401  (bench.voice imports it from here)
 
 API_KEY = "sk-ant-bench-000000"
 CODE = "6283"
@@ -145,21 +145,6 @@ def start_process(args: list[str], env: dict[str, str], log: Path | None = None)
 def start_worker(env: dict[str, str], *args: str, log: Path | None = None) -> subprocess.Popen:
     """`python start_worker.py [args]`, as deployed."""
     return start_process([str(ROOT / "start_worker.py"), *args], env, log)
-
-
-def stop_process(process: subprocess.Popen, timeout: float = 5) -> None:
-    """Warm (SIGINT), then cold (a second SIGINT), then SIGKILL: the way tests/conftest.py stops workers."""
-    for _ in range(2):
-        if process.poll() is not None:
-            return
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=timeout)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-    process.kill()
-    process.wait()
 
 
 def wait_until(check, timeout: float = 30.0, what: str = "condition", interval: float = 0.02):

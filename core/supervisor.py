@@ -7,6 +7,8 @@ backoff, so one fault never leaves TARS without Redis or without a worker for go
 from __future__ import annotations
 
 import logging
+import signal
+import subprocess
 import threading
 import time
 from typing import Callable, Protocol
@@ -59,3 +61,18 @@ class KeepAlive(threading.Thread):
         if self.is_alive():
             self.join(timeout=self.interval + 1)
         return self.child
+
+
+def stop_process(process: subprocess.Popen, grace: float = 5) -> None:
+    """Stop a TARS process as a person would: Ctrl+C (warm), Ctrl+C again (cold), then kill."""
+    for _ in range(2):
+        if process.poll() is not None:
+            return
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    process.kill()
+    process.wait()

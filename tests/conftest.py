@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from communication.app import create_app
 
 from core.config import load_settings
 from core.redis_conn import EmbeddedRedis, connect, free_port
+from core.supervisor import stop_process
 from core.task_manager import TaskManager
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.webhook_server import FakeWebhook
@@ -111,21 +111,6 @@ def tasks(settings, redis_client):
 @pytest.fixture
 def projects(settings) -> Path:
     return settings.PROJECTS_ROOT
-
-
-def stop_process(process: subprocess.Popen, grace: float = 5) -> None:
-    """Stop a TARS process as a person would: Ctrl+C (warm), Ctrl+C again (cold), then kill."""
-    for _ in range(2):
-        if process.poll() is not None:
-            return
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-    process.kill()
-    process.wait()
 
 
 class WorkerProcess:
