@@ -14,14 +14,14 @@ import psutil
 import pytest
 
 from core.exceptions import RedisUnavailable
-from core.redis_conn import connect, free_port
+from core.redis_conn import connect, free_ports
 from tests.conftest import ROOT
 from tests.fakes.anthropic_api import bash, edit, text
 from tests.waiting import wait_until
 
 
 def test_up_runs_everything_on_an_embedded_redis(tars_env, fake_api, tmp_path, cli):
-    redis_port, http_port = free_port(), free_port()
+    redis_port, http_port = free_ports(2)
     env = {**os.environ, **tars_env, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "PORT": str(http_port),
            "EMBEDDED_REDIS": "true"}
     log = open(tmp_path / "up.log", "wb")
@@ -52,7 +52,7 @@ def test_up_runs_everything_on_an_embedded_redis(tars_env, fake_api, tmp_path, c
 
 
 def test_up_brings_back_a_crashed_embedded_redis_and_worker_and_the_task_goes_on(tars_env, fake_api, tmp_path, cli):
-    redis_port, http_port = free_port(), free_port()
+    redis_port, http_port = free_ports(2)
     url = f"redis://127.0.0.1:{redis_port}/0"
     env = {**os.environ, **tars_env, "REDIS_URL": url, "PORT": str(http_port), "EMBEDDED_REDIS": "true"}
     log_path = tmp_path / "up.log"
