@@ -94,6 +94,7 @@ class TaskManager:
         self.redis = connection
         self.settings = settings
         self.queue = Queue(QUEUE_NAME, connection=connection)
+        self.scrubber = Scrubber(settings.secret_values())  # built once: start() is on the voice path
 
     # --- start ----------------------------------------------------------------
     def resolve_project(self, project_path: str | Path | None) -> Path:
@@ -129,7 +130,7 @@ class TaskManager:
         if len(goal) > GOAL_MAX_CHARS:
             raise InvalidGoal(f"The goal is {len(goal)} characters long; keep it to {GOAL_MAX_CHARS} at most.")
         project = self.resolve_project(project_path)
-        goal = Scrubber(self.settings.secret_values()).text(goal)  # the goal goes to the model and to Discord
+        goal = self.scrubber.text(goal)  # the goal goes to the model and to Discord
         task_id = self._new_id()
         meta = {"progress": "Waiting for a worker", "phase": "queued", "awaiting_confirmation": False,
                 "confirmation_command": None, "goal": goal, "session_id": session_id,

@@ -113,13 +113,13 @@ def projects(settings) -> Path:
     return settings.PROJECTS_ROOT
 
 
-class WorkerProcess:
-    """`python start_worker.py` as a real process; its log is kept for grep-style assertions."""
+class TarsProcess:
+    """One of TARS's entry scripts as a real process; its log is kept for grep-style assertions."""
 
-    def __init__(self, env: dict, log_path: Path, *args: str):
+    def __init__(self, env: dict, log_path: Path, script: str, *args: str):
         self.log_path = log_path
         self.log_file = open(log_path, "wb")
-        self.process = subprocess.Popen([sys.executable, str(ROOT / "start_worker.py"), *args], cwd=ROOT,
+        self.process = subprocess.Popen([sys.executable, str(ROOT / script), *args], cwd=ROOT,
                                         env={**os.environ, **env}, stdout=self.log_file,
                                         stderr=subprocess.STDOUT)
 
@@ -134,6 +134,13 @@ class WorkerProcess:
     def stop(self) -> None:
         stop_process(self.process)
         self.log_file.close()
+
+
+class WorkerProcess(TarsProcess):
+    """`python start_worker.py [args]`."""
+
+    def __init__(self, env: dict, log_path: Path, *args: str):
+        super().__init__(env, log_path, "start_worker.py", *args)
 
 
 @pytest.fixture

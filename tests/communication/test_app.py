@@ -6,10 +6,7 @@ confirmation work from it as from the old one.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -19,23 +16,19 @@ from rq import Worker
 from rq.job import Job
 
 from core.redis_conn import free_port
-from tests.conftest import ROOT, TEST_CODE, TEST_WEBHOOK_SECRET, stop_process
+from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET, TarsProcess
 from tests.fakes.anthropic_api import bash, text
 from tests.waiting import wait_until
 
 AUTH = {"X-TARS-Webhook-Secret": TEST_WEBHOOK_SECRET}
 
 
-class ServerProcess:
+class ServerProcess(TarsProcess):
     """`python main_tars.py serve` as a real process on a given port, its log kept."""
 
     def __init__(self, env: dict, port: int, log_path: Path):
+        super().__init__({**env, "PORT": str(port)}, log_path, "main_tars.py", "serve")
         self.url = f"http://127.0.0.1:{port}"
-        self.log_path = log_path
-        self.log_file = open(log_path, "wb")
-        self.process = subprocess.Popen([sys.executable, str(ROOT / "main_tars.py"), "serve"], cwd=ROOT,
-                                        env={**os.environ, **env, "PORT": str(port)}, stdout=self.log_file,
-                                        stderr=subprocess.STDOUT)
         wait_until(lambda: self.process.poll() is not None or httpx.get(f"{self.url}/health").status_code == 200,
                    30, "the server to answer /health", interval=0.1, ignore=(httpx.HTTPError,))
         assert self.process.poll() is None, self.log_path.read_text()
@@ -54,10 +47,6 @@ class ServerProcess:
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
-
-    def stop(self) -> None:
-        stop_process(self.process)
-        self.log_file.close()
 
 
 @pytest.fixture
