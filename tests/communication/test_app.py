@@ -110,7 +110,9 @@ def test_a_restarted_server_process_sees_the_running_tasks_and_confirms_and_canc
     accepted = second.post("/webhook/background-confirmation", {"task_id": waiting, "code": TEST_CODE})
     assert accepted.status_code == 200, accepted.text
     assert accepted.json()["status"] == "accepted"
-    done = wait_until(lambda: (t := second.task(waiting))["status"] == "complete" and t, 30, "the task to complete")
+    # complete shows from the worker's meta a moment before RQ stores the result: wait for both
+    done = wait_until(lambda: (t := second.task(waiting))["status"] == "complete" and t["result"] and t, 30,
+                      "the task to complete")
     assert done["result"]["summary"] == "Removed old.txt."
     assert not (projects / "cleanup" / "old.txt").exists()
 
