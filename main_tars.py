@@ -5,7 +5,8 @@
   python main_tars.py up                   the server plus one background worker: all of TARS in one command
   python main_tars.py task start --goal T  [--project P] [--verbose|--quiet]
   python main_tars.py task status [ID] | task list | task cancel ID | task confirm ID CODE | task retry ID
-                                           (each with --json)
+  python main_tars.py task checkpoints ID | task rollback ID [--to N] | task merge ID | task discard ID
+                      | task push ID       (the task's own branch tars/<id>; each with --json)
   python main_tars.py call [--url ws://localhost:PORT/relay] [--from +E164]   phone TARS from this terminal
 """
 
@@ -16,6 +17,7 @@ import json
 import logging
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import redis
@@ -48,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     start = with_json(tsub.add_parser("start", help="start a task"))
     start.add_argument("--goal", required=True)
-    start.add_argument("--project", help="project folder (inside PROJECTS_ROOT)")
+    start.add_argument("--project", help="project folder (inside PROJECTS_ROOT) or git URL (https://, git@, file://)")
     verbosity = start.add_mutually_exclusive_group()
     verbosity.add_argument("--verbose", dest="verbose", action="store_true", default=None, help="every action")
     verbosity.add_argument("--quiet", dest="verbose", action="store_false", help="milestones only")
@@ -61,6 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
     confirm = with_json(tsub.add_parser("confirm", help="give the confirmation code a task waits for"))
     confirm.add_argument("task_id")
     confirm.add_argument("code")
+    with_json(tsub.add_parser("checkpoints", help="the checkpoints on an ended task's branch, numbered")
+              ).add_argument("task_id")
+    rollback = with_json(tsub.add_parser("rollback", help="reset an ended task's branch and files to a checkpoint"))
+    rollback.add_argument("task_id")
+    rollback.add_argument("--to", type=int, metavar="N",
+                          help="checkpoint number (see task checkpoints; 0 = before the task; default: the one "
+                               "before the latest)")
+    with_json(tsub.add_parser("merge", help="merge an ended task's branch into the branch it started from")
+              ).add_argument("task_id")
+    with_json(tsub.add_parser("discard", help="delete an ended task's worktree and branch (its work is lost)")
+              ).add_argument("task_id")
+    with_json(tsub.add_parser("push", help="push an ended task's branch to origin (never forced)")
+              ).add_argument("task_id")
     return parser
 
 
@@ -70,6 +85,8 @@ def describe(status: TaskStatus) -> str:
              f"  progress: {status.progress}"]
     if status.awaiting_confirmation:
         lines.append(f"  waiting for your confirmation code to run: {status.confirmation_command}")
+    if status.branch:
+        lines.append(f"  branch:   {status.branch} ({status.checkpoints} checkpoints)")
     if status.reason:
         lines.append(f"  reason:   {status.reason}")
     if status.result:
@@ -79,6 +96,10 @@ def describe(status: TaskStatus) -> str:
                      f"{r.get('duration_seconds')} s")
         if r.get("summary"):
             lines.append(f"  summary:  {r['summary'][:500]}")
+        if r.get("changes"):
+            lines.append(f"  changes:  {r['changes']}")
+        if (r.get("git") or {}).get("diffstat"):
+            lines.extend("            " + line for line in r["git"]["diffstat"].splitlines())
     return "\n".join(lines)
 
 
@@ -105,6 +126,23 @@ def run_task_command(args, tasks: TaskManager) -> int:
         new_id = tasks.retry(args.task_id)
         out({"task_id": new_id, "retry_of": tasks.status(new_id).retry_of},
             f"{new_id} (a new task retrying {tasks.status(new_id).retry_of})")
+    elif args.task_command == "checkpoints":
+        points = tasks.checkpoints(args.task_id)
+        out([asdict(p) for p in points], "\n".join(
+            f"{p.number:>3}  {p.sha[:10]}  {'tests pass  ' if p.tests_passed else '            '}{p.message}"
+            for p in points) or "No checkpoints: the task changed nothing (0 is the state before it).")
+    elif args.task_command == "rollback":
+        point = tasks.rollback(args.task_id, args.to)
+        out(asdict(point), f"Rolled back to checkpoint {point.number} ({point.sha[:10]}): {point.message}")
+    elif args.task_command == "merge":
+        merged = tasks.merge(args.task_id)
+        out(asdict(merged), merged.message)
+    elif args.task_command == "discard":
+        sentence = tasks.discard(args.task_id)
+        out({"status": "discarded", "detail": sentence}, sentence)
+    elif args.task_command == "push":
+        sentence = tasks.push(args.task_id)
+        out({"status": "pushed", "detail": sentence}, sentence)
     return 0
 
 

@@ -203,6 +203,33 @@ class ProgrammerAgent(InterSessionAgent):
             return str(exc)
         return f"Task {status.task_id} {SPOKEN_STATUS[status.status]}."
 
+    # --- the task's branch ---------------------------------------------------------
+    def rollback_coding_task(self, task_id: str | None, checkpoint: int | None = None) -> str:
+        try:
+            resolved = self.resolve_task_id(task_id)
+            point = self.tasks.rollback(resolved, checkpoint)
+        except TarsError as exc:
+            return str(exc)
+        if point.number == 0:
+            return f"Task {resolved} is rolled back to before it started, sir."
+        return f"Task {resolved} is rolled back to checkpoint {point.number}: {point.message.rstrip('.')}."
+
+    def merge_coding_task(self, task_id: str | None) -> str:
+        try:
+            return self.tasks.merge(self.resolve_task_id(task_id)).message
+        except TarsError as exc:
+            return str(exc)
+
+    def discard_coding_task(self, task_id: str | None, confirmed: bool = False) -> str:
+        try:
+            resolved = self.resolve_task_id(task_id)
+            if not confirmed:  # a misheard word must not throw work away: the owner says yes first
+                self.tasks.task_checkout(resolved, "discard")
+                return f"Discarding task {resolved} deletes its branch and all its work for good. Shall I, sir?"
+            return self.tasks.discard(resolved)
+        except TarsError as exc:
+            return str(exc)
+
 
 def _one_slip(a: str, b: str) -> bool:
     """Same length and one character different, or one character missing: a misheard id."""
@@ -240,6 +267,22 @@ VOICE_TOOLS = [
      "input_schema": {"type": "object", "properties": {
          "task_id": {"type": "string", "description": "the waiting task; omit for the one that just asked"},
          "confirmation_code": {"type": "string"}}, "required": ["confirmation_code"]}},
+    {"name": "rollback_coding_task",
+     "description": "Undo work of an ended background task: reset its branch and files to an earlier checkpoint. "
+                    "Without checkpoint: undo the last step. Checkpoint 0 is the state before the task.",
+     "input_schema": {"type": "object", "properties": {
+         "task_id": {"type": "string", "description": "the task id as heard; omit for the latest task"},
+         "checkpoint": {"type": "integer", "minimum": 0, "description": "the checkpoint number to go back to"}}}},
+    {"name": "merge_coding_task",
+     "description": "Merge an ended task's branch into the branch it started from (the owner's project).",
+     "input_schema": {"type": "object", "properties": {
+         "task_id": {"type": "string", "description": "the task id as heard; omit for the latest task"}}}},
+    {"name": "discard_coding_task",
+     "description": "Throw an ended task's work away (its worktree and branch). Call first without confirmed; "
+                    "call with confirmed=true only after the owner said yes to the question it returns.",
+     "input_schema": {"type": "object", "properties": {
+         "task_id": {"type": "string", "description": "the task id as heard; omit for the latest task"},
+         "confirmed": {"type": "boolean", "description": "true only after the owner agreed to discard"}}}},
     {"name": "list_coding_tasks",
      "description": "The recent background tasks and their status.",
      "input_schema": {"type": "object", "properties": {"limit": {"type": "integer", "minimum": 1,
@@ -255,6 +298,8 @@ Never write code in the conversation.
 - For anything else (the weather, a question, small talk) just answer; you cannot look things up.
 - When a task is waiting for a confirmation code and the owner says a code, call \
 submit_background_confirmation with it.
+- Every task works on its own branch. The owner can have an ended task merged, rolled back to a checkpoint \
+or discarded; discarding needs the owner's yes first.
 Call the owner "sir" now and then, dry wit allowed."""
 
 
@@ -283,6 +328,13 @@ class VoiceFunctions:
                 if answer.startswith("Confirmation code received"):
                     self.pending_confirmation = None
                 return answer
+            if name == "rollback_coding_task":
+                point = args.get("checkpoint")
+                return agent.rollback_coding_task(args.get("task_id"), None if point is None else int(point))
+            if name == "merge_coding_task":
+                return agent.merge_coding_task(args.get("task_id"))
+            if name == "discard_coding_task":
+                return agent.discard_coding_task(args.get("task_id"), _bool(args.get("confirmed")) is True)
             if name == "list_coding_tasks":
                 return agent.list_coding_tasks(args.get("limit") or 5)
         except (TarsError, ValueError, TypeError) as exc:

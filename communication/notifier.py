@@ -48,22 +48,25 @@ from core.scrub import Scrubber
 
 log = logging.getLogger("tars.notifier")
 
-EVENT_TYPES = ("started", "planning", "file_edit", "command", "command_result", "phase", "confirmation_required",
-               "confirmation_received", "confirmation_refused", "complete", "error", "timeout", "cancelled")
-MILESTONES = {"started", "phase", "confirmation_required", "confirmation_received", "confirmation_refused",
+EVENT_TYPES = ("started", "workspace", "planning", "file_edit", "command", "command_result", "checkpoint",
+               "checkpoint_failed", "phase", "confirmation_required", "confirmation_received", "confirmation_refused",
+               "complete", "error", "timeout", "cancelled")
+MILESTONES = {"started", "checkpoint_failed", "phase", "confirmation_required", "confirmation_received", "confirmation_refused",
               "complete", "error", "timeout", "cancelled"}  # sent even when not verbose
 ALWAYS = {"confirmation_required", "confirmation_received", "confirmation_refused", "complete", "error", "timeout",
           "cancelled"}
 
-EMOJI = {"started": "🚀", "planning": "🧠", "file_edit": "📝", "command": "⚡", "command_result": "📋",
+EMOJI = {"started": "🚀", "workspace": "🌿", "checkpoint": "💾", "checkpoint_failed": "⚠️", "planning": "🧠", "file_edit": "📝", "command": "⚡", "command_result": "📋",
          "phase": "🔄", "confirmation_required": "⚠️", "confirmation_received": "✅", "confirmation_refused": "🚫", "complete": "🎉",
          "error": "❌", "timeout": "⏰", "cancelled": "🛑"}
 OTHER_EMOJI = "ℹ️"  # an event type outside EVENT_TYPES (accepted, never an error)
-TITLES = {"started": "Started", "planning": "Planning", "file_edit": "File changed", "command": "Running a command",
+TITLES = {"started": "Started", "workspace": "Workspace", "checkpoint": "Checkpoint",
+          "checkpoint_failed": "Checkpoint failed", "planning": "Planning", "file_edit": "File changed", "command": "Running a command",
           "command_result": "Command finished", "phase": "Phase", "confirmation_required": "Confirmation needed",
           "confirmation_received": "Confirmation received", "confirmation_refused": "Not run", "complete": "Complete", "error": "Failed",
           "timeout": "Timed out", "cancelled": "Cancelled"}
-COLOURS = {"started": 0x3498DB, "planning": 0x9B59B6, "file_edit": 0x95A5A6, "command": 0xE67E22,
+COLOURS = {"started": 0x3498DB, "workspace": 0x27AE60, "checkpoint": 0x95A5A6, "checkpoint_failed": 0xF1C40F,
+           "planning": 0x9B59B6, "file_edit": 0x95A5A6, "command": 0xE67E22,
            "command_result": 0x7F8C8D, "phase": 0x1ABC9C, "confirmation_required": 0xF1C40F,
            "confirmation_received": 0x2ECC71, "confirmation_refused": 0xE74C3C, "complete": 0x2ECC71, "error": 0xE74C3C, "timeout": 0xE67E22,
            "cancelled": 0x607D8B}
@@ -193,6 +196,9 @@ def format_message(event: ProgressEvent) -> str:
     elif kind in ("complete", "error", "timeout", "cancelled"):
         verb = {"complete": "complete", "error": "failed", "timeout": "timed out", "cancelled": "cancelled"}[kind]
         text = f"{head} {verb}: {msg}" if msg else f"{head} {verb}"
+        changes = (event.data.get("result") or {}).get("changes") if isinstance(event.data, dict) else None
+        if isinstance(changes, str) and changes:
+            text += f"\n{changes}"
     else:  # file_edit, command_result, command without a command, anything else
         text = f"{head}: {msg}" if msg else f"{head}: {kind}"
     return _truncate(text, MESSAGE_LIMIT)
@@ -252,6 +258,11 @@ def _result_fields(result: Mapping) -> list[dict | None]:
     if isinstance(files, (list, tuple)) and files:
         shown = ", ".join(str(f) for f in files[:10]) + (f" (+{len(files) - 10} more)" if len(files) > 10 else "")
         fields.append(_field(f"Files changed ({len(files)})", shown))
+    changes, git = result.get("changes"), result.get("git")
+    if isinstance(changes, str) and changes:
+        diffstat = git.get("diffstat") if isinstance(git, Mapping) else None
+        block = "\n" + _code_block(diffstat[-700:]) if isinstance(diffstat, str) and diffstat else ""
+        fields.append(_field("Branch", changes[:300] + block))
     tests = result.get("tests_passed")
     if tests is not None or result.get("test_command"):
         fields.append(_field("Tests", {True: "passed", False: "failing", None: "none"}.get(tests, str(tests)),

@@ -525,7 +525,8 @@ class VoiceHub:
                 if call.functions is not None and call.functions.pending_confirmation == task_id:
                     call.functions.pending_confirmation = None
             call = self.calls.get(str(event.get("session_id") or ""))
-            sentence = ending_sentence(task_id, str(event.get("outcome") or ""), str(event.get("reason") or ""))
+            sentence = ending_sentence(task_id, str(event.get("outcome") or ""), str(event.get("reason") or ""),
+                                       event.get("git") if isinstance(event.get("git"), dict) else None)
             if call is not None and not call.closed and sentence:
                 call._spawn(call.announce(sentence))
 
@@ -539,13 +540,29 @@ def confirmation_sentence(task_id: str, command: str, reason: str) -> str:
     return sentence + " Please provide your confirmation code."
 
 
-def ending_sentence(task_id: str, outcome: str, reason: str) -> str | None:
-    """What the call that started a task hears when it ends (a cancel is not announced: someone just did it)."""
+def ending_sentence(task_id: str, outcome: str, reason: str, git: dict | None = None) -> str | None:
+    """What the call that started a task hears when it ends (a cancel is not announced: someone just did it),
+    with what its branch holds."""
     template = ENDINGS.get(outcome)
     if template is None:
         return None
     reason = (reason or "no reason was given").splitlines()[0].strip().rstrip(".")[:200]
-    return template.format(id=task_id, reason=reason)
+    sentence = template.format(id=task_id, reason=reason)
+    return f"{sentence} {spoken_changes(git)}" if git else sentence
+
+
+def spoken_changes(git: dict) -> str:
+    """'It made 3 commits on branch tars/a7f3, changing 2 files, and the tests pass.' (plus what AUTO_MERGE did)"""
+    commits, files = int(git.get("commits") or 0), int(git.get("files") or 0)
+    if not commits:
+        return "It changed no files."
+    tests = {True: "and the tests pass", False: "but the tests are failing"}.get(git.get("tests_passed"),
+                                                                                 "with no tests to run")
+    where = "in place" if git.get("mode") == "shadow" else f"on branch {git.get('branch')}"
+    sentence = (f"It made {commits} commit{'s' if commits != 1 else ''} {where}, changing {files} "
+                f"file{'s' if files != 1 else ''}, {tests}.")
+    delivery = str(git.get("delivery") or "").strip()
+    return f"{sentence} {delivery}" if delivery else sentence
 
 
 class AnnouncementListener:

@@ -40,6 +40,9 @@ Paths are relative to the project directory; you cannot leave it.
 after {command_timeout:g} seconds: never start servers or anything that waits for input.
 - Destructive commands (rm, git reset --hard, chmod, kill, sudo, ...) need the owner's confirmation and \
 may be refused: prefer the editor tool and safer alternatives.
+- Your work is saved automatically: after every step that changes files the worker commits a checkpoint, \
+and the owner can roll back to any of them. Never undo work with git reset, git checkout or git stash; \
+fix forward instead.
 - When the goal is met and the tests pass, answer with a short summary of what you built (plain text, \
 no tool call). The worker then runs the project's tests itself; if they fail you will be told.
 """
@@ -82,6 +85,9 @@ class Agent:
     cancelled: threading.Event = field(default_factory=threading.Event)
     log: logging.LoggerAdapter | logging.Logger = log
     scrub: Callable[[str], str] = str  # removes known secret values from tool output before the model sees it
+    # Called after a step that ran a command or changed a file, with (progress sentence, tests passed in it):
+    # the worker's checkpoint. A step that only read files does not call it.
+    after_step: Callable[[str, bool], None] | None = None
 
     def __post_init__(self):
         self.messages: list[dict] = []
@@ -94,6 +100,8 @@ class Agent:
         self._started = time.monotonic()
         self._paused = 0.0
         self._last_actions: list[str] = []
+        self._step_touched = False  # this step ran a command or changed a file
+        self._step_tests: bool | None = None  # a test command ran in this step: did they all pass?
         self.system = [{"type": "text", "cache_control": CACHE, "text": SYSTEM_PROMPT.format(
             root=self.workspace.root, command_timeout=self.config.command_timeout)}]
         self.tools = [BASH_TOOL, dict(EDITOR_TOOL)]
@@ -123,9 +131,12 @@ class Agent:
         self.usage.add(turn.usage)
         self.messages.append({"role": "assistant", "content": turn.content or [{"type": "text", "text": "..."}]})
         if turn.tool_uses:
+            self._step_touched, self._step_tests = False, None
             results = [self._run_tool(block) for block in turn.tool_uses]
             self._check_stuck(turn.tool_uses, results)
             self.messages.append({"role": "user", "content": results})
+            if self.after_step and self._step_touched:
+                self.after_step(self.progress_text, bool(self._step_tests))
         elif turn.stop_reason == "max_tokens":
             self._say("Your reply was cut off by the token limit. Continue, in smaller steps.")
         else:
@@ -226,6 +237,9 @@ class Agent:
                 return ToolResult(output=refusal, is_error=True)
             self._check_limits(before="command")
         result = self._bash(command)
+        self._step_touched = True
+        if is_test_command(command):
+            self._step_tests = result.exit_code == 0 and self._step_tests is not False
         self.on_event("command_result", f"exit {result.exit_code}: {result.output[:200]}", command=command,
                       exit_code=result.exit_code)
         if is_test_command(command) and result.exit_code not in (0, None):
@@ -245,6 +259,7 @@ class Agent:
 
     def _note_changes(self, result: ToolResult) -> None:
         if result.files_changed:
+            self._step_touched = True
             self.files_changed.update(result.files_changed)
             if self.phase == "planning" or self.phase == "testing":
                 self.set_phase("coding", self.progress_text)

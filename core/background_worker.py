@@ -26,12 +26,12 @@ import redis
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
-from core import keys
+from core import git_workspace, keys
 from core.agent import Agent, AgentConfig, AgentResult
 from core.config import Settings, get_settings, setting_names
 from core.confirmations import ConfirmationGate
 from core.defaults import RESULT_TTL_SECONDS
-from core.exceptions import TaskEnded, TaskFailed, TarsError, WorkspaceUnusable
+from core.exceptions import GitError, TaskEnded, TaskFailed, TarsError, WorkspaceUnusable
 from core.model import AnthropicModel, Model, Usage, estimate_cost
 from core.safety import classify
 from core.scrub import Scrubber
@@ -66,6 +66,7 @@ class TaskContext:
         self.abort_reason: str | None = None  # set when the task must stop as failed (its worker died)
         self.record_lost = False  # Redis lost the job (restarted without persistence): stop writing to it
         self.parent_pid = os.getppid()  # the worker that forked this horse (created first thing in run_task)
+        self.git: dict | None = None  # what the task's branch holds at the end (git_workspace.summary + delivery)
         self.scrubber = Scrubber(settings.secret_values())
         for factory in EVENT_SINKS:
             try:
@@ -225,9 +226,9 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
     if ctx.cancel_requested():
         return _ended(ctx, "cancelled", "The task was cancelled before it started.", time.monotonic())
     model = build_model(settings)
-    project = Path(ctx.meta["project_path"])
+    checkout = _prepare_checkout(ctx, settings)
+    project = Path(checkout.path)
     try:
-        project.mkdir(parents=True, exist_ok=True)
         workspace = Workspace(project, command_timeout=settings.COMMAND_TIMEOUT_SECONDS,
                               env=command_environment(settings))
         workspace.probe_writable()
@@ -235,6 +236,7 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
         raise TaskFailed(str(exc)) from None
     except (OSError, TarsError) as exc:
         raise TaskFailed(f"The project folder {project} cannot be used: {exc}.") from None
+    checkpoints = Checkpoints(ctx, checkout)
     cancelled = threading.Event()
     callbacks = [cancelled.set, workspace.kill_running]
     if hasattr(model, "interrupt"):
@@ -245,7 +247,7 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
         gate = ConfirmationGate(ctx, workspace.root, settings.secret("CONFIRMATION_CODE"),
                                 settings.CONFIRMATION_TIMEOUT_SECONDS, classify=classify)
         agent = Agent(model=model, workspace=workspace, goal=ctx.goal, cancelled=cancelled, log=ctx.log,
-                      on_event=ctx.event, command_gate=gate, scrub=ctx.scrubber.text,
+                      on_event=ctx.event, command_gate=gate, scrub=ctx.scrubber.text, after_step=checkpoints,
                       config=AgentConfig(max_iterations=settings.MAX_TASK_ITERATIONS,
                                          max_runtime_seconds=settings.max_runtime_seconds,
                                          command_timeout=settings.COMMAND_TIMEOUT_SECONDS,
@@ -255,7 +257,91 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
         watcher.stop()
     if ctx.abort_reason and result.outcome == "cancelled":
         result = dataclasses.replace(result, outcome="failed", reason=ctx.abort_reason)
+    ctx.git = checkpoints.finish(result, settings.AUTO_MERGE)
+    if ctx.git:
+        changed = sorted(set(result.files_changed) | {f["path"] for f in ctx.git["files"]})
+        result = dataclasses.replace(result, files_changed=changed)
     return result
+
+
+def _prepare_checkout(ctx: TaskContext, settings: Settings) -> git_workspace.TaskCheckout:
+    """The task's own branch (a worktree, a clone of a URL, or a shadow repository for a plain folder)."""
+    project = ctx.meta["project_path"]
+    data = settings.checkouts_dir
+    try:
+        if not git_workspace.is_git_url(project):
+            Path(project).mkdir(parents=True, exist_ok=True)
+        try:
+            checkout = git_workspace.find(ctx.task_id, data)  # this task ran before (its worker was restarted)
+            ctx.log.info("continuing in its checkout %s", checkout.path)
+        except GitError:
+            checkout = git_workspace.prepare(ctx.task_id, project, data)
+    except GitError as exc:
+        raise TaskFailed(str(exc)) from None
+    except OSError as exc:
+        raise TaskFailed(f"The project folder {project} cannot be used: {exc.strerror or exc}.") from None
+    ctx.update_meta(checkout=checkout.to_dict(), checkout_host=socket.gethostname())
+    where = {git_workspace.WORKTREE: f"in its own worktree of {checkout.project}",
+             git_workspace.CLONE: f"in a clone of {checkout.project}",
+             git_workspace.SHADOW: f"in place in {checkout.project}, with checkpoints kept outside it"}[checkout.mode]
+    branch = "" if checkout.mode == git_workspace.SHADOW else f" on branch {checkout.branch}"
+    ctx.event("workspace", f"Working {where}{branch}.", branch=checkout.branch, mode=checkout.mode,
+              path=checkout.path)
+    return checkout
+
+
+class Checkpoints:
+    """The agent's after_step: commit what a step changed on the task branch; at the end, summarise and deliver."""
+
+    def __init__(self, ctx: TaskContext, checkout: git_workspace.TaskCheckout):
+        self.ctx = ctx
+        self.checkout = checkout
+        self.failed = False  # warn the owner once, not at every step
+
+    def __call__(self, sentence: str, tests_passed: bool) -> None:
+        try:
+            point = git_workspace.checkpoint(self.checkout, self.ctx.scrubber.text(sentence), tests_passed)
+        except GitError as exc:
+            if not self.failed:
+                self.failed = True
+                self.ctx.log.warning("checkpoint failed: %s", exc)
+                self.ctx.event("checkpoint_failed", f"Could not save a checkpoint: {exc}")
+            return
+        if point is not None:
+            passed = " (tests pass)" if point.tests_passed else ""
+            self.ctx.update_meta(checkpoints=point.number)
+            self.ctx.event("checkpoint", f"Checkpoint {point.number}: {point.message}{passed}", number=point.number,
+                           sha=point.sha, tests_passed=point.tests_passed)
+
+    def finish(self, result: AgentResult, auto_merge: bool) -> dict | None:
+        """The last checkpoint, the branch's summary and, for a green task with AUTO_MERGE, its merge or push."""
+        green = result.outcome == "complete" and result.tests_passed is True
+        label = {"complete": "Complete", "failed": "Failed", "timeout": "Timed out", "cancelled": "Cancelled"}
+        self(f"{label[result.outcome]}: {result.reason}", green)
+        try:
+            info = git_workspace.summary(self.checkout)
+        except GitError as exc:
+            self.ctx.log.warning("could not summarise the task branch: %s", exc)
+            return None
+        # True: passing at the branch's tip; False: failing; None: the project has no tests the worker could run.
+        info["tests_passed"] = True if green or (info["tests_passed"] and result.tests_passed is not False) \
+            else result.tests_passed
+        if auto_merge and green and info["commits"]:
+            info.update(self._deliver())
+        return info
+
+    def _deliver(self) -> dict:
+        checkout = self.checkout
+        try:
+            if checkout.mode == git_workspace.WORKTREE:
+                merged = git_workspace.merge(checkout)
+                return {"delivery": merged.message, "merged": merged.kind in ("fast-forward", "merge", "up-to-date")}
+            if checkout.mode == git_workspace.CLONE:
+                return {"delivery": git_workspace.push(checkout), "pushed": True}
+        except GitError as exc:  # a conflict, the owner's dirty tree, a rejected push: the branch stays for later
+            self.ctx.log.warning("AUTO_MERGE did not deliver: %s", exc)
+            return {"delivery": f"AUTO_MERGE could not deliver it: {exc}", "merged": False}
+        return {}
 
 
 def _ended(ctx: TaskContext, outcome: str, reason: str, started: float) -> AgentResult:
@@ -273,6 +359,7 @@ def _finish(ctx: TaskContext, settings: Settings, result: AgentResult) -> dict:
         "tests_passed": result.tests_passed, "test_command": result.test_command,
         "usage": result.usage.as_dict(), "model": model_name,
         "cost_usd": estimate_cost(model_name, result.usage), "duration_seconds": result.duration_seconds,
+        "git": ctx.git, "changes": git_workspace.describe(ctx.git) if ctx.git else None,
     }
     record = ctx.scrubber.value(record)  # the result is kept in Redis and read back by people
     progress = {"complete": "Complete", "failed": "Failed", "timeout": "Timed out",
@@ -289,8 +376,16 @@ def _finish(ctx: TaskContext, settings: Settings, result: AgentResult) -> dict:
     # The call that started the task (if the owner is still on it) announces the ending.
     ctx.redis.publish(keys.TASK_EVENTS_CHANNEL, json.dumps({
         "task_id": ctx.task_id, "outcome": result.outcome, "reason": record["reason"], "summary": record["summary"],
-        "session_id": ctx.meta.get("session_id"), "goal": ctx.goal}))
+        "changes": record["changes"], "git": _brief(ctx.git), "session_id": ctx.meta.get("session_id"), "goal": ctx.goal}))
     return record
+
+
+def _brief(git: dict | None) -> dict | None:
+    """The branch summary without file lists, for the voice announcement."""
+    if not git:
+        return None
+    return {"mode": git["mode"], "branch": git["branch"], "commits": git["commits"], "files": len(git["files"]),
+            "tests_passed": git["tests_passed"], "delivery": git.get("delivery")}
 
 
 ENDED_PHASES = frozenset(PHASE_OF_OUTCOME.values())

@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     DEFAULT_PROJECT_PATH: Path | None = None
     CONFIRMATION_TIMEOUT_SECONDS: float = Field(300, gt=0)
     CONFIRMATION_CODE: SecretStr | None = None
+    AUTO_MERGE: bool = False
 
     # --- progress updates and webhooks ------------------------------------
     N8N_WEBHOOK_URL: SecretStr | None = None
@@ -165,6 +166,11 @@ class Settings(BaseSettings):
     @property
     def owner_numbers(self) -> list[str]:
         return [n for n in self.OWNER_PHONE_NUMBERS.split(",") if n]
+
+    @property
+    def checkouts_dir(self) -> Path:
+        """Where tasks' worktrees, clone caches and shadow repositories live (core/git_workspace.py)."""
+        return self.DATA_DIR / "git"
 
     @property
     def max_runtime_seconds(self) -> float:

@@ -64,3 +64,22 @@ REAPER_LEASE_SECONDS = 30
 
 REDIS_OUTAGE_RETRY_SECONDS = 30
 """How long a command keeps retrying while Redis is away (a restart) before it fails with ConnectionError."""
+
+GIT_TIMEOUT_SECONDS = 60.0
+"""A local git command (commit, worktree add, merge) taking longer than this is stopped: the disk or a lock is stuck."""
+
+GIT_NETWORK_TIMEOUT_SECONDS = 300.0
+"""Clone, fetch and push talk to a server; they get this long before they are stopped."""
+
+WORKTREE_RETENTION_DAYS = 7
+"""A finished task's worktree is removed this many days after its last checkpoint (as RESULT_TTL_SECONDS); its
+branch stays in the owner's repository unless it was merged."""
+
+CHECKOUT_CLEANUP_INTERVAL_SECONDS = 3600
+"""How often a worker removes the worktrees that outlived WORKTREE_RETENTION_DAYS (and once at start-up)."""
+
+BRANCH_PREFIX = "tars/"
+"""Every task branch is tars/<task-id>; discard and cleanup only ever delete branches under this prefix."""
+
+TESTS_PASS_MARKER = " [tests pass]"
+"""Suffix of a checkpoint's commit subject when the project's tests passed on its files."""

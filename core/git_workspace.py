@@ -34,26 +34,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from core.defaults import (BRANCH_PREFIX, GIT_NETWORK_TIMEOUT_SECONDS, GIT_TIMEOUT_SECONDS, TESTS_PASS_MARKER,
+                           WORKTREE_RETENTION_DAYS)
 from core.exceptions import GitError, MergeBlocked, MergeConflict
 
 log = logging.getLogger(__name__)
-
-# Constants kept here rather than in core/defaults.py: tests/test_docs.py requires every constant there to have a
-# row in docs/BACKGROUND_TASKS_IMPLEMENTATION.md, which this module does not own. Move them when the docs gain rows.
-GIT_TIMEOUT_SECONDS = 60.0
-"""A local git command (commit, worktree add, merge) taking longer than this is stopped: the disk or a lock is stuck."""
-
-GIT_NETWORK_TIMEOUT_SECONDS = 300.0
-"""Clone, fetch and push talk to a server; they get this long before they are stopped."""
-
-WORKTREE_RETENTION_DAYS = 7
-"""cleanup() removes the checkout of a finished task this many days after its last checkpoint (as RESULT_TTL_SECONDS)."""
-
-BRANCH_PREFIX = "tars/"
-"""Every task branch is tars/<task-id>; discard and cleanup only ever delete branches under this prefix."""
-
-TESTS_PASS_MARKER = " [tests pass]"
-"""Suffix of a checkpoint's commit subject when the worker's own test run passed at that point."""
 
 COMMIT_IDENTITY = {"GIT_AUTHOR_NAME": "TARS", "GIT_AUTHOR_EMAIL": "tars@localhost",
                    "GIT_COMMITTER_NAME": "TARS", "GIT_COMMITTER_EMAIL": "tars@localhost"}
@@ -446,13 +431,14 @@ def _parse_subject(task_id: str, subject: str) -> tuple[str, bool]:
 
 
 def checkpoint(checkout: TaskCheckout, message: str, tests_passed: bool = False) -> Checkpoint | None:
-    """Commit everything the task changed since the last checkpoint; None when nothing changed."""
+    """Commit everything the task changed since the last checkpoint; None when nothing changed (with tests_passed,
+    an unchanged latest checkpoint is marked as passing instead, and returned)."""
     git = _task_git(checkout)
     what = f"save a checkpoint of task {checkout.task_id}"
     tree = _stage_all(git, what)
     tip = _tip(checkout, git, what)
     if tree == git.out("rev-parse", f"{tip}^{{tree}}", what=what):
-        return None
+        return _mark_passed(checkout, git, tip, what) if tests_passed else None
     subject = _subject(checkout.task_id, message, tests_passed)
     sha = git.out("commit-tree", tree, "-p", tip, "-m", subject, what=what)
     git("update-ref", "-m", "tars: checkpoint", f"refs/heads/{checkout.branch}", sha, tip, what=what)
@@ -460,6 +446,24 @@ def checkpoint(checkout: TaskCheckout, message: str, tests_passed: bool = False)
     number = int(git.out("rev-list", "--count", "--first-parent", f"{checkout.base}..{sha}", what=what))
     sentence, passed = _parse_subject(checkout.task_id, subject)
     return Checkpoint(number=number, sha=sha, message=sentence, tests_passed=passed, committed_at=int(time.time()))
+
+
+def _mark_passed(checkout: TaskCheckout, git: _Git, tip: str, what: str) -> Checkpoint | None:
+    """The tests now pass on the latest checkpoint's files: give it the marker (a new commit with the same tree and
+    parents, replacing it on the task branch). Only TARS's own checkpoints are reworded, never the model's commits."""
+    if tip == checkout.base:
+        return None
+    subject = git.out("log", "-1", "--format=%s", tip, what=what)
+    if not subject.startswith(f"tars({checkout.task_id}): ") or subject.endswith(TESTS_PASS_MARKER):
+        return None
+    parents = git.out("rev-parse", f"{tip}^@", what=what).split()
+    sha = git.out("commit-tree", f"{tip}^{{tree}}", *[arg for p in parents for arg in ("-p", p)],
+                  "-m", subject + TESTS_PASS_MARKER, what=what)
+    git("update-ref", "-m", "tars: tests pass", f"refs/heads/{checkout.branch}", sha, tip, what=what)
+    _touch(checkout)
+    number = int(git.out("rev-list", "--count", "--first-parent", f"{checkout.base}..{sha}", what=what))
+    sentence, _ = _parse_subject(checkout.task_id, subject)
+    return Checkpoint(number=number, sha=sha, message=sentence, tests_passed=True, committed_at=int(time.time()))
 
 
 def checkpoints(checkout: TaskCheckout) -> list[Checkpoint]:
@@ -525,6 +529,23 @@ def summary(checkout: TaskCheckout) -> dict:
         "tests_passed": bool(points) and points[-1].tests_passed,
         "uncommitted": tree != git.out("rev-parse", f"{ref}^{{tree}}", what=what),
     }
+
+
+def describe(info: dict) -> str:
+    """summary() (plus the worker's 'delivery' sentence, if any) as one or two sentences for the owner."""
+    files = info.get("files") or []
+    added = sum(f.get("added") or 0 for f in files)
+    removed = sum(f.get("removed") or 0 for f in files)
+    commits = info.get("commits", 0)
+    counts = (f"{commits} commit{'s' if commits != 1 else ''}, {len(files)} file{'s' if len(files) != 1 else ''} "
+              f"changed (+{added} -{removed})")
+    tests = {True: "tests pass", False: "tests failing", None: "no tests run"}[info.get("tests_passed")]
+    if info.get("mode") == SHADOW:
+        sentence = f"Changed in place: {counts}, {tests}; roll back with: python main_tars.py task rollback " \
+                   f"{info.get('task_id')} --to 0."
+    else:
+        sentence = f"Branch {info.get('branch')}: {counts}, {tests}."
+    return f"{sentence} {info['delivery']}" if info.get("delivery") else sentence
 
 
 # --- merge --------------------------------------------------------------------------------------------------------

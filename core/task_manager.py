@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import socket
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -22,16 +23,18 @@ from rq.command import send_stop_execution_command, send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
-from core import keys
+from core import git_workspace, keys
 from core.config import Settings
 from core.confirmations import submit_code
 from core.defaults import (CANCEL_GRACE_SECONDS, GOAL_MAX_CHARS, JOB_TIMEOUT_MARGIN_SECONDS, QUEUE_NAME,
                            RECENT_TASKS_KEPT, RESULT_TTL_SECONDS, TASK_ID_BYTES)
 from core.scrub import Scrubber
-from core.exceptions import InvalidGoal, InvalidProjectPath, TaskNotActive, TaskNotFound
+from core.exceptions import GitError, InvalidGoal, InvalidProjectPath, TaskNotActive, TaskNotFound
+from core.git_workspace import Checkpoint, MergeResult, TaskCheckout
 
 JOB_FUNCTION = "core.background_worker.run_task"
 TASK_ID_PATTERN = re.compile(r"[0-9a-f]{1,32}")
+URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]*:[^/@\s]*@|^https?://[^/@\s]+@", re.IGNORECASE)
 ACTIVE = ("queued", "running", "awaiting_confirmation")
 ENDED_PHASES = {"complete": "complete", "error": "failed", "timeout": "timeout", "cancelled": "cancelled"}
 
@@ -47,6 +50,8 @@ class TaskStatus:
     session_id: str | None
     verbose_updates: bool | None
     retry_of: str | None
+    branch: str | None  # the task's own branch tars/<id> (None until a worker prepared its checkout)
+    checkpoints: int  # checkpoints committed on it so far
     awaiting_confirmation: bool
     confirmation_command: str | None
     reason: str | None
@@ -97,10 +102,20 @@ class TaskManager:
         self.scrubber = Scrubber(settings.secret_values())  # built once: start() is on the voice path
 
     # --- start ----------------------------------------------------------------
-    def resolve_project(self, project_path: str | Path | None) -> Path:
-        """The project directory for a task: inside PROJECTS_ROOT, created if missing."""
+    def resolve_project(self, project_path: str | Path | None) -> Path | str:
+        """The project of a task: a git URL as given (the worker clones it), else a directory inside PROJECTS_ROOT,
+        created if missing."""
         root = self.settings.PROJECTS_ROOT
         shown = str(project_path)[:200]
+        if isinstance(project_path, str) and git_workspace.is_git_url(project_path):
+            url = project_path.strip()
+            if URL_PASSWORD.search(url):
+                # It would be stored in Redis and shown in every status: credentials belong to git, not the URL.
+                raise InvalidProjectPath("The project URL carries a password or token; remove it and give the "
+                                         "worker access through an SSH key or a git credential helper instead.")
+            if any(c.isspace() or ord(c) < 32 for c in url) or len(url) > 2000:
+                raise InvalidProjectPath(f"The project URL {shown!r} is not a usable git URL.")
+            return url
         try:
             if project_path is None or not str(project_path).strip():
                 path = self.settings.DEFAULT_PROJECT_PATH
@@ -196,7 +211,8 @@ class TaskManager:
             task_id=job.id, status=status, phase=meta.get("phase", "queued"), progress=meta.get("progress", ""),
             goal=meta.get("goal", ""), project_path=meta.get("project_path", ""),
             session_id=meta.get("session_id"), verbose_updates=meta.get("verbose_updates"),
-            retry_of=meta.get("retry_of"),
+            retry_of=meta.get("retry_of"), branch=(meta.get("checkout") or {}).get("branch"),
+            checkpoints=int(meta.get("checkpoints") or 0),
             awaiting_confirmation=bool(meta.get("awaiting_confirmation")) and status == "awaiting_confirmation",
             confirmation_command=meta.get("confirmation_command") if status == "awaiting_confirmation" else None,
             reason=None if status in ACTIVE else reason,
@@ -258,6 +274,44 @@ class TaskManager:
                                 f"cannot be retried yet: cancel it first or wait for it to end.")
         return self.start(status.goal, status.project_path, verbose_updates=status.verbose_updates,
                           session_id=session_id or status.session_id, retry_of=status.task_id)
+
+    # --- the task's branch (core/git_workspace.py) -------------------------------------
+    def task_checkout(self, task_id: str | None, action: str) -> TaskCheckout:
+        """The checkout of an ended task, for `action` ("roll back", "merge"...) on this machine."""
+        job = self._job(task_id)
+        status = self._status_of(job)
+        if status.active:
+            raise TaskNotActive(f"Task {job.id} is still {status.status.replace('_', ' ')}; {action} it once it has "
+                                f"ended (or cancel it first: python main_tars.py task cancel {job.id}).")
+        meta = job.get_meta(refresh=False) or {}
+        if not meta.get("checkout"):
+            raise GitError(f"Task {job.id} has no branch: it ended before a worker prepared its checkout.")
+        host = meta.get("checkout_host")
+        if host and host != socket.gethostname():
+            raise GitError(f"Task {job.id}'s checkout is on the machine {host}; {action} it there "
+                           f"(python main_tars.py on {host}).")
+        recorded = TaskCheckout.from_dict(meta["checkout"])
+        return git_workspace.find(recorded.task_id, recorded.data_dir)  # raises once discarded or cleaned up
+
+    def checkpoints(self, task_id: str | None) -> list[Checkpoint]:
+        return git_workspace.checkpoints(self.task_checkout(task_id, "list the checkpoints of"))
+
+    def changes(self, task_id: str | None) -> dict:
+        """What the task's branch holds now: git_workspace.summary() (branch, commits, files, diffstat)."""
+        return git_workspace.summary(self.task_checkout(task_id, "look at"))
+
+    def rollback(self, task_id: str | None, to: int | None = None) -> Checkpoint:
+        """Reset the task's branch and files to checkpoint `to` (0: before the task; default: the one before last)."""
+        return git_workspace.rollback(self.task_checkout(task_id, "roll back"), to)
+
+    def merge(self, task_id: str | None) -> MergeResult:
+        return git_workspace.merge(self.task_checkout(task_id, "merge"))
+
+    def discard(self, task_id: str | None) -> str:
+        return git_workspace.discard(self.task_checkout(task_id, "discard"))
+
+    def push(self, task_id: str | None) -> str:
+        return git_workspace.push(self.task_checkout(task_id, "push"))
 
     # --- confirm ------------------------------------------------------------------
     def confirm(self, task_id: str, code: object) -> TaskStatus:

@@ -9,6 +9,8 @@
 * A Redis outage neither kills the worker nor loses the task: heartbeats ride it out, and the work loop
   starts again instead of quitting.
 * The second SIGTERM/Ctrl+C (cold shutdown) stops the running task and marks it failed.
+* With RQ's maintenance (at start-up, then hourly) it removes the worktrees of tasks idle for longer than
+  WORKTREE_RETENTION_DAYS; a running task's checkout is never touched.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ from rq.registry import StartedJobRegistry
 from rq.utils import now
 from rq.worker import SpawnWorker, Worker
 
-from core import keys
+from core import git_workspace, keys
 from core.background_worker import ENDED_PHASES, record_abandoned_end
 from core.config import Settings
-from core.defaults import (QUEUE_NAME, REAPER_INTERVAL_SECONDS, REAPER_LEASE_SECONDS, WORKER_ALIVE_REFRESH_SECONDS,
+from core.defaults import (CHECKOUT_CLEANUP_INTERVAL_SECONDS, QUEUE_NAME, REAPER_INTERVAL_SECONDS, REAPER_LEASE_SECONDS, WORKER_ALIVE_REFRESH_SECONDS,
                            WORKER_ALIVE_TTL_SECONDS)
 
 log = logging.getLogger("tars.worker")
@@ -60,6 +62,30 @@ class TarsWorkerMixin:
     """What TARS adds to RQ's Worker (see the module docstring); `settings` must be set before work()."""
 
     settings: Settings
+    _checkouts_cleaned = float("-inf")  # monotonic time of the last clean_checkouts()
+
+    # --- finished tasks' checkouts -----------------------------------------------------------------
+    def run_maintenance_tasks(self):
+        super().run_maintenance_tasks()
+        if time.monotonic() - self._checkouts_cleaned >= CHECKOUT_CLEANUP_INTERVAL_SECONDS:
+            self.clean_checkouts()
+
+    def clean_checkouts(self) -> list[str]:
+        """Remove the checkouts idle for WORKTREE_RETENTION_DAYS, except those of tasks still queued or running."""
+        self._checkouts_cleaned = time.monotonic()
+        try:
+            keep = set()
+            for queue in self.queues:
+                keep.update(queue.get_job_ids())
+                keep.update(StartedJobRegistry(queue=queue).get_job_ids())
+            removed = git_workspace.cleanup(self.settings.checkouts_dir, keep=keep)
+        except Exception:  # housekeeping must never take the worker down
+            log.exception("cleaning up old task checkouts failed")
+            return []
+        if removed:
+            log.info("removed the checkouts of %d finished tasks older than the retention period: %s",
+                     len(removed), ", ".join(removed))
+        return removed
 
     # --- the work-horse died without recording its ending ------------------------------------------
     # Recorded before RQ marks the job failed, so nobody ever reads "failed" without TARS's reason.

@@ -87,7 +87,8 @@ def test_bad_requests_are_answered_in_words(voice):
 def test_the_tools_keep_the_original_names_and_parameters():
     tools = {t["name"]: t["input_schema"] for t in VOICE_TOOLS}
     assert set(tools) == {"start_autonomous_coding", "check_coding_progress", "cancel_coding_task",
-                          "submit_background_confirmation", "list_coding_tasks"}
+                          "submit_background_confirmation", "list_coding_tasks",
+                          "rollback_coding_task", "merge_coding_task", "discard_coding_task"}  # issue 6
     assert {"goal", "project_path", "verbose_updates"} <= set(tools["start_autonomous_coding"]["properties"])
     assert tools["submit_background_confirmation"]["required"] == ["confirmation_code"]
     assert tools["cancel_coding_task"]["required"] == ["task_id"]

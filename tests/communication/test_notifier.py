@@ -80,7 +80,7 @@ def whsec():
 
 # --- payloads and text -----------------------------------------------------------------------------------
 
-EXPECTED_EMOJI = {"started": "🚀", "planning": "🧠", "file_edit": "📝", "command": "⚡", "command_result": "📋",
+EXPECTED_EMOJI = {"started": "🚀", "workspace": "🌿", "checkpoint": "💾", "checkpoint_failed": "⚠️", "planning": "🧠", "file_edit": "📝", "command": "⚡", "command_result": "📋",
                   "phase": "🔄", "confirmation_required": "⚠️", "confirmation_received": "✅", "confirmation_refused": "🚫", "complete": "🎉",
                   "error": "❌", "timeout": "⏰", "cancelled": "🛑"}
 

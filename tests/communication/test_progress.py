@@ -8,7 +8,8 @@ from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.fakes.anthropic_api import bash, edit, text
 from tests.fakes.webhook_server import Reply
 
-VERBOSE = ["started", "planning", "file_edit", "phase", "command", "command_result", "complete"]
+VERBOSE = ["started", "workspace", "planning", "file_edit", "phase", "checkpoint", "command", "command_result",
+           "complete"]
 QUIET = ["started", "phase", "complete"]
 
 
@@ -37,9 +38,12 @@ def test_a_verbose_task_reports_every_action_in_order(tasks, fake_api, start_wor
     assert [b["timestamp"] for b in bodies] == sorted(b["timestamp"] for b in bodies)
     assert len({b["id"] for b in bodies}) == len(bodies)
     assert bodies[0]["message"] == f"🚀 Task {task_id} started: Create hello.py"
-    assert bodies[2]["message"].startswith("📝") and "hello.py" in bodies[2]["message"]
-    assert bodies[3]["phase"] == "coding"
-    assert bodies[4]["command"] == "python hello.py"
+    assert bodies[1]["message"].startswith(f"🌿 Task {task_id}: Working in place in ")  # not a git repository
+    assert bodies[3]["message"].startswith("📝") and "hello.py" in bodies[3]["message"]
+    assert bodies[4]["phase"] == "coding"
+    assert bodies[5]["message"] == f"💾 Task {task_id}: Checkpoint 1: Creating hello.py"  # the step that wrote
+    assert bodies[5]["data"]["number"] == 1
+    assert bodies[6]["command"] == "python hello.py"  # changed nothing: no second checkpoint
     assert bodies[-1]["message"].startswith(f"🎉 Task {task_id} complete")
     assert bodies[-1]["phase"] == "complete"
     assert all(len(b["message"]) < 2000 for b in bodies)

@@ -393,7 +393,9 @@ def test_a_task_ending_is_announced_to_the_call_that_started_it(phone, fake_api,
     task_id = task_id_in(call.reply().text)
     start_worker()
     ending = call.next(timeout=60).message
-    assert ending == {"type": "text", "token": f"Task {task_id} is complete, sir.", "last": True}
+    # calculator is not a git repository: the task worked in place, with a checkpoint outside it
+    assert ending == {"type": "text", "last": True, "token": f"Task {task_id} is complete, sir. It made 1 commit "
+                      "in place, changing 1 file, with no tests to run."}
     assert tasks.status(task_id).status == "complete"
     assert other.quiet(1.0) == []
 
@@ -414,7 +416,8 @@ def test_a_failed_task_is_announced_with_its_reason(phone, fake_api, projects, t
     status = wait_until(lambda: (s := tasks.status(task_id)).result and s, what="RQ to store the result")
     assert status.status == "failed" and "prompt is too long" in status.reason
     assert ending == {"type": "text", "last": True,
-                      "token": f"Task {task_id} failed, sir: {status.reason.splitlines()[0].rstrip('.')}."}
+                      "token": f"Task {task_id} failed, sir: {status.reason.splitlines()[0].rstrip('.')}. "
+                               "It changed no files."}
     call.interrupt(f"Task {task_id} failed")  # the owner talks over the announcement
     call.say("oh no")
     assert call.reply().text == "That is a pity, sir."
