@@ -224,7 +224,7 @@ class ProgrammerAgent(InterSessionAgent):
         try:
             resolved = self.resolve_task_id(task_id)
             if not confirmed:  # a misheard word must not throw work away: the owner says yes first
-                self.tasks.task_checkout(resolved, "discard")
+                self.tasks.task_checkout(resolved, "discard it")
                 return f"Discarding task {resolved} deletes its branch and all its work for good. Shall I, sir?"
             return self.tasks.discard(resolved)
         except TarsError as exc:

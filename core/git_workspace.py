@@ -46,14 +46,14 @@ COMMIT_IDENTITY = {"GIT_AUTHOR_NAME": "TARS", "GIT_AUTHOR_EMAIL": "tars@localhos
 
 WORKTREE, CLONE, SHADOW = "worktree", "clone", "shadow"
 
-_CONFIG = ("-c", "core.hooksPath=/dev/null", "-c", "commit.gpgSign=false", "-c", "gc.auto=0",
+# Caches and build output never go into a checkpoint (the owner's repository is not told: this is our config only).
+CHECKPOINT_IGNORE = Path(__file__).with_name("checkpoint.gitignore")
+_CONFIG = ("-c", f"core.excludesFile={CHECKPOINT_IGNORE}", "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgSign=false", "-c", "gc.auto=0",
            "-c", "maintenance.auto=false", "-c", "advice.detachedHead=false", "-c", "core.quotePath=false",
            "-c", "init.defaultBranch=main")
 # Variables that would point git at another repository than the one we name (e.g. inherited from a hook).
 _REPO_VARIABLES = frozenset({"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
                              "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE", "GIT_PREFIX"})
-# Generated folders a shadow repository does not keep (a project's own .gitignore is honoured as well).
-_SHADOW_EXCLUDE = ("node_modules/", ".venv/", "__pycache__/", "*.pyc")
 _TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _URL = re.compile(r"^(?:(?:https?|ssh|git|file)://|[\w.-]+@[\w.-]+:(?!//))", re.IGNORECASE)
 _CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
@@ -397,8 +397,6 @@ def _create_shadow(git_dir: Path, folder: Path) -> None:
         git = _Git(str(building))
         git("config", "core.bare", "false", what=what)
         git("config", "tars.project", str(folder), what=what)  # which folder this shadows, for a person looking
-        (building / "info").mkdir(exist_ok=True)
-        (building / "info" / "exclude").write_text("\n".join(_SHADOW_EXCLUDE) + "\n")
         os.rename(building, git_dir)
     finally:
         shutil.rmtree(building, ignore_errors=True)

@@ -277,41 +277,41 @@ class TaskManager:
 
     # --- the task's branch (core/git_workspace.py) -------------------------------------
     def task_checkout(self, task_id: str | None, action: str) -> TaskCheckout:
-        """The checkout of an ended task, for `action` ("roll back", "merge"...) on this machine."""
+        """The checkout of an ended task, for `action` ("roll it back", "merge"...) on this machine."""
         job = self._job(task_id)
         status = self._status_of(job)
         if status.active:
-            raise TaskNotActive(f"Task {job.id} is still {status.status.replace('_', ' ')}; {action} it once it has "
+            raise TaskNotActive(f"Task {job.id} is still {status.status.replace('_', ' ')}; {action} once it has "
                                 f"ended (or cancel it first: python main_tars.py task cancel {job.id}).")
         meta = job.get_meta(refresh=False) or {}
         if not meta.get("checkout"):
             raise GitError(f"Task {job.id} has no branch: it ended before a worker prepared its checkout.")
         host = meta.get("checkout_host")
         if host and host != socket.gethostname():
-            raise GitError(f"Task {job.id}'s checkout is on the machine {host}; {action} it there "
+            raise GitError(f"Task {job.id}'s checkout is on the machine {host}; {action} there "
                            f"(python main_tars.py on {host}).")
         recorded = TaskCheckout.from_dict(meta["checkout"])
         return git_workspace.find(recorded.task_id, recorded.data_dir)  # raises once discarded or cleaned up
 
     def checkpoints(self, task_id: str | None) -> list[Checkpoint]:
-        return git_workspace.checkpoints(self.task_checkout(task_id, "list the checkpoints of"))
+        return git_workspace.checkpoints(self.task_checkout(task_id, "list its checkpoints"))
 
     def changes(self, task_id: str | None) -> dict:
         """What the task's branch holds now: git_workspace.summary() (branch, commits, files, diffstat)."""
-        return git_workspace.summary(self.task_checkout(task_id, "look at"))
+        return git_workspace.summary(self.task_checkout(task_id, "look at it"))
 
     def rollback(self, task_id: str | None, to: int | None = None) -> Checkpoint:
         """Reset the task's branch and files to checkpoint `to` (0: before the task; default: the one before last)."""
-        return git_workspace.rollback(self.task_checkout(task_id, "roll back"), to)
+        return git_workspace.rollback(self.task_checkout(task_id, "roll it back"), to)
 
     def merge(self, task_id: str | None) -> MergeResult:
-        return git_workspace.merge(self.task_checkout(task_id, "merge"))
+        return git_workspace.merge(self.task_checkout(task_id, "merge it"))
 
     def discard(self, task_id: str | None) -> str:
-        return git_workspace.discard(self.task_checkout(task_id, "discard"))
+        return git_workspace.discard(self.task_checkout(task_id, "discard it"))
 
     def push(self, task_id: str | None) -> str:
-        return git_workspace.push(self.task_checkout(task_id, "push"))
+        return git_workspace.push(self.task_checkout(task_id, "push it"))
 
     # --- confirm ------------------------------------------------------------------
     def confirm(self, task_id: str, code: object) -> TaskStatus:
