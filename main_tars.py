@@ -86,7 +86,8 @@ def describe(status: TaskStatus) -> str:
     if status.awaiting_confirmation:
         lines.append(f"  waiting for your confirmation code to run: {status.confirmation_command}")
     if status.branch:
-        lines.append(f"  branch:   {status.branch} ({status.checkpoints} checkpoints)")
+        lines.append(f"  branch:   {status.branch} ({status.checkpoints} checkpoint"
+                     f"{'s' if status.checkpoints != 1 else ''})")
     if status.reason:
         lines.append(f"  reason:   {status.reason}")
     if status.result:

@@ -223,6 +223,10 @@ def test_discard_removes_the_worktree_and_the_branch(tasks, fake_api, start_work
     assert ended(tasks, task_id).status == "complete"
     worktree = Path(checkout_of(tasks, task_id)["worktree"])
     assert worktree.is_dir()
+    shown = cli("task", "status", task_id).stdout
+    assert f"  branch:   tars/{task_id} (1 checkpoint)\n" in shown
+    assert f"  changes:  Branch tars/{task_id}: 1 commit, 1 file changed (+1 -0), no tests run." in shown
+    assert " extra.py | 1 +" in shown  # the diffstat
 
     gone = cli("task", "discard", task_id)
     assert gone.returncode == 0, gone.stderr
@@ -232,6 +236,28 @@ def test_discard_removes_the_worktree_and_the_branch(tasks, fake_api, start_work
     assert owner_state(repo) == before
     again = cli("task", "merge", task_id)
     assert again.returncode == 1 and "has no checkout" in again.stderr
+
+
+def test_a_project_inside_a_repository_works_in_the_same_folder_of_the_worktree(tasks, fake_api, start_worker,
+                                                                               projects, cli):
+    repo = projects / "mono"
+    (repo / "services" / "api").mkdir(parents=True)
+    (repo / "services" / "api" / "app.py").write_text("API = 1\n")
+    (repo / "README.md").write_text("# mono\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "monorepo")
+    before = owner_state(repo)
+    fake_api.script([edit(command="create", path="routes.py", file_text="ROUTES = []\n"), text("Added routes.")])
+    task_id = tasks.start("Add routes", project_path="mono/services/api")
+    run_burst(start_worker)
+    assert ended(tasks, task_id).status == "complete"
+    checkout = checkout_of(tasks, task_id)
+    assert Path(checkout["path"]) == Path(checkout["worktree"]) / "services" / "api"
+    assert git(repo, "show", f"tars/{task_id}:services/api/routes.py") == "ROUTES = []"
+    assert owner_state(repo) == before
+    assert cli("task", "merge", task_id).returncode == 0
+    assert (repo / "services" / "api" / "routes.py").read_text() == "ROUTES = []\n"
 
 
 def test_auto_merge_merges_a_green_task_by_itself(tasks, fake_api, start_worker, projects, n8n):
