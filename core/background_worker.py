@@ -403,6 +403,7 @@ def record_abandoned_end(job, settings: Settings, outcome: str, reason: str) -> 
     if not job.connection.set(keys.task_reaped(job.id), outcome, nx=True, ex=RESULT_TTL_SECONDS):
         return False
     ctx = TaskContext(job, settings)
+    ctx.git = _local_summary(ctx)
     ctx.redis.delete(keys.task_confirmation_request(job.id), keys.task_confirmation(job.id))
     ran = 0.0
     if job.started_at is not None:
@@ -413,6 +414,20 @@ def record_abandoned_end(job, settings: Settings, outcome: str, reason: str) -> 
     finally:
         ctx.close()
     return True
+
+
+def _local_summary(ctx: TaskContext) -> dict | None:
+    """The branch summary of a task whose horse died, when its checkout is on this machine (what it saved)."""
+    recorded = ctx.meta.get("checkout")
+    if not recorded or ctx.meta.get("checkout_host") != socket.gethostname():
+        return None
+    try:
+        info = git_workspace.summary(git_workspace.TaskCheckout.from_dict(recorded))
+    except (GitError, TypeError, KeyError) as exc:
+        ctx.log.warning("could not summarise the task branch: %s", exc)
+        return None
+    info["tests_passed"] = info["tests_passed"] or None  # not run at the end: only a marked checkpoint says
+    return info
 
 
 def _release_waiters(ctx: TaskContext) -> None:

@@ -487,3 +487,19 @@ def test_a_worker_removes_checkouts_past_the_retention_period(tasks, fake_api, s
     assert f"removed the checkouts of 1 finished tasks older than the retention period: {task_id}" in worker.log
     assert not Path(checkout["worktree"]).exists() and not record.exists()
     assert git(repo, "show", f"tars/{task_id}:y.py") == "Y = 1"  # an unmerged branch is the owner's: it stays
+
+
+def test_a_killed_work_horse_still_reports_what_its_branch_holds(tasks, fake_api, start_worker, projects, n8n):
+    owner_repo(projects / "oom", {"main.py": "print(1)\n"})
+    fake_api.script([edit(command="create", path="saved.py", file_text="SAVED = 1\n"), bash("rm -f main.py"),
+                     repeat(text("done"))])  # rm waits for the owner's code
+    task_id = tasks.start("Tidy up", project_path="oom")
+    worker = start_worker(N8N_WEBHOOK_URL=n8n.url())
+    wait_until(lambda: tasks.status(task_id).status == "awaiting_confirmation", 60, "the code request")
+    os.kill(Job.fetch(task_id, connection=tasks.redis).get_meta()["horse_pid"], signal.SIGKILL)
+    ending = wait_until(lambda: [b for b in n8n.bodies() if b["task_id"] == task_id and b["type"] == "error"], 15,
+                        "the ending on Discord")[0]
+    assert "killed by SIGKILL" in ending["message"]
+    assert ending["message"].endswith(f"Branch tars/{task_id}: 1 commit, 1 file changed (+1 -0), no tests run.")
+    assert tasks.status(task_id).status == "failed" and tasks.checkpoints(task_id)[0].message == "Creating saved.py"
+    worker.stop()
