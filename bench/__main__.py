@@ -2,14 +2,15 @@
 
     .venv/bin/python -m bench [--quick] [GROUP ...]
 
-Groups: loop (the coding loop in-process), tasks (= enqueue confirm cache throughput, on real workers), memory,
+Groups: loop (the coding loop in-process), git (what a task's own git checkout costs: prepare, checkpoint,
+summary, in temporary repositories), tasks (= enqueue confirm cache throughput, on real workers), memory,
 voice (runs `python -m bench.voice` as its own process). No group: all of them. --quick uses tiny counts (for the
 smoke test, tests/test_bench.py); its numbers mean nothing. A MISS is a finding, not an error: the exit code is 0
 unless a benchmark could not run.
 
-Each module's docstring defines its figures (bench/loop.py, bench/tasks.py, bench/memory.py, bench/voice.py).
-The machine is shared and noisy: figures are ratios or distributions measured in the same run (baseline and TARS
-interleaved), medians where runs repeat.
+Each module's docstring defines its figures (bench/loop.py, bench/git.py, bench/tasks.py, bench/memory.py,
+bench/voice.py). The machine is shared and noisy: figures are ratios or distributions measured in the same run
+(baseline and TARS interleaved), medians where runs repeat.
 """
 
 from __future__ import annotations
@@ -19,18 +20,20 @@ import re
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import git as git_bench  # noqa: E402
 from bench import loop, memory, tasks  # noqa: E402
 from bench.common import Figure, Rig, machine  # noqa: E402
 
 VOICE_RELAY = "relay overhead per turn (voice)"
 VOICE_WEBHOOK = "/voice webhook latency under load (voice)"
-FIGURE_NAMES = [*loop.NAMES, *tasks.NAMES, *memory.NAMES, VOICE_RELAY, VOICE_WEBHOOK]
-GROUPS = ("loop", *tasks.GROUPS, "memory", "voice")
+FIGURE_NAMES = [*loop.NAMES, *git_bench.NAMES, *tasks.NAMES, *memory.NAMES, VOICE_RELAY, VOICE_WEBHOOK]
+GROUPS = ("loop", "git", *tasks.GROUPS, "memory", "voice")
 ALIASES = {"tasks": set(tasks.GROUPS)}
 
 
@@ -86,9 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     # --quick runs the voice benchmark (its own process) alongside the others, to stay under a minute; a full run
     # runs it alone at the end, so that no figure disturbs another.
     voice_process = start_voice(True) if args.quick and "voice" in wanted else None
-    with Rig() as rig:
+    # git and voice need no Redis: `bench git` alone starts none.
+    with Rig() if wanted & {"loop", "memory", *tasks.GROUPS} else nullcontext() as rig:
         if "loop" in wanted:
             found += loop.run(rig, args.quick, out)
+        if "git" in wanted:
+            found += git_bench.run(args.quick, out)
         if wanted & set(tasks.GROUPS):
             found += tasks.run(rig, args.quick, wanted & set(tasks.GROUPS), out)
         if "memory" in wanted:
