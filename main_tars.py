@@ -5,6 +5,7 @@
   python main_tars.py up                   the server plus one background worker: all of TARS in one command
   python main_tars.py task start --goal T  [--project P] [--verbose|--quiet]
   python main_tars.py task status [ID] | task list | task cancel ID | task confirm ID CODE | task retry ID
+  python main_tars.py task log [ID] [--follow]   the task's timeline (following it live until it ends)
   python main_tars.py task checkpoints ID | task rollback ID [--to N] | task merge ID | task discard ID
                       | task push ID       (the task's own branch tars/<id>; each with --json)
   python main_tars.py call [--url ws://localhost:PORT/relay] [--from +E164]   phone TARS from this terminal
@@ -17,13 +18,15 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 
 import redis
 
 from core.config import get_settings
-from core.defaults import WORKER_LOG_FORMAT
+from core.defaults import RESULT_TTL_SECONDS, WORKER_LOG_FORMAT
 from core.exceptions import TarsError
 from core.redis_conn import connect, connect_or_embed
 from core.scrub import install_log_scrubbing
@@ -63,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     confirm = with_json(tsub.add_parser("confirm", help="give the confirmation code a task waits for"))
     confirm.add_argument("task_id")
     confirm.add_argument("code")
+    log = with_json(tsub.add_parser("log", help="a task's timeline of events (default: the latest task)"))
+    log.add_argument("task_id", nargs="?")
+    log.add_argument("--follow", "-f", action="store_true", help="keep printing new events until the task ends")
     with_json(tsub.add_parser("checkpoints", help="the checkpoints on an ended task's branch, numbered")
               ).add_argument("task_id")
     rollback = with_json(tsub.add_parser("rollback", help="reset an ended task's branch and files to a checkpoint"))
@@ -104,6 +110,48 @@ def describe(status: TaskStatus) -> str:
     return "\n".join(lines)
 
 
+def event_line(event, started: float) -> str:
+    """'15:04:05  +01:12  checkpoint  Checkpoint 2: Editing calc.py' (the offset counts from the first event)."""
+    offset = max(0, int(event.at - started))
+    clock = datetime.fromtimestamp(event.at).strftime("%H:%M:%S")
+    return f"{clock}  +{offset // 60:02d}:{offset % 60:02d}  {event.type:<21} {event.message}"
+
+
+def progress_line(status: TaskStatus, began: float, tick: int) -> str:
+    """The live line under a followed timeline: what the task does now, how long, tokens and cost so far."""
+    spinner = "|/-\\"[tick % 4]
+    elapsed = int(time.time() - began)
+    usage = status.usage or {}
+    tokens = sum(usage.get(k) or 0 for k in ("input_tokens", "output_tokens", "cache_creation_input_tokens",
+                                              "cache_read_input_tokens"))
+    cost = f" · ${status.cost_usd:.4f}" if status.cost_usd else ""
+    return (f"{spinner} {status.status.replace('_', ' ')} · {status.phase} · {status.progress[:60]} · "
+            f"{elapsed // 60}m{elapsed % 60:02d}s · {tokens} tokens{cost}")
+
+
+def print_log(tasks: TaskManager, task_id: str | None, follow: bool, as_json: bool) -> int:
+    task_id = tasks.status(task_id).task_id
+    live = follow and sys.stdout.isatty() and not as_json
+    began: float | None = None
+    tick = 0
+    source = tasks.follow(task_id) if follow else iter(tasks.events(task_id))
+    for event in source:
+        if event is None:  # a quiet second: redraw the progress line
+            if live:
+                tick += 1
+                status = tasks.status(task_id)
+                print("\r\033[K" + progress_line(status, began or time.time(), tick), end="", flush=True)
+            continue
+        began = began if began is not None else event.at
+        if as_json:
+            print(json.dumps(event.to_dict(), default=str), flush=True)
+        else:
+            print(("\r\033[K" if live else "") + event_line(event, began), flush=True)
+    if began is None and not as_json:
+        print(f"Task {task_id} has no events (they expire {RESULT_TTL_SECONDS // 86400} days after its end).")
+    return 0
+
+
 def run_task_command(args, tasks: TaskManager) -> int:
     out = (lambda obj, text: print(json.dumps(obj, indent=2, default=str) if args.json else text))
     if args.task_command == "start":
@@ -127,6 +175,8 @@ def run_task_command(args, tasks: TaskManager) -> int:
         new_id = tasks.retry(args.task_id)
         out({"task_id": new_id, "retry_of": tasks.status(new_id).retry_of},
             f"{new_id} (a new task retrying {tasks.status(new_id).retry_of})")
+    elif args.task_command == "log":
+        return print_log(tasks, args.task_id, args.follow, args.json)
     elif args.task_command == "checkpoints":
         points = tasks.checkpoints(args.task_id)
         out([asdict(p) for p in points], "\n".join(

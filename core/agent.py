@@ -88,6 +88,8 @@ class Agent:
     # Called after a step that ran a command or changed a file, with (progress sentence, tests passed in it):
     # the worker's checkpoint. A step that only read files does not call it.
     after_step: Callable[[str, bool], None] | None = None
+    # Called after each model answer with the usage so far and the files the editor changed so far (live figures).
+    after_turn: Callable[[Usage, list[str]], None] | None = None
 
     def __post_init__(self):
         self.messages: list[dict] = []
@@ -129,6 +131,8 @@ class Agent:
         if self.cancelled.is_set():
             raise Cancelled("The task was cancelled.")
         self.usage.add(turn.usage)
+        if self.after_turn:
+            self.after_turn(self.usage, sorted(self.files_changed))
         self.messages.append({"role": "assistant", "content": turn.content or [{"type": "text", "text": "..."}]})
         if turn.tool_uses:
             self._step_touched, self._step_tests = False, None
@@ -137,6 +141,8 @@ class Agent:
             self.messages.append({"role": "user", "content": results})
             if self.after_step and self._step_touched:
                 self.after_step(self.progress_text, bool(self._step_tests))
+            if self.after_turn and self._step_touched:
+                self.after_turn(self.usage, sorted(self.files_changed))
         elif turn.stop_reason == "max_tokens":
             self._say("Your reply was cut off by the token limit. Continue, in smaller steps.")
         else:

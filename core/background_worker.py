@@ -26,7 +26,7 @@ import redis
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
-from core import git_workspace, keys
+from core import event_log, git_workspace, keys
 from core.agent import Agent, AgentConfig, AgentResult
 from core.config import Settings, get_settings, setting_names
 from core.confirmations import ConfirmationGate
@@ -103,6 +103,12 @@ class TaskContext:
             fields["progress"] = message
         if fields:
             self.update_meta(**fields)
+        if not self.record_lost:
+            try:  # the task's timeline (task log, the dashboard): every event, whatever the verbosity
+                event_log.append(self.redis, self.task_id, kind, self.scrubber.text(message),
+                                 self.meta.get("phase", ""), self.scrubber.value(data))
+            except redis.RedisError as exc:
+                self.log.warning("could not add %s to the event log: %s", kind, exc)
         for sink in self.sinks:
             try:
                 sink(kind, message, **data)
@@ -248,6 +254,9 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
                                 settings.CONFIRMATION_TIMEOUT_SECONDS, classify=classify)
         agent = Agent(model=model, workspace=workspace, goal=ctx.goal, cancelled=cancelled, log=ctx.log,
                       on_event=ctx.event, command_gate=gate, scrub=ctx.scrubber.text, after_step=checkpoints,
+                      after_turn=lambda usage, files: ctx.update_meta(
+                          usage=usage.as_dict(), cost_usd=estimate_cost(settings.CLAUDE_MODEL, usage),
+                          files_changed=files),
                       config=AgentConfig(max_iterations=settings.MAX_TASK_ITERATIONS,
                                          max_runtime_seconds=settings.max_runtime_seconds,
                                          command_timeout=settings.COMMAND_TIMEOUT_SECONDS,

@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     WELCOME_GREETING: str = "TARS here, sir. What shall we build?"
 
     # --- server -----------------------------------------------------------
+    DASHBOARD_PASSWORD: SecretStr | None = None
     HOST: str = "127.0.0.1"
     PORT: int = Field(8000, ge=1, le=65535)
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -82,7 +83,7 @@ class Settings(BaseSettings):
         return value.upper() if isinstance(value, str) else value
 
     @field_validator("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "REDIS_URL", "DEFAULT_PROJECT_PATH",
-                     "CONFIRMATION_CODE", "N8N_WEBHOOK_URL", "DISCORD_WEBHOOK_URL", "WEBHOOK_SIGNING_SECRET",
+                     "CONFIRMATION_CODE", "DASHBOARD_PASSWORD", "N8N_WEBHOOK_URL", "DISCORD_WEBHOOK_URL", "WEBHOOK_SIGNING_SECRET",
                      "WEBHOOK_SECRET", "PUBLIC_BASE_URL", "TWILIO_AUTH_TOKEN", "VOICE_TTS_PROVIDER", "VOICE_NAME",
                      mode="before")
     @classmethod
@@ -141,6 +142,13 @@ class Settings(BaseSettings):
                                  "long random string") from None
         elif value is not None and len(text) < 16:
             raise ValueError("must be at least 16 characters")
+        return value
+
+    @field_validator("DASHBOARD_PASSWORD")
+    @classmethod
+    def _dashboard_password(cls, value):
+        if value is not None and len(value.get_secret_value().strip()) < 8:
+            raise ValueError("must be at least 8 characters (the dashboard can start tasks and give codes)")
         return value
 
     @model_validator(mode="after")

@@ -83,3 +83,6 @@ BRANCH_PREFIX = "tars/"
 
 TESTS_PASS_MARKER = " [tests pass]"
 """Suffix of a checkpoint's commit subject when the project's tests passed on its files."""
+
+EVENT_LOG_MAX_EVENTS = 2000
+"""Events kept in a task's stream (task:<id>:events); older ones are trimmed. A 15-minute task sends a few hundred."""

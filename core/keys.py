@@ -80,6 +80,12 @@ def worker_alive(worker_name: str) -> str:
     return f"tars:worker:{worker_name}"
 
 
+def task_events(task_id: str) -> str:
+    """Stream of every progress event of the task, oldest first (`XRANGE task:<id>:events - +`); capped, and it
+    expires with the task's data."""
+    return f"task:{task_id}:events"
+
+
 def task_reaped(task_id: str) -> str:
     """Set once when the reaper or the worker recorded the end of a task its work-horse could not record."""
     return f"task:{task_id}:reaped"

@@ -23,7 +23,7 @@ from rq.command import send_stop_execution_command, send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
-from core import git_workspace, keys
+from core import event_log, git_workspace, keys
 from core.config import Settings
 from core.confirmations import submit_code
 from core.defaults import (CANCEL_GRACE_SECONDS, GOAL_MAX_CHARS, JOB_TIMEOUT_MARGIN_SECONDS, QUEUE_NAME,
@@ -50,6 +50,9 @@ class TaskStatus:
     session_id: str | None
     verbose_updates: bool | None
     retry_of: str | None
+    usage: dict | None  # tokens so far (input, output, cache writes, cache reads); the result has the final ones
+    cost_usd: float | None  # estimated cost so far
+    files_changed: list[str]  # files the model's editor changed so far
     branch: str | None  # the task's own branch tars/<id> (None until a worker prepared its checkout)
     checkpoints: int  # checkpoints committed on it so far
     awaiting_confirmation: bool
@@ -156,6 +159,8 @@ class TaskManager:
             self.queue.enqueue_call(JOB_FUNCTION, args=(task_id,), job_id=task_id, timeout=timeout, meta=meta,
                                     result_ttl=RESULT_TTL_SECONDS, failure_ttl=RESULT_TTL_SECONDS,
                                     description=f"TARS task {task_id}: {goal[:100]}", pipeline=pipe)
+            event_log.append(pipe, task_id, "queued", f"Queued: {goal}", "queued",
+                             {"project_path": str(project), "retry_of": retry_of})
             if session_id:
                 pipe.zadd(keys.session_tasks(session_id), {task_id: time.time()})
                 pipe.expire(keys.session_tasks(session_id), RESULT_TTL_SECONDS)
@@ -211,7 +216,9 @@ class TaskManager:
             task_id=job.id, status=status, phase=meta.get("phase", "queued"), progress=meta.get("progress", ""),
             goal=meta.get("goal", ""), project_path=meta.get("project_path", ""),
             session_id=meta.get("session_id"), verbose_updates=meta.get("verbose_updates"),
-            retry_of=meta.get("retry_of"), branch=(meta.get("checkout") or {}).get("branch"),
+            retry_of=meta.get("retry_of"), usage=(result or {}).get("usage") or meta.get("usage"),
+            cost_usd=(result or {}).get("cost_usd", meta.get("cost_usd")),
+            files_changed=list((result or {}).get("files_changed") or meta.get("files_changed") or []), branch=(meta.get("checkout") or {}).get("branch"),
             checkpoints=int(meta.get("checkpoints") or 0),
             awaiting_confirmation=bool(meta.get("awaiting_confirmation")) and status == "awaiting_confirmation",
             confirmation_command=meta.get("confirmation_command") if status == "awaiting_confirmation" else None,
@@ -274,6 +281,27 @@ class TaskManager:
                                 f"cannot be retried yet: cancel it first or wait for it to end.")
         return self.start(status.goal, status.project_path, verbose_updates=status.verbose_updates,
                           session_id=session_id or status.session_id, retry_of=status.task_id)
+
+    # --- the timeline (core/event_log.py) --------------------------------------------------
+    def events(self, task_id: str | None, after: str | None = None) -> list[event_log.Event]:
+        """The task's events after id `after` (all by default), oldest first."""
+        return event_log.read(self.redis, self._job(task_id).id, after)
+
+    def follow(self, task_id: str | None, after: str | None = None, poll: float = 1.0):
+        """Yield the task's events as they happen (its past ones first), and None every `poll` seconds of quiet
+        (a progress display redraws then); returns once the task has ended and its ending event was yielded."""
+        task_id = self._job(task_id).id
+        while True:
+            fresh = event_log.wait(self.redis, task_id, after, poll)
+            for event in fresh:
+                after = event.id
+                yield event
+            if any(e.ends for e in fresh):
+                return
+            if not fresh:
+                if not self.status(task_id).active and not event_log.wait(self.redis, task_id, after, 0.2):
+                    return  # ended without an ending event (it expired, or the trim removed it)
+                yield None
 
     # --- the task's branch (core/git_workspace.py) -------------------------------------
     def task_checkout(self, task_id: str | None, action: str) -> TaskCheckout:
