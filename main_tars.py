@@ -114,7 +114,8 @@ def event_line(event, started: float) -> str:
     """'15:04:05  +01:12  checkpoint  Checkpoint 2: Editing calc.py' (the offset counts from the first event)."""
     offset = max(0, int(event.at - started))
     clock = datetime.fromtimestamp(event.at).strftime("%H:%M:%S")
-    return f"{clock}  +{offset // 60:02d}:{offset % 60:02d}  {event.type:<21} {event.message}"
+    message = " ⏎ ".join(event.message.strip().splitlines())  # one line per event, even for command output
+    return f"{clock}  +{offset // 60:02d}:{offset % 60:02d}  {event.type:<21} {message}"
 
 
 def progress_line(status: TaskStatus, began: float, tick: int) -> str:

@@ -103,7 +103,7 @@ class TaskContext:
             fields["progress"] = message
         if fields:
             self.update_meta(**fields)
-        if not self.record_lost:
+        if not self.record_lost and kind != "progress":  # progress sentences live in meta; the timeline has events
             try:  # the task's timeline (task log, the dashboard): every event, whatever the verbosity
                 event_log.append(self.redis, self.task_id, kind, self.scrubber.text(message),
                                  self.meta.get("phase", ""), self.scrubber.value(data))
