@@ -410,10 +410,6 @@ def _stage_all(git: _Git, what: str) -> str:
     return git.out("write-tree", what=what)
 
 
-def _tip(checkout: TaskCheckout, git: _Git, what: str) -> str:
-    return git.out("rev-parse", "--verify", f"refs/heads/{checkout.branch}^{{commit}}", what=what)
-
-
 def _subject(task_id: str, message: str, tests_passed: bool) -> str:
     sentence = " ".join(message.split()) or "checkpoint"
     if len(sentence) > _MESSAGE_CHARS:
@@ -434,8 +430,9 @@ def checkpoint(checkout: TaskCheckout, message: str, tests_passed: bool = False)
     git = _task_git(checkout)
     what = f"save a checkpoint of task {checkout.task_id}"
     tree = _stage_all(git, what)
-    tip = _tip(checkout, git, what)
-    if tree == git.out("rev-parse", f"{tip}^{{tree}}", what=what):
+    ref = f"refs/heads/{checkout.branch}"
+    tip, tip_tree = git.out("rev-parse", f"{ref}^{{commit}}", f"{ref}^{{tree}}", what=what).split()  # one process
+    if tree == tip_tree:
         return _mark_passed(checkout, git, tip, what) if tests_passed else None
     subject = _subject(checkout.task_id, message, tests_passed)
     sha = git.out("commit-tree", tree, "-p", tip, "-m", subject, what=what)
