@@ -270,3 +270,14 @@ def fill(directory: Path) -> None:
         assert exc.errno == errno.ENOSPC
     finally:
         os.close(fd)
+
+
+@pytest.fixture
+def private_git(tmp_path, monkeypatch):
+    """Neither this machine's nor the user's git config is read, by the tests or the processes they start:
+    HOME is an empty folder and the system config is off."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.delenv("GIT_CONFIG_GLOBAL", raising=False)

@@ -25,14 +25,7 @@ from tests.waiting import wait_until
 OWNER = ("-c", "user.name=Owner", "-c", "user.email=owner@example.com", "-c", "init.defaultBranch=main")
 
 
-@pytest.fixture(autouse=True)
-def private_git(tmp_path, monkeypatch):
-    """Neither this machine's nor the user's git config is read, by the tests or by the workers they start."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.delenv("GIT_CONFIG_GLOBAL", raising=False)
+pytestmark = pytest.mark.usefixtures("private_git")  # no git config of this machine or user is read
 
 
 def git(cwd, *args) -> str:

@@ -14,14 +14,7 @@ from core.exceptions import GitError, MergeBlocked, MergeConflict
 OWNER = ("-c", "user.name=Owner", "-c", "user.email=owner@example.com", "-c", "init.defaultBranch=main")
 
 
-@pytest.fixture(autouse=True)
-def private_git(tmp_path, monkeypatch):
-    """No git config of this machine or user is read: HOME is an empty folder, the system config is off."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.delenv("GIT_CONFIG_GLOBAL", raising=False)
+pytestmark = pytest.mark.usefixtures("private_git")  # no git config of this machine or user is read
 
 
 def git(cwd, *args, check=True) -> str:
