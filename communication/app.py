@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from rq import Queue, Worker
 
 from communication.api import router
+from communication.dashboard import router as dashboard_router
 from communication.twilio_media_streams import VoiceHub
 from communication.twilio_media_streams import router as voice_router
 from core.config import Settings
@@ -39,6 +40,7 @@ def create_app(settings: Settings, connection: redis.Redis) -> FastAPI:
     app.state.voice = voice
     app.include_router(router)
     app.include_router(voice_router)
+    app.include_router(dashboard_router)  # / and /dashboard/api/ (its files at /static, served by a route)
 
     @app.get("/health")
     def health() -> dict:

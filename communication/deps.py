@@ -1,11 +1,13 @@
-"""FastAPI dependencies, all in one file: settings, the task manager, request authentication and body parsing."""
+"""FastAPI dependencies, all in one file: settings, the task manager, request authentication (webhook secret,
+dashboard session and CSRF token) and body parsing."""
 
 from __future__ import annotations
 
 import hmac
 import json
+from urllib.parse import urlsplit
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 from pydantic import BaseModel, ValidationError
 
 from communication.notifier import verify
@@ -72,3 +74,49 @@ def parse(model: type[BaseModel], body: bytes) -> BaseModel:
         raise HTTPException(422, "The body is not valid: " + "; ".join(problems[:5]) + ".") from None
     except (ValueError, json.JSONDecodeError):
         raise HTTPException(422, "The body is not valid JSON.") from None
+
+
+# --- the dashboard (communication/dashboard.py): its session cookie and the CSRF token ---------------------------
+DASHBOARD_OFF = ("The dashboard is off: set DASHBOARD_PASSWORD (at least 8 characters) in .env and restart "
+                 "python main_tars.py.")
+NOT_LOGGED_IN = "Not logged in: open the dashboard at / and log in with DASHBOARD_PASSWORD."
+CROSS_SITE = "Refused: this request did not come from the dashboard's own page (its Origin is another site)."
+BAD_CSRF = "Refused: the X-CSRF-Token header is missing or wrong; reload the dashboard page and try again."
+
+
+def same_origin(request: Request) -> bool:
+    """True unless the request names an Origin other than this server (its Host, or PUBLIC_BASE_URL behind a proxy)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    allowed = {request.headers.get("host", "").strip().lower()}
+    public = request.app.state.settings.PUBLIC_BASE_URL
+    try:
+        if public:
+            allowed.add(urlsplit(public).netloc.lower())
+        parsed = urlsplit(origin.strip())
+    except ValueError:
+        return False
+    return parsed.scheme in ("http", "https") and bool(parsed.netloc) and parsed.netloc.lower() in allowed
+
+
+def dashboard_session(request: Request):
+    """The logged-in dashboard session the tars_session cookie names: 401 without one, 404 with the dashboard off."""
+    from communication.dashboard import load_session  # dashboard.py builds the session keys and imports this module
+
+    if not request.app.state.settings.DASHBOARD_PASSWORD:
+        raise HTTPException(404, DASHBOARD_OFF)
+    session = load_session(request)
+    if session is None:
+        raise HTTPException(401, NOT_LOGGED_IN)
+    return session
+
+
+def dashboard_csrf(request: Request, session=Depends(dashboard_session)):
+    """The session of a state-changing dashboard request: same origin, and X-CSRF-Token = the session's token."""
+    if not same_origin(request):
+        raise HTTPException(403, CROSS_SITE)
+    given = request.headers.get("x-csrf-token") or ""
+    if not given or not hmac.compare_digest(given.encode(), session.csrf.encode()):
+        raise HTTPException(403, BAD_CSRF)
+    return session

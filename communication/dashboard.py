@@ -1,0 +1,503 @@
+"""The web dashboard `python main_tars.py` serves at /: tasks live, one task's timeline, start/cancel/retry/confirm.
+
+Plain HTML/CSS/JS from communication/static (no build step, nothing from a CDN). Access is one password
+(DASHBOARD_PASSWORD): a login sets the HttpOnly, SameSite=Strict cookie `tars_session`, whose random token names a
+session in Redis (12 h) holding the CSRF token every state-changing request must send back as X-CSRF-Token. Wrong
+passwords are counted per client address: after LOGIN_MAX_FAILURES within LOGIN_WINDOW_SECONDS every login from
+that address, the right password too, is refused with 429 until the window has passed.
+
+The JSON API under /dashboard/api/ is the webhook API's sibling (communication/api.py) with the session instead of
+the webhook secret; two Server-Sent Events streams follow one task's timeline (core/event_log.py) and the overview.
+The streams never block the event loop: Redis is read with short non-blocking calls in the thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import html
+import json
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, AsyncIterator
+from urllib.parse import parse_qs
+
+import redis
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from rq import Queue, Worker
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
+
+from communication.api import StartBody, _task_id, body_schema
+from communication.deps import dashboard_csrf, dashboard_session, get_tasks, parse, read_body, same_origin
+from core import event_log, keys
+from core.config import Settings
+from core.confirmations import pending_request
+from core.defaults import QUEUE_NAME
+from core.exceptions import (CodeRejected, InvalidGoal, InvalidProjectPath, NotAwaitingConfirmation, TaskNotActive,
+                             TaskNotFound)
+from core.task_manager import TaskManager, TaskStatus
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+SESSION_COOKIE = "tars_session"
+SESSION_TTL_SECONDS = 12 * 3600
+LOGIN_MAX_FAILURES = 5
+LOGIN_WINDOW_SECONDS = 5 * 60
+KEEPALIVE_SECONDS = 15.0       # an SSE comment this often keeps proxies and phones from dropping a quiet stream
+STREAM_POLL_SECONDS = 0.25     # a task stream looks for new events this often (XRANGE, never a blocking XREAD)
+STATUS_CHECK_SECONDS = 2.0     # ... and whether a quiet task has ended this often
+ENDED_GRACE_SECONDS = 1.0      # an ended task's ending event may land a moment after its status says so
+OVERVIEW_CHECK_SECONDS = 1.0   # the overview stream compares the overview this often
+OVERVIEW_MAX_SILENCE = 15.0    # ... and sends it at least this often even when nothing changed
+OVERVIEW_TASKS = 20
+EVENT_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
+CSRF_META = '<meta name="csrf-token" content="">'
+SECURITY_HEADERS = {
+    "Content-Security-Policy": ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                                "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+WRONG_PASSWORD = "Wrong password."
+LOGIN_ELSEWHERE = "This login did not come from the dashboard's own page, so it was refused."
+NO_TASK_RESPONSES = {401: {}, 404: {}}
+
+router = APIRouter()
+Tasks = Annotated[TaskManager, Depends(get_tasks)]
+
+
+# --- Redis keys (all of the dashboard's, under tars:dashboard:) -------------------------------------------------
+def session_key(token: str) -> str:
+    """Hash of one logged-in browser (csrf, created_at, ip), expiring after SESSION_TTL_SECONDS. The cookie's token
+    is stored only as its SHA-256, so reading Redis (redis-cli KEYS) does not hand out sessions."""
+    return f"tars:dashboard:session:{hashlib.sha256(token.encode()).hexdigest()}"
+
+
+def login_failures_key(address: str) -> str:
+    """Counter of the login attempts from one client address in the current window (expires with the window)."""
+    return f"tars:dashboard:login-failures:{address[:100]}"
+
+
+# --- sessions ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DashboardSession:
+    key: str
+    csrf: str
+    created_at: float
+
+
+def load_session(request: Request) -> DashboardSession | None:
+    """The session the request's cookie names, or None (no cookie, unknown or expired)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token or len(token) > 200:
+        return None
+    key = session_key(token)
+    fields = {k.decode(): v.decode("utf-8", "replace") for k, v in request.app.state.redis.hgetall(key).items()}
+    if not fields.get("csrf"):
+        return None
+    try:
+        created = float(fields.get("created_at") or 0)
+    except ValueError:
+        created = 0.0
+    return DashboardSession(key=key, csrf=fields["csrf"], created_at=created)
+
+
+def _new_session(connection: redis.Redis, address: str) -> str:
+    token = secrets.token_urlsafe(32)
+    with connection.pipeline() as pipe:
+        pipe.hset(session_key(token), mapping={"csrf": secrets.token_urlsafe(32), "created_at": time.time(),
+                                               "ip": address})
+        pipe.expire(session_key(token), SESSION_TTL_SECONDS)
+        pipe.execute()
+    return token
+
+
+def _secure_cookie(settings: Settings) -> bool:
+    return (settings.PUBLIC_BASE_URL or "").startswith("https://")
+
+
+def _address(request: Request) -> str:
+    # The peer address, never X-Forwarded-For (anyone can send that): behind a proxy all logins share one budget.
+    return request.client.host if request.client else "unknown"
+
+
+# --- pages ---------------------------------------------------------------------------------------------------
+def _page(name: str, status: int = 200, headers: dict | None = None, **slots: str) -> HTMLResponse:
+    text = (STATIC_DIR / name).read_text(encoding="utf-8")
+    for slot, value in slots.items():
+        text = text.replace(slot, value)
+    return HTMLResponse(text, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
+
+
+def _login_page(status: int = 200, error: str = "", hint: str = "", headers: dict | None = None) -> HTMLResponse:
+    hidden = "" if error else " hidden"
+    return _page("login.html", status, headers,
+                 **{"<!--error-->": html.escape(error, quote=False), " data-error-hidden": hidden,
+                    "<!--hint-->": html.escape(hint, quote=False)})
+
+
+def _off_page(status: int = 200) -> HTMLResponse:
+    return _page("disabled.html", status)
+
+
+@router.get("/", response_class=HTMLResponse, summary="The dashboard (or its login page)")
+def dashboard_page(request: Request):
+    """The single-page dashboard when logged in, else the login page; a page saying how to switch the dashboard on
+    when DASHBOARD_PASSWORD is not set."""
+    settings: Settings = request.app.state.settings
+    if not settings.DASHBOARD_PASSWORD:
+        return _off_page()
+    session = load_session(request)
+    if session is None:
+        return _login_page()
+    return _page("index.html", **{CSRF_META: f'<meta name="csrf-token" content="{html.escape(session.csrf)}">'})
+
+
+@router.post("/login", response_class=HTMLResponse, status_code=303,
+             openapi_extra={"requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
+                 "schema": {"type": "object", "properties": {"password": {"type": "string"}},
+                            "required": ["password"]}}}}},
+             responses={401: {}, 403: {}, 404: {}, 413: {}, 429: {}})
+def login(request: Request, body: Annotated[bytes, Depends(read_body)]):
+    """The login form: the right DASHBOARD_PASSWORD sets the session cookie and goes back to /."""
+    settings: Settings = request.app.state.settings
+    password = settings.secret("DASHBOARD_PASSWORD")
+    if not password:
+        return _off_page(404)
+    if not same_origin(request):
+        return _login_page(403, LOGIN_ELSEWHERE)
+    connection: redis.Redis = request.app.state.redis
+    address = _address(request)
+    # Every attempt takes a place in the window first (atomically), so parallel guesses cannot slip past the limit;
+    # a right password then clears the count.
+    failures = login_failures_key(address)
+    with connection.pipeline() as pipe:
+        pipe.set(failures, 0, ex=LOGIN_WINDOW_SECONDS, nx=True)
+        pipe.incr(failures)
+        pipe.ttl(failures)
+        _, attempts, ttl = pipe.execute()
+    if attempts > LOGIN_MAX_FAILURES:
+        wait = max(1, int(ttl) if ttl and ttl > 0 else LOGIN_WINDOW_SECONDS)
+        minutes = max(1, -(-wait // 60))
+        return _login_page(429, f"Too many wrong passwords from your address: try again in {minutes} minute"
+                                f"{'s' if minutes != 1 else ''}. Until then every login from it is refused, even "
+                                f"with the right password.", headers={"Retry-After": str(wait)})
+    form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=20)
+    given = (form.get("password") or [""])[0]
+    if not hmac.compare_digest(given.encode(), password.encode()):
+        left = LOGIN_MAX_FAILURES - attempts
+        hint = (f"{left} more wrong {'try' if left == 1 else 'tries'} and logins from your address pause for "
+                f"{LOGIN_WINDOW_SECONDS // 60} minutes." if left else
+                f"Logins from your address now pause for {LOGIN_WINDOW_SECONDS // 60} minutes.")
+        return _login_page(401, WRONG_PASSWORD, hint)
+    connection.delete(failures)
+    token = _new_session(connection, address)
+    answer = RedirectResponse("/", status_code=303, headers={"Cache-Control": "no-store"})
+    answer.set_cookie(SESSION_COOKIE, token, max_age=SESSION_TTL_SECONDS, path="/", httponly=True,
+                      samesite="strict", secure=_secure_cookie(settings))
+    return answer
+
+
+@router.post("/logout", status_code=303, responses={401: {}, 403: {}, 404: {}})
+def logout(request: Request, session: Annotated[DashboardSession, Depends(dashboard_csrf)]):
+    """End the session (X-CSRF-Token required) and clear its cookie."""
+    request.app.state.redis.delete(session.key)
+    answer = RedirectResponse("/", status_code=303, headers={"Cache-Control": "no-store"})
+    answer.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
+                         secure=_secure_cookie(request.app.state.settings))
+    return answer
+
+
+_static = StaticFiles(directory=STATIC_DIR)
+
+
+@router.get("/static/{path:path}", summary="The dashboard's HTML, CSS and JavaScript", responses={404: {}})
+async def static_file(path: str, request: Request):
+    """A file of communication/static (public: it holds no data, the API behind it needs the session)."""
+    try:
+        relative = os.path.normpath(os.path.join(*path.split("/"))) if path else ""
+        if not relative or relative.startswith((".", "/")):
+            raise StarletteHTTPException(404)
+        answer = await _static.get_response(relative, request.scope)
+    except (StarletteHTTPException, ValueError, OSError):
+        raise HTTPException(404, f"There is no dashboard file {path[:100]!r}.") from None
+    answer.headers["Cache-Control"] = "no-cache"
+    answer.headers["X-Content-Type-Options"] = "nosniff"
+    return answer
+
+
+# --- the JSON API ----------------------------------------------------------------------------------------------
+Session = Annotated[DashboardSession, Depends(dashboard_session)]
+Csrf = Annotated[DashboardSession, Depends(dashboard_csrf)]
+Body = Annotated[bytes, Depends(read_body)]
+
+
+class ConfirmBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: StrictStr | StrictInt = Field(description="the owner's confirmation code")
+
+
+def _age(created_at: str | None) -> float | None:
+    if not created_at:
+        return None
+    try:
+        created = datetime.fromisoformat(created_at)
+    except ValueError:
+        return None
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=timezone.utc)
+    return round(max(0.0, (datetime.now(timezone.utc) - created).total_seconds()), 1)
+
+
+def task_dict(status: TaskStatus) -> dict:
+    return {**status.to_dict(), "age_seconds": _age(status.created_at)}
+
+
+def _status(tasks: TaskManager, task_id: str) -> TaskStatus:
+    try:
+        return tasks.status(_task_id(task_id))
+    except TaskNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+def workers_overview(connection: redis.Redis) -> dict:
+    """RQ's workers on the TARS queue with their TARS liveness (host, pid, the task running), and the queue length."""
+    queue = Queue(QUEUE_NAME, connection=connection)
+    found = sorted(Worker.all(queue=queue), key=lambda w: w.name)
+    with connection.pipeline(transaction=False) as pipe:
+        for worker in found:
+            pipe.hgetall(keys.worker_alive(worker.name))
+        alive = pipe.execute() if found else []
+    workers = []
+    for worker, raw in zip(found, alive):
+        live = {k.decode(): v.decode("utf-8", "replace") for k, v in raw.items()}
+        heartbeat = worker.last_heartbeat.replace(tzinfo=timezone.utc).timestamp() if worker.last_heartbeat else None
+        workers.append({
+            "name": worker.name, "state": str(getattr(worker.get_state(), "value", worker.get_state())),
+            "current_task": worker.get_current_job_id() or live.get("task_id") or None,
+            "host": live.get("host") or worker.hostname, "pid": _int(live.get("pid")) or worker.pid,
+            "horse_pid": _int(live.get("horse_pid")) or None, "alive": bool(live),
+            "last_seen": _float(live.get("seen")) or heartbeat})
+    return {"workers": workers, "queue_length": queue.count}
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def overview(tasks: TaskManager) -> dict:
+    return {"tasks": [task_dict(s) for s in tasks.list(limit=OVERVIEW_TASKS)], **workers_overview(tasks.redis)}
+
+
+@router.get("/dashboard/api/session", responses={401: {}, 404: {}})
+def session_info(session: Session):
+    """The session's CSRF token (for X-CSRF-Token) and how long it lasts."""
+    return {"csrf_token": session.csrf,
+            "expires_at": session.created_at + SESSION_TTL_SECONDS if session.created_at else None}
+
+
+@router.get("/dashboard/api/tasks", responses={401: {}, 404: {}})
+def list_tasks(_: Session, tasks: Tasks, limit: Annotated[int, Query(ge=1, le=200)] = 20):
+    """The latest tasks, newest first, each with age_seconds."""
+    return [task_dict(status) for status in tasks.list(limit=limit)]
+
+
+@router.get("/dashboard/api/tasks/{task_id}", responses=NO_TASK_RESPONSES)
+def task_status(task_id: str, _: Session, tasks: Tasks):
+    """The task's status with age_seconds and pending_confirmation (command, reason, attempts_left) or null."""
+    status = _status(tasks, task_id)
+    pending = None
+    if status.status == "awaiting_confirmation":
+        request = pending_request(tasks.redis, status.task_id)
+        if request:
+            pending = {"command": request.get("command", status.confirmation_command),
+                       "reason": request.get("reason", ""), "attempts_left": _int(request.get("attempts_left"))}
+    return {**task_dict(status), "pending_confirmation": pending}
+
+
+def _after(after: str | None, last_event_id: str | None) -> str | None:
+    """Where a timeline read resumes: Last-Event-ID (an EventSource reconnecting) before ?after=."""
+    value = last_event_id if last_event_id not in (None, "") else after
+    if value in (None, ""):
+        return None
+    if not EVENT_ID.fullmatch(value):
+        raise HTTPException(422, f"{value[:40]!r} is not an event id (like 1700000000000-0).")
+    return value
+
+
+@router.get("/dashboard/api/tasks/{task_id}/events", responses={**NO_TASK_RESPONSES, 422: {}})
+def task_events(task_id: str, _: Session, tasks: Tasks, after: str | None = None):
+    """The task's timeline so far (after event id `after` when given), oldest first."""
+    status = _status(tasks, task_id)
+    return [event.to_dict() for event in event_log.read(tasks.redis, status.task_id, _after(after, None))]
+
+
+def _sse(kind: str, data: dict, event_id: str | None = None) -> str:
+    kind = re.sub(r"[\r\n]", " ", kind) or "message"
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {kind}\ndata: {json.dumps(data, default=str, separators=(',', ':'))}\n\n"
+
+
+def _event_stream(body: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(body, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+async def _follow(request: Request, tasks: TaskManager, task_id: str, after: str | None) -> AsyncIterator[str]:
+    yield "retry: 3000\n\n"
+    last_sent = last_check = time.monotonic()
+    ended_at = None  # when the status first said the task has ended without its ending event in sight
+    while not await request.is_disconnected():
+        try:
+            fresh = await run_in_threadpool(event_log.read, tasks.redis, task_id, after, 200)
+            for event in fresh:
+                after = event.id
+                yield _sse(event.type, event.to_dict(), event.id)
+            if any(event.ends for event in fresh):
+                break
+            now = time.monotonic()
+            if fresh:
+                last_sent = now
+                if len(fresh) == 200:
+                    continue  # a long past timeline: the next batch at once
+            elif ended_at is not None and now - ended_at >= ENDED_GRACE_SECONDS:
+                break  # ended without an ending event (it expired, or the cap trimmed it)
+            elif ended_at is None and now - last_check >= STATUS_CHECK_SECONDS:
+                last_check = now
+                if not (await run_in_threadpool(tasks.status, task_id)).active:
+                    ended_at = now
+            if now - last_sent >= KEEPALIVE_SECONDS:
+                last_sent = now
+                yield ": keepalive\n\n"
+        except TaskNotFound:
+            break  # its data expired while we watched
+        except redis.RedisError:
+            return  # Redis is away: close; the browser reconnects with Last-Event-ID
+        await asyncio.sleep(STREAM_POLL_SECONDS)
+    else:
+        return
+    yield _sse("end", {"task_id": task_id})
+
+
+@router.get("/dashboard/api/tasks/{task_id}/stream", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}}, **NO_TASK_RESPONSES, 422: {}})
+async def task_stream(task_id: str, request: Request, _: Session, tasks: Tasks, after: str | None = None,
+                      last_event_id: Annotated[str | None, Header()] = None):
+    """Server-Sent Events: the task's timeline (each `id:` the stream id, `event:` its type, `data:` the event as
+    JSON), past events first, then live; `event: end` after the ending event, then the stream closes. Resumes after
+    Last-Event-ID or ?after=; a `: keepalive` comment every 15 s of quiet."""
+    start = _after(after, last_event_id)
+    status = await run_in_threadpool(_status, tasks, task_id)
+    return _event_stream(_follow(request, tasks, status.task_id, start))
+
+
+def _fingerprint(view: dict) -> str:
+    """The overview without what changes by itself (ages, heartbeats): a change in it is news."""
+    steady = {"tasks": [{k: v for k, v in t.items() if k != "age_seconds"} for t in view["tasks"]],
+              "workers": [{k: v for k, v in w.items() if k != "last_seen"} for w in view["workers"]],
+              "queue_length": view["queue_length"]}
+    return json.dumps(steady, sort_keys=True, default=str)
+
+
+async def _overviews(request: Request, tasks: TaskManager) -> AsyncIterator[str]:
+    yield "retry: 3000\n\n"
+    sent, last_sent = None, float("-inf")
+    while not await request.is_disconnected():
+        try:
+            view = await run_in_threadpool(overview, tasks)
+        except redis.RedisError:
+            return
+        now, fingerprint = time.monotonic(), _fingerprint(view)
+        if fingerprint != sent or now - last_sent >= OVERVIEW_MAX_SILENCE:
+            sent, last_sent = fingerprint, now
+            yield _sse("overview", view)
+        await asyncio.sleep(OVERVIEW_CHECK_SECONDS)
+
+
+@router.get("/dashboard/api/overview/stream", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}}, 401: {}, 404: {}})
+async def overview_stream(request: Request, _: Session, tasks: Tasks):
+    """Server-Sent Events: `event: overview` with {tasks: the 20 latest, workers, queue_length} at once, then
+    whenever it changes (checked every second) and at least every 15 s."""
+    return _event_stream(_overviews(request, tasks))
+
+
+@router.get("/dashboard/api/workers", responses={401: {}, 404: {}})
+def workers(_: Session, tasks: Tasks):
+    """The workers (name, state, current task, host, pid...) and the queue length."""
+    return workers_overview(tasks.redis)
+
+
+@router.post("/dashboard/api/tasks", status_code=201, openapi_extra=body_schema(StartBody),
+             responses={401: {}, 403: {}, 404: {}, 413: {}, 422: {}})
+def start_task(_: Csrf, body: Body, tasks: Tasks):
+    """Start a task: {goal, project_path?, verbose_updates?} -> 201 {task_id}."""
+    request = parse(StartBody, body)
+    try:
+        task_id = tasks.start(request.goal, request.project_path, verbose_updates=request.verbose_updates)
+    except (InvalidGoal, InvalidProjectPath) as exc:
+        raise HTTPException(422, str(exc)) from None
+    return {"task_id": task_id}
+
+
+@router.post("/dashboard/api/tasks/{task_id}/cancel", responses={401: {}, 403: {}, 404: {}, 409: {}})
+def cancel_task(task_id: str, _: Csrf, tasks: Tasks):
+    """Cancel a queued or running task (waits a few seconds for it to stop); its status."""
+    try:
+        return task_dict(tasks.cancel(_task_id(task_id)))
+    except TaskNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except TaskNotActive as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
+@router.post("/dashboard/api/tasks/{task_id}/retry", status_code=201, responses={401: {}, 403: {}, 404: {}, 409: {}})
+def retry_task(task_id: str, _: Csrf, tasks: Tasks):
+    """Start an ended task again as a new task: 201 {task_id} of the new one."""
+    try:
+        return {"task_id": tasks.retry(_task_id(task_id))}
+    except TaskNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except TaskNotActive as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
+@router.post("/dashboard/api/tasks/{task_id}/confirm", openapi_extra=body_schema(ConfirmBody),
+             responses={401: {}, 403: {}, 404: {}, 409: {}, 413: {}, 422: {}})
+def confirm_task(task_id: str, _: Csrf, body: Body, tasks: Tasks):
+    """Give the code for the task's pending command: 200 accepted, 403 rejected (attempts_left), 409 not waiting."""
+    answer = parse(ConfirmBody, body)
+    task_id = _task_id(task_id)
+    try:
+        tasks.confirm(task_id, answer.code)
+    except TaskNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except (TaskNotActive, NotAwaitingConfirmation) as exc:
+        raise HTTPException(409, str(exc)) from None
+    except CodeRejected as exc:
+        return JSONResponse({"status": "rejected", "task_id": task_id, "attempts_left": exc.attempts_left,
+                             "detail": str(exc)}, status_code=403)
+    return {"status": "accepted", "task_id": task_id,
+            "detail": f"Code accepted: task {task_id} runs the command now."}
+

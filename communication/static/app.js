@@ -1,0 +1,487 @@
+/* The TARS dashboard: hash routing (#/ the task list, #/task/<id> one task), two Server-Sent Events streams
+   (the overview and one task's timeline), no framework and no build step.
+   Every piece of data reaches the page through textContent or attributes, never innerHTML. */
+"use strict";
+
+(function () {
+  const CSRF = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  const app = document.getElementById("app");
+  const liveBadge = document.getElementById("live");
+  const ACTIVE = new Set(["queued", "running", "awaiting_confirmation"]);
+  // EventSource has no catch-all listener for named events: every type TARS records (core/), plus a reconcile
+  // with GET .../events at the end for any type added later.
+  const EVENT_TYPES = ["queued", "started", "workspace", "planning", "phase", "progress", "file_edit", "command",
+    "command_result", "checkpoint", "checkpoint_failed", "confirmation_required", "confirmation_received",
+    "confirmation_refused", "complete", "error", "timeout", "cancelled", "message"];
+  const POLL_MS = 2000;
+
+  // --- helpers ------------------------------------------------------------------------------------------
+  function h(tag, props, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(props || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key === "text") node.textContent = String(value);
+      else if (key === "testid") node.setAttribute("data-testid", value);
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value === true ? "" : String(value));
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function loggedOut() {
+    location.replace("/"); // the server answers with the login page
+  }
+
+  async function api(method, path, body) {
+    const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+    if (method !== "GET") init.headers["X-CSRF-Token"] = CSRF;
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch("/dashboard/api/" + path, init);
+    } catch (err) {
+      return { ok: false, status: 0, data: { detail: "TARS did not answer: is the server running?" } };
+    }
+    if (response.status === 401) loggedOut();
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (err) {
+      data = null;
+    }
+    return { ok: response.ok, status: response.status, data: data || {} };
+  }
+
+  function detail(answer) {
+    const d = answer.data && answer.data.detail;
+    if (typeof d === "string" && d) return d;
+    if (Array.isArray(d)) return d.map((item) => (item && item.msg) || String(item)).join("; ");
+    return `Something went wrong (HTTP ${answer.status}).`;
+  }
+
+  function humanAge(seconds) {
+    if (seconds === null || seconds === undefined || !isFinite(seconds)) return "";
+    const s = Math.max(0, Math.floor(seconds));
+    if (s < 60) return `${s} s ago`;
+    if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+    if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+    return `${Math.floor(s / 86400)} d ago`;
+  }
+
+  function statusText(status) {
+    return String(status || "unknown").replace(/_/g, " ");
+  }
+
+  function badge(status, testid) {
+    return h("span", { class: `badge status-${status}`, testid, text: statusText(status) });
+  }
+
+  function setBadge(node, status) {
+    node.className = `badge status-${status}`;
+    node.textContent = statusText(status);
+  }
+
+  function projectName(path) {
+    const text = String(path || "");
+    const parts = text.replace(/\/+$/, "").split("/");
+    return parts[parts.length - 1] || text;
+  }
+
+  function tokens(usage) {
+    if (!usage) return 0;
+    return Object.values(usage).reduce((sum, value) => sum + (Number(value) || 0), 0);
+  }
+
+  function cost(value) {
+    if (value === null || value === undefined || !isFinite(value)) return "$0.00";
+    return "$" + Number(value).toFixed(value < 1 ? 4 : 2);
+  }
+
+  function clock(at) {
+    const when = new Date(Number(at) * 1000);
+    return isNaN(when) ? "" : when.toLocaleTimeString([], { hour12: false });
+  }
+
+  function idParts(id) {
+    const [ms, seq] = String(id).split("-");
+    return [Number(ms) || 0, Number(seq) || 0];
+  }
+
+  function idBefore(a, b) {
+    const [am, as] = idParts(a);
+    const [bm, bs] = idParts(b);
+    return am < bm || (am === bm && as < bs);
+  }
+
+  function setLive(on) {
+    liveBadge.className = "live " + (on ? "on" : "off");
+    liveBadge.textContent = on ? "live" : "reconnecting…";
+  }
+
+  // --- the overview stream (tasks, workers, queue), open the whole time -------------------------------------
+  let overview = null;
+  const overviewListeners = new Set();
+
+  function connectOverview() {
+    const source = new EventSource("/dashboard/api/overview/stream");
+    source.addEventListener("overview", (event) => {
+      try {
+        overview = JSON.parse(event.data);
+      } catch (err) {
+        return;
+      }
+      overview.receivedAt = Date.now();
+      setLive(true);
+      for (const listener of overviewListeners) listener(overview);
+    });
+    source.onopen = () => setLive(true);
+    source.onerror = () => {
+      setLive(false);
+      if (source.readyState === EventSource.CLOSED) { // refused (logged out?) rather than dropped
+        api("GET", "session").then((answer) => {
+          if (answer.status !== 401) setTimeout(connectOverview, 5000);
+        });
+      }
+    };
+  }
+
+  document.getElementById("logout").addEventListener("click", async () => {
+    try {
+      await fetch("/logout", { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": CSRF } });
+    } finally {
+      loggedOut();
+    }
+  });
+
+  // --- #/ : the task list, the new-task form and the workers ------------------------------------------------
+  function listView() {
+    document.title = "TARS";
+    const goal = h("textarea", { id: "goal", name: "goal", testid: "new-task-goal", required: true,
+      maxlength: 2000, rows: 3, placeholder: "What should TARS build or fix?" });
+    const project = h("input", { id: "project", name: "project", testid: "new-task-project", autocomplete: "off",
+      autocapitalize: "off", spellcheck: "false", placeholder: "project folder or git URL (optional)" });
+    const submit = h("button", { type: "submit", class: "primary", testid: "new-task-submit", text: "Start" });
+    const error = h("p", { class: "error", role: "alert", testid: "new-task-error" });
+    const form = h("form", { class: "card", onsubmit: start },
+      h("h2", { text: "New task" }),
+      h("label", { for: "goal", text: "Goal" }), goal,
+      h("label", { for: "project", text: "Project" }), project,
+      error, h("div", { class: "actions" }, submit));
+    const list = h("div", { class: "task-list", testid: "task-list" }, h("p", { class: "empty", text: "Loading…" }));
+    const queue = h("span", { class: "big", testid: "queue-length", text: "–" });
+    const workerList = h("ul");
+    const workers = h("section", { class: "card workers", testid: "workers-panel" },
+      h("h2", { text: "Workers" }), h("p", {}, queue, " ", h("span", { class: "muted", text: "task(s) waiting in the queue" })),
+      workerList);
+    app.replaceChildren(h("div", { class: "grid" },
+      h("div", {}, form, h("section", { class: "card" }, h("h2", { text: "Tasks" }), list)),
+      h("div", {}, workers)));
+
+    async function start(event) {
+      event.preventDefault();
+      error.textContent = "";
+      const body = { goal: goal.value };
+      if (project.value.trim()) body.project_path = project.value.trim();
+      submit.disabled = true;
+      const answer = await api("POST", "tasks", body);
+      submit.disabled = false;
+      if (answer.ok && answer.data.task_id) {
+        location.hash = "#/task/" + answer.data.task_id;
+      } else {
+        error.textContent = detail(answer);
+      }
+    }
+
+    function row(task) {
+      const received = overview ? overview.receivedAt : Date.now();
+      const age = h("div", { class: "age", text: humanAge(task.age_seconds) });
+      age.dataset.age = String(task.age_seconds ?? "");
+      age.dataset.received = String(received);
+      const facts = [task.phase, projectName(task.project_path)].filter(Boolean).join(" · ");
+      return h("a", { class: "task-row", href: "#/task/" + task.task_id, testid: "task-row",
+        "data-task-id": task.task_id, title: task.project_path },
+        h("div", { class: "status-cell" }, badge(task.status, "task-status")),
+        h("div", { class: "main" },
+          h("div", { class: "goal", text: task.goal }),
+          h("div", { class: "progress", text: task.progress || task.reason || "" }),
+          h("div", { class: "meta", text: `#${task.task_id} · ${facts}` })),
+        age);
+    }
+
+    function worker(item) {
+      const doing = item.current_task ? `working on #${item.current_task}` : item.state;
+      const where = [item.host, item.pid ? `pid ${item.pid}` : ""].filter(Boolean).join(", ");
+      return h("li", {}, h("strong", { text: item.name }), h("br"),
+        h("span", { class: "muted", text: `${doing}${where ? " — " + where : ""}${item.alive ? "" : " (no liveness)"}` }));
+    }
+
+    function render(view) {
+      list.replaceChildren(...(view.tasks.length ? view.tasks.map(row)
+        : [h("p", { class: "empty", text: "No tasks yet: start one above." })]));
+      queue.textContent = String(view.queue_length);
+      workerList.replaceChildren(...(view.workers.length ? view.workers.map(worker)
+        : [h("li", { class: "muted", text: "No worker is running: start one with python start_worker.py (or run python main_tars.py up)." })]));
+    }
+
+    const ticker = setInterval(() => { // ages move on between updates
+      for (const node of list.querySelectorAll(".age")) {
+        const age = parseFloat(node.dataset.age);
+        if (isFinite(age)) node.textContent = humanAge(age + (Date.now() - Number(node.dataset.received)) / 1000);
+      }
+    }, 5000);
+    overviewListeners.add(render);
+    if (overview) render(overview);
+    return { stop() { overviewListeners.delete(render); clearInterval(ticker); } };
+  }
+
+  // --- #/task/<id> : one task, its timeline live ---------------------------------------------------------------
+  function taskView(id) {
+    document.title = `TARS · task ${id}`;
+    let source = null, pollTimer = null, refreshTimer = null, stopped = false, lastId = null, shownCommand = null;
+    let current = null;
+    const seen = new Set();
+
+    const status = badge("queued", "task-status");
+    const goal = h("p", { class: "goal-text", testid: "task-goal" });
+    const phase = h("dd", { testid: "task-phase" });
+    const progress = h("dd", { testid: "task-progress" });
+    const projectLine = h("dd", { class: "mono" });
+    const branch = h("dd", { class: "mono", testid: "task-branch" });
+    const tokenCount = h("span", { testid: "task-tokens" });
+    const tokenDetail = h("span", { class: "muted small" });
+    const costLine = h("dd", { testid: "task-cost" });
+    const times = h("dd", { class: "small" });
+    const reason = h("p", { testid: "task-reason" });
+    const files = h("ul", { class: "files", testid: "task-files" });
+    const confirmCommand = h("pre", { testid: "confirm-command" });
+    const confirmReason = h("p", { testid: "confirm-reason" });
+    const confirmAttempts = h("p", { class: "muted small" });
+    const codeInput = h("input", { id: "code", name: "code", testid: "confirm-code", type: "password",
+      inputmode: "numeric", autocomplete: "one-time-code", required: true, placeholder: "code" });
+    const confirmSubmit = h("button", { type: "submit", class: "primary", testid: "confirm-submit", text: "Submit" });
+    const confirmPanel = h("section", { class: "card confirm", testid: "confirm-panel", hidden: true },
+      h("h2", { text: "Waiting for your confirmation code" }),
+      h("p", { text: "The task wants to run:" }), confirmCommand, confirmReason, confirmAttempts,
+      h("form", { onsubmit: sendCode }, h("label", { for: "code", class: "sr", text: "Code" }), codeInput, confirmSubmit));
+    const confirmResult = h("p", { testid: "confirm-result", role: "status", hidden: true });
+    const cancelButton = h("button", { type: "button", class: "danger", testid: "cancel-button", text: "Cancel task",
+      hidden: true, onclick: cancel });
+    const retryButton = h("button", { type: "button", testid: "retry-button", text: "Retry", hidden: true, onclick: retry });
+    const actionError = h("p", { class: "error", role: "alert" });
+    const timeline = h("ol", { class: "timeline", testid: "timeline" });
+    const noEvents = h("p", { class: "muted", text: "No events yet." });
+    const missing = h("p", { class: "error", role: "alert", hidden: true });
+
+    app.replaceChildren(h("section", { testid: "task-page", "data-task-id": id },
+      h("a", { class: "back", href: "#/", testid: "back-link", text: "← All tasks" }),
+      missing,
+      h("div", { class: "grid" },
+        h("div", {},
+          h("section", { class: "card" },
+            h("div", { class: "row" }, h("h1", { text: `Task #${id}` }), status),
+            goal,
+            h("dl", { class: "facts" },
+              h("dt", { text: "Phase" }), phase,
+              h("dt", { text: "Progress" }), progress,
+              h("dt", { text: "Project" }), projectLine,
+              h("dt", { text: "Branch" }), branch,
+              h("dt", { text: "Tokens" }), h("dd", {}, tokenCount, " ", tokenDetail),
+              h("dt", { text: "Cost" }), costLine,
+              h("dt", { text: "Times" }), times),
+            reason,
+            h("div", { class: "actions" }, cancelButton, retryButton),
+            actionError),
+          confirmPanel, confirmResult,
+          h("section", { class: "card" }, h("h2", { text: "Timeline" }), noEvents, timeline)),
+        h("div", {},
+          h("section", { class: "card" }, h("h2", { text: "Files changed" }), files)))));
+
+    function render(task) {
+      current = task;
+      setBadge(status, task.status);
+      document.title = `TARS · ${statusText(task.status)} · task ${id}`;
+      goal.textContent = task.goal;
+      phase.textContent = task.phase || "";
+      progress.textContent = task.progress || "";
+      projectLine.textContent = task.project_path || "";
+      branch.textContent = task.branch ? `${task.branch} (${task.checkpoints || 0} checkpoint${task.checkpoints === 1 ? "" : "s"})` : "not yet";
+      const usage = task.usage || {};
+      tokenCount.textContent = String(tokens(task.usage));
+      tokenDetail.textContent = task.usage ? `(in ${usage.input_tokens || 0}, out ${usage.output_tokens || 0}, cache ${(usage.cache_creation_input_tokens || 0) + (usage.cache_read_input_tokens || 0)})` : "";
+      costLine.textContent = cost(task.cost_usd);
+      times.textContent = [task.created_at && `created ${new Date(task.created_at).toLocaleString()}`,
+        task.ended_at && `ended ${new Date(task.ended_at).toLocaleString()}`].filter(Boolean).join(" · ");
+      const summary = task.result && task.result.summary;
+      reason.textContent = [task.reason, summary && summary !== task.reason ? summary : ""].filter(Boolean).join(" — ");
+      files.replaceChildren(...((task.files_changed || []).length
+        ? task.files_changed.map((path) => h("li", { class: "mono", text: path }))
+        : [h("li", { class: "muted", text: "none yet" })]));
+
+      const waiting = task.status === "awaiting_confirmation";
+      const pending = task.pending_confirmation || null;
+      confirmPanel.hidden = !waiting;
+      if (waiting) {
+        const command = (pending && pending.command) || task.confirmation_command || "";
+        if (command !== shownCommand) { // a new request: a fresh field
+          shownCommand = command;
+          codeInput.value = "";
+        }
+        confirmCommand.textContent = command;
+        confirmReason.textContent = pending && pending.reason ? `Why it needs a code: it would ${pending.reason}.` : "";
+        confirmAttempts.textContent = pending && pending.attempts_left !== null && pending.attempts_left !== undefined
+          ? `${pending.attempts_left} attempt${pending.attempts_left === 1 ? "" : "s"} left.` : "";
+      } else {
+        shownCommand = null;
+      }
+      const active = ACTIVE.has(task.status);
+      cancelButton.hidden = !active;
+      retryButton.hidden = active;
+    }
+
+    async function refresh() {
+      if (stopped) return;
+      clearTimeout(pollTimer);
+      const answer = await api("GET", `tasks/${id}`);
+      if (stopped) return;
+      if (answer.ok) {
+        missing.hidden = true;
+        render(answer.data);
+        if (ACTIVE.has(answer.data.status)) pollTimer = setTimeout(refresh, POLL_MS);
+      } else if (answer.status === 404) {
+        missing.hidden = false;
+        missing.textContent = detail(answer);
+      } else {
+        pollTimer = setTimeout(refresh, POLL_MS * 2);
+      }
+    }
+
+    function soon() { // an event arrived: the status (progress, tokens, files) changed with it
+      clearTimeout(refreshTimer);
+      refreshTimer = setTimeout(refresh, 150);
+    }
+
+    function addEvent(event) {
+      if (!event || !event.id || seen.has(event.id)) return;
+      seen.add(event.id);
+      noEvents.hidden = true;
+      if (!lastId || idBefore(lastId, event.id)) lastId = event.id;
+      const item = h("li", { testid: "timeline-event", "data-type": event.type, "data-event-id": event.id },
+        h("time", { class: "time", text: clock(event.at) }),
+        h("span", { class: "type", text: event.type }),
+        h("span", { class: "message", text: event.message }));
+      let before = null; // keep the stream's order even when a reconcile fills a gap
+      for (let node = timeline.lastElementChild; node; node = node.previousElementSibling) {
+        if (idBefore(event.id, node.dataset.eventId)) before = node;
+        else break;
+      }
+      timeline.insertBefore(item, before);
+    }
+
+    async function reconcile() {
+      const answer = await api("GET", `tasks/${id}/events`);
+      if (answer.ok && Array.isArray(answer.data)) answer.data.forEach(addEvent);
+    }
+
+    function connect() {
+      if (stopped) return;
+      const url = `/dashboard/api/tasks/${id}/stream` + (lastId ? `?after=${encodeURIComponent(lastId)}` : "");
+      const stream = new EventSource(url);
+      source = stream;
+      const onEvent = (message) => {
+        try {
+          addEvent(JSON.parse(message.data));
+        } catch (err) {
+          return;
+        }
+        soon();
+      };
+      for (const type of EVENT_TYPES) stream.addEventListener(type, onEvent);
+      stream.addEventListener("end", () => {
+        stream.close();
+        if (source === stream) source = null;
+        reconcile();
+        refresh();
+      });
+      stream.onerror = () => {
+        if (stream.readyState !== EventSource.CLOSED) return; // the browser reconnects by itself (Last-Event-ID)
+        if (source === stream) source = null;
+        api("GET", "session").then((answer) => {
+          if (!stopped && answer.status !== 401 && (!current || ACTIVE.has(current.status))) setTimeout(connect, 3000);
+        });
+      };
+    }
+
+    async function sendCode(event) {
+      event.preventDefault();
+      const code = codeInput.value.trim();
+      if (!code) return;
+      confirmSubmit.disabled = true;
+      const answer = await api("POST", `tasks/${id}/confirm`, { code });
+      confirmSubmit.disabled = false;
+      confirmResult.hidden = false;
+      if (answer.ok) {
+        confirmResult.className = "ok";
+        confirmResult.textContent = detail(answer);
+        codeInput.value = "";
+      } else {
+        confirmResult.className = "error";
+        confirmResult.textContent = detail(answer);
+        codeInput.select();
+      }
+      refresh();
+    }
+
+    async function cancel() {
+      actionError.textContent = "";
+      cancelButton.disabled = true;
+      cancelButton.textContent = "Cancelling…";
+      const answer = await api("POST", `tasks/${id}/cancel`);
+      cancelButton.disabled = false;
+      cancelButton.textContent = "Cancel task";
+      if (!answer.ok) actionError.textContent = detail(answer);
+      refresh();
+    }
+
+    async function retry() {
+      actionError.textContent = "";
+      retryButton.disabled = true;
+      const answer = await api("POST", `tasks/${id}/retry`);
+      retryButton.disabled = false;
+      if (answer.ok && answer.data.task_id) location.hash = "#/task/" + answer.data.task_id;
+      else actionError.textContent = detail(answer);
+    }
+
+    refresh();
+    connect();
+    return {
+      stop() {
+        stopped = true;
+        clearTimeout(pollTimer);
+        clearTimeout(refreshTimer);
+        if (source) source.close();
+      },
+    };
+  }
+
+  // --- routing -------------------------------------------------------------------------------------------------
+  let view = null;
+
+  function route() {
+    if (view) view.stop();
+    const match = location.hash.match(/^#\/task\/#?([0-9a-fA-F]{1,32})\/?$/);
+    view = match ? taskView(match[1].toLowerCase()) : listView();
+    window.scrollTo(0, 0);
+  }
+
+  window.addEventListener("hashchange", route);
+  connectOverview();
+  route();
+})();

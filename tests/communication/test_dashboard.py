@@ -1,0 +1,597 @@
+"""The web dashboard (communication/dashboard.py, communication/static/): its login, its JSON API and its two
+Server-Sent Events streams, against the real app under uvicorn (ServerThread) or a real `python main_tars.py`
+process, on the suite's Redis; tasks that really run, wait for a code or get cancelled come from real worker
+processes and the fake Anthropic API.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import hypothesis
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import strategies as st
+
+from communication import dashboard
+from communication.dashboard import (LOGIN_MAX_FAILURES, LOGIN_WINDOW_SECONDS, SESSION_TTL_SECONDS, login_failures_key,
+                                     session_key)
+from communication.deps import BAD_CSRF, CROSS_SITE, DASHBOARD_OFF, NOT_LOGGED_IN
+from core import event_log, keys
+from core.redis_conn import free_port
+from tests.communication.test_app import ServerProcess
+from tests.conftest import TEST_CODE
+from tests.fakes.anthropic_api import bash, edit, text
+from tests.waiting import wait_until
+
+PASSWORD = "correct-horse-battery"
+STATIC = Path(dashboard.__file__).parent / "static"
+TESTIDS = ["login-password", "login-submit", "login-error", "task-list", "task-row", "task-status", "new-task-goal",
+           "new-task-project", "new-task-submit", "workers-panel", "queue-length", "task-page", "task-goal",
+           "task-phase", "task-progress", "task-files", "task-tokens", "task-cost", "timeline", "timeline-event",
+           "confirm-panel", "confirm-command", "confirm-reason", "confirm-code", "confirm-submit", "confirm-result",
+           "cancel-button", "retry-button", "back-link", "logout-button"]
+
+
+@pytest.fixture
+def server(serve):
+    """The real app with the dashboard switched on."""
+    return serve(DASHBOARD_PASSWORD=PASSWORD)
+
+
+class Browser:
+    """What a logged-in browser holds: the session cookie, and the CSRF token the page carries."""
+
+    def __init__(self, server, password: str = PASSWORD, **client):
+        self.client = httpx.Client(base_url=server.url, timeout=30, **client)
+        answer = self.client.post("/login", data={"password": password})
+        assert answer.status_code == 303, answer.text
+        self.csrf = self.client.get("/dashboard/api/session").json()["csrf_token"]
+
+    def get(self, path: str, **kw) -> httpx.Response:
+        return self.client.get("/dashboard/api/" + path, **kw)
+
+    def post(self, path: str, body=None, csrf: str | None = "session", **headers) -> httpx.Response:
+        if csrf is not None:
+            headers["X-CSRF-Token"] = self.csrf if csrf == "session" else csrf
+        return self.client.post(("/dashboard/api/" + path) if not path.startswith("/") else path, json=body,
+                                headers=headers)
+
+    def task(self, task_id: str) -> dict:
+        answer = self.get(f"tasks/{task_id}")
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def close(self):
+        self.client.close()
+
+
+@pytest.fixture
+def browser(server):
+    made = Browser(server)
+    yield made
+    made.close()
+
+
+def sse(response: httpx.Response):
+    """The Server-Sent Events of a streaming response: dicts with id/event/data, and {"comment": ...} lines."""
+    event: dict = {}
+    for line in response.iter_lines():
+        if line == "":
+            if event:
+                yield event
+            event = {}
+        elif line.startswith(":"):
+            yield {"comment": line[1:].strip()}
+        else:
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            event[name] = event["data"] + "\n" + value if name == "data" and "data" in event else value
+
+
+def read_stream(browser: Browser, path: str, headers: dict | None = None, timeout: float = 60) -> list[dict]:
+    """Every event of a stream until the server closes it (comments left out)."""
+    got = []
+    with browser.client.stream("GET", "/dashboard/api/" + path, headers=headers or {},
+                               timeout=httpx.Timeout(timeout)) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = sse(response)
+        assert next(events) == {"retry": "3000"}  # an EventSource that lost the stream reconnects after 3 s
+        got.extend(event for event in events if "comment" not in event)
+    return got
+
+
+def list_after_retry(events):
+    assert next(events) == {"retry": "3000"}
+    return events
+
+
+def timeline_of(events: list[dict]) -> list[dict]:
+    return [json.loads(e["data"]) for e in events if e["event"] != "end"]
+
+
+def stored(redis_client) -> set[bytes]:
+    return set(redis_client.keys("*"))
+
+
+# --- the pages and the login ----------------------------------------------------------------------------------
+
+def test_the_login_page_then_a_login_sets_a_strict_httponly_cookie_and_opens_the_dashboard(server, redis_client):
+    page = httpx.get(server.url + "/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'data-testid="login-password"' in page.text and 'data-testid="login-submit"' in page.text
+    assert 'action="/login"' in page.text and 'name="csrf-token"' not in page.text
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["cache-control"] == "no-store"
+    assert re.search(r'data-testid="login-error" hidden>\s*</p>', page.text)  # no error before a try
+
+    answer = httpx.post(server.url + "/login", data={"password": PASSWORD})
+    assert answer.status_code == 303 and answer.headers["location"] == "/"
+    cookie = answer.headers["set-cookie"]
+    token = re.match(r"tars_session=([A-Za-z0-9_-]+);", cookie).group(1)
+    flags = {part.strip().lower() for part in cookie.split(";")[1:]}
+    assert {"httponly", "samesite=strict", "path=/", f"max-age={SESSION_TTL_SECONDS}"} <= flags
+    assert "secure" not in flags  # PUBLIC_BASE_URL is not https here
+    assert len(token) >= 43  # 32 random bytes
+    session = redis_client.hgetall(session_key(token))
+    assert set(session) == {b"csrf", b"created_at", b"ip"}
+    assert SESSION_TTL_SECONDS - 60 < redis_client.ttl(session_key(token)) <= SESSION_TTL_SECONDS
+    assert not redis_client.keys(f"*{token}*")  # the token itself is not in Redis, only its hash
+
+    home = httpx.get(server.url + "/", cookies={"tars_session": token})
+    assert home.status_code == 200
+    csrf = re.search(r'<meta name="csrf-token" content="([^"]+)">', home.text).group(1)
+    assert csrf == session[b"csrf"].decode()
+    assert 'src="/static/app.js"' in home.text and 'data-testid="logout-button"' in home.text
+    assert httpx.get(server.url + "/dashboard/api/session", cookies={"tars_session": token}).json()["csrf_token"] \
+        == csrf
+
+
+def test_a_wrong_password_is_a_401_login_page_saying_so(server, redis_client):
+    answer = httpx.post(server.url + "/login", data={"password": "not-the-password"})
+    assert answer.status_code == 401 and "set-cookie" not in answer.headers
+    assert re.search(r'data-testid="login-error">Wrong password\.</p>', answer.text)
+    assert "4 more wrong tries" in answer.text
+    assert not redis_client.keys("tars:dashboard:session:*")
+    for form in ({}, {"password": ""}, {"password": PASSWORD[:-1]}, {"password": PASSWORD + "x"},
+                 {"password": "é" * 10}, {"pass": PASSWORD}):
+        redis_client.delete(login_failures_key("127.0.0.1"))
+        assert httpx.post(server.url + "/login", data=form).status_code == 401, form
+    assert not redis_client.keys("tars:dashboard:session:*")
+
+
+def test_https_public_url_makes_the_cookie_secure_and_its_origin_may_log_in(serve):
+    server = serve(DASHBOARD_PASSWORD=PASSWORD, PUBLIC_BASE_URL="https://tars.example.test")
+    answer = httpx.post(server.url + "/login", data={"password": PASSWORD},
+                        headers={"Origin": "https://tars.example.test"})
+    assert answer.status_code == 303
+    assert "secure" in {part.strip().lower() for part in answer.headers["set-cookie"].split(";")}
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example", "null", "http://127.0.0.1.evil.example", "file://",
+                                    "http://localhost"])
+def test_a_login_from_another_origin_is_refused(server, redis_client, origin):
+    answer = httpx.post(server.url + "/login", data={"password": PASSWORD}, headers={"Origin": origin})
+    assert answer.status_code == 403 and "set-cookie" not in answer.headers
+    assert dashboard.LOGIN_ELSEWHERE in answer.text
+    assert not redis_client.keys("tars:dashboard:*")  # not even counted as an attempt
+    same = httpx.post(server.url + "/login", data={"password": PASSWORD}, headers={"Origin": server.url})
+    assert same.status_code == 303
+
+
+def test_five_wrong_passwords_pause_logins_from_that_address_even_with_the_right_one(server, redis_client):
+    def login(password, address="127.0.0.1"):
+        with httpx.Client(transport=httpx.HTTPTransport(local_address=address)) as client:
+            return client.post(server.url + "/login", data={"password": password})
+
+    # a right password clears the count
+    assert [login("wrong-1").status_code for _ in range(3)] == [401] * 3
+    assert login(PASSWORD).status_code == 303
+    assert not redis_client.exists(login_failures_key("127.0.0.1"))
+
+    answers = [login(f"guess-{i}") for i in range(LOGIN_MAX_FAILURES)]
+    assert [a.status_code for a in answers] == [401] * LOGIN_MAX_FAILURES
+    assert "Logins from your address now pause for 5 minutes." in answers[-1].text
+    for password in ("guess-again", PASSWORD):
+        limited = login(password)
+        assert limited.status_code == 429, limited.text
+        assert 0 < int(limited.headers["retry-after"]) <= LOGIN_WINDOW_SECONDS
+        assert "Too many wrong passwords from your address: try again in 5 minutes." in limited.text
+        assert "even with the right password" in limited.text and "set-cookie" not in limited.headers
+    assert 0 < redis_client.ttl(login_failures_key("127.0.0.1")) <= LOGIN_WINDOW_SECONDS  # the window never grows
+
+    # another address has its own count
+    assert login(PASSWORD, "127.0.0.2").status_code == 303
+
+    # once the window has passed, the right password works again
+    redis_client.pexpire(login_failures_key("127.0.0.1"), 300)
+    wait_until(lambda: not redis_client.exists(login_failures_key("127.0.0.1")), 5, "the window to pass")
+    assert login(PASSWORD).status_code == 303
+
+
+def test_parallel_guesses_cannot_get_past_the_limit(server, redis_client):
+    answers = []
+
+    def guess(i):
+        answers.append(httpx.post(server.url + "/login", data={"password": f"parallel-{i}"}, timeout=20).status_code)
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(answers) == [401] * LOGIN_MAX_FAILURES + [429] * (20 - LOGIN_MAX_FAILURES)
+
+
+def test_logout_ends_the_session_and_clears_the_cookie(server, browser, redis_client):
+    token = browser.client.cookies["tars_session"]
+    assert redis_client.exists(session_key(token))
+    assert browser.post("/logout", csrf=None).status_code == 403  # a cross-site form cannot log you out either
+    answer = browser.post("/logout")
+    assert answer.status_code == 303 and answer.headers["location"] == "/"
+    assert 'tars_session=""' in answer.headers["set-cookie"] and "max-age=0" in answer.headers["set-cookie"].lower()
+    assert not redis_client.exists(session_key(token))
+    stale = httpx.get(server.url + "/dashboard/api/tasks", cookies={"tars_session": token})
+    assert stale.status_code == 401 and stale.json() == {"detail": NOT_LOGGED_IN}
+    assert 'data-testid="login-password"' in httpx.get(server.url + "/", cookies={"tars_session": token}).text
+
+
+def test_without_dashboard_password_the_dashboard_is_off_and_says_how_to_switch_it_on(serve, redis_client):
+    server = serve()  # tars_env sets no DASHBOARD_PASSWORD
+    before = stored(redis_client)
+    page = httpx.get(server.url + "/")
+    assert page.status_code == 200
+    assert "The dashboard is off" in page.text and "DASHBOARD_PASSWORD" in page.text
+    assert "python main_tars.py" in page.text and 'data-testid="login-password"' not in page.text
+    login = httpx.post(server.url + "/login", data={"password": PASSWORD})
+    assert login.status_code == 404 and "set-cookie" not in login.headers and "DASHBOARD_PASSWORD" in login.text
+    for method, path in (("GET", "tasks"), ("GET", "session"), ("GET", "overview/stream"), ("POST", "tasks")):
+        answer = httpx.request(method, f"{server.url}/dashboard/api/{path}", json={"goal": "x"})
+        assert answer.status_code == 404 and answer.json() == {"detail": DASHBOARD_OFF}
+    assert httpx.get(server.url + "/static/app.js").status_code == 200
+    assert stored(redis_client) == before  # nothing counted, nothing started
+
+
+# --- authentication and CSRF on every route --------------------------------------------------------------------
+
+def dashboard_routes(app) -> list[tuple[str, str]]:
+    found = []
+
+    def walk(routes):
+        for route in routes:
+            if hasattr(route, "original_router"):
+                walk(route.original_router.routes)
+            elif getattr(route, "path", "").startswith(("/dashboard/", "/logout")):
+                found.extend((m, route.path) for m in sorted(route.methods - {"HEAD"}))
+
+    walk(app.routes)
+    return found
+
+
+def test_every_dashboard_api_route_needs_a_session(server, tasks, redis_client):
+    task_id = tasks.start("Build a calculator")
+    routes = dashboard_routes(server.app)
+    assert len(routes) == 12, routes
+    before = stored(redis_client)
+    for method, path in routes:
+        url = server.url + path.replace("{task_id}", task_id)
+        for cookies in ({}, {"tars_session": "forged"}, {"tars_session": "x" * 5000}, {"other": "1"}):
+            answer = httpx.request(method, url, cookies=cookies, json={"goal": "x", "code": TEST_CODE},
+                                   headers={"X-CSRF-Token": "guess"})
+            assert answer.status_code == 401, (method, path, cookies, answer.text)
+            assert answer.json() == {"detail": NOT_LOGGED_IN}
+    assert stored(redis_client) == before
+    assert tasks.status(task_id).status == "queued"
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-CSRF-Token": ""}, {"X-CSRF-Token": "wrong-token"},
+                                     {"X-CSRF-Token": "é".encode("latin-1")}, "other session's", "cross-site"])
+def test_a_state_change_without_the_sessions_csrf_token_is_a_403_and_changes_nothing(server, browser, tasks,
+                                                                                      redis_client, headers):
+    task_id = tasks.start("Build a calculator")
+    ended = tasks.start("Ended already")
+    tasks.cancel(ended)
+    if headers == "other session's":
+        headers = {"X-CSRF-Token": Browser(server).csrf}
+        expected = BAD_CSRF
+    elif headers == "cross-site":
+        headers = {"X-CSRF-Token": browser.csrf, "Origin": "https://evil.example"}
+        expected = CROSS_SITE
+    else:
+        expected = BAD_CSRF
+    before = stored(redis_client)
+    for path, body in (("tasks", {"goal": "Delete everything"}), (f"tasks/{task_id}/cancel", None),
+                       (f"tasks/{ended}/retry", None), (f"tasks/{task_id}/confirm", {"code": TEST_CODE}),
+                       ("/logout", None)):
+        answer = browser.post(path, body, csrf=None, **headers)
+        assert answer.status_code == 403, (path, answer.text)
+        assert answer.json() == {"detail": expected}
+    assert stored(redis_client) == before
+    assert tasks.status(task_id).status == "queued" and len(tasks.list(50)) == 2
+    assert browser.get("tasks").status_code == 200  # still logged in
+
+
+# --- the JSON API with real workers ------------------------------------------------------------------------------
+
+def test_start_from_the_dashboard_confirm_with_the_code_then_retry(browser, fake_api, projects, start_worker,
+                                                                   redis_client):
+    fake_api.script([bash("rm -f old.txt"), text("Removed old.txt.")], match="the stale file")
+    (projects / "cleanup").mkdir()
+    (projects / "cleanup" / "old.txt").write_text("stale\n")
+    started = browser.post("tasks", {"goal": "Delete the stale file", "project_path": "cleanup"})
+    assert started.status_code == 201, started.text
+    task_id = started.json()["task_id"]
+    assert set(started.json()) == {"task_id"}
+    queued = browser.task(task_id)
+    assert queued["status"] == "queued" and queued["pending_confirmation"] is None
+    assert queued["goal"] == "Delete the stale file" and queued["project_path"] == str(projects / "cleanup")
+    assert 0 <= queued["age_seconds"] < 30
+    assert browser.post(f"tasks/{task_id}/confirm", {"code": TEST_CODE}).status_code == 409  # not waiting yet
+
+    worker = start_worker()
+    waiting = wait_until(lambda: (t := browser.task(task_id))["status"] == "awaiting_confirmation" and t, 30,
+                         "the task to ask for its code")
+    assert waiting["pending_confirmation"] == {"command": "rm -f old.txt", "reason": "delete files",
+                                               "attempts_left": 5}
+    assert waiting["confirmation_command"] == "rm -f old.txt"
+
+    wrong = browser.post(f"tasks/{task_id}/confirm", {"code": "0000"})
+    assert wrong.status_code == 403
+    assert wrong.json() == {"status": "rejected", "task_id": task_id, "attempts_left": 4,
+                            "detail": f"Code rejected for task {task_id}: 4 attempts left."}
+    assert browser.task(task_id)["pending_confirmation"]["attempts_left"] == 4
+    assert (projects / "cleanup" / "old.txt").exists()
+    for body in ({}, {"code": None}, {"code": ["6283"]}, {"code": TEST_CODE, "extra": 1}):
+        assert browser.post(f"tasks/{task_id}/confirm", body).status_code == 422, body
+
+    right = browser.post(f"tasks/{task_id}/confirm", {"code": TEST_CODE})
+    assert right.status_code == 200, right.text
+    assert right.json() == {"status": "accepted", "task_id": task_id,
+                            "detail": f"Code accepted: task {task_id} runs the command now."}
+    done = wait_until(lambda: (t := browser.task(task_id))["status"] == "complete" and t["result"] and t, 30,
+                      "the task to complete")
+    assert not (projects / "cleanup" / "old.txt").exists()
+    assert sum(done["usage"].values()) > 0 and done["cost_usd"] is not None and done["pending_confirmation"] is None
+    again = browser.post(f"tasks/{task_id}/confirm", {"code": TEST_CODE})
+    assert again.status_code == 409 and "already ended" in again.json()["detail"]
+
+    listed = browser.get("tasks").json()
+    assert [t["task_id"] for t in listed] == [task_id] and listed[0]["status"] == "complete"
+    assert listed[0]["age_seconds"] >= 0 and "pending_confirmation" not in listed[0]
+
+    retried = browser.post(f"tasks/{task_id}/retry")
+    assert retried.status_code == 201, retried.text
+    new_id = retried.json()["task_id"]
+    assert new_id != task_id and browser.task(new_id)["retry_of"] == task_id
+    assert [t["task_id"] for t in browser.get("tasks?limit=1").json()] == [new_id]
+    wait_until(lambda: browser.task(new_id)["status"] not in ("queued", "running"), 30, "the retry to end")
+    assert worker.process.poll() is None
+
+
+def test_cancel_a_running_task_from_the_dashboard(browser, tasks, fake_api, start_worker):
+    fake_api.script([bash("sleep 30"), text("never")], match="the long job")
+    task_id = browser.post("tasks", {"goal": "Run the long job", "project_path": "long"}).json()["task_id"]
+    assert browser.post(f"tasks/{task_id}/retry").status_code == 409  # still active
+    start_worker()
+    wait_until(lambda: browser.task(task_id)["progress"] == "Running: sleep 30", 30, "the long command to run")
+    cancelled = browser.post(f"tasks/{task_id}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled" and cancelled.json()["reason"] == "The task was cancelled."
+    again = browser.post(f"tasks/{task_id}/cancel")
+    assert again.status_code == 409
+    assert again.json() == {"detail": f"Task {task_id} has already ended (cancelled), so there is nothing to "
+                                      f"cancel."}
+
+
+def test_invalid_starts_and_unknown_tasks_are_4xx_with_the_sentence(browser, projects, redis_client):
+    for body, status in (({"goal": "  "}, 422), ({"goal": "x" * 2001}, 422), ({}, 422), ({"goal": 3}, 422),
+                         ({"goal": "x", "project_path": "/etc"}, 422), ({"goal": "x", "unknown": 1}, 422),
+                         (None, 422), ([], 422)):
+        answer = browser.post("tasks", body)
+        assert answer.status_code == status, (body, answer.text)
+        assert answer.json()["detail"]
+    assert "outside the projects folder" in browser.post("tasks", {"goal": "x", "project_path": "/etc"}).text
+    big = browser.client.post("/dashboard/api/tasks", content=b'{"goal": "' + b"x" * 70_000 + b'"}',
+                              headers={"X-CSRF-Token": browser.csrf, "content-type": "application/json"})
+    assert big.status_code == 413 and big.json() == {"detail": "The body is larger than 64 KiB."}
+    for task_id in ("abcdef", "ABCDEF12", "zzzz", "a" * 40, "%00", "%2e%2e", "%23abcd"):
+        for answer in (browser.get(f"tasks/{task_id}"), browser.get(f"tasks/{task_id}/events"),
+                       browser.get(f"tasks/{task_id}/stream"), browser.post(f"tasks/{task_id}/cancel"),
+                       browser.post(f"tasks/{task_id}/retry"),
+                       browser.post(f"tasks/{task_id}/confirm", {"code": TEST_CODE})):
+            assert answer.status_code == 404, (task_id, answer.request.url, answer.text)
+            assert answer.json()["detail"].startswith("There is no task")
+    assert browser.get("tasks?limit=0").status_code == 422 and browser.get("tasks?limit=201").status_code == 422
+    assert not redis_client.keys("task:*")
+
+
+# --- the task stream -------------------------------------------------------------------------------------------
+
+def test_a_tasks_stream_gives_its_timeline_live_in_order_and_ends(browser, tasks, fake_api, start_worker, projects,
+                                                                 redis_client):
+    fake_api.script([edit(command="create", path="hello.py", file_text="print('hi')\n"), bash("python hello.py"),
+                     text("Wrote hello.py.")], match="hello program")
+    task_id = browser.post("tasks", {"goal": "Write the hello program", "project_path": "hello"}).json()["task_id"]
+    got: list[dict] = []
+    reader = threading.Thread(target=lambda: got.extend(read_stream(browser, f"tasks/{task_id}/stream")))
+    reader.start()
+    time.sleep(0.5)  # the stream is open before the task runs: what follows arrives live
+    start_worker()
+    reader.join(60)
+    assert not reader.is_alive()
+
+    assert got[-1]["event"] == "end" and json.loads(got[-1]["data"]) == {"task_id": task_id}
+    stored_events = [e.to_dict() for e in event_log.read(redis_client, task_id)]
+    assert timeline_of(got) == stored_events  # the same events, the same order, nothing twice
+    assert [e["id"] for e in got[:-1]] == [e["id"] for e in stored_events]
+    assert [e["event"] for e in got[:-1]] == [e["type"] for e in stored_events]
+    types = [e["type"] for e in stored_events]
+    assert types[0] == "queued" and types[-1] == "complete" and {"started", "file_edit", "command"} <= set(types)
+    assert browser.task(task_id)["files_changed"] == ["hello.py"]
+
+    # the past timeline as JSON too, and an ended task's stream replays it and ends at once
+    assert browser.get(f"tasks/{task_id}/events").json() == stored_events
+    assert timeline_of(read_stream(browser, f"tasks/{task_id}/stream")) == stored_events
+
+    # resuming: after Last-Event-ID (an EventSource reconnecting), or ?after=; the header wins
+    third = stored_events[2]["id"]
+    resumed = read_stream(browser, f"tasks/{task_id}/stream", headers={"Last-Event-ID": third})
+    assert timeline_of(resumed) == stored_events[3:] and resumed[-1]["event"] == "end"
+    assert timeline_of(read_stream(browser, f"tasks/{task_id}/stream?after={third}")) == stored_events[3:]
+    header_wins = read_stream(browser, f"tasks/{task_id}/stream?after={stored_events[0]['id']}",
+                              headers={"Last-Event-ID": stored_events[-2]["id"]})
+    assert timeline_of(header_wins) == stored_events[-1:]
+    after_the_end = read_stream(browser, f"tasks/{task_id}/stream", headers={"Last-Event-ID": stored_events[-1]["id"]})
+    assert after_the_end == [{"event": "end", "data": json.dumps({"task_id": task_id}, separators=(",", ":"))}]
+    assert browser.get(f"tasks/{task_id}/events?after={third}").json() == stored_events[3:]
+    for bad in ("x", "1-2-3", "-1", "1" * 30 + "-0", "1-0; drop"):
+        assert browser.get(f"tasks/{task_id}/stream", headers={"Last-Event-ID": bad}).status_code == 422
+        assert browser.get(f"tasks/{task_id}/events", params={"after": bad}).status_code == 422
+
+
+def test_a_quiet_stream_sends_keepalives_and_stops_when_the_client_goes(browser, tasks, monkeypatch):
+    monkeypatch.setattr(dashboard, "KEEPALIVE_SECONDS", 0.3)
+    task_id = tasks.start("Nobody runs this")  # no worker: the stream stays quiet
+    reads = []
+    real_read = event_log.read
+    monkeypatch.setattr(event_log, "read", lambda *a, **kw: reads.append(a[1]) or real_read(*a, **kw))
+    seen = []
+    with browser.client.stream("GET", f"/dashboard/api/tasks/{task_id}/stream", timeout=10) as response:
+        for event in list_after_retry(sse(response)):
+            seen.append(event)
+            if sum("comment" in e for e in seen) == 2:
+                break
+    assert seen[0]["event"] == "queued" and seen[1:] == [{"comment": "keepalive"}] * 2
+    wait_until(lambda: (n := len(reads)) and time.sleep(1) is None and len(reads) == n, 10,
+               "the stream to stop reading once the client left")
+
+
+def test_a_task_that_ends_without_its_ending_event_still_ends_the_stream(browser, tasks, redis_client):
+    task_id = tasks.start("Cancelled while queued")
+    tasks.cancel(task_id)
+    redis_client.delete(keys.task_events(task_id))  # as if the timeline had expired
+    started = time.monotonic()
+    assert read_stream(browser, f"tasks/{task_id}/stream", timeout=15)[-1]["event"] == "end"
+    assert time.monotonic() - started < 8
+
+
+# --- the overview and the workers ----------------------------------------------------------------------------------
+
+def test_the_overview_stream_shows_new_tasks_and_workers_as_they_come(browser, tasks, start_worker, fake_api):
+    fake_api.script([text("Done.")])
+    views: list[dict] = []
+    with browser.client.stream("GET", "/dashboard/api/overview/stream", timeout=30) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = list_after_retry(sse(response))
+
+        def next_view():
+            event = next(events)
+            assert event["event"] == "overview", event
+            views.append(json.loads(event["data"]))
+            return views[-1]
+
+        assert next_view() == {"tasks": [], "workers": [], "queue_length": 0}
+        first = tasks.start("First task")
+        view = next_view()
+        assert [t["task_id"] for t in view["tasks"]] == [first] and view["queue_length"] == 1
+        assert view["tasks"][0]["status"] == "queued" and view["tasks"][0]["age_seconds"] >= 0
+        worker = start_worker()
+        while not (view["workers"] and view["tasks"][0]["status"] == "complete"):
+            view = next_view()
+        assert view["queue_length"] == 0 and len(view["workers"]) == 1
+        item = view["workers"][0]
+        assert item["pid"] == worker.process.pid and item["alive"] is True and item["host"]
+        assert {"name", "state", "current_task", "horse_pid", "last_seen"} <= set(item)
+    assert len(views) < 40  # only changes were sent, not one per second
+
+    listed = browser.get("workers").json()
+    assert listed["queue_length"] == 0 and [w["name"] for w in listed["workers"]] == [item["name"]]
+
+
+def test_the_overview_is_sent_again_after_a_quiet_while(browser, monkeypatch):
+    monkeypatch.setattr(dashboard, "OVERVIEW_MAX_SILENCE", 0.5)
+    started = time.monotonic()
+    with browser.client.stream("GET", "/dashboard/api/overview/stream", timeout=10) as response:
+        stream = list_after_retry(sse(response))
+        events = [next(stream) for _ in range(3)]
+    assert [e["event"] for e in events] == ["overview"] * 3
+    assert time.monotonic() - started < 5
+
+
+# --- the files, and garbage ----------------------------------------------------------------------------------------
+
+def test_the_static_files_are_served_locally_and_nothing_else_is(server):
+    for name, kind in (("app.js", "javascript"), ("style.css", "text/css"), ("index.html", "text/html")):
+        answer = httpx.get(f"{server.url}/static/{name}")
+        assert answer.status_code == 200 and kind in answer.headers["content-type"], name
+        assert answer.headers["x-content-type-options"] == "nosniff"
+    for path in ("nope.js", "", "../dashboard.py", "..%2Fdashboard.py", "%2e%2e/deps.py", "/etc/passwd",
+                 "a" * 5000, "%00", "./"):
+        answer = httpx.get(f"{server.url}/static/{path}")
+        assert answer.status_code == 404, (path, answer.text[:200])
+    texts = {p.name: p.read_text() for p in STATIC.iterdir()}
+    assert not [name for name, body in texts.items() if re.search(r"(src|href)=\"(https?:)?//", body)]  # no CDN
+    assert not re.search(r"\.(innerHTML|outerHTML)\b|insertAdjacentHTML|document\.write", texts["app.js"])
+    shown = texts["app.js"] + texts["index.html"] + texts["login.html"]
+    assert not [tid for tid in TESTIDS if f'"{tid}"' not in shown], "a stable data-testid went missing"
+    assert 'name="viewport"' in texts["index.html"] and "max-width: 700px" in texts["style.css"]
+
+
+def test_served_by_main_tars_on_127_0_0_1_with_the_password_from_the_environment(tars_env, tmp_path, fake_api,
+                                                                                  start_worker, redis_client):
+    port = free_port()
+    process = ServerProcess({**tars_env, "DASHBOARD_PASSWORD": PASSWORD}, port, tmp_path / "server.log")
+    try:
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.2:{port}/", timeout=2)  # HOST's default: loopback only
+        browser = Browser(process)
+        assert 'name="csrf-token"' in browser.client.get("/").text
+        fake_api.script([text("Nothing to do.")])
+        task_id = browser.post("tasks", {"goal": "Say hello"}).json()["task_id"]
+        start_worker()
+        events = read_stream(browser, f"tasks/{task_id}/stream")
+        assert events[-1]["event"] == "end" and timeline_of(events)[-1]["type"] in event_log.ENDING_TYPES
+    finally:
+        process.stop()
+
+
+FUZZ = dict(deadline=None, derandomize=True, database=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+junk = st.text(st.characters(codec="utf-8", exclude_characters="\r\n\x00"), max_size=30)
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                       max_size=3), max_leaves=6)
+
+
+@hypothesis.settings(max_examples=150, **FUZZ)
+@given(data=st.data())
+def test_garbage_from_a_logged_in_browser_is_never_a_5xx(server, browser, tasks, data):
+    existing = tasks.start("A task the garbage may hit")
+    routes = [r for r in dashboard_routes(server.app) if r != ("POST", "/logout")]
+    routes += [("POST", "/login"), ("GET", "/"), ("GET", "/static/{path}")]
+    method, path = data.draw(st.sampled_from(routes))
+    task_id = data.draw(st.sampled_from([existing, "abcdef", "zz", "", "%2e%2e", "a" * 300]) | junk)
+    url = path.replace("{task_id}", task_id).replace("{path}", data.draw(junk))
+    query = data.draw(st.dictionaries(st.sampled_from(["after", "limit", "x"]), junk, max_size=2))
+    headers = {"X-CSRF-Token": browser.csrf}
+    if data.draw(st.booleans()):
+        headers["Last-Event-ID"] = data.draw(st.from_regex(r"\A[ -~]{0,30}\Z"))
+    body = data.draw(json_values.map(lambda v: json.dumps(v).encode()) | st.binary(max_size=100))
+    try:
+        if "stream" in url:
+            with browser.client.stream(method, url, params=query, headers=headers, timeout=10) as answer:
+                assert answer.status_code < 500, (method, url, answer.status_code)
+            return
+        answer = browser.client.request(method, url, params=query, headers=headers,
+                                        content=body if method == "POST" else None)
+    except (httpx.InvalidURL, UnicodeError):
+        return  # the client could not even send it: nothing reached TARS
+    assert answer.status_code < 500, (method, url, query, body, answer.status_code, answer.text[:300])
+    if "application/json" in answer.headers.get("content-type", "") and answer.status_code >= 400:
+        assert answer.json().get("detail"), answer.text
