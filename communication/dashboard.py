@@ -66,7 +66,7 @@ SECURITY_HEADERS = {
                                 "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # no-referrer would make browsers send "Origin: null" on the login form
     "Cache-Control": "no-store",
 }
 WRONG_PASSWORD = "Wrong password."

@@ -101,8 +101,11 @@
   }
 
   function cost(value) {
-    if (value === null || value === undefined || !isFinite(value)) return "$0.00";
-    return "$" + Number(value).toFixed(value < 1 ? 4 : 2);
+    const dollars = Number(value);
+    if (value === null || value === undefined || !isFinite(dollars) || dollars <= 0) return "$0.00";
+    if (dollars >= 1) return "$" + dollars.toFixed(2);
+    if (dollars >= 0.01) return "$" + dollars.toFixed(4);
+    return "$" + dollars.toPrecision(2); // a few hundredths of a cent still show
   }
 
   function clock(at) {
@@ -259,7 +262,10 @@
     const tokenDetail = h("span", { class: "muted small" });
     const costLine = h("dd", { testid: "task-cost" });
     const times = h("dd", { class: "small" });
-    const reason = h("p", { testid: "task-reason" });
+    const outcomeTerm = h("dt", { text: "Outcome", hidden: true });
+    const outcome = h("dd", { testid: "task-reason", hidden: true });
+    const summaryTerm = h("dt", { text: "Summary", hidden: true });
+    const summary = h("dd", { class: "goal-text", testid: "task-summary", hidden: true });
     const files = h("ul", { class: "files", testid: "task-files" });
     const confirmCommand = h("pre", { testid: "confirm-command" });
     const confirmReason = h("p", { testid: "confirm-reason" });
@@ -280,29 +286,26 @@
     const noEvents = h("p", { class: "muted", text: "No events yet." });
     const missing = h("p", { class: "error", role: "alert", hidden: true });
 
-    app.replaceChildren(h("section", { testid: "task-page", "data-task-id": id },
+    app.replaceChildren(h("section", { class: "task", testid: "task-page", "data-task-id": id },
       h("a", { class: "back", href: "#/", testid: "back-link", text: "← All tasks" }),
       missing,
-      h("div", { class: "grid" },
-        h("div", {},
-          h("section", { class: "card" },
-            h("div", { class: "row" }, h("h1", { text: `Task #${id}` }), status),
-            goal,
-            h("dl", { class: "facts" },
-              h("dt", { text: "Phase" }), phase,
-              h("dt", { text: "Progress" }), progress,
-              h("dt", { text: "Project" }), projectLine,
-              h("dt", { text: "Branch" }), branch,
-              h("dt", { text: "Tokens" }), h("dd", {}, tokenCount, " ", tokenDetail),
-              h("dt", { text: "Cost" }), costLine,
-              h("dt", { text: "Times" }), times),
-            reason,
-            h("div", { class: "actions" }, cancelButton, retryButton),
-            actionError),
-          confirmPanel, confirmResult,
-          h("section", { class: "card" }, h("h2", { text: "Timeline" }), noEvents, timeline)),
-        h("div", {},
-          h("section", { class: "card" }, h("h2", { text: "Files changed" }), files)))));
+      confirmPanel, confirmResult, // first: on a phone the question is what you see
+      h("section", { class: "card" },
+        h("div", { class: "row" }, h("h1", { text: `Task #${id}` }), status),
+        goal,
+        h("dl", { class: "facts" },
+          h("dt", { text: "Phase" }), phase,
+          h("dt", { text: "Progress" }), progress,
+          h("dt", { text: "Project" }), projectLine,
+          h("dt", { text: "Branch" }), branch,
+          h("dt", { text: "Tokens" }), h("dd", {}, tokenCount, " ", tokenDetail),
+          h("dt", { text: "Cost" }), costLine,
+          h("dt", { text: "Times" }), times,
+          outcomeTerm, outcome, summaryTerm, summary),
+        h("div", { class: "actions" }, cancelButton, retryButton),
+        actionError),
+      h("section", { class: "card" }, h("h2", { text: "Files changed" }), files),
+      h("section", { class: "card" }, h("h2", { text: "Timeline" }), noEvents, timeline)));
 
     function render(task) {
       current = task;
@@ -319,8 +322,11 @@
       costLine.textContent = cost(task.cost_usd);
       times.textContent = [task.created_at && `created ${new Date(task.created_at).toLocaleString()}`,
         task.ended_at && `ended ${new Date(task.ended_at).toLocaleString()}`].filter(Boolean).join(" · ");
-      const summary = task.result && task.result.summary;
-      reason.textContent = [task.reason, summary && summary !== task.reason ? summary : ""].filter(Boolean).join(" — ");
+      const said = (task.result && task.result.summary) || "";
+      outcome.textContent = task.reason || "";
+      outcome.hidden = outcomeTerm.hidden = !task.reason;
+      summary.textContent = said;
+      summary.hidden = summaryTerm.hidden = !said || said === task.reason;
       files.replaceChildren(...((task.files_changed || []).length
         ? task.files_changed.map((path) => h("li", { class: "mono", text: path }))
         : [h("li", { class: "muted", text: "none yet" })]));
