@@ -1,0 +1,197 @@
+"""The dashboard in a real headless browser (Debian's chromium, driven by Playwright), as its owner uses it.
+
+Everything behind the page is real: `python main_tars.py serve` as a process, a worker process, the test's own
+Redis, and the fake Anthropic API scripted per task. The story: log in (a wrong password first), start a task
+from the form, watch its events arrive live on the task page, answer its confirmation from the page, cancel a
+second task, check the pages at phone size, log out. The run saves screenshots of the task page to
+docs/images/dashboard.png (desktop) and docs/images/dashboard-phone.png (phone), overwriting them every run.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import DASHBOARD_PASSWORD
+from tests.conftest import TEST_CODE
+from tests.fakes.anthropic_api import bash, delay, edit, text
+
+# the chromium install (first run on a fresh machine) happens in this test's setup, and the story is long
+pytestmark = pytest.mark.timeout(600)
+
+DESKTOP = {"viewport": {"width": 1280, "height": 800}}
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
+
+# Records, in the page itself, each event type the first time it appears in the timeline after this runs: what
+# the page shows by itself (SSE), without the test reloading. window.__tarsPage survives only without a reload.
+WATCH_TIMELINE = """() => {
+  window.__tarsPage = true;
+  const types = () => [...document.querySelectorAll('[data-testid=timeline-event]')].map(e => e.dataset.type);
+  const known = new Set(types());
+  window.__tarsBefore = [...known];
+  window.__tarsLive = [];
+  new MutationObserver(() => {
+    for (const type of types()) if (!known.has(type)) { known.add(type); window.__tarsLive.push(type); }
+  }).observe(document.documentElement, {childList: true, subtree: true, attributes: true,
+                                        attributeFilter: ['data-type']});
+}"""
+
+
+def event(page: Page, kind: str):
+    return page.locator(f'[data-testid="timeline-event"][data-type="{kind}"]')
+
+
+def timeline_types(page: Page) -> list[str]:
+    return page.locator('[data-testid="timeline-event"]').evaluate_all("els => els.map(e => e.dataset.type)")
+
+
+def in_order(types: list[str], *wanted: str) -> bool:
+    """The first occurrences of `wanted` in `types` come in that order."""
+    firsts = [types.index(kind) for kind in wanted if kind in types]
+    return len(firsts) == len(wanted) and firsts == sorted(firsts)
+
+
+def nonzero_number(value: str) -> bool:
+    return any(float(n.replace(",", "")) > 0 for n in re.findall(r"\d[\d,]*(?:\.\d+)?", value))
+
+
+def no_horizontal_scroll(page: Page, width: int) -> tuple[bool, int]:
+    scroll = page.evaluate("document.scrollingElement.scrollWidth")
+    return scroll <= width, scroll
+
+
+def choose_project(page: Page, project: str) -> None:
+    field = page.get_by_test_id("new-task-project")
+    if field.evaluate("e => e.tagName") == "SELECT":
+        field.select_option(project)
+    else:
+        field.fill(project)
+
+
+def start_task(page: Page, goal: str, project: str, previous: set[str]) -> str:
+    """Fill the list page's form and submit it; the page goes to the new task's page. Returns its id."""
+    page.get_by_test_id("new-task-goal").fill(goal)
+    choose_project(page, project)
+    page.get_by_test_id("new-task-submit").click()
+    not_before = "".join(f"(?!{re.escape(p)}$)" for p in previous)
+    expect(page).to_have_url(re.compile(rf"#/task/{not_before}[^/]+$"))
+    task_id = page.url.rsplit("#/task/", 1)[1]
+    expect(page.get_by_test_id("task-page")).to_have_attribute("data-task-id", task_id)
+    expect(page.get_by_test_id("task-goal")).to_contain_text(goal)
+    return task_id
+
+
+def test_owner_logs_in_answers_a_confirmation_cancels_a_task_and_it_fits_a_phone(
+        dashboard, start_worker, fake_api, tasks, projects, images, new_page):
+    fake_api.script([delay(5, edit(command="create", path="notes.md", file_text="# Notes\n\nTidied.\n")),
+                     bash("rm -f old.txt"), text("Done.")], match="Tidy the notes", name="tidy")
+    fake_api.script([bash("sleep 30"), text("never")], match="long job", name="long")
+    (projects / "cleanup").mkdir()
+    (projects / "cleanup" / "old.txt").write_text("stale\n")
+    worker = start_worker()
+
+    # 1. log in: a wrong password is refused on the page, the right one shows the task list
+    page = new_page(**DESKTOP)
+    page.goto(dashboard.url + "/")
+    page.get_by_test_id("login-password").fill("not-the-password")
+    page.get_by_test_id("login-submit").click()
+    expect(page.get_by_test_id("login-error")).to_be_visible()
+    expect(page.get_by_test_id("task-list")).to_have_count(0)
+    page.get_by_test_id("login-password").fill(DASHBOARD_PASSWORD)
+    page.get_by_test_id("login-submit").click()
+    expect(page.get_by_test_id("task-list")).to_be_visible()
+    expect(page.get_by_test_id("login-error")).to_have_count(0)
+    expect(page.get_by_test_id("workers-panel")).to_be_visible()
+    expect(page.get_by_test_id("queue-length")).to_be_visible()
+    expect(page.get_by_test_id("task-row")).to_have_count(0)
+    assert worker.process.poll() is None, worker.log
+
+    # 2. start a task from the form; its events arrive live on its page, in order, up to the confirmation
+    tidy = start_task(page, "Tidy the notes and delete the stale file", "cleanup", set())
+    page.evaluate(WATCH_TIMELINE)
+    expect(event(page, "started")).to_have_count(1)
+    expect(event(page, "confirmation_required")).to_have_count(1, timeout=60_000)
+    assert in_order(timeline_types(page), "started", "file_edit", "confirmation_required"), timeline_types(page)
+    panel = page.get_by_test_id("confirm-panel")
+    expect(panel).to_be_visible()
+    expect(page.get_by_test_id("confirm-command")).to_contain_text("rm -f old.txt")
+    expect(page.get_by_test_id("confirm-reason")).to_have_text(re.compile(r"\w"))
+    assert (projects / "cleanup" / "old.txt").exists()  # nothing ran without the code
+    assert tasks.status(tidy).status == "awaiting_confirmation"
+
+    # answer it from the page: the task goes on and completes, live
+    page.get_by_test_id("confirm-code").fill(TEST_CODE)
+    page.get_by_test_id("confirm-submit").click()
+    expect(page.get_by_test_id("confirm-result")).to_have_text(re.compile(r"\w"))
+    expect(event(page, "confirmation_received")).to_have_count(1)
+    expect(event(page, "complete")).to_have_count(1)
+    expect(panel).to_be_hidden()
+    expect(page.get_by_test_id("task-page").get_by_test_id("task-status")).to_have_text("complete")
+    types = timeline_types(page)
+    assert in_order(types, "started", "file_edit", "confirmation_required", "confirmation_received",
+                    "complete"), types
+    live = page.evaluate("window.__tarsLive")
+    assert in_order(live, "file_edit", "confirmation_required", "confirmation_received", "complete"), (
+        f"events shown without a reload: {live}; already there when the page opened: "
+        f"{page.evaluate('window.__tarsBefore')}")
+    assert page.evaluate("window.__tarsPage") is True  # the page was never reloaded
+    for testid in ("task-files", "task-tokens", "task-cost"):
+        expect(page.get_by_test_id(testid)).to_be_visible()
+    expect(page.get_by_test_id("task-files")).to_contain_text("notes.md")
+    tokens, cost = page.get_by_test_id("task-tokens").inner_text(), page.get_by_test_id("task-cost").inner_text()
+    assert nonzero_number(tokens) and nonzero_number(cost), (tokens, cost)
+    assert not (projects / "cleanup" / "old.txt").exists()
+    assert (projects / "cleanup" / "notes.md").read_text() == "# Notes\n\nTidied.\n"
+    assert tasks.status(tidy).status == "complete"
+
+    # the list shows it complete
+    page.get_by_test_id("back-link").click()
+    row = page.locator(f'[data-testid="task-row"][data-task-id="{tidy}"]')
+    expect(row.get_by_test_id("task-status")).to_have_text("complete")
+
+    # 3. start a long task and cancel it from its page; Retry appears
+    long_job = start_task(page, "Run the long job", "long", {tidy})
+    expect(page.get_by_test_id("task-progress")).to_contain_text("sleep 30")
+    expect(event(page, "command")).to_have_count(1)
+    page.get_by_test_id("cancel-button").click()
+    expect(event(page, "cancelled")).to_have_count(1)
+    expect(page.get_by_test_id("task-page").get_by_test_id("task-status")).to_have_text("cancelled")
+    expect(page.get_by_test_id("retry-button")).to_be_visible()
+    expect(page.get_by_test_id("cancel-button")).to_be_hidden()
+    assert tasks.status(long_job).status == "cancelled"
+    page.get_by_test_id("back-link").click()
+    row = page.locator(f'[data-testid="task-row"][data-task-id="{long_job}"]')
+    expect(row.get_by_test_id("task-status")).to_have_text("cancelled")
+    expect(page.get_by_test_id("task-row")).to_have_count(2)
+
+    # the screenshot of the README: the completed task's page at desktop size, its whole timeline
+    page.goto(f"{dashboard.url}/#/task/{tidy}")
+    expect(event(page, "complete")).to_have_count(1)
+    expect(page.get_by_test_id("task-page").get_by_test_id("task-status")).to_have_text("complete")
+    page.screenshot(path=images / "dashboard.png", full_page=True)
+
+    # 4. at phone size (390 x 844, same session) neither the list nor a task page scrolls sideways
+    phone = new_page(storage_state=page.context.storage_state(), **PHONE)
+    phone.goto(dashboard.url + "/")
+    expect(phone.get_by_test_id("task-row")).to_have_count(2)
+    fits, width = no_horizontal_scroll(phone, 390)
+    assert fits, f"the task list is {width} px wide on a 390 px phone"
+    for task_id, last in ((long_job, "cancelled"), (tidy, "complete")):
+        phone.goto(f"{dashboard.url}/#/task/{task_id}")
+        expect(phone.get_by_test_id("task-page")).to_have_attribute("data-task-id", task_id)
+        expect(event(phone, last)).to_have_count(1)
+        fits, width = no_horizontal_scroll(phone, 390)
+        assert fits, f"the task page of a {last} task is {width} px wide on a 390 px phone"
+    phone.screenshot(path=images / "dashboard-phone.png")
+
+    # 5. log out: the login form again, also after a reload
+    page.get_by_test_id("logout-button").click()
+    expect(page.get_by_test_id("login-password")).to_be_visible()
+    page.reload()
+    expect(page.get_by_test_id("login-password")).to_be_visible()
+    expect(page.get_by_test_id("task-list")).to_have_count(0)
+
+    assert page.js_errors == [] and phone.js_errors == [], page.js_errors + phone.js_errors
+    assert worker.process.poll() is None, worker.log
