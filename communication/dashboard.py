@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import html
 import json
-import os
 import re
 import secrets
 import time
@@ -222,16 +221,16 @@ def logout(request: Request, session: Annotated[DashboardSession, Depends(dashbo
 _static = StaticFiles(directory=STATIC_DIR)
 
 
-@router.get("/static/{path:path}", summary="The dashboard's HTML, CSS and JavaScript", responses={404: {}})
-async def static_file(path: str, request: Request):
-    """A file of communication/static (public: it holds no data, the API behind it needs the session)."""
+@router.get("/static/{name}", summary="The dashboard's HTML, CSS and JavaScript", responses={404: {}})
+async def static_file(name: str, request: Request):
+    """A file of communication/static (public: it holds no data, the API behind it needs the session). The folder
+    is flat: a name with a slash never reaches this route."""
     try:
-        relative = os.path.normpath(os.path.join(*path.split("/"))) if path else ""
-        if not relative or relative.startswith((".", "/")):
+        if name.startswith(".") or "\\" in name:
             raise StarletteHTTPException(404)
-        answer = await _static.get_response(relative, request.scope)
+        answer = await _static.get_response(name, request.scope)
     except (StarletteHTTPException, ValueError, OSError):
-        raise HTTPException(404, f"There is no dashboard file {path[:100]!r}.") from None
+        raise HTTPException(404, f"There is no dashboard file {name[:100]!r}.") from None
     answer.headers["Cache-Control"] = "no-cache"
     answer.headers["X-Content-Type-Options"] = "nosniff"
     return answer

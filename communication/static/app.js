@@ -182,7 +182,8 @@
     const queue = h("span", { class: "big", testid: "queue-length", text: "–" });
     const workerList = h("ul");
     const workers = h("section", { class: "card workers", testid: "workers-panel" },
-      h("h2", { text: "Workers" }), h("p", {}, queue, " ", h("span", { class: "muted", text: "task(s) waiting in the queue" })),
+      h("h2", { text: "Workers" }),
+      h("p", {}, queue, " ", h("span", { class: "muted", text: "task(s) waiting in the queue" })),
       workerList);
     app.replaceChildren(h("div", { class: "grid" },
       h("div", {}, form, h("section", { class: "card" }, h("h2", { text: "Tasks" }), list)),
@@ -223,7 +224,8 @@
       const doing = item.current_task ? `working on #${item.current_task}` : item.state;
       const where = [item.host, item.pid ? `pid ${item.pid}` : ""].filter(Boolean).join(", ");
       return h("li", {}, h("strong", { text: item.name }), h("br"),
-        h("span", { class: "muted", text: `${doing}${where ? " — " + where : ""}${item.alive ? "" : " (no liveness)"}` }));
+        h("span", { class: "muted",
+          text: `${doing}${where ? " — " + where : ""}${item.alive ? "" : " (no liveness)"}` }));
     }
 
     function render(view) {
@@ -231,7 +233,8 @@
         : [h("p", { class: "empty", text: "No tasks yet: start one above." })]));
       queue.textContent = String(view.queue_length);
       workerList.replaceChildren(...(view.workers.length ? view.workers.map(worker)
-        : [h("li", { class: "muted", text: "No worker is running: start one with python start_worker.py (or run python main_tars.py up)." })]));
+        : [h("li", { class: "muted", text: "No worker is running: start one with python start_worker.py "
+          + "(or run python main_tars.py up)." })]));
     }
 
     const ticker = setInterval(() => { // ages move on between updates
@@ -276,11 +279,13 @@
     const confirmPanel = h("section", { class: "card confirm", testid: "confirm-panel", hidden: true },
       h("h2", { text: "Waiting for your confirmation code" }),
       h("p", { text: "The task wants to run:" }), confirmCommand, confirmReason, confirmAttempts,
-      h("form", { onsubmit: sendCode }, h("label", { for: "code", class: "sr", text: "Code" }), codeInput, confirmSubmit));
+      h("form", { onsubmit: sendCode },
+        h("label", { for: "code", class: "sr", text: "Code" }), codeInput, confirmSubmit));
     const confirmResult = h("p", { testid: "confirm-result", role: "status", hidden: true });
     const cancelButton = h("button", { type: "button", class: "danger", testid: "cancel-button", text: "Cancel task",
       hidden: true, onclick: cancel });
-    const retryButton = h("button", { type: "button", testid: "retry-button", text: "Retry", hidden: true, onclick: retry });
+    const retryButton = h("button", { type: "button", testid: "retry-button", text: "Retry", hidden: true,
+      onclick: retry });
     const actionError = h("p", { class: "error", role: "alert" });
     const timeline = h("ol", { class: "timeline", testid: "timeline" });
     const noEvents = h("p", { class: "muted", text: "No events yet." });
@@ -315,10 +320,13 @@
       phase.textContent = task.phase || "";
       progress.textContent = task.progress || "";
       projectLine.textContent = task.project_path || "";
-      branch.textContent = task.branch ? `${task.branch} (${task.checkpoints || 0} checkpoint${task.checkpoints === 1 ? "" : "s"})` : "not yet";
+      const points = task.checkpoints || 0;
+      branch.textContent = task.branch ? `${task.branch} (${points} checkpoint${points === 1 ? "" : "s"})` : "not yet";
       const usage = task.usage || {};
       tokenCount.textContent = String(tokens(task.usage));
-      tokenDetail.textContent = task.usage ? `(in ${usage.input_tokens || 0}, out ${usage.output_tokens || 0}, cache ${(usage.cache_creation_input_tokens || 0) + (usage.cache_read_input_tokens || 0)})` : "";
+      const cached = (usage.cache_creation_input_tokens || 0) + (usage.cache_read_input_tokens || 0);
+      tokenDetail.textContent = task.usage
+        ? `(in ${usage.input_tokens || 0}, out ${usage.output_tokens || 0}, cache ${cached})` : "";
       costLine.textContent = cost(task.cost_usd);
       times.textContent = [task.created_at && `created ${new Date(task.created_at).toLocaleString()}`,
         task.ended_at && `ended ${new Date(task.ended_at).toLocaleString()}`].filter(Boolean).join(" · ");
