@@ -26,7 +26,7 @@ from pathlib import Path
 import redis
 
 from core.config import get_settings
-from core.defaults import RESULT_TTL_SECONDS, WORKER_LOG_FORMAT
+from core.defaults import RESULT_TTL_SECONDS, SERVER_SHUTDOWN_GRACE_SECONDS, WORKER_LOG_FORMAT
 from core.exceptions import TarsError
 from core.redis_conn import connect, connect_or_embed
 from core.scrub import install_log_scrubbing
@@ -215,8 +215,9 @@ def serve(settings, with_worker: bool) -> int:
         if keeper:
             keeper.start()
     try:
+        # Open dashboard streams never end by themselves: Ctrl+C closes them after the grace period.
         uvicorn.run(create_app(settings, connection), host=settings.HOST, port=settings.PORT,
-                    log_level=settings.LOG_LEVEL.lower())
+                    log_level=settings.LOG_LEVEL.lower(), timeout_graceful_shutdown=SERVER_SHUTDOWN_GRACE_SECONDS)
     finally:
         if worker_keeper:
             worker = worker_keeper.stop()

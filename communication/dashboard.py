@@ -14,7 +14,6 @@ The streams never block the event loop: Redis is read with short non-blocking ca
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import html
 import json
@@ -76,18 +75,6 @@ router = APIRouter()
 Tasks = Annotated[TaskManager, Depends(get_tasks)]
 
 
-# --- Redis keys (all of the dashboard's, under tars:dashboard:) -------------------------------------------------
-def session_key(token: str) -> str:
-    """Hash of one logged-in browser (csrf, created_at, ip), expiring after SESSION_TTL_SECONDS. The cookie's token
-    is stored only as its SHA-256, so reading Redis (redis-cli KEYS) does not hand out sessions."""
-    return f"tars:dashboard:session:{hashlib.sha256(token.encode()).hexdigest()}"
-
-
-def login_failures_key(address: str) -> str:
-    """Counter of the login attempts from one client address in the current window (expires with the window)."""
-    return f"tars:dashboard:login-failures:{address[:100]}"
-
-
 # --- sessions ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DashboardSession:
@@ -101,7 +88,7 @@ def load_session(request: Request) -> DashboardSession | None:
     token = request.cookies.get(SESSION_COOKIE)
     if not token or len(token) > 200:
         return None
-    key = session_key(token)
+    key = keys.dashboard_session(token)
     fields = {k.decode(): v.decode("utf-8", "replace") for k, v in request.app.state.redis.hgetall(key).items()}
     if not fields.get("csrf"):
         return None
@@ -115,9 +102,9 @@ def load_session(request: Request) -> DashboardSession | None:
 def _new_session(connection: redis.Redis, address: str) -> str:
     token = secrets.token_urlsafe(32)
     with connection.pipeline() as pipe:
-        pipe.hset(session_key(token), mapping={"csrf": secrets.token_urlsafe(32), "created_at": time.time(),
+        pipe.hset(keys.dashboard_session(token), mapping={"csrf": secrets.token_urlsafe(32), "created_at": time.time(),
                                                "ip": address})
-        pipe.expire(session_key(token), SESSION_TTL_SECONDS)
+        pipe.expire(keys.dashboard_session(token), SESSION_TTL_SECONDS)
         pipe.execute()
     return token
 
@@ -180,7 +167,7 @@ def login(request: Request, body: Annotated[bytes, Depends(read_body)]):
     address = _address(request)
     # Every attempt takes a place in the window first (atomically), so parallel guesses cannot slip past the limit;
     # a right password then clears the count.
-    failures = login_failures_key(address)
+    failures = keys.dashboard_login_failures(address)
     with connection.pipeline() as pipe:
         pipe.set(failures, 0, ex=LOGIN_WINDOW_SECONDS, nx=True)
         pipe.incr(failures)

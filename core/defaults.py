@@ -86,3 +86,6 @@ TESTS_PASS_MARKER = " [tests pass]"
 
 EVENT_LOG_MAX_EVENTS = 2000
 """Events kept in a task's stream (task:<id>:events); older ones are trimmed. A 15-minute task sends a few hundred."""
+
+SERVER_SHUTDOWN_GRACE_SECONDS = 5
+"""On Ctrl+C/SIGTERM the server waits this long for open connections (dashboard streams, calls) before closing them."""

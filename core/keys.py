@@ -5,6 +5,8 @@ per-task data lives under `task:<id>:...`; the queue itself is RQ's
 `rq:queue:tars_programming`.
 """
 
+import hashlib
+
 from core.defaults import QUEUE_NAME
 
 RQ_QUEUE = f"rq:queue:{QUEUE_NAME}"
@@ -94,3 +96,14 @@ def task_reaped(task_id: str) -> str:
 def webhook_seen(webhook_id: str) -> str:
     """Set when a signed webhook id was accepted: a replay of the same request within the window is refused."""
     return f"tars:webhook-seen:{webhook_id}"
+
+
+def dashboard_session(token: str) -> str:
+    """Hash of one logged-in dashboard browser (csrf, created_at, ip), expiring after 12 h. The cookie's token is
+    stored only as its SHA-256, so reading Redis (redis-cli KEYS) does not hand out sessions."""
+    return f"tars:dashboard:session:{hashlib.sha256(token.encode()).hexdigest()}"
+
+
+def dashboard_login_failures(address: str) -> str:
+    """Counter of the dashboard login attempts from one client address in the current window (expires with it)."""
+    return f"tars:dashboard:login-failures:{address[:100]}"

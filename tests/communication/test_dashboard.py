@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import threading
 import time
 from pathlib import Path
@@ -19,10 +20,12 @@ from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from communication import dashboard
-from communication.dashboard import (LOGIN_MAX_FAILURES, LOGIN_WINDOW_SECONDS, SESSION_TTL_SECONDS, login_failures_key,
-                                     session_key)
+from communication.dashboard import LOGIN_MAX_FAILURES, LOGIN_WINDOW_SECONDS, SESSION_TTL_SECONDS
+from core.keys import dashboard_login_failures as login_failures_key
+from core.keys import dashboard_session as session_key
 from communication.deps import BAD_CSRF, CROSS_SITE, DASHBOARD_OFF, NOT_LOGGED_IN
 from core import event_log, keys
+from core.defaults import SERVER_SHUTDOWN_GRACE_SECONDS
 from core.redis_conn import free_port
 from tests.communication.test_app import ServerProcess
 from tests.conftest import TEST_CODE
@@ -561,6 +564,27 @@ def test_served_by_main_tars_on_127_0_0_1_with_the_password_from_the_environment
         process.stop()
 
 
+def test_ctrl_c_stops_the_server_even_with_a_dashboard_stream_open(tars_env, tmp_path):
+    process = ServerProcess({**tars_env, "DASHBOARD_PASSWORD": PASSWORD}, free_port(), tmp_path / "server.log")
+    browser = Browser(process)
+    opened = threading.Event()
+
+    def watch():
+        try:
+            with browser.client.stream("GET", "/dashboard/api/overview/stream", timeout=60) as answer:
+                for _ in answer.iter_lines():
+                    opened.set()
+        except httpx.HTTPError:
+            pass  # the server closed it: that is the point
+
+    threading.Thread(target=watch, daemon=True).start()
+    assert opened.wait(20), "the overview stream never sent anything"
+    asked = time.monotonic()
+    process.process.send_signal(signal.SIGINT)
+    assert process.process.wait(SERVER_SHUTDOWN_GRACE_SECONDS + 10) == 0, process.log
+    assert time.monotonic() - asked < SERVER_SHUTDOWN_GRACE_SECONDS + 5  # one Ctrl+C is enough
+
+
 FUZZ = dict(deadline=None, derandomize=True, database=None,
             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 junk = st.text(st.characters(codec="utf-8", exclude_characters="\r\n\x00"), max_size=30)
@@ -590,7 +614,7 @@ def test_garbage_from_a_logged_in_browser_is_never_a_5xx(server, browser, tasks,
             return
         answer = browser.client.request(method, url, params=query, headers=headers,
                                         content=body if method == "POST" else None)
-    except (httpx.InvalidURL, UnicodeError):
+    except (httpx.InvalidURL, httpx.LocalProtocolError, UnicodeError):
         return  # the client could not even send it: nothing reached TARS
     assert answer.status_code < 500, (method, url, query, body, answer.status_code, answer.text[:300])
     if "application/json" in answer.headers.get("content-type", "") and answer.status_code >= 400:
