@@ -311,12 +311,30 @@ def awaiting(tasks, task_id, worker):
         raise AssertionError(f"{exc}; status {tasks.status(task_id)}; worker log:\n{worker.log[-4000:]}") from None
 
 
+TIMELINE_LINE = re.compile(r"^\d\d:\d\d:\d\d  \+\d{2,}:\d\d  (\w+)\s")
+
+
+def check_timeline(command, stdout: str, names_the_task: bool) -> None:
+    """`task log` printed a timeline: one event per line, from `queued`; the documented task's is the whole story
+    (it asked for a code, got it and completed)."""
+    lines = stdout.splitlines()
+    if "--json" in command.argv:
+        types = [json.loads(line)["type"] for line in lines]
+    else:
+        assert all(TIMELINE_LINE.match(line) for line in lines), f"{command.doc}: `{command}` printed:\n{stdout}"
+        types = [TIMELINE_LINE.match(line).group(1) for line in lines]
+    assert types and types[0] == "queued", f"{command.doc}: `{command}` printed:\n{stdout}"
+    if names_the_task:
+        assert types[-1] == "complete" and "confirmation_required" in types and "confirmation_received" in types, \
+            f"{command.doc}: `{command}` printed:\n{stdout}"
+
+
 def test_every_documented_command_runs_against_a_real_worker(tasks, fake_api, projects, start_worker, cli,
                                                             tars_server, redis_client):
     """One story: two tasks that need a code, the documented commands run at the moments they make sense."""
     task_cmds = unique(c for c in PYTHON_COMMANDS if c.argv[1:3] == ("main_tars.py", "task"))
     by_verb = {verb: [c for c in task_cmds if c.argv[3] == verb] for verb in
-               ("start", "status", "list", "cancel", "confirm", "retry")}
+               ("start", "status", "list", "cancel", "confirm", "retry", "log")}
     assert sum(map(len, by_verb.values())) == len(task_cmds), "a task subcommand the check does not run"
     redis_cmds = unique(c for c in COMMANDS if c.program == "redis-cli")
     curl_cmds = unique(c for c in COMMANDS if c.program == "curl")
@@ -330,7 +348,9 @@ def test_every_documented_command_runs_against_a_real_worker(tasks, fake_api, pr
             return  # waits on code: its own xfail above says so
         assert run.returncode == 0, f"{command.doc}: `{command}` failed: {run.stderr}"
         assert "Traceback" not in run.stderr
-        if "--json" in argv:
+        if argv[1] == "log":
+            check_timeline(command, run.stdout, names_the_task=any(map(doccheck.ID_PLACEHOLDER.search, command.argv)))
+        elif "--json" in argv:
             answer = json.loads(run.stdout)
             if argv[1] == "retry":
                 assert answer["retry_of"] == task_id and answer["task_id"] != task_id, answer
@@ -376,6 +396,8 @@ def test_every_documented_command_runs_against_a_real_worker(tasks, fake_api, pr
     wait_until(lambda: not any(s.active for s in tasks.list(limit=100)), timeout=120,
                what="every queued task to end")
     run_all_redis(first, "after the task ended")
+    for command in by_verb["log"]:  # every task has ended: --follow replays the timeline and returns
+        run_task_command(command, first)
     for command in by_verb["retry"]:
         run_task_command(command, first)
     for command in by_verb["status"] + by_verb["list"]:
