@@ -7,6 +7,7 @@ command synopses, Redis key names, setting names, HTTP routes, links and section
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import shlex
 from dataclasses import dataclass
@@ -179,6 +180,18 @@ PLACEHOLDER_PART = r"(?:<[A-Za-z_-]+>|\{[a-z_]+\}|[0-9a-f]{6}|[A-Za-z0-9_.-]+)"
 RQ_KEYS = {"rq:queue:tars_programming": "rq:queue:tars_programming", "rq:job:<id>": "rq:job:" + "\0"}
 
 
+def _template(build, arity: int) -> str:
+    """The key `build` makes, with \\0 where its argument goes; a builder that hashes its argument
+    (keys.dashboard_session) gets the \\0 where the hash goes."""
+    key = build(*["\0"] * arity)
+    if "\0" in key:
+        return key
+    other = build(*["\1"] * arity)
+    head = len(os.path.commonprefix([key, other]))
+    tail = len(os.path.commonprefix([key[head:][::-1], other[head:][::-1]]))
+    return key[:head] + "\0" + key[len(key) - tail:]
+
+
 def key_patterns() -> dict[str, re.Pattern]:
     """Name in core.keys (or RQ's) -> a regex matching how the docs may write that key."""
     from core import keys
@@ -191,7 +204,7 @@ def key_patterns() -> dict[str, re.Pattern]:
             patterns[name] = value
         elif inspect.isfunction(value) and value.__module__ == keys.__name__:
             arity = len(inspect.signature(value).parameters)
-            patterns[name] = value(*["\0"] * arity)
+            patterns[name] = _template(value, arity)
     for name, value in RQ_KEYS.items():
         patterns[f"RQ {name}"] = value
     return {name: re.compile(re.escape(value).replace("\0", PLACEHOLDER_PART) + r"$")
