@@ -257,6 +257,9 @@ class TaskManager:
         if before.status == "queued" and job.get_status() == JobStatus.QUEUED:
             try:
                 job.cancel()
+                # No worker will ever tell its timeline: the cancel ends it here (followers and streams stop).
+                event_log.append(self.redis, job.id, "cancelled", "The task was cancelled before it started.",
+                                 "cancelled")
             except InvalidJobOperation:
                 pass  # a worker took it just now: the cancel key stops it at once
         with self.redis.pipeline() as pipe:

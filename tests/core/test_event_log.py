@@ -101,3 +101,11 @@ def test_the_status_shows_usage_cost_and_files_while_it_runs(tasks, fake_api, st
                          "the sleep to run")
     assert running.status == "running" and running.files_changed == ["a.py"]
     assert sum(running.usage.values()) > 0 and running.cost_usd > 0, (running.usage, running.cost_usd)
+
+
+def test_a_task_cancelled_while_queued_ends_its_timeline(tasks, cli):
+    task_id = tasks.start("Never mind", project_path="later")
+    assert tasks.cancel(task_id).status == "cancelled"
+    assert [e.type for e in tasks.events(task_id)] == ["queued", "cancelled"]
+    followed = cli("task", "log", task_id, "--follow", timeout=20)  # returns at once: the timeline has ended
+    assert followed.returncode == 0 and followed.stdout.splitlines()[-1].split()[2] == "cancelled"
