@@ -278,8 +278,12 @@ def _prepare_checkout(ctx: TaskContext, settings: Settings) -> git_workspace.Tas
     project = ctx.meta["project_path"]
     data = settings.checkouts_dir
     try:
-        if not git_workspace.is_git_url(project):
-            Path(project).mkdir(parents=True, exist_ok=True)
+        if not git_workspace.is_git_url(project) and not Path(project).exists():
+            # `task start` created it on the machine that queued the task: this worker runs elsewhere (or the
+            # folder was deleted). Working in a new empty folder would only look like success.
+            raise TaskFailed(f"The project folder {project} does not exist on this worker's machine "
+                             f"({socket.gethostname()}). Give workers on other machines a git URL as the project, "
+                             "or run a worker where the folder is.")
         try:
             checkout = git_workspace.find(ctx.task_id, data)  # this task ran before (its worker was restarted)
             ctx.log.info("continuing in its checkout %s", checkout.path)

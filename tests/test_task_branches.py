@@ -496,3 +496,13 @@ def test_a_killed_work_horse_still_reports_what_its_branch_holds(tasks, fake_api
     assert ending["message"].endswith(f"Branch tars/{task_id}: 1 commit, 1 file changed (+1 -0), no tests run.")
     assert tasks.status(task_id).status == "failed" and tasks.checkpoints(task_id)[0].message == "Creating saved.py"
     worker.stop()
+
+
+def test_a_local_folder_the_worker_cannot_see_fails_clearly_instead_of_starting_empty(tasks, fake_api, start_worker,
+                                                                                      projects):
+    task_id = tasks.start("Anything", project_path="elsewhere")
+    (projects / "elsewhere").rmdir()  # as on a worker on another machine: the folder is not there
+    run_burst(start_worker)
+    status = ended(tasks, task_id)
+    assert status.status == "failed" and "does not exist on this worker's machine" in status.reason
+    assert "git URL" in status.reason and not (projects / "elsewhere").exists() and fake_api.requests == []
