@@ -53,9 +53,15 @@ def _task_id(value: str) -> str:
 def background_confirmation(body: Body, tasks: Tasks):
     """n8n (or anyone holding the webhook secret) answers a task's confirmation request."""
     answer = parse(ConfirmationBody, body)
-    task_id = _task_id(answer.task_id)
+    return confirm_answer(tasks, _task_id(answer.task_id), answer.code,
+                          "Confirmation code received for task {task_id}.")
+
+
+def confirm_answer(tasks: TaskManager, task_id: str, code: str | int, accepted: str):
+    """A code for a task's pending command as an HTTP answer: 200 accepted (the sentence `accepted`), 403 rejected
+    with attempts_left, 404 no such task, 409 not waiting. The webhook and the dashboard both answer this way."""
     try:
-        tasks.confirm(task_id, answer.code)
+        tasks.confirm(task_id, code)
     except TaskNotFound as exc:
         raise HTTPException(404, str(exc)) from None
     except (TaskNotActive, NotAwaitingConfirmation) as exc:
@@ -63,8 +69,7 @@ def background_confirmation(body: Body, tasks: Tasks):
     except CodeRejected as exc:
         return JSONResponse({"status": "rejected", "task_id": task_id, "attempts_left": exc.attempts_left,
                              "detail": str(exc)}, status_code=403)
-    return {"status": "accepted", "task_id": task_id,
-            "detail": f"Confirmation code received for task {task_id}."}
+    return {"status": "accepted", "task_id": task_id, "detail": accepted.format(task_id=task_id)}
 
 
 @router.post("/api/tasks", status_code=201, openapi_extra=body_schema(StartBody),

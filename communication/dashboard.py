@@ -28,21 +28,20 @@ from urllib.parse import parse_qs
 
 import redis
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from rq import Queue, Worker
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
-from communication.api import StartBody, _task_id, body_schema
+from communication.api import StartBody, _task_id, body_schema, confirm_answer
 from communication.deps import dashboard_csrf, dashboard_session, get_tasks, parse, read_body, same_origin
 from core import event_log, keys
 from core.config import Settings
 from core.confirmations import pending_request
 from core.defaults import QUEUE_NAME
-from core.exceptions import (CodeRejected, InvalidGoal, InvalidProjectPath, NotAwaitingConfirmation, TaskNotActive,
-                             TaskNotFound)
+from core.exceptions import InvalidGoal, InvalidProjectPath, TaskNotActive, TaskNotFound
 from core.task_manager import TaskManager, TaskStatus
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -474,16 +473,5 @@ def retry_task(task_id: str, _: Csrf, tasks: Tasks):
 def confirm_task(task_id: str, _: Csrf, body: Body, tasks: Tasks):
     """Give the code for the task's pending command: 200 accepted, 403 rejected (attempts_left), 409 not waiting."""
     answer = parse(ConfirmBody, body)
-    task_id = _task_id(task_id)
-    try:
-        tasks.confirm(task_id, answer.code)
-    except TaskNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
-    except (TaskNotActive, NotAwaitingConfirmation) as exc:
-        raise HTTPException(409, str(exc)) from None
-    except CodeRejected as exc:
-        return JSONResponse({"status": "rejected", "task_id": task_id, "attempts_left": exc.attempts_left,
-                             "detail": str(exc)}, status_code=403)
-    return {"status": "accepted", "task_id": task_id,
-            "detail": f"Code accepted: task {task_id} runs the command now."}
+    return confirm_answer(tasks, _task_id(task_id), answer.code, "Code accepted: task {task_id} runs the command now.")
 
