@@ -109,3 +109,31 @@ def test_a_task_cancelled_while_queued_ends_its_timeline(tasks, cli):
     assert [e.type for e in tasks.events(task_id)] == ["queued", "cancelled"]
     followed = cli("task", "log", task_id, "--follow", timeout=20)  # returns at once: the timeline has ended
     assert followed.returncode == 0 and followed.stdout.splitlines()[-1].split()[2] == "cancelled"
+
+
+def test_on_a_terminal_follow_shows_a_live_progress_line(tasks, fake_api, start_worker, tars_env):
+    import os
+    import pty
+
+    fake_api.script([edit(command="create", path="a.py", file_text="A = 1\n"), bash("sleep 3"), text("Done.")])
+    task_id = tasks.start("Write a then wait", project_path="tty")
+    start_worker()
+    parent, child = pty.openpty()
+    follower = subprocess.Popen([sys.executable, str(ROOT / "main_tars.py"), "task", "log", task_id, "--follow"],
+                                cwd=ROOT, env=tars_env | {"PATH": os.environ["PATH"]}, stdout=child,
+                                stderr=subprocess.PIPE)
+    os.close(child)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(parent, 4096)
+        except OSError:  # the follower exited and closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert follower.wait(60) == 0
+    text_seen = seen.decode("utf-8", "replace")
+    # While the sleep ran, the line under the timeline was redrawn in place with the live figures.
+    assert "\r\x1b[K" in text_seen and "running · coding · Running: sleep 3" in text_seen and " tokens" in text_seen
+    assert text_seen.rstrip().rsplit("\r\x1b[K", 1)[-1].split()[2] == "complete"  # the line gives way to the end
