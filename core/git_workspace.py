@@ -758,18 +758,24 @@ def cleanup(data_dir: str | Path, older_than_days: float = WORKTREE_RETENTION_DA
     data = Path(data_dir).expanduser().resolve()
     cutoff = time.time() - older_than_days * 86400
     removed = []
+    ours: set[str] = set()  # shadow repositories and clone caches that lost a branch: TARS's own to compact
     records = data / "checkouts"
     for record in sorted(records.glob("*.json")) if records.is_dir() else []:
         task_id = record.stem
         if task_id in keep or record.stat().st_mtime > cutoff:
             continue
         try:
-            _retire(find(task_id, data))
+            checkout = find(task_id, data)
+            _retire(checkout)
         except GitError as exc:
             log.warning("[task %s] cleanup left its checkout: %s", task_id, exc)
             continue
+        if checkout.mode in (SHADOW, CLONE):
+            ours.add(checkout.repo)
         record.unlink(missing_ok=True)
         removed.append(task_id)
+    for repo in sorted(ours):
+        _compact(repo, data)
     folders = data / "worktrees"
     for folder in sorted(folders.iterdir()) if folders.is_dir() else []:
         # A folder without a record: a prepare that crashed half-way. It is TARS's own, so it simply goes.
@@ -784,6 +790,18 @@ def cleanup(data_dir: str | Path, older_than_days: float = WORKTREE_RETENTION_DA
                 log.warning("cleanup could not prune %s: %s", gitdir, exc)
         removed.append(folder.name)
     return removed
+
+
+def _compact(repo: str, data: Path) -> None:
+    """`git gc` in a repository TARS owns (gc.auto is off for every TARS call): objects only retired branches held
+    go, after git's default two-week grace, so a checkpoint being written meanwhile is never pruned. The owner's own
+    repositories are never compacted by TARS."""
+    try:
+        with _locked(data, Path(repo).name):
+            _run(["--git-dir", repo, "gc", "--quiet"], cwd=str(data), what=f"compact {repo}",
+                 timeout=GIT_NETWORK_TIMEOUT_SECONDS)
+    except GitError as exc:
+        log.warning("cleanup could not compact %s: %s", repo, exc)
 
 
 def _orphan_repository(folder: Path) -> str | None:

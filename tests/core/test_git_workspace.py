@@ -497,9 +497,15 @@ def test_cleanup_of_shadow_and_clone_tasks_frees_only_what_is_tars_own(tmp_path,
     long_ago = time.time() - 30 * 86400
     for name in ("5hcl01", "cl0n01"):
         os.utime(data / "checkouts" / f"{name}.json", (long_ago, long_ago))
+    remote_objects = git(tmp_path, "--git-dir", str(remote), "count-objects", "-v")
     assert sorted(gw.cleanup(data, older_than_days=7)) == ["5hcl01", "cl0n01"]
     assert files_of(project) == {"kept.txt": "the owner keeps this\n"}  # the folder is the owner's: untouched
     assert git(tmp_path, "--git-dir", shadow.repo, "for-each-ref") == ""
     assert not Path(clone.worktree).exists() and git(tmp_path, "--git-dir", clone.repo, "branch", "--list") == ""
+    # TARS's own clone cache is compacted (gc.auto is off for its calls): what it keeps ends up in a pack. (The
+    # shadow repository's objects are all unreachable now: git keeps them loose for its two-week grace.)
+    counts = dict(line.split(": ") for line in git(tmp_path, "--git-dir", clone.repo, "count-objects", "-v").splitlines())
+    assert int(counts["packs"]) >= 1 and counts["count"] == "0", counts
+    assert git(tmp_path, "--git-dir", str(remote), "count-objects", "-v") == remote_objects  # not the remote's
     with pytest.raises(GitError, match="cannot name a branch"):
         gw.find("../../etc/passwd", data)
