@@ -3,14 +3,15 @@
     .venv/bin/python -m bench [--quick] [GROUP ...]
 
 Groups: loop (the coding loop in-process), git (what a task's own git checkout costs: prepare, checkpoint,
-summary, in temporary repositories), tasks (= enqueue confirm cache throughput, on real workers), memory,
-voice (runs `python -m bench.voice` as its own process). No group: all of them. --quick uses tiny counts (for the
-smoke test, tests/test_bench.py); its numbers mean nothing. A MISS is a finding, not an error: the exit code is 0
-unless a benchmark could not run.
+summary, in temporary repositories), tasks (= enqueue confirm cache throughput, on real workers), memory, dashboard
+(runs `python -m bench.dashboard`: the web dashboard's SSE streams on a real `main_tars.py serve`, latency and
+Redis load per open tab, with a private Redis of its own), voice (runs `python -m bench.voice` as its own process).
+No group: all of them. --quick uses tiny counts (for the smoke test, tests/test_bench.py); its numbers mean nothing.
+A MISS is a finding, not an error: the exit code is 0 unless a benchmark could not run.
 
 Each module's docstring defines its figures (bench/loop.py, bench/git.py, bench/tasks.py, bench/memory.py,
-bench/voice.py). The machine is shared and noisy: figures are ratios or distributions measured in the same run
-(baseline and TARS interleaved), medians where runs repeat.
+bench/dashboard.py, bench/voice.py). The machine is shared and noisy: figures are ratios or distributions measured
+in the same run (baseline and TARS interleaved), medians where runs repeat.
 """
 
 from __future__ import annotations
@@ -26,14 +27,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import dashboard  # noqa: E402
 from bench import git as git_bench  # noqa: E402
 from bench import loop, memory, tasks  # noqa: E402
 from bench.common import Figure, Rig, machine  # noqa: E402
 
 VOICE_RELAY = "relay overhead per turn (voice)"
 VOICE_WEBHOOK = "/voice webhook latency under load (voice)"
-FIGURE_NAMES = [*loop.NAMES, *git_bench.NAMES, *tasks.NAMES, *memory.NAMES, VOICE_RELAY, VOICE_WEBHOOK]
-GROUPS = ("loop", "git", *tasks.GROUPS, "memory", "voice")
+FIGURE_NAMES = [*loop.NAMES, *git_bench.NAMES, *tasks.NAMES, *memory.NAMES, *dashboard.NAMES, VOICE_RELAY,
+                VOICE_WEBHOOK]
+GROUPS = ("loop", "git", *tasks.GROUPS, "memory", "dashboard", "voice")
 ALIASES = {"tasks": set(tasks.GROUPS)}
 
 
@@ -41,6 +44,21 @@ def start_voice(quick: bool) -> subprocess.Popen:
     args = ["--turns", "10", "--calls", "40", "--concurrency", "5"] if quick else []
     return subprocess.Popen([sys.executable, "-m", "bench.voice", *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+
+def start_dashboard(quick: bool) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bench.dashboard", *(["--quick"] if quick else [])], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def dashboard_figures(process: subprocess.Popen, out=print) -> list[Figure]:
+    stdout, stderr = process.communicate(timeout=900)
+    if process.returncode != 0:
+        raise SystemExit(f"bench: python -m bench.dashboard exited {process.returncode}:\n{stdout}{stderr}")
+    found = dashboard.parse(stdout)
+    for figure in found:
+        out(figure.line())
+    return found
 
 
 def voice(process: subprocess.Popen, out=print) -> list[Figure]:
@@ -86,10 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         print(line, flush=True)
 
     found: list[Figure] = []
-    # --quick runs the voice benchmark (its own process) alongside the others, to stay under a minute; a full run
-    # runs it alone at the end, so that no figure disturbs another.
+    # --quick runs the dashboard and voice benchmarks (their own processes) alongside the others, to stay under a
+    # minute; a full run runs each alone after the others, so that no figure disturbs another.
+    dashboard_process = start_dashboard(True) if args.quick and "dashboard" in wanted else None
     voice_process = start_voice(True) if args.quick and "voice" in wanted else None
-    # git and voice need no Redis: `bench git` alone starts none.
+    # git, dashboard (a private Redis of its own) and voice need no shared Redis: `bench git` alone starts none.
     with Rig() if wanted & {"loop", "memory", *tasks.GROUPS} else nullcontext() as rig:
         if "loop" in wanted:
             found += loop.run(rig, args.quick, out)
@@ -99,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             found += tasks.run(rig, args.quick, wanted & set(tasks.GROUPS), out)
         if "memory" in wanted:
             found += memory.run(rig, args.quick, out)
+    if "dashboard" in wanted:
+        found += dashboard_figures(dashboard_process or start_dashboard(False), out)
     if "voice" in wanted:
         found += voice(voice_process or start_voice(False), out)
     judged = [f for f in found if f.passed is not None]
