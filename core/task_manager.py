@@ -199,11 +199,12 @@ class TaskManager:
     def status(self, task_id: str | None = None) -> TaskStatus:
         return self._status_of(self._job(task_id))
 
-    def _status_of(self, job: Job) -> TaskStatus:
+    def _status_of(self, job: Job, cancel_requested: bool | None = None) -> TaskStatus:
         meta = job.get_meta(refresh=False) or {}
         rq_status = job.get_status(refresh=False)
         result = job.return_value() if rq_status == JobStatus.FINISHED else None
-        cancel_requested = bool(self.redis.exists(keys.task_cancel(job.id)))
+        if cancel_requested is None:
+            cancel_requested = bool(self.redis.exists(keys.task_cancel(job.id)))
         status = derive_status(rq_status, meta, result, cancel_requested)
         reason = (result or {}).get("reason")
         if not reason and status not in ACTIVE and meta.get("phase") in ENDED_PHASES:
@@ -243,8 +244,12 @@ class TaskManager:
             return []
         key = keys.session_tasks(session_id) if session_id else keys.RECENT_TASKS
         ids = [i.decode() for i in self.redis.zrevrange(key, 0, max(0, limit - 1))]
-        jobs = Job.fetch_many(ids, connection=self.redis) if ids else []
-        return [self._status_of(job) for job in jobs if job is not None]
+        jobs = [job for job in (Job.fetch_many(ids, connection=self.redis) if ids else []) if job is not None]
+        with self.redis.pipeline(transaction=False) as pipe:  # one round trip for every cancel flag, not one each
+            for job in jobs:
+                pipe.exists(keys.task_cancel(job.id))
+            cancels = pipe.execute() if jobs else []
+        return [self._status_of(job, bool(cancel)) for job, cancel in zip(jobs, cancels)]
 
     # --- cancel -------------------------------------------------------------------
     def cancel(self, task_id: str, wait: float = CANCEL_GRACE_SECONDS) -> TaskStatus:
