@@ -9,6 +9,13 @@ that address, the right password too, is refused with 429 until the window has p
 The JSON API under /dashboard/api/ is the webhook API's sibling (communication/api.py) with the session instead of
 the webhook secret; two Server-Sent Events streams follow one task's timeline (core/event_log.py) and the overview.
 The streams never block the event loop: Redis is read with short non-blocking calls in the thread pool.
+
+An ended task's branch (core/git_workspace.py) has routes too: its checkpoints and changes, merge, push, rollback
+and discard. They only call TaskManager and turn its refusals into 4xx answers whose `detail` is the sentence:
+404 no such task, 409 still running, 409 with `files` for a merge conflict or a merge blocked by uncommitted
+changes, 409 for any other git refusal (no checkout any more, on another machine, a clone to push rather than
+merge, a rejected push...), 422 for a bad body, a checkpoint that does not exist, or a discard without
+{"confirm": true}.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ import json
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, AsyncIterator
@@ -28,8 +37,8 @@ from urllib.parse import parse_qs
 
 import redis
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 from rq import Queue, Worker
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -37,11 +46,12 @@ from starlette.staticfiles import StaticFiles
 
 from communication.api import StartBody, _task_id, body_schema, confirm_answer
 from communication.deps import dashboard_csrf, dashboard_session, get_tasks, parse, read_body, same_origin
-from core import event_log, keys
+from core import event_log, git_workspace, keys
 from core.config import Settings
 from core.confirmations import pending_request
 from core.defaults import QUEUE_NAME
-from core.exceptions import InvalidGoal, InvalidProjectPath, TaskNotActive, TaskNotFound
+from core.exceptions import (GitError, InvalidGoal, InvalidProjectPath, MergeBlocked, MergeConflict, TaskNotActive,
+                             TaskNotFound)
 from core.task_manager import TaskManager, TaskStatus
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -69,6 +79,8 @@ SECURITY_HEADERS = {
 WRONG_PASSWORD = "Wrong password."
 LOGIN_ELSEWHERE = "This login did not come from the dashboard's own page, so it was refused."
 NO_TASK_RESPONSES = {401: {}, 404: {}}
+BRANCH_READ_RESPONSES = {401: {}, 404: {}, 409: {}}
+BRANCH_CHANGE_RESPONSES = {401: {}, 403: {}, 404: {}, 409: {}, 413: {}, 422: {}}
 
 router = APIRouter()
 Tasks = Annotated[TaskManager, Depends(get_tasks)]
@@ -475,3 +487,110 @@ def confirm_task(task_id: str, _: Csrf, body: Body, tasks: Tasks):
     answer = parse(ConfirmBody, body)
     return confirm_answer(tasks, _task_id(task_id), answer.code, "Code accepted: task {task_id} runs the command now.")
 
+
+# --- an ended task's branch (TaskManager.checkpoints, changes, merge, push, rollback, discard) ---------------------
+class RollbackBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to: StrictInt | None = Field(None, ge=0, description="the checkpoint to go back to (0: before the task; "
+                                                          "null: the one before the latest)")
+
+
+class DiscardBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    confirm: StrictBool = Field(False, description="true: the owner agreed that the task's work is deleted for good")
+
+
+@contextmanager
+def _branch_refusals() -> Iterator[None]:
+    """TaskManager's refusals as HTTP answers with its sentence: 404 no such task, 409 still running or git said
+    no (MergeConflict and MergeBlocked, which carry files, are answered by the merge route itself)."""
+    try:
+        yield
+    except TaskNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except (TaskNotActive, GitError) as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
+@router.get("/dashboard/api/tasks/{task_id}/checkpoints", responses=BRANCH_READ_RESPONSES)
+def task_checkpoints(task_id: str, _: Session, tasks: Tasks):
+    """An ended task's checkpoints, oldest first: [{number, sha, message, tests_passed, committed_at}] (0, the state
+    before the task, is not listed); 409 while it runs or once its checkout is gone."""
+    with _branch_refusals():
+        return [asdict(point) for point in tasks.checkpoints(_task_id(task_id))]
+
+
+@router.get("/dashboard/api/tasks/{task_id}/changes", responses=BRANCH_READ_RESPONSES)
+def task_changes(task_id: str, _: Session, tasks: Tasks):
+    """What an ended task's branch holds: git_workspace.summary (task_id, mode, path, branch, base, start_branch,
+    commits, files with added/removed, diffstat, tests_passed, uncommitted) and `sentence`, the owner's summary."""
+    with _branch_refusals():
+        info = tasks.changes(_task_id(task_id))
+    # No test run at the end here: only a marked checkpoint says the tests pass (as record_abandoned_end words it).
+    return {**info, "sentence": git_workspace.describe({**info, "tests_passed": info["tests_passed"] or None})}
+
+
+@router.post("/dashboard/api/tasks/{task_id}/merge", responses=BRANCH_CHANGE_RESPONSES)
+def merge_task(task_id: str, _: Csrf, tasks: Tasks):
+    """Merge an ended task's branch into the branch it started from (worktree mode): the MergeResult (kind, branch,
+    commit, files, tree_updated, message) and `detail`, the sentence. 409 with `files` on a conflict or when the
+    owner's uncommitted changes touch those files (nothing changed either way)."""
+    with _branch_refusals():
+        try:
+            merged = tasks.merge(_task_id(task_id))
+        except (MergeConflict, MergeBlocked) as exc:
+            return JSONResponse({"detail": str(exc), "files": list(exc.files)}, status_code=409)
+    return {**asdict(merged), "detail": merged.message}
+
+
+@router.post("/dashboard/api/tasks/{task_id}/push", responses=BRANCH_CHANGE_RESPONSES)
+def push_task(task_id: str, _: Csrf, tasks: Tasks):
+    """Push an ended task's branch to origin under its own name (never forced): {status: "pushed", detail}."""
+    with _branch_refusals():
+        sentence = tasks.push(_task_id(task_id))
+    return {"status": "pushed", "detail": sentence}
+
+
+@router.post("/dashboard/api/tasks/{task_id}/rollback", openapi_extra=body_schema(RollbackBody),
+             responses=BRANCH_CHANGE_RESPONSES)
+def rollback_task(task_id: str, _: Csrf, body: Body, tasks: Tasks):
+    """{"to": N or null}: reset an ended task's branch and files to checkpoint N (0: before the task; null: the one
+    before the latest); the checkpoint it went back to and `detail`. 422 for a checkpoint it does not have."""
+    to = parse(RollbackBody, body).to
+    task_id = _task_id(task_id)
+    with _branch_refusals():
+        try:
+            point = tasks.rollback(task_id, to)
+        except GitError as exc:
+            if to is not None and _has_fewer_checkpoints(tasks, task_id, to):
+                raise HTTPException(422, str(exc)) from None
+            raise
+    if point.number == 0:
+        sentence = f"Task {task_id} is rolled back to before it started."
+    else:
+        sentence = f"Task {task_id} is rolled back to checkpoint {point.number}: {point.message.rstrip('.')}."
+    return {**asdict(point), "detail": sentence}
+
+
+def _has_fewer_checkpoints(tasks: TaskManager, task_id: str, to: int) -> bool:
+    """After a refused rollback: was it because checkpoint `to` does not exist (the request's fault, 422)?"""
+    try:
+        return to > len(tasks.checkpoints(task_id))
+    except (TaskNotFound, TaskNotActive, GitError):
+        return False
+
+
+@router.post("/dashboard/api/tasks/{task_id}/discard", openapi_extra=body_schema(DiscardBody),
+             responses=BRANCH_CHANGE_RESPONSES)
+def discard_task(task_id: str, _: Csrf, body: Body, tasks: Tasks):
+    """{"confirm": true}: delete an ended task's worktree and branch (a plain folder: put it back as it was before
+    the task); {status: "discarded", detail}. Without the confirmation 422, and nothing is deleted."""
+    confirmed = parse(DiscardBody, body or b"{}").confirm
+    task_id = _task_id(task_id)
+    with _branch_refusals():
+        if not confirmed:
+            tasks.task_checkout(task_id, "discard it")  # no such task, still running, gone: say that first
+            raise HTTPException(422, f"Discarding task {task_id} deletes its branch and all its work for good; "
+                                     'send {"confirm": true} to go ahead. Nothing was deleted.')
+        sentence = tasks.discard(task_id)
+    return {"status": "discarded", "detail": sentence}

@@ -1,5 +1,6 @@
 /* The TARS dashboard: hash routing (#/ the task list, #/task/<id> one task), two Server-Sent Events streams
-   (the overview and one task's timeline), no framework and no build step.
+   (the overview and one task's timeline), no framework and no build step. An ended task's page has a Branch
+   panel: its checkpoints and diffstat, and merge, push, roll back and discard.
    Every piece of data reaches the page through textContent or attributes, never innerHTML. */
 "use strict";
 
@@ -287,6 +288,35 @@
     const retryButton = h("button", { type: "button", testid: "retry-button", text: "Retry", hidden: true,
       onclick: retry });
     const actionError = h("p", { class: "error", role: "alert" });
+    // The Branch panel: only once the task has ended and has a branch (core/git_workspace.py).
+    let branchLoaded = false, branchSerial = 0, branchCount = null;
+    const branchSentence = h("p", { testid: "branch-summary" });
+    const branchProblem = h("p", { class: "muted", testid: "branch-unavailable", hidden: true });
+    const checkpointList = h("ol", { class: "checkpoints", testid: "checkpoint-list" });
+    const diffstat = h("pre", { class: "diffstat", testid: "branch-diffstat" });
+    const noDiff = h("p", { class: "muted", text: "No files changed since the task started.", hidden: true });
+    const mergeButton = h("button", { type: "button", class: "primary", testid: "merge-button", hidden: true,
+      text: "Merge", title: "merge the branch into the branch the task started from", onclick: merge });
+    const pushButton = h("button", { type: "button", class: "primary", testid: "push-button", hidden: true,
+      text: "Push", title: "push the branch to origin", onclick: push });
+    const rollbackSelect = h("select", { id: "rollback-to", name: "rollback-to", testid: "rollback-select" });
+    const rollbackButton = h("button", { type: "button", testid: "rollback-button", text: "Roll back",
+      onclick: rollback });
+    const discardButton = h("button", { type: "button", class: "danger", testid: "discard-button",
+      text: "Discard", onclick: discard });
+    const branchButtons = [mergeButton, pushButton, rollbackButton, discardButton];
+    const deliverRow = h("div", { class: "actions", hidden: true }, mergeButton, pushButton);
+    const branchResult = h("p", { testid: "branch-result", role: "status", hidden: true });
+    const branchBody = h("div", { hidden: true },
+      branchSentence,
+      h("h3", { text: "Checkpoints" }), checkpointList,
+      h("h3", { text: "Changes" }), diffstat, noDiff,
+      deliverRow,
+      h("div", { class: "actions rollback" },
+        h("label", { for: "rollback-to", class: "sr", text: "Roll back to" }), rollbackSelect, rollbackButton),
+      h("div", { class: "actions" }, discardButton));
+    const branchPanel = h("section", { class: "card branch", testid: "branch-panel", hidden: true },
+      h("h2", { text: "Branch" }), branchProblem, branchBody, branchResult);
     const timeline = h("ol", { class: "timeline", testid: "timeline" });
     const noEvents = h("p", { class: "muted", text: "No events yet." });
     const missing = h("p", { class: "error", role: "alert", hidden: true });
@@ -309,6 +339,7 @@
           outcomeTerm, outcome, summaryTerm, summary),
         h("div", { class: "actions" }, cancelButton, retryButton),
         actionError),
+      branchPanel,
       h("section", { class: "card" }, h("h2", { text: "Files changed" }), files),
       h("section", { class: "card" }, h("h2", { text: "Timeline" }), noEvents, timeline)));
 
@@ -320,7 +351,7 @@
       phase.textContent = task.phase || "";
       progress.textContent = task.progress || "";
       projectLine.textContent = task.project_path || "";
-      const points = task.checkpoints || 0;
+      const points = branchCount !== null ? branchCount : task.checkpoints || 0; // after a rollback: what it has now
       branch.textContent = task.branch ? `${task.branch} (${points} checkpoint${points === 1 ? "" : "s"})` : "not yet";
       const usage = task.usage || {};
       tokenCount.textContent = String(tokens(task.usage));
@@ -358,7 +389,101 @@
       const active = ACTIVE.has(task.status);
       cancelButton.hidden = !active;
       retryButton.hidden = active;
+      branchPanel.hidden = active || !task.branch;
+      if (!branchPanel.hidden && !branchLoaded) {
+        branchLoaded = true;
+        loadBranch();
+      }
     }
+
+    // --- the Branch panel ---------------------------------------------------------------------------------
+    function checkpointRow(point) {
+      return h("li", { testid: "checkpoint-row", "data-number": point.number },
+        h("span", { class: "number", text: `#${point.number}` }),
+        h("span", { class: "message", text: point.message }),
+        point.tests_passed ? h("span", { class: "badge status-complete", testid: "tests-pass", text: "tests pass" })
+          : null,
+        h("span", { class: "sha mono muted small", title: point.sha, text: String(point.sha || "").slice(0, 10) }));
+    }
+
+    function shortened(text, most) {
+      const flat = String(text || "").replace(/\s+/g, " ").trim();
+      return flat.length > most ? flat.slice(0, most - 1) + "…" : flat;
+    }
+
+    async function loadBranch() {
+      const serial = ++branchSerial;
+      const [points, changes] = await Promise.all([api("GET", `tasks/${id}/checkpoints`),
+        api("GET", `tasks/${id}/changes`)]);
+      if (stopped || serial !== branchSerial) return;
+      if (!points.ok || !changes.ok || !Array.isArray(points.data)) {
+        // Gone (discarded, cleaned up), on another machine...: the sentence says which.
+        branchProblem.textContent = detail(points.ok ? changes : points);
+        branchProblem.hidden = false;
+        branchBody.hidden = true;
+        return;
+      }
+      const list = points.data, info = changes.data;
+      branchProblem.textContent = "";
+      branchProblem.hidden = true;
+      branchBody.hidden = false;
+      branchSentence.textContent = info.sentence || "";
+      checkpointList.replaceChildren(...(list.length ? list.map(checkpointRow)
+        : [h("li", { class: "muted", text: "No checkpoints: the task changed nothing." })]));
+      diffstat.textContent = info.diffstat || "";
+      diffstat.hidden = !info.diffstat;
+      noDiff.hidden = Boolean(info.diffstat);
+      mergeButton.hidden = info.mode !== "worktree";
+      pushButton.hidden = info.mode !== "clone";
+      deliverRow.hidden = mergeButton.hidden && pushButton.hidden; // a plain folder: nothing to deliver
+      const chosen = rollbackSelect.value;
+      rollbackSelect.replaceChildren(h("option", { value: "0", text: "0 · before the task" }),
+        ...list.map((point) => h("option", { value: String(point.number),
+          text: `${point.number} · ${shortened(point.message, 60)}${point.tests_passed ? " (tests pass)" : ""}` })));
+      // The one before the latest, as the CLI's default; else what was chosen before, while it still exists.
+      const keep = chosen !== "" && Number(chosen) <= list.length && rollbackSelect.dataset.touched;
+      rollbackSelect.value = keep ? chosen : String(Math.max(list.length - 1, 0));
+      branchCount = list.length;
+      if (current) render(current);
+    }
+
+    function showBranchAnswer(answer) {
+      branchResult.hidden = false;
+      branchResult.className = answer.ok ? "ok" : "error";
+      branchResult.textContent = detail(answer);
+    }
+
+    async function branchAction(button, path, body) {
+      for (const node of branchButtons) node.disabled = true;
+      const label = button.textContent;
+      button.textContent = label + "…";
+      branchResult.hidden = true;
+      const answer = await api("POST", `tasks/${id}/${path}`, body);
+      button.textContent = label;
+      for (const node of branchButtons) node.disabled = false;
+      if (stopped) return;
+      showBranchAnswer(answer);
+      await loadBranch();
+      refresh();
+    }
+
+    function merge() {
+      return branchAction(mergeButton, "merge");
+    }
+
+    function push() {
+      return branchAction(pushButton, "push");
+    }
+
+    function rollback() {
+      return branchAction(rollbackButton, "rollback", { to: Number(rollbackSelect.value) || 0 });
+    }
+
+    function discard() {
+      if (!window.confirm(`Discard task ${id}? Its branch and all its work are deleted for good.`)) return;
+      return branchAction(discardButton, "discard", { confirm: true });
+    }
+    rollbackSelect.addEventListener("change", () => { rollbackSelect.dataset.touched = "1"; });
 
     async function refresh() {
       if (stopped) return;

@@ -1,7 +1,8 @@
 """The web dashboard (communication/dashboard.py, communication/static/): its login, its JSON API and its two
 Server-Sent Events streams, against the real app under uvicorn (ServerThread) or a real `python main_tars.py`
 process, on the suite's Redis; tasks that really run, wait for a code or get cancelled come from real worker
-processes and the fake Anthropic API.
+processes and the fake Anthropic API. An ended task's branch routes (checkpoints, changes, merge, push, rollback,
+discard) run real git on owner repositories built as in tests/test_task_branches.py.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import hypothesis
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
+from rq.job import Job
 
 from communication import dashboard
 from communication.dashboard import LOGIN_MAX_FAILURES, LOGIN_WINDOW_SECONDS, SESSION_TTL_SECONDS
@@ -29,7 +31,8 @@ from core.defaults import SERVER_SHUTDOWN_GRACE_SECONDS
 from core.redis_conn import free_port
 from tests.communication.test_app import ServerProcess
 from tests.conftest import TEST_CODE
-from tests.fakes.anthropic_api import bash, edit, text
+from tests.fakes.anthropic_api import bash, edit, repeat, text
+from tests.test_task_branches import bare_remote, ended, git, owner_repo, owner_state, run_burst
 from tests.waiting import wait_until
 
 PASSWORD = "correct-horse-battery"
@@ -38,7 +41,10 @@ TESTIDS = ["login-password", "login-submit", "login-error", "task-list", "task-r
            "new-task-project", "new-task-submit", "workers-panel", "queue-length", "task-page", "task-goal",
            "task-phase", "task-progress", "task-files", "task-tokens", "task-cost", "timeline", "timeline-event",
            "confirm-panel", "confirm-command", "confirm-reason", "confirm-code", "confirm-submit", "confirm-result",
-           "cancel-button", "retry-button", "back-link", "logout-button"]
+           "cancel-button", "retry-button", "back-link", "logout-button", "branch-panel", "checkpoint-row",
+           "branch-diffstat", "merge-button", "push-button", "rollback-select", "rollback-button", "discard-button",
+           "branch-result"]
+BRANCH_POSTS = (("merge", None), ("push", None), ("rollback", {"to": 0}), ("discard", {"confirm": True}))
 
 
 @pytest.fixture
@@ -280,7 +286,7 @@ def dashboard_routes(app) -> list[tuple[str, str]]:
 def test_every_dashboard_api_route_needs_a_session(server, tasks, redis_client):
     task_id = tasks.start("Build a calculator")
     routes = dashboard_routes(server.app)
-    assert len(routes) == 12, routes
+    assert len(routes) == 18, routes
     before = stored(redis_client)
     for method, path in routes:
         url = server.url + path.replace("{task_id}", task_id)
@@ -311,7 +317,7 @@ def test_a_state_change_without_the_sessions_csrf_token_is_a_403_and_changes_not
     before = stored(redis_client)
     for path, body in (("tasks", {"goal": "Delete everything"}), (f"tasks/{task_id}/cancel", None),
                        (f"tasks/{ended}/retry", None), (f"tasks/{task_id}/confirm", {"code": TEST_CODE}),
-                       ("/logout", None)):
+                       *((f"tasks/{ended}/{action}", body) for action, body in BRANCH_POSTS), ("/logout", None)):
         answer = browser.post(path, body, csrf=None, **headers)
         assert answer.status_code == 403, (path, answer.text)
         assert answer.json() == {"detail": expected}
@@ -407,7 +413,9 @@ def test_invalid_starts_and_unknown_tasks_are_4xx_with_the_sentence(browser, pro
         for answer in (browser.get(f"tasks/{task_id}"), browser.get(f"tasks/{task_id}/events"),
                        browser.get(f"tasks/{task_id}/stream"), browser.post(f"tasks/{task_id}/cancel"),
                        browser.post(f"tasks/{task_id}/retry"),
-                       browser.post(f"tasks/{task_id}/confirm", {"code": TEST_CODE})):
+                       browser.post(f"tasks/{task_id}/confirm", {"code": TEST_CODE}),
+                       browser.get(f"tasks/{task_id}/checkpoints"), browser.get(f"tasks/{task_id}/changes"),
+                       *(browser.post(f"tasks/{task_id}/{action}", body) for action, body in BRANCH_POSTS)):
             assert answer.status_code == 404, (task_id, answer.request.url, answer.text)
             assert answer.json()["detail"].startswith("There is no task")
     assert browser.get("tasks?limit=0").status_code == 422 and browser.get("tasks?limit=201").status_code == 422
@@ -525,6 +533,249 @@ def test_the_overview_is_sent_again_after_a_quiet_while(browser, monkeypatch):
         events = [next(stream) for _ in range(3)]
     assert [e["event"] for e in events] == ["overview"] * 3
     assert time.monotonic() - started < 5
+
+
+# --- an ended task's branch: real git, real workers ------------------------------------------------------------
+
+def worktree_of(tasks, task_id) -> Path:
+    return Path(Job.fetch(task_id, connection=tasks.redis).get_meta()["checkout"]["path"])
+
+
+@pytest.mark.usefixtures("private_git")
+def test_an_ended_tasks_checkpoints_and_changes_are_listed_and_it_rolls_back(browser, tasks, fake_api, start_worker,
+                                                                             projects):
+    repo = owner_repo(projects / "calc", {"calc.py": "def add(a, b):\n    return a - b\n",
+                                          "test_calc.py": "from calc import add\n\n\ndef test_add():\n"
+                                                          "    assert add(2, 2) == 4\n"})
+    before = owner_state(repo)
+    fake_api.script([edit(command="create", path="NOTES.md", file_text="plan: fix add\n"),
+                     edit(command="str_replace", path="calc.py", old_str="a - b", new_str="a + b"),
+                     bash("python -m pytest -q"), text("Fixed add.")])
+    task_id = browser.post("tasks", {"goal": "Fix add", "project_path": "calc"}).json()["task_id"]
+    run_burst(start_worker)
+    assert ended(tasks, task_id).status == "complete"
+    assert browser.task(task_id)["branch"] == f"tars/{task_id}"
+
+    listed = browser.get(f"tasks/{task_id}/checkpoints")
+    assert listed.status_code == 200, listed.text
+    points = listed.json()
+    assert [set(p) for p in points] == [{"number", "sha", "message", "tests_passed", "committed_at"}] * 2
+    assert [(p["number"], p["message"], p["tests_passed"]) for p in points] == [
+        (1, "Creating NOTES.md", False), (2, "Editing calc.py", True)]
+    assert [p["sha"] for p in points] == git(repo, "rev-list", "--reverse", f"{before['head']}..tars/{task_id}"
+                                             ).splitlines()
+    assert all(abs(p["committed_at"] - time.time()) < 300 for p in points)
+
+    changes = browser.get(f"tasks/{task_id}/changes")
+    assert changes.status_code == 200, changes.text
+    info = changes.json()
+    assert (info["mode"], info["branch"], info["base"], info["start_branch"], info["commits"]) == (
+        "worktree", f"tars/{task_id}", before["head"], "main", 2)
+    assert sorted((f["path"], f["added"], f["removed"]) for f in info["files"]) == [("NOTES.md", 1, 0),
+                                                                                   ("calc.py", 1, 1)]
+    assert "2 files changed, 2 insertions(+), 1 deletion(-)" in info["diffstat"] and " calc.py " in info["diffstat"]
+    assert info["tests_passed"] is True and info["uncommitted"] is False
+    assert info["sentence"] == f"Branch tars/{task_id}: 2 commits, 2 files changed (+2 -1), tests pass."
+
+    worktree = worktree_of(tasks, task_id)
+    for body in ({"to": -1}, {"to": "1"}, {"to": True}, {"to": 1.5}, {"to": 1, "extra": 1}, [], None):
+        refused = browser.post(f"tasks/{task_id}/rollback", body)
+        assert refused.status_code == 422, (body, refused.text)
+        assert refused.json()["detail"].startswith("The body is not valid")
+    missing = browser.post(f"tasks/{task_id}/rollback", {"to": 5})
+    assert missing.status_code == 422
+    assert missing.json() == {"detail": f"Task {task_id} has checkpoints 1 to 2; there is no checkpoint 5 to roll "
+                                        "back to."}
+    assert git(repo, "rev-parse", f"tars/{task_id}") == points[1]["sha"]  # nothing moved
+
+    back = browser.post(f"tasks/{task_id}/rollback", {})  # no "to": one checkpoint back
+    assert back.status_code == 200, back.text
+    assert back.json() == {**points[0], "detail": f"Task {task_id} is rolled back to checkpoint 1: Creating "
+                                                  "NOTES.md."}
+    assert (worktree / "calc.py").read_text().endswith("a - b\n") and (worktree / "NOTES.md").exists()
+    assert [p["number"] for p in browser.get(f"tasks/{task_id}/checkpoints").json()] == [1]
+
+    start = browser.post(f"tasks/{task_id}/rollback", {"to": 0})
+    assert start.status_code == 200, start.text
+    assert start.json() == {"number": 0, "sha": before["head"], "message": "the state before the task",
+                            "tests_passed": False, "committed_at": 0,
+                            "detail": f"Task {task_id} is rolled back to before it started."}
+    assert not (worktree / "NOTES.md").exists() and git(repo, "rev-parse", f"tars/{task_id}") == before["head"]
+    assert browser.get(f"tasks/{task_id}/checkpoints").json() == []
+    emptied = browser.get(f"tasks/{task_id}/changes").json()
+    assert (emptied["commits"], emptied["files"], emptied["diffstat"]) == (0, [], "")
+    assert owner_state(repo) == before  # the owner's repository saw none of it
+
+
+@pytest.mark.usefixtures("private_git")
+def test_merge_fast_forwards_the_owners_repo_and_a_blocked_or_conflicting_merge_changes_nothing(
+        browser, tasks, fake_api, start_worker, projects):
+    repo = owner_repo(projects / "site", {"index.html": "<h1>Hello</h1>\n"})
+    fake_api.script([edit(command="str_replace", path="index.html", old_str="Hello", new_str="Hello from TARS"),
+                     text("Changed the heading.")], match="Change the heading")
+    fake_api.script([edit(command="str_replace", path="index.html", old_str="Hello", new_str="Good morning"),
+                     text("Changed the greeting.")], match="Change the greeting")
+    first = browser.post("tasks", {"goal": "Change the heading", "project_path": "site"}).json()["task_id"]
+    second = browser.post("tasks", {"goal": "Change the greeting", "project_path": "site"}).json()["task_id"]
+    run_burst(start_worker)
+    assert (ended(tasks, first).status, ended(tasks, second).status) == ("complete", "complete")
+
+    # The owner is editing the file the task changed: refused with that file, nothing changed.
+    (repo / "index.html").write_text("<h1>Hello, owner at work</h1>\n")
+    before = owner_state(repo)
+    blocked = browser.post(f"tasks/{first}/merge")
+    assert blocked.status_code == 409, blocked.text
+    assert blocked.json()["files"] == ["index.html"]
+    assert blocked.json()["detail"].startswith("Your uncommitted changes to index.html in ")
+    assert blocked.json()["detail"].endswith("commit or stash them, then merge again. Nothing was changed.")
+    assert owner_state(repo) == before
+
+    git(repo, "checkout", "--", "index.html")
+    before = owner_state(repo)
+    merged = browser.post(f"tasks/{first}/merge")
+    assert merged.status_code == 200, merged.text
+    tip = git(repo, "rev-parse", f"tars/{first}")
+    assert merged.json() == {"kind": "fast-forward", "branch": "main", "commit": tip, "files": ["index.html"],
+                             "tree_updated": True,
+                             "message": f"Merged task {first} into main (fast-forward, 1 file); your checked-out "
+                                        "copy is updated.",
+                             "detail": f"Merged task {first} into main (fast-forward, 1 file); your checked-out "
+                                       "copy is updated."}
+    assert git(repo, "rev-parse", "main") == tip and (repo / "index.html").read_text() == "<h1>Hello from TARS</h1>\n"
+    assert git(repo, "status", "--porcelain") == ""
+    again = browser.post(f"tasks/{first}/merge")
+    assert again.status_code == 200 and again.json()["kind"] == "up-to-date"
+    assert again.json()["detail"] == f"main already has all of task {first}'s work."
+
+    # The second task changed the same line from the same start: a conflict, nothing changed.
+    before = owner_state(repo)
+    second_tip = git(repo, "rev-parse", f"tars/{second}")
+    conflict = browser.post(f"tasks/{second}/merge")
+    assert conflict.status_code == 409, conflict.text
+    assert conflict.json() == {"detail": f"Task {second}'s branch tars/{second} conflicts with main in index.html; "
+                                         "nothing was changed.", "files": ["index.html"]}
+    assert owner_state(repo) == before and git(repo, "rev-parse", f"tars/{second}") == second_tip
+    assert not (repo / ".git" / "MERGE_HEAD").exists()
+    pushed = browser.post(f"tasks/{second}/push")  # the owner's repository has no origin
+    assert pushed.status_code == 409 and "has no remote called origin" in pushed.json()["detail"]
+
+
+@pytest.mark.usefixtures("private_git")
+def test_discard_needs_confirm_and_nothing_changes_without_the_csrf_token(server, browser, tasks, fake_api,
+                                                                           start_worker, projects):
+    repo = owner_repo(projects / "tool", {"tool.py": "pass\n"})
+    before = owner_state(repo)
+    fake_api.script([edit(command="create", path="extra.py", file_text="x = 1\n"), text("Added extra.")])
+    task_id = browser.post("tasks", {"goal": "Add extra", "project_path": "tool"}).json()["task_id"]
+    run_burst(start_worker)
+    assert ended(tasks, task_id).status == "complete"
+    worktree = worktree_of(tasks, task_id)
+    tip = git(repo, "rev-parse", f"tars/{task_id}")
+    info = browser.get(f"tasks/{task_id}/changes").json()
+    assert info["tests_passed"] is False  # no checkpoint is marked: the sentence does not call the tests failing
+    assert info["sentence"] == f"Branch tars/{task_id}: 1 commit, 1 file changed (+1 -0), no tests run."
+
+    def unchanged():
+        assert owner_state(repo) == before and git(repo, "rev-parse", f"tars/{task_id}") == tip
+        assert (worktree / "extra.py").read_text() == "x = 1\n"
+
+    for headers, expected in (({}, BAD_CSRF), ({"X-CSRF-Token": "wrong"}, BAD_CSRF),
+                              ({"X-CSRF-Token": Browser(server).csrf}, BAD_CSRF),
+                              ({"X-CSRF-Token": browser.csrf, "Origin": "https://evil.example"}, CROSS_SITE)):
+        for action, body in (*BRANCH_POSTS, ("rollback", None)):
+            answer = browser.post(f"tasks/{task_id}/{action}", body, csrf=None, **headers)
+            assert answer.status_code == 403 and answer.json() == {"detail": expected}, (action, headers, answer.text)
+    unchanged()
+
+    asked = f"Discarding task {task_id} deletes its branch and all its work for good; send {{\"confirm\": true}} " \
+            "to go ahead. Nothing was deleted."
+    for body in (None, {}, {"confirm": False}):
+        answer = browser.post(f"tasks/{task_id}/discard", body)
+        assert answer.status_code == 422 and answer.json() == {"detail": asked}, (body, answer.text)
+    for body in ({"confirm": "yes"}, {"confirm": 1}, {"confirm": True, "force": True}, []):
+        answer = browser.post(f"tasks/{task_id}/discard", body)
+        assert answer.status_code == 422 and answer.json()["detail"].startswith("The body is not valid"), body
+    unchanged()
+
+    gone = browser.post(f"tasks/{task_id}/discard", {"confirm": True})
+    assert gone.status_code == 200, gone.text
+    assert gone.json() == {"status": "discarded",
+                           "detail": f"Discarded task {task_id}: its worktree and branch tars/{task_id} are gone."}
+    assert not worktree.exists() and f"tars/{task_id}" not in git(repo, "branch", "--list")
+    assert owner_state(repo) == before
+    no_checkout = f"Task {task_id} has no checkout: it was never prepared, or it was discarded."
+    for answer in (browser.get(f"tasks/{task_id}/checkpoints"), browser.get(f"tasks/{task_id}/changes"),
+                   *(browser.post(f"tasks/{task_id}/{action}", body) for action, body in BRANCH_POSTS)):
+        assert answer.status_code == 409 and answer.json() == {"detail": no_checkout}, answer.request.url
+    assert browser.task(task_id)["status"] == "complete"  # the task itself is still there
+
+
+@pytest.mark.usefixtures("private_git")
+def test_the_branch_routes_answer_409_while_the_task_runs(browser, tasks, fake_api, start_worker, projects):
+    never = tasks.start("Cancelled before any worker runs")  # (no worker yet: none can take it)
+    tasks.cancel(never)
+    refused = browser.get(f"tasks/{never}/checkpoints")
+    assert refused.status_code == 409
+    assert refused.json() == {"detail": f"Task {never} has no branch: it ended before a worker prepared its "
+                                        "checkout."}
+
+    repo = owner_repo(projects / "busy", {"x.py": "X = 1\n"})
+    fake_api.script([edit(command="create", path="y.py", file_text="Y = 1\n"), bash("sleep 30"),
+                     repeat(text("done"))])
+    task_id = browser.post("tasks", {"goal": "Work slowly", "project_path": "busy"}).json()["task_id"]
+    start_worker()
+    wait_until(lambda: tasks.status(task_id).checkpoints == 1, 60, "the first checkpoint")
+    tip = git(repo, "rev-parse", f"tars/{task_id}")
+    for answer in (browser.get(f"tasks/{task_id}/checkpoints"), browser.get(f"tasks/{task_id}/changes"),
+                   *(browser.post(f"tasks/{task_id}/{action}", body) for action, body in BRANCH_POSTS),
+                   browser.post(f"tasks/{task_id}/discard", {})):
+        assert answer.status_code == 409, (answer.request.url, answer.text)
+        said = answer.json()["detail"]
+        assert said.startswith(f"Task {task_id} is still running; ") and "once it has ended" in said, said
+    assert git(repo, "rev-parse", f"tars/{task_id}") == tip and (worktree_of(tasks, task_id) / "y.py").exists()
+    browser.post(f"tasks/{task_id}/cancel")
+    assert ended(tasks, task_id).status == "cancelled"
+    # Cancelled, its work is on its branch, ready to look at.
+    assert [p["message"] for p in browser.get(f"tasks/{task_id}/checkpoints").json()] == ["Creating y.py"]
+
+
+@pytest.mark.usefixtures("private_git")
+def test_a_plain_folder_task_has_nothing_to_merge_and_a_clone_task_pushes(browser, tasks, fake_api, start_worker,
+                                                                          projects, tmp_path):
+    folder = projects / "plain"
+    folder.mkdir()
+    (folder / "data.txt").write_text("original\n")
+    remote = bare_remote(tmp_path)
+    fake_api.script([edit(command="str_replace", path="data.txt", old_str="original", new_str="changed"),
+                     text("Changed data.")], match="Change the data")
+    fake_api.script([edit(command="str_replace", path="server.py", old_str="PORT = 80", new_str="PORT = 8080"),
+                     text("Moved the port.")], match="Move the port")
+    plain = browser.post("tasks", {"goal": "Change the data", "project_path": "plain"}).json()["task_id"]
+    cloned = browser.post("tasks", {"goal": "Move the port", "project_path": f"file://{remote}"}).json()["task_id"]
+    run_burst(start_worker)
+    assert (ended(tasks, plain).status, ended(tasks, cloned).status) == ("complete", "complete")
+
+    info = browser.get(f"tasks/{plain}/changes").json()
+    assert info["mode"] == "shadow" and info["commits"] == 1
+    assert info["sentence"].startswith("Changed in place: 1 commit, 1 file changed (+1 -1)")
+    merged = browser.post(f"tasks/{plain}/merge")
+    assert merged.status_code == 200, merged.text
+    assert merged.json()["kind"] == "kept" and merged.json()["files"] == []
+    assert merged.json()["detail"].endswith(f"so task {plain}'s changes are already in place there; there is "
+                                            "nothing to merge.")
+    nothing = browser.post(f"tasks/{plain}/push")
+    assert nothing.status_code == 409 and nothing.json()["detail"].endswith("has nothing to push.")
+    back = browser.post(f"tasks/{plain}/rollback", {"to": 0})
+    assert back.status_code == 200 and (folder / "data.txt").read_text() == "original\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["data.txt"]  # nothing of TARS's in the owner's folder
+
+    assert browser.get(f"tasks/{cloned}/changes").json()["mode"] == "clone"
+    refused = browser.post(f"tasks/{cloned}/merge")
+    assert refused.status_code == 409 and "push its branch" in refused.json()["detail"]
+    pushed = browser.post(f"tasks/{cloned}/push")
+    assert pushed.status_code == 200, pushed.text
+    assert pushed.json() == {"status": "pushed", "detail": f"Pushed tars/{cloned} to file://{remote}."}
+    assert git(remote, "show", f"tars/{cloned}:server.py") == "PORT = 8080"
 
 
 # --- the files, and garbage ----------------------------------------------------------------------------------------
