@@ -124,7 +124,7 @@ def test_no_documented_operation_answers_5xx_or_stores_a_refused_request(server,
     authenticated = auth == "shared secret"
     session = requests.Session()
 
-    @hypothesis.settings(max_examples=300, **FUZZ)  # ~27 operations: every one gets cases
+    @hypothesis.settings(max_examples=300, **FUZZ)  # ~33 operations: every one gets cases
     @given(case=cases)
     def run(case):
         before = stored(redis_client)
