@@ -17,6 +17,7 @@ from playwright.sync_api import Page, expect
 from tests.browser.conftest import DASHBOARD_PASSWORD
 from tests.conftest import TEST_CODE
 from tests.fakes.anthropic_api import bash, delay, edit, text
+from tests.waiting import wait_until
 
 # the chromium install (first run on a fresh machine) happens in this test's setup, and the story is long
 pytestmark = pytest.mark.timeout(600)
@@ -171,6 +172,17 @@ def test_owner_logs_in_answers_a_confirmation_cancels_a_task_and_it_fits_a_phone
     expect(event(page, "complete")).to_have_count(1)
     expect(page.get_by_test_id("task-page").get_by_test_id("task-status")).to_have_text("complete")
     page.screenshot(path=images / "dashboard.png", full_page=True)
+
+    # its Branch panel (a plain folder: checkpoints in a shadow repository) rolls it back to before the task
+    expect(page.get_by_test_id("branch-panel")).to_be_visible()
+    expect(page.get_by_test_id("checkpoint-row")).to_have_count(2)
+    expect(page.get_by_test_id("branch-diffstat")).to_contain_text("notes.md")
+    page.get_by_test_id("rollback-select").select_option("0")
+    page.get_by_test_id("rollback-button").click()
+    expect(page.get_by_test_id("branch-result")).to_contain_text("rolled back to before it started")
+    wait_until(lambda: (projects / "cleanup" / "old.txt").exists(), 10, "old.txt back on disk")
+    assert not (projects / "cleanup" / "notes.md").exists()
+    assert (projects / "cleanup" / "old.txt").read_text() == "stale\n"
 
     # 4. at phone size (390 x 844, same session) neither the list nor a task page scrolls sideways
     phone = new_page(storage_state=page.context.storage_state(), **PHONE)
