@@ -75,6 +75,11 @@ def confirm_answer(tasks: TaskManager, task_id: str, code: str | int, accepted: 
 @router.post("/api/tasks", status_code=201, openapi_extra=body_schema(StartBody),
              responses={401: {}, 413: {}, 422: {}})
 def start_task(body: Body, tasks: Tasks):
+    return start_answer(tasks, body)
+
+
+def start_answer(tasks: TaskManager, body: bytes) -> dict:
+    """A StartBody started as a task: {task_id}, or 422 with the reason (the webhook API and the dashboard)."""
     request = parse(StartBody, body)
     try:
         task_id = tasks.start(request.goal, request.project_path, verbose_updates=request.verbose_updates)

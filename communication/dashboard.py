@@ -44,14 +44,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
-from communication.api import StartBody, _task_id, body_schema, confirm_answer
+from communication.api import StartBody, _task_id, body_schema, confirm_answer, start_answer
 from communication.deps import dashboard_csrf, dashboard_session, get_tasks, parse, read_body, same_origin
 from core import event_log, git_workspace, keys
 from core.config import Settings
 from core.confirmations import pending_request
 from core.defaults import QUEUE_NAME
-from core.exceptions import (GitError, InvalidGoal, InvalidProjectPath, MergeBlocked, MergeConflict, TaskNotActive,
-                             TaskNotFound)
+from core.exceptions import GitError, MergeBlocked, MergeConflict, TaskNotActive, TaskNotFound
 from core.task_manager import TaskManager, TaskStatus
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -450,12 +449,7 @@ def workers(_: Session, tasks: Tasks):
              responses={401: {}, 403: {}, 404: {}, 413: {}, 422: {}})
 def start_task(_: Csrf, body: Body, tasks: Tasks):
     """Start a task: {goal, project_path?, verbose_updates?} -> 201 {task_id}."""
-    request = parse(StartBody, body)
-    try:
-        task_id = tasks.start(request.goal, request.project_path, verbose_updates=request.verbose_updates)
-    except (InvalidGoal, InvalidProjectPath) as exc:
-        raise HTTPException(422, str(exc)) from None
-    return {"task_id": task_id}
+    return start_answer(tasks, body)
 
 
 @router.post("/dashboard/api/tasks/{task_id}/cancel", responses={401: {}, 403: {}, 404: {}, 409: {}})

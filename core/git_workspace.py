@@ -348,20 +348,27 @@ def _prepare_clone(task_id: str, url: str, data: Path) -> TaskCheckout:
                         start_branch=default.removeprefix("refs/remotes/origin/"), data_dir=str(data))
 
 
-def _create_cache(url: str, cache: Path) -> None:
-    """A bare repository with origin = url, fetched once; built aside and renamed, so a failed clone leaves nothing."""
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    building = cache.with_name(f"{cache.name}.building-{os.getpid()}")
+@contextmanager
+def _built_aside(target: Path, what: str) -> Iterator[_Git]:
+    """git in a new bare repository made under a temporary name beside target and renamed to target once the
+    caller's set-up succeeded: a failure half-way (a clone that cannot fetch) leaves nothing behind."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    building = target.with_name(f"{target.name}.building-{os.getpid()}")
     shutil.rmtree(building, ignore_errors=True)
-    what = f"clone {_redact(url)}"
     try:
-        _run(["init", "--quiet", "--bare", str(building)], cwd=str(cache.parent), what=what)
-        git = _Git(str(building))
-        git("remote", "add", "origin", url, what=what)
-        git("fetch", "--quiet", "origin", what=what, timeout=GIT_NETWORK_TIMEOUT_SECONDS)
-        os.rename(building, cache)
+        _run(["init", "--quiet", "--bare", str(building)], cwd=str(target.parent), what=what)
+        yield _Git(str(building))
+        os.rename(building, target)
     finally:
         shutil.rmtree(building, ignore_errors=True)
+
+
+def _create_cache(url: str, cache: Path) -> None:
+    """A bare repository with origin = url, fetched once."""
+    what = f"clone {_redact(url)}"
+    with _built_aside(cache, what) as git:
+        git("remote", "add", "origin", url, what=what)
+        git("fetch", "--quiet", "origin", what=what, timeout=GIT_NETWORK_TIMEOUT_SECONDS)
 
 
 def _shadow_index(git_dir: str, task_id: str) -> str:
@@ -388,18 +395,10 @@ def _prepare_shadow(task_id: str, folder: Path, data: Path) -> TaskCheckout:
 
 
 def _create_shadow(git_dir: Path, folder: Path) -> None:
-    git_dir.parent.mkdir(parents=True, exist_ok=True)
-    building = git_dir.with_name(f"{git_dir.name}.building-{os.getpid()}")
-    shutil.rmtree(building, ignore_errors=True)
     what = f"create the shadow repository for {folder}"
-    try:
-        _run(["init", "--quiet", "--bare", str(building)], cwd=str(git_dir.parent), what=what)
-        git = _Git(str(building))
+    with _built_aside(git_dir, what) as git:
         git("config", "core.bare", "false", what=what)
         git("config", "tars.project", str(folder), what=what)  # which folder this shadows, for a person looking
-        os.rename(building, git_dir)
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
 
 
 # --- checkpoints and rollback -------------------------------------------------------------------------------------
