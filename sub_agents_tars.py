@@ -56,15 +56,20 @@ def spoken_digits(text: object) -> str:
 
 
 def spoken_task_id(text: object) -> str:
-    """'a seven f three' / 'alpha 7 foxtrot 3' / '#A7F3' → 'a7f3' (hex characters only)."""
+    """'a seven f three' / 'alpha 7 foxtrot 3' / '#A7F3' / '403be0' → 'a7f3'… (hex characters only)."""
     out = []
-    for word in re.findall(r"[a-z]+|\d", str(text).lower()):
-        if word in LETTER_WORDS:
-            out.append(LETTER_WORDS[word])
-        elif word in DIGIT_WORDS:
-            out.append(DIGIT_WORDS[word])
-        elif re.fullmatch(r"[0-9a-f]+", word):
-            out.append(word)
+    for token in re.findall(r"[a-z0-9]+", str(text).lower()):
+        # A typed id is taken as written: read word by word, the "be" of "403be0" would become "b".
+        if re.fullmatch(r"[0-9a-f]*\d[0-9a-f]*", token):
+            out.append(token)
+            continue
+        for word in re.findall(r"[a-z]+|\d", token):
+            if word in LETTER_WORDS:
+                out.append(LETTER_WORDS[word])
+            elif word in DIGIT_WORDS:
+                out.append(DIGIT_WORDS[word])
+            elif re.fullmatch(r"[0-9a-f]+", word):
+                out.append(word)
     return "".join(out)
 
 

@@ -59,6 +59,17 @@ def test_spoken_codes_become_digits():
     assert spoken_digits("6283#") == "6283"
 
 
+def test_task_ids_are_read_from_typed_spoken_or_nato_forms():
+    assert spoken_task_id("a seven f three") == "a7f3"
+    assert spoken_task_id("alpha 7 foxtrot 3") == "a7f3"
+    assert spoken_task_id("#A7F3") == "a7f3"
+    # typed ids keep letters that are also words ("be", "ee", "ad"): CI once turned 403be0 into 403b0
+    assert spoken_task_id("403be0") == "403be0"
+    assert spoken_task_id("task ee12c4") == "ee12c4"
+    assert spoken_task_id("b e e 1") == "bee1"
+    assert spoken_task_id("be 1") == "b1"
+
+
 def test_partial_or_misheard_task_ids_find_the_callers_task(voice, tasks):
     first = started_id(voice.call("start_autonomous_coding", {"goal": "One"}))
     assert spoken_task_id(" ".join(first)) == first
