@@ -68,6 +68,10 @@ def test_task_ids_are_read_from_typed_spoken_or_nato_forms():
     assert spoken_task_id("task ee12c4") == "ee12c4"
     assert spoken_task_id("b e e 1") == "bee1"
     assert spoken_task_id("be 1") == "b1"
+    for n in range(4096):  # 4096 ids spread over the 6-hex-digit space read back typed, spelled out, or cut to 4
+        task_id = f"{n * 2654435761 % 16**6:06x}"
+        assert spoken_task_id(task_id) == spoken_task_id(" ".join(task_id)) == task_id
+        assert spoken_task_id(task_id[:4]) == task_id[:4]
 
 
 def test_partial_or_misheard_task_ids_find_the_callers_task(voice, tasks):
