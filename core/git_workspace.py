@@ -534,7 +534,10 @@ def describe(info: dict) -> str:
     counts = (f"{commits} commit{'s' if commits != 1 else ''}, {len(files)} file{'s' if len(files) != 1 else ''} "
               f"changed (+{added} -{removed})")
     tests = {True: "tests pass", False: "tests failing", None: "no tests run"}[info.get("tests_passed")]
-    if info.get("mode") == SHADOW:
+    if not commits and not files:  # nothing done, or everything rolled back
+        sentence = "Nothing changed in place: no checkpoints." if info.get("mode") == SHADOW \
+            else f"Branch {info.get('branch')}: no commits, nothing changed."
+    elif info.get("mode") == SHADOW:
         sentence = f"Changed in place: {counts}, {tests}; roll back with: python main_tars.py task rollback " \
                    f"{info.get('task_id')} --to 0."
     else:

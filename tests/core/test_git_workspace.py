@@ -135,6 +135,7 @@ def test_rollback_restores_a_checkpoint_with_untracked_files_gone_and_the_owner_
     assert gw.rollback(task).number == 0  # the default: the one before the latest; 0 is the start
     assert files_of(Path(task.path)) == {"a.txt": "alpha\n", "b.txt": "beta\n"}
     assert gw.checkpoints(task) == []
+    assert gw.describe(gw.summary(task)) == "Branch tars/ro11ba: no commits, nothing changed."
     with pytest.raises(GitError, match="has no checkpoints; there is no checkpoint 3"):
         gw.rollback(task, to=3)
     assert owner_state(repo) == before
@@ -352,10 +353,14 @@ def test_a_plain_folder_gets_checkpoints_and_rollback_with_nothing_inside_it(tmp
     assert gw.rollback(task, to=1).message == "v1"
     assert files_of(project) == {**original, "app.py": "v1\n"}
     assert gw.summary(task)["files"] == [{"path": "app.py", "added": 1, "removed": 0}]
+    assert gw.describe(gw.summary(task)).startswith("Changed in place: 1 commit, 1 file changed (+1 -0), tests ")
     assert gw.merge(task).kind == "kept"
     with pytest.raises(GitError, match="is not a git repository, so task 5had0w has nothing to push"):
         gw.push(task)
     assert not (project / ".git").exists()
+    gw.rollback(task, to=0)
+    assert gw.describe(gw.summary(task)) == "Nothing changed in place: no checkpoints."  # no "roll back with" left
+    assert files_of(project) == original
     assert "Put " in gw.discard(task)
     assert files_of(project) == original
     assert sorted(os.listdir(project)) == ["node_modules", "notes.txt"]
