@@ -57,7 +57,10 @@ def phone(voice):
         clients.append(client)
         client.setup(call_sid, caller)
         if caller == OWNER:
-            wait_until(lambda: call_sid in server.app.state.voice.calls, what="the call to be set up")
+            # the server holds the call in memory first, then registers it in Redis (where workers look)
+            hub = server.app.state.voice
+            wait_until(lambda: call_sid in hub.calls and hub.sessions.redis.exists(keys.call(call_sid)),
+                       what="the call to be set up")
         return client
 
     yield call
