@@ -71,4 +71,4 @@ def test_blocking_waits_longer_than_five_seconds_are_not_cut_short(redis_server)
     client = connect(redis_server.url)
     began = time.monotonic()
     assert client.blmove("tars:test:latch", "tars:test:latch", 6, "RIGHT", "LEFT") is None
-    assert 5.9 < time.monotonic() - began < 7  # redis-py 8's default read timeout (5 s) would retry it
+    assert 5.9 < time.monotonic() - began < 9  # redis-py 8's default read timeout (5 s) would retry it

@@ -541,7 +541,7 @@ def test_fast(tmp_path) -> None:
         for c in commands:
             classify(c, tmp_path)
     per_call = (time.perf_counter() - start) / (50 * len(commands))
-    assert per_call < 0.005  # typically well under 1 ms; loose bound for slow CI
+    assert per_call < 0.02  # typically well under 1 ms; the bound only catches a pathological regression
 
 
 # --------------------------------------------------------------------------- properties
