@@ -130,7 +130,9 @@ def _address(request: Request) -> str:
 
 # --- pages ---------------------------------------------------------------------------------------------------
 def _page(name: str, status: int = 200, headers: dict | None = None, **slots: str) -> HTMLResponse:
+    # every page's <!--head--> gets the <head> lines they all share (static/head.html)
     text = (STATIC_DIR / name).read_text(encoding="utf-8")
+    text = text.replace("<!--head-->\n", (STATIC_DIR / "head.html").read_text(encoding="utf-8"), 1)
     for slot, value in slots.items():
         text = text.replace(slot, value)
     return HTMLResponse(text, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})

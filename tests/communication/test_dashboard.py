@@ -794,7 +794,8 @@ def test_the_static_files_are_served_locally_and_nothing_else_is(server):
     assert not re.search(r"\.(innerHTML|outerHTML)\b|insertAdjacentHTML|document\.write", texts["app.js"])
     shown = texts["app.js"] + texts["index.html"] + texts["login.html"]
     assert not [tid for tid in TESTIDS if f'"{tid}"' not in shown], "a stable data-testid went missing"
-    assert 'name="viewport"' in texts["index.html"] and "max-width: 700px" in texts["style.css"]
+    assert all("<!--head-->\n" in texts[page] for page in ("index.html", "login.html", "disabled.html"))
+    assert 'name="viewport"' in httpx.get(f"{server.url}/").text and "max-width: 700px" in texts["style.css"]
 
 
 def test_served_by_main_tars_on_127_0_0_1_with_the_password_from_the_environment(tars_env, tmp_path, fake_api,
