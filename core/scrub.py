@@ -28,7 +28,8 @@ class Scrubber:
         return self._pattern.sub(REDACTED, value) if self._pattern else value
 
     def value(self, value: Any, depth: int = 0) -> Any:
-        """A JSON-safe, scrubbed deep copy of ``value`` (other objects become their str())."""
+        """A JSON-safe, scrubbed deep copy of ``value`` (other objects become their str()). Keys are kept: they are
+        the record's field names, and a secret that happens to be a word ("test") must not rename them."""
         if isinstance(value, str):
             return self.text(value)
         if value is None or isinstance(value, (bool, int)):
@@ -38,7 +39,7 @@ class Scrubber:
         if depth > 20:
             return REDACTED
         if isinstance(value, Mapping):
-            return {self.text(str(k)): self.value(v, depth + 1) for k, v in value.items()}
+            return {str(k): self.value(v, depth + 1) for k, v in value.items()}
         if isinstance(value, (list, tuple, set, frozenset)):
             return [self.value(v, depth + 1) for v in value]
         return self.text(str(value))

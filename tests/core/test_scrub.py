@@ -55,5 +55,13 @@ def test_log_records_are_scrubbed_whatever_logger_and_however_formatted(caplog):
 def test_the_scrubber_handles_nested_values_and_overlapping_secrets():
     scrubber = Scrubber(["abcd", "abcdef", "no", None])  # too short and non-string values are ignored
     assert scrubber.text("xabcdefx abcd no") == f"x{REDACTED}x {REDACTED} no"
-    assert scrubber.value({"k": ["abcd", 1, None, {"abcd": 2.5}]}) == {"k": [REDACTED, 1, None, {REDACTED: 2.5}]}
+    assert scrubber.value({"k": ["abcd", 1, None, {"x": 2.5}]}) == {"k": [REDACTED, 1, None, {"x": 2.5}]}
+
+
+def test_a_secret_that_is_a_word_never_renames_a_records_fields():
+    # an API key "test" (a local stand-in for Anthropic) once turned the result's tests_passed into "[redacted]s_passed"
+    scrubber = Scrubber(["test"])
+    result = {"tests_passed": True, "test_command": "pytest", "git": {"tests_passed": True}}
+    assert scrubber.value(result) == {"tests_passed": True, "test_command": "py" + REDACTED,
+                                      "git": {"tests_passed": True}}
     assert not Scrubber([]) and Scrubber([]).text("abcd") == "abcd"
