@@ -20,6 +20,7 @@ apply to them.
 from __future__ import annotations
 
 import fcntl
+import fnmatch
 import hashlib
 import json
 import logging
@@ -48,6 +49,12 @@ WORKTREE, CLONE, SHADOW = "worktree", "clone", "shadow"
 
 # Caches and build output never go into a checkpoint (the owner's repository is not told: this is our config only).
 CHECKPOINT_IGNORE = Path(__file__).with_name("checkpoint.gitignore")
+_IGNORED = [line.strip() for line in CHECKPOINT_IGNORE.read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+GENERATED_DIRS = frozenset(line.rstrip("/") for line in _IGNORED if line.endswith("/"))
+"""Folder names that checkpoints never commit (from checkpoint.gitignore); nor are they 'files the task changed'."""
+GENERATED_FILES = re.compile("|".join(fnmatch.translate(line) for line in _IGNORED if not line.endswith("/")))
+"""File names that checkpoints never commit (the other lines of checkpoint.gitignore)."""
 _CONFIG = ("-c", f"core.excludesFile={CHECKPOINT_IGNORE}", "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgSign=false", "-c", "gc.auto=0",
            "-c", "maintenance.auto=false", "-c", "advice.detachedHead=false", "-c", "core.quotePath=false",
            "-c", "init.defaultBranch=main")

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.exceptions import InvalidProjectPath, ToolError, WorkspaceUnusable
+from core.git_workspace import GENERATED_DIRS, GENERATED_FILES
 
 OUTPUT_LIMIT = 10 * 1024  # bytes of tool output given back to the model
 
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
-SNAPSHOT_SKIP = frozenset({".git", "node_modules", ".venv", "__pycache__"})
+SNAPSHOT_SKIP = GENERATED_DIRS | {".git"}  # caches a test run writes are not files the task changed
 SNAPSHOT_MAX_FILES = 5000
 EDITOR_COMMANDS = ("view", "create", "str_replace", "insert")
 SNIPPET_LINES = 4              # context lines around an edit, as in Anthropic's reference editor
@@ -364,6 +365,8 @@ class Workspace:
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames[:] = sorted(d for d in dirnames if d not in SNAPSHOT_SKIP)  # sorted: same order both times
             for name in sorted(filenames):
+                if GENERATED_FILES.match(name):
+                    continue
                 full = os.path.join(dirpath, name)
                 try:
                     info = os.lstat(full)

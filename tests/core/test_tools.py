@@ -632,6 +632,10 @@ def test_files_changed_reported_for_bash_and_editor(ws, project):
     result = ws.bash("mkdir -p pkg && echo new > pkg/new.txt && echo more >> old.txt && echo x > .git/HEAD")
     assert result.files_changed == ["old.txt", "pkg/new.txt"]
     assert ws.bash("cat old.txt").files_changed == []
+    # what a test run leaves behind is not the task's work (the same list checkpoints leave out)
+    caches = ws.bash("mkdir -p .pytest_cache/v __pycache__ sub/node_modules && touch .pytest_cache/v/ids "
+                     "__pycache__/a.cpython-311.pyc b.pyc .coverage sub/node_modules/x.js sub/kept.js")
+    assert caches.files_changed == ["sub/kept.js"]
 
     assert edit(ws, command="create", path="pkg/made.py", file_text="x\n").files_changed == ["pkg/made.py"]
     assert edit(ws, command="str_replace", path="pkg/made.py", old_str="x", new_str="y").files_changed == \
