@@ -310,6 +310,7 @@ class Checkpoints:
         self.ctx = ctx
         self.checkout = checkout
         self.failed = False  # warn the owner once, not at every step
+        self.latest = 0      # the number of the latest checkpoint told
 
     def __call__(self, sentence: str, tests_passed: bool) -> None:
         try:
@@ -321,10 +322,13 @@ class Checkpoints:
                 self.ctx.event("checkpoint_failed", f"Could not save a checkpoint: {exc}")
             return
         if point is not None:
-            passed = " (tests pass)" if point.tests_passed else ""
+            if point.number == self.latest:  # no new files: the latest checkpoint got the tests-pass marker
+                message = f"Checkpoint {point.number}: tests pass on it"
+            else:
+                message = f"Checkpoint {point.number}: {point.message}" + (" (tests pass)" if point.tests_passed else "")
+            self.latest = point.number
             self.ctx.update_meta(checkpoints=point.number)
-            self.ctx.event("checkpoint", f"Checkpoint {point.number}: {point.message}{passed}", number=point.number,
-                           sha=point.sha, tests_passed=point.tests_passed)
+            self.ctx.event("checkpoint", message, number=point.number, sha=point.sha, tests_passed=point.tests_passed)
 
     def finish(self, result: AgentResult, auto_merge: bool) -> dict | None:
         """The last checkpoint, the branch's summary and, for a green task with AUTO_MERGE, its merge or push."""

@@ -168,6 +168,9 @@ def test_checkpoints_are_listed_and_rolled_back_from_the_cli(tasks, fake_api, st
     assert subjects[:2] == [f"tars({task_id}): Editing calc.py [tests pass]", f"tars({task_id}): Creating NOTES.md"]
     assert status.result["git"]["tests_passed"] is True and status.checkpoints == 2
     assert status.result["changes"].endswith("tests pass.")
+    told = [e.message for e in tasks.events(task_id) if e.type == "checkpoint"]
+    assert told == ["Checkpoint 1: Creating NOTES.md", "Checkpoint 2: Editing calc.py",
+                    "Checkpoint 2: tests pass on it"]  # pytest's run changed no file: checkpoint 2 is marked
     shown = cli("task", "checkpoints", task_id)
     assert "tests pass" in shown.stdout.splitlines()[1] and "Creating NOTES.md" in shown.stdout.splitlines()[0]
 
