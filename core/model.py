@@ -9,6 +9,7 @@ ships a deterministic model with its code.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import signal
 import ssl
@@ -169,12 +170,16 @@ def warm_up() -> Turn:
     transport = httpx2.MockTransport(lambda request: httpx2.Response(200, json=_WARM_UP_REPLY))
     client = anthropic.Anthropic(api_key="warm-up", base_url="http://warm-up.invalid", max_retries=0,
                                  http_client=anthropic.DefaultHttpxClient(transport=transport))
+    http_log = logging.getLogger("httpx2")  # its "POST http://warm-up.invalid" line would puzzle whoever reads the log
+    level = http_log.level
+    http_log.setLevel(logging.WARNING)
     try:
         model = AnthropicModel.__new__(AnthropicModel)
         model.name, model.max_tokens, model.client, model._calling = "warm-up", 16, client, False
         turn = model.query(system=[{"type": "text", "text": "x"}],
                            tools=[{"name": "bash", "type": "bash_20250124"}], messages=[{"role": "user", "content": "x"}])
     finally:
+        http_log.setLevel(level)
         client.close()
     anthropic.DefaultHttpxClient(verify=TLS_CONTEXT).close()  # its transport imports the HTTP stack lazily
     return turn
