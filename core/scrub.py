@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping
 
 REDACTED = "[redacted]"
 MIN_SECRET_LENGTH = 4  # a 4-digit CONFIRMATION_CODE must be redacted too
+FIELD_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")  # a record's own keys ("tests_passed"), left as they are
 
 
 class Scrubber:
@@ -28,8 +29,8 @@ class Scrubber:
         return self._pattern.sub(REDACTED, value) if self._pattern else value
 
     def value(self, value: Any, depth: int = 0) -> Any:
-        """A JSON-safe, scrubbed deep copy of ``value`` (other objects become their str()). Keys are kept: they are
-        the record's field names, and a secret that happens to be a word ("test") must not rename them."""
+        """A JSON-safe, scrubbed deep copy of ``value`` (other objects become their str()). Keys are scrubbed too,
+        except field names (snake_case): a secret that happens to be a word ("test") must not rename them."""
         if isinstance(value, str):
             return self.text(value)
         if value is None or isinstance(value, (bool, int)):
@@ -39,7 +40,8 @@ class Scrubber:
         if depth > 20:
             return REDACTED
         if isinstance(value, Mapping):
-            return {str(k): self.value(v, depth + 1) for k, v in value.items()}
+            return {k if isinstance(k, str) and FIELD_NAME.match(k) else self.text(str(k)): self.value(v, depth + 1)
+                    for k, v in value.items()}
         if isinstance(value, (list, tuple, set, frozenset)):
             return [self.value(v, depth + 1) for v in value]
         return self.text(str(value))

@@ -55,7 +55,8 @@ def test_log_records_are_scrubbed_whatever_logger_and_however_formatted(caplog):
 def test_the_scrubber_handles_nested_values_and_overlapping_secrets():
     scrubber = Scrubber(["abcd", "abcdef", "no", None])  # too short and non-string values are ignored
     assert scrubber.text("xabcdefx abcd no") == f"x{REDACTED}x {REDACTED} no"
-    assert scrubber.value({"k": ["abcd", 1, None, {"x": 2.5}]}) == {"k": [REDACTED, 1, None, {"x": 2.5}]}
+    assert scrubber.value({"k": ["abcd", 1, None, {"abcd": 2.5, "x-abcd": 1}]}) == \
+        {"k": [REDACTED, 1, None, {"abcd": 2.5, f"x-{REDACTED}": 1}]}  # a snake_case key is a field name
 
 
 def test_a_secret_that_is_a_word_never_renames_a_records_fields():
