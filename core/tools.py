@@ -630,6 +630,12 @@ class Workspace:
         shown = self._display(target)
         if target == self.root or target.is_dir():
             raise ToolError(f"{shown} is a directory; give a file path to create.")
+        if target.is_file():
+            try:
+                if self._read_text(target) == text:  # not a change: the task's "files changed" must agree with git
+                    return ToolResult(f"File already has this content, left as it was: {shown}")
+            except (ToolError, OSError, UnicodeError):
+                pass  # unreadable as text: write it as asked
         existed = self._write_text(target, text, create_dirs=True)
         verb = "overwritten" if existed else "created"
         return ToolResult(f"File {verb} successfully at: {shown}", files_changed=[shown])

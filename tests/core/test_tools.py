@@ -81,6 +81,10 @@ def test_create_overwrites_an_existing_file(ws, project):
     result = edit(ws, command="create", path="notes.txt", file_text="new\n")
     assert not result.is_error and "overwritten" in result.output
     assert (project / "notes.txt").read_text() == "new\n"
+    before = (project / "notes.txt").stat().st_mtime_ns
+    again = edit(ws, command="create", path="notes.txt", file_text="new\n")  # the same content: not a change
+    assert not again.is_error and "already has this content" in again.output and again.files_changed == []
+    assert (project / "notes.txt").stat().st_mtime_ns == before
 
 
 def test_str_replace_edits_and_shows_a_snippet(ws, project):
