@@ -418,12 +418,36 @@ def _fingerprint(view: dict) -> str:
     return json.dumps(steady, sort_keys=True, default=str)
 
 
+class SharedOverview:
+    """The overview read from Redis at most once a check, however many tabs watch it (each tab read it itself)."""
+
+    def __init__(self) -> None:
+        self.view: dict | None = None
+        self.read_at = float("-inf")
+        self.lock = asyncio.Lock()
+
+    async def get(self, tasks: TaskManager) -> dict:
+        async with self.lock:  # tabs that ask meanwhile wait for this read instead of making their own
+            if time.monotonic() - self.read_at >= OVERVIEW_CHECK_SECONDS * 0.9:
+                self.view = await run_in_threadpool(overview, tasks)
+                self.read_at = time.monotonic()
+            return self.view
+
+
+def _shared_overview(request: Request) -> SharedOverview:
+    state = request.app.state
+    if not hasattr(state, "dashboard_overview"):
+        state.dashboard_overview = SharedOverview()
+    return state.dashboard_overview
+
+
 async def _overviews(request: Request, tasks: TaskManager) -> AsyncIterator[str]:
     yield "retry: 3000\n\n"
+    shared = _shared_overview(request)
     sent, last_sent = None, float("-inf")
     while not await request.is_disconnected():
         try:
-            view = await run_in_threadpool(overview, tasks)
+            view = await shared.get(tasks)
         except redis.RedisError:
             return
         now, fingerprint = time.monotonic(), _fingerprint(view)

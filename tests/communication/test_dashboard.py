@@ -7,6 +7,7 @@ discard) run real git on owner repositories built as in tests/test_task_branches
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
@@ -523,6 +524,24 @@ def test_the_overview_stream_shows_new_tasks_and_workers_as_they_come(browser, t
 
     listed = browser.get("workers").json()
     assert listed["queue_length"] == 0 and [w["name"] for w in listed["workers"]] == [item["name"]]
+
+
+def test_many_open_tabs_read_the_overview_from_redis_as_often_as_one(browser, redis_client, tasks):
+    for i in range(5):
+        tasks.start(f"Task {i}")
+
+    def commands_while_open(tabs: int, seconds: float = 3.0) -> int:
+        with contextlib.ExitStack() as stack:
+            streams = [sse(stack.enter_context(browser.client.stream("GET", "/dashboard/api/overview/stream")))
+                       for _ in range(tabs)]  # kept: a dropped iterator closes its response
+            for events in streams:
+                assert next(e for e in events if "event" in e)["event"] == "overview"
+            before = redis_client.info("stats")["total_commands_processed"]
+            time.sleep(seconds)
+            return redis_client.info("stats")["total_commands_processed"] - before
+
+    one, four = commands_while_open(1), commands_while_open(4)
+    assert one > 0 and four < 2 * one, (one, four)  # each tab reading for itself would cost about 4x
 
 
 def test_the_overview_is_sent_again_after_a_quiet_while(browser, monkeypatch):
