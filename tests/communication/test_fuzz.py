@@ -61,6 +61,7 @@ AUTHS = {
 FUZZ = dict(deadline=None, derandomize=True, database=None,
             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                    HealthCheck.filter_too_much, HealthCheck.data_too_large])
+CASES_PER_OPERATION = 13  # x 30 operations, for each credential
 BAD_CLOSE = {1011, 1006}  # internal error, or the connection dropped without a close frame
 
 
@@ -117,16 +118,19 @@ def test_no_documented_operation_answers_5xx_or_stores_a_refused_request(server,
     spec = httpx.get(server.url + "/openapi.json").json()
     schema = schemathesis.openapi.from_dict(spec)
     operations = [result.ok() for result in schema.get_all_operations()]
-    cases = st.one_of([op.as_strategy(mode) for op in operations for mode in GenerationMode]
-                      + [op.as_strategy(GenerationMode.POSITIVE, path_parameters={"task_id": existing})
-                         for op in operations if "{task_id}" in op.path])
     seen: Counter = Counter()
     authenticated = auth == "shared secret"
     session = requests.Session()
 
-    @hypothesis.settings(max_examples=300, **FUZZ)  # ~33 operations: every one gets cases
-    @given(case=cases)
-    def run(case):
+    # Each operation gets its own cases: drawn from one mix of all of them, one operation (POST /voice) once got
+    # none in a CI run.
+    @hypothesis.settings(max_examples=CASES_PER_OPERATION, **FUZZ)
+    @given(data=st.data())
+    def run(data, op):
+        cases = [op.as_strategy(mode) for mode in GenerationMode]
+        if "{task_id}" in op.path:
+            cases.append(op.as_strategy(GenerationMode.POSITIVE, path_parameters={"task_id": existing}))
+        case = data.draw(st.one_of(cases), label="case")
         before = stored(redis_client)
         try:
             response = case.call(base_url=server.url, session=session, headers=AUTHS[auth], timeout=10)
@@ -143,8 +147,10 @@ def test_no_documented_operation_answers_5xx_or_stores_a_refused_request(server,
             assert response.status_code >= 400, where  # nothing but liveness and pages without a credential
             assert stored(redis_client) <= before, where
 
-    run()
-    print(f"schemathesis, {auth}: {sum(seen.values())} requests over {len(seen)} operations")
+    for op in operations:
+        run(op=op)
+    print(f"schemathesis, {auth}: {sum(seen.values())} requests over {len(seen)} operations, "
+          f"fewest {min(seen.values())}")
     assert set(seen) == openapi_operations(spec), f"operations never exercised: {openapi_operations(spec) - set(seen)}"
     if not authenticated:
         assert tasks.status(existing).status == "queued"  # not cancelled by anyone without the secret
