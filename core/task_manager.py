@@ -338,7 +338,12 @@ class TaskManager:
 
     def rollback(self, task_id: str | None, to: int | None = None) -> Checkpoint:
         """Reset the task's branch and files to checkpoint `to` (0: before the task; default: the one before last)."""
-        return git_workspace.rollback(self.task_checkout(task_id, "roll it back"), to)
+        checkout = self.task_checkout(task_id, "roll it back")
+        back = git_workspace.rollback(checkout, to)
+        job = self._job(checkout.task_id)
+        job.meta["checkpoints"] = back.number  # the status's count follows the branch
+        job.save_meta()
+        return back
 
     def merge(self, task_id: str | None) -> MergeResult:
         return git_workspace.merge(self.task_checkout(task_id, "merge it"))

@@ -180,9 +180,11 @@ def test_checkpoints_are_listed_and_rolled_back_from_the_cli(tasks, fake_api, st
     assert back.stdout.startswith("Rolled back to checkpoint 1")
     assert (worktree / "calc.py").read_text().endswith("a - b\n") and (worktree / "NOTES.md").exists()
     assert git(repo, "rev-list", "--count", f"{before['head']}..tars/{task_id}") == "1"
+    assert tasks.status(task_id).checkpoints == 1  # the status counts what the branch holds now
 
     start = cli("task", "rollback", task_id, "--to", "0")
     assert start.returncode == 0 and "checkpoint 0" in start.stdout
+    assert tasks.status(task_id).checkpoints == 0
     assert not (worktree / "NOTES.md").exists()
     assert git(repo, "rev-parse", f"tars/{task_id}") == before["head"]
 

@@ -196,6 +196,9 @@ def test_owner_logs_in_answers_a_confirmation_cancels_a_task_and_it_fits_a_phone
         expect(event(phone, last)).to_have_count(1)
         fits, width = no_horizontal_scroll(phone, 390)
         assert fits, f"the task page of a {last} task is {width} px wide on a 390 px phone"
+    # the completed task, rolled back above: its status and Branch panel say so (the panel loads after the page)
+    expect(phone.get_by_test_id("branch-panel")).to_contain_text("Nothing changed in place: no checkpoints.")
+    expect(phone.get_by_test_id("task-page")).to_contain_text("(0 checkpoints)")
     phone.screenshot(path=images / "dashboard-phone.png")
 
     # 5. log out: the login form again, also after a reload
