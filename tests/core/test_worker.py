@@ -220,10 +220,14 @@ def test_a_redis_that_forgets_everything_fails_the_task_clearly_and_the_worker_g
     worker = start_worker(REDIS_URL=server.url, N8N_WEBHOOK_URL=n8n.url())
     running_horse(tasks, task_id)
     restart(server)
-    told = wait_until(lambda: [b for b in n8n.bodies() if b["task_id"] == task_id and b["type"] == "error"], 60,
-                      "the owner told")
-    assert "Redis lost this task's record" in told[0]["message"]
-    assert "Traceback" not in worker.log.split("Redis lost")[0][-2000:]
-    second = tasks.start("Try again", project_path="amnesia")
-    wait_until(lambda: tasks.status(second).status == "complete", 40, "a new task runs on the fresh Redis")
-    assert worker.process.poll() is None
+    try:
+        told = wait_until(lambda: [b for b in n8n.bodies() if b["task_id"] == task_id and b["type"] == "error"], 90,
+                          "the owner told")
+        assert "Redis lost this task's record" in told[0]["message"]
+        assert "Traceback" not in worker.log.split("Redis lost")[0][-2000:]
+        second = tasks.start("Try again", project_path="amnesia")
+        wait_until(lambda: tasks.status(second).status == "complete", 60, "a new task runs on the fresh Redis")
+        assert worker.process.poll() is None
+    except AssertionError as exc:  # failed once in a loaded full run: keep what the worker said, for the next look
+        raise AssertionError(f"{exc}\nn8n got {[(b['task_id'], b['type']) for b in n8n.bodies()]}; worker log:\n"
+                             f"{worker.log[-6000:]}") from None
