@@ -53,7 +53,7 @@ class TaskStatus:
     usage: dict | None  # tokens so far (input, output, cache writes, cache reads); the result has the final ones
     cost_usd: float | None  # estimated cost so far
     files_changed: list[str]  # files the model's editor changed so far
-    branch: str | None  # the task's own branch tars/<id> (None until a worker prepared its checkout)
+    branch: str | None  # the task's own branch tars/<id> (None until a worker prepared its checkout, or discarded)
     checkpoints: int  # checkpoints committed on it so far
     awaiting_confirmation: bool
     confirmation_command: str | None
@@ -207,6 +207,7 @@ class TaskManager:
             cancel_requested = bool(self.redis.exists(keys.task_cancel(job.id)))
         status = derive_status(rq_status, meta, result, cancel_requested)
         reason = (result or {}).get("reason")
+        checkout = meta.get("checkout") or {}
         if not reason and status not in ACTIVE and meta.get("phase") in ENDED_PHASES:
             # The loop ended and RQ has no result (not stored yet, or the worker recorded a killed horse's end):
             # the worker's last progress says why.
@@ -219,7 +220,8 @@ class TaskManager:
             session_id=meta.get("session_id"), verbose_updates=meta.get("verbose_updates"),
             retry_of=meta.get("retry_of"), usage=(result or {}).get("usage") or meta.get("usage"),
             cost_usd=(result or {}).get("cost_usd", meta.get("cost_usd")),
-            files_changed=list((result or {}).get("files_changed") or meta.get("files_changed") or []), branch=(meta.get("checkout") or {}).get("branch"),
+            files_changed=list((result or {}).get("files_changed") or meta.get("files_changed") or []),
+            branch=None if checkout.get("discarded") else checkout.get("branch"),
             checkpoints=int(meta.get("checkpoints") or 0),
             awaiting_confirmation=bool(meta.get("awaiting_confirmation")) and status == "awaiting_confirmation",
             confirmation_command=meta.get("confirmation_command") if status == "awaiting_confirmation" else None,
@@ -322,6 +324,9 @@ class TaskManager:
         meta = job.get_meta(refresh=False) or {}
         if not meta.get("checkout"):
             raise GitError(f"Task {job.id} has no branch: it ended before a worker prepared its checkout.")
+        if meta["checkout"].get("discarded"):
+            raise GitError(f"Task {job.id} was discarded: its branch {meta['checkout'].get('branch')} and its "
+                           "checkout are gone.")
         host = meta.get("checkout_host")
         if host and host != socket.gethostname():
             raise GitError(f"Task {job.id}'s checkout is on the machine {host}; {action} there "
@@ -349,7 +354,13 @@ class TaskManager:
         return git_workspace.merge(self.task_checkout(task_id, "merge it"))
 
     def discard(self, task_id: str | None) -> str:
-        return git_workspace.discard(self.task_checkout(task_id, "discard it"))
+        checkout = self.task_checkout(task_id, "discard it")
+        said = git_workspace.discard(checkout)
+        job = self._job(checkout.task_id)
+        job.meta["checkout"] = {**job.meta["checkout"], "discarded": True}  # the status shows no branch now
+        job.meta["checkpoints"] = 0
+        job.save_meta()
+        return said
 
     def push(self, task_id: str | None) -> str:
         return git_workspace.push(self.task_checkout(task_id, "push it"))

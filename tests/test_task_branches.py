@@ -232,8 +232,9 @@ def test_discard_removes_the_worktree_and_the_branch(tasks, fake_api, start_work
     assert not worktree.exists() and f"tars/{task_id}" not in git(repo, "branch", "--list")
     assert git(repo, "worktree", "list").count("\n") == 0  # only the owner's own tree is left
     assert owner_state(repo) == before
+    assert tasks.status(task_id).branch is None and "  branch:" not in cli("task", "status", task_id).stdout
     again = cli("task", "merge", task_id)
-    assert again.returncode == 1 and "has no checkout" in again.stderr
+    assert again.returncode == 1 and f"Task {task_id} was discarded: its branch tars/{task_id}" in again.stderr
 
 
 def test_a_project_inside_a_repository_works_in_the_same_folder_of_the_worktree(tasks, fake_api, start_worker,

@@ -352,7 +352,8 @@
       progress.textContent = task.progress || "";
       projectLine.textContent = task.project_path || "";
       const points = branchCount !== null ? branchCount : task.checkpoints || 0; // after a rollback: what it has now
-      branch.textContent = task.branch ? `${task.branch} (${points} checkpoint${points === 1 ? "" : "s"})` : "not yet";
+      branch.textContent = task.branch ? `${task.branch} (${points} checkpoint${points === 1 ? "" : "s"})`
+        : ACTIVE.has(task.status) ? "not yet" : "none"; // an ended task without one: never prepared, or discarded
       const usage = task.usage || {};
       tokenCount.textContent = String(tokens(task.usage));
       const cached = (usage.cache_creation_input_tokens || 0) + (usage.cache_read_input_tokens || 0);

@@ -722,11 +722,12 @@ def test_discard_needs_confirm_and_nothing_changes_without_the_csrf_token(server
                            "detail": f"Discarded task {task_id}: its worktree and branch tars/{task_id} are gone."}
     assert not worktree.exists() and f"tars/{task_id}" not in git(repo, "branch", "--list")
     assert owner_state(repo) == before
-    no_checkout = f"Task {task_id} has no checkout: it was never prepared, or it was discarded."
+    no_checkout = f"Task {task_id} was discarded: its branch tars/{task_id} and its checkout are gone."
     for answer in (browser.get(f"tasks/{task_id}/checkpoints"), browser.get(f"tasks/{task_id}/changes"),
                    *(browser.post(f"tasks/{task_id}/{action}", body) for action, body in BRANCH_POSTS)):
         assert answer.status_code == 409 and answer.json() == {"detail": no_checkout}, answer.request.url
     assert browser.task(task_id)["status"] == "complete"  # the task itself is still there
+    assert browser.task(task_id)["branch"] is None
 
 
 @pytest.mark.usefixtures("private_git")
