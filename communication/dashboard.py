@@ -50,7 +50,7 @@ from core import event_log, git_workspace, keys
 from core.config import Settings
 from core.confirmations import pending_request
 from core.defaults import QUEUE_NAME
-from core.exceptions import GitError, MergeBlocked, MergeConflict, TaskNotActive, TaskNotFound
+from core.exceptions import GitError, MergeBlocked, MergeConflict, NoSuchCheckpoint, TaskNotActive, TaskNotFound
 from core.task_manager import TaskManager, TaskStatus
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -546,8 +546,7 @@ def task_changes(task_id: str, _: Session, tasks: Tasks):
     commits, files with added/removed, diffstat, tests_passed, uncommitted) and `sentence`, the owner's summary."""
     with _branch_refusals():
         info = tasks.changes(_task_id(task_id))
-    # No test run at the end here: only a marked checkpoint says the tests pass (as record_abandoned_end words it).
-    return {**info, "sentence": git_workspace.describe({**info, "tests_passed": info["tests_passed"] or None})}
+    return {**info, "sentence": git_workspace.describe(git_workspace.unverified(info))}  # no test run here
 
 
 @router.post("/dashboard/api/tasks/{task_id}/merge", responses=BRANCH_CHANGE_RESPONSES)
@@ -581,23 +580,13 @@ def rollback_task(task_id: str, _: Csrf, body: Body, tasks: Tasks):
     with _branch_refusals():
         try:
             point = tasks.rollback(task_id, to)
-        except GitError as exc:
-            if to is not None and _has_fewer_checkpoints(tasks, task_id, to):
-                raise HTTPException(422, str(exc)) from None
-            raise
+        except NoSuchCheckpoint as exc:
+            raise HTTPException(422, str(exc)) from None
     if point.number == 0:
         sentence = f"Task {task_id} is rolled back to before it started."
     else:
         sentence = f"Task {task_id} is rolled back to checkpoint {point.number}: {point.message.rstrip('.')}."
     return {**asdict(point), "detail": sentence}
-
-
-def _has_fewer_checkpoints(tasks: TaskManager, task_id: str, to: int) -> bool:
-    """After a refused rollback: was it because checkpoint `to` does not exist (the request's fault, 422)?"""
-    try:
-        return to > len(tasks.checkpoints(task_id))
-    except (TaskNotFound, TaskNotActive, GitError):
-        return False
 
 
 @router.post("/dashboard/api/tasks/{task_id}/discard", openapi_extra=body_schema(DiscardBody),

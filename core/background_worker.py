@@ -310,7 +310,6 @@ class Checkpoints:
         self.ctx = ctx
         self.checkout = checkout
         self.failed = False  # warn the owner once, not at every step
-        self.latest = 0      # the number of the latest checkpoint told
 
     def __call__(self, sentence: str, tests_passed: bool) -> None:
         try:
@@ -322,11 +321,10 @@ class Checkpoints:
                 self.ctx.event("checkpoint_failed", f"Could not save a checkpoint: {exc}")
             return
         if point is not None:
-            if point.number == self.latest:  # no new files: the latest checkpoint got the tests-pass marker
+            if point.number == self.ctx.meta.get("checkpoints"):  # no new files: the latest one got the marker
                 message = f"Checkpoint {point.number}: tests pass on it"
             else:
                 message = f"Checkpoint {point.number}: {point.message}" + (" (tests pass)" if point.tests_passed else "")
-            self.latest = point.number
             self.ctx.update_meta(checkpoints=point.number)
             self.ctx.event("checkpoint", message, number=point.number, sha=point.sha, tests_passed=point.tests_passed)
 
@@ -443,8 +441,7 @@ def _local_summary(ctx: TaskContext) -> dict | None:
     except (GitError, TypeError, KeyError) as exc:
         ctx.log.warning("could not summarise the task branch: %s", exc)
         return None
-    info["tests_passed"] = info["tests_passed"] or None  # not run at the end: only a marked checkpoint says
-    return info
+    return git_workspace.unverified(info)
 
 
 def _release_waiters(ctx: TaskContext) -> None:

@@ -113,6 +113,10 @@ class GitError(TarsError):
     """A git operation on a task's checkout failed; the message names the operation, the place and git's own words."""
 
 
+class NoSuchCheckpoint(GitError):
+    """A rollback to a checkpoint the task's branch does not have (the request's fault, not the branch's state)."""
+
+
 class MergeConflict(GitError):
     """The task's branch conflicts with the branch it started from; nothing was changed. files: the conflicting paths."""
 

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from core.defaults import (BRANCH_PREFIX, GIT_NETWORK_TIMEOUT_SECONDS, GIT_TIMEOUT_SECONDS, TESTS_PASS_MARKER,
                            WORKTREE_RETENTION_DAYS)
-from core.exceptions import GitError, MergeBlocked, MergeConflict
+from core.exceptions import GitError, MergeBlocked, MergeConflict, NoSuchCheckpoint
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,8 @@ _IGNORED = [line.strip() for line in CHECKPOINT_IGNORE.read_text().splitlines()
             if line.strip() and not line.startswith("#")]
 GENERATED_DIRS = frozenset(line.rstrip("/") for line in _IGNORED if line.endswith("/"))
 """Folder names that checkpoints never commit (from checkpoint.gitignore); nor are they 'files the task changed'."""
-GENERATED_FILES = re.compile("|".join(fnmatch.translate(line) for line in _IGNORED if not line.endswith("/")))
+GENERATED_FILES = re.compile("|".join(fnmatch.translate(line) for line in _IGNORED if not line.endswith("/"))
+                             or r"(?!)")  # no file lines: match nothing (an empty pattern would match every name)
 """File names that checkpoints never commit (the other lines of checkpoint.gitignore)."""
 _CONFIG = ("-c", f"core.excludesFile={CHECKPOINT_IGNORE}", "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgSign=false", "-c", "gc.auto=0",
            "-c", "maintenance.auto=false", "-c", "advice.detachedHead=false", "-c", "core.quotePath=false",
@@ -500,7 +501,7 @@ def rollback(checkout: TaskCheckout, to: int | None = None) -> Checkpoint:
         to = max(len(points) - 1, 0)
     if not 0 <= to <= len(points):
         have = f"checkpoints 1 to {len(points)}" if points else "no checkpoints"
-        raise GitError(f"Task {checkout.task_id} has {have}; there is no checkpoint {to} to roll back to.")
+        raise NoSuchCheckpoint(f"Task {checkout.task_id} has {have}; there is no checkpoint {to} to roll back to.")
     target = points[to - 1] if to else Checkpoint(0, checkout.base, "the state before the task", False)
     _restore(checkout, target.sha, f"roll task {checkout.task_id} back to checkpoint {to}")
     _touch(checkout)
@@ -530,6 +531,12 @@ def summary(checkout: TaskCheckout) -> dict:
         "tests_passed": bool(points) and points[-1].tests_passed,
         "uncommitted": tree != git.out("rev-parse", f"{ref}^{{tree}}", what=what),
     }
+
+
+def unverified(info: dict) -> dict:
+    """summary() for a report made without the worker's test run at the end: an unmarked latest checkpoint means
+    'not known' (None), not 'tests failing'; only a marked one says the tests pass."""
+    return {**info, "tests_passed": info["tests_passed"] or None}
 
 
 def describe(info: dict) -> str:

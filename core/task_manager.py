@@ -345,9 +345,7 @@ class TaskManager:
         """Reset the task's branch and files to checkpoint `to` (0: before the task; default: the one before last)."""
         checkout = self.task_checkout(task_id, "roll it back")
         back = git_workspace.rollback(checkout, to)
-        job = self._job(checkout.task_id)
-        job.meta["checkpoints"] = back.number  # the status's count follows the branch
-        job.save_meta()
+        self._save_meta(checkout.task_id, checkpoints=back.number)  # the status's count follows the branch
         return back
 
     def merge(self, task_id: str | None) -> MergeResult:
@@ -356,11 +354,15 @@ class TaskManager:
     def discard(self, task_id: str | None) -> str:
         checkout = self.task_checkout(task_id, "discard it")
         said = git_workspace.discard(checkout)
-        job = self._job(checkout.task_id)
-        job.meta["checkout"] = {**job.meta["checkout"], "discarded": True}  # the status shows no branch now
-        job.meta["checkpoints"] = 0
-        job.save_meta()
+        self._save_meta(checkout.task_id, checkpoints=0,
+                        checkout={**checkout.to_dict(), "discarded": True})  # the status shows no branch now
         return said
+
+    def _save_meta(self, task_id: str, **fields) -> None:
+        """Change an ended task's meta fields (its worker no longer writes them)."""
+        job = self._job(task_id)
+        job.meta.update(fields)
+        job.save_meta()
 
     def push(self, task_id: str | None) -> str:
         return git_workspace.push(self.task_checkout(task_id, "push it"))

@@ -289,7 +289,7 @@
       onclick: retry });
     const actionError = h("p", { class: "error", role: "alert" });
     // The Branch panel: only once the task has ended and has a branch (core/git_workspace.py).
-    let branchLoaded = false, branchSerial = 0, branchCount = null;
+    let branchLoaded = false, branchSerial = 0;
     const branchSentence = h("p", { testid: "branch-summary" });
     const branchProblem = h("p", { class: "muted", testid: "branch-unavailable", hidden: true });
     const checkpointList = h("ol", { class: "checkpoints", testid: "checkpoint-list" });
@@ -351,7 +351,7 @@
       phase.textContent = task.phase || "";
       progress.textContent = task.progress || "";
       projectLine.textContent = task.project_path || "";
-      const points = branchCount !== null ? branchCount : task.checkpoints || 0; // after a rollback: what it has now
+      const points = task.checkpoints || 0; // a rollback updates it on the server
       branch.textContent = task.branch ? `${task.branch} (${points} checkpoint${points === 1 ? "" : "s"})`
         : ACTIVE.has(task.status) ? "not yet" : "none"; // an ended task without one: never prepared, or discarded
       const usage = task.usage || {};
@@ -444,8 +444,6 @@
       // The one before the latest, as the CLI's default; else what was chosen before, while it still exists.
       const keep = chosen !== "" && Number(chosen) <= list.length && rollbackSelect.dataset.touched;
       rollbackSelect.value = keep ? chosen : String(Math.max(list.length - 1, 0));
-      branchCount = list.length;
-      if (current) render(current);
     }
 
     function showBranchAnswer(answer) {
