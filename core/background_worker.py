@@ -33,6 +33,7 @@ from core.confirmations import ConfirmationGate
 from core.defaults import RESULT_TTL_SECONDS
 from core.exceptions import GitError, TaskEnded, TaskFailed, TarsError, WorkspaceUnusable
 from core.model import AnthropicModel, Model, Usage, estimate_cost
+from core.redis_conn import private_client
 from core.safety import classify
 from core.scrub import Scrubber
 from core.tools import Workspace, scrub_environment
@@ -130,20 +131,33 @@ class TaskContext:
 
 
 class CancelWatcher(threading.Thread):
-    """Waits (blocking, on pub/sub) for a cancel of this task, then runs the callbacks once."""
+    """Waits (on pub/sub) for a cancel of this task, then runs the callbacks once.
+
+    It reads Redis only through a client of its own, and `stop()` joins it before that client is closed:
+    the work-horse's own connection is never read by two threads (see redis_conn.private_client).
+    """
+
+    POLL_SECONDS = 0.25  # how long stop() may wait for the thread's current read to end
 
     def __init__(self, ctx: TaskContext, callbacks: list[Callable[[], None]]):
         super().__init__(name=f"cancel-watcher-{ctx.task_id}", daemon=True)
         self.ctx = ctx
         self.callbacks = callbacks
-        self.pubsub = ctx.redis.pubsub(ignore_subscribe_messages=True)
+        self.connection = private_client(ctx.redis)
+        self.pubsub = self.connection.pubsub(ignore_subscribe_messages=True)
         self.pubsub.subscribe(keys.task_control(ctx.task_id))
         self._stopping = threading.Event()
         self.parent_pid = ctx.parent_pid
 
     def run(self) -> None:
+        try:
+            self._watch()
+        finally:
+            self._close()
+
+    def _watch(self) -> None:
         # Subscribed before this check, so a cancel sent in between is not missed.
-        if self.ctx.cancel_requested():
+        if self.connection.exists(keys.task_cancel(self.ctx.task_id)):
             return self._fire()
         while not self._stopping.is_set():
             if os.getppid() != self.parent_pid:
@@ -154,11 +168,9 @@ class CancelWatcher(threading.Thread):
                 self.ctx.log.warning("the worker (pid %s) died: stopping the task", self.parent_pid)
                 return self._fire()
             try:
-                message = self.pubsub.get_message(timeout=1.0)
-            except (redis.ConnectionError, ValueError):
-                if self._stopping.is_set():
-                    return
-                time.sleep(0.5)  # Redis went away: retry; the loop's own checks still run
+                message = self.pubsub.get_message(timeout=self.POLL_SECONDS)
+            except (redis.ConnectionError, redis.TimeoutError, ValueError):
+                self._stopping.wait(0.5)  # Redis went away: retry; the loop's own checks still run
                 continue
             if message and message.get("data") in (b"cancel", "cancel"):
                 self.ctx.log.info("cancel requested")
@@ -168,12 +180,21 @@ class CancelWatcher(threading.Thread):
         for callback in self.callbacks:
             callback()
 
-    def stop(self) -> None:
+    def _close(self) -> None:
+        for close in (self.pubsub.close, self.connection.close):
+            try:
+                close()
+            except Exception:  # closing a connection to a Redis that went away
+                pass
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop watching; returns once the thread has let go of its connection (or after timeout)."""
         self._stopping.set()
-        try:
-            self.pubsub.close()
-        except Exception:
-            pass
+        if self.is_alive():
+            self.join(timeout)
+        if self.is_alive():  # a read stuck on a dead socket: its connection is its own, so closing it is safe
+            self.ctx.log.warning("the cancel watcher did not stop within %.0f s; closing its connection", timeout)
+            self.connection.connection_pool.disconnect()
 
 
 def command_environment(settings: Settings) -> dict[str, str]:

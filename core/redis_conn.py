@@ -176,6 +176,16 @@ def connect_or_embed(url: str, data_dir: Path, embed: bool = True) -> tuple[redi
     return connect(server.url), server
 
 
+def private_client(client: redis.Redis) -> redis.Redis:
+    """A client with the same settings as client but a pool of its own, for a thread that blocks on Redis.
+
+    A pooled connection is never read by two threads at once only if nothing else can be handed the one a
+    thread is blocked on: a pub/sub closed from another thread goes back to the shared pool while its reader
+    still waits on it, and the next command's reply is then read by the wrong thread (the horse hung ~7 min).
+    """
+    return redis.Redis(connection_pool=redis.ConnectionPool(**client.connection_pool.connection_kwargs))
+
+
 def safe_url(url: str) -> str:
     """The url without its password, for logs and messages."""
     parsed = urlparse(url)

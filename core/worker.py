@@ -34,6 +34,7 @@ from rq.worker import SpawnWorker, Worker
 from core import git_workspace, keys
 from core.background_worker import ENDED_PHASES, record_abandoned_end
 from core.config import Settings
+from core.redis_conn import private_client
 from core.defaults import (CHECKOUT_CLEANUP_INTERVAL_SECONDS, QUEUE_NAME, REAPER_INTERVAL_SECONDS, REAPER_LEASE_SECONDS, WORKER_ALIVE_REFRESH_SECONDS,
                            WORKER_ALIVE_TTL_SECONDS)
 
@@ -198,8 +199,7 @@ class Liveness(threading.Thread):
         super().__init__(name=f"tars-liveness-{worker.name}", daemon=True)
         self.worker = worker
         # Its own connections: the main thread forks work-horses, and a pool shared across that is a hazard.
-        self.connection = redis.Redis(connection_pool=redis.ConnectionPool(
-            **worker.connection.connection_pool.connection_kwargs))
+        self.connection = private_client(worker.connection)
         self.key = keys.worker_alive(worker.name)
         self._stopping = threading.Event()
         self.reaper = Reaper(self.connection, worker.settings, worker.name)
@@ -227,8 +227,10 @@ class Liveness(threading.Thread):
             pipe.hset(self.worker.key, TARS_MARK, 1)  # tells the reaper this RQ worker keeps a liveness hash
             pipe.execute()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout)  # its connection is closed below: never under a beat still reading it
         try:
             self.connection.delete(self.key)
             self.reaper.resign()

@@ -4,10 +4,18 @@ Claude (the real SDK against the local fake API) on a real project folder."""
 from __future__ import annotations
 
 import subprocess
+import sys
+import threading
 import time
 
+from rq.job import Job
+
+from core import keys
+from core.background_worker import CancelWatcher, TaskContext
+from core.redis_conn import connect
 from tests.conftest import TEST_API_KEY
 from tests.fakes.anthropic_api import bash, edit, error, repeat, text
+from tests.waiting import wait_until
 
 
 def run_to_end(tasks, start_worker, task_id, timeout=90, **env):
@@ -262,3 +270,53 @@ def test_a_read_only_project_fails_before_any_model_call(tasks, fake_api, start_
     assert "Read-only file system" in status.reason and "read-write" in status.reason
     assert fake_api.requests == []
     assert "Traceback" not in worker.log
+
+
+def _reading(thread) -> bool:
+    """Whether thread is blocked in a pub/sub read right now (its stack is inside get_message)."""
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        if frame.f_code.co_name == "get_message":
+            return True
+        frame = frame.f_back
+    return False
+
+
+def test_stopping_the_cancel_watcher_never_leaves_its_connection_to_the_task(redis_server, redis_client, settings):
+    """Issue 12: the watcher's pub/sub was closed from the task's thread while the watcher still read on it; the
+    connection went back to the shared pool, the task's next command (RQ's WATCH at the end of the job) took it,
+    and the watcher read that reply: the horse hung until RQ's socket timeout (~7 min)."""
+    client = connect(redis_server.url)
+    client.connection_pool.connection_kwargs["socket_timeout"] = 10  # RQ sets 415 s; a hang becomes an error here
+    job = Job.create(func="core.background_worker.run_task", args=("x",), connection=client, id="w1")
+    job.meta = {"goal": "watch"}
+    job.save()
+    ctx = TaskContext(job, settings)
+    for round_ in range(20):
+        watcher = CancelWatcher(ctx, [])
+        watcher.start()
+        wait_until(lambda: _reading(watcher), timeout=30, what="the watcher to block in its read")
+        watcher.stop()
+        assert not watcher.is_alive(), "stop() returned while the watcher still held its connection"
+        with client.pipeline() as pipe:  # what RQ's handle_job_success does next
+            pipe.watch(f"rq:job:{job.id}:dependents")
+            pipe.multi()
+            pipe.hset("story", "round", round_)
+            pipe.execute()
+    assert client.hget("story", "round") == b"19"
+    assert watcher.connection.connection_pool is not client.connection_pool  # no connection is ever shared
+
+
+def test_a_cancel_reaches_the_watcher_on_its_own_connection(redis_server, redis_client, settings):
+    job = Job.create(func="core.background_worker.run_task", args=("x",), connection=redis_client, id="w2")
+    job.meta = {"goal": "watch"}
+    job.save()
+    fired = threading.Event()
+    watcher = CancelWatcher(TaskContext(job, settings), [fired.set])
+    watcher.start()
+    wait_until(lambda: _reading(watcher), timeout=30, what="the watcher to block in its read")
+    redis_client.publish(keys.task_control("w2"), "cancel")
+    assert fired.wait(30)
+    watcher.join(30)
+    assert not watcher.is_alive()
+    watcher.stop()  # after it ended by itself: nothing left to do, and no error
