@@ -231,12 +231,14 @@ def test_every_usage_line_parses_with_all_its_options(doc, written, argv):
 
 
 def test_every_command_is_of_a_kind_the_doc_check_knows():
-    known = {"python", "python3", "redis-cli", "curl", "grep", "cp", "pip"}
+    known = {"python", "python3", "redis-cli", "curl", "grep", "cp", "pip", "bash"}
     unknown = [f"{c.doc}: {c}" for c in COMMANDS if Path(c.program).name not in known]
     assert not unknown, unknown
     for command in COMMANDS:
         if Path(command.program).name == "pip":
             assert (ROOT / command.argv[command.argv.index("-r") + 1]).is_file(), command
+        if command.program == "bash":
+            assert (ROOT / command.argv[1]).is_file(), command
         if command.program == "cp":
             assert (ROOT / [a for a in command.argv[1:] if not a.startswith("-")][0]).is_file(), command
     assert len(PYTHON_COMMANDS) >= 20 and len(SYNOPSES) >= 6
@@ -545,7 +547,8 @@ def test_the_readme_starts_with_the_set_up_commands_ci_runs():
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("python3 -m venv")]
     blocks = [body.strip() for lang, body in doccheck.fenced_blocks(README)]
     assert blocks[1] == ci[-1], "the README's test command must be exactly .ci/run's"
-    assert blocks[0].startswith("python3 -m venv .venv && .venv/bin/pip install -r requirements.txt")
+    assert blocks[0].startswith("python3 -m venv .venv && .venv/bin/pip install --require-hashes -r requirements.lock")
+    assert "--require-hashes -r requirements-dev.lock" in blocks[1]  # both install what the suite passed with
     assert blocks[0].endswith(".venv/bin/python main_tars.py up")
     titles = doccheck.headings(README)
     assert titles[1].startswith("Start here")
