@@ -17,11 +17,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.exceptions import ConfigError
 from core.redis_conn import safe_url
+
+
+def default_data_dir() -> Path:
+    """TARS's own data when DATA_DIR is unset: the per-user data folder (~/.local/share/tars on Linux,
+    ~/Library/Application Support/tars on macOS, %LOCALAPPDATA%\\tars on Windows). Never inside TARS's checkout,
+    so a task's worktree does not pick up TARS's own pyproject.toml, git repository or .env."""
+    return Path(platformdirs.user_data_dir("tars", appauthor=False))
 
 
 class Settings(BaseSettings):
@@ -41,7 +49,7 @@ class Settings(BaseSettings):
     REDIS_PORT: int = Field(6379, ge=1, le=65535)
     REDIS_DB: int = Field(0, ge=0)
     EMBEDDED_REDIS: bool = True
-    DATA_DIR: Path = Path("data")
+    DATA_DIR: Path | None = None  # unset: default_data_dir(), outside every repository
 
     # --- tasks ------------------------------------------------------------
     MAX_TASK_RUNTIME_MINUTES: float = Field(15, gt=0)
@@ -82,7 +90,7 @@ class Settings(BaseSettings):
     def _upper(cls, value):
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "REDIS_URL", "DEFAULT_PROJECT_PATH",
+    @field_validator("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "REDIS_URL", "DATA_DIR", "DEFAULT_PROJECT_PATH",
                      "CONFIRMATION_CODE", "DASHBOARD_PASSWORD", "N8N_WEBHOOK_URL", "DISCORD_WEBHOOK_URL", "WEBHOOK_SIGNING_SECRET",
                      "WEBHOOK_SECRET", "PUBLIC_BASE_URL", "TWILIO_AUTH_TOKEN", "VOICE_TTS_PROVIDER", "VOICE_NAME",
                      mode="before")
@@ -154,7 +162,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _paths(self):
         self.PROJECTS_ROOT = self.PROJECTS_ROOT.expanduser().resolve()
-        self.DATA_DIR = self.DATA_DIR.expanduser().resolve()
+        self.DATA_DIR = (self.DATA_DIR or default_data_dir()).expanduser().resolve()
         if self.DEFAULT_PROJECT_PATH is None:
             self.DEFAULT_PROJECT_PATH = self.PROJECTS_ROOT / "scratch"
         else:

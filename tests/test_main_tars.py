@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-
+import subprocess
+from pathlib import Path
 
 from core.redis_conn import free_port
-from tests.fakes.anthropic_api import edit, text
+from tests.conftest import ROOT
+from tests.fakes.anthropic_api import bash, edit, text
 
 STATUS_FIELDS = {"task_id", "status", "phase", "progress", "goal", "project_path", "awaiting_confirmation",
                  "confirmation_command", "reason", "result"}
@@ -210,3 +212,43 @@ def test_status_in_words_mentions_status_and_goal(cli, projects):
     assert "goal:     Add a --version flag" in run.stdout
     assert f"project:  {projects / 'cli-tool'}" in run.stdout
     assert "progress: Waiting for a worker" in run.stdout
+
+
+PYTEST_CONFIG_FILES = ("pyproject.toml", "pytest.ini", "setup.cfg", "tox.ini")
+
+
+def test_a_task_checkout_lies_outside_tars_so_its_tests_see_only_the_projects_configuration(
+        cli, fake_api, start_worker, projects, private_git, monkeypatch, tmp_path):
+    """DATA_DIR left at its default (the per-user data folder under this test's HOME): the task's worktree is not
+    inside TARS's repository, so `python -m pytest` there does not read TARS's pyproject.toml (-n 3,
+    --strict-markers, timeout 180): rootdir is the checkout and there is no configfile, as in the project itself."""
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)  # HOME decides: ~/.local/share/tars on Linux
+    project = projects / "plain"
+    project.mkdir()
+    (project / "test_app.py").write_text("def test_ok():\n    assert True\n")
+    for command in (["init", "-q"], ["add", "."], ["-c", "user.name=Owner", "-c", "user.email=owner@example.com",
+                                                     "commit", "-q", "-m", "start"]):
+        subprocess.run(["git", *command], cwd=project, check=True, capture_output=True)
+    fake_api.script([bash("python -m pytest -v -p no:cacheprovider"), text("The tests pass.")])
+    task_id = start(cli, "Run the tests", "--project", "plain")
+    worker = start_worker("--burst", DATA_DIR="")  # unset: the default
+    assert worker.wait(120) == 0, worker.log
+
+    status = ok_json(cli("task", "status", task_id, "--json"))
+    checkout = Path(status["result"]["git"]["path"])
+    assert checkout == Path.home() / ".local" / "share" / "tars" / "git" / "worktrees" / task_id, worker.log
+    assert not checkout.is_relative_to(ROOT)
+    top = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--show-toplevel"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert Path(top) == checkout  # the task's own worktree, not TARS's repository
+    found = [str(folder / name) for folder in checkout.parents for name in PYTEST_CONFIG_FILES
+             if (folder / name).exists()]
+    assert found == [], f"pytest would read these from the task's checkout: {found}"
+
+    ran = next(r.last_user_text for r in fake_api.requests if "test session starts" in r.last_user_text
+               or "No module named pytest" in r.last_user_text)
+    if "No module named pytest" not in ran:  # the task's environment has pytest: what it printed
+        assert f"rootdir: {checkout}" in ran, ran
+        assert "configfile:" not in ran and "pyproject.toml" not in ran, ran
+        assert "created: 3/3 workers" not in ran and "timeout: 180" not in ran, ran
+        assert status["status"] == "complete" and status["result"]["tests_passed"] is True, status

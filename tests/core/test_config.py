@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,22 @@ def test_defaults_of_a_fresh_install(clean_env):
     assert settings.LOG_LEVEL == "INFO"
     assert settings.PROJECTS_ROOT == (Path.home() / "tars_projects").resolve()
     assert settings.DEFAULT_PROJECT_PATH == settings.PROJECTS_ROOT / "scratch"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the XDG rule is Linux's; platformdirs keeps the others")
+def test_data_dir_defaults_to_the_per_user_data_folder_outside_tars(clean_env, tmp_path):
+    clean_env.setenv("HOME", str(tmp_path / "home"))
+    clean_env.delenv("XDG_DATA_HOME", raising=False)
+    assert load_settings().DATA_DIR == tmp_path / "home" / ".local" / "share" / "tars"
+    clean_env.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    settings = load_settings()
+    assert settings.DATA_DIR == tmp_path / "xdg" / "tars"
+    assert settings.checkouts_dir == tmp_path / "xdg" / "tars" / "git"
+    assert not settings.DATA_DIR.is_relative_to(ROOT)  # no task's worktree inside TARS's repository
+    clean_env.setenv("DATA_DIR", "  ")  # blank, as env.example leaves it: the default
+    assert load_settings().DATA_DIR == tmp_path / "xdg" / "tars"
+    clean_env.setenv("DATA_DIR", "~/tars-data")
+    assert load_settings().DATA_DIR == tmp_path / "home" / "tars-data"
 
 
 def test_default_model_is_not_deprecated_by_the_sdk(clean_env):
