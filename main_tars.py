@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -85,7 +86,82 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def describe(status: TaskStatus) -> str:
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def shorten(text: str, width: int) -> str:
+    """text on one line, cut to width with an ellipsis when it is longer."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 1].rstrip() + "…"
+
+
+def duration_text(seconds: float) -> str:
+    """'0.7 s', '42 s', '3m05s'."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{rest:02d}s"
+
+
+def tests_text(result: dict) -> str:
+    """What the worker's own test run said, in words (tests_passed is true, false or null)."""
+    passed = result.get("tests_passed")
+    if passed is not None:
+        return "tests passed" if passed else "tests failed"
+    if result.get("test_command"):
+        return f"no tests collected by {result['test_command']}"
+    return "no tests found" if result.get("outcome") == "complete" else "tests not run"
+
+
+def names_text(paths: list[str], shown: int = 5) -> str:
+    more = f" and {len(paths) - shown} more" if len(paths) > shown else ""
+    return ": " + ", ".join(paths[:shown]) + more if paths else ""
+
+
+def files_text(result: dict) -> str:
+    """The files the task changed. With a branch, its figure is the branch's (what a merge brings), and files the
+    task touched that ended as they began (created and removed again, edited back) are named apart."""
+    touched = sorted(result.get("files_changed") or [])
+    git = result.get("git")
+    if not git:
+        return f"{plural(len(touched), 'file')} changed{names_text(touched)}"
+    on_branch = sorted(f["path"] for f in git.get("files") or [])
+    where = "in place" if git.get("mode") == "shadow" else f"on {git.get('branch')}"
+    text = f"{plural(len(on_branch), 'file')} changed {where}{names_text(on_branch)}"
+    back = [path for path in touched if path not in on_branch]
+    if back:
+        text += f"; touched but ended as {'it' if len(back) == 1 else 'they'} began{names_text(back)}"
+    return text
+
+
+def confirmation_wait(events) -> float:
+    """Seconds the task spent waiting for the owner's confirmation code, from its timeline."""
+    waited, asked = 0.0, None
+    for event in events:
+        if event.type == "confirmation_required":
+            asked = event.at
+        elif asked is not None and (event.type in ("confirmation_received", "confirmation_refused") or event.ends):
+            waited += max(0.0, event.at - asked)
+            asked = None
+    return waited
+
+
+def time_text(result: dict, waited: float) -> str:
+    """duration_seconds is the task's time on a worker, from its start to its end, waits for a code included."""
+    total = result.get("duration_seconds")
+    if not isinstance(total, (int, float)):
+        return "not recorded"
+    if waited < 0.05:
+        return f"{duration_text(total)} on the worker"
+    waited = min(waited, total)
+    return (f"{duration_text(total)} on the worker: {duration_text(total - waited)} working, "
+            f"{duration_text(waited)} waiting for your confirmation code")
+
+
+def describe(status: TaskStatus, events=()) -> str:
     lines = [f"Task {status.task_id}: {status.status} (phase {status.phase})",
              f"  goal:     {status.goal}", f"  project:  {status.project_path}",
              f"  progress: {status.progress}"]
@@ -98,9 +174,10 @@ def describe(status: TaskStatus) -> str:
         lines.append(f"  reason:   {status.reason}")
     if status.result:
         r = status.result
-        lines.append(f"  result:   {r.get('iterations')} iterations, {len(r.get('files_changed') or [])} files "
-                     f"changed, tests passed: {r.get('tests_passed')}, ${r.get('cost_usd', 0):.4f}, "
-                     f"{r.get('duration_seconds')} s")
+        lines.append(f"  result:   {plural(r.get('iterations') or 0, 'iteration')}, {tests_text(r)}, "
+                     f"${r.get('cost_usd') or 0:.4f}")
+        lines.append(f"  files:    {files_text(r)}")
+        lines.append(f"  time:     {time_text(r, confirmation_wait(events))}")
         if r.get("summary"):
             lines.append(f"  summary:  {r['summary'][:500]}")
         if r.get("changes"):
@@ -160,11 +237,12 @@ def run_task_command(args, tasks: TaskManager) -> int:
         out({"task_id": task_id}, task_id)
     elif args.task_command == "status":
         status = tasks.status(args.task_id)
-        out(status.to_dict(), describe(status))
+        events = tasks.events(status.task_id) if status.result and not args.json else ()
+        out(status.to_dict(), describe(status, events))
     elif args.task_command == "list":
         rows = tasks.list(limit=args.limit)
         out([s.to_dict() for s in rows], "\n".join(
-            f"{s.task_id}  {s.status:<22} {s.phase:<9} {s.goal[:60]}" for s in rows) or "No tasks yet.")
+            f"{s.task_id}  {s.status:<22} {s.phase:<9} {shorten(s.goal, 60)}" for s in rows) or "No tasks yet.")
     elif args.task_command == "confirm":
         status = tasks.confirm(args.task_id, args.code)
         out({"status": "accepted", "task_id": status.task_id},
@@ -252,5 +330,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def run(argv: list[str] | None = None) -> int:
+    """main(), quiet when the reader goes away (`task list | head`): Python's recipe for a closed pipe."""
+    try:
+        code = main(argv)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the exit's own flush goes nowhere instead of failing again
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 from core.redis_conn import free_port
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TEST_CODE
 from tests.fakes.anthropic_api import bash, edit, text
+from tests.waiting import wait_until
 
 STATUS_FIELDS = {"task_id", "status", "phase", "progress", "goal", "project_path", "awaiting_confirmation",
                  "confirmation_command", "reason", "result"}
@@ -106,6 +110,30 @@ def test_list_in_words_shows_id_status_and_goal(cli):
     assert line.startswith(task_id) and "queued" in line and line.endswith("Refactor the parser")
 
 
+def test_list_cuts_a_long_goal_with_an_ellipsis(cli):
+    long_goal = "Build a calculator app with tests, a README and a command-line interface for it"
+    start(cli, long_goal)
+    start(cli, "x" * 60)  # exactly as wide as the column: shown whole
+    run = cli("task", "list")
+    assert run.returncode == 0, run.stderr
+    whole, cut = run.stdout.splitlines()
+    assert whole.endswith(" " + "x" * 60)
+    assert cut.endswith(" " + long_goal[:59] + "…"), cut  # 60 characters, the last one the ellipsis
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(cli, tars_env):
+    """`task list | head -1`: head exits after one line; the rest of the output has nowhere to go."""
+    for n in range(3):
+        start(cli, f"Goal {n}")
+    for args in (["task", "list"], ["task", "status"], ["task", "log", "--follow"]):
+        process = subprocess.Popen([sys.executable, str(ROOT / "main_tars.py"), *args], cwd=ROOT,
+                                   env={**os.environ, **tars_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process.stdout.close()  # the reader is gone before the first line is written
+        stderr = process.stderr.read().decode()
+        assert process.wait(60) == 1, (args, stderr)
+        assert stderr == "", (args, stderr)  # no BrokenPipeError traceback, no "Exception ignored"
+
+
 def test_cancel_a_queued_task_then_again(cli, tasks, redis_client):
     task_id = start(cli, "Changed my mind")
     cancelled = ok_json(cli("task", "cancel", task_id, "--json"))
@@ -200,7 +228,9 @@ def test_a_task_run_to_the_end_shows_its_result(cli, fake_api, start_worker, pro
     assert words.returncode == 0, words.stderr
     assert f"Task {task_id}: complete" in words.stdout
     assert "summary:  Wrote greet.py." in words.stdout
-    assert "2 iterations, 1 files changed" in words.stdout
+    assert "  result:   2 iterations, no tests found, $" in words.stdout  # was "tests passed: None"
+    assert "  files:    1 file changed in place: greet.py\n" in words.stdout  # was "1 files changed"
+    assert re.search(r"  time:     \d+\.\d s on the worker\n", words.stdout), words.stdout
 
 
 def test_status_in_words_mentions_status_and_goal(cli, projects):
@@ -252,3 +282,32 @@ def test_a_task_checkout_lies_outside_tars_so_its_tests_see_only_the_projects_co
         assert "configfile:" not in ran and "pyproject.toml" not in ran, ran
         assert "created: 3/3 workers" not in ran and "timeout: 180" not in ran, ran
         assert status["status"] == "complete" and status["result"]["tests_passed"] is True, status
+
+
+def test_the_result_explains_files_and_time_the_same_way_as_the_branch(cli, fake_api, start_worker, projects, tasks):
+    """The model touched two files; one ended as it began, so the branch changes one: both lines say 1 file. The
+    task waited about 2 s for its code: the time line splits working from waiting."""
+    (projects / "tidy").mkdir()
+    (projects / "tidy" / "notes.txt").write_text("draft\n")
+    (projects / "tidy" / "old.txt").write_text("stale\n")
+    fake_api.script([edit(command="str_replace", path="notes.txt", old_str="draft", new_str="final"),
+                     bash("rm old.txt"),
+                     edit(command="str_replace", path="notes.txt", old_str="final", new_str="draft"),
+                     text("Tidied.")])
+    task_id = start(cli, "Tidy up", "--project", "tidy")
+    worker = start_worker("--burst")
+    wait_until(lambda: tasks.status(task_id).status == "awaiting_confirmation", 60, "the code request")
+    time.sleep(2)
+    assert cli("task", "confirm", task_id, TEST_CODE).returncode == 0
+    assert worker.wait(90) == 0, worker.log
+
+    status = ok_json(cli("task", "status", task_id, "--json"))
+    assert status["result"]["files_changed"] == ["notes.txt", "old.txt"]  # the record keeps what was touched
+    words = cli("task", "status", task_id).stdout
+    assert "  files:    1 file changed in place: old.txt; touched but ended as it began: notes.txt\n" in words, words
+    assert "  changes:  Changed in place: 3 commits, 1 file changed (+0 -1)" in words, words
+    waited = re.search(r"  time:     ([\d.]+) s on the worker: ([\d.]+) s working, ([\d.]+) s waiting for your "
+                       r"confirmation code\n", words)
+    assert waited, words
+    total, working, waiting = map(float, waited.groups())
+    assert 2 <= waiting <= total and abs(total - working - waiting) <= 0.11, words
