@@ -254,11 +254,20 @@ def _result_fields(result: Mapping) -> list[dict | None]:
     summary = result.get("summary")
     if isinstance(summary, str):
         fields.append(_field("Summary", summary))
-    files = result.get("files_changed")
-    if isinstance(files, (list, tuple)) and files:
-        shown = ", ".join(str(f) for f in files[:10]) + (f" (+{len(files) - 10} more)" if len(files) > 10 else "")
+    files, git = result.get("files_changed"), result.get("git")
+    touched = [str(f) for f in files] if isinstance(files, (list, tuple)) else []
+    if isinstance(git, Mapping) and isinstance(git.get("files"), list):
+        # the branch's files, as the Branch field counts them; the ones touched but left as they were, apart
+        files = [str(f.get("path")) for f in git["files"] if isinstance(f, Mapping)]
+        back = [f for f in touched if f not in files]
+    else:
+        files, back = touched, []
+    if files:
+        shown = ", ".join(files[:10]) + (f" (+{len(files) - 10} more)" if len(files) > 10 else "")
         fields.append(_field(f"Files changed ({len(files)})", shown))
-    changes, git = result.get("changes"), result.get("git")
+    if back:
+        fields.append(_field("Touched, ended as they began", ", ".join(back[:10])))
+    changes = result.get("changes")
     if isinstance(changes, str) and changes:
         diffstat = git.get("diffstat") if isinstance(git, Mapping) else None
         block = "\n" + _code_block(diffstat[-700:]) if isinstance(diffstat, str) and diffstat else ""

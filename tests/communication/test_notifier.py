@@ -136,6 +136,19 @@ def test_complete_embed_carries_the_result():
     assert fields["Tests"] == "passed"
 
 
+def test_complete_embed_counts_the_branchs_files_like_its_branch_field():
+    """The model touched notes.txt and old.txt; notes.txt ended as it began, so the branch changes 1 file: the
+    files field says 1, as the Branch sentence does, and names notes.txt apart."""
+    result = {"summary": "Tidied", "files_changed": ["notes.txt", "old.txt"], "tests_passed": None,
+              "changes": "Changed in place: 3 commits, 1 file changed (+0 -1), no tests run.",
+              "git": {"mode": "shadow", "files": [{"path": "old.txt", "added": 0, "removed": 1}], "diffstat": ""}}
+    body = discord_payload(event("complete", "Done", data={"result": result}))
+    fields = {f["name"]: f["value"] for f in body["embeds"][0]["fields"]}
+    assert fields["Files changed (1)"] == "old.txt"
+    assert fields["Touched, ended as they began"] == "notes.txt"
+    assert fields["Branch"].startswith("Changed in place: 3 commits, 1 file changed")
+
+
 @pytest.mark.parametrize("kind", EVENT_TYPES)
 def test_format_message_has_the_emoji_and_the_task(kind):
     text = format_message(sample(kind))
