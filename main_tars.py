@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -26,10 +27,10 @@ from pathlib import Path
 
 import redis
 
-from core.config import get_settings
+from core.config import get_settings, warn_about_env_file
 from core.defaults import RESULT_TTL_SECONDS, SERVER_SHUTDOWN_GRACE_SECONDS, WORKER_LOG_FORMAT
 from core.exceptions import TarsError
-from core.redis_conn import connect, connect_or_embed
+from core.redis_conn import connect, connect_or_embed, safe_url
 from core.scrub import install_log_scrubbing
 from core.supervisor import KeepAlive
 from core.task_manager import TaskManager, TaskStatus
@@ -276,6 +277,33 @@ def run_task_command(args, tasks: TaskManager) -> int:
     return 0
 
 
+def start_up_lines(settings, with_worker: bool, redis_url: str, embedded: bool) -> list[str]:
+    """What the server tells the owner before it starts: where it and the dashboard are, its worker, Redis."""
+    local = f"http://{settings.HOST}:{settings.PORT}"
+    restart = "python main_tars.py up" if with_worker else "python main_tars.py"
+    if settings.DASHBOARD_PASSWORD:
+        public = f" and {settings.PUBLIC_BASE_URL}/" if settings.PUBLIC_BASE_URL else ""
+        dashboard = f"{local}/{public} (log in with DASHBOARD_PASSWORD)"
+    else:
+        dashboard = (f"off: set DASHBOARD_PASSWORD (at least 8 characters) in .env and restart `{restart}`; "
+                     f"then open {local}/")
+    if with_worker:
+        worker = "one, started with the server; /health counts it as `starting` until it has registered"
+    else:
+        worker = "none started here: run `python start_worker.py` beside it (or start TARS with `main_tars.py up`)"
+    return [f"TARS server: {local} (health: {local}/health)",
+            f"  Dashboard:  {dashboard}",
+            f"  Worker:     {worker}",
+            f"  Redis:      {safe_url(redis_url)}" + (f" (embedded; its data in {settings.DATA_DIR / 'redis'})"
+                                                      if embedded else ""),
+            f"  Data:       {settings.DATA_DIR} (the tasks' checkouts in {settings.checkouts_dir})"]
+
+
+def worker_name(process: subprocess.Popen) -> str:
+    """The name start_worker.py gives itself without --name (host.pid): how /health knows `up`'s worker."""
+    return f"{socket.gethostname()}.{process.pid}"
+
+
 def serve(settings, with_worker: bool) -> int:
     import uvicorn
 
@@ -283,18 +311,28 @@ def serve(settings, with_worker: bool) -> int:
 
     logging.basicConfig(level=settings.LOG_LEVEL, format=WORKER_LOG_FORMAT)
     install_log_scrubbing(settings.secret_values())
+    warn_about_env_file()
+    if settings.ANTHROPIC_API_KEY is None:
+        logging.warning("ANTHROPIC_API_KEY is not set: every task will fail at once and calls get one apology. Add "
+                        "it to .env (see env.example) and restart %s.", "`python main_tars.py up`" if with_worker
+                        else "`python main_tars.py` and the workers (`python start_worker.py`)")
     connection, embedded = connect_or_embed(settings.redis_url, settings.DATA_DIR, settings.EMBEDDED_REDIS)
     # What `up` starts, it keeps running: a crashed embedded Redis (its AOF keeps the tasks) or worker comes back.
     redis_keeper = KeepAlive("the embedded Redis", lambda: embedded.start().process,
                              embedded.process) if embedded else None
+    # The worker's warnings about .env and the API key would repeat the server's: it leaves them out.
     worker_keeper = KeepAlive("the worker", lambda: subprocess.Popen(
-        [sys.executable, str(HERE / "start_worker.py")], cwd=HERE)) if with_worker else None
+        [sys.executable, str(HERE / "start_worker.py"), "--started-by-up"], cwd=HERE)) if with_worker else None
     for keeper in (redis_keeper, worker_keeper):
         if keeper:
             keeper.start()
+    own_workers = (lambda: [worker_name(w) for w in [worker_keeper.child] if w.poll() is None]) \
+        if worker_keeper else None
+    print("\n".join(start_up_lines(settings, with_worker, embedded.url if embedded else settings.redis_url,
+                                    bool(embedded))), flush=True)
     try:
         # Open dashboard streams never end by themselves: Ctrl+C closes them after the grace period.
-        uvicorn.run(create_app(settings, connection), host=settings.HOST, port=settings.PORT,
+        uvicorn.run(create_app(settings, connection, own_workers), host=settings.HOST, port=settings.PORT,
                     log_level=settings.LOG_LEVEL.lower(), timeout_graceful_shutdown=SERVER_SHUTDOWN_GRACE_SECONDS)
     finally:
         if worker_keeper:

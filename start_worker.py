@@ -20,7 +20,7 @@ from rq import Queue
 
 from communication.progress import sink_factory
 from core import background_worker
-from core.config import get_settings
+from core.config import get_settings, warn_about_env_file
 from core.defaults import QUEUE_NAME, REDIS_OUTAGE_RETRY_SECONDS, WORKER_LOG_FORMAT
 from core.exceptions import TarsError
 from core.model import warm_up
@@ -41,11 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Work the TARS task queue.")
     parser.add_argument("--burst", action="store_true", help="work until the queue is empty, then exit")
     parser.add_argument("--name", help="worker name (default: host.pid, unique)")
+    parser.add_argument("--started-by-up", action="store_true", help=argparse.SUPPRESS)  # its server warned already
     args = parser.parse_args(argv)
     try:
         settings = get_settings()
         logging.basicConfig(level=settings.LOG_LEVEL, format=WORKER_LOG_FORMAT)
         install_log_scrubbing(settings.secret_values())
+        if not args.started_by_up:
+            warn_about_env_file()
         connection = connect(settings.redis_url, outage_seconds=REDIS_OUTAGE_RETRY_SECONDS)
     except TarsError as exc:
         print(f"start_worker: {exc}", file=sys.stderr)
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  Updates:      {', '.join(channels) or 'log only (set N8N_WEBHOOK_URL or DISCORD_WEBHOOK_URL)'}")
     print(f"  Confirmation: {'code set' if settings.secret('CONFIRMATION_CODE') else 'CONFIRMATION_CODE unset: destructive commands are refused'}")
     print(flush=True)
-    if settings.ANTHROPIC_API_KEY is None:
+    if settings.ANTHROPIC_API_KEY is None and not args.started_by_up:
         logging.warning("ANTHROPIC_API_KEY is not set: every task will fail until you add it to .env "
                         "(see env.example) and restart this worker.")
     background_worker.EVENT_SINKS.append(sink_factory(settings))

@@ -7,6 +7,7 @@ formats (Twilio, Discord, n8n) live in communication/ only.
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from typing import Callable
 
 import redis
 from fastapi import FastAPI
@@ -21,7 +22,10 @@ from core.defaults import QUEUE_NAME
 from core.task_manager import TaskManager
 
 
-def create_app(settings: Settings, connection: redis.Redis) -> FastAPI:
+def create_app(settings: Settings, connection: redis.Redis,
+               own_workers: Callable[[], list[str]] | None = None) -> FastAPI:
+    """own_workers: the names of the running worker processes this server started itself (`main_tars.py up`);
+    /health counts those not registered with RQ yet as `starting`."""
     tasks = TaskManager(connection, settings)
     voice = VoiceHub(settings, connection, tasks)
 
@@ -44,13 +48,16 @@ def create_app(settings: Settings, connection: redis.Redis) -> FastAPI:
 
     @app.get("/health")
     def health() -> dict:
-        """Unauthenticated liveness: Redis reachable, workers alive, queue length."""
+        """Unauthenticated liveness: Redis reachable, workers registered, workers this server started that have not
+        registered yet (`starting`: `up`'s worker in its first seconds), queue length."""
         try:
             connection.ping()
         except redis.RedisError as exc:
             return {"status": "degraded", "redis": False, "error": exc.__class__.__name__}
         queue = Queue(QUEUE_NAME, connection=connection)
-        workers = Worker.all(queue=queue)
-        return {"status": "ok", "redis": True, "workers": len(workers), "queue_length": queue.count}
+        registered = {worker.name for worker in Worker.all(queue=queue)}
+        starting = [name for name in (own_workers() if own_workers else []) if name not in registered]
+        return {"status": "ok", "redis": True, "workers": len(registered), "starting": len(starting),
+                "queue_length": queue.count}
 
     return app

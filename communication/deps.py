@@ -77,8 +77,9 @@ def parse(model: type[BaseModel], body: bytes) -> BaseModel:
 
 
 # --- the dashboard (communication/dashboard.py): its session cookie and the CSRF token ---------------------------
-DASHBOARD_OFF = ("The dashboard is off: set DASHBOARD_PASSWORD (at least 8 characters) in .env and restart "
-                 "python main_tars.py.")
+DASHBOARD_OFF = ("The dashboard is off: set DASHBOARD_PASSWORD (at least 8 characters) in .env and restart the "
+                 "server the way you started it: python main_tars.py up, or python main_tars.py beside your "
+                 "workers.")
 NOT_LOGGED_IN = "Not logged in: open the dashboard at / and log in with DASHBOARD_PASSWORD."
 CROSS_SITE = "Refused: this request did not come from the dashboard's own page (its Origin is another site)."
 BAD_CSRF = "Refused: the X-CSRF-Token header is missing or wrong; reload the dashboard page and try again."

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
+import logging
 import os
 import re
 from functools import lru_cache
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -233,3 +236,86 @@ def get_settings() -> Settings:
 def setting_names() -> list[str]:
     """Names of every TARS setting: never passed to commands the model runs."""
     return list(Settings.model_fields)
+
+
+# --- names in .env that are not settings ---------------------------------------------------------------------------
+# The original TARS's documents (docs/BACKGROUND_*.md, AUTONOMOUS_PROGRAMMING_SUMMARY.md, N8N_BACKGROUND_TASKS_SETUP.md
+# and their env.example) named settings this TARS does not read: each with the setting that replaces it (None: no
+# setting does that now) and why. An owner coming from there is told at start-up (docs/COMING_FROM_THE_ORIGINAL_TARS.md
+# shows the same table).
+RENAMED_SETTINGS: dict[str, tuple[str | None, str]] = {
+    "DISCORD_UPDATES_WEBHOOK": ("N8N_WEBHOOK_URL", "updates go to your n8n webhook (or set DISCORD_WEBHOOK_URL to a "
+                                                   "Discord channel's own webhook)"),
+    "N8N_TARS_WEBHOOK_URL": ("PUBLIC_BASE_URL", "n8n sends codes to PUBLIC_BASE_URL/webhook/background-confirmation, "
+                                                "with WEBHOOK_SECRET in X-TARS-Webhook-Secret"),
+    "CLAUDE_COMPLEX_MODEL": ("CLAUDE_MODEL", "one model runs every task"),
+    "CLAUDE_FAST_MODEL": ("CLAUDE_MODEL", "one model runs every task; the phone's is CLAUDE_VOICE_MODEL"),
+    "PROGRAMMING_MODEL": ("CLAUDE_MODEL", "a model id such as claude-sonnet-5-5, not opus or sonnet"),
+    "MAX_COMMAND_TIMEOUT": ("COMMAND_TIMEOUT_SECONDS", "seconds, as before"),
+    "AUTO_PUSH_ON_COMPLETE": ("AUTO_MERGE", "a task that ends complete with passing tests is merged into the branch "
+                                            "it started from; a git-URL task is pushed"),
+    "AUTO_GIT_COMMIT": (None, "every step is committed as a checkpoint on the task's own branch tars/<id>, always"),
+    "AUTO_COMMIT_PER_STEP": (None, "every step is committed as a checkpoint on the task's own branch tars/<id>, "
+                                   "always"),
+    "COMMIT_MESSAGE_PREFIX": (None, "checkpoints are named tars(<id>): <step>"),
+    "MAX_BACKGROUND_TASKS": (None, "a worker runs one task at a time: start more workers (python start_worker.py)"),
+    "WORKER_POOL_SIZE": (None, "a worker runs one task at a time: start more workers (python start_worker.py)"),
+    "TARGET_PHONE_NUMBER": ("OWNER_PHONE_NUMBERS", "E.164 numbers, comma-separated: only they may call"),
+    "ALLOW_UNKNOWN_CALLERS": (None, "only OWNER_PHONE_NUMBERS may call; anyone else hears one sentence"),
+    "WEBHOOK_BASE_URL": ("PUBLIC_BASE_URL", "the https:// address Twilio (and n8n) reach TARS at"),
+    "WEBSOCKET_URL": ("PUBLIC_BASE_URL", "the voice relay is wss://<that host>/relay on the same server"),
+    "WEBHOOK_PORT": ("PORT", "one server serves the webhooks, the voice relay and the dashboard"),
+    "WEBSOCKET_PORT": ("PORT", "one server serves the webhooks, the voice relay and the dashboard"),
+    "TWILIO_ACCOUNT_SID": (None, "not needed: TWILIO_AUTH_TOKEN checks Twilio's signatures"),
+    "TWILIO_PHONE_NUMBER": (None, "not needed: point the number's voice webhook at PUBLIC_BASE_URL/voice in the "
+                                  "Twilio console"),
+    "GEMINI_API_KEY": ("ANTHROPIC_API_KEY", "Claude is the phone conversation's model too"),
+    "GEMINI_MODEL": ("CLAUDE_VOICE_MODEL", "Claude is the phone conversation's model too"),
+    "GEMINI_VOICE": ("VOICE_NAME", "Twilio's text-to-speech speaks; VOICE_TTS_PROVIDER picks the provider"),
+    "REDIS_PASSWORD": ("REDIS_URL", "put the password in the URL: redis://:password@host:6379/0"),
+}
+
+# A name in .env with one of these prefixes is meant for TARS: one that is no setting is a typo or an old name.
+TARS_PREFIXES = ("TARS_", "ANTHROPIC_", "CLAUDE_", "REDIS_", "N8N_", "DISCORD_", "WEBHOOK_", "TWILIO_", "VOICE_",
+                 "DASHBOARD_", "CONFIRMATION_", "MAX_TASK_")
+
+log = logging.getLogger("tars.config")
+
+
+def env_file_warnings(env_file: str | os.PathLike | None = None) -> list[str]:
+    """Sentences about names in the env file that TARS ignores but an owner meant for it: a name of the original
+    TARS (with the setting that replaces it), a TARS-looking name that is no setting or a name close to a setting
+    (with the nearest one), a setting in lower case. Names of other programs sharing the file are left alone."""
+    path = env_file if env_file is not None else os.environ.get("TARS_ENV_FILE", ".env")
+    if not path or not os.path.isfile(path):
+        return []
+    names = setting_names()
+    warnings = []
+    for name in dotenv_values(path):
+        if name in Settings.model_fields:
+            continue
+        where = f"{name} in {path}"
+        if name in RENAMED_SETTINGS:
+            replacement, why = RENAMED_SETTINGS[name]
+            use = f"use {replacement}: {why}" if replacement else why
+            warnings.append(f"{where} is a setting of the original TARS and is ignored here; {use}.")
+        elif name == "TARS_ENV_FILE":
+            warnings.append(f"{where} has no effect: TARS_ENV_FILE is read from the environment only.")
+        elif name.upper() in Settings.model_fields:
+            warnings.append(f"{where} is ignored: setting names are upper case, {name.upper()}.")
+        else:
+            prefixed = name.upper().startswith(TARS_PREFIXES)  # else only a near miss: other programs share .env
+            close = difflib.get_close_matches(name.upper(), names, n=1, cutoff=0.75 if prefixed else 0.85)
+            if close:
+                warnings.append(f"{where} is not a TARS setting and is ignored; did you mean {close[0]}?")
+            elif prefixed:
+                warnings.append(f"{where} is not a TARS setting and is ignored (env.example lists them all).")
+    return warnings
+
+
+def warn_about_env_file(env_file: str | os.PathLike | None = None) -> list[str]:
+    """Log env_file_warnings() at start-up (main_tars.py, start_worker.py); returns them."""
+    warnings = env_file_warnings(env_file)
+    for warning in warnings:
+        log.warning("%s", warning)
+    return warnings

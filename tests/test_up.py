@@ -30,7 +30,7 @@ def test_up_runs_everything_on_an_embedded_redis(tars_env, fake_api, tmp_path, c
     try:
         health = wait_until(lambda: (r := httpx.get(f"http://127.0.0.1:{http_port}/health").json())["workers"] and r,
                             what="server and worker", interval=0.2, ignore=(httpx.HTTPError, OSError))
-        assert health == {"status": "ok", "redis": True, "workers": 1, "queue_length": 0}
+        assert health == {"status": "ok", "redis": True, "workers": 1, "starting": 0, "queue_length": 0}
         assert "started an embedded server" in (tmp_path / "up.log").read_text()
         assert list((tmp_path / "data" / "redis").glob("appendonly*"))
 
@@ -86,3 +86,64 @@ def test_up_brings_back_a_crashed_embedded_redis_and_worker_and_the_task_goes_on
         process.send_signal(signal.SIGINT)
         process.wait(timeout=40)
         log.close()
+
+
+def run_until_healthy(env: dict, log_path, *args: str):
+    """Start main_tars.py as a real process; every /health answer until a worker has registered, and the process."""
+    log = open(log_path, "wb")
+    process = subprocess.Popen([sys.executable, str(ROOT / "main_tars.py"), *args], cwd=ROOT, env=env, stdout=log,
+                               stderr=subprocess.STDOUT)
+    answers = []
+
+    def registered():
+        answers.append(httpx.get(f"http://127.0.0.1:{env['PORT']}/health").json())
+        return answers[-1]["workers"] or ("up" not in args and answers[-1])
+
+    try:
+        wait_until(registered, 60, "the server (and its worker)", interval=0.05, ignore=(httpx.HTTPError, OSError))
+    except BaseException:
+        process.kill()
+        raise
+    return process, answers
+
+
+def test_up_tells_where_the_dashboard_is_warns_about_the_key_and_health_counts_its_starting_worker(
+        tars_env, tmp_path):
+    """No DASHBOARD_PASSWORD, no ANTHROPIC_API_KEY and an old name in .env: `up` says the dashboard is off and how to
+    switch it on, warns about the key and the name (once: its worker leaves them to it), and /health never says
+    `workers: 0` alone while its worker is starting: it counts it as starting."""
+    env_file = tmp_path / "tars.env"
+    env_file.write_text("DISCORD_UPDATES_WEBHOOK=https://n8n.example.com/webhook/discord-updates\n")
+    env = {**os.environ, **tars_env, "PORT": str(free_ports(1)[0]), "ANTHROPIC_API_KEY": "", "TARS_ENV_FILE":
+           str(env_file)}
+    process, answers = run_until_healthy(env, tmp_path / "up.log", "up")
+    try:
+        assert all(a["workers"] + a["starting"] == 1 for a in answers), answers  # never "no worker" meanwhile
+        assert answers[-1] == {"status": "ok", "redis": True, "workers": 1, "starting": 0, "queue_length": 0}
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=40)
+    log = (tmp_path / "up.log").read_text()
+    port = env["PORT"]
+    assert f"TARS server: http://127.0.0.1:{port} (health: http://127.0.0.1:{port}/health)" in log, log
+    assert ("Dashboard:  off: set DASHBOARD_PASSWORD (at least 8 characters) in .env and restart "
+            f"`python main_tars.py up`; then open http://127.0.0.1:{port}/") in log, log
+    assert "Worker:     one, started with the server; /health counts it as `starting`" in log, log
+    assert log.count("ANTHROPIC_API_KEY is not set") == 1, log
+    assert "restart `python main_tars.py up`." in log, log
+    assert log.count("DISCORD_UPDATES_WEBHOOK in") == 1 and "use N8N_WEBHOOK_URL" in log, log
+
+
+def test_the_server_alone_shows_the_dashboards_address_and_no_worker_of_its_own(tars_env, tmp_path):
+    env = {**os.environ, **tars_env, "PORT": str(free_ports(1)[0]), "DASHBOARD_PASSWORD": "a-long-passphrase"}
+    process, answers = run_until_healthy(env, tmp_path / "serve.log", "serve")
+    try:
+        assert answers[-1] == {"status": "ok", "redis": True, "workers": 0, "starting": 0, "queue_length": 0}
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=40)
+    log = (tmp_path / "serve.log").read_text()
+    port = env["PORT"]
+    assert f"Dashboard:  http://127.0.0.1:{port}/ (log in with DASHBOARD_PASSWORD)" in log, log
+    assert "Worker:     none started here: run `python start_worker.py` beside it" in log, log
+    assert "ANTHROPIC_API_KEY is not set" not in log and "a-long-passphrase" not in log, log

@@ -20,12 +20,14 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
+from rq import Queue, Worker
 
 from communication.api import TASK_ID
 from communication.app import create_app
 from communication.notifier import sign
 from core import keys
 from core.confirmations import pending_request
+from core.defaults import QUEUE_NAME
 from core.redis_conn import free_port
 from core.task_manager import TaskStatus
 from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET, ServerThread
@@ -139,7 +141,7 @@ def test_only_an_authenticated_caller_can_answer_a_waiting_task(tasks, fake_api,
 
     # the health check sees the busy worker and an empty queue, without authentication
     health = httpx.get(tars_server.url + "/health").json()
-    assert health == {"status": "ok", "redis": True, "workers": 1, "queue_length": 0}
+    assert health == {"status": "ok", "redis": True, "workers": 1, "starting": 0, "queue_length": 0}
     assert health["queue_length"] == queue_length(redis_client)
 
     # a correctly signed call to the signatures-only server is the owner's answer
@@ -467,9 +469,26 @@ def test_health_reports_redis_workers_and_the_queue_length(tars_server, tasks, r
     first, _ = tasks.start("One"), tasks.start("Two")
     health = httpx.get(tars_server.url + "/health")
     assert health.status_code == 200
-    assert health.json() == {"status": "ok", "redis": True, "workers": 0, "queue_length": 2}
+    assert health.json() == {"status": "ok", "redis": True, "workers": 0, "starting": 0, "queue_length": 2}
     tasks.cancel(first)
     assert httpx.get(tars_server.url + "/health").json()["queue_length"] == queue_length(redis_client) == 1
+
+
+def test_health_counts_a_worker_the_server_started_as_starting_until_it_registers(settings, redis_client):
+    """`up`'s worker takes seconds to register with RQ: meanwhile /health says starting 1, not just workers 0."""
+    own = ["box.4242"]
+    server = ServerThread(create_app(settings, redis_client, own_workers=lambda: own))
+    try:
+        health = lambda: httpx.get(server.url + "/health").json()  # noqa: E731
+        assert (health()["workers"], health()["starting"]) == (0, 1)
+        worker = Worker([Queue(QUEUE_NAME, connection=redis_client)], connection=redis_client, name="box.4242")
+        worker.register_birth()
+        assert (health()["workers"], health()["starting"]) == (1, 0)
+        own.clear()  # its process ended: neither starting nor (once RQ forgets it) a worker
+        worker.register_death()
+        assert (health()["workers"], health()["starting"]) == (0, 0)
+    finally:
+        server.stop()
 
 
 def test_health_says_degraded_when_redis_is_gone(settings):

@@ -258,7 +258,9 @@ def test_without_dashboard_password_the_dashboard_is_off_and_says_how_to_switch_
     page = httpx.get(server.url + "/")
     assert page.status_code == 200
     assert "The dashboard is off" in page.text and "DASHBOARD_PASSWORD" in page.text
-    assert "python main_tars.py" in page.text and 'data-testid="login-password"' not in page.text
+    assert 'data-testid="login-password"' not in page.text
+    # restart as started: `up` (server and worker), or the server alone beside workers of one's own
+    assert "<code>python main_tars.py up</code>" in page.text and "<code>python main_tars.py</code>" in page.text
     login = httpx.post(server.url + "/login", data={"password": PASSWORD})
     assert login.status_code == 404 and "set-cookie" not in login.headers and "DASHBOARD_PASSWORD" in login.text
     for method, path in (("GET", "tasks"), ("GET", "session"), ("GET", "overview/stream"), ("POST", "tasks")):

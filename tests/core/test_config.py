@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from anthropic._data import DEPRECATED_MODELS
 
-from core.config import Settings, load_settings, setting_names
+from core.config import RENAMED_SETTINGS, Settings, env_file_warnings, load_settings, setting_names
 from core.exceptions import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -235,3 +235,58 @@ def test_env_example_copied_as_dot_env_gives_the_defaults(clean_env):
     defaults = load_settings().model_dump()
     clean_env.setenv("TARS_ENV_FILE", str(ROOT / "env.example"))
     assert load_settings().model_dump() == defaults
+
+
+# --- names in .env that TARS does not read --------------------------------------------------------------------
+
+def test_the_original_tars_names_are_told_with_their_replacement(clean_env, tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("DISCORD_UPDATES_WEBHOOK=https://n8n.example.com/webhook/discord-updates\n"
+                        "CLAUDE_COMPLEX_MODEL=claude-opus-4-7\nAUTO_COMMIT_PER_STEP=true\nMAX_TASK_ITERATIONS=7\n")
+    clean_env.setenv("TARS_ENV_FILE", str(env_file))
+    warnings = env_file_warnings()
+    assert len(warnings) == 3, warnings
+    assert warnings[0].startswith(f"DISCORD_UPDATES_WEBHOOK in {env_file} is a setting of the original TARS and is "
+                                  "ignored here; use N8N_WEBHOOK_URL: ")
+    assert "use CLAUDE_MODEL" in warnings[1]
+    assert warnings[2].startswith("AUTO_COMMIT_PER_STEP in") and "checkpoint" in warnings[2]
+    assert "opus" not in " ".join(warnings) and "n8n.example.com" not in " ".join(warnings)  # names, never values
+
+
+def test_tars_looking_names_that_are_no_setting_get_the_nearest_one(clean_env, tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("DASHBOARD_PASWORD=a-long-passphrase\nCONFIRMATON_CODE=6283\nexport CLAUDE_MODLE=x\n"
+                        "REDIS_SOMETHING=1\nmax_task_iterations=3\nPORTS=9000\n"
+                        "NODE_ENV=production\nDATABASE_URL=postgres://x\nGITHUB_TOKEN=abc\nPORT=8001\n")
+    warnings = env_file_warnings(env_file)
+    said = {w.split(" ")[0]: w for w in warnings}
+    assert set(said) == {"DASHBOARD_PASWORD", "CONFIRMATON_CODE", "CLAUDE_MODLE", "REDIS_SOMETHING",
+                         "max_task_iterations", "PORTS"}, warnings  # another program's names are left alone
+    assert said["DASHBOARD_PASWORD"].endswith("is not a TARS setting and is ignored; did you mean DASHBOARD_PASSWORD?")
+    assert said["CONFIRMATON_CODE"].endswith("did you mean CONFIRMATION_CODE?")
+    assert said["CLAUDE_MODLE"].endswith("did you mean CLAUDE_MODEL?")
+    assert said["PORTS"].endswith("did you mean PORT?")
+    assert said["REDIS_SOMETHING"].endswith("is not a TARS setting and is ignored (env.example lists them all).")
+    assert said["max_task_iterations"].endswith("is ignored: setting names are upper case, MAX_TASK_ITERATIONS.")
+    assert "a-long-passphrase" not in " ".join(warnings)
+
+
+def test_no_env_file_or_only_settings_means_no_warnings(clean_env, tmp_path):
+    assert env_file_warnings(tmp_path / "missing.env") == []
+    assert env_file_warnings(ROOT / "env.example") == []
+    assert env_file_warnings() == []  # TARS_ENV_FILE=/dev/null
+
+
+def test_every_renamed_setting_names_a_real_replacement():
+    for old, (new, why) in RENAMED_SETTINGS.items():
+        assert old not in Settings.model_fields, old
+        assert new is None or new in Settings.model_fields, (old, new)
+        assert why and not why.endswith("."), old
+
+
+def test_a_worker_started_by_hand_warns_about_the_env_file(tars_env, start_worker, tmp_path):
+    env_file = tmp_path / "tars.env"
+    env_file.write_text("MAX_COMMAND_TIMEOUT=60\n")
+    worker = start_worker("--burst", TARS_ENV_FILE=str(env_file))
+    assert worker.wait(60) == 0, worker.log
+    assert "MAX_COMMAND_TIMEOUT in" in worker.log and "use COMMAND_TIMEOUT_SECONDS: seconds, as before." in worker.log
