@@ -17,7 +17,7 @@ import pytest
 from communication.api import ConfirmationBody
 from communication.notifier import EVENT_TYPES
 from core import keys
-from core.config import Settings
+from core.config import RENAMED_SETTINGS, Settings
 from core.defaults import JOB_TIMEOUT_MARGIN_SECONDS
 from tests import doccheck
 from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET
@@ -67,7 +67,8 @@ QUICK = DOCS["docs/BACKGROUND_TASKS_QUICK_REFERENCE.md"]
 IMPL = DOCS["docs/BACKGROUND_TASKS_IMPLEMENTATION.md"]
 README = DOCS["README.md"]
 REQUIRED_DOCS = ["BACKGROUND_PROGRAMMING.md", "N8N_BACKGROUND_TASKS_SETUP.md", "BACKGROUND_TASKS_QUICK_REFERENCE.md",
-                 "BACKGROUND_TASKS_IMPLEMENTATION.md", "AUTONOMOUS_PROGRAMMING_SUMMARY.md"]
+                 "BACKGROUND_TASKS_IMPLEMENTATION.md", "AUTONOMOUS_PROGRAMMING_SUMMARY.md",
+                 "COMING_FROM_THE_ORIGINAL_TARS.md"]
 COMMANDS = doccheck.commands()
 WORKER_NAME = "docs-worker"
 SESSION = "docs-session"
@@ -260,6 +261,10 @@ def test_the_systemd_example_allows_the_whole_warm_shutdown():
 def run_redis_cli(connection, argv, **placeholders):
     args = with_real_values(argv[1:], **placeholders)
     while args and args[0].startswith("-"):
+        if args[0] == "-u":  # TARS's Redis, named by the shell's $REDIS_URL: here the test's connection
+            assert args[1] == "$REDIS_URL", f"redis-cli -u takes $REDIS_URL in the docs: {argv}"
+            del args[:2]
+            continue
         assert args[0] in ("--raw", "--no-raw"), f"redis-cli option the check does not know: {argv}"
         args.pop(0)
     args = [re.sub(r"<[A-Za-z_-]+>", "none", a) for a in args]
@@ -440,11 +445,12 @@ def test_the_key_table_names_the_core_keys_attribute_of_each_row():
 
 # --- 3. settings ----------------------------------------------------------------------------------
 CODE_CONSTANTS = set()
-for _module in ("core.defaults", "core.keys", "core.task_manager", "core.background_worker", "core.agent",
-                "communication.notifier", "sub_agents_tars"):
+for _module in ("core.config", "core.defaults", "core.keys", "core.task_manager", "core.background_worker",
+                "core.agent", "communication.notifier", "sub_agents_tars"):
     CODE_CONSTANTS |= {n for n in vars(importlib.import_module(_module)) if n.isupper()}
 NOT_SETTINGS = {"TARS_ENV_FILE",  # read by core/config.py before Settings (names the env file)
-                "TASK_ID"}  # the placeholder of usage lines
+                "TASK_ID",  # the placeholder of usage lines
+                *RENAMED_SETTINGS}  # the original TARS's names, each told with what replaced it
 
 
 @pytest.mark.parametrize("doc,name", sorted(set(doccheck.setting_like_names()) | set(doccheck.assignments())))
@@ -472,6 +478,14 @@ def test_the_quick_reference_lists_every_setting_with_its_default():
     assert list(rows) == list(Settings.model_fields), "the table must list every setting, in core/config.py's order"
     for name, field in Settings.model_fields.items():
         assert rows[name] == _shown_default(field), (name, rows[name], _shown_default(field))
+
+
+def test_the_renamed_settings_table_is_core_configs():
+    """docs/COMING_FROM_THE_ORIGINAL_TARS.md shows RENAMED_SETTINGS row by row, as the start-up warning says it."""
+    rows = doccheck.table_rows(doccheck.section(DOCS["docs/COMING_FROM_THE_ORIGINAL_TARS.md"], "Settings renamed"))
+    shown = {old.strip("`"): (None if new == "(none)" else new.strip("`"), why.replace("`", ""))
+             for old, new, why in rows}
+    assert shown == RENAMED_SETTINGS
 
 
 def test_env_example_lists_every_setting():
