@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from core.config import default_data_dir
 from core.redis_conn import free_port
 from tests.conftest import ROOT, TEST_CODE
 from tests.fakes.anthropic_api import bash, edit, text
@@ -266,7 +267,9 @@ def test_a_task_checkout_lies_outside_tars_so_its_tests_see_only_the_projects_co
 
     status = ok_json(cli("task", "status", task_id, "--json"))
     checkout = Path(status["result"]["git"]["path"])
-    assert checkout == Path.home() / ".local" / "share" / "tars" / "git" / "worktrees" / task_id, worker.log
+    # ~/.local/share/tars on Linux (~/Library/Application Support/tars on macOS), under this test's HOME
+    assert default_data_dir().is_relative_to(Path.home())
+    assert checkout == default_data_dir() / "git" / "worktrees" / task_id, worker.log
     assert not checkout.is_relative_to(ROOT)
     top = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--show-toplevel"], capture_output=True,
                          text=True, check=True).stdout.strip()
