@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 
+import pytest
 from rq.job import Job
 
 from core import keys
@@ -129,6 +130,7 @@ def test_stuck_model_is_stopped(tasks, fake_api, start_worker):
     assert status.result["iterations"] == 3
 
 
+@pytest.mark.worker_story
 def test_cancel_while_queued_never_runs(tasks, fake_api, start_worker):
     fake_api.script([bash("touch ran.txt"), text("done")])
     task_id = tasks.start("Do something", project_path="queued")
@@ -141,6 +143,7 @@ def test_cancel_while_queued_never_runs(tasks, fake_api, start_worker):
     assert tasks.status(task_id).status == "cancelled"
 
 
+@pytest.mark.worker_story
 def test_cancel_while_running_kills_the_command(tasks, fake_api, start_worker, redis_client):
     fake_api.script([bash("sleep 61.5"), text("never")])
     task_id = tasks.start("Wait a minute", project_path="running")
@@ -231,6 +234,7 @@ def test_two_workers_run_two_tasks_at_once(tasks, fake_api, start_worker):
     assert {a.result["summary"], b.result["summary"]} == {"alpha done", "beta done"}
 
 
+@pytest.mark.worker_story
 def test_cancel_during_a_slow_model_call_ends_cancelled(tasks, fake_api, start_worker):
     from tests.fakes.anthropic_api import delay
 
@@ -282,6 +286,7 @@ def _reading(thread) -> bool:
     return False
 
 
+@pytest.mark.worker_story
 def test_stopping_the_cancel_watcher_never_leaves_its_connection_to_the_task(redis_server, redis_client, settings):
     """Issue 12: the watcher's pub/sub was closed from the task's thread while the watcher still read on it; the
     connection went back to the shared pool, the task's next command (RQ's WATCH at the end of the job) took it,
@@ -307,6 +312,7 @@ def test_stopping_the_cancel_watcher_never_leaves_its_connection_to_the_task(red
     assert watcher.connection.connection_pool is not client.connection_pool  # no connection is ever shared
 
 
+@pytest.mark.worker_story
 def test_a_cancel_reaches_the_watcher_on_its_own_connection(redis_server, redis_client, settings):
     job = Job.create(func="core.background_worker.run_task", args=("x",), connection=redis_client, id="w2")
     job.meta = {"goal": "watch"}

@@ -8,6 +8,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from core import keys
 from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET
@@ -39,6 +40,7 @@ def last_tool_result(request):
     return [b for b in request.body["messages"][-1]["content"] if b.get("type") == "tool_result"][-1]
 
 
+@pytest.mark.worker_story
 def test_confirmed_from_discord_through_the_webhook(tasks, fake_api, projects, start_worker, tars_server, n8n,
                                                     redis_client):
     task_id, project = destructive_task(tasks, fake_api, projects)
@@ -66,6 +68,7 @@ def test_confirmed_from_discord_through_the_webhook(tasks, fake_api, projects, s
     assert f"[task {task_id}] confirmation approved: rm old_backup.py" in worker.log
 
 
+@pytest.mark.worker_story
 def test_confirmed_from_the_command_line(tasks, fake_api, projects, start_worker, cli):
     task_id, project = destructive_task(tasks, fake_api, projects)
     start_worker()
@@ -78,6 +81,7 @@ def test_confirmed_from_the_command_line(tasks, fake_api, projects, start_worker
     assert not (project / "old_backup.py").exists()
 
 
+@pytest.mark.worker_story
 def test_a_wrong_code_is_rejected_with_the_attempts_left(tasks, fake_api, projects, start_worker, tars_server):
     task_id, project = destructive_task(tasks, fake_api, projects)
     start_worker()
@@ -92,6 +96,7 @@ def test_a_wrong_code_is_rejected_with_the_attempts_left(tasks, fake_api, projec
     assert not (project / "old_backup.py").exists()
 
 
+@pytest.mark.worker_story
 def test_five_wrong_codes_deny_the_request(tasks, fake_api, projects, start_worker, tars_server, n8n):
     task_id, project = destructive_task(tasks, fake_api, projects)
     start_worker(N8N_WEBHOOK_URL=n8n.url())
@@ -107,6 +112,7 @@ def test_five_wrong_codes_deny_the_request(tasks, fake_api, projects, start_work
     assert post_code(tars_server, task_id, TEST_CODE).status_code == 409
 
 
+@pytest.mark.worker_story
 def test_no_answer_in_time_means_the_command_does_not_run(tasks, fake_api, projects, start_worker, n8n):
     task_id, project = destructive_task(tasks, fake_api, projects)
     start_worker("--burst", CONFIRMATION_TIMEOUT_SECONDS="1", N8N_WEBHOOK_URL=n8n.url()).wait(60)
@@ -118,6 +124,7 @@ def test_no_answer_in_time_means_the_command_does_not_run(tasks, fake_api, proje
     assert refused and refused[0]["command"] == "rm old_backup.py"
 
 
+@pytest.mark.worker_story
 def test_cancel_ends_the_wait_at_once(tasks, fake_api, projects, start_worker):
     task_id, project = destructive_task(tasks, fake_api, projects)
     start_worker()
@@ -130,6 +137,7 @@ def test_cancel_ends_the_wait_at_once(tasks, fake_api, projects, start_worker):
     assert len(fake_api.requests) == 1
 
 
+@pytest.mark.worker_story
 def test_without_a_code_set_destructive_commands_are_refused(tasks, fake_api, projects, start_worker):
     task_id, project = destructive_task(tasks, fake_api, projects)
     start_worker("--burst", CONFIRMATION_CODE="").wait(60)
@@ -139,6 +147,7 @@ def test_without_a_code_set_destructive_commands_are_refused(tasks, fake_api, pr
     assert "CONFIRMATION_CODE" in refusal and ".env" in refusal
 
 
+@pytest.mark.worker_story
 def test_safe_commands_never_ask(tasks, fake_api, projects, start_worker):
     fake_api.script([bash("mkdir -p src && git init -q && ls && python3 --version"), text("Set up.")])
     task_id = tasks.start("Set up the project", project_path="setup")
@@ -148,6 +157,7 @@ def test_safe_commands_never_ask(tasks, fake_api, projects, start_worker):
     assert (projects / "setup" / ".git").is_dir()
 
 
+@pytest.mark.worker_story
 def test_the_voice_process_hears_the_request(tasks, fake_api, projects, start_worker, redis_client):
     pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(keys.CONFIRMATIONS_CHANNEL)

@@ -44,6 +44,7 @@ def gone(pid):
         return True
 
 
+@pytest.mark.worker_story
 def test_a_work_horse_killed_like_the_oom_killer_fails_the_task_and_it_can_be_retried(
         tasks, fake_api, start_worker, n8n, projects, cli):
     fake_api.script([bash("rm -f old.txt"), repeat(text("done"))])  # rm waits for the owner's code
@@ -104,6 +105,7 @@ def test_a_dead_worker_is_found_by_the_reaper_and_its_orphan_horse_killed(tasks,
     assert survivor.process.poll() is None
 
 
+@pytest.mark.worker_story
 def test_a_horse_whose_worker_died_stops_itself_at_once(tasks, fake_api, start_worker, n8n):
     fake_api.script([bash("sleep 60"), repeat(text("done"))])
     task_id = tasks.start("Run a long build", project_path="selfstop")
@@ -143,6 +145,7 @@ def test_sigterm_lets_the_running_task_finish(tasks, fake_api, start_worker):
     assert "warm shut down requested" in worker.log
 
 
+@pytest.mark.worker_story
 def test_a_second_sigterm_stops_the_task_and_marks_it(tasks, fake_api, start_worker, n8n):
     fake_api.script([bash("sleep 60"), repeat(text("done"))])
     task_id = tasks.start("Build forever", project_path="cold")
