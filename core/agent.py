@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from core.defaults import STUCK_REPEATS, TEST_OUTPUT_TO_MODEL
+from core.defaults import STUCK_DONE_REPEATS, STUCK_REPEATS, TEST_OUTPUT_TO_MODEL
 from core.exceptions import (Cancelled, LimitsExceeded, ModelError, Submitted, TaskEnded, TaskFailed,
                              TimeExceeded, WorkspaceUnusable)
 from core.model import Model, Usage
@@ -28,6 +29,8 @@ BASH_TOOL = {"type": "bash_20250124", "name": "bash"}
 EDITOR_TOOL = {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"}
 CACHE = {"type": "ephemeral"}
 DISK_TROUBLE = ("No space left on device", "Read-only file system", "Disk quota exceeded")  # a command's stderr
+# What differs between two runs of the same failing tests: durations ("in 0.03s", "12 ms") and object addresses.
+RUN_NOISE = re.compile(r"\b\d+(?:\.\d+)?\s*(?:s|ms|sec|seconds)\b|0x[0-9a-fA-F]+")
 
 SYSTEM_PROMPT = """You are TARS's background programmer. You work alone, without a human watching, on one \
 project directory: {root}
@@ -54,6 +57,7 @@ class AgentConfig:
     max_runtime_seconds: float = 900.0
     command_timeout: float = 120.0
     stuck_repeats: int = STUCK_REPEATS
+    stuck_done_repeats: int = STUCK_DONE_REPEATS  # "done" answers in a row against the same failing tests
     max_paused_seconds: float = 300.0  # time waiting for the owner's code that does not count as runtime
 
 
@@ -90,6 +94,8 @@ class Agent:
     after_step: Callable[[str, bool], None] | None = None
     # Called after each model answer with the usage so far and the files the editor changed so far (live figures).
     after_turn: Callable[[Usage, list[str]], None] | None = None
+    # One sentence for the first message: the environment commands run in (core/project_env.ProjectEnv.for_model).
+    environment: str = ""
 
     def __post_init__(self):
         self.messages: list[dict] = []
@@ -102,6 +108,7 @@ class Agent:
         self._started = time.monotonic()
         self._paused = 0.0
         self._last_actions: list[str] = []
+        self._failed_claims: list[str] = []  # the worker's failing test output after each "done", in a row
         self._step_touched = False  # this step ran a command or changed a file
         self._step_tests: bool | None = None  # a test command ran in this step: did they all pass?
         self.system = [{"type": "text", "cache_control": CACHE, "text": SYSTEM_PROMPT.format(
@@ -170,6 +177,17 @@ class Agent:
             raise LimitsExceeded(f"The model was stuck: it repeated the same action with the same result "
                                  f"{self.config.stuck_repeats} times in a row.")
 
+    def _check_stuck_claims(self, command: str, output: str) -> None:
+        """The model said it was done and the tests failed: the same failure after each of the last N such answers
+        means its fixes do not reach it (the loop would alternate "Running the tests / Tests failed" to the limit)."""
+        self._failed_claims = (self._failed_claims + [RUN_NOISE.sub("#", output)])[-self.config.stuck_done_repeats:]
+        if len(self._failed_claims) == self.config.stuck_done_repeats and len(set(self._failed_claims)) == 1:
+            last = next((line.strip() for line in reversed(output.splitlines())  # the summary, not '[exit code 1]'
+                         if line.strip() and not line.strip().startswith("[")), "")
+            raise LimitsExceeded(f"The model was stuck: it said it was done {self.config.stuck_done_repeats} times "
+                                 f"in a row, but `{command}` failed the same way each time"
+                                 + (f" ({last[:200]})." if last else "."))
+
     def _verify(self, summary: str) -> None:
         """The model says it is done: believe it only if the project's tests pass."""
         command = detect_test_command(self.workspace.root)
@@ -184,6 +202,7 @@ class Agent:
             raise Submitted(f"Done; `{command}` passed." if result.exit_code == 0 else "Done; no tests collected.",
                             summary)
         self.tests_passed = False
+        self._check_stuck_claims(command, result.output)
         self.set_phase("fixing", "Tests failed: fixing")
         output = result.output[-TEST_OUTPUT_TO_MODEL:]
         self._say(f"I ran `{command}` and it failed:\n\n{output}\n\nFix the code (or the tests, if they are wrong) "
@@ -273,7 +292,8 @@ class Agent:
     # --- talking to the model and to the owner -------------------------------
     def _first_message(self) -> str:
         listing = self.workspace.run_tool("str_replace_based_edit_tool", {"command": "view", "path": "."}).output
-        return f"Goal: {self.goal}\n\nThe project directory {self.workspace.root} contains:\n{listing}"
+        environment = f"\n\n{self.environment}" if self.environment else ""
+        return f"Goal: {self.goal}\n\nThe project directory {self.workspace.root} contains:\n{listing}{environment}"
 
     def _say(self, text: str) -> None:
         self.messages.append({"role": "user", "content": [{"type": "text", "text": text}]})

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import socket
-import sys
 import threading
 import time
 from datetime import timezone
@@ -26,11 +25,12 @@ import redis
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
-from core import event_log, git_workspace, keys
+from core import event_log, git_workspace, keys, project_env
 from core.agent import Agent, AgentConfig, AgentResult
 from core.config import Settings, get_settings, setting_names
 from core.confirmations import ConfirmationGate
-from core.defaults import RESULT_TTL_SECONDS
+from core.defaults import (JOB_TIMEOUT_MARGIN_SECONDS, PROJECT_ENV_STALE_SECONDS, PROJECT_ENV_TIMEOUT_SECONDS,
+                           RESULT_TTL_SECONDS)
 from core.exceptions import GitError, TaskEnded, TaskFailed, TarsError, WorkspaceUnusable
 from core.model import AnthropicModel, Model, Usage, estimate_cost
 from core.redis_conn import private_client
@@ -68,6 +68,7 @@ class TaskContext:
         self.record_lost = False  # Redis lost the job (restarted without persistence): stop writing to it
         self.parent_pid = os.getppid()  # the worker that forked this horse (created first thing in run_task)
         self.git: dict | None = None  # what the task's branch holds at the end (git_workspace.summary + delivery)
+        self.environment: project_env.ProjectEnv | None = None  # what the commands run in (removed at the end)
         self.scrubber = Scrubber(settings.secret_values())
         for factory in EVENT_SINKS:
             try:
@@ -197,12 +198,30 @@ class CancelWatcher(threading.Thread):
             self.connection.connection_pool.disconnect()
 
 
-def command_environment(settings: Settings) -> dict[str, str]:
-    """The environment the model's commands get: no secrets, no TARS settings, the worker's Python first."""
-    env = scrub_environment(os.environ, setting_names() + ["TARS_ENV_FILE", "RQ_WORKER_ID", "RQ_JOB_ID"])
-    python_bin = str(Path(sys.executable).parent)
-    env["PATH"] = python_bin + os.pathsep + env.get("PATH", "/usr/bin:/bin")
-    return env
+def command_environment(settings: Settings, venv: Path | None = None) -> dict[str, str]:
+    """The environment the model's commands get: no secrets, no TARS settings, never TARS's own Python; venv (the
+    project's virtualenv, see core/project_env.py) first on PATH."""
+    return project_env.environment(_scrubbed_environment(), venv)
+
+
+def _scrubbed_environment() -> dict[str, str]:
+    return scrub_environment(os.environ, setting_names() + ["TARS_ENV_FILE", "RQ_WORKER_ID", "RQ_JOB_ID"])
+
+
+def _prepare_environment(ctx: TaskContext, settings: Settings,
+                         checkout: git_workspace.TaskCheckout) -> project_env.ProjectEnv:
+    """The project's own environment for the task's checkout (its virtualenv, or one made for it), told to the owner."""
+    longest_task = settings.max_runtime_seconds + settings.CONFIRMATION_TIMEOUT_SECONDS + JOB_TIMEOUT_MARGIN_SECONDS
+    environment = project_env.prepare(
+        checkout, task_id=ctx.task_id, data_dir=settings.DATA_DIR, base=_scrubbed_environment(),
+        project_venv=settings.PROJECT_VENV, timeout=min(PROJECT_ENV_TIMEOUT_SECONDS, settings.max_runtime_seconds / 2),
+        stale_after=max(PROJECT_ENV_STALE_SECONDS, 2 * longest_task), logger=ctx.log)
+    ctx.environment = environment
+    ctx.log.info("environment (%s, %.2f s): %s", environment.kind, environment.seconds, environment.message)
+    ctx.event("workspace", environment.message, environment=environment.kind,
+              venv=str(environment.venv) if environment.venv else None, python=environment.python,
+              seconds=environment.seconds)
+    return environment
 
 
 def build_model(settings: Settings) -> Model:
@@ -246,6 +265,8 @@ def run_task(task_id: str) -> dict:
             ctx.update_meta(phase="error", progress="Crashed", awaiting_confirmation=False)
             ctx.event("error", "The task crashed; see the worker log.", phase="error")
             _release_waiters(ctx)
+        if ctx.environment is not None:
+            ctx.environment.discard()
         ctx.close()
 
 
@@ -255,9 +276,9 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
     model = build_model(settings)
     checkout = _prepare_checkout(ctx, settings)
     project = Path(checkout.path)
+    environment = _prepare_environment(ctx, settings, checkout)
     try:
-        workspace = Workspace(project, command_timeout=settings.COMMAND_TIMEOUT_SECONDS,
-                              env=command_environment(settings))
+        workspace = Workspace(project, command_timeout=settings.COMMAND_TIMEOUT_SECONDS, env=environment.env)
         workspace.probe_writable()
     except WorkspaceUnusable as exc:
         raise TaskFailed(str(exc)) from None
@@ -275,11 +296,14 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
                                 settings.CONFIRMATION_TIMEOUT_SECONDS, classify=classify)
         agent = Agent(model=model, workspace=workspace, goal=ctx.goal, cancelled=cancelled, log=ctx.log,
                       on_event=ctx.event, command_gate=gate, scrub=ctx.scrubber.text, after_step=checkpoints,
+                      environment=environment.for_model(),
                       after_turn=lambda usage, files: ctx.update_meta(
                           usage=usage.as_dict(), cost_usd=estimate_cost(settings.CLAUDE_MODEL, usage),
                           files_changed=files),
                       config=AgentConfig(max_iterations=settings.MAX_TASK_ITERATIONS,
-                                         max_runtime_seconds=settings.max_runtime_seconds,
+                                         # making the environment counted against the task's runtime
+                                         max_runtime_seconds=max(1.0, settings.max_runtime_seconds
+                                                                 - environment.seconds),
                                          command_timeout=settings.COMMAND_TIMEOUT_SECONDS,
                                          max_paused_seconds=settings.CONFIRMATION_TIMEOUT_SECONDS))
         result = agent.run()

@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     CONFIRMATION_TIMEOUT_SECONDS: float = Field(300, gt=0)
     CONFIRMATION_CODE: SecretStr | None = None
     AUTO_MERGE: bool = False
+    PROJECT_VENV: str = Field("", description=(
+        "The virtualenv every task's commands and test runs use (core/project_env.py): a path relative to the "
+        "project (e.g. .venv-dev) or absolute. Empty: the project's own .venv or venv, else one made for the task "
+        "with uv (pytest and the project's declared dependencies)."))
 
     # --- progress updates and webhooks ------------------------------------
     N8N_WEBHOOK_URL: SecretStr | None = None

@@ -89,3 +89,15 @@ EVENT_LOG_MAX_EVENTS = 2000
 
 SERVER_SHUTDOWN_GRACE_SECONDS = 5
 """On Ctrl+C/SIGTERM the server waits this long for open connections (dashboard streams, calls) before closing them."""
+
+STUCK_DONE_REPEATS = 3
+"""The model saying it is done this many times in a row while the worker's test run fails with the same output each
+time ends the task as stuck (failed): its fixes are not reaching the failure."""
+
+PROJECT_ENV_TIMEOUT_SECONDS = 300.0
+"""Longest a task may spend making its Python environment (core/project_env.py); at most half the task's runtime,
+which it counts against. Past it, the task runs on the system's Python and the owner is told why."""
+
+PROJECT_ENV_STALE_SECONDS = 24 * 3600
+"""A virtualenv made for a task is removed when the task ends; one left by a killed work-horse is removed by a later
+task once it is this old (or twice the longest a task may run, if that is longer)."""

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core import project_env
 from core.exceptions import InvalidProjectPath, ToolError, WorkspaceUnusable
 from core.git_workspace import GENERATED_DIRS, GENERATED_FILES
 
@@ -205,7 +206,9 @@ class Workspace:
             raise InvalidProjectPath(f"The project directory {root} does not exist or is not a directory.")
         self.root = real
         self.command_timeout = command_timeout
-        self.env = dict(env) if env is not None else scrub_environment(os.environ)
+        # The worker passes the project's environment (core/project_env.py); by default, no secrets and never
+        # TARS's own Python.
+        self.env = dict(env) if env is not None else project_env.environment(scrub_environment(os.environ))
         self.output_limit = output_limit
         self._prefix = str(real).rstrip(os.sep) + os.sep
         self._lock = threading.Lock()  # guards _proc and _cancelled against kill_running from another thread

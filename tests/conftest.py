@@ -66,8 +66,15 @@ def fake_api(fake_api_server):
     fake_api_server.reset()
 
 
+@pytest.fixture(scope="session")
+def uv_cache(tmp_path_factory) -> Path:
+    """One uv cache for the session: a task's Python environment (core/project_env.py) downloads pytest once, not
+    once per test (each test's DATA_DIR is its own)."""
+    return tmp_path_factory.mktemp("uv-cache")
+
+
 @pytest.fixture
-def tars_env(tmp_path, redis_server, redis_client, fake_api_server, monkeypatch):
+def tars_env(tmp_path, redis_server, redis_client, fake_api_server, monkeypatch, uv_cache):
     """The environment of every TARS process in a test (Redis flushed); also applied to this process."""
     projects = tmp_path / "projects"
     projects.mkdir()
@@ -88,6 +95,7 @@ def tars_env(tmp_path, redis_server, redis_client, fake_api_server, monkeypatch)
         "CONFIRMATION_CODE": TEST_CODE,
         "CONFIRMATION_TIMEOUT_SECONDS": "30",
         "WEBHOOK_SECRET": TEST_WEBHOOK_SECRET,
+        "UV_CACHE_DIR": str(uv_cache),
     }
     for name in list(os.environ):
         if name.startswith(("ANTHROPIC_", "REDIS_", "CLAUDE_", "MAX_TASK_", "WEBHOOK_", "N8N_", "DISCORD_",

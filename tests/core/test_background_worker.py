@@ -3,15 +3,17 @@ Claude (the real SDK against the local fake API) on a real project folder."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from rq.job import Job
 
-from core import keys
+from core import keys, project_env
 from core.background_worker import CancelWatcher, TaskContext
 from core.redis_conn import connect
 from tests.conftest import TEST_API_KEY
@@ -326,3 +328,86 @@ def test_a_cancel_reaches_the_watcher_on_its_own_connection(redis_server, redis_
     watcher.join(30)
     assert not watcher.is_alive()
     watcher.stop()  # after it ended by itself: nothing left to do, and no error
+
+
+# --- the project's own environment (core/project_env.py) ---------------------------------------------------------
+
+def _tars_python_first() -> dict[str, str]:
+    """The worker's environment as from an activated TARS venv: its bin first on PATH, TARS on PYTHONPATH."""
+    root = str(Path(__file__).resolve().parents[2])
+    return {"PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")]),
+            "PYTHONPATH": root}
+
+
+def test_a_python_project_runs_in_an_environment_made_for_it_never_in_tars_python(tasks, fake_api, start_worker,
+                                                                                  projects, settings):
+    project = projects / "made_env"
+    project.mkdir()
+    (project / "requirements.txt").write_text("iniconfig\n")
+    (project / "test_ini.py").write_text("import iniconfig\n\n\ndef test_it():\n    assert iniconfig.IniConfig\n")
+    fake_api.script([
+        bash("python -c 'import sys; print(sys.prefix)'"),
+        bash("python -c 'import anthropic'"),
+        text("Nothing to change: the tests pass."),  # the worker runs python -m pytest -q in the same environment
+    ])
+    task_id = tasks.start("Check the environment", project_path="made_env")
+    status, worker = run_to_end(tasks, start_worker, task_id, **_tars_python_first())
+
+    assert status.status == "complete", status.reason
+    assert status.result["tests_passed"] is True and status.result["test_command"] == "python -m pytest -q"
+    venv = settings.DATA_DIR / "envs" / task_id
+    assert tool_results(fake_api.requests[1])[0]["content"].strip() == str(venv)
+    assert "No module named 'anthropic'" in tool_results(fake_api.requests[2])[0]["content"]
+    told = [e.message for e in tasks.events(task_id) if e.type == "workspace"]
+    assert any(m.startswith("Made a Python environment with pytest + 1 dependency in ") for m in told), told
+    assert str(venv) in fake_api.requests[0].body["messages"][0]["content"][0]["text"]  # the model is told too
+    assert f"[task {task_id}] environment (made, " in worker.log
+    assert not venv.exists()  # removed with the task
+
+
+def test_a_project_with_its_own_venv_runs_in_it_from_its_worktree(tasks, fake_api, start_worker, projects,
+                                                                  private_git, uv_cache):
+    project = projects / "own_env"
+    project.mkdir()
+    (project / ".gitignore").write_text(".venv/\n")
+    (project / "test_truth.py").write_text("def test_truth():\n    assert True\n")
+    owner = ("-c", "user.name=Owner", "-c", "user.email=owner@example.com")
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "first"]):
+        subprocess.run(["git", *owner, *args], cwd=project, check=True, capture_output=True)
+    uv = {**os.environ, "UV_CACHE_DIR": str(uv_cache)}
+    subprocess.run([project_env.uv_binary(), "venv", "--quiet", "--no-project", str(project / ".venv")], env=uv,
+                   check=True)
+    subprocess.run([project_env.uv_binary(), "pip", "install", "--quiet", "--python", str(project / ".venv/bin/python"),
+                    "pytest"], env=uv, check=True)
+    fake_api.script([bash("python -c 'import sys; print(sys.prefix)'"), text("All good.")])
+    task_id = tasks.start("Check the environment", project_path="own_env")
+    status, _ = run_to_end(tasks, start_worker, task_id, **_tars_python_first())
+
+    assert status.status == "complete", status.reason
+    assert status.result["tests_passed"] is True
+    assert status.result["git"]["mode"] == "worktree"  # the checkout has no .venv: the owner's folder has it
+    assert tool_results(fake_api.requests[1])[0]["content"].strip() == str(project / ".venv")
+    told = [e.message for e in tasks.events(task_id) if e.type == "workspace"]
+    assert any(m.startswith(f"Using the project's .venv from {project} (") for m in told), told
+    assert (project / ".venv" / "bin" / "python").exists()  # the owner's environment stays
+
+
+def test_done_again_and_again_against_the_same_failing_tests_ends_as_stuck(tasks, fake_api, start_worker, projects):
+    project = projects / "stubborn"
+    project.mkdir()
+    (project / "test_truth.py").write_text("def test_truth():\n    assert 1 == 2\n")
+    fake_api.script([
+        text("Done."),
+        edit(command="create", path="notes.md", file_text="I looked at it.\n"),  # a step that fixes nothing
+        text("Done, really."),
+        text("Done!"),
+        text("never reached"),
+    ])
+    task_id = tasks.start("Make the tests pass", project_path="stubborn")
+    status, _ = run_to_end(tasks, start_worker, task_id)
+
+    assert status.status == "failed"
+    assert status.reason.startswith("The model was stuck: it said it was done 3 times in a row, but "
+                                    "`python -m pytest -q` failed the same way each time (1 failed in "), status.reason
+    assert status.result["iterations"] == 4 and len(fake_api.requests) == 4
+    assert status.result["tests_passed"] is False

@@ -647,3 +647,15 @@ def test_files_changed_reported_for_bash_and_editor(ws, project):
     assert edit(ws, command="insert", path="pkg/made.py", insert_line=1, insert_text="z").files_changed == \
         ["pkg/made.py"]
     assert (project / "pkg/made.py").read_text() == "y\nz\n"
+
+
+def test_default_environment_never_puts_tars_python_first(project, monkeypatch):
+    import sys
+
+    tars_bin = str(Path(sys.executable).parent)  # the suite runs in TARS's .venv, as an activated worker would
+    monkeypatch.setenv("PATH", os.pathsep.join([tars_bin, os.environ.get("PATH", "/usr/bin:/bin")]))
+    monkeypatch.setenv("PYTHONPATH", str(project))
+    env = Workspace(project).env
+    assert tars_bin not in env["PATH"].split(os.pathsep) and "PYTHONPATH" not in env
+    assert "anthropic" in Workspace(project, env={**env, "PATH": tars_bin}).bash(
+        "python -c 'import anthropic; print(anthropic.__name__)'").output  # what it would have leaked
