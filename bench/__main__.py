@@ -3,15 +3,16 @@
     .venv/bin/python -m bench [--quick] [GROUP ...]
 
 Groups: loop (the coding loop in-process), git (what a task's own git checkout costs: prepare, checkpoint,
-summary, in temporary repositories), tasks (= enqueue confirm cache throughput, on real workers), memory, dashboard
+summary, in temporary repositories), sandbox (what the OS sandbox adds to each command the model runs), tasks
+(= enqueue confirm cache throughput, on real workers), memory, dashboard
 (runs `python -m bench.dashboard`: the web dashboard's SSE streams on a real `main_tars.py serve`, latency and
 Redis load per open tab, with a private Redis of its own), voice (runs `python -m bench.voice` as its own process).
 No group: all of them. --quick uses tiny counts (for the smoke test, tests/test_bench.py); its numbers mean nothing.
 A MISS is a finding, not an error: the exit code is 0 unless a benchmark could not run.
 
-Each module's docstring defines its figures (bench/loop.py, bench/git.py, bench/tasks.py, bench/memory.py,
-bench/dashboard.py, bench/voice.py). The machine is shared and noisy: figures are ratios or distributions measured
-in the same run (baseline and TARS interleaved), medians where runs repeat.
+Each module's docstring defines its figures (bench/loop.py, bench/git.py, bench/sandbox.py, bench/tasks.py,
+bench/memory.py, bench/dashboard.py, bench/voice.py). The machine is shared and noisy: figures are ratios or
+distributions measured in the same run (baseline and TARS interleaved), medians where runs repeat.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ sys.path.insert(0, str(ROOT))
 from bench import dashboard  # noqa: E402
 from bench import git as git_bench  # noqa: E402
 from bench import loop, memory, tasks  # noqa: E402
+from bench import sandbox as sandbox_bench  # noqa: E402
 from bench.common import Figure, Rig, machine  # noqa: E402
 
 VOICE_RELAY = "relay overhead per turn (voice)"
 VOICE_WEBHOOK = "/voice webhook latency under load (voice)"
-FIGURE_NAMES = [*loop.NAMES, *git_bench.NAMES, *tasks.NAMES, *memory.NAMES, *dashboard.NAMES, VOICE_RELAY,
-                VOICE_WEBHOOK]
-GROUPS = ("loop", "git", *tasks.GROUPS, "memory", "dashboard", "voice")
+FIGURE_NAMES = [*loop.NAMES, *git_bench.NAMES, *sandbox_bench.NAMES, *tasks.NAMES, *memory.NAMES, *dashboard.NAMES,
+                VOICE_RELAY, VOICE_WEBHOOK]
+GROUPS = ("loop", "git", "sandbox", *tasks.GROUPS, "memory", "dashboard", "voice")
 ALIASES = {"tasks": set(tasks.GROUPS)}
 
 
@@ -114,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             found += loop.run(rig, args.quick, out)
         if "git" in wanted:
             found += git_bench.run(args.quick, out)
+        if "sandbox" in wanted:
+            found += sandbox_bench.run(args.quick, out)
         if wanted & set(tasks.GROUPS):
             found += tasks.run(rig, args.quick, wanted & set(tasks.GROUPS), out)
         if "memory" in wanted:

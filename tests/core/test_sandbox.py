@@ -1,0 +1,359 @@
+"""core/sandbox.py with real processes: a command under the sandbox tries what a task must not do (write outside
+its checkout, read credentials and TARS's files, signal or trace processes outside, connect with the network off,
+rewrite the owner's refs) and each attempt fails with the files intact, while the same command still works in its
+checkout, its TMPDIR, the caches, an allowed virtualenv and its own git branch. Everything lives under tmp_path:
+HOME, the fake TARS repository and its .env, DATA_DIR. Landlock tests need Linux with Landlock ABI 6 (signals);
+bubblewrap tests need `bwrap` (apt-get install bubblewrap), and skip saying so when it is missing. The macOS
+profile is checked as text only."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core import git_workspace as gw
+from core import sandbox
+from core.tools import _child_setup_hook
+
+pytestmark = [pytest.mark.usefixtures("private_git"),
+              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the real-process tests need Linux")]
+
+HAS_LANDLOCK = sandbox.landlock_abi() >= 6
+HAS_BWRAP = sys.platform.startswith("linux") and sandbox._bwrap_works()
+BACKENDS = [pytest.param(sandbox.LANDLOCK, marks=pytest.mark.skipif(
+                not HAS_LANDLOCK, reason=f"Landlock ABI 6+ needed, this kernel has {sandbox.landlock_abi()}")),
+            pytest.param(sandbox.BUBBLEWRAP, marks=pytest.mark.skipif(
+                not HAS_BWRAP, reason="bubblewrap is not installed (apt-get install bubblewrap) or cannot run here"))]
+SECRET = "PRIVATE KEY: never readable inside"
+OWNER = ("-c", "user.name=Owner", "-c", "user.email=owner@example.com", "-c", "init.defaultBranch=main")
+
+
+def git(cwd, *args) -> str:
+    return subprocess.run(["git", *OWNER, *args], cwd=cwd, capture_output=True, text=True, check=True,
+                          timeout=30).stdout.strip()
+
+
+class World:
+    """HOME with credentials, TARS's repository with a .env, DATA_DIR with two tasks' worktrees of one owner
+    repository and Redis's file, a TMPDIR and a virtualenv folder outside the checkout."""
+
+    def __init__(self, root: Path):
+        self.home = root / "home"  # private_git made it, and HOME points there
+        (self.home / ".ssh").mkdir()
+        (self.home / ".ssh" / "id_ed25519").write_text(SECRET)
+        (self.home / ".bashrc").write_text("# the owner's bashrc\n")
+        (self.home / "keys-link").symlink_to(self.home / ".ssh")  # a way round the hidden name
+        self.env_file = root / "tars" / ".env"
+        self.env_file.parent.mkdir()
+        self.env_file.write_text("ANTHROPIC_API_KEY=sk-ant-secret\n")
+        (root / "tars" / "README.md").write_text("TARS\n")
+        self.data = root / "data"
+        (self.data / "redis").mkdir(parents=True)
+        (self.data / "redis" / "dump.rdb").write_text(SECRET)
+        self.owner = root / "owner"
+        self.owner.mkdir()
+        git(self.owner, "init", "-q")
+        (self.owner / "a.txt").write_text("alpha\n")
+        git(self.owner, "add", ".")
+        git(self.owner, "commit", "-q", "-m", "start")
+        self.checkout = gw.prepare("t1", self.owner, self.data / "git")
+        self.other = gw.prepare("t2", self.owner, self.data / "git")
+        self.tmp = root / "tmp"
+        self.venv = root / "envs" / "t1"
+        self.venv.mkdir(parents=True)
+        path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"  # python3: the worker's, as for the model
+        self.env = {"HOME": str(self.home), "PATH": path, "TMPDIR": str(self.tmp), "LC_ALL": "C",
+                    "GIT_CONFIG_NOSYSTEM": "1", **gw.COMMIT_IDENTITY}
+
+    def policy(self, checkout=None, network=True) -> sandbox.Policy:
+        return sandbox.policy_for_checkout(checkout or self.checkout, tmp_dir=self.tmp, data_dir=self.data,
+                                           tars_env_file=self.env_file, home=self.home, extra_writable=[self.venv],
+                                           env=self.env, network=network)
+
+    def protected(self) -> dict[str, str]:
+        """The files no attempt may change."""
+        paths = [self.home / ".bashrc", self.home / ".ssh" / "id_ed25519", self.env_file,
+                 self.data / "redis" / "dump.rdb", Path(self.other.path) / "a.txt", self.owner / "a.txt",
+                 self.owner / ".git" / "config", self.owner / ".git" / "HEAD"]
+        return {str(p): p.read_text() for p in paths}
+
+
+@pytest.fixture
+def world(tmp_path) -> World:
+    return World(tmp_path)
+
+
+@pytest.fixture(params=BACKENDS)
+def box(request, world):
+    with sandbox.Sandbox(world.policy(), kind=request.param) as made:
+        assert made.kind == request.param
+        yield made
+
+
+def run(box: sandbox.Sandbox, command: str, cwd, env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
+    """As core.tools.Workspace.bash will: bash -c in its own session, the worker's child hook, then the sandbox."""
+    return subprocess.run(box.argv(["/bin/bash", "-c", command]), cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout, start_new_session=True, preexec_fn=box.preexec(before=_child_setup_hook()))
+
+
+def refused(done: subprocess.CompletedProcess) -> bool:
+    """The command failed, saying why as an ordinary error (bubblewrap hides paths: they are simply not there)."""
+    said = done.stdout + done.stderr
+    return done.returncode != 0 and any(reason in said for reason in (
+        "Permission denied", "Operation not permitted", "Read-only file system", "No such file or directory",
+        "No such process", "Invalid cross-device link", "Network is unreachable", "Connection refused"))
+
+
+# --- what fails -------------------------------------------------------------------------------------------------
+
+def test_writes_outside_the_checkout_fail_and_the_files_stay_intact(box, world):
+    before = world.protected()
+    attempts = [f"echo evil >> {world.home}/.bashrc", f"echo evil > {world.home}/new-file",
+                f"echo evil > {world.other.path}/a.txt", f"echo evil > {world.other.path}/new.txt",
+                f"echo evil > {world.data}/redis/dump.rdb", f"mkdir {world.data}/evil",
+                f"echo evil > {world.owner}/a.txt",
+                f"rm {world.owner}/a.txt", f"mv {world.checkout.path}/a.txt {world.owner}/moved.txt",
+                f"echo evil > {world.owner}/.git/config", f"touch {world.env_file.parent}/evil",
+                f"python3 -c \"import os; os.truncate('{world.home}/.bashrc', 0)\"", "echo evil > /etc/evil",
+                "echo evil > /tmp/tars-sandbox-evil"]
+    for command in attempts:
+        done = run(box, command, world.checkout.path, world.env)
+        assert refused(done), (command, done)
+    assert world.protected() == before
+    assert not (world.home / "new-file").exists() and not (world.data / "evil").exists()
+    assert not Path("/tmp/tars-sandbox-evil").exists() and not Path("/etc/evil").exists()
+    assert (Path(world.checkout.path) / "a.txt").exists()  # the move out failed: it is still there
+
+
+def test_credentials_tars_env_and_data_cannot_be_read(box, world):
+    attempts = [f"cat {world.home}/.ssh/id_ed25519", f"cat {world.home}/keys-link/id_ed25519",
+                f"cat {world.env_file}", f"cat {world.data}/redis/dump.rdb", f"cat {world.other.path}/a.txt",
+                f"cp {world.home}/.ssh/id_ed25519 copied", f"ln {world.home}/.ssh/id_ed25519 linked"]
+    for command in attempts:
+        done = run(box, command, world.checkout.path, world.env)
+        assert refused(done), (command, done)
+        assert SECRET not in done.stdout and "sk-ant" not in done.stdout
+    # Beside them, everything else still reads: the home folder, TARS's other files, the system.
+    done = run(box, f"cat {world.home}/.bashrc {world.env_file.parent}/README.md /etc/hostname && ls {world.home}",
+               world.checkout.path, world.env)
+    assert done.returncode == 0 and "the owner's bashrc" in done.stdout and "TARS" in done.stdout, done
+
+
+def test_signals_reach_only_the_commands_own_processes(box, world):
+    outside = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        for command in (f"kill -TERM {outside.pid}", f"kill -KILL -{outside.pid}",
+                        f"python3 -c 'import os; os.kill({outside.pid}, 9)'",
+                        (f"python3 -c 'import ctypes,sys; libc = ctypes.CDLL(None, use_errno=True); "
+                         f"sys.exit(libc.ptrace(16, {outside.pid}, 0, 0) != 0)'")):  # PTRACE_ATTACH
+            done = run(box, command, world.checkout.path, world.env)
+            assert done.returncode != 0, (command, done)
+        time.sleep(0.2)
+        assert outside.poll() is None, "the sleep outside the sandbox was killed"
+        done = run(box, "sleep 100 & child=$!; kill $child; wait $child; echo status $?", world.checkout.path,
+                   world.env)
+        assert "status 143" in done.stdout, done  # 128 + SIGTERM: its own child was killed
+    finally:
+        outside.kill()
+        outside.wait()
+    if box.kind == sandbox.LANDLOCK:
+        done = run(box, f"kill -0 {os.getpid()}", world.checkout.path, world.env)
+        assert "Operation not permitted" in done.stderr, done
+
+
+@pytest.mark.skipif(not HAS_LANDLOCK or os.geteuid() != 0, reason="needs Landlock, and root to become nobody")
+def test_an_ordinary_user_cannot_read_the_environment_of_a_process_outside(world):
+    """The worker's environment through /proc; root still reads it on Linux 6.18, hence: not as root."""
+    def nobody():
+        os.setgid(65534)
+        os.setuid(65534)
+    outside = subprocess.Popen(["sleep", "60"], env={"TARS_SECRET": "hunter2"}, preexec_fn=nobody)
+    try:
+        with sandbox.Sandbox(world.policy()) as box:
+            time.sleep(0.1)
+            done = subprocess.run(["/bin/cat", f"/proc/{outside.pid}/environ"], cwd="/", capture_output=True,
+                                  text=True, timeout=30, preexec_fn=box.preexec(before=nobody))
+        assert done.returncode != 0 and "hunter2" not in done.stdout, done
+    finally:
+        outside.kill()
+        outside.wait()
+
+
+@pytest.mark.skipif(not HAS_LANDLOCK, reason="abstract unix socket scoping needs Landlock ABI 6")
+def test_abstract_unix_sockets_made_outside_are_out_of_reach(world):
+    name = f"\0tars-sandbox-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX) as listener, sandbox.Sandbox(world.policy()) as box:
+        listener.bind(name)
+        listener.listen()
+        code = f"import socket; socket.socket(socket.AF_UNIX).connect({name!r})"
+        done = run(box, f"python3 -c {code!r}", world.checkout.path, world.env)
+        assert "Operation not permitted" in done.stderr, done
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_network_off_cuts_tcp_connections_and_on_leaves_them(world, kind):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        code = f"import socket; socket.create_connection(('127.0.0.1', {listener.getsockname()[1]}), timeout=5)"
+        for network in (True, False):
+            with sandbox.Sandbox(world.policy(network=network), kind=kind) as box:
+                done = run(box, f"python3 -c \"{code}\" && echo connected", world.checkout.path, world.env)
+            assert ("connected" in done.stdout) == network, (network, done)
+            if not network:
+                assert refused(done), done
+            if not network and kind == sandbox.LANDLOCK:
+                assert box.refusal_note(done.stderr, done.returncode), done
+
+
+# --- what works -------------------------------------------------------------------------------------------------
+
+def test_the_checkout_tmpdir_caches_and_venv_are_writable(box, world):
+    script = """set -e
+        echo one > new.txt && echo two >> new.txt && sed -i 's/one/ONE/' new.txt && cat new.txt
+        mkdir -p pkg/sub && mv new.txt pkg/sub/moved.txt && ln -s sub/moved.txt pkg/link && rm -r pkg
+        echo temp > "$TMPDIR/t" && mv "$TMPDIR/t" here.txt && mv here.txt "$TMPDIR/back" && rm "$TMPDIR/back"
+        python3 -c 'import tempfile; tempfile.NamedTemporaryFile().write(b"x")'
+        echo cached > "$HOME/.cache/pip/entry" && echo cached > "$HOME/.cache/uv/entry"
+        python3 -m venv --without-pip "$VENV" && "$VENV/bin/python" -c 'import sys; print(sys.prefix)'
+        echo quiet > /dev/null; echo quiet 2> /dev/stderr > /dev/stdout
+        echo ok"""
+    done = run(box, script, world.checkout.path, {**world.env, "VENV": str(world.venv)})
+    assert done.returncode == 0 and done.stdout.splitlines()[-1] == "ok", done
+    assert "ONE\ntwo" in done.stdout and str(world.venv) in done.stdout
+    assert (world.home / ".cache" / "pip" / "entry").exists() and (world.venv / "pyvenv.cfg").exists()
+
+
+def test_git_on_the_tasks_branch_works_and_the_owners_refs_stay(box, world):
+    common = world.owner / ".git"
+    main_before = git(world.owner, "rev-parse", "refs/heads/main")
+    config_before = (common / "config").read_bytes()
+    work = world.checkout.path
+    script = """set -e
+        echo change >> a.txt && echo new > b.txt
+        git add -A && git commit -q -m 'the model commits' && git status --short && git log --oneline | head -2
+        git diff HEAD~1 --stat && git switch -q -c tars/t1-side && git switch -q tars/t1
+        echo ok"""
+    done = run(box, script, work, world.env)
+    assert done.returncode == 0 and done.stdout.endswith("ok\n"), done
+    assert "the model commits" in git(world.owner, "log", "-1", "--format=%s", "refs/heads/tars/t1")
+    # Deleting a branch rewrites packed-refs: refused too, even for tars/ branches.
+    for command in ("git update-ref refs/heads/main HEAD", "git branch -D tars/t1-side", "git branch -f main HEAD",
+                    "git tag evil", "git config core.evil true", "git checkout -q -b evil",
+                    f"echo evil > {common}/packed-refs", f"echo ref: refs/heads/tars/t1 > {common}/HEAD"):
+        done = run(box, command, work, world.env)
+        assert done.returncode != 0, (command, done)
+    assert git(world.owner, "rev-parse", "refs/heads/main") == main_before
+    assert (common / "config").read_bytes() == config_before and not (common / "packed-refs").exists()
+    assert git(world.owner, "symbolic-ref", "HEAD") == "refs/heads/main"
+    assert git(world.owner, "tag") == "" and git(world.owner, "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_git_in_shadow_mode_works_with_its_git_dir(world, tmp_path, kind):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "a.txt").write_text("alpha\n")
+    checkout = gw.prepare("t3", plain, world.data / "git")
+    assert checkout.mode == gw.SHADOW
+    env = {**world.env, "GIT_DIR": checkout.repo, "GIT_WORK_TREE": checkout.worktree,
+           "GIT_INDEX_FILE": gw._shadow_index(checkout.repo, checkout.task_id)}
+    with sandbox.Sandbox(world.policy(checkout), kind=kind) as box:
+        done = run(box, f"git switch -q {checkout.branch} && echo more >> a.txt && git add -A && "
+                        "git commit -q -m 'in the shadow' && git log --format=%s -1", plain, env)
+        assert done.returncode == 0 and "in the shadow" in done.stdout, done
+        assert refused(run(box, f"echo evil > {world.owner}/a.txt", plain, env))
+
+
+# --- the policy and the API -------------------------------------------------------------------------------------
+
+def test_policy_for_a_worktree_grants_its_git_paths_and_hides_the_rest(world):
+    policy = world.policy().real()
+    common = os.path.realpath(world.owner / ".git")
+    assert os.path.realpath(world.checkout.worktree) in policy.writable
+    assert {f"{common}/objects", f"{common}/worktrees/t1", f"{common}/refs/heads/tars"} <= set(policy.writable)
+    assert common not in policy.writable and f"{common}/refs/heads" not in policy.writable
+    assert {os.path.realpath(world.data), os.path.realpath(world.env_file),
+            os.path.realpath(world.home / ".ssh")} <= set(policy.hidden)
+    grants = sandbox.read_grants(policy)
+    assert os.path.realpath(world.home / ".bashrc") in grants and os.path.realpath(world.home / ".ssh") not in grants
+    outside = sandbox.read_grants(dataclasses.replace(policy, readable=()))
+    assert not any(sandbox._within(path, hidden) for path in outside for hidden in policy.hidden)
+
+
+def test_a_project_holding_a_hidden_path_is_refused(world):
+    with pytest.raises(ValueError, match="contains"):
+        sandbox.Policy(writable=(str(world.home),), hidden=(str(world.home / ".ssh"),)).real()
+
+
+@pytest.mark.skipif(not HAS_LANDLOCK, reason="Landlock needed")
+def test_a_closed_sandbox_runs_nothing(world, tmp_path):
+    box = sandbox.Sandbox(world.policy())
+    hook = box.preexec()
+    box.close()
+    with pytest.raises(RuntimeError):
+        box.preexec()
+    with pytest.raises(subprocess.SubprocessError):  # the ruleset is gone: the child refuses to start
+        subprocess.run(["/bin/touch", str(tmp_path / "ran")], preexec_fn=hook, check=False)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_status_lines():
+    assert str(sandbox.Support(sandbox.LANDLOCK, 7)) == "landlock (ABI 7): files, network, signals"
+    assert str(sandbox.Support(sandbox.LANDLOCK, 3)) == "landlock (ABI 3): files"
+    assert sandbox.Support(sandbox.LANDLOCK, 3).gaps(network=False) == [
+        "signals to other processes are not blocked (needs Landlock ABI 6)",
+        "the network stays on (needs Landlock ABI 4)"]
+    assert str(sandbox.Support(sandbox.NONE)).startswith("none: ")
+    assert str(sandbox.detect()).split(" ")[0].rstrip(":") in (sandbox.LANDLOCK, sandbox.BUBBLEWRAP, sandbox.NONE)
+    box = sandbox.Sandbox(sandbox.Policy((), network=False), kind=sandbox.NONE)
+    assert not box.active and box.argv(["x"]) == ["x"] and box.preexec() is None
+    assert box.refusal_note("Permission denied", 1) is None
+
+
+def test_refusal_note():
+    note = sandbox.refusal_note("bash: /home/x/.bashrc: Permission denied\n", 1)
+    assert note.startswith("(The sandbox refused an operation") and "network" not in note
+    assert "no network" in sandbox.refusal_note("connect: Permission denied", 1, network=False)
+    for output in ("Operation not permitted", "touch: cannot touch 'x': Read-only file system"):
+        assert sandbox.refusal_note(output, 2)
+    assert sandbox.refusal_note("Permission denied", 0) is None  # it worked anyway
+    assert sandbox.refusal_note("all good", 1) is None
+    assert sandbox.refusal_note("Permission denied", -9) is None  # killed, not refused
+
+
+def test_bubblewrap_arguments_put_inner_mounts_on_top(tmp_path):
+    data, work, clone = tmp_path / "data", tmp_path / "data/git/worktrees/t1", tmp_path / "data/git/clones/x.git"
+    for folder in (work, clone):
+        folder.mkdir(parents=True)
+    (tmp_path / ".env").write_text("KEY=1\n")
+    policy = sandbox.Policy(writable=(str(work), "/dev/null"), hidden=(str(data), str(tmp_path / ".env")),
+                            readable=(str(clone),), network=False)
+    args = sandbox.bwrap_argv(policy)
+    assert args[:3] == ["bwrap", "--ro-bind", "/"] and "--unshare-net" in args and "--unshare-pid" in args
+    assert args.index("--tmpfs") + 1 == args.index(str(data)) < args.index(str(clone)) < args.index(str(work))
+    assert args[args.index(str(tmp_path / ".env")) - 2:][:2] == ["--ro-bind", "/dev/null"]  # a hidden file
+    assert args[-3:] == ["--remount-ro", str(data), "--"] and "/dev/null" not in args[args.index(str(work)):]
+    assert "--unshare-net" not in sandbox.bwrap_argv(sandbox.Policy(()))
+
+
+def test_macos_profile_denies_writes_hidden_reads_and_the_network():
+    policy = sandbox.Policy(writable=("/Users/o/tasks/t1", "/private/tmp/t1", '/odd "name"'),
+                            hidden=("/Users/o/.ssh", "/Users/o/tars-data"), readable=("/Users/o/tars-data/git/c",),
+                            network=False)
+    profile = sandbox.sbpl_profile(policy)
+    lines = profile.splitlines()
+    assert lines[:3] == ["(version 1)", "(allow default)", "(deny file-write*)"]
+    assert '(subpath "/Users/o/tasks/t1")' in lines[3] and r'(subpath "/odd \"name\"")' in lines[3]
+    assert '(deny file-read* (subpath "/Users/o/.ssh") (subpath "/Users/o/tars-data"))' in lines
+    assert '(allow file-read* (subpath "/Users/o/tars-data/git/c"))' in lines  # after the deny: it wins
+    assert '(deny network-outbound (remote ip "*:*"))' in lines
+    assert lines[-2:] == ["(deny signal)", "(allow signal (target same-sandbox))"]
+    assert "network-outbound" not in sandbox.sbpl_profile(sandbox.Policy(("/w",)))
+    assert profile.count("(") == profile.count(")")
