@@ -18,8 +18,9 @@ per endpoint: an event sent to both endpoints counts twice.
 
 * ``sent``: answered 2xx.
 * ``failed``: attempted and given up (a permanent 4xx, attempts used up, or cut off by close()).
-* ``dropped``: never attempted (evicted from a full buffer, still queued when close() gave up,
-  or sent after close()).
+* ``dropped``: never attempted (evicted from a full buffer, progress beyond what close() can send in
+  ``CLOSE_BACKLOG_SECONDS`` at the endpoint's measured speed, still queued when close() gave up, or sent
+  after close()).
 * ``retried``: extra attempts made after a failed one.
 """
 
@@ -88,6 +89,10 @@ SECRET_PREFIX = "whsec_"
 RESPONSE_SNIPPET = 200
 _MAX_RESPONSE_BYTES = 64 * 1024
 _CLOSE_POLL = 0.05
+# At close, a slow endpoint may delay the end by about this much for progress still queued: the work-horse (and so
+# the worker's next task) waits on that flush. Older progress lines beyond it are dropped; endings and
+# confirmation events never are.
+CLOSE_BACKLOG_SECONDS = 0.5
 
 
 def _now_iso() -> str:
@@ -523,6 +528,7 @@ class _Endpoint:
         self.unreachable_streak = 0  # attempts in a row that got no answer (refused, timed out, ...)
         self.failure_streak = 0  # attempts in a row that got no answer or a 5xx
         self._drop_logged = 0
+        self.latency: float | None = None  # recent seconds per answered POST (moving average)
         self.stats = {"sent": 0, "failed": 0, "dropped": 0, "retried": 0}
         self.thread = threading.Thread(target=self._run, name=f"tars-notifier-{name}", daemon=True)
         self.thread.start()
@@ -568,7 +574,27 @@ class _Endpoint:
         with self._cond:
             self._closing = True
             self._deadline = deadline
+            stale = self._trim_backlog()
             self._cond.notify_all()
+        if stale:
+            log.info("%s: closing; dropped %d older progress updates that would take more than %gs to send "
+                     "(endings and confirmations are kept)", self.label, stale, CLOSE_BACKLOG_SECONDS)
+
+    def _trim_backlog(self) -> int:
+        """Drop the oldest non-ALWAYS events that do not fit in CLOSE_BACKLOG_SECONDS (caller holds the lock)."""
+        if not self.latency:
+            return 0
+        excess = len(self._queue) - int(CLOSE_BACKLOG_SECONDS / self.latency)
+        kept: deque[ProgressEvent] = deque()
+        for queued in self._queue:
+            if excess > 0 and queued.type not in ALWAYS:
+                excess -= 1
+            else:
+                kept.append(queued)
+        stale = len(self._queue) - len(kept)
+        self._queue = kept
+        self.stats["dropped"] += stale
+        return stale
 
     def abort(self, why: str) -> None:
         with self._cond:
@@ -643,8 +669,12 @@ class _Endpoint:
             if self._abort.is_set() or not self._wait_rate_limit():
                 return self._give_up(event)
             attempt += 1
+            began = time.monotonic()
             outcome, hint, detail, status = self._attempt(event, body)
             with self._cond:
+                if status is not None:
+                    took = time.monotonic() - began
+                    self.latency = took if self.latency is None else 0.7 * self.latency + 0.3 * took
                 if status is None:
                     self.unreachable_streak += 1
                     self.failure_streak += 1

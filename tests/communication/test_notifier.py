@@ -402,12 +402,33 @@ def test_close_is_bounded_when_the_endpoint_hangs(n8n, notifiers):
 
 
 def test_close_delivers_what_is_buffered(n8n, notifiers):
-    n8n.default = Reply(200, delay=0.05)
+    n8n.default = Reply(200, delay=0.02)  # 10 of them fit in CLOSE_BACKLOG_SECONDS
     notifier = notifiers(n8n_url=n8n.url())
     for i in range(10):
         notifier.send(event("file_edit", f"edit {i}"))
     notifier.close(timeout=5)
     assert len(n8n.requests) == 10 and notifier.stats["sent"] == 10
+
+
+def test_a_slow_endpoint_delays_close_by_the_backlog_limit_and_still_gets_the_ending(n8n, notifiers):
+    """The work-horse waits on close() before the worker takes its next task: a slow n8n with a backlog of
+    progress must not hold it for seconds. The oldest progress goes; the ending is always delivered, last."""
+    n8n.default = Reply(200, delay=0.25)
+    notifier = notifiers(n8n_url=n8n.url())
+    notifier.send(event("file_edit", "edit 0"))
+    wait_until(lambda: notifier.stats["sent"] == 1, what="the first POST answered: the endpoint's speed is known")
+    for i in range(1, 11):
+        notifier.send(event("file_edit", f"edit {i}"))
+    notifier.send(event("complete", "Done"))
+    started = time.monotonic()
+    notifier.close(timeout=5)
+    took = time.monotonic() - started
+    bodies = [r.json() for r in n8n.requests]
+    assert bodies[-1]["type"] == "complete"
+    assert notifier.stats["dropped"] >= 5 and notifier.stats["sent"] == len(bodies)
+    texts = [b["detail"] for b in bodies if b["type"] == "file_edit"]
+    assert texts == sorted(texts, key=lambda t: int(t.rsplit(" ", 1)[1]))  # what is sent keeps its order
+    assert took < 2.5  # in flight + 0.5 s of backlog + the ending, not 11 x 0.25 s (wide margin for load)
 
 
 def test_a_dead_n8n_does_not_delay_discord(n8n, discord, notifiers):
