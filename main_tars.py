@@ -27,6 +27,7 @@ from pathlib import Path
 
 import redis
 
+from core import command_policy
 from core.config import get_settings, warn_about_env_file
 from core.defaults import RESULT_TTL_SECONDS, SERVER_SHUTDOWN_GRACE_SECONDS, WORKER_LOG_FORMAT
 from core.exceptions import TarsError
@@ -46,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     call = sub.add_parser("call", help="phone TARS from this terminal (its voice relay, as Twilio would)")
     call.add_argument("--url", help="the relay WebSocket (default ws://HOST:PORT/relay)")
     call.add_argument("--from", dest="caller", help="the caller's number (default the first OWNER_PHONE_NUMBERS)")
+    command_policy.add_arguments(sub.add_parser(
+        "check-command", help="would TARS run a bash command without the owner's code, or ask? (no COMMAND: JSON "
+        "lines on stdin)"))
     task = sub.add_parser("task", help="start and inspect background programming tasks")
     tsub = task.add_subparsers(dest="task_command", required=True)
 
@@ -351,6 +355,8 @@ def serve(settings, with_worker: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "check-command":  # pure: no settings, no Redis
+        return command_policy.check_command(args)
     try:
         settings = get_settings()
         if args.command in (None, "serve", "up"):

@@ -72,12 +72,13 @@ sentence for a person, and the rule that decided ("allow:read+git", "ask:rm", "a
 read). When several parts ask, ALWAYS ASK leads, then the owner's, then the rest in order; up to two more reasons
 follow "; also: ".
 
-check-command (`main(argv)`): `check-command [--project DIR] [--json] [--no-sandbox] [--rules FILE] [COMMAND]`.
-With COMMAND: one line `run (RULE): REASON` or `ask (RULE): REASON` (--json: the object below); exit 0 run, 1 ask.
-Without COMMAND: one JSON string per line on stdin, one JSON object per line out, in order:
-{"command": ..., "decision": "run"|"ask", "reason": ..., "rule": ...}; a line that is not a JSON string prints
-{"line": N, "error": ...} and makes the exit status 2 (else 0). A bad rules file: a message on stderr, exit 2.
---project defaults to the current directory; the sandbox is assumed unless --no-sandbox.
+check-command: `check-command [--project DIR] [--json] [--no-sandbox] [--rules FILE] [COMMAND]` (`main(argv)`;
+main_tars.py uses add_arguments and check_command). With COMMAND: one line `run (RULE): REASON` or
+`ask (RULE): REASON` (--json: the object below); exit 0 run, 1 ask. Without COMMAND: one JSON string per line on
+stdin, one JSON object per line out, in order: {"command": ..., "decision": "run"|"ask", "reason": ..., "rule": ...};
+a line that is not a JSON string prints {"line": N, "error": ...} and makes the exit status 2 (else 0). A bad rules
+file: a message on stderr, exit 2. --project defaults to the current directory; the sandbox is assumed unless
+--no-sandbox.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ import bashlex
 import bashlex.state
 import bashlex.tokenizer
 
-__all__ = ["Decision", "Rules", "RulesError", "check", "load_rules", "main"]
+__all__ = ["Decision", "Rules", "RulesError", "add_arguments", "check", "check_command", "load_rules", "main"]
 
 
 @dataclass(frozen=True)
@@ -1416,15 +1417,19 @@ def check(command: str, project_root, *, sandboxed: bool, rules: Rules | None = 
         return Decision("ask", f"cannot be checked ({type(e).__name__})", "ask:internal")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="check-command", description="Would TARS run this bash command without the "
-                                     "owner's code, or ask? With no COMMAND: one JSON string per line on stdin.")
-    parser.add_argument("command", nargs="?", help="the bash command (omit it to read JSON lines on stdin)")
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """check-command's arguments, on `parser` (main_tars.py gives its subcommand's parser)."""
+    parser.add_argument("bash_command", nargs="?", metavar="COMMAND", help="the bash command (omit it to read one "
+                        "JSON string per line on stdin and print one JSON object per line)")
     parser.add_argument("--project", default=".", help="the project root (default: the current directory)")
     parser.add_argument("--json", action="store_true", help="print a JSON object")
     parser.add_argument("--no-sandbox", action="store_true", help="decide as when no sandbox is active")
     parser.add_argument("--rules", help="the owner's rules file (JSON)")
-    ns = parser.parse_args(argv)
+    return parser
+
+
+def check_command(ns: argparse.Namespace) -> int:
+    """check-command itself (see the module docstring for its output); exit 0 run, 1 ask, 2 error."""
     try:
         rules = load_rules(ns.rules) if ns.rules else None
     except RulesError as e:
@@ -1435,8 +1440,8 @@ def main(argv: list[str] | None = None) -> int:
         d = check(command, ns.project, sandboxed=not ns.no_sandbox, rules=rules)
         return {"command": command, "decision": d.decision, "reason": d.reason, "rule": d.rule}
 
-    if ns.command is not None:
-        out = line(ns.command)
+    if ns.bash_command is not None:
+        out = line(ns.bash_command)
         print(json.dumps(out) if ns.json else f"{out['decision']} ({out['rule']}): {out['reason']}")
         return 0 if out["decision"] == "run" else 1
     status = 0
@@ -1450,6 +1455,12 @@ def main(argv: list[str] | None = None) -> int:
             status = 2 if "error" in out else status
             print(json.dumps(out), flush=True)
     return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="check-command", description="Would TARS run this bash command without the "
+                                     "owner's code, or ask?")
+    return check_command(add_arguments(parser).parse_args(argv))
 
 
 if __name__ == "__main__":

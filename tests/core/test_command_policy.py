@@ -307,6 +307,13 @@ def test_check_command_one(capsys, tmp_path):
     assert "not valid JSON" in capsys.readouterr().err
 
 
+def test_check_command_through_main_tars(capsys, tmp_path):
+    import main_tars
+
+    assert main_tars.main(["check-command", "--project", str(tmp_path), "--json", "git push -f"]) == 1
+    assert json.loads(capsys.readouterr().out)["rule"] == "ask:git-push-force"
+
+
 def test_check_command_batch(capsys, monkeypatch, tmp_path):
     lines = [json.dumps("git status"), json.dumps("rm -rf x\nls"), "", "not json", json.dumps(["ls"])]
     monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(lines) + "\n"))
