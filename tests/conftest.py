@@ -8,6 +8,7 @@ before each test.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import subprocess
@@ -289,3 +290,75 @@ def private_git(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.delenv("GIT_CONFIG_GLOBAL", raising=False)
+
+
+# ---- the run leaves the checkout as it found it ----------------------------------------------------------------
+
+
+def updating_screenshots() -> bool:
+    """UPDATE_SCREENSHOTS=1 asks the browser test (tests/browser/) to overwrite the README's screenshots in
+    docs/images, tracked files; without it they go to a temporary folder and are only checked."""
+    return os.environ.get("UPDATE_SCREENSHOTS", "").strip().lower() in ("1", "true", "yes")
+
+
+def tracked_changes() -> dict[str, str] | None:
+    """The tracked files of the checkout that differ from git's HEAD or index, each with a digest of its bytes now
+    ("" when deleted); None when the tests do not run in a git checkout (or git is missing)."""
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # never take .git/index.lock from someone's `git commit`
+    try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=60)
+        if top.returncode or Path(top.stdout.strip()).resolve() != ROOT:
+            return None
+        done = subprocess.run(["git", "status", "--porcelain=v1", "-z", "--untracked-files=no"], cwd=ROOT, env=env,
+                              capture_output=True, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if done.returncode:
+        return None
+    changed: dict[str, str] = {}
+    fields = iter(done.stdout.decode("utf-8", "surrogateescape").split("\0"))
+    for entry in fields:
+        if len(entry) < 4:
+            continue
+        if entry[0] in "RC":
+            next(fields, None)  # a staged rename or copy names its source next
+        path = ROOT / entry[3:]
+        changed[entry[3:]] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+    return changed
+
+
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput"):  # the controller only, not each pytest-xdist process
+        session.config.stash[TREE_BEFORE] = tracked_changes()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Tracked files the run changed (written, deleted) fail it: a test must write to its tmp_path, never the
+    checkout (the README's screenshots only with UPDATE_SCREENSHOTS=1). When the checkout already had local changes
+    at the start, someone is editing it meanwhile, so the list is only a loud warning then."""
+    before = session.config.stash.get(TREE_BEFORE, None)
+    if before is None:
+        return
+    after = tracked_changes() or {}
+    changed = sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path)
+                     and not (updating_screenshots() and path.startswith("docs/images/")))
+    session.config.stash[TREE_CHANGED] = (changed, bool(before))
+    if changed and not before and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    changed, was_dirty = config.stash.get(TREE_CHANGED, ([], False))
+    if not changed:
+        return
+    verdict = ("a warning only: the checkout had local changes when the run started, so these may be your own "
+               "edits made meanwhile" if was_dirty else "this fails the run")
+    terminalreporter.write_sep("!", "the test run changed tracked files of the checkout", red=True, bold=True)
+    for path in changed:
+        terminalreporter.write_line(f"    {path}", red=True)
+    terminalreporter.write_line(f"Tests must write to tmp_path, never the checkout ({verdict}).", red=True)
+
+
+TREE_BEFORE = pytest.StashKey[dict | None]()
+TREE_CHANGED = pytest.StashKey[tuple]()

@@ -450,6 +450,7 @@ for _module in ("core.config", "core.defaults", "core.keys", "core.task_manager"
     CODE_CONSTANTS |= {n for n in vars(importlib.import_module(_module)) if n.isupper()}
 NOT_SETTINGS = {"TARS_ENV_FILE",  # read by core/config.py before Settings (names the env file)
                 "TASK_ID",  # the placeholder of usage lines
+                "UPDATE_SCREENSHOTS",  # read by the browser test (tests/conftest.py): rewrite the README's images
                 *RENAMED_SETTINGS}  # the original TARS's names, each told with what replaced it
 
 

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from core.redis_conn import free_port
-from tests.conftest import ROOT, TarsProcess
+from tests.conftest import ROOT, TarsProcess, updating_screenshots
 from tests.waiting import wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -138,6 +138,23 @@ def dashboard(tars_env, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def images() -> Path:
+def images(tmp_path_factory) -> Path:
+    """Where the screenshots go. `UPDATE_SCREENSHOTS=1 .venv/bin/python -m pytest tests/browser` overwrites the
+    README's docs/images/dashboard.png and dashboard-phone.png (tracked files); any other run writes them to a
+    temporary folder and only checks them, so the checkout stays as it was."""
+    if not updating_screenshots():
+        return tmp_path_factory.mktemp("screenshots")
     IMAGES.mkdir(parents=True, exist_ok=True)
     return IMAGES
+
+
+def check_png(path: Path, min_size: tuple[int, int], max_size: tuple[int, int]) -> tuple[int, int]:
+    """path is a whole PNG (signature, IHDR first, IEND last) whose width and height lie within the bounds."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", f"{path} is not a PNG"
+    assert data[-8:-4] == b"IEND", f"{path} is cut short"
+    size = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert all(low <= n <= high for n, low, high in zip(size, min_size, max_size)), (
+        f"{path} is {size[0]} x {size[1]} px, not between {min_size} and {max_size}")
+    assert len(data) > 10_000, f"{path} is {len(data)} bytes: a blank page?"
+    return size

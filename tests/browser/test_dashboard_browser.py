@@ -3,8 +3,9 @@
 Everything behind the page is real: `python main_tars.py serve` as a process, a worker process, the test's own
 Redis, and the fake Anthropic API scripted per task. The story: log in (a wrong password first), start a task
 from the form, watch its events arrive live on the task page, answer its confirmation from the page, cancel a
-second task, check the pages at phone size, log out. The run saves screenshots of the task page to
-docs/images/dashboard.png (desktop) and docs/images/dashboard-phone.png (phone), overwriting them every run.
+second task, check the pages at phone size, log out. The run takes screenshots of the task page (desktop and
+phone) and checks them; only with UPDATE_SCREENSHOTS=1 do they overwrite the README's docs/images/dashboard.png and
+docs/images/dashboard-phone.png (tracked files: a plain test run leaves them alone).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import DASHBOARD_PASSWORD
+from tests.browser.conftest import DASHBOARD_PASSWORD, check_png
 from tests.conftest import TEST_CODE
 from tests.fakes.anthropic_api import bash, delay, edit, text
 from tests.waiting import wait_until
@@ -172,6 +173,7 @@ def test_owner_logs_in_answers_a_confirmation_cancels_a_task_and_it_fits_a_phone
     expect(event(page, "complete")).to_have_count(1)
     expect(page.get_by_test_id("task-page").get_by_test_id("task-status")).to_have_text("complete")
     page.screenshot(path=images / "dashboard.png", full_page=True)
+    check_png(images / "dashboard.png", (1280, 800), (1280, 20_000))  # full page: the viewport's width, taller
 
     # its Branch panel (a plain folder: checkpoints in a shadow repository) rolls it back to before the task
     expect(page.get_by_test_id("branch-panel")).to_be_visible()
@@ -200,6 +202,7 @@ def test_owner_logs_in_answers_a_confirmation_cancels_a_task_and_it_fits_a_phone
     expect(phone.get_by_test_id("branch-panel")).to_contain_text("Nothing changed in place: no checkpoints.")
     expect(phone.get_by_test_id("task-page")).to_contain_text("(0 checkpoints)")
     phone.screenshot(path=images / "dashboard-phone.png")
+    check_png(images / "dashboard-phone.png", (780, 1688), (780, 1688))  # 390 x 844 at device scale 2
 
     # 5. log out: the login form again, also after a reload
     page.get_by_test_id("logout-button").click()
