@@ -218,9 +218,6 @@ def _prepare_environment(ctx: TaskContext, settings: Settings,
         stale_after=max(PROJECT_ENV_STALE_SECONDS, 2 * longest_task), logger=ctx.log)
     ctx.environment = environment
     ctx.log.info("environment (%s, %.2f s): %s", environment.kind, environment.seconds, environment.message)
-    ctx.event("workspace", environment.message, environment=environment.kind,
-              venv=str(environment.venv) if environment.venv else None, python=environment.python,
-              seconds=environment.seconds)
     return environment
 
 
@@ -277,6 +274,7 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
     checkout = _prepare_checkout(ctx, settings)
     project = Path(checkout.path)
     environment = _prepare_environment(ctx, settings, checkout)
+    _tell_workspace(ctx, checkout, environment)
     try:
         workspace = Workspace(project, command_timeout=settings.COMMAND_TIMEOUT_SECONDS, env=environment.env)
         workspace.probe_writable()
@@ -339,13 +337,20 @@ def _prepare_checkout(ctx: TaskContext, settings: Settings) -> git_workspace.Tas
     except OSError as exc:
         raise TaskFailed(f"The project folder {project} cannot be used: {exc.strerror or exc}.") from None
     ctx.update_meta(checkout=checkout.to_dict(), checkout_host=socket.gethostname())
+    return checkout
+
+
+def _tell_workspace(ctx: TaskContext, checkout: git_workspace.TaskCheckout,
+                    environment: project_env.ProjectEnv) -> None:
+    """One update for where the task works and what its commands run in."""
     where = {git_workspace.WORKTREE: f"in its own worktree of {checkout.project}",
              git_workspace.CLONE: f"in a clone of {checkout.project}",
              git_workspace.SHADOW: f"in place in {checkout.project}, with checkpoints kept outside it"}[checkout.mode]
     branch = "" if checkout.mode == git_workspace.SHADOW else f" on branch {checkout.branch}"
-    ctx.event("workspace", f"Working {where}{branch}.", branch=checkout.branch, mode=checkout.mode,
-              path=checkout.path)
-    return checkout
+    ctx.event("workspace", f"Working {where}{branch}. {environment.message}", branch=checkout.branch,
+              mode=checkout.mode, path=checkout.path, environment=environment.kind,
+              venv=str(environment.venv) if environment.venv else None, python=environment.python,
+              environment_seconds=environment.seconds)
 
 
 class Checkpoints:

@@ -401,7 +401,7 @@ def _existing(kind: str, venv: Path, what: str, root: Path, base: Mapping[str, s
     except EnvError as exc:
         return _use(kind, venv, base, started,
                     f"Using {described}. It has no pytest and adding it failed ({exc}), so the tests the worker "
-                    f"runs will fail until it is installed: {venv}/bin/python -m pip install pytest")
+                    f"runs will fail until it is installed: {venv}/bin/python -m pip install pytest.")
     return _use(kind, venv, base, started,
                 f"Using {described}; it had no pytest, so pytest was added to it "
                 f"({time.monotonic() - started:.1f} s).")

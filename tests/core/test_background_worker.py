@@ -359,7 +359,7 @@ def test_a_python_project_runs_in_an_environment_made_for_it_never_in_tars_pytho
     assert tool_results(fake_api.requests[1])[0]["content"].strip() == str(venv)
     assert "No module named 'anthropic'" in tool_results(fake_api.requests[2])[0]["content"]
     told = [e.message for e in tasks.events(task_id) if e.type == "workspace"]
-    assert any(m.startswith("Made a Python environment with pytest + 1 dependency in ") for m in told), told
+    assert len(told) == 1 and ". Made a Python environment with pytest + 1 dependency in " in told[0], told
     assert str(venv) in fake_api.requests[0].body["messages"][0]["content"][0]["text"]  # the model is told too
     assert f"[task {task_id}] environment (made, " in worker.log
     assert not venv.exists()  # removed with the task
@@ -388,7 +388,7 @@ def test_a_project_with_its_own_venv_runs_in_it_from_its_worktree(tasks, fake_ap
     assert status.result["git"]["mode"] == "worktree"  # the checkout has no .venv: the owner's folder has it
     assert tool_results(fake_api.requests[1])[0]["content"].strip() == str(project / ".venv")
     told = [e.message for e in tasks.events(task_id) if e.type == "workspace"]
-    assert any(m.startswith(f"Using the project's .venv from {project} (") for m in told), told
+    assert len(told) == 1 and f"on branch tars/{task_id}. Using the project's .venv from {project} (" in told[0], told
     assert (project / ".venv" / "bin" / "python").exists()  # the owner's environment stays
 
 
