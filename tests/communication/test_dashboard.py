@@ -20,7 +20,7 @@ import hypothesis
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
-from rq.job import Job
+from rq.job import Job, JobStatus
 
 from communication import dashboard
 from communication.dashboard import LOGIN_MAX_FAILURES, LOGIN_WINDOW_SECONDS, SESSION_TTL_SECONDS
@@ -495,6 +495,34 @@ def test_a_task_that_ends_without_its_ending_event_still_ends_the_stream(browser
     assert time.monotonic() - started < 8
 
 
+def test_a_stream_waits_for_the_ending_event_while_the_horse_still_writes_it(browser, tasks, redis_client,
+                                                                           monkeypatch):
+    """A work-horse stores the ended phase a moment before it adds the ending event. The stream saw the status
+    ended, gave the event a second, and closed; on a loaded machine the horse stalled longer than that, and the
+    page never showed `complete`. While RQ still runs the job, the stream waits for the event."""
+    for name, seconds in (("STREAM_POLL_SECONDS", 0.02), ("STATUS_CHECK_SECONDS", 0.02), ("ENDED_GRACE_SECONDS", 0.05)):
+        monkeypatch.setattr(dashboard, name, seconds)
+    task_id = tasks.start("Ends on a loaded machine")
+    job = Job.fetch(task_id, connection=redis_client)
+    job.set_status(JobStatus.STARTED)
+    job.meta["phase"] = "complete"  # the horse's last meta write; its `complete` event is not there yet
+    job.save_meta()
+    assert tasks.status(task_id).status == "complete"  # what a stream checking the status sees
+    reads = []
+    real_read = event_log.read
+    monkeypatch.setattr(event_log, "read", lambda *a, **kw: reads.append(a[1]) or real_read(*a, **kw))
+    got: list[dict] = []
+    reader = threading.Thread(target=lambda: got.extend(read_stream(browser, f"tasks/{task_id}/stream")))
+    reader.start()
+    wait_until(lambda: len(reads) >= 50 or not reader.is_alive(), 60,
+               "the stream to look for new events 50 times (20 times its grace), or to end")
+    assert reader.is_alive(), f"the stream ended before the ending event: {got}"
+    event_log.append(redis_client, task_id, "complete", "Done.", "complete")
+    reader.join(60)
+    assert not reader.is_alive()
+    assert [e["event"] for e in got] == ["queued", "complete", "end"]
+
+
 # --- the overview and the workers ----------------------------------------------------------------------------------
 
 def test_the_overview_stream_shows_new_tasks_and_workers_as_they_come(browser, tasks, start_worker, fake_api):
@@ -516,8 +544,14 @@ def test_the_overview_stream_shows_new_tasks_and_workers_as_they_come(browser, t
         assert [t["task_id"] for t in view["tasks"]] == [first] and view["queue_length"] == 1
         assert view["tasks"][0]["status"] == "queued" and view["tasks"][0]["age_seconds"] >= 0
         worker = start_worker()
-        while not (view["workers"] and view["tasks"][0]["status"] == "complete"):
+        # until the worker shows and the task has ended (any ending: a failed task must not keep this loop reading
+        # until pytest's timeout); each read waits at most 15 s, the overview's longest silence
+        deadline = time.monotonic() + 150
+        while not (view["workers"] and view["tasks"][0]["status"] not in ("queued", "running",
+                                                                          "awaiting_confirmation")):
+            assert time.monotonic() < deadline, f"no worker, or the task did not end: {view}\n{worker.log}"
             view = next_view()
+        assert view["tasks"][0]["status"] == "complete", (view["tasks"][0], worker.log)
         assert view["queue_length"] == 0 and len(view["workers"]) == 1
         item = view["workers"][0]
         assert item["pid"] == worker.process.pid and item["alive"] is True and item["host"]
