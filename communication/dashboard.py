@@ -383,7 +383,7 @@ async def _follow(request: Request, tasks: TaskManager, task_id: str, after: str
                 break  # ended without an ending event (it expired, or the cap trimmed it)
             elif ended_at is None and now - last_check >= STATUS_CHECK_SECONDS:
                 last_check = now
-                if not (await run_in_threadpool(tasks.status, task_id)).active:
+                if await run_in_threadpool(tasks.settled, task_id):  # not while its horse still writes its end
                     ended_at = now
             if now - last_sent >= KEEPALIVE_SECONDS:
                 last_sent = now

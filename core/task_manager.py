@@ -199,6 +199,14 @@ class TaskManager:
     def status(self, task_id: str | None = None) -> TaskStatus:
         return self._status_of(self._job(task_id))
 
+    def settled(self, task_id: str) -> bool:
+        """The task has ended and its work-horse writes nothing more of its own: the status says it ended and RQ no
+        longer runs the job. A horse stores the ended phase a moment before it adds the ending event, and RQ records
+        the job's end only after both, so a reader waiting for the ending event (a dashboard stream, `task log
+        --follow`) asks this before it gives up on it: a loaded machine can stall the horse between the two writes."""
+        job = self._job(task_id)
+        return not self._status_of(job).active and job.get_status(refresh=False) != JobStatus.STARTED
+
     def _status_of(self, job: Job, cancel_requested: bool | None = None) -> TaskStatus:
         meta = job.get_meta(refresh=False) or {}
         rq_status = job.get_status(refresh=False)
@@ -309,7 +317,7 @@ class TaskManager:
             if any(e.ends for e in fresh):
                 return
             if not fresh:
-                if not self.status(task_id).active and not event_log.wait(self.redis, task_id, after, 0.2):
+                if self.settled(task_id) and not event_log.wait(self.redis, task_id, after, 0.2):
                     return  # ended without an ending event (it expired, or the trim removed it)
                 yield None
 

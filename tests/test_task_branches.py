@@ -82,24 +82,32 @@ def checkout_of(tasks, task_id) -> dict:
 # --- a git repository -------------------------------------------------------------------------------------------
 
 def test_two_tasks_on_one_dirty_repository_run_side_by_side_and_never_touch_it(tasks, fake_api, start_worker,
-                                                                                  projects, n8n, cli):
+                                                                                  projects, n8n, cli, tmp_path):
     repo = owner_repo(projects / "shop", {"app.py": "print('app')\n", "README.md": "# shop\n"})
     make_dirty(repo)
     before = owner_state(repo)
+    # Each task waits at its second step until the test opens the gate, which it does once both wait there: the
+    # two run side by side however long each worker takes to start (a fixed `sleep 2` did not overlap under load:
+    # the first worker up finished alpha before the second one had started).
+    gate = tmp_path / "both-running"
+    wait_for_gate = f"until test -e {gate}; do sleep 0.05; done"
     for name in ("alpha", "beta"):
         fake_api.script([edit(command="create", path=f"{name}.py", file_text=f"NAME = '{name}'\n"),
-                         bash("sleep 2"),  # long enough that the two tasks overlap
+                         bash(wait_for_gate),
                          edit(command="str_replace", path="app.py", old_str="print('app')",
                               new_str=f"print('app')\nimport {name}") if name == "alpha" else bash("true"),
                          text(f"Added {name}.")], match=f"Add {name}", name=name)
     first = tasks.start("Add alpha", project_path="shop")
     second = tasks.start("Add beta", project_path="shop")
     workers = [start_worker(N8N_WEBHOOK_URL=n8n.url()) for _ in range(2)]
-    a, b = ended(tasks, first), ended(tasks, second)
+    wait_until(lambda: all(tasks.status(t).progress.startswith("Running: until test -e") for t in (first, second)),
+               120, "both tasks at the gate")
+    gate.touch()
+    a, b = ended(tasks, first, 120), ended(tasks, second, 120)
     for worker in workers:
         worker.stop()
 
-    assert (a.status, b.status) == ("complete", "complete")
+    assert (a.status, b.status) == ("complete", "complete"), (a.reason, b.reason)
     assert a.started_at < b.ended_at and b.started_at < a.ended_at, "the two tasks did not run side by side"
     assert owner_state(repo) == before  # status, index, HEAD, branch and every file as the owner left them
     assert (a.branch, b.branch) == (f"tars/{first}", f"tars/{second}")
@@ -336,7 +344,7 @@ def test_a_plain_folder_gets_checkpoints_outside_it_and_rolls_back(tasks, fake_a
     task_id = tasks.start("Change the data", project_path="plain")
     run_burst(start_worker)
     status = ended(tasks, task_id)
-    assert status.status == "complete"
+    assert status.status == "complete", (status.reason, status.progress)
     assert sorted(p.name for p in folder.iterdir()) == ["data.txt", "new.txt"]  # no .git, nothing of TARS's
     assert status.result["git"]["mode"] == "shadow" and status.result["git"]["commits"] == 2
     assert status.result["changes"].startswith("Changed in place: 2 commits, 2 files changed")

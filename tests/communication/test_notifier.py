@@ -292,8 +292,8 @@ def test_retry_after_is_capped_at_backoff_max(n8n, notifiers):
     n8n.plan.extend([Reply(429, headers={"Retry-After": "120"}), Reply(200)])
     notifier = notifiers(n8n_url=n8n.url(), backoff_base=0.01, backoff_max=0.2)
     notifier.send(event())
-    requests = n8n.wait_for(2, timeout=3)
-    assert len(requests) == 2 and requests[1].at - requests[0].at < 1.5
+    requests = n8n.wait_for(2, timeout=30)
+    assert len(requests) == 2 and requests[1].at - requests[0].at < 10  # backoff_max 0.2 s, not Retry-After's 120
 
 
 def test_discord_429_body_retry_after_is_honoured(discord, notifiers):
@@ -357,7 +357,7 @@ def test_dead_endpoint_costs_the_task_nothing(notifiers, caplog):
     time.sleep(0.2)  # let the first attempt fail: the circuit is open
     started = time.monotonic()
     notifier.close(timeout=2)
-    assert time.monotonic() - started <= 2.5
+    assert time.monotonic() - started <= 2 + 3  # bounded by its timeout (the margin is for a loaded machine)
     stats = notifier.stats
     assert stats["sent"] == 0 and stats["dropped"] + stats["failed"] == 100
     assert any("giving up" in r.getMessage() and "not sent (99)" in r.getMessage() for r in caplog.records)
@@ -368,8 +368,8 @@ def test_close_is_bounded_when_the_endpoint_is_down_from_the_start(notifiers):
     for i in range(10):
         notifier.send(event("complete", f"done {i}"))
     started = time.monotonic()
-    notifier.close(timeout=2)
-    assert time.monotonic() - started < 1.8  # the circuit is open: given up at once, not after the 2 s timeout
+    notifier.close(timeout=10)
+    assert time.monotonic() - started < 5  # the circuit is open: given up at once, not after the 10 s timeout
     assert notifier.stats["dropped"] + notifier.stats["failed"] == 10
 
 
@@ -396,7 +396,7 @@ def test_close_is_bounded_when_the_endpoint_hangs(n8n, notifiers):
     assert 0.9 <= elapsed <= 3.0  # close(timeout=1), not the 5 s request timeout nor the 10 s reply
     started = time.perf_counter()
     notifier.send(event())  # after close: dropped, not blocking
-    assert time.perf_counter() - started < 0.005
+    assert time.perf_counter() - started < 0.5  # at once (microseconds), not a wait on the closed sender
     notifier.close(timeout=5)  # idempotent and immediate
     assert notifier.stats["dropped"] == 2  # the queued "cancelled" and the late one
 
@@ -432,15 +432,15 @@ def test_a_slow_endpoint_delays_close_by_the_backlog_limit_and_still_gets_the_en
 
 
 def test_a_dead_n8n_does_not_delay_discord(n8n, discord, notifiers):
-    n8n.default = Reply(200, delay=10)  # hangs
-    notifier = notifiers(n8n_url=n8n.url(), discord_url=discord_url(discord), timeout=5)
+    n8n.default = Reply(200, delay=60)  # hangs
+    notifier = notifiers(n8n_url=n8n.url(), discord_url=discord_url(discord), timeout=30)
     started = time.monotonic()
     sent = [event("command", f"Running: step {i}", command=f"step {i}") for i in range(10)]
     for ev in sent:
         notifier.send(ev)
-    requests = discord.wait_for(10, timeout=3)
+    requests = discord.wait_for(10, timeout=30)
     assert len(requests) == 10
-    assert requests[-1].at - started < 1.5
+    assert requests[-1].at - started < 10  # not behind n8n's 30 s request timeout
     assert [r.headers["idempotency-key"] for r in requests] == [e.id for e in sent]
     assert len(n8n.requests) == 1
     notifier.close(timeout=0.5)

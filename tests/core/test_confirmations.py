@@ -130,8 +130,8 @@ def test_cancel_ends_the_wait_at_once(tasks, fake_api, projects, start_worker):
     start_worker()
     awaiting(tasks, task_id)
     began = time.monotonic()
-    status = tasks.cancel(task_id)
-    assert time.monotonic() - began < 3
+    status = tasks.cancel(task_id, wait=30)  # the kill backstop after 30 s: far from "at once" on a loaded machine
+    assert time.monotonic() - began < 15  # the wait ended by itself, not by the backstop nor the 30 s code timeout
     assert status.status == "cancelled" and status.awaiting_confirmation is False
     assert (project / "old_backup.py").exists()
     assert len(fake_api.requests) == 1

@@ -111,7 +111,7 @@ def test_checkpoints_are_numbered_and_carry_the_tests_pass_marker(repo, data):
 
 
 def dataclass_without_time(made: gw.Checkpoint, listed: gw.Checkpoint) -> gw.Checkpoint:
-    assert abs(made.committed_at - listed.committed_at) <= 2
+    assert abs(made.committed_at - listed.committed_at) <= 30  # the commit's own time (wide: a loaded machine)
     return gw.Checkpoint(made.number, made.sha, made.message, made.tests_passed, listed.committed_at)
 
 

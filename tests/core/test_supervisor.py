@@ -11,6 +11,7 @@ from core.supervisor import KeepAlive, stop_process
 IGNORES_ONE_CTRL_C = ("import signal, time\n"
                       "hits = []\n"
                       "signal.signal(signal.SIGINT, lambda *a: hits.append(1) if not hits else exit(0))\n"
+                      "print('ready', flush=True)\n"
                       "while True: time.sleep(0.05)\n")
 
 
@@ -35,9 +36,10 @@ def test_a_child_that_dies_is_started_again_and_stop_ends_the_watch():
 
 
 def test_stop_process_is_warm_then_cold():
-    process = subprocess.Popen([sys.executable, "-c", IGNORES_ONE_CTRL_C])
-    time.sleep(0.5)  # its handler is installed
+    process = subprocess.Popen([sys.executable, "-c", IGNORES_ONE_CTRL_C], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "ready\n"  # its handler is installed (a loaded machine starts Python slowly)
     started = time.monotonic()
     stop_process(process, grace=1)
     assert process.returncode == 0, "the second Ctrl+C ended it (a kill would be -9)"
     assert time.monotonic() - started < 5
+    process.stdout.close()

@@ -378,7 +378,7 @@ def test_a_fifo_or_device_inside_the_project_is_refused_without_hanging(ws, proj
         os.mknod(project / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))  # /dev/null's numbers
         device = edit(ws, command=command, path="null", **COMMANDS[command])
         assert device.is_error and "not a regular file" in device.output
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 30  # refused at once, never blocked on the FIFO (wide: a loaded machine)
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))
@@ -551,7 +551,7 @@ def test_timeout_kills_whole_process_group(project):
     ws = Workspace(project, command_timeout=1)
     started = time.monotonic()
     result = ws.bash("sleep 60 & echo $! > bg.pid; sleep 60")
-    assert time.monotonic() - started < 6
+    assert time.monotonic() - started < 30  # killed after its 1 s timeout, not after the 60 s sleep
     assert result.timed_out and result.is_error
     assert "killed after 1 s" in result.output
     background = int((project / "bg.pid").read_text())
@@ -561,7 +561,7 @@ def test_timeout_kills_whole_process_group(project):
 def test_background_process_does_not_outlive_its_command(ws, project):
     started = time.monotonic()
     result = ws.bash("sleep 60 > /dev/null 2>&1 & echo $! > bg.pid; echo started")
-    assert time.monotonic() - started < 6
+    assert time.monotonic() - started < 30  # not after the background sleep's 60 s
     assert "started" in result.output and "background processes" in result.output
     assert wait_until_gone(int((project / "bg.pid").read_text()))
 
@@ -572,11 +572,11 @@ def test_kill_running_from_another_thread(ws):
     started = time.monotonic()
     worker.start()
     time.sleep(0.3)
-    while worker.is_alive() and time.monotonic() - started < 5:
+    while worker.is_alive() and time.monotonic() - started < 30:
         ws.kill_running()  # repeated: the first call may land before the command has started
         worker.join(0.1)
     assert not worker.is_alive()
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 30  # killed, not after the 60 s sleep (wide: a loaded machine)
     assert box["result"].is_error and "cancelled" in box["result"].output
 
 
