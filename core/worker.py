@@ -42,6 +42,7 @@ log = logging.getLogger("tars.worker")
 
 RETRY_HINT = "Retry it with: python main_tars.py task retry {task_id}"
 OUTAGE_BACKOFF_MAX_SECONDS = 10.0
+PUBSUB_POLL_SECONDS = 0.5  # how long a stopping worker may wait for its command-channel thread
 TARS_MARK = "tars_liveness"
 
 
@@ -64,6 +65,26 @@ class TarsWorkerMixin:
 
     settings: Settings
     _checkouts_cleaned = float("-inf")  # monotonic time of the last clean_checkouts()
+
+    # --- RQ's command channel (stop-job, kill-horse, shutdown) ------------------------------------------
+    # RQ reads it on the worker's own pool, polling every 60 s, and unsubscribe() closes it from the main thread.
+    # redis-py 8.2's PubSubWorkerThread.stop() waits for that poll, so a stopping worker hung up to a minute; and a
+    # pub/sub on the shared pool is the hazard of the work-horse hang (see redis_conn.private_client).
+    def subscribe(self):
+        self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+        self._pubsub_client = private_client(self.connection)
+        self.pubsub = self._pubsub_client.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(sleep_time=PUBSUB_POLL_SECONDS, daemon=True,
+                                                       exception_handler=self._pubsub_exception_handler)
+
+    def unsubscribe(self):
+        if self.pubsub_thread:
+            self.log.info("Worker %s: unsubscribing from channel %s", self.name, self.pubsub_channel_name)
+            self.pubsub_thread.stop(timeout=10 * PUBSUB_POLL_SECONDS)  # the thread closes its pub/sub as it ends
+            if not self.pubsub_thread.is_alive():
+                self._pubsub_client.close()
+            self.pubsub_thread = None
 
     # --- finished tasks' checkouts -----------------------------------------------------------------
     def run_maintenance_tasks(self):

@@ -234,3 +234,25 @@ def test_a_redis_that_forgets_everything_fails_the_task_clearly_and_the_worker_g
     except AssertionError as exc:  # failed once in a loaded full run: keep what the worker said, for the next look
         raise AssertionError(f"{exc}\nn8n got {[(b['task_id'], b['type']) for b in n8n.bodies()]}; worker log:\n"
                              f"{worker.log[-6000:]}") from None
+
+
+@pytest.mark.worker_story
+def test_a_stopping_worker_lets_go_of_its_command_channel_at_once(redis_client, settings):
+    """RQ polls its command channel every 60 s and redis-py 8.2's stop() waits for that poll: a burst worker sat up
+    to a minute after 'unsubscribing'. TARS's worker reads the channel on a client of its own and stops in a poll."""
+    from rq import Queue
+
+    from core.worker import PUBSUB_POLL_SECONDS, TarsWorker
+
+    worker = TarsWorker([Queue("tars_programming", connection=redis_client)], connection=redis_client)
+    worker.subscribe()
+    thread = worker.pubsub_thread
+    assert worker.pubsub.connection_pool is not redis_client.connection_pool
+    wait_until(lambda: redis_client.pubsub_numsub(worker.pubsub_channel_name)[0][1] == 1, 30, "the subscription")
+    started = time.monotonic()
+    worker.unsubscribe()
+    took = time.monotonic() - started
+    assert not thread.is_alive()
+    assert took < 20 * PUBSUB_POLL_SECONDS  # a poll or two, not RQ's 60 s (wide margin for a loaded machine)
+    assert redis_client.pubsub_numsub(worker.pubsub_channel_name)[0][1] == 0
+    worker.unsubscribe()  # twice (RQ calls it on every way out): nothing left to do
