@@ -68,6 +68,18 @@ class Settings(BaseSettings):
         "The virtualenv every task's commands and test runs use (core/project_env.py): a path relative to the "
         "project (e.g. .venv-dev) or absolute. Empty: the project's own .venv or venv, else one made for the task "
         "with uv (pytest and the project's declared dependencies)."))
+    SANDBOX: Literal["auto", "off"] = Field("auto", description=(
+        "auto: every command the model runs is contained by the best OS sandbox this machine has (core/sandbox.py: "
+        "Landlock, bubblewrap or sandbox-exec). off: commands run unconfined, as when none is available; then every "
+        "command not on the allow-list asks for the owner's code (core/command_policy.py), the project's own code "
+        "included."))
+    SANDBOX_NETWORK: Literal["on", "off"] = Field("on", description=(
+        "off: the sandbox cuts the model's commands off outbound TCP (no downloads, no pip install from PyPI, no "
+        "remote services); on: they may connect anywhere."))
+    COMMAND_RULES_FILE: Path | None = Field(None, description=(
+        "The owner's command rules (JSON, Claude Code's permissions shape: Bash(...) allow and ask rules; see "
+        "docs/SECURITY.md). Unset: DATA_DIR/commands.json; a missing file is no rules. It must lie outside "
+        "PROJECTS_ROOT and the tasks' checkouts, where the model could rewrite it."))
 
     # --- progress updates and webhooks ------------------------------------
     N8N_WEBHOOK_URL: SecretStr | None = None
@@ -98,6 +110,7 @@ class Settings(BaseSettings):
         return value.upper() if isinstance(value, str) else value
 
     @field_validator("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "REDIS_URL", "DATA_DIR", "DEFAULT_PROJECT_PATH",
+                     "COMMAND_RULES_FILE",
                      "CONFIRMATION_CODE", "DASHBOARD_PASSWORD", "N8N_WEBHOOK_URL", "DISCORD_WEBHOOK_URL", "WEBHOOK_SIGNING_SECRET",
                      "WEBHOOK_SECRET", "PUBLIC_BASE_URL", "TWILIO_AUTH_TOKEN", "VOICE_TTS_PROVIDER", "VOICE_NAME",
                      mode="before")
@@ -179,6 +192,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"DEFAULT_PROJECT_PATH ({path}) must be inside PROJECTS_ROOT "
                                  f"({self.PROJECTS_ROOT}): move it there or change PROJECTS_ROOT")
             self.DEFAULT_PROJECT_PATH = path
+        rules = (self.COMMAND_RULES_FILE or self.DATA_DIR / "commands.json").expanduser()
+        rules = (rules if rules.is_absolute() else self.DATA_DIR / rules).resolve()
+        for folder, name in ((self.PROJECTS_ROOT, "PROJECTS_ROOT"), (self.checkouts_dir, "DATA_DIR/git")):
+            if rules.is_relative_to(folder):
+                raise ValueError(f"COMMAND_RULES_FILE ({rules}) must be outside {name} ({folder}), where a task's "
+                                 "commands could rewrite it: keep it in DATA_DIR (the default, DATA_DIR/commands.json)")
+        self.COMMAND_RULES_FILE = rules
         return self
 
     # --- derived ----------------------------------------------------------
@@ -211,6 +231,14 @@ class Settings(BaseSettings):
 
 
 SECRET_FIELDS = {name for name, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)}
+
+
+def env_file() -> Path | None:
+    """The env file TARS reads (TARS_ENV_FILE, else .env in the current directory) as an absolute path, when it is a
+    regular file: what the sandbox keeps the model's commands from reading (None: /dev/null, missing, unset)."""
+    name = os.environ.get("TARS_ENV_FILE", ".env")
+    path = Path(name).expanduser().absolute() if name else None
+    return path if path is not None and path.is_file() else None
 
 
 def load_settings(**overrides) -> Settings:

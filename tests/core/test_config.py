@@ -156,6 +156,41 @@ def test_default_project_inside_the_root_may_be_relative(clean_env, tmp_path):
     assert load_settings().DEFAULT_PROJECT_PATH == tmp_path / "projects" / "main-app"
 
 
+def test_sandbox_settings_and_the_rules_file_default_to_data_dir(clean_env, tmp_path):
+    clean_env.setenv("DATA_DIR", str(tmp_path / "data"))
+    settings = load_settings()
+    assert (settings.SANDBOX, settings.SANDBOX_NETWORK) == ("auto", "on")
+    assert settings.COMMAND_RULES_FILE == tmp_path / "data" / "commands.json"
+    clean_env.setenv("COMMAND_RULES_FILE", "rules/mine.json")  # relative: to DATA_DIR
+    clean_env.setenv("SANDBOX_NETWORK", "off")
+    settings = load_settings()
+    assert settings.COMMAND_RULES_FILE == tmp_path / "data" / "rules" / "mine.json"
+    assert settings.SANDBOX_NETWORK == "off"
+    assert "SANDBOX_NETWORK='none' is invalid" in config_error(SANDBOX_NETWORK="none")
+
+
+@pytest.mark.parametrize("place", ["projects/app/commands.json", "data/git/worktrees/t1/commands.json"])
+def test_a_rules_file_a_task_could_rewrite_is_a_config_error(clean_env, tmp_path, place):
+    clean_env.setenv("PROJECTS_ROOT", str(tmp_path / "projects"))
+    clean_env.setenv("DATA_DIR", str(tmp_path / "data"))
+    message = config_error(COMMAND_RULES_FILE=str(tmp_path / place))
+    assert f"COMMAND_RULES_FILE ({tmp_path / place}) must be outside" in message and "\n" not in message
+
+
+def test_env_file_is_the_file_tars_reads_when_it_is_one(clean_env, tmp_path):
+    from core.config import env_file
+
+    assert env_file() is None  # /dev/null
+    clean_env.delenv("TARS_ENV_FILE")
+    assert env_file() is None  # no .env here
+    (tmp_path / ".env").write_text("PORT=8123\n")
+    assert env_file() == tmp_path / ".env"
+    clean_env.setenv("TARS_ENV_FILE", str(tmp_path / "tars.env"))
+    assert env_file() is None
+    (tmp_path / "tars.env").write_text("PORT=8123\n")
+    assert env_file() == tmp_path / "tars.env"
+
+
 def test_several_bad_values_are_reported_together(clean_env):
     message = config_error(PORT="70000", MAX_TASK_ITERATIONS="abc")
     assert "PORT='70000'" in message and "MAX_TASK_ITERATIONS='abc'" in message
