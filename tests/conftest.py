@@ -353,7 +353,8 @@ def pytest_terminal_summary(terminalreporter, config):
     if not changed:
         return
     verdict = ("a warning only: the checkout had local changes when the run started, so these may be your own "
-               "edits made meanwhile" if was_dirty else "this fails the run")
+               "edits made meanwhile" if was_dirty else "this fails the run; it was clean at the start, so a test "
+               "wrote them, unless someone edited them during the run")
     terminalreporter.write_sep("!", "the test run changed tracked files of the checkout", red=True, bold=True)
     for path in changed:
         terminalreporter.write_line(f"    {path}", red=True)
