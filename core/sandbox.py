@@ -1,11 +1,11 @@
 """An OS sandbox around every command the model runs, and every process those commands start.
 
-The gate in core/safety.py reads a command before it runs; this is what still holds when it misreads one. A task's
-processes may write only to its checkout, its private temporary folder, the package caches and the paths the caller
-adds (a project virtualenv); may not read TARS's .env, TARS's data folder (other tasks' checkouts, Redis's files)
-or the usual credentials in the home folder; may signal only processes of their own command; and, with the network
-off, may not open TCP connections. A refused operation is an ordinary EACCES/EPERM the model reads like any error
-(refusal_note() adds one line saying why).
+The gate in core/command_policy.py reads a command before it runs; this is what still holds when it misreads one. A
+task's processes may write only to its checkout, its private temporary folder, the package caches and the paths the
+caller adds (a project virtualenv); may not read TARS's .env, TARS's data folder (other tasks' checkouts, Redis's
+files) or the usual credentials in the home folder; may signal only processes of their own command; and, with the
+network off, may not open TCP connections. A refused operation is an ordinary EACCES/EPERM the model reads like any
+error (refusal_note() adds one line saying why).
 
 Backends, best first: Landlock (Linux >= 5.13, plain syscalls through ctypes, nothing to install), bubblewrap
 (`bwrap`, Linux without Landlock), sandbox-exec (macOS). Each enforces what it can and says what it cannot.
@@ -22,15 +22,19 @@ Landlock, how and why:
   with EXDEV, and truncate(2) would reach files outside); EXECUTE and IOCTL_DEV are not handled.
 - Scoping (ABI 6) stops signals to processes outside the command's own tree and connections to abstract unix
   sockets made outside it. Any Landlock domain also keeps ptrace and /proc/<pid>/mem of outside processes out,
-  and /proc/<pid>/environ too, except for root (Linux 6.18 lets root read it): run the worker as an ordinary user.
+  and /proc/<pid>/environ too, except for a process holding CAP_SYS_PTRACE (root): hence the capability drop.
 - Git on the task's branch: a worktree's objects and branch live in the owner's repository, so objects/, the
   worktree's own git dir and refs/heads/tars/ (and its reflogs) are writable; the owner's other refs, packed-refs,
-  config and HEAD are not. A shadow task's git dir is TARS's own: writable whole.
+  config and HEAD are not. A shadow task's git dir is TARS's own (DATA_DIR/git/shadow): hidden like the rest of
+  DATA_DIR; the model's git sees the project folder as it is (its commands are given no GIT_DIR).
+- As root, each command first drops every capability (bounding set included), so it is an ordinary process of
+  uid 0: no CAP_SYS_PTRACE (other processes' /proc/<pid>/environ stays closed), no CAP_DAC_OVERRIDE. The worker
+  and its work-horse are also made non-dumpable (make_non_dumpable()).
 
 Not contained: UDP, and TCP to anything (local Redis included) while the network is on; writes to shared caches
 and /dev/shm (another task can meet them); the owner's git objects can be deleted as well as added; other tars/*
-branches of the same repository; a hidden file reachable through a bind mount or hard link elsewhere; root's
-capabilities and, for root, other processes' /proc/<pid>/environ (run the worker as an ordinary user).
+branches of the same repository; a hidden file reachable through a bind mount or hard link elsewhere; for a
+worker run as root, every root-owned file outside the hidden paths stays readable (run it as an ordinary user).
 """
 from __future__ import annotations
 
@@ -64,6 +68,8 @@ _SYS_CREATE_RULESET, _SYS_ADD_RULE, _SYS_RESTRICT_SELF = 444, 445, 446  # the sa
 _CREATE_RULESET_VERSION = 1
 _RULE_PATH_BENEATH = 1
 _PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_DUMPABLE, _PR_CAPBSET_DROP, _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 4, 24, 47, 4
+_CAP_VERSION_3 = 0x20080522
 _WRITE_FILE, _READ_FILE = 1 << 1, 1 << 2  # READ_DIR (1 << 3) is not handled: listing stays free
 _WRITE_TREE = 0b1_1111_1111_0000  # REMOVE_DIR, REMOVE_FILE, MAKE_CHAR, MAKE_DIR, MAKE_REG, MAKE_SOCK, MAKE_FIFO,
 #                                   MAKE_BLOCK, MAKE_SYM
@@ -192,9 +198,7 @@ def policy_for_checkout(checkout, *, tmp_dir: str | Path, data_dir: str | Path |
             folder.mkdir(mode=0o700, parents=True)
     writable = [checkout.worktree, tmp_dir, *cache_dirs(home, env), *extra_writable, *DEVICES]
     readable = []
-    if checkout.mode == SHADOW:
-        writable.append(checkout.repo)  # TARS's own shadow git dir (the commands name it in GIT_DIR)
-    else:
+    if checkout.mode != SHADOW:  # a shadow task's git dir is TARS's own, in data_dir: out of reach like the rest
         own, common = _git_dirs(checkout.worktree)
         group = os.path.dirname(checkout.branch)  # "tars": the model may make tars/* branches, no others
         refs = [Path(common, "refs/heads", group)] + ([Path(common, "logs/refs/heads", group)]
@@ -274,15 +278,51 @@ def _landlock_ruleset(policy: Policy, abi: int) -> int:
     return ruleset
 
 
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def _last_cap() -> int:
+    try:
+        return int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    except (OSError, ValueError):
+        return 63  # dropping a capability the kernel does not have fails with EINVAL, which is ignored
+
+
+def make_non_dumpable() -> bool:
+    """prctl(PR_SET_DUMPABLE, 0) for this process (Linux; the worker and its work-horses): its /proc/<pid>/environ
+    and memory are then closed to processes without CAP_SYS_PTRACE, root's sandboxed commands included. Inherited by
+    fork, reset by exec (the commands themselves stay ordinary). False where it is not available."""
+    return _LIBC is not None and _LIBC.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+
+
 def _enter(ruleset: int) -> Callable[[], None]:
-    """What the child runs between fork and exec: every ctypes object made now, in the parent."""
-    prctl, syscall, get_errno = _LIBC.prctl, _LIBC.syscall, ctypes.get_errno
-    no_new_privs = (ctypes.c_int(_PR_SET_NO_NEW_PRIVS), ctypes.c_ulong(1), ctypes.c_ulong(0), ctypes.c_ulong(0),
-                    ctypes.c_ulong(0))
+    """What the child runs between fork and exec: every ctypes object made now, in the parent. As root it first
+    drops every capability (bounding set, ambient, then effective/permitted/inheritable), so that the command is an
+    ordinary process of uid 0: no CAP_SYS_PTRACE (other processes' /proc/<pid>/environ), no CAP_DAC_OVERRIDE."""
+    prctl, syscall, capset, get_errno = _LIBC.prctl, _LIBC.syscall, _LIBC.capset, ctypes.get_errno
+    ulong = ctypes.c_ulong
+    no_new_privs = (ctypes.c_int(_PR_SET_NO_NEW_PRIVS), ulong(1), ulong(0), ulong(0), ulong(0))
     restrict = (ctypes.c_long(_SYS_RESTRICT_SELF), ctypes.c_long(ruleset), ctypes.c_long(0))
+    root = os.geteuid() == 0
+    bounding = [(ctypes.c_int(_PR_CAPBSET_DROP), ulong(cap), ulong(0), ulong(0), ulong(0))
+                for cap in range(_last_cap() + 1)] if root else []
+    ambient = (ctypes.c_int(_PR_CAP_AMBIENT), ulong(_PR_CAP_AMBIENT_CLEAR_ALL), ulong(0), ulong(0), ulong(0))
+    header, data = _CapHeader(_CAP_VERSION_3, 0), (_CapData * 2)()
+    no_caps = (ctypes.byref(header), ctypes.byref(data))
 
     def enter() -> None:
         # Raising here makes Popen raise in the parent (SubprocessError) and the command never runs: fail closed.
+        if root:
+            for args in bounding:
+                prctl(*args)  # EINVAL: a number this kernel has no capability for
+            prctl(*ambient)
+            if capset(*no_caps) != 0:
+                raise OSError(get_errno(), "could not drop root's capabilities")
         if prctl(*no_new_privs) != 0 or syscall(*restrict) != 0:
             raise OSError(get_errno(), "could not enter the sandbox")
     return enter

@@ -256,19 +256,59 @@ def test_git_on_the_tasks_branch_works_and_the_owners_refs_stay(box, world):
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
-def test_git_in_shadow_mode_works_with_its_git_dir(world, tmp_path, kind):
+def test_shadow_mode_works_in_place_and_its_git_dir_stays_out_of_reach(world, tmp_path, kind):
+    """A plain folder: the task works in it; the shadow repository holding the checkpoints is TARS's, in DATA_DIR."""
     plain = tmp_path / "plain"
     plain.mkdir()
     (plain / "a.txt").write_text("alpha\n")
     checkout = gw.prepare("t3", plain, world.data / "git")
     assert checkout.mode == gw.SHADOW
-    env = {**world.env, "GIT_DIR": checkout.repo, "GIT_WORK_TREE": checkout.worktree,
-           "GIT_INDEX_FILE": gw._shadow_index(checkout.repo, checkout.task_id)}
+    head = Path(checkout.repo, "HEAD").read_text()
     with sandbox.Sandbox(world.policy(checkout), kind=kind) as box:
-        done = run(box, f"git switch -q {checkout.branch} && echo more >> a.txt && git add -A && "
-                        "git commit -q -m 'in the shadow' && git log --format=%s -1", plain, env)
-        assert done.returncode == 0 and "in the shadow" in done.stdout, done
-        assert refused(run(box, f"echo evil > {world.owner}/a.txt", plain, env))
+        done = run(box, "echo more >> a.txt && cat a.txt && git init -q && git add -A && git commit -q -m mine && "
+                        "git log --format=%s", plain, world.env)
+        assert done.returncode == 0 and "more" in done.stdout and "mine" in done.stdout, done
+        for command in (f"cat {checkout.repo}/HEAD", f"echo evil > {checkout.repo}/HEAD",
+                        f"git --git-dir={checkout.repo} log", f"echo evil > {world.owner}/a.txt"):
+            done = run(box, command, plain, world.env)
+            assert done.returncode != 0 and "refs/heads" not in done.stdout, (command, done)
+    assert Path(checkout.repo, "HEAD").read_text() == head
+
+
+@pytest.mark.skipif(not HAS_LANDLOCK or os.geteuid() != 0, reason="needs Landlock, and root")
+def test_root_commands_drop_every_capability_and_cannot_read_other_processes_environment(world):
+    """Run as root, the command is an ordinary process of uid 0: no capabilities (bounding set empty too), so
+    /proc/<pid>/environ of a process outside stays closed, a non-dumpable worker's or a plain root process's."""
+    code = "import sys, time; from core import sandbox; {} time.sleep(60)"
+    targets = [subprocess.Popen([sys.executable, "-c", code.format(call)], env={"TARS_SECRET": "hunter2"},
+                                cwd=Path(sandbox.__file__).parent.parent)
+               for call in ("sandbox.make_non_dumpable();", "")]
+    try:
+        with sandbox.Sandbox(world.policy()) as box:
+            time.sleep(0.3)
+            for target in targets:
+                done = run(box, f"cat /proc/{target.pid}/environ", world.checkout.path, world.env)
+                assert done.returncode != 0 and "hunter2" not in done.stdout, done
+            done = run(box, "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status", world.checkout.path, world.env)
+            assert done.returncode == 0 and done.stdout.count("0000000000000000") == 5, done
+            done = run(box, f"chown 65534 {world.checkout.path}/a.txt", world.checkout.path, world.env)
+            assert "Operation not permitted" in done.stderr, done
+        done = subprocess.run(["cat", f"/proc/{targets[1].pid}/environ"], capture_output=True, text=True)
+        assert "hunter2" in done.stdout  # outside the sandbox root reads it: the test's target is right
+    finally:
+        for target in targets:
+            target.kill()
+            target.wait()
+
+
+def test_a_non_dumpable_process_stays_so_across_fork():
+    if sandbox._LIBC is None:
+        pytest.skip("Linux only")
+    code = ("import os, sys; from core import sandbox; assert sandbox.make_non_dumpable(); "
+            "pid = os.fork()\nif pid == 0: os._exit(sandbox._LIBC.prctl(3, 0, 0, 0, 0))\n"
+            "sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))")  # PR_GET_DUMPABLE in the child: 0
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(sandbox.__file__).parent.parent, timeout=30)
+    assert done.returncode == 0
 
 
 # --- the policy and the API -------------------------------------------------------------------------------------
