@@ -1,7 +1,8 @@
 """Claude's client tools (bash_20250124, text_editor_20250728) executed inside one project directory.
 
 Tool calls are untrusted input: every editor path goes through Workspace.resolve, every command runs in its own
-process group under a timeout, and every output is capped before it goes back into the model's context.
+process group under a timeout (and, in a worker, inside the task's OS sandbox, core/sandbox.py), and every output is
+capped before it goes back into the model's context.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from core import project_env
 from core.exceptions import InvalidProjectPath, ToolError, WorkspaceUnusable
 from core.git_workspace import GENERATED_DIRS, GENERATED_FILES
+from core.sandbox import Sandbox
 
 OUTPUT_LIMIT = 10 * 1024  # bytes of tool output given back to the model
 
@@ -200,7 +202,7 @@ class Workspace:
     """One task's project directory: the only place the model's tools may read, write and run."""
 
     def __init__(self, root: str | Path, *, command_timeout: float = 120.0, env: Mapping[str, str] | None = None,
-                 output_limit: int = OUTPUT_LIMIT):
+                 output_limit: int = OUTPUT_LIMIT, sandbox: Sandbox | None = None):
         real = Path(os.path.realpath(root))
         if not real.is_dir():
             raise InvalidProjectPath(f"The project directory {root} does not exist or is not a directory.")
@@ -210,6 +212,9 @@ class Workspace:
         # TARS's own Python.
         self.env = dict(env) if env is not None else project_env.environment(scrub_environment(os.environ))
         self.output_limit = output_limit
+        # The task's OS sandbox (core/sandbox.py) every command runs in; None: unconfined (tests, tools other than the
+        # worker). The editor works in this process: resolve() is its confinement.
+        self.sandbox = sandbox
         self._prefix = str(real).rstrip(os.sep) + os.sep
         self._lock = threading.Lock()  # guards _proc and _cancelled against kill_running from another thread
         self._proc: subprocess.Popen | None = None
@@ -302,12 +307,19 @@ class Workspace:
             return _error("The command contains a NUL byte, which bash cannot receive.")
         before = self._snapshot()
         buffer = _OutputBuffer(self.output_limit)
+        argv, hook = ["/bin/bash", "-c", command], _child_setup_hook()
         with self._lock:  # registering under the lock means kill_running never misses a started command
             self._cancelled = False
-            proc = subprocess.Popen(
-                ["/bin/bash", "-c", command], cwd=self.root, env=self.env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=_child_setup_hook())
+            try:
+                if self.sandbox is not None:
+                    argv, hook = self.sandbox.argv(argv), self.sandbox.preexec(before=hook)
+                proc = subprocess.Popen(
+                    argv, cwd=self.root, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=hook)
+            except (subprocess.SubprocessError, RuntimeError) as exc:  # the child could not enter the sandbox
+                return _error(f"The command was not run: it could not be started inside the sandbox ({exc}), and "
+                              "TARS never runs a command unconfined. This is a fault of the worker's machine, not "
+                              "of the command: say so in your summary.")
             self._proc = proc
         reader = threading.Thread(target=buffer.drain, args=(proc.stdout,), daemon=True)
         reader.start()
@@ -331,6 +343,9 @@ class Workspace:
         text = buffer.text(max(self.output_limit - NOTE_ROOM, 0)) or "(no output)"
         notes = []
         code = proc.returncode
+        refused = self.sandbox.refusal_note(text, code) if self.sandbox is not None and not timed_out else None
+        if refused:
+            text = buffer.text(max(self.output_limit - NOTE_ROOM - len(refused.encode()), 0)) or "(no output)"
         if cancelled:
             notes.append("[cancelled: the command was stopped because the task was cancelled]")
         elif timed_out:
@@ -347,6 +362,8 @@ class Workspace:
             if leftovers:
                 notes.append("[background processes this command left running were stopped; a command must "
                              "finish everything it starts]")
+            if refused:
+                notes.append(refused)
         if notes:
             text = text + ("" if text.endswith("\n") else "\n") + "\n".join(notes)
         return ToolResult(output=text, is_error=cancelled or timed_out, files_changed=self._changed_since(before),

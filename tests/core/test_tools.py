@@ -659,3 +659,58 @@ def test_default_environment_never_puts_tars_python_first(project, monkeypatch):
     assert tars_bin not in env["PATH"].split(os.pathsep) and "PYTHONPATH" not in env
     assert "anthropic" in Workspace(project, env={**env, "PATH": tars_bin}).bash(
         "python -c 'import anthropic; print(anthropic.__name__)'").output  # what it would have leaked
+
+
+# --- the OS sandbox (core/sandbox.py) around every command ---------------------------------------------------------
+
+def _sandbox_or_skip(policy):
+    from core import sandbox
+    if not sandbox.detect().kind in (sandbox.LANDLOCK, sandbox.BUBBLEWRAP):
+        pytest.skip(f"no Linux sandbox here ({sandbox.detect()})")
+    return sandbox.Sandbox(policy)
+
+
+def test_bash_in_a_sandbox_writes_only_in_the_project_and_says_why_it_failed(project, outside, tmp_path):
+    from core import sandbox
+    policy = sandbox.Policy(writable=(str(project), "/dev/null"), hidden=(str(outside / "secret.txt"),))
+    with _sandbox_or_skip(policy) as box:
+        ws = Workspace(project, command_timeout=20, sandbox=box)
+        done = ws.run_tool("bash", {"command": "echo mine > mine.txt && cat mine.txt"})
+        assert done.exit_code == 0 and "mine" in done.output and done.files_changed == ["mine.txt"], done
+        done = ws.run_tool("bash", {"command": f"echo evil > {outside}/new.txt"})
+        assert done.exit_code != 0 and not (outside / "new.txt").exists()
+        if box.kind == sandbox.LANDLOCK:  # bubblewrap's refusal reads "Read-only file system": noted as well
+            assert "Permission denied" in done.output
+        assert done.output.rstrip().endswith("Work inside the checkout.)"), done.output
+        done = ws.run_tool("bash", {"command": f"cat {outside}/secret.txt"})
+        assert done.exit_code != 0 and "outside secret" not in done.output
+        assert "(The sandbox refused" not in ws.run_tool("bash", {"command": "exit 3"}).output
+
+
+def test_a_command_that_cannot_enter_its_sandbox_is_never_run(project):
+    class Broken:  # what a sandbox does when the child cannot enter it: its preexec hook raises
+        def argv(self, argv):
+            return argv
+
+        def preexec(self, before=None):
+            def hook():
+                raise OSError(1, "could not enter the sandbox")
+            return hook
+
+        def refusal_note(self, output, exit_code):
+            return None
+
+    ws = Workspace(project, command_timeout=20, sandbox=Broken())
+    done = ws.run_tool("bash", {"command": "touch ran.txt"})
+    assert done.is_error and "not run" in done.output and "never runs a command unconfined" in done.output
+    assert not (project / "ran.txt").exists()
+
+
+def test_a_closed_sandbox_runs_nothing_either(project):
+    from core import sandbox
+    if sandbox.detect().kind != sandbox.LANDLOCK:
+        pytest.skip("Landlock needed")
+    box = sandbox.Sandbox(sandbox.Policy(writable=(str(project),)))
+    box.close()
+    done = Workspace(project, command_timeout=20, sandbox=box).run_tool("bash", {"command": "touch ran.txt"})
+    assert done.is_error and "not run" in done.output and not (project / "ran.txt").exists()
