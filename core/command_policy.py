@@ -2,41 +2,33 @@
 to be harmless; everything else asks.
 
 PRINCIPLE (after OpenAI Codex's `is_known_safe_command`). bashlex parses the command; every simple command anywhere in
-it -- lists, pipelines, subshells, groups, if/for/while bodies, functions, `$(...)`, backticks, `<(...)`, expanding
-heredoc bodies, `bash -c`/`sh -c` strings and heredocs fed to shells (recursively), what wrappers run (env, timeout,
-nice, nohup, time, command, exec, xargs, find -exec, uv/poetry run, npx) -- must be an allow-listed program called in
-a way its rule accepts, and every redirection must write inside the project. What the gate does not know, cannot
-parse or cannot read (a variable or `$(...)` as the program, eval, code piped into a shell, an option a wrapper does
-not have) asks. Inside an allowed program a few uses are still refused (git's --output, find's -delete, rg's --pre).
+it (lists, pipelines, subshells, if/for/while bodies, functions, `$(...)`, backticks, `<(...)`, heredoc bodies, `bash
+-c` strings and code fed to shells, what wrappers such as env, timeout, xargs, find -exec or npx run) must be an
+allow-listed program called in a way its rule accepts, and every redirection must write inside the project. What the
+gate does not know, cannot parse or cannot read (a variable as the program, eval, code piped into a shell, an unknown
+option) asks.
 
 RULE FAMILIES (a run's rule is "allow:" + the families used, e.g. "allow:read+git"):
-- read: reading, searching, inspecting (ls, cat, grep, rg, find, head, sed -n, awk without system/pipes/print >, jq,
-  diff, ps, curl GET, read-only docker/kubectl/helm/terraform/gh subcommands...).
-- edit: files inside the project (touch, mkdir, cp, mv, tee, sed -i, sort -o, tar, unzip, >, >>). Paths resolve
-  against the project root and every directory `cd` may have led to; `..` or absolute paths outside, `~`, variables
-  or `$(...)` in a write target ask, and so do writes into .git/. With the sandbox, /tmp is writable too.
-- git: reading, and work on the task's branch: add, commit, switch -c / checkout -b, branch and tag (list, create),
-  stash (push, list, show, apply, pop), restore --staged, reset (unstage), fetch, pull, merge, cherry-pick, revert,
-  init, clone. Asks: push (TARS pushes the task's branch itself: `task push`), switching to an existing branch,
-  checkout of paths, restore of the work tree, reset to a commit, rebase, --amend, clean, branch -d/-m/-f, tag -d/-f,
-  stash drop/clear, update-ref, filter-branch, reflog expire, gc, worktree, `git -c`, --git-dir, config writes other
-  than user.name, user.email and a few cosmetic keys.
-- build: building, testing, linting, formatting (make, pytest, tox, mypy, ruff, black, tsc, eslint, jest, cargo, go,
-  npm test...). A path argument outside the project asks. For task runners (make targets, npm/yarn/pnpm/bun scripts,
-  gradle/mvn tasks) the task's name decides: test/build/lint/check-like names are build; database names (db, migrate,
-  seed, schema, flush, drop...) and shipping names (deploy, release, publish, push) ask; any other name is the
-  project's own code (below). The same names ask as the first argument of the project's own scripts
-  (`python manage.py migrate`, `php artisan migrate:fresh`, `./deploy.sh`).
-- install: into the project's environment (pip/uv pip install without --user/--prefix/--root/--system, uv sync/add,
-  poetry install/add, npm install/ci/uninstall without -g, yarn/pnpm add, cargo add, go get/mod, python -m venv in the
-  project, sourcing the project's venv activate script).
-- project-code: the project's own code (`python app.py`, `python -m pkg`, `node index.js`, `./x.sh`, `bash x.sh`,
-  `npm start`, `cargo run`, `go run`, uvicorn/flask/celery...) runs only with the sandbox (sandboxed=True: the sandbox
-  contains it, checkpoints make it recoverable); without it it asks. A file this same command writes or downloads and
-  then runs always asks; so does a script outside the project.
-- inline-python (below), and shell: bookkeeping (cd, export, set, test, true, read...).
-Build, test and install tools run the project's code too (tests, build scripts, setup.py); they are on the pure
-allow-list because they are the work itself. The sandbox, not this gate, is the boundary for what that code does.
+- read: reading, searching, inspecting (ls, cat, grep, rg, find, sed -n, awk, jq, ps, curl GET, read-only
+  docker/kubectl/terraform/gh subcommands...); data or another HTTP method only to this machine.
+- edit: files inside the project (touch, mkdir, cp, mv, tee, sed -i, tar, unzip, >, >>). Paths resolve against every
+  directory `cd` may have led to; a target outside the project, under ~ or .git/, or known only at run time asks. With
+  the sandbox, /tmp is writable too.
+- git: reading, and work on the task's branch (add, commit, switch -c, branch/tag create, stash, restore --staged,
+  fetch, pull, merge...). Pushing (TARS pushes the task's branch itself: `task push`), leaving the branch, discarding
+  or rewriting work, deleting refs, `git -c` and most config writes ask.
+- build: building, testing, linting, formatting (make, pytest, mypy, ruff, tsc, eslint, jest, cargo, go, npm test...).
+  For task runners (make, npm/yarn/pnpm/bun scripts, gradle/mvn) the task's name decides: test/build/lint-like names
+  are build; database names (db, migrate, seed, flush...) and shipping names (deploy, release, publish) ask, also as
+  the first argument of the project's own scripts (`python manage.py migrate`); other names are project code.
+- install: into the project's environment (pip install without --user/--prefix, uv sync, poetry install, npm install
+  without -g, go get, python -m venv, sourcing the project's venv activate script).
+- project-code: the project's own code (`python app.py`, `node index.js`, `./x.sh`, `npm start`, `cargo run`,
+  uvicorn...) runs only with the sandbox (sandboxed=True), which contains it; without it it asks. A file the same
+  command writes or downloads and then runs always asks; so does a script outside the project.
+- inline-python (below), and shell: bookkeeping (cd, export, set, test, read...).
+Build, test and install tools run the project's code too; they are allowed because they are the work itself. The
+sandbox, not this gate, is the boundary for what that code does.
 
 ALWAYS ASK (the original TARS list; neither the sandbox nor the owner's allow rules change it): rm, rmdir, unlink,
 git rm, find -delete; DROP or TRUNCATE given to a database client (-c, -e, a heredoc, echo piped in), dropdb; git
@@ -44,15 +36,12 @@ push --force/-f/--force-with-lease/--mirror/+refspec; git reset --hard; chmod, c
 (kill -0 and kill -l send no signal); sudo, su, doas, pkexec, run0. Wiping asks too: `: > f`, `> f`, `true > f`,
 `cat /dev/null > f`, `cp /dev/null f`, truncate, dd, shred.
 
-INLINE CODE. Python given inline (`python -c CODE`, `python - <<EOF`, `python <<< CODE`, `echo CODE | python`) is
-parsed with `ast` and runs only when plainly harmless: imports only from a small list of pure modules (json, math, re,
-datetime, collections, itertools, hashlib, base64, ..., importlib.metadata for versions, os and sys for reading); no
-exec, eval, compile, __import__, getattr/setattr/delattr, vars, globals, locals, breakpoint, help; open only with a
-literal read-only mode; no name or attribute starting with "_" (but __name__, __file__, __doc__, __version__), none
-reaching frames (f_*, gi_*, tb_*...), no string containing "__"; os only for reading (getcwd, listdir, walk, environ,
-path...), not sys.modules and the like; os/sys never used as values; an attribute of a pure module may not be another
-module. Anything else asks, saying what was found. Inline code in any other language (node -e, perl -e, ruby -e,
-php -r, deno eval...) asks: the gate does not read it.
+INLINE CODE. Python given inline (`python -c CODE`, `python - <<EOF`, `echo CODE | python`) is parsed with `ast` and
+runs only when plainly harmless: imports only from a list of pure modules (json, re, collections..., os and sys for
+reading); no exec, eval, compile, __import__, getattr/setattr, vars, globals; open only with a literal read-only
+mode; no name or attribute starting with "_" (but __name__, __file__, __doc__, __version__) or reaching frames, no
+string containing "__"; os and sys never as values; no module reached through another. Anything else asks, saying
+what was found. Inline code in any other language (node -e, perl -e, ruby -e...) asks: the gate does not read it.
 
 THE OWNER'S RULES: a JSON file whose path TARS passes (setting COMMAND_RULES_FILE, default DATA_DIR/commands.json,
 outside every checkout so that the model cannot edit it); missing = no rules. Claude Code's shape:
@@ -61,16 +50,14 @@ outside every checkout so that the model cannot edit it); missing = no rules. Cl
 that, `*` inside a spec any characters, `Bash` or `Bash(*)` everything. Rules match one simple command at a time (quotes
 removed, words joined by single spaces), at every wrapper level (`timeout 5 npm publish` meets `Bash(npm publish:*)`),
 never a whole line (`Bash(npm test:*)` does not allow `npm test && rm -rf x`). Order: ALWAYS ASK first (owner rules
-cannot unlock it: inside an owner-allowed command the gate still looks for it, so `Bash(bash:*)` does not run
-`bash -c 'rm x'`), then the owner's ask rules, then the owner's allow rules (they run even without the sandbox), then
-the built-in rules. Redirections and `$(...)` are checked on their own whatever matched. Other keys ("deny") are
-errors: the gate never refuses, it asks. A malformed file raises RulesError naming the file and the problem.
+cannot unlock it, not even inside an owner-allowed `bash -c`), then the owner's ask rules, then the owner's allow rules
+(they run even without the sandbox), then the built-in rules. Redirections and `$(...)` are checked on their own. Other
+keys ("deny") are errors: the gate never refuses, it asks. A malformed file raises RulesError naming the problem.
 
 API. `check(command, project_root, *, sandboxed, rules=None) -> Decision(decision, reason, rule)`: "run" or "ask", a
-sentence for a person, and the rule that decided ("allow:read+git", "ask:rm", "ask:unknown-program", "ask:outside",
-"owner:allow Bash(npm run lint:*)", "owner:ask Bash(npm publish:*)"). Never raises; pure (no subprocess, no file
-read). When several parts ask, ALWAYS ASK leads, then the owner's, then the rest in order; up to two more reasons
-follow "; also: ".
+sentence for a person, and the rule that decided ("allow:read+git", "ask:rm", "ask:outside", "owner:allow
+Bash(npm run lint:*)"...). Never raises; pure (no subprocess, no file read). When several parts ask, ALWAYS ASK leads,
+then the owner's, then the rest in order; up to two more reasons follow "; also: ".
 
 check-command: `check-command [--project DIR] [--json] [--no-sandbox] [--rules FILE] [COMMAND]` (`main(argv)`;
 main_tars.py uses add_arguments and check_command). With COMMAND: one line `run (RULE): REASON` or
@@ -122,15 +109,13 @@ class Rules:
     allow: tuple[str, ...] = ()
     ask: tuple[str, ...] = ()
     source: str = ""
-    _compiled: dict = field(default_factory=dict, repr=False, compare=False)
 
     def match(self, kind: str, text: str) -> str | None:
-        for rule in getattr(self, kind):
-            if rule not in self._compiled:
-                spec = " ".join((_RULE_RE.match(rule).group(1) or "*").split())
-                self._compiled[rule] = re.compile(re.escape(spec[:-2].rstrip()) + r"(?: .*)?\Z" if spec.endswith(":*")
-                                                  else ".*".join(map(re.escape, spec.split("*"))) + r"\Z", re.S)
-            if self._compiled[rule].match(text):
+        for rule in getattr(self, kind):  # re caches the compiled patterns
+            spec = " ".join((_RULE_RE.match(rule).group(1) or "*").split())
+            pattern = re.escape(spec[:-2].rstrip()) + "(?: .*)?" if spec.endswith(":*") else ".*".join(
+                map(re.escape, spec.split("*")))
+            if re.fullmatch(pattern, text, re.S):
                 return rule
         return None
 
@@ -314,9 +299,10 @@ def _braces(s: str, limit: int = 64) -> list[str] | None:
     return out
 
 
-def _opts(args: list[_W], valued=frozenset(), known=None, stop: bool = False):
+def _opts(args: list[_W], valued=frozenset(), known=None, stop: bool = False, last=frozenset()):
     """Split arguments into [(option, value word or None)] and positionals. `valued` options take a value; given
-    `known`, any other option makes the result None. stop=True: the first positional ends the options (wrappers)."""
+    `known`, any other option makes the result None. stop=True: the first positional ends the options (wrappers), as
+    do the options in `last` (python -c, -m)."""
     opts, pos, i = [], [], 0
     while i < len(args):
         w, t = args[i], args[i].text
@@ -344,6 +330,8 @@ def _opts(args: list[_W], valued=frozenset(), known=None, stop: bool = False):
                     break
                 opts.append((name, None))
         i += 1
+        if opts and opts[-1][0] in last:
+            return opts, args[i:]
     return opts, pos
 
 
@@ -464,9 +452,10 @@ _FLOOR = {"rm": "deletes files", "rmdir": "deletes directories", "unlink": "dele
 _DANGER = {"dd": "writes raw data over files or disks", "shred": "destroys file contents", "truncate": "empties files",
            "ln": "makes links, and a write through a link can land outside the project",
            "eval": "runs a string as shell code", "trap": "stores shell code to run later",
-           "alias": "makes a command name run other words", "ssh": "runs commands on another machine",
-           "scp": "copies files to or from another machine", "crontab": "changes scheduled jobs",
-           "install": "copies files and sets their permissions", "enable": "loads or changes shell builtins",
+           "alias": "makes a command name run other words", "hash": "changes where a command is found",
+           "ssh": "runs commands on another machine", "scp": "copies files to or from another machine",
+           "crontab": "changes scheduled jobs", "install": "copies files and sets their permissions",
+           "enable": "loads or changes shell builtins",
            **dict.fromkeys("apt apt-get dnf yum pacman brew snap apk zypper dpkg rpm gem pipx conda".split(),
                            "installs or removes software outside the project's environment")}
 _READ = _set("""cat head tail wc ls dir grep egrep fgrep cut tr paste nl rev tac seq basename dirname realpath readlink
@@ -491,9 +480,8 @@ _BUILD_TASK = re.compile(r"(?i)(test\w*|check\w*|lint\w*|build\w*|compile|typech
                          r"validate|audit|e2e|unit|integration|spec|style|vet)([:._-][\w.:-]*)?")
 _RISKY_ENV = re.compile(r"(PATH|IFS|ENV|SHELL|MAKESHELL|MAKEFLAGS|BASH_ENV|BASHOPTS|SHELLOPTS|PROMPT_COMMAND|"
                         r"PS[0-4]|HOME|CDPATH|GLOBIGNORE|LD_\w+|DYLD_\w+|BASH_FUNC_\S*|GIT_(?!AUTHOR_|COMMITTER_)\w+|"
-                        r"\w*PAGER|\w*EDITOR|VISUAL|"
-                        r"\w*_COMMAND|NODE_OPTIONS|PYTHONSTARTUP|PYTHONHOME|PERL5OPT|PERL5LIB|RUBYOPT|RUBYLIB|"
-                        r"JAVA_TOOL_OPTIONS|_JAVA_OPTIONS)\Z")
+                        r"\w*PAGER|\w*EDITOR|VISUAL|\w*_COMMAND|NODE_OPTIONS|PYTHONSTARTUP|PYTHONHOME|PERL5OPT|"
+                        r"PERL5LIB|RUBYOPT|RUBYLIB|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS)\Z")
 _VAR_NAMES = _set("printf read test [ [[ declare typeset local export readonly unset let mapfile readarray getopts")
 _NAME_RE = re.compile(r"[A-Za-z0-9_.+:\[\]/-]+\Z")
 _DEVICES = _set("/dev/null /dev/stdout /dev/stderr /dev/tty")
@@ -508,7 +496,7 @@ _SED_OK = re.compile(  # sed scripts without w, W, e, r/R-to-write or the s comm
 _WRAPPERS = {  # name: (options taking a value, options without one, arguments before the command)
     "timeout": (_set("-s --signal -k --kill-after"), _set("--foreground --preserve-status -v --verbose"), 1),
     "nice": (_set("-n --adjustment"), set(), 0), "nohup": (set(), set(), 0), "builtin": (set(), set(), 0),
-    "time": (_set("-f --format -o --output"), _set("-p -a -v -q --append --verbose --portability"), 0),
+    "time": (_set("-f --format"), _set("-p -v -q --verbose --portability"), 0),
     "command": (set(), _set("-p -v -V"), 0), "exec": (_set("-a"), _set("-c -l"), 0),
     "stdbuf": (_set("-i -o -e --input --output --error"), set(), 0), "env": (_set("-u --unset"), _set("-i -0"), 0),
     "xargs": (_set("-a --arg-file -d --delimiter -E -I -L -n --max-args -P --max-procs -s --max-chars"),
@@ -517,6 +505,21 @@ _WRAPPERS = {  # name: (options taking a value, options without one, arguments b
                     "--index --index-url --extra-index-url"),
                _set("--frozen --locked --no-sync --isolated --all-extras --no-dev --dev -q --quiet -v --verbose "
                     "--no-project --active --offline --refresh --all-packages --no-cache --exact"), 0)}
+_WRITERS = {  # program: (options taking a value, options naming what it writes, which positionals it writes)
+    "touch": ("-d --date -r --reference -t", "", "all"), "mkdir": ("-m --mode", "", "all"), "tee": ("", "", "all"),
+    "cp": ("-t --target-directory -S --suffix", "-t --target-directory", "last"),  # the last only without -t
+    "mv": ("-t --target-directory -S --suffix", "-t --target-directory", "all"),  # sources too: they move away
+    "sort": ("-o --output -k -t -S -T --parallel", "-o --output -T", ""), "shuf": ("-o --output -n", "-o --output", ""),
+    "tree": ("-o -L -P -I", "-o", ""), "base64": ("-o --output -b -w --wrap", "-o --output", ""),
+    "uniq": ("-f -s -w", "", "second"), "xxd": ("-c -g -l -s -o", "", "second"),
+    "mktemp": ("-p --tmpdir --suffix", "-p --tmpdir", "all"), "venv": ("-p --python --prompt", "", "all")}
+_WRITERS["virtualenv"] = _WRITERS["venv"]
+_TAR_VALUED = _set("-f --file -C --directory -T --files-from -X --exclude-from --exclude --strip-components -b -H "
+                   "--format --owner --group --mode --mtime --sort")
+_TAR_FLAGS = _set("-c -x -t -z -j -J -a -v -p -k -h -O --create --extract --get --list --gzip --gunzip --bzip2 --xz "
+                  "--zstd --auto-compress --verbose --keep-old-files --skip-old-files --no-same-owner "
+                  "--no-same-permissions --to-stdout --wildcards --anchored --exclude-vcs --overwrite --totals "
+                  "--numeric-owner --one-top-level --no-recursion")
 _JS = {"install i in add ci uninstall remove rm un update up upgrade dedupe prune import": "install",
        "ls list ll la outdated view info show why explain doctor help search bin root prefix fund licenses audit":
        "read", "test t tst": "build", "run run-script rum urn start restart stop": "task", "exec": "wrap",
@@ -543,8 +546,7 @@ _PROGRAMS = {  # program: (global options taking a value, global flags, {subcomm
     "cargo": (_set("--color -Z -C --manifest-path"), _set("-q --quiet -v --verbose --frozen --locked --offline"), _subs(
         {"build b test t check c clippy fmt doc d bench tree metadata locate-project verify-project version search "
          "info fetch add remove rm update up generate-lockfile vendor package new init clean": "build",
-         "run r": "project"}),
-        _set("--config")),
+         "run r": "project"}), _set("--config")),
     "go": (set(), set(), _subs({"build test vet fmt list doc version": "build", "env": "read",
                                 "get mod work": "install", "run generate tool": "project"}), _set("-w")),
     "docker": (_set("--context -c --host -H --log-level -l --config"), _set("-D --debug"), _subs(
@@ -622,6 +624,8 @@ def _inside(path: str, directory: str) -> bool:
 
 
 class _Gate:
+    """One check: walks the parsed command, noting what asks and which families ran."""
+
     def __init__(self, root: str, sandboxed: bool, rules: Rules | None):
         self.root, self.sandboxed, self.rules = root, sandboxed, rules or Rules()
         self.cwds: tuple = (root,)  # every directory the shell may be in; None: unknown
@@ -648,9 +652,9 @@ class _Gate:
             more = list(dict.fromkeys(a[2] for a in asks[1:] if a[2] != asks[0][2]))[:2]
             return Decision("ask", asks[0][2] + ("; also: " + "; ".join(more) if more else ""), asks[0][1])
         owner = [f for f in self.families if f.startswith("owner:")]
-        fams = [f for f in _FAMILY_TEXT if f in self.families]
         if owner:
             return Decision("run", "the owner's rules allow it", owner[0])
+        fams = [f for f in _FAMILY_TEXT if f in self.families]
         if not fams:
             return Decision("run", "nothing to run", "allow:empty")
         return Decision("run", "; ".join(_FAMILY_TEXT[f] for f in fams), "allow:" + "+".join(fams))
@@ -674,8 +678,7 @@ class _Gate:
         kind, saved = n.kind, self.cwds
         if kind == "list":
             for i, p in enumerate(n.parts):
-                after = n.parts[i + 1] if i + 1 < len(n.parts) else None
-                self.next_op = after.op if after is not None and after.kind == "operator" else ""
+                self.next_op = getattr(n.parts[i + 1], "op", "") if i + 1 < len(n.parts) else ""
                 if p.kind != "operator":
                     self.node(p, src, depth, stdin)
         elif kind == "pipeline":
@@ -683,20 +686,16 @@ class _Gate:
             for i, p in enumerate(cmds):
                 self.next_op = "|"
                 self.node(p, src, depth, stdin if i == 0 else ("pipe", self.echoed(cmds[i - 1], src)))
-        elif kind == "compound":
-            for p in n.list:
-                if p.kind != "reservedword":
-                    self.node(p, src, depth, stdin)
-            if n.list and n.list[0].kind == "reservedword" and n.list[0].word == "(":
-                self.cwds = saved
-            for r in getattr(n, "redirects", []):
-                self.redirect(r, src, depth)
-        elif kind in ("if", "for", "while", "until"):
-            for p in n.parts:
+        elif kind in ("compound", "if", "for", "while", "until"):
+            for p in n.list if kind == "compound" else n.parts:
                 if p.kind == "word":
                     self.word(p, src, depth)
                 elif p.kind not in ("reservedword", "operator"):
                     self.node(p, src, depth, stdin)
+            if kind == "compound" and n.list and n.list[0].kind == "reservedword" and n.list[0].word == "(":
+                self.cwds = saved  # a subshell's cd stays inside it
+            for r in getattr(n, "redirects", []):
+                self.redirect(r, src, depth)
         elif kind == "function":  # checked where defined, and again where called
             self.funcs[src[0][n.name.pos[0] : n.name.pos[1]]] = (n.body, src)
             self.node(n.body, src, depth)
@@ -759,6 +758,7 @@ class _Gate:
             self.ask("ask:stored-code", f"stores text bash may later run as code: {w.raw}")
 
     def redirect(self, r, src, depth: int):
+        """("stdin", (kind, text or word)) for input, ("truncate", word) for `>`; checks where output goes."""
         if r.type in ("<<", "<<-"):
             body = "\n".join(r.heredoc.value.split("\n")[:-1])
             if r.output.word in src[1]:
@@ -818,6 +818,7 @@ class _Gate:
 
     # -- running things
     def run(self, words: list[_W], stdin, depth: int, funcs: bool = True) -> None:
+        """One simple command: the always-ask list, the owner's rules, then the program's own rule."""
         head, args = words[0], words[1:]
         if head.text is None or head.glob or head.brace or head.bad:
             return self.ask("ask:dynamic-program", f"the program to run is known only at run time: {head.raw}")
@@ -825,7 +826,7 @@ class _Gate:
         if not _NAME_RE.match(prog):
             return self.ask("ask:odd-name", f"the program name {prog!r} has characters no ordinary program has")
         if funcs and prog in self.funcs:
-            if prog not in self.calling:
+            if prog not in self.calling:  # a recursive call was checked by the first one
                 self.calling.add(prog)
                 self.node(self.funcs[prog][0], self.funcs[prog][1], depth + 1)
                 self.calling.discard(prog)
@@ -855,18 +856,10 @@ class _Gate:
             key = re.sub(r"^(python|pip)[23]?(\.\d+)?$", r"\1", name)
             if key in _HANDLERS:
                 _HANDLERS[key](self, key, args, stdin, depth)
-            elif name in _READ or name in _SHELL:
-                self.ok("read" if name in _READ else "shell")
-            elif name in _BUILD:
-                self.build(name, args)
-            elif name in _TASK_RUNNERS:
-                self.tasks(name, args)
-            elif name in _RUNNERS:
-                self.project_code(f"`{name}`", args)
             elif name in _DANGER or name.startswith("mkfs"):
                 self.ask(f"ask:{name}", f"`{name}` {_DANGER.get(name, 'formats disks')}")
             else:
-                sub = args[0].text if args and args[0].text and re.match(r"[a-z][\w:.-]*\Z", args[0].text) else ""
+                sub = args[0].text if args and re.match(r"[a-z][\w:.-]*\Z", args[0].text or "") else ""
                 self.ask("ask:unknown-program", f"`{name}{' ' + sub if sub else ''}` is not a command TARS knows "
                                                 "to be harmless")
         finally:
@@ -910,6 +903,7 @@ class _Gate:
         self.build(runner, args)
 
     def stdin_code(self, lang: str, stdin, depth: int) -> None:
+        """Code an interpreter reads from stdin (or -c): a file is the project's code; shell and Python are read."""
         if stdin and stdin[0] == "file":
             return self.own_code(stdin[1], [], what=f"{lang} < {stdin[1].shown}")
         if not stdin or stdin[0] == "pipe" and stdin[1] is None:
@@ -918,16 +912,11 @@ class _Gate:
         if stdin[1] is None:
             return self.ask("ask:dynamic-code", f"{lang} runs code built at run time")
         if lang == "python":
-            return self.inline_python(stdin[1])
+            problem = _python_problem(stdin[1])
+            return self.ask("ask:inline-code", f"inline Python {problem}") if problem else self.ok("inline-python")
         if lang != "shell":
             return self.ask("ask:inline-code", f"{lang} runs code TARS does not read (it reads only Python and shell)")
         self.script(stdin[1], depth + 1)
-
-    def inline_python(self, code: str | None) -> None:
-        problem = "is built at run time" if code is None else _python_problem(code)
-        if problem:
-            return self.ask("ask:inline-code", f"inline Python {problem}")
-        self.ok("inline-python")
 
 
 # --------------------------------------------------------------------------- handlers: (gate, name, args, stdin, depth)
@@ -942,14 +931,13 @@ def _h_cd(g: _Gate, name, args, stdin, depth):
 
 
 def _h_wrapper(g: _Gate, name, args, stdin, depth, spec=None):
+    """env, timeout, nice, time, xargs, uv run...: the command they run is checked like any other."""
     valued, flags, skip = spec or _WRAPPERS[name]
     parsed = _opts(args, valued | {"-#"}, known=valued | flags | {"-#"}, stop=True)
     if parsed is None:
         return g.ask("ask:wrapper-option", f"`{name}` has an option TARS does not know, so what it runs is unclear")
     opts, rest = parsed
-    for v in _values(opts, "-o", "--output") if name == "time" else ():
-        g.write(v)
-    while name == "env" and rest and rest[0].text is not None and re.match(r"[A-Za-z_]\w*=", rest[0].text):
+    while name == "env" and rest and re.match(r"[A-Za-z_]\w*=", rest[0].text or ""):
         g.assignment(rest.pop(0))
     rest = rest[skip:]
     if not rest or name == "command" and _names(opts) & {"-v", "-V"}:  # env, xargs, command -v: they print
@@ -963,65 +951,39 @@ def _h_wrapper(g: _Gate, name, args, stdin, depth, spec=None):
 
 
 def _h_shell(g: _Gate, name, args, stdin, depth):
-    i, cmode, smode = 0, False, False
-    while i < len(args):
-        t = args[i].text or "-?"
-        if t in ("--norc", "--noprofile", "--login", "--posix", "--noediting", "--verbose", "--version", "--help"):
-            i += 1
-        elif t.startswith("--") and t != "--" or t[:1] in "-+" and set(t[1:]) - set("abcefhiklmnpstuvxBCEHPo"):
-            return g.ask("ask:shell-option", f"`{name} {args[i].raw}` is an option TARS does not know (or a startup "
-                                             "file)" if args[i].text else f"`{name}` gets arguments known only at run "
-                                             "time")
-        elif t[:1] in "-+" and t not in ("-", "+", "--"):
-            cmode, smode, i = cmode or "c" in t, smode or "s" in t, i + (2 if "o" in t[1:] else 1)
-        else:
-            i += t == "--"
-            break
-    rest = args[i:]
-    if cmode:
-        if not rest or rest[0].text is None:
-            return g.ask("ask:dynamic-code", f"`{name} -c` runs shell code known only at run time")
-        return g.script(rest[0].text, depth + 1)
-    if rest and not smode and rest[0].text not in ("/dev/stdin", "-", "/proc/self/fd/0"):
-        return g.own_code(rest[0], rest[1:], f"`{name} {rest[0].shown}`")
-    g.stdin_code("shell", stdin, depth)
-
-
-def _h_source(g: _Gate, name, args, stdin, depth):
-    w = args[0] if args else _lit("")
-    if w.text in ("/dev/stdin", "/proc/self/fd/0"):
+    """bash, sh, source...: a -c string or code on stdin is checked as shell; a script is the project's own code."""
+    parsed = ([], args) if name in ("source", ".") else _opts(args, {"-o"}, known=_set(
+        "-a -b -c -e -f -h -i -k -l -m -n -p -s -t -u -v -x -B -C -E -H -P --norc --noprofile --login --posix "
+        "--noediting --verbose --version --help"), stop=True)
+    if parsed is None or parsed[1] and (parsed[1][0].text or "").startswith("+"):
+        return g.ask("ask:shell-option", f"`{name}` has an option TARS does not know (or a startup file)")
+    opts, rest = parsed
+    if "-c" in _names(opts):
+        return g.stdin_code("shell", ("text", rest[0].text if rest else None), depth)
+    if not rest or "-s" in _names(opts) or rest[0].text in ("/dev/stdin", "-", "/proc/self/fd/0"):
         return g.stdin_code("shell", stdin, depth)
-    if w.text and posixpath.basename(w.text) == "activate" and posixpath.basename(posixpath.dirname(w.text)) in (
-            "bin", "Scripts") and all(g.place(p) == "project" and p not in g.written
-                                      for p in g.paths(w, "runs") or ["/"]):
+    if name in ("source", ".") and re.search(r"(^|/)(bin|Scripts)/activate\Z", rest[0].text or "") and all(
+            g.place(p) == "project" and p not in g.written for p in g.paths(rest[0], "runs") or ["/"]):
         return g.ok("install")  # the project's virtualenv
-    g.own_code(w, args[1:], f"`{name} {w.shown}`")
+    g.own_code(rest[0], rest[1:], f"`{name} {rest[0].shown}`")
 
 
 def _h_python(g: _Gate, name, args, stdin, depth):
-    i = 0
-    while i < len(args):
-        t = args[i].text
-        if t is None:
-            return g.ask("ask:dynamic-code", f"`{name}` gets arguments known only at run time: {args[i].raw}")
-        if t == "-":
-            break
-        if not t.startswith("-"):
-            return g.own_code(args[i], args[i + 1 :], f"`{name} {t}`")
-        if t in ("--version", "-V", "-VV", "--help", "-h"):
-            return g.ok("read")
-        for k, ch in enumerate(t[1:] if not t.startswith("--") else "?", 2):
-            if ch in "cmWX":
-                value = t[k:] or (args[i + 1].text if i + 1 < len(args) else None)
-                i += 0 if t[k:] else 1
-                if ch == "c":
-                    return g.inline_python(value)
-                if ch == "m":
-                    return _python_module(g, name, value, args[i + 1 :], stdin, depth)
-                break
-            if ch not in "bBdEiIOPqsSuv":
-                return g.ask("ask:python-option", f"`{name} {t}` is an option TARS does not know")
-        i += 1
+    """python: -c code is read (INLINE CODE); -m is a known tool or the project's module; a file is the project's."""
+    parsed = _opts(args, _set("-c -m -W -X"), known=_set("-b -B -d -E -i -I -O -P -q -s -S -u -v -V --version -h "
+                                                          "--help"), stop=True, last={"-c", "-m"})
+    if parsed is None:
+        return g.ask("ask:python-option", f"`{name}` has an option TARS does not know")
+    opts, rest = parsed
+    option, value = opts[-1] if opts else ("", None)
+    if _names(opts) & _set("-V --version -h --help"):
+        return g.ok("read")
+    if option == "-c":
+        return g.stdin_code("python", ("text", value and value.text), depth)
+    if option == "-m":
+        return _python_module(g, name, value and value.text, rest, stdin, depth)
+    if rest and rest[0].text != "-":
+        return g.own_code(rest[0], rest[1:], f"`{name} {rest[0].shown}`")
     g.stdin_code("python", stdin, depth)
 
 
@@ -1039,7 +1001,7 @@ def _python_module(g: _Gate, name, module, args, stdin, depth):
 
 
 def _h_interpreter(g: _Gate, name, args, stdin, depth):
-    """node, deno, bun files, ts-node, tsx, perl, ruby, php...: the project's files run; inline code asks."""
+    """node, deno, ts-node, tsx, perl, ruby, php...: the project's files run; inline code asks."""
     words = [w for w in args if w.text is None or not w.text.startswith("-")]
     flags = [w.text for w in (args[: args.index(words[0])] if words else args)]
     js = name in ("node", "deno", "ts-node", "tsx")
@@ -1114,12 +1076,10 @@ def _git_sub(g: _Gate, args):
     if sub in _GIT_READ or sub == "reflog" and p0 in (None, "show", "list", "exists"):
         return g.build("git", rest, "git")
     key = (pos[1].text if p0 in ("set", "get") and len(pos) > 1 else p0 or "").lower()
-    abort = flags & {"--abort", "--quit", "--skip"}
+    abort = "abandons work in progress" if flags & {"--abort", "--quit", "--skip"} else ""
     problem = {
-        "add": "", "apply": "", "init": "", "mv": "", "clone": "", "rm": "",
-        "commit": "rewrites the last commit on the task's branch" if "--amend" in flags else "",
-        "merge": "abandons work in progress" if abort else "", "cherry-pick": "abandons work in progress" if abort
-        else "", "revert": "abandons work in progress" if abort else "",
+        "add": "", "apply": "", "init": "", "mv": "", "clone": "", "rm": "", "merge": abort, "cherry-pick": abort,
+        "revert": abort, "commit": "rewrites the last commit on the task's branch" if "--amend" in flags else "",
         "fetch": "updates local branches" if any(":" in (w.text or "") for w in pos[1:]) else "",
         "pull": "rewrites the task's commits or forces" if flags & {"-r", "--rebase", "-f", "--force"} and
                 "--rebase=false" not in [w.text for w in rest] else "",
@@ -1170,23 +1130,19 @@ def _h_find(g: _Gate, name, args, stdin, depth):
 
 def _h_text(g: _Gate, name, args, stdin, depth):
     """sed and awk: their scripts must neither write files nor run commands; sed -i edits files of the project."""
-    if name == "sed":
-        parsed = _opts(args, _set("-e --expression -l --line-length"), known=_set(
-            "-n -E -r -s -u -z -b -i --in-place --quiet --silent --regexp-extended --separate --unbuffered "
-            "--null-data --posix --debug --sandbox --follow-symlinks"))
-        if parsed is None and any(re.fullmatch(r"-[nErsuzb]*i\S*|--in-place=\S*", w.text or "") for w in args):
-            parsed = _opts([w for w in args if not re.fullmatch(r"-[nErsuzb]*i\S*|--in-place=\S*", w.text or "")] +
-                           [_lit("-i")], _set("-e --expression -l"))  # -i takes an optional suffix: -i.bak, -ni
-        if parsed is None:
-            return g.ask("ask:sed", "`sed` has an option TARS does not know (or reads its script from a file)")
-        opts, pos = parsed
+    if name == "sed":  # -i takes an optional suffix (-i.bak, -ni): such words are taken out first
+        in_place = [w for w in args if re.fullmatch(r"-[nErsuzb]*i\S*|--in-place(=\S*)?", w.text or "")]
+        parsed = _opts([w for w in args if w not in in_place], _set("-e --expression -l --line-length"), known=_set(
+            "-n -E -r -s -u -z -b --quiet --silent --regexp-extended --separate --unbuffered --null-data --posix "
+            "--debug --sandbox --follow-symlinks"))
+        opts, pos = parsed or ([], [])
         scripts = _values(opts, "-e", "--expression") or pos[:1]
         files = pos if _values(opts, "-e", "--expression") else pos[1:]
-        if any(w.text is None for w in scripts + files) or not all(len(w.text) < 10_000 and _SED_OK.fullmatch(w.text)
-                                                                    for w in scripts):
+        if parsed is None or any(w.text is None for w in scripts + files) or not all(
+                len(w.text) < 10_000 and _SED_OK.fullmatch(w.text) for w in scripts):
             return g.ask("ask:sed", "the sed script writes files or runs commands (w, W, e, the s command's w or e "
                                     "flag), or TARS cannot read it")
-        if _names(opts) & {"-i", "--in-place"}:
+        if in_place:
             return g.ok("edit") if all(g.write(f, devices=False) for f in files) else None
         return g.ok("read")
     parsed = _opts(args, _set("-F -v -f --file -e --source -i --include -l --load"),
@@ -1201,44 +1157,38 @@ def _h_text(g: _Gate, name, args, stdin, depth):
 
 
 def _h_files(g: _Gate, name, args, stdin, depth):
-    """Programs that write files: every target inside the project (mv's sources too: they move away); readers with
-    an output option (sort -o, uniq IN OUT, ...); rg and fd without the options that run programs."""
-    if name in ("rg", "fd", "fdfind"):
-        bad, letters = (("--pre", "--hostname-bin", "--search-zip"), "z") if name == "rg" else (("--exec",
-                                                                                                  "--exec-batch"), "xX")
-        hit = next((w.shown for w in args if w.text is None or w.text.split("=")[0] in bad or
-                    re.fullmatch(rf"-[a-zA-Z]*[{letters}][a-zA-Z]*", w.text)), None)
-        return g.ask(f"ask:{name}", f"`{name} {hit}` runs other programs (or gets arguments known at run time)") \
-            if hit else g.ok("read")
-    valued = {"touch": "-d --date -r --reference -t", "mkdir": "-m --mode", "cp": "-t --target-directory -S --suffix",
-              "mv": "-t --target-directory -S --suffix", "sort": "-o --output -k -t -S -T --parallel",
-              "shuf": "-o --output -n", "tree": "-o -L -P -I", "uniq": "-f -s -w", "xxd": "-c -g -l -s -o",
-              "base64": "-o --output -b -w --wrap", "tee": "", "mktemp": "-p --tmpdir --suffix"}[name]
+    """Programs that write the files they are given (_WRITERS): every target inside the project."""
+    valued, outputs, written = _WRITERS[name]
     opts, pos = _opts(args, _set(valued))
     if name in ("cp", "mv") and _names(opts) & _set("-s --symbolic-link -l --link"):
         return g.ask("ask:ln", f"`{name} -s` makes links, and a write through a link can land outside the project")
     if name in ("cp", "mv") and any((w.text or "").startswith("/dev/") for w in pos[:-1]):
         return g.ask("ask:wipe", f"`{name}` copies a device over files: {pos[0].shown}")
-    targets = {"cp": _values(opts, "-t", "--target-directory") or pos[-1:],
-               "mv": pos + _values(opts, "-t", "--target-directory"), "touch": pos, "mkdir": pos, "tee": pos,
-               "uniq": pos[1:2], "xxd": pos[1:2], "mktemp": pos + _values(opts, "-p", "--tmpdir")}.get(
-        name, _values(opts, "-o", "--output", "-T"))
-    if all(g.write(w, devices=name not in ("cp", "mv", "touch", "mkdir"), tmp=name != "mv") for w in targets):
-        g.ok("edit" if targets else "read")
+    outs = _values(opts, *outputs.split())
+    targets = outs + {"all": pos, "second": pos[1:2], "last": [] if outs else pos[-1:]}.get(written, [])
+    if name in ("venv", "virtualenv"):
+        targets = targets or [_lit(".venv")]
+    devices = name not in ("cp", "mv", "touch", "mkdir", "venv", "virtualenv")
+    if all(g.write(w, devices=devices, tmp=name != "mv") for w in targets):
+        g.ok("install" if name in ("venv", "virtualenv") else "edit" if targets else "read")
+
+
+def _h_search(g: _Gate, name, args, stdin, depth):
+    """rg and fd read, but some of their options run other programs; an argument known at run time could be one."""
+    bad = _set("--pre --hostname-bin --search-zip -z" if name == "rg" else "--exec --exec-batch -x -X")
+    hit = next((w.shown for w in args if w.text is None), None) or next(
+        (n for n, _ in _opts(args)[0] if n.split("=")[0] in bad), None)
+    if hit:
+        return g.ask(f"ask:{name}", f"`{name} {hit}` runs other programs (or gets arguments known at run time)")
+    g.ok("read")
 
 
 def _h_archive(g: _Gate, name, args, stdin, depth):
     """tar, zip, unzip, gzip and friends: archives and extractions inside the project; originals are not deleted."""
-    if name == "tar" and args and args[0].text and re.fullmatch(r"[A-Za-z]+", args[0].text):
+    if name == "tar" and args and re.fullmatch(r"[A-Za-z]+", args[0].text or ""):
         args = [_lit("-" + args[0].text)] + args[1:]  # tar czf: the old bundled form
-    parsed = _opts(args, _set("-f --file -C --directory -T --files-from -X --exclude-from --exclude --strip-components "
-                              "-b -H --format --owner --group --mode --mtime --sort" if name == "tar" else
-                              "-d -x -P -S"),
-                   known=None if name != "tar" else _set(
-                       "-c -x -t -z -j -J -a -v -p -k -h -O --create --extract --get --list --gzip --gunzip --bzip2 "
-                       "--xz --zstd --auto-compress --verbose --keep-old-files --skip-old-files --no-same-owner "
-                       "--no-same-permissions --to-stdout --wildcards --anchored --exclude-vcs --overwrite --totals "
-                       "--numeric-owner --one-top-level --no-recursion"))
+    parsed = _opts(args, _TAR_VALUED if name == "tar" else _set("-d -x -P -S"),
+                   known=_TAR_FLAGS if name == "tar" else None)
     if parsed is None or name == "zip" and any(re.fullmatch(r"-[a-zA-Z]*[mT][a-zA-Z]*|--move|--test|-TT", w.text or "")
                                                for w in args):
         return g.ask(f"ask:{name}", f"`{name}` has an option that deletes the originals, runs a program or writes "
@@ -1249,9 +1199,9 @@ def _h_archive(g: _Gate, name, args, stdin, depth):
         archive = _values(opts, "-f", "--file")
         if any(":" in (w.text or ":") for w in archive):
             return g.ask("ask:tar", "`tar -f` names a remote archive or one known only at run time")
-        targets = [w for w in archive if w.text != "-"] if names & {"-c", "--create"} else (
-            _values(opts, "-C", "--directory") or [_lit(".")]) if names & {"-x", "--extract", "--get"} and not \
-            names & {"-O", "--to-stdout"} else []
+        creates, extracts = names & {"-c", "--create"}, names & {"-x", "--extract", "--get"}
+        targets = [w for w in archive if w.text != "-"] if creates else (_values(opts, "-C", "--directory") or [
+            _lit(".")]) if extracts and not names & {"-O", "--to-stdout"} else []
     elif name == "unzip":
         targets = [] if names & _set("-l -t -v -Z -p -c -z") else _values(opts, "-d") or [_lit(".")]
     else:
@@ -1279,8 +1229,6 @@ def _h_programs(g: _Gate, name, args, stdin, depth):
     if family is None and "*" in subs and sub and not sub.startswith("-"):  # yarn/pnpm/bun SCRIPT (or bun FILE)
         family, more = "project" if name == "bun" and "." in sub else "task", rest
     if family in (None, "ask"):
-        if name == "pip" and sub == "uninstall":
-            return g.ask("ask:uninstall", f"`{name} uninstall` removes installed packages")
         shown = " ".join(w.shown for w in rest[:2] if not (w.text or "").startswith("-"))
         return g.ask("ask:unknown-program", f"`{name} {shown}` is not a command TARS knows to be harmless")
     if family == "task":
@@ -1328,16 +1276,10 @@ def _h_make(g: _Gate, name, args, stdin, depth):
     g.tasks(name, [w for w in pos if not re.fullmatch(r"\d+", w.text or "")])
 
 
-def _h_venv(g: _Gate, name, args, stdin, depth):
-    if all(g.write(w, devices=False) for w in _opts(args, _set("-p --python --prompt"))[1] or [_lit(".venv")]):
-        g.ok("install")
-
-
 def _h_http(g: _Gate, name, args, stdin, depth):
     """curl and wget with their common options: reading is fine; data or a method other than GET/HEAD only to this
     machine; files land in the project. Any other option asks (curl -K and wget -e read options from elsewhere)."""
     curl = name == "curl"
-    args = [_lit("--no-verbose") if w.text == "-nv" and not curl else w for w in args]
     outs = _set("-o --output -D --dump-header -c --cookie-jar --output-dir" if curl else
                 "-O --output-document -o --output-file -P --directory-prefix")
     sends = _set("-d --data --data-raw --data-binary -F --form -T --upload-file --json" if curl else "--post-data")
@@ -1346,7 +1288,7 @@ def _h_http(g: _Gate, name, args, stdin, depth):
                                  "-t --tries -T --timeout -U --user-agent --header --user --method")
     flags = _set("-s -S -L -f -i -I -v -k -g -N -O -J -G -4 -6 --silent --show-error --location --fail --include "
                  "--head --verbose --insecure --compressed --no-progress-meter --get --create-dirs --remote-name"
-                 if curl else "-q --quiet --no-verbose -v -c --continue -N -r --recursive --spider -S -k "
+                 if curl else "-q --quiet -n --no-verbose -v -c --continue -N -r --recursive --spider -S -k "
                  "--no-check-certificate --show-progress")
     parsed = _opts(args, valued, known=valued | flags)
     if parsed is None:
@@ -1378,28 +1320,33 @@ def _h_db(g: _Gate, name, args, stdin, depth):
 
 def _h_declare(g: _Gate, name, args, stdin, depth):
     for w in args:
-        if name in ("alias", "trap", "hash") and (name != "trap" or w.text not in ("-l", "-p")) and \
-                (name != "hash" or w.text == "-p") or w.text == "-n":
-            return g.ask(f"ask:{name}", f"`{name}` " + {"alias": _DANGER["alias"], "trap": _DANGER["trap"], "hash":
-                         "changes where a command is found"}.get(name, "makes a name refer to another variable"))
+        if w.text == "-n":
+            return g.ask(f"ask:{name}", f"`{name} -n` makes a name refer to another variable")
         if re.match(r"[A-Za-z_]\w*\+?=", w.raw):
             g.assignment(w)
     g.ok("shell")
 
 
-_HANDLERS = {"cd": _h_cd, "pushd": _h_cd, "popd": _h_cd, "git": _h_git, "find": _h_find, "sed": _h_text,
-             "awk": _h_text, "gawk": _h_text, "mawk": _h_text, "source": _h_source, ".": _h_source,
-             "python": _h_python, "make": _h_make, "gmake": _h_make, "cmake": _h_make, "npx": _h_npx, "pnpx": _h_npx,
-             "bunx": _h_npx, "uvx": _h_npx, "venv": _h_venv, "virtualenv": _h_venv, "curl": _h_http, "wget": _h_http,
-             **dict.fromkeys(_WRAPPERS.keys() - {"uv run"}, _h_wrapper), **dict.fromkeys(_PROGRAMS, _h_programs),
-             **dict.fromkeys("bash sh zsh dash ksh".split(), _h_shell),
-             **dict.fromkeys("node deno ts-node tsx perl ruby php lua Rscript julia osascript pwsh tclsh expect "
-                             "java".split(), _h_interpreter),
-             **dict.fromkeys("touch mkdir cp mv tee sort shuf tree uniq xxd base64 rg fd fdfind mktemp".split(),
-                             _h_files),
-             **dict.fromkeys("tar zip unzip gzip gunzip bzip2 bunzip2 xz unxz zstd unzstd".split(), _h_archive),
-             **dict.fromkeys("psql mysql mariadb sqlite3 redis-cli mongo mongosh".split(), _h_db),
-             **dict.fromkeys("export declare typeset local readonly hash trap alias".split(), _h_declare)}
+def _family(family: str):
+    return lambda g, name, args, stdin, depth: g.ok(family)
+
+
+_HANDLERS = {
+    **dict.fromkeys(_READ, _family("read")), **dict.fromkeys(_SHELL, _family("shell")),
+    **dict.fromkeys(_BUILD, lambda g, name, args, stdin, depth: g.build(name, args)),
+    **dict.fromkeys(_TASK_RUNNERS, lambda g, name, args, stdin, depth: g.tasks(name, args)),
+    **dict.fromkeys(_RUNNERS, lambda g, name, args, stdin, depth: g.project_code(f"`{name}`", args)),
+    "cd": _h_cd, "pushd": _h_cd, "popd": _h_cd, "git": _h_git, "find": _h_find, "python": _h_python,
+    "make": _h_make, "gmake": _h_make, "cmake": _h_make, "curl": _h_http, "wget": _h_http,
+    **dict.fromkeys("sed awk gawk mawk".split(), _h_text), **dict.fromkeys("rg fd fdfind".split(), _h_search),
+    **dict.fromkeys("npx pnpx bunx uvx".split(), _h_npx), **dict.fromkeys(_WRITERS, _h_files),
+    **dict.fromkeys(_WRAPPERS.keys() - {"uv run"}, _h_wrapper), **dict.fromkeys(_PROGRAMS, _h_programs),
+    **dict.fromkeys("bash sh zsh dash ksh source .".split(), _h_shell),
+    **dict.fromkeys("node deno ts-node tsx perl ruby php lua Rscript julia osascript pwsh tclsh expect java".split(),
+                    _h_interpreter),
+    **dict.fromkeys("tar zip unzip gzip gunzip bzip2 bunzip2 xz unxz zstd unzstd".split(), _h_archive),
+    **dict.fromkeys("psql mysql mariadb sqlite3 redis-cli mongo mongosh".split(), _h_db),
+    **dict.fromkeys("export declare typeset local readonly".split(), _h_declare)}
 
 
 # --------------------------------------------------------------------------- API
