@@ -1136,6 +1136,8 @@ def _h_text(g: _Gate, name, args, stdin, depth):
             "-n -E -r -s -u -z -b --quiet --silent --regexp-extended --separate --unbuffered --null-data --posix "
             "--debug --sandbox --follow-symlinks"))
         opts, pos = parsed or ([], [])
+        if in_place and pos and pos[0].text == "":  # BSD sed: `-i ''` is the (empty) suffix, the script comes next
+            pos = pos[1:]
         scripts = _values(opts, "-e", "--expression") or pos[:1]
         files = pos if _values(opts, "-e", "--expression") else pos[1:]
         if parsed is None or any(w.text is None for w in scripts + files) or not all(

@@ -86,6 +86,7 @@ RUNS = [
 ASKS = [
     ("rm -rf build", "ask:rm", "deletes files"),
     ("flyway clean", "ask:unknown-program", "`flyway clean` is not a command TARS knows to be harmless"),
+    ("sed -i '' 's/x/y/w /etc/passwd' f", "ask:sed", "writes files"),  # BSD sed: '' is the suffix, not the script
     ("git push --force", "ask:git-push-force", "git push --force rewrites history on the remote"),
     ("git push origin +main", "ask:git-push-force", "rewrites history"),
     ("git push", "ask:git-push", "task push"),
