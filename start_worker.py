@@ -19,7 +19,7 @@ import sys
 from rq import Queue
 
 from communication.progress import sink_factory
-from core import background_worker
+from core import background_worker, sandbox
 from core.config import get_settings, warn_about_env_file
 from core.defaults import QUEUE_NAME, REDIS_OUTAGE_RETRY_SECONDS, WORKER_LOG_FORMAT
 from core.exceptions import TarsError
@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="worker name (default: host.pid, unique)")
     parser.add_argument("--started-by-up", action="store_true", help=argparse.SUPPRESS)  # its server warned already
     args = parser.parse_args(argv)
+    sandbox.make_non_dumpable()  # the worker and its work-horses: their environment stays closed to the commands
     try:
         settings = get_settings()
         logging.basicConfig(level=settings.LOG_LEVEL, format=WORKER_LOG_FORMAT)
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  Projects:     {settings.PROJECTS_ROOT}")
     channels = [name for name in ("N8N_WEBHOOK_URL", "DISCORD_WEBHOOK_URL") if settings.secret(name)]
     print(f"  Updates:      {', '.join(channels) or 'log only (set N8N_WEBHOOK_URL or DISCORD_WEBHOOK_URL)'}")
-    print(f"  Confirmation: {'code set' if settings.secret('CONFIRMATION_CODE') else 'CONFIRMATION_CODE unset: destructive commands are refused'}")
+    print(f"  Confirmation: {'code set' if settings.secret('CONFIRMATION_CODE') else 'CONFIRMATION_CODE unset: commands that ask are refused'}")
+    print(f"  Sandbox:      {sandbox.status_line(settings.SANDBOX, settings.SANDBOX_NETWORK != 'off')}")
     print(flush=True)
     if settings.ANTHROPIC_API_KEY is None and not args.started_by_up:
         logging.warning("ANTHROPIC_API_KEY is not set: every task will fail until you add it to .env "

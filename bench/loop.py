@@ -11,7 +11,8 @@ two answers). Variants:
 * real Workspace, editor `view` of a small file (3 files in turn, so the stuck detector never fires);
 * the worker's wiring (informational): no-op tools, but on_event = TaskContext.event (job.meta saved to Redis on
   every progress change, the progress sink of start_worker.py with no channel set), the ConfirmationGate
-  classifying every command and INFO logging to a file, as run_task and start_worker.py wire them.
+  checking every command against the allow-list (core/command_policy.py, as with a sandbox) and INFO logging to a
+  file, as run_task and start_worker.py wire them.
 """
 
 from __future__ import annotations
@@ -104,7 +105,6 @@ def wired_kwargs(rig: Rig, root: Path) -> dict:
     from core import background_worker
     from core.background_worker import TaskContext
     from core.confirmations import ConfirmationGate
-    from core.safety import classify
 
     job = Job.create("bench.jobs.record_start", args=("unused",), connection=rig.redis,
                      meta={"goal": "benchmark the loop", "project_path": str(root), "phase": "planning",
@@ -113,7 +113,7 @@ def wired_kwargs(rig: Rig, root: Path) -> dict:
     if not background_worker.EVENT_SINKS:
         background_worker.EVENT_SINKS.append(sink_factory(rig.settings))
     ctx = TaskContext(job, rig.settings)
-    gate = ConfirmationGate(ctx, root, CODE, 30, classify=classify)
+    gate = ConfirmationGate(ctx, root, CODE, 30, sandboxed=True)
     return {"on_event": ctx.event, "command_gate": gate, "log": ctx.log}
 
 

@@ -17,6 +17,7 @@ from communication.api import router
 from communication.dashboard import router as dashboard_router
 from communication.twilio_media_streams import VoiceHub
 from communication.twilio_media_streams import router as voice_router
+from core import sandbox
 from core.config import Settings
 from core.defaults import QUEUE_NAME
 from core.task_manager import TaskManager
@@ -49,7 +50,8 @@ def create_app(settings: Settings, connection: redis.Redis,
     @app.get("/health")
     def health() -> dict:
         """Unauthenticated liveness: Redis reachable, workers registered, workers this server started that have not
-        registered yet (`starting`: `up`'s worker in its first seconds), queue length."""
+        registered yet (`starting`: `up`'s worker in its first seconds), queue length, and the sandbox a worker on
+        this machine puts the model's commands in (core/sandbox.py status_line)."""
         try:
             connection.ping()
         except redis.RedisError as exc:
@@ -58,6 +60,8 @@ def create_app(settings: Settings, connection: redis.Redis,
         registered = {worker.name for worker in Worker.all(queue=queue)}
         starting = [name for name in (own_workers() if own_workers else []) if name not in registered]
         return {"status": "ok", "redis": True, "workers": len(registered), "starting": len(starting),
-                "queue_length": queue.count}
+                "queue_length": queue.count, "sandbox": contained}
+
+    contained = sandbox.status_line(settings.SANDBOX, settings.SANDBOX_NETWORK != "off")
 
     return app

@@ -535,8 +535,8 @@ def confirmation_sentence(task_id: str, command: str, reason: str) -> str:
     command = command if len(command) <= 200 else command[:200] + "…"
     sentence = (f"Sir, the background programming task {task_id} needs your confirmation code. "
                 f"I need to run: {command.rstrip('.')}.")
-    if reason:
-        sentence += f" This is needed to {reason.rstrip('.')}."
+    if reason:  # the gate's reason, e.g. "`rm` deletes files": said without its backticks
+        sentence += f" The reason: {reason.replace('`', '').rstrip('.')}."
     return sentence + " Please provide your confirmation code."
 
 

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
@@ -25,16 +26,15 @@ import redis
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
-from core import event_log, git_workspace, keys, project_env
+from core import command_policy, event_log, git_workspace, keys, project_env, sandbox
 from core.agent import Agent, AgentConfig, AgentResult
-from core.config import Settings, get_settings, setting_names
+from core.config import Settings, env_file, get_settings, setting_names
 from core.confirmations import ConfirmationGate
 from core.defaults import (JOB_TIMEOUT_MARGIN_SECONDS, PROJECT_ENV_STALE_SECONDS, PROJECT_ENV_TIMEOUT_SECONDS,
                            RESULT_TTL_SECONDS)
 from core.exceptions import GitError, TaskEnded, TaskFailed, TarsError, WorkspaceUnusable
 from core.model import AnthropicModel, Model, Usage, estimate_cost
 from core.redis_conn import private_client
-from core.safety import classify
 from core.scrub import Scrubber
 from core.tools import Workspace, scrub_environment
 
@@ -69,6 +69,8 @@ class TaskContext:
         self.parent_pid = os.getppid()  # the worker that forked this horse (created first thing in run_task)
         self.git: dict | None = None  # what the task's branch holds at the end (git_workspace.summary + delivery)
         self.environment: project_env.ProjectEnv | None = None  # what the commands run in (removed at the end)
+        self.sandbox: sandbox.Sandbox | None = None  # the OS sandbox of its commands (closed at the end)
+        self.tmp_dir: Path | None = None  # the commands' TMPDIR (removed at the end)
         self.scrubber = Scrubber(settings.secret_values())
         for factory in EVENT_SINKS:
             try:
@@ -239,6 +241,7 @@ def horse_identity() -> dict:
 def run_task(task_id: str) -> dict:
     """RQ job body: run one task to its end and return its result (kept with the job)."""
     entered = time.time()  # kept in meta: bench/ measures enqueue -> body start against raw RQ
+    sandbox.make_non_dumpable()  # inherited from the worker; again, in case RQ's horse was made otherwise
     job = get_current_job()
     settings = get_settings()
     ctx = TaskContext(job, settings)
@@ -262,6 +265,10 @@ def run_task(task_id: str) -> dict:
             ctx.update_meta(phase="error", progress="Crashed", awaiting_confirmation=False)
             ctx.event("error", "The task crashed; see the worker log.", phase="error")
             _release_waiters(ctx)
+        if ctx.sandbox is not None:
+            ctx.sandbox.close()
+        if ctx.tmp_dir is not None:
+            shutil.rmtree(ctx.tmp_dir, ignore_errors=True)
         if ctx.environment is not None:
             ctx.environment.discard()
         ctx.close()
@@ -271,12 +278,15 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
     if ctx.cancel_requested():
         return _ended(ctx, "cancelled", "The task was cancelled before it started.", time.monotonic())
     model = build_model(settings)
+    rules = _load_rules(settings)
     checkout = _prepare_checkout(ctx, settings)
     project = Path(checkout.path)
     environment = _prepare_environment(ctx, settings, checkout)
-    _tell_workspace(ctx, checkout, environment)
+    box = _open_sandbox(ctx, settings, checkout, environment)
+    _tell_workspace(ctx, checkout, environment, box)
     try:
-        workspace = Workspace(project, command_timeout=settings.COMMAND_TIMEOUT_SECONDS, env=environment.env)
+        workspace = Workspace(project, command_timeout=settings.COMMAND_TIMEOUT_SECONDS, env=environment.env,
+                              sandbox=box)
         workspace.probe_writable()
     except WorkspaceUnusable as exc:
         raise TaskFailed(str(exc)) from None
@@ -291,10 +301,10 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
     watcher.start()
     try:
         gate = ConfirmationGate(ctx, workspace.root, settings.secret("CONFIRMATION_CODE"),
-                                settings.CONFIRMATION_TIMEOUT_SECONDS, classify=classify)
+                                settings.CONFIRMATION_TIMEOUT_SECONDS, sandboxed=box is not None, rules=rules)
         agent = Agent(model=model, workspace=workspace, goal=ctx.goal, cancelled=cancelled, log=ctx.log,
                       on_event=ctx.event, command_gate=gate, scrub=ctx.scrubber.text, after_step=checkpoints,
-                      environment=environment.for_model(),
+                      environment=_for_model(environment, box),
                       after_turn=lambda usage, files: ctx.update_meta(
                           usage=usage.as_dict(), cost_usd=estimate_cost(settings.CLAUDE_MODEL, usage),
                           files_changed=files),
@@ -340,8 +350,65 @@ def _prepare_checkout(ctx: TaskContext, settings: Settings) -> git_workspace.Tas
     return checkout
 
 
+def _load_rules(settings: Settings) -> command_policy.Rules:
+    """The owner's command rules (COMMAND_RULES_FILE), read once per task: a file the model changes later counts
+    from the next task only, and the sandbox keeps DATA_DIR (where it lives by default) out of its reach anyway."""
+    try:
+        return command_policy.load_rules(settings.COMMAND_RULES_FILE)
+    except command_policy.RulesError as exc:
+        raise TaskFailed(f"The owner's command rules (COMMAND_RULES_FILE) cannot be used: {exc}. Fix the file (see "
+                         "docs/SECURITY.md, or check it with python main_tars.py check-command) and retry the "
+                         "task.") from None
+
+
+def _open_sandbox(ctx: TaskContext, settings: Settings, checkout: git_workspace.TaskCheckout,
+                  environment: project_env.ProjectEnv) -> sandbox.Sandbox | None:
+    """The OS sandbox of the task's commands, with their own TMPDIR; None when SANDBOX=off or this machine has
+    none (then the gate asks for every command not on its allow-list, the project's own code included)."""
+    if settings.SANDBOX == "off" or sandbox.detect().kind == sandbox.NONE:
+        ctx.log.warning("commands run unconfined: %s", "SANDBOX=off" if settings.SANDBOX == "off"
+                        else sandbox.detect())
+        return None
+    tmp = settings.DATA_DIR / "tmp" / ctx.task_id  # inside DATA_DIR: other tasks cannot read it
+    shutil.rmtree(tmp, ignore_errors=True)  # left by an earlier run of this task (its worker restarted)
+    ctx.tmp_dir = tmp
+    writable = [Path(project_env.uv_environment(environment.env, settings.DATA_DIR)["UV_CACHE_DIR"])]
+    if environment.kind == project_env.MADE and environment.venv is not None:
+        writable.append(environment.venv)  # the owner's own virtualenv stays read-only
+    try:
+        policy = sandbox.policy_for_checkout(
+            checkout, tmp_dir=tmp, data_dir=settings.DATA_DIR, tars_env_file=env_file(), env=environment.env,
+            extra_writable=writable, network=settings.SANDBOX_NETWORK != "off")
+        box = sandbox.Sandbox(policy)
+    except ValueError as exc:  # the project holds what must stay hidden (~/.ssh, TARS's .env, DATA_DIR)
+        raise TaskFailed(f"This project cannot be worked on safely: {exc}") from None
+    except OSError as exc:
+        raise TaskFailed(f"The sandbox for the task's commands could not be set up ({exc.strerror or exc}), and "
+                         "TARS never runs them unconfined unless told to: fix it, or set SANDBOX=off knowingly "
+                         "(then every command not on the allow-list asks for your code).") from None
+    ctx.sandbox = box
+    environment.env["TMPDIR"] = str(tmp)
+    ctx.log.info("sandbox: %s", box.status)
+    return box
+
+
+def _for_model(environment: project_env.ProjectEnv, box: sandbox.Sandbox | None) -> str:
+    """What the model is told about its commands' environment, sandbox included."""
+    text = environment.for_model()
+    if box is None:
+        return text
+    text += (" Commands run in a sandbox: they may write only inside the project, $TMPDIR (not /tmp) and the "
+             "package caches, and cannot read TARS's files or credentials such as ~/.ssh" +
+             ("; they have no network." if not box.policy.network else "."))
+    if environment.venv is not None and environment.kind != project_env.MADE and \
+            not any(sandbox._within(str(environment.venv.resolve()), path) for path in box.policy.writable):
+        text += (" That virtualenv is the owner's, outside the project, so the sandbox keeps it read-only: "
+                 "`pip install` into it fails; say in your summary what it lacks.")
+    return text
+
+
 def _tell_workspace(ctx: TaskContext, checkout: git_workspace.TaskCheckout,
-                    environment: project_env.ProjectEnv) -> None:
+                    environment: project_env.ProjectEnv, box: sandbox.Sandbox | None = None) -> None:
     """One update for where the task works and what its commands run in."""
     where = {git_workspace.WORKTREE: f"in its own worktree of {checkout.project}",
              git_workspace.CLONE: f"in a clone of {checkout.project}",
@@ -350,7 +417,7 @@ def _tell_workspace(ctx: TaskContext, checkout: git_workspace.TaskCheckout,
     ctx.event("workspace", f"Working {where}{branch}. {environment.message}", branch=checkout.branch,
               mode=checkout.mode, path=checkout.path, environment=environment.kind,
               venv=str(environment.venv) if environment.venv else None, python=environment.python,
-              environment_seconds=environment.seconds)
+              environment_seconds=environment.seconds, sandbox=box.status if box is not None else "none")
 
 
 class Checkpoints:

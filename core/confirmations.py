@@ -1,9 +1,9 @@
-"""The confirmation protocol over Redis: a destructive command waits for the owner's code.
+"""The confirmation protocol over Redis: a command the gate does not let run waits for the owner's code.
 
-Worker side (`ConfirmationGate`, the Agent's command gate): classify the command;
-if destructive, record one pending request, tell the owner (progress event + a
-pub/sub announcement the voice process speaks) and block on BLPOP until an
-answer, a cancel or the timeout.
+Worker side (`ConfirmationGate`, the Agent's command gate): check the command
+against the allow-list (core/command_policy.py); if it asks, record one pending
+request, tell the owner (progress event + a pub/sub announcement the voice
+process speaks) and block on BLPOP until an answer, a cancel or the timeout.
 
 Submitting side (`submit_code`, any process: voice, webhook, CLI): check the code
 in constant time against the pending request. A right code is stored under
@@ -29,7 +29,7 @@ from core.exceptions import Cancelled, CodeRejected, NotAwaitingConfirmation
 
 if TYPE_CHECKING:
     from core.background_worker import TaskContext
-    from core.safety import Verdict
+    from core.command_policy import Rules
 
 
 def _same(given: str, expected: str) -> bool:
@@ -45,11 +45,14 @@ def normalize_code(code: object) -> str:
 class ConfirmationGate:
     """Callable as the Agent's command_gate: None lets the command run, a string refuses it."""
 
-    def __init__(self, ctx: "TaskContext", project_root: Path, code: str | None, timeout: float,
-                 classify: "Callable[[str, Path], Verdict]"):
-        # The classifier is passed in (the worker's core.safety.classify): the submitting side (voice, CLI)
-        # never loads the bash parser.
-        self.classify = classify
+    def __init__(self, ctx: "TaskContext", project_root: Path, code: str | None, timeout: float, *,
+                 sandboxed: bool, rules: "Rules | None" = None):
+        """sandboxed: the task's commands run in an active OS sandbox (then the project's own code runs freely);
+        rules: the owner's rules file, loaded once for the task (core.command_policy.load_rules)."""
+        from core import command_policy  # here: the submitting side (voice, CLI) never loads the bash parser
+
+        self.check: Callable[[str], command_policy.Decision] = lambda command: command_policy.check(
+            command, project_root, sandboxed=sandboxed, rules=rules)
         self.ctx = ctx
         self.redis: redis.Redis = ctx.redis
         self.root = project_root
@@ -57,25 +60,26 @@ class ConfirmationGate:
         self.timeout = timeout
 
     def __call__(self, command: str) -> str | None:
-        verdict = self.classify(command, self.root)
-        if not verdict.destructive:
+        decision = self.check(command)
+        if decision.decision == "run":
             return None
-        self.ctx.log.info("destructive (%s): %s", verdict.reason, command)
+        reason, rule = decision.reason, decision.rule
+        self.ctx.log.info("asks (%s: %s): %s", rule, reason, command)
         if not self.code:
-            self.ctx.event("confirmation_refused", f"Refused `{command}`: CONFIRMATION_CODE is not set.",
-                           command=command, reason=verdict.reason)
-            return (f"REFUSED, not run: `{command}` would {verdict.reason}, and this TARS has no CONFIRMATION_CODE "
-                    f"set, so destructive commands are always refused (the owner can set CONFIRMATION_CODE in "
-                    f".env). Find a way that does not need it.")
-        answer = self.ask(command, verdict.reason)
+            self.ctx.event("confirmation_refused", f"Refused `{command}`: {reason}, and CONFIRMATION_CODE is not set.",
+                           command=command, reason=reason, rule=rule)
+            return (f"REFUSED, not run: `{command}` needs the owner's confirmation code because {reason}, and this "
+                    f"TARS has no CONFIRMATION_CODE set, so such commands are always refused (the owner can set "
+                    f"CONFIRMATION_CODE in .env). Find a way that does not need it.")
+        answer = self.ask(command, reason, rule)
         if answer == "approved":
             return None
         why = {"timeout": f"the owner gave no confirmation code within {self.timeout:g} seconds",
                "denied": f"the request was denied after {CONFIRMATION_ATTEMPTS} wrong codes"}[answer]
-        return (f"REFUSED, not run: `{command}` needed the owner's confirmation ({verdict.reason}) and {why}. "
+        return (f"REFUSED, not run: `{command}` needed the owner's confirmation code because {reason}, and {why}. "
                 f"Do not retry it; find another way, or finish without it and say so in your summary.")
 
-    def ask(self, command: str, reason: str) -> str:
+    def ask(self, command: str, reason: str, rule: str = "") -> str:
         """Block until the pending request is answered: 'approved', 'denied' or 'timeout' (or raise Cancelled)."""
         task_id = self.ctx.task_id
         request_id = uuid.uuid4().hex[:12]
@@ -83,14 +87,15 @@ class ConfirmationGate:
         with self.redis.pipeline() as pipe:
             pipe.delete(keys.task_confirmation(task_id), wake_key)
             pipe.hset(request_key, mapping={"request_id": request_id, "command": command, "reason": reason,
-                                            "attempts_left": CONFIRMATION_ATTEMPTS, "asked_at": time.time()})
+                                            "rule": rule, "attempts_left": CONFIRMATION_ATTEMPTS,
+                                            "asked_at": time.time()})
             pipe.expire(request_key, int(self.timeout) + 60)
             pipe.execute()
         self.ctx.update_meta(awaiting_confirmation=True, confirmation_command=command)
         self.ctx.event("confirmation_required", f"Needs your confirmation code to run: {command}",
-                       command=command, reason=reason)
+                       command=command, reason=reason, rule=rule)
         self.redis.publish(keys.CONFIRMATIONS_CHANNEL, json.dumps({
-            "task_id": task_id, "request_id": request_id, "command": command, "reason": reason,
+            "task_id": task_id, "request_id": request_id, "command": command, "reason": reason, "rule": rule,
             "session_id": self.ctx.meta.get("session_id"), "goal": self.ctx.goal}))
         try:
             answer = self._wait(request_id)
@@ -99,10 +104,10 @@ class ConfirmationGate:
             self.ctx.update_meta(awaiting_confirmation=False, confirmation_command=None)
         if answer == "approved":
             self.ctx.event("confirmation_received", f"Confirmation received: running {command}",
-                           command=command, reason=reason)
+                           command=command, reason=reason, rule=rule)
         else:
             self.ctx.event("confirmation_refused", f"Not run ({answer}): {command}", command=command,
-                           reason=reason)
+                           reason=reason, rule=rule)
         self.ctx.log.info("confirmation %s: %s", answer, command)
         return answer
 

@@ -389,9 +389,16 @@ class Support:
             return [] if not network else ["abstract unix sockets are reachable"]
         return [] if self.kind == SANDBOX_EXEC else ["nothing is contained"]
 
+    def line(self, network: bool = True) -> str:
+        """str(self) with the network's state and what is not enforced here (the banner's and /health's line)."""
+        text = str(self) if network else str(self).replace("network", "network off")
+        gaps = self.gaps(network)
+        return text + (f"; not enforced: {'; '.join(gaps)}" if gaps and self.kind != NONE else "")
+
     def __str__(self) -> str:
         if self.kind == NONE:
-            return "none: no Landlock, bubblewrap or sandbox-exec here; commands not on the allow-list will ask"
+            return ("none: no Landlock, bubblewrap or sandbox-exec here, so commands are not contained and every "
+                    "command not on the allow-list asks for the owner's code")
         if self.kind == LANDLOCK:
             parts = ["files"] + (["network"] if self.abi >= 4 else []) + (["signals"] if self.abi >= 6 else [])
             return f"landlock (ABI {self.abi}): {', '.join(parts)}"
@@ -406,6 +413,15 @@ def _bwrap_works() -> bool:
         return subprocess.run([*bwrap_argv(Policy(())), "/bin/true"], capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
+
+
+def status_line(setting: str = "auto", network: bool = True) -> str:
+    """What the worker's banner and /health say: the sandbox tasks get with the settings SANDBOX and
+    SANDBOX_NETWORK (network: SANDBOX_NETWORK != "off") on this machine."""
+    if setting == "off":
+        return ("off (SANDBOX=off): commands are not contained, so every command not on the allow-list asks for the "
+                "owner's code")
+    return detect().line(network)
 
 
 @functools.cache
@@ -469,9 +485,7 @@ class Sandbox:
     @property
     def status(self) -> str:
         """E.g. 'landlock (ABI 7): files, network off, signals' and what is missing."""
-        text = str(self.support) if self.policy.network else str(self.support).replace("network", "network off")
-        gaps = self.support.gaps(self.policy.network)
-        return text + (f"; not enforced: {'; '.join(gaps)}" if gaps and self.active else "")
+        return self.support.line(self.policy.network)
 
     def argv(self, argv: list[str]) -> list[str]:
         return [*self._prefix, *argv]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
 import socket
 import statistics
 import subprocess
+import sys
 import threading
 import time
 
@@ -20,7 +22,7 @@ from rq.worker import Worker
 from core import event_log, keys
 from core.defaults import QUEUE_NAME
 from core.redis_conn import EmbeddedRedis, connect, free_port
-from tests.conftest import TEST_CODE
+from tests.conftest import ROOT, TEST_CODE
 from tests.fakes.anthropic_api import bash, edit, text
 from tests.fakes.webhook_server import Reply
 from tests.waiting import wait_until
@@ -46,6 +48,29 @@ def test_burst_worker_on_an_empty_queue_prints_the_banner_and_exits(start_worker
     assert "done, quitting" in log
     assert "ANTHROPIC_API_KEY is not set" not in log  # the suite's worker has a key
     assert "Traceback" not in log
+
+
+def test_the_banner_says_which_sandbox_contains_the_commands(start_worker):
+    from core import sandbox
+
+    worker = start_worker("--burst", SANDBOX_NETWORK="off")
+    assert worker.wait(60) == 0, worker.log
+    assert f"Sandbox:      {sandbox.status_line('auto', network=False)}\n" in worker.log
+    off = start_worker("--burst", SANDBOX="off")
+    assert off.wait(60) == 0, off.log
+    assert ("Sandbox:      off (SANDBOX=off): commands are not contained, so every command not on the allow-list asks "
+            "for the owner's code\n") in off.log
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_the_worker_makes_itself_not_dumpable(tars_env):
+    """Its /proc/<pid>/environ and memory (and its work-horses', forked from it) stay closed to processes without
+    CAP_SYS_PTRACE: the task's commands, even root's (core/sandbox.py drops their capabilities)."""
+    code = ("import sys, start_worker; from core import sandbox; code = start_worker.main(['--burst']); "
+            "print('dumpable', sandbox._LIBC.prctl(3, 0, 0, 0, 0)); sys.exit(code)")  # 3: PR_GET_DUMPABLE
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **tars_env},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.rstrip().endswith("dumpable 0"), done
 
 
 def test_the_banner_hides_the_redis_password(start_worker, tars_env):

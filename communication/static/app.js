@@ -381,7 +381,7 @@
           codeInput.value = "";
         }
         confirmCommand.textContent = command;
-        confirmReason.textContent = pending && pending.reason ? `Why it needs a code: it would ${pending.reason}.` : "";
+        confirmReason.textContent = pending && pending.reason ? `Why it needs a code: ${pending.reason}.` : "";
         confirmAttempts.textContent = pending && pending.attempts_left !== null && pending.attempts_left !== undefined
           ? `${pending.attempts_left} attempt${pending.attempts_left === 1 ? "" : "s"} left.` : "";
       } else {

@@ -25,7 +25,7 @@ from rq import Queue, Worker
 from communication.api import TASK_ID
 from communication.app import create_app
 from communication.notifier import sign
-from core import keys
+from core import keys, sandbox
 from core.confirmations import pending_request
 from core.defaults import QUEUE_NAME
 from core.redis_conn import free_port
@@ -141,7 +141,8 @@ def test_only_an_authenticated_caller_can_answer_a_waiting_task(tasks, fake_api,
 
     # the health check sees the busy worker and an empty queue, without authentication
     health = httpx.get(tars_server.url + "/health").json()
-    assert health == {"status": "ok", "redis": True, "workers": 1, "starting": 0, "queue_length": 0}
+    assert health == {"status": "ok", "redis": True, "workers": 1, "starting": 0, "queue_length": 0,
+                      "sandbox": sandbox.status_line()}
     assert health["queue_length"] == queue_length(redis_client)
 
     # a correctly signed call to the signatures-only server is the owner's answer
@@ -465,11 +466,16 @@ def test_every_route_but_health_needs_authentication(tars_server, tasks, redis_c
 
 # --- health and the OpenAPI document --------------------------------------------------------------------------
 
-def test_health_reports_redis_workers_and_the_queue_length(tars_server, tasks, redis_client):
+def test_health_reports_redis_workers_the_queue_length_and_the_sandbox(tars_server, tasks, redis_client, serve):
     first, _ = tasks.start("One"), tasks.start("Two")
     health = httpx.get(tars_server.url + "/health")
     assert health.status_code == 200
-    assert health.json() == {"status": "ok", "redis": True, "workers": 0, "starting": 0, "queue_length": 2}
+    assert health.json() == {"status": "ok", "redis": True, "workers": 0, "starting": 0, "queue_length": 2,
+                             "sandbox": sandbox.status_line()}
+    assert health.json()["sandbox"].split(" ")[0].rstrip(":") in ("landlock", "bubblewrap", "sandbox-exec", "none")
+    offline = serve(SANDBOX_NETWORK="off").url + "/health"
+    assert httpx.get(offline).json()["sandbox"] == sandbox.status_line("auto", network=False)
+    assert httpx.get(serve(SANDBOX="off").url + "/health").json()["sandbox"].startswith("off (SANDBOX=off): ")
     tasks.cancel(first)
     assert httpx.get(tars_server.url + "/health").json()["queue_length"] == queue_length(redis_client) == 1
 

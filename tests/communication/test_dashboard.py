@@ -349,7 +349,7 @@ def test_start_from_the_dashboard_confirm_with_the_code_then_retry(browser, fake
     worker = start_worker()
     waiting = wait_until(lambda: (t := browser.task(task_id))["status"] == "awaiting_confirmation" and t, 30,
                          "the task to ask for its code")
-    assert waiting["pending_confirmation"] == {"command": "rm -f old.txt", "reason": "delete files",
+    assert waiting["pending_confirmation"] == {"command": "rm -f old.txt", "reason": "`rm` deletes files",
                                                "attempts_left": 5}
     assert waiting["confirmation_command"] == "rm -f old.txt"
 

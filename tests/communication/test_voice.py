@@ -466,7 +466,7 @@ def destructive_task(tasks, fake_api, projects, session_id=None, hold=2.0):
 def announcement(task_id):
     return {"type": "text", "last": True, "interruptible": False,
             "token": f"Sir, the background programming task {task_id} needs your confirmation code. I need to run: "
-                     f"rm old_backup.py. This is needed to delete files. Please provide your confirmation code."}
+                     f"rm old_backup.py. The reason: rm deletes files. Please provide your confirmation code."}
 
 
 def test_a_confirmation_mid_reply_waits_for_the_reply_and_is_answered_by_voice(phone, fake_api, projects, tasks,

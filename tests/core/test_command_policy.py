@@ -352,7 +352,7 @@ def test_few_ordinary_commands_ask():
 def test_old_classifier_tables_through_the_new_gate():
     """The report: the old tables' safe rows that now ask (grouped by rule), and the destructive rows that now run.
     The only destructive rows that run are writes to /tmp, which the sandbox grants (without it they ask)."""
-    from tests.core import test_safety as old
+    from tests.core.commands import old_tables as old
 
     safe = old.SAFE + old.SAFE_PROJECT_WORK
     destructive = [c for c, _ in old.DESTRUCTIVE + old.REDTEAM_DESTRUCTIVE]

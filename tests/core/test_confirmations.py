@@ -1,5 +1,5 @@
-"""The owner's code gate: a destructive command stops the task until the owner answers,
-from Discord (through n8n's webhook) or the CLI; wrong codes, timeouts and cancels never run it."""
+"""The owner's code gate: a command the allow-list does not let run (core/command_policy.py) stops the task until
+the owner answers, from Discord (through n8n's webhook) or the CLI; wrong codes, timeouts and cancels never run it."""
 
 from __future__ import annotations
 
@@ -51,8 +51,9 @@ def test_confirmed_from_discord_through_the_webhook(tasks, fake_api, projects, s
     assert status.phase == "planning"  # the phase is left as it was
     assert (project / "old_backup.py").exists()  # not run yet
     asked = wait_until(lambda: [b for b in n8n.bodies() if b["type"] == "confirmation_required"], what="n8n")
-    assert asked[0]["command"] == "rm old_backup.py" and asked[0]["reason"] == "delete files"
+    assert asked[0]["command"] == "rm old_backup.py" and asked[0]["reason"] == "`rm` deletes files"
     assert "⚠️" in asked[0]["message"] and "confirmation code" in asked[0]["message"]
+    assert asked[0]["data"]["rule"] == "ask:rm"
 
     answer = post_code(tars_server, task_id, TEST_CODE)
     assert answer.status_code == 200, answer.text
@@ -148,6 +149,22 @@ def test_without_a_code_set_destructive_commands_are_refused(tasks, fake_api, pr
 
 
 @pytest.mark.worker_story
+def test_a_program_the_gate_does_not_know_asks_with_a_reason_naming_it(tasks, fake_api, projects, start_worker, n8n):
+    (projects / "db").mkdir()
+    fake_api.script([bash("flyway clean"), text("Could not clean the database.")])
+    task_id = tasks.start("Reset the database", project_path="db")
+    start_worker("--burst", CONFIRMATION_TIMEOUT_SECONDS="1", N8N_WEBHOOK_URL=n8n.url()).wait(60)
+    assert tasks.status(task_id).status == "complete"
+    asked = [b for b in n8n.wait_for(3) and n8n.bodies() if b["type"] == "confirmation_required"]
+    assert asked and asked[0]["command"] == "flyway clean" and asked[0]["data"]["rule"] == "ask:unknown-program"
+    assert "`flyway clean` is not a command TARS knows to be harmless" in asked[0]["reason"]
+    refusal = last_tool_result(fake_api.requests[1])
+    assert refusal["is_error"] is True and refusal["content"].startswith(
+        "REFUSED, not run: `flyway clean` needed the owner's confirmation code because `flyway clean` is not a "
+        "command TARS knows to be harmless, and the owner gave no confirmation code within 1 seconds.")
+
+
+@pytest.mark.worker_story
 def test_safe_commands_never_ask(tasks, fake_api, projects, start_worker):
     fake_api.script([bash("mkdir -p src && git init -q && ls && python3 --version"), text("Set up.")])
     task_id = tasks.start("Set up the project", project_path="setup")
@@ -178,5 +195,5 @@ def test_the_voice_process_hears_the_request(tasks, fake_api, projects, start_wo
     listener.join(30)
     announcement = json.loads(heard[0]["data"])
     assert announcement["task_id"] == task_id and announcement["session_id"] == "CA42"
-    assert announcement["command"] == "rm old_backup.py" and announcement["reason"] == "delete files"
+    assert announcement["command"] == "rm old_backup.py" and announcement["reason"] == "`rm` deletes files"
     tasks.cancel(task_id)

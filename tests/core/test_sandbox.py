@@ -357,6 +357,17 @@ def test_status_lines():
     assert box.refusal_note("Permission denied", 1) is None
 
 
+def test_the_banner_and_health_line():
+    assert sandbox.status_line("off").startswith("off (SANDBOX=off): commands are not contained")
+    assert sandbox.status_line() == sandbox.detect().line()
+    assert sandbox.Support(sandbox.LANDLOCK, 7).line(network=False) == "landlock (ABI 7): files, network off, signals"
+    assert sandbox.Support(sandbox.LANDLOCK, 5).line(network=False) == (
+        "landlock (ABI 5): files, network off; not enforced: signals to other processes are not blocked (needs "
+        "Landlock ABI 6)")
+    none = sandbox.Support(sandbox.NONE).line(network=False)
+    assert "commands are not contained" in none and "allow-list asks" in none and "not enforced" not in none
+
+
 def test_refusal_note():
     note = sandbox.refusal_note("bash: /home/x/.bashrc: Permission denied\n", 1)
     assert note.startswith("(The sandbox refused an operation") and "network" not in note
