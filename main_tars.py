@@ -47,9 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     call = sub.add_parser("call", help="phone TARS from this terminal (its voice relay, as Twilio would)")
     call.add_argument("--url", help="the relay WebSocket (default ws://HOST:PORT/relay)")
     call.add_argument("--from", dest="caller", help="the caller's number (default the first OWNER_PHONE_NUMBERS)")
-    command_policy.add_arguments(sub.add_parser(
+    check = command_policy.add_arguments(sub.add_parser(
         "check-command", help="would TARS run a bash command without the owner's code, or ask? (no COMMAND: JSON "
         "lines on stdin)"))
+    next(a for a in check._actions if a.dest == "rules").help = \
+        "the owner's rules file (JSON; default: the COMMAND_RULES_FILE setting, DATA_DIR/commands.json)"
     task = sub.add_parser("task", help="start and inspect background programming tasks")
     tsub = task.add_subparsers(dest="task_command", required=True)
 
@@ -355,7 +357,13 @@ def serve(settings, with_worker: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "check-command":  # pure: no settings, no Redis
+    if args.command == "check-command":  # no Redis; the settings only for the default rules file
+        if args.rules is None:
+            try:
+                args.rules = str(get_settings().COMMAND_RULES_FILE)
+            except TarsError as exc:
+                print(f"check-command: {exc}", file=sys.stderr)
+                return 2
         return command_policy.check_command(args)
     try:
         settings = get_settings()

@@ -314,3 +314,21 @@ def test_the_result_explains_files_and_time_the_same_way_as_the_branch(cli, fake
     assert waited, words
     total, working, waiting = map(float, waited.groups())
     assert 2 <= waiting <= total and abs(total - working - waiting) <= 0.11, words
+
+
+def test_check_command_reads_the_owners_rules_file_of_the_settings(cli, settings, tmp_path):
+    """check-command's --rules defaults to COMMAND_RULES_FILE (DATA_DIR/commands.json), as the worker's gate."""
+    settings.COMMAND_RULES_FILE.parent.mkdir(parents=True, exist_ok=True)
+    settings.COMMAND_RULES_FILE.write_text(json.dumps({"permissions": {"allow": ["Bash(flyway info:*)"],
+                                                                       "ask": ["Bash(ls:*)"]}}))
+    ran = cli("check-command", "--project", str(tmp_path), "flyway info -x")
+    assert ran.returncode == 0 and ran.stdout.startswith("run (owner:allow Bash(flyway info:*)): "), ran
+    asked = cli("check-command", "--project", str(tmp_path), "ls")
+    assert asked.returncode == 1 and asked.stdout.startswith("ask (owner:ask Bash(ls:*))"), asked
+    other = tmp_path / "none.json"
+    assert cli("check-command", "--project", str(tmp_path), "--rules", str(other), "ls").returncode == 0
+    settings.COMMAND_RULES_FILE.write_text("{")
+    broken = cli("check-command", "--project", str(tmp_path), "ls")
+    assert broken.returncode == 2 and "not valid JSON" in broken.stderr, broken
+    bad = cli("check-command", "ls", COMMAND_RULES_FILE=str(settings.PROJECTS_ROOT / "rules.json"))
+    assert bad.returncode == 2 and "COMMAND_RULES_FILE" in bad.stderr and "Traceback" not in bad.stderr, bad
