@@ -491,8 +491,8 @@ def test_a_task_that_ends_without_its_ending_event_still_ends_the_stream(browser
     tasks.cancel(task_id)
     redis_client.delete(keys.task_events(task_id))  # as if the timeline had expired
     started = time.monotonic()
-    assert read_stream(browser, f"tasks/{task_id}/stream", timeout=15)[-1]["event"] == "end"
-    assert time.monotonic() - started < 8
+    assert read_stream(browser, f"tasks/{task_id}/stream", timeout=60)[-1]["event"] == "end"
+    assert time.monotonic() - started < 30  # by itself (about 3 s), not never (the read timeout)
 
 
 def test_a_stream_waits_for_the_ending_event_while_the_horse_still_writes_it(browser, tasks, redis_client,
@@ -566,7 +566,7 @@ def test_many_open_tabs_read_the_overview_from_redis_as_often_as_one(browser, re
     for i in range(5):
         tasks.start(f"Task {i}")
 
-    def commands_while_open(tabs: int, seconds: float = 3.0) -> int:
+    def commands_while_open(tabs: int, seconds: float = 6.0) -> int:  # long enough that a stall evens out
         with contextlib.ExitStack() as stack:
             streams = [sse(stack.enter_context(browser.client.stream("GET", "/dashboard/api/overview/stream")))
                        for _ in range(tabs)]  # kept: a dropped iterator closes its response
@@ -583,11 +583,11 @@ def test_many_open_tabs_read_the_overview_from_redis_as_often_as_one(browser, re
 def test_the_overview_is_sent_again_after_a_quiet_while(browser, monkeypatch):
     monkeypatch.setattr(dashboard, "OVERVIEW_MAX_SILENCE", 0.5)
     started = time.monotonic()
-    with browser.client.stream("GET", "/dashboard/api/overview/stream", timeout=10) as response:
+    with browser.client.stream("GET", "/dashboard/api/overview/stream", timeout=60) as response:
         stream = list_after_retry(sse(response))
         events = [next(stream) for _ in range(3)]
     assert [e["event"] for e in events] == ["overview"] * 3
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 20  # about 2 s; the default 15 s silence would need 30 s
 
 
 # --- an ended task's branch: real git, real workers ------------------------------------------------------------
@@ -889,8 +889,10 @@ def test_ctrl_c_stops_the_server_even_with_a_dashboard_stream_open(tars_env, tmp
     assert opened.wait(20), "the overview stream never sent anything"
     asked = time.monotonic()
     process.process.send_signal(signal.SIGINT)
-    assert process.process.wait(SERVER_SHUTDOWN_GRACE_SECONDS + 10) == 0, process.log
-    assert time.monotonic() - asked < SERVER_SHUTDOWN_GRACE_SECONDS + 5  # one Ctrl+C is enough
+    assert process.process.wait(SERVER_SHUTDOWN_GRACE_SECONDS + 60) == 0, process.log
+    # one Ctrl+C is enough: the grace, then the stream is closed (a loaded machine took 11 s for the 5 s grace);
+    # without it the open stream keeps the server up for good
+    assert time.monotonic() - asked < SERVER_SHUTDOWN_GRACE_SECONDS + 30
 
 
 FUZZ = dict(deadline=None, derandomize=True, database=None,
