@@ -104,8 +104,9 @@ def sse(response: httpx.Response):
             event[name] = event["data"] + "\n" + value if name == "data" and "data" in event else value
 
 
-def read_stream(browser: Browser, path: str, headers: dict | None = None, timeout: float = 60) -> list[dict]:
-    """Every event of a stream until the server closes it (comments left out)."""
+def read_stream(browser: Browser, path: str, headers: dict | None = None, timeout: float = 60,
+                opened: threading.Event | None = None) -> list[dict]:
+    """Every event of a stream until the server closes it (comments left out); `opened` is set once it answered."""
     got = []
     with browser.client.stream("GET", "/dashboard/api/" + path, headers=headers or {},
                                timeout=httpx.Timeout(timeout)) as response:
@@ -113,6 +114,8 @@ def read_stream(browser: Browser, path: str, headers: dict | None = None, timeou
         assert response.headers["content-type"].startswith("text/event-stream")
         events = sse(response)
         assert next(events) == {"retry": "3000"}  # an EventSource that lost the stream reconnects after 3 s
+        if opened is not None:
+            opened.set()
         got.extend(event for event in events if "comment" not in event)
     return got
 
@@ -433,9 +436,11 @@ def test_a_tasks_stream_gives_its_timeline_live_in_order_and_ends(browser, tasks
                      text("Wrote hello.py.")], match="hello program")
     task_id = browser.post("tasks", {"goal": "Write the hello program", "project_path": "hello"}).json()["task_id"]
     got: list[dict] = []
-    reader = threading.Thread(target=lambda: got.extend(read_stream(browser, f"tasks/{task_id}/stream")))
+    opened = threading.Event()
+    reader = threading.Thread(target=lambda: got.extend(read_stream(browser, f"tasks/{task_id}/stream",
+                                                                    opened=opened)))
     reader.start()
-    time.sleep(0.5)  # the stream is open before the task runs: what follows arrives live
+    assert opened.wait(30), "the stream did not open"  # open before the task runs: what follows arrives live
     start_worker()
     reader.join(60)
     assert not reader.is_alive()
