@@ -347,7 +347,7 @@ def test_a_python_project_runs_in_an_environment_made_for_it_never_in_tars_pytho
     (project / "test_ini.py").write_text("import iniconfig\n\n\ndef test_it():\n    assert iniconfig.IniConfig\n")
     fake_api.script([
         bash("python -c 'import sys; print(sys.prefix)'"),
-        bash("python -c 'import anthropic'"),
+        bash("python -c \"import importlib.metadata as m; print(m.version('anthropic'))\""),  # TARS's package
         text("Nothing to change: the tests pass."),  # the worker runs python -m pytest -q in the same environment
     ])
     task_id = tasks.start("Check the environment", project_path="made_env")
@@ -357,7 +357,7 @@ def test_a_python_project_runs_in_an_environment_made_for_it_never_in_tars_pytho
     assert status.result["tests_passed"] is True and status.result["test_command"] == "python -m pytest -q"
     venv = settings.DATA_DIR / "envs" / task_id
     assert tool_results(fake_api.requests[1])[0]["content"].strip() == str(venv)
-    assert "No module named 'anthropic'" in tool_results(fake_api.requests[2])[0]["content"]
+    assert "No package metadata was found for anthropic" in tool_results(fake_api.requests[2])[0]["content"]
     told = [e.message for e in tasks.events(task_id) if e.type == "workspace"]
     assert len(told) == 1 and ". Made a Python environment with pytest + 1 dependency in " in told[0], told
     assert str(venv) in fake_api.requests[0].body["messages"][0]["content"][0]["text"]  # the model is told too
@@ -411,3 +411,185 @@ def test_done_again_and_again_against_the_same_failing_tests_ends_as_stuck(tasks
                                     "`python -m pytest -q` failed the same way each time (1 failed in "), status.reason
     assert status.result["iterations"] == 4 and len(fake_api.requests) == 4
     assert status.result["tests_passed"] is False
+
+
+# --- the OS sandbox around the model's commands (core/sandbox.py), as a task meets it ------------------------------
+
+ATTACK = '''import os, signal, socket
+
+HOME, DATA, ENV_FILE = {home!r}, {data!r}, {env_file!r}
+OUTSIDE_PID, PORT, WORKER = {outside_pid}, {port}, {worker}
+
+
+def attempt(name, action):
+    try:
+        print(f"{{name}}: DONE {{action()!r}}"[:200])
+    except Exception as exc:
+        print(f"{{name}}: FAILED {{type(exc).__name__}}: {{exc}}"[:200])
+
+
+def write(path):
+    with open(path, "a") as handle:
+        handle.write("evil\\n")
+    return "written"
+
+
+def read(path):
+    with open(path, errors="replace") as handle:
+        return handle.read()
+
+
+def parent(pid):
+    return int(next(line for line in read(f"/proc/{{pid}}/status").splitlines() if line.startswith("PPid:")).split()[1])
+
+
+horse = os.getpid()
+while parent(horse) != WORKER:  # up from this script (bash may have exec'd it) to the worker's child
+    horse = parent(horse)
+attempt("write bashrc", lambda: write(f"{{HOME}}/.bashrc"))
+attempt("write other checkout", lambda: write(f"{{DATA}}/git/worktrees/other/a.txt"))
+attempt("write data dir", lambda: write(f"{{DATA}}/evil.txt"))
+attempt("write /tmp", lambda: write("/tmp/tars-sandbox-story-evil"))
+attempt("read other checkout", lambda: read(f"{{DATA}}/git/worktrees/other/a.txt"))
+attempt("read env file", lambda: read(ENV_FILE))
+attempt("read ssh key", lambda: read(f"{{HOME}}/.ssh/id_ed25519"))
+attempt("read horse environ", lambda: read(f"/proc/{{horse}}/environ"))
+attempt("read worker environ", lambda: read(f"/proc/{{WORKER}}/environ"))
+attempt("kill outside", lambda: os.kill(OUTSIDE_PID, signal.SIGKILL))
+attempt("connect", lambda: socket.create_connection(("127.0.0.1", PORT), timeout=5).close())
+attempt("own file", lambda: write("mine.txt") and read("mine.txt"))
+attempt("own tmpdir", lambda: write(os.path.join(os.environ["TMPDIR"], "scratch")))
+'''
+ATTACKS = ["write bashrc", "write other checkout", "write data dir", "write /tmp", "read other checkout",
+           "read env file", "read ssh key", "read horse environ", "read worker environ", "kill outside", "connect"]
+
+
+def tiny_wheel(folder: Path) -> Path:
+    """A pure-Python wheel built by hand (no network, no build backend): tinypkg.VALUE == 42."""
+    import base64
+    import hashlib
+    import zipfile
+
+    files = {"tinypkg/__init__.py": "VALUE = 42\n",
+             "tinypkg-0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: tinypkg\nVersion: 0.1\n",
+             "tinypkg-0.1.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: tars-tests\nRoot-Is-Purelib: true\n"
+                                            "Tag: py3-none-any\n"}
+    digest = lambda data: base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()  # noqa: E731
+    record = "".join(f"{path},sha256={digest(body.encode())},{len(body.encode())}\n" for path, body in files.items())
+    files["tinypkg-0.1.dist-info/RECORD"] = record + "tinypkg-0.1.dist-info/RECORD,,\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / "tinypkg-0.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, body in files.items():
+            archive.writestr(path, body)
+    return wheel
+
+
+@pytest.mark.worker_story
+def test_the_sandbox_stops_a_script_the_model_wrote_and_the_tasks_own_work_goes_on(
+        tasks, fake_api, start_worker, projects, settings, private_git, tmp_path):
+    """The model writes attack.py, then runs it: every attempt outside the task fails (the owner's ~/.bashrc and
+    ~/.ssh, another task's checkout, TARS's data folder and .env, /tmp, the worker's environment, a process that is
+    not the task's, the network with SANDBOX_NETWORK=off) and nothing outside changes; the task's own files, TMPDIR,
+    package install (a local wheel) and tests still work."""
+    from core import sandbox
+
+    if sandbox.detect().kind not in (sandbox.LANDLOCK, sandbox.BUBBLEWRAP):
+        pytest.skip(f"no Linux sandbox here: {sandbox.detect()}")
+    landlock = sandbox.detect().kind == sandbox.LANDLOCK
+    home = Path(os.environ["HOME"])  # private_git's: the worker's HOME
+    (home / ".ssh").mkdir()
+    (home / ".ssh" / "id_ed25519").write_text("PRIVATE KEY of the owner\n")
+    (home / ".bashrc").write_text("# the owner's bashrc\n")
+    env_file = tmp_path / "tars" / ".env"
+    env_file.parent.mkdir()
+    env_file.write_text("OTHER_SERVICE_TOKEN=tok-in-the-env-file-31337\n")
+    other = settings.DATA_DIR / "git" / "worktrees" / "other"
+    other.mkdir(parents=True)
+    (other / "a.txt").write_text("another task's work\n")
+    project = projects / "story"
+    tiny_wheel(project / "dist")
+    (project / "test_app.py").write_text("import tinypkg\n\n\ndef test_value():\n    assert tinypkg.VALUE == 42\n")
+    outside = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    listener = __import__("socket").socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0)
+    worker = None
+    try:
+        worker = start_worker(TARS_ENV_FILE=str(env_file), SANDBOX_NETWORK="off", PIP_DISABLE_PIP_VERSION_CHECK="1",
+                              STORY_SECRET_MARKER="marker-in-the-worker-env-4242")  # its pid goes in the script
+        fake_api.script([
+            edit(command="create", path="attack.py", file_text=ATTACK.format(
+                home=str(home), data=str(settings.DATA_DIR), env_file=str(env_file), outside_pid=outside.pid,
+                port=listener.getsockname()[1], worker=worker.process.pid)),
+            bash("python attack.py"),
+            bash("pip install dist/tinypkg-0.1-py3-none-any.whl"),
+            bash("python -m pytest -q"),
+            text("Installed tinypkg; the tests pass."),
+        ])
+        task_id = tasks.start("Try the sandbox, then install tinypkg and pass the tests", project_path="story")
+        assert tasks.wait_until_ended(task_id, 120), worker.log
+        status = tasks.status(task_id)
+        assert status.status == "complete", (status, worker.log[-3000:])
+        assert wait_until(lambda: tasks.status(task_id).result, 30, "the result")["tests_passed"] is True
+
+        said = tool_results(fake_api.requests[2])[0]["content"]
+        for name in ATTACKS:  # Landlock refuses with EACCES/EPERM; bubblewrap's hidden paths are simply not there
+            assert f"{name}: FAILED {'PermissionError' if landlock else ''}" in said, (name, said)
+        assert "own file: DONE 'evil\\n'" in said and "own tmpdir: DONE 'written'" in said, said
+        assert "(The sandbox refused an operation" not in said  # the script exits 0: no note
+        every_result = " ".join(str(r["content"]) for request in fake_api.requests for r in tool_results(request))
+        for secret in ("PRIVATE KEY", "tok-in-the-env-file", "marker-in-the-worker-env", "another task's work"):
+            assert secret not in every_result, secret
+        assert "Successfully installed tinypkg-0.1" in tool_results(fake_api.requests[3])[0]["content"]
+        assert "1 passed" in tool_results(fake_api.requests[4])[0]["content"]
+    finally:
+        alive = outside.poll() is None
+        outside.kill()
+        outside.wait()
+        if worker is not None:
+            worker.stop()
+    assert alive, "the sleep outside the task was killed"
+    with pytest.raises(BlockingIOError):
+        listener.accept()  # nobody connected
+    listener.close()
+    assert (home / ".bashrc").read_text() == "# the owner's bashrc\n"
+    assert (other / "a.txt").read_text() == "another task's work\n"
+    assert not (settings.DATA_DIR / "evil.txt").exists() and not Path("/tmp/tars-sandbox-story-evil").exists()
+    assert (project / "mine.txt").read_text() == "evil\n"  # its own file: written
+    assert not (settings.DATA_DIR / "tmp" / task_id).exists()  # its TMPDIR went with it
+    events = tasks.events(task_id)
+    told = [e for e in events if e.type == "workspace"]
+    assert told[0].data["sandbox"].startswith(("landlock", "bubblewrap")) and "network off" in told[0].data["sandbox"]
+    assert not [e for e in events if e.type == "confirmation_required"]  # the project's own code ran freely
+
+
+@pytest.mark.worker_story
+def test_without_the_sandbox_the_projects_own_code_asks(tasks, fake_api, start_worker, projects):
+    """SANDBOX=off (or a machine with none): commands are not contained, so what only the sandbox made safe asks."""
+    (projects / "bare").mkdir()
+    (projects / "bare" / "hello.py").write_text("print('hello')\n")
+    fake_api.script([bash("python hello.py"), bash("ls"), text("Could not run it.")])
+    task_id = tasks.start("Run hello.py", project_path="bare")
+    status, worker = run_to_end(tasks, start_worker, task_id, SANDBOX="off", CONFIRMATION_CODE="")
+    assert status.status == "complete", status
+    refusal = tool_results(fake_api.requests[1])[0]
+    assert refusal["is_error"] is True and "`python hello.py` runs the project's own code, and there is no " \
+        "sandbox" in refusal["content"] and "CONFIRMATION_CODE" in refusal["content"], refusal
+    assert "hello.py" in tool_results(fake_api.requests[2])[0]["content"]  # ls: on the allow-list, ran
+    assert f"[task {task_id}] commands run unconfined: SANDBOX=off" in worker.log
+    told = [e for e in tasks.events(task_id) if e.type == "workspace"]
+    assert told[0].data["sandbox"] == "none"
+
+
+def test_a_broken_rules_file_fails_the_task_at_start_with_its_message(tasks, fake_api, start_worker, settings):
+    settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    settings.COMMAND_RULES_FILE.write_text('{"permissions": {"deny": ["Bash(rm:*)"]}}')
+    fake_api.script([text("never asked")])
+    task_id = tasks.start("Anything", project_path="rules")
+    status, _ = run_to_end(tasks, start_worker, task_id)
+    assert status.status == "failed" and status.reason.startswith(
+        "The owner's command rules (COMMAND_RULES_FILE) cannot be used: ") and "'deny' is not understood" in \
+        status.reason, status.reason
+    assert fake_api.requests == []
