@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import sys
+from urllib.parse import urlparse
 
 from rq import Queue
 
@@ -35,6 +36,24 @@ BANNER = r"""
   | |/ ___ \|  _ < ___) |
   |_/_/   \_\_| \_\____/
 """
+
+
+def redis_warning(settings) -> str | None:
+    """The sentence to log when the model's sandboxed commands can reach TARS's Redis without its password: there
+    they could read every task and queue a job, which a worker runs outside the sandbox (docs/SECURITY.md)."""
+    if settings.SANDBOX == "off" or sandbox.detect().kind == sandbox.NONE:
+        return None  # unconfined anyway: every command not on the allow-list asks
+    url = urlparse(settings.redis_url)
+    if url.scheme == "unix":
+        return (f"Redis listens on the unix socket {url.path}, which the sandbox cannot close to the model's commands: "
+                "give Redis a password (in REDIS_URL; commands never see it), or they could queue code that a worker "
+                "runs outside the sandbox (docs/SECURITY.md).")
+    if settings.SANDBOX_NETWORK != "off" and not url.password:
+        return (f"Redis at {safe_url(settings.redis_url)} has no password and SANDBOX_NETWORK=on, so the model's "
+                "commands can reach it and queue code that a worker runs outside the sandbox: set "
+                "SANDBOX_NETWORK=off, or give Redis a password in REDIS_URL (commands never see it; "
+                "docs/SECURITY.md).")
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     if settings.ANTHROPIC_API_KEY is None and not args.started_by_up:
         logging.warning("ANTHROPIC_API_KEY is not set: every task will fail until you add it to .env "
                         "(see env.example) and restart this worker.")
+    if warning := redis_warning(settings):
+        logging.warning("%s", warning)
     background_worker.EVENT_SINKS.append(sink_factory(settings))
     warm_up()  # the SDK's response models, built once here instead of in every work-horse
     worker_class = TarsSpawnWorker if sys.platform == "darwin" else TarsWorker

@@ -62,6 +62,21 @@ def test_the_banner_says_which_sandbox_contains_the_commands(start_worker):
             "for the owner's code\n") in off.log
 
 
+def test_a_redis_the_sandboxed_commands_can_reach_without_a_password_is_warned_about(start_worker, tars_env):
+    from core import sandbox
+
+    if sandbox.detect().kind == sandbox.NONE:
+        pytest.skip("no sandbox here: commands are unconfined anyway, and the worker says so")
+    worker = start_worker("--burst")
+    assert worker.wait(60) == 0, worker.log
+    [warning] = [line for line in worker.log.splitlines() if "has no password and SANDBOX_NETWORK=on" in line]
+    assert "WARNING" in warning and "set SANDBOX_NETWORK=off, or give Redis a password" in warning
+    for quiet in (start_worker("--burst", SANDBOX_NETWORK="off"), start_worker("--burst", SANDBOX="off"),
+                  start_worker("--burst", REDIS_URL=tars_env["REDIS_URL"].replace("redis://", "redis://:pw@"))):
+        assert quiet.wait(60) == 0, quiet.log
+        assert "no password" not in quiet.log
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
 def test_the_worker_makes_itself_not_dumpable(tars_env):
     """Its /proc/<pid>/environ and memory (and its work-horses', forked from it) stay closed to processes without
