@@ -213,14 +213,19 @@ def _scrubbed_environment() -> dict[str, str]:
 def _prepare_environment(ctx: TaskContext, settings: Settings,
                          checkout: git_workspace.TaskCheckout) -> project_env.ProjectEnv:
     """The project's own environment for the task's checkout (its virtualenv, or one made for it), told to the owner."""
-    longest_task = settings.max_runtime_seconds + settings.CONFIRMATION_TIMEOUT_SECONDS + JOB_TIMEOUT_MARGIN_SECONDS
     environment = project_env.prepare(
         checkout, task_id=ctx.task_id, data_dir=settings.DATA_DIR, base=_scrubbed_environment(),
         project_venv=settings.PROJECT_VENV, timeout=min(PROJECT_ENV_TIMEOUT_SECONDS, settings.max_runtime_seconds / 2),
-        stale_after=max(PROJECT_ENV_STALE_SECONDS, 2 * longest_task), logger=ctx.log)
+        stale_after=_stale_after(settings), logger=ctx.log)
     ctx.environment = environment
     ctx.log.info("environment (%s, %.2f s): %s", environment.kind, environment.seconds, environment.message)
     return environment
+
+
+def _stale_after(settings: Settings) -> float:
+    """Seconds after which a task's leftovers (its made virtualenv, its TMPDIR) belong to no running task."""
+    longest_task = settings.max_runtime_seconds + settings.CONFIRMATION_TIMEOUT_SECONDS + JOB_TIMEOUT_MARGIN_SECONDS
+    return max(PROJECT_ENV_STALE_SECONDS, 2 * longest_task)
 
 
 def build_model(settings: Settings) -> Model:
@@ -371,6 +376,7 @@ def _open_sandbox(ctx: TaskContext, settings: Settings, checkout: git_workspace.
         return None
     tmp = settings.DATA_DIR / "tmp" / ctx.task_id  # inside DATA_DIR: other tasks cannot read it
     shutil.rmtree(tmp, ignore_errors=True)  # left by an earlier run of this task (its worker restarted)
+    project_env.prune(tmp.parent, ctx.task_id, _stale_after(settings))  # and by killed work-horses
     ctx.tmp_dir = tmp
     writable = [Path(project_env.uv_environment(environment.env, settings.DATA_DIR)["UV_CACHE_DIR"])]
     if environment.kind == project_env.MADE and environment.venv is not None:

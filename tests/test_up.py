@@ -13,6 +13,7 @@ import httpx
 import psutil
 import pytest
 
+from core import sandbox
 from core.exceptions import RedisUnavailable
 from core.redis_conn import connect, free_ports
 from tests.conftest import ROOT
@@ -30,7 +31,8 @@ def test_up_runs_everything_on_an_embedded_redis(tars_env, fake_api, tmp_path, c
     try:
         health = wait_until(lambda: (r := httpx.get(f"http://127.0.0.1:{http_port}/health").json())["workers"] and r,
                             what="server and worker", interval=0.2, ignore=(httpx.HTTPError, OSError))
-        assert health == {"status": "ok", "redis": True, "workers": 1, "starting": 0, "queue_length": 0}
+        assert health == {"status": "ok", "redis": True, "workers": 1, "starting": 0, "queue_length": 0,
+                          "sandbox": sandbox.status_line()}
         assert "started an embedded server" in (tmp_path / "up.log").read_text()
         assert list((tmp_path / "data" / "redis").glob("appendonly*"))
 
@@ -119,7 +121,8 @@ def test_up_tells_where_the_dashboard_is_warns_about_the_key_and_health_counts_i
     process, answers = run_until_healthy(env, tmp_path / "up.log", "up")
     try:
         assert all(a["workers"] + a["starting"] == 1 for a in answers), answers  # never "no worker" meanwhile
-        assert answers[-1] == {"status": "ok", "redis": True, "workers": 1, "starting": 0, "queue_length": 0}
+        assert answers[-1] == {"status": "ok", "redis": True, "workers": 1, "starting": 0, "queue_length": 0,
+                               "sandbox": sandbox.status_line()}
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=40)
@@ -138,7 +141,8 @@ def test_the_server_alone_shows_the_dashboards_address_and_no_worker_of_its_own(
     env = {**os.environ, **tars_env, "PORT": str(free_ports(1)[0]), "DASHBOARD_PASSWORD": "a-long-passphrase"}
     process, answers = run_until_healthy(env, tmp_path / "serve.log", "serve")
     try:
-        assert answers[-1] == {"status": "ok", "redis": True, "workers": 0, "starting": 0, "queue_length": 0}
+        assert answers[-1] == {"status": "ok", "redis": True, "workers": 0, "starting": 0, "queue_length": 0,
+                               "sandbox": sandbox.status_line()}
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=40)

@@ -390,6 +390,10 @@ def test_a_project_with_its_own_venv_runs_in_it_from_its_worktree(tasks, fake_ap
     told = [e.message for e in tasks.events(task_id) if e.type == "workspace"]
     assert len(told) == 1 and f"on branch tars/{task_id}. Using the project's .venv from {project} (" in told[0], told
     assert (project / ".venv" / "bin" / "python").exists()  # the owner's environment stays
+    from core import sandbox
+    if sandbox.detect().kind != sandbox.NONE:  # outside the checkout: read-only in the sandbox, and the model knows
+        first = fake_api.requests[0].body["messages"][0]["content"][0]["text"]
+        assert "Commands run in a sandbox" in first and "the sandbox keeps it read-only" in first, first
 
 
 def test_done_again_and_again_against_the_same_failing_tests_ends_as_stuck(tasks, fake_api, start_worker, projects):
