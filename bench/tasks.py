@@ -43,6 +43,7 @@ from bench.jobs import RAW_QUEUE, agent_task, record_start  # noqa: E402
 from core import keys  # noqa: E402
 from core.confirmations import pending_request  # noqa: E402
 from core.defaults import QUEUE_NAME  # noqa: E402
+from core.redis_conn import private_client  # noqa: E402
 from tests.fakes.anthropic_api import _PromptCache, bash, edit, repeat, text  # noqa: E402
 
 ENQUEUE_TARS = "enqueue -> body start, TARS (warm worker)"
@@ -140,16 +141,18 @@ def confirm(rig: Rig, samples: int) -> list[Figure]:
     rig.redis.config_set("notify-keyspace-events", "Kg$")  # the private Redis only
     task_id = rig.tasks.start("confirm probe", project_path="confirm")
     consumed: queue.Queue[float] = queue.Queue()
-    pubsub = rig.redis.pubsub(ignore_subscribe_messages=True)
+    # A client of its own, stopped and joined before it is closed: a pub/sub closed under its reader goes back to the
+    # pool and steals the next command's reply (the work-horse hang of issue 12; this bench hung on it too).
+    listening = private_client(rig.redis)
+    pubsub = listening.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(f"__keyspace@0__:{keys.task_confirmation(task_id)}")
+    stop = threading.Event()
 
     def listen() -> None:
-        try:
-            for message in pubsub.listen():
-                if message.get("data") == b"del":  # the worker's GETDEL of the code
-                    consumed.put(time.perf_counter())
-        except (redis.ConnectionError, ValueError):  # closed at the end
-            pass
+        while not stop.is_set():
+            message = pubsub.get_message(timeout=0.1)
+            if message and message.get("data") == b"del":  # the worker's GETDEL of the code
+                consumed.put(time.perf_counter())
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
@@ -171,7 +174,10 @@ def confirm(rig: Rig, samples: int) -> list[Figure]:
         if not rig.tasks.wait_until_ended(task_id, 30) or rig.tasks.status(task_id).status != "complete":
             raise SystemExit(f"bench: the confirm probe task ended {rig.tasks.status(task_id).status}")
     finally:
+        stop.set()
+        listener.join(10)
         pubsub.close()
+        listening.close()
         rig.redis.config_set("notify-keyspace-events", "")
     p99 = percentile(resume_ms, 99)
     return [Figure(CONFIRM_RESUME, dist(resume_ms) + " (TaskManager.confirm in-process)", "p99 <= 50 ms",

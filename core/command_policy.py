@@ -40,8 +40,9 @@ INLINE CODE. Python given inline (`python -c CODE`, `python - <<EOF`, `echo CODE
 runs only when plainly harmless: imports only from a list of pure modules (json, re, collections..., os and sys for
 reading); no exec, eval, compile, __import__, getattr/setattr, vars, globals; open only with a literal read-only
 mode; no name or attribute starting with "_" (but __name__, __file__, __doc__, __version__) or reaching frames, no
-string containing "__"; os and sys never as values; no module reached through another. Anything else asks, saying
-what was found. Inline code in any other language (node -e, perl -e, ruby -e...) asks: the gate does not read it.
+string containing "__"; os and sys never as values; no module reached through another. With the sandbox, importing
+a module that is not in Python's standard library (the project's own, or its dependencies) is running the project's
+code and is allowed like `python app.py`. Anything else asks, saying what was found. Inline code in any other language (node -e, perl -e, ruby -e...) asks: the gate does not read it.
 
 THE OWNER'S RULES: a JSON file whose path TARS passes (setting COMMAND_RULES_FILE, default DATA_DIR/commands.json,
 outside every checkout so that the model cannot edit it); missing = no rules. Claude Code's shape:
@@ -378,8 +379,14 @@ def _py_module(node, aliases: dict[str, str]) -> str | None:
     return f"{base}.{node.attr}" if base and f"{base}.{node.attr}" in _PY_PURE else None
 
 
-def _python_problem(code: str) -> str | None:
-    """None when the inline Python is plainly harmless, else what it does that is not (see the module docstring)."""
+def _project_module(name: str | None) -> bool:
+    """A module of the project or its environment, not of Python's standard library: running it is project code."""
+    return bool(name) and name.split(".")[0] not in sys.stdlib_module_names
+
+
+def _python_problem(code: str, project_code: bool = False) -> str | None:
+    """None when the inline Python is plainly harmless, else what it does that is not (see the module docstring).
+    With project_code (the sandbox is on), importing the project's own modules is allowed: that is running its code."""
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
@@ -389,10 +396,14 @@ def _python_problem(code: str) -> str | None:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for a in node.names:
+                if project_code and _project_module(a.name):
+                    continue
                 if a.name not in _PY_PURE:
                     return f"imports {a.name}"
                 aliases[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
         elif isinstance(node, ast.ImportFrom):
+            if project_code and not node.level and _project_module(node.module):
+                continue
             if node.level or node.module not in _PY_PURE:
                 return f"imports from {node.module or '.'}"
             for a in node.names:
@@ -912,7 +923,7 @@ class _Gate:
         if stdin[1] is None:
             return self.ask("ask:dynamic-code", f"{lang} runs code built at run time")
         if lang == "python":
-            problem = _python_problem(stdin[1])
+            problem = _python_problem(stdin[1], project_code=self.sandboxed)
             return self.ask("ask:inline-code", f"inline Python {problem}") if problem else self.ok("inline-python")
         if lang != "shell":
             return self.ask("ask:inline-code", f"{lang} runs code TARS does not read (it reads only Python and shell)")

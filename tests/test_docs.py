@@ -374,7 +374,9 @@ def test_every_documented_command_runs_against_a_real_worker(tasks, fake_api, pr
     confirm_targets = [destructive(tasks, projects, fake_api, f"cleanup{i}") for i in range(len(by_verb["confirm"]))]
     first = confirm_targets[0] if confirm_targets else destructive(tasks, projects, fake_api, "cleanup")
     second = destructive(tasks, projects, fake_api, "tidy")  # the curl examples answer this one
-    worker = start_worker("--name", WORKER_NAME)
+    # The tasks wait for their codes while every documented command runs (minutes on a loaded machine): they must not
+    # time out first.
+    worker = start_worker("--name", WORKER_NAME, CONFIRMATION_TIMEOUT_SECONDS="900")
     awaiting(tasks, first, worker)  # the one worker is busy: tasks started now stay queued
 
     run_all_redis(first, "while a task waits for its code")

@@ -14,8 +14,10 @@ import psutil
 import pytest
 
 from core import sandbox
+from core.config import load_settings
 from core.exceptions import RedisUnavailable
 from core.redis_conn import connect, free_ports
+from core.task_manager import TaskManager
 from tests.conftest import ROOT
 from tests.fakes.anthropic_api import bash, edit, text
 from tests.waiting import wait_until
@@ -30,7 +32,7 @@ def test_up_runs_everything_on_an_embedded_redis(tars_env, fake_api, tmp_path, c
                                stdout=log, stderr=subprocess.STDOUT)
     try:
         health = wait_until(lambda: (r := httpx.get(f"http://127.0.0.1:{http_port}/health").json())["workers"] and r,
-                            what="server and worker", interval=0.2, ignore=(httpx.HTTPError, OSError))
+                            what="server and worker", timeout=120, interval=0.2, ignore=(httpx.HTTPError, OSError))
         assert health == {"status": "ok", "redis": True, "workers": 1, "starting": 0, "queue_length": 0,
                           "sandbox": sandbox.status_line()}
         assert "started an embedded server" in (tmp_path / "up.log").read_text()
@@ -42,7 +44,7 @@ def test_up_runs_everything_on_an_embedded_redis(tars_env, fake_api, tmp_path, c
         assert started.returncode == 0, started.stderr
         task_id = started.stdout.split('"')[3]
         wait_until(lambda: '"complete"' in cli("task", "status", task_id, "--json", REDIS_URL=env["REDIS_URL"]).stdout,
-                   what="task complete", interval=0.2)
+                   what="task complete", timeout=120, interval=0.2)
         assert (tmp_path / "projects" / "notes" / "note.txt").read_text() == "hi\n"
     finally:
         process.send_signal(signal.SIGINT)
@@ -63,19 +65,21 @@ def test_up_brings_back_a_crashed_embedded_redis_and_worker_and_the_task_goes_on
                                stdout=log, stderr=subprocess.STDOUT)
     health = lambda: httpx.get(f"http://127.0.0.1:{http_port}/health").json()  # noqa: E731
     try:
-        wait_until(lambda: health()["workers"], what="server and worker", interval=0.2,
+        wait_until(lambda: health()["workers"], what="server and worker", timeout=120, interval=0.2,
                    ignore=(httpx.HTTPError, OSError))
         fake_api.script([bash("sleep 4"), edit(command="create", path="note.txt", file_text="hi\n"),
                          text("Wrote note.txt.")])
         started = cli("task", "start", "--goal", "Write a note", "--project", "notes", "--json", REDIS_URL=url)
         task_id = json.loads(started.stdout)["task_id"]
-        wait_until(lambda: "sleep 4" in cli("task", "status", task_id, REDIS_URL=url).stdout, what="running",
-                   interval=0.2)
+        # Read Redis directly: a CLI call takes seconds on a loaded machine, longer than the 4 s the command runs.
+        watch = TaskManager(connect(url), load_settings())
+        wait_until(lambda: "sleep 4" in (watch.status(task_id).progress or ""), timeout=120, what="running",
+                   interval=0.05)
         children = psutil.Process(process.pid).children()
         server = next(c for c in children if "start_worker" not in " ".join(c.cmdline()))
         server.kill()  # the embedded Redis dies mid-task
         wait_until(lambda: '"complete"' in cli("task", "status", task_id, "--json", REDIS_URL=url).stdout,
-                   timeout=60, what="task complete after the Redis crash", interval=0.5)
+                   timeout=120, what="task complete after the Redis crash", interval=0.5)
         assert (tmp_path / "projects" / "notes" / "note.txt").read_text() == "hi\n"
         assert "the embedded Redis exited" in log_path.read_text()
 

@@ -209,7 +209,6 @@ PYTHON_ASKS = [
     ("(x for x in []).gi_frame", ".gi_frame"),
     ("import os; print(list(map(os.remove, [])))", "os.remove"),
     ("import os; x = os", "module as a value"),
-    ("import torch", "imports torch"),
     ("exec('1')", "exec"),
     ("def f(:", "does not parse"),
 ]
@@ -230,6 +229,16 @@ PYTHON_RUNS = [
 def test_inline_python_that_asks(code, words):
     d = gate("python3 -c " + shlex.quote(code))
     assert d.rule == "ask:inline-code" and words in d.reason, (code, d)
+
+
+@pytest.mark.parametrize("code", ["import calc; print(calc.mul(6, 7))", "from app.models import User; print(User)",
+                                  "import torch; print(torch.__version__)"])
+def test_inline_python_importing_the_projects_modules_is_project_code(code):
+    """Outside the standard library is the project's own code or its dependencies: like `python app.py`, it runs in
+    the sandbox and asks without one; the standard library's side effects are still read (shutil, os.remove...)."""
+    assert gate("python -c " + shlex.quote(code)).decision == "run"
+    assert gate("python -c " + shlex.quote(code), sandboxed=False).rule == "ask:inline-code"
+    assert gate("python -c " + shlex.quote(code + "; import shutil; shutil.rmtree('.')")).decision == "ask"
 
 
 @pytest.mark.parametrize("code", PYTHON_RUNS)
@@ -351,7 +360,7 @@ def test_few_ordinary_commands_ask():
 
 def test_old_classifier_tables_through_the_new_gate():
     """The report: the old tables' safe rows that now ask (grouped by rule), and the destructive rows that now run.
-    The only destructive rows that run are writes to /tmp, which the sandbox grants (without it they ask)."""
+    The only destructive rows that run are contained by the sandbox (without it they ask)."""
     from tests.core.commands import old_tables as old
 
     safe = old.SAFE + old.SAFE_PROJECT_WORK
@@ -366,7 +375,9 @@ def test_old_classifier_tables_through_the_new_gate():
     for rule, commands in sorted(asks.items(), key=lambda kv: -len(kv[1])):
         print(f"  {len(commands):3} {rule}: {commands}")
     print(f"old destructive rows: {len(destructive)}, now run (sandboxed): {runs}")
-    assert set(runs) <= {"echo x > /tmp/out.txt", "touch /tmp/flag"}
+    # /tmp writes: the sandbox grants them. The Redis row imports a module outside the standard library, which is the
+    # project's code (as `python app.py` would be); the sandbox refuses TCP to TARS's Redis and server ports.
+    assert set(runs) <= {"echo x > /tmp/out.txt", "touch /tmp/flag", "python3 -c 'import redis; redis.Redis().flushall()'"}
     assert not [c for c in destructive if gate(c, sandboxed=False).decision == "run"]
 
 
