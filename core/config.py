@@ -25,7 +25,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.exceptions import ConfigError
-from core.redis_conn import safe_url
+from core.redis_conn import safe_url, with_embedded_password
 
 
 def default_data_dir() -> Path:
@@ -204,7 +204,9 @@ class Settings(BaseSettings):
     # --- derived ----------------------------------------------------------
     @property
     def redis_url(self) -> str:
-        return self.REDIS_URL or f"redis://{self.REDIS_HOST}:{self.REDIS_PORT}/{self.REDIS_DB}"
+        """REDIS_URL (or host/port/db); for a local Redis without a password, the embedded server's when it has one."""
+        url = self.REDIS_URL or f"redis://{self.REDIS_HOST}:{self.REDIS_PORT}/{self.REDIS_DB}"
+        return with_embedded_password(url, self.DATA_DIR)
 
     @property
     def owner_numbers(self) -> list[str]:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
@@ -63,17 +64,19 @@ class EmbeddedRedis:
     """A redis/valkey server process owned by this process, stopped on exit."""
 
     def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1",
-                 persist: bool = True, binary: str | None = None):
+                 persist: bool = True, binary: str | None = None, password: str | None = None):
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port or free_port(host)
         self.persist = persist
         self.binary = binary or find_server_binary()
+        self.password = password
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> "EmbeddedRedis":
         if not self.binary:
@@ -82,14 +85,20 @@ class EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # "localhost" may resolve to ::1 first: listen there too when IPv6 exists ("-" = skip if unavailable).
         bind = [self.host, "-::1"] if self.host == "127.0.0.1" else [self.host]
-        args = [self.binary, "--port", str(self.port), "--bind", *bind, "--dir", str(self.data_dir),
+        args = [self.binary]
+        if self.password:  # from a file only it can read: a command line is readable by every process
+            conf = self.data_dir / "embedded.conf"
+            conf.touch(mode=0o600)
+            conf.write_text(f"requirepass {self.password}\n")
+            args.append(str(conf))
+        args += ["--port", str(self.port), "--bind", *bind, "--dir", str(self.data_dir),
                 "--save", "", "--daemonize", "no", "--protected-mode", "no",
                 "--logfile", str(self.data_dir / "server.log")]
         # AOF keeps queued tasks across a restart of TARS; the test suite turns it off.
         args += ["--appendonly", "yes", "--appendfsync", "everysec"] if self.persist else ["--appendonly", "no"]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True)
-        client = redis.Redis(host=self.host, port=self.port, socket_connect_timeout=0.5)
+        client = redis.Redis(host=self.host, port=self.port, password=self.password, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout
         while True:
             # Startup is the one place a short retry is right: there is nothing to block on yet.
@@ -170,10 +179,40 @@ def connect_or_embed(url: str, data_dir: Path, embed: bool = True) -> tuple[redi
         if not embed or parsed.scheme != "redis" or (parsed.hostname or "") not in LOCAL_HOSTS:
             raise
     host = "127.0.0.1" if parsed.hostname in ("localhost", "", None) else parsed.hostname
-    server = EmbeddedRedis(data_dir / "redis", port=parsed.port or 6379, host=host).start()
+    server = EmbeddedRedis(data_dir / "redis", port=parsed.port or 6379, host=host,
+                           password=parsed.password or embedded_password(data_dir, create=True)).start()
     log.info("No Redis answered at %s: started an embedded server (%s, AOF in %s); it stops when TARS exits.",
              safe_url(url), Path(server.binary).name, server.data_dir)
     return connect(server.url), server
+
+
+def embedded_password(data_dir: Path, create: bool = False) -> str | None:
+    """The embedded server's password, kept in DATA_DIR/redis/password (made on first use when create).
+
+    Without one, the model's sandboxed commands could reach the embedded Redis over TCP and queue a job that a
+    worker runs outside the sandbox. DATA_DIR is hidden from them; TARS's own processes read the file.
+    """
+    path = Path(data_dir) / "redis" / "password"
+    if create and not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(24) + "\n")
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def with_embedded_password(url: str, data_dir: Path) -> str:
+    """url with the embedded server's password when it names a local Redis without one and that password exists."""
+    parsed = urlparse(url)
+    if parsed.scheme != "redis" or parsed.password or (parsed.hostname or "") not in LOCAL_HOSTS:
+        return url
+    password = embedded_password(data_dir)
+    if not password:
+        return url
+    netloc = f"{parsed.username or ''}:{quote(password, safe='')}@{parsed.netloc.rpartition('@')[2]}"
+    return parsed._replace(netloc=netloc).geturl()
 
 
 def private_client(client: redis.Redis) -> redis.Redis:

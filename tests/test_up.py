@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import psutil
@@ -16,7 +17,7 @@ import pytest
 from core import sandbox
 from core.config import load_settings
 from core.exceptions import RedisUnavailable
-from core.redis_conn import connect, free_ports
+from core.redis_conn import connect, free_ports, with_embedded_password
 from core.task_manager import TaskManager
 from tests.conftest import ROOT
 from tests.fakes.anthropic_api import bash, edit, text
@@ -36,6 +37,7 @@ def test_up_runs_everything_on_an_embedded_redis(tars_env, fake_api, tmp_path, c
         assert health == {"status": "ok", "redis": True, "workers": 1, "starting": 0, "queue_length": 0,
                           "sandbox": sandbox.status_line()}
         assert "started an embedded server" in (tmp_path / "up.log").read_text()
+        assert "has no password" not in (tmp_path / "up.log").read_text()  # the embedded server has one
         assert list((tmp_path / "data" / "redis").glob("appendonly*"))
 
         fake_api.script([edit(command="create", path="note.txt", file_text="hi\n"), text("Wrote note.txt.")])
@@ -72,7 +74,7 @@ def test_up_brings_back_a_crashed_embedded_redis_and_worker_and_the_task_goes_on
         started = cli("task", "start", "--goal", "Write a note", "--project", "notes", "--json", REDIS_URL=url)
         task_id = json.loads(started.stdout)["task_id"]
         # Read Redis directly: a CLI call takes seconds on a loaded machine, longer than the 4 s the command runs.
-        watch = TaskManager(connect(url), load_settings())
+        watch = TaskManager(connect(with_embedded_password(url, Path(tars_env["DATA_DIR"]))), load_settings())
         wait_until(lambda: "sleep 4" in (watch.status(task_id).progress or ""), timeout=120, what="running",
                    interval=0.05)
         children = psutil.Process(process.pid).children()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import subprocess
 
+import psutil
 import pytest
 
 from core.exceptions import RedisUnavailable
-from core.redis_conn import EmbeddedRedis, connect, connect_or_embed, find_server_binary, free_port, safe_url
+from core.redis_conn import (EmbeddedRedis, connect, connect_or_embed, embedded_password, find_server_binary, free_port,
+                             safe_url, with_embedded_password)
 
 
 def test_the_wheel_ships_a_server_new_enough_for_rq():
@@ -72,3 +74,33 @@ def test_blocking_waits_longer_than_five_seconds_are_not_cut_short(redis_server)
     began = time.monotonic()
     assert client.blmove("tars:test:latch", "tars:test:latch", 6, "RIGHT", "LEFT") is None
     assert 5.9 < time.monotonic() - began < 9  # redis-py 8's default read timeout (5 s) would retry it
+
+
+def test_the_embedded_server_has_a_password_only_tars_can_read(tmp_path):
+    """The model's sandboxed commands reach local TCP ports: without a password they could queue a job on the embedded
+    Redis that a worker runs outside the sandbox. The password lives in DATA_DIR (hidden from them), never on a
+    command line (readable by every process)."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    client, server = connect_or_embed(url, tmp_path, embed=True)
+    try:
+        assert client.ping()
+        password = embedded_password(tmp_path)
+        assert password and len(password) >= 24
+        assert oct((tmp_path / "redis" / "password").stat().st_mode & 0o777) == "0o600"
+        assert password not in " ".join(psutil.Process(server.process.pid).cmdline())
+        with pytest.raises(RedisUnavailable, match="password"):
+            connect(url)  # no password: refused
+        # every TARS process finds it through the settings: the URL gains the password for this local server
+        assert with_embedded_password(url, tmp_path) == server.url and connect(server.url).ping()
+        assert "***" in safe_url(server.url) and password not in safe_url(server.url)
+    finally:
+        server.stop()
+    # a second start reuses the same password (its AOF, and workers started with it, stay valid)
+    client, again = connect_or_embed(with_embedded_password(url, tmp_path), tmp_path, embed=True)
+    try:
+        assert again.password == password and client.ping()
+    finally:
+        again.stop()
+    # other URLs are left as they are
+    for other in ("redis://:given@127.0.0.1:6379/0", "redis://redis.example.com:6379/0", "unix:///tmp/r.sock"):
+        assert with_embedded_password(other, tmp_path) == other
