@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.defaults import PROJECT_ENV_STALE_SECONDS, PROJECT_ENV_TIMEOUT_SECONDS
+from core.project_tests import has_file
 
 log = logging.getLogger("tars.project_env")
 
@@ -66,7 +67,6 @@ REQUIREMENT_FILES = ("requirements.txt", "requirements-dev.txt", "requirements-t
                      "requirements_dev.txt", "requirements_test.txt", "dev-requirements.txt", "test-requirements.txt")
 TEST_EXTRAS = ("test", "tests", "testing", "dev")
 """Extras and dependency groups installed with the project's dependencies: the usual names of 'what the tests need'."""
-SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox", "build", "dist", "target", "vendor"}
 _NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
@@ -185,28 +185,9 @@ def setting_venv(value: str, checkout) -> tuple[Path | None, str | None]:
     return None, f"PROJECT_VENV={value} is not a virtualenv here (no pyvenv.cfg and bin/python at {where})"
 
 
-def _python_files(root: Path, depth: int = 2, limit: int = 2000) -> bool:
-    """Any .py file in root or its folders down to depth (generated and vendored folders skipped)?"""
-    seen = 0
-    layer = [root]
-    for _ in range(depth + 1):
-        below = []
-        for folder in layer:
-            try:
-                entries = list(os.scandir(folder))
-            except OSError:
-                continue
-            for entry in entries:
-                seen += 1
-                if seen > limit:
-                    return False
-                if entry.name.endswith(".py") and entry.is_file():
-                    return True
-                if entry.is_dir(follow_symlinks=False) and entry.name not in SKIP_DIRS \
-                        and not entry.name.startswith("."):
-                    below.append(entry.path)
-        layer = below
-    return False
+def _python_files(root: Path) -> bool:
+    """Any .py file in root or its folders two levels down?"""
+    return has_file(root, lambda name: name.endswith(".py"), depth=2)
 
 
 def toolchain_of(root: Path) -> str | None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
+from typing import Callable
 
-SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox", "build", "dist"}
+# Generated and vendored folders: never the project's own code or tests.
+SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox", "build", "dist", "target", "vendor"}
 
 # A bash command the model runs that is a test run (moves the phase to testing).
 TEST_COMMAND = re.compile(r"(^|[\s;&|(])(pytest|py\.test|python3? -m (pytest|unittest)|npm (run )?test|yarn test|"
@@ -15,25 +18,34 @@ TEST_COMMAND = re.compile(r"(^|[\s;&|(])(pytest|py\.test|python3? -m (pytest|uni
 PYTEST_NO_TESTS = 5  # pytest's exit code when it collected nothing
 
 
-def _has_python_tests(root: Path, limit: int = 2000) -> bool:
-    seen = 0
-    stack = [root]
-    while stack:
-        folder = stack.pop()
-        try:
-            entries = list(folder.iterdir())
-        except OSError:
-            continue
-        for entry in entries:
-            seen += 1
-            if seen > limit:
-                return False
-            if entry.is_dir() and not entry.is_symlink():
-                if entry.name not in SKIP_DIRS and not entry.name.startswith("."):
-                    stack.append(entry)
-            elif entry.suffix == ".py" and (entry.name.startswith("test_") or entry.name.endswith("_test.py")):
-                return True
+def has_file(root: Path, match: Callable[[str], bool], depth: int | None = None, limit: int = 2000) -> bool:
+    """Whether a file whose name matches is in root or its folders (down to depth), looking at limit entries at most.
+
+    Breadth first, so a shallow file is found before a deep tree uses up the limit; hidden and SKIP_DIRS folders
+    are passed over."""
+    seen, layer, level = 0, [root], 0
+    while layer and (depth is None or level <= depth):
+        below = []
+        for folder in layer:
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                seen += 1
+                if seen > limit:
+                    return False
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name not in SKIP_DIRS and not entry.name.startswith("."):
+                        below.append(entry.path)
+                elif match(entry.name) and entry.is_file():
+                    return True
+        layer, level = below, level + 1
     return False
+
+
+def _is_python_test(name: str) -> bool:
+    return name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
 
 
 def detect_test_command(root: Path) -> str | None:
@@ -57,7 +69,7 @@ def detect_test_command(root: Path) -> str | None:
         return "cargo test"
     if (root / "go.mod").is_file():
         return "go test ./..."
-    if _has_python_tests(root):
+    if has_file(root, _is_python_test):
         return "python -m pytest -q"
     return None
 
