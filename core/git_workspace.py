@@ -27,7 +27,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ from pathlib import Path
 from core.defaults import (BRANCH_PREFIX, GIT_NETWORK_TIMEOUT_SECONDS, GIT_TIMEOUT_SECONDS, TESTS_PASS_MARKER,
                            WORKTREE_RETENTION_DAYS)
 from core.exceptions import GitError, MergeBlocked, MergeConflict, NoSuchCheckpoint
+from core.supervisor import run_in_session
 
 log = logging.getLogger(__name__)
 
@@ -156,24 +156,16 @@ def _run(args: list[str], *, cwd: str, what: str, timeout: float = GIT_TIMEOUT_S
     if not os.path.isdir(cwd):
         raise GitError(f"Could not {what}: the folder {cwd} does not exist.")
     command = ["git", *_CONFIG, *args]
-    process = subprocess.Popen(command, cwd=cwd, env=_git_env(env), stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        out, err = process.communicate(timeout=timeout)
+    try:  # its own session: ssh or a credential helper git started dies with it
+        code, out, err = run_in_session(command, cwd=cwd, env=_git_env(env), timeout=timeout)
     except subprocess.TimeoutExpired:
-        # Its own session: ssh or a credential helper git started dies with it.
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.communicate()
         raise GitError(_redact(f"Could not {what}: git {_subcommand(args)} took longer than {timeout:g} seconds "
                                "and was stopped.")) from None
     stdout = out.decode("utf-8", "surrogateescape")
     stderr = err.decode("utf-8", "replace")
-    if process.returncode not in ok:
+    if code not in ok:
         raise GitError(_redact(f"Could not {what}: {_detail(stderr, stdout)}."))
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    return subprocess.CompletedProcess(command, code, stdout, stderr)
 
 
 @dataclass(frozen=True)

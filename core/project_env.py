@@ -34,7 +34,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -45,6 +44,7 @@ from pathlib import Path
 
 from core.defaults import PROJECT_ENV_STALE_SECONDS, PROJECT_ENV_TIMEOUT_SECONDS
 from core.project_tests import has_file
+from core.supervisor import run_in_session
 
 log = logging.getLogger("tars.project_env")
 
@@ -305,20 +305,12 @@ def _run_uv(args: list[str], *, cwd: Path, env: Mapping[str, str], deadline: flo
     timeout = deadline - time.monotonic()
     if timeout <= 0:
         raise EnvError("making the environment took longer than its time limit")
-    proc = subprocess.Popen([uv_binary(), *args], cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
-                            start_new_session=True)
-    try:
-        _, stderr = proc.communicate(timeout=timeout)
+    try:  # its own session: a timeout kills the builds uv started too
+        code, _, err = run_in_session([uv_binary(), *args], cwd=cwd, env=dict(env), timeout=timeout)
     except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.communicate()
         raise EnvError(f"uv {' '.join(args[:2])} took longer than {timeout:.0f} s and was stopped") from None
-    if proc.returncode != 0:
-        raise EnvError(_uv_error(stderr) or f"uv {args[0]} exited {proc.returncode}")
+    if code != 0:
+        raise EnvError(_uv_error(err.decode("utf-8", "replace")) or f"uv {args[0]} exited {code}")
 
 
 def _uv_error(stderr: str) -> str:

@@ -7,6 +7,7 @@ backoff, so one fault never leaves TARS without Redis or without a worker for go
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import threading
@@ -17,6 +18,23 @@ log = logging.getLogger("tars.supervisor")
 
 BACKOFF_MAX_SECONDS = 30.0
 STEADY_SECONDS = 60.0  # a child that ran this long resets the backoff
+
+
+def run_in_session(argv: list[str], *, cwd, env, timeout: float) -> tuple[int, bytes, bytes]:
+    """Run argv to its end in a session of its own: (exit code, stdout, stderr). On timeout the whole group is killed
+    (a build uv started, an ssh git started) and subprocess.TimeoutExpired raised."""
+    process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.communicate()
+        raise
+    return process.returncode, out, err
 
 
 class Child(Protocol):
