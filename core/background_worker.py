@@ -141,6 +141,7 @@ class CancelWatcher(threading.Thread):
     """
 
     POLL_SECONDS = 0.25  # how long stop() may wait for the thread's current read to end
+    KEY_CHECK_SECONDS = 1.0  # how often it also reads the cancel key (a publish can be lost, the key is not)
 
     def __init__(self, ctx: TaskContext, callbacks: list[Callable[[], None]]):
         super().__init__(name=f"cancel-watcher-{ctx.task_id}", daemon=True)
@@ -160,8 +161,9 @@ class CancelWatcher(threading.Thread):
 
     def _watch(self) -> None:
         # Subscribed before this check, so a cancel sent in between is not missed.
-        if self.connection.exists(keys.task_cancel(self.ctx.task_id)):
+        if self._cancel_recorded():
             return self._fire()
+        checked_at = time.monotonic()
         while not self._stopping.is_set():
             if os.getppid() != self.parent_pid:
                 # The worker that forked this work-horse is gone: stop now, so that once the reaper marks the
@@ -172,12 +174,22 @@ class CancelWatcher(threading.Thread):
                 return self._fire()
             try:
                 message = self.pubsub.get_message(timeout=self.POLL_SECONDS)
-            except (redis.ConnectionError, redis.TimeoutError, ValueError):
-                self._stopping.wait(0.5)  # Redis went away: retry; the loop's own checks still run
-                continue
-            if message and message.get("data") in (b"cancel", "cancel"):
-                self.ctx.log.info("cancel requested")
-                return self._fire()
+                if message and message.get("data") in (b"cancel", "cancel"):
+                    self.ctx.log.info("cancel requested")
+                    return self._fire()
+                if time.monotonic() - checked_at >= self.KEY_CHECK_SECONDS:
+                    # A publish is lost while the pub/sub reconnects; the cancel key set before it never is.
+                    checked_at = time.monotonic()
+                    if self._cancel_recorded():
+                        self.ctx.log.info("cancel requested (seen on its key)")
+                        return self._fire()
+            except (redis.ConnectionError, redis.TimeoutError, ValueError) as exc:
+                self.ctx.log.warning("the cancel watcher lost Redis (%s); retrying", exc)
+                self._stopping.wait(0.5)  # the loop's own checks still run meanwhile
+                checked_at = 0.0  # reconnected: look at the key at once
+
+    def _cancel_recorded(self) -> bool:
+        return bool(self.connection.exists(keys.task_cancel(self.ctx.task_id)))
 
     def _fire(self) -> None:
         for callback in self.callbacks:
@@ -299,7 +311,7 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
         raise TaskFailed(f"The project folder {project} cannot be used: {exc}.") from None
     checkpoints = Checkpoints(ctx, checkout)
     cancelled = threading.Event()
-    callbacks = [cancelled.set, workspace.kill_running]
+    callbacks = [cancelled.set, workspace.cancel]
     if hasattr(model, "interrupt"):
         callbacks.append(model.interrupt)
     watcher = CancelWatcher(ctx, callbacks)

@@ -219,6 +219,7 @@ class Workspace:
         self._lock = threading.Lock()  # guards _proc and _cancelled against kill_running from another thread
         self._proc: subprocess.Popen | None = None
         self._cancelled = False
+        self._task_cancelled = False  # set by cancel(): sticky, unlike a restart's kill_running
 
     # ---- paths -------------------------------------------------------------------------------------------
 
@@ -309,6 +310,9 @@ class Workspace:
         buffer = _OutputBuffer(self.output_limit)
         argv, hook = ["/bin/bash", "-c", command], _child_setup_hook()
         with self._lock:  # registering under the lock means kill_running never misses a started command
+            if self._task_cancelled:  # cancelled before this command started: it never starts
+                return ToolResult(output="[cancelled: the command was not run because the task was cancelled]",
+                                  is_error=True)
             self._cancelled = False
             try:
                 if self.sandbox is not None:
@@ -379,6 +383,13 @@ class Workspace:
             if self._proc is not None:
                 self._cancelled = True
                 _kill_group(self._proc.pid)
+
+    def cancel(self) -> None:
+        """The task was cancelled: kill the running command, and never start another (a cancel landing between
+        the loop's "Running: ..." and the command's start would otherwise let it run to its end)."""
+        with self._lock:
+            self._task_cancelled = True
+        self.kill_running()
 
     def _snapshot(self) -> dict[str, tuple[int, int]]:
         seen: dict[str, tuple[int, int]] = {}

@@ -278,14 +278,18 @@ def test_a_read_only_project_fails_before_any_model_call(tasks, fake_api, start_
     assert "Traceback" not in worker.log
 
 
-def _reading(thread) -> bool:
-    """Whether thread is blocked in a pub/sub read right now (its stack is inside get_message)."""
-    frame = sys._current_frames().get(thread.ident)
-    while frame is not None:
-        if frame.f_code.co_name == "get_message":
-            return True
-        frame = frame.f_back
-    return False
+def _started_reading(watcher: CancelWatcher) -> threading.Event:
+    """Set once the watcher's thread is inside its pub/sub read (walking another thread's frames instead once
+    crashed Python 3.11 under load)."""
+    reading = threading.Event()
+    read = watcher.pubsub.get_message
+
+    def get_message(*args, **kwargs):
+        reading.set()
+        return read(*args, **kwargs)
+
+    watcher.pubsub.get_message = get_message
+    return reading
 
 
 @pytest.mark.worker_story
@@ -301,8 +305,9 @@ def test_stopping_the_cancel_watcher_never_leaves_its_connection_to_the_task(red
     ctx = TaskContext(job, settings)
     for round_ in range(20):
         watcher = CancelWatcher(ctx, [])
+        reading = _started_reading(watcher)
         watcher.start()
-        wait_until(lambda: _reading(watcher), timeout=30, what="the watcher to block in its read")
+        assert reading.wait(30), "the watcher never started its read"
         watcher.stop()
         assert not watcher.is_alive(), "stop() returned while the watcher still held its connection"
         with client.pipeline() as pipe:  # what RQ's handle_job_success does next
@@ -321,13 +326,32 @@ def test_a_cancel_reaches_the_watcher_on_its_own_connection(redis_server, redis_
     job.save()
     fired = threading.Event()
     watcher = CancelWatcher(TaskContext(job, settings), [fired.set])
+    reading = _started_reading(watcher)
     watcher.start()
-    wait_until(lambda: _reading(watcher), timeout=30, what="the watcher to block in its read")
+    assert reading.wait(30), "the watcher never started its read"
     redis_client.publish(keys.task_control("w2"), "cancel")
     assert fired.wait(30)
     watcher.join(30)
     assert not watcher.is_alive()
     watcher.stop()  # after it ended by itself: nothing left to do, and no error
+
+
+@pytest.mark.worker_story
+def test_a_cancel_whose_message_was_lost_still_reaches_the_watcher_through_its_key(redis_server, redis_client,
+                                                                                   settings):
+    """A publish sent while the watcher's pub/sub reconnects is lost; the cancel key, set before it, is not."""
+    job = Job.create(func="core.background_worker.run_task", args=("x",), connection=redis_client, id="w3")
+    job.meta = {"goal": "watch"}
+    job.save()
+    fired = threading.Event()
+    watcher = CancelWatcher(TaskContext(job, settings), [fired.set])
+    reading = _started_reading(watcher)
+    watcher.start()
+    assert reading.wait(30), "the watcher never started its read"
+    redis_client.set(keys.task_cancel("w3"), time.time())  # what TaskManager.cancel records; no message follows
+    assert fired.wait(30)
+    watcher.join(30)
+    assert not watcher.is_alive()
 
 
 # --- the project's own environment (core/project_env.py) ---------------------------------------------------------

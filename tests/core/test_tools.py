@@ -580,6 +580,13 @@ def test_kill_running_from_another_thread(ws):
     assert box["result"].is_error and "cancelled" in box["result"].output
 
 
+def test_a_cancel_landing_before_the_command_starts_keeps_it_from_ever_starting(ws, project):
+    ws.cancel()  # the task was cancelled between the loop's "Running: ..." and the command's start
+    result = ws.bash("touch started")
+    assert result.is_error and "not run because the task was cancelled" in result.output
+    assert not (project / "started").exists()
+
+
 def test_restart_answers_like_the_reference_tool(ws):
     result = ws.run_tool("bash", {"restart": True})
     assert result.output == "tool has been restarted." and not result.is_error
