@@ -1,72 +1,30 @@
 """The command gate, an allow-list: a bash command runs without the owner's code only when every part of it is known
-to be harmless; everything else asks.
+to be harmless; everything else asks. docs/SECURITY.md ("What asks for your code" onwards) is the long form.
 
 PRINCIPLE (after OpenAI Codex's `is_known_safe_command`). bashlex parses the command; every simple command anywhere in
-it (lists, pipelines, subshells, if/for/while bodies, functions, `$(...)`, backticks, `<(...)`, heredoc bodies, `bash
--c` strings and code fed to shells, what wrappers such as env, timeout, xargs, find -exec or npx run) must be an
-allow-listed program called in a way its rule accepts, and every redirection must write inside the project. What the
-gate does not know, cannot parse or cannot read (a variable as the program, eval, code piped into a shell, an unknown
-option) asks.
+it (lists, pipelines, subshells, bodies, functions, `$(...)`, backticks, `<(...)`, heredocs and strings fed to shells,
+what wrappers such as env, timeout, xargs, find -exec or npx run) must be an allow-listed program called in a way its
+rule accepts, and every redirection must write inside the project (or /tmp, with the sandbox). What the gate does not
+know, cannot parse or cannot read asks.
 
-RULE FAMILIES (a run's rule is "allow:" + the families used, e.g. "allow:read+git"):
-- read: reading, searching, inspecting (ls, cat, grep, rg, find, sed -n, awk, jq, ps, curl GET, read-only
-  docker/kubectl/terraform/gh subcommands...); data or another HTTP method only to this machine.
-- edit: files inside the project (touch, mkdir, cp, mv, tee, sed -i, tar, unzip, >, >>). Paths resolve against every
-  directory `cd` may have led to; a target outside the project, under ~ or .git/, or known only at run time asks. With
-  the sandbox, /tmp is writable too.
-- git: reading, and work on the task's branch (add, commit, switch -c, branch/tag create, stash, restore --staged,
-  fetch, pull, merge...). Pushing (TARS pushes the task's branch itself: `task push`), leaving the branch, discarding
-  or rewriting work, deleting refs, `git -c` and most config writes ask.
-- build: building, testing, linting, formatting (make, pytest, mypy, ruff, tsc, eslint, jest, cargo, go, npm test...).
-  For task runners (make, npm/yarn/pnpm/bun scripts, gradle/mvn) the task's name decides: test/build/lint-like names
-  are build; database names (db, migrate, seed, flush...) and shipping names (deploy, release, publish) ask, also as
-  the first argument of the project's own scripts (`python manage.py migrate`); other names are project code.
-- install: into the project's environment (pip install without --user/--prefix, uv sync, poetry install, npm install
-  without -g, go get, python -m venv, sourcing the project's venv activate script).
-- project-code: the project's own code (`python app.py`, `node index.js`, `./x.sh`, `npm start`, `cargo run`,
-  uvicorn...) runs only with the sandbox (sandboxed=True), which contains it; without it it asks. A file the same
-  command writes or downloads and then runs always asks; so does a script outside the project.
-- inline-python (below), and shell: bookkeeping (cd, export, set, test, read...).
-Build, test and install tools run the project's code too; they are allowed because they are the work itself. The
-sandbox, not this gate, is the boundary for what that code does.
+RULE FAMILIES (a run's rule is "allow:" + the families used, e.g. "allow:read+git"): read; edit (inside the project,
+paths resolved against every directory `cd` may have led to); git (on the task's branch; pushing asks: `task push`);
+build (tests, linters, task runners whose task name is build-like; database and shipping task names ask); install
+(into the project's environment); project-code (the project's own code: only with the sandbox, never a file the same
+command writes); inline-python; shell (bookkeeping). The sandbox, not this gate, bounds what build tools' code does.
 
-ALWAYS ASK (the original TARS list; neither the sandbox nor the owner's allow rules change it): rm, rmdir, unlink,
-git rm, find -delete; DROP or TRUNCATE given to a database client (-c, -e, a heredoc, echo piped in), dropdb; git
-push --force/-f/--force-with-lease/--mirror/+refspec; git reset --hard; chmod, chown, chgrp; kill, pkill, killall
-(kill -0 and kill -l send no signal); sudo, su, doas, pkexec, run0. Wiping asks too: `: > f`, `> f`, `true > f`,
-`cat /dev/null > f`, `cp /dev/null f`, truncate, dd, shred.
+ALWAYS ASK (neither the sandbox nor the owner's rules change it): rm, rmdir, unlink, git rm, find -delete; DROP or
+TRUNCATE given to a database client, dropdb; git push --force (-f, --force-with-lease, --mirror, +refspec); git reset
+--hard; chmod, chown, chgrp; kill, pkill, killall (not kill -0/-l); sudo, su, doas, pkexec, run0. Wiping asks too.
 
-INLINE CODE. Python given inline (`python -c CODE`, `python - <<EOF`, `echo CODE | python`) is parsed with `ast` and
-runs only when plainly harmless: imports only from a list of pure modules (json, re, collections..., os and sys for
-reading); no exec, eval, compile, __import__, getattr/setattr, vars, globals; open only with a literal read-only
-mode; no name or attribute starting with "_" (but __name__, __file__, __doc__, __version__) or reaching frames, no
-string containing "__"; os and sys never as values; no module reached through another. With the sandbox, importing
-a module that is not in Python's standard library (the project's own, or its dependencies) is running the project's
-code and is allowed like `python app.py`. Anything else asks, saying what was found. Inline code in any other language (node -e, perl -e, ruby -e...) asks: the gate does not read it.
+INLINE CODE. Python (`python -c`, `python - <<EOF`, `echo ... | python`) is read with `ast` and runs only when plainly
+harmless (_python_problem); with the sandbox, importing a module outside the standard library is project code. Other
+languages' inline code asks.
 
-THE OWNER'S RULES: a JSON file whose path TARS passes (setting COMMAND_RULES_FILE, default DATA_DIR/commands.json,
-outside every checkout so that the model cannot edit it); missing = no rules. Claude Code's shape:
-    {"permissions": {"allow": ["Bash(npm run lint:*)"], "ask": ["Bash(npm publish:*)", "Bash(git push:*)"]}}
-`Bash(npm run lint:*)` matches the simple command "npm run lint" and anything after it, `Bash(make deploy)` exactly
-that, `*` inside a spec any characters, `Bash` or `Bash(*)` everything. Rules match one simple command at a time (quotes
-removed, words joined by single spaces), at every wrapper level (`timeout 5 npm publish` meets `Bash(npm publish:*)`),
-never a whole line (`Bash(npm test:*)` does not allow `npm test && rm -rf x`). Order: ALWAYS ASK first (owner rules
-cannot unlock it, not even inside an owner-allowed `bash -c`), then the owner's ask rules, then the owner's allow rules
-(they run even without the sandbox), then the built-in rules. Redirections and `$(...)` are checked on their own. Other
-keys ("deny") are errors: the gate never refuses, it asks. A malformed file raises RulesError naming the problem.
-
-API. `check(command, project_root, *, sandboxed, rules=None) -> Decision(decision, reason, rule)`: "run" or "ask", a
-sentence for a person, and the rule that decided ("allow:read+git", "ask:rm", "ask:outside", "owner:allow
-Bash(npm run lint:*)"...). Never raises; pure (no subprocess, no file read). When several parts ask, ALWAYS ASK leads,
-then the owner's, then the rest in order; up to two more reasons follow "; also: ".
-
-check-command: `check-command [--project DIR] [--json] [--no-sandbox] [--rules FILE] [COMMAND]` (`main(argv)`;
-main_tars.py uses add_arguments and check_command). With COMMAND: one line `run (RULE): REASON` or
-`ask (RULE): REASON` (--json: the object below); exit 0 run, 1 ask. Without COMMAND: one JSON string per line on
-stdin, one JSON object per line out, in order: {"command": ..., "decision": "run"|"ask", "reason": ..., "rule": ...};
-a line that is not a JSON string prints {"line": N, "error": ...} and makes the exit status 2 (else 0). A bad rules
-file: a message on stderr, exit 2. --project defaults to the current directory; the sandbox is assumed unless
---no-sandbox.
+THE OWNER'S RULES: Claude Code's shape, {"permissions": {"allow": ["Bash(npm run lint:*)"], "ask": [...]}}, matched
+against each simple command at every wrapper level. Order: ALWAYS ASK, the owner's ask, the owner's allow (runs even
+without the sandbox), the built-in rules. `check()` never raises and does no I/O; `check-command` (main) prints
+`run (RULE): REASON` / `ask (RULE): REASON`, or JSON lines for JSON lines on stdin (docs/SECURITY.md).
 """
 
 from __future__ import annotations
@@ -151,9 +109,7 @@ def load_rules(path: str | Path) -> Rules:
     return Rules(allow=lists["allow"], ask=lists["ask"], source=str(p))
 
 
-# --------------------------------------------------------------------------- words
-
-
+# --- words
 @dataclass
 class _W:
     """One shell word: source, value after quote removal (None when an expansion makes it known only at run time), the
@@ -344,8 +300,7 @@ def _values(opts, *names) -> list[_W]:
     return [v for n, v in opts if n in names and v is not None]
 
 
-# --------------------------------------------------------------------------- inline Python
-
+# --- inline Python
 _PY_PURE = frozenset("""json math cmath re textwrap datetime time calendar collections collections.abc itertools
 functools statistics decimal fractions random hashlib hmac base64 binascii uuid pprint platform struct enum difflib
 unicodedata keyword heapq bisect copy html urllib.parse shlex fnmatch glob zlib numbers array colorsys ipaddress
@@ -440,9 +395,7 @@ def _python_problem(code: str, project_code: bool = False) -> str | None:
     return None
 
 
-# --------------------------------------------------------------------------- tables
-
-
+# --- tables
 def _set(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
@@ -595,8 +548,7 @@ _GIT_VALUED = _set("-m --message -F --file --author --date -n --max-count --sinc
                    "-S -G --trailer")
 
 
-# --------------------------------------------------------------------------- parsing
-
+# --- parsing
 _HEREDOC_QUOTED = re.compile(r"<<(-?)[ \t]*(?:(['\"])([\w.@%+:/-]+)\2|\\([\w.@%+:/-]+))")
 
 
@@ -631,9 +583,7 @@ def _inside(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
-# --------------------------------------------------------------------------- the gate
-
-
+# --- the gate
 class _Gate:
     """One check: walks the parsed command, noting what asks and which families ran."""
 
@@ -930,9 +880,7 @@ class _Gate:
         self.script(stdin[1], depth + 1)
 
 
-# --------------------------------------------------------------------------- handlers: (gate, name, args, stdin, depth)
-
-
+# --- handlers: (gate, name, args, stdin, depth)
 def _h_cd(g: _Gate, name, args, stdin, depth):
     t = next((a for a in args if a.text is None or not a.text.startswith("-") or a.text == "-"), None)
     new = (None,) if name == "popd" or t is None or t.text in (None, "-") or t.tilde or t.glob else tuple(
@@ -1362,9 +1310,7 @@ _HANDLERS = {
     **dict.fromkeys("export declare typeset local readonly".split(), _h_declare)}
 
 
-# --------------------------------------------------------------------------- API
-
-
+# --- API
 def check(command: str, project_root, *, sandboxed: bool, rules: Rules | None = None) -> Decision:
     """Whether `command` runs without the owner's code ("run") or asks ("ask"), why, and which rule decided."""
     try:
