@@ -340,8 +340,8 @@ def _project_module(name: str | None) -> bool:
 
 
 def _python_problem(code: str, project_code: bool = False) -> str | None:
-    """None when the inline Python is plainly harmless, else what it does that is not (see the module docstring).
-    With project_code (the sandbox is on), importing the project's own modules is allowed: that is running its code."""
+    """None when inline Python is plainly harmless (docs/SECURITY.md), else what it does; project_code (the sandbox):
+    importing modules outside the standard library is running the project's code."""
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
@@ -939,14 +939,10 @@ def _h_python(g: _Gate, name, args, stdin, depth):
         return g.ok("read")
     if option == "-c":
         return g.stdin_code("python", ("text", value and value.text), depth)
-    if option == "-m":
-        return _python_module(g, name, value and value.text, rest, stdin, depth)
-    if rest and rest[0].text != "-":
-        return g.own_code(rest[0], rest[1:], f"`{name} {rest[0].shown}`")
-    g.stdin_code("python", stdin, depth)
-
-
-def _python_module(g: _Gate, name, module, args, stdin, depth):
+    if option != "-m":
+        return g.own_code(rest[0], rest[1:], f"`{name} {rest[0].shown}`") if rest and rest[0].text != "-" else \
+            g.stdin_code("python", stdin, depth)
+    module, args = value and value.text, rest
     if module in ("pip", "venv"):
         return _HANDLERS[module](g, module, args, stdin, depth)
     if module in _BUILD or module in ("unittest", "doctest", "build", "compileall", "py_compile"):
@@ -1238,8 +1234,8 @@ def _h_make(g: _Gate, name, args, stdin, depth):
 
 
 def _h_http(g: _Gate, name, args, stdin, depth):
-    """curl and wget with their common options: reading is fine; data or a method other than GET/HEAD only to this
-    machine; files land in the project. Any other option asks (curl -K and wget -e read options from elsewhere)."""
+    """curl, wget: GET/HEAD anywhere, data or other methods only to this machine, files into the project; an unknown
+    option asks (curl -K and wget -e read options from elsewhere)."""
     curl = name == "curl"
     outs = _set("-o --output -D --dump-header -c --cookie-jar --output-dir" if curl else
                 "-O --output-document -o --output-file -P --directory-prefix")
@@ -1270,8 +1266,7 @@ def _h_http(g: _Gate, name, args, stdin, depth):
 
 
 def _h_db(g: _Gate, name, args, stdin, depth):
-    """Database clients ask: their effects live outside the checkout. DROP or TRUNCATE in anything given to them
-    (options, a heredoc, echo piped in) is on the always-ask list."""
+    """Database clients ask (outside the checkout); DROP or TRUNCATE anywhere in their input is ALWAYS ASK."""
     texts = [w.shown for w in args] + [stdin[1] or "" if stdin and stdin[0] != "file" else ""]
     if any(re.search(r"(?i)\b(drop|truncate)\b", t) for t in texts):
         return g.ask("ask:database-drop", f"`{name}` is given DROP or TRUNCATE, which deletes database data",
