@@ -27,7 +27,7 @@ from pathlib import Path
 
 import redis
 
-from core import command_policy
+from core import command_policy, task_states
 from core.config import get_settings, warn_about_env_file
 from core.defaults import RESULT_TTL_SECONDS, SERVER_SHUTDOWN_GRACE_SECONDS, WORKER_LOG_FORMAT
 from core.exceptions import TarsError
@@ -120,7 +120,7 @@ def tests_text(result: dict) -> str:
         return "tests passed" if passed else "tests failed"
     if result.get("test_command"):
         return f"no tests collected by {result['test_command']}"
-    return "no tests found" if result.get("outcome") == "complete" else "tests not run"
+    return "no tests found" if result.get("outcome") == task_states.COMPLETE else "tests not run"
 
 
 def names_text(paths: list[str], shown: int = 5) -> str:

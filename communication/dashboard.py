@@ -46,7 +46,7 @@ from starlette.staticfiles import StaticFiles
 
 from communication.api import StartBody, _task_id, body_schema, confirm_answer, start_answer
 from communication.deps import dashboard_csrf, dashboard_session, get_tasks, parse, read_body, same_origin
-from core import event_log, git_workspace, keys
+from core import event_log, git_workspace, keys, task_states
 from core.config import Settings
 from core.confirmations import pending_request
 from core.defaults import QUEUE_NAME
@@ -67,6 +67,7 @@ OVERVIEW_MAX_SILENCE = 15.0    # ... and sends it at least this often even when 
 OVERVIEW_TASKS = 20
 EVENT_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 CSRF_META = '<meta name="csrf-token" content="">'
+VOCABULARY_META = '<meta name="tars-vocabulary" content="">'  # core/task_states.py's names, for app.js
 SECURITY_HEADERS = {
     "Content-Security-Policy": ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                                 "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
@@ -159,7 +160,10 @@ def dashboard_page(request: Request):
     session = load_session(request)
     if session is None:
         return _login_page()
-    return _page("index.html", **{CSRF_META: f'<meta name="csrf-token" content="{html.escape(session.csrf)}">'})
+    return _page("index.html", **{
+        CSRF_META: f'<meta name="csrf-token" content="{html.escape(session.csrf)}">',
+        VOCABULARY_META: f'<meta name="tars-vocabulary" content="{html.escape(json.dumps(task_states.vocabulary()))}">',
+    })
 
 
 @router.post("/login", response_class=HTMLResponse, status_code=303,
@@ -326,7 +330,7 @@ def task_status(task_id: str, _: Session, tasks: Tasks):
     """The task's status with age_seconds and pending_confirmation (command, reason, attempts_left) or null."""
     status = _status(tasks, task_id)
     pending = None
-    if status.status == "awaiting_confirmation":
+    if status.status == task_states.AWAITING_CONFIRMATION:
         request = pending_request(tasks.redis, status.task_id)
         if request:
             pending = {"command": request.get("command", status.confirmation_command),

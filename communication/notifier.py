@@ -46,16 +46,17 @@ from typing import Any, Iterable, Mapping
 import httpx
 
 from core.scrub import Scrubber
+from core.task_states import (CONFIRMATION_KINDS, ENDING_KINDS, ENDING_PHASE, EVENT_KINDS, LABEL, QUEUED, VERB,
+                               outcome_of)
 
 log = logging.getLogger("tars.notifier")
 
-EVENT_TYPES = ("started", "workspace", "planning", "file_edit", "command", "command_result", "checkpoint",
-               "checkpoint_failed", "phase", "confirmation_required", "confirmation_received", "confirmation_refused",
-               "complete", "error", "timeout", "cancelled")
-MILESTONES = {"started", "checkpoint_failed", "phase", "confirmation_required", "confirmation_received", "confirmation_refused",
-              "complete", "error", "timeout", "cancelled"}  # sent even when not verbose
-ALWAYS = {"confirmation_required", "confirmation_received", "confirmation_refused", "complete", "error", "timeout",
-          "cancelled"}
+EVENT_TYPES = tuple(kind for kind in EVENT_KINDS if kind not in (QUEUED, "progress"))
+"""What a worker delivers (core/task_states.py's kinds; a queued task has no worker yet, progress lives in meta)."""
+ALWAYS = {*CONFIRMATION_KINDS, *ENDING_KINDS}
+"""Never dropped, even from a backlog at close."""
+MILESTONES = ALWAYS | {"started", "checkpoint_failed", "phase"}
+"""Sent even when the task's updates are not detailed."""
 
 EMOJI = {"started": "🚀", "workspace": "🌿", "checkpoint": "💾", "checkpoint_failed": "⚠️", "planning": "🧠", "file_edit": "📝", "command": "⚡", "command_result": "📋",
          "phase": "🔄", "confirmation_required": "⚠️", "confirmation_received": "✅", "confirmation_refused": "🚫", "complete": "🎉",
@@ -64,8 +65,8 @@ OTHER_EMOJI = "ℹ️"  # an event type outside EVENT_TYPES (accepted, never an 
 TITLES = {"started": "Started", "workspace": "Workspace", "checkpoint": "Checkpoint",
           "checkpoint_failed": "Checkpoint failed", "planning": "Planning", "file_edit": "File changed", "command": "Running a command",
           "command_result": "Command finished", "phase": "Phase", "confirmation_required": "Confirmation needed",
-          "confirmation_received": "Confirmation received", "confirmation_refused": "Not run", "complete": "Complete", "error": "Failed",
-          "timeout": "Timed out", "cancelled": "Cancelled"}
+          "confirmation_received": "Confirmation received", "confirmation_refused": "Not run",
+          **{ENDING_PHASE[outcome]: label for outcome, label in LABEL.items()}}
 COLOURS = {"started": 0x3498DB, "workspace": 0x27AE60, "checkpoint": 0x95A5A6, "checkpoint_failed": 0xF1C40F,
            "planning": 0x9B59B6, "file_edit": 0x95A5A6, "command": 0xE67E22,
            "command_result": 0x7F8C8D, "phase": 0x1ABC9C, "confirmation_required": 0xF1C40F,
@@ -198,8 +199,8 @@ def format_message(event: ProgressEvent) -> str:
         text = f"{head}: confirmation received" + (f": {msg}" if msg else "")
     elif kind == "confirmation_refused":
         text = f"{head}: command not run" + (f": {msg}" if msg else "")
-    elif kind in ("complete", "error", "timeout", "cancelled"):
-        verb = {"complete": "complete", "error": "failed", "timeout": "timed out", "cancelled": "cancelled"}[kind]
+    elif kind in ENDING_KINDS:
+        verb = VERB[outcome_of(kind)]
         text = f"{head} {verb}: {msg}" if msg else f"{head} {verb}"
         changes = (event.data.get("result") or {}).get("changes") if isinstance(event.data, dict) else None
         if isinstance(changes, str) and changes:

@@ -26,7 +26,7 @@ import redis
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
-from core import command_policy, event_log, git_workspace, keys, project_env, sandbox
+from core import command_policy, event_log, git_workspace, keys, project_env, sandbox, task_states
 from core.agent import Agent, AgentConfig, AgentResult
 from core.config import Settings, env_file, get_settings, setting_names
 from core.confirmations import ConfirmationGate
@@ -40,7 +40,6 @@ from core.tools import Workspace, scrub_environment
 
 log = logging.getLogger("tars.worker")
 
-PHASE_OF_OUTCOME = {"complete": "complete", "failed": "error", "timeout": "timeout", "cancelled": "cancelled"}
 EventSink = Callable[..., None]
 # Other issues plug progress channels in here (Discord/n8n); each gets (task, kind, message, **data).
 EVENT_SINKS: list[Callable[["TaskContext"], EventSink]] = []
@@ -271,16 +270,17 @@ def run_task(task_id: str) -> dict:
         try:
             result = _run_agent(ctx, settings)
         except JobTimeoutException:
-            result = _ended(ctx, "timeout", "RQ's hard job timeout stopped the task.", started)
+            result = _ended(ctx, task_states.TIMEOUT, "RQ's hard job timeout stopped the task.", started)
         except TaskEnded as exc:  # ended before the loop ran (no key, unusable project, lost record)
             result = _ended(ctx, exc.outcome, str(exc), started)
         except TarsError as exc:
-            result = _ended(ctx, "failed", str(exc), started)
+            result = _ended(ctx, task_states.FAILED, str(exc), started)
         return _finish(ctx, settings, result)
     finally:
         if result is None:  # an unexpected exception: RQ records it as failed; still mark the end
-            ctx.update_meta(phase="error", progress="Crashed", awaiting_confirmation=False)
-            ctx.event("error", "The task crashed; see the worker log.", phase="error")
+            crashed = task_states.ENDING_PHASE[task_states.FAILED]
+            ctx.update_meta(phase=crashed, progress="Crashed", awaiting_confirmation=False)
+            ctx.event(crashed, "The task crashed; see the worker log.", phase=crashed)
             _release_waiters(ctx)
         if ctx.sandbox is not None:
             ctx.sandbox.close()
@@ -293,7 +293,7 @@ def run_task(task_id: str) -> dict:
 
 def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
     if ctx.cancel_requested():
-        return _ended(ctx, "cancelled", "The task was cancelled before it started.", time.monotonic())
+        return _ended(ctx, task_states.CANCELLED, "The task was cancelled before it started.", time.monotonic())
     model = build_model(settings)
     rules = _load_rules(settings)
     checkout = _prepare_checkout(ctx, settings)
@@ -334,8 +334,8 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
         result = agent.run()
     finally:
         watcher.stop()
-    if ctx.abort_reason and result.outcome == "cancelled":
-        result = dataclasses.replace(result, outcome="failed", reason=ctx.abort_reason)
+    if ctx.abort_reason and result.outcome == task_states.CANCELLED:
+        result = dataclasses.replace(result, outcome=task_states.FAILED, reason=ctx.abort_reason)
     ctx.git = checkpoints.finish(result, settings.AUTO_MERGE)
     if ctx.git:
         changed = sorted(set(result.files_changed) | {f["path"] for f in ctx.git["files"]})
@@ -465,9 +465,8 @@ class Checkpoints:
 
     def finish(self, result: AgentResult, auto_merge: bool) -> dict | None:
         """The last checkpoint, the branch's summary and, for a green task with AUTO_MERGE, its merge or push."""
-        green = result.outcome == "complete" and result.tests_passed is True
-        label = {"complete": "Complete", "failed": "Failed", "timeout": "Timed out", "cancelled": "Cancelled"}
-        self(f"{label[result.outcome]}: {result.reason}", green)
+        green = result.outcome == task_states.COMPLETE and result.tests_passed is True
+        self(f"{task_states.LABEL[result.outcome]}: {result.reason}", green)
         try:
             info = git_workspace.summary(self.checkout)
         except GitError as exc:
@@ -501,7 +500,7 @@ def _ended(ctx: TaskContext, outcome: str, reason: str, started: float) -> Agent
 
 
 def _finish(ctx: TaskContext, settings: Settings, result: AgentResult) -> dict:
-    phase = PHASE_OF_OUTCOME[result.outcome]
+    phase = task_states.ENDING_PHASE[result.outcome]
     model_name = settings.CLAUDE_MODEL
     record = {
         "outcome": result.outcome, "reason": result.reason, "summary": result.summary,
@@ -512,8 +511,7 @@ def _finish(ctx: TaskContext, settings: Settings, result: AgentResult) -> dict:
         "git": ctx.git, "changes": git_workspace.describe(ctx.git) if ctx.git else None,
     }
     record = ctx.scrubber.value(record)  # the result is kept in Redis and read back by people
-    progress = {"complete": "Complete", "failed": "Failed", "timeout": "Timed out",
-                "cancelled": "Cancelled"}[result.outcome] + f": {record['reason']}"
+    progress = f"{task_states.LABEL[result.outcome]}: {record['reason']}"
     try:
         ctx.update_meta(phase=phase, progress=progress, awaiting_confirmation=False, confirmation_command=None)
     except TaskFailed as lost:  # the record vanished at the very end: still tell the owner why
@@ -538,9 +536,6 @@ def _brief(git: dict | None) -> dict | None:
             "tests_passed": git["tests_passed"], "delivery": git.get("delivery")}
 
 
-ENDED_PHASES = frozenset(PHASE_OF_OUTCOME.values())
-
-
 def record_abandoned_end(job, settings: Settings, outcome: str, reason: str) -> bool:
     """Record the end of a task whose work-horse could not record it (killed, or its worker died).
 
@@ -548,7 +543,7 @@ def record_abandoned_end(job, settings: Settings, outcome: str, reason: str) -> 
     happen once. The owner is told as for any ending, and no confirmation request is left pending.
     """
     job.refresh()
-    if (job.meta or {}).get("phase") in ENDED_PHASES:
+    if (job.meta or {}).get("phase") in task_states.ENDING_KINDS:
         return False  # the horse recorded its own ending
     if not job.connection.set(keys.task_reaped(job.id), outcome, nx=True, ex=RESULT_TTL_SECONDS):
         return False

@@ -16,10 +16,7 @@ import redis
 
 from core import keys
 from core.defaults import EVENT_LOG_MAX_EVENTS, RESULT_TTL_SECONDS
-
-ENDING_TYPES = frozenset({"complete", "error", "timeout", "cancelled"})
-"""Event types that end a task's timeline (the ending's type is its phase)."""
-
+from core.task_states import ENDING_KINDS
 
 @dataclass(frozen=True)
 class Event:
@@ -32,7 +29,7 @@ class Event:
 
     @property
     def ends(self) -> bool:
-        return self.type in ENDING_TYPES
+        return self.type in ENDING_KINDS
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -3,6 +3,7 @@
 Each message is one sentence a person can read aloud: the voice front-end speaks
 them as they are, and the CLI prints them on one line.
 """
+from core.task_states import CANCELLED, COMPLETE, FAILED, TIMEOUT
 
 
 class TarsError(Exception):
@@ -57,7 +58,7 @@ class ModelError(TarsError):
 class TaskEnded(Exception):
     """The loop is over; carries the outcome and a sentence saying why."""
 
-    outcome = "failed"
+    outcome = FAILED
 
     def __init__(self, reason: str, summary: str = ""):
         super().__init__(reason)
@@ -68,31 +69,31 @@ class TaskEnded(Exception):
 class Submitted(TaskEnded):
     """The model is done and the worker's own test run agrees."""
 
-    outcome = "complete"
+    outcome = COMPLETE
 
 
 class LimitsExceeded(TaskEnded):
     """Iteration limit reached, or the model is stuck repeating itself."""
 
-    outcome = "failed"
+    outcome = FAILED
 
 
 class TimeExceeded(TaskEnded):
     """MAX_TASK_RUNTIME_MINUTES ran out."""
 
-    outcome = "timeout"
+    outcome = TIMEOUT
 
 
 class Cancelled(TaskEnded):
     """Someone cancelled the task."""
 
-    outcome = "cancelled"
+    outcome = CANCELLED
 
 
 class TaskFailed(TaskEnded):
     """The task cannot go on (model API failure, missing key, unusable project)."""
 
-    outcome = "failed"
+    outcome = FAILED
 
 
 class CodeRejected(TarsError):

@@ -31,12 +31,12 @@ from core.defaults import (CANCEL_GRACE_SECONDS, GOAL_MAX_CHARS, JOB_TIMEOUT_MAR
 from core.scrub import Scrubber
 from core.exceptions import GitError, InvalidGoal, InvalidProjectPath, TaskNotActive, TaskNotFound
 from core.git_workspace import Checkpoint, MergeResult, TaskCheckout
+from core.task_states import (ACTIVE, AWAITING_CONFIRMATION, CANCELLED, COMPLETE, ENDING_PHASE, FAILED, QUEUED,
+                               RUNNING, outcome_of)
 
 JOB_FUNCTION = "core.background_worker.run_task"
 TASK_ID_PATTERN = re.compile(r"[0-9a-f]{1,32}")
 URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]*:[^/@\s]*@|^https?://[^/@\s]+@", re.IGNORECASE)
-ACTIVE = ("queued", "running", "awaiting_confirmation")
-ENDED_PHASES = {"complete": "complete", "error": "failed", "timeout": "timeout", "cancelled": "cancelled"}
 
 
 @dataclass
@@ -83,18 +83,18 @@ def derive_status(rq_status: JobStatus | None, meta: dict, result: dict | None, 
     """The TARS status of a task from what RQ and the worker recorded."""
     if rq_status in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.CREATED,
                      JobStatus.READY_TO_ENQUEUE, JobStatus.RATE_LIMITED):
-        return "queued"
+        return QUEUED
     if rq_status == JobStatus.STARTED:
-        if meta.get("phase") in ENDED_PHASES:  # the loop has ended; RQ records it a moment later
-            return ENDED_PHASES[meta["phase"]]
-        return "awaiting_confirmation" if meta.get("awaiting_confirmation") else "running"
+        if outcome_of(meta.get("phase")):  # the loop has ended; RQ records it a moment later
+            return outcome_of(meta["phase"])
+        return AWAITING_CONFIRMATION if meta.get("awaiting_confirmation") else RUNNING
     if rq_status == JobStatus.FINISHED:
-        return (result or {}).get("outcome") or ENDED_PHASES.get(meta.get("phase"), "complete")
+        return (result or {}).get("outcome") or outcome_of(meta.get("phase")) or COMPLETE
     if rq_status == JobStatus.CANCELED:
-        return "cancelled"
+        return CANCELLED
     if rq_status == JobStatus.STOPPED or (rq_status == JobStatus.FAILED and cancel_requested):
-        return "cancelled"
-    return "failed"
+        return CANCELLED
+    return FAILED
 
 
 class TaskManager:
@@ -150,7 +150,7 @@ class TaskManager:
         project = self.resolve_project(project_path)
         goal = self.scrubber.text(goal)  # the goal goes to the model and to Discord
         task_id = self._new_id()
-        meta = {"progress": "Waiting for a worker", "phase": "queued", "awaiting_confirmation": False,
+        meta = {"progress": "Waiting for a worker", "phase": QUEUED, "awaiting_confirmation": False,
                 "confirmation_command": None, "goal": goal, "session_id": session_id,
                 "project_path": str(project), "verbose_updates": verbose_updates, "retry_of": retry_of}
         timeout = int(self.settings.max_runtime_seconds + self.settings.CONFIRMATION_TIMEOUT_SECONDS
@@ -159,7 +159,7 @@ class TaskManager:
             self.queue.enqueue_call(JOB_FUNCTION, args=(task_id,), job_id=task_id, timeout=timeout, meta=meta,
                                     result_ttl=RESULT_TTL_SECONDS, failure_ttl=RESULT_TTL_SECONDS,
                                     description=f"TARS task {task_id}: {goal[:100]}", pipeline=pipe)
-            event_log.append(pipe, task_id, "queued", f"Queued: {goal}", "queued",
+            event_log.append(pipe, task_id, QUEUED, f"Queued: {goal}", QUEUED,
                              {"project_path": str(project), "retry_of": retry_of})
             if session_id:
                 pipe.zadd(keys.session_tasks(session_id), {task_id: time.time()})
@@ -216,14 +216,14 @@ class TaskManager:
         status = derive_status(rq_status, meta, result, cancel_requested)
         reason = (result or {}).get("reason")
         checkout = meta.get("checkout") or {}
-        if not reason and status not in ACTIVE and meta.get("phase") in ENDED_PHASES:
+        if not reason and status not in ACTIVE and outcome_of(meta.get("phase")):
             # The loop ended and RQ has no result (not stored yet, or the worker recorded a killed horse's end):
             # the worker's last progress says why.
             reason = meta.get("progress", "").partition(": ")[2] or None
-        if status in ("failed", "cancelled") and not reason:
+        if status in (FAILED, CANCELLED) and not reason:
             reason = self._failure_reason(job, status)
         return TaskStatus(
-            task_id=job.id, status=status, phase=meta.get("phase", "queued"), progress=meta.get("progress", ""),
+            task_id=job.id, status=status, phase=meta.get("phase", QUEUED), progress=meta.get("progress", ""),
             goal=meta.get("goal", ""), project_path=meta.get("project_path", ""),
             session_id=meta.get("session_id"), verbose_updates=meta.get("verbose_updates"),
             retry_of=meta.get("retry_of"), usage=(result or {}).get("usage") or meta.get("usage"),
@@ -231,14 +231,14 @@ class TaskManager:
             files_changed=list((result or {}).get("files_changed") or meta.get("files_changed") or []),
             branch=None if checkout.get("discarded") else checkout.get("branch"),
             checkpoints=int(meta.get("checkpoints") or 0),
-            awaiting_confirmation=bool(meta.get("awaiting_confirmation")) and status == "awaiting_confirmation",
-            confirmation_command=meta.get("confirmation_command") if status == "awaiting_confirmation" else None,
+            awaiting_confirmation=bool(meta.get("awaiting_confirmation")) and status == AWAITING_CONFIRMATION,
+            confirmation_command=meta.get("confirmation_command") if status == AWAITING_CONFIRMATION else None,
             reason=None if status in ACTIVE else reason,
             result=result, created_at=_iso(job.created_at), started_at=_iso(job.started_at),
             ended_at=_iso(job.ended_at))
 
     def _failure_reason(self, job: Job, status: str) -> str:
-        if status == "cancelled":
+        if status == CANCELLED:
             return "The task was cancelled."
         latest = job.latest_result()
         text = (latest.exc_string or "") if latest else ""
@@ -269,12 +269,12 @@ class TaskManager:
         if not before.active:
             raise TaskNotActive(f"Task {job.id} has already ended ({before.status}), so there is nothing to cancel.")
         self.redis.set(keys.task_cancel(job.id), time.time(), ex=RESULT_TTL_SECONDS)
-        if before.status == "queued" and job.get_status() == JobStatus.QUEUED:
+        if before.status == QUEUED and job.get_status() == JobStatus.QUEUED:
             try:
                 job.cancel()
                 # No worker will ever tell its timeline: the cancel ends it here (followers and streams stop).
-                event_log.append(self.redis, job.id, "cancelled", "The task was cancelled before it started.",
-                                 "cancelled")
+                event_log.append(self.redis, job.id, ENDING_PHASE[CANCELLED],
+                                 "The task was cancelled before it started.", ENDING_PHASE[CANCELLED])
             except InvalidJobOperation:
                 pass  # a worker took it just now: the cancel key stops it at once
         with self.redis.pipeline() as pipe:

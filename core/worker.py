@@ -32,9 +32,10 @@ from rq.utils import now
 from rq.worker import SpawnWorker, Worker
 
 from core import git_workspace, keys
-from core.background_worker import ENDED_PHASES, record_abandoned_end
+from core.background_worker import record_abandoned_end
 from core.config import Settings
 from core.redis_conn import private_client
+from core.task_states import CANCELLED, ENDING_KINDS, FAILED
 from core.defaults import (CHECKOUT_CLEANUP_INTERVAL_SECONDS, QUEUE_NAME, REAPER_INTERVAL_SECONDS, REAPER_LEASE_SECONDS, WORKER_ALIVE_REFRESH_SECONDS,
                            WORKER_ALIVE_TTL_SECONDS)
 
@@ -122,14 +123,14 @@ class TarsWorkerMixin:
     def _record_horse_end(self, job: Job, ret_val: int | None) -> None:
         try:
             meta = job.get_meta(refresh=True) or {}
-            if "goal" not in meta or meta.get("phase") in ENDED_PHASES:
+            if "goal" not in meta or meta.get("phase") in ENDING_KINDS:
                 return  # not a TARS task (another job on this queue), or it recorded its own ending
             # RQ's stop command (cancel's backstop) is only ever sent after the cancel key is set.
             if self.connection.exists(keys.task_cancel(job.id)):
-                record_abandoned_end(job, self.settings, "cancelled", "The task was cancelled.")
+                record_abandoned_end(job, self.settings, CANCELLED, "The task was cancelled.")
             else:
                 reason = f"{horse_death_reason(ret_val)} {RETRY_HINT.format(task_id=job.id)}"
-                record_abandoned_end(job, self.settings, "failed", reason)
+                record_abandoned_end(job, self.settings, FAILED, reason)
         except Exception:  # recording must never take the worker down
             log.exception("[task %s] could not record the end of its killed work-horse", job.id)
 
@@ -186,7 +187,7 @@ class TarsWorkerMixin:
             self.kill_horse()
             self.wait_for_horse()
             try:
-                record_abandoned_end(job, self.settings, "failed",
+                record_abandoned_end(job, self.settings, FAILED,
                                      "The worker was shut down (a second stop signal) while the task ran. "
                                      + RETRY_HINT.format(task_id=job.id))
                 fail_in_rq(job, "Worker cold shutdown: the work-horse was stopped.")
@@ -314,7 +315,7 @@ class Reaper:
             return False  # a plain RQ worker keeps no liveness hash: RQ's own maintenance watches it
         log.warning("[task %s] its worker %s is dead", job_id, worker_name)
         self._kill_orphan(job_id, meta)
-        told = record_abandoned_end(job, self.settings, "failed", f"The worker running this task ({worker_name}) "
+        told = record_abandoned_end(job, self.settings, FAILED, f"The worker running this task ({worker_name}) "
                                     f"died. " + RETRY_HINT.format(task_id=job_id))
         fail_in_rq(job, f"Worker {worker_name} died (found by the TARS reaper).")
         return told

@@ -447,8 +447,8 @@ def test_the_key_table_names_the_core_keys_attribute_of_each_row():
 
 # --- 3. settings ----------------------------------------------------------------------------------
 CODE_CONSTANTS = set()
-for _module in ("core.config", "core.defaults", "core.keys", "core.task_manager", "core.background_worker",
-                "core.agent", "communication.notifier", "sub_agents_tars"):
+for _module in ("core.config", "core.defaults", "core.keys", "core.task_states", "core.task_manager",
+                "core.background_worker", "core.agent", "communication.notifier", "sub_agents_tars"):
     CODE_CONSTANTS |= {n for n in vars(importlib.import_module(_module)) if n.isupper()}
 NOT_SETTINGS = {"TARS_ENV_FILE",  # read by core/config.py before Settings (names the env file)
                 "TASK_ID",  # the placeholder of usage lines
@@ -529,22 +529,24 @@ def test_every_route_the_docs_name_exists(doc, route, redis_client):
 
 # --- 5. statuses and phases -----------------------------------------------------------------------
 def _code_statuses() -> set[str]:
-    from core import task_manager
+    from core import task_manager, task_states
     from sub_agents_tars import SPOKEN_STATUS
 
     returned = set(re.findall(r'return "(\w+)"', inspect.getsource(task_manager.derive_status)))
-    return returned | set(task_manager.ACTIVE) | set(task_manager.ENDED_PHASES.values()) | set(SPOKEN_STATUS)
+    return returned | set(task_states.STATUSES) | set(SPOKEN_STATUS)
 
 
 def _code_phases() -> set[str]:
-    from core import agent, background_worker, task_manager
+    """The phases core/task_states.py names, and every phase the code sets (which must be among them)."""
+    from core import agent, background_worker, task_manager, task_states
 
-    phases = set(task_manager.ENDED_PHASES) | set(background_worker.PHASE_OF_OUTCOME.values())
+    named = set(task_states.WORKING_PHASES) | task_states.ENDING_KINDS
     for module in (agent, background_worker, task_manager):
         source = inspect.getsource(module)
-        phases |= set(re.findall(r'set_phase\("(\w+)"', source))
-        phases |= set(re.findall(r'\bphase="(\w+)"', source)) | set(re.findall(r'"phase": "(\w+)"', source))
-    return phases
+        found = set(re.findall(r'set_phase\("(\w+)"', source))
+        found |= set(re.findall(r'\bphase="(\w+)"', source)) | set(re.findall(r'"phase": "(\w+)"', source))
+        assert found <= named, f"{module.__name__} sets phases core/task_states.py does not name: {found - named}"
+    return named
 
 
 def test_the_state_machine_names_every_status_and_phase():
@@ -554,7 +556,7 @@ def test_the_state_machine_names_every_status_and_phase():
     assert {"planning", "coding", "testing", "fixing", "error"} <= phases
     missing = [f"`{word}`" for word in sorted(statuses | phases) if f"`{word}`" not in machine]
     assert not missing, f"the state machine section does not name {missing}"
-    for phase, status in __import__("core.task_manager").task_manager.ENDED_PHASES.items():
+    for phase, status in __import__("core.task_states").task_states.OUTCOME_OF_PHASE.items():
         flat = re.sub(r"\s+", " ", machine)
         assert f"`{phase}` → `{status}`" in flat or f"`{phase}` → status `{status}`" in flat, (phase, status)
 

@@ -19,7 +19,7 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.worker import Worker
 
-from core import event_log, keys
+from core import event_log, keys, task_states
 from core.defaults import QUEUE_NAME
 from core.redis_conn import EmbeddedRedis, connect, free_port
 from tests.conftest import ROOT, TEST_CODE
@@ -293,7 +293,7 @@ def recorded_at(event: event_log.Event) -> float:
 
 
 def told_n8n(n8n, task_id: str) -> list[str]:
-    return [b["type"] for b in n8n.bodies() if b["task_id"] == task_id and b["type"] in event_log.ENDING_TYPES]
+    return [b["type"] for b in n8n.bodies() if b["task_id"] == task_id and b["type"] in task_states.ENDING_KINDS]
 
 
 def check_end(tasks, fake_api, projects, n8n, task_id: str, kind: str, number: int) -> None:

@@ -8,12 +8,12 @@
   const CSRF = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
   const app = document.getElementById("app");
   const liveBadge = document.getElementById("live");
-  const ACTIVE = new Set(["queued", "running", "awaiting_confirmation"]);
-  // EventSource has no catch-all listener for named events: every type TARS records (core/), plus a reconcile
-  // with GET .../events at the end for any type added later.
-  const EVENT_TYPES = ["queued", "started", "workspace", "planning", "phase", "progress", "file_edit", "command",
-    "command_result", "checkpoint", "checkpoint_failed", "confirmation_required", "confirmation_received",
-    "confirmation_refused", "complete", "error", "timeout", "cancelled", "message"];
+  // The statuses and event kinds are core/task_states.py's, served with the page (no copy kept here).
+  const VOCABULARY = JSON.parse((document.querySelector('meta[name="tars-vocabulary"]') || {}).content || "{}");
+  const ACTIVE = new Set(VOCABULARY.active || []);
+  // EventSource has no catch-all listener for named events: every kind TARS records, SSE's default "message"
+  // (the server's name for a kind it could not send), and a reconcile with GET .../events at the end.
+  const EVENT_TYPES = [...(VOCABULARY.event_kinds || []), "message"];
   const POLL_MS = 2000;
 
   // --- helpers ------------------------------------------------------------------------------------------
@@ -371,7 +371,7 @@
         ? task.files_changed.map((path) => h("li", { class: "mono", text: path }))
         : [h("li", { class: "muted", text: "none yet" })]));
 
-      const waiting = task.status === "awaiting_confirmation";
+      const waiting = task.status === VOCABULARY.awaiting_confirmation;
       const pending = task.pending_confirmation || null;
       confirmPanel.hidden = !waiting;
       if (waiting) {

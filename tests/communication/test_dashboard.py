@@ -8,6 +8,7 @@ discard) run real git on owner repositories built as in tests/test_task_branches
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import re
 import signal
@@ -27,7 +28,7 @@ from communication.dashboard import LOGIN_MAX_FAILURES, LOGIN_WINDOW_SECONDS, SE
 from core.keys import dashboard_login_failures as login_failures_key
 from core.keys import dashboard_session as session_key
 from communication.deps import BAD_CSRF, CROSS_SITE, DASHBOARD_OFF, NOT_LOGGED_IN
-from core import event_log, keys
+from core import event_log, keys, task_states
 from core.defaults import SERVER_SHUTDOWN_GRACE_SECONDS
 from core.redis_conn import free_port
 from tests.communication.test_app import ServerProcess
@@ -162,6 +163,8 @@ def test_the_login_page_then_a_login_sets_a_strict_httponly_cookie_and_opens_the
     csrf = re.search(r'<meta name="csrf-token" content="([^"]+)">', home.text).group(1)
     assert csrf == session[b"csrf"].decode()
     assert 'src="/static/app.js"' in home.text and 'data-testid="logout-button"' in home.text
+    served = re.search(r'<meta name="tars-vocabulary" content="([^"]+)">', home.text).group(1)
+    assert json.loads(html.unescape(served)) == task_states.vocabulary()  # the page's names are core's
     assert httpx.get(server.url + "/dashboard/api/session", cookies={"tars_session": token}).json()["csrf_token"] \
         == csrf
 
@@ -872,7 +875,7 @@ def test_served_by_main_tars_on_127_0_0_1_with_the_password_from_the_environment
         task_id = browser.post("tasks", {"goal": "Say hello"}).json()["task_id"]
         start_worker()
         events = read_stream(browser, f"tasks/{task_id}/stream")
-        assert events[-1]["event"] == "end" and timeline_of(events)[-1]["type"] in event_log.ENDING_TYPES
+        assert events[-1]["event"] == "end" and timeline_of(events)[-1]["type"] in task_states.ENDING_KINDS
     finally:
         process.stop()
 

@@ -1,0 +1,51 @@
+"""The one vocabulary of a task's life: its statuses, how its loop ends (outcomes), its phases, its event kinds, and
+the mappings between them. Every other module imports these names; the dashboard gets them from the server.
+
+- A *status* is what the owner asks about: queued, running, awaiting_confirmation while it is active, then how it
+  ended. The ended statuses are the *outcomes*: complete, failed, timeout, cancelled.
+- A *phase* is what the worker records as it goes (planning, coding, testing, fixing) and, at the end, the phase of
+  the outcome (ENDING_PHASE). A failed task's phase is "error", the name the original TARS's n8n workflow keys on.
+- An *event* is one line of the task's timeline (core/event_log.py); the kind of a task's last event is its ending
+  phase (ENDING_KINDS).
+"""
+from __future__ import annotations
+
+QUEUED, RUNNING, AWAITING_CONFIRMATION = "queued", "running", "awaiting_confirmation"
+COMPLETE, FAILED, TIMEOUT, CANCELLED = "complete", "failed", "timeout", "cancelled"
+
+ACTIVE = (QUEUED, RUNNING, AWAITING_CONFIRMATION)
+"""The statuses of a task that has not ended."""
+OUTCOMES = (COMPLETE, FAILED, TIMEOUT, CANCELLED)
+"""How a task ends; also its status from then on."""
+STATUSES = ACTIVE + OUTCOMES
+
+WORKING_PHASES = (QUEUED, "planning", "coding", "testing", "fixing")
+"""The phases of an active task, in the order a task usually goes through them."""
+ENDING_PHASE = {COMPLETE: "complete", FAILED: "error", TIMEOUT: "timeout", CANCELLED: "cancelled"}
+"""An outcome's phase, which is also the kind of the event that ends the timeline."""
+OUTCOME_OF_PHASE = {phase: outcome for outcome, phase in ENDING_PHASE.items()}
+"""The outcome an ending phase stands for (a worker that records the phase before RQ records the end)."""
+ENDING_KINDS = frozenset(ENDING_PHASE.values())
+"""Event kinds (and phases) that end a task."""
+
+LABEL = {COMPLETE: "Complete", FAILED: "Failed", TIMEOUT: "Timed out", CANCELLED: "Cancelled"}
+"""An outcome as a heading ("Failed: the tests do not pass")."""
+VERB = {COMPLETE: "complete", FAILED: "failed", TIMEOUT: "timed out", CANCELLED: "cancelled"}
+"""An outcome inside a sentence ("Task a7f3 timed out")."""
+
+CONFIRMATION_KINDS = ("confirmation_required", "confirmation_received", "confirmation_refused")
+"""The events of a destructive command's confirmation: asked, given, refused."""
+EVENT_KINDS = (QUEUED, "started", "workspace", "planning", "file_edit", "command", "command_result", "checkpoint",
+               "checkpoint_failed", "phase", "progress", *CONFIRMATION_KINDS, *ENDING_PHASE.values())
+"""Every kind of event TARS records, in the order a task meets them."""
+
+
+def outcome_of(phase: str | None) -> str | None:
+    """The outcome an ending phase stands for; None while the task is working."""
+    return OUTCOME_OF_PHASE.get(phase or "")
+
+
+def vocabulary() -> dict:
+    """What the dashboard's page needs of these names (served with the page, so app.js keeps no copy)."""
+    return {"active": list(ACTIVE), "awaiting_confirmation": AWAITING_CONFIRMATION, "outcomes": list(OUTCOMES),
+            "event_kinds": list(EVENT_KINDS), "ending_kinds": sorted(ENDING_KINDS)}
