@@ -9,8 +9,8 @@ two answers). Variants:
 
 * no-op tools: a Workspace whose bash and editor return a fixed result at once (same interface as Workspace);
 * real Workspace, editor `view` of a small file (3 files in turn, so the stuck detector never fires);
-* the worker's wiring (informational): no-op tools, but on_event = TaskContext.event (job.meta saved to Redis on
-  every progress change, the progress sink of start_worker.py with no channel set), the ConfirmationGate
+* the worker's wiring (informational): no-op tools, but the worker's hooks (WorkerHooks: TaskContext.event saves
+  job.meta to Redis on every progress change, the progress sink of start_worker.py with no channel set; the gate
   checking every command against the allow-list (core/command_policy.py, as with a sandbox) and INFO logging to a
   file, as run_task and start_worker.py wire them.
 """
@@ -100,11 +100,10 @@ def measure(name: str, make_workspace, turns_for, iterations: int, runs: int, ta
 
 
 def wired_kwargs(rig: Rig, root: Path) -> dict:
-    """on_event and command_gate exactly as run_task builds them, on a real job of the private Redis."""
+    """The worker's hooks exactly as run_task builds them, on a real job of the private Redis."""
     from communication.progress import sink_factory
     from core import background_worker
-    from core.background_worker import TaskContext
-    from core.confirmations import ConfirmationGate
+    from core.background_worker import TaskContext, WorkerHooks
 
     job = Job.create("bench.jobs.record_start", args=("unused",), connection=rig.redis,
                      meta={"goal": "benchmark the loop", "project_path": str(root), "phase": "planning",
@@ -113,8 +112,18 @@ def wired_kwargs(rig: Rig, root: Path) -> dict:
     if not background_worker.EVENT_SINKS:
         background_worker.EVENT_SINKS.append(sink_factory(rig.settings))
     ctx = TaskContext(job, rig.settings)
-    gate = ConfirmationGate(ctx, root, CODE, 30, sandboxed=True)
-    return {"on_event": ctx.event, "command_gate": gate, "log": ctx.log}
+
+    class LoopOnly(WorkerHooks):
+        """The worker's events, gate, scrubbing and log; no git (the bench's folder is no checkout) and, as the
+        figure has always been measured, no live usage figures."""
+
+        def after_step(self, progress: str, tests_passed: bool) -> None:
+            pass
+
+        def after_turn(self, usage, files_changed) -> None:
+            pass
+
+    return {"hooks": LoopOnly(ctx, None, root, sandboxed=True)}
 
 
 def run(rig: Rig | None, quick: bool, out=print) -> list[Figure]:

@@ -1,9 +1,9 @@
 """The coding loop: Claude ⇄ tools on one project, until done or a limit is hit.
 
 The model and the workspace are passed in; everything else reaches the outside
-world through `on_event` (progress, phases) and `command_gate` (may a command
-run?). Ending states are exceptions from core.exceptions carrying the final
-message; `run()` turns them into an AgentResult.
+world through one LoopHooks object (events, the command gate, checkpoints, live
+figures, scrubbing, the cancel flag, the log). Ending states are exceptions from
+core.exceptions carrying the final message; `run()` turns them into an AgentResult.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 from core.defaults import STUCK_DONE_REPEATS, STUCK_REPEATS, TEST_OUTPUT_TO_MODEL
 from core.exceptions import (Cancelled, LimitsExceeded, ModelError, Submitted, TaskEnded, TaskFailed,
@@ -74,8 +73,30 @@ class AgentResult:
     duration_seconds: float
 
 
-def _noop_event(kind: str, message: str, **data) -> None:
-    pass
+class LoopHooks:
+    """What the worker does around the loop, in one object. This base records nothing and lets every command run (a
+    loop run by hand, a benchmark); the worker's (core/background_worker.WorkerHooks) records, gates, checkpoints."""
+
+    def __init__(self, log: logging.LoggerAdapter | logging.Logger = log):
+        self.cancelled = threading.Event()  # set from another thread: the loop stops at its next check
+        self.log = log
+
+    def event(self, kind: str, message: str, **data) -> None:
+        """A progress event (core/task_states.EVENT_KINDS): a sentence for the owner, and its details."""
+
+    def gate(self, command: str) -> str | None:
+        """Before each bash command: None lets it run, a sentence refuses it (the model reads it)."""
+        return None
+
+    def after_step(self, progress: str, tests_passed: bool) -> None:
+        """After a step that ran a command or changed a file (not one that only read): the worker's checkpoint."""
+
+    def after_turn(self, usage: Usage, files_changed: list[str]) -> None:
+        """After each model answer: the usage so far and the files the editor changed so far (live figures)."""
+
+    def scrub(self, text: str) -> str:
+        """Tool output before the model sees it: known secret values removed."""
+        return text
 
 
 @dataclass
@@ -84,16 +105,7 @@ class Agent:
     workspace: Workspace
     goal: str
     config: AgentConfig = field(default_factory=AgentConfig)
-    on_event: Callable[..., None] = _noop_event
-    command_gate: Callable[[str], str | None] | None = None  # returns a refusal message, or None to run
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    log: logging.LoggerAdapter | logging.Logger = log
-    scrub: Callable[[str], str] = str  # removes known secret values from tool output before the model sees it
-    # Called after a step that ran a command or changed a file, with (progress sentence, tests passed in it):
-    # the worker's checkpoint. A step that only read files does not call it.
-    after_step: Callable[[str, bool], None] | None = None
-    # Called after each model answer with the usage so far and the files the editor changed so far (live figures).
-    after_turn: Callable[[Usage, list[str]], None] | None = None
+    hooks: LoopHooks = field(default_factory=LoopHooks)
     # One sentence for the first message: the environment commands run in (core/project_env.ProjectEnv.for_model).
     environment: str = ""
 
@@ -119,7 +131,7 @@ class Agent:
     def run(self) -> AgentResult:
         self.messages = [{"role": "user", "content": [{"type": "text", "text": self._first_message()}]}]
         self.progress_text = "Planning the work"
-        self.on_event("planning", self.progress_text, phase="planning")
+        self.hooks.event("planning", self.progress_text, phase="planning")
         try:
             while True:
                 self.step()
@@ -132,24 +144,22 @@ class Agent:
         try:
             turn = self.model.query(system=self.system, tools=self.tools, messages=self._with_cache_breakpoint())
         except ModelError as exc:
-            if self.cancelled.is_set():  # the cancel cut the call short on purpose
+            if self.hooks.cancelled.is_set():  # the cancel cut the call short on purpose
                 raise Cancelled("The task was cancelled.") from exc
             raise TaskFailed(str(exc)) from exc
-        if self.cancelled.is_set():
+        if self.hooks.cancelled.is_set():
             raise Cancelled("The task was cancelled.")
         self.usage.add(turn.usage)
-        if self.after_turn:
-            self.after_turn(self.usage, sorted(self.files_changed))
+        self.hooks.after_turn(self.usage, sorted(self.files_changed))
         self.messages.append({"role": "assistant", "content": turn.content or [{"type": "text", "text": "..."}]})
         if turn.tool_uses:
             self._step_touched, self._step_tests = False, None
             results = [self._run_tool(block) for block in turn.tool_uses]
             self._check_stuck(turn.tool_uses, results)
             self.messages.append({"role": "user", "content": results})
-            if self.after_step and self._step_touched:
-                self.after_step(self.progress_text, bool(self._step_tests))
-            if self.after_turn and self._step_touched:
-                self.after_turn(self.usage, sorted(self.files_changed))
+            if self._step_touched:
+                self.hooks.after_step(self.progress_text, bool(self._step_tests))
+                self.hooks.after_turn(self.usage, sorted(self.files_changed))
         elif turn.stop_reason == "max_tokens":
             self._say("Your reply was cut off by the token limit. Continue, in smaller steps.")
         else:
@@ -160,7 +170,7 @@ class Agent:
         return time.monotonic() - self._started - min(self._paused, self.config.max_paused_seconds)
 
     def _check_limits(self, before: str = "model call") -> None:
-        if self.cancelled.is_set():
+        if self.hooks.cancelled.is_set():
             raise Cancelled("The task was cancelled.")
         if self.elapsed() >= self.config.max_runtime_seconds:
             raise TimeExceeded(f"The runtime limit of {self.config.max_runtime_seconds / 60:g} minutes was reached "
@@ -209,7 +219,7 @@ class Agent:
                   f"so that it passes, then give your summary again.")
 
     def _result(self, ended: TaskEnded) -> AgentResult:
-        self.log.info("ended %s: %s", ended.outcome, ended.reason)
+        self.hooks.log.info("ended %s: %s", ended.outcome, ended.reason)
         return AgentResult(outcome=ended.outcome, reason=ended.reason, summary=ended.summary,
                            iterations=self.iterations, files_changed=sorted(self.files_changed),
                            tests_passed=self.tests_passed, test_command=self.test_command, usage=self.usage,
@@ -228,10 +238,10 @@ class Agent:
                 self.progress(f"{verb} {tool_input.get('path', '')}".strip())
             result = self.workspace.run_tool(name, tool_input)
             for path in result.files_changed:
-                self.on_event("file_edit", f"{verb} {path}", path=path)
+                self.hooks.event("file_edit", f"{verb} {path}", path=path)
         self._note_changes(result)
         self._check_workspace(result)
-        return {"type": "tool_result", "tool_use_id": block["id"], "content": self.scrub(result.output),
+        return {"type": "tool_result", "tool_use_id": block["id"], "content": self.hooks.scrub(result.output),
                 "is_error": result.is_error}
 
     def _check_workspace(self, result: ToolResult) -> None:
@@ -252,21 +262,20 @@ class Agent:
             self.set_phase("testing", f"Running: {command[:80]}")
         else:
             self.progress(f"Running: {command[:80]}")
-        self.on_event("command", f"Running: {command[:200]}", command=command)
-        if self.command_gate:
-            asked = time.monotonic()
-            refusal = self.command_gate(command)
-            self._paused += time.monotonic() - asked  # the owner's thinking time is not the task's runtime
-            if refusal:
-                self.log.info("command refused: %s", command)
-                return ToolResult(output=refusal, is_error=True)
-            self._check_limits(before="command")
+        self.hooks.event("command", f"Running: {command[:200]}", command=command)
+        asked = time.monotonic()
+        refusal = self.hooks.gate(command)
+        self._paused += time.monotonic() - asked  # the owner's thinking time is not the task's runtime
+        if refusal:
+            self.hooks.log.info("command refused: %s", command)
+            return ToolResult(output=refusal, is_error=True)
+        self._check_limits(before="command")
         result = self._bash(command)
         self._step_touched = True
         if is_test_command(command):
             self._step_tests = result.exit_code == 0 and self._step_tests is not False
-        self.on_event("command_result", f"exit {result.exit_code}: {result.output[:200]}", command=command,
-                      exit_code=result.exit_code)
+        self.hooks.event("command_result", f"exit {result.exit_code}: {result.output[:200]}", command=command,
+                         exit_code=result.exit_code)
         if is_test_command(command) and result.exit_code not in (0, None):
             self.set_phase("fixing", "Tests failed: fixing")
         return result
@@ -275,10 +284,10 @@ class Agent:
         # A command may not outlive the task's runtime limit.
         remaining = self.config.max_runtime_seconds - self.elapsed()
         self.workspace.command_timeout = max(1.0, min(self.config.command_timeout, remaining))
-        self.log.info("running: %s", command)
+        self.hooks.log.info("running: %s", command)
         result = self.workspace.bash(command)
-        self.log.info("exit %s%s", result.exit_code, " (timed out)" if result.timed_out else "")
-        if self.cancelled.is_set():
+        self.hooks.log.info("exit %s%s", result.exit_code, " (timed out)" if result.timed_out else "")
+        if self.hooks.cancelled.is_set():
             raise Cancelled("The task was cancelled.")
         return result
 
@@ -310,13 +319,13 @@ class Agent:
 
     def progress(self, text: str) -> None:
         self.progress_text = text
-        self.log.info("progress: %s", text)
-        self.on_event("progress", text)
+        self.hooks.log.info("progress: %s", text)
+        self.hooks.event("progress", text)
 
     def set_phase(self, phase: str, text: str) -> None:
         changed = phase != self.phase
         self.phase = phase
         self.progress_text = text
         if changed:
-            self.log.info("phase %s: %s", phase, text)
-        self.on_event("phase" if changed else "progress", text, phase=phase)
+            self.hooks.log.info("phase %s: %s", phase, text)
+        self.hooks.event("phase" if changed else "progress", text, phase=phase)

@@ -27,11 +27,11 @@ from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
 from core import command_policy, event_log, git_workspace, keys, project_env, sandbox, task_states
-from core.agent import Agent, AgentConfig, AgentResult
+from core import confirmations
+from core.agent import Agent, AgentConfig, AgentResult, LoopHooks
 from core.config import Settings, env_file, get_settings, setting_names
-from core.confirmations import ConfirmationGate
-from core.defaults import (JOB_TIMEOUT_MARGIN_SECONDS, PROJECT_ENV_STALE_SECONDS, PROJECT_ENV_TIMEOUT_SECONDS,
-                           RESULT_TTL_SECONDS)
+from core.defaults import (CONFIRMATION_ATTEMPTS, JOB_TIMEOUT_MARGIN_SECONDS, PROJECT_ENV_STALE_SECONDS,
+                           PROJECT_ENV_TIMEOUT_SECONDS, RESULT_TTL_SECONDS)
 from core.exceptions import GitError, TaskEnded, TaskFailed, TarsError, WorkspaceUnusable
 from core.model import AnthropicModel, Model, Usage, estimate_cost
 from core.redis_conn import private_client
@@ -310,21 +310,15 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
     except (OSError, TarsError) as exc:
         raise TaskFailed(f"The project folder {project} cannot be used: {exc}.") from None
     checkpoints = Checkpoints(ctx, checkout)
-    cancelled = threading.Event()
-    callbacks = [cancelled.set, workspace.cancel]
+    hooks = WorkerHooks(ctx, checkpoints, workspace.root, sandboxed=box is not None, rules=rules)
+    callbacks = [hooks.cancelled.set, workspace.cancel]
     if hasattr(model, "interrupt"):
         callbacks.append(model.interrupt)
     watcher = CancelWatcher(ctx, callbacks)
     watcher.start()
     try:
-        gate = ConfirmationGate(ctx, workspace.root, settings.secret("CONFIRMATION_CODE"),
-                                settings.CONFIRMATION_TIMEOUT_SECONDS, sandboxed=box is not None, rules=rules)
-        agent = Agent(model=model, workspace=workspace, goal=ctx.goal, cancelled=cancelled, log=ctx.log,
-                      on_event=ctx.event, command_gate=gate, scrub=ctx.scrubber.text, after_step=checkpoints,
+        agent = Agent(model=model, workspace=workspace, goal=ctx.goal, hooks=hooks,
                       environment=_for_model(environment, box),
-                      after_turn=lambda usage, files: ctx.update_meta(
-                          usage=usage.as_dict(), cost_usd=estimate_cost(settings.CLAUDE_MODEL, usage),
-                          files_changed=files),
                       config=AgentConfig(max_iterations=settings.MAX_TASK_ITERATIONS,
                                          # making the environment counted against the task's runtime
                                          max_runtime_seconds=max(1.0, settings.max_runtime_seconds
@@ -438,8 +432,77 @@ def _tell_workspace(ctx: TaskContext, checkout: git_workspace.TaskCheckout,
               environment_seconds=environment.seconds, sandbox=box.status if box is not None else "none")
 
 
+class WorkerHooks(LoopHooks):
+    """What the worker does around the loop: record each event (TaskContext.event), gate each command (the allow-list
+    of core/command_policy.py, then the owner's code through core/confirmations.py), checkpoint each step, keep the
+    live figures in job.meta and scrub secrets from what the model reads."""
+
+    def __init__(self, ctx: TaskContext, checkpoints: Checkpoints, project_root: Path, *, sandboxed: bool,
+                 rules: command_policy.Rules | None = None):
+        super().__init__(ctx.log)
+        self.ctx, self.checkpoints = ctx, checkpoints
+        self.check = lambda command: command_policy.check(command, project_root, sandboxed=sandboxed, rules=rules)
+        self.code = ctx.settings.secret("CONFIRMATION_CODE")
+        self.timeout = ctx.settings.CONFIRMATION_TIMEOUT_SECONDS
+
+    def event(self, kind: str, message: str, **data) -> None:
+        self.ctx.event(kind, message, **data)
+
+    def scrub(self, text: str) -> str:
+        return self.ctx.scrubber.text(text)
+
+    def after_step(self, progress: str, tests_passed: bool) -> None:
+        self.checkpoints(progress, tests_passed)
+
+    def after_turn(self, usage: Usage, files_changed: list[str]) -> None:
+        self.ctx.update_meta(usage=usage.as_dict(), cost_usd=estimate_cost(self.ctx.settings.CLAUDE_MODEL, usage),
+                             files_changed=files_changed)
+
+    def gate(self, command: str) -> str | None:
+        decision = self.check(command)
+        if decision.decision == "run":
+            return None
+        reason, rule = decision.reason, decision.rule
+        self.log.info("asks (%s: %s): %s", rule, reason, command)
+        if not self.code:
+            self.event("confirmation_refused", f"Refused `{command}`: {reason}, and CONFIRMATION_CODE is not set.",
+                       command=command, reason=reason, rule=rule)
+            return (f"REFUSED, not run: `{command}` needs the owner's confirmation code because {reason}, and this "
+                    f"TARS has no CONFIRMATION_CODE set, so such commands are always refused (the owner can set "
+                    f"CONFIRMATION_CODE in .env). Find a way that does not need it.")
+        answer = self.ask_owner(command, reason, rule)
+        if answer == confirmations.APPROVED:
+            return None
+        why = {confirmations.TIMED_OUT: f"the owner gave no confirmation code within {self.timeout:g} seconds",
+               confirmations.DENIED: f"the request was denied after {CONFIRMATION_ATTEMPTS} wrong codes"}[answer]
+        return (f"REFUSED, not run: `{command}` needed the owner's confirmation code because {reason}, and {why}. "
+                f"Do not retry it; find another way, or finish without it and say so in your summary.")
+
+    def ask_owner(self, command: str, reason: str, rule: str) -> str:
+        """Block until the owner answers (confirmations.APPROVED, DENIED or TIMED_OUT), or raise Cancelled."""
+        ctx, about = self.ctx, {"command": command, "reason": reason, "rule": rule}
+        request_id = confirmations.open_request(ctx.redis, ctx.task_id, command, reason, rule, self.timeout)
+        ctx.update_meta(awaiting_confirmation=True, confirmation_command=command)
+        self.event("confirmation_required", f"Needs your confirmation code to run: {command}", **about)
+        confirmations.announce(ctx.redis, ctx.task_id, request_id, command, reason, rule,
+                               session_id=ctx.meta.get("session_id"), goal=ctx.goal)
+        try:
+            answer = confirmations.wait_for_answer(ctx.redis, ctx.task_id, request_id, self.code, self.timeout,
+                                                   ctx.cancel_requested)
+        finally:
+            confirmations.close_request(ctx.redis, ctx.task_id)
+            ctx.update_meta(awaiting_confirmation=False, confirmation_command=None)
+        if answer == confirmations.APPROVED:
+            self.event("confirmation_received", f"Confirmation received: running {command}", **about)
+        else:
+            self.event("confirmation_refused", f"Not run ({answer}): {command}", **about)
+        self.log.info("confirmation %s: %s", answer, command)
+        return answer
+
+
 class Checkpoints:
-    """The agent's after_step: commit what a step changed on the task branch; at the end, summarise and deliver."""
+    """After each step (WorkerHooks.after_step): commit what it changed on the task branch; at the end, summarise
+    and deliver."""
 
     def __init__(self, ctx: TaskContext, checkout: git_workspace.TaskCheckout):
         self.ctx = ctx
