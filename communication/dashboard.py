@@ -42,9 +42,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
-from communication.deps import (SESSION_COOKIE, DashboardSession, StartBody, body_schema, confirm_answer, dashboard_csrf,
-                                dashboard_session, get_tasks, load_session, parse, read_body, same_origin, start_answer,
-                                task_id_of)
+from communication.deps import (SESSION_COOKIE, DashboardSession, StartBody, body_schema, confirm_answer,
+                                dashboard_csrf, dashboard_session, get_tasks, load_session, parse, read_body,
+                                same_origin, start_answer, task_id_of)
 from core import event_log, git_workspace, keys
 from core.config import Settings
 from core.confirmations import pending_request
@@ -469,7 +469,8 @@ def retry_task(task_id: str, _: Csrf, tasks: Tasks):
 def confirm_task(task_id: str, _: Csrf, body: Body, tasks: Tasks):
     """Give the code for the task's pending command: 200 accepted, 403 rejected (attempts_left), 409 not waiting."""
     answer = parse(ConfirmBody, body)
-    return confirm_answer(tasks, task_id_of(task_id), answer.code, "Code accepted: task {task_id} runs the command now.")
+    return confirm_answer(tasks, task_id_of(task_id), answer.code,
+                          "Code accepted: task {task_id} runs the command now.")
 
 
 # --- an ended task's branch (TaskManager.checkpoints, changes, merge, push, rollback, discard) ---------------------
