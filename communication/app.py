@@ -1,7 +1,8 @@
 """The FastAPI application that `python main_tars.py` serves.
 
 Routers stay thin: they validate what arrives and call core/. Vendor wire
-formats (Twilio, Discord, n8n) live in communication/ only.
+formats (Twilio, Discord, n8n) live in communication/ only. TARS's refusals
+(core/exceptions.py) become HTTP answers here, once: HTTP_STATUS.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from contextlib import asynccontextmanager
 from typing import Callable
 
 import redis
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from rq import Queue, Worker
 
 from communication.api import router
@@ -20,7 +22,34 @@ from communication.twilio_media_streams import router as voice_router
 from core import sandbox
 from core.config import Settings
 from core.defaults import QUEUE_NAME
+from core.exceptions import (GitError, InvalidGoal, InvalidProjectPath, MergeBlocked, MergeConflict, NoSuchCheckpoint,
+                             NotAwaitingConfirmation, TarsError, TaskNotActive, TaskNotFound)
 from core.task_manager import TaskManager
+
+# The status of each refusal a route lets through; the answer is {"detail": its sentence} (+ "files" for a merge
+# that conflicts or is blocked). The most specific class wins: NoSuchCheckpoint is a GitError. Here, not as an
+# attribute in core/exceptions.py: core/ knows no HTTP, and the voice line and the CLI say the same sentences.
+# Any other TarsError (ConfigError, ModelError...) is not the request's fault: a 500, as before.
+HTTP_STATUS: dict[type[TarsError], int] = {
+    TaskNotFound: 404,
+    TaskNotActive: 409,             # it has already ended (cancel, confirm) or is still running (retry, branch)
+    NotAwaitingConfirmation: 409,
+    GitError: 409,                  # no checkout any more, on another machine, a rejected push...
+    InvalidGoal: 422,
+    InvalidProjectPath: 422,
+    NoSuchCheckpoint: 422,
+}
+
+
+async def refusal(request: Request, exc: TarsError) -> JSONResponse:
+    """A TarsError of HTTP_STATUS as the answer FastAPI gives an HTTPException(status, sentence)."""
+    if request.scope["type"] != "http":
+        raise exc  # a WebSocket (/relay) has no HTTP answer: it closes as without this handler
+    status = next(HTTP_STATUS[cls] for cls in type(exc).__mro__ if cls in HTTP_STATUS)
+    body: dict = {"detail": str(exc)}
+    if isinstance(exc, (MergeConflict, MergeBlocked)):
+        body["files"] = list(exc.files)
+    return JSONResponse(body, status_code=status)
 
 
 def create_app(settings: Settings, connection: redis.Redis,
@@ -38,7 +67,8 @@ def create_app(settings: Settings, connection: redis.Redis,
         finally:
             await voice.stop()
 
-    app = FastAPI(title="TARS", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="TARS", version="0.1.0", lifespan=lifespan,
+                  exception_handlers={cls: refusal for cls in HTTP_STATUS})
     app.state.settings = settings
     app.state.redis = connection
     app.state.tasks = tasks

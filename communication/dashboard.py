@@ -11,11 +11,11 @@ the webhook secret; two Server-Sent Events streams follow one task's timeline (c
 The streams never block the event loop: Redis is read with short non-blocking calls in the thread pool.
 
 An ended task's branch (core/git_workspace.py) has routes too: its checkpoints and changes, merge, push, rollback
-and discard. They only call TaskManager and turn its refusals into 4xx answers whose `detail` is the sentence:
-404 no such task, 409 still running, 409 with `files` for a merge conflict or a merge blocked by uncommitted
-changes, 409 for any other git refusal (no checkout any more, on another machine, a clone to push rather than
-merge, a rejected push...), 422 for a bad body, a checkpoint that does not exist, or a discard without
-{"confirm": true}.
+and discard. They only call TaskManager; communication/app.py turns its refusals into 4xx answers whose `detail`
+is the sentence: 404 no such task, 409 still running, 409 with `files` for a merge conflict or a merge blocked by
+uncommitted changes, 409 for any other git refusal (no checkout any more, on another machine, a clone to push
+rather than merge, a rejected push...), 422 for a checkpoint that does not exist. A bad body, or a discard without
+{"confirm": true}, is a 422 too.
 """
 
 from __future__ import annotations
@@ -27,9 +27,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, AsyncIterator
@@ -37,24 +35,24 @@ from urllib.parse import parse_qs
 
 import redis
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 from rq import Queue, Worker
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
-from communication.api import StartBody, _task_id, body_schema, confirm_answer, start_answer
-from communication.deps import dashboard_csrf, dashboard_session, get_tasks, parse, read_body, same_origin
+from communication.deps import (SESSION_COOKIE, DashboardSession, StartBody, body_schema, confirm_answer,
+                                dashboard_csrf, dashboard_session, get_tasks, load_session, parse, read_body,
+                                same_origin, start_answer, task_id_of)
 from core import event_log, git_workspace, keys, task_states
 from core.config import Settings
 from core.confirmations import pending_request
 from core.defaults import QUEUE_NAME
-from core.exceptions import GitError, MergeBlocked, MergeConflict, NoSuchCheckpoint, TaskNotActive, TaskNotFound
+from core.exceptions import TaskNotFound
 from core.task_manager import TaskManager, TaskStatus
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-SESSION_COOKIE = "tars_session"
 SESSION_TTL_SECONDS = 12 * 3600
 LOGIN_MAX_FAILURES = 5
 LOGIN_WINDOW_SECONDS = 5 * 60
@@ -86,30 +84,7 @@ router = APIRouter()
 Tasks = Annotated[TaskManager, Depends(get_tasks)]
 
 
-# --- sessions ------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class DashboardSession:
-    key: str
-    csrf: str
-    created_at: float
-
-
-def load_session(request: Request) -> DashboardSession | None:
-    """The session the request's cookie names, or None (no cookie, unknown or expired)."""
-    token = request.cookies.get(SESSION_COOKIE)
-    if not token or len(token) > 200:
-        return None
-    key = keys.dashboard_session(token)
-    fields = {k.decode(): v.decode("utf-8", "replace") for k, v in request.app.state.redis.hgetall(key).items()}
-    if not fields.get("csrf"):
-        return None
-    try:
-        created = float(fields.get("created_at") or 0)
-    except ValueError:
-        created = 0.0
-    return DashboardSession(key=key, csrf=fields["csrf"], created_at=created)
-
-
+# --- sessions (made here; deps.py load_session reads them) ------------------------------------------------------
 def _new_session(connection: redis.Redis, address: str) -> str:
     token = secrets.token_urlsafe(32)
     with connection.pipeline() as pipe:
@@ -267,10 +242,7 @@ def task_dict(status: TaskStatus) -> dict:
 
 
 def _status(tasks: TaskManager, task_id: str) -> TaskStatus:
-    try:
-        return tasks.status(_task_id(task_id))
-    except TaskNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
+    return tasks.status(task_id_of(task_id))
 
 
 def workers_overview(connection: redis.Redis) -> dict:
@@ -485,23 +457,15 @@ def start_task(_: Csrf, body: Body, tasks: Tasks):
 @router.post("/dashboard/api/tasks/{task_id}/cancel", responses={401: {}, 403: {}, 404: {}, 409: {}})
 def cancel_task(task_id: str, _: Csrf, tasks: Tasks):
     """Cancel a queued or running task (waits a few seconds for it to stop); its status."""
-    try:
-        return task_dict(tasks.cancel(_task_id(task_id)))
-    except TaskNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
-    except TaskNotActive as exc:
-        raise HTTPException(409, str(exc)) from None
+    return task_dict(tasks.cancel(task_id_of(task_id)))
 
 
-@router.post("/dashboard/api/tasks/{task_id}/retry", status_code=201, responses={401: {}, 403: {}, 404: {}, 409: {}})
+@router.post("/dashboard/api/tasks/{task_id}/retry", status_code=201,
+             responses={401: {}, 403: {}, 404: {}, 409: {}, 422: {}})
 def retry_task(task_id: str, _: Csrf, tasks: Tasks):
-    """Start an ended task again as a new task: 201 {task_id} of the new one."""
-    try:
-        return {"task_id": tasks.retry(_task_id(task_id))}
-    except TaskNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
-    except TaskNotActive as exc:
-        raise HTTPException(409, str(exc)) from None
+    """Start an ended task again as a new task: 201 {task_id} of the new one (422 when its project can no longer
+    be used)."""
+    return {"task_id": tasks.retry(task_id_of(task_id))}
 
 
 @router.post("/dashboard/api/tasks/{task_id}/confirm", openapi_extra=body_schema(ConfirmBody),
@@ -509,7 +473,8 @@ def retry_task(task_id: str, _: Csrf, tasks: Tasks):
 def confirm_task(task_id: str, _: Csrf, body: Body, tasks: Tasks):
     """Give the code for the task's pending command: 200 accepted, 403 rejected (attempts_left), 409 not waiting."""
     answer = parse(ConfirmBody, body)
-    return confirm_answer(tasks, _task_id(task_id), answer.code, "Code accepted: task {task_id} runs the command now.")
+    return confirm_answer(tasks, task_id_of(task_id), answer.code,
+                          "Code accepted: task {task_id} runs the command now.")
 
 
 # --- an ended task's branch (TaskManager.checkpoints, changes, merge, push, rollback, discard) ---------------------
@@ -524,32 +489,18 @@ class DiscardBody(BaseModel):
     confirm: StrictBool = Field(False, description="true: the owner agreed that the task's work is deleted for good")
 
 
-@contextmanager
-def _branch_refusals() -> Iterator[None]:
-    """TaskManager's refusals as HTTP answers with its sentence: 404 no such task, 409 still running or git said
-    no (MergeConflict and MergeBlocked, which carry files, are answered by the merge route itself)."""
-    try:
-        yield
-    except TaskNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
-    except (TaskNotActive, GitError) as exc:
-        raise HTTPException(409, str(exc)) from None
-
-
 @router.get("/dashboard/api/tasks/{task_id}/checkpoints", responses=BRANCH_READ_RESPONSES)
 def task_checkpoints(task_id: str, _: Session, tasks: Tasks):
     """An ended task's checkpoints, oldest first: [{number, sha, message, tests_passed, committed_at}] (0, the state
     before the task, is not listed); 409 while it runs or once its checkout is gone."""
-    with _branch_refusals():
-        return [asdict(point) for point in tasks.checkpoints(_task_id(task_id))]
+    return [asdict(point) for point in tasks.checkpoints(task_id_of(task_id))]
 
 
 @router.get("/dashboard/api/tasks/{task_id}/changes", responses=BRANCH_READ_RESPONSES)
 def task_changes(task_id: str, _: Session, tasks: Tasks):
     """What an ended task's branch holds: git_workspace.summary (task_id, mode, path, branch, base, start_branch,
     commits, files with added/removed, diffstat, tests_passed, uncommitted) and `sentence`, the owner's summary."""
-    with _branch_refusals():
-        info = tasks.changes(_task_id(task_id))
+    info = tasks.changes(task_id_of(task_id))
     return {**info, "sentence": git_workspace.describe(git_workspace.unverified(info))}  # no test run here
 
 
@@ -558,19 +509,14 @@ def merge_task(task_id: str, _: Csrf, tasks: Tasks):
     """Merge an ended task's branch into the branch it started from (worktree mode): the MergeResult (kind, branch,
     commit, files, tree_updated, message) and `detail`, the sentence. 409 with `files` on a conflict or when the
     owner's uncommitted changes touch those files (nothing changed either way)."""
-    with _branch_refusals():
-        try:
-            merged = tasks.merge(_task_id(task_id))
-        except (MergeConflict, MergeBlocked) as exc:
-            return JSONResponse({"detail": str(exc), "files": list(exc.files)}, status_code=409)
+    merged = tasks.merge(task_id_of(task_id))
     return {**asdict(merged), "detail": merged.message}
 
 
 @router.post("/dashboard/api/tasks/{task_id}/push", responses=BRANCH_CHANGE_RESPONSES)
 def push_task(task_id: str, _: Csrf, tasks: Tasks):
     """Push an ended task's branch to origin under its own name (never forced): {status: "pushed", detail}."""
-    with _branch_refusals():
-        sentence = tasks.push(_task_id(task_id))
+    sentence = tasks.push(task_id_of(task_id))
     return {"status": "pushed", "detail": sentence}
 
 
@@ -580,12 +526,8 @@ def rollback_task(task_id: str, _: Csrf, body: Body, tasks: Tasks):
     """{"to": N or null}: reset an ended task's branch and files to checkpoint N (0: before the task; null: the one
     before the latest); the checkpoint it went back to and `detail`. 422 for a checkpoint it does not have."""
     to = parse(RollbackBody, body).to
-    task_id = _task_id(task_id)
-    with _branch_refusals():
-        try:
-            point = tasks.rollback(task_id, to)
-        except NoSuchCheckpoint as exc:
-            raise HTTPException(422, str(exc)) from None
+    task_id = task_id_of(task_id)
+    point = tasks.rollback(task_id, to)
     if point.number == 0:
         sentence = f"Task {task_id} is rolled back to before it started."
     else:
@@ -599,11 +541,10 @@ def discard_task(task_id: str, _: Csrf, body: Body, tasks: Tasks):
     """{"confirm": true}: delete an ended task's worktree and branch (a plain folder: put it back as it was before
     the task); {status: "discarded", detail}. Without the confirmation 422, and nothing is deleted."""
     confirmed = parse(DiscardBody, body or b"{}").confirm
-    task_id = _task_id(task_id)
-    with _branch_refusals():
-        if not confirmed:
-            tasks.task_checkout(task_id, "discard it")  # no such task, still running, gone: say that first
-            raise HTTPException(422, f"Discarding task {task_id} deletes its branch and all its work for good; "
-                                     'send {"confirm": true} to go ahead. Nothing was deleted.')
-        sentence = tasks.discard(task_id)
+    task_id = task_id_of(task_id)
+    if not confirmed:
+        tasks.task_checkout(task_id, "discard it")  # no such task, still running, gone: say that first
+        raise HTTPException(422, f"Discarding task {task_id} deletes its branch and all its work for good; "
+                                 'send {"confirm": true} to go ahead. Nothing was deleted.')
+    sentence = tasks.discard(task_id)
     return {"status": "discarded", "detail": sentence}

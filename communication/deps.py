@@ -1,21 +1,32 @@
-"""FastAPI dependencies, all in one file: settings, the task manager, request authentication (webhook secret,
-dashboard session and CSRF token) and body parsing."""
+"""FastAPI dependencies and what the webhook API (api.py) and the dashboard (dashboard.py) share, all in one file:
+settings, the task manager, request authentication (webhook secret, dashboard session and CSRF token), task ids,
+body parsing and the start and confirmation answers.
+
+The routers import this module and it imports neither of them: app -> routers -> deps -> core. TARS's own
+refusals (TaskNotFound, TaskNotActive...) pass through as they are; communication/app.py answers them.
+"""
 
 from __future__ import annotations
 
 import hmac
 import json
+import re
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request
-from pydantic import BaseModel, ValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from communication.notifier import verify
 from core import keys
 from core.config import Settings
+from core.exceptions import CodeRejected, TaskNotFound
 from core.task_manager import TaskManager
 
 MAX_BODY_BYTES = 64 * 1024
+TASK_ID = r"^#?[0-9a-fA-F]{4,32}$"
+SESSION_COOKIE = "tars_session"
 SIGNATURE_WINDOW_SECONDS = 300  # verify()'s default tolerance for webhook-timestamp
 
 
@@ -76,6 +87,45 @@ def parse(model: type[BaseModel], body: bytes) -> BaseModel:
         raise HTTPException(422, "The body is not valid JSON.") from None
 
 
+def body_schema(model: type[BaseModel]) -> dict:
+    """OpenAPI for routes that read their body themselves (authentication comes before parsing)."""
+    return {"requestBody": {"required": True,
+                            "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+def task_id_of(value: str) -> str:
+    """The task id a URL path names, lower case without '#'; TaskNotFound (404) when it cannot be one."""
+    if not re.fullmatch(TASK_ID, value):
+        raise TaskNotFound(f"There is no task {value[:40]}.")
+    return value.lstrip("#").lower()
+
+
+# --- the answers the webhook API and the dashboard share --------------------------------------------------------
+class StartBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    goal: str = Field(min_length=1, max_length=10_000)
+    project_path: str | None = Field(None, max_length=4096)
+    verbose_updates: StrictBool | None = None
+
+
+def start_answer(tasks: TaskManager, body: bytes) -> dict:
+    """A StartBody started as a task: {task_id} (422 with the reason: parse, or InvalidGoal/InvalidProjectPath)."""
+    request = parse(StartBody, body)
+    return {"task_id": tasks.start(request.goal, request.project_path, verbose_updates=request.verbose_updates)}
+
+
+def confirm_answer(tasks: TaskManager, task_id: str, code: str | int, accepted: str):
+    """A code for a task's pending command as an HTTP answer: 200 accepted (the sentence `accepted`), 403 rejected
+    with attempts_left (here: the answer carries more than the sentence); no such task (404) and not waiting (409)
+    pass through to app.py."""
+    try:
+        tasks.confirm(task_id, code)
+    except CodeRejected as exc:
+        return JSONResponse({"status": "rejected", "task_id": task_id, "attempts_left": exc.attempts_left,
+                             "detail": str(exc)}, status_code=403)
+    return {"status": "accepted", "task_id": task_id, "detail": accepted.format(task_id=task_id)}
+
+
 # --- the dashboard (communication/dashboard.py): its session cookie and the CSRF token ---------------------------
 DASHBOARD_OFF = ("The dashboard is off: set DASHBOARD_PASSWORD (at least 8 characters) in .env and restart the "
                  "server the way you started it: python main_tars.py up, or python main_tars.py beside your "
@@ -101,10 +151,31 @@ def same_origin(request: Request) -> bool:
     return parsed.scheme in ("http", "https") and bool(parsed.netloc) and parsed.netloc.lower() in allowed
 
 
-def dashboard_session(request: Request):
-    """The logged-in dashboard session the tars_session cookie names: 401 without one, 404 with the dashboard off."""
-    from communication.dashboard import load_session  # dashboard.py builds the session keys and imports this module
+@dataclass(frozen=True)
+class DashboardSession:
+    key: str
+    csrf: str
+    created_at: float
 
+
+def load_session(request: Request) -> DashboardSession | None:
+    """The session the request's cookie names, or None (no cookie, unknown or expired); dashboard.py makes them."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token or len(token) > 200:
+        return None
+    key = keys.dashboard_session(token)
+    fields = {k.decode(): v.decode("utf-8", "replace") for k, v in request.app.state.redis.hgetall(key).items()}
+    if not fields.get("csrf"):
+        return None
+    try:
+        created = float(fields.get("created_at") or 0)
+    except ValueError:
+        created = 0.0
+    return DashboardSession(key=key, csrf=fields["csrf"], created_at=created)
+
+
+def dashboard_session(request: Request) -> DashboardSession:
+    """The logged-in dashboard session the tars_session cookie names: 401 without one, 404 with the dashboard off."""
     if not request.app.state.settings.DASHBOARD_PASSWORD:
         raise HTTPException(404, DASHBOARD_OFF)
     session = load_session(request)
@@ -113,7 +184,7 @@ def dashboard_session(request: Request):
     return session
 
 
-def dashboard_csrf(request: Request, session=Depends(dashboard_session)):
+def dashboard_csrf(request: Request, session: DashboardSession = Depends(dashboard_session)) -> DashboardSession:
     """The session of a state-changing dashboard request: same origin, and X-CSRF-Token = the session's token."""
     if not same_origin(request):
         raise HTTPException(403, CROSS_SITE)

@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from rq import Queue, Worker
 
-from communication.api import TASK_ID
 from communication.app import create_app
+from communication.deps import TASK_ID
 from communication.notifier import sign
 from core import keys, sandbox
 from core.confirmations import pending_request
@@ -446,6 +446,17 @@ def test_cancel_a_queued_task_then_cancel_it_again(api, tasks, redis_client):
     assert again.status_code == 409
     assert again.json() == {"detail": f"Task {task_id} has already ended (cancelled), so there is nothing to "
                                       f"cancel."}
+
+
+def test_a_retry_whose_project_can_no_longer_be_used_is_a_422_with_the_sentence(api, redis_client, projects):
+    task_id = api.post("/api/tasks", json={"goal": "Build a calculator", "project_path": "calc"}).json()["task_id"]
+    assert api.post(f"/api/tasks/{task_id}/cancel").status_code == 200
+    (projects / "calc").rmdir()
+    (projects / "calc").write_text("now a file\n")
+    answer = api.post(f"/api/tasks/{task_id}/retry")
+    assert answer.status_code == 422, answer.text
+    assert answer.json() == {"detail": f"The project path {projects / 'calc'} is a file, not a folder."}
+    assert task_count(redis_client) == 1  # nothing new was started
 
 
 def test_every_route_but_health_needs_authentication(tars_server, tasks, redis_client):

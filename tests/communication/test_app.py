@@ -1,6 +1,8 @@
-"""The voice server is a process of its own: `python main_tars.py serve` can die and come back while tasks run.
+"""The app factory (communication/app.py): TARS's refusals answered once, and a server process of its own.
 
-Tasks live in Redis and in the worker processes, so a new server process sees them, and status, cancel and
+Each TarsError the app maps (HTTP_STATUS) answers exactly as the HTTPException(status, sentence) the routes used to
+raise. The voice server is a process of its own: `python main_tars.py serve` can die and come back while tasks
+run. Tasks live in Redis and in the worker processes, so a new server process sees them, and status, cancel and
 confirmation work from it as from the old one.
 """
 
@@ -12,15 +14,30 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from fastapi import HTTPException
+from fastapi.testclient import TestClient
 from rq import Worker
 from rq.job import Job
 
+from communication.app import HTTP_STATUS, create_app
+from core.exceptions import (ConfigError, GitError, InvalidGoal, InvalidProjectPath, MergeBlocked, MergeConflict,
+                             NoSuchCheckpoint, NotAwaitingConfirmation, TaskNotActive, TaskNotFound)
 from core.redis_conn import free_port
 from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET, TarsProcess
 from tests.fakes.anthropic_api import bash, text
 from tests.waiting import wait_until
 
 AUTH = {"X-TARS-Webhook-Secret": TEST_WEBHOOK_SECRET}
+# Each refusal a route lets through, and the status it answers with (the routes used to raise these themselves).
+REFUSALS = [
+    (TaskNotFound("There is no task abcdef."), 404),
+    (TaskNotActive("Task abcdef has already ended (cancelled), so there is nothing to cancel."), 409),
+    (NotAwaitingConfirmation("Task abcdef is not waiting for a confirmation code."), 409),
+    (GitError("Task abcdef has no branch: it ended before a worker prepared its checkout."), 409),
+    (InvalidGoal("The goal is empty: say what the task should build or fix."), 422),
+    (InvalidProjectPath("The project path /x is a file, not a folder."), 422),
+    (NoSuchCheckpoint("Task abcdef has 2 checkpoints; there is no checkpoint 7 to roll back to."), 422),
+]
 
 
 class ServerProcess(TarsProcess):
@@ -129,3 +146,49 @@ def test_a_restarted_server_process_sees_the_running_tasks_and_confirms_and_canc
     listed = second.get("/api/tasks")
     assert {t["task_id"]: t["status"] for t in listed.json()} == {waiting: "complete", long_job: "cancelled"}
     assert len(fake_api.requests_for("confirm")) == 2 and len(fake_api.requests_for("long")) == 1
+
+
+@pytest.fixture
+def refusing_client(settings, redis_client):
+    """The real app plus two test routes: /refuse/{i} raises REFUSALS[i] or a merge refusal, /expect/{i} raises the
+    HTTPException the routes raised for it before app.py answered them."""
+    app = create_app(settings, redis_client)
+    merges = [MergeConflict("Task abcdef's branch conflicts with main in a.py.", ["a.py"]),
+              MergeBlocked("Your uncommitted changes to b.py touch files the merge would change.", ["b.py"])]
+
+    @app.get("/refuse/{which}")
+    def refuse(which: int):
+        raise (REFUSALS[which][0] if which < len(REFUSALS) else merges[which - len(REFUSALS)])
+
+    @app.get("/expect/{which}")
+    def expect(which: int):
+        refusal, status = REFUSALS[which]
+        raise HTTPException(status, str(refusal))
+
+    @app.get("/unmapped")
+    def unmapped():
+        raise ConfigError("WEBHOOK_SECRET is too short.")
+
+    return TestClient(app, raise_server_exceptions=False)  # no `with`: no lifespan, so no voice listener
+
+
+@pytest.mark.parametrize("which", range(len(REFUSALS)))
+def test_each_refusal_answers_as_the_http_exception_the_routes_raised(refusing_client, which):
+    refused, expected = refusing_client.get(f"/refuse/{which}"), refusing_client.get(f"/expect/{which}")
+    assert refused.status_code == expected.status_code == REFUSALS[which][1]
+    assert refused.content == expected.content == f'{{"detail":"{REFUSALS[which][0]}"}}'.encode()
+    assert refused.headers == expected.headers
+
+
+def test_a_merge_refusal_is_a_409_with_its_files(refusing_client):
+    conflict = refusing_client.get(f"/refuse/{len(REFUSALS)}")
+    blocked = refusing_client.get(f"/refuse/{len(REFUSALS) + 1}")
+    assert conflict.status_code == blocked.status_code == 409
+    assert conflict.json() == {"detail": "Task abcdef's branch conflicts with main in a.py.", "files": ["a.py"]}
+    assert blocked.json() == {"detail": "Your uncommitted changes to b.py touch files the merge would change.",
+                              "files": ["b.py"]}
+
+
+def test_every_mapped_refusal_is_tested_and_the_rest_stay_server_errors(refusing_client):
+    assert set(HTTP_STATUS) == {type(refusal) for refusal, _ in REFUSALS}
+    assert refusing_client.get("/unmapped").status_code == 500  # not the request's fault: as before
