@@ -18,8 +18,8 @@ of a known type always parses. core/ never imports this module.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 
@@ -53,82 +53,80 @@ def _shown(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _omit_none(data: dict) -> dict:
-    return {key: value for key, value in data.items() if value is not None}
+def _flag(value: Any) -> bool | None:
+    return None if value is None else bool(value)
+
+
+def _number_or_text(value: Any) -> int | str | None:
+    """As sent when a number or a string, else as `_shown`."""
+    return value if isinstance(value, (int, str)) and not isinstance(value, bool) else _shown(value)
+
+
+def _wire(name: str, read: Callable[[Any], Any] = _text, *, optional: bool = False, **default: Any) -> Any:
+    """A message field: its name on the wire, how a received value is read (never raising), and whether it
+    is left out of what is sent when None (`optional`); `default=` / `default_factory=` as in dataclasses."""
+    return field(metadata={"wire": name, "read": read, "optional": optional}, **default)
+
+
+class _Message:
+    """A ConversationRelay message: its ``type``, then its fields in the order they are declared."""
+
+    type: ClassVar[str]
+
+    def to_dict(self) -> dict:
+        data = {"type": self.type}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None or not f.metadata["optional"]:
+                data[f.metadata["wire"]] = value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> Any:
+        return cls(**{f.name: f.metadata["read"](data.get(f.metadata["wire"])) for f in fields(cls)})
 
 
 # --- what Twilio sends ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Setup:
+class Setup(_Message):
     """The first message of a session: who calls whom. ``from`` is `caller`."""
 
     type: ClassVar[str] = "setup"
-    call_sid: str
-    caller: str
-    to: str = ""
-    session_id: str | None = None  # None: Twilio sent none
-    account_sid: str = ""
-    parent_call_sid: str = ""
-    forwarded_from: str = ""
-    call_type: str = ""
-    caller_name: str = ""
-    direction: str = ""
-    call_status: str = ""
-    custom_parameters: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {"type": self.type, "sessionId": self.session_id, "accountSid": self.account_sid,
-                "parentCallSid": self.parent_call_sid, "callSid": self.call_sid, "from": self.caller,
-                "to": self.to, "forwardedFrom": self.forwarded_from, "callType": self.call_type,
-                "callerName": self.caller_name, "direction": self.direction, "callStatus": self.call_status,
-                "customParameters": dict(self.custom_parameters)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> Setup:
-        custom = data.get("customParameters")
-        return cls(call_sid=_text(data.get("callSid")), caller=_text(data.get("from")), to=_text(data.get("to")),
-                   session_id=_shown(data.get("sessionId")), account_sid=_text(data.get("accountSid")),
-                   parent_call_sid=_text(data.get("parentCallSid")), forwarded_from=_text(data.get("forwardedFrom")),
-                   call_type=_text(data.get("callType")), caller_name=_text(data.get("callerName")),
-                   direction=_text(data.get("direction")), call_status=_text(data.get("callStatus")),
-                   custom_parameters=dict(custom) if isinstance(custom, dict) else {})
+    session_id: str | None = _wire("sessionId", _shown, default=None)  # None: Twilio sent none
+    account_sid: str = _wire("accountSid", default="")
+    parent_call_sid: str = _wire("parentCallSid", default="")
+    call_sid: str = _wire("callSid", default="")
+    caller: str = _wire("from", default="")
+    to: str = _wire("to", default="")
+    forwarded_from: str = _wire("forwardedFrom", default="")
+    call_type: str = _wire("callType", default="")
+    caller_name: str = _wire("callerName", default="")
+    direction: str = _wire("direction", default="")
+    call_status: str = _wire("callStatus", default="")
+    custom_parameters: dict = _wire("customParameters", lambda v: dict(v) if isinstance(v, dict) else {},
+                                    default_factory=dict)
 
 
 @dataclass(frozen=True)
-class Prompt:
-    """What the caller said. ``last: false`` marks a partial prompt; anything but false is a final one."""
+class Prompt(_Message):
+    """What the caller said. ``last: false`` marks a partial prompt; anything else (or none) a final one."""
 
     type: ClassVar[str] = "prompt"
-    voice_prompt: str
-    lang: str = ""
-    last: bool = True
-
-    def to_dict(self) -> dict:
-        return {"type": self.type, "voicePrompt": self.voice_prompt, "lang": self.lang, "last": self.last}
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> Prompt:
-        return cls(voice_prompt=_text(data.get("voicePrompt")), lang=_text(data.get("lang")),
-                   last=data.get("last", True) is not False)
+    voice_prompt: str = _wire("voicePrompt")
+    lang: str = _wire("lang", default="")
+    last: bool = _wire("last", lambda v: v is not False, default=True)
 
 
 @dataclass(frozen=True)
-class Dtmf:
+class Dtmf(_Message):
     """One keypad press (DTMF detection is on in TARS's TwiML)."""
 
     type: ClassVar[str] = "dtmf"
-    digit: str
-
-    def to_dict(self) -> dict:
-        return {"type": self.type, "digit": self.digit}
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> Dtmf:
-        return cls(digit=_text(data.get("digit")))
+    digit: str = _wire("digit")
 
 
 @dataclass(frozen=True)
-class Interrupt:
+class Interrupt(_Message):
     """The caller spoke over TARS: what they heard of the talk cycle, and after how long.
 
     `duration_ms` is only logged; it is kept as sent (Twilio's page shows a number, the console phone sends a
@@ -136,75 +134,38 @@ class Interrupt:
     """
 
     type: ClassVar[str] = "interrupt"
-    utterance: str
-    duration_ms: int | str | None = None
-
-    def to_dict(self) -> dict:
-        return {"type": self.type, "utteranceUntilInterrupt": self.utterance,
-                "durationUntilInterruptMs": self.duration_ms}
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> Interrupt:
-        duration = data.get("durationUntilInterruptMs")
-        if not (isinstance(duration, (int, str)) and not isinstance(duration, bool)):
-            duration = _shown(duration)
-        return cls(utterance=_text(data.get("utteranceUntilInterrupt")), duration_ms=duration)
+    utterance: str = _wire("utteranceUntilInterrupt")
+    duration_ms: int | str | None = _wire("durationUntilInterruptMs", _number_or_text, default=None)
 
 
 @dataclass(frozen=True)
-class ErrorReport:
+class ErrorReport(_Message):
     """ConversationRelay reports an error (e.g. a message of ours it could not read)."""
 
     type: ClassVar[str] = "error"
-    description: str | None = None  # None: Twilio gave none
-
-    def to_dict(self) -> dict:
-        return {"type": self.type, "description": self.description}
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> ErrorReport:
-        return cls(description=_shown(data.get("description")))
+    description: str | None = _wire("description", _shown, default=None)  # None: Twilio gave none
 
 
 # --- what TARS sends -------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Text:
-    """One token of speech. ``last: true`` ends the talk cycle; `interruptible`, `preemptible` and `lang` are
-    only written when set."""
+class Text(_Message):
+    """One token of speech; ``last: true`` ends the talk cycle. The optional fields are only sent when set."""
 
     type: ClassVar[str] = "text"
-    token: str
-    last: bool
-    interruptible: bool | None = None
-    preemptible: bool | None = None
-    lang: str | None = None
-
-    def to_dict(self) -> dict:
-        return _omit_none({"type": self.type, "token": self.token, "last": self.last,
-                           "interruptible": self.interruptible, "preemptible": self.preemptible, "lang": self.lang})
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> Text:
-        interruptible, preemptible, lang = data.get("interruptible"), data.get("preemptible"), data.get("lang")
-        return cls(token=_text(data.get("token")), last=bool(data.get("last")),
-                   interruptible=None if interruptible is None else bool(interruptible),
-                   preemptible=None if preemptible is None else bool(preemptible), lang=_shown(lang))
+    token: str = _wire("token")
+    last: bool = _wire("last", bool)
+    interruptible: bool | None = _wire("interruptible", _flag, optional=True, default=None)
+    preemptible: bool | None = _wire("preemptible", _flag, optional=True, default=None)
+    lang: str | None = _wire("lang", _shown, optional=True, default=None)
 
 
 @dataclass(frozen=True)
-class End:
+class End(_Message):
     """End the session; Twilio hands `handoff_data` (a string, usually JSON) to the <Connect action> callback.
-    None (not written) when there is none; an empty one parses as none."""
+    None (not sent) when there is none; an empty one reads as none."""
 
     type: ClassVar[str] = "end"
-    handoff_data: str | None = None
-
-    def to_dict(self) -> dict:
-        return _omit_none({"type": self.type, "handoffData": self.handoff_data})
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> End:
-        return cls(handoff_data=_text(data.get("handoffData")) or None)
+    handoff_data: str | None = _wire("handoffData", lambda v: _text(v) or None, optional=True, default=None)
 
 
 TwilioMessage = Setup | Prompt | Dtmf | Interrupt | ErrorReport
