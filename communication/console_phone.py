@@ -10,7 +10,8 @@ streamed `text` tokens as they arrive, and prints anything TARS says unprompted 
   /interrupt            the caller talks over TARS: an interrupt with what was heard so far
   Ctrl+D                hang up (the socket is closed cleanly, exit 0)
 
-`RelayClient` is the same machinery without the terminal: the harness of the voice tests.
+`RelayClient` is the same machinery without the terminal: the harness of the voice tests. Every message
+is built and parsed by communication/relay_protocol.py.
 
 The signature: Twilio signs the WebSocket handshake like any webhook (HMAC-SHA1 of the URL with the
 account Auth Token, base64), over the wss:// URL it was told to open, with no POST parameters.
@@ -39,6 +40,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from communication.relay_protocol import (FROM_TARS, Dtmf, End, Interrupt, MalformedMessage, Prompt, Setup, Text,
+                                          TwilioMessage, UnknownType, decode, encode, parse_dict)
 from core.exceptions import TarsError
 
 RELAY_PATH = "/relay"
@@ -173,7 +176,7 @@ class _Pending:
         return reply
 
 
-_CLOSED = {"type": "<closed>"}
+_CLOSED: Any = object()  # queued for receive() once the socket is closed
 
 
 class RelayClient:
@@ -295,34 +298,24 @@ class RelayClient:
 
     # --- sending ---------------------------------------------------------------------------------
 
-    async def send(self, message: dict) -> None:
+    async def send(self, message: TwilioMessage) -> dict:
+        """Send one message; returns it as sent (a JSON object, also appended to `sent`)."""
         if self._ws is None:
             raise RelayClosed("the relay is not connected: call connect() first")
         try:
-            await self._ws.send(json.dumps(message))
+            await self._ws.send(encode(message))
         except ConnectionClosed as exc:
             raise RelayClosed(f"the relay closed the call ({self._close_text()})") from exc
-        self.sent.append(message)
+        self.sent.append(message.to_dict())
+        return self.sent[-1]
 
     async def setup(self, **custom_parameters: str) -> dict:
         """Send the setup message Twilio sends first; returns it."""
-        message = {
-            "type": "setup",
-            "sessionId": new_sid("VX"),
-            "accountSid": new_sid("AC"),
-            "parentCallSid": "",
-            "callSid": new_sid("CA"),
-            "from": self.caller,
-            "to": self.callee,
-            "callType": "PSTN",
-            "callerName": "",
-            "direction": "inbound",
-            "callStatus": "RINGING",
-            "customParameters": dict(custom_parameters),
-        }
-        await self.send(message)
-        self.setup_message = message
-        return message
+        self.setup_message = await self.send(Setup(
+            call_sid=new_sid("CA"), caller=self.caller, to=self.callee, session_id=new_sid("VX"),
+            account_sid=new_sid("AC"), call_type="PSTN", direction="inbound", call_status="RINGING",
+            custom_parameters=dict(custom_parameters)))
+        return self.setup_message
 
     async def prompt(self, text: str) -> None:
         """Send what the caller said (one final prompt); the reply is then pending (see reply())."""
@@ -336,7 +329,7 @@ class RelayClient:
         self._pending = pending = _Pending(loop)
         self._alert_tokens = []
         try:
-            await self.send({"type": "prompt", "voicePrompt": text, "lang": self.lang, "last": True})
+            await self.send(Prompt(text, lang=self.lang, last=True))
         except RelayClosed:
             pending.finish(complete=False, closed=True)
             raise
@@ -385,7 +378,7 @@ class RelayClient:
         if bad:
             raise ValueError(f"{''.join(bad)!r} are not keypad keys (0-9, *, #, A-D)")
         for key in keys:
-            await self.send({"type": "dtmf", "digit": key})
+            await self.send(Dtmf(key))
 
     async def interrupt(self, spoken_so_far: str | None = None, *, duration_ms: int | None = None) -> Reply | None:
         """The caller talks over TARS: send interrupt and end the pending reply there.
@@ -400,8 +393,7 @@ class RelayClient:
         if duration_ms is None:
             start = (pending.first_token_at or pending.sent_at) if pending else time.monotonic()
             duration_ms = int((time.monotonic() - start) * 1000)
-        await self.send({"type": "interrupt", "utteranceUntilInterrupt": spoken_so_far,
-                         "durationUntilInterruptMs": str(duration_ms)})
+        await self.send(Interrupt(spoken_so_far, duration_ms=str(duration_ms)))
         if pending:
             self._stale_until, self._dropped_stale = time.monotonic() + STALE_AFTER_INTERRUPT_SECONDS, False
         return pending.finish(interrupted=True, complete=False) if pending else None
@@ -437,10 +429,8 @@ class RelayClient:
             async for raw in self._ws:
                 text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
                 try:
-                    message = json.loads(text)
-                except ValueError:
-                    message = None
-                if not isinstance(message, dict):
+                    message = decode(text)
+                except MalformedMessage:  # not a relay message at all: shown as it came
                     message = {"type": "<not json>", "raw": text}
                 self.messages.append(message)
                 self._dispatch(message)
@@ -468,11 +458,13 @@ class RelayClient:
         return True
 
     def _dispatch(self, message: dict) -> None:
-        kind = message.get("type")
-        if kind == "text":
+        try:
+            parsed = parse_dict(message, FROM_TARS)
+        except UnknownType:  # play, sendDigits, language, ...: TARS sends none of these
+            parsed = None
+        if isinstance(parsed, Text):
             self._last_token_at = time.monotonic()
-            token = str(message.get("token") or "")
-            last = bool(message.get("last"))
+            token, last = parsed.token, parsed.last
             if self.pending:
                 self._pending.add(token)
                 self._notify("reply", message)
@@ -490,7 +482,7 @@ class RelayClient:
                 self.alerts.append(alert)
                 self._alert_queue.put_nowait(alert)
             return
-        if kind == "end":
+        if isinstance(parsed, End):
             self.ended = message
             if self.pending:
                 self._pending.finish(complete=False)
@@ -539,15 +531,16 @@ class _Printer:
 
     def __call__(self, kind: str, message: dict) -> None:
         if kind in ("reply", "alert"):
+            text = parse_dict(message, FROM_TARS)
             if self.open != kind:
                 self.finish_line()
                 self.write("TARS: " if kind == "reply" else "[TARS] ")
                 self.open = kind
-            self.write(str(message.get("token") or ""))
-            if message.get("last"):
+            self.write(text.token)
+            if text.last:
                 self.finish_line()
         elif kind == "end":
-            handoff = message.get("handoffData")
+            handoff = parse_dict(message, FROM_TARS).handoff_data
             self.line("[TARS ended the call" + (f": {handoff}" if handoff else "") + "]")
         else:
             details = {k: v for k, v in message.items() if k != "type"}

@@ -1,6 +1,7 @@
 """The phone: Twilio's incoming-call webhook, the <Connect action> callback and the ConversationRelay WebSocket.
 
-Every Twilio format (TwiML, ConversationRelay JSON, signature checks) lives here; core/ never sees them.
+Every Twilio format lives in communication/ (TwiML and signature checks here, the ConversationRelay JSON in
+communication/relay_protocol.py); core/ never sees them.
 
 * ``POST /voice`` — Twilio's incoming-call webhook. Signed (X-Twilio-Signature over PUBLIC_BASE_URL + path +
   query and the form parameters; the request's own scheme and host are never used, so a TLS-terminating
@@ -42,6 +43,8 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from communication.conversation import APOLOGY, Conversation, loggable
 from communication.deps import read_body
+from communication.relay_protocol import (Dtmf, End, ErrorReport, Interrupt, NotAnObject, NotJson, Prompt, Setup,
+                                          TarsMessage, Text, UnknownType, encode, parse)
 from core import keys
 from core.config import Settings
 from core.defaults import CALL_REFRESH_SECONDS
@@ -238,20 +241,20 @@ class RelayCall:
 
     async def handle(self, raw: str) -> None:
         try:
-            message = json.loads(raw)
-        except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser goes
+            message = parse(raw)
+        except NotJson:
             log.warning("[%s] ignored a message that is not JSON: %r", self.label, raw[:200])
             return
-        if not isinstance(message, dict):
+        except NotAnObject:
             log.warning("[%s] ignored a JSON message that is not an object: %r", self.label, raw[:200])
             return
-        kind = message.get("type")
-        handler = {"setup": self.on_setup, "prompt": self.on_prompt, "interrupt": self.on_interrupt,
-                   "dtmf": self.on_dtmf, "error": self.on_error}.get(kind) if isinstance(kind, str) else None
-        if handler is None:
-            log.info("[%s] ignored a message of unknown type %r", self.label, kind)
+        except UnknownType as exc:
+            log.info("[%s] ignored a message of unknown type %r", self.label, exc.kind)
             return
-        if kind not in ("setup", "error") and (self.call_sid is None or self.refused):
+        kind = message.type
+        handler = {"setup": self.on_setup, "prompt": self.on_prompt, "interrupt": self.on_interrupt,
+                   "dtmf": self.on_dtmf, "error": self.on_error}[kind]
+        if not isinstance(message, (Setup, ErrorReport)) and (self.call_sid is None or self.refused):
             log.warning("[%s] ignored %s: no owner call set up on this socket", self.label, kind)
             return
         try:
@@ -260,17 +263,17 @@ class RelayCall:
             log.exception("[%s] handling %s failed", self.label, kind)
 
     # --- messages from Twilio -----------------------------------------------------------------------------------
-    async def on_setup(self, message: dict) -> None:
+    async def on_setup(self, message: Setup) -> None:
         if self.call_sid is not None or self.refused:
             log.warning("[%s] ignored a second setup message", self.label)
             return
-        call_sid, caller = str(message.get("callSid") or ""), str(message.get("from") or "")
+        call_sid, caller = message.call_sid, message.caller
         if not call_sid or caller not in self.settings.owner_numbers:
             self.refused = True
             log.warning("Relay session %s (call %s) from %s refused: not one of OWNER_PHONE_NUMBERS.",
-                        message.get("sessionId"), call_sid or "?", caller or "an unknown number")
-            await self.send({"type": "text", "token": NOT_OWNER, "last": True})
-            await self.send({"type": "end", "handoffData": json.dumps({"reasonCode": "not-owner"})})
+                        message.session_id, call_sid or "?", caller or "an unknown number")
+            await self.send(Text(NOT_OWNER, last=True))
+            await self.send(End(handoff_data=json.dumps({"reasonCode": "not-owner"})))
             return
         self.call_sid, self.caller = call_sid, caller
         self.functions = VoiceFunctions(self.hub.tasks, self.settings, session_id=call_sid)
@@ -283,11 +286,11 @@ class RelayCall:
         self.refresher = asyncio.create_task(self._refresh())
         log.info("[%s] set up: the owner (%s) is on the line", self.label, caller)
 
-    async def on_prompt(self, message: dict) -> None:
-        piece = str(message.get("voicePrompt") or "").strip()
+    async def on_prompt(self, message: Prompt) -> None:
+        piece = message.voice_prompt.strip()
         if piece:
             self.partial.append(piece)
-        if message.get("last", True) is False:
+        if not message.last:
             return
         text, self.partial = " ".join(self.partial)[:MAX_PROMPT_CHARS], []
         if not text:
@@ -297,14 +300,13 @@ class RelayCall:
             await self._cut_reply(None, supersede=True)  # a newer turn makes the reply in progress moot
         self.reply_task = asyncio.create_task(self._reply(text))
 
-    async def on_interrupt(self, message: dict) -> None:
-        heard = str(message.get("utteranceUntilInterrupt") or "")
-        log.info("[%s] interrupted after %s ms; the caller heard %r", self.label,
-                 message.get("durationUntilInterruptMs"), heard)
+    async def on_interrupt(self, message: Interrupt) -> None:
+        heard = message.utterance
+        log.info("[%s] interrupted after %s ms; the caller heard %r", self.label, message.duration_ms, heard)
         await self._cut_reply(heard, supersede=False)
 
-    async def on_dtmf(self, message: dict) -> None:
-        digit = str(message.get("digit") or "")
+    async def on_dtmf(self, message: Dtmf) -> None:
+        digit = message.digit
         if digit == "#":
             code, self.digits = self.digits, ""
             if code:
@@ -314,28 +316,25 @@ class RelayCall:
         elif len(digit) == 1 and digit.isdigit() and len(self.digits) < MAX_DTMF_DIGITS:
             self.digits += digit
 
-    async def on_error(self, message: dict) -> None:
-        log.error("[%s] ConversationRelay reported an error: %s", self.label, message.get("description"))
+    async def on_error(self, message: ErrorReport) -> None:
+        log.error("[%s] ConversationRelay reported an error: %s", self.label, message.description)
 
     # --- speaking -------------------------------------------------------------------------------------------------
-    async def send(self, message: dict) -> None:
+    async def send(self, message: TarsMessage) -> None:
         if self.closed:
             return
         try:
-            await self.ws.send_text(json.dumps(message))
+            await self.ws.send_text(encode(message))
         except Exception as exc:  # the socket is gone: the receive loop sees the disconnect
             log.info("[%s] could not send (%s): the socket is closed", self.label, exc.__class__.__name__)
             self.closed = True
 
     async def announce(self, sentence: str, interruptible: bool | None = None) -> None:
         """One sentence of TARS's own, as one message that ends its talk cycle; never inside a reply."""
-        message = {"type": "text", "token": sentence, "last": True}
-        if interruptible is not None:
-            message["interruptible"] = interruptible
         async with self.speaking:
             if self.closed:
                 return
-            await self.send(message)
+            await self.send(Text(sentence, last=True, interruptible=interruptible))
             self.last_cycle = "announcement"
         log.info("[%s] announced: %s", self.label, sentence)
         if self.conversation is not None:
@@ -351,7 +350,7 @@ class RelayCall:
         except asyncio.CancelledError:
             if cycle.holding and self.superseded and not self.closed:
                 # No interrupt ended this talk cycle on Twilio's side: end it before the next reply speaks.
-                await self.send({"type": "text", "token": "", "last": True})
+                await self.send(Text("", last=True))
             raise
         except Exception:
             log.exception("[%s] the reply failed", self.label)
@@ -445,13 +444,13 @@ class _TalkCycle:
         if not self.holding:
             await self.call.speaking.acquire()
             self.holding = True
-        await self.call.send({"type": "text", "token": token, "last": False})
+        await self.call.send(Text(token, last=False))
 
     async def finish(self) -> None:
         if not self.holding:
             await self.call.speaking.acquire()
             self.holding = True
-        await self.call.send({"type": "text", "token": "", "last": True})
+        await self.call.send(Text("", last=True))
         self.release()
 
     def release(self) -> None:

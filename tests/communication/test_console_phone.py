@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed
 
 from communication.console_phone import (DEFAULT_CALLEE, SIGNATURE_HEADER, RelayClient, RelayClosed,
                                          RelayConnectError, local_relay_url, public_relay_url, sign)
+from communication.relay_protocol import End, TarsMessage, Text, encode
 from core.redis_conn import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,13 +53,13 @@ class Peer:
             assert message["type"] == kind, message
         return message
 
-    async def send(self, message: dict) -> None:
-        await self.ws.send(json.dumps(message))
+    async def send(self, message: TarsMessage) -> None:
+        await self.ws.send(encode(message))
 
     async def text(self, *tokens: str, delay: float = 0.0, last: bool = True) -> None:
         """Stream tokens; the final one carries last=true (unless last=False)."""
         for n, token in enumerate(tokens):
-            await self.send({"type": "text", "token": token, "last": last and n == len(tokens) - 1})
+            await self.send(Text(token, last=last and n == len(tokens) - 1))
             if delay:
                 await asyncio.sleep(delay)
 
@@ -365,7 +366,7 @@ def test_interrupt_carries_what_was_heard_so_far(make_tars):
 def test_end_is_received_and_the_call_is_over(make_tars):
     async def script(peer):
         await peer.expect("setup")
-        await peer.send({"type": "end", "handoffData": json.dumps({"reason": "goodbye"})})
+        await peer.send(End(json.dumps({"reason": "goodbye"})))
 
     server = make_tars(script)
 
@@ -627,7 +628,7 @@ def test_end_from_tars_is_printed_and_exits_0_while_stdin_is_still_open(make_tar
         await peer.expect("setup")
         await peer.expect("prompt")
         await peer.text("Goodbye, sir.")
-        await peer.send({"type": "end", "handoffData": "caller said goodbye"})
+        await peer.send(End("caller said goodbye"))
 
     server = make_tars(script)
     call = console("--url", server.url)

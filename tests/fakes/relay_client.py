@@ -1,9 +1,9 @@
 """Twilio's side of a phone call, for tests: signed webhooks and a ConversationRelay WebSocket client.
 
 Twilio reaches TARS through a TLS-terminating proxy at PUBLIC_BASE_URL, so it *signs* the public URL
-(https://…/voice, wss://…/relay) while the test *connects* to 127.0.0.1. The client speaks exactly the
-messages of Twilio's "Getting and sending WebSocket messages" page (setup, prompt, interrupt, dtmf, error)
-and records everything TARS sends back, with its arrival time::
+(https://…/voice, wss://…/relay) while the test *connects* to 127.0.0.1. The client builds and parses
+every message with communication/relay_protocol.py (what Twilio sends: setup, prompt, interrupt, dtmf, error)
+and adds the timing on top: it records everything TARS sends back, with its arrival time::
 
     phone = RelayClient.dial(server.port, PUBLIC, TOKEN)          # signed handshake
     phone.setup("CA01", "+15551234567")
@@ -14,7 +14,6 @@ and records everything TARS sends back, with its arrival time::
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
@@ -24,6 +23,9 @@ import httpx
 from twilio.request_validator import RequestValidator
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
+
+from communication.relay_protocol import (FROM_TARS, Dtmf, ErrorReport, Interrupt, Prompt, Setup, TarsMessage, Text,
+                                          TwilioMessage, decode, encode, parse_dict)
 
 ACCOUNT_SID = "AC" + "0" * 32
 
@@ -53,7 +55,11 @@ def incoming_call_params(call_sid: str, caller: str, to: str = "+15550001111") -
 @dataclass
 class Heard:
     at: float  # time.monotonic() on arrival
-    message: dict
+    message: dict  # the JSON object as it came over the wire
+
+    @property
+    def parsed(self) -> TarsMessage:
+        return parse_dict(self.message, FROM_TARS)
 
 
 @dataclass
@@ -64,11 +70,11 @@ class Reply:
 
     @property
     def text(self) -> str:
-        return "".join(h.message.get("token", "") for h in self.messages)
+        return "".join(self.tokens)
 
     @property
     def tokens(self) -> list[str]:
-        return [h.message.get("token", "") for h in self.messages]
+        return [h.parsed.token for h in self.messages]
 
     @property
     def times(self) -> list[float]:
@@ -102,7 +108,7 @@ class RelayClient:
     def _read(self) -> None:
         try:
             for raw in self.ws:
-                heard = Heard(time.monotonic(), json.loads(raw))
+                heard = Heard(time.monotonic(), decode(raw))
                 self.heard.append(heard)
                 self.inbox.put(heard)
         except ConnectionClosed:
@@ -111,32 +117,31 @@ class RelayClient:
             self.closed.set()
 
     # --- what Twilio sends ---------------------------------------------------------------------------------------
-    def send(self, message: dict | str) -> None:
-        self.ws.send(message if isinstance(message, str) else json.dumps(message))
+    def send(self, message: TwilioMessage | str) -> None:
+        """A message, or any text as it is (for garbage)."""
+        self.ws.send(message if isinstance(message, str) else encode(message))
 
     def setup(self, call_sid: str, caller: str, to: str = "+15550001111") -> None:
         self.call_sid = call_sid
-        self.send({"type": "setup", "sessionId": "VX" + call_sid[2:].ljust(32, "0")[:32], "accountSid": ACCOUNT_SID,
-                   "parentCallSid": "", "callSid": call_sid, "from": caller, "to": to, "forwardedFrom": "",
-                   "callType": "PSTN", "callerName": "", "direction": "inbound", "callStatus": "IN-PROGRESS",
-                   "customParameters": {}})
+        self.send(Setup(call_sid=call_sid, caller=caller, to=to, session_id="VX" + call_sid[2:].ljust(32, "0")[:32],
+                        account_sid=ACCOUNT_SID, call_type="PSTN", direction="inbound", call_status="IN-PROGRESS"))
 
     def say(self, text: str, lang: str = "en-US") -> None:
-        self.send({"type": "prompt", "voicePrompt": text, "lang": lang, "last": True})
+        self.send(Prompt(text, lang=lang, last=True))
 
     def say_in_parts(self, *parts: str, lang: str = "en-US") -> None:
         for i, part in enumerate(parts):
-            self.send({"type": "prompt", "voicePrompt": part, "lang": lang, "last": i == len(parts) - 1})
+            self.send(Prompt(part, lang=lang, last=i == len(parts) - 1))
 
     def interrupt(self, utterance: str, duration_ms: int = 460) -> None:
-        self.send({"type": "interrupt", "utteranceUntilInterrupt": utterance, "durationUntilInterruptMs": duration_ms})
+        self.send(Interrupt(utterance, duration_ms=duration_ms))
 
     def press(self, keys: str) -> None:
         for key in keys:
-            self.send({"type": "dtmf", "digit": key})
+            self.send(Dtmf(key))
 
     def error(self, description: str) -> None:
-        self.send({"type": "error", "description": description})
+        self.send(ErrorReport(description))
 
     def hang_up(self) -> None:
         self.ws.close()
@@ -156,9 +161,9 @@ class RelayClient:
         reply = Reply()
         while True:
             heard = self.next(max(0.01, deadline - time.monotonic()))
-            assert heard.message.get("type") == "text", f"expected text, got {heard.message}"
+            assert isinstance(heard.parsed, Text), f"expected text, got {heard.message}"
             reply.messages.append(heard)
-            if heard.message.get("last") is True:
+            if heard.parsed.last:
                 return reply
 
     def quiet(self, seconds: float) -> list[Heard]:
