@@ -112,7 +112,7 @@ class Schema(dict):
 
 def voice_function(method: Callable) -> Callable:
     """Make a method a voice function: its Claude tool schema is built here, at import, from its signature and
-    docstring, so a parameter without a supported type or a docstring without it fails at once.
+    docstring, so a missing docstring, an undescribed parameter or an unsupported type fails at once.
 
     The docstring's first paragraph tells the model what the function does; an "Args:" section has one
     "name: description" line per parameter (longer lines continue indented). Types: str, int, float, bool,
