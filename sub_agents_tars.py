@@ -1,8 +1,9 @@
 """The functions the voice brain (Claude in conversation) may call, answered in spoken style.
 
 ProgrammerAgent starts and stops work; InterSessionAgent answers about tasks from any call
-(status, lists, confirmation codes). `VoiceFunctions` puts both behind the Claude tool schemas
-(`VOICE_TOOLS`) and never raises: every answer is one short sentence to be heard. Spoken input
+(status, lists, confirmation codes). Each voice function is one typed method with a docstring, marked
+@voice_function, which builds its Claude tool schema from them; `VoiceFunctions` dispatches by name from
+the table of those methods and never raises: every answer is one short sentence to be heard. Spoken input
 is forgiving: project names are matched fuzzily, codes said as words become digits, and a
 partial or misheard task id is matched against the caller's recent tasks.
 """
@@ -10,12 +11,19 @@ partial or misheard task id is matched against the caller's recent tasks.
 from __future__ import annotations
 
 import difflib
+import inspect
+import logging
 import re
+import types
+from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated, Literal, Union, get_args, get_origin, get_type_hints
 
 from core.config import Settings
 from core.exceptions import CodeRejected, NotAwaitingConfirmation, TarsError, TaskNotActive, TaskNotFound
 from core.task_manager import TaskManager, TaskStatus
+
+log = logging.getLogger("tars.voice")
 
 SPOKEN_STATUS = {
     "queued": "is waiting for a worker",
@@ -90,6 +98,131 @@ def spoken_status(status: TaskStatus) -> str:
     return sentence + "."
 
 
+# --- voice functions: one typed, documented method each ---------------------------------------------------------
+JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
+SPOKEN_TYPES = {"string": "text", "integer": "a whole number", "number": "a number", "boolean": "true or false"}
+
+
+class Schema(dict):
+    """JSON Schema keywords a parameter adds to its type's: `Annotated[int, Schema(minimum=0)]`."""
+
+    def __hash__(self) -> int:  # typing puts the metadata of an Annotated inside `X | None` in a set
+        return hash(tuple(sorted(self.items())))
+
+
+def voice_function(method: Callable) -> Callable:
+    """Make a method a voice function: its Claude tool schema is built here, at import, from its signature and
+    docstring, so a missing docstring, an undescribed parameter or an unsupported type fails at once.
+
+    The docstring's first paragraph tells the model what the function does; an "Args:" section has one
+    "name: description" line per parameter (longer lines continue indented). Types: str, int, float, bool,
+    Literal[...] (an enum), X | None (may be null: give it a default); Annotated[int, Schema(minimum=0)] adds
+    JSON Schema keywords. A parameter with a default is optional; the others are required."""
+    method.voice_tool = tool_schema(method)
+    return method
+
+
+def tool_schema(method: Callable) -> dict:
+    """The Anthropic tool (name, description, input_schema) of a voice function."""
+    name = method.__name__
+    doc = inspect.cleandoc(method.__doc__ or "")
+    description = " ".join(doc.split("\n\n")[0].split())
+    if not description:
+        raise TypeError(f"voice function {name} has no docstring: its first paragraph tells the model what it does")
+    hints = get_type_hints(method, include_extras=True)
+    if hints.get("return") is not str:
+        raise TypeError(f"voice function {name} must return str: its answer is spoken")
+    arg_docs = _arg_docs(doc)
+    properties, required = {}, []
+    for param in list(inspect.signature(method).parameters.values())[1:]:  # after self
+        if param.name not in hints or param.kind not in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+            raise TypeError(f"voice function {name}: parameter {param.name} needs a type hint (and no * or **)")
+        if param.name not in arg_docs:
+            raise TypeError(f"voice function {name}: parameter {param.name} is not described under Args:")
+        nullable, base, extra = _unwrap(hints[param.name])
+        properties[param.name] = {**_json_type(base, f"{name}({param.name})"), **extra,
+                                  "description": arg_docs.pop(param.name)}
+        if param.default is param.empty:
+            if nullable:
+                raise TypeError(f"voice function {name}: parameter {param.name} may be None, so give it a default")
+            required.append(param.name)
+    if arg_docs:
+        raise TypeError(f"voice function {name}: Args: describes {', '.join(arg_docs)}, not in its signature")
+    input_schema = {"type": "object", "properties": properties}
+    if required:
+        input_schema["required"] = required
+    return {"name": name, "description": description, "input_schema": input_schema}
+
+
+def _arg_docs(doc: str) -> dict[str, str]:
+    """The "name: description" lines of a docstring's Args: section."""
+    found: dict[str, str] = {}
+    section = doc.partition("\nArgs:\n")[2]
+    for line in section.splitlines():
+        if match := re.fullmatch(r" {4}(\w+): *(.+)", line):
+            last = match[1]
+            found[last] = match[2].strip()
+        elif line.startswith(" " * 8) and found:
+            found[last] += " " + line.strip()
+        else:
+            break
+    return found
+
+
+def _unwrap(hint: object) -> tuple[bool, object, dict]:
+    """(may be None, the type without None and Annotated, the JSON Schema keywords Annotated adds)."""
+    nullable = False
+    if get_origin(hint) in (Union, types.UnionType) and type(None) in get_args(hint):
+        others = [a for a in get_args(hint) if a is not type(None)]
+        nullable, hint = True, (others[0] if len(others) == 1 else hint)  # X | Y | None: _json_type refuses it
+    extra: dict = {}
+    if get_origin(hint) is Annotated:
+        hint, *metadata = get_args(hint)
+        for item in metadata:
+            extra.update(item if isinstance(item, Schema) else {})
+    return nullable, hint, extra
+
+
+def _json_type(hint: object, where: str) -> dict:
+    if get_origin(hint) is Literal:
+        values = list(get_args(hint))
+        kinds = {JSON_TYPES.get(type(v)) for v in values}
+        if len(kinds) != 1 or None in kinds:
+            raise TypeError(f"{where}: a Literal's values must all be str, or all int, float or bool")
+        return {"type": kinds.pop(), "enum": values}
+    if hint not in JSON_TYPES:
+        raise TypeError(f"{where}: type {hint!r} has no JSON Schema here; use str, int, float, bool or Literal")
+    return {"type": JSON_TYPES[hint]}
+
+
+def _bool(value: object) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("true", "yes", "1")
+
+
+def _argument(value: object, schema: dict, name: str) -> object:
+    """A value the model sent, as its parameter's schema says (forgiving like speech: 2 for "2", "yes" for true)."""
+    kind = schema["type"]
+    if kind == "boolean":
+        value = _bool(value)
+    elif isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"{name} must be {SPOKEN_TYPES[kind]}, not {value!r}.")
+    elif kind == "string":
+        value = str(value)
+    elif not (kind == "integer" and isinstance(value, int)):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if number is None or kind == "integer" and not number.is_integer():
+            raise ValueError(f"{name} must be {SPOKEN_TYPES[kind]}, not {value!r}.")
+        value = int(number) if kind == "integer" else number
+    if "enum" in schema and value not in schema["enum"]:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, schema['enum']))}, not {value}.")
+    return value
+
+
 class ProjectChoice:
     """The outcome of matching a spoken project name: a path to use, or a question to ask."""
 
@@ -126,11 +259,13 @@ def match_project(root: Path, spoken: str, create: bool = False) -> ProjectChoic
 
 
 class InterSessionAgent:
-    """Answers about tasks from any call: status, lists, confirmation codes."""
+    """Answers about tasks from any call: status, lists, confirmation codes (for the task whose code request
+    was just spoken, by default)."""
 
     def __init__(self, tasks: TaskManager, session_id: str | None = None):
         self.tasks = tasks
         self.session_id = session_id
+        self.pending_confirmation: str | None = None  # the task whose code request was just spoken
 
     def resolve_task_id(self, spoken: str | None) -> str:
         """The task a spoken id means: exact, else the unique recent task it is a prefix of or one slip from."""
@@ -155,22 +290,42 @@ class InterSessionAgent:
                 raise TaskNotFound(f"{wanted} matches several tasks: {', '.join(candidates[:3])}. Which one?")
         return wanted  # let the task manager say there is no such task
 
+    @voice_function
     def check_coding_progress(self, task_id: str | None = None) -> str:
+        """How a background task is going. Without task_id: the latest task.
+
+        Args:
+            task_id: the task id as heard, even partial
+        """
         try:
             return spoken_status(self.tasks.status(self.resolve_task_id(task_id)))
         except TarsError as exc:
             return str(exc)
 
-    def list_coding_tasks(self, limit: int = 5) -> str:
+    @voice_function
+    def list_coding_tasks(self, limit: Annotated[int, Schema(minimum=1, maximum=10)] = 5) -> str:
+        """The recent background tasks and their status.
+
+        Args:
+            limit: how many tasks to tell, newest first
+        """
         rows = self.tasks.list(limit=max(1, min(int(limit or 5), 10)))
         if not rows:
             return "There are no tasks yet."
         return " ".join(spoken_status(s) for s in rows)
 
-    def submit_background_confirmation(self, task_id: str | None, confirmation_code: str) -> str:
+    @voice_function
+    def submit_background_confirmation(self, confirmation_code: str, task_id: str | None = None) -> str:
+        """Give the owner's confirmation code to a task waiting for it (before a destructive command).
+        Pass the code exactly as spoken; words like 'six two' are fine.
+
+        Args:
+            confirmation_code: the code as the owner said or typed it
+            task_id: the waiting task; omit for the one that just asked
+        """
         code = spoken_digits(confirmation_code)
         try:
-            resolved = self.resolve_task_id(task_id)
+            resolved = self.resolve_task_id(task_id or self.pending_confirmation)
             self.tasks.confirm(resolved, code)
         except CodeRejected as exc:
             return str(exc).replace("Code rejected", "That code was rejected")
@@ -178,6 +333,7 @@ class InterSessionAgent:
             return str(exc)
         except TarsError as exc:
             return str(exc)
+        self.pending_confirmation = None
         return f"Confirmation code received for task {resolved}, sir."
 
 
@@ -188,8 +344,18 @@ class ProgrammerAgent(InterSessionAgent):
         super().__init__(tasks, session_id)
         self.settings = settings or tasks.settings
 
+    @voice_function
     def start_autonomous_coding(self, goal: str, project_path: str | None = None,
                                 verbose_updates: bool | None = None, create_new_project: bool = False) -> str:
+        """Start a background programming task: a worker runs Claude on a project until the goal is met,
+        with progress on Discord. Use when the owner asks to build, write, fix or test code.
+
+        Args:
+            goal: what to build or fix, in the owner's words
+            project_path: the project named ('my calculator project' -> 'calculator'); omit for the default project
+            verbose_updates: false when the owner wants minimal/quiet updates, true for every action; omit otherwise
+            create_new_project: true only after the owner agreed to create a project that does not exist yet
+        """
         choice = match_project(self.settings.PROJECTS_ROOT, project_path or "", create=create_new_project)
         if choice.question:
             return choice.question
@@ -201,7 +367,13 @@ class ProgrammerAgent(InterSessionAgent):
         where = f" in {choice.said}" if choice.said else ""
         return f"Started task {task_id}{where} in background, sir. I'll send updates to Discord."
 
+    @voice_function
     def cancel_coding_task(self, task_id: str) -> str:
+        """Cancel a background task.
+
+        Args:
+            task_id: the task id as heard, even partial
+        """
         try:
             status = self.tasks.cancel(self.resolve_task_id(task_id))
         except TarsError as exc:
@@ -209,7 +381,16 @@ class ProgrammerAgent(InterSessionAgent):
         return f"Task {status.task_id} {SPOKEN_STATUS[status.status]}."
 
     # --- the task's branch ---------------------------------------------------------
-    def rollback_coding_task(self, task_id: str | None, checkpoint: int | None = None) -> str:
+    @voice_function
+    def rollback_coding_task(self, task_id: str | None = None,
+                             checkpoint: Annotated[int, Schema(minimum=0)] | None = None) -> str:
+        """Undo work of an ended background task: reset its branch and files to an earlier checkpoint.
+        Without checkpoint: undo the last step. Checkpoint 0 is the state before the task.
+
+        Args:
+            task_id: the task id as heard; omit for the latest task
+            checkpoint: the checkpoint number to go back to
+        """
         try:
             resolved = self.resolve_task_id(task_id)
             point = self.tasks.rollback(resolved, checkpoint)
@@ -219,13 +400,27 @@ class ProgrammerAgent(InterSessionAgent):
             return f"Task {resolved} is rolled back to before it started, sir."
         return f"Task {resolved} is rolled back to checkpoint {point.number}: {point.message.rstrip('.')}."
 
-    def merge_coding_task(self, task_id: str | None) -> str:
+    @voice_function
+    def merge_coding_task(self, task_id: str | None = None) -> str:
+        """Merge an ended task's branch into the branch it started from (the owner's project).
+
+        Args:
+            task_id: the task id as heard; omit for the latest task
+        """
         try:
             return self.tasks.merge(self.resolve_task_id(task_id)).message
         except TarsError as exc:
             return str(exc)
 
-    def discard_coding_task(self, task_id: str | None, confirmed: bool = False) -> str:
+    @voice_function
+    def discard_coding_task(self, task_id: str | None = None, confirmed: bool = False) -> str:
+        """Throw an ended task's work away (its worktree and branch). Call first without confirmed;
+        call with confirmed=true only after the owner said yes to the question it returns.
+
+        Args:
+            task_id: the task id as heard; omit for the latest task
+            confirmed: true only after the owner agreed to discard
+        """
         try:
             resolved = self.resolve_task_id(task_id)
             if not confirmed:  # a misheard word must not throw work away: the owner says yes first
@@ -246,54 +441,6 @@ def _one_slip(a: str, b: str) -> bool:
     return False
 
 
-VOICE_TOOLS = [
-    {"name": "start_autonomous_coding",
-     "description": "Start a background programming task: a worker runs Claude on a project until the goal is met, "
-                    "with progress on Discord. Use when the owner asks to build, write, fix or test code.",
-     "input_schema": {"type": "object", "properties": {
-         "goal": {"type": "string", "description": "what to build or fix, in the owner's words"},
-         "project_path": {"type": "string", "description": "the project named ('my calculator project' -> "
-                                                           "'calculator'); omit for the default project"},
-         "verbose_updates": {"type": "boolean", "description": "false when the owner wants minimal/quiet "
-                                                               "updates, true for every action; omit otherwise"},
-         "create_new_project": {"type": "boolean", "description": "true only after the owner agreed to create "
-                                                                  "a project that does not exist yet"}},
-         "required": ["goal"]}},
-    {"name": "check_coding_progress",
-     "description": "How a background task is going. Without task_id: the latest task.",
-     "input_schema": {"type": "object", "properties": {
-         "task_id": {"type": "string", "description": "the task id as heard, even partial"}}}},
-    {"name": "cancel_coding_task",
-     "description": "Cancel a background task.",
-     "input_schema": {"type": "object", "properties": {"task_id": {"type": "string"}}, "required": ["task_id"]}},
-    {"name": "submit_background_confirmation",
-     "description": "Give the owner's confirmation code to a task waiting for it (before a destructive command). "
-                    "Pass the code exactly as spoken; words like 'six two' are fine.",
-     "input_schema": {"type": "object", "properties": {
-         "task_id": {"type": "string", "description": "the waiting task; omit for the one that just asked"},
-         "confirmation_code": {"type": "string"}}, "required": ["confirmation_code"]}},
-    {"name": "rollback_coding_task",
-     "description": "Undo work of an ended background task: reset its branch and files to an earlier checkpoint. "
-                    "Without checkpoint: undo the last step. Checkpoint 0 is the state before the task.",
-     "input_schema": {"type": "object", "properties": {
-         "task_id": {"type": "string", "description": "the task id as heard; omit for the latest task"},
-         "checkpoint": {"type": "integer", "minimum": 0, "description": "the checkpoint number to go back to"}}}},
-    {"name": "merge_coding_task",
-     "description": "Merge an ended task's branch into the branch it started from (the owner's project).",
-     "input_schema": {"type": "object", "properties": {
-         "task_id": {"type": "string", "description": "the task id as heard; omit for the latest task"}}}},
-    {"name": "discard_coding_task",
-     "description": "Throw an ended task's work away (its worktree and branch). Call first without confirmed; "
-                    "call with confirmed=true only after the owner said yes to the question it returns.",
-     "input_schema": {"type": "object", "properties": {
-         "task_id": {"type": "string", "description": "the task id as heard; omit for the latest task"},
-         "confirmed": {"type": "boolean", "description": "true only after the owner agreed to discard"}}}},
-    {"name": "list_coding_tasks",
-     "description": "The recent background tasks and their status.",
-     "input_schema": {"type": "object", "properties": {"limit": {"type": "integer", "minimum": 1,
-                                                                 "maximum": 10}}}},
-]
-
 VOICE_SYSTEM_PROMPT = """You are TARS, the owner's assistant, speaking on the phone. Everything you write is \
 read aloud by text-to-speech.
 - Answer in one to three short spoken sentences. No markdown, no lists, no code, no URLs, no emoji.
@@ -308,46 +455,49 @@ or discarded; discarding needs the owner's yes first.
 Call the owner "sir" now and then, dry wit allowed."""
 
 
-class VoiceFunctions:
-    """The tools of one call, dispatched by name; every answer is a sentence, never an exception."""
+
+
+class VoiceFunctions(ProgrammerAgent):
+    """The tools of one call: every method marked @voice_function, dispatched by name from one table. Every
+    answer is a sentence, never an exception."""
 
     def __init__(self, tasks: TaskManager, settings: Settings, session_id: str | None = None):
-        self.programmer = ProgrammerAgent(tasks, session_id, settings)
-        self.pending_confirmation: str | None = None  # the task whose code request was just spoken
+        super().__init__(tasks, session_id, settings)
+
+    @classmethod
+    def table(cls) -> dict[str, Callable]:
+        """name → the voice function: every marked method of the class and its bases, bases' first."""
+        names = dict.fromkeys(name for klass in reversed(cls.__mro__) for name in vars(klass))
+        return {name: method for name in names if hasattr(method := getattr(cls, name), "voice_tool")}
+
+    @classmethod
+    def tools(cls) -> list[dict]:
+        """The Claude tool schemas, in the table's order."""
+        return [method.voice_tool for method in cls.table().values()]
 
     def call(self, name: str, arguments: dict) -> str:
-        args = dict(arguments or {})
-        agent = self.programmer
+        method = self.table().get(name)
+        if method is None:
+            return f"I don't have a function called {name}."
         try:
-            if name == "start_autonomous_coding":
-                return agent.start_autonomous_coding(str(args.get("goal", "")), args.get("project_path"),
-                                                     _bool(args.get("verbose_updates")),
-                                                     bool(args.get("create_new_project")))
-            if name == "check_coding_progress":
-                return agent.check_coding_progress(args.get("task_id"))
-            if name == "cancel_coding_task":
-                return agent.cancel_coding_task(str(args.get("task_id", "")))
-            if name == "submit_background_confirmation":
-                task_id = args.get("task_id") or self.pending_confirmation
-                answer = agent.submit_background_confirmation(task_id, str(args.get("confirmation_code", "")))
-                if answer.startswith("Confirmation code received"):
-                    self.pending_confirmation = None
-                return answer
-            if name == "rollback_coding_task":
-                point = args.get("checkpoint")
-                return agent.rollback_coding_task(args.get("task_id"), None if point is None else int(point))
-            if name == "merge_coding_task":
-                return agent.merge_coding_task(args.get("task_id"))
-            if name == "discard_coding_task":
-                return agent.discard_coding_task(args.get("task_id"), _bool(args.get("confirmed")) is True)
-            if name == "list_coding_tasks":
-                return agent.list_coding_tasks(args.get("limit") or 5)
+            return method(self, **self._arguments(method, dict(arguments or {})))
         except (TarsError, ValueError, TypeError) as exc:
             return str(exc) or "That did not work, sir."
-        return f"I don't have a function called {name}."
+
+    @staticmethod
+    def _arguments(method: Callable, given: dict) -> dict:
+        """The keyword arguments of a call, checked against the method's schema: an omitted or null argument
+        takes its default; a missing required one, or one of the wrong type, raises ValueError; unknown ones
+        are ignored (as they always were)."""
+        schema = method.voice_tool["input_schema"]
+        unknown = sorted(set(given) - set(schema["properties"]))
+        if unknown:
+            log.warning("%s ignores arguments it does not take: %s", method.__name__, ", ".join(unknown))
+        missing = [name for name in schema.get("required", []) if given.get(name) is None]
+        if missing:
+            raise ValueError(f"{method.__name__} needs {' and '.join(missing)}.")
+        return {name: _argument(given[name], prop, name) for name, prop in schema["properties"].items()
+                if given.get(name) is not None}
 
 
-def _bool(value) -> bool | None:
-    if value is None or isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in ("true", "yes", "1")
+VOICE_TOOLS = VoiceFunctions.tools()

@@ -6,8 +6,9 @@ a `say(token)` coroutine and closes the talk cycle itself. What this module owns
 * the history of one call (Anthropic messages, kept valid: roles alternate, every tool_use gets its
   tool_result, the first message is the caller's);
 * streaming: every text delta goes to `say` as it arrives;
-* tools: `VoiceFunctions.call` runs in a thread (it does blocking Redis); past FILLER_AFTER_SECONDS the
-  caller hears FILLER first; the model continues with the tool_result until it ends its turn;
+* tools: the model is offered `VoiceFunctions.tools()`; `VoiceFunctions.call` runs in a thread (it does
+  blocking Redis); past FILLER_AFTER_SECONDS the caller hears FILLER first; the model continues with the
+  tool_result until it ends its turn;
 * cuts: when a reply is interrupted (or superseded by a newer prompt) the history keeps only what the
   caller actually heard as the assistant's words;
 * notes: announcements the relay spoke between turns are put into the history (as assistant words) before
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 import anthropic
 
 from core.config import Settings
-from sub_agents_tars import VOICE_SYSTEM_PROMPT, VOICE_TOOLS, VoiceFunctions, spoken_digits
+from sub_agents_tars import VOICE_SYSTEM_PROMPT, VoiceFunctions, spoken_digits
 
 log = logging.getLogger("tars.voice")
 
@@ -157,7 +158,7 @@ class Conversation:
     async def _stream_round(self, reply: _Reply, say: Say) -> tuple[list[dict], str | None]:
         client = self._client()
         async with client.messages.stream(model=self.settings.CLAUDE_VOICE_MODEL, max_tokens=VOICE_MAX_TOKENS,
-                                          system=self.system, tools=VOICE_TOOLS,
+                                          system=self.system, tools=self.functions.tools(),
                                           messages=self._window()) as stream:
             async for event in stream:
                 if event.type == "text" and event.text:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
 import re
+from typing import Annotated, Literal, get_args, get_type_hints
 
 import pytest
 
-from sub_agents_tars import VOICE_TOOLS, VoiceFunctions, match_project, spoken_digits, spoken_task_id
+from sub_agents_tars import (
+    VOICE_TOOLS,
+    Schema,
+    VoiceFunctions,
+    match_project,
+    spoken_digits,
+    spoken_task_id,
+    voice_function,
+)
 
 
 @pytest.fixture
@@ -107,3 +117,157 @@ def test_the_tools_keep_the_original_names_and_parameters():
     assert {"goal", "project_path", "verbose_updates"} <= set(tools["start_autonomous_coding"]["properties"])
     assert tools["submit_background_confirmation"]["required"] == ["confirmation_code"]
     assert tools["cancel_coding_task"]["required"] == ["task_id"]
+
+
+
+# --- the tools are the typed, documented methods --------------------------------------------------------------
+JSON_TYPES = {str: "string", int: "integer", bool: "boolean"}
+
+
+def test_every_voice_method_is_a_tool_whose_schema_is_its_signature():
+    table = VoiceFunctions.table()
+    assert [t["name"] for t in VOICE_TOOLS] == list(table)
+    for name, method in table.items():
+        tool = method.voice_tool
+        assert set(tool) == {"name", "description", "input_schema"} and tool["name"] == name
+        assert tool["description"] == " ".join(inspect.getdoc(method).split("\n\n")[0].split())
+        params = list(inspect.signature(method).parameters.values())[1:]
+        schema = tool["input_schema"]
+        assert schema["type"] == "object" and list(schema["properties"]) == [p.name for p in params], name
+        assert schema.get("required", []) == [p.name for p in params if p.default is p.empty], name
+        hints = get_type_hints(method)  # without Annotated
+        for param in params:
+            prop = schema["properties"][param.name]
+            types = [t for t in get_args(hints[param.name]) or [hints[param.name]] if t is not type(None)]
+            assert len(types) == 1 and prop["type"] == JSON_TYPES[types[0]], name
+            assert prop["description"] and prop["description"] in inspect.getdoc(method).replace("\n", " "), name
+
+
+def test_the_tools_keep_the_guidance_of_the_hand_written_schemas():
+    """What the model was told before the schemas were generated: the same bounds, and these descriptions."""
+    tools = {t["name"]: t for t in VOICE_TOOLS}
+    assert tools["list_coding_tasks"]["input_schema"]["properties"]["limit"] == {
+        "type": "integer", "minimum": 1, "maximum": 10, "description": "how many tasks to tell, newest first"}
+    assert tools["rollback_coding_task"]["input_schema"]["properties"]["checkpoint"] == {
+        "type": "integer", "minimum": 0, "description": "the checkpoint number to go back to"}
+    assert tools["start_autonomous_coding"]["input_schema"]["required"] == ["goal"]
+    assert tools["discard_coding_task"]["description"] == (
+        "Throw an ended task's work away (its worktree and branch). Call first without confirmed; call with "
+        "confirmed=true only after the owner said yes to the question it returns.")
+    for name in ("check_coding_progress", "list_coding_tasks", "rollback_coding_task", "merge_coding_task",
+                 "discard_coding_task"):
+        assert "required" not in tools[name]["input_schema"], name
+
+
+class WithWeather(VoiceFunctions):
+    @voice_function
+    def tell_the_weather(self, city: str, units: Literal["celsius", "fahrenheit"] = "celsius",
+                         days: Annotated[int, Schema(minimum=1)] | None = None, windy: bool = False) -> str:
+        """Tell the weather of a city.
+
+        Args:
+            city: the city named
+            units: how to say temperatures
+            days: how many days ahead; omit for today
+                only, which is the default
+            windy: whether to mention the wind
+        """
+        return f"{city}: {units}, {days} days, windy {windy}."
+
+
+def test_one_documented_typed_method_is_a_new_tool(tasks, settings):
+    tools = {t["name"]: t for t in WithWeather.tools()}
+    assert set(tools) == {t["name"] for t in VOICE_TOOLS} | {"tell_the_weather"}
+    assert "tell_the_weather" not in VoiceFunctions.table()
+    assert tools["tell_the_weather"] == {
+        "name": "tell_the_weather", "description": "Tell the weather of a city.",
+        "input_schema": {"type": "object", "required": ["city"], "properties": {
+            "city": {"type": "string", "description": "the city named"},
+            "units": {"type": "string", "enum": ["celsius", "fahrenheit"], "description": "how to say temperatures"},
+            "days": {"type": "integer", "minimum": 1,
+                     "description": "how many days ahead; omit for today only, which is the default"},
+            "windy": {"type": "boolean", "description": "whether to mention the wind"}}}}
+    voice = WithWeather(tasks, settings)
+    assert voice.call("tell_the_weather", {"city": "Oslo"}) == "Oslo: celsius, None days, windy False."
+    assert voice.call("tell_the_weather", {"city": "Oslo", "units": "fahrenheit", "days": "3", "windy": "yes"}) == \
+        "Oslo: fahrenheit, 3 days, windy True."
+    assert voice.call("tell_the_weather", {"city": "Oslo", "units": "kelvin"}) == \
+        "units must be one of celsius, fahrenheit, not kelvin."
+    assert voice.call("check_coding_progress", {}) == "There are no tasks yet."  # the inherited tools still work
+
+
+def no_docstring(self, city: str) -> str: ...
+
+
+def untyped(self, city) -> str:
+    """Weather.
+
+    Args:
+        city: the city
+    """
+
+
+def undescribed(self, city: str) -> str:
+    """Weather."""
+
+
+def described_but_absent(self) -> str:
+    """Weather.
+
+    Args:
+        city: the city
+    """
+
+
+def a_list(self, cities: list) -> str:
+    """Weather.
+
+    Args:
+        cities: the cities
+    """
+
+
+def none_without_default(self, city: str | None) -> str:
+    """Weather.
+
+    Args:
+        city: the city
+    """
+
+
+def keywords(self, **more: str) -> str:
+    """Weather.
+
+    Args:
+        more: more
+    """
+
+
+def mute(self):
+    """Weather."""
+
+
+@pytest.mark.parametrize("method,error", [
+    (no_docstring, "has no docstring"), (untyped, "parameter city needs a type hint"),
+    (undescribed, "parameter city is not described under Args:"),
+    (described_but_absent, "Args: describes city, not in its signature"), (a_list, "has no JSON Schema here"),
+    (none_without_default, "may be None, so give it a default"), (keywords, "needs a type hint (and no * or **)"),
+    (mute, "must return str")])
+def test_a_voice_function_the_schema_cannot_describe_fails_when_defined(method, error):
+    with pytest.raises(TypeError, match=re.escape(error)):
+        voice_function(method)  # what @voice_function does when the class body runs, at import
+
+
+def test_bad_arguments_from_the_model_are_answered_in_words(voice, caplog):
+    assert voice.call("cancel_coding_task", {}) == "cancel_coding_task needs task_id."
+    assert voice.call("start_autonomous_coding", {"goal": None}) == "start_autonomous_coding needs goal."
+    assert voice.call("submit_background_confirmation", {"task_id": "abc123"}) == \
+        "submit_background_confirmation needs confirmation_code."
+    assert voice.call("rollback_coding_task", {"checkpoint": "two"}) == "checkpoint must be a whole number, not 'two'."
+    assert voice.call("list_coding_tasks", {"limit": 2.5}) == "limit must be a whole number, not 2.5."
+    assert voice.call("check_coding_progress", {"task_id": ["abc"]}) == "task_id must be text, not ['abc']."
+    assert voice.call("check_coding_progress", {"task_id": 123456}) == "There is no task 123456."  # a number is text
+    assert voice.call("list_coding_tasks", {"limit": "3", "sort": "newest"}) == "There are no tasks yet."
+    assert "list_coding_tasks ignores arguments it does not take: sort" in caplog.text
+    assert voice.call("list_coding_tasks", None) == "There are no tasks yet."
+    assert voice.call("table", {}) == "I don't have a function called table."  # only marked methods are tools
