@@ -8,21 +8,11 @@ inside a function still ties the two modules together, it only hides the circle 
 from __future__ import annotations
 
 import ast
-import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("communication", "core")
 SCRIPTS = ("main_tars.py", "start_worker.py", "sub_agents_tars.py")
-
-# Circles known when this test was written, each being untied on another branch; listed so that the test guards
-# everything else meanwhile. Remove an entry once its circle is gone (an entry no longer found is reported below).
-KNOWN_CYCLES = {
-    # core/confirmations.py imports core/background_worker.py inside a function, and background_worker imports
-    # confirmations at its top: being fixed in core/ by another change.
-    frozenset({"core.background_worker", "core.confirmations"}),
-}
-
 
 def product_modules() -> dict[str, Path]:
     found = {}
@@ -127,11 +117,7 @@ def test_the_graph_reads_imports_of_every_kind():
 def test_no_product_module_imports_a_module_that_imports_it_back():
     graph = import_graph()
     found = cycles(graph)
-    unknown = [members for members in found if frozenset(members) not in KNOWN_CYCLES]
-    assert not unknown, "import circles:\n" + "\n".join(circle(graph, members) for members in unknown)
-    gone = KNOWN_CYCLES - {frozenset(members) for members in found}
-    if gone:
-        warnings.warn(f"KNOWN_CYCLES lists circles that are gone, remove them: {[sorted(m) for m in gone]}")
+    assert not found, "import circles:\n" + "\n".join(circle(graph, members) for members in found)
 
 
 def test_the_routers_and_their_dependencies_import_one_way():
