@@ -4,8 +4,7 @@ Why: the model edits a copy, never the owner's working tree, so a failed task co
 repository run side by side, and the owner's uncommitted work is never touched. prepare() picks one of three modes:
 
 - "worktree": the project is a git repository with at least one commit. The task gets a repository of its own in
-  <data_dir>/worktrees/<id> (`git clone --bare --shared` of the owner's repository into its .git, made non-bare),
-  on branch tars/<id> at the owner's HEAD; merge() brings the work back. (The mode keeps its name from the `git
+  <data_dir>/worktrees/<id> (a shared clone of the owner's repository, see below), on branch tars/<id> at the owner's HEAD; merge() brings the work back. (The mode keeps its name from the `git
   worktree` an older TARS used; checkouts it recorded still work, see "Older checkouts".)
 - "clone": the project is a git URL. A bare cache in <data_dir>/clones/ is fetched before each task, and the task's
   own repository is made from the cache the same way, starting at the remote's default branch; push() delivers the
@@ -15,11 +14,12 @@ repository run side by side, and the owner's uncommitted work is never touched. 
   nothing appears inside the project and rollback still works.
 
 The task's repository and the owner's (worktree and clone modes):
-- The task repository borrows the owner's objects read-only (objects/info/alternates) and writes its new ones in its
-  own .git, so the sandbox (core/sandbox.py) can leave the owner's repository, or the clone cache, entirely
-  read-only while the model's git works on its branch (commit, switch -c, stash, log, diff main). It holds the
-  owner's branches and tags as they were at prepare (other tasks' tars/* branches are dropped), no hooks (made from
-  no template) and origin = the owner's repository, which it cannot write to.
+- The task repository (`git clone --mirror --shared`, made non-bare) borrows the owner's objects read-only
+  (objects/info/alternates) and writes its new ones in its own .git, so the sandbox (core/sandbox.py) can leave the
+  owner's repository, or the clone cache, entirely read-only while the model's git works on its branch (commit,
+  switch -c, stash, log, diff main). It holds the owner's refs as they were at prepare (branches, tags, origin/*;
+  not other tasks' tars/* branches nor the owner's stash), no hooks (made from no template) and origin = the
+  owner's repository, which it cannot write to.
 - TARS keeps the branch tars/<id> of the owner's repository in step: created at prepare, then a forced fetch of
   that one ref from the task repository (_sync, which also copies the new objects into the owner's store) after
   every checkpoint and rollback, in summary() (the end of a task), and before merge, push and cleanup. So the
@@ -349,16 +349,22 @@ def _make_task_repository(owner: _Git, task_id: str, target: Path, start: str, w
     target.parent.mkdir(parents=True, exist_ok=True)
     git_dir = target / ".git"
     try:
-        # --bare: the owner's branches stay branches (main, not origin/main); --template=: no hooks, no info/.
-        _run(["clone", "--quiet", "--bare", "--shared", "--template=", owner.cwd, str(git_dir)], cwd=str(target.parent),
-             what=what)
+        # --mirror: every ref as it is (the owner's main stays main, a cache's origin/main stays origin/main);
+        # --template=: no hooks, no info/.
+        _run(["clone", "--quiet", "--mirror", "--shared", "--template=", owner.cwd, str(git_dir)],
+             cwd=str(target.parent), what=what)
         git = _Git(str(target), str(git_dir), str(target))
         git("config", "core.bare", "false", what=what)
+        git("config", "--unset", "remote.origin.mirror", what=what)  # a push must not try to mirror everything
         git("checkout", "--quiet", "--force", "--no-track", "-b", branch, start, what=what)
-        others = [ref for ref in git.out("for-each-ref", "--format=%(refname:lstrip=2)", f"refs/heads/{BRANCH_PREFIX}",
-                                         what=what).splitlines() if ref and ref != branch]
+        listed = git.out("for-each-ref", "--format=%(refname)", f"refs/heads/{BRANCH_PREFIX}", "refs/stash",
+                         what=what).splitlines()
+        others = [ref.removeprefix("refs/heads/") for ref in listed
+                  if ref.startswith("refs/heads/") and ref != f"refs/heads/{branch}"]
         if others:  # other tasks' branches: not this task's business
             git("branch", "--quiet", "-D", *others, what=what)
+        if "refs/stash" in listed:  # the owner's stash: `git stash pop` in the task must not find it
+            git("update-ref", "-d", "refs/stash", what=what)
         _pristine(data, task_id).parent.mkdir(parents=True, exist_ok=True)
         _pristine(data, task_id).write_bytes((git_dir / "config").read_bytes())
         _pristine(data, task_id, "alternates").write_bytes((git_dir / "objects" / "info" / "alternates").read_bytes())
