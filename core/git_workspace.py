@@ -4,8 +4,9 @@ Why: the model edits a copy, never the owner's working tree, so a failed task co
 repository run side by side, and the owner's uncommitted work is never touched. prepare() picks one of three modes:
 
 - "worktree": the project is a git repository with at least one commit. The task gets a repository of its own in
-  <data_dir>/worktrees/<id> (a shared clone of the owner's repository, see below), on branch tars/<id> at the owner's HEAD; merge() brings the work back. (The mode keeps its name from the `git
-  worktree` an older TARS used; checkouts it recorded still work, see "Older checkouts".)
+  <data_dir>/worktrees/<id> (a shared clone of the owner's repository, see below), on branch tars/<id> at the
+  owner's HEAD; merge() brings the work back. (The mode keeps its name from the `git worktree` an older TARS used;
+  checkouts it recorded still work, see "Older checkouts".)
 - "clone": the project is a git URL. A bare cache in <data_dir>/clones/ is fetched before each task, and the task's
   own repository is made from the cache the same way, starting at the remote's default branch; push() delivers the
   task's branch from the cache.
@@ -82,8 +83,8 @@ GENERATED_DIRS = frozenset(line.rstrip("/") for line in _IGNORED if line.endswit
 GENERATED_FILES = re.compile("|".join(fnmatch.translate(line) for line in _IGNORED if not line.endswith("/"))
                              or r"(?!)")  # no file lines: match nothing (an empty pattern would match every name)
 """File names that checkpoints never commit (the other lines of checkpoint.gitignore)."""
-_CONFIG = ("-c", f"core.excludesFile={CHECKPOINT_IGNORE}", "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgSign=false",
-           "-c", "core.fsmonitor=false", "-c", "gc.auto=0",
+_CONFIG = ("-c", f"core.excludesFile={CHECKPOINT_IGNORE}", "-c", "core.hooksPath=/dev/null",
+           "-c", "commit.gpgSign=false", "-c", "core.fsmonitor=false", "-c", "gc.auto=0",
            "-c", "maintenance.auto=false", "-c", "advice.detachedHead=false", "-c", "core.quotePath=false",
            "-c", "init.defaultBranch=main")
 # Variables that would point git at another repository than the one we name (e.g. inherited from a hook).

@@ -140,7 +140,8 @@ def test_the_owners_branch_follows_checkpoints_rollback_and_the_models_own_commi
     write(task, "late.txt", "late\n")
     git(task.path, "add", "late.txt")
     git(task.path, "commit", "-q", "-m", "late")
-    assert gw.summary(task)["commits"] == 3 and git(repo, "rev-parse", "tars/f0110w") == git(task.path, "rev-parse", "HEAD")
+    assert gw.summary(task)["commits"] == 3
+    assert git(repo, "rev-parse", "tars/f0110w") == git(task.path, "rev-parse", "HEAD")
     assert git(repo, "fsck", "--no-dangling", "--no-progress") == ""
     after = owner_state(repo)
     assert (after["status"], after["index"], after["files"], after["head"]) == \

@@ -280,7 +280,8 @@ def test_the_owners_repository_cannot_be_touched_from_inside(box, world):
                 f"rm {common}/hooks/post-commit", f"git -C {world.owner} branch -f main HEAD~1",
                 f"git -C {world.owner} update-ref refs/heads/tars/t2 HEAD~1", f"git -C {world.owner} tag evil",
                 f"git -C {world.owner} config core.evil true", f"git -C {world.owner} gc --prune=now",
-                f"git push -q -f origin HEAD~1:main", "git commit -q --allow-empty -m evil && git push -q -f origin HEAD:refs/heads/tars/t2"]
+                "git push -q -f origin HEAD~1:main",
+                "git commit -q --allow-empty -m evil && git push -q -f origin HEAD:refs/heads/tars/t2"]
     for command in attempts:
         done = run(box, command, world.checkout.path, world.env)
         assert done.returncode != 0, (command, done)
