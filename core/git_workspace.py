@@ -516,6 +516,15 @@ def _guard(checkout: TaskCheckout) -> None:
         os.close(git_dir)
 
 
+def _sync_or_warn(checkout: TaskCheckout) -> None:
+    """_sync where the task's own work is saved all the same (a checkpoint, the summary): a refusal, such as the owner
+    having checked the branch out (git will not move a checked-out branch), is logged and the next sync catches up."""
+    try:
+        _sync(checkout)
+    except GitError as exc:
+        log.warning("[task %s] %s", checkout.task_id, exc)
+
+
 def _sync(checkout: TaskCheckout) -> None:
     """Bring the owner's branch tars/<id> (or the cache's) to the task repository's: a forced fetch of that one ref,
     which copies the new objects into the owner's store. Nothing to do for shadow mode and older worktrees."""
@@ -612,7 +621,7 @@ def checkpoint(checkout: TaskCheckout, message: str, tests_passed: bool = False)
     an unchanged latest checkpoint is marked as passing instead, and returned). Either way the owner's branch then
     follows the task's (the model's own commits included)."""
     point = _checkpoint(checkout, message, tests_passed)
-    _sync(checkout)
+    _sync_or_warn(checkout)
     return point
 
 
@@ -697,7 +706,7 @@ def rollback(checkout: TaskCheckout, to: int | None = None) -> Checkpoint:
 def summary(checkout: TaskCheckout) -> dict:
     """What the task changed from its start to its latest checkpoint, for the owner and the final report (the end of
     a task: the owner's branch is brought in step first)."""
-    _sync(checkout)
+    _sync_or_warn(checkout)
     git = _task_git(checkout)
     what = f"summarise task {checkout.task_id}"
     ref = f"refs/heads/{checkout.branch}"

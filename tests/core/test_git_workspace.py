@@ -143,9 +143,17 @@ def test_the_owners_branch_follows_checkpoints_rollback_and_the_models_own_commi
     assert gw.summary(task)["commits"] == 3
     assert git(repo, "rev-parse", "tars/f0110w") == git(task.path, "rev-parse", "HEAD")
     assert git(repo, "fsck", "--no-dangling", "--no-progress") == ""
-    after = owner_state(repo)
-    assert (after["status"], after["index"], after["files"], after["head"]) == \
-        (before["status"], before["index"], before["files"], before["head"])
+    # The owner checks the branch out to look at it: git will not move it under them, so checkpoints go on in the
+    # task's repository and the branch catches up once the owner has switched away.
+    git(repo, "switch", "-q", "tars/f0110w")
+    write(task, "more.txt", "more\n")
+    three = gw.checkpoint(task, "while the owner looks")
+    assert git(repo, "rev-parse", "HEAD") == git(task.path, "rev-parse", "HEAD~1") != three.sha
+    git(repo, "switch", "-q", "main")
+    gw.checkpoint(task, "nothing new")
+    assert git(repo, "rev-parse", "tars/f0110w") == three.sha
+    after = owner_state(repo)  # (its index was rewritten by the owner's own switch)
+    assert (after["status"], after["files"], after["head"]) == (before["status"], before["files"], before["head"])
 
 
 def test_what_the_model_writes_in_its_repository_cannot_steer_tars_own_git(repo, data, tmp_path):
@@ -187,6 +195,69 @@ def test_what_the_model_writes_in_its_repository_cannot_steer_tars_own_git(repo,
     write(task, "w.txt", "w\n")
     gw.checkpoint(task, "again")
     assert "The model" in (git_dir / "config").read_text() and not ran.exists()
+
+
+def test_checkpoints_are_numbered_and_carry_the_tests_pass_marker(repo, data):
+    task = gw.prepare("c0ffee", repo, data)
+    assert gw.checkpoint(task, "nothing yet") is None
+    write(task, "calc.py", "def add(a, b):\n    return a + b\n")
+    first = gw.checkpoint(task, "Wrote   the calculator\nwith add")
+    write(task, "test_calc.py", "from calc import add\n")
+    second = gw.checkpoint(task, "Added tests", tests_passed=True)
+    assert gw.checkpoint(task, "again") is None
+    assert (first.number, first.message, first.tests_passed) == (1, "Wrote the calculator with add", False)
+    assert (second.number, second.tests_passed) == (2, True)
+    assert gw.checkpoints(task) == [dataclass_without_time(first, gw.checkpoints(task)[0]),
+                                    dataclass_without_time(second, gw.checkpoints(task)[1])]
+    assert git(task.path, "log", "-1", "--format=%s %an") == "tars(c0ffee): Added tests [tests pass] TARS"
+
+
+def dataclass_without_time(made: gw.Checkpoint, listed: gw.Checkpoint) -> gw.Checkpoint:
+    assert abs(made.committed_at - listed.committed_at) <= 30  # the commit's own time (wide: a loaded machine)
+    return gw.Checkpoint(made.number, made.sha, made.message, made.tests_passed, listed.committed_at)
+
+
+def test_rollback_restores_a_checkpoint_with_untracked_files_gone_and_the_owner_untouched(repo, data):
+    make_dirty(repo)
+    before = owner_state(repo)
+    task = gw.prepare("ro11ba", repo, data)
+    write(task, "a.txt", "alpha v1\n")
+    gw.checkpoint(task, "v1")
+    write(task, "new.txt", "new\n")
+    os.remove(Path(task.path) / "b.txt")
+    gw.checkpoint(task, "v2")
+    write(task, "a.txt", "alpha uncommitted\n")
+    write(task, "junk/untracked.txt", "junk\n")
+    back = gw.rollback(task, to=1)
+    assert back.number == 1 and back.message == "v1"
+    assert files_of(Path(task.path)) == {"a.txt": "alpha v1\n", "b.txt": "beta\n"}
+    assert not (Path(task.path) / "junk").exists()
+    assert git(task.path, "status", "--porcelain") == ""
+    assert [p.number for p in gw.checkpoints(task)] == [1]
+    assert gw.rollback(task).number == 0  # the default: the one before the latest; 0 is the start
+    assert files_of(Path(task.path)) == {"a.txt": "alpha\n", "b.txt": "beta\n"}
+    assert gw.checkpoints(task) == []
+    assert gw.describe(gw.summary(task)) == "Branch tars/ro11ba: no commits, nothing changed."
+    with pytest.raises(GitError, match="has no checkpoints; there is no checkpoint 3"):
+        gw.rollback(task, to=3)
+    assert owner_state(repo) == before
+
+
+def test_summary_lists_files_with_lines_and_the_last_test_result(repo, data):
+    task = gw.prepare("5umma7", repo, data)
+    write(task, "a.txt", "alpha\nmore\nlines\n")
+    gw.checkpoint(task, "longer a")
+    os.remove(Path(task.path) / "b.txt")
+    write(task, "c.txt", "c\n")
+    gw.checkpoint(task, "c instead of b", tests_passed=True)
+    write(task, "d.txt", "uncommitted\n")
+    report = gw.summary(task)
+    assert (report["branch"], report["base"], report["commits"]) == ("tars/5umma7", task.base, 2)
+    assert report["files"] == [{"path": "a.txt", "added": 2, "removed": 0},
+                               {"path": "b.txt", "added": 0, "removed": 1},
+                               {"path": "c.txt", "added": 1, "removed": 0}]
+    assert "3 files changed, 3 insertions(+), 1 deletion(-)" in report["diffstat"]
+    assert report["tests_passed"] is True and report["uncommitted"] is True
 
 
 # --- merge --------------------------------------------------------------------------------------------------------
