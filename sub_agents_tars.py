@@ -283,7 +283,7 @@ VOICE_TOOLS = [
      "input_schema": {"type": "object", "properties": {
          "task_id": {"type": "string", "description": "the task id as heard; omit for the latest task"}}}},
     {"name": "discard_coding_task",
-     "description": "Throw an ended task's work away (its worktree and branch). Call first without confirmed; "
+     "description": "Throw an ended task's work away (its checkout and branch). Call first without confirmed; "
                     "call with confirmed=true only after the owner said yes to the question it returns.",
      "input_schema": {"type": "object", "properties": {
          "task_id": {"type": "string", "description": "the task id as heard; omit for the latest task"},
