@@ -414,7 +414,7 @@ class ProgrammerAgent(InterSessionAgent):
 
     @voice_function
     def discard_coding_task(self, task_id: str | None = None, confirmed: bool = False) -> str:
-        """Throw an ended task's work away (its worktree and branch). Call first without confirmed;
+        """Throw an ended task's work away (its checkout and branch). Call first without confirmed;
         call with confirmed=true only after the owner said yes to the question it returns.
 
         Args:

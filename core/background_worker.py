@@ -338,7 +338,8 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
 
 
 def _prepare_checkout(ctx: TaskContext, settings: Settings) -> git_workspace.TaskCheckout:
-    """The task's own branch (a worktree, a clone of a URL, or a shadow repository for a plain folder)."""
+    """The task's own branch (a clone of the repository, of a URL's cache, or a shadow repository for a plain
+    folder)."""
     project = ctx.meta["project_path"]
     data = settings.checkouts_dir
     try:
@@ -422,7 +423,7 @@ def _for_model(environment: project_env.ProjectEnv, box: sandbox.Sandbox | None)
 def _tell_workspace(ctx: TaskContext, checkout: git_workspace.TaskCheckout,
                     environment: project_env.ProjectEnv, box: sandbox.Sandbox | None = None) -> None:
     """One update for where the task works and what its commands run in."""
-    where = {git_workspace.WORKTREE: f"in its own worktree of {checkout.project}",
+    where = {git_workspace.WORKTREE: f"in its own clone of {checkout.project}",
              git_workspace.CLONE: f"in a clone of {checkout.project}",
              git_workspace.SHADOW: f"in place in {checkout.project}, with checkpoints kept outside it"}[checkout.mode]
     branch = "" if checkout.mode == git_workspace.SHADOW else f" on branch {checkout.branch}"

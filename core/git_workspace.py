@@ -3,19 +3,45 @@
 Why: the model edits a copy, never the owner's working tree, so a failed task costs nothing, two tasks on one
 repository run side by side, and the owner's uncommitted work is never touched. prepare() picks one of three modes:
 
-- "worktree": the project is a git repository with at least one commit. `git worktree add -b tars/<id>` puts the
-  task in <data_dir>/worktrees/<id>, starting at the project's HEAD; merge() brings the work back.
-- "clone": the project is a git URL. A bare cache in <data_dir>/clones/ is fetched before each task, the worktree
-  starts at the remote's default branch, and push() delivers the task's branch.
+- "worktree": the project is a git repository with at least one commit. The task gets a repository of its own in
+  <data_dir>/worktrees/<id> (a shared clone of the owner's repository, see below), on branch tars/<id> at the
+  owner's HEAD; merge() brings the work back. (The mode keeps its name from the `git worktree` an older TARS used;
+  checkouts it recorded still work, see "Older checkouts".)
+- "clone": the project is a git URL. A bare cache in <data_dir>/clones/ is fetched before each task, and the task's
+  own repository is made from the cache the same way, starting at the remote's default branch; push() delivers the
+  task's branch from the cache.
 - "shadow": the project is a plain folder, or a repository with no commit yet (no history to branch from). The task
   works in place; its checkpoints go to a repository in <data_dir>/shadow/ whose work tree is the project, so
   nothing appears inside the project and rollback still works.
 
-Every call runs the real git binary with a timeout, TARS's own identity, the owner's hooks and commit signing off
-(a background worker can neither answer a pinentry nor should it run the owner's pre-commit), and no optional locks
-(reading the owner's repository never rewrites its index). A failure is a GitError sentence carrying git's stderr.
-These are TARS's own operations: they never go through the model's bash, so the destructive-command gate does not
-apply to them.
+The task's repository and the owner's (worktree and clone modes):
+- The task repository (`git clone --mirror --shared`, made non-bare) borrows the owner's objects read-only
+  (objects/info/alternates) and writes its new ones in its own .git, so the sandbox (core/sandbox.py) can leave the
+  owner's repository, or the clone cache, entirely read-only while the model's git works on its branch (commit,
+  switch -c, stash, log, diff main). It holds the owner's refs as they were at prepare (branches, tags, origin/*;
+  not other tasks' tars/* branches nor the owner's stash), no hooks (made from no template) and origin = the
+  owner's repository, which it cannot write to.
+- TARS keeps the branch tars/<id> of the owner's repository in step: created at prepare, then a forced fetch of
+  that one ref from the task repository (_sync, which also copies the new objects into the owner's store) after
+  every checkpoint and rollback, in summary() (the end of a task), and before merge, push and cleanup. So the
+  owner sees the branch with `git branch`, and merge, summary and the dashboard's branch panel work there; the
+  model's own commits reach it at the next sync.
+- The task repository is the model's to write, its .git included, while TARS's own git calls there run outside the
+  sandbox. So each of them names the git dir and work tree (a rewritten .git or core.worktree leads nowhere), and
+  _guard() first puts back what git would follow elsewhere: a config key outside a short harmless list (which
+  could name a filter, an fsmonitor or an include to run) restores the config written at prepare (its copy is in
+  <data_dir>/checkouts/, out of the model's reach), a changed objects/info/alternates is restored, a commondir
+  file goes, and a .git that is no longer a real folder fails the call.
+
+Older checkouts: a checkout recorded by an older TARS (job.meta or a record file without "isolated") is a linked
+`git worktree` of the owner's repository: its branch is the owner's ref itself (nothing to sync), and discard and
+cleanup remove it with `git worktree remove` and prune.
+
+Every call runs the real git binary with a timeout, TARS's own identity, the owner's hooks, fsmonitor and commit
+signing off (a background worker can neither answer a pinentry nor should it run the owner's pre-commit), and no
+optional locks (reading the owner's repository never rewrites its index). A failure is a GitError sentence carrying
+git's stderr. These are TARS's own operations: they never go through the model's bash, so the destructive-command
+gate does not apply to them.
 """
 from __future__ import annotations
 
@@ -27,6 +53,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -56,7 +83,8 @@ GENERATED_DIRS = frozenset(line.rstrip("/") for line in _IGNORED if line.endswit
 GENERATED_FILES = re.compile("|".join(fnmatch.translate(line) for line in _IGNORED if not line.endswith("/"))
                              or r"(?!)")  # no file lines: match nothing (an empty pattern would match every name)
 """File names that checkpoints never commit (the other lines of checkpoint.gitignore)."""
-_CONFIG = ("-c", f"core.excludesFile={CHECKPOINT_IGNORE}", "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgSign=false", "-c", "gc.auto=0",
+_CONFIG = ("-c", f"core.excludesFile={CHECKPOINT_IGNORE}", "-c", "core.hooksPath=/dev/null",
+           "-c", "commit.gpgSign=false", "-c", "core.fsmonitor=false", "-c", "gc.auto=0",
            "-c", "maintenance.auto=false", "-c", "advice.detachedHead=false", "-c", "core.quotePath=false",
            "-c", "init.defaultBranch=main")
 # Variables that would point git at another repository than the one we name (e.g. inherited from a hook).
@@ -85,6 +113,8 @@ class TaskCheckout:
     start_branch: str | None  # the branch it started from (None: a detached HEAD; shadow: None)
     data_dir: str
     created_at: float = field(default_factory=time.time)
+    isolated: bool = False    # worktree is a repository of its own, synced into repo; False: a linked `git worktree`
+    #                           of repo (recorded by an older TARS)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -127,7 +157,8 @@ def _redact(text: str) -> str:
 def _git_env(extra: dict[str, str] | None) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if name not in _REPO_VARIABLES}
     # No prompt can be answered in a worker: fail at once instead of waiting for the timeout.
-    env.update(COMMIT_IDENTITY, GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0", LC_ALL="C", LANGUAGE="C")
+    env.update(COMMIT_IDENTITY, GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0", GIT_NO_REPLACE_OBJECTS="1",
+               GIT_PAGER="cat", LC_ALL="C", LANGUAGE="C")
     env.update(extra or {})
     return env
 
@@ -190,9 +221,13 @@ class _Git:
 
 
 def _task_git(checkout: TaskCheckout) -> _Git:
-    """git in the task's work tree; a shadow task gets its own index, so two tasks never share one."""
+    """git in the task's work tree; a shadow task gets its own index, so two tasks never share one. A task repository
+    is named outright (never found through its .git) after _guard() checked it."""
     if checkout.mode == SHADOW:
         return _Git(checkout.worktree, checkout.repo, checkout.worktree, _shadow_index(checkout.repo, checkout.task_id))
+    if checkout.isolated:
+        _guard(checkout)
+        return _Git(checkout.worktree, os.path.join(checkout.worktree, ".git"), checkout.worktree)
     return _Git(checkout.worktree)
 
 
@@ -302,20 +337,48 @@ def _repository_of(folder: Path) -> tuple[str, str] | None:
     return top, prefix
 
 
-def _add_worktree(git: _Git, task_id: str, target: Path, start: str, where: str) -> str:
+def _make_task_repository(owner: _Git, task_id: str, target: Path, start: str, where: str, data: Path) -> str:
+    """The task's own repository in target: the owner's (or the cache's) refs, its objects borrowed read-only, branch
+    tars/<id> checked out at start; then the same branch is made in the owner's repository. A failure half-way
+    leaves neither behind."""
     branch = BRANCH_PREFIX + task_id
-    what = f"create the worktree of task {task_id} from {where}"
-    if git.has_ref(f"refs/heads/{branch}", what):
+    what = f"create the repository of task {task_id} from {where}"
+    if owner.has_ref(f"refs/heads/{branch}", what):
         raise GitError(f"Branch {branch} already exists in {where}; a task id is used once, so TARS will not reuse it.")
     if target.exists():
-        raise GitError(f"The worktree folder {target} of task {task_id} already exists.")
+        raise GitError(f"The checkout folder {target} of task {task_id} already exists.")
     target.parent.mkdir(parents=True, exist_ok=True)
-    git("worktree", "add", "--quiet", "--no-track", "-b", branch, str(target), start, what=what)
+    git_dir = target / ".git"
+    try:
+        # --mirror: every ref as it is (the owner's main stays main, a cache's origin/main stays origin/main);
+        # --template=: no hooks, no info/.
+        _run(["clone", "--quiet", "--mirror", "--shared", "--template=", owner.cwd, str(git_dir)],
+             cwd=str(target.parent), what=what)
+        git = _Git(str(target), str(git_dir), str(target))
+        git("config", "core.bare", "false", what=what)
+        git("config", "--unset", "remote.origin.mirror", what=what)  # a push must not try to mirror everything
+        git("checkout", "--quiet", "--force", "--no-track", "-b", branch, start, what=what)
+        listed = git.out("for-each-ref", "--format=%(refname)", f"refs/heads/{BRANCH_PREFIX}", "refs/stash",
+                         what=what).splitlines()
+        others = [ref.removeprefix("refs/heads/") for ref in listed
+                  if ref.startswith("refs/heads/") and ref != f"refs/heads/{branch}"]
+        if others:  # other tasks' branches: not this task's business
+            git("branch", "--quiet", "-D", *others, what=what)
+        if "refs/stash" in listed:  # the owner's stash: `git stash pop` in the task must not find it
+            git("update-ref", "-d", "refs/stash", what=what)
+        _pristine(data, task_id).parent.mkdir(parents=True, exist_ok=True)
+        _pristine(data, task_id).write_bytes((git_dir / "config").read_bytes())
+        _pristine(data, task_id, "alternates").write_bytes((git_dir / "objects" / "info" / "alternates").read_bytes())
+        owner("update-ref", "-m", f"tars: task {task_id} started", f"refs/heads/{branch}", start, "", what=what)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        _forget_pristine(data, task_id)
+        raise
     return branch
 
 
 def _prepare_worktree(task_id: str, folder: Path, top: str, prefix: str, data: Path) -> TaskCheckout:
-    if Path(top) == data or Path(top) in data.parents:  # its worktrees would show up in the owner's git status
+    if Path(top) == data or Path(top) in data.parents:  # its checkouts would show up in the owner's git status
         raise GitError(f"TARS's data folder {data} is inside the repository {top}; move it out of the repository.")
     git = _Git(top)
     what = f"read the current branch of {top}"
@@ -323,10 +386,10 @@ def _prepare_worktree(task_id: str, folder: Path, top: str, prefix: str, data: P
     base = git.out("rev-parse", "--verify", "HEAD^{commit}", what=what)
     target = data / "worktrees" / task_id
     with _locked(data, _digest(top)):
-        branch = _add_worktree(git, task_id, target, base, top)
+        branch = _make_task_repository(git, task_id, target, base, top, data)
     return TaskCheckout(task_id=task_id, mode=WORKTREE, project=str(folder), path=str(target / prefix).rstrip("/"),
                         worktree=str(target), repo=top, branch=branch, base=base,
-                        start_branch=head.removeprefix("refs/heads/") or None, data_dir=str(data))
+                        start_branch=head.removeprefix("refs/heads/") or None, data_dir=str(data), isolated=True)
 
 
 def _prepare_clone(task_id: str, url: str, data: Path) -> TaskCheckout:
@@ -342,10 +405,140 @@ def _prepare_clone(task_id: str, url: str, data: Path) -> TaskCheckout:
         default = git.out("symbolic-ref", "refs/remotes/origin/HEAD", what=f"find the default branch of {shown}")
         base = git.out("rev-parse", "--verify", f"{default}^{{commit}}", what=f"read the default branch of {shown}")
         target = data / "worktrees" / task_id
-        branch = _add_worktree(git, task_id, target, base, shown)
+        branch = _make_task_repository(git, task_id, target, base, shown, data)
     return TaskCheckout(task_id=task_id, mode=CLONE, project=shown, path=str(target), worktree=str(target),
                         repo=str(cache), branch=branch, base=base,
-                        start_branch=default.removeprefix("refs/remotes/origin/"), data_dir=str(data))
+                        start_branch=default.removeprefix("refs/remotes/origin/"), data_dir=str(data), isolated=True)
+
+
+# --- the task repository: kept harmless for TARS's own git, and in step with the owner's branch ------------------
+
+_HARMLESS_CONFIG = re.compile(r"core\.(repositoryformatversion|filemode|logallrefupdates|symlinks|ignorecase|"
+                              r"precomposeunicode|autocrlf|eol|safecrlf)|extensions\.objectformat|"
+                              r"(remote|branch)\.[^\n]*\.(url|fetch|remote|merge|rebase)|user\.(name|email)|"
+                              r"init\.defaultbranch|advice\.[a-z]+|color\.[a-z.]+")
+"""Config keys of a task repository that make git run nothing and look nowhere else (core.bare must stay false)."""
+
+
+def _pristine(data: str | Path, task_id: str, name: str = "config") -> Path:
+    """The task repository's config (or objects/info/alternates) as prepare() left it: kept beside the record, out
+    of the model's reach."""
+    return Path(data) / "checkouts" / f"{task_id}.git{name}"
+
+
+def _forget_pristine(data: str | Path, task_id: str) -> None:
+    for name in ("config", "alternates"):
+        _pristine(data, task_id, name).unlink(missing_ok=True)
+
+
+def _open_dir(name: str, dir_fd: int | None, what: str) -> int:
+    try:
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+    except OSError as exc:
+        raise GitError(f"Could not {what}: {name} is not a folder any more ({exc.strerror}).") from None
+
+
+def _read_at(name: str, dir_fd: int) -> bytes | None:
+    """A regular file's bytes (None when missing); a symbolic link or anything else reads as b"\0", never equal."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return b"\0"
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(1 << 20) if stat.S_ISREG(os.fstat(fd).st_mode) else b"\0"
+
+
+def _write_at(name: str, dir_fd: int, data: bytes) -> None:
+    """Replace name in the folder dir_fd (a link there is replaced, never followed)."""
+    temporary = f".{name}.tars-{os.getpid()}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(temporary, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+def _harmless(config: bytes, data: str, task_id: str) -> bool:
+    """Does a task repository's config (a changed one) hold only _HARMLESS_CONFIG keys, core.bare false aside?"""
+    check = _pristine(data, task_id, "check")
+    check.write_bytes(config)
+    try:
+        read = _run(["config", "--file", str(check), "--null", "--list"], cwd=str(check.parent),
+                    what="read the task repository's config", ok=(0, 1, 3, 128))
+    finally:
+        check.unlink(missing_ok=True)
+    listed = read.stdout if read.returncode == 0 else ""
+    for entry in filter(None, listed.split("\0")):
+        key, _, value = entry.partition("\n")
+        if key == "core.bare" and value.strip().lower() in ("false", "no", "off", "0"):
+            continue
+        if not _HARMLESS_CONFIG.fullmatch(key):
+            return False
+    return bool(listed)
+
+
+def _guard(checkout: TaskCheckout) -> None:
+    """Before TARS's own git runs in a task repository (outside the sandbox): put back whatever the model changed
+    there that git would follow out of it (see the module docstring)."""
+    what = f"use the repository of task {checkout.task_id}"
+    folder = _open_dir(checkout.worktree, None, what)
+    try:
+        git_dir = _open_dir(".git", folder, what)
+    finally:
+        os.close(folder)
+    try:
+        try:
+            os.unlink("commondir", dir_fd=git_dir)  # would make git read another folder's config and refs
+            log.warning("[task %s] removed a commondir file from its repository", checkout.task_id)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise GitError(f"Could not {what}: its .git/commondir cannot be removed ({exc.strerror}).") from None
+        config, pristine = _read_at("config", git_dir), _pristine(checkout.data_dir, checkout.task_id).read_bytes()
+        if config != pristine and not (config and config != b"\0" and
+                                       _harmless(config, checkout.data_dir, checkout.task_id)):
+            log.warning("[task %s] put back its repository's config (the model changed it)", checkout.task_id)
+            _write_at("config", git_dir, pristine)
+        objects = _open_dir("objects", git_dir, what)
+        try:
+            info = _open_dir("info", objects, what)
+            try:
+                wanted = _pristine(checkout.data_dir, checkout.task_id, "alternates").read_bytes()
+                if _read_at("alternates", info) != wanted:
+                    log.warning("[task %s] put back its repository's alternates", checkout.task_id)
+                    _write_at("alternates", info, wanted)
+            finally:
+                os.close(info)
+        finally:
+            os.close(objects)
+    finally:
+        os.close(git_dir)
+
+
+def _sync_or_warn(checkout: TaskCheckout) -> None:
+    """_sync where the task's own work is saved all the same (a checkpoint, the summary): a refusal, such as the owner
+    having checked the branch out (git will not move a checked-out branch), is logged and the next sync catches up."""
+    try:
+        _sync(checkout)
+    except GitError as exc:
+        log.warning("[task %s] %s", checkout.task_id, exc)
+
+
+def _sync(checkout: TaskCheckout) -> None:
+    """Bring the owner's branch tars/<id> (or the cache's) to the task repository's: a forced fetch of that one ref,
+    which copies the new objects into the owner's store. Nothing to do for shadow mode and older worktrees."""
+    if checkout.mode == SHADOW or not checkout.isolated:
+        return
+    task = _task_git(checkout)  # guarded: its config and alternates are ours again
+    what = f"bring branch {checkout.branch} of task {checkout.task_id} into {_redact(checkout.project)}"
+    ref = f"refs/heads/{checkout.branch}"
+    owner = _Git(checkout.repo)
+    tip = task.out("rev-parse", "--verify", f"{ref}^{{commit}}", what=what)
+    if owner.out("rev-parse", "-q", "--verify", ref, what=what, ok=(0, 1)) == tip:
+        return
+    owner("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", task.git_dir,
+          f"+{ref}:{ref}", what=what)
 
 
 @contextmanager
@@ -425,7 +618,14 @@ def _parse_subject(task_id: str, subject: str) -> tuple[str, bool]:
 
 def checkpoint(checkout: TaskCheckout, message: str, tests_passed: bool = False) -> Checkpoint | None:
     """Commit everything the task changed since the last checkpoint; None when nothing changed (with tests_passed,
-    an unchanged latest checkpoint is marked as passing instead, and returned)."""
+    an unchanged latest checkpoint is marked as passing instead, and returned). Either way the owner's branch then
+    follows the task's (the model's own commits included)."""
+    point = _checkpoint(checkout, message, tests_passed)
+    _sync_or_warn(checkout)
+    return point
+
+
+def _checkpoint(checkout: TaskCheckout, message: str, tests_passed: bool) -> Checkpoint | None:
     git = _task_git(checkout)
     what = f"save a checkpoint of task {checkout.task_id}"
     tree = _stage_all(git, what)
@@ -496,6 +696,7 @@ def rollback(checkout: TaskCheckout, to: int | None = None) -> Checkpoint:
         raise NoSuchCheckpoint(f"Task {checkout.task_id} has {have}; there is no checkpoint {to} to roll back to.")
     target = points[to - 1] if to else Checkpoint(0, checkout.base, "the state before the task", False)
     _restore(checkout, target.sha, f"roll task {checkout.task_id} back to checkpoint {to}")
+    _sync(checkout)
     _touch(checkout)
     return target
 
@@ -503,13 +704,16 @@ def rollback(checkout: TaskCheckout, to: int | None = None) -> Checkpoint:
 # --- summary ------------------------------------------------------------------------------------------------------
 
 def summary(checkout: TaskCheckout) -> dict:
-    """What the task changed from its start to its latest checkpoint, for the owner and the final report."""
+    """What the task changed from its start to its latest checkpoint, for the owner and the final report (the end of
+    a task: the owner's branch is brought in step first)."""
+    _sync_or_warn(checkout)
     git = _task_git(checkout)
     what = f"summarise task {checkout.task_id}"
     ref = f"refs/heads/{checkout.branch}"
     points = checkpoints(checkout)
     files = []
-    numstat = git.out("diff", "--numstat", "-z", "--no-renames", checkout.base, ref, what=what)
+    numstat = git.out("diff", "--no-ext-diff", "--no-textconv", "--numstat", "-z", "--no-renames", checkout.base, ref,
+                      what=what)
     for entry in filter(None, numstat.split("\0")):
         added, removed, path = entry.split("\t", 2)
         files.append({"path": path, "added": None if added == "-" else int(added),
@@ -519,7 +723,8 @@ def summary(checkout: TaskCheckout) -> dict:
         "task_id": checkout.task_id, "mode": checkout.mode, "path": checkout.path,
         "branch": checkout.branch, "base": checkout.base, "start_branch": checkout.start_branch,
         "commits": len(points), "files": files,
-        "diffstat": git("diff", "--stat=100", "--no-renames", checkout.base, ref, what=what).stdout.rstrip(),
+        "diffstat": git("diff", "--no-ext-diff", "--no-textconv", "--stat=100", "--no-renames", checkout.base, ref,
+                        what=what).stdout.rstrip(),
         "tests_passed": bool(points) and points[-1].tests_passed,
         "uncommitted": tree != git.out("rev-parse", f"{ref}^{{tree}}", what=what),
     }
@@ -617,6 +822,7 @@ def merge(checkout: TaskCheckout) -> MergeResult:
         raise GitError(f"Task {checkout.task_id} started from a detached HEAD ({checkout.base[:12]}), so there is no "
                        f"branch to merge into; its work is on branch {checkout.branch}.")
     target = checkout.start_branch
+    _sync(checkout)
     git = _Git(checkout.repo)
     what = f"merge task {checkout.task_id} into {target} in {checkout.repo}"
     with _locked(Path(checkout.data_dir), _digest(checkout.repo)):
@@ -683,6 +889,7 @@ def push(checkout: TaskCheckout) -> str:
     """Push the task branch to origin under the same name, never forced; a rejection raises GitError with git's reason."""
     if checkout.mode == SHADOW:
         raise GitError(f"{checkout.project} is not a git repository, so task {checkout.task_id} has nothing to push.")
+    _sync(checkout)  # the cache's (or the owner's) branch is the one pushed
     git = _repo_git(checkout)
     what = f"push {checkout.branch} of task {checkout.task_id}"
     remote = git("remote", "get-url", "origin", what=what, ok=(0, 2, 128))
@@ -700,9 +907,21 @@ def push(checkout: TaskCheckout) -> str:
     return f"Pushed {checkout.branch} to {url}."
 
 
-def _remove_worktree(checkout: TaskCheckout, what: str) -> None:
-    git = _repo_git(checkout)
+def _remove_checkout(checkout: TaskCheckout, what: str) -> None:
+    """Remove the task's repository (TARS's own folder), or an older TARS's worktree of the owner's repository."""
     folder = Path(checkout.worktree)
+    if checkout.isolated:
+        if Path(checkout.data_dir) / "worktrees" not in folder.parents:  # a corrupt record deletes nothing else
+            raise GitError(f"Could not {what}: {folder} is not one of TARS's checkouts.")
+        try:
+            shutil.rmtree(folder)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise GitError(f"Could not {what}: {folder} could not be removed ({exc.strerror}).") from None
+        _forget_pristine(checkout.data_dir, checkout.task_id)
+        return
+    git = _repo_git(checkout)
     if folder.exists():
         try:
             git("worktree", "remove", "--force", str(folder), what=what)
@@ -723,7 +942,7 @@ def _delete_branch(checkout: TaskCheckout, git: _Git, what: str) -> None:
 
 
 def discard(checkout: TaskCheckout) -> str:
-    """Throw the task's work away: remove its worktree and its tars/ branch (shadow mode: put the project back as it
+    """Throw the task's work away: remove its checkout and its tars/ branch (shadow mode: put the project back as it
     was at prepare). Returns a sentence for the owner."""
     what = f"discard task {checkout.task_id}"
     if checkout.mode == SHADOW:
@@ -733,9 +952,9 @@ def discard(checkout: TaskCheckout) -> str:
         sentence = f"Put {checkout.project} back as it was before task {checkout.task_id}."
     else:
         with _locked(Path(checkout.data_dir), _digest(checkout.repo)):
-            _remove_worktree(checkout, what)
+            _remove_checkout(checkout, what)
             _delete_branch(checkout, _repo_git(checkout), what)
-        sentence = f"Discarded task {checkout.task_id}: its worktree and branch {checkout.branch} are gone."
+        sentence = f"Discarded task {checkout.task_id}: its checkout and branch {checkout.branch} are gone."
     _record(checkout.data_dir, checkout.task_id).unlink(missing_ok=True)
     return sentence
 
@@ -748,8 +967,10 @@ def _retire(checkout: TaskCheckout) -> None:
         Path(_shadow_index(checkout.repo, checkout.task_id)).unlink(missing_ok=True)
         return
     git = _repo_git(checkout)
+    if Path(checkout.worktree).exists():
+        _sync(checkout)  # the model's commits since the last checkpoint stay on the branch
     with _locked(Path(checkout.data_dir), _digest(checkout.repo)):
-        _remove_worktree(checkout, what)
+        _remove_checkout(checkout, what)
         merged = checkout.start_branch and git.has_ref(f"refs/heads/{checkout.start_branch}", what) and git(
             "merge-base", "--is-ancestor", f"refs/heads/{checkout.branch}", f"refs/heads/{checkout.start_branch}",
             what=what, ok=(0, 1, 128)).returncode == 0

@@ -23,18 +23,23 @@ Landlock, how and why:
 - Scoping (ABI 6) stops signals to processes outside the command's own tree and connections to abstract unix
   sockets made outside it. Any Landlock domain also keeps ptrace and /proc/<pid>/mem of outside processes out,
   and /proc/<pid>/environ too, except for a process holding CAP_SYS_PTRACE (root): hence the capability drop.
-- Git on the task's branch: a worktree's objects and branch live in the owner's repository, so objects/, the
-  worktree's own git dir and refs/heads/tars/ (and its reflogs) are writable; the owner's other refs, packed-refs,
-  config and HEAD are not. A shadow task's git dir is TARS's own (DATA_DIR/git/shadow): hidden like the rest of
-  DATA_DIR; the model's git sees the project folder as it is (its commands are given no GIT_DIR).
+- Git on the task's branch: the task's checkout is a repository of its own (core/git_workspace.py), whose .git is
+  inside the checkout and so writable like the rest of it; it borrows the owner's objects read-only through
+  objects/info/alternates. Nothing of the owner's repository is writable (objects, refs, config, hooks), nor of a
+  clone cache in DATA_DIR (readable, for its objects); TARS itself, outside the sandbox, brings the task's branch
+  into the owner's repository. A shadow task's git dir is TARS's own (DATA_DIR/git/shadow): hidden like the rest of
+  DATA_DIR; the model's git sees the project folder as it is (its commands are given no GIT_DIR). A checkout an
+  older TARS made (a linked `git worktree`) gets no grant in the owner's .git either: its git commands fail there.
 - As root, each command first drops every capability (bounding set included), so it is an ordinary process of
   uid 0: no CAP_SYS_PTRACE (other processes' /proc/<pid>/environ stays closed), no CAP_DAC_OVERRIDE. The worker
   and its work-horse are also made non-dumpable (make_non_dumpable()).
 
 Not contained: UDP, and TCP to anything (local Redis included) while the network is on; writes to shared caches
-and /dev/shm (another task can meet them); the owner's git objects can be deleted as well as added; other tars/*
-branches of the same repository; a hidden file reachable through a bind mount or hard link elsewhere; for a
-worker run as root, every root-owned file outside the hidden paths stays readable (run it as an ordinary user).
+and /dev/shm (another task can meet them); a hidden file reachable through a bind mount or hard link elsewhere; for
+a worker run as root, every root-owned file outside the hidden paths stays readable (run it as an ordinary user).
+The task repository's own .git is the model's: what it writes there reaches the owner's repository only as the
+commits of its branch tars/<id>, which TARS fetches (git_workspace._guard puts back a config or alternates file
+that would make TARS's own git calls there run or read something else).
 """
 from __future__ import annotations
 
@@ -173,23 +178,16 @@ def cache_dirs(home: str | Path, env: Mapping[str, str] = os.environ) -> list[Pa
     return found
 
 
-def _git_dirs(worktree: str) -> tuple[str, str]:
-    """(the worktree's own git dir, the repository's common dir), from its .git file and commondir."""
-    text = Path(worktree, ".git").read_text()
-    own = os.path.join(worktree, text.removeprefix("gitdir:").strip())
-    common = os.path.join(own, Path(own, "commondir").read_text().strip())
-    return os.path.realpath(own), os.path.realpath(common)
-
-
 def policy_for_checkout(checkout, *, tmp_dir: str | Path, data_dir: str | Path | None = None,
                         tars_env_file: str | Path | None = None, home: str | Path | None = None,
                         extra_writable: Iterable[str | Path] = (), extra_hidden: Iterable[str | Path] = (),
                         env: Mapping[str, str] = os.environ, network: bool = True) -> Policy:
     """The policy of one task (a core.git_workspace.TaskCheckout). Writable: its work tree, tmp_dir (give it to the
-    commands as TMPDIR), the package caches, extra_writable (a project virtualenv; folders, created when missing)
-    and the git paths its branch needs. Not readable: data_dir (TARS's DATA_DIR; default: the checkout's data
+    commands as TMPDIR), the package caches, extra_writable (a project virtualenv; folders, created when missing);
+    nothing in the owner's repository (the checkout is a repository of its own), and a clone cache only readable.
+    Not readable: data_dir (TARS's DATA_DIR; default: the checkout's data
     folder), tars_env_file, the credentials in home (SECRET_PATHS) and extra_hidden."""
-    from core.git_workspace import SHADOW  # here: git_workspace is heavy and the sandbox is imported early
+    from core.git_workspace import CLONE  # here: git_workspace is heavy and the sandbox is imported early
 
     home = Path(home or Path.home())
     extra_writable = [Path(path) for path in extra_writable]
@@ -198,15 +196,8 @@ def policy_for_checkout(checkout, *, tmp_dir: str | Path, data_dir: str | Path |
             folder.mkdir(mode=0o700, parents=True)
     writable = [checkout.worktree, tmp_dir, *cache_dirs(home, env), *extra_writable, *DEVICES]
     readable = []
-    if checkout.mode != SHADOW:  # a shadow task's git dir is TARS's own, in data_dir: out of reach like the rest
-        own, common = _git_dirs(checkout.worktree)
-        group = os.path.dirname(checkout.branch)  # "tars": the model may make tars/* branches, no others
-        refs = [Path(common, "refs/heads", group)] + ([Path(common, "logs/refs/heads", group)]
-                                                       if Path(common, "logs").is_dir() else [])
-        for folder in refs:  # packed refs leave no folder, and one made inside the sandbox would be refused
-            folder.mkdir(parents=True, exist_ok=True)
-        readable.append(common)  # a clone's cache lives in DATA_DIR
-        writable += [own, f"{common}/objects", *refs]
+    if checkout.mode == CLONE:  # its cache lives in DATA_DIR, and the task repository borrows its objects
+        readable.append(checkout.repo)
     hidden = [*(home / name for name in SECRET_PATHS), data_dir or checkout.data_dir, *extra_hidden]
     if tars_env_file:
         hidden.append(tars_env_file)

@@ -236,7 +236,7 @@ def test_discard_removes_the_worktree_and_the_branch(tasks, fake_api, start_work
 
     gone = cli("task", "discard", task_id)
     assert gone.returncode == 0, gone.stderr
-    assert gone.stdout.strip() == f"Discarded task {task_id}: its worktree and branch tars/{task_id} are gone."
+    assert gone.stdout.strip() == f"Discarded task {task_id}: its checkout and branch tars/{task_id} are gone."
     assert not worktree.exists() and f"tars/{task_id}" not in git(repo, "branch", "--list")
     assert git(repo, "worktree", "list").count("\n") == 0  # only the owner's own tree is left
     assert owner_state(repo) == before

@@ -763,7 +763,7 @@ def test_discard_needs_confirm_and_nothing_changes_without_the_csrf_token(server
     gone = browser.post(f"tasks/{task_id}/discard", {"confirm": True})
     assert gone.status_code == 200, gone.text
     assert gone.json() == {"status": "discarded",
-                           "detail": f"Discarded task {task_id}: its worktree and branch tars/{task_id} are gone."}
+                           "detail": f"Discarded task {task_id}: its checkout and branch tars/{task_id} are gone."}
     assert not worktree.exists() and f"tars/{task_id}" not in git(repo, "branch", "--list")
     assert owner_state(repo) == before
     no_checkout = f"Task {task_id} was discarded: its branch tars/{task_id} and its checkout are gone."

@@ -447,6 +447,7 @@ ATTACK = '''import os, signal, socket
 
 HOME, DATA, ENV_FILE = {home!r}, {data!r}, {env_file!r}
 OUTSIDE_PID, PORT, WORKER = {outside_pid}, {port}, {worker}
+OWNER_OBJECT, OWNER_REFS = {owner_object!r}, {owner_refs!r}
 
 
 def attempt(name, action):
@@ -485,11 +486,15 @@ attempt("read horse environ", lambda: read(f"/proc/{{horse}}/environ"))
 attempt("read worker environ", lambda: read(f"/proc/{{WORKER}}/environ"))
 attempt("kill outside", lambda: os.kill(OUTSIDE_PID, signal.SIGKILL))
 attempt("connect", lambda: socket.create_connection(("127.0.0.1", PORT), timeout=5).close())
+attempt("delete owner's git object", lambda: os.remove(OWNER_OBJECT))
+attempt("rewrite other task's branch", lambda: write(f"{{OWNER_REFS}}/tars/other"))
+attempt("rewrite owner's main", lambda: write(f"{{OWNER_REFS}}/main"))
 attempt("own file", lambda: write("mine.txt") and read("mine.txt"))
 attempt("own tmpdir", lambda: write(os.path.join(os.environ["TMPDIR"], "scratch")))
 '''
 ATTACKS = ["write bashrc", "write other checkout", "write data dir", "write /tmp", "read other checkout",
-           "read env file", "read ssh key", "read horse environ", "read worker environ", "kill outside", "connect"]
+           "read env file", "read ssh key", "read horse environ", "read worker environ", "kill outside", "connect",
+           "delete owner's git object", "rewrite other task's branch", "rewrite owner's main"]
 
 
 def tiny_wheel(folder: Path) -> Path:
@@ -518,8 +523,9 @@ def test_the_sandbox_stops_a_script_the_model_wrote_and_the_tasks_own_work_goes_
         tasks, fake_api, start_worker, projects, settings, private_git, tmp_path):
     """The model writes attack.py, then runs it: every attempt outside the task fails (the owner's ~/.bashrc and
     ~/.ssh, another task's checkout, TARS's data folder and .env, /tmp, the worker's environment, a process that is
-    not the task's, the network with SANDBOX_NETWORK=off) and nothing outside changes; the task's own files, TMPDIR,
-    package install (a local wheel) and tests still work."""
+    not the task's, the network with SANDBOX_NETWORK=off, the owner's git objects and branches, another task's
+    branch) and nothing outside changes; the task's own files, TMPDIR, package install (a local wheel) and tests
+    still work, in its own repository, and its work reaches its branch in the owner's repository."""
     from core import sandbox
 
     if sandbox.detect().kind not in (sandbox.LANDLOCK, sandbox.BUBBLEWRAP):
@@ -538,6 +544,13 @@ def test_the_sandbox_stops_a_script_the_model_wrote_and_the_tasks_own_work_goes_
     project = projects / "story"
     tiny_wheel(project / "dist")
     (project / "test_app.py").write_text("import tinypkg\n\n\ndef test_value():\n    assert tinypkg.VALUE == 42\n")
+    owner = ("-c", "user.name=Owner", "-c", "user.email=owner@example.com", "-c", "init.defaultBranch=main")
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "first"], ["branch", "tars/other"]):
+        subprocess.run(["git", *owner, *args], cwd=project, check=True, capture_output=True)
+    git_dir = project / ".git"
+    owner_object = next(p for p in sorted((git_dir / "objects").glob("??/*")))
+    owner_git = {str(p): p.read_bytes() for p in [owner_object, *(git_dir / "refs" / "heads").rglob("*")]
+                 if p.is_file()}
     outside = subprocess.Popen(["sleep", "300"], start_new_session=True)
     listener = __import__("socket").socket()
     listener.bind(("127.0.0.1", 0))
@@ -550,7 +563,8 @@ def test_the_sandbox_stops_a_script_the_model_wrote_and_the_tasks_own_work_goes_
         fake_api.script([
             edit(command="create", path="attack.py", file_text=ATTACK.format(
                 home=str(home), data=str(settings.DATA_DIR), env_file=str(env_file), outside_pid=outside.pid,
-                port=listener.getsockname()[1], worker=worker.process.pid)),
+                port=listener.getsockname()[1], worker=worker.process.pid, owner_object=str(owner_object),
+                owner_refs=str(git_dir / "refs" / "heads"))),
             bash("python attack.py"),
             bash("pip install dist/tinypkg-0.1-py3-none-any.whl"),
             bash("python -m pytest -q"),
@@ -585,7 +599,10 @@ def test_the_sandbox_stops_a_script_the_model_wrote_and_the_tasks_own_work_goes_
     assert (home / ".bashrc").read_text() == "# the owner's bashrc\n"
     assert (other / "a.txt").read_text() == "another task's work\n"
     assert not (settings.DATA_DIR / "evil.txt").exists() and not Path("/tmp/tars-sandbox-story-evil").exists()
-    assert (project / "mine.txt").read_text() == "evil\n"  # its own file: written
+    assert {p: Path(p).read_bytes() for p in owner_git} == owner_git  # the owner's object and branches intact
+    assert subprocess.run(["git", "fsck", "--full", "--no-dangling"], cwd=project, capture_output=True).returncode == 0
+    mine = subprocess.run(["git", "show", f"tars/{task_id}:mine.txt"], cwd=project, capture_output=True, text=True)
+    assert mine.stdout == "evil\n" and not (project / "mine.txt").exists()  # its own file, on its branch
     assert not (settings.DATA_DIR / "tmp" / task_id).exists()  # its TMPDIR went with it
     events = tasks.events(task_id)
     told = [e for e in events if e.type == "workspace"]

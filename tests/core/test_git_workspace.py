@@ -1,6 +1,8 @@
-"""A task's git checkout with the real git binary in temporary folders: worktrees, checkpoints, rollback, merge,
-shadow repositories for plain folders, clones of URLs, push, discard, cleanup. The owner's repository is checked
-byte for byte (status, index file, refs, files) around every operation that must not touch it."""
+"""A task's git checkout with the real git binary in temporary folders: a repository of its own per task (its
+branch kept in step in the owner's repository), checkpoints, rollback, merge, shadow repositories for plain folders,
+clones of URLs, push, discard, cleanup, and checkouts an older TARS made as git worktrees. The owner's repository is
+checked byte for byte (status, index file, refs, files) around every operation that must not touch it."""
+import json
 import os
 import subprocess
 import time
@@ -74,9 +76,11 @@ def write(checkout: gw.TaskCheckout, name: str, text: str) -> None:
     path.write_text(text)
 
 
-# --- worktrees on the owner's repository ----------------------------------------------------------------------
+# --- a repository of its own per task, its branch in step in the owner's ------------------------------------
 
 def test_two_tasks_run_side_by_side_on_a_dirty_repository_and_the_owner_sees_nothing(repo, data):
+    (repo / "b.txt").write_text("beta, stashed by the owner\n")
+    git(repo, "stash", "-q")
     make_dirty(repo)
     before = owner_state(repo)
     one = gw.prepare("aaa111", repo, data)
@@ -93,6 +97,104 @@ def test_two_tasks_run_side_by_side_on_a_dirty_repository_and_the_owner_sees_not
     assert owner_state(repo) == before
     assert "one.txt" not in files_of(Path(two.path)) and "two.txt" not in files_of(Path(one.path))
     assert git(repo, "log", "--format=%s", "tars/aaa111", "-1") == "tars(aaa111): wrote one"
+    # Each is a repository of its own, not a worktree of the owner's, borrowing the owner's objects read-only; it
+    # holds the owner's branches, not the other task's.
+    assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1
+    for task, other in ((one, "tars/bbb222"), (two, "tars/aaa111")):
+        assert Path(task.worktree, ".git").is_dir() and task.isolated
+        assert Path(task.worktree, ".git/objects/info/alternates").read_text().strip() == str(repo / ".git/objects")
+        branches = git(task.path, "branch", "--format=%(refname:short)").split()
+        assert task.branch in branches and "main" in branches and other not in branches
+        assert git(task.path, "symbolic-ref", "--short", "HEAD") == task.branch
+        assert not Path(task.worktree, ".git/hooks").exists()
+        assert git(task.path, "stash", "list") == ""  # the owner's stash stays the owner's
+    assert git(repo, "branch", "--list", "tars/*", "--format=%(refname:short)").split() == \
+        ["tars/aaa111", "tars/bbb222"]
+
+
+def test_the_owners_branch_follows_checkpoints_rollback_and_the_models_own_commits(repo, data):
+    before = owner_state(repo)
+    task = gw.prepare("f0110w", repo, data)
+    assert git(repo, "rev-parse", "tars/f0110w") == task.base  # made at prepare, at the owner's HEAD
+    write(task, "a.txt", "alpha v1\n")
+    one = gw.checkpoint(task, "v1")
+    assert git(repo, "rev-parse", "tars/f0110w") == one.sha
+    write(task, "a.txt", "alpha v2\n")
+    two = gw.checkpoint(task, "v2", tests_passed=True)
+    assert git(repo, "rev-parse", "tars/f0110w") == two.sha
+    assert git(repo, "log", "-1", "--format=%s", "tars/f0110w") == "tars(f0110w): v2 [tests pass]"
+    gw.rollback(task, to=1)
+    assert git(repo, "rev-parse", "tars/f0110w") == one.sha
+    # The model commits on its branch itself: the owner's branch has it after the next checkpoint, even one that
+    # finds nothing left to commit; its objects are copied into the owner's store.
+    write(task, "model.txt", "by the model\n")
+    git(task.path, "add", "model.txt")
+    git(task.path, "commit", "-q", "-m", "the model's own commit")
+    mine = git(task.path, "rev-parse", "HEAD")
+    assert git(repo, "rev-parse", "tars/f0110w") == one.sha
+    assert gw.checkpoint(task, "nothing new") is None
+    assert git(repo, "rev-parse", "tars/f0110w") == mine
+    assert git(repo, "show", "tars/f0110w:model.txt") == "by the model"
+    assert [p.message for p in gw.checkpoints(task)] == ["v1", "the model's own commit"]
+    # A commit since the last checkpoint reaches the owner's branch at the end (summary) and before a merge.
+    write(task, "late.txt", "late\n")
+    git(task.path, "add", "late.txt")
+    git(task.path, "commit", "-q", "-m", "late")
+    assert gw.summary(task)["commits"] == 3
+    assert git(repo, "rev-parse", "tars/f0110w") == git(task.path, "rev-parse", "HEAD")
+    assert git(repo, "fsck", "--no-dangling", "--no-progress") == ""
+    # The owner checks the branch out to look at it: git will not move it under them, so checkpoints go on in the
+    # task's repository and the branch catches up once the owner has switched away.
+    git(repo, "switch", "-q", "tars/f0110w")
+    write(task, "more.txt", "more\n")
+    three = gw.checkpoint(task, "while the owner looks")
+    assert git(repo, "rev-parse", "HEAD") == git(task.path, "rev-parse", "HEAD~1") != three.sha
+    git(repo, "switch", "-q", "main")
+    gw.checkpoint(task, "nothing new")
+    assert git(repo, "rev-parse", "tars/f0110w") == three.sha
+    after = owner_state(repo)  # (its index was rewritten by the owner's own switch)
+    assert (after["status"], after["files"], after["head"]) == (before["status"], before["files"], before["head"])
+
+
+def test_what_the_model_writes_in_its_repository_cannot_steer_tars_own_git(repo, data, tmp_path):
+    """The task repository is the model's to write, its .git included, while TARS's checkpoints run git there outside
+    the sandbox: a config naming a filter, an fsmonitor, an external diff or another work tree, a commondir leading
+    to another repository's config, or other alternates are put back first, so nothing the model wrote runs."""
+    task = gw.prepare("gvard1", repo, data)
+    ran = tmp_path / "ran"
+    git_dir = Path(task.worktree, ".git")
+    pristine = (git_dir / "config").read_text()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.txt").write_text("precious\n")
+    (tmp_path / "more.conf").write_text(f"[diff]\n\texternal = touch {ran}\n")
+    write(task, ".gitattributes", "* filter=evil\n")
+    for key, value in (("filter.evil.clean", f"touch {ran}; cat"), ("core.fsmonitor", f"touch {ran}; echo"),
+                       ("include.path", str(tmp_path / "more.conf"))):
+        git(task.path, "config", key, value)
+    write(task, "x.txt", "x\n")
+    assert gw.checkpoint(task, "after the model's config").number == 1
+    gw.summary(task)
+    assert not ran.exists() and (git_dir / "config").read_text() == pristine
+    # A commondir makes git read another folder's config; alternates would lend TARS's fetch other objects.
+    hostile = tmp_path / "hostile"
+    git(tmp_path, "init", "-q", "--bare", str(hostile))
+    git(tmp_path, "--git-dir", str(hostile), "config", "core.fsmonitor", f"touch {ran}; echo")
+    (git_dir / "commondir").write_text(str(hostile))
+    (git_dir / "objects/info/alternates").write_text(f"{tmp_path}/stolen/objects\n")
+    write(task, "y.txt", "y\n")
+    assert gw.checkpoint(task, "after the model's commondir").number == 2
+    assert not ran.exists() and not (git_dir / "commondir").exists()
+    assert (git_dir / "objects/info/alternates").read_text().strip() == str(repo / ".git/objects")
+    # Another work tree: a rollback cleans the task's tree, not that one.
+    git(task.path, "config", "core.worktree", str(elsewhere))
+    write(task, "z.txt", "z\n")
+    gw.rollback(task, to=0)
+    assert files_of(elsewhere) == {"precious.txt": "precious\n"} and not (Path(task.path) / "z.txt").exists()
+    git(task.path, "config", "user.name", "The model")  # a harmless key stays
+    write(task, "w.txt", "w\n")
+    gw.checkpoint(task, "again")
+    assert "The model" in (git_dir / "config").read_text() and not ran.exists()
 
 
 def test_checkpoints_are_numbered_and_carry_the_tests_pass_marker(repo, data):
@@ -332,6 +434,53 @@ def test_a_git_command_past_its_timeout_is_stopped(tmp_path):
     assert time.monotonic() - started < 5
 
 
+# --- checkouts an older TARS recorded: git worktrees of the owner's repository --------------------------------
+
+def older_checkout(repo: Path, data: Path, task_id: str) -> gw.TaskCheckout:
+    """What an older TARS left: a linked `git worktree` on branch tars/<id> and a record without "isolated"."""
+    folder = data.resolve() / "worktrees" / task_id
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    git(repo, "worktree", "add", "-q", "-b", f"tars/{task_id}", str(folder), "HEAD")
+    record = {"task_id": task_id, "mode": "worktree", "project": str(repo), "path": str(folder),
+              "worktree": str(folder), "repo": str(repo), "branch": f"tars/{task_id}",
+              "base": git(repo, "rev-parse", "HEAD"), "start_branch": "main", "data_dir": str(data.resolve()),
+              "created_at": time.time()}
+    (data / "checkouts").mkdir(parents=True, exist_ok=True)
+    (data / "checkouts" / f"{task_id}.json").write_text(json.dumps(record))
+    return gw.find(task_id, data)
+
+
+def test_an_older_worktree_checkout_is_still_found_checkpointed_merged_and_discarded(repo, data):
+    old = older_checkout(repo, data, "01dwt1")
+    assert not old.isolated and gw.TaskCheckout.from_dict(old.to_dict()) == old
+    write(old, "old.txt", "old\n")
+    tip = gw.checkpoint(old, "from before the upgrade").sha
+    assert git(repo, "rev-parse", "tars/01dwt1") == tip  # its branch is the owner's ref itself
+    assert gw.merge(old).kind == "fast-forward" and (repo / "old.txt").read_text() == "old\n"
+    gone = older_checkout(repo, data, "01dwt2")
+    write(gone, "x.txt", "x\n")
+    gw.checkpoint(gone, "x")
+    assert "are gone" in gw.discard(gone)
+    assert not Path(gone.worktree).exists() and str(gone.worktree) not in git(repo, "worktree", "list")
+    assert git(repo, "branch", "--list", "tars/01dwt2") == ""
+
+
+def test_cleanup_removes_an_older_worktree_checkout_and_prunes_it(repo, data):
+    old = older_checkout(repo, data, "01dwt3")
+    write(old, "kept.txt", "unmerged work\n")
+    gw.checkpoint(old, "unmerged")
+    new = gw.prepare("n3wwt1", repo, data)
+    long_ago = time.time() - 30 * 86400
+    for name in ("01dwt3", "n3wwt1"):
+        os.utime(data / "checkouts" / f"{name}.json", (long_ago, long_ago))
+    assert sorted(gw.cleanup(data, older_than_days=7)) == ["01dwt3", "n3wwt1"]
+    assert not Path(old.worktree).exists() and not Path(new.worktree).exists()
+    assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1  # pruned
+    # The unmerged branch stays (no work lost); the untouched one was merged by definition, and goes.
+    assert git(repo, "branch", "--list", "tars/*", "--format=%(refname:short)").split() == ["tars/01dwt3"]
+    assert git(repo, "show", "tars/01dwt3:kept.txt") == "unmerged work"
+
+
 # --- shadow mode: plain folders and repositories without commits ------------------------------------------------
 
 def test_a_plain_folder_gets_checkpoints_and_rollback_with_nothing_inside_it(tmp_path, data):
@@ -484,8 +633,9 @@ def test_cleanup_removes_old_finished_checkouts_and_keeps_the_rest(repo, data):
     removed = gw.cleanup(data, older_than_days=7, keep={"keep01"})
     assert sorted(removed) == ["crash1", "mrg001", "o1d001"]
     assert sorted(os.listdir(data / "worktrees")) == ["keep01", "new001"]
-    listed = git(repo, "worktree", "list")
-    assert old.worktree not in listed and kept.worktree in listed
+    assert not Path(old.worktree).exists() and Path(kept.worktree).exists()
+    assert sorted(p.name for p in (data / "checkouts").iterdir()) == [
+        f"{name}{suffix}" for name in ("keep01", "new001") for suffix in (".gitalternates", ".gitconfig", ".json")]
     # The unmerged branch stays in the owner's repository (no work lost); the merged one goes.
     assert git(repo, "branch", "--list", "tars/*", "--format=%(refname:short)").split() == \
         ["tars/keep01", "tars/new001", "tars/o1d001"]

@@ -1,7 +1,8 @@
 """core/sandbox.py with real processes: a command under the sandbox tries what a task must not do (write outside
 its checkout, read credentials and TARS's files, signal or trace processes outside, connect with the network off,
-rewrite the owner's refs) and each attempt fails with the files intact, while the same command still works in its
-checkout, its TMPDIR, the caches, an allowed virtualenv and its own git branch. Everything lives under tmp_path:
+touch the owner's git repository: its objects, refs, config, hooks) and each attempt fails with the files intact,
+while the same command still works in its checkout, its TMPDIR, the caches, an allowed virtualenv and its own git
+branch (commit, switch -c, stash, log, diff). Everything lives under tmp_path:
 HOME, the fake TARS repository and its .env, DATA_DIR. Landlock tests need Linux with Landlock ABI 6 (signals);
 bubblewrap tests need `bwrap` (apt-get install bubblewrap), and skip saying so when it is missing. The macOS
 profile is checked as text only."""
@@ -40,8 +41,8 @@ def git(cwd, *args) -> str:
 
 
 class World:
-    """HOME with credentials, TARS's repository with a .env, DATA_DIR with two tasks' worktrees of one owner
-    repository and Redis's file, a TMPDIR and a virtualenv folder outside the checkout."""
+    """HOME with credentials, TARS's repository with a .env, DATA_DIR with two tasks' checkouts of one owner
+    repository (two commits) and Redis's file, a TMPDIR and a virtualenv folder outside the checkout."""
 
     def __init__(self, root: Path):
         self.home = root / "home"  # private_git made it, and HOME points there
@@ -62,6 +63,9 @@ class World:
         (self.owner / "a.txt").write_text("alpha\n")
         git(self.owner, "add", ".")
         git(self.owner, "commit", "-q", "-m", "start")
+        (self.owner / "c.txt").write_text("gamma\n")
+        git(self.owner, "add", ".")
+        git(self.owner, "commit", "-q", "-m", "second")
         self.checkout = gw.prepare("t1", self.owner, self.data / "git")
         self.other = gw.prepare("t2", self.owner, self.data / "git")
         self.tmp = root / "tmp"
@@ -230,29 +234,79 @@ def test_the_checkout_tmpdir_caches_and_venv_are_writable(box, world):
     assert (world.home / ".cache" / "pip" / "entry").exists() and (world.venv / "pyvenv.cfg").exists()
 
 
-def test_git_on_the_tasks_branch_works_and_the_owners_refs_stay(box, world):
-    common = world.owner / ".git"
-    main_before = git(world.owner, "rev-parse", "refs/heads/main")
-    config_before = (common / "config").read_bytes()
+def owner_repository(owner: Path) -> dict:
+    """What no command of a task may change in the owner's repository: its refs but the task's own branch (TARS
+    moves that one), config, hooks, and every object file's bytes."""
+    common = owner / ".git"
+    refs = [line for line in git(owner, "for-each-ref", "--format=%(refname) %(objectname)").splitlines()
+            if not line.startswith("refs/heads/tars/t1 ")]
+    hooks = {p.name: p.read_bytes() for p in (common / "hooks").iterdir()}
+    objects = {str(p): p.read_bytes() for p in (common / "objects").rglob("*") if p.is_file()}
+    return {"refs": refs, "config": (common / "config").read_bytes(), "HEAD": (common / "HEAD").read_bytes(),
+            "hooks": hooks, "objects": objects}
+
+
+def test_git_on_the_tasks_branch_works_in_its_own_repository(box, world):
     work = world.checkout.path
     script = """set -e
         echo change >> a.txt && echo new > b.txt
-        git add -A && git commit -q -m 'the model commits' && git status --short && git log --oneline | head -2
-        git diff HEAD~1 --stat && git switch -q -c tars/t1-side && git switch -q tars/t1
+        git add -A && git commit -q -m 'the model commits' && git status --short && git log --oneline | head -3
+        git diff main --stat | tail -1
+        git switch -q -c tars/t1-x && git switch -q tars/t1
+        echo 'work in progress' >> a.txt && git stash -q && test "$(tail -1 a.txt)" = change
+        git stash pop -q && tail -1 a.txt
         echo ok"""
     done = run(box, script, work, world.env)
-    assert done.returncode == 0 and done.stdout.endswith("ok\n"), done
-    assert "the model commits" in git(world.owner, "log", "-1", "--format=%s", "refs/heads/tars/t1")
-    # Deleting a branch rewrites packed-refs: refused too, even for tars/ branches.
-    for command in ("git update-ref refs/heads/main HEAD", "git branch -D tars/t1-side", "git branch -f main HEAD",
-                    "git tag evil", "git config core.evil true", "git checkout -q -b evil",
-                    f"echo evil > {common}/packed-refs", f"echo ref: refs/heads/tars/t1 > {common}/HEAD"):
-        done = run(box, command, work, world.env)
+    assert done.returncode == 0 and done.stdout.endswith("work in progress\nok\n"), done
+    assert "the model commits" in done.stdout and "2 files changed" in done.stdout
+    # TARS, outside the sandbox, brings the model's commit to the owner's branch at the next checkpoint.
+    gw.checkpoint(world.checkout, "after the model's commit")
+    assert git(world.owner, "log", "--format=%s", "-2", "refs/heads/tars/t1").splitlines() == \
+        ["tars(t1): after the model's commit", "the model commits"]
+
+
+def test_the_owners_repository_cannot_be_touched_from_inside(box, world):
+    """Objects, refs (main, another task's tars/ branch), config and hooks of the owner's repository: read-only, by
+    hand or through git; the owner's repository checks out whole afterwards."""
+    common = world.owner / ".git"
+    (common / "hooks" / "post-commit").write_text("#!/bin/sh\n# the owner's hook\n")
+    before = owner_repository(world.owner)
+    obj = next(path for path in before["objects"] if "/info/" not in path and "/pack/" not in path)
+    first = git(world.owner, "rev-parse", "HEAD~1")
+    attempts = [f"rm -f {obj}", f"python3 -c \"import os; os.remove('{obj}')\"", f"mv {obj} {obj}.gone",
+                f"echo {first} > {common}/refs/heads/tars/t2", f"echo {first} > {common}/refs/heads/main",
+                f"echo {first} > {common}/refs/heads/tars/t1", f"echo '[core] evil = true' >> {common}/config",
+                f"echo 'rm -rf ~' > {common}/hooks/pre-commit", f"echo evil >> {common}/hooks/post-commit",
+                f"rm {common}/hooks/post-commit", f"echo evil > {common}/packed-refs",
+                f"echo ref: refs/heads/tars/t1 > {common}/HEAD", f"git -C {world.owner} branch -f main HEAD~1",
+                f"git -C {world.owner} update-ref refs/heads/tars/t2 HEAD~1", f"git -C {world.owner} tag evil",
+                f"git -C {world.owner} config core.evil true", f"git -C {world.owner} gc --prune=now",
+                "git push -q -f origin HEAD~1:main",
+                "git commit -q --allow-empty -m evil && git push -q -f origin HEAD:refs/heads/tars/t2"]
+    for command in attempts:
+        done = run(box, command, world.checkout.path, world.env)
         assert done.returncode != 0, (command, done)
-    assert git(world.owner, "rev-parse", "refs/heads/main") == main_before
-    assert (common / "config").read_bytes() == config_before and not (common / "packed-refs").exists()
-    assert git(world.owner, "symbolic-ref", "HEAD") == "refs/heads/main"
-    assert git(world.owner, "tag") == "" and git(world.owner, "status", "--porcelain") == ""
+    assert owner_repository(world.owner) == before
+    assert subprocess.run(["git", "fsck", "--full", "--no-dangling"], cwd=world.owner, capture_output=True,
+                          timeout=60).returncode == 0
+    assert git(world.owner, "status", "--porcelain") == "" and git(world.owner, "tag") == ""
+
+
+def test_a_clone_tasks_cache_is_readable_for_its_objects_and_nothing_more(box, world, tmp_path):
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "clone", "-q", "--bare", str(world.owner), str(remote))
+    checkout = gw.prepare("c1", remote.as_uri(), world.data / "git")
+    cache = Path(checkout.repo)
+    with sandbox.Sandbox(world.policy(checkout), kind=box.kind) as clone_box:
+        done = run(clone_box, "git log --oneline | wc -l && echo x > x.txt && git add x.txt && git commit -q -m mine "
+                              "&& git diff origin/main --stat | tail -1", checkout.path, world.env)
+        assert done.returncode == 0 and done.stdout.startswith("2\n") and "1 file changed" in done.stdout, done
+        refs = git(cache, "for-each-ref")
+        for command in (f"echo evil > {cache}/refs/heads/tars/c1", f"echo evil >> {cache}/config",
+                        f"rm -rf {cache}/objects/pack"):
+            done = run(clone_box, command, checkout.path, world.env)
+            assert done.returncode != 0, (command, done)
+        assert git(cache, "for-each-ref") == refs
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
@@ -313,12 +367,11 @@ def test_a_non_dumpable_process_stays_so_across_fork():
 
 # --- the policy and the API -------------------------------------------------------------------------------------
 
-def test_policy_for_a_worktree_grants_its_git_paths_and_hides_the_rest(world):
+def test_policy_for_a_checkout_grants_nothing_in_the_owners_repository_and_hides_the_rest(world):
     policy = world.policy().real()
     common = os.path.realpath(world.owner / ".git")
     assert os.path.realpath(world.checkout.worktree) in policy.writable
-    assert {f"{common}/objects", f"{common}/worktrees/t1", f"{common}/refs/heads/tars"} <= set(policy.writable)
-    assert common not in policy.writable and f"{common}/refs/heads" not in policy.writable
+    assert not [path for path in policy.writable + policy.readable if sandbox._within(path, common)]
     assert {os.path.realpath(world.data), os.path.realpath(world.env_file),
             os.path.realpath(world.home / ".ssh")} <= set(policy.hidden)
     grants = sandbox.read_grants(policy)
