@@ -152,7 +152,7 @@ def test_the_tools_keep_the_guidance_of_the_hand_written_schemas():
         "type": "integer", "minimum": 0, "description": "the checkpoint number to go back to"}
     assert tools["start_autonomous_coding"]["input_schema"]["required"] == ["goal"]
     assert tools["discard_coding_task"]["description"] == (
-        "Throw an ended task's work away (its worktree and branch). Call first without confirmed; call with "
+        "Throw an ended task's work away (its checkout and branch). Call first without confirmed; call with "
         "confirmed=true only after the owner said yes to the question it returns.")
     for name in ("check_coding_progress", "list_coding_tasks", "rollback_coding_task", "merge_coding_task",
                  "discard_coding_task"):
