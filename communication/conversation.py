@@ -1,4 +1,4 @@
-"""The voice brain: one phone call's conversation with Claude, streamed.
+"""The voice brain: one phone call's conversation with Claude (its history and streamed replies).
 
 Knows nothing of Twilio: the relay (communication/twilio_media_streams.py) hands `Conversation.reply`
 a `say(token)` coroutine and closes the talk cycle itself. What this module owns:

@@ -1,4 +1,4 @@
-"""FastAPI dependencies and what the webhook API (api.py) and the dashboard (dashboard.py) share, all in one file:
+"""The shared request helpers of the webhook API (api.py) and the dashboard (dashboard.py), as FastAPI dependencies:
 settings, the task manager, request authentication (webhook secret, dashboard login and CSRF token), task ids,
 body parsing and the start and confirmation answers.
 

@@ -1,4 +1,4 @@
-"""The phone: Twilio's incoming-call webhook, the <Connect action> callback and the ConversationRelay WebSocket.
+"""The phone line: Twilio's incoming-call webhook, the <Connect action> callback and the ConversationRelay WebSocket.
 
 Every Twilio format lives in communication/ (TwiML and signature checks here, the ConversationRelay JSON in
 communication/relay_protocol.py); core/ never sees them.

@@ -1,4 +1,4 @@
-"""The calls on the line now (CallRegistry), for every process: workers, other servers, the CLI.
+"""The registry of phone calls on the line now (CallRegistry), read by every process: workers, servers, the CLI.
 
 The relay registers a call when Twilio's setup message arrives and refreshes it while the call
 lasts; an entry whose server died expires by itself (CALL_TTL_SECONDS).

@@ -1,4 +1,4 @@
-"""Start, inspect, list and cancel background programming tasks.
+"""The task manager: the one door to tasks for every edge (start, status, list, cancel, retry, confirm, its branch).
 
 Any process may use a TaskManager (CLI, voice server, tests). After enqueue only
 the worker writes job.meta; this side signals through its own keys (cancel).
