@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""TARS entry point (wiring only).
+"""The TARS entry script (wiring only): the server, `up` (server and worker), the `task` CLI and the console phone.
 
   python main_tars.py                      run the server (starts an embedded Redis when none answers)
   python main_tars.py up                   the server plus one background worker: all of TARS in one command

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run a TARS background worker: `python start_worker.py [--burst]`.
+"""The worker's entry script: `python start_worker.py [--burst]` runs one worker (core/worker.py) until stopped.
 
 Wiring only: settings, logging, Redis, then RQ's forking Worker on the
 tars_programming queue (SpawnWorker on macOS, where fork is unsafe), with TARS's

@@ -1,11 +1,11 @@
-"""The functions the voice brain (Claude in conversation) may call, answered in spoken style.
+"""The voice functions: what the voice brain (Claude in conversation) may call during a phone call.
 
-ProgrammerAgent starts and stops work; InterSessionAgent answers about tasks from any call
-(status, lists, confirmation codes). Each voice function is one typed method with a docstring, marked
-@voice_function, which builds its Claude tool schema from them; `VoiceFunctions` dispatches by name from
-the table of those methods and never raises: every answer is one short sentence to be heard. Spoken input
-is forgiving: project names are matched fuzzily, codes said as words become digits, and a
-partial or misheard task id is matched against the caller's recent tasks.
+`VoiceFunctions` holds them, for one call: each is one typed method with a docstring, marked @voice_function,
+which builds its Claude tool schema from them; `VoiceFunctions.call` dispatches by name from the table of those
+methods and never raises: every answer is one short sentence to be heard (worded in communication/spoken.py).
+They start and stop tasks and answer about any task (status, lists, confirmation codes, its branch). Spoken input
+is forgiving: project names are matched fuzzily, codes said as words become digits, and a partial or misheard
+task id is matched against the call's recent tasks.
 """
 
 from __future__ import annotations
@@ -19,21 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal, Union, get_args, get_origin, get_type_hints
 
+from communication import spoken
+from communication.spoken import spoken_status
 from core.config import Settings
 from core.exceptions import CodeRejected, NotAwaitingConfirmation, TarsError, TaskNotActive, TaskNotFound
-from core.task_manager import TaskManager, TaskStatus
+from core.task_manager import TaskManager
 
 log = logging.getLogger("tars.voice")
-
-SPOKEN_STATUS = {
-    "queued": "is waiting for a worker",
-    "running": "is running",
-    "awaiting_confirmation": "is waiting for your confirmation code",
-    "complete": "is complete",
-    "failed": "failed",
-    "timeout": "ran out of time",
-    "cancelled": "was cancelled",
-}
 
 DIGIT_WORDS = {"zero": "0", "oh": "0", "o": "0", "nought": "0", "one": "1", "won": "1", "two": "2", "to": "2",
                "too": "2", "three": "3", "tree": "3", "four": "4", "for": "4", "fore": "4", "five": "5",
@@ -83,19 +75,6 @@ def spoken_task_id(text: object) -> str:
 
 def _normal(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
-
-
-def spoken_status(status: TaskStatus) -> str:
-    sentence = f"Task {status.task_id} {SPOKEN_STATUS[status.status]}"
-    if status.status == "running" and status.progress:
-        sentence += f": {status.progress.rstrip('.')}"
-    elif status.status == "awaiting_confirmation" and status.confirmation_command:
-        sentence += f" to run {status.confirmation_command}"
-    elif status.reason and status.status in ("failed", "timeout"):
-        sentence += f". {status.reason.rstrip('.')}"
-    elif status.status == "complete" and status.result and status.result.get("summary"):
-        sentence += f". {status.result['summary'].splitlines()[0][:200].rstrip('.')}"
-    return sentence + "."
 
 
 # --- voice functions: one typed, documented method each ---------------------------------------------------------
@@ -207,7 +186,7 @@ def _argument(value: object, schema: dict, name: str) -> object:
     if kind == "boolean":
         value = _bool(value)
     elif isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ValueError(f"{name} must be {SPOKEN_TYPES[kind]}, not {value!r}.")
+        raise ValueError(spoken.must_be(name, SPOKEN_TYPES[kind], repr(value)))
     elif kind == "string":
         value = str(value)
     elif not (kind == "integer" and isinstance(value, int)):
@@ -216,10 +195,10 @@ def _argument(value: object, schema: dict, name: str) -> object:
         except ValueError:
             number = None
         if number is None or kind == "integer" and not number.is_integer():
-            raise ValueError(f"{name} must be {SPOKEN_TYPES[kind]}, not {value!r}.")
+            raise ValueError(spoken.must_be(name, SPOKEN_TYPES[kind], repr(value)))
         value = int(number) if kind == "integer" else number
     if "enum" in schema and value not in schema["enum"]:
-        raise ValueError(f"{name} must be one of {', '.join(map(str, schema['enum']))}, not {value}.")
+        raise ValueError(spoken.must_be(name, f"one of {', '.join(map(str, schema['enum']))}", value))
     return value
 
 
@@ -230,21 +209,21 @@ class ProjectChoice:
         self.path, self.said, self.question = path, said, question
 
 
-def match_project(root: Path, spoken: str, create: bool = False) -> ProjectChoice:
+def match_project(root: Path, said: str, create: bool = False) -> ProjectChoice:
     """Match a spoken project name against the folders under root."""
-    spoken = (spoken or "").strip()
-    if not spoken:
+    said = (said or "").strip()
+    if not said:
         return ProjectChoice()
-    if "/" in spoken or spoken.startswith("~"):
-        return ProjectChoice(spoken)  # a path, not a name: the task manager checks it
+    if "/" in said or said.startswith("~"):
+        return ProjectChoice(said)  # a path, not a name: the task manager checks it
     names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) \
         if root.is_dir() else []
-    wanted = _normal(re.sub(r"\b(my|the|project|folder|repo)\b", " ", spoken.lower()))
+    wanted = _normal(re.sub(r"\b(my|the|project|folder|repo)\b", " ", said.lower()))
     exact = [n for n in names if _normal(n) == wanted]
     if exact:
         return ProjectChoice(exact[0], f"your {exact[0]} project")
     if create:
-        folder = re.sub(r"[^a-z0-9]+", "-", spoken.lower()).strip("-") or "project"
+        folder = re.sub(r"[^a-z0-9]+", "-", said.lower()).strip("-") or "project"
         return ProjectChoice(folder, f"a new {folder} project")
     close = [n for n in names if wanted and (wanted in _normal(n) or _normal(n) in wanted)]
     if not close:
@@ -253,31 +232,35 @@ def match_project(root: Path, spoken: str, create: bool = False) -> ProjectChoic
     if len(close) == 1:
         return ProjectChoice(close[0], f"your {close[0]} project")
     if len(close) > 1:
-        options = ", ".join(close[:-1]) + f" or {close[-1]}"
-        return ProjectChoice(question=f"I have several projects like that: {options}. Which one, sir?")
-    return ProjectChoice(question=f"I don't see a project called {spoken}. Shall I create it?")
+        return ProjectChoice(question=spoken.several_projects(close))
+    return ProjectChoice(question=spoken.no_such_project(said))
 
 
-class InterSessionAgent:
-    """Answers about tasks from any call: status, lists, confirmation codes (for the task whose code request
-    was just spoken, by default)."""
+class VoiceFunctions:
+    """The voice functions of one call: every method marked @voice_function, dispatched by name from one table.
+    They start, stop and answer about tasks (status, lists, confirmation codes, the task's branch); every answer
+    is a sentence, never an exception.
 
-    def __init__(self, tasks: TaskManager, session_id: str | None = None):
+    `call_sid` is the call the functions serve: the tasks it starts are that call's, and a spoken task id is
+    matched against that call's recent tasks first."""
+
+    def __init__(self, tasks: TaskManager, settings: Settings | None = None, call_sid: str | None = None):
         self.tasks = tasks
-        self.session_id = session_id
+        self.settings = settings or tasks.settings
+        self.call_sid = call_sid
         self.pending_confirmation: str | None = None  # the task whose code request was just spoken
 
-    def resolve_task_id(self, spoken: str | None) -> str:
+    def resolve_task_id(self, said: str | None) -> str:
         """The task a spoken id means: exact, else the unique recent task it is a prefix of or one slip from."""
-        if spoken is None or not str(spoken).strip():
-            latest = (self.session_id and self.tasks.latest_id(self.session_id)) or self.tasks.latest_id()
+        if said is None or not str(said).strip():
+            latest = (self.call_sid and self.tasks.latest_id(self.call_sid)) or self.tasks.latest_id()
             if latest is None:
-                raise TaskNotFound("There are no tasks yet.")
+                raise TaskNotFound(spoken.NO_TASKS)
             return latest
-        wanted = spoken_task_id(spoken)
+        wanted = spoken_task_id(said)
         if not wanted:
-            raise TaskNotFound(f"I couldn't make out a task id in {spoken}.")
-        recent = [s.task_id for s in self.tasks.list(limit=10, session_id=self.session_id)] if self.session_id \
+            raise TaskNotFound(spoken.no_task_id_in(said))
+        recent = [s.task_id for s in self.tasks.list(limit=10, call_sid=self.call_sid)] if self.call_sid \
             else []
         recent += [s.task_id for s in self.tasks.list(limit=20) if s.task_id not in recent]
         if wanted in recent:
@@ -287,8 +270,44 @@ class InterSessionAgent:
             if len(candidates) == 1:
                 return candidates[0]
             if len(candidates) > 1:
-                raise TaskNotFound(f"{wanted} matches several tasks: {', '.join(candidates[:3])}. Which one?")
+                raise TaskNotFound(spoken.several_tasks(wanted, candidates))
         return wanted  # let the task manager say there is no such task
+
+    @classmethod
+    def table(cls) -> dict[str, Callable]:
+        """name → the voice function: every marked method of the class and its bases, bases' first."""
+        names = dict.fromkeys(name for klass in reversed(cls.__mro__) for name in vars(klass))
+        return {name: method for name in names if hasattr(method := getattr(cls, name), "voice_tool")}
+
+    @classmethod
+    def tools(cls) -> list[dict]:
+        """The Claude tool schemas, in the table's order."""
+        return [method.voice_tool for method in cls.table().values()]
+
+    def call(self, name: str, arguments: dict) -> str:
+        method = self.table().get(name)
+        if method is None:
+            return spoken.no_such_function(name)
+        try:
+            return method(self, **self._arguments(method, dict(arguments or {})))
+        except (TarsError, ValueError, TypeError) as exc:
+            return str(exc) or spoken.DID_NOT_WORK
+
+    @staticmethod
+    def _arguments(method: Callable, given: dict) -> dict:
+        """The keyword arguments of a call, checked against the method's schema: an omitted or null argument
+        takes its default; a missing required one, or one of the wrong type, raises ValueError; unknown ones
+        are ignored (as they always were)."""
+        schema = method.voice_tool["input_schema"]
+        unknown = sorted(set(given) - set(schema["properties"]))
+        if unknown:
+            log.warning("%s ignores arguments it does not take: %s", method.__name__, ", ".join(unknown))
+        missing = [name for name in schema.get("required", []) if given.get(name) is None]
+        if missing:
+            raise ValueError(spoken.needs(method.__name__, missing))
+        return {name: _argument(given[name], prop, name) for name, prop in schema["properties"].items()
+                if given.get(name) is not None}
+
 
     @voice_function
     def check_coding_progress(self, task_id: str | None = None) -> str:
@@ -311,7 +330,7 @@ class InterSessionAgent:
         """
         rows = self.tasks.list(limit=max(1, min(int(limit or 5), 10)))
         if not rows:
-            return "There are no tasks yet."
+            return spoken.NO_TASKS
         return " ".join(spoken_status(s) for s in rows)
 
     @voice_function
@@ -328,21 +347,13 @@ class InterSessionAgent:
             resolved = self.resolve_task_id(task_id or self.pending_confirmation)
             self.tasks.confirm(resolved, code)
         except CodeRejected as exc:
-            return str(exc).replace("Code rejected", "That code was rejected")
+            return spoken.code_rejected(str(exc))
         except (NotAwaitingConfirmation, TaskNotActive) as exc:
             return str(exc)
         except TarsError as exc:
             return str(exc)
         self.pending_confirmation = None
-        return f"Confirmation code received for task {resolved}, sir."
-
-
-class ProgrammerAgent(InterSessionAgent):
-    """Starts and stops background programming tasks for one caller (session)."""
-
-    def __init__(self, tasks: TaskManager, session_id: str | None = None, settings: Settings | None = None):
-        super().__init__(tasks, session_id)
-        self.settings = settings or tasks.settings
+        return spoken.code_received(resolved)
 
     @voice_function
     def start_autonomous_coding(self, goal: str, project_path: str | None = None,
@@ -361,11 +372,10 @@ class ProgrammerAgent(InterSessionAgent):
             return choice.question
         try:
             task_id = self.tasks.start(goal, choice.path, verbose_updates=verbose_updates,
-                                       session_id=self.session_id)
+                                       call_sid=self.call_sid)
         except TarsError as exc:
             return str(exc)
-        where = f" in {choice.said}" if choice.said else ""
-        return f"Started task {task_id}{where} in background, sir. I'll send updates to Discord."
+        return spoken.started(task_id, choice.said)
 
     @voice_function
     def cancel_coding_task(self, task_id: str) -> str:
@@ -378,7 +388,7 @@ class ProgrammerAgent(InterSessionAgent):
             status = self.tasks.cancel(self.resolve_task_id(task_id))
         except TarsError as exc:
             return str(exc)
-        return f"Task {status.task_id} {SPOKEN_STATUS[status.status]}."
+        return spoken.task_state(status.task_id, status.status)
 
     # --- the task's branch ---------------------------------------------------------
     @voice_function
@@ -396,9 +406,7 @@ class ProgrammerAgent(InterSessionAgent):
             point = self.tasks.rollback(resolved, checkpoint)
         except TarsError as exc:
             return str(exc)
-        if point.number == 0:
-            return f"Task {resolved} is rolled back to before it started, sir."
-        return f"Task {resolved} is rolled back to checkpoint {point.number}: {point.message.rstrip('.')}."
+        return spoken.rolled_back(resolved, point.number, point.message)
 
     @voice_function
     def merge_coding_task(self, task_id: str | None = None) -> str:
@@ -425,7 +433,7 @@ class ProgrammerAgent(InterSessionAgent):
             resolved = self.resolve_task_id(task_id)
             if not confirmed:  # a misheard word must not throw work away: the owner says yes first
                 self.tasks.task_checkout(resolved, "discard it")
-                return f"Discarding task {resolved} deletes its branch and all its work for good. Shall I, sir?"
+                return spoken.discard_question(resolved)
             return self.tasks.discard(resolved)
         except TarsError as exc:
             return str(exc)
@@ -457,47 +465,6 @@ Call the owner "sir" now and then, dry wit allowed."""
 
 
 
-class VoiceFunctions(ProgrammerAgent):
-    """The tools of one call: every method marked @voice_function, dispatched by name from one table. Every
-    answer is a sentence, never an exception."""
-
-    def __init__(self, tasks: TaskManager, settings: Settings, session_id: str | None = None):
-        super().__init__(tasks, session_id, settings)
-
-    @classmethod
-    def table(cls) -> dict[str, Callable]:
-        """name → the voice function: every marked method of the class and its bases, bases' first."""
-        names = dict.fromkeys(name for klass in reversed(cls.__mro__) for name in vars(klass))
-        return {name: method for name in names if hasattr(method := getattr(cls, name), "voice_tool")}
-
-    @classmethod
-    def tools(cls) -> list[dict]:
-        """The Claude tool schemas, in the table's order."""
-        return [method.voice_tool for method in cls.table().values()]
-
-    def call(self, name: str, arguments: dict) -> str:
-        method = self.table().get(name)
-        if method is None:
-            return f"I don't have a function called {name}."
-        try:
-            return method(self, **self._arguments(method, dict(arguments or {})))
-        except (TarsError, ValueError, TypeError) as exc:
-            return str(exc) or "That did not work, sir."
-
-    @staticmethod
-    def _arguments(method: Callable, given: dict) -> dict:
-        """The keyword arguments of a call, checked against the method's schema: an omitted or null argument
-        takes its default; a missing required one, or one of the wrong type, raises ValueError; unknown ones
-        are ignored (as they always were)."""
-        schema = method.voice_tool["input_schema"]
-        unknown = sorted(set(given) - set(schema["properties"]))
-        if unknown:
-            log.warning("%s ignores arguments it does not take: %s", method.__name__, ", ".join(unknown))
-        missing = [name for name in schema.get("required", []) if given.get(name) is None]
-        if missing:
-            raise ValueError(f"{method.__name__} needs {' and '.join(missing)}.")
-        return {name: _argument(given[name], prop, name) for name, prop in schema["properties"].items()
-                if given.get(name) is not None}
 
 
 VOICE_TOOLS = VoiceFunctions.tools()

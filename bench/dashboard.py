@@ -134,10 +134,10 @@ class Stream:
 
 
 async def login(client: httpx.AsyncClient) -> None:
-    from communication.dashboard import SESSION_COOKIE  # here: `python -m bench` imports this module for NAMES
+    from communication.dashboard import LOGIN_COOKIE  # here: `python -m bench` imports this module for NAMES
 
     answer = await client.post("/login", data={"password": PASSWORD})
-    if answer.status_code != 303 or SESSION_COOKIE not in client.cookies:
+    if answer.status_code != 303 or LOGIN_COOKIE not in client.cookies:
         raise SystemExit(f"bench: dashboard login answered {answer.status_code}")
     session = await client.get("/dashboard/api/session")
     if session.status_code != 200 or not session.json().get("csrf_token"):

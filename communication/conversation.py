@@ -1,4 +1,4 @@
-"""The voice brain: one phone call's conversation with Claude, streamed.
+"""The voice brain: one phone call's conversation with Claude (its history and streamed replies).
 
 Knows nothing of Twilio: the relay (communication/twilio_media_streams.py) hands `Conversation.reply`
 a `say(token)` coroutine and closes the talk cycle itself. What this module owns:
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import anthropic
 
+from communication.spoken import APOLOGY, DID_NOT_WORK, FILLER, LOST
 from core.config import Settings
 from sub_agents_tars import VOICE_SYSTEM_PROMPT, VoiceFunctions, spoken_digits
 
@@ -34,16 +35,12 @@ VOICE_MAX_TOKENS = 1024
 """max_tokens of one voice model call: spoken answers are one to three sentences."""
 
 FILLER_AFTER_SECONDS = 1.0
-"""A function still running after this long makes the caller hear FILLER."""
-
-FILLER = "One moment. "
+"""A function still running after this long makes the caller hear FILLER (communication/spoken.py)."""
 
 MAX_TOOL_ROUNDS = 5
 HISTORY_SENT = 40  # messages of the call's history the model sees: a phone call's context, and a bounded request
 """Model calls with tools in one caller turn before TARS gives up on the turn."""
 
-APOLOGY = "I'm sorry, sir, I can't reach my thinking circuits right now. Please try again in a moment."
-LOST = "I'm sorry, sir, I got tangled up in that one. Could you say it again?"
 
 Say = Callable[[str], Awaitable[None]]
 
@@ -191,7 +188,7 @@ class Conversation:
                 answer = self.functions.call(use["name"], use.get("input") or {})
             except Exception:  # VoiceFunctions never raises by design; a bug must not end the call
                 log.exception("[%s] voice function %s crashed", self.label, use["name"])
-                answer = "That did not work, sir."
+                answer = DID_NOT_WORK
             shown = dict(use.get("input") or {})
             if "confirmation_code" in shown:
                 shown["confirmation_code"] = "***"
@@ -204,7 +201,7 @@ class Conversation:
             results = await asyncio.shield(reply.tool_future)
         except Exception:
             log.exception("[%s] voice function failed after the reply was cut", self.label)
-            results = [{"type": "tool_result", "tool_use_id": u["id"], "content": "That did not work, sir.",
+            results = [{"type": "tool_result", "tool_use_id": u["id"], "content": DID_NOT_WORK,
                         "is_error": True} for u in reply.pending_tools]
         # The assistant tool_use message is the newest one unless _settle_after_cut added the heard words.
         self._insert_tool_results(results)

@@ -2,11 +2,11 @@
 
 Plain HTML/CSS/JS from communication/static (no build step, nothing from a CDN). Access is one password
 (DASHBOARD_PASSWORD): a login sets the HttpOnly, SameSite=Strict cookie `tars_session`, whose random token names a
-session in Redis (12 h) holding the CSRF token every state-changing request must send back as X-CSRF-Token. Wrong
+login in Redis (12 h; the wire names keep the older word "session") holding the CSRF token every state-changing request must send back as X-CSRF-Token. Wrong
 passwords are counted per client address: after LOGIN_MAX_FAILURES within LOGIN_WINDOW_SECONDS every login from
 that address, the right password too, is refused with 429 until the window has passed.
 
-The JSON API under /dashboard/api/ is the webhook API's sibling (communication/api.py) with the session instead of
+The JSON API under /dashboard/api/ is the webhook API's sibling (communication/api.py) with the login instead of
 the webhook secret; two Server-Sent Events streams follow one task's timeline (core/event_log.py) and the overview.
 The streams never block the event loop: Redis is read with short non-blocking calls in the thread pool.
 
@@ -42,8 +42,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
-from communication.deps import (SESSION_COOKIE, DashboardSession, StartBody, body_schema, confirm_answer,
-                                dashboard_csrf, dashboard_session, get_tasks, load_session, parse, read_body,
+from communication.deps import (LOGIN_COOKIE, DashboardLogin, StartBody, body_schema, confirm_answer,
+                                dashboard_csrf, dashboard_login, get_tasks, load_login, parse, read_body,
                                 same_origin, start_answer, task_id_of)
 from core import event_log, git_workspace, keys, task_states
 from core.config import Settings
@@ -53,7 +53,7 @@ from core.exceptions import TaskNotFound
 from core.task_manager import TaskManager, TaskStatus
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-SESSION_TTL_SECONDS = 12 * 3600
+LOGIN_TTL_SECONDS = 12 * 3600
 LOGIN_MAX_FAILURES = 5
 LOGIN_WINDOW_SECONDS = 5 * 60
 KEEPALIVE_SECONDS = 15.0       # an SSE comment this often keeps proxies and phones from dropping a quiet stream
@@ -84,13 +84,13 @@ router = APIRouter()
 Tasks = Annotated[TaskManager, Depends(get_tasks)]
 
 
-# --- sessions (made here; deps.py load_session reads them) ------------------------------------------------------
-def _new_session(connection: redis.Redis, address: str) -> str:
+# --- logins (made here; deps.py load_login reads them) --------------------------------------------------------
+def _new_login(connection: redis.Redis, address: str) -> str:
     token = secrets.token_urlsafe(32)
     with connection.pipeline() as pipe:
-        pipe.hset(keys.dashboard_session(token), mapping={"csrf": secrets.token_urlsafe(32), "created_at": time.time(),
+        pipe.hset(keys.dashboard_login(token), mapping={"csrf": secrets.token_urlsafe(32), "created_at": time.time(),
                                                "ip": address})
-        pipe.expire(keys.dashboard_session(token), SESSION_TTL_SECONDS)
+        pipe.expire(keys.dashboard_login(token), LOGIN_TTL_SECONDS)
         pipe.execute()
     return token
 
@@ -132,11 +132,11 @@ def dashboard_page(request: Request):
     settings: Settings = request.app.state.settings
     if not settings.DASHBOARD_PASSWORD:
         return _off_page()
-    session = load_session(request)
-    if session is None:
+    login = load_login(request)
+    if login is None:
         return _login_page()
     return _page("index.html", **{
-        CSRF_META: f'<meta name="csrf-token" content="{html.escape(session.csrf)}">',
+        CSRF_META: f'<meta name="csrf-token" content="{html.escape(login.csrf)}">',
         VOCABULARY_META: f'<meta name="tars-vocabulary" content="{html.escape(json.dumps(task_states.vocabulary()))}">',
     })
 
@@ -147,7 +147,7 @@ def dashboard_page(request: Request):
                             "required": ["password"]}}}}},
              responses={401: {}, 403: {}, 404: {}, 413: {}, 429: {}})
 def login(request: Request, body: Annotated[bytes, Depends(read_body)]):
-    """The login form: the right DASHBOARD_PASSWORD sets the session cookie and goes back to /."""
+    """The login form: the right DASHBOARD_PASSWORD sets the login cookie and goes back to /."""
     settings: Settings = request.app.state.settings
     password = settings.secret("DASHBOARD_PASSWORD")
     if not password:
@@ -179,19 +179,19 @@ def login(request: Request, body: Annotated[bytes, Depends(read_body)]):
                 f"Logins from your address now pause for {LOGIN_WINDOW_SECONDS // 60} minutes.")
         return _login_page(401, WRONG_PASSWORD, hint)
     connection.delete(failures)
-    token = _new_session(connection, address)
+    token = _new_login(connection, address)
     answer = RedirectResponse("/", status_code=303, headers={"Cache-Control": "no-store"})
-    answer.set_cookie(SESSION_COOKIE, token, max_age=SESSION_TTL_SECONDS, path="/", httponly=True,
+    answer.set_cookie(LOGIN_COOKIE, token, max_age=LOGIN_TTL_SECONDS, path="/", httponly=True,
                       samesite="strict", secure=_secure_cookie(settings))
     return answer
 
 
 @router.post("/logout", status_code=303, responses={401: {}, 403: {}, 404: {}})
-def logout(request: Request, session: Annotated[DashboardSession, Depends(dashboard_csrf)]):
-    """End the session (X-CSRF-Token required) and clear its cookie."""
-    request.app.state.redis.delete(session.key)
+def logout(request: Request, login: Annotated[DashboardLogin, Depends(dashboard_csrf)]):
+    """End the login (X-CSRF-Token required) and clear its cookie."""
+    request.app.state.redis.delete(login.key)
     answer = RedirectResponse("/", status_code=303, headers={"Cache-Control": "no-store"})
-    answer.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
+    answer.delete_cookie(LOGIN_COOKIE, path="/", httponly=True, samesite="strict",
                          secure=_secure_cookie(request.app.state.settings))
     return answer
 
@@ -201,7 +201,7 @@ _static = StaticFiles(directory=STATIC_DIR)
 
 @router.get("/static/{name}", summary="The dashboard's HTML, CSS and JavaScript", responses={404: {}})
 async def static_file(name: str, request: Request):
-    """A file of communication/static (public: it holds no data, the API behind it needs the session). The folder
+    """A file of communication/static (public: it holds no data, the API behind it needs the login). The folder
     is flat: a name with a slash never reaches this route."""
     try:
         if name.startswith(".") or "\\" in name:
@@ -215,8 +215,8 @@ async def static_file(name: str, request: Request):
 
 
 # --- the JSON API ----------------------------------------------------------------------------------------------
-Session = Annotated[DashboardSession, Depends(dashboard_session)]
-Csrf = Annotated[DashboardSession, Depends(dashboard_csrf)]
+LoggedIn = Annotated[DashboardLogin, Depends(dashboard_login)]
+Csrf = Annotated[DashboardLogin, Depends(dashboard_csrf)]
 Body = Annotated[bytes, Depends(read_body)]
 
 
@@ -285,20 +285,20 @@ def overview(tasks: TaskManager) -> dict:
 
 
 @router.get("/dashboard/api/session", responses={401: {}, 404: {}})
-def session_info(session: Session):
-    """The session's CSRF token (for X-CSRF-Token) and how long it lasts."""
-    return {"csrf_token": session.csrf,
-            "expires_at": session.created_at + SESSION_TTL_SECONDS if session.created_at else None}
+def login_info(login: LoggedIn):
+    """The login's CSRF token (for X-CSRF-Token) and how long it lasts."""
+    return {"csrf_token": login.csrf,
+            "expires_at": login.created_at + LOGIN_TTL_SECONDS if login.created_at else None}
 
 
 @router.get("/dashboard/api/tasks", responses={401: {}, 404: {}})
-def list_tasks(_: Session, tasks: Tasks, limit: Annotated[int, Query(ge=1, le=200)] = 20):
+def list_tasks(_: LoggedIn, tasks: Tasks, limit: Annotated[int, Query(ge=1, le=200)] = 20):
     """The latest tasks, newest first, each with age_seconds."""
     return [task_dict(status) for status in tasks.list(limit=limit)]
 
 
 @router.get("/dashboard/api/tasks/{task_id}", responses=NO_TASK_RESPONSES)
-def task_status(task_id: str, _: Session, tasks: Tasks):
+def task_status(task_id: str, _: LoggedIn, tasks: Tasks):
     """The task's status with age_seconds and pending_confirmation (command, reason, attempts_left) or null."""
     status = _status(tasks, task_id)
     pending = None
@@ -321,7 +321,7 @@ def _after(after: str | None, last_event_id: str | None) -> str | None:
 
 
 @router.get("/dashboard/api/tasks/{task_id}/events", responses={**NO_TASK_RESPONSES, 422: {}})
-def task_events(task_id: str, _: Session, tasks: Tasks, after: str | None = None):
+def task_events(task_id: str, _: LoggedIn, tasks: Tasks, after: str | None = None):
     """The task's timeline so far (after event id `after` when given), oldest first."""
     status = _status(tasks, task_id)
     return [event.to_dict() for event in event_log.read(tasks.redis, status.task_id, _after(after, None))]
@@ -376,7 +376,7 @@ async def _follow(request: Request, tasks: TaskManager, task_id: str, after: str
 
 @router.get("/dashboard/api/tasks/{task_id}/stream", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}, **NO_TASK_RESPONSES, 422: {}})
-async def task_stream(task_id: str, request: Request, _: Session, tasks: Tasks, after: str | None = None,
+async def task_stream(task_id: str, request: Request, _: LoggedIn, tasks: Tasks, after: str | None = None,
                       last_event_id: Annotated[str | None, Header()] = None):
     """Server-Sent Events: the task's timeline (each `id:` the stream id, `event:` its type, `data:` the event as
     JSON), past events first, then live; `event: end` after the ending event, then the stream closes. Resumes after
@@ -435,14 +435,14 @@ async def _overviews(request: Request, tasks: TaskManager) -> AsyncIterator[str]
 
 @router.get("/dashboard/api/overview/stream", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}, 401: {}, 404: {}})
-async def overview_stream(request: Request, _: Session, tasks: Tasks):
+async def overview_stream(request: Request, _: LoggedIn, tasks: Tasks):
     """Server-Sent Events: `event: overview` with {tasks: the 20 latest, workers, queue_length} at once, then
     whenever it changes (checked every second) and at least every 15 s."""
     return _event_stream(_overviews(request, tasks))
 
 
 @router.get("/dashboard/api/workers", responses={401: {}, 404: {}})
-def workers(_: Session, tasks: Tasks):
+def workers(_: LoggedIn, tasks: Tasks):
     """The workers (name, state, current task, host, pid...) and the queue length."""
     return workers_overview(tasks.redis)
 
@@ -490,14 +490,14 @@ class DiscardBody(BaseModel):
 
 
 @router.get("/dashboard/api/tasks/{task_id}/checkpoints", responses=BRANCH_READ_RESPONSES)
-def task_checkpoints(task_id: str, _: Session, tasks: Tasks):
+def task_checkpoints(task_id: str, _: LoggedIn, tasks: Tasks):
     """An ended task's checkpoints, oldest first: [{number, sha, message, tests_passed, committed_at}] (0, the state
     before the task, is not listed); 409 while it runs or once its checkout is gone."""
     return [asdict(point) for point in tasks.checkpoints(task_id_of(task_id))]
 
 
 @router.get("/dashboard/api/tasks/{task_id}/changes", responses=BRANCH_READ_RESPONSES)
-def task_changes(task_id: str, _: Session, tasks: Tasks):
+def task_changes(task_id: str, _: LoggedIn, tasks: Tasks):
     """What an ended task's branch holds: git_workspace.summary (task_id, mode, path, branch, base, start_branch,
     commits, files with added/removed, diffstat, tests_passed, uncommitted) and `sentence`, the owner's summary."""
     info = tasks.changes(task_id_of(task_id))

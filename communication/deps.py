@@ -1,5 +1,5 @@
-"""FastAPI dependencies and what the webhook API (api.py) and the dashboard (dashboard.py) share, all in one file:
-settings, the task manager, request authentication (webhook secret, dashboard session and CSRF token), task ids,
+"""The shared request helpers of the webhook API (api.py) and the dashboard (dashboard.py), as FastAPI dependencies:
+settings, the task manager, request authentication (webhook secret, dashboard login and CSRF token), task ids,
 body parsing and the start and confirmation answers.
 
 The routers import this module and it imports neither of them: app -> routers -> deps -> core. TARS's own
@@ -26,7 +26,7 @@ from core.task_manager import TaskManager
 
 MAX_BODY_BYTES = 64 * 1024
 TASK_ID = r"^#?[0-9a-fA-F]{4,32}$"
-SESSION_COOKIE = "tars_session"
+LOGIN_COOKIE = "tars_session"
 SIGNATURE_WINDOW_SECONDS = 300  # verify()'s default tolerance for webhook-timestamp
 
 
@@ -126,7 +126,7 @@ def confirm_answer(tasks: TaskManager, task_id: str, code: str | int, accepted: 
     return {"status": "accepted", "task_id": task_id, "detail": accepted.format(task_id=task_id)}
 
 
-# --- the dashboard (communication/dashboard.py): its session cookie and the CSRF token ---------------------------
+# --- the dashboard (communication/dashboard.py): its login cookie and the CSRF token -----------------------------
 DASHBOARD_OFF = ("The dashboard is off: set DASHBOARD_PASSWORD (at least 8 characters) in .env and restart the "
                  "server the way you started it: python main_tars.py up, or python main_tars.py beside your "
                  "workers.")
@@ -152,18 +152,20 @@ def same_origin(request: Request) -> bool:
 
 
 @dataclass(frozen=True)
-class DashboardSession:
+class DashboardLogin:
+    """One logged-in dashboard browser: its Redis key, its CSRF token, when it logged in."""
+
     key: str
     csrf: str
     created_at: float
 
 
-def load_session(request: Request) -> DashboardSession | None:
-    """The session the request's cookie names, or None (no cookie, unknown or expired); dashboard.py makes them."""
-    token = request.cookies.get(SESSION_COOKIE)
+def load_login(request: Request) -> DashboardLogin | None:
+    """The login the request's cookie names, or None (no cookie, unknown or expired); dashboard.py makes them."""
+    token = request.cookies.get(LOGIN_COOKIE)
     if not token or len(token) > 200:
         return None
-    key = keys.dashboard_session(token)
+    key = keys.dashboard_login(token)
     fields = {k.decode(): v.decode("utf-8", "replace") for k, v in request.app.state.redis.hgetall(key).items()}
     if not fields.get("csrf"):
         return None
@@ -171,24 +173,24 @@ def load_session(request: Request) -> DashboardSession | None:
         created = float(fields.get("created_at") or 0)
     except ValueError:
         created = 0.0
-    return DashboardSession(key=key, csrf=fields["csrf"], created_at=created)
+    return DashboardLogin(key=key, csrf=fields["csrf"], created_at=created)
 
 
-def dashboard_session(request: Request) -> DashboardSession:
-    """The logged-in dashboard session the tars_session cookie names: 401 without one, 404 with the dashboard off."""
+def dashboard_login(request: Request) -> DashboardLogin:
+    """The dashboard login the tars_session cookie names: 401 without one, 404 with the dashboard off."""
     if not request.app.state.settings.DASHBOARD_PASSWORD:
         raise HTTPException(404, DASHBOARD_OFF)
-    session = load_session(request)
-    if session is None:
+    login = load_login(request)
+    if login is None:
         raise HTTPException(401, NOT_LOGGED_IN)
-    return session
+    return login
 
 
-def dashboard_csrf(request: Request, session: DashboardSession = Depends(dashboard_session)) -> DashboardSession:
-    """The session of a state-changing dashboard request: same origin, and X-CSRF-Token = the session's token."""
+def dashboard_csrf(request: Request, login: DashboardLogin = Depends(dashboard_login)) -> DashboardLogin:
+    """The login of a state-changing dashboard request: same origin, and X-CSRF-Token = the login's token."""
     if not same_origin(request):
         raise HTTPException(403, CROSS_SITE)
     given = request.headers.get("x-csrf-token") or ""
-    if not given or not hmac.compare_digest(given.encode(), session.csrf.encode()):
+    if not given or not hmac.compare_digest(given.encode(), login.csrf.encode()):
         raise HTTPException(403, BAD_CSRF)
-    return session
+    return login

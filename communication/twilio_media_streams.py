@@ -1,4 +1,4 @@
-"""The phone: Twilio's incoming-call webhook, the <Connect action> callback and the ConversationRelay WebSocket.
+"""The phone line: Twilio's incoming-call webhook, the <Connect action> callback and the ConversationRelay WebSocket.
 
 Every Twilio format lives in communication/ (TwiML and signature checks here, the ConversationRelay JSON in
 communication/relay_protocol.py); core/ never sees them.
@@ -11,7 +11,7 @@ communication/relay_protocol.py); core/ never sees them.
   unregistered, answered with ``<Hangup/>``.
 * ``WS /relay`` — ConversationRelay. The handshake carries X-Twilio-Signature over the wss:// URL given in
   the TwiML (no parameters); a bad one is refused before the upgrade (HTTP 403). Then one `RelayCall` per
-  socket: setup registers the call (SessionManager), prompts go to the streaming brain
+  socket: setup registers the call (core/session_manager.py `CallRegistry`), prompts go to the streaming brain
   (communication/conversation.py), interrupts cut the reply, DTMF digits up to ``#`` are a confirmation code.
 * `VoiceHub` — per server process: the live calls, the Anthropic client, and one Redis pub/sub listener that
   speaks confirmation requests to every owner call at once and task endings to the call that started them.
@@ -41,14 +41,15 @@ from twilio.request_validator import (
 )
 from twilio.twiml.voice_response import VoiceResponse
 
-from communication.conversation import APOLOGY, Conversation, loggable
+from communication.conversation import Conversation, loggable
 from communication.deps import read_body
 from communication.relay_protocol import (Dtmf, End, ErrorReport, Interrupt, NotAnObject, NotJson, Prompt, Setup,
                                           TarsMessage, Text, UnknownType, encode, parse)
+from communication.spoken import APOLOGY, NOT_OWNER, confirmation_sentence, ending_sentence
 from core import keys
 from core.config import Settings
 from core.defaults import CALL_REFRESH_SECONDS
-from core.session_manager import SessionManager
+from core.session_manager import CallRegistry
 from core.task_manager import TaskManager
 from sub_agents_tars import VoiceFunctions
 
@@ -58,10 +59,6 @@ VOICE_PATH = "/voice"
 STATUS_PATH = "/voice/status"
 RELAY_PATH = "/relay"
 
-NOT_OWNER = "I'm sorry, this line only takes calls from its owner. Goodbye."
-ENDINGS = {"complete": "Task {id} is complete, sir.",
-           "failed": "Task {id} failed, sir: {reason}.",
-           "timeout": "Task {id} ran out of time, sir."}
 MAX_DTMF_DIGITS = 32
 MAX_PROMPT_CHARS = 4000
 
@@ -168,7 +165,7 @@ async def relay_ended(request: Request):
              if form.get("ErrorCode") else "")
     if call_sid:
         try:
-            await asyncio.to_thread(request.app.state.voice.sessions.unregister, call_sid)
+            await asyncio.to_thread(request.app.state.voice.registry.unregister, call_sid)
         except redis.RedisError as exc:
             log.warning("Call %s could not be unregistered: %s", call_sid, exc)
     response = VoiceResponse()
@@ -196,7 +193,7 @@ async def relay(websocket: WebSocket):
 
 
 class RelayCall:
-    """One ConversationRelay session (one phone call) on this server."""
+    """One phone call on this server: its ConversationRelay WebSocket, its conversation and its voice functions."""
 
     def __init__(self, websocket: WebSocket, hub: VoiceHub):
         self.ws = websocket
@@ -276,11 +273,11 @@ class RelayCall:
             await self.send(End(handoff_data=json.dumps({"reasonCode": "not-owner"})))
             return
         self.call_sid, self.caller = call_sid, caller
-        self.functions = VoiceFunctions(self.hub.tasks, self.settings, session_id=call_sid)
+        self.functions = VoiceFunctions(self.hub.tasks, self.settings, call_sid=call_sid)
         self.conversation = Conversation(self.hub.anthropic, self.settings, self.functions, label=self.label)
         self.hub.calls[call_sid] = self
         try:
-            await asyncio.to_thread(self.hub.sessions.register, call_sid, caller, call_sid)
+            await asyncio.to_thread(self.hub.registry.register, call_sid, caller)
         except redis.RedisError as exc:
             log.error("[%s] could not be registered as active (Redis: %s); the call goes on", self.label, exc)
         self.refresher = asyncio.create_task(self._refresh())
@@ -389,7 +386,7 @@ class RelayCall:
 
     def _waiting_task(self) -> str | None:
         """The newest task of this call waiting for a code, else the newest such task of the owner's."""
-        for rows in (self.hub.tasks.list(limit=10, session_id=self.call_sid), self.hub.tasks.list(limit=20)):
+        for rows in (self.hub.tasks.list(limit=10, call_sid=self.call_sid), self.hub.tasks.list(limit=20)):
             for status in rows:
                 if status.status == "awaiting_confirmation":
                     return status.task_id
@@ -410,7 +407,7 @@ class RelayCall:
         while True:
             await asyncio.sleep(self.hub.refresh_seconds)
             try:
-                await asyncio.to_thread(self.hub.sessions.refresh, self.call_sid)
+                await asyncio.to_thread(self.hub.registry.refresh, self.call_sid)
             except redis.RedisError as exc:
                 log.warning("[%s] could not refresh the active-call entry: %s", self.label, exc)
 
@@ -427,7 +424,7 @@ class RelayCall:
             if self.hub.calls.get(self.call_sid) is self:  # not when a newer socket took the call over
                 del self.hub.calls[self.call_sid]
                 try:
-                    await asyncio.to_thread(self.hub.sessions.unregister, self.call_sid)
+                    await asyncio.to_thread(self.hub.registry.unregister, self.call_sid)
                 except redis.RedisError as exc:
                     log.warning("[%s] could not be unregistered (it expires by itself): %s", self.label, exc)
             log.info("[%s] ended", self.label)
@@ -467,7 +464,7 @@ class VoiceHub:
         self.settings = settings
         self.connection = connection
         self.tasks = tasks
-        self.sessions = SessionManager(connection)
+        self.registry = CallRegistry(connection)  # the calls on the line, for every process
         self.calls: dict[str, RelayCall] = {}
         self.refresh_seconds: float = CALL_REFRESH_SECONDS
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -528,40 +525,6 @@ class VoiceHub:
                                        event.get("git") if isinstance(event.get("git"), dict) else None)
             if call is not None and not call.closed and sentence:
                 call._spawn(call.announce(sentence))
-
-
-def confirmation_sentence(task_id: str, command: str, reason: str) -> str:
-    command = command if len(command) <= 200 else command[:200] + "…"
-    sentence = (f"Sir, the background programming task {task_id} needs your confirmation code. "
-                f"I need to run: {command.rstrip('.')}.")
-    if reason:  # the gate's reason, e.g. "`rm` deletes files": said without its backticks
-        sentence += f" The reason: {reason.replace('`', '').rstrip('.')}."
-    return sentence + " Please provide your confirmation code."
-
-
-def ending_sentence(task_id: str, outcome: str, reason: str, git: dict | None = None) -> str | None:
-    """What the call that started a task hears when it ends (a cancel is not announced: someone just did it),
-    with what its branch holds."""
-    template = ENDINGS.get(outcome)
-    if template is None:
-        return None
-    reason = (reason or "no reason was given").splitlines()[0].strip().rstrip(".")[:200]
-    sentence = template.format(id=task_id, reason=reason)
-    return f"{sentence} {spoken_changes(git)}" if git else sentence
-
-
-def spoken_changes(git: dict) -> str:
-    """'It made 3 commits on branch tars/a7f3, changing 2 files, and the tests pass.' (plus what AUTO_MERGE did)"""
-    commits, files = int(git.get("commits") or 0), int(git.get("files") or 0)
-    if not commits:
-        return "It changed no files."
-    tests = {True: "and the tests pass", False: "but the tests are failing"}.get(git.get("tests_passed"),
-                                                                                 "with no tests to run")
-    where = "in place" if git.get("mode") == "shadow" else f"on branch {git.get('branch')}"
-    sentence = (f"It made {commits} commit{'s' if commits != 1 else ''} {where}, changing {files} "
-                f"file{'s' if files != 1 else ''}, {tests}.")
-    delivery = str(git.get("delivery") or "").strip()
-    return f"{sentence} {delivery}" if delivery else sentence
 
 
 class AnnouncementListener:

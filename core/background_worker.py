@@ -1,4 +1,4 @@
-"""The RQ job function: one TARS task, run inside an RQ work-horse.
+"""The code that runs in the RQ work-horse for one task: the job function run_task, from checkout to recorded end.
 
 `run_task(task_id)` reads the task from job.meta, builds the model and the
 workspace, runs the Agent loop, and keeps job.meta (phase, progress) current as it

@@ -16,9 +16,9 @@ RECENT_TASKS = "tars:tasks"
 """Sorted set of task ids scored by creation time: `task list` and 'the latest task'."""
 
 
-def session_tasks(session_id: str) -> str:
-    """Sorted set of the tasks one call (session) started."""
-    return f"tars:session:{session_id}:tasks"
+def call_tasks(call_sid: str) -> str:
+    """Sorted set of the tasks one phone call started (the key's "session" is that call)."""
+    return f"tars:session:{call_sid}:tasks"
 
 
 def task_cancel(task_id: str) -> str:
@@ -60,13 +60,14 @@ ACTIVE_CALLS = "tars:calls:active"
 
 
 def call(call_sid: str) -> str:
-    """Hash of one active call: caller, session_id, started_at; expires unless the relay refreshes it."""
+    """Hash of one call on the line (core/session_manager.py): caller, session_id (the call sid again), started_at;
+    expires unless the relay refreshes it."""
     return f"tars:call:{call_sid}"
 
 
-def call_events(session_id: str) -> str:
+def call_events(call_sid: str) -> str:
     """Pub/sub channel for what one call should hear now (announcements for its tasks)."""
-    return f"tars:call:{session_id}:events"
+    return f"tars:call:{call_sid}:events"
 
 
 TASK_EVENTS_CHANNEL = "tars:task-events"
@@ -98,9 +99,9 @@ def webhook_seen(webhook_id: str) -> str:
     return f"tars:webhook-seen:{webhook_id}"
 
 
-def dashboard_session(token: str) -> str:
+def dashboard_login(token: str) -> str:
     """Hash of one logged-in dashboard browser (csrf, created_at, ip), expiring after 12 h. The cookie's token is
-    stored only as its SHA-256, so reading Redis (redis-cli KEYS) does not hand out sessions."""
+    stored only as its SHA-256, so reading Redis (redis-cli KEYS) does not hand out logins."""
     return f"tars:dashboard:session:{hashlib.sha256(token.encode()).hexdigest()}"
 
 

@@ -1,4 +1,4 @@
-"""Which calls are on the line now, for every process (workers, other servers, the CLI).
+"""The registry of phone calls on the line now (CallRegistry), read by every process: workers, servers, the CLI.
 
 The relay registers a call when Twilio's setup message arrives and refreshes it while the call
 lasts; an entry whose server died expires by itself (CALL_TTL_SECONDS).
@@ -19,18 +19,19 @@ from core.defaults import CALL_TTL_SECONDS
 class ActiveCall:
     call_sid: str
     caller: str
-    session_id: str
     started_at: float
 
 
-class SessionManager:
+class CallRegistry:
+    """The calls on the line now: registered at setup, refreshed while they last, unregistered at the end."""
+
     def __init__(self, connection: redis.Redis, ttl: int = CALL_TTL_SECONDS):
         self.redis = connection
         self.ttl = ttl
 
-    def register(self, call_sid: str, caller: str, session_id: str) -> None:
+    def register(self, call_sid: str, caller: str) -> None:
         with self.redis.pipeline() as pipe:
-            pipe.hset(keys.call(call_sid), mapping={"caller": caller, "session_id": session_id,
+            pipe.hset(keys.call(call_sid), mapping={"caller": caller, "session_id": call_sid,  # the field's stored name
                                                     "started_at": time.time()})
             pipe.expire(keys.call(call_sid), self.ttl)
             pipe.zadd(keys.ACTIVE_CALLS, {call_sid: time.time() + self.ttl})
@@ -56,8 +57,7 @@ class SessionManager:
             sid = raw_sid.decode()
             data = {k.decode(): v.decode() for k, v in self.redis.hgetall(keys.call(sid)).items()}
             if data:
-                calls.append(ActiveCall(sid, data.get("caller", ""), data.get("session_id", sid),
-                                        float(data.get("started_at", 0))))
+                calls.append(ActiveCall(sid, data.get("caller", ""), float(data.get("started_at", 0))))
         return calls
 
     def owner_on_call(self) -> bool:

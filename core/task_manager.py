@@ -1,4 +1,4 @@
-"""Start, inspect, list and cancel background programming tasks.
+"""The task manager: the one door to tasks for every edge (start, status, list, cancel, retry, confirm, its branch).
 
 Any process may use a TaskManager (CLI, voice server, tests). After enqueue only
 the worker writes job.meta; this side signals through its own keys (cancel).
@@ -39,6 +39,10 @@ TASK_ID_PATTERN = re.compile(r"[0-9a-f]{1,32}")
 URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]*:[^/@\s]*@|^https?://[^/@\s]+@", re.IGNORECASE)
 
 
+WIRE_NAMES = {"call_sid": "session_id"}
+"""TaskStatus fields whose JSON (and job.meta) name differs from the Python one."""
+
+
 @dataclass
 class TaskStatus:
     task_id: str
@@ -47,7 +51,7 @@ class TaskStatus:
     progress: str
     goal: str
     project_path: str
-    session_id: str | None
+    call_sid: str | None  # the phone call that started the task (stored and sent as "session_id")
     verbose_updates: bool | None
     retry_of: str | None
     usage: dict | None  # tokens so far (input, output, cache writes, cache reads); the result has the final ones
@@ -68,7 +72,8 @@ class TaskStatus:
         return self.status in ACTIVE
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The JSON of the API and the CLI: field names as they always were (call_sid is sent as session_id)."""
+        return {WIRE_NAMES.get(name, name): value for name, value in asdict(self).items()}
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -141,7 +146,7 @@ class TaskManager:
         return path
 
     def start(self, goal: str, project_path: str | Path | None = None, verbose_updates: bool | None = None,
-              session_id: str | None = None, retry_of: str | None = None) -> str:
+              call_sid: str | None = None, retry_of: str | None = None) -> str:
         goal = (goal or "").strip() if isinstance(goal, str) else ""
         if not goal:
             raise InvalidGoal("The goal is empty: say what the task should build or fix.")
@@ -151,7 +156,7 @@ class TaskManager:
         goal = self.scrubber.text(goal)  # the goal goes to the model and to Discord
         task_id = self._new_id()
         meta = {"progress": "Waiting for a worker", "phase": QUEUED, "awaiting_confirmation": False,
-                "confirmation_command": None, "goal": goal, "session_id": session_id,
+                "confirmation_command": None, "goal": goal, "session_id": call_sid,
                 "project_path": str(project), "verbose_updates": verbose_updates, "retry_of": retry_of}
         timeout = int(self.settings.max_runtime_seconds + self.settings.CONFIRMATION_TIMEOUT_SECONDS
                       + JOB_TIMEOUT_MARGIN_SECONDS)
@@ -161,9 +166,9 @@ class TaskManager:
                                     description=f"TARS task {task_id}: {goal[:100]}", pipeline=pipe)
             event_log.append(pipe, task_id, QUEUED, f"Queued: {goal}", QUEUED,
                              {"project_path": str(project), "retry_of": retry_of})
-            if session_id:
-                pipe.zadd(keys.session_tasks(session_id), {task_id: time.time()})
-                pipe.expire(keys.session_tasks(session_id), RESULT_TTL_SECONDS)
+            if call_sid:
+                pipe.zadd(keys.call_tasks(call_sid), {task_id: time.time()})
+                pipe.expire(keys.call_tasks(call_sid), RESULT_TTL_SECONDS)
             pipe.zremrangebyrank(keys.RECENT_TASKS, 0, -RECENT_TASKS_KEPT - 1)
             pipe.execute()
         return task_id
@@ -177,8 +182,9 @@ class TaskManager:
                 return task_id
 
     # --- status -----------------------------------------------------------------
-    def latest_id(self, session_id: str | None = None) -> str | None:
-        key = keys.session_tasks(session_id) if session_id else keys.RECENT_TASKS
+    def latest_id(self, call_sid: str | None = None) -> str | None:
+        """The newest task: of the call `call_sid`, or of all."""
+        key = keys.call_tasks(call_sid) if call_sid else keys.RECENT_TASKS
         newest = self.redis.zrevrange(key, 0, 0)
         return newest[0].decode() if newest else None
 
@@ -225,7 +231,7 @@ class TaskManager:
         return TaskStatus(
             task_id=job.id, status=status, phase=meta.get("phase", QUEUED), progress=meta.get("progress", ""),
             goal=meta.get("goal", ""), project_path=meta.get("project_path", ""),
-            session_id=meta.get("session_id"), verbose_updates=meta.get("verbose_updates"),
+            call_sid=meta.get("session_id"), verbose_updates=meta.get("verbose_updates"),
             retry_of=meta.get("retry_of"), usage=(result or {}).get("usage") or meta.get("usage"),
             cost_usd=(result or {}).get("cost_usd", meta.get("cost_usd")),
             files_changed=list((result or {}).get("files_changed") or meta.get("files_changed") or []),
@@ -249,10 +255,10 @@ class TaskManager:
         last_line = next((line for line in reversed(text.strip().splitlines()) if line.strip()), "")
         return f"The task crashed: {last_line[:300]}" if last_line else "The task failed."
 
-    def list(self, limit: int = 20, session_id: str | None = None) -> list[TaskStatus]:
+    def list(self, limit: int = 20, call_sid: str | None = None) -> list[TaskStatus]:
         if limit <= 0:
             return []
-        key = keys.session_tasks(session_id) if session_id else keys.RECENT_TASKS
+        key = keys.call_tasks(call_sid) if call_sid else keys.RECENT_TASKS
         ids = [i.decode() for i in self.redis.zrevrange(key, 0, max(0, limit - 1))]
         jobs = [job for job in (Job.fetch_many(ids, connection=self.redis) if ids else []) if job is not None]
         with self.redis.pipeline(transaction=False) as pipe:  # one round trip for every cancel flag, not one each
@@ -291,14 +297,14 @@ class TaskManager:
         return self._status_of(job)
 
     # --- retry --------------------------------------------------------------------
-    def retry(self, task_id: str, session_id: str | None = None) -> str:
+    def retry(self, task_id: str, call_sid: str | None = None) -> str:
         """Start an ended task again as a new task with the same goal, project and verbosity; the new id."""
         status = self.status(task_id)
         if status.active:
             raise TaskNotActive(f"Task {status.task_id} is still {status.status.replace('_', ' ')}, so it "
                                 f"cannot be retried yet: cancel it first or wait for it to end.")
         return self.start(status.goal, status.project_path, verbose_updates=status.verbose_updates,
-                          session_id=session_id or status.session_id, retry_of=status.task_id)
+                          call_sid=call_sid or status.call_sid, retry_of=status.task_id)
 
     # --- the timeline (core/event_log.py) --------------------------------------------------
     def events(self, task_id: str | None, after: str | None = None) -> list[event_log.Event]:

@@ -1,4 +1,4 @@
-"""TARS's RQ worker: RQ's forking Worker plus what long unattended tasks need.
+"""The RQ worker class and its supervision (TarsWorker): RQ's forking Worker plus what long unattended tasks need.
 
 * A work-horse that dies without recording its ending (SIGKILL, the OOM killer, a stop command) gets its
   ending recorded by its worker at once: failed with the reason (or cancelled), the owner told, no

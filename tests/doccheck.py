@@ -182,7 +182,7 @@ RQ_KEYS = {"rq:queue:tars_programming": "rq:queue:tars_programming", "rq:job:<id
 
 def _template(build, arity: int) -> str:
     """The key `build` makes, with \\0 where its argument goes; a builder that hashes its argument
-    (keys.dashboard_session) gets the \\0 where the hash goes."""
+    (keys.dashboard_login) gets the \\0 where the hash goes."""
     key = build(*["\0"] * arity)
     if "\0" in key:
         return key

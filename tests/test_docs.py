@@ -71,7 +71,7 @@ REQUIRED_DOCS = ["BACKGROUND_PROGRAMMING.md", "N8N_BACKGROUND_TASKS_SETUP.md", "
                  "COMING_FROM_THE_ORIGINAL_TARS.md", "SECURITY.md"]
 COMMANDS = doccheck.commands()
 WORKER_NAME = "docs-worker"
-SESSION = "docs-session"
+CALL = "docs-call"
 
 
 # --- features the docs describe that may still be landing: each is one explicit xfail -------------
@@ -307,7 +307,7 @@ def destructive(tasks, projects, fake_api, word):
     (projects / word).mkdir()
     (projects / word / "old_backup.py").write_text("# old\n")
     fake_api.script([bash("rm old_backup.py"), text("Removed the old backup.")], match=word)
-    return tasks.start(f"{word}: remove old_backup.py", project_path=word, session_id=SESSION)
+    return tasks.start(f"{word}: remove old_backup.py", project_path=word, call_sid=CALL)
 
 
 def awaiting(tasks, task_id, worker):
@@ -366,7 +366,7 @@ def test_every_documented_command_runs_against_a_real_worker(tasks, fake_api, pr
     def run_all_redis(task_id, when):
         for command in redis_cmds:
             try:
-                run_redis_cli(redis_client, command.argv, task_id=task_id, sid=SESSION, name=WORKER_NAME)
+                run_redis_cli(redis_client, command.argv, task_id=task_id, sid=CALL, name=WORKER_NAME)
             except Exception as exc:
                 raise AssertionError(f"{command.doc}: `{command}` errors {when}: {exc!r}") from exc
             ran.append(f"{command} ({when})")
@@ -530,7 +530,7 @@ def test_every_route_the_docs_name_exists(doc, route, redis_client):
 # --- 5. statuses and phases -----------------------------------------------------------------------
 def _code_statuses() -> set[str]:
     from core import task_manager, task_states
-    from sub_agents_tars import SPOKEN_STATUS
+    from communication.spoken import SPOKEN_STATUS
 
     returned = set(re.findall(r'return "(\w+)"', inspect.getsource(task_manager.derive_status)))
     return returned | set(task_states.STATUSES) | set(SPOKEN_STATUS)

@@ -21,7 +21,7 @@ from sub_agents_tars import (
 
 @pytest.fixture
 def voice(tasks, settings):
-    return VoiceFunctions(tasks, settings, session_id="CA123")
+    return VoiceFunctions(tasks, settings, call_sid="CA123")
 
 
 def started_id(answer: str) -> str:
@@ -37,7 +37,7 @@ def test_start_check_and_cancel_are_spoken_sentences(voice, tasks, projects):
     assert started == (f"Started task {task_id} in your calculator project in background, sir. "
                        f"I'll send updates to Discord.")
     status = tasks.status(task_id)
-    assert status.verbose_updates is False and status.session_id == "CA123"
+    assert status.verbose_updates is False and status.call_sid == "CA123"
     assert status.project_path == str(projects / "calculator")
     assert voice.call("check_coding_progress", {}) == f"Task {task_id} is waiting for a worker."
     assert voice.call("cancel_coding_task", {"task_id": task_id}) == f"Task {task_id} was cancelled."

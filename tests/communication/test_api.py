@@ -29,7 +29,7 @@ from core import keys, sandbox
 from core.confirmations import pending_request
 from core.defaults import QUEUE_NAME
 from core.redis_conn import free_port
-from core.task_manager import TaskStatus
+from core.task_manager import WIRE_NAMES, TaskStatus
 from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET, ServerThread
 from tests.core.test_confirmations import WEBHOOK, awaiting, destructive_task, post_code
 
@@ -38,7 +38,8 @@ NOT_AUTHENTICATED = ("Not authenticated: send the X-TARS-Webhook-Secret header o
                      "signature.")
 TOO_LARGE = "The body is larger than 64 KiB."
 LIMIT = 64 * 1024
-STATUS_FIELDS = set(TaskStatus.__dataclass_fields__)
+STATUS_FIELDS = {WIRE_NAMES.get(name, name) for name in TaskStatus.__dataclass_fields__}  # the JSON's names
+assert "session_id" in STATUS_FIELDS  # the call that started the task keeps its JSON name
 
 
 def new_signing_secret() -> str:

@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 from rq.job import Job, JobStatus
 
 from communication import dashboard
-from communication.dashboard import LOGIN_MAX_FAILURES, LOGIN_WINDOW_SECONDS, SESSION_TTL_SECONDS
+from communication.dashboard import LOGIN_MAX_FAILURES, LOGIN_WINDOW_SECONDS, LOGIN_TTL_SECONDS
 from core.keys import dashboard_login_failures as login_failures_key
-from core.keys import dashboard_session as session_key
+from core.keys import dashboard_login as login_key
 from communication.deps import BAD_CSRF, CROSS_SITE, DASHBOARD_OFF, NOT_LOGGED_IN
 from core import event_log, keys, task_states
 from core.defaults import SERVER_SHUTDOWN_GRACE_SECONDS
@@ -150,12 +150,12 @@ def test_the_login_page_then_a_login_sets_a_strict_httponly_cookie_and_opens_the
     cookie = answer.headers["set-cookie"]
     token = re.match(r"tars_session=([A-Za-z0-9_-]+);", cookie).group(1)
     flags = {part.strip().lower() for part in cookie.split(";")[1:]}
-    assert {"httponly", "samesite=strict", "path=/", f"max-age={SESSION_TTL_SECONDS}"} <= flags
+    assert {"httponly", "samesite=strict", "path=/", f"max-age={LOGIN_TTL_SECONDS}"} <= flags
     assert "secure" not in flags  # PUBLIC_BASE_URL is not https here
     assert len(token) >= 43  # 32 random bytes
-    session = redis_client.hgetall(session_key(token))
+    session = redis_client.hgetall(login_key(token))
     assert set(session) == {b"csrf", b"created_at", b"ip"}
-    assert SESSION_TTL_SECONDS - 60 < redis_client.ttl(session_key(token)) <= SESSION_TTL_SECONDS
+    assert LOGIN_TTL_SECONDS - 60 < redis_client.ttl(login_key(token)) <= LOGIN_TTL_SECONDS
     assert not redis_client.keys(f"*{token}*")  # the token itself is not in Redis, only its hash
 
     home = httpx.get(server.url + "/", cookies={"tars_session": token})
@@ -247,12 +247,12 @@ def test_parallel_guesses_cannot_get_past_the_limit(server, redis_client):
 
 def test_logout_ends_the_session_and_clears_the_cookie(server, browser, redis_client):
     token = browser.client.cookies["tars_session"]
-    assert redis_client.exists(session_key(token))
+    assert redis_client.exists(login_key(token))
     assert browser.post("/logout", csrf=None).status_code == 403  # a cross-site form cannot log you out either
     answer = browser.post("/logout")
     assert answer.status_code == 303 and answer.headers["location"] == "/"
     assert 'tars_session=""' in answer.headers["set-cookie"] and "max-age=0" in answer.headers["set-cookie"].lower()
-    assert not redis_client.exists(session_key(token))
+    assert not redis_client.exists(login_key(token))
     stale = httpx.get(server.url + "/dashboard/api/tasks", cookies={"tars_session": token})
     assert stale.status_code == 401 and stale.json() == {"detail": NOT_LOGGED_IN}
     assert 'data-testid="login-password"' in httpx.get(server.url + "/", cookies={"tars_session": token}).text

@@ -34,7 +34,7 @@ from starlette.routing import WebSocketRoute
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from communication.twilio_media_streams import NOT_OWNER
+from communication.spoken import NOT_OWNER
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.fakes.relay_client import ACCOUNT_SID, incoming_call_params, sign
 from tests.waiting import wait_until

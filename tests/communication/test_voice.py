@@ -18,11 +18,10 @@ import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from communication.conversation import FILLER
-from communication.twilio_media_streams import APOLOGY, NOT_OWNER
+from communication.spoken import APOLOGY, FILLER, NOT_OWNER, spoken_status
 from core import keys
-from core.session_manager import SessionManager
-from sub_agents_tars import VOICE_TOOLS, spoken_status
+from core.session_manager import CallRegistry
+from sub_agents_tars import VOICE_TOOLS
 from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET, ServerThread
 from tests.fakes.anthropic_api import bash, delay, edit, error, text, tool_use
 from tests.fakes.relay_client import RelayClient, incoming_call_params, sign, twilio_post
@@ -59,7 +58,7 @@ def phone(voice):
         if caller == OWNER:
             # the server holds the call in memory first, then registers it in Redis (where workers look)
             hub = server.app.state.voice
-            wait_until(lambda: call_sid in hub.calls and hub.sessions.redis.exists(keys.call(call_sid)),
+            wait_until(lambda: call_sid in hub.calls and hub.registry.redis.exists(keys.call(call_sid)),
                        what="the call to be set up")
         return client
 
@@ -174,7 +173,7 @@ def test_without_a_public_base_url_the_line_is_unavailable(make_server, caplog):
 
 
 def test_the_status_callback_logs_the_ending_and_unregisters(voice, redis_client, caplog):
-    SessionManager(redis_client).register("CA08", OWNER, "CA08")
+    CallRegistry(redis_client).register("CA08", OWNER)
     params = {**incoming_call_params("CA08", OWNER), "CallStatus": "in-progress", "SessionId": "VX08",
               "SessionStatus": "ended", "SessionDuration": "42", "HandoffData": '{"reasonCode":"done"}'}
     with caplog.at_level(logging.INFO, logger="tars.voice"):
@@ -213,10 +212,10 @@ def test_the_call_is_registered_while_up_and_gone_after(voice, phone, redis_clie
     entry = {k.decode(): v.decode() for k, v in redis_client.hgetall(keys.call(sid)).items()}
     assert entry["caller"] == OWNER and entry["session_id"] == sid
     assert 0 < redis_client.ttl(keys.call(sid)) <= 90
-    assert [c.call_sid for c in SessionManager(redis_client).active()] == [sid]
+    assert [c.call_sid for c in CallRegistry(redis_client).active()] == [sid]
     call.hang_up()
     wait_until(lambda: not redis_client.exists(keys.call(sid)), timeout=5, what="the call to be unregistered")
-    assert SessionManager(redis_client).active() == []
+    assert CallRegistry(redis_client).active() == []
     assert sid not in voice.app.state.voice.calls
 
 
@@ -366,7 +365,7 @@ def test_a_task_started_checked_and_cancelled_by_voice(phone, fake_api, projects
     assert started == f"Started task {task_id} in your calculator project in background, sir. " \
                       f"I'll send updates to Discord."
     status = tasks.status(task_id)
-    assert status.session_id == call.call_sid and status.project_path == str(projects / "calculator")
+    assert status.call_sid == call.call_sid and status.project_path == str(projects / "calculator")
     assert status.goal == "Build a calculator app with tests"
     wait_until(lambda: "sleep" in tasks.status(task_id).progress, what="the worker to run the command")
 
@@ -453,14 +452,14 @@ def test_hanging_up_cancels_the_reply_and_leaves_the_task_running(phone, fake_ap
 
 
 # --- confirmation codes mid-call --
-def destructive_task(tasks, fake_api, projects, session_id=None, hold=2.0):
+def destructive_task(tasks, fake_api, projects, call_sid=None, hold=2.0):
     """A real task that will stop for the owner's code `hold` seconds after the worker asks the model."""
     project = projects / "cleanup"
     project.mkdir()
     (project / "old_backup.py").write_text("# old\n")
     fake_api.script([delay(hold, bash("rm old_backup.py")), text("Removed the old backup.")],
                     match="Goal: Remove the old backup")
-    return tasks.start("Remove the old backup", project_path="cleanup", session_id=session_id), project
+    return tasks.start("Remove the old backup", project_path="cleanup", call_sid=call_sid), project
 
 
 def announcement(task_id):

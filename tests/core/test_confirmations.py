@@ -188,7 +188,7 @@ def test_the_voice_process_hears_the_request(tasks, fake_api, projects, start_wo
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
-    task_id = tasks.start("Remove it", project_path="voice", session_id="CA42")
+    task_id = tasks.start("Remove it", project_path="voice", call_sid="CA42")
     (projects / "voice" / "old_backup.py").write_text("x")
     fake_api.script([bash("rm old_backup.py"), text("ok")])
     start_worker()

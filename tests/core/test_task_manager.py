@@ -34,7 +34,7 @@ def test_start_returns_a_short_hex_id_that_is_the_rq_job_id(tasks, redis_client)
 
 
 def test_job_meta_holds_exactly_the_documented_keys(tasks, redis_client, projects):
-    task_id = tasks.start("Write a README", project_path="docs", verbose_updates=True, session_id="call-7")
+    task_id = tasks.start("Write a README", project_path="docs", verbose_updates=True, call_sid="call-7")
 
     meta = Job.fetch(task_id, connection=redis_client).meta
     assert set(meta) == META_KEYS
@@ -202,19 +202,19 @@ def test_list_with_limit_zero_is_empty(tasks):
     assert tasks.list(limit=0) == []
 
 
-def test_session_id_is_recorded_and_finds_that_calls_latest_task(tasks):
-    first = tasks.start("Call one, first", session_id="call-1")
-    second = tasks.start("Call one, second", session_id="call-1")
-    other = tasks.start("Call two", session_id="call-2")
+def test_the_call_is_recorded_and_finds_that_calls_latest_task(tasks):
+    first = tasks.start("Call one, first", call_sid="call-1")
+    second = tasks.start("Call one, second", call_sid="call-1")
+    other = tasks.start("Call two", call_sid="call-2")
     unattached = tasks.start("From the CLI")
 
-    assert tasks.status(first).session_id == "call-1"
-    assert tasks.status(unattached).session_id is None
+    assert tasks.status(first).call_sid == "call-1"
+    assert tasks.status(unattached).call_sid is None
     assert tasks.latest_id("call-1") == second
     assert tasks.latest_id("call-2") == other
     assert tasks.latest_id("call-3") is None
     assert tasks.latest_id() == unattached
-    assert [s.task_id for s in tasks.list(session_id="call-1")] == [second, first]
+    assert [s.task_id for s in tasks.list(call_sid="call-1")] == [second, first]
 
 
 def test_ids_are_unique_over_many_starts(tasks, redis_client):

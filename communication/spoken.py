@@ -1,0 +1,156 @@
+"""Every sentence TARS speaks on the phone.
+
+The voice functions' answers (sub_agents_tars.py), the conversation's own sentences (communication/conversation.py)
+and the call's announcements and refusal (communication/twilio_media_streams.py) are all written here, so their
+wording is read, changed and kept consistent in one place. What the caller says is heard elsewhere
+(spoken_digits and spoken_task_id in sub_agents_tars.py). Sentences core/ raises (core/exceptions.py) are spoken
+as they are: core never imports communication/. The greeting is a setting (WELCOME_GREETING in core/config.py).
+"""
+
+from __future__ import annotations
+
+from core.task_manager import TaskStatus
+
+# --- the call itself ------------------------------------------------------------------------------------------
+NOT_OWNER = "I'm sorry, this line only takes calls from its owner. Goodbye."
+"""Anyone but the owner hears this, then the line hangs up."""
+
+FILLER = "One moment. "
+"""Said when a voice function runs longer than FILLER_AFTER_SECONDS (communication/conversation.py)."""
+
+APOLOGY = "I'm sorry, sir, I can't reach my thinking circuits right now. Please try again in a moment."
+"""The model could not be reached."""
+
+LOST = "I'm sorry, sir, I got tangled up in that one. Could you say it again?"
+"""The model went round in tool calls without answering."""
+
+DID_NOT_WORK = "That did not work, sir."
+"""A voice function failed without a sentence of its own."""
+
+# --- tasks ------------------------------------------------------------------------------------------------------
+SPOKEN_STATUS = {
+    "queued": "is waiting for a worker",
+    "running": "is running",
+    "awaiting_confirmation": "is waiting for your confirmation code",
+    "complete": "is complete",
+    "failed": "failed",
+    "timeout": "ran out of time",
+    "cancelled": "was cancelled",
+}
+
+ENDINGS = {"complete": "Task {id} is complete, sir.",
+           "failed": "Task {id} failed, sir: {reason}.",
+           "timeout": "Task {id} ran out of time, sir."}
+"""What the call that started a task hears when it ends, by outcome (a cancel is not announced)."""
+
+NO_TASKS = "There are no tasks yet."
+
+
+def spoken_status(status: TaskStatus) -> str:
+    sentence = f"Task {status.task_id} {SPOKEN_STATUS[status.status]}"
+    if status.status == "running" and status.progress:
+        sentence += f": {status.progress.rstrip('.')}"
+    elif status.status == "awaiting_confirmation" and status.confirmation_command:
+        sentence += f" to run {status.confirmation_command}"
+    elif status.reason and status.status in ("failed", "timeout"):
+        sentence += f". {status.reason.rstrip('.')}"
+    elif status.status == "complete" and status.result and status.result.get("summary"):
+        sentence += f". {status.result['summary'].splitlines()[0][:200].rstrip('.')}"
+    return sentence + "."
+
+
+def task_state(task_id: str, status: str) -> str:
+    """'Task a7f3 was cancelled.'"""
+    return f"Task {task_id} {SPOKEN_STATUS[status]}."
+
+
+def started(task_id: str, where: str) -> str:
+    """`where` is how the project was heard ('your calculator project'), or empty for the default project."""
+    where = f" in {where}" if where else ""
+    return f"Started task {task_id}{where} in background, sir. I'll send updates to Discord."
+
+
+def code_received(task_id: str) -> str:
+    return f"Confirmation code received for task {task_id}, sir."
+
+
+def code_rejected(message: str) -> str:
+    """core's CodeRejected message, as said to the owner."""
+    return message.replace("Code rejected", "That code was rejected")
+
+
+def rolled_back(task_id: str, number: int, message: str) -> str:
+    if number == 0:
+        return f"Task {task_id} is rolled back to before it started, sir."
+    return f"Task {task_id} is rolled back to checkpoint {number}: {message.rstrip('.')}."
+
+
+def discard_question(task_id: str) -> str:
+    return f"Discarding task {task_id} deletes its branch and all its work for good. Shall I, sir?"
+
+
+# --- hearing the caller -----------------------------------------------------------------------------------------
+def no_task_id_in(said: str) -> str:
+    return f"I couldn't make out a task id in {said}."
+
+
+def several_tasks(wanted: str, candidates: list[str]) -> str:
+    return f"{wanted} matches several tasks: {', '.join(candidates[:3])}. Which one?"
+
+
+def several_projects(names: list[str]) -> str:
+    options = ", ".join(names[:-1]) + f" or {names[-1]}"
+    return f"I have several projects like that: {options}. Which one, sir?"
+
+
+def no_such_project(said: str) -> str:
+    return f"I don't see a project called {said}. Shall I create it?"
+
+
+def no_such_function(name: str) -> str:
+    return f"I don't have a function called {name}."
+
+
+# --- announcements ----------------------------------------------------------------------------------------------
+def confirmation_sentence(task_id: str, command: str, reason: str) -> str:
+    command = command if len(command) <= 200 else command[:200] + "…"
+    sentence = (f"Sir, the background programming task {task_id} needs your confirmation code. "
+                f"I need to run: {command.rstrip('.')}.")
+    if reason:  # the gate's reason, e.g. "`rm` deletes files": said without its backticks
+        sentence += f" The reason: {reason.replace('`', '').rstrip('.')}."
+    return sentence + " Please provide your confirmation code."
+
+
+def ending_sentence(task_id: str, outcome: str, reason: str, git: dict | None = None) -> str | None:
+    """What the call that started a task hears when it ends (a cancel is not announced: someone just did it),
+    with what its branch holds."""
+    template = ENDINGS.get(outcome)
+    if template is None:
+        return None
+    reason = (reason or "no reason was given").splitlines()[0].strip().rstrip(".")[:200]
+    sentence = template.format(id=task_id, reason=reason)
+    return f"{sentence} {spoken_changes(git)}" if git else sentence
+
+
+def spoken_changes(git: dict) -> str:
+    """'It made 3 commits on branch tars/a7f3, changing 2 files, and the tests pass.' (plus what AUTO_MERGE did)"""
+    commits, files = int(git.get("commits") or 0), int(git.get("files") or 0)
+    if not commits:
+        return "It changed no files."
+    tests = {True: "and the tests pass", False: "but the tests are failing"}.get(git.get("tests_passed"),
+                                                                                 "with no tests to run")
+    where = "in place" if git.get("mode") == "shadow" else f"on branch {git.get('branch')}"
+    sentence = (f"It made {commits} commit{'s' if commits != 1 else ''} {where}, changing {files} "
+                f"file{'s' if files != 1 else ''}, {tests}.")
+    delivery = str(git.get("delivery") or "").strip()
+    return f"{sentence} {delivery}" if delivery else sentence
+
+
+# --- a voice function's arguments, as the model sent them -------------------------------------------------------
+def must_be(name: str, what: str, value: object) -> str:
+    """'limit must be a whole number, not 'many'.' (what: the kind, or 'one of a, b')."""
+    return f"{name} must be {what}, not {value}."
+
+
+def needs(function: str, missing: list[str]) -> str:
+    return f"{function} needs {' and '.join(missing)}."
