@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "before the latest)")
     with_json(tsub.add_parser("merge", help="merge an ended task's branch into the branch it started from")
               ).add_argument("task_id")
-    with_json(tsub.add_parser("discard", help="delete an ended task's worktree and branch (its work is lost)")
+    with_json(tsub.add_parser("discard", help="delete an ended task's checkout and branch (its work is lost)")
               ).add_argument("task_id")
     with_json(tsub.add_parser("push", help="push an ended task's branch to origin (never forced)")
               ).add_argument("task_id")

@@ -538,7 +538,7 @@ def rollback_task(task_id: str, _: Csrf, body: Body, tasks: Tasks):
 @router.post("/dashboard/api/tasks/{task_id}/discard", openapi_extra=body_schema(DiscardBody),
              responses=BRANCH_CHANGE_RESPONSES)
 def discard_task(task_id: str, _: Csrf, body: Body, tasks: Tasks):
-    """{"confirm": true}: delete an ended task's worktree and branch (a plain folder: put it back as it was before
+    """{"confirm": true}: delete an ended task's checkout and branch (a plain folder: put it back as it was before
     the task); {status: "discarded", detail}. Without the confirmation 422, and nothing is deleted."""
     confirmed = parse(DiscardBody, body or b"{}").confirm
     task_id = task_id_of(task_id)
