@@ -1,76 +1,35 @@
 """A real headless browser for the dashboard tests: Debian's chromium driven by Playwright.
 
 The test run makes the browser available itself: Playwright's own browser download (`playwright install`) needs
-a CDN this machine cannot reach, so Playwright drives Debian's /usr/bin/chromium instead, and the first test
-process that needs it installs the package (as root, under a file lock, so three pytest-xdist processes never
-run apt at once; the others wait, then find it installed). Not root and no chromium: the tests skip, naming the
-fix.
+a CDN this machine cannot reach, so Playwright drives Debian's /usr/bin/chromium instead, installed by the test run
+when missing (tests/system_packages.py).
 
 The server is `python main_tars.py serve` as a real process on a free port, with DASHBOARD_PASSWORD set.
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
-import shutil
-import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from core.redis_conn import free_port
+from tests import system_packages
 from tests.conftest import ROOT, TarsProcess, updating_screenshots
 from tests.waiting import wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Text in screenshots needs a font: chromium's own dependencies do not bring one with --no-install-recommends.
 APT_PACKAGES = ("chromium", "fonts-dejavu-core")
-INSTALL_LOCK = Path("/tmp/tars-test-chromium-install.lock")
-INSTALL_LOG = Path("/tmp/tars-test-chromium-install.log")
 DASHBOARD_PASSWORD = "browser-test-password-1234"
 IMAGES = ROOT / "docs" / "images"
 WAIT_MS = 45_000  # generous: the suite runs 3 processes on 2 cores, next to real workers and servers
 
 
-def _apt_get(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    with open(INSTALL_LOG, "a") as log:
-        log.write(f"\n$ apt-get {' '.join(args)}\n")
-        log.flush()
-        # another apt or dpkg run (unattended-upgrades, a developer) holds dpkg's lock: wait for it, not fail
-        return subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=300", *args], env=env, stdout=log,
-                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=900)
-
-
 def ensure_chromium() -> Path:
     """/usr/bin/chromium, installed from Debian's packages first if missing (root only; else pytest.skip)."""
-    if CHROMIUM.exists():
-        return CHROMIUM
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip(f"the browser tests need Debian's chromium at {CHROMIUM}: install it with "
-                    f"`sudo apt-get install chromium` (the test run installs it by itself only as root)")
-    with open(INSTALL_LOCK, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another test process may be installing it right now: wait for it
-        try:
-            if CHROMIUM.exists():
-                return CHROMIUM
-            started = time.monotonic()
-            args = ("install", "-y", "-q", "--no-install-recommends", *APT_PACKAGES)
-            if _apt_get(*args).returncode != 0:
-                # no package lists yet (a fresh machine), or stale ones naming versions gone from the mirror
-                _apt_get("update", "-q")
-                _apt_get(*args)
-            with open(INSTALL_LOG, "a") as log:
-                log.write(f"chromium install took {time.monotonic() - started:.1f} s\n")
-            if not CHROMIUM.exists():
-                tail = INSTALL_LOG.read_text(errors="replace")[-2000:]
-                pytest.fail(f"`apt-get install chromium` did not install {CHROMIUM}; its log ends:\n{tail}")
-            return CHROMIUM
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    return system_packages.ensure(CHROMIUM, APT_PACKAGES, "the browser tests")
 
 
 @pytest.fixture(scope="session")
