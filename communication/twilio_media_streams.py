@@ -46,12 +46,17 @@ from communication.deps import read_body
 from communication.relay_protocol import (Dtmf, End, ErrorReport, Interrupt, NotAnObject, NotJson, Prompt, Setup,
                                           TarsMessage, Text, UnknownType, encode, parse)
 from communication.spoken import APOLOGY, NOT_OWNER, confirmation_sentence, ending_sentence
-from core import keys
+from core import event_log, keys
 from core.config import Settings
 from core.defaults import CALL_REFRESH_SECONDS
+from core.exceptions import TarsError
 from core.session_manager import CallRegistry
 from core.task_manager import TaskManager
+from core.task_states import CONFIRMATION_KINDS, CONFIRMATION_REQUIRED, ENDING_KINDS, outcome_of
 from sub_agents_tars import VoiceFunctions
+
+HEARD_KINDS = frozenset(CONFIRMATION_KINDS) | ENDING_KINDS
+"""Event kinds a call may have to hear of (the listener reads the task's stream only when woken by one)."""
 
 log = logging.getLogger("tars.voice")
 
@@ -494,45 +499,64 @@ class VoiceHub:
             await self._client.close()
             self._client = None
 
-    def _deliver(self, channel: str, data: bytes) -> None:
-        """From the listener thread: hand the message to the event loop."""
+    def _deliver(self, task_id: str, events: list[event_log.Event]) -> None:
+        """From the listener thread: hand a task's new events to the event loop."""
         if self.loop is not None and not self.loop.is_closed():
-            asyncio.run_coroutine_threadsafe(self.dispatch(channel, data), self.loop)
+            asyncio.run_coroutine_threadsafe(self.dispatch(task_id, events), self.loop)
 
-    async def dispatch(self, channel: str, data: bytes | str) -> None:
-        try:
-            event = json.loads(data)
-        except ValueError:
-            event = None
-        if not isinstance(event, dict):
-            log.warning("Ignored a malformed message on %s: %r", channel, data[:200])
-            return
-        task_id = str(event.get("task_id") or "")
-        if channel == keys.CONFIRMATIONS_CHANNEL:
+    async def dispatch(self, task_id: str, events: list[event_log.Event]) -> None:
+        """Speak what a task's new events call for: a confirmation still pending at the end of them (to every call
+        of the owner), and an ending (to the call that started the task)."""
+        pending, ending = None, None
+        for event in events:
+            if event.type == CONFIRMATION_REQUIRED:
+                pending = event
+            elif event.type in CONFIRMATION_KINDS or event.ends:
+                pending = None  # answered, refused, or the task ended: nothing to ask any more
+            if event.ends:
+                ending = event
+        if pending is not None:
             calls = [c for c in self.calls.values() if c.caller in self.settings.owner_numbers and not c.closed]
-            if not calls:
-                return
-            sentence = confirmation_sentence(task_id, str(event.get("command") or ""), str(event.get("reason") or ""))
+            sentence = confirmation_sentence(task_id, str(pending.data.get("command") or ""),
+                                             str(pending.data.get("reason") or ""))
             for call in calls:  # the owner is one person: every line they are on hears it, at once
                 call.functions.pending_confirmation = task_id
                 call._spawn(call.announce(sentence, interruptible=False))
-        elif channel == keys.TASK_EVENTS_CHANNEL:
-            for call in self.calls.values():
-                if call.functions is not None and call.functions.pending_confirmation == task_id:
-                    call.functions.pending_confirmation = None
-            call = self.calls.get(str(event.get("session_id") or ""))
-            sentence = ending_sentence(task_id, str(event.get("outcome") or ""), str(event.get("reason") or ""),
-                                       event.get("git") if isinstance(event.get("git"), dict) else None)
-            if call is not None and not call.closed and sentence:
-                call._spawn(call.announce(sentence))
+        if ending is not None:
+            await self._announce_ending(task_id, ending)
+
+    async def _announce_ending(self, task_id: str, ending: event_log.Event) -> None:
+        for call in self.calls.values():
+            if call.functions is not None and call.functions.pending_confirmation == task_id:
+                call.functions.pending_confirmation = None
+        try:
+            started_by = (await asyncio.to_thread(self.tasks.status, task_id)).call_sid
+        except (TarsError, redis.RedisError) as exc:
+            log.warning("Task %s ended, but its record cannot be read (%s): no call hears of it", task_id, exc)
+            return
+        call = self.calls.get(str(started_by or ""))
+        result = ending.data.get("result") if isinstance(ending.data.get("result"), dict) else {}
+        sentence = ending_sentence(task_id, outcome_of(ending.type) or "", str(result.get("reason") or ending.message),
+                                   _brief(result.get("git")))
+        if call is not None and not call.closed and sentence:
+            call._spawn(call.announce(sentence))
+
+
+def _brief(git: object) -> dict | None:
+    """The ending's branch summary as the spoken sentence counts it (files: how many)."""
+    if not isinstance(git, dict):
+        return None
+    return {**git, "files": len(git.get("files") or [])}
 
 
 class AnnouncementListener:
-    """A daemon thread subscribed to the workers' pub/sub channels; reconnects when Redis goes away."""
+    """A daemon thread woken (pub/sub) when a task's timeline grows with something a call may have to hear; it reads
+    the new events from the task's stream (the one record) and hands them on. Reconnects when Redis goes away."""
 
     def __init__(self, connection: redis.Redis, deliver):
         self.connection = connection
         self.deliver = deliver
+        self.read_up_to: dict[str, str] = {}  # task id -> the id of the last event handed on
         self.ready = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tars-voice-listener", daemon=True)
@@ -544,20 +568,38 @@ class AnnouncementListener:
         self._stop.set()
         self._thread.join(5)
 
+    def woken(self, data: bytes | str) -> None:
+        """One wake-up: read the task's events since the last ones handed on, when its new one may be heard."""
+        try:
+            wake = json.loads(data)
+            task_id, kind = str(wake["task_id"]), str(wake["type"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("Ignored a malformed wake-up on %s: %r", keys.TASK_EVENTS_CHANNEL, data[:200])
+            return
+        if kind not in HEARD_KINDS:
+            return  # progress, edits, commands: nothing a call is told of
+        events = event_log.read(self.connection, task_id, self.read_up_to.get(task_id))
+        if not events:
+            return
+        if any(event.ends for event in events):
+            self.read_up_to.pop(task_id, None)  # nothing follows an ending
+        else:
+            self.read_up_to[task_id] = events[-1].id
+        self.deliver(task_id, events)
+
     def _run(self) -> None:
         backoff = 0.5
         while not self._stop.is_set():
             pubsub = None
             try:
                 pubsub = self.connection.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(keys.CONFIRMATIONS_CHANNEL, keys.TASK_EVENTS_CHANNEL)
+                pubsub.subscribe(keys.TASK_EVENTS_CHANNEL)
                 self.ready.set()
                 backoff = 0.5
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=0.5)
                     if message and message.get("type") == "message":
-                        channel = message["channel"]
-                        self.deliver(channel.decode() if isinstance(channel, bytes) else channel, message["data"])
+                        self.woken(message["data"])
             except redis.RedisError as exc:
                 log.warning("The voice announcement listener lost Redis (%s); retrying in %.1fs", exc, backoff)
                 self._stop.wait(backoff)

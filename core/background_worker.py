@@ -10,7 +10,6 @@ command at once; the loop sees the flag before its next step.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -485,8 +484,6 @@ class WorkerHooks(LoopHooks):
         request_id = confirmations.open_request(ctx.redis, ctx.task_id, command, reason, rule, self.timeout)
         ctx.update_meta(awaiting_confirmation=True, confirmation_command=command)
         self.event("confirmation_required", f"Needs your confirmation code to run: {command}", **about)
-        confirmations.announce(ctx.redis, ctx.task_id, request_id, command, reason, rule,
-                               session_id=ctx.meta.get("session_id"), goal=ctx.goal)
         try:
             answer = confirmations.wait_for_answer(ctx.redis, ctx.task_id, request_id, self.code, self.timeout,
                                                    ctx.cancel_requested)
@@ -585,19 +582,7 @@ def _finish(ctx: TaskContext, settings: Settings, result: AgentResult) -> dict:
                  record["cost_usd"], result.reason)
     ctx.event(phase, record["reason"], phase=phase, result=record)  # the ending's event type is its phase
     _release_waiters(ctx)
-    # The call that started the task (if the owner is still on it) announces the ending.
-    ctx.redis.publish(keys.TASK_EVENTS_CHANNEL, json.dumps({
-        "task_id": ctx.task_id, "outcome": result.outcome, "reason": record["reason"], "summary": record["summary"],
-        "changes": record["changes"], "git": _brief(ctx.git), "session_id": ctx.meta.get("session_id"), "goal": ctx.goal}))
     return record
-
-
-def _brief(git: dict | None) -> dict | None:
-    """The branch summary without file lists, for the voice announcement."""
-    if not git:
-        return None
-    return {"mode": git["mode"], "branch": git["branch"], "commits": git["commits"], "files": len(git["files"]),
-            "tests_passed": git["tests_passed"], "delivery": git.get("delivery")}
 
 
 def record_abandoned_end(job, settings: Settings, outcome: str, reason: str) -> bool:

@@ -1,7 +1,7 @@
 """The confirmation protocol over Redis: a command the gate does not let run waits for the owner's code.
 
 Worker side (core/background_worker.WorkerHooks.gate asks; this module only speaks Redis): `open_request`
-records the one pending request and announces it on a pub/sub channel (the voice process speaks it);
+records the one pending request (the owner hears of it through the task's `confirmation_required` event);
 `wait_for_answer` blocks on BLPOP until an answer, a cancel or the timeout; `close_request` ends it.
 
 Submitting side (`submit_code`, any process: voice, webhook, CLI): check the code
@@ -14,7 +14,6 @@ answers the request pending at that moment (its request id rides on the wake-up)
 from __future__ import annotations
 
 import hmac
-import json
 import time
 import uuid
 from typing import Callable
@@ -51,13 +50,6 @@ def open_request(connection: redis.Redis, task_id: str, command: str, reason: st
         pipe.expire(request_key, int(timeout) + 60)
         pipe.execute()
     return request_id
-
-
-def announce(connection: redis.Redis, task_id: str, request_id: str, command: str, reason: str, rule: str,
-             **about) -> None:
-    """Tell the voice process (a pub/sub message; about: the task's session_id and goal)."""
-    connection.publish(keys.CONFIRMATIONS_CHANNEL, json.dumps({
-        "task_id": task_id, "request_id": request_id, "command": command, "reason": reason, "rule": rule, **about}))
 
 
 def close_request(connection: redis.Redis, task_id: str) -> None:

@@ -37,13 +37,17 @@ class Event:
 
 def append(connection: redis.Redis | redis.client.Pipeline, task_id: str, kind: str, message: str, phase: str,
            data: dict | None = None, at: float | None = None) -> None:
-    """Add one event (on a pipeline too: it is executed with the caller's other commands)."""
+    """Add one event (on a pipeline too: it is executed with the caller's other commands), and wake its live
+    readers."""
     key = keys.task_events(task_id)
     fields = {"type": kind, "message": message, "phase": phase or "", "at": repr(at if at is not None else time.time()),
               "data": json.dumps(data or {}, default=str, separators=(",", ":"))}
     pipe = connection.pipeline(transaction=False) if isinstance(connection, redis.Redis) else connection
     pipe.xadd(key, fields, maxlen=EVENT_LOG_MAX_EVENTS, approximate=True)
     pipe.expire(key, RESULT_TTL_SECONDS)
+    # Only a wake-up: the stream is the record (the voice process reads the event there, and a reader that missed
+    # the wake-up still finds it).
+    pipe.publish(keys.TASK_EVENTS_CHANNEL, json.dumps({"task_id": task_id, "type": kind}))
     if pipe is not connection:
         pipe.execute()
 

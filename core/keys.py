@@ -51,10 +51,6 @@ def task_confirmation_wake(task_id: str) -> str:
     return f"task:{task_id}:confirmation:wake"
 
 
-CONFIRMATIONS_CHANNEL = "tars:confirmations"
-"""Pub/sub channel where workers announce confirmation requests (the voice process speaks them)."""
-
-
 ACTIVE_CALLS = "tars:calls:active"
 """Sorted set of CallSids on the line now, scored by the time their TTL runs out."""
 
@@ -65,13 +61,8 @@ def call(call_sid: str) -> str:
     return f"tars:call:{call_sid}"
 
 
-def call_events(call_sid: str) -> str:
-    """Pub/sub channel for what one call should hear now (announcements for its tasks)."""
-    return f"tars:call:{call_sid}:events"
-
-
 TASK_EVENTS_CHANNEL = "tars:task-events"
-"""Pub/sub channel where workers announce task endings (complete/failed/timeout/cancelled)."""
+"""Pub/sub wake-up: a task's timeline (task_events) just grew ({"task_id", "type"}); readers read the event there."""
 
 
 REAPER_LEADER = "tars:reaper:leader"

@@ -33,7 +33,8 @@ LABEL = {COMPLETE: "Complete", FAILED: "Failed", TIMEOUT: "Timed out", CANCELLED
 VERB = {COMPLETE: "complete", FAILED: "failed", TIMEOUT: "timed out", CANCELLED: "cancelled"}
 """An outcome inside a sentence ("Task a7f3 timed out")."""
 
-CONFIRMATION_KINDS = ("confirmation_required", "confirmation_received", "confirmation_refused")
+CONFIRMATION_REQUIRED = "confirmation_required"
+CONFIRMATION_KINDS = (CONFIRMATION_REQUIRED, "confirmation_received", "confirmation_refused")
 """The events of a destructive command's confirmation: asked, given, refused."""
 EVENT_KINDS = (QUEUED, "started", "workspace", "planning", "file_edit", "command", "command_result", "checkpoint",
                "checkpoint_failed", "phase", "progress", *CONFIRMATION_KINDS, *ENDING_PHASE.values())

@@ -479,13 +479,13 @@ def test_a_confirmation_mid_reply_waits_for_the_reply_and_is_answered_by_voice(p
     task_id, project = destructive_task(tasks, fake_api, projects, hold=1.5)
     published = []
     listener = redis_client.pubsub(ignore_subscribe_messages=True)
-    listener.subscribe(keys.CONFIRMATIONS_CHANNEL)
+    listener.subscribe(keys.TASK_EVENTS_CHANNEL)
 
     def watch():
-        message = listener.get_message(timeout=30)
-        while message is None:
+        while not published:
             message = listener.get_message(timeout=30)
-        published.append(time.monotonic())
+            if message and json.loads(message["data"])["type"] == "confirmation_required":
+                published.append(time.monotonic())
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()

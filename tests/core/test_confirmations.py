@@ -175,16 +175,18 @@ def test_safe_commands_never_ask(tasks, fake_api, projects, start_worker):
 
 
 @pytest.mark.worker_story
-def test_the_voice_process_hears_the_request(tasks, fake_api, projects, start_worker, redis_client):
+def test_the_voice_process_is_woken_and_reads_the_request_from_the_tasks_timeline(tasks, fake_api, projects,
+                                                                                  start_worker, redis_client):
+    """Pub/sub is only the wake-up; the event itself is read from the task's stream, the one record."""
     pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(keys.CONFIRMATIONS_CHANNEL)
-    heard = []
+    pubsub.subscribe(keys.TASK_EVENTS_CHANNEL)
+    woken = []
 
     def listen():
-        deadline = time.monotonic() + 30
-        while not heard and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(w["type"] == "confirmation_required" for w in woken):
             if message := pubsub.get_message(timeout=1):
-                heard.append(message)
+                woken.append(json.loads(message["data"]))
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
@@ -192,8 +194,10 @@ def test_the_voice_process_hears_the_request(tasks, fake_api, projects, start_wo
     (projects / "voice" / "old_backup.py").write_text("x")
     fake_api.script([bash("rm old_backup.py"), text("ok")])
     start_worker()
-    listener.join(30)
-    announcement = json.loads(heard[0]["data"])
-    assert announcement["task_id"] == task_id and announcement["session_id"] == "CA42"
-    assert announcement["command"] == "rm old_backup.py" and announcement["reason"] == "`rm` deletes files"
+    listener.join(60)
+    assert {"task_id": task_id, "type": "confirmation_required"} in woken
+    assert woken[0] == {"task_id": task_id, "type": "queued"}  # every append wakes, from the first
+    request = [e for e in tasks.events(task_id) if e.type == "confirmation_required"][-1]
+    assert request.data["command"] == "rm old_backup.py" and request.data["reason"] == "`rm` deletes files"
+    assert tasks.status(task_id).call_sid == "CA42"  # which call started it: the task's record says
     tasks.cancel(task_id)
