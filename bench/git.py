@@ -21,6 +21,8 @@ and so is the baseline, so that a figure and its baseline see the same machine. 
 * checkpoint per changed / unchanged step: p50 and p95 over the K x 20 steps. Target: a changed step in worktree
   mode p50 <= 50 ms (a model turn takes seconds; 50 ms is 1-2 % of it). Everything else is informational;
 * summary after 20 checkpoints: median over the K tasks;
+* the owner's branch follows: after each changed step, git_workspace.follow() (the fetch of tars/<id> into the
+  owner's repository), which the worker runs in a thread beside the loop; the checkpoint figures are without it;
 * checkpoint's git calls: the same steps' git processes, each timed by wrapping core.git_workspace._run in this
   process (microseconds added); p50 per subcommand (summed when a step runs it more than once: "rev-parse x2"),
   and what is left: Python.
@@ -60,10 +62,12 @@ CHANGED_SHADOW = f"git checkpoint per changed step, shadow, {FULL_FILES} files"
 UNCHANGED_SHADOW = f"git checkpoint per unchanged step, shadow, {FULL_FILES} files"
 SUMMARY_WORKTREE = f"git summary after {STEPS} checkpoints, worktree, {FULL_FILES} files"
 SUMMARY_SHADOW = f"git summary after {STEPS} checkpoints, shadow, {FULL_FILES} files"
+FOLLOW_WORKTREE = f"git owner's branch follows a changed step (beside the loop), worktree, {FULL_FILES} files"
 CALLS_WORKTREE = f"  git checkpoint's git calls, worktree, {FULL_FILES} files"
 CALLS_SHADOW = f"  git checkpoint's git calls, shadow, {FULL_FILES} files"
 NAMES = [SPAWN, PREPARE_WORKTREE, PREPARE_SHADOW_FIRST, PREPARE_SHADOW_REPEAT, CHANGED_WORKTREE, UNCHANGED_WORKTREE,
-         CHANGED_SHADOW, UNCHANGED_SHADOW, SUMMARY_WORKTREE, SUMMARY_SHADOW, CALLS_WORKTREE, CALLS_SHADOW]
+         CHANGED_SHADOW, UNCHANGED_SHADOW, SUMMARY_WORKTREE, SUMMARY_SHADOW, FOLLOW_WORKTREE, CALLS_WORKTREE,
+         CALLS_SHADOW]
 TARGET_MS = 50.0
 
 
@@ -140,7 +144,7 @@ class CallTimer:
         """checkpoint() timed as a whole, and the ms of its git calls summed by subcommand (plus 'python')."""
         self.calls = []
         try:
-            elapsed, point = timed(gw.checkpoint, checkout, message)
+            elapsed, point = timed(gw.checkpoint, checkout, message, sync=False)  # what the loop waits for
         finally:
             calls, self.calls = self.calls, None
         counts = Counter(name for name, _ in calls)
@@ -162,6 +166,7 @@ class Mode:
         self.changed: list[float] = []
         self.unchanged: list[float] = []
         self.summary: list[float] = []
+        self.follow: list[float] = []  # the owner's branch brought in step after a changed step (beside the loop)
         self.split = {"changed": [], "unchanged": []}
 
 
@@ -179,6 +184,7 @@ def one_round(mode: Mode, task_id: str, first_file: int, stride: int, timer: Cal
             raise SystemExit(f"bench: the {mode.name} checkpoint after editing {relative} committed nothing")
         mode.changed.append(ms)
         mode.split["changed"].append(split)
+        mode.follow.append(timed(gw.follow, checkout)[0])
         ms, point, split = timer.checkpoint(checkout, "ran ls")
         if point is not None:
             raise SystemExit(f"bench: the {mode.name} checkpoint of a step that changed nothing committed {point}")
@@ -260,6 +266,7 @@ def run(quick: bool, out=print) -> list[Figure]:
                                      f"({spawns(median(worktree.summary), floor)}; {size})"),
             Figure(SUMMARY_SHADOW, f"{median(shadow.summary):.1f} ms median of {plural(tasks, 'task')} "
                                    f"({spawns(median(shadow.summary), floor)}; {size})"),
+            Figure(FOLLOW_WORKTREE, f"{distribution(worktree.follow, floor)[1]}; {size}"),
         ]
         for name, mode in ((CALLS_WORKTREE, worktree), (CALLS_SHADOW, shadow)):
             found.append(Figure(name, f"p50 ms per changed step, {calls_text(mode.split['changed'])}; per unchanged "

@@ -498,6 +498,9 @@ class WorkerHooks(LoopHooks):
         return answer
 
 
+GIT_FOLLOW_JOIN_SECONDS = 60.0  # a fetch under way when the task ends (git's own timeout bounds it)
+
+
 class Checkpoints:
     """After each step (WorkerHooks.after_step): commit what it changed on the task branch; at the end, summarise
     and deliver."""
@@ -506,10 +509,19 @@ class Checkpoints:
         self.ctx = ctx
         self.checkout = checkout
         self.failed = False  # warn the owner once, not at every step
+        # The owner's branch follows each checkpoint in a thread of its own, off the loop's path; one lock keeps the
+        # two from running git in the task's repository at once.
+        self.git_lock = threading.Lock()
+        self.follow_wanted = threading.Event()
+        self.follower: threading.Thread | None = None
+        self.finishing = False
 
     def __call__(self, sentence: str, tests_passed: bool) -> None:
         try:
-            point = git_workspace.checkpoint(self.checkout, self.ctx.scrubber.text(sentence), tests_passed)
+            with self.git_lock:
+                point = git_workspace.checkpoint(self.checkout, self.ctx.scrubber.text(sentence), tests_passed,
+                                                 sync=False)
+            self._follow_later()
         except GitError as exc:
             if not self.failed:
                 self.failed = True
@@ -524,10 +536,36 @@ class Checkpoints:
             self.ctx.update_meta(checkpoints=point.number)
             self.ctx.event("checkpoint", message, number=point.number, sha=point.sha, tests_passed=point.tests_passed)
 
+    def _follow_later(self) -> None:
+        if self.follower is None:
+            self.follower = threading.Thread(target=self._follow, name=f"branch-follower-{self.ctx.task_id}",
+                                             daemon=True)
+            self.follower.start()
+        self.follow_wanted.set()
+
+    def _follow(self) -> None:
+        while True:
+            self.follow_wanted.wait()
+            if self.finishing:
+                return
+            self.follow_wanted.clear()  # checkpoints made meanwhile are all brought by this one fetch
+            try:
+                with self.git_lock:
+                    git_workspace.follow(self.checkout)
+            except Exception:  # best effort: the summary at the end brings the branch in step in any case
+                self.ctx.log.exception("bringing the owner's branch in step failed")
+
+    def _stop_following(self) -> None:
+        if self.follower is not None:
+            self.finishing = True
+            self.follow_wanted.set()
+            self.follower.join(GIT_FOLLOW_JOIN_SECONDS)
+
     def finish(self, result: AgentResult, auto_merge: bool) -> dict | None:
         """The last checkpoint, the branch's summary and, for a green task with AUTO_MERGE, its merge or push."""
         green = result.outcome == task_states.COMPLETE and result.tests_passed is True
         self(f"{task_states.LABEL[result.outcome]}: {result.reason}", green)
+        self._stop_following()  # summary() brings the owner's branch in step itself
         try:
             info = git_workspace.summary(self.checkout)
         except GitError as exc:

@@ -516,6 +516,11 @@ def _guard(checkout: TaskCheckout) -> None:
         os.close(git_dir)
 
 
+def follow(checkout: TaskCheckout) -> None:
+    """Bring the owner's branch tars/<id> in step with the task's now (see checkpoint(sync=False))."""
+    _sync_or_warn(checkout)
+
+
 def _sync_or_warn(checkout: TaskCheckout) -> None:
     """_sync where the task's own work is saved all the same (a checkpoint, the summary): a refusal, such as the owner
     having checked the branch out (git will not move a checked-out branch), is logged and the next sync catches up."""
@@ -616,12 +621,15 @@ def _parse_subject(task_id: str, subject: str) -> tuple[str, bool]:
     return subject.removeprefix(f"tars({task_id}): "), passed
 
 
-def checkpoint(checkout: TaskCheckout, message: str, tests_passed: bool = False) -> Checkpoint | None:
+def checkpoint(checkout: TaskCheckout, message: str, tests_passed: bool = False, *,
+               sync: bool = True) -> Checkpoint | None:
     """Commit everything the task changed since the last checkpoint; None when nothing changed (with tests_passed,
     an unchanged latest checkpoint is marked as passing instead, and returned). Either way the owner's branch then
-    follows the task's (the model's own commits included)."""
+    follows the task's (the model's own commits included); sync=False leaves that to a later follow() (the worker
+    does it beside the loop: the fetch costs about as much as the checkpoint itself)."""
     point = _checkpoint(checkout, message, tests_passed)
-    _sync_or_warn(checkout)
+    if sync:
+        _sync_or_warn(checkout)
     return point
 
 

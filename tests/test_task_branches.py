@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 from rq.job import Job
 
+from core import git_workspace
 from core.exceptions import InvalidProjectPath
+from core.git_workspace import TaskCheckout
 from sub_agents_tars import VoiceFunctions
 from tests.conftest import TEST_CODE
 from tests.fakes.anthropic_api import bash, edit, repeat, text
@@ -315,6 +317,20 @@ def test_the_models_own_reset_hard_still_asks_and_only_resets_the_worktree(tasks
     assert owner_state(repo) == before  # the confirmed reset ran in the task's worktree only
 
 
+def test_the_owners_branch_follows_each_checkpoint_while_the_task_still_runs(tasks, fake_api, start_worker, projects):
+    repo = owner_repo(projects / "followed", {"main.py": "print(1)\n"})
+    fake_api.script([edit(command="create", path="step.py", file_text="STEP = 1\n"), bash("sleep 20"),
+                     repeat(text("never reached"))])
+    task_id = tasks.start("Do something slow", project_path="followed")
+    start_worker()
+    wait_until(lambda: tasks.status(task_id).progress.startswith("Running: sleep"), 60, "the slow command")
+    # git show fails until the branch holds the file: the follower fetches it beside the loop, not at the end
+    wait_until(lambda: subprocess.run(["git", "show", f"tars/{task_id}:step.py"], cwd=repo, capture_output=True,
+                                      text=True).stdout == "STEP = 1\n", 30, "the owner's branch to follow")
+    assert tasks.status(task_id).status == "running"
+    tasks.cancel(task_id)
+
+
 def test_a_killed_worker_leaves_the_owners_tree_untouched(tasks, fake_api, start_worker, projects):
     repo = owner_repo(projects / "fragile", {"main.py": "print(1)\n"})
     make_dirty(repo)
@@ -325,12 +341,18 @@ def test_a_killed_worker_leaves_the_owners_tree_untouched(tasks, fake_api, start
     worker = start_worker()
     wait_until(lambda: tasks.status(task_id).checkpoints == 1 and tasks.status(task_id).progress.startswith(
         "Running: sleep"), 60, "the first checkpoint and the slow command")
-    horse = Job.fetch(task_id, connection=tasks.redis).get_meta()["horse_pid"]
+    meta = Job.fetch(task_id, connection=tasks.redis).get_meta()
     os.kill(worker.process.pid, signal.SIGKILL)
-    os.kill(horse, signal.SIGKILL)
+    os.kill(meta["horse_pid"], signal.SIGKILL)
     worker.process.wait(10)
     assert owner_state(repo) == before
-    assert git(repo, "show", f"tars/{task_id}:half.py") == "HALF = True"  # the checkpoint survived the crash
+    # The checkpoint survived the crash: committed in the task's own repository before the command ran. The owner's
+    # tars/<id> follows it beside the loop, so it may lag a kill by one fetch; whatever TARS does next with the task
+    # (the reaper's ending, summary, merge) brings it in step first.
+    checkout = TaskCheckout.from_dict(meta["checkout"])
+    assert git(checkout.path, "show", f"tars/{task_id}:half.py") == "HALF = True"
+    git_workspace.follow(checkout)
+    assert git(repo, "show", f"tars/{task_id}:half.py") == "HALF = True"
 
 
 # --- a plain folder -----------------------------------------------------------------------------------------------
