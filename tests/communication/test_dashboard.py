@@ -12,6 +12,7 @@ import html
 import json
 import re
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -789,6 +790,9 @@ def test_the_branch_routes_answer_409_while_the_task_runs(browser, tasks, fake_a
     task_id = browser.post("tasks", {"goal": "Work slowly", "project_path": "busy"}).json()["task_id"]
     start_worker()
     wait_until(lambda: tasks.status(task_id).checkpoints == 1, 60, "the first checkpoint")
+    # the owner's tars/<id> follows the checkpoint beside the loop: once it holds it, nothing may move it
+    wait_until(lambda: subprocess.run(["git", "show", f"tars/{task_id}:y.py"], cwd=repo, capture_output=True,
+                                      text=True).stdout == "Y = 1\n", 30, "the owner's branch to follow")
     tip = git(repo, "rev-parse", f"tars/{task_id}")
     for answer in (browser.get(f"tasks/{task_id}/checkpoints"), browser.get(f"tasks/{task_id}/changes"),
                    *(browser.post(f"tasks/{task_id}/{action}", body) for action, body in BRANCH_POSTS),
