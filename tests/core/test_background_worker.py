@@ -319,9 +319,9 @@ def test_stopping_the_cancel_watcher_never_leaves_its_connection_to_the_task(red
     assert watcher.connection.connection_pool is not client.connection_pool  # no connection is ever shared
 
 
-@pytest.mark.worker_story
-def test_a_cancel_reaches_the_watcher_on_its_own_connection(redis_server, redis_client, settings):
-    job = Job.create(func="core.background_worker.run_task", args=("x",), connection=redis_client, id="w2")
+def _watching(redis_client, settings, task_id: str) -> tuple[CancelWatcher, threading.Event]:
+    """A started cancel watcher of a task, already in its read, and the event its cancel sets."""
+    job = Job.create(func="core.background_worker.run_task", args=("x",), connection=redis_client, id=task_id)
     job.meta = {"goal": "watch"}
     job.save()
     fired = threading.Event()
@@ -329,6 +329,12 @@ def test_a_cancel_reaches_the_watcher_on_its_own_connection(redis_server, redis_
     reading = _started_reading(watcher)
     watcher.start()
     assert reading.wait(30), "the watcher never started its read"
+    return watcher, fired
+
+
+@pytest.mark.worker_story
+def test_a_cancel_reaches_the_watcher_on_its_own_connection(redis_server, redis_client, settings):
+    watcher, fired = _watching(redis_client, settings, "w2")
     redis_client.publish(keys.task_control("w2"), "cancel")
     assert fired.wait(30)
     watcher.join(30)
@@ -340,14 +346,7 @@ def test_a_cancel_reaches_the_watcher_on_its_own_connection(redis_server, redis_
 def test_a_cancel_whose_message_was_lost_still_reaches_the_watcher_through_its_key(redis_server, redis_client,
                                                                                    settings):
     """A publish sent while the watcher's pub/sub reconnects is lost; the cancel key, set before it, is not."""
-    job = Job.create(func="core.background_worker.run_task", args=("x",), connection=redis_client, id="w3")
-    job.meta = {"goal": "watch"}
-    job.save()
-    fired = threading.Event()
-    watcher = CancelWatcher(TaskContext(job, settings), [fired.set])
-    reading = _started_reading(watcher)
-    watcher.start()
-    assert reading.wait(30), "the watcher never started its read"
+    watcher, fired = _watching(redis_client, settings, "w3")
     redis_client.set(keys.task_cancel("w3"), time.time())  # what TaskManager.cancel records; no message follows
     assert fired.wait(30)
     watcher.join(30)
