@@ -24,6 +24,7 @@ from core.config import Settings
 from core.defaults import QUEUE_NAME
 from core.exceptions import (GitError, InvalidGoal, InvalidProjectPath, MergeBlocked, MergeConflict, NoSuchCheckpoint,
                              NotAwaitingConfirmation, TarsError, TaskNotActive, TaskNotFound)
+from core.redis_conn import probe_client
 from core.task_manager import TaskManager
 
 # The status of each refusal a route lets through; the answer is {"detail": its sentence} (+ "files" for a merge
@@ -83,7 +84,7 @@ def create_app(settings: Settings, connection: redis.Redis,
         registered yet (`starting`: `up`'s worker in its first seconds), queue length, and the sandbox a worker on
         this machine puts the model's commands in (core/sandbox.py status_line)."""
         try:
-            connection.ping()
+            probe.ping()  # one try: "degraded" must come at once, not after the outage retry
         except redis.RedisError as exc:
             return {"status": "degraded", "redis": False, "error": exc.__class__.__name__}
         queue = Queue(QUEUE_NAME, connection=connection)
@@ -92,6 +93,7 @@ def create_app(settings: Settings, connection: redis.Redis,
         return {"status": "ok", "redis": True, "workers": len(registered), "starting": len(starting),
                 "queue_length": queue.count, "sandbox": contained}
 
+    probe = probe_client(connection)
     contained = sandbox.status_line(settings.SANDBOX, settings.SANDBOX_NETWORK != "off")
 
     return app

@@ -156,7 +156,7 @@ def connect(url: str, *, check: bool = True, outage_seconds: float = 2.0) -> red
     if check:
         try:
             # The first answer must come fast: a missing server is a set-up error, not an outage to ride out.
-            probe = redis.Redis.from_url(url, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0))
+            probe = probe_client(client)
             try:
                 probe.ping()
             finally:
@@ -222,7 +222,21 @@ def private_client(client: redis.Redis) -> redis.Redis:
     thread is blocked on: a pub/sub closed from another thread goes back to the shared pool while its reader
     still waits on it, and the next command's reply is then read by the wrong thread (the horse hung ~7 min).
     """
-    return redis.Redis(connection_pool=redis.ConnectionPool(**client.connection_pool.connection_kwargs))
+    pool = client.connection_pool
+    return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class,
+                                                            **pool.connection_kwargs))
+
+
+def probe_client(client: redis.Redis) -> redis.Redis:
+    """A private client on client's server that tries once and waits at most 2 s: for answers due now.
+
+    /health and start-up ask "is Redis there?"; the outage retry (and redis-py 8's own default of 10 tries,
+    ~4 s) would answer seconds late, after a caller such as a load balancer has given up.
+    """
+    pool = client.connection_pool
+    kwargs = {**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0), "socket_connect_timeout": 2,
+              "socket_timeout": 2}
+    return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
 
 
 def safe_url(url: str) -> str:

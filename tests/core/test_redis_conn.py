@@ -104,3 +104,37 @@ def test_the_embedded_server_has_a_password_only_tars_can_read(tmp_path):
     # other URLs are left as they are
     for other in ("redis://:given@127.0.0.1:6379/0", "redis://redis.example.com:6379/0", "unix:///tmp/r.sock"):
         assert with_embedded_password(other, tmp_path) == other
+
+
+def test_a_probe_asks_once_where_a_client_rides_out_the_outage():
+    """/health says "degraded" at once: its probe tries one connection, the server's client keeps retrying."""
+    import socket
+    import threading
+
+    import redis
+
+    from core.redis_conn import probe_client
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def hang_up_on_everyone():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # closed: the test is over
+            accepted.append(conn)
+            conn.close()
+
+    threading.Thread(target=hang_up_on_everyone, daemon=True).start()
+    try:
+        client = connect(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", check=False, outage_seconds=0.2)
+        with pytest.raises(redis.ConnectionError):
+            probe_client(client).ping()
+        assert len(accepted) == 1
+        with pytest.raises(redis.ConnectionError):
+            client.ping()
+        assert len(accepted) > 2  # the client itself retried
+    finally:
+        listener.close()
