@@ -47,11 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
     call = sub.add_parser("call", help="phone TARS from this terminal (its voice relay, as Twilio would)")
     call.add_argument("--url", help="the relay WebSocket (default ws://HOST:PORT/relay)")
     call.add_argument("--from", dest="caller", help="the caller's number (default the first OWNER_PHONE_NUMBERS)")
-    check = command_policy.add_arguments(sub.add_parser(
-        "check-command", help="would TARS run a bash command without the owner's code, or ask? (no COMMAND: JSON "
-        "lines on stdin)"))
-    next(a for a in check._actions if a.dest == "rules").help = \
-        "the owner's rules file (JSON; default: the COMMAND_RULES_FILE setting, DATA_DIR/commands.json)"
+    check = sub.add_parser("check-command", help="would TARS run a bash command without the owner's code, or ask? "
+                           "(no COMMAND: JSON lines on stdin)")
+    check.add_argument("bash_command", nargs="?", metavar="COMMAND", help="the bash command (omit it to read one "
+                       "JSON string per line on stdin and print one JSON object per line)")
+    check.add_argument("--project", default=".", help="the project root (default: the current directory)")
+    check.add_argument("--json", action="store_true", help="print a JSON object")
+    check.add_argument("--no-sandbox", action="store_true", help="decide as when no sandbox is active")
+    check.add_argument("--rules", help="the owner's rules file (JSON; default: the COMMAND_RULES_FILE setting, "
+                       "DATA_DIR/commands.json)")
     task = sub.add_parser("task", help="start and inspect background programming tasks")
     tsub = task.add_subparsers(dest="task_command", required=True)
 
@@ -355,6 +359,36 @@ def serve(settings, with_worker: bool) -> int:
     return 0
 
 
+def check_command(args) -> int:
+    """check-command (docs/SECURITY.md): `run (RULE): REASON` or `ask (RULE): REASON`, or a JSON object; without a
+    COMMAND, one JSON object per JSON string line on stdin. Exit 0 run, 1 ask, 2 error."""
+    try:
+        rules = command_policy.load_rules(args.rules) if args.rules else None
+    except command_policy.RulesError as e:
+        print(f"check-command: {e}", file=sys.stderr)
+        return 2
+
+    def line(command: str) -> dict:
+        d = command_policy.check(command, args.project, sandboxed=not args.no_sandbox, rules=rules)
+        return {"command": command, "decision": d.decision, "reason": d.reason, "rule": d.rule}
+
+    if args.bash_command is not None:
+        out = line(args.bash_command)
+        print(json.dumps(out) if args.json else f"{out['decision']} ({out['rule']}): {out['reason']}")
+        return 0 if out["decision"] == "run" else 1
+    status = 0
+    for number, raw in enumerate(sys.stdin, 1):
+        if raw.strip():
+            try:
+                command = json.loads(raw)
+                out = line(command) if isinstance(command, str) else {"line": number, "error": "expected a JSON string"}
+            except ValueError as e:
+                out = {"line": number, "error": f"expected a JSON string: {e}"}
+            status = 2 if "error" in out else status
+            print(json.dumps(out), flush=True)
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "check-command":  # no Redis; the settings only for the default rules file
@@ -364,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
             except TarsError as exc:
                 print(f"check-command: {exc}", file=sys.stderr)
                 return 2
-        return command_policy.check_command(args)
+        return check_command(args)
     try:
         settings = get_settings()
         if args.command in (None, "serve", "up"):

@@ -1,35 +1,17 @@
-"""The command gate, an allow-list: a bash command runs without the owner's code only when every part of it is known
-to be harmless; everything else asks. docs/SECURITY.md ("What asks for your code" onwards) is the long form.
+"""The command gate, an allow-list (after OpenAI Codex's `is_known_safe_command`): a bash command runs without the
+owner's code only when every simple command anywhere in it (lists, pipelines, bodies, substitutions, heredocs and
+strings fed to shells, what wrappers such as env, xargs or find -exec run) is an allow-listed program called in a way
+its rule accepts, and every redirection writes inside the project (or /tmp, with the sandbox). What the gate does not
+know, cannot parse or cannot read asks. The OS sandbox (core/sandbox.py), not this gate, bounds what code run by
+allowed tools does. docs/SECURITY.md is the long form: rule families, the always-ask list, inline code, owner rules.
 
-PRINCIPLE (after OpenAI Codex's `is_known_safe_command`). bashlex parses the command; every simple command anywhere in
-it (lists, pipelines, subshells, bodies, functions, `$(...)`, backticks, `<(...)`, heredocs and strings fed to shells,
-what wrappers such as env, timeout, xargs, find -exec or npx run) must be an allow-listed program called in a way its
-rule accepts, and every redirection must write inside the project (or /tmp, with the sandbox). What the gate does not
-know, cannot parse or cannot read asks.
-
-RULE FAMILIES (a run's rule is "allow:" + the families used, e.g. "allow:read+git"): read; edit (inside the project,
-paths resolved against every directory `cd` may have led to); git (on the task's branch; pushing asks: `task push`);
-build (tests, linters, task runners whose task name is build-like; database and shipping task names ask); install
-(into the project's environment); project-code (the project's own code: only with the sandbox, never a file the same
-command writes); inline-python; shell (bookkeeping). The sandbox, not this gate, bounds what build tools' code does.
-
-ALWAYS ASK (neither the sandbox nor the owner's rules change it): rm, rmdir, unlink, git rm, find -delete; DROP or
-TRUNCATE given to a database client, dropdb; git push --force (-f, --force-with-lease, --mirror, +refspec); git reset
---hard; chmod, chown, chgrp; kill, pkill, killall (not kill -0/-l); sudo, su, doas, pkexec, run0. Wiping asks too.
-
-INLINE CODE. Python (`python -c`, `python - <<EOF`, `echo ... | python`) is read with `ast` and runs only when plainly
-harmless (_python_problem); with the sandbox, importing a module outside the standard library is project code. Other
-languages' inline code asks.
-
-THE OWNER'S RULES: Claude Code's shape, {"permissions": {"allow": ["Bash(npm run lint:*)"], "ask": [...]}}, matched
-against each simple command at every wrapper level. Order: ALWAYS ASK, the owner's ask, the owner's allow (runs even
-without the sandbox), the built-in rules. `check()` never raises and does no I/O; `check-command` (main) prints
-`run (RULE): REASON` / `ask (RULE): REASON`, or JSON lines for JSON lines on stdin (docs/SECURITY.md).
+Order of decision: ALWAYS ASK (_FLOOR, git push --force, git reset --hard, DROP/TRUNCATE: nothing changes it), the
+owner's ask rules, the owner's allow rules (run even without the sandbox), the built-in rules. check() never raises
+and does no I/O; `python main_tars.py check-command` is its public face.
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
 import importlib
 import json
@@ -44,7 +26,7 @@ import bashlex
 import bashlex.state
 import bashlex.tokenizer
 
-__all__ = ["Decision", "Rules", "RulesError", "add_arguments", "check", "check_command", "load_rules", "main"]
+__all__ = ["Decision", "Rules", "RulesError", "check", "load_rules"]
 
 
 @dataclass(frozen=True)
@@ -1316,53 +1298,3 @@ def check(command: str, project_root, *, sandboxed: bool, rules: Rules | None = 
         return gate.decision()
     except Exception as e:  # never raise: what the checker cannot follow asks
         return Decision("ask", f"cannot be checked ({type(e).__name__})", "ask:internal")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """check-command's arguments, on `parser` (main_tars.py gives its subcommand's parser)."""
-    parser.add_argument("bash_command", nargs="?", metavar="COMMAND", help="the bash command (omit it to read one "
-                        "JSON string per line on stdin and print one JSON object per line)")
-    parser.add_argument("--project", default=".", help="the project root (default: the current directory)")
-    parser.add_argument("--json", action="store_true", help="print a JSON object")
-    parser.add_argument("--no-sandbox", action="store_true", help="decide as when no sandbox is active")
-    parser.add_argument("--rules", help="the owner's rules file (JSON)")
-    return parser
-
-
-def check_command(ns: argparse.Namespace) -> int:
-    """check-command itself (see the module docstring for its output); exit 0 run, 1 ask, 2 error."""
-    try:
-        rules = load_rules(ns.rules) if ns.rules else None
-    except RulesError as e:
-        print(f"check-command: {e}", file=sys.stderr)
-        return 2
-
-    def line(command: str) -> dict:
-        d = check(command, ns.project, sandboxed=not ns.no_sandbox, rules=rules)
-        return {"command": command, "decision": d.decision, "reason": d.reason, "rule": d.rule}
-
-    if ns.bash_command is not None:
-        out = line(ns.bash_command)
-        print(json.dumps(out) if ns.json else f"{out['decision']} ({out['rule']}): {out['reason']}")
-        return 0 if out["decision"] == "run" else 1
-    status = 0
-    for number, raw in enumerate(sys.stdin, 1):
-        if raw.strip():
-            try:
-                command = json.loads(raw)
-                out = line(command) if isinstance(command, str) else {"line": number, "error": "expected a JSON string"}
-            except ValueError as e:
-                out = {"line": number, "error": f"expected a JSON string: {e}"}
-            status = 2 if "error" in out else status
-            print(json.dumps(out), flush=True)
-    return status
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="check-command", description="Would TARS run this bash command without the "
-                                     "owner's code, or ask?")
-    return check_command(add_arguments(parser).parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

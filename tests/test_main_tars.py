@@ -332,3 +332,35 @@ def test_check_command_reads_the_owners_rules_file_of_the_settings(cli, settings
     assert broken.returncode == 2 and "not valid JSON" in broken.stderr, broken
     bad = cli("check-command", "ls", COMMAND_RULES_FILE=str(settings.PROJECTS_ROOT / "rules.json"))
     assert bad.returncode == 2 and "COMMAND_RULES_FILE" in bad.stderr and "Traceback" not in bad.stderr, bad
+
+
+def test_check_command_says_run_or_ask_with_the_rule(capsys, tmp_path):
+    import main_tars
+
+    check = ["check-command", "--project", str(tmp_path)]
+    assert main_tars.main(check + ["ls -la"]) == 0
+    assert capsys.readouterr().out == "run (allow:read): reads or searches\n"
+    assert main_tars.main(check + ["--json", "rm x"]) == 1
+    assert json.loads(capsys.readouterr().out) == {"command": "rm x", "decision": "ask", "reason": "`rm` deletes files",
+                                                  "rule": "ask:rm"}
+    assert main_tars.main(check + ["--json", "git push -f"]) == 1
+    assert json.loads(capsys.readouterr().out)["rule"] == "ask:git-push-force"
+    assert main_tars.main(check + ["--no-sandbox", "python app.py"]) == 1
+    broken = tmp_path / "commands.json"
+    broken.write_text("{")
+    assert main_tars.main(check + ["--rules", str(broken), "ls"]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_check_command_checks_a_list_of_commands_in_one_process(capsys, monkeypatch, tmp_path):
+    import io
+
+    import main_tars
+
+    lines = [json.dumps("git status"), json.dumps("rm -rf x\nls"), "", "not json", json.dumps(["ls"])]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(lines) + "\n"))
+    assert main_tars.main(["check-command", "--project", str(tmp_path)]) == 2
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [o.get("decision") for o in out] == ["run", "ask", None, None]
+    assert out[1] == {"command": "rm -rf x\nls", "decision": "ask", "reason": "`rm` deletes files", "rule": "ask:rm"}
+    assert out[2]["line"] == 4 and "JSON string" in out[2]["error"]

@@ -2,14 +2,13 @@
 
 Tables of run/ask with reasons; the two corpora under tests/core/commands/ (ordinary developer commands: at most 3 %
 may ask; destructive ones: every one asks); the old classifier's tables replayed through the new gate (a report, with
-the only destructive rows allowed to run named); the owner's rules file; check-command; properties: no shell construct
+the only destructive rows allowed to run named); the owner's rules file; properties: no shell construct
 around an asking command makes it run.
 """
 
 from __future__ import annotations
 
 import collections
-import io
 import json
 import shlex
 import time
@@ -19,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.command_policy import Decision, Rules, RulesError, check, load_rules, main
+from core.command_policy import Decision, Rules, RulesError, check, load_rules
 
 PROJECT = "/srv/project"  # the gate does no I/O on the project: any path will do
 COMMANDS = Path(__file__).parent / "commands"
@@ -301,37 +300,6 @@ def test_malformed_rules_name_the_file_and_the_problem(tmp_path, content, proble
 def test_missing_rules_file_is_no_rules(tmp_path):
     rules = load_rules(tmp_path / "absent.json")
     assert rules.allow == rules.ask == ()
-
-
-# --------------------------------------------------------------------------- check-command
-
-
-def test_check_command_one(capsys, tmp_path):
-    assert main(["--project", str(tmp_path), "ls -la"]) == 0
-    assert capsys.readouterr().out == "run (allow:read): reads or searches\n"
-    assert main(["--project", str(tmp_path), "--json", "rm x"]) == 1
-    assert json.loads(capsys.readouterr().out) == {"command": "rm x", "decision": "ask", "reason": "`rm` deletes files",
-                                                  "rule": "ask:rm"}
-    assert main(["--no-sandbox", "python app.py"]) == 1
-    assert main(["--rules", str(write_rules(tmp_path, "{")), "ls"]) == 2
-    assert "not valid JSON" in capsys.readouterr().err
-
-
-def test_check_command_through_main_tars(capsys, tmp_path):
-    import main_tars
-
-    assert main_tars.main(["check-command", "--project", str(tmp_path), "--json", "git push -f"]) == 1
-    assert json.loads(capsys.readouterr().out)["rule"] == "ask:git-push-force"
-
-
-def test_check_command_batch(capsys, monkeypatch, tmp_path):
-    lines = [json.dumps("git status"), json.dumps("rm -rf x\nls"), "", "not json", json.dumps(["ls"])]
-    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(lines) + "\n"))
-    assert main(["--project", str(tmp_path)]) == 2
-    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [o.get("decision") for o in out] == ["run", "ask", None, None]
-    assert out[1] == {"command": "rm -rf x\nls", "decision": "ask", "reason": "`rm` deletes files", "rule": "ask:rm"}
-    assert out[2]["line"] == 4 and "JSON string" in out[2]["error"]
 
 
 # --------------------------------------------------------------------------- corpora
