@@ -125,12 +125,16 @@ def stop_delivery(process: subprocess.Popen | None) -> None:
     sends (each task's cursor is in Redis)."""
     if process is None or process.poll() is not None:
         return
-    process.send_signal(signal.SIGTERM)
     try:
+        process.send_signal(signal.SIGTERM)
         process.wait(DRAIN_SECONDS + 10)
     except subprocess.TimeoutExpired:
+        process.kill()  # nothing is lost: the next reader resumes from the cursors
+        process.wait()
+    except BaseException:  # a second Ctrl+C (a cold stop) while it drains
         process.kill()
         process.wait()
+        raise
 
 
 if __name__ == "__main__":

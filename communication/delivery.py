@@ -60,6 +60,10 @@ LOG_ONLY = "log"  # the cursor's field when neither endpoint is set (each update
 SKIPPED = {QUEUED, "progress"}  # no worker has the task yet; meta-only sentences
 
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+# Free, or still held under this reader's name (the same reader restarted): it takes the task at once.
+_CLAIM = ("local held = redis.call('get', KEYS[1]) "
+          "if held == false or held == ARGV[1] then return redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) end "
+          "return false")
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
@@ -108,6 +112,7 @@ class Delivery:
         self.stopping = threading.Event()  # set: the endpoint threads stop, waits are cut short
         self.ready = threading.Event()  # set once subscribed to the wake-ups and the first poll is done
         self._drain_by: float | None = None
+        self._claiming = True  # false once a drain's first poll took what was there: a draining reader takes no more
         self._lock = threading.Lock()
         self._held: set[str] = set()  # tasks this reader holds the lease of
         self._tasks: dict[str, tuple[str, bool]] = {}  # task id -> (goal, detailed updates)
@@ -154,7 +159,7 @@ class Delivery:
                     message = pubsub.get_message(timeout=max(0.01, min(self.poll, next_poll - time.monotonic())))
                     if message and message.get("type") == "message":
                         task_id = json.loads(message["data"]).get("task_id")
-                        if task_id and (task_id in self.held() or self._claim(str(task_id))):
+                        if task_id and (task_id in self.held() or (self._claiming and self._claim(str(task_id)))):
                             self._wake_lanes({str(task_id)})
                     trouble = None
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -184,14 +189,16 @@ class Delivery:
             if not self.redis.eval(_RENEW, 1, keys.task_delivery_lease(task_id), self.name, int(self.lease * 1000)):
                 log.warning("task %s: its delivery lease was lost; another reader goes on", task_id)
                 self._forget(task_id)
-        for task_id in pending - self.held():
-            self._claim(task_id)
+        if self._claiming:
+            for task_id in pending - self.held():
+                self._claim(task_id)
+            self._claiming = self._drain_by is None
         for task_id in self.held():
             self._finish_if_done(task_id)
         self._wake_lanes(self.held())
 
     def _claim(self, task_id: str) -> bool:
-        if not self.redis.set(keys.task_delivery_lease(task_id), self.name, nx=True, px=int(self.lease * 1000)):
+        if not self.redis.eval(_CLAIM, 1, keys.task_delivery_lease(task_id), self.name, int(self.lease * 1000)):
             return False
         with self._lock:
             self._held.add(task_id)
