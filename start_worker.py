@@ -3,7 +3,7 @@
 
 Wiring only: settings, logging, Redis, the progress delivery process beside the worker (`python -m
 communication.delivery`: it reads the tasks' events from Redis and sends them to n8n / Discord, so a killed
-work-horse loses none; stopped after the worker, once it delivered what is left), then RQ's forking Worker on the
+work-horse loses none; it stops after the worker, once it delivered what is left), then RQ's forking Worker on the
 tars_programming queue (SpawnWorker on macOS, where fork is unsafe), with TARS's
 fault handling (core/worker.py). The first Ctrl+C / SIGTERM is a warm shutdown (the
 running task finishes: give a supervisor a stop timeout of the task runtime plus the
@@ -126,7 +126,7 @@ def stop_delivery(process: subprocess.Popen | None) -> None:
     if process is None or process.poll() is not None:
         return
     try:
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGUSR1)  # it ignores SIGINT and SIGTERM: those are this worker's
         process.wait(DRAIN_SECONDS + 10)
     except subprocess.TimeoutExpired:
         process.kill()  # nothing is lost: the next reader resumes from the cursors

@@ -1,7 +1,8 @@
 """Progress delivery: every task's events (core/event_log.py, task:<id>:events) → n8n / Discord, at least once.
 
 A reader of the event streams, in a process of its own: start_worker.py starts `python -m communication.delivery`
-beside the RQ worker and stops it when the worker stops. A killed work-horse loses no update, since what it appended
+beside the RQ worker, and it stops with the worker (SIGUSR1 from the worker, or the worker gone), after delivering
+what was appended (DRAIN_SECONDS at most). A killed work-horse loses no update, since what it appended
 is in Redis, not in a queue of its own; and the worker's process, which forks a horse per task, runs no delivery
 threads a fork could catch holding a lock (logging, httpx, ssl).
 
@@ -336,10 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     except (TarsError, ValueError) as exc:
         print(f"delivery: {exc}", file=sys.stderr)
         return 2
-    # Ctrl+C is the worker's (a warm shutdown finishes its task, whose updates this reader still sends); the worker
-    # stops this reader with SIGTERM once it has stopped itself.
+    # It stops with its worker: SIGUSR1 from the worker once it has stopped, or its exit. Ctrl+C and SIGTERM are the
+    # worker's (a terminal, systemd's whole-group stop): its warm shutdown finishes a task whose updates this sends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: delivery.drain())
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, lambda *_: delivery.drain())
     delivery.run()
     return 0
 
