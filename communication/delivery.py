@@ -11,10 +11,11 @@ threads a fork could catch holding a lock (logging, httpx, ssl).
   most, and a reader started after a crash finds every task left half-delivered.
 * One reader per task: a lease (keys.task_delivery_lease: SET NX PX, renewed by its holder) lets the readers of
   several workers share the set; when a reader dies, another takes its tasks over once the lease runs out.
-* One thread per endpoint delivers each leased task's events in stream order (communication/notifier.py: payloads,
-  signing, retries on 5xx / 408 / 429 and timeouts). Its cursor, one field of keys.task_delivered, moves past an
-  event only once the endpoint answered 2xx or refused it for good (logged). When the attempts run out, the same
-  event is tried again RETRY_LATER_SECONDS later, without holding up the other endpoint or the other tasks' turns.
+* One thread per task and endpoint (at most PARALLEL_PER_ENDPOINT POSTing to one endpoint at once) delivers the
+  task's events in order (communication/notifier.py: payloads, signing, retries on 5xx / 408 / 429 and timeouts),
+  so a dead endpoint never holds up the other, nor a slow one a task behind another. Its cursor, one field of
+  keys.task_delivered, moves past an event only once the endpoint answered 2xx or refused it for good (logged). When the attempts run out, the same
+  event is tried again RETRY_LATER_SECONDS later; meanwhile the other endpoint and the other tasks go on.
   A crash between a POST and its cursor resends the event with the same id (evt_<task id>_<stream id>), which
   receivers drop as a duplicate (Idempotency-Key, webhook-id).
 * What is sent, as before: every event but `queued`, milestones only unless the task's updates are detailed (its
@@ -57,6 +58,8 @@ LEASE_SECONDS = 15.0  # a task's reader holds it this long unless renewed (each 
 RETRY_LATER_SECONDS = 30.0  # an event whose attempts ran out is tried again after this
 DRAIN_SECONDS = 5.0  # at stop, how long the reader goes on delivering what is already appended
 BATCH = 100  # events read at once per task and endpoint
+PARALLEL_PER_ENDPOINT = 4  # tasks whose events go to one endpoint at the same time (each task's in order)
+LANE_IDLE_SECONDS = 5.0  # a task's thread for an endpoint ends after this long with nothing to send
 LOG_ONLY = "log"  # the cursor's field when neither endpoint is set (each update is a log line)
 SKIPPED = {QUEUED, "progress"}  # no worker has the task yet; meta-only sentences
 
@@ -117,17 +120,21 @@ class Delivery:
         self._lock = threading.Lock()
         self._held: set[str] = set()  # tasks this reader holds the lease of
         self._tasks: dict[str, tuple[str, bool]] = {}  # task id -> (goal, detailed updates)
-        self._wake = {lane: threading.Event() for lane in self.lanes}
-        self._due: dict[str, set[str]] = {lane: set() for lane in self.lanes}  # tasks each endpoint should look at
+        # One thread per task and endpoint while it has events to send (it ends after LANE_IDLE_SECONDS without);
+        # at most PARALLEL_PER_ENDPOINT of them POST at once.
+        self._lanes: dict[tuple[str, str], threading.Event] = {}  # (task, lane) -> its thread's wake-up
+        self._threads: list[threading.Thread] = []
+        self._slots = {lane: threading.BoundedSemaphore(PARALLEL_PER_ENDPOINT) for lane in self.lanes}
+        self._clients = {lane: private_client(connection) for lane in self.lanes}
         self._retry_at: dict[tuple[str, str], float] = {}  # (task, lane) whose attempts ran out -> when to try again
-        self._threads = [threading.Thread(target=self._lane, args=(lane,), name=f"tars-delivery-{lane}", daemon=True)
-                         for lane in self.lanes]
         self._parent = os.getppid()
 
     # --- control ---
     def stop(self) -> None:
         self.stopping.set()
-        for wake in self._wake.values():
+        with self._lock:
+            wakes = list(self._lanes.values())
+        for wake in wakes:
             wake.set()
 
     def drain(self, seconds: float | None = None) -> None:
@@ -141,8 +148,6 @@ class Delivery:
 
     # --- the main thread: wake-ups, the set, the leases ---
     def run(self) -> None:
-        for thread in self._threads:
-            thread.start()
         listener = private_client(self.redis)
         pubsub = listener.pubsub(ignore_subscribe_messages=True)
         next_poll, trouble = 0.0, None
@@ -173,9 +178,12 @@ class Delivery:
                     pass  # a wake-up that is not ours: the poll still finds every task
         finally:
             self.stop()
-            for thread in self._threads:
+            with self._lock:
+                threads = list(self._threads)
+            for thread in threads:
                 thread.join(self.notifier.timeout + 1)
-            for close in (pubsub.close, listener.close, self.notifier.close):
+            for close in (pubsub.close, listener.close, self.notifier.close,
+                          *(client.close for client in self._clients.values())):
                 try:
                     close()
                 except Exception:
@@ -246,40 +254,49 @@ class Delivery:
         return True
 
     def _wake_lanes(self, tasks: set[str]) -> None:
+        """Each endpoint's thread for these tasks looks for new events (started if it had none)."""
         with self._lock:
-            for due in self._due.values():
-                due.update(tasks)
-        for wake in self._wake.values():
-            wake.set()
+            if self.stopping.is_set():
+                return
+            self._threads = [t for t in self._threads if t.is_alive()]
+            for task_id in tasks & self._held:
+                for lane in self.lanes:
+                    wake = self._lanes.get((task_id, lane))
+                    if wake is None:
+                        wake = self._lanes[(task_id, lane)] = threading.Event()
+                        thread = threading.Thread(target=self._lane, args=(task_id, lane, wake), daemon=True,
+                                                  name=f"tars-delivery-{lane}-{task_id}")
+                        self._threads.append(thread)
+                        thread.start()
+                    wake.set()
 
-    # --- one thread per endpoint ---
-    def _lane(self, lane: str) -> None:
-        connection = private_client(self.redis)
-        wake = self._wake[lane]
-        try:
-            while not self.stopping.is_set():
-                wake.clear()
-                with self._lock:
-                    due, self._due[lane] = self._due[lane] & self._held, set()
-                busy = False
-                for task_id in due:
-                    if self.stopping.is_set():
-                        break
-                    try:
-                        if self._deliver(connection, task_id, lane):
-                            busy = True
-                            with self._lock:
-                                self._due[lane].add(task_id)  # a batch went out: there may be more
-                    except redis.RedisError as exc:
-                        log.warning("%s: task %s: %s; trying again", lane, task_id, exc)
-                        self.stopping.wait(0.5)
-                    except Exception:
-                        log.exception("%s: delivering task %s broke; trying again later", lane, task_id)
-                        self._retry_at[(task_id, lane)] = time.monotonic() + self.retry_later
-                if not busy:
-                    wake.wait(self.poll)
-        finally:
-            connection.close()
+    # --- one thread per task and endpoint: the task's events in order ---
+    def _lane(self, task_id: str, lane: str, wake: threading.Event) -> None:
+        idle_since = time.monotonic()
+        while not self.stopping.is_set():
+            wake.clear()
+            moved = False
+            try:
+                with self._slots[lane]:
+                    moved = self._deliver(self._clients[lane], task_id, lane)
+            except redis.RedisError as exc:
+                log.warning("%s: task %s: %s; trying again", lane, task_id, exc)
+                self.stopping.wait(0.5)
+            except Exception:
+                log.exception("%s: delivering task %s broke; trying again later", lane, task_id)
+                self._retry_at[(task_id, lane)] = time.monotonic() + self.retry_later
+            if moved:
+                idle_since = time.monotonic()
+                continue  # a batch went out: there may be more
+            if time.monotonic() - idle_since >= LANE_IDLE_SECONDS or task_id not in self.held():
+                with self._lock:  # a wake-up set now is not lost: the next one starts a new thread
+                    if not wake.is_set():
+                        del self._lanes[(task_id, lane)]
+                        return
+                continue
+            wake.wait(self.poll)
+        with self._lock:
+            self._lanes.pop((task_id, lane), None)
 
     def _deliver(self, connection: redis.Redis, task_id: str, lane: str) -> bool:
         """Deliver the task's next events to one endpoint, in order; True when its cursor moved."""
