@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The worker's entry script: `python start_worker.py [--burst]` runs one worker (core/worker.py) until stopped.
 
-Wiring only: settings, logging, Redis, then RQ's forking Worker on the
+Wiring only: settings, logging, Redis, the progress delivery process beside the worker (`python -m
+communication.delivery`: it reads the tasks' events from Redis and sends them to n8n / Discord, so a killed
+work-horse loses none; it stops after the worker, once it delivered what is left), then RQ's forking Worker on the
 tars_programming queue (SpawnWorker on macOS, where fork is unsafe), with TARS's
 fault handling (core/worker.py). The first Ctrl+C / SIGTERM is a warm shutdown (the
 running task finishes: give a supervisor a stop timeout of the task runtime plus the
@@ -13,14 +15,17 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import socket
+import subprocess
 import sys
+from pathlib import Path
 from urllib.parse import urlparse
 
 from rq import Queue
 
-from communication.progress import sink_factory
-from core import background_worker, sandbox
+from communication.delivery import DRAIN_SECONDS
+from core import sandbox
 from core.config import get_settings, warn_about_env_file
 from core.defaults import QUEUE_NAME, REDIS_OUTAGE_RETRY_SECONDS, WORKER_LOG_FORMAT
 from core.exceptions import TarsError
@@ -89,14 +94,47 @@ def main(argv: list[str] | None = None) -> int:
                         "(see env.example) and restart this worker.")
     if warning := redis_warning(settings):
         logging.warning("%s", warning)
-    background_worker.EVENT_SINKS.append(sink_factory(settings))
-    warm_up()  # the SDK's response models, built once here instead of in every work-horse
-    worker_class = TarsSpawnWorker if sys.platform == "darwin" else TarsWorker
     name = args.name or f"{socket.gethostname()}.{os.getpid()}"
-    worker = worker_class([Queue(QUEUE_NAME, connection=connection)], connection=connection, name=name)
-    worker.settings = settings
-    worker.work(burst=args.burst, logging_level=settings.LOG_LEVEL, log_format=WORKER_LOG_FORMAT)
+    delivery = start_delivery(f"{name}.delivery")
+    try:
+        warm_up()  # the SDK's response models, built once here instead of in every work-horse
+        worker_class = TarsSpawnWorker if sys.platform == "darwin" else TarsWorker
+        worker = worker_class([Queue(QUEUE_NAME, connection=connection)], connection=connection, name=name)
+        worker.settings = settings
+        worker.work(burst=args.burst, logging_level=settings.LOG_LEVEL, log_format=WORKER_LOG_FORMAT)
+    finally:
+        stop_delivery(delivery)
     return 0
+
+
+def start_delivery(name: str) -> subprocess.Popen | None:
+    """The progress delivery process (communication/delivery.py), started before any work-horse exists. A process of
+    its own, not a thread here: this process forks a horse per task, and a fork made while another thread holds a
+    lock (logging, httpx, ssl) can leave the child deadlocked; and what it delivers outlives a killed horse."""
+    root = str(Path(__file__).resolve().parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    try:
+        return subprocess.Popen([sys.executable, "-m", "communication.delivery", "--name", name], env=env)
+    except OSError as exc:
+        logging.error("could not start the progress delivery process (%s): updates wait for the next worker", exc)
+        return None
+
+
+def stop_delivery(process: subprocess.Popen | None) -> None:
+    """Ask it to deliver what is left (DRAIN_SECONDS at most) and stop; what it could not send, the next reader
+    sends (each task's cursor is in Redis)."""
+    if process is None or process.poll() is not None:
+        return
+    try:
+        process.send_signal(signal.SIGUSR1)  # it ignores SIGINT and SIGTERM: those are this worker's
+        process.wait(DRAIN_SECONDS + 10)
+    except subprocess.TimeoutExpired:
+        process.kill()  # nothing is lost: the next reader resumes from the cursors
+        process.wait()
+    except BaseException:  # a second Ctrl+C (a cold stop) while it drains
+        process.kill()
+        process.wait()
+        raise
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 * `record_start(key)`: a no-op job that records when its body started (time.time() at its first line).
 * `agent_task(...)`: the same scripted agent work a TARS task does (Agent + AnthropicModel against the fake API,
-  a real Workspace on a project folder), without TARS's task manager, job.meta, progress sinks, cancel watcher or
+  a real Workspace on a project folder), without TARS's task manager, job.meta, event stream, cancel watcher or
   confirmation gate.
 """
 

@@ -10,7 +10,7 @@ two answers). Variants:
 * no-op tools: a Workspace whose bash and editor return a fixed result at once (same interface as Workspace);
 * real Workspace, editor `view` of a small file (3 files in turn, so the stuck detector never fires);
 * the worker's wiring (informational): no-op tools, but the worker's hooks (WorkerHooks: TaskContext.event saves
-  job.meta to Redis on every progress change, the progress sink of start_worker.py with no channel set; the gate
+  job.meta to Redis on every progress change and appends each event to the task's stream; the gate
   checking every command against the allow-list (core/command_policy.py, as with a sandbox) and INFO logging to a
   file, as run_task and start_worker.py wire them.
 """
@@ -37,7 +37,7 @@ from core.tools import ToolResult, Workspace  # noqa: E402
 
 LOOP_NOOP = "loop overhead per iteration, instant model, no-op tools"
 LOOP_VIEW = "loop overhead per iteration, instant model, real Workspace editor view"
-LOOP_WIRED = "loop overhead per iteration, no-op tools, worker wiring (meta + sink + gate)"
+LOOP_WIRED = "loop overhead per iteration, no-op tools, worker wiring (meta + events + gate)"
 NAMES = [LOOP_NOOP, LOOP_VIEW, LOOP_WIRED]
 
 
@@ -101,16 +101,12 @@ def measure(name: str, make_workspace, turns_for, iterations: int, runs: int, ta
 
 def wired_kwargs(rig: Rig, root: Path) -> dict:
     """The worker's hooks exactly as run_task builds them, on a real job of the private Redis."""
-    from communication.progress import sink_factory
-    from core import background_worker
     from core.background_worker import TaskContext, WorkerHooks
 
     job = Job.create("bench.jobs.record_start", args=("unused",), connection=rig.redis,
                      meta={"goal": "benchmark the loop", "project_path": str(root), "phase": "planning",
                            "progress": "", "verbose_updates": None})
     job.save()
-    if not background_worker.EVENT_SINKS:
-        background_worker.EVENT_SINKS.append(sink_factory(rig.settings))
     ctx = TaskContext(job, rig.settings)
 
     class LoopOnly(WorkerHooks):

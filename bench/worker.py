@@ -3,7 +3,7 @@
     python bench/worker.py [start_worker.py's options]   TARS's worker, also listening on the raw bench queue
     python bench/worker.py --raw [--name N]               a plain rq.Worker on the raw bench queue only
 
-The first form runs start_worker.main() itself (settings, logging, progress sinks, the same Worker class and
+The first form runs start_worker.main() itself (settings, logging, the progress delivery process, the same Worker class and
 arguments); only the Worker it builds is given one more queue, so TARS jobs and raw RQ jobs run on the very
 same forking worker process. The second is what `rq worker bench_raw` would run, with the raw jobs' module
 preloaded in the parent, as start_worker.py preloads core.background_worker (otherwise every work-horse would

@@ -7,20 +7,19 @@ Two kinds of endpoint, either, both or neither:
 * a Discord channel webhook (``DISCORD_WEBHOOK_URL``): gets :func:`discord_payload`, Discord's
   execute-webhook body (content + one embed, no mentions ever parsed).
 
-:class:`Notifier` keeps one bounded, in-order queue and one daemon thread per endpoint, so a dead
-or hanging endpoint never holds up the other one, and ``send()`` only copies, scrubs and enqueues.
+:class:`Notifier` POSTs one event to one endpoint with the retry policy (5xx, 408, 429 and timeouts retried
+with backoff, Retry-After honoured, other 4xx refused for good); communication/delivery.py reads each task's
+events from Redis and calls it, one thread per endpoint, so a dead or hanging endpoint never holds up the other.
 Every POST carries ``Idempotency-Key: <event id>``; with a signing secret also the Standard Webhooks
-headers (``webhook-id`` = the event id, the same on every retry; ``webhook-timestamp``;
+headers (``webhook-id`` = the event id, the same on every retry and every resend; ``webhook-timestamp``;
 ``webhook-signature``). Receivers drop duplicates by that id. :func:`verify` is the receiving side.
 
-Counters (``Notifier.stats`` totals, ``Notifier.endpoint_stats`` per endpoint) count deliveries
+Counters (``Notifier.stats`` totals, ``Notifier.endpoint_stats`` per endpoint) count deliver() calls
 per endpoint: an event sent to both endpoints counts twice.
 
 * ``sent``: answered 2xx.
-* ``failed``: attempted and given up (a permanent 4xx, attempts used up, or cut off by close()).
-* ``dropped``: never attempted (evicted from a full buffer, progress beyond what close() can send in
-  ``CLOSE_BACKLOG_SECONDS`` at the endpoint's measured speed, still queued when close() gave up, or sent
-  after close()).
+* ``refused``: a permanent 4xx (or a bad URL), logged and never retried.
+* ``failed``: attempts used up (or stopped) for now; the caller tries the same event again later.
 * ``retried``: extra attempts made after a failed one.
 """
 
@@ -38,7 +37,6 @@ import random
 import threading
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
@@ -54,7 +52,7 @@ log = logging.getLogger("tars.notifier")
 EVENT_TYPES = tuple(kind for kind in EVENT_KINDS if kind not in (QUEUED, "progress"))
 """What a worker delivers (core/task_states.py's kinds; a queued task has no worker yet, progress lives in meta)."""
 ALWAYS = {*CONFIRMATION_KINDS, *ENDING_KINDS}
-"""Never dropped, even from a backlog at close."""
+"""Sent whatever the verbosity; their Discord embed names the goal."""
 MILESTONES = ALWAYS | {"started", "checkpoint_failed", "phase"}
 """Sent even when the task's updates are not detailed."""
 
@@ -89,11 +87,6 @@ SIGNATURE_VERSION = "v1"
 SECRET_PREFIX = "whsec_"
 RESPONSE_SNIPPET = 200
 _MAX_RESPONSE_BYTES = 64 * 1024
-_CLOSE_POLL = 0.05
-# At close, a slow endpoint may delay the end by about this much for progress still queued: the work-horse (and so
-# the worker's next task) waits on that flush. Older progress lines beyond it are dropped; endings and
-# confirmation events never are.
-CLOSE_BACKLOG_SECONDS = 0.5
 
 
 def _now_iso() -> str:
@@ -500,13 +493,13 @@ def _retry_after(response: httpx.Response, body: bytes, cap: float) -> float | N
     return max(0.0, min(wait, cap))
 
 
-def _describe(events: list[ProgressEvent], limit: int = 10) -> str:
-    shown = ", ".join(f"task {e.task_id} {e.type} ({e.id})" for e in events[:limit])
-    return shown + (f" and {len(events) - limit} more" if len(events) > limit else "")
+SENT, REFUSED, FAILED = "sent", "refused", "failed"
+"""What Notifier.deliver() ends with: answered 2xx; refused for good (a 4xx other than 408/429, or a bad URL: logged,
+never retried); failed for now (attempts used up, or stopped: the caller tries the same event again later)."""
 
 
 class _Endpoint:
-    """One webhook: a bounded in-order queue and the daemon thread that delivers it."""
+    """One webhook: POSTs one event at a time, with the retry policy. Used by one thread at a time."""
 
     def __init__(self, notifier: "Notifier", name: str, url: str, transport: httpx.BaseTransport | None):
         self.n = notifier
@@ -515,143 +508,14 @@ class _Endpoint:
         parsed = httpx.URL(url)
         self.label = f"{name} ({_origin(parsed)})"
         self.needles = _url_needles(url, parsed)
-        self._owns_client = transport is None
         self._client = httpx.Client(transport=transport, follow_redirects=False, trust_env=False)
-        self._cond = threading.Condition()
-        self._queue: deque[ProgressEvent] = deque()
-        self._inflight: ProgressEvent | None = None
-        self._closing = False
-        self._deadline: float | None = None
-        self._abort = threading.Event()
+        self._lock = threading.Lock()
         self._not_before = 0.0
-        self._abandoned: str | None = None  # id of the in-flight event abort() counted as failed
-        self.answers = 0  # HTTP answers of any status: the endpoint exists
-        self.unreachable_streak = 0  # attempts in a row that got no answer (refused, timed out, ...)
-        self.failure_streak = 0  # attempts in a row that got no answer or a 5xx
-        self._drop_logged = 0
-        self.latency: float | None = None  # recent seconds per answered POST (moving average)
-        self.stats = {"sent": 0, "failed": 0, "dropped": 0, "retried": 0}
-        self.thread = threading.Thread(target=self._run, name=f"tars-notifier-{name}", daemon=True)
-        self.thread.start()
-
-    # --- the sending side (any thread) ---
-    def put(self, event: ProgressEvent) -> None:
-        dropped = None
-        with self._cond:
-            if self._closing:
-                self.stats["dropped"] += 1
-                dropped = event
-            else:
-                if len(self._queue) >= self.n.buffer_size:
-                    dropped = self._evict(event)
-                if dropped is not event:
-                    self._queue.append(event)
-                    self._cond.notify()
-                if dropped is not None:
-                    self.stats["dropped"] += 1
-            count = self.stats["dropped"]
-        if dropped is not None and (count == 1 or count - self._drop_logged >= 100):
-            self._drop_logged = count
-            why = "closed" if self._closing else f"buffer of {self.n.buffer_size} full"
-            log.warning("%s: %s, dropped task %s %s (%d dropped so far)", self.label, why, dropped.task_id,
-                        dropped.type, count)
-
-    def _evict(self, incoming: ProgressEvent) -> ProgressEvent:
-        """Make room: the oldest event that may go (non-ALWAYS), else the newcomer, else the oldest."""
-        for i, queued in enumerate(self._queue):
-            if queued.type not in ALWAYS:
-                del self._queue[i]
-                return queued
-        if incoming.type not in ALWAYS:
-            return incoming
-        return self._queue.popleft()  # all ALWAYS: the buffer stays bounded
-
-    def circuit_open(self) -> bool:
-        """The endpoint looks dead: no attempt so far got any answer, or the last ``max_attempts``
-        in a row got none or a 5xx. A single 5xx, 429 or 4xx answer is a live endpoint."""
-        return (self.answers == 0 and self.unreachable_streak > 0) or self.failure_streak >= self.n.max_attempts
-
-    def begin_close(self, deadline: float) -> None:
-        with self._cond:
-            self._closing = True
-            self._deadline = deadline
-            stale = self._trim_backlog()
-            self._cond.notify_all()
-        if stale:
-            log.info("%s: closing; dropped %d older progress updates that would take more than %gs to send "
-                     "(endings and confirmations are kept)", self.label, stale, CLOSE_BACKLOG_SECONDS)
-
-    def _trim_backlog(self) -> int:
-        """Drop the oldest non-ALWAYS events that do not fit in CLOSE_BACKLOG_SECONDS (caller holds the lock)."""
-        if not self.latency:
-            return 0
-        excess = len(self._queue) - int(CLOSE_BACKLOG_SECONDS / self.latency)
-        kept: deque[ProgressEvent] = deque()
-        for queued in self._queue:
-            if excess > 0 and queued.type not in ALWAYS:
-                excess -= 1
-            else:
-                kept.append(queued)
-        stale = len(self._queue) - len(kept)
-        self._queue = kept
-        self.stats["dropped"] += stale
-        return stale
-
-    def abort(self, why: str) -> None:
-        with self._cond:
-            if self._abort.is_set():
-                return
-            self._abort.set()
-            pending = list(self._queue)
-            self._queue.clear()
-            inflight = self._inflight
-            self.stats["dropped"] += len(pending)
-            if inflight is not None:
-                self.stats["failed"] += 1  # counted now, so stats are final when close() returns
-                self._abandoned = inflight.id
-            self._cond.notify_all()
-        if pending or inflight:
-            parts = []
-            if inflight:
-                parts.append("in flight: " + _describe([inflight]))
-            if pending:
-                parts.append(f"not sent ({len(pending)}): " + _describe(pending))
-            log.warning("%s: %s; giving up. %s", self.label, why, "; ".join(parts))
-
-    # --- the delivering thread ---
-    def _run(self) -> None:
-        try:
-            while True:
-                with self._cond:
-                    while not self._queue and not self._closing:
-                        self._cond.wait()
-                    if self._abort.is_set() or not self._queue:
-                        return
-                    event = self._queue.popleft()
-                    self._inflight = event
-                try:
-                    self._deliver(event)
-                except Exception as exc:  # never let the thread die with events queued
-                    log.error("%s: delivering task %s %s broke: %s", self.label, event.task_id, event.type,
-                              self._safe(f"{type(exc).__name__}: {exc}"))
-                    self._give_up(event)
-                finally:
-                    self._inflight = None
-        finally:
-            if self._owns_client:
-                try:
-                    self._client.close()
-                except Exception:
-                    pass
+        self.stats = {"sent": 0, "refused": 0, "failed": 0, "retried": 0}
 
     def _count(self, key: str, n: int = 1) -> None:
-        with self._cond:
+        with self._lock:
             self.stats[key] += n
-
-    def _give_up(self, event: ProgressEvent) -> None:
-        with self._cond:
-            if self._abandoned != event.id:  # abort() has not counted it already
-                self.stats["failed"] += 1
 
     def _safe(self, text: str) -> str:
         for needle, replacement in self.needles.items():
@@ -662,69 +526,46 @@ class _Endpoint:
         payload = discord_payload(event) if self.name == "discord" else n8n_payload(event)
         return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str).encode()
 
-    def _deliver(self, event: ProgressEvent) -> None:
+    def deliver(self, event: ProgressEvent, stop: threading.Event) -> str:
+        """POST ``event`` (already scrubbed) until it is answered 2xx, refused for good, or ``max_attempts`` ran out;
+        ``stop`` set cuts the waits between attempts short (FAILED)."""
         body = self._encode(event)
         what = f"task {event.task_id} {event.type} ({event.id})"
         attempt = 0
         while True:
-            if self._abort.is_set() or not self._wait_rate_limit():
-                return self._give_up(event)
+            wait = self._not_before - time.monotonic()  # a rate limit the last answer announced
+            if stop.is_set() or (wait > 0 and stop.wait(wait)):
+                self._count("failed")
+                return FAILED
             attempt += 1
-            began = time.monotonic()
-            outcome, hint, detail, status = self._attempt(event, body)
-            with self._cond:
-                if status is not None:
-                    took = time.monotonic() - began
-                    self.latency = took if self.latency is None else 0.7 * self.latency + 0.3 * took
-                if status is None:
-                    self.unreachable_streak += 1
-                    self.failure_streak += 1
-                else:
-                    self.answers += 1
-                    self.unreachable_streak = 0
-                    self.failure_streak = self.failure_streak + 1 if status >= 500 else 0
-                if outcome == _OK:
-                    self.stats["sent"] += 1
-                    if self._abandoned == event.id:  # abort() gave it up, but it got through after all
-                        self.stats["failed"] -= 1
+            outcome, hint, detail = self._attempt(event, body)
             if outcome == _OK:
+                self._count("sent")
                 log.debug("%s: delivered %s (attempt %d)", self.label, what, attempt)
-                return
-            if self._abort.is_set():
-                return self._give_up(event)
+                return SENT
             if outcome == _PERMANENT:
+                self._count("refused")
                 log.warning("%s: %s refused with %s; not retried", self.label, what, detail)
-                return self._give_up(event)
+                return REFUSED
             if attempt >= self.n.max_attempts:
-                log.warning("%s: gave up on %s after %d attempts; last: %s", self.label, what, attempt, detail)
-                return self._give_up(event)
-            delay = hint if hint is not None else self._backoff(attempt)
-            if self._closing and self._deadline is not None and time.monotonic() + delay > self._deadline:
-                log.warning("%s: closing; gave up on %s after %d attempts; last: %s", self.label, what, attempt,
+                self._count("failed")
+                log.warning("%s: %s failed %d times; last: %s; trying again later", self.label, what, attempt,
                             detail)
-                return self._give_up(event)
+                return FAILED
+            delay = hint if hint is not None else self._backoff(attempt)
             self._count("retried")
             log.info("%s: attempt %d/%d for %s failed (%s); retrying in %.2fs", self.label, attempt,
                      self.n.max_attempts, what, detail, delay)
-            if self._abort.wait(delay):
-                return self._give_up(event)
+            if stop.wait(delay):
+                self._count("failed")
+                return FAILED
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.n.backoff_max, self.n.backoff_base * (2 ** (attempt - 1)))
         return random.uniform(ceiling / 2, ceiling)
 
-    def _wait_rate_limit(self) -> bool:
-        """Honour a rate limit the last answer announced (X-RateLimit-Remaining: 0). False = aborted."""
-        wait = self._not_before - time.monotonic()
-        return not (wait > 0 and self._abort.wait(wait))
-
-    def _request_timeout(self) -> float:
-        if self._closing and self._deadline is not None:
-            return max(0.05, min(self.n.timeout, self._deadline - time.monotonic()))
-        return self.n.timeout
-
-    def _attempt(self, event: ProgressEvent, body: bytes) -> tuple[str, float | None, str, int | None]:
-        """One POST: (outcome, server-requested wait, detail for the log, HTTP status or None)."""
+    def _attempt(self, event: ProgressEvent, body: bytes) -> tuple[str, float | None, str]:
+        """One POST: (outcome, server-requested wait, detail for the log)."""
         headers = {"content-type": "application/json", "idempotency-key": event.id, "user-agent": "TARS-notifier"}
         if self.name == "n8n":
             headers.update(self.n.n8n_headers)
@@ -735,30 +576,30 @@ class _Endpoint:
             headers["webhook-signature"] = sign(self.n.signing_secret, event.id, stamp, body)
         try:
             with self._client.stream("POST", self.url, content=body, headers=headers,
-                                     timeout=self._request_timeout()) as response:
+                                     timeout=self.n.timeout) as response:
                 received = bytearray()
                 for chunk in response.iter_bytes():
                     received += chunk
                     if len(received) >= _MAX_RESPONSE_BYTES:
                         break
         except httpx.TimeoutException as exc:
-            return _RETRY, None, f"timed out ({type(exc).__name__})", None
+            return _RETRY, None, f"timed out ({type(exc).__name__})"
         except httpx.TransportError as exc:
-            return _RETRY, None, self._safe(f"{type(exc).__name__}: {exc}"), None
+            return _RETRY, None, self._safe(f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # a bad URL and the like: retrying will not help
-            return _PERMANENT, None, self._safe(f"{type(exc).__name__}: {exc}"), None
+            return _PERMANENT, None, self._safe(f"{type(exc).__name__}: {exc}")
         status = response.status_code
         if 200 <= status < 300:
             self._note_rate_limit(response)
-            return _OK, None, f"HTTP {status}", status
+            return _OK, None, f"HTTP {status}"
         # Redact before cutting: a secret cut in half would no longer be recognised.
         text = self._safe(bytes(received[:8192]).decode("utf-8", "replace"))[:RESPONSE_SNIPPET]
         detail = f"HTTP {status}: {text}" if text.strip() else f"HTTP {status}"
         if status in (429, 503):
-            return _RETRY, _retry_after(response, bytes(received), self.n.backoff_max), detail, status
+            return _RETRY, _retry_after(response, bytes(received), self.n.backoff_max), detail
         if status == 408 or status >= 500:
-            return _RETRY, None, detail, status
-        return _PERMANENT, None, detail, status
+            return _RETRY, None, detail
+        return _PERMANENT, None, detail
 
     def _note_rate_limit(self, response: httpx.Response) -> None:
         if response.headers.get("x-ratelimit-remaining", "").strip() == "0":
@@ -768,20 +609,23 @@ class _Endpoint:
                 return
             self._not_before = time.monotonic() + max(0.0, min(reset_after, self.n.backoff_max))
 
+    def close(self) -> None:
+        try:
+            self._client.close()
+        except Exception:
+            pass
+
 
 class Notifier:
-    """Sends progress events to n8n and/or a Discord webhook from background threads.
+    """Sends one progress event at a time to n8n or a Discord webhook, with the retry policy.
 
-    ``send()`` never blocks or raises; ``close()`` delivers what it can within its timeout. Events
-    of one endpoint go out strictly in the order they were sent. Its threads start at once: make
-    it in the process that sends (the RQ work-horse, after the fork), and call ``close()`` before
-    that process ends (a work-horse leaves with os._exit, which skips atexit). ``buffer_size``
-    bounds each endpoint's queue (the event in flight not counted).
+    Holds no queue and no thread: communication/delivery.py reads each task's events from Redis and calls
+    :meth:`deliver` from one thread per endpoint, so a dead or hanging endpoint never holds up the other.
     """
 
     def __init__(self, *, n8n_url: str | None, discord_url: str | None, signing_secret: str | None = None,
                  secret_values: Iterable[str] = (), timeout: float = 5.0, max_attempts: int = 5,
-                 backoff_base: float = 0.5, backoff_max: float = 30.0, buffer_size: int = 1000,
+                 backoff_base: float = 0.5, backoff_max: float = 30.0,
                  transport: httpx.BaseTransport | None = None, n8n_headers: Mapping[str, str] | None = None):
         # n8n_headers: extra headers for n8n only, e.g. the shared secret its Header Auth credential checks.
         self.n8n_headers = dict(n8n_headers or {})
@@ -792,7 +636,6 @@ class Notifier:
         self.max_attempts = max(1, int(max_attempts))
         self.backoff_base = max(0.0, float(backoff_base))
         self.backoff_max = max(0.0, float(backoff_max))
-        self.buffer_size = max(1, int(buffer_size))
         values = list(secret_values)
         if signing_secret:
             values.append(signing_secret)
@@ -801,78 +644,50 @@ class Notifier:
             if token:
                 values.append(token)
         self._scrubber = _Scrubber(values)
-        self._lock = threading.Lock()
-        self._closed = False
-        self._endpoints: list[_Endpoint] = []
+        self._endpoints: dict[str, _Endpoint] = {}
         for name, url in (("n8n", n8n_url), ("discord", discord_url)):
             if url:
                 endpoint = _Endpoint(self, name, url, transport)
                 _URL_FILTER.needles.update(endpoint.needles)
-                self._endpoints.append(endpoint)
+                self._endpoints[name] = endpoint
 
     @property
     def endpoints(self) -> list[str]:
-        return [e.name for e in self._endpoints]
+        return list(self._endpoints)
 
     @property
     def stats(self) -> dict:
-        """Totals over the endpoints: sent, failed, dropped, retried (see the module docstring)."""
-        total = {"sent": 0, "failed": 0, "dropped": 0, "retried": 0}
-        for endpoint in self._endpoints:
+        """Totals over the endpoints: sent, refused, failed, retried (see the module docstring)."""
+        total = {"sent": 0, "refused": 0, "failed": 0, "retried": 0}
+        for endpoint in self._endpoints.values():
             for key, value in dict(endpoint.stats).items():
                 total[key] += value
         return total
 
     @property
     def endpoint_stats(self) -> dict[str, dict]:
-        return {e.name: dict(e.stats) for e in self._endpoints}
+        return {name: dict(e.stats) for name, e in self._endpoints.items()}
 
-    def send(self, event: ProgressEvent) -> None:
-        """Scrub ``event`` and queue a copy for each endpoint; returns at once, never raises."""
+    def deliver(self, endpoint: str, event: ProgressEvent, stop: threading.Event | None = None) -> str:
+        """Scrub ``event`` and POST it to ``endpoint`` ("n8n" or "discord"): SENT, REFUSED or FAILED. Never raises."""
         try:
-            clean = self._scrubber.event(event)
-            if not self._endpoints:
-                log.info("[task %s] %s: %s", clean.task_id, clean.type, format_message(clean))
-                return
-            for endpoint in self._endpoints:
-                endpoint.put(clean)
+            return self._endpoints[endpoint].deliver(self._scrubber.event(event), stop or threading.Event())
         except Exception as exc:
             try:
-                log.error("progress update for task %s %s not queued: %s", getattr(event, "task_id", "?"),
-                          getattr(event, "type", "?"), type(exc).__name__)
+                log.error("progress update for task %s %s not delivered to %s: %s", getattr(event, "task_id", "?"),
+                          getattr(event, "type", "?"), endpoint, type(exc).__name__)
             except Exception:
                 pass
+            return FAILED
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Deliver what is queued for up to ``timeout`` seconds, then stop. Never raises; idempotent.
+    def log_only(self, event: ProgressEvent) -> None:
+        """What happens to an update when neither endpoint is set: one (scrubbed) log line."""
+        clean = self._scrubber.event(event)
+        log.info("[task %s] %s: %s", clean.task_id, clean.type, format_message(clean))
 
-        An endpoint whose circuit is open (every attempt so far failed) is given up at once; what it
-        had not delivered is logged.
-        """
-        try:
-            with self._lock:
-                if self._closed:
-                    return
-                self._closed = True
-            deadline = time.monotonic() + max(0.0, float(timeout))
-            for endpoint in self._endpoints:
-                endpoint.begin_close(deadline)
-            for endpoint in self._endpoints:
-                while endpoint.thread.is_alive():
-                    if endpoint.circuit_open():
-                        endpoint.abort(f"closing, and the endpoint looks down "
-                                       f"({endpoint.failure_streak} failed attempts in a row)")
-                        break
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        endpoint.abort(f"close() timed out after {timeout:g}s")
-                        break
-                    endpoint.thread.join(min(_CLOSE_POLL, remaining))
-        except Exception as exc:
-            try:
-                log.error("closing the notifier failed: %s", type(exc).__name__)
-            except Exception:
-                pass
+    def close(self) -> None:
+        for endpoint in self._endpoints.values():
+            endpoint.close()
 
     def __enter__(self) -> "Notifier":
         return self

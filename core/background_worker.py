@@ -39,10 +39,6 @@ from core.tools import Workspace, scrub_environment
 
 log = logging.getLogger("tars.worker")
 
-EventSink = Callable[..., None]
-# Other issues plug progress channels in here (Discord/n8n); each gets (task, kind, message, **data).
-EVENT_SINKS: list[Callable[["TaskContext"], EventSink]] = []
-
 
 class TaskLog(logging.LoggerAdapter):
     """Every line carries [task <id>], so `grep <id>` over a worker log tells one task's story."""
@@ -61,7 +57,6 @@ class TaskContext:
         self.task_id: str = job.id
         self.meta: dict = job.meta
         self.log = TaskLog(log, {"task_id": self.task_id})
-        self.sinks: list[EventSink] = []
         self.abort_reason: str | None = None  # set when the task must stop as failed (its worker died)
         self.record_lost = False  # Redis lost the job (restarted without persistence): stop writing to it
         self.parent_pid = os.getppid()  # the worker that forked this horse (created first thing in run_task)
@@ -70,27 +65,17 @@ class TaskContext:
         self.sandbox: sandbox.Sandbox | None = None  # the OS sandbox of its commands (closed at the end)
         self.tmp_dir: Path | None = None  # the commands' TMPDIR (removed at the end)
         self.scrubber = Scrubber(settings.secret_values())
-        for factory in EVENT_SINKS:
-            try:
-                self.sinks.append(factory(self))
-            except Exception:  # a broken progress channel must not cost the task
-                self.log.exception("a progress sink could not start; the task goes on without it")
 
     @property
     def goal(self) -> str:
         return self.meta["goal"]
-
-    @property
-    def verbose(self) -> bool:
-        override = self.meta.get("verbose_updates")
-        return self.settings.ENABLE_DETAILED_UPDATES if override is None else bool(override)
 
     def update_meta(self, **fields) -> None:
         self.meta.update({k: self.scrubber.text(v) if isinstance(v, str) else v for k, v in fields.items()})
         if self.record_lost:
             return
         if not self.redis.exists(self.job.key):
-            # Writing now would leave a half job behind; the owner still hears why through the sinks.
+            # Writing now would leave a half job behind; the owner still hears why through the task's events.
             self.record_lost = True
             raise TaskFailed("Redis lost this task's record while it ran (was Redis restarted without "
                              "persistence?), so the task was stopped. Start it again with the same goal.")
@@ -106,26 +91,13 @@ class TaskContext:
         if fields:
             self.update_meta(**fields)
         if not self.record_lost and kind != "progress":  # progress sentences live in meta; the timeline has events
-            try:  # the task's timeline (task log, the dashboard): every event, whatever the verbosity
+            # The task's timeline: every event, whatever the verbosity. Its readers (task log, the dashboard, the
+            # voice process, delivery to n8n / Discord in communication/delivery.py) take it from there.
+            try:
                 event_log.append(self.redis, self.task_id, kind, self.scrubber.text(message),
                                  self.meta.get("phase", ""), self.scrubber.value(data))
             except redis.RedisError as exc:
                 self.log.warning("could not add %s to the event log: %s", kind, exc)
-        for sink in self.sinks:
-            try:
-                sink(kind, message, **data)
-            except Exception:  # a progress channel must never break the task
-                self.log.exception("progress sink failed for %s", kind)
-
-    def close(self) -> None:
-        """Flush the progress channels (bounded: a dead endpoint costs seconds at most, never the task)."""
-        for sink in self.sinks:
-            close = getattr(sink, "close", None)
-            if close:
-                try:
-                    close()
-                except Exception:
-                    self.log.exception("closing a progress sink failed")
 
     def cancel_requested(self) -> bool:
         return bool(self.redis.exists(keys.task_cancel(self.task_id)))
@@ -287,7 +259,6 @@ def run_task(task_id: str) -> dict:
             shutil.rmtree(ctx.tmp_dir, ignore_errors=True)
         if ctx.environment is not None:
             ctx.environment.discard()
-        ctx.close()
 
 
 def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
@@ -641,10 +612,7 @@ def record_abandoned_end(job, settings: Settings, outcome: str, reason: str) -> 
     if job.started_at is not None:
         ran = max(0.0, time.time() - job.started_at.replace(tzinfo=timezone.utc).timestamp())
     ctx.log.warning("%s: %s", outcome, reason)
-    try:
-        _finish(ctx, settings, _ended(ctx, outcome, reason, time.monotonic() - ran))
-    finally:
-        ctx.close()
+    _finish(ctx, settings, _ended(ctx, outcome, reason, time.monotonic() - ran))
     return True
 
 

@@ -221,6 +221,10 @@ class Settings(BaseSettings):
     def max_runtime_seconds(self) -> float:
         return self.MAX_TASK_RUNTIME_MINUTES * 60
 
+    def detailed_updates(self, task_choice: bool | None) -> bool:
+        """Whether a task's progress updates are detailed: its own choice (verbose_updates), else the setting."""
+        return self.ENABLE_DETAILED_UPDATES if task_choice is None else bool(task_choice)
+
     def secret_values(self) -> list[str]:
         """Values that must never leave the process (scrubbed from text we send out)."""
         values = [self.secret(name) for name in sorted(SECRET_FIELDS)]

@@ -1,7 +1,7 @@
 """A task's timeline: every progress event, appended to a Redis Stream (task:<id>:events) as it happens.
 
-The worker appends (TaskContext.event, the same events the progress channels get, whatever the verbosity);
-`task log`, the dashboard and redis-cli read it back. A finished task replays the same timeline; a live one is
+The worker appends (TaskContext.event, every event whatever the verbosity); `task log`, the dashboard, the voice
+process, progress delivery to n8n / Discord (communication/delivery.py) and redis-cli read it back. A finished task replays the same timeline; a live one is
 followed with XREAD BLOCK from the last id seen. The stream is capped at EVENT_LOG_MAX_EVENTS and expires with the
 task's other data (RESULT_TTL_SECONDS after its last event).
 """
@@ -45,6 +45,7 @@ def append(connection: redis.Redis | redis.client.Pipeline, task_id: str, kind: 
     pipe = connection.pipeline(transaction=False) if isinstance(connection, redis.Redis) else connection
     pipe.xadd(key, fields, maxlen=EVENT_LOG_MAX_EVENTS, approximate=True)
     pipe.expire(key, RESULT_TTL_SECONDS)
+    pipe.sadd(keys.UNDELIVERED_TASKS, task_id)  # progress delivery (communication/delivery.py) reads it from here
     # Only a wake-up: the stream is the record (the voice process reads the event there, and a reader that missed
     # the wake-up still finds it).
     pipe.publish(keys.TASK_EVENTS_CHANNEL, json.dumps({"task_id": task_id, "type": kind}))
@@ -72,6 +73,12 @@ def read(connection: redis.Redis, task_id: str, after: str | None = None, count:
     """The events after id `after` (all of them by default), oldest first."""
     start = f"({after}" if after else "-"
     return [_event(i, f) for i, f in connection.xrange(keys.task_events(task_id), start, "+", count=count)]
+
+
+def last(connection: redis.Redis, task_id: str) -> Event | None:
+    """The task's latest event (None when it has none, or they expired)."""
+    entries = connection.xrevrange(keys.task_events(task_id), "+", "-", count=1)
+    return _event(*entries[0]) if entries else None
 
 
 def wait(connection: redis.Redis, task_id: str, after: str | None, timeout: float) -> list[Event]:

@@ -80,6 +80,23 @@ def task_events(task_id: str) -> str:
     return f"task:{task_id}:events"
 
 
+def task_delivered(task_id: str) -> str:
+    """Hash of how far each progress endpoint (n8n, discord; log when neither is set) got in the task's events: the
+    last stream id it answered 2xx (or refused for good). Expires with the task's data."""
+    return f"task:{task_id}:delivered"
+
+
+def task_delivery_lease(task_id: str) -> str:
+    """Which delivery reader (communication/delivery.py) delivers the task's events now: a lease with a TTL,
+    renewed by its holder, so one reader at a time sends them and each endpoint gets them in order."""
+    return f"task:{task_id}:delivering"
+
+
+UNDELIVERED_TASKS = "tars:delivery:pending"
+"""Set of task ids whose events are not all delivered yet: added by every append to a task's events, removed once
+every endpoint has its ending (or the events expired). A reader started after a crash finds its work here."""
+
+
 def task_reaped(task_id: str) -> str:
     """Set once when the reaper or the worker recorded the end of a task its work-horse could not record."""
     return f"task:{task_id}:reaped"

@@ -448,7 +448,8 @@ def test_the_key_table_names_the_core_keys_attribute_of_each_row():
 # --- 3. settings ----------------------------------------------------------------------------------
 CODE_CONSTANTS = set()
 for _module in ("core.config", "core.defaults", "core.keys", "core.task_states", "core.task_manager",
-                "core.background_worker", "core.agent", "communication.notifier", "sub_agents_tars"):
+                "core.background_worker", "core.agent", "communication.notifier", "communication.delivery",
+                "sub_agents_tars"):
     CODE_CONSTANTS |= {n for n in vars(importlib.import_module(_module)) if n.isupper()}
 NOT_SETTINGS = {"TARS_ENV_FILE",  # read by core/config.py before Settings (names the env file)
                 "TASK_ID",  # the placeholder of usage lines

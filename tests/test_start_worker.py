@@ -184,8 +184,8 @@ def test_sigterm_lets_the_running_task_finish_then_the_worker_exits(tasks, fake_
 
 IDLE_WITHIN_SECONDS = 2.0  # the requirement: a worker takes new work this soon after a task's ending
 N8N_ANSWERS_IN = 0.3  # seconds n8n takes to answer a POST, as a workflow that posts on to Discord does
-# Every event (the default): the fake model's quick turns leave several POSTs queued at the ending, and the horse
-# flushes them before it exits; the notifier sends only what fits in CLOSE_BACKLOG_SECONDS, so that stays prompt.
+# Every event (the default): the fake model's quick turns leave several POSTs owed at the ending; the delivery
+# process beside the worker sends them, so the horse never waits on n8n.
 STORY_ENV = {"ENABLE_DETAILED_UPDATES": "true"}
 # The story is the loop's own stop on a cancel (the job ends finished). RQ's kill, the backstop after 5 s by default,
 # is another story (test_worker): on a loaded machine the ending once took longer and the backstop stopped the job.

@@ -10,14 +10,14 @@ import json
 import logging
 import secrets
 import socket
+import threading
 import time
 
 import pytest
 
-from communication.notifier import (ALWAYS, EVENT_TYPES, MILESTONES, Notifier, ProgressEvent, discord_payload,
-                                    format_message, n8n_payload, should_send, sign, verify)
+from communication.notifier import (ALWAYS, EVENT_TYPES, FAILED, MILESTONES, REFUSED, SENT, Notifier, ProgressEvent,
+                                    discord_payload, format_message, n8n_payload, should_send, sign, verify)
 from tests.fakes.webhook_server import Reply
-from tests.waiting import wait_until
 
 TASK = "a7f3c1"
 GOAL = "Build a calculator"
@@ -42,7 +42,14 @@ def notifiers():
 
     yield make
     for notifier in made:
-        notifier.close(timeout=0.2)
+        notifier.close()
+
+
+def send(notifier, ev, stop=None):
+    """What communication/delivery.py does with one event: each endpoint in turn (each has its own thread there)."""
+    if not notifier.endpoints:
+        return notifier.log_only(ev)
+    return [notifier.deliver(name, ev, stop) for name in notifier.endpoints]
 
 
 def discord_url(server):
@@ -222,8 +229,7 @@ def test_both_endpoints_get_every_event_with_the_right_headers(n8n, discord, not
     notifier = notifiers(n8n_url=n8n.url(), discord_url=discord_url(discord))
     sent = [sample(kind) for kind in EVENT_TYPES]
     for ev in sent:
-        notifier.send(ev)
-    notifier.close(timeout=5)
+        send(notifier, ev)
     assert [b["id"] for b in n8n.bodies()] == [e.id for e in sent]
     assert [b["type"] for b in n8n.bodies()] == list(EVENT_TYPES)
     assert [b["content"] for b in discord.bodies()] == [format_message(e) for e in sent]
@@ -233,7 +239,7 @@ def test_both_endpoints_get_every_event_with_the_right_headers(n8n, discord, not
             assert received.headers["content-type"] == "application/json"
             assert received.headers["idempotency-key"] == ev.id
             assert "webhook-signature" not in received.headers  # no signing secret given
-    assert notifier.stats == {"sent": 2 * len(EVENT_TYPES), "failed": 0, "dropped": 0, "retried": 0}
+    assert notifier.stats == {"sent": 2 * len(EVENT_TYPES), "refused": 0, "failed": 0, "retried": 0}
     assert notifier.endpoint_stats["discord"]["sent"] == len(EVENT_TYPES)
 
 
@@ -242,8 +248,7 @@ def test_50_events_of_a_task_arrive_in_order_even_with_a_retry(discord, notifier
     notifier = notifiers(discord_url=discord_url(discord), **FAST)
     sent = [event("command_result", f"step {i}") for i in range(50)]
     for ev in sent:
-        notifier.send(ev)
-    notifier.close(timeout=10)
+        send(notifier, ev)
     delivered = [r.json()["embeds"][0]["footer"]["text"].rsplit(" ", 1)[1] for r in discord.requests]
     assert len(delivered) == 52
     deduped = list(dict.fromkeys(delivered))
@@ -256,25 +261,23 @@ def test_500_then_200_is_retried_once_with_the_same_ids(n8n, notifiers):
     n8n.plan.extend([Reply(500, body=b"oops"), Reply(200)])
     notifier = notifiers(n8n_url=n8n.url(), signing_secret=secret, **FAST)
     ev = event("complete", "Complete: done")
-    notifier.send(ev)
-    notifier.close(timeout=5)
+    send(notifier, ev)
     first, second = n8n.requests
     assert first.body == second.body
     for r in (first, second):
         assert r.headers["webhook-id"] == ev.id
         assert r.headers["idempotency-key"] == ev.id
         assert verify(secret, r.headers, r.body)
-    assert notifier.stats == {"sent": 1, "failed": 0, "dropped": 0, "retried": 1}
+    assert notifier.stats == {"sent": 1, "refused": 0, "failed": 0, "retried": 1}
 
 
 def test_429_retry_after_seconds_is_honoured(n8n, notifiers):
     n8n.plan.extend([Reply(429, headers={"Retry-After": "1"}), Reply(200)])
     notifier = notifiers(n8n_url=n8n.url(), backoff_base=0.01, backoff_max=5)
-    notifier.send(event())
+    send(notifier, event())
     requests = n8n.wait_for(2, timeout=5)
     assert len(requests) == 2
     assert requests[1].at - requests[0].at >= 0.9
-    notifier.close(timeout=2)
     assert notifier.stats["sent"] == 1
 
 
@@ -282,7 +285,7 @@ def test_503_retry_after_http_date_is_honoured(n8n, notifiers):
     when = email.utils.formatdate(time.time() + 2, usegmt=True)
     n8n.plan.extend([Reply(503, headers={"Retry-After": when}), Reply(200)])
     notifier = notifiers(n8n_url=n8n.url(), backoff_base=0.01, backoff_max=5)
-    notifier.send(event())
+    send(notifier, event())
     requests = n8n.wait_for(2, timeout=6)
     assert len(requests) == 2
     assert requests[1].at - requests[0].at >= 0.9
@@ -291,7 +294,7 @@ def test_503_retry_after_http_date_is_honoured(n8n, notifiers):
 def test_retry_after_is_capped_at_backoff_max(n8n, notifiers):
     n8n.plan.extend([Reply(429, headers={"Retry-After": "120"}), Reply(200)])
     notifier = notifiers(n8n_url=n8n.url(), backoff_base=0.01, backoff_max=0.2)
-    notifier.send(event())
+    send(notifier, event())
     requests = n8n.wait_for(2, timeout=30)
     assert len(requests) == 2 and requests[1].at - requests[0].at < 10  # backoff_max 0.2 s, not Retry-After's 120
 
@@ -300,11 +303,10 @@ def test_discord_429_body_retry_after_is_honoured(discord, notifiers):
     body = json.dumps({"message": "You are being rate limited.", "retry_after": 0.6, "global": False}).encode()
     discord.plan.extend([Reply(429, headers={"Content-Type": "application/json"}, body=body), Reply(204)])
     notifier = notifiers(discord_url=discord_url(discord), backoff_base=0.01, backoff_max=5)
-    notifier.send(event())
+    send(notifier, event())
     requests = discord.wait_for(2, timeout=5)
     assert len(requests) == 2
     assert requests[1].at - requests[0].at >= 0.55
-    notifier.close(timeout=2)
     assert notifier.stats["sent"] == 1 and notifier.stats["retried"] == 1
 
 
@@ -312,11 +314,10 @@ def test_400_is_not_retried_and_is_logged(n8n, notifiers, caplog):
     caplog.set_level(logging.INFO, logger="tars.notifier")
     n8n.plan.append(Reply(400, body=b'{"error": "bad payload"}' + b"z" * 500))
     notifier = notifiers(n8n_url=n8n.url(), **FAST)
-    notifier.send(event("file_edit", "Editing calc.py"))
-    notifier.send(event("file_edit", "Editing test_calc.py"))
-    notifier.close(timeout=5)
+    assert send(notifier, event("file_edit", "Editing calc.py")) == [REFUSED]
+    assert send(notifier, event("file_edit", "Editing test_calc.py")) == [SENT]
     assert len(n8n.requests) == 2  # the first was refused once, the second still went
-    assert notifier.stats == {"sent": 1, "failed": 1, "dropped": 0, "retried": 0}
+    assert notifier.stats == {"sent": 1, "refused": 1, "failed": 0, "retried": 0}
     (line,) = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert "HTTP 400" in line and "bad payload" in line and TASK in line and "file_edit" in line
     assert "z" * 201 not in line
@@ -326,174 +327,46 @@ def test_400_is_not_retried_and_is_logged(n8n, notifiers, caplog):
 def test_which_statuses_are_retried(n8n, notifiers, status, attempts):
     n8n.plan.extend([Reply(status), Reply(200)])
     notifier = notifiers(n8n_url=n8n.url(), **FAST)
-    notifier.send(event())
-    notifier.close(timeout=5)
+    send(notifier, event())
     assert len(n8n.requests) == attempts
 
 
-def test_attempts_run_out(n8n, notifiers, caplog):
+def test_attempts_run_out_and_the_caller_tries_again_later(n8n, notifiers, caplog):
     caplog.set_level(logging.WARNING, logger="tars.notifier")
     n8n.default = Reply(500)
     notifier = notifiers(n8n_url=n8n.url(), max_attempts=3, **FAST)
-    notifier.send(event("error", "Failed: boom"))
-    wait_until(lambda: notifier.stats["failed"] == 1)
-    notifier.close(timeout=5)
+    assert send(notifier, event("error", "Failed: boom")) == [FAILED]
     assert len(n8n.requests) == 3
-    assert notifier.stats == {"sent": 0, "failed": 1, "dropped": 0, "retried": 2}
-    assert any("after 3 attempts" in r.getMessage() and "error" in r.getMessage() for r in caplog.records)
+    assert notifier.stats == {"sent": 0, "refused": 0, "failed": 1, "retried": 2}
+    assert any("failed 3 times" in r.getMessage() and "trying again later" in r.getMessage()
+               and "error" in r.getMessage() for r in caplog.records)
 
 
-def test_dead_endpoint_costs_the_task_nothing(notifiers, caplog):
-    caplog.set_level(logging.INFO, logger="tars.notifier")
-    notifier = notifiers(n8n_url=closed_port_url())  # default backoff: a real retry schedule
-    durations = []
-    for i in range(100):
-        ev = event("command_result", f"step {i}")
-        started = time.perf_counter()
-        notifier.send(ev)
-        durations.append(time.perf_counter() - started)
-    # send() never waits for the network (a dead endpoint costs seconds per try); the bound is loose for CI load
-    assert max(durations) < 0.5, max(durations)
-    time.sleep(0.2)  # let the first attempt fail: the circuit is open
-    started = time.monotonic()
-    notifier.close(timeout=2)
-    assert time.monotonic() - started <= 2 + 3  # bounded by its timeout (the margin is for a loaded machine)
-    stats = notifier.stats
-    assert stats["sent"] == 0 and stats["dropped"] + stats["failed"] == 100
-    assert any("giving up" in r.getMessage() and "not sent (99)" in r.getMessage() for r in caplog.records)
-
-
-def test_close_is_bounded_when_the_endpoint_is_down_from_the_start(notifiers):
-    notifier = notifiers(discord_url=closed_port_url(f"/api/webhooks/1/{TOKEN}"))
-    for i in range(10):
-        notifier.send(event("complete", f"done {i}"))
-    started = time.monotonic()
-    notifier.close(timeout=10)
-    assert time.monotonic() - started < 5  # the circuit is open: given up at once, not after the 10 s timeout
-    assert notifier.stats["dropped"] + notifier.stats["failed"] == 10
-
-
-def test_one_5xx_before_close_is_not_a_dead_endpoint(n8n, notifiers):
-    n8n.plan.extend([Reply(502), Reply(200)])
-    notifier = notifiers(n8n_url=n8n.url(), backoff_base=0.3, backoff_max=0.3)
-    notifier.send(event("complete", "Complete"))
+def test_stopping_cuts_the_wait_between_attempts_short(n8n, notifiers):
+    n8n.default = Reply(503, headers={"Retry-After": "60"})
+    notifier = notifiers(n8n_url=n8n.url(), backoff_max=60)
+    stop = threading.Event()
+    outcome = []
+    sender = threading.Thread(target=lambda: outcome.extend(send(notifier, event(), stop)))
+    sender.start()
     n8n.wait_for(1)
-    time.sleep(0.05)  # the 502 is in: close() now must still wait for the retry
-    notifier.close(timeout=5)
-    assert len(n8n.requests) == 2
-    assert notifier.stats == {"sent": 1, "failed": 0, "dropped": 0, "retried": 1}
-
-
-def test_close_is_bounded_when_the_endpoint_hangs(n8n, notifiers):
-    n8n.default = Reply(200, delay=10)
-    notifier = notifiers(n8n_url=n8n.url(), timeout=5)
-    notifier.send(event("complete", "Complete"))
-    notifier.send(event("cancelled", "Cancelled"))
-    n8n.wait_for(1)
-    started = time.monotonic()
-    notifier.close(timeout=1)
-    elapsed = time.monotonic() - started
-    assert 0.9 <= elapsed <= 3.0  # close(timeout=1), not the 5 s request timeout nor the 10 s reply
-    started = time.perf_counter()
-    notifier.send(event())  # after close: dropped, not blocking
-    assert time.perf_counter() - started < 0.5  # at once (microseconds), not a wait on the closed sender
-    notifier.close(timeout=5)  # idempotent and immediate
-    assert notifier.stats["dropped"] == 2  # the queued "cancelled" and the late one
-
-
-def test_close_delivers_what_is_buffered(n8n, notifiers):
-    n8n.default = Reply(200, delay=0.02)  # 10 of them fit in CLOSE_BACKLOG_SECONDS
-    notifier = notifiers(n8n_url=n8n.url())
-    for i in range(10):
-        notifier.send(event("file_edit", f"edit {i}"))
-    notifier.close(timeout=5)
-    assert len(n8n.requests) == 10 and notifier.stats["sent"] == 10
-
-
-def test_a_slow_endpoint_delays_close_by_the_backlog_limit_and_still_gets_the_ending(n8n, notifiers):
-    """The work-horse waits on close() before the worker takes its next task: a slow n8n with a backlog of
-    progress must not hold it for seconds. The oldest progress goes; the ending is always delivered, last."""
-    n8n.default = Reply(200, delay=0.25)
-    notifier = notifiers(n8n_url=n8n.url())
-    notifier.send(event("file_edit", "edit 0"))
-    wait_until(lambda: notifier.stats["sent"] == 1, what="the first POST answered: the endpoint's speed is known")
-    for i in range(1, 11):
-        notifier.send(event("file_edit", f"edit {i}"))
-    notifier.send(event("complete", "Done"))
-    started = time.monotonic()
-    notifier.close(timeout=5)
-    took = time.monotonic() - started
-    bodies = [r.json() for r in n8n.requests]
-    assert bodies[-1]["type"] == "complete"
-    assert notifier.stats["dropped"] >= 5 and notifier.stats["sent"] == len(bodies)
-    texts = [b["detail"] for b in bodies if b["type"] == "file_edit"]
-    assert texts == sorted(texts, key=lambda t: int(t.rsplit(" ", 1)[1]))  # what is sent keeps its order
-    assert took < 2.5  # in flight + 0.5 s of backlog + the ending, not 11 x 0.25 s (wide margin for load)
-
-
-def test_a_dead_n8n_does_not_delay_discord(n8n, discord, notifiers):
-    n8n.default = Reply(200, delay=60)  # hangs
-    notifier = notifiers(n8n_url=n8n.url(), discord_url=discord_url(discord), timeout=30)
-    started = time.monotonic()
-    sent = [event("command", f"Running: step {i}", command=f"step {i}") for i in range(10)]
-    for ev in sent:
-        notifier.send(ev)
-    requests = discord.wait_for(10, timeout=30)
-    assert len(requests) == 10
-    assert requests[-1].at - started < 10  # not behind n8n's 30 s request timeout
-    assert [r.headers["idempotency-key"] for r in requests] == [e.id for e in sent]
-    assert len(n8n.requests) == 1
-    notifier.close(timeout=0.5)
-
-
-def test_a_refused_n8n_does_not_delay_discord(discord, notifiers):
-    notifier = notifiers(n8n_url=closed_port_url(), discord_url=discord_url(discord), **FAST)
-    for i in range(20):
-        notifier.send(event("file_edit", f"edit {i}"))
-    assert len(discord.wait_for(20, timeout=3)) == 20
-    notifier.close(timeout=1)
-    assert notifier.endpoint_stats["discord"]["sent"] == 20
-    assert notifier.endpoint_stats["n8n"]["sent"] == 0
+    stop.set()
+    sender.join(30)  # not the 60 s the endpoint asked for
+    assert not sender.is_alive() and outcome == [FAILED] and len(n8n.requests) == 1
 
 
 def test_neither_endpoint_only_logs(notifiers, caplog):
     caplog.set_level(logging.INFO, logger="tars.notifier")
     notifier = notifiers(secret_values=["sk-ant-hidden-value"])
-    notifier.send(event("started", f"Started: {GOAL}"))
-    notifier.send(event("error", "Failed: key sk-ant-hidden-value rejected"))
-    notifier.close()
+    send(notifier, event("started", f"Started: {GOAL}"))
+    send(notifier, event("error", "Failed: key sk-ant-hidden-value rejected"))
     lines = [r.getMessage() for r in caplog.records if r.name == "tars.notifier"]
     assert any("🚀 Task a7f3c1 started: Build a calculator" in line for line in lines)
     assert any("[redacted]" in line for line in lines)
     assert all(r.levelno == logging.INFO for r in caplog.records if r.name == "tars.notifier")
     assert "sk-ant-hidden-value" not in caplog.text
-    assert notifier.stats == {"sent": 0, "failed": 0, "dropped": 0, "retried": 0}
+    assert notifier.stats == {"sent": 0, "refused": 0, "failed": 0, "retried": 0}
     assert notifier.endpoints == []
-
-
-def test_full_buffer_drops_the_oldest_and_keeps_always(n8n, notifiers):
-    n8n.plan.append(Reply(200, delay=10))  # holds the first event in flight until released
-    notifier = notifiers(n8n_url=n8n.url(), buffer_size=4)
-    first = event("planning", "first")
-    notifier.send(first)
-    n8n.wait_for(1)
-    p1, p2, p3 = (event("file_edit", f"p{i}") for i in (1, 2, 3))
-    c1 = event("confirmation_required", "c1", command="rm -rf x", reason="r")
-    p4 = event("file_edit", "p4")
-    done, err, cancel = event("complete", "done"), event("error", "err"), event("cancelled", "cancel")
-    late = event("file_edit", "late")
-    for ev in (p1, p2, p3, c1):  # buffer full: p1 p2 p3 c1
-        notifier.send(ev)
-    notifier.send(p4)      # drops p1   -> p2 p3 c1 p4
-    notifier.send(done)    # drops p2   -> p3 c1 p4 done
-    notifier.send(err)     # drops p3   -> c1 p4 done err
-    notifier.send(cancel)  # drops p4   -> c1 done err cancel
-    notifier.send(late)    # only ALWAYS queued: the newcomer goes
-    assert notifier.stats["dropped"] == 5
-    n8n.release.set()
-    notifier.close(timeout=5)
-    assert [b["detail"] for b in n8n.bodies()] == ["first", "c1", "done", "err", "cancel"]
-    assert notifier.stats == {"sent": 5, "failed": 0, "dropped": 5, "retried": 0}
 
 
 # --- signing -----------------------------------------------------------------------------------------------
@@ -510,8 +383,7 @@ def test_delivered_signature_verifies_both_ways(n8n, notifiers, kind):
     secret = whsec() if kind == "whsec" else "a-long-random-plain-signing-secret"
     notifier = notifiers(n8n_url=n8n.url(), signing_secret=secret)
     ev = event("complete", "Complete: done")
-    notifier.send(ev)
-    notifier.close(timeout=5)
+    send(notifier, ev)
     (r,) = n8n.requests
     assert r.headers["webhook-id"] == ev.id
     assert abs(int(r.headers["webhook-timestamp"]) - time.time()) < 10
@@ -574,8 +446,7 @@ def test_secret_values_are_redacted_in_every_field(n8n, discord, notifiers):
                reason=f"sends {key} and {code}", goal=f"Deploy with {key}", phase=f"coding {code}",
                data={"nested": {"list": [f"a{key}b", 5, None, {"deep": code}]}, key: "as a key",
                      "signing": signing, "other": object()})
-    notifier.send(ev)
-    notifier.close(timeout=5)
+    send(notifier, ev)
     raw = n8n.requests[0].body + discord.requests[0].body
     for value in (key, code, signing):
         assert value.encode() not in raw
@@ -597,13 +468,10 @@ def test_the_discord_token_never_reaches_the_logs(discord, notifiers, caplog):
                          Reply(404, body=f'{{"message": "Unknown Webhook {TOKEN}", "path": "/api/webhooks/1/{TOKEN}"}}'
                                .encode())])
     notifier = notifiers(discord_url=discord_url(discord), **FAST)
-    notifier.send(event("planning", "one"))
-    notifier.send(event("error", f"mentions the token {TOKEN}"))
-    notifier.close(timeout=5)
+    send(notifier, event("planning", "one"))
+    send(notifier, event("error", f"mentions the token {TOKEN}"))
     dead = notifiers(discord_url=closed_port_url(f"/api/webhooks/1/{TOKEN}"), **FAST)
-    dead.send(event("complete", "done"))
-    time.sleep(0.2)
-    dead.close(timeout=1)
+    send(dead, event("complete", "done"))
     assert len(discord.requests) == 3
     text = caplog.text + "\n".join(r.getMessage() for r in caplog.records)
     assert TOKEN[:16] not in text  # not even the part a 200-character cut would leave
@@ -613,10 +481,9 @@ def test_the_discord_token_never_reaches_the_logs(discord, notifiers, caplog):
     assert any(r.name == "httpx" for r in caplog.records)
 
 
-def test_send_never_raises(notifiers, discord):
+def test_deliver_never_raises(notifiers, discord):
     notifier = notifiers(discord_url=discord_url(discord))
-    notifier.send(None)  # type: ignore[arg-type]
-    notifier.send(event("weird_type", "an unknown type still goes", data={"when": object(), "n": float("nan")}))
-    notifier.close(timeout=5)
+    send(notifier, None)  # type: ignore[arg-type]
+    send(notifier, event("weird_type", "an unknown type still goes", data={"when": object(), "n": float("nan")}))
     (r,) = discord.requests
     assert r.json()["content"].startswith("ℹ️ Task a7f3c1")
