@@ -306,6 +306,10 @@ class Delivery:
         events = event_log.read(connection, task_id, after=cursor, count=BATCH)
         if not events:
             return False
+        if cursor and not connection.xrange(keys.task_events(task_id), cursor, cursor):
+            # The capped stream was trimmed past the cursor while the endpoint was down: say what was lost.
+            log.warning("%s: task %s: updates after %s were trimmed from its timeline (EVENT_LOG_MAX_EVENTS) before "
+                        "they could be sent; going on from %s", lane, task_id, cursor, events[0].id)
         goal, detailed = self._task(connection, task_id)
         moved = False
         for event in events:

@@ -121,6 +121,25 @@ def test_a_refused_n8n_does_not_hold_up_discord_and_is_tried_again_later(tasks, 
     assert reader.notifier.endpoint_stats["n8n"]["sent"] == 0
 
 
+def test_updates_trimmed_before_a_dead_endpoint_came_back_are_named_in_the_log(tasks, redis_client, n8n, readers,
+                                                                                caplog):
+    caplog.set_level("WARNING", logger="tars.delivery")
+    n8n.default = Reply(503)  # down: attempts run out, the event waits for a later try
+    task_id = tasks.start("Build a calculator", project_path="calc")
+    reader = readers({"N8N_WEBHOOK_URL": n8n.url()}, notifier={"max_attempts": 1}, retry_later=0.5)
+    steps(redis_client, task_id, 3)
+    wait_until(lambda: reader.notifier.endpoint_stats["n8n"]["failed"] >= 1, 20, "n8n refused the first")
+    first_sent = redis_client.hget(keys.task_delivered(task_id), "n8n").decode()  # the skipped `queued`
+    steps(redis_client, task_id, 5)
+    redis_client.xtrim(keys.task_events(task_id), maxlen=4, approximate=False)  # the cap trimmed the oldest while n8n was down
+    n8n.default = Reply(204)
+    ended(redis_client, task_id)
+    wait_until(lambda: not redis_client.sismember(keys.UNDELIVERED_TASKS, task_id), 20, "the rest delivered")
+    kept = stream_ids(redis_client, task_id)  # the 4 the cap left, and the ending
+    assert delivered_ids(n8n, task_id)[-len(kept):] == kept
+    assert any(f"updates after {first_sent} were trimmed" in r.getMessage() for r in caplog.records), caplog.text
+
+
 def test_a_quiet_task_sends_milestones_only(tasks, redis_client, n8n, readers):
     quiet = tasks.start("Stay quiet", project_path="calc", verbose_updates=False)
     readers({"N8N_WEBHOOK_URL": n8n.url()})
