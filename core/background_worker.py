@@ -90,9 +90,10 @@ class TaskContext:
             fields["progress"] = message
         if fields:
             self.update_meta(**fields)
-        if not self.record_lost and kind != "progress":  # progress sentences live in meta; the timeline has events
+        if kind != "progress":  # progress sentences live in meta; the timeline has events
             # The task's timeline: every event, whatever the verbosity. Its readers (task log, the dashboard, the
-            # voice process, delivery to n8n / Discord in communication/delivery.py) take it from there.
+            # voice process, delivery to n8n / Discord in communication/delivery.py) take it from there; so even
+            # when Redis lost the job (record_lost), the owner still hears why through it.
             try:
                 event_log.append(self.redis, self.task_id, kind, self.scrubber.text(message),
                                  self.meta.get("phase", ""), self.scrubber.value(data))
