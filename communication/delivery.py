@@ -196,7 +196,8 @@ class Delivery:
         pending = {_text(t) for t in self.redis.smembers(keys.UNDELIVERED_TASKS)}
         for task_id in self.held():
             if not self.redis.eval(_RENEW, 1, keys.task_delivery_lease(task_id), self.name, int(self.lease * 1000)):
-                log.warning("task %s: its delivery lease was lost; another reader goes on", task_id)
+                log.warning("task %s: its delivery lease was lost (another reader took it, or Redis restarted); taking it "
+                            "back if it is free", task_id)
                 self._forget(task_id)
         if self._claiming:
             for task_id in pending - self.held():
