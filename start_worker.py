@@ -25,11 +25,10 @@ from urllib.parse import urlparse
 from rq import Queue
 
 from communication.delivery import DRAIN_SECONDS
-from core import sandbox
+from core import background_worker, sandbox
 from core.config import get_settings, warn_about_env_file
 from core.defaults import QUEUE_NAME, REDIS_OUTAGE_RETRY_SECONDS, WORKER_LOG_FORMAT
 from core.exceptions import TarsError
-from core.model import warm_up
 from core.redis_conn import connect, safe_url
 from core.scrub import install_log_scrubbing
 from core.worker import TarsSpawnWorker, TarsWorker
@@ -97,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or f"{socket.gethostname()}.{os.getpid()}"
     delivery = start_delivery(f"{name}.delivery")
     try:
-        warm_up()  # the SDK's response models, built once here instead of in every work-horse
+        background_worker.warm_up(settings)  # built once here instead of in every work-horse
         worker_class = TarsSpawnWorker if sys.platform == "darwin" else TarsWorker
         worker = worker_class([Queue(QUEUE_NAME, connection=connection)], connection=connection, name=name)
         worker.settings = settings

@@ -33,6 +33,7 @@ from core.defaults import (CONFIRMATION_ATTEMPTS, JOB_TIMEOUT_MARGIN_SECONDS, PR
                            PROJECT_ENV_TIMEOUT_SECONDS, RESULT_TTL_SECONDS)
 from core.exceptions import GitError, TaskEnded, TaskFailed, TarsError, WorkspaceUnusable
 from core.model import AnthropicModel, Model, Usage, estimate_cost
+from core.model import warm_up as model_warm_up
 from core.redis_conn import private_client
 from core.scrub import Scrubber
 from core.tools import Workspace, scrub_environment
@@ -187,6 +188,13 @@ def command_environment(settings: Settings, venv: Path | None = None) -> dict[st
     """The environment the model's commands get: no secrets, no TARS settings, never TARS's own Python; venv (the
     project's virtualenv, see core/project_env.py) first on PATH."""
     return project_env.environment(_scrubbed_environment(), venv)
+
+
+def warm_up(settings: Settings) -> None:
+    """In the worker, before it forks work-horses: what every task would otherwise build or look up again (the SDK's
+    response models, core/model.py warm_up; the interpreter uv picks for projects that pin none)."""
+    model_warm_up()
+    project_env.default_python(project_env.uv_environment(_scrubbed_environment(), settings.DATA_DIR))
 
 
 def _scrubbed_environment() -> dict[str, str]:

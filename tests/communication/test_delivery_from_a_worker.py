@@ -1,4 +1,4 @@
-"""Live progress in Discord through n8n, from a real worker, while the endpoint misbehaves."""
+"""Live progress in Discord through n8n, from a real worker (its delivery process), while the endpoint misbehaves."""
 
 from __future__ import annotations
 

@@ -223,3 +223,79 @@ def test_project_venv_setting_relative_to_the_project_or_named_when_it_is_not_th
     assert missing.kind == project_env.OWN and missing.venv == project / ".venv"
     assert missing.message.startswith(f"PROJECT_VENV=nowhere is not a virtualenv here (no pyvenv.cfg and bin/python "
                                       f"at nowhere in {project}), so it was not used. Using the project's .venv")
+
+
+class CountingProxy:
+    """An HTTPS proxy that lets nothing through and counts who asked: is PyPI asked at all?"""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.asked = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.asked += 1
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    def close(self):
+        self.listener.close()
+
+
+def test_pip_and_pytest_come_from_the_cache_without_asking_pypi_the_projects_dependencies_ask_first(tmp_path, base):
+    """A new project (nothing declared) costs no index round trip once uv's cache has pip and pytest; a project's own
+    dependencies still ask PyPI first (their newest versions), and the cache serves when PyPI does not answer."""
+    warm = project_env.prepare(checkout(python_project(tmp_path / "warm", requirements="iniconfig\n")),
+                               task_id="warm01", data_dir=tmp_path / "data", base=base)
+    assert warm.kind == project_env.MADE, warm.message  # the session's cache now holds pip, pytest and iniconfig
+    proxy = CountingProxy()
+    offline = {**base, "HTTPS_PROXY": proxy.url, "HTTP_PROXY": proxy.url, "https_proxy": proxy.url,
+               "http_proxy": proxy.url, "NO_PROXY": "", "no_proxy": ""}
+    try:
+        new = project_env.prepare(checkout(python_project(tmp_path / "new")), task_id="new01",
+                                  data_dir=tmp_path / "data", base=offline)
+        assert new.kind == project_env.MADE and new.installed == ["pytest"], new.message
+        assert proxy.asked == 0
+        assert run("python -m pytest -q", new.env, tmp_path / "new").returncode == 0
+
+        declared = project_env.prepare(checkout(python_project(tmp_path / "deps", requirements="iniconfig\n")),
+                                       task_id="deps01", data_dir=tmp_path / "data", base=offline)
+        assert declared.kind == project_env.MADE and declared.installed == ["pytest", "-r requirements.txt"]
+        assert proxy.asked >= 1  # PyPI first; it did not answer, so the cache served
+    finally:
+        proxy.close()
+
+
+def test_a_project_that_pins_its_python_gets_what_it_pins_not_the_workers_choice(tmp_path, base):
+    """The interpreter found once per worker serves projects that pin none; a .python-version (here one no machine
+    has) is uv's to honour, so the environment cannot be made and the task runs with the system's Python."""
+    found = project_env.default_python(project_env.uv_environment(base, tmp_path / "data"))
+    assert found and Path(found).exists()
+    free = project_env.prepare(checkout(python_project(tmp_path / "free")), task_id="free01",
+                               data_dir=tmp_path / "data", base=base)
+    assert free.kind == project_env.MADE and free.python == project_env.python_version(free.venv)
+    assert (free.venv / "pyvenv.cfg").read_text().count(str(Path(found).parent)) == 1
+    pinned = python_project(tmp_path / "pinned")
+    (pinned / ".python-version").write_text("3.99\n")
+    env = project_env.prepare(checkout(pinned), task_id="pin01", data_dir=tmp_path / "data", base=base)
+    assert env.kind == project_env.SYSTEM and "3.99" in env.message, env.message
+
+
+def test_an_interpreter_gone_since_the_worker_started_is_looked_up_again(tmp_path, base, monkeypatch):
+    env = project_env.uv_environment(base, tmp_path / "data")
+    monkeypatch.setitem(project_env._FOUND_PYTHON, (env.get("PATH", ""), env.get("UV_PYTHON", "")),
+                        str(tmp_path / "uninstalled" / "python3"))  # what the worker found at its start
+    made = project_env.prepare(checkout(python_project(tmp_path / "calc")), task_id="gone01",
+                               data_dir=tmp_path / "data", base=base)
+    assert made.kind == project_env.MADE, made.message
+    assert run("python -m pytest -q", made.env, tmp_path / "calc").returncode == 0
