@@ -17,10 +17,10 @@ of the project's business. `prepare()` picks, in this order:
    it is set), is shared by every task: after the first, a made environment costs file links, not downloads.
 
 Made per task, not shared per project: the model may `pip install` into it, and two tasks on one project run at the
-same time; a private environment keeps each task's installs its own and needs no lock. It costs about half a second
-with a warm cache (bench/project_env.py; pip and pytest come from the cache before PyPI is asked, and the
-interpreter for a project that pins none is found once per worker) and is removed when the task ends; one left behind by a killed work-horse
-goes when a later task finds it older than any task can run.
+same time; a private environment keeps each task's installs its own and needs no lock. With a warm cache it costs
+0.1-0.3 s (bench/project_env.py): pip and pytest come from the cache before PyPI is asked, and the interpreter for a
+project that pins none is found once per worker. It is removed when the task ends; one left behind by a killed
+work-horse goes when a later task finds it older than any task can run.
 
 A made environment that cannot be built (no Python uv can find, PyPI unreachable with nothing cached) does not cost
 the task: it runs with the system's Python, and the owner is told why and what fixes it (a .venv in the project, or
