@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -113,7 +112,9 @@ def start_delivery(name: str) -> subprocess.Popen | None:
     root = str(Path(__file__).resolve().parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     try:
-        return subprocess.Popen([sys.executable, "-m", "communication.delivery", "--name", name], env=env)
+        # Its stdin is a pipe only this process holds: closing it (or this process dying) is the stop.
+        return subprocess.Popen([sys.executable, "-m", "communication.delivery", "--name", name], env=env,
+                                stdin=subprocess.PIPE)
     except OSError as exc:
         logging.error("could not start the progress delivery process (%s): updates wait for the next worker", exc)
         return None
@@ -125,7 +126,7 @@ def stop_delivery(process: subprocess.Popen | None) -> None:
     if process is None or process.poll() is not None:
         return
     try:
-        process.send_signal(signal.SIGUSR1)  # it ignores SIGINT and SIGTERM: those are this worker's
+        process.stdin.close()  # its stop (it ignores SIGINT and SIGTERM: those are this worker's)
         process.wait(DRAIN_SECONDS + 10)
     except subprocess.TimeoutExpired:
         process.kill()  # nothing is lost: the next reader resumes from the cursors

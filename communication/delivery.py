@@ -1,8 +1,8 @@
 """Progress delivery: every task's events (core/event_log.py, task:<id>:events) → n8n / Discord, at least once.
 
 A reader of the event streams, in a process of its own: start_worker.py starts `python -m communication.delivery`
-beside the RQ worker, and it stops with the worker (SIGUSR1 from the worker, or the worker gone), after delivering
-what was appended (DRAIN_SECONDS at most). A killed work-horse loses no update, since what it appended
+beside the RQ worker, and it stops with the worker (the pipe on its stdin closes: the worker asked, or died), after
+delivering what was appended (DRAIN_SECONDS at most). A killed work-horse loses no update, since what it appended
 is in Redis, not in a queue of its own; and the worker's process, which forks a horse per task, runs no delivery
 threads a fork could catch holding a lock (logging, httpx, ssl).
 
@@ -14,8 +14,9 @@ threads a fork could catch holding a lock (logging, httpx, ssl).
 * One thread per task and endpoint (at most PARALLEL_PER_ENDPOINT POSTing to one endpoint at once) delivers the
   task's events in order (communication/notifier.py: payloads, signing, retries on 5xx / 408 / 429 and timeouts),
   so a dead endpoint never holds up the other, nor a slow one a task behind another. Its cursor, one field of
-  keys.task_delivered, moves past an event only once the endpoint answered 2xx or refused it for good (logged). When the attempts run out, the same
-  event is tried again RETRY_LATER_SECONDS later; meanwhile the other endpoint and the other tasks go on.
+  keys.task_delivered, moves past an event only once the endpoint answered 2xx or refused it for good (logged).
+  When the attempts run out, the same event is tried again RETRY_LATER_SECONDS later; meanwhile the other endpoint
+  and the other tasks go on.
   A crash between a POST and its cursor resends the event with the same id (evt_<task id>_<stream id>), which
   receivers drop as a duplicate (Idempotency-Key, webhook-id).
 * What is sent, as before: every event but `queued`, milestones only unless the task's updates are detailed (its
@@ -33,6 +34,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import sys
 import threading
 import time
@@ -46,7 +48,7 @@ from communication.notifier import FAILED, Notifier, ProgressEvent, should_send
 from core import event_log, keys, sandbox
 from core.config import Settings, get_settings
 from core.defaults import REDIS_OUTAGE_RETRY_SECONDS, RESULT_TTL_SECONDS, WORKER_LOG_FORMAT
-from core.exceptions import TarsError
+from core.exceptions import RedisUnavailable, TarsError
 from core.redis_conn import connect, private_client
 from core.scrub import install_log_scrubbing
 from core.task_states import QUEUED
@@ -196,8 +198,8 @@ class Delivery:
         pending = {_text(t) for t in self.redis.smembers(keys.UNDELIVERED_TASKS)}
         for task_id in self.held():
             if not self.redis.eval(_RENEW, 1, keys.task_delivery_lease(task_id), self.name, int(self.lease * 1000)):
-                log.warning("task %s: its delivery lease was lost (another reader took it, or Redis restarted); taking it "
-                            "back if it is free", task_id)
+                log.warning("task %s: its delivery lease was lost (another reader took it, or Redis restarted); "
+                            "taking it back if it is free", task_id)
                 self._forget(task_id)
         if self._claiming:
             for task_id in pending - self.held():
@@ -345,25 +347,64 @@ class Delivery:
         return known
 
 
+def _until_closed(stream, closed: threading.Event) -> None:
+    """Read the pipe from the worker until it closes (the worker asked us to stop, or it is gone)."""
+    try:
+        while stream.read(4096):
+            pass
+    except (OSError, ValueError):
+        pass
+    closed.set()
+
+
+def _connect(settings: Settings, worker_gone: threading.Event) -> redis.Redis | None:
+    """Redis, waited for (a worker can start while Redis restarts); None when the worker stopped meanwhile."""
+    said = 0.0
+    while True:
+        try:
+            return connect(settings.redis_url, outage_seconds=REDIS_OUTAGE_RETRY_SECONDS)
+        except RedisUnavailable as exc:
+            if worker_gone.is_set():
+                log.warning("%s The worker has stopped: nothing more to wait for.", exc)
+                return None
+            if time.monotonic() - said > 30:
+                log.warning("%s Trying again every 2 s.", exc)
+                said = time.monotonic()
+            worker_gone.wait(2)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Deliver the TARS tasks' progress updates to n8n / Discord.")
+    parser = argparse.ArgumentParser(description="Deliver the TARS tasks' progress updates to n8n / Discord. Stops "
+                                     "when its standard input, a pipe from the worker that started it, closes (or on "
+                                     "SIGUSR1), after delivering what is left.")
     parser.add_argument("--name", help="this reader's name in the leases (default: host.pid)")
     args = parser.parse_args(argv)
+    # Ctrl+C and SIGTERM are the worker's (a terminal, systemd's whole-group stop): its warm shutdown finishes a task
+    # whose updates this sends. It stops with its worker: the pipe the worker holds closes when the worker asks (or
+    # exits, however it dies), and a pipe cannot be closed "too early", as a signal can arrive before its handler.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sandbox.make_non_dumpable()  # it holds the webhook URLs and secrets
     try:
         settings = get_settings()
         logging.basicConfig(level=settings.LOG_LEVEL, format=WORKER_LOG_FORMAT)
         install_log_scrubbing(settings.secret_values())
-        connection = connect(settings.redis_url, outage_seconds=REDIS_OUTAGE_RETRY_SECONDS)
+    except (TarsError, ValueError) as exc:
+        print(f"delivery: {exc}", file=sys.stderr)
+        return 2
+    worker_gone = threading.Event()
+    if stat.S_ISFIFO(os.fstat(0).st_mode):
+        threading.Thread(target=_until_closed, args=(sys.stdin.buffer, worker_gone), daemon=True).start()
+    connection = _connect(settings, worker_gone)
+    if connection is None:
+        return 0
+    try:
         delivery = Delivery(connection, settings, name=args.name)
     except (TarsError, ValueError) as exc:
         print(f"delivery: {exc}", file=sys.stderr)
         return 2
-    # It stops with its worker: SIGUSR1 from the worker once it has stopped, or its exit. Ctrl+C and SIGTERM are the
-    # worker's (a terminal, systemd's whole-group stop): its warm shutdown finishes a task whose updates this sends.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGUSR1, lambda *_: delivery.drain())
+    threading.Thread(target=lambda: worker_gone.wait() and delivery.drain(), daemon=True).start()
     delivery.run()
     return 0
 

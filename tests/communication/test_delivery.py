@@ -186,9 +186,19 @@ class Reader:
         self.log_path = log_path
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "communication.delivery", "--name", name],
-                                            cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+                                            cwd=ROOT, env={**os.environ, **env}, stdin=subprocess.PIPE, stdout=log,
+                                            stderr=subprocess.STDOUT)
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop_as_the_worker_does(self):
+        self.process.stdin.close()
 
     def stop(self):
+        if not self.process.stdin.closed:
+            self.process.stdin.close()
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
@@ -224,6 +234,37 @@ def test_a_delivery_process_killed_mid_way_is_resumed_from_its_cursor(tasks, red
     resent = len(n8n.requests) - len(expected)
     assert 0 <= resent <= 1  # at most the one in flight at the kill, with the same id
     wait_until(lambda: not redis_client.sismember(keys.UNDELIVERED_TASKS, task_id), 10, "the task retired")
+
+
+def test_a_stop_that_comes_while_the_reader_is_still_starting_delivers_what_is_there(tasks, redis_client, n8n,
+                                                                                     start_reader):
+    """A worker stopped at once (a second Ctrl+C right after start) closes the pipe before the reader has even
+    imported its modules: the stop waits for it, and what was appended still goes out."""
+    task_id = tasks.start("Build a calculator", project_path="calc")
+    steps(redis_client, task_id, 3)
+    ended(redis_client, task_id)
+    reader = start_reader(N8N_WEBHOOK_URL=n8n.url())
+    reader.stop_as_the_worker_does()
+    assert reader.process.wait(60) == 0, reader.log
+    assert delivered_ids(n8n, task_id) == stream_ids(redis_client, task_id)
+
+
+def test_a_reader_started_while_redis_is_down_waits_for_it(tasks, redis_client, n8n, start_reader, tmp_path):
+    from core.redis_conn import EmbeddedRedis
+
+    port = free_port()
+    reader = start_reader(N8N_WEBHOOK_URL=n8n.url(), REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    wait_until(lambda: "Trying again every 2 s" in reader.log, 60, "the reader to say it waits for Redis")
+    assert reader.process.poll() is None
+    with EmbeddedRedis(tmp_path / "late-redis", port=port, persist=False) as late:
+        from core import event_log as log_of
+        from core.redis_conn import connect
+
+        store = connect(late.url)
+        log_of.append(store, "late01", "complete", "Complete: done", "complete", {})
+        wait_until(lambda: delivered_ids(n8n, "late01"), 60, "the update once Redis is up")
+        reader.stop_as_the_worker_does()
+        assert reader.process.wait(60) == 0, reader.log
 
 
 @pytest.mark.worker_story
