@@ -127,7 +127,7 @@ def stop_delivery(process: subprocess.Popen | None) -> None:
         return
     try:
         process.stdin.close()  # its stop (it ignores SIGINT and SIGTERM: those are this worker's)
-        process.wait(DRAIN_SECONDS + 10)
+        process.wait(DRAIN_SECONDS + 30)  # its drain counts from its first poll: a slow start gets it too
     except subprocess.TimeoutExpired:
         process.kill()  # nothing is lost: the next reader resumes from the cursors
         process.wait()

@@ -117,6 +117,7 @@ class Delivery:
         self.lanes = self.notifier.endpoints or [LOG_ONLY]
         self.stopping = threading.Event()  # set: the endpoint threads stop, waits are cut short
         self.ready = threading.Event()  # set once subscribed to the wake-ups and the first poll is done
+        self._drain_for: float | None = None  # set: draining, for this many seconds once it has polled
         self._drain_by: float | None = None
         self._claiming = True  # false once a drain's first poll took what was there: a draining reader takes no more
         self._lock = threading.Lock()
@@ -140,9 +141,10 @@ class Delivery:
             wake.set()
 
     def drain(self, seconds: float | None = None) -> None:
-        """Stop once what was appended so far is delivered (or after `seconds`, DRAIN_SECONDS by default)."""
-        if self._drain_by is None:
-            self._drain_by = time.monotonic() + (self.drain_seconds if seconds is None else seconds)
+        """Stop once what was appended so far is delivered (or after `seconds`, DRAIN_SECONDS by default, counted
+        from its first poll: a reader asked to stop while still starting, on a loaded machine, gets the whole time)."""
+        if self._drain_for is None:
+            self._drain_for = self.drain_seconds if seconds is None else seconds
 
     def held(self) -> set[str]:
         with self._lock:
@@ -192,7 +194,7 @@ class Delivery:
                     pass
 
     def _poll(self) -> None:
-        if self._drain_by is None and os.getppid() != self._parent:
+        if self._drain_for is None and os.getppid() != self._parent:
             log.warning("the worker that started this reader is gone: delivering what is left, then stopping")
             self.drain()
         pending = {_text(t) for t in self.redis.smembers(keys.UNDELIVERED_TASKS)}
@@ -204,7 +206,7 @@ class Delivery:
         if self._claiming:
             for task_id in pending - self.held():
                 self._claim(task_id)
-            self._claiming = self._drain_by is None
+            self._claiming = self._drain_for is None
         for task_id in self.held():
             self._finish_if_done(task_id)
         self._wake_lanes(self.held())
@@ -242,8 +244,10 @@ class Delivery:
 
     def _drained(self) -> bool:
         """Draining, and nothing appended so far is left to deliver (or the drain's time is up)."""
-        if self._drain_by is None:
+        if self._drain_for is None:
             return False
+        if self._drain_by is None:  # called after a poll: the clock starts now
+            self._drain_by = time.monotonic() + self._drain_for
         if time.monotonic() >= self._drain_by:
             return True
         now = time.monotonic()

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -246,6 +247,21 @@ def test_a_stop_that_comes_while_the_reader_is_still_starting_delivers_what_is_t
     reader = start_reader(N8N_WEBHOOK_URL=n8n.url())
     reader.stop_as_the_worker_does()
     assert reader.process.wait(60) == 0, reader.log
+    assert delivered_ids(n8n, task_id) == stream_ids(redis_client, task_id)
+
+
+def test_a_drain_asked_before_the_reader_runs_counts_from_its_first_poll(tasks, redis_client, n8n, tars_env,
+                                                                          monkeypatch):
+    """On a loaded machine the worker can ask for the stop before the reader has even polled: it still gets its
+    whole drain time to send what is there, rather than a deadline that passed while it was starting."""
+    monkeypatch.setenv("N8N_WEBHOOK_URL", n8n.url())
+    task_id = tasks.start("Build a calculator", project_path="calc")
+    steps(redis_client, task_id, 5)
+    ended(redis_client, task_id)
+    reader = Delivery(redis_client, load_settings(), notifier=make_notifier(load_settings()))
+    reader.drain(seconds=0.2)
+    time.sleep(0.5)  # the slow start itself: it runs well after the drain's 0.2 s have passed
+    reader.run()  # returns once drained
     assert delivered_ids(n8n, task_id) == stream_ids(redis_client, task_id)
 
 

@@ -158,7 +158,11 @@ def test_a_second_sigterm_stops_the_task_and_marks_it(tasks, fake_api, start_wor
     status = tasks.status(task_id)
     assert status.status == "failed" and "shut down" in status.reason, status
     assert gone(horse)
-    assert wait_until(lambda: endings(n8n, task_id), 10, "Discord told")
+    try:
+        assert wait_until(lambda: endings(n8n, task_id), 10, "Discord told")
+    except AssertionError as exc:  # keep what the worker and its delivery process said, for the next look
+        raise AssertionError(f"{exc}\nn8n got {[(b['task_id'], b['type']) for b in n8n.bodies()]}; worker log:\n"
+                             f"{worker.log[-6000:]}") from None
 
 
 def test_death_reasons_read_well():
