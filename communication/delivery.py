@@ -2,8 +2,8 @@
 
 A reader of the event streams, in a process of its own: start_worker.py starts `python -m communication.delivery`
 beside the RQ worker, and it stops with the worker (the pipe on its stdin closes: the worker asked, or died), after
-delivering what was appended (DRAIN_SECONDS at most). A killed work-horse loses no update, since what it appended
-is in Redis, not in a queue of its own; and the worker's process, which forks a horse per task, runs no delivery
+delivering what was appended and its tasks' endings (DRAIN_SECONDS at most). A killed work-horse loses no update,
+since what it appended is in Redis, not in a queue of its own; and the worker's process, which forks a horse per task, runs no delivery
 threads a fork could catch holding a lock (logging, httpx, ssl).
 
 * Finding the work: every append adds its task to keys.UNDELIVERED_TASKS. The reader wakes on the append's pub/sub
@@ -58,7 +58,7 @@ log = logging.getLogger("tars.delivery")
 POLL_SECONDS = 1.0  # how often the set of undelivered tasks is read, whatever the wake-ups
 LEASE_SECONDS = 15.0  # a task's reader holds it this long unless renewed (each poll renews it)
 RETRY_LATER_SECONDS = 30.0  # an event whose attempts ran out is tried again after this
-DRAIN_SECONDS = 5.0  # at stop, how long the reader goes on delivering what is already appended
+DRAIN_SECONDS = 10.0  # at stop, how long the reader goes on delivering (and waiting for the endings of its tasks)
 BATCH = 100  # events read at once per task and endpoint
 PARALLEL_PER_ENDPOINT = 4  # tasks whose events go to one endpoint at the same time (each task's in order)
 LANE_IDLE_SECONDS = 5.0  # a task's thread for an endpoint ends after this long with nothing to send
@@ -186,6 +186,11 @@ class Delivery:
                 threads = list(self._threads)
             for thread in threads:
                 thread.join(self.notifier.timeout + 1)
+            for task_id in self.held():  # another reader takes them at once, not when the lease runs out
+                try:
+                    self._release(task_id)
+                except redis.RedisError:
+                    pass
             for close in (pubsub.close, listener.close, self.notifier.close,
                           *(client.close for client in self._clients.values())):
                 try:
@@ -243,7 +248,8 @@ class Delivery:
         self._release(task_id)
 
     def _drained(self) -> bool:
-        """Draining, and nothing appended so far is left to deliver (or the drain's time is up)."""
+        """Draining, and every task it holds has its ending delivered (or the drain's time is up). A task without an
+        ending yet may be the dying worker's: its horse writes the ending once it sees the worker gone."""
         if self._drain_for is None:
             return False
         if self._drain_by is None:  # called after a poll: the clock starts now
@@ -255,6 +261,8 @@ class Delivery:
             latest = event_log.last(self.redis, task_id)
             if latest is None:
                 continue
+            if not latest.ends:
+                return False
             for lane, cursor in zip(self.lanes, self._cursors(task_id)):
                 if cursor != latest.id and self._retry_at.get((task_id, lane), 0.0) <= now:
                     return False

@@ -117,7 +117,8 @@ def test_a_horse_whose_worker_died_stops_itself_at_once(tasks, fake_api, start_w
     assert time.monotonic() - died_at < 20
     assert "worker process running this task died" in status.reason
     assert wait_until(lambda: gone(horse), 10, "the horse gone: the task never runs beside its retry")
-    assert endings(n8n, task_id)
+    assert wait_until(lambda: endings(n8n, task_id), 30, "Discord told (the dead worker's delivery process waited "
+                                                         "for the horse's ending)")
 
 
 def test_the_reaper_leaves_live_workers_and_other_rq_workers_alone(tasks, fake_api, start_worker, settings):
