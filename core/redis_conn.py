@@ -215,7 +215,7 @@ def with_embedded_password(url: str, data_dir: Path) -> str:
     return parsed._replace(netloc=netloc).geturl()
 
 
-def private_client(client: redis.Redis) -> redis.Redis:
+def private_client(client: redis.Redis, **overrides) -> redis.Redis:
     """A client with the same settings as client but a pool of its own, for a thread that blocks on Redis.
 
     A pooled connection is never read by two threads at once only if nothing else can be handed the one a
@@ -224,7 +224,7 @@ def private_client(client: redis.Redis) -> redis.Redis:
     """
     pool = client.connection_pool
     return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class,
-                                                            **pool.connection_kwargs))
+                                                            **{**pool.connection_kwargs, **overrides}))
 
 
 def probe_client(client: redis.Redis) -> redis.Redis:
@@ -233,10 +233,7 @@ def probe_client(client: redis.Redis) -> redis.Redis:
     /health and start-up ask "is Redis there?"; the outage retry (and redis-py 8's own default of 10 tries,
     ~4 s) would answer seconds late, after a caller such as a load balancer has given up.
     """
-    pool = client.connection_pool
-    kwargs = {**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0), "socket_connect_timeout": 2,
-              "socket_timeout": 2}
-    return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
+    return private_client(client, retry=Retry(NoBackoff(), 0), socket_connect_timeout=2, socket_timeout=2)
 
 
 def safe_url(url: str) -> str:
