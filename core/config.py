@@ -87,6 +87,17 @@ class Settings(BaseSettings):
     WEBHOOK_SIGNING_SECRET: SecretStr | None = None
     WEBHOOK_SECRET: SecretStr | None = None
 
+    # --- the Discord bot: codes and commands in a channel, progress edited in place ---
+    DISCORD_BOT_TOKEN: SecretStr | None = None
+    DISCORD_CHANNEL_ID: str | None = Field(None, description=(
+        "The channel the bot reads the owner's replies in and posts progress to (its numeric id: Discord's "
+        "Developer Mode, right-click the channel, Copy Channel ID)."))
+    DISCORD_OWNER_IDS: str = Field("", description=(
+        "The Discord user ids allowed to answer (comma-separated); everyone else is ignored."))
+    DISCORD_API_URL: str = Field("https://discord.com/api/v10", description=(
+        "Discord's REST base; the gateway address is asked from it (GET /gateway/bot). Tests point it at a local "
+        "stand-in."))
+
     # --- voice (Twilio ConversationRelay) ---------------------------------
     PUBLIC_BASE_URL: str | None = None
     TWILIO_AUTH_TOKEN: SecretStr | None = None
@@ -112,7 +123,7 @@ class Settings(BaseSettings):
     @field_validator("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "REDIS_URL", "DATA_DIR", "DEFAULT_PROJECT_PATH",
                      "COMMAND_RULES_FILE",
                      "CONFIRMATION_CODE", "DASHBOARD_PASSWORD", "N8N_WEBHOOK_URL", "DISCORD_WEBHOOK_URL", "WEBHOOK_SIGNING_SECRET",
-                     "WEBHOOK_SECRET", "PUBLIC_BASE_URL", "TWILIO_AUTH_TOKEN", "VOICE_TTS_PROVIDER", "VOICE_NAME",
+                     "WEBHOOK_SECRET", "DISCORD_BOT_TOKEN", "DISCORD_CHANNEL_ID", "PUBLIC_BASE_URL", "TWILIO_AUTH_TOKEN", "VOICE_TTS_PROVIDER", "VOICE_NAME",
                      mode="before")
     @classmethod
     def _blank_is_unset(cls, value):
@@ -143,6 +154,32 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"{', '.join(bad)} is not an E.164 number like +15551234567 (comma-separated list)")
         return ",".join(numbers)
+
+    @field_validator("DISCORD_CHANNEL_ID")
+    @classmethod
+    def _channel_id(cls, value):
+        if value is not None and not re.fullmatch(r"\d{15,21}", value.strip()):
+            raise ValueError("must be the channel's numeric id (Developer Mode, right-click the channel, Copy "
+                             "Channel ID), not its name or link")
+        return value.strip() if value is not None else None
+
+    @field_validator("DISCORD_OWNER_IDS")
+    @classmethod
+    def _owner_ids(cls, value):
+        ids = [i.strip() for i in value.replace(";", ",").split(",") if i.strip()]
+        bad = [i for i in ids if not re.fullmatch(r"\d{15,21}", i)]
+        if bad:
+            raise ValueError(f"{', '.join(bad)} is not a Discord user id (a number like 80351110224678912: Developer "
+                             "Mode, right-click your name, Copy User ID; comma-separated list)")
+        return ",".join(ids)
+
+    @field_validator("DISCORD_API_URL")
+    @classmethod
+    def _discord_api(cls, value):
+        value = value.strip().rstrip("/")
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s):// URL such as https://discord.com/api/v10")
+        return value
 
     @field_validator("CONFIRMATION_CODE")
     @classmethod
@@ -199,6 +236,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"COMMAND_RULES_FILE ({rules}) must be outside {name} ({folder}), where a task's "
                                  "commands could rewrite it: keep it in DATA_DIR (the default, DATA_DIR/commands.json)")
         self.COMMAND_RULES_FILE = rules
+        if self.DISCORD_BOT_TOKEN is not None and not (self.DISCORD_CHANNEL_ID and self.DISCORD_OWNER_IDS):
+            raise ValueError("DISCORD_BOT_TOKEN is set, so the bot also needs DISCORD_CHANNEL_ID (where it listens) "
+                             "and DISCORD_OWNER_IDS (who may answer): set both, or unset DISCORD_BOT_TOKEN")
         return self
 
     # --- derived ----------------------------------------------------------
@@ -211,6 +251,10 @@ class Settings(BaseSettings):
     @property
     def owner_numbers(self) -> list[str]:
         return [n for n in self.OWNER_PHONE_NUMBERS.split(",") if n]
+
+    @property
+    def discord_owners(self) -> set[int]:
+        return {int(i) for i in self.DISCORD_OWNER_IDS.split(",") if i}
 
     @property
     def checkouts_dir(self) -> Path:

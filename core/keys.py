@@ -116,3 +116,20 @@ def dashboard_login(token: str) -> str:
 def dashboard_login_failures(address: str) -> str:
     """Counter of the dashboard login attempts from one client address in the current window (expires with it)."""
     return f"tars:dashboard:login-failures:{address[:100]}"
+
+
+DISCORD_GATEWAY_LEASE = "tars:discord:gateway"
+"""Which server holds the Discord bot's gateway connection now (a lease with a TTL, renewed by its holder): with
+several servers running, one reads the channel and answers."""
+
+
+def discord_message(message_id: int | str) -> str:
+    """Hash of what one message TARS posted in the Discord channel is about (task_id, kind, request_id), so a reply to
+    it finds its task; expires with the task's data."""
+    return f"tars:discord:message:{message_id}"
+
+
+def task_discord_status(task_id: str) -> str:
+    """Hash of the task's one status message in the Discord channel (message_id, and what it last said), edited in
+    place as the task goes on."""
+    return f"task:{task_id}:discord"
