@@ -156,9 +156,8 @@ class _Conn:
 
     def __init__(self, ws: web.WebSocketResponse, request: web.Request, zlib_stream: bool) -> None:
         self.ws = ws
-        self.transport = request.transport
-        url = str(request.rel_url)
-        self.url = url
+        self.transport = request.transport  # to cut the connection without a close frame
+        self.url = str(request.rel_url)
         self.session: GatewaySession | None = None
         self.lock = asyncio.Lock()
         self.compressor = zlib.compressobj() if zlib_stream else None

@@ -358,3 +358,21 @@ def test_wait_for_wakes_on_change_and_times_out(fake):
         assert got == [["👀"]]
     with pytest.raises(TimeoutError):
         fake.wait_for(lambda: fake.bot_messages(), timeout=0.1)
+
+
+def test_reachable_from_another_process(fake):
+    """The delivery process under test is another process posting with httpx."""
+    import subprocess
+    import sys
+
+    code = (
+        "import httpx, sys\n"
+        "r = httpx.post(sys.argv[1] + '/channels/' + sys.argv[2] + '/messages', json={'content': 'from afar'},"
+        " headers={'Authorization': 'Bot ' + sys.argv[3]})\n"
+        "print(r.status_code, r.json()['id'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, fake.api_url, str(fake.channel_id), fake.bot_token],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    status, mid = out.stdout.split()
+    assert status == "200" and [(m["id"], m["content"]) for m in fake.bot_messages()] == [(mid, "from afar")]
