@@ -118,30 +118,25 @@ def _lit(text: str, like: _W | None = None) -> _W:
 _DYN = _W("{}")  # a word known only at run time (what xargs or find -exec put in)
 
 
+_QUOTED = re.compile(r"""\\.|'[^']*'|`[^`]*`|"(?:\\.|[^"\\])*"|['`"]""", re.S)  # a lone quote is unclosed
+
+
 def _close(s: str, i: int, op: str = "(", cl: str = ")") -> int:
     """Index of the bracket that closes one opened just before s[i]; -1 if none. Quotes and escapes are skipped."""
-    depth, n = 1, len(s)
-    while i < n:
-        c = s[i]
-        if c == "\\":
-            i += 2
-        elif c in "'`":
-            j = s.find(c, i + 1)
-            if j < 0:
-                return -1
-            i = j + 1
-        elif c == '"':
-            i += 1
-            while i < n and s[i] != '"':
-                i += 2 if s[i] == "\\" else 1
-            i += 1
+    depth = 1
+    while i < len(s):
+        quoted = _QUOTED.match(s, i)
+        if quoted and quoted.group() in ("'", "`", '"'):
+            return -1
+        if quoted:
+            i = quoted.end()
         elif op == "{" and s.startswith("$(", i):
-            j = _close(s, i + 2)
-            if j < 0:
+            i = _close(s, i + 2)
+            if i < 0:
                 return -1
-            i = j + 1
+            i += 1
         else:
-            depth += (c == op) - (c == cl)
+            depth += (s[i] == op) - (s[i] == cl)
             if depth == 0:
                 return i
             i += 1
