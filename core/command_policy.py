@@ -791,18 +791,16 @@ class _Gate:
         if rule:
             self.ok(f"owner:allow {rule}")
             self.floor_only += 1
-        try:
-            key = re.sub(r"^(python|pip)[23]?(\.\d+)?$", r"\1", name)
-            if key in _HANDLERS:
-                _HANDLERS[key](self, key, args, stdin, depth)
-            elif name in _DANGER or name.startswith("mkfs"):
-                self.ask(f"ask:{name}", f"`{name}` {_DANGER.get(name, 'formats disks')}")
-            else:
-                sub = args[0].text if args and re.match(r"[a-z][\w:.-]*\Z", args[0].text or "") else ""
-                self.ask("ask:unknown-program", f"`{name}{' ' + sub if sub else ''}` is not a command TARS knows "
-                                                "to be harmless")
-        finally:
-            self.floor_only -= bool(rule)
+        key = re.sub(r"^(python|pip)[23]?(\.\d+)?$", r"\1", name)
+        if key in _HANDLERS:
+            _HANDLERS[key](self, key, args, stdin, depth)
+        elif name in _DANGER or name.startswith("mkfs"):
+            self.ask(f"ask:{name}", f"`{name}` {_DANGER.get(name, 'formats disks')}")
+        else:
+            sub = args[0].text if args and re.match(r"[a-z][\w:.-]*\Z", args[0].text or "") else ""
+            self.ask("ask:unknown-program", f"`{name}{' ' + sub if sub else ''}` is not a command TARS knows "
+                                            "to be harmless")
+        self.floor_only -= bool(rule)
 
     def own_code(self, w: _W, args: list[_W], what: str = "", runner: str = "") -> None:
         """A file of the project's own code: it must be in the project and not written by this command."""
@@ -968,10 +966,8 @@ def _h_git(g: _Gate, name, args, stdin, depth):
         else:
             return g.ask("ask:git-option", f"`git {args[i].shown}` changes how git runs (configuration, pager, "
                                            "repository or the programs it calls)")
-    try:
-        _git_sub(g, args[i:])
-    finally:
-        g.cwds = saved
+    _git_sub(g, args[i:])  # (an exception ends the whole check: check() asks)
+    g.cwds = saved
 
 
 def _git_sub(g: _Gate, args):
