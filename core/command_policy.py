@@ -1162,18 +1162,20 @@ def _h_programs(g: _Gate, name, args, stdin, depth):
     if family in (None, "ask"):
         shown = " ".join(w.shown for w in rest[:2] if not (w.text or "").startswith("-"))
         return g.ask("ask:unknown-program", f"`{name} {shown}` is not a command TARS knows to be harmless")
-    if family == "task":
-        runs, more = sub in ("run", "run-script", "rum", "urn"), [w for w in more if w.text != "--"]
-        return g.tasks(f"{name} {sub}" if runs else name, more[:1] if runs else rest[:1]) if more or not runs else \
-            g.ok("read")
+    if family == "task" and sub not in ("run", "run-script", "rum", "urn"):  # npm start, yarn SCRIPT
+        return g.tasks(name, rest[:1])
+    if family == "task":  # a bare `npm run` lists the scripts
+        more = [w for w in more if w.text != "--"]
+        return g.tasks(f"{name} {sub}", more[:1]) if more else g.ok("read")
     if family == "project":
         return g.own_code(more[0], more[1:]) if name == "bun" else g.project_code(f"`{name} {sub}`", more)
     if family in ("wrap", "uvrun"):
         spec = _WRAPPERS["uv run"] if family == "uvrun" else (set(), set(), 0)
         return _h_wrapper(g, f"{name} {sub}", more, stdin, depth, spec)
-    if family in ("npx", "pip"):
-        return (_h_npx if family == "npx" else _h_programs)(g, f"{name} {sub}" if family == "npx" else "pip", more,
-                                                            stdin, depth)
+    if family == "npx":
+        return _h_npx(g, f"{name} {sub}", more, stdin, depth)
+    if family == "pip":
+        return _h_programs(g, "pip", more, stdin, depth)
     g.build(name, more, family)
 
 
