@@ -118,30 +118,26 @@ def _lit(text: str, like: _W | None = None) -> _W:
 _DYN = _W("{}")  # a word known only at run time (what xargs or find -exec put in)
 
 
+_QUOTED = re.compile(r"""\\.|'[^']*'|`[^`]*`|"(?:\\.|[^"\\])*"|['`"]""", re.S)  # a lone quote is unclosed
+_BACKQUOTED = re.compile(r"`((?:\\.|[^`\\])*)`|\$'(?:\\.|[^'\\])*'", re.S)  # `...` and $'...', escapes inside
+
+
 def _close(s: str, i: int, op: str = "(", cl: str = ")") -> int:
     """Index of the bracket that closes one opened just before s[i]; -1 if none. Quotes and escapes are skipped."""
-    depth, n = 1, len(s)
-    while i < n:
-        c = s[i]
-        if c == "\\":
-            i += 2
-        elif c in "'`":
-            j = s.find(c, i + 1)
-            if j < 0:
-                return -1
-            i = j + 1
-        elif c == '"':
-            i += 1
-            while i < n and s[i] != '"':
-                i += 2 if s[i] == "\\" else 1
-            i += 1
+    depth = 1
+    while i < len(s):
+        quoted = _QUOTED.match(s, i)
+        if quoted and quoted.group() in ("'", "`", '"'):
+            return -1
+        if quoted:
+            i = quoted.end()
         elif op == "{" and s.startswith("$(", i):
-            j = _close(s, i + 2)
-            if j < 0:
+            i = _close(s, i + 2)
+            if i < 0:
                 return -1
-            i = j + 1
+            i += 1
         else:
-            depth += (c == op) - (c == cl)
+            depth += (s[i] == op) - (s[i] == cl)
             if depth == 0:
                 return i
             i += 1
@@ -176,14 +172,12 @@ def _scan(raw: str, doc: bool = False) -> _W:
         elif c == '"' and not doc:
             dq, i = not dq, i + 1
         elif c == "`" or c == "$" and nxt == "'" and not dq:  # $'...' is decoded by bash, not here: run-time value
-            j = i + 1 + (c == "$")
-            while j < n and raw[j] != raw[i + (c == "$")]:
-                j += 2 if raw[j] == "\\" else 1
-            if j >= n:
+            quoted = _BACKQUOTED.match(raw, i)
+            if not quoted:
                 return fail("an unclosed quote")
             if c == "`":
-                w.subs.append(re.sub(r"\\([\\`$])", r"\1", raw[i + 1 : j]))
-            dyn, i = True, j + 1
+                w.subs.append(re.sub(r"\\([\\`$])", r"\1", quoted.group(1)))
+            dyn, i = True, quoted.end()
         elif c == "$" and nxt == '"' and not dq:
             dq, i = True, i + 2
         elif c == "$" and nxt and nxt in "({":
@@ -439,18 +433,18 @@ _SED_OK = re.compile(  # sed scripts without w, W, e, r/R-to-write or the s comm
     r"(?>\s*(?:" + _SED_ADDR + r"(?:\s*,\s*(?:" + _SED_ADDR + r"|[+~]\d+))?)?\s*!?\s*(?>s(?P<d>[^\\\n\w\s])" +
     _SED_PART.format("d") * 2 + r"[gpiIm\d]*|y(?P<e>[^\\\n\w\s])" + _SED_PART.format("e") * 2 +
     r"|[pdDqQ=nNgGhHxlPz{}]|[aic]\\?[^\n]*|[bt:T][ \t]*\w*|#[^\n]*)\s*[;\n]?)*+\s*")
-_WRAPPERS = {  # name: (options taking a value, options without one, arguments before the command)
-    "timeout": (_set("-s --signal -k --kill-after"), _set("--foreground --preserve-status -v --verbose"), 1),
-    "nice": (_set("-n --adjustment"), set(), 0), "nohup": (set(), set(), 0), "builtin": (set(), set(), 0),
-    "time": (_set("-f --format"), _set("-p -v -q --verbose --portability"), 0),
-    "command": (set(), _set("-p -v -V"), 0), "exec": (_set("-a"), _set("-c -l"), 0),
-    "stdbuf": (_set("-i -o -e --input --output --error"), set(), 0), "env": (_set("-u --unset"), _set("-i -0"), 0),
-    "xargs": (_set("-a --arg-file -d --delimiter -E -I -L -n --max-args -P --max-procs -s --max-chars"),
-              _set("-0 --null -r --no-run-if-empty -t --verbose -x --exit -p --interactive -o --open-tty"), 0),
-    "uv run": (_set("--with --with-editable --with-requirements --python -p --package --extra --group --env-file "
-                    "--index --index-url --extra-index-url"),
-               _set("--frozen --locked --no-sync --isolated --all-extras --no-dev --dev -q --quiet -v --verbose "
-                    "--no-project --active --offline --refresh --all-packages --no-cache --exact"), 0)}
+_WRAPPERS = {name: (_set(valued), _set(flags), skip) for name, (valued, flags, skip) in {
+    # name: (options taking a value, options without one, arguments before the command)
+    "timeout": ("-s --signal -k --kill-after", "--foreground --preserve-status -v --verbose", 1),
+    "nice": ("-n --adjustment", "", 0), "nohup": ("", "", 0), "builtin": ("", "", 0), "command": ("", "-p -v -V", 0),
+    "time": ("-f --format", "-p -v -q --verbose --portability", 0), "exec": ("-a", "-c -l", 0),
+    "stdbuf": ("-i -o -e --input --output --error", "", 0), "env": ("-u --unset", "-i -0", 0),
+    "xargs": ("-a --arg-file -d --delimiter -E -I -L -n --max-args -P --max-procs -s --max-chars",
+              "-0 --null -r --no-run-if-empty -t --verbose -x --exit -p --interactive -o --open-tty", 0),
+    "uv run": ("--with --with-editable --with-requirements --python -p --package --extra --group --env-file --index "
+               "--index-url --extra-index-url", "--frozen --locked --no-sync --isolated --all-extras --no-dev --dev -q "
+               "--quiet -v --verbose --no-project --active --offline --refresh --all-packages --no-cache --exact", 0),
+}.items()}
 _WRITERS = {  # program: (options taking a value, options naming what it writes, which positionals it writes)
     "touch": ("-d --date -r --reference -t", "", "all"), "mkdir": ("-m --mode", "", "all"), "tee": ("", "", "all"),
     "cp": ("-t --target-directory -S --suffix", "-t --target-directory", "last"),  # the last only without -t
@@ -471,45 +465,47 @@ _JS = {"install i in add ci uninstall remove rm un update up upgrade dedupe prun
        "read", "test t tst": "build", "run run-script rum urn start restart stop": "task", "exec": "wrap",
        "dlx x": "npx", "init pack": "edit", "publish unpublish config global link unlink npm cache set plugin version "
        "login logout self-update policies store setup patch-commit owner access token deprecate dist-tag": "ask"}
-_PROGRAMS = {  # program: (global options taking a value, global flags, {subcommand: family or {sub: family}},
-    # options that ask). Families: read, build, install, edit (the path rule applies), project (the project's code),
-    # task (a task name decides), npx (a package's program), wrap and uvrun (run the rest), pip.
-    "npm": (_set("--prefix -w --workspace"), _set("-s --silent -q --quiet -y --yes -ws"),
-            _subs(_JS | {"exec x": "npx"}), _set("-g --global --location")),
-    "yarn": (_set("--cwd"), _set("-s --silent"), _subs(_JS | {"*": "task"}), _set("-g --global")),
-    "pip": (_set("--python --log --cache-dir --proxy --timeout --retries"), _set(
-        "-q --quiet -v --verbose --isolated --require-virtualenv --no-cache-dir --disable-pip-version-check"),
-        _subs({"install download wheel": "install", "list show freeze check help index inspect debug search hash":
-               "read", "cache": {"dir list info": "read"}, "config": {"list get debug": "read"}}),
-        _set("--user --prefix --root --break-system-packages --system")),
-    "uv": (_set("--directory --project --cache-dir"), _set("-q --quiet -v --verbose --offline --no-cache --frozen"),
-           _subs({"sync lock add remove tree export init venv": "install", "run": "uvrun", "pip": "pip",
-                  "version": "read", "tool": {"run": "npx", "list": "read"}, "python": {"list find dir": "read"}}),
-           _set("--system --break-system-packages --user --prefix --root")),
-    "poetry": (_set("-C --directory -P --project"), _set("-q --quiet -v -n --no-interaction"), _subs(
-        {"install add remove lock update show check build init new export version sync": "install", "run": "wrap",
-         "env": {"info list": "read"}}), set()),
-    "cargo": (_set("--color -Z -C --manifest-path"), _set("-q --quiet -v --verbose --frozen --locked --offline"), _subs(
-        {"build b test t check c clippy fmt doc d bench tree metadata locate-project verify-project version search "
-         "info fetch add remove rm update up generate-lockfile vendor package new init clean": "build",
-         "run r": "project"}), _set("--config")),
-    "go": (set(), set(), _subs({"build test vet fmt list doc version": "build", "env": "read",
-                                "get mod work": "install", "run generate tool": "project"}), _set("-w")),
-    "docker": (_set("--context -c --host -H --log-level -l --config"), _set("-D --debug"), _subs(
-        {"ps images logs inspect version info top port history diff stats events search": "read",
-         "compose": {"ps logs config ls images top version port": "read"}, "image": {"ls inspect history": "read"},
-         "container": {"ls inspect logs top port diff": "read"}, "volume network": {"ls inspect": "read"},
-         "system": {"df info events": "read"}, "context": {"ls show inspect": "read"}}), set()),
-    "kubectl": (_set("-n --namespace --context --cluster --kubeconfig --user -s --server"), set(), _subs(
-        {"get describe logs explain version api-resources api-versions cluster-info top events diff": "read",
-         "config": {"view get-contexts current-context get-clusters": "read"}, "auth": {"can-i whoami": "read"}}),
-        set()),
-    "terraform": (set(), set(), _subs({"validate show output version providers graph fmt": "read", "init": "install",
-                                       "plan": "project", "state workspace": {"list show": "read"}}), set()),
-    "gh": (_set("-R --repo"), set(), _subs(
-        {"pr": {"list view status diff checks": "read"}, "issue": {"list view status": "read"}, "status": "read",
-         "repo": {"view list": "read"}, "run": {"list view watch": "read"}, "release workflow": {"list view": "read"},
-         "auth": {"status": "read"}, "search": {"repos issues prs code": "read"}}), set())}
+_PROGRAMS = {name: (_set(valued), _set(flags), _subs(subs), _set(asking)) for name, (valued, flags, subs, asking) in {
+    # program: (global options taking a value, global flags, {subcommands: family or {subcommands: family}}, options
+    # that ask). Families: read, build, install, edit (the path rule applies), project (the project's code), task (a
+    # task name decides), npx (a package's program), wrap and uvrun (run the rest), pip.
+    "npm": ("--prefix -w --workspace", "-s --silent -q --quiet -y --yes -ws", _JS | {"exec x": "npx"},
+            "-g --global --location"),
+    "yarn": ("--cwd", "-s --silent", _JS | {"*": "task"}, "-g --global"),
+    "pip": ("--python --log --cache-dir --proxy --timeout --retries",
+            "-q --quiet -v --verbose --isolated --require-virtualenv --no-cache-dir --disable-pip-version-check",
+            {"install download wheel": "install", "list show freeze check help index inspect debug search hash": "read",
+             "cache": {"dir list info": "read"}, "config": {"list get debug": "read"}},
+            "--user --prefix --root --break-system-packages --system"),
+    "uv": ("--directory --project --cache-dir", "-q --quiet -v --verbose --offline --no-cache --frozen",
+           {"sync lock add remove tree export init venv": "install", "run": "uvrun", "pip": "pip", "version": "read",
+            "tool": {"run": "npx", "list": "read"}, "python": {"list find dir": "read"}},
+           "--system --break-system-packages --user --prefix --root"),
+    "poetry": ("-C --directory -P --project", "-q --quiet -v -n --no-interaction",
+               {"install add remove lock update show check build init new export version sync": "install",
+                "run": "wrap", "env": {"info list": "read"}}, ""),
+    "cargo": ("--color -Z -C --manifest-path", "-q --quiet -v --verbose --frozen --locked --offline",
+              {"build b test t check c clippy fmt doc d bench tree metadata locate-project verify-project version "
+               "search info fetch add remove rm update up generate-lockfile vendor package new init clean": "build",
+               "run r": "project"}, "--config"),
+    "go": ("", "", {"build test vet fmt list doc version": "build", "env": "read", "get mod work": "install",
+                    "run generate tool": "project"}, "-w"),
+    "docker": ("--context -c --host -H --log-level -l --config", "-D --debug", {
+        "ps images logs inspect version info top port history diff stats events search": "read",
+        "compose": {"ps logs config ls images top version port": "read"}, "image": {"ls inspect history": "read"},
+        "container": {"ls inspect logs top port diff": "read"}, "volume network": {"ls inspect": "read"},
+        "system": {"df info events": "read"}, "context": {"ls show inspect": "read"}}, ""),
+    "kubectl": ("-n --namespace --context --cluster --kubeconfig --user -s --server", "",
+                {"get describe logs explain version api-resources api-versions cluster-info top events diff": "read",
+                 "config": {"view get-contexts current-context get-clusters": "read"},
+                 "auth": {"can-i whoami": "read"}}, ""),
+    "terraform": ("", "", {"validate show output version providers graph fmt": "read", "init": "install",
+                           "plan": "project", "state workspace": {"list show": "read"}}, ""),
+    "gh": ("-R --repo", "", {"pr": {"list view status diff checks": "read"}, "issue": {"list view status": "read"},
+                            "status": "read", "repo": {"view list": "read"}, "run": {"list view watch": "read"},
+                            "release workflow": {"list view": "read"}, "auth": {"status": "read"},
+                            "search": {"repos issues prs code": "read"}}, ""),
+}.items()}
 _PROGRAMS["pnpm"] = _PROGRAMS["bun"] = _PROGRAMS["yarn"]
 _PROGRAMS["podman"], _PROGRAMS["tofu"] = _PROGRAMS["docker"], _PROGRAMS["terraform"]
 _GIT_READ = _set("""status log diff show blame annotate grep ls-files ls-tree ls-remote rev-parse rev-list describe
@@ -795,18 +791,16 @@ class _Gate:
         if rule:
             self.ok(f"owner:allow {rule}")
             self.floor_only += 1
-        try:
-            key = re.sub(r"^(python|pip)[23]?(\.\d+)?$", r"\1", name)
-            if key in _HANDLERS:
-                _HANDLERS[key](self, key, args, stdin, depth)
-            elif name in _DANGER or name.startswith("mkfs"):
-                self.ask(f"ask:{name}", f"`{name}` {_DANGER.get(name, 'formats disks')}")
-            else:
-                sub = args[0].text if args and re.match(r"[a-z][\w:.-]*\Z", args[0].text or "") else ""
-                self.ask("ask:unknown-program", f"`{name}{' ' + sub if sub else ''}` is not a command TARS knows "
-                                                "to be harmless")
-        finally:
-            self.floor_only -= bool(rule)
+        key = re.sub(r"^(python|pip)[23]?(\.\d+)?$", r"\1", name)
+        if key in _HANDLERS:
+            _HANDLERS[key](self, key, args, stdin, depth)
+        elif name in _DANGER or name.startswith("mkfs"):
+            self.ask(f"ask:{name}", f"`{name}` {_DANGER.get(name, 'formats disks')}")
+        else:
+            sub = args[0].text if args and re.match(r"[a-z][\w:.-]*\Z", args[0].text or "") else ""
+            self.ask("ask:unknown-program", f"`{name}{' ' + sub if sub else ''}` is not a command TARS knows "
+                                            "to be harmless")
+        self.floor_only -= bool(rule)
 
     def own_code(self, w: _W, args: list[_W], what: str = "", runner: str = "") -> None:
         """A file of the project's own code: it must be in the project and not written by this command."""
@@ -972,10 +966,8 @@ def _h_git(g: _Gate, name, args, stdin, depth):
         else:
             return g.ask("ask:git-option", f"`git {args[i].shown}` changes how git runs (configuration, pager, "
                                            "repository or the programs it calls)")
-    try:
-        _git_sub(g, args[i:])
-    finally:
-        g.cwds = saved
+    _git_sub(g, args[i:])  # (an exception ends the whole check: check() asks)
+    g.cwds = saved
 
 
 def _git_sub(g: _Gate, args):
@@ -1170,18 +1162,20 @@ def _h_programs(g: _Gate, name, args, stdin, depth):
     if family in (None, "ask"):
         shown = " ".join(w.shown for w in rest[:2] if not (w.text or "").startswith("-"))
         return g.ask("ask:unknown-program", f"`{name} {shown}` is not a command TARS knows to be harmless")
-    if family == "task":
-        runs, more = sub in ("run", "run-script", "rum", "urn"), [w for w in more if w.text != "--"]
-        return g.tasks(f"{name} {sub}" if runs else name, more[:1] if runs else rest[:1]) if more or not runs else \
-            g.ok("read")
+    if family == "task" and sub not in ("run", "run-script", "rum", "urn"):  # npm start, yarn SCRIPT
+        return g.tasks(name, rest[:1])
+    if family == "task":  # a bare `npm run` lists the scripts
+        more = [w for w in more if w.text != "--"]
+        return g.tasks(f"{name} {sub}", more[:1]) if more else g.ok("read")
     if family == "project":
         return g.own_code(more[0], more[1:]) if name == "bun" else g.project_code(f"`{name} {sub}`", more)
     if family in ("wrap", "uvrun"):
-        return _h_wrapper(g, f"{name} {sub}", more, stdin, depth, _WRAPPERS["uv run"] if family == "uvrun" else
-                          (set(), set(), 0))
-    if family in ("npx", "pip"):
-        return (_h_npx if family == "npx" else _h_programs)(g, f"{name} {sub}" if family == "npx" else "pip", more,
-                                                            stdin, depth)
+        spec = _WRAPPERS["uv run"] if family == "uvrun" else (set(), set(), 0)
+        return _h_wrapper(g, f"{name} {sub}", more, stdin, depth, spec)
+    if family == "npx":
+        return _h_npx(g, f"{name} {sub}", more, stdin, depth)
+    if family == "pip":
+        return _h_programs(g, "pip", more, stdin, depth)
     g.build(name, more, family)
 
 
