@@ -35,7 +35,7 @@ def test_up_runs_everything_on_an_embedded_redis(tars_env, fake_api, tmp_path, c
         health = wait_until(lambda: (r := httpx.get(f"http://127.0.0.1:{http_port}/health").json())["workers"] and r,
                             what="server and worker", timeout=120, interval=0.2, ignore=(httpx.HTTPError, OSError))
         assert health == {"status": "ok", "redis": True, "workers": 1, "starting": 0, "queue_length": 0,
-                          "sandbox": sandbox.status_line()}
+                          "sandbox": sandbox.status_line(), "discord": "off"}
         assert "started an embedded server" in (tmp_path / "up.log").read_text()
         assert "has no password" not in (tmp_path / "up.log").read_text()  # the embedded server has one
         assert list((tmp_path / "data" / "redis").glob("appendonly*"))
