@@ -4,8 +4,9 @@
   (keys.DISCORD_GATEWAY_LEASE, core/redis_conn.Lease, renewed every DISCORD_LEASE_CHECK_SECONDS) keeps the gateway
   connection with discord.py, the others stand by and take over once it is released or runs out. The REST base is
   DISCORD_API_URL and the gateway's address is asked from it (GET /gateway/bot); reconnects are discord.py's.
-* Intents: guild messages (the MESSAGE_CREATE events of server channels) and message content (privileged: without
-  it Discord sends the owner's text empty). No guilds, members or presences: the bot caches nothing, it answers.
+* Intents: guild messages (the MESSAGE_CREATE events of server channels), message content (privileged: without it
+  Discord sends the owner's text empty) and guilds (the server and its channels, which discord.py's state is built
+  on: it warns without). No members, presences or reactions: the bot keeps no message cache, it answers.
 * It reads DISCORD_CHANNEL_ID only; bots are ignored, and everyone not in DISCORD_OWNER_IDS too (a log line).
   What the owner types (see `HELP`): a code as a reply to a message TARS posted about a task (its task and request
   come from keys.discord_message, written by communication/delivery.py), "<task id> <code>", a bare code while
@@ -80,6 +81,7 @@ def intents() -> discord.Intents:
     chosen = discord.Intents.none()
     chosen.guild_messages = True  # the messages posted in the channel
     chosen.message_content = True  # their text (privileged: switched on in the Developer Portal)
+    chosen.guilds = True  # the channel they come from (discord.py's state needs it)
     return chosen
 
 
@@ -92,8 +94,8 @@ class DiscordBot:
         self.functions = VoiceFunctions(tasks, settings)
         self.channel_id = int(settings.DISCORD_CHANNEL_ID or 0)
         self.owners = settings.discord_owners
-        self.lease = Lease(connection, keys.DISCORD_GATEWAY_LEASE,
-                           name or f"{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(3)}", DISCORD_LEASE_SECONDS)
+        name = name or f"{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(3)}"  # two bots in one process too
+        self.lease = Lease(connection, keys.DISCORD_GATEWAY_LEASE, name, DISCORD_LEASE_SECONDS)
         self.check_seconds, self.retry_seconds = DISCORD_LEASE_CHECK_SECONDS, DISCORD_RETRY_SECONDS
         self.client: discord.Client | None = None
         self._connection: asyncio.Task | None = None  # login + the gateway loop of self.client
@@ -155,11 +157,12 @@ class DiscordBot:
             if self.client is None:
                 self._connect()
         elif self.client is not None:
-            log.warning("Discord bot: another server holds the gateway lease now (%s): disconnecting",
-                        await asyncio.to_thread(self.redis.get, keys.DISCORD_GATEWAY_LEASE))
+            log.warning("Discord bot: another server holds the gateway lease now (this one could not renew it "
+                        "in time): disconnecting")
             await self._disconnect()
 
     def _connect(self) -> None:
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # no Discord voice: no warning about it
         client = discord.Client(intents=intents(), allowed_mentions=NO_PINGS, max_messages=None,
                                 guild_ready_timeout=0)
 

@@ -183,7 +183,8 @@ CHANNEL, OWNER, BOT_TOKEN = "1234567890123456789", "80351110224678912", "MTA4.bo
 
 def test_the_discord_bot_settings_as_an_owner_writes_them(clean_env):
     settings = load_settings(DISCORD_BOT_TOKEN=BOT_TOKEN, DISCORD_CHANNEL_ID=f" {CHANNEL} ",
-                             DISCORD_OWNER_IDS=f"{OWNER}; 111111111111111111 ,", DISCORD_API_URL="http://127.0.0.1:9/api/")
+                             DISCORD_OWNER_IDS=f"{OWNER}; 111111111111111111 ,",
+                             DISCORD_API_URL="http://127.0.0.1:9/api/")
     assert settings.DISCORD_CHANNEL_ID == CHANNEL
     assert settings.discord_owners == {80351110224678912, 111111111111111111}
     assert settings.DISCORD_API_URL == "http://127.0.0.1:9/api"
