@@ -128,7 +128,7 @@ def test_up_tells_where_the_dashboard_is_warns_about_the_key_and_health_counts_i
     try:
         assert all(a["workers"] + a["starting"] == 1 for a in answers), answers  # never "no worker" meanwhile
         assert answers[-1] == {"status": "ok", "redis": True, "workers": 1, "starting": 0, "queue_length": 0,
-                               "sandbox": sandbox.status_line()}
+                               "sandbox": sandbox.status_line(), "discord": "off"}
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=40)
@@ -148,7 +148,7 @@ def test_the_server_alone_shows_the_dashboards_address_and_no_worker_of_its_own(
     process, answers = run_until_healthy(env, tmp_path / "serve.log", "serve")
     try:
         assert answers[-1] == {"status": "ok", "redis": True, "workers": 0, "starting": 0, "queue_length": 0,
-                               "sandbox": sandbox.status_line()}
+                               "sandbox": sandbox.status_line(), "discord": "off"}
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=40)
