@@ -70,11 +70,11 @@ def words_of(content: str, bot_id: int | None) -> list[str]:
     return text.lstrip("!").split()
 
 
-def looks_like_code(word: str) -> bool:
-    """A bare word the owner means as a code: at least 4 characters (CONFIRMATION_CODE's minimum) and a digit, so
-    'hello' costs no attempt (a code with no digit still works as a reply or after the task id)."""
-    code = normalize_code(word)
-    return len(code) >= 4 and any(ch.isdigit() for ch in code)
+def looks_like_code(text: str, replying: bool = False) -> bool:
+    """Text the owner means as a code: at least 4 characters (CONFIRMATION_CODE's minimum) and a digit, so that
+    'add tests' costs no attempt; in a reply to a code request, any single word too (a code without digits)."""
+    code = normalize_code(text)
+    return len(code) >= 4 and (any(ch.isdigit() for ch in code) or replying and len(text.split()) == 1)
 
 
 def intents() -> discord.Intents:
@@ -238,12 +238,13 @@ class DiscordBot:
         if first in COMMANDS:
             await self._say(message, await asyncio.to_thread(self._command, first, words[1:], about.get("task_id")))
             return
-        if about.get("task_id"):  # a reply to what TARS posted about a task: the text is the code for it
-            task_id = about["task_id"]
+        task_id = about.get("task_id")
+        if task_id and len(words) == 2 and task_id.startswith(words[0].lower().lstrip("#")):
+            words = words[1:]  # "a7f3 6283" in reply to task a7f3c1's request
+        if task_id and looks_like_code(" ".join(words), replying=True):  # a reply to what TARS posted about a task
             request_id = about.get("request_id") if about.get("kind") == "confirmation" else None
-            given = words[1:] if len(words) == 2 and task_id.startswith(words[0].lower().lstrip("#")) else words
-            await self._code(message, task_id, " ".join(given), request_id)
-        elif len(words) == 2 and TASK_ID_WORD.fullmatch(words[0]):
+            await self._code(message, task_id, " ".join(words), request_id)
+        elif len(words) == 2 and TASK_ID_WORD.fullmatch(words[0]) and looks_like_code(words[1]):
             await self._code(message, words[0], words[1], None)
         elif len(words) == 1 and looks_like_code(words[0]):
             waiting = await asyncio.to_thread(self.functions.tasks.awaiting_code)

@@ -150,6 +150,9 @@ def test_a_wrong_code_is_refused_with_the_attempts_left_and_strangers_are_ignore
     assert discord_fake.reactions(wrong) == ["❌"]
     discord_fake.wait_for(lambda: discord_fake.message(wrong)["deleted"])  # a wrong code is a code too
     assert pending_request(redis_client, task_id)["attempts_left"] == "4"
+    question_back = discord_fake.say(discord_fake.owner_id, "why does it need that?", reply_to=question)
+    assert answer_to(discord_fake, question_back) == HELP  # a sentence is no code: it costs no attempt
+    assert pending_request(redis_client, task_id)["attempts_left"] == "4"
 
     # someone else in the channel, with the right code: no answer, no attempt used, a log line with their id
     replies_before = len(sent_by_bot(discord_fake))
@@ -218,7 +221,8 @@ def test_status_list_cancel_and_help_answer_like_the_voice_functions(bot, discor
     first, second = tasks.start("Write the parser"), tasks.start("Write the tests")
     mention = f"<@{discord_fake.bot_id}>"
     asked = {said: discord_fake.say(discord_fake.owner_id, said) for said in (
-        f"status {first[:4]}", "STATUS", f"{mention} !list", "hello there", "cancel", f"!cancel {second}",
+        f"status {first[:4]}", "STATUS", f"{mention} !list", "hello there", "add tests", "cancel",
+        f"!cancel {second}",
         f"{mention} status {second}")}
     answers = {said: answer_to(discord_fake, message_id) for said, message_id in asked.items()}
     assert answers == {
@@ -226,6 +230,7 @@ def test_status_list_cancel_and_help_answer_like_the_voice_functions(bot, discor
         "STATUS": f"Task {second} is waiting for a worker.",  # the latest task
         f"{mention} !list": f"Task {second} is waiting for a worker. Task {first} is waiting for a worker.",
         "hello there": HELP,
+        "add tests": HELP,  # "add" could be a task id, but "tests" is no code
         "cancel": "cancel needs a task id.",
         f"!cancel {second}": f"Task {second} was cancelled.",
         f"{mention} status {second}": answers[f"{mention} status {second}"],
