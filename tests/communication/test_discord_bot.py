@@ -289,6 +289,18 @@ def test_of_two_servers_one_holds_the_gateway_and_the_other_takes_over_when_it_s
     assert most[0] == 1
 
 
+def test_a_dropped_or_invalidated_gateway_session_is_taken_up_again(bot, discord_fake):
+    for trouble in (lambda: discord_fake.drop(code=None), discord_fake.send_reconnect,
+                    lambda: discord_fake.invalidate_sessions(resumable=False)):
+        before = [(c.session_id, c.resumes) for c in discord_fake.connections()]
+        trouble()  # then it resumes its session, or identifies anew
+        discord_fake.wait_for(lambda: (now := [(c.session_id, c.resumes) for c in discord_fake.connections()])
+                              and now != before, timeout=30)
+        said = discord_fake.say(discord_fake.owner_id, "list")
+        assert answer_to(discord_fake, said) == "There are no tasks yet."
+    assert health(bot) == "connected"
+
+
 def test_a_server_whose_lease_another_took_lets_its_connection_go(bot, discord_fake, redis_client, caplog):
     redis_client.set(keys.DISCORD_GATEWAY_LEASE, "another-server", px=60_000)  # it could not renew in time
     discord_fake.wait_for(lambda: not discord_fake.connections(), timeout=30)
