@@ -22,7 +22,7 @@ from typing import Annotated, Literal, Union, get_args, get_origin, get_type_hin
 from communication import spoken
 from communication.spoken import spoken_status
 from core.config import Settings
-from core.exceptions import CodeRejected, NotAwaitingConfirmation, TarsError, TaskNotActive, TaskNotFound
+from core.exceptions import CodeRejected, TarsError, TaskNotFound
 from core.task_manager import TaskManager
 
 log = logging.getLogger("tars.voice")
@@ -342,18 +342,25 @@ class VoiceFunctions:
             confirmation_code: the code as the owner said or typed it
             task_id: the waiting task; omit for the one that just asked
         """
-        code = spoken_digits(confirmation_code)
         try:
             resolved = self.resolve_task_id(task_id or self.pending_confirmation)
-            self.tasks.confirm(resolved, code)
-        except CodeRejected as exc:
-            return spoken.code_rejected(str(exc))
-        except (NotAwaitingConfirmation, TaskNotActive) as exc:
-            return str(exc)
         except TarsError as exc:
             return str(exc)
-        self.pending_confirmation = None
-        return spoken.code_received(resolved)
+        accepted, sentence = self.answer_code(resolved, spoken_digits(confirmation_code))
+        if accepted:
+            self.pending_confirmation = None
+        return sentence
+
+    def answer_code(self, task_id: str, code: str, request_id: str | None = None) -> tuple[bool, str]:
+        """A code for the task: (accepted, the sentence that says so or why not). The one path of a code through
+        the voice functions and the Discord bot; request_id binds it to that request (TaskManager.confirm)."""
+        try:
+            self.tasks.confirm(task_id, code, request_id)
+        except CodeRejected as exc:
+            return False, spoken.code_rejected(str(exc))
+        except TarsError as exc:  # no such task, not waiting, already ended
+            return False, str(exc)
+        return True, spoken.code_received(task_id)
 
     @voice_function
     def start_autonomous_coding(self, goal: str, project_path: str | None = None,

@@ -59,13 +59,21 @@ def create_app(settings: Settings, connection: redis.Redis,
     /health counts those not registered with RQ yet as `starting`."""
     tasks = TaskManager(connection, settings)
     voice = VoiceHub(settings, connection, tasks)
+    bot = None
+    if settings.DISCORD_BOT_TOKEN:  # imported only then: without a bot the server never loads discord.py
+        from communication.discord_bot import DiscordBot
+        bot = DiscordBot(settings, connection, tasks)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         await voice.start()  # the listener that speaks task announcements into live calls
+        if bot is not None:
+            await bot.start()  # the gateway connection, if this server takes the lease
         try:
             yield
         finally:
+            if bot is not None:
+                await bot.stop()
             await voice.stop()
 
     app = FastAPI(title="TARS", version="0.1.0", lifespan=lifespan,
@@ -74,6 +82,7 @@ def create_app(settings: Settings, connection: redis.Redis,
     app.state.redis = connection
     app.state.tasks = tasks
     app.state.voice = voice
+    app.state.discord = bot
     app.include_router(router)
     app.include_router(voice_router)
     app.include_router(dashboard_router)  # / and /dashboard/api/ (its files at /static, served by a route)
@@ -81,8 +90,9 @@ def create_app(settings: Settings, connection: redis.Redis,
     @app.get("/health")
     def health() -> dict:
         """Unauthenticated liveness: Redis reachable, workers registered, workers this server started that have not
-        registered yet (`starting`: `up`'s worker in its first seconds), queue length, and the sandbox a worker on
-        this machine puts the model's commands in (core/sandbox.py status_line)."""
+        registered yet (`starting`: `up`'s worker in its first seconds), queue length, the sandbox a worker on
+        this machine puts the model's commands in (core/sandbox.py status_line), and whether this server holds the
+        Discord bot's connection (connected, connecting, standby: another server holds it; off: no bot)."""
         try:
             probe.ping()  # one try: "degraded" must come at once, not after the outage retry
         except redis.RedisError as exc:
@@ -91,7 +101,7 @@ def create_app(settings: Settings, connection: redis.Redis,
         registered = {worker.name for worker in Worker.all(queue=queue)}
         starting = [name for name in (own_workers() if own_workers else []) if name not in registered]
         return {"status": "ok", "redis": True, "workers": len(registered), "starting": len(starting),
-                "queue_length": queue.count, "sandbox": contained}
+                "queue_length": queue.count, "sandbox": contained, "discord": bot.state if bot else "off"}
 
     probe = probe_client(connection)
     contained = sandbox.status_line(settings.SANDBOX, settings.SANDBOX_NETWORK != "off")

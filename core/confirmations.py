@@ -83,8 +83,12 @@ def wait_for_answer(connection: redis.Redis, task_id: str, request_id: str, code
             return APPROVED
 
 
-def submit_code(connection: redis.Redis, task_id: str, code: object, expected: str | None) -> None:
-    """Answer the task's pending request. Raises NotAwaitingConfirmation, or CodeRejected with attempts left."""
+def submit_code(connection: redis.Redis, task_id: str, code: object, expected: str | None,
+                request_id: str | None = None) -> None:
+    """Answer the task's pending request. Raises NotAwaitingConfirmation, or CodeRejected with attempts left.
+
+    request_id: the request the owner answers (a reply to its message in Discord); when another one is pending
+    now, the code answers neither and costs no attempt: the owner has not seen the command it would let run."""
     request_key = keys.task_confirmation_request(task_id)
     given = normalize_code(code)
     with connection.pipeline() as pipe:
@@ -94,6 +98,10 @@ def submit_code(connection: redis.Redis, task_id: str, code: object, expected: s
                 request = {k.decode(): v.decode() for k, v in pipe.hgetall(request_key).items()}
                 if not request:
                     raise NotAwaitingConfirmation(f"Task {task_id} is not waiting for a confirmation code.")
+                if request_id is not None and request["request_id"] != request_id:
+                    raise NotAwaitingConfirmation(f"That request of task {task_id} is no longer pending; the task "
+                                                  f"now asks to run {request.get('command', '')[:200]}: answer "
+                                                  f"that request instead.")
                 request_id, attempts = request["request_id"], int(request["attempts_left"])
                 pipe.multi()
                 if expected and given and _same(given, expected):

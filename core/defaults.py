@@ -101,3 +101,14 @@ which it counts against. Past it, the task runs on the system's Python and the o
 PROJECT_ENV_STALE_SECONDS = 24 * 3600
 """A virtualenv made for a task is removed when the task ends; one left by a killed work-horse is removed by a later
 task once it is this old (or twice the longest a task may run, if that is longer)."""
+
+DISCORD_LEASE_SECONDS = 15.0
+"""The server holding the Discord bot's gateway connection (tars:discord:gateway) holds it this long unless it renews
+it: a server that died is replaced within this, plus DISCORD_LEASE_CHECK_SECONDS."""
+
+DISCORD_LEASE_CHECK_SECONDS = 5.0
+"""How often the holder renews the Discord gateway lease, and a server on standby tries to take it."""
+
+DISCORD_RETRY_SECONDS = 60.0
+"""After Discord refused the bot (bad token, the Message Content intent off) or could not be reached, the server gives
+the lease up and tries again this much later; another server may try meanwhile."""

@@ -236,6 +236,31 @@ def probe_client(client: redis.Redis) -> redis.Redis:
     return private_client(client, retry=Retry(NoBackoff(), 0), socket_connect_timeout=2, socket_timeout=2)
 
 
+class Lease:
+    """One holder at a time, across processes: `name` holds `key` for `seconds` and renews it by holding again.
+
+    Whoever stops renewing loses it when the TTL runs out; release() hands it over at once. The reaper's leadership
+    (core/worker.py) and the Discord bot's gateway connection (communication/discord_bot.py) are leases.
+    """
+
+    # Free, or already ours (renewed, or the same holder restarted): take it for another TTL.
+    _HOLD = ("local held = redis.call('get', KEYS[1]) "
+             "if held == false or held == ARGV[1] then return redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) end "
+             "return false")
+    _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+    def __init__(self, connection: redis.Redis, key: str, name: str, seconds: float):
+        self.connection, self.key, self.name, self.seconds = connection, key, name, seconds
+
+    def hold(self) -> bool:
+        """Take or renew it; False while someone else holds it."""
+        return bool(self.connection.eval(self._HOLD, 1, self.key, self.name, int(self.seconds * 1000)))
+
+    def release(self) -> None:
+        """Give it up if it is still ours (never someone else's that took over)."""
+        self.connection.eval(self._RELEASE, 1, self.key, self.name)
+
+
 def safe_url(url: str) -> str:
     """The url without its password, for logs and messages."""
     parsed = urlparse(url)

@@ -22,6 +22,7 @@ from rq import Queue
 from rq.command import send_stop_execution_command, send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
 
 from core import event_log, git_workspace, keys
 from core.config import Settings
@@ -382,13 +383,20 @@ class TaskManager:
         return git_workspace.push(self.task_checkout(task_id, "push it"))
 
     # --- confirm ------------------------------------------------------------------
-    def confirm(self, task_id: str, code: object) -> TaskStatus:
-        """Give the confirmation code for the task's pending destructive command."""
+    def confirm(self, task_id: str, code: object, request_id: str | None = None) -> TaskStatus:
+        """Give the confirmation code for the task's pending destructive command (request_id: only if that request
+        is the one pending, core/confirmations.submit_code)."""
         status = self.status(task_id)
         if not status.active:
             raise TaskNotActive(f"Task {status.task_id} has already ended ({status.status}), so it needs no code.")
-        submit_code(self.redis, status.task_id, code, self.settings.secret("CONFIRMATION_CODE"))
+        submit_code(self.redis, status.task_id, code, self.settings.secret("CONFIRMATION_CODE"), request_id)
         return status
+
+    def awaiting_code(self) -> list[str]:
+        """The ids of the tasks waiting for a confirmation code now (each one is running: RQ's started registry)."""
+        ids = StartedJobRegistry(queue=self.queue).get_job_ids(cleanup=False)
+        jobs = [job for job in Job.fetch_many(ids, connection=self.redis) if job is not None] if ids else []
+        return [job.id for job in jobs if self._status_of(job).awaiting_confirmation]
 
     def _stop_horse(self, job: Job) -> None:
         """RQ 3 records the worker on each execution (job.worker_name may be empty): stop every one."""

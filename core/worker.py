@@ -34,7 +34,7 @@ from rq.worker import SpawnWorker, Worker
 from core import git_workspace, keys
 from core.background_worker import record_abandoned_end
 from core.config import Settings
-from core.redis_conn import private_client
+from core.redis_conn import Lease, private_client
 from core.task_states import CANCELLED, ENDING_KINDS, FAILED
 from core.defaults import (CHECKOUT_CLEANUP_INTERVAL_SECONDS, QUEUE_NAME, REAPER_INTERVAL_SECONDS, REAPER_LEASE_SECONDS, WORKER_ALIVE_REFRESH_SECONDS,
                            WORKER_ALIVE_TTL_SECONDS)
@@ -264,23 +264,18 @@ class Liveness(threading.Thread):
 class Reaper:
     """Fails running tasks whose worker is dead; one leader at a time (a lease in Redis)."""
 
-    _RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end " \
-             "return 0"
-    _RESIGN = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-
     def __init__(self, connection: redis.Redis, settings: Settings, name: str):
         self.connection = connection
         self.settings = settings
         self.name = name
         self.registry = StartedJobRegistry(QUEUE_NAME, connection=connection)
+        self.leadership = Lease(connection, keys.REAPER_LEADER, name, REAPER_LEASE_SECONDS)
 
     def lead(self) -> bool:
-        if self.connection.set(keys.REAPER_LEADER, self.name, nx=True, ex=REAPER_LEASE_SECONDS):
-            return True
-        return bool(self.connection.eval(self._RENEW, 1, keys.REAPER_LEADER, self.name, REAPER_LEASE_SECONDS))
+        return self.leadership.hold()
 
     def resign(self) -> None:
-        self.connection.eval(self._RESIGN, 1, keys.REAPER_LEADER, self.name)
+        self.leadership.release()
 
     def reap(self) -> list[str]:
         """One pass: the ids of the tasks it failed."""

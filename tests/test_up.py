@@ -35,7 +35,7 @@ def test_up_runs_everything_on_an_embedded_redis(tars_env, fake_api, tmp_path, c
         health = wait_until(lambda: (r := httpx.get(f"http://127.0.0.1:{http_port}/health").json())["workers"] and r,
                             what="server and worker", timeout=120, interval=0.2, ignore=(httpx.HTTPError, OSError))
         assert health == {"status": "ok", "redis": True, "workers": 1, "starting": 0, "queue_length": 0,
-                          "sandbox": sandbox.status_line()}
+                          "sandbox": sandbox.status_line(), "discord": "off"}
         assert "started an embedded server" in (tmp_path / "up.log").read_text()
         assert "has no password" not in (tmp_path / "up.log").read_text()  # the embedded server has one
         assert list((tmp_path / "data" / "redis").glob("appendonly*"))
@@ -128,7 +128,7 @@ def test_up_tells_where_the_dashboard_is_warns_about_the_key_and_health_counts_i
     try:
         assert all(a["workers"] + a["starting"] == 1 for a in answers), answers  # never "no worker" meanwhile
         assert answers[-1] == {"status": "ok", "redis": True, "workers": 1, "starting": 0, "queue_length": 0,
-                               "sandbox": sandbox.status_line()}
+                               "sandbox": sandbox.status_line(), "discord": "off"}
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=40)
@@ -148,7 +148,7 @@ def test_the_server_alone_shows_the_dashboards_address_and_no_worker_of_its_own(
     process, answers = run_until_healthy(env, tmp_path / "serve.log", "serve")
     try:
         assert answers[-1] == {"status": "ok", "redis": True, "workers": 0, "starting": 0, "queue_length": 0,
-                               "sandbox": sandbox.status_line()}
+                               "sandbox": sandbox.status_line(), "discord": "off"}
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=40)

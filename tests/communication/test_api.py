@@ -143,7 +143,7 @@ def test_only_an_authenticated_caller_can_answer_a_waiting_task(tasks, fake_api,
     # the health check sees the busy worker and an empty queue, without authentication
     health = httpx.get(tars_server.url + "/health").json()
     assert health == {"status": "ok", "redis": True, "workers": 1, "starting": 0, "queue_length": 0,
-                      "sandbox": sandbox.status_line()}
+                      "sandbox": sandbox.status_line(), "discord": "off"}
     assert health["queue_length"] == queue_length(redis_client)
 
     # a correctly signed call to the signatures-only server is the owner's answer
@@ -483,7 +483,7 @@ def test_health_reports_redis_workers_the_queue_length_and_the_sandbox(tars_serv
     health = httpx.get(tars_server.url + "/health")
     assert health.status_code == 200
     assert health.json() == {"status": "ok", "redis": True, "workers": 0, "starting": 0, "queue_length": 2,
-                             "sandbox": sandbox.status_line()}
+                             "sandbox": sandbox.status_line(), "discord": "off"}
     assert health.json()["sandbox"].split(" ")[0].rstrip(":") in ("landlock", "bubblewrap", "sandbox-exec", "none")
     offline = serve(SANDBOX_NETWORK="off").url + "/health"
     assert httpx.get(offline).json()["sandbox"] == sandbox.status_line("auto", network=False)

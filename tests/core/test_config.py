@@ -177,6 +177,50 @@ def test_a_rules_file_a_task_could_rewrite_is_a_config_error(clean_env, tmp_path
     assert f"COMMAND_RULES_FILE ({tmp_path / place}) must be outside" in message and "\n" not in message
 
 
+# --- the Discord bot -------------------------------------------------------------------------------------
+CHANNEL, OWNER, BOT_TOKEN = "1234567890123456789", "80351110224678912", "MTA4.bot-token-do-not-print.me"
+
+
+def test_the_discord_bot_settings_as_an_owner_writes_them(clean_env):
+    settings = load_settings(DISCORD_BOT_TOKEN=BOT_TOKEN, DISCORD_CHANNEL_ID=f" {CHANNEL} ",
+                             DISCORD_OWNER_IDS=f"{OWNER}; 111111111111111111 ,",
+                             DISCORD_API_URL="http://127.0.0.1:9/api/")
+    assert settings.DISCORD_CHANNEL_ID == CHANNEL
+    assert settings.discord_owners == {80351110224678912, 111111111111111111}
+    assert settings.DISCORD_API_URL == "http://127.0.0.1:9/api"
+    assert settings.secret("DISCORD_BOT_TOKEN") == BOT_TOKEN and BOT_TOKEN not in repr(settings)
+    fresh = load_settings()
+    assert (fresh.DISCORD_BOT_TOKEN, fresh.DISCORD_CHANNEL_ID, fresh.discord_owners) == (None, None, set())
+    assert fresh.DISCORD_API_URL == "https://discord.com/api/v10"
+
+
+@pytest.mark.parametrize("channel", ["general", "#general", f"https://discord.com/channels/{OWNER}/{CHANNEL}", "12345"])
+def test_a_discord_channel_that_is_not_its_numeric_id_is_a_config_error(clean_env, channel):
+    message = config_error(DISCORD_CHANNEL_ID=channel)
+    assert message.startswith(f"DISCORD_CHANNEL_ID={channel!r} is invalid: must be the channel's numeric id")
+    assert "Copy Channel ID" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("owners,bad", [("@tars-owner", "@tars-owner"), (f"{OWNER}, someone#1234", "someone#1234"),
+                                        ("<@80351110224678912>", "<@80351110224678912>")])
+def test_a_discord_owner_that_is_not_a_user_id_is_a_config_error(clean_env, owners, bad):
+    message = config_error(DISCORD_OWNER_IDS=owners)
+    assert f"{bad} is not a Discord user id" in message and "Copy User ID" in message
+
+
+@pytest.mark.parametrize("missing", [{}, {"DISCORD_CHANNEL_ID": CHANNEL}, {"DISCORD_OWNER_IDS": OWNER}])
+def test_a_bot_token_without_its_channel_and_owners_is_a_config_error_naming_both(clean_env, missing):
+    message = config_error(DISCORD_BOT_TOKEN=BOT_TOKEN, **missing)
+    assert "DISCORD_BOT_TOKEN is set, so the bot also needs DISCORD_CHANNEL_ID (where it listens) and " \
+           "DISCORD_OWNER_IDS (who may answer): set both, or unset DISCORD_BOT_TOKEN" in message
+    assert BOT_TOKEN not in message
+
+
+def test_a_discord_api_url_without_its_scheme_is_a_config_error(clean_env):
+    assert "DISCORD_API_URL='discord.com/api/v10' is invalid: must be an http(s):// URL" in \
+        config_error(DISCORD_API_URL="discord.com/api/v10")
+
+
 def test_env_file_is_the_file_tars_reads_when_it_is_one(clean_env, tmp_path):
     from core.config import env_file
 
