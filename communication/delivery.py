@@ -428,8 +428,12 @@ class Delivery:
             if message_id:
                 log.warning("%s: task %s: its status message %s was deleted in Discord; posting a new one", BOT,
                             task_id, message_id)
-            body.update(nonce=bot_nonce(f"status {task_id} {message_id or ''}"), enforce_nonce=True)
-            outcome, message_id = bot.post(body, what, self.stopping)
+            outcome, message = bot.post({**body, "nonce": bot_nonce(f"status {task_id} {message_id or ''}"),
+                                         "enforce_nonce": True}, what, self.stopping)
+            message_id = str(message["id"]) if message else None
+            if message and message.get("content") != body["content"]:
+                # Discord knew the nonce: the message a reader created before a crash, showing an older update
+                outcome = bot.edit(message_id, body, what, self.stopping)
         if outcome == FAILED:
             self._retry_at[(task_id, BOT)] = time.monotonic() + self.retry_later
             return False
@@ -449,15 +453,15 @@ class Delivery:
         """A new message for a confirmation request or the ending, recorded so a reply to it finds the task; False
         when Discord could not be reached (tried again later)."""
         update = self.notifier.scrub(progress_event(task_id, event, goal))
-        outcome, message_id = self.notifier.bot.post(bot_message_body(update, bot_nonce(update.id)),
-                                                     f"task {task_id} {event.type} ({update.id})", self.stopping)
+        outcome, message = self.notifier.bot.post(bot_message_body(update, bot_nonce(update.id)),
+                                                  f"task {task_id} {event.type} ({update.id})", self.stopping)
         if outcome == FAILED:
             self._retry_at[(task_id, BOT)] = time.monotonic() + self.retry_later
             return False
-        if message_id:
+        if message:
             kind = CONFIRMATION_MESSAGE if event.type == CONFIRMATION_REQUIRED else ENDING_MESSAGE
             with connection.pipeline(transaction=False) as pipe:
-                self._record(pipe, message_id, task_id, kind, event.data.get("request_id"))
+                self._record(pipe, str(message["id"]), task_id, kind, event.data.get("request_id"))
                 pipe.execute()
         return True
 

@@ -726,14 +726,21 @@ class _BotEndpoint(_Endpoint):
         self._headers = {"authorization": f"Bot {token}", "content-type": "application/json",
                          "user-agent": BOT_USER_AGENT}
 
-    def post(self, body: dict, what: str, stop: threading.Event) -> tuple[str, str | None]:
-        """Create a message (``body`` scrubbed, with its nonce): SENT and the message's id, or REFUSED / FAILED."""
+    def post(self, body: dict, what: str, stop: threading.Event) -> tuple[str, dict | None]:
+        """Create a message (``body`` scrubbed, with its nonce): SENT and Discord's message (for a nonce it has seen,
+        the message it created then, as it is now), or REFUSED / FAILED and None."""
         data = _json_body(body)
         outcome, answer = self._retrying(lambda: self._request("POST", self.url, data, self._headers), what, stop)
-        message_id = _json_field(answer, "id") if outcome == SENT else None
-        if outcome == SENT and not message_id:
+        if outcome != SENT:
+            return outcome, None
+        try:
+            message = json.loads(answer)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict) or not message.get("id"):
             log.warning("%s: %s: Discord's answer has no message id; the message is not recorded", self.label, what)
-        return outcome, str(message_id) if message_id else None
+            return outcome, None
+        return outcome, message
 
     def edit(self, message_id: str, body: dict, what: str, stop: threading.Event) -> str:
         """Edit a message the bot posted: SENT, REFUSED, FAILED, or GONE (Discord no longer has it)."""
