@@ -703,21 +703,21 @@ BOT = "discord_bot"
 edited through Discord's REST API with DISCORD_BOT_TOKEN, in DISCORD_CHANNEL_ID."""
 GONE = "gone"
 """What an edit ends with when Discord no longer has the message (someone deleted it)."""
-BOT_USER_AGENT = "DiscordBot (https://github.com/tars-assistant/tars, 0.1.0) TARS"  # the form Discord asks of bots
-_UNKNOWN_CHANNEL, _UNKNOWN_MESSAGE = 10003, 10008  # Discord's JSON error codes
+BOT_USER_AGENT = "DiscordBot (TARS, 0.1.0)"  # the form Discord asks of bots: DiscordBot ($url, $version)
+_UNKNOWN_MESSAGE = 10008  # Discord's JSON error code for a message it does not have
 
 
-def _json_field(answer: bytes, name: str):
+def _json_object(answer: bytes) -> dict:
     try:
         value = json.loads(answer)
     except ValueError:
-        return None
-    return value.get(name) if isinstance(value, dict) else None
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 class _BotEndpoint(_Endpoint):
     """The Discord bot in one channel: creates and edits messages, with the webhooks' retry policy (5xx, 429 with
-    Discord's retry_after, the rate-limit headers). Used by one thread at a time."""
+    Discord's retry_after, the rate-limit headers)."""
 
     def __init__(self, notifier: "Notifier", api_url: str, token: str, channel_id: str,
                  transport: httpx.BaseTransport | None):
@@ -733,11 +733,8 @@ class _BotEndpoint(_Endpoint):
         outcome, answer = self._retrying(lambda: self._request("POST", self.url, data, self._headers), what, stop)
         if outcome != SENT:
             return outcome, None
-        try:
-            message = json.loads(answer)
-        except ValueError:
-            message = None
-        if not isinstance(message, dict) or not message.get("id"):
+        message = _json_object(answer)
+        if not message.get("id"):
             log.warning("%s: %s: Discord's answer has no message id; the message is not recorded", self.label, what)
             return outcome, None
         return outcome, message
@@ -747,11 +744,11 @@ class _BotEndpoint(_Endpoint):
         data = _json_body(body)
         outcome, answer = self._retrying(
             lambda: self._request("PATCH", f"{self.url}/{message_id}", data, self._headers), what, stop)
-        return GONE if outcome == REFUSED and _json_field(answer, "code") == _UNKNOWN_MESSAGE else outcome
+        return GONE if outcome == REFUSED and _json_object(answer).get("code") == _UNKNOWN_MESSAGE else outcome
 
     def _refusal(self, status: int, answer: bytes, detail: str) -> str:
         """The refusal with the fix, for the refusals a set-up mistake causes."""
-        code, channel = _json_field(answer, "code"), self.channel_id
+        code, channel = _json_object(answer).get("code"), self.channel_id
         if status == 401:
             fix = ("DISCORD_BOT_TOKEN was not accepted: copy the bot's token again (Developer Portal → your "
                    "application → Bot → Reset Token) into .env")
