@@ -87,6 +87,7 @@ __all__ = [
 DEFAULT_TOKEN = "fake-bot-token.Gx1y2z.for-tests-only"
 DISCORD_EPOCH_MS = 1420070400000
 MANAGE_MESSAGES = 1 << 13
+_SUPPRESS_EMBEDS, _SUPPRESS_NOTIFICATIONS = 1 << 2, 1 << 12  # the message flags a sender may set
 # what the bot's role grants unless a test grants more: view channel, send messages, read history,
 # add reactions, embed links
 _BASE_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 16) | (1 << 6) | (1 << 14)
@@ -126,6 +127,7 @@ class RecordedRequest:
     headers: dict[str, str]  # lower-case keys
     json: Any  # parsed JSON body (None if absent / not JSON)
     status: int | None = None  # HTTP status answered (None until answered)
+    files: list[dict] = field(default_factory=list)  # multipart uploads: {"filename", "content_type", "data"}
     received_mono: float = field(default_factory=time.monotonic)
 
     @property
@@ -154,27 +156,32 @@ class _Conn:
 
     def __init__(self, ws: web.WebSocketResponse, request: web.Request, zlib_stream: bool) -> None:
         self.ws = ws
-        self.transport = request.transport
-        url = str(request.rel_url)
-        self.url = url
+        self.transport = request.transport  # to cut the connection without a close frame
+        self.url = str(request.rel_url)
         self.session: GatewaySession | None = None
         self.lock = asyncio.Lock()
         self.compressor = zlib.compressobj() if zlib_stream else None
+        self.closed_by_server = False
 
-    async def send(self, payload: dict) -> bool:
-        data = json.dumps(payload, separators=(",", ":"))
-        async with self.lock:  # zlib-stream frames must leave in compression order
-            if self.ws.closed:
-                return False
-            try:
-                if self.compressor is not None:
-                    await self.ws.send_bytes(
-                        self.compressor.compress(data.encode()) + self.compressor.flush(zlib.Z_SYNC_FLUSH)
-                    )
-                else:
-                    await self.ws.send_str(data)
-            except (ConnectionError, RuntimeError):
-                return False
+    async def close(self, code: int, message: bytes = b"") -> None:
+        self.closed_by_server = True
+        await self.ws.close(code=code, message=message)
+
+    async def send(self, *payloads: dict) -> bool:
+        """Send the payloads in order, none interleaved with another sender's; False if the socket is gone."""
+        async with self.lock:  # zlib-stream frames must also leave in compression order
+            for payload in payloads:
+                data = json.dumps(payload, separators=(",", ":"))
+                if self.ws.closed:
+                    return False
+                try:
+                    if self.compressor is not None:
+                        await self.ws.send_bytes(
+                            self.compressor.compress(data.encode()) + self.compressor.flush(zlib.Z_SYNC_FLUSH))
+                    else:
+                        await self.ws.send_str(data)
+                except (ConnectionError, RuntimeError):
+                    return False
         return True
 
 
@@ -280,7 +287,7 @@ class FakeDiscord:
         app.router.add_route("GET", "/gateway", self._gateway)
         app.router.add_route("GET", "/resume-gateway", self._gateway)
         app.router.add_route("*", "/api/v10/{path:.*}", self._rest)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
@@ -288,7 +295,8 @@ class FakeDiscord:
 
     async def _shutdown(self) -> None:
         for conn in list(self._conns):
-            await conn.ws.close(code=1001)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(conn.close(1001), 2)
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -515,7 +523,8 @@ class FakeDiscord:
         message = {"id": mid, "channel_id": _sid(channel), "author": copy.deepcopy(self._users[author]),
                    "content": content, "timestamp": _now_iso(), "edited_timestamp": None, "tts": False,
                    "mention_everyone": False, "mentions": mentions, "mention_roles": [], "attachments": [],
-                   "embeds": copy.deepcopy(body.get("embeds") or []), "pinned": False, "type": 0, "flags": 0,
+                   "embeds": copy.deepcopy(body.get("embeds") or []), "pinned": False, "type": 0,
+                   "flags": int(body.get("flags") or 0) & (_SUPPRESS_EMBEDS | _SUPPRESS_NOTIFICATIONS),
                    "components": [], "reactions": []}
         if body.get("nonce") is not None:
             message["nonce"] = body["nonce"]
@@ -566,16 +575,19 @@ class FakeDiscord:
                     payload = json.loads(msg.data)
                     op = payload["op"]
                 except (ValueError, KeyError, TypeError):
-                    await ws.close(code=4002, message=b"Error while decoding payload.")
+                    await conn.close(4002, b"Error while decoding payload.")
                     break
                 if not await self._on_op(conn, op, payload.get("d")):
                     break
         finally:
             self._conns.discard(conn)
             with self._cond:
-                if conn.session is not None and self._sessions.get(conn.session.session_id) is conn.session:
-                    conn.session.live = False
-                    conn.session.conn = None
+                session = conn.session
+                if session is not None and session.conn is conn:
+                    session.live, session.conn = False, None
+                    if not conn.closed_by_server and ws.close_code in (1000, 1001):
+                        # a client closing with 1000/1001 ends its session, as on Discord
+                        self._sessions.pop(session.session_id, None)
                 self._cond.notify_all()
         return ws
 
@@ -588,7 +600,7 @@ class FakeDiscord:
         if op == _RESUME:
             return await self._resume(conn, d if isinstance(d, dict) else {})
         if conn.session is None:
-            await conn.ws.close(code=4003, message=b"Not authenticated.")
+            await conn.close(4003, message=b"Not authenticated.")
             return False
         if op == _REQUEST_MEMBERS:
             members = [self._member(u) for u in self._users] if conn.session.intents & Intents.GUILD_MEMBERS else []
@@ -598,7 +610,7 @@ class FakeDiscord:
             return True
         if op in (_PRESENCE, _VOICE):
             return True
-        await conn.ws.close(code=4001, message=b"Unknown opcode.")
+        await conn.close(4001, message=b"Unknown opcode.")
         return False
 
     async def _identify(self, conn: _Conn, d: dict) -> bool:
@@ -606,17 +618,17 @@ class FakeDiscord:
             self._identifies.append(copy.deepcopy(d))
             self._cond.notify_all()
         if conn.session is not None:
-            await conn.ws.close(code=4005, message=b"Already authenticated.")
+            await conn.close(4005, message=b"Already authenticated.")
             return False
         if d.get("token") != self.bot_token:
-            await conn.ws.close(code=4004, message=b"Authentication failed.")
+            await conn.close(4004, message=b"Authentication failed.")
             return False
         intents = d.get("intents")
         if not isinstance(intents, int) or intents < 0:
-            await conn.ws.close(code=4013, message=b"Invalid intent(s).")
+            await conn.close(4013, message=b"Invalid intent(s).")
             return False
         if intents & Intents.PRIVILEGED & ~self.privileged_intents:
-            await conn.ws.close(code=4014, message=b"Disallowed intent(s).")
+            await conn.close(4014, message=b"Disallowed intent(s).")
             return False
         session = GatewaySession(session_id=uuid.uuid4().hex, intents=intents, identify=copy.deepcopy(d),
                                  url=conn.url)
@@ -644,7 +656,7 @@ class FakeDiscord:
 
     async def _resume(self, conn: _Conn, d: dict) -> bool:
         if d.get("token") != self.bot_token:
-            await conn.ws.close(code=4004, message=b"Authentication failed.")
+            await conn.close(4004, message=b"Authentication failed.")
             return False
         with self._cond:
             session = self._sessions.get(str(d.get("session_id")))
@@ -653,22 +665,27 @@ class FakeDiscord:
             return True
         old = session.conn
         if old is not None and old is not conn:
-            await old.ws.close(code=4000)  # the session moves to the new socket
+            await old.close(4000)  # the session moves to the new socket
         with self._cond:
             self._attach(conn, session)
             session.resumes += 1
             seq = d.get("seq") or 0
             missed = [e for e in session.events if e["s"] > seq]
-        for event in missed:
-            await conn.send(event)
-        await self._send_dispatch(session, "RESUMED", {"_trace": ["fake-discord"]})
+            resumed = self._next_frame(session, "RESUMED", {"_trace": ["fake-discord"]})
+        # replay and RESUMED in one go: no new dispatch may overtake the replayed ones
+        await conn.send(*missed, resumed)
         return True
+
+    def _next_frame(self, session: GatewaySession, event: str, data: dict) -> dict:
+        """Number and keep a dispatch of the session (caller holds the lock)."""
+        session.seq += 1
+        frame = {"op": _DISPATCH, "t": event, "s": session.seq, "d": data}
+        session.events.append(frame)
+        return frame
 
     async def _send_dispatch(self, session: GatewaySession, event: str, data: dict) -> None:
         with self._cond:
-            session.seq += 1
-            frame = {"op": _DISPATCH, "t": event, "s": session.seq, "d": data}
-            session.events.append(frame)
+            frame = self._next_frame(session, event, data)
             conn = session.conn
         if conn is not None:
             await conn.send(frame)
@@ -709,10 +726,11 @@ class FakeDiscord:
                    if session_id is None or (c.session is not None and c.session.session_id == session_id)]
         for conn in victims:
             if code is None:
+                conn.closed_by_server = True
                 if conn.transport is not None:
                     conn.transport.abort()
             else:
-                await conn.ws.close(code=code)
+                await conn.close(code)
         return len(victims)
 
     # ------------------------------------------------------------------ internals: REST
@@ -741,14 +759,22 @@ class FakeDiscord:
     async def _rest(self, request: web.Request) -> web.Response:
         path = "/" + request.match_info["path"]
         body: Any = None
-        raw = await request.read()
-        if raw:
+        files: list[dict] = []
+        if request.content_type.startswith("multipart/"):  # discord.py sends files this way, the JSON as payload_json
+            for name, value in (await request.post()).items():
+                if isinstance(value, web.FileField):
+                    files.append({"filename": value.filename, "content_type": value.content_type,
+                                  "data": value.file.read()})
+                elif name == "payload_json":
+                    body = json.loads(value)
+        else:
+            raw = await request.read()
             try:
-                body = json.loads(raw)
+                body = json.loads(raw) if raw else None
             except ValueError:
                 body = None
         record = RecordedRequest(request.method, path, dict(request.query),
-                                 {k.lower(): v for k, v in request.headers.items()}, body)
+                                 {k.lower(): v for k, v in request.headers.items()}, body, files=files)
         with self._cond:
             self._requests.append(record)
             self._cond.notify_all()
@@ -771,7 +797,7 @@ class FakeDiscord:
                 response = self._respond(429, {"message": "You are being rate limited.", "retry_after": retry,
                                                "global": limit["global"]}, headers, bucket=bucket)
             else:
-                status, answer = await self._route(request.method, path, request.query, body)
+                status, answer = await self._route(request.method, path, request.query, body, files)
                 response = self._respond(status, answer, bucket=bucket)
         except _HTTPError as exc:
             response = self._respond(exc.status, exc.body, bucket=bucket)
@@ -785,7 +811,7 @@ class FakeDiscord:
             self._cond.notify_all()
         return response
 
-    async def _route(self, method: str, path: str, query: Any, body: Any) -> tuple[int, Any]:
+    async def _route(self, method: str, path: str, query: Any, body: Any, files: list[dict]) -> tuple[int, Any]:
         parts = path.strip("/").split("/")
         if method == "GET" and path == "/users/@me":
             return 200, copy.deepcopy(self._users[self.bot_id])
@@ -802,7 +828,7 @@ class FakeDiscord:
                 return 200, copy.deepcopy(self._channels[channel])
         if len(parts) >= 3 and parts[2] == "messages":
             if len(parts) == 3 and method == "POST":
-                return await self._create_message(channel, body if isinstance(body, dict) else {})
+                return await self._create_message(channel, body if isinstance(body, dict) else {}, files)
             if len(parts) == 3 and method == "GET":
                 return 200, self._list_messages(channel, query)
             if len(parts) >= 4:
@@ -849,8 +875,8 @@ class FakeDiscord:
         if creating and not content and not embeds:
             raise _HTTPError(400, 50006, "Cannot send an empty message")
 
-    async def _create_message(self, channel: int, body: dict) -> tuple[int, dict]:
-        self._validate(body, creating=True)
+    async def _create_message(self, channel: int, body: dict, files: list[dict]) -> tuple[int, dict]:
+        self._validate(body, creating=not files)
         nonce = body.get("nonce")
         with self._cond:
             if body.get("enforce_nonce") and nonce is not None:
@@ -867,6 +893,11 @@ class FakeDiscord:
                 elif ref.get("fail_if_not_exists", True):
                     raise _form_error("message_reference", "MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "Unknown message")
             message = self._store(self.bot_id, channel, body, reference)
+            for upload in files:
+                aid = self._snowflake()
+                url = f"{self.base_url}/attachments/{channel}/{aid}/{upload['filename']}"
+                message["attachments"].append({"id": aid, "filename": upload["filename"], "size": len(upload["data"]),
+                                               "content_type": upload["content_type"], "url": url, "proxy_url": url})
             if nonce is not None:
                 self._nonces.setdefault((_sid(self.bot_id), str(nonce)), message["id"])
             answer = self._public(message)
