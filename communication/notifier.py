@@ -670,7 +670,10 @@ class _Endpoint:
         text = self._safe(answer[:8192].decode("utf-8", "replace"))[:RESPONSE_SNIPPET]
         detail = f"HTTP {status}: {text}" if text.strip() else f"HTTP {status}"
         if status in (429, 503):
-            return _RETRY, _retry_after(response, answer, self.n.backoff_max), detail, answer
+            wait = _retry_after(response, answer, self.n.backoff_max)
+            if status == 429 and wait:  # the other threads sending here wait too (the bot's lanes gather meanwhile)
+                self._not_before = max(self._not_before, time.monotonic() + wait)
+            return _RETRY, wait, detail, answer
         if status == 408 or status >= 500:
             return _RETRY, None, detail, answer
         return _PERMANENT, None, self._refusal(status, answer, detail), answer
