@@ -28,6 +28,7 @@ from pathlib import Path
 import redis
 
 from core import task_states
+from core.task_states import duration_text
 from core.config import get_settings, warn_about_env_file
 from core.defaults import RESULT_TTL_SECONDS, SERVER_SHUTDOWN_GRACE_SECONDS, WORKER_LOG_FORMAT
 from core.exceptions import TarsError
@@ -105,16 +106,6 @@ def shorten(text: str, width: int) -> str:
     """text on one line, cut to width with an ellipsis when it is longer."""
     text = " ".join(text.split())
     return text if len(text) <= width else text[:width - 1].rstrip() + "…"
-
-
-def duration_text(seconds: float) -> str:
-    """'0.7 s', '42 s', '3m05s'."""
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    minutes, rest = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{rest:02d}s"
 
 
 def tests_text(result: dict) -> str:

@@ -10,6 +10,12 @@ server, one per event: the ratio is what the stream, the wake-up and the reader'
 
 Before (the per-task Notifier in the work-horse, base cf58b6e, measured the same way with append + Notifier.send
 in one process): p50 0.81 ms, p99 1.47 ms; direct POST p50 0.74 ms, p99 1.54 ms (1.10x).
+
+The Discord bot's edits: the same reader with the bot set (DISCORD_BOT_TOKEN, ...) against a local Discord
+(tests/fakes/discord_api.py) gets a task's 100 updates (--quick 20), then its ending: once as a busy task (an update
+every 20 ms) and once as a burst (all back to back). Counted: the PATCHes of the task's status message (without
+coalescing, one per update) and the POSTs (the status message, the ending). Target: at most one edit per
+BOT_EDIT_SECONDS of the task, plus the ending's.
 """
 
 from __future__ import annotations
@@ -24,12 +30,15 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from bench.common import Figure, Rig, percentile, wait_until  # noqa: E402
+from communication.delivery import BOT_EDIT_SECONDS  # noqa: E402
 from core import event_log, keys  # noqa: E402
+from tests.fakes.discord_api import FakeDiscord  # noqa: E402
 from tests.fakes.webhook_server import FakeWebhook  # noqa: E402
 
 LATENCY = "delivery latency, append → endpoint (delivery)"
 BASELINE = "  direct httpx POST to the same endpoint (delivery)"
-NAMES = [LATENCY, BASELINE]
+EDITS = "Discord bot edits of a task's status message (delivery)"
+NAMES = [LATENCY, BASELINE, EDITS]
 TASK = "bench-delivery"
 
 
@@ -74,6 +83,38 @@ def run(rig: Rig, quick: bool, out=print) -> list[Figure]:
                              f"({p50 / base50:.2f}x the direct POST's p50; before, in the work-horse: p50 0.81 ms, "
                              f"p99 1.47 ms, 1.10x)", "p50 <= 10 ms, p99 <= 100 ms", p50 <= 10 and p99 <= 100),
              Figure(BASELINE, f"p50 {base50:.2f} ms, p99 {base99:.2f} ms")]
+    found.append(bot_edits(rig, 20 if quick else 100))
     for figure in found:
         out(figure.line())
     return found
+
+
+def bot_edits(rig: Rig, events: int) -> Figure:
+    discord = FakeDiscord().start()
+    reader = rig.spawn(["-m", "communication.delivery", "--name", "bench-bot"], "delivery-bot",
+                       DISCORD_BOT_TOKEN=discord.bot_token, DISCORD_CHANNEL_ID=str(discord.channel_id),
+                       DISCORD_OWNER_IDS=str(discord.owner_id), DISCORD_API_URL=discord.api_url)
+    runs = []
+    try:
+        for name, spacing in (("busy", 0.02), ("burst", 0.0)):
+            discord.reset()
+            task = f"bench-bot-{name}"
+            event_log.append(rig.redis, task, "started", "Started: benchmark the bot", "planning")
+            discord.wait_for(lambda: discord.bot_messages(), 60)  # the status message: the reader is up
+            began = time.monotonic()
+            for i in range(events):
+                event_log.append(rig.redis, task, "command", f"Running: step {i}", "coding", {"command": f"step {i}"})
+                if spacing:
+                    time.sleep(spacing)
+            event_log.append(rig.redis, task, "complete", "Complete: benchmark done", "complete")
+            took = time.monotonic() - began
+            wait_until(lambda: not rig.redis.sismember(keys.UNDELIVERED_TASKS, task), 60, "the bot's task retired")
+            methods = [r.method for r in discord.requests]
+            runs.append((name, took, methods.count("PATCH"), methods.count("POST")))
+    finally:
+        rig.stop(reader)
+        discord.stop()
+    value = "; ".join(f"{name} ({events} updates in {took:.2f} s): {patches} PATCHes + {posts} POSTs"
+                      for name, took, patches, posts in runs) + f" (without coalescing: {events + 1} PATCHes each)"
+    allowed = all(patches <= took / BOT_EDIT_SECONDS + 2 for _, took, patches, _ in runs)
+    return Figure(EDITS, value, f"PATCHes <= task seconds / {BOT_EDIT_SECONDS:g} + 2", allowed)

@@ -20,7 +20,16 @@ threads a fork could catch holding a lock (logging, httpx, ssl).
   A crash between a POST and its cursor resends the event with the same id (evt_<task id>_<stream id>), which
   receivers drop as a duplicate (Idempotency-Key, webhook-id).
 * What is sent, as before: every event but `queued`, milestones only unless the task's updates are detailed (its
-  verbose_updates, else ENABLE_DETAILED_UPDATES). Neither endpoint set: each update is a log line.
+  verbose_updates, else ENABLE_DETAILED_UPDATES). No endpoint set: each update is a log line.
+* The Discord bot (endpoint `discord_bot`, when DISCORD_BOT_TOKEN and DISCORD_CHANNEL_ID are set) gets no message
+  per event: one status message per task, created on its first update and then edited in place (its id in
+  keys.task_discord_status, so a restarted reader edits the same one). The events waiting go in one edit showing
+  the newest (at most one edit per task every BOT_EDIT_SECONDS, none while Discord's rate limit lasts), so a busy
+  task does not hit Discord's limits. A confirmation request and the ending are new messages as well (the phone
+  notifies), each after the status message was brought up to it; each message posted is recorded
+  (keys.discord_message: task_id, kind, request_id), so a reply to it finds its task. New messages carry a nonce
+  derived from the event (or the task, for the status message), which Discord dedupes by: a resend after a crash
+  posts nothing twice.
 * Once each endpoint has the task's ending, the task leaves the set; so does a task whose events expired
   (RESULT_TTL_SECONDS). The streams are capped (EVENT_LOG_MAX_EVENTS) and the reader keeps one batch at a time, so
   an endpoint dead for days costs no growing memory.
@@ -44,14 +53,15 @@ import redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from communication.notifier import FAILED, Notifier, ProgressEvent, should_send
+from communication.notifier import (BOT, FAILED, GONE, SENT, Notifier, ProgressEvent, bot_message_body, bot_nonce,
+                                    bot_status_body, should_send)
 from core import event_log, keys, sandbox
 from core.config import Settings, get_settings
 from core.defaults import REDIS_OUTAGE_RETRY_SECONDS, RESULT_TTL_SECONDS, WORKER_LOG_FORMAT
 from core.exceptions import RedisUnavailable, TarsError
 from core.redis_conn import connect, private_client
 from core.scrub import install_log_scrubbing
-from core.task_states import QUEUED
+from core.task_states import CONFIRMATION_REQUIRED, QUEUED
 
 log = logging.getLogger("tars.delivery")
 
@@ -64,6 +74,9 @@ PARALLEL_PER_ENDPOINT = 4  # tasks whose events go to one endpoint at the same t
 LANE_IDLE_SECONDS = 5.0  # a task's thread for an endpoint ends after this long with nothing to send
 LOG_ONLY = "log"  # the cursor's field when neither endpoint is set (each update is a log line)
 SKIPPED = {QUEUED, "progress"}  # no worker has the task yet; meta-only sentences
+BOT_EDIT_SECONDS = 1.0  # the bot edits a task's status message at most this often (what arrives meanwhile: one edit)
+STATUS_MESSAGE, CONFIRMATION_MESSAGE, ENDING_MESSAGE = "status", "confirmation", "ending"
+"""The kinds of message the bot posts about a task (the `kind` of keys.discord_message)."""
 
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
 # Free, or still held under this reader's name (the same reader restarted): it takes the task at once.
@@ -87,7 +100,8 @@ def n8n_headers(settings: Settings) -> dict[str, str]:
 def make_notifier(settings: Settings, **options) -> Notifier:
     return Notifier(n8n_url=settings.secret("N8N_WEBHOOK_URL"), discord_url=settings.secret("DISCORD_WEBHOOK_URL"),
                     signing_secret=settings.secret("WEBHOOK_SIGNING_SECRET"), secret_values=settings.secret_values(),
-                    n8n_headers=n8n_headers(settings), **options)
+                    n8n_headers=n8n_headers(settings), bot_token=settings.secret("DISCORD_BOT_TOKEN"),
+                    bot_channel=settings.DISCORD_CHANNEL_ID, bot_api_url=settings.DISCORD_API_URL, **options)
 
 
 def progress_event(task_id: str, event: event_log.Event, goal: str) -> ProgressEvent:
@@ -130,6 +144,7 @@ class Delivery:
         self._slots = {lane: threading.BoundedSemaphore(PARALLEL_PER_ENDPOINT) for lane in self.lanes}
         self._clients = {lane: private_client(connection) for lane in self.lanes}
         self._retry_at: dict[tuple[str, str], float] = {}  # (task, lane) whose attempts ran out -> when to try again
+        self._edited_at: dict[str, float] = {}  # task -> when the bot last created or edited its status message
         self._parent = os.getppid()
 
     # --- control ---
@@ -227,6 +242,7 @@ class Delivery:
         with self._lock:
             self._held.discard(task_id)
             self._tasks.pop(task_id, None)
+            self._edited_at.pop(task_id, None)
 
     def _release(self, task_id: str) -> None:
         self._forget(task_id)
@@ -291,6 +307,9 @@ class Delivery:
         while not self.stopping.is_set():
             wake.clear()
             moved = False
+            hold = self._hold(task_id, lane)
+            if hold > 0 and self.stopping.wait(hold):
+                break
             try:
                 with self._slots[lane]:
                     moved = self._deliver(self._clients[lane], task_id, lane)
@@ -326,6 +345,8 @@ class Delivery:
             log.warning("%s: task %s: updates after %s were trimmed from its timeline (EVENT_LOG_MAX_EVENTS) before "
                         "they could be sent; going on from %s", lane, task_id, cursor, events[0].id)
         goal, detailed = self._task(connection, task_id)
+        if lane == BOT:
+            return self._to_bot(connection, task_id, events, goal, detailed)
         moved = False
         for event in events:
             if self.stopping.is_set() or task_id not in self.held():
@@ -337,12 +358,128 @@ class Delivery:
                 elif self.notifier.deliver(lane, update, self.stopping) == FAILED:
                     self._retry_at[(task_id, lane)] = time.monotonic() + self.retry_later
                     break
-            with connection.pipeline(transaction=False) as pipe:
-                pipe.hset(keys.task_delivered(task_id), lane, event.id)
-                pipe.expire(keys.task_delivered(task_id), RESULT_TTL_SECONDS)
-                pipe.execute()
+            self._advance(connection, task_id, lane, event.id)
             moved = True
         return moved
+
+    def _advance(self, connection: redis.Redis, task_id: str, lane: str, entry_id: str) -> None:
+        with connection.pipeline(transaction=False) as pipe:
+            pipe.hset(keys.task_delivered(task_id), lane, entry_id)
+            pipe.expire(keys.task_delivered(task_id), RESULT_TTL_SECONDS)
+            pipe.execute()
+
+    # --- the Discord bot: one status message per task, edited in place ---
+    def _hold(self, task_id: str, lane: str) -> float:
+        """How long the bot's lane waits before it reads the task's next events: what arrives meanwhile goes in one
+        edit (at most one per BOT_EDIT_SECONDS, none while the rate limit Discord announced lasts)."""
+        if lane != BOT:
+            return 0.0
+        edited = self._edited_at.get(task_id)
+        wait = 0.0 if edited is None else edited + BOT_EDIT_SECONDS - time.monotonic()
+        return max(wait, self.notifier.ready_in(BOT))
+
+    def _to_bot(self, connection: redis.Redis, task_id: str, events: list[event_log.Event], goal: str,
+                detailed: bool) -> bool:
+        """The status message shows the newest of these events that the task's verbosity sends, in one edit; a
+        confirmation request and the ending are also new messages, each once the status message shows it. True when
+        the cursor moved (only past what Discord has, or refused for good)."""
+        advanced = newest = walked = None  # the last event the cursor moved to; the newest to show; the last read
+        for event in events:
+            if self.stopping.is_set() or task_id not in self.held():
+                break
+            walked = event
+            if event.type in SKIPPED or not should_send(event.type, detailed):
+                continue
+            newest = event
+            if event.type == CONFIRMATION_REQUIRED or event.ends:
+                if not (self._bot_status(connection, task_id, event, goal)
+                        and self._bot_message(connection, task_id, event, goal)):
+                    return advanced is not None
+                self._advance(connection, task_id, BOT, event.id)
+                advanced, newest = event.id, None
+        if walked is None or walked.id == advanced:
+            return advanced is not None
+        if newest is not None and not self._bot_status(connection, task_id, newest, goal):
+            return advanced is not None
+        self._advance(connection, task_id, BOT, walked.id)
+        return True
+
+    def _bot_status(self, connection: redis.Redis, task_id: str, event: event_log.Event, goal: str) -> bool:
+        """Bring the task's status message to `event` (created the first time, or again if someone deleted it);
+        False when Discord could not be reached (tried again later)."""
+        bot = self.notifier.bot
+        status = {_text(k): _text(v) for k, v in connection.hgetall(keys.task_discord_status(task_id)).items()}
+        if status.get("event") == event.id:
+            return True  # it shows this one already (sent before a crash, whose cursor did not move)
+        update = self.notifier.scrub(progress_event(task_id, event, goal))
+        started = float(status.get("started_at") or next(
+            (e.at for e in event_log.read(connection, task_id, count=2) if e.type != QUEUED), event.at))
+        result = update.data.get("result") if isinstance(update.data.get("result"), dict) else {}
+        elapsed, cost = result.get("duration_seconds"), result.get("cost_usd")
+        if not isinstance(elapsed, (int, float)):
+            elapsed = max(0.0, event.at - started)
+        if not isinstance(cost, (int, float)):
+            cost = self._cost_so_far(connection, task_id)
+        body = bot_status_body(update, elapsed, cost)
+        what = f"task {task_id} status ({update.id})"
+        message_id = status.get("message_id")
+        outcome = bot.edit(message_id, body, what, self.stopping) if message_id else GONE
+        if outcome == GONE:
+            if message_id:
+                log.warning("%s: task %s: its status message %s was deleted in Discord; posting a new one", BOT,
+                            task_id, message_id)
+            outcome, message = bot.post({**body, "nonce": bot_nonce(f"status {task_id} {message_id or ''}"),
+                                         "enforce_nonce": True}, what, self.stopping)
+            message_id = str(message["id"]) if message else None
+            if message and message.get("content") != body["content"]:
+                # Discord knew the nonce: the message a reader created before a crash, showing an older update
+                outcome = bot.edit(message_id, body, what, self.stopping)
+        if outcome == FAILED:
+            self._retry_at[(task_id, BOT)] = time.monotonic() + self.retry_later
+            return False
+        self._edited_at[task_id] = time.monotonic()
+        if outcome == SENT and message_id:
+            with connection.pipeline(transaction=False) as pipe:
+                pipe.hset(keys.task_discord_status(task_id), mapping={
+                    "message_id": message_id, "started_at": repr(started), "event": event.id,
+                    "said": body["content"]})
+                pipe.expire(keys.task_discord_status(task_id), RESULT_TTL_SECONDS)
+                if message_id != status.get("message_id"):
+                    self._record(pipe, message_id, task_id, STATUS_MESSAGE)
+                pipe.execute()
+        return True
+
+    def _bot_message(self, connection: redis.Redis, task_id: str, event: event_log.Event, goal: str) -> bool:
+        """A new message for a confirmation request or the ending, recorded so a reply to it finds the task; False
+        when Discord could not be reached (tried again later)."""
+        update = self.notifier.scrub(progress_event(task_id, event, goal))
+        outcome, message = self.notifier.bot.post(bot_message_body(update, bot_nonce(update.id)),
+                                                  f"task {task_id} {event.type} ({update.id})", self.stopping)
+        if outcome == FAILED:
+            self._retry_at[(task_id, BOT)] = time.monotonic() + self.retry_later
+            return False
+        if message:
+            kind = CONFIRMATION_MESSAGE if event.type == CONFIRMATION_REQUIRED else ENDING_MESSAGE
+            with connection.pipeline(transaction=False) as pipe:
+                self._record(pipe, str(message["id"]), task_id, kind, event.data.get("request_id"))
+                pipe.execute()
+        return True
+
+    @staticmethod
+    def _record(pipe, message_id: str, task_id: str, kind: str, request_id=None) -> None:
+        """What a message the bot posted is about, so a reply to it finds its task (expires with the task's data)."""
+        fields = {"task_id": task_id, "kind": kind, **({"request_id": str(request_id)} if request_id else {})}
+        pipe.hset(keys.discord_message(message_id), mapping=fields)
+        pipe.expire(keys.discord_message(message_id), RESULT_TTL_SECONDS)
+
+    @staticmethod
+    def _cost_so_far(connection: redis.Redis, task_id: str) -> float | None:
+        """The task's estimated cost so far, as `task status` shows it (the worker keeps it in the job's meta)."""
+        try:
+            cost = (Job.fetch(task_id, connection=connection).meta or {}).get("cost_usd")
+        except NoSuchJobError:
+            return None
+        return cost if isinstance(cost, (int, float)) else None
 
     def _task(self, connection: redis.Redis, task_id: str) -> tuple[str, bool]:
         """The task's goal and whether its updates are detailed (from its job, read once)."""

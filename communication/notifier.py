@@ -1,11 +1,15 @@
 """Progress updates of a running task, sent to the owner's Discord without ever slowing the task.
 
-Two kinds of endpoint, either, both or neither:
+Three kinds of endpoint, any of them or none:
 
 * n8n (``N8N_WEBHOOK_URL``): gets :func:`n8n_payload`, a flat JSON object; its ``text`` field is the
   Discord-ready line, so the workflow can forward it as is.
 * a Discord channel webhook (``DISCORD_WEBHOOK_URL``): gets :func:`discord_payload`, Discord's
   execute-webhook body (content + one embed, no mentions ever parsed).
+* the Discord bot (``DISCORD_BOT_TOKEN`` + ``DISCORD_CHANNEL_ID``, endpoint :data:`BOT`): one status message per
+  task (:func:`bot_status_body`), created and then edited in place, and a new message (:func:`bot_message_body`)
+  for a confirmation request and the ending, through Discord's REST API. Each new message carries a nonce
+  (:func:`bot_nonce`) Discord dedupes by, so a resend after a crash posts nothing twice.
 
 :class:`Notifier` POSTs one event to one endpoint with the retry policy (5xx, 408, 429 and timeouts retried
 with backoff, Retry-After honoured, other 4xx refused for good); communication/delivery.py reads each task's
@@ -15,7 +19,7 @@ headers (``webhook-id`` = the event id, the same on every retry and every resend
 ``webhook-signature``). Receivers drop duplicates by that id. :func:`verify` is the receiving side.
 
 Counters (``Notifier.stats`` totals, ``Notifier.endpoint_stats`` per endpoint) count deliver() calls
-per endpoint: an event sent to both endpoints counts twice.
+per endpoint (the bot's: each message created or edited): an event sent to both endpoints counts twice.
 
 * ``sent``: answered 2xx.
 * ``refused``: a permanent 4xx (or a bad URL), logged and never retried.
@@ -44,8 +48,8 @@ from typing import Any, Iterable, Mapping
 import httpx
 
 from core.scrub import Scrubber
-from core.task_states import (CONFIRMATION_KINDS, ENDING_KINDS, ENDING_PHASE, EVENT_KINDS, LABEL, QUEUED, VERB,
-                               outcome_of)
+from core.task_states import (CONFIRMATION_KINDS, CONFIRMATION_REQUIRED, ENDING_KINDS, ENDING_PHASE, EVENT_KINDS,
+                               LABEL, QUEUED, VERB, duration_text, outcome_of)
 
 log = logging.getLogger("tars.notifier")
 
@@ -170,14 +174,18 @@ def _code_fitting(text: str, limit: int) -> str:
     return ""
 
 
-def format_message(event: ProgressEvent) -> str:
-    """The Discord-ready line for ``event``, with its emoji; always under 2000 characters."""
+_REPLY_LINE = "Reply with your confirmation code to let it run."
+
+
+def format_message(event: ProgressEvent, reply: str = _REPLY_LINE) -> str:
+    """The Discord-ready line for ``event``, with its emoji; always under 2000 characters. ``reply``: how a
+    confirmation request is answered (the bot's own messages are answered by replying to them)."""
     tid, kind = event.task_id, event.type
     emoji = EMOJI.get(kind, OTHER_EMOJI)
     msg = (event.message or "").strip()
     head = f"{emoji} Task {tid}"
     if kind == "confirmation_required":
-        return _confirmation_text(event, head)
+        return _confirmation_text(event, head, reply)
     if kind == "started":
         text = f"{head} started: {event.goal.strip() or msg}"
     elif kind == "planning":
@@ -203,14 +211,11 @@ def format_message(event: ProgressEvent) -> str:
     return _truncate(text, MESSAGE_LIMIT)
 
 
-_REPLY_LINE = "Reply with your confirmation code to let it run."
-
-
-def _confirmation_text(event: ProgressEvent, head: str) -> str:
+def _confirmation_text(event: ProgressEvent, head: str, reply: str) -> str:
     first = f"{head} needs your confirmation to run "
     reason = (event.reason or event.message or "").strip()
     reason_line = "\nReason: " + _truncate(reason, 400) if reason else ""
-    tail = reason_line + "\n" + _REPLY_LINE
+    tail = reason_line + "\n" + reply
     command = event.command or ""
     room = MESSAGE_LIMIT - _units(first) - _units(tail)
     span = _code(command)
@@ -292,8 +297,9 @@ def _embed_size(embed: dict) -> int:
     return size
 
 
-def discord_payload(event: ProgressEvent) -> dict:
-    """Discord execute-webhook body: the formatted line as content plus one embed with the details."""
+def discord_payload(event: ProgressEvent, reply: str = _REPLY_LINE) -> dict:
+    """Discord execute-webhook body: the formatted line as content plus one embed with the details (``reply``: how
+    a confirmation request is answered, said in the embed)."""
     kind = event.type
     emoji = EMOJI.get(kind, OTHER_EMOJI)
     title = _truncate(f"{emoji} Task {event.task_id} · {TITLES.get(kind, kind)}", TITLE_LIMIT)
@@ -314,13 +320,73 @@ def discord_payload(event: ProgressEvent) -> dict:
     if _is_iso(event.timestamp):  # Discord answers 400 to a malformed one
         embed["timestamp"] = event.timestamp
     room = min(DESCRIPTION_LIMIT, EMBED_TOTAL_LIMIT - _embed_size(embed))
-    description = _description(event, room)
+    description = _description(event, room, reply)
     if description:
         embed["description"] = description
     if not embed["fields"]:
         del embed["fields"]
     return {"username": "TARS", "content": _truncate(format_message(event), CONTENT_LIMIT),
             "embeds": [embed], "allowed_mentions": {"parse": []}}
+
+
+BOT_REPLY_LINE = "Reply to this message with your code (or type `{task_id} <code>`)."
+"""How a confirmation request the bot posted is answered (the bot reads the replies in its channel)."""
+STATUS_FOOTER = "TARS · task {task_id} · this message is edited as the task goes on"
+
+
+def bot_nonce(key: str) -> str:
+    """The nonce (Discord takes at most 25 characters) of the message ``key`` names: created again after a crash
+    with the same nonce and ``enforce_nonce``, Discord answers with the message it already has (for a few
+    minutes)."""
+    return hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
+
+
+def bot_message_body(event: ProgressEvent, nonce: str) -> dict:
+    """A new message from the bot (a confirmation request, an ending: the owner's phone notifies): the webhook's
+    content and embed, saying how to answer by replying to it. Mentions are never parsed (a goal with @everyone
+    pings no one)."""
+    reply = BOT_REPLY_LINE.format(task_id=event.task_id)
+    body = discord_payload(event, reply)
+    body.pop("username", None)  # a bot posts under its own name
+    body["content"] = _truncate(format_message(event, reply), CONTENT_LIMIT)
+    return {**body, "nonce": nonce, "enforce_nonce": True, "allowed_mentions": {"parse": []}}
+
+
+def bot_status_body(event: ProgressEvent, elapsed: float | None, cost: float | None) -> dict:
+    """The task's one status message, created on its first update and then edited in place: where the task is now
+    (``event``, the newest update its verbosity sends), the time since it started and its cost so far; once it has
+    ended, the ending's figures."""
+    kind = event.type
+    body = discord_payload(event, "")  # the status says where things stand; the request itself is a new message
+    body.pop("username", None)
+    embed = body["embeds"][0]
+    embed.pop("description", None)
+    fields = [f for f in embed.pop("fields", []) if f["name"] != "Goal"]
+    fields.insert(0, _field("Goal", event.goal, limit=512))
+    result = event.data.get("result") if isinstance(event.data, dict) else None
+    if not isinstance(result, Mapping):  # an ending brings its own Duration and Cost
+        fields += [_field("Elapsed", duration_text(elapsed), inline=True) if elapsed is not None else None,
+                   _field("Cost so far", f"${cost:.4f}", inline=True) if cost else None]
+    embed["fields"] = [f for f in fields if f][:25]
+    embed["footer"] = {"text": _truncate(STATUS_FOOTER.format(task_id=event.task_id), FOOTER_LIMIT)}
+    description = _description(event, min(DESCRIPTION_LIMIT, EMBED_TOTAL_LIMIT - _embed_size(embed)), "")
+    if description:
+        embed["description"] = description
+    if kind in ENDING_KINDS:
+        state = VERB[outcome_of(kind)]
+    elif kind == CONFIRMATION_REQUIRED:
+        state = "waiting for your confirmation code"
+    else:
+        state = event.phase or "working"
+    line = [f"{EMOJI.get(kind, OTHER_EMOJI)} Task {event.task_id}", state,
+            duration_text(elapsed) if elapsed is not None else "", f"${cost:.4f}" if cost else ""]
+    body["content"] = _truncate(" · ".join(part for part in line if part), CONTENT_LIMIT)
+    body["allowed_mentions"] = {"parse": []}
+    return body
+
+
+def _json_body(payload: dict) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str).encode()
 
 
 def _is_iso(stamp: str) -> bool:
@@ -331,10 +397,10 @@ def _is_iso(stamp: str) -> bool:
         return False
 
 
-def _description(event: ProgressEvent, limit: int) -> str:
+def _description(event: ProgressEvent, limit: int, reply: str) -> str:
     """The message, then the command as a code block (shortened to fit), then what to do about it."""
     message = _truncate(event.message.strip(), min(1000, limit))
-    after = _REPLY_LINE if event.type == "confirmation_required" else ""
+    after = reply if event.type == "confirmation_required" else ""
     text = "\n\n".join(p for p in (message, after) if p)
     if event.command and event.type in ("command", "command_result", "confirmation_required"):
         fence = 8  # "```\n" + "\n```"
@@ -523,49 +589,53 @@ class _Endpoint:
         return self.n._scrubber.text(text).replace("\r", " ").replace("\n", " ")
 
     def _encode(self, event: ProgressEvent) -> bytes:
-        payload = discord_payload(event) if self.name == "discord" else n8n_payload(event)
-        return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+        return _json_body(discord_payload(event) if self.name == "discord" else n8n_payload(event))
 
     def deliver(self, event: ProgressEvent, stop: threading.Event) -> str:
         """POST ``event`` (already scrubbed) until it is answered 2xx, refused for good, or ``max_attempts`` ran out;
         ``stop`` set cuts the waits between attempts short (FAILED)."""
         body = self._encode(event)
-        what = f"task {event.task_id} {event.type} ({event.id})"
-        attempt = 0
+        return self._retrying(lambda: self._attempt(event, body), f"task {event.task_id} {event.type} ({event.id})",
+                              stop)[0]
+
+    def _retrying(self, attempt, what: str, stop: threading.Event) -> tuple[str, bytes]:
+        """attempt() until answered 2xx, refused for good, or ``max_attempts`` ran out: SENT, REFUSED or FAILED, and
+        the last answer's body."""
+        tries = 0
         while True:
             wait = self._not_before - time.monotonic()  # a rate limit the last answer announced
             if stop.is_set() or (wait > 0 and stop.wait(wait)):
                 self._count("failed")
-                return FAILED
-            attempt += 1
-            outcome, hint, detail = self._attempt(event, body)
+                return FAILED, b""
+            tries += 1
+            outcome, hint, detail, answer = attempt()
             if outcome == _OK:
                 self._count("sent")
-                log.debug("%s: delivered %s (attempt %d)", self.label, what, attempt)
-                return SENT
+                log.debug("%s: delivered %s (attempt %d)", self.label, what, tries)
+                return SENT, answer
             if outcome == _PERMANENT:
                 self._count("refused")
                 log.warning("%s: %s refused with %s; not retried", self.label, what, detail)
-                return REFUSED
-            if attempt >= self.n.max_attempts:
+                return REFUSED, answer
+            if tries >= self.n.max_attempts:
                 self._count("failed")
-                log.warning("%s: %s failed %d times; last: %s; trying again later", self.label, what, attempt,
+                log.warning("%s: %s failed %d times; last: %s; trying again later", self.label, what, tries,
                             detail)
-                return FAILED
-            delay = hint if hint is not None else self._backoff(attempt)
+                return FAILED, answer
+            delay = hint if hint is not None else self._backoff(tries)
             self._count("retried")
-            log.info("%s: attempt %d/%d for %s failed (%s); retrying in %.2fs", self.label, attempt,
+            log.info("%s: attempt %d/%d for %s failed (%s); retrying in %.2fs", self.label, tries,
                      self.n.max_attempts, what, detail, delay)
             if stop.wait(delay):
                 self._count("failed")
-                return FAILED
+                return FAILED, answer
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.n.backoff_max, self.n.backoff_base * (2 ** (attempt - 1)))
         return random.uniform(ceiling / 2, ceiling)
 
-    def _attempt(self, event: ProgressEvent, body: bytes) -> tuple[str, float | None, str]:
-        """One POST: (outcome, server-requested wait, detail for the log)."""
+    def _attempt(self, event: ProgressEvent, body: bytes) -> tuple[str, float | None, str, bytes]:
+        """One POST of an event to the webhook."""
         headers = {"content-type": "application/json", "idempotency-key": event.id, "user-agent": "TARS-notifier"}
         if self.name == "n8n":
             headers.update(self.n.n8n_headers)
@@ -574,8 +644,12 @@ class _Endpoint:
             headers["webhook-id"] = event.id
             headers["webhook-timestamp"] = str(stamp)
             headers["webhook-signature"] = sign(self.n.signing_secret, event.id, stamp, body)
+        return self._request("POST", self.url, body, headers)
+
+    def _request(self, method: str, url: str, body: bytes, headers: dict) -> tuple[str, float | None, str, bytes]:
+        """One request: (outcome, server-requested wait, detail for the log, the answer's body)."""
         try:
-            with self._client.stream("POST", self.url, content=body, headers=headers,
+            with self._client.stream(method, url, content=body, headers=headers,
                                      timeout=self.n.timeout) as response:
                 received = bytearray()
                 for chunk in response.iter_bytes():
@@ -583,23 +657,34 @@ class _Endpoint:
                     if len(received) >= _MAX_RESPONSE_BYTES:
                         break
         except httpx.TimeoutException as exc:
-            return _RETRY, None, f"timed out ({type(exc).__name__})"
+            return _RETRY, None, f"timed out ({type(exc).__name__})", b""
         except httpx.TransportError as exc:
-            return _RETRY, None, self._safe(f"{type(exc).__name__}: {exc}")
+            return _RETRY, None, self._safe(f"{type(exc).__name__}: {exc}"), b""
         except Exception as exc:  # a bad URL and the like: retrying will not help
-            return _PERMANENT, None, self._safe(f"{type(exc).__name__}: {exc}")
-        status = response.status_code
+            return _PERMANENT, None, self._safe(f"{type(exc).__name__}: {exc}"), b""
+        status, answer = response.status_code, bytes(received)
         if 200 <= status < 300:
             self._note_rate_limit(response)
-            return _OK, None, f"HTTP {status}"
+            return _OK, None, f"HTTP {status}", answer
         # Redact before cutting: a secret cut in half would no longer be recognised.
-        text = self._safe(bytes(received[:8192]).decode("utf-8", "replace"))[:RESPONSE_SNIPPET]
+        text = self._safe(answer[:8192].decode("utf-8", "replace"))[:RESPONSE_SNIPPET]
         detail = f"HTTP {status}: {text}" if text.strip() else f"HTTP {status}"
         if status in (429, 503):
-            return _RETRY, _retry_after(response, bytes(received), self.n.backoff_max), detail
+            wait = _retry_after(response, answer, self.n.backoff_max)
+            if status == 429 and wait:  # the other threads sending here wait too (the bot's lanes gather meanwhile)
+                self._not_before = max(self._not_before, time.monotonic() + wait)
+            return _RETRY, wait, detail, answer
         if status == 408 or status >= 500:
-            return _RETRY, None, detail
-        return _PERMANENT, None, detail
+            return _RETRY, None, detail, answer
+        return _PERMANENT, None, self._refusal(status, answer, detail), answer
+
+    def _refusal(self, status: int, answer: bytes, detail: str) -> str:
+        """What the log says of a permanent refusal."""
+        return detail
+
+    def ready_in(self) -> float:
+        """Seconds until the rate limit the last answer announced lets it send again (0: now)."""
+        return max(0.0, self._not_before - time.monotonic())
 
     def _note_rate_limit(self, response: httpx.Response) -> None:
         if response.headers.get("x-ratelimit-remaining", "").strip() == "0":
@@ -616,6 +701,73 @@ class _Endpoint:
             pass
 
 
+BOT = "discord_bot"
+"""The Discord bot endpoint (its cursor field in task:<id>:delivered, its logs and stats): messages created and
+edited through Discord's REST API with DISCORD_BOT_TOKEN, in DISCORD_CHANNEL_ID."""
+GONE = "gone"
+"""What an edit ends with when Discord no longer has the message (someone deleted it)."""
+BOT_USER_AGENT = "DiscordBot (TARS, 0.1.0)"  # the form Discord asks of bots: DiscordBot ($url, $version)
+_UNKNOWN_MESSAGE = 10008  # Discord's JSON error code for a message it does not have
+
+
+def _json_object(answer: bytes) -> dict:
+    try:
+        value = json.loads(answer)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+class _BotEndpoint(_Endpoint):
+    """The Discord bot in one channel: creates and edits messages, with the webhooks' retry policy (5xx, 429 with
+    Discord's retry_after, the rate-limit headers)."""
+
+    def __init__(self, notifier: "Notifier", api_url: str, token: str, channel_id: str,
+                 transport: httpx.BaseTransport | None):
+        super().__init__(notifier, BOT, f"{api_url.rstrip('/')}/channels/{channel_id}/messages", transport)
+        self.channel_id = channel_id
+        self._headers = {"authorization": f"Bot {token}", "content-type": "application/json",
+                         "user-agent": BOT_USER_AGENT}
+
+    def post(self, body: dict, what: str, stop: threading.Event) -> tuple[str, dict | None]:
+        """Create a message (``body`` scrubbed, with its nonce): SENT and Discord's message (for a nonce it has seen,
+        the message it created then, as it is now), or REFUSED / FAILED and None."""
+        data = _json_body(body)
+        outcome, answer = self._retrying(lambda: self._request("POST", self.url, data, self._headers), what, stop)
+        if outcome != SENT:
+            return outcome, None
+        message = _json_object(answer)
+        if not message.get("id"):
+            log.warning("%s: %s: Discord's answer has no message id; the message is not recorded", self.label, what)
+            return outcome, None
+        return outcome, message
+
+    def edit(self, message_id: str, body: dict, what: str, stop: threading.Event) -> str:
+        """Edit a message the bot posted: SENT, REFUSED, FAILED, or GONE (Discord no longer has it)."""
+        data = _json_body(body)
+        outcome, answer = self._retrying(
+            lambda: self._request("PATCH", f"{self.url}/{message_id}", data, self._headers), what, stop)
+        return GONE if outcome == REFUSED and _json_object(answer).get("code") == _UNKNOWN_MESSAGE else outcome
+
+    def _refusal(self, status: int, answer: bytes, detail: str) -> str:
+        """The refusal with the fix, for the refusals a set-up mistake causes."""
+        code, channel = _json_object(answer).get("code"), self.channel_id
+        if status == 401:
+            fix = ("DISCORD_BOT_TOKEN was not accepted: copy the bot's token again (Developer Portal → your "
+                   "application → Bot → Reset Token) into .env")
+        elif status == 403:
+            fix = (f"the bot may not post in DISCORD_CHANNEL_ID {channel}: invite it to that server and give it "
+                   "View Channel, Send Messages, Embed Links and Read Message History in the channel")
+        elif status == 404 and code == _UNKNOWN_MESSAGE:
+            fix = "the message was deleted in Discord"
+        elif status == 404:
+            fix = (f"DISCORD_CHANNEL_ID {channel} is an unknown channel: copy the channel id with Developer Mode "
+                   "(right-click the channel → Copy Channel ID) in a server the bot was invited to")
+        else:
+            return detail
+        return f"{detail} — {fix}"
+
+
 class Notifier:
     """Sends one progress event at a time to n8n or a Discord webhook, with the retry policy.
 
@@ -626,8 +778,10 @@ class Notifier:
     def __init__(self, *, n8n_url: str | None, discord_url: str | None, signing_secret: str | None = None,
                  secret_values: Iterable[str] = (), timeout: float = 5.0, max_attempts: int = 5,
                  backoff_base: float = 0.5, backoff_max: float = 30.0,
-                 transport: httpx.BaseTransport | None = None, n8n_headers: Mapping[str, str] | None = None):
+                 transport: httpx.BaseTransport | None = None, n8n_headers: Mapping[str, str] | None = None,
+                 bot_token: str | None = None, bot_channel: str | None = None, bot_api_url: str | None = None):
         # n8n_headers: extra headers for n8n only, e.g. the shared secret its Header Auth credential checks.
+        # bot_*: the Discord bot endpoint (BOT), when all three are given.
         self.n8n_headers = dict(n8n_headers or {})
         if signing_secret:
             _key(signing_secret)  # a malformed whsec_ secret fails here, not on every send
@@ -643,6 +797,8 @@ class Notifier:
             token = _discord_token(httpx.URL(discord_url))
             if token:
                 values.append(token)
+        if bot_token:
+            values.append(bot_token)
         self._scrubber = _Scrubber(values)
         self._endpoints: dict[str, _Endpoint] = {}
         for name, url in (("n8n", n8n_url), ("discord", discord_url)):
@@ -650,6 +806,8 @@ class Notifier:
                 endpoint = _Endpoint(self, name, url, transport)
                 _URL_FILTER.needles.update(endpoint.needles)
                 self._endpoints[name] = endpoint
+        if bot_token and bot_channel and bot_api_url:
+            self._endpoints[BOT] = _BotEndpoint(self, bot_api_url, bot_token, bot_channel, transport)
 
     @property
     def endpoints(self) -> list[str]:
@@ -669,7 +827,8 @@ class Notifier:
         return {name: dict(e.stats) for name, e in self._endpoints.items()}
 
     def deliver(self, endpoint: str, event: ProgressEvent, stop: threading.Event | None = None) -> str:
-        """Scrub ``event`` and POST it to ``endpoint`` ("n8n" or "discord"): SENT, REFUSED or FAILED. Never raises."""
+        """Scrub ``event`` and POST it to ``endpoint`` ("n8n" or "discord"; the bot's messages go through ``bot``):
+        SENT, REFUSED or FAILED. Never raises."""
         try:
             return self._endpoints[endpoint].deliver(self._scrubber.event(event), stop or threading.Event())
         except Exception as exc:
@@ -679,6 +838,19 @@ class Notifier:
             except Exception:
                 pass
             return FAILED
+
+    @property
+    def bot(self) -> _BotEndpoint | None:
+        """The Discord bot endpoint (communication/delivery.py creates and edits its messages), if set."""
+        endpoint = self._endpoints.get(BOT)
+        return endpoint if isinstance(endpoint, _BotEndpoint) else None
+
+    def scrub(self, event: ProgressEvent) -> ProgressEvent:
+        return self._scrubber.event(event)
+
+    def ready_in(self, endpoint: str) -> float:
+        """Seconds until the endpoint's announced rate limit lets it send again (0: now)."""
+        return self._endpoints[endpoint].ready_in()
 
     def log_only(self, event: ProgressEvent) -> None:
         """What happens to an update when neither endpoint is set: one (scrubbed) log line."""

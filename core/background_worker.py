@@ -463,7 +463,9 @@ class WorkerHooks(LoopHooks):
         ctx, about = self.ctx, {"command": command, "reason": reason, "rule": rule}
         request_id = confirmations.open_request(ctx.redis, ctx.task_id, command, reason, rule, self.timeout)
         ctx.update_meta(awaiting_confirmation=True, confirmation_command=command)
-        self.event("confirmation_required", f"Needs your confirmation code to run: {command}", **about)
+        # request_id: a reply to the Discord message that asks finds the request it answers
+        self.event("confirmation_required", f"Needs your confirmation code to run: {command}", request_id=request_id,
+                   **about)
         try:
             answer = confirmations.wait_for_answer(ctx.redis, ctx.task_id, request_id, self.code, self.timeout,
                                                    ctx.cancel_requested)

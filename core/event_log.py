@@ -42,7 +42,8 @@ def append(connection: redis.Redis | redis.client.Pipeline, task_id: str, kind: 
     key = keys.task_events(task_id)
     fields = {"type": kind, "message": message, "phase": phase or "", "at": repr(at if at is not None else time.time()),
               "data": json.dumps(data or {}, default=str, separators=(",", ":"))}
-    pipe = connection.pipeline(transaction=False) if isinstance(connection, redis.Redis) else connection
+    # A Pipeline is a redis.Redis too: asking which one it is the other way round would run a pipeline's append at once
+    pipe = connection if isinstance(connection, redis.client.Pipeline) else connection.pipeline(transaction=False)
     pipe.xadd(key, fields, maxlen=EVENT_LOG_MAX_EVENTS, approximate=True)
     pipe.expire(key, RESULT_TTL_SECONDS)
     pipe.sadd(keys.UNDELIVERED_TASKS, task_id)  # progress delivery (communication/delivery.py) reads it from here

@@ -81,8 +81,8 @@ def task_events(task_id: str) -> str:
 
 
 def task_delivered(task_id: str) -> str:
-    """Hash of how far each progress endpoint (n8n, discord; log when neither is set) got in the task's events: the
-    last stream id it answered 2xx (or refused for good). Expires with the task's data."""
+    """Hash of how far each progress endpoint (n8n, discord, discord_bot; log when none is set) got in the task's
+    events: the last stream id it answered 2xx (or refused for good). Expires with the task's data."""
     return f"task:{task_id}:delivered"
 
 
@@ -124,12 +124,12 @@ several servers running, one reads the channel and answers."""
 
 
 def discord_message(message_id: int | str) -> str:
-    """Hash of what one message TARS posted in the Discord channel is about (task_id, kind, request_id), so a reply to
-    it finds its task; expires with the task's data."""
+    """Hash of what one message TARS posted in the Discord channel is about (task_id; kind: status, confirmation or
+    ending; request_id for a confirmation), so a reply to it finds its task; expires with the task's data."""
     return f"tars:discord:message:{message_id}"
 
 
 def task_discord_status(task_id: str) -> str:
-    """Hash of the task's one status message in the Discord channel (message_id, and what it last said), edited in
-    place as the task goes on."""
+    """Hash of the task's one status message in the Discord channel (message_id; started_at; event, the stream id of
+    the update it shows; said, its first line), edited in place as the task goes on; expires with the task's data."""
     return f"task:{task_id}:discord"

@@ -46,6 +46,16 @@ def outcome_of(phase: str | None) -> str | None:
     return OUTCOME_OF_PHASE.get(phase or "")
 
 
+def duration_text(seconds: float) -> str:
+    """A task's time as the owner reads it (`task status`, the Discord status message): '0.7 s', '42 s', '3m05s'."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{rest:02d}s"
+
+
 def vocabulary() -> dict:
     """What the dashboard's page needs of these names (served with the page, so app.js keeps no copy)."""
     return {"active": list(ACTIVE), "awaiting_confirmation": AWAITING_CONFIRMATION, "outcomes": list(OUTCOMES),

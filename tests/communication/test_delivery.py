@@ -35,7 +35,8 @@ def readers(tars_env, redis_client, monkeypatch):
         for name, value in (endpoints or {}).items():
             monkeypatch.setenv(name, value)
         settings = load_settings()
-        notifier = make_notifier(settings, backoff_base=0.01, backoff_max=0.05, **options.pop("notifier", {}))
+        fast = {"backoff_base": 0.01, "backoff_max": 0.05}  # a test's own notifier options win
+        notifier = make_notifier(settings, **{**fast, **options.pop("notifier", {})})
         reader = Delivery(redis_client, settings, notifier=notifier, **options)
         thread = threading.Thread(target=reader.run, daemon=True)
         thread.start()
