@@ -9,8 +9,8 @@ threads a fork could catch holding a lock (logging, httpx, ssl).
 * Finding the work: every append adds its task to keys.UNDELIVERED_TASKS. The reader wakes on the append's pub/sub
   wake-up (keys.TASK_EVENTS_CHANNEL) and also reads the set every POLL_SECONDS, so a lost publish costs a second at
   most, and a reader started after a crash finds every task left half-delivered.
-* One reader per task: a lease (keys.task_delivery_lease: SET NX PX, renewed by its holder) lets the readers of
-  several workers share the set; when a reader dies, another takes its tasks over once the lease runs out.
+* One reader per task: a lease (keys.task_delivery_lease, core/redis_conn.Lease, renewed by its holder) lets the
+  readers of several workers share the set; when a reader dies, another takes its tasks over once the lease runs out.
 * One thread per task and endpoint (at most PARALLEL_PER_ENDPOINT POSTing to one endpoint at once) delivers the
   task's events in order (communication/notifier.py: payloads, signing, retries on 5xx / 408 / 429 and timeouts),
   so a dead endpoint never holds up the other, nor a slow one a task behind another. Its cursor, one field of
@@ -59,7 +59,7 @@ from core import event_log, keys, sandbox
 from core.config import Settings, get_settings
 from core.defaults import REDIS_OUTAGE_RETRY_SECONDS, RESULT_TTL_SECONDS, WORKER_LOG_FORMAT
 from core.exceptions import RedisUnavailable, TarsError
-from core.redis_conn import connect, private_client
+from core.redis_conn import Lease, connect, private_client
 from core.scrub import install_log_scrubbing
 from core.task_states import CONFIRMATION_REQUIRED, QUEUED
 
@@ -77,13 +77,6 @@ SKIPPED = {QUEUED, "progress"}  # no worker has the task yet; meta-only sentence
 BOT_EDIT_SECONDS = 1.0  # the bot edits a task's status message at most this often (what arrives meanwhile: one edit)
 STATUS_MESSAGE, CONFIRMATION_MESSAGE, ENDING_MESSAGE = "status", "confirmation", "ending"
 """The kinds of message the bot posts about a task (the `kind` of keys.discord_message)."""
-
-_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
-# Free, or still held under this reader's name (the same reader restarted): it takes the task at once.
-_CLAIM = ("local held = redis.call('get', KEYS[1]) "
-          "if held == false or held == ARGV[1] then return redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) end "
-          "return false")
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
 def event_id(task_id: str, entry_id: str) -> str:
@@ -219,9 +212,9 @@ class Delivery:
             self.drain()
         pending = {_text(t) for t in self.redis.smembers(keys.UNDELIVERED_TASKS)}
         for task_id in self.held():
-            if not self.redis.eval(_RENEW, 1, keys.task_delivery_lease(task_id), self.name, int(self.lease * 1000)):
-                log.warning("task %s: its delivery lease was lost (another reader took it, or Redis restarted); "
-                            "taking it back if it is free", task_id)
+            if not self._lease(task_id).hold():  # renewed, or taken back at once after a Redis restart
+                log.warning("task %s: its delivery lease was lost (another reader took it); it goes on there",
+                            task_id)
                 self._forget(task_id)
         if self._claiming:
             for task_id in pending - self.held():
@@ -232,7 +225,7 @@ class Delivery:
         self._wake_lanes(self.held())
 
     def _claim(self, task_id: str) -> bool:
-        if not self.redis.eval(_CLAIM, 1, keys.task_delivery_lease(task_id), self.name, int(self.lease * 1000)):
+        if not self._lease(task_id).hold():
             return False
         with self._lock:
             self._held.add(task_id)
@@ -246,7 +239,10 @@ class Delivery:
 
     def _release(self, task_id: str) -> None:
         self._forget(task_id)
-        self.redis.eval(_RELEASE, 1, keys.task_delivery_lease(task_id), self.name)
+        self._lease(task_id).release()
+
+    def _lease(self, task_id: str) -> Lease:
+        return Lease(self.redis, keys.task_delivery_lease(task_id), self.name, self.lease)
 
     def _cursors(self, task_id: str) -> list[str | None]:
         return [_text(c) for c in self.redis.hmget(keys.task_delivered(task_id), self.lanes)]

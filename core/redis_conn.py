@@ -240,7 +240,8 @@ class Lease:
     """One holder at a time, across processes: `name` holds `key` for `seconds` and renews it by holding again.
 
     Whoever stops renewing loses it when the TTL runs out; release() hands it over at once. The reaper's leadership
-    (core/worker.py) and the Discord bot's gateway connection (communication/discord_bot.py) are leases.
+    (core/worker.py), the Discord bot's gateway connection (communication/discord_bot.py) and each task's delivery
+    reader (communication/delivery.py) are leases.
     """
 
     # Free, or already ours (renewed, or the same holder restarted): take it for another TTL.
