@@ -2,8 +2,8 @@
 
 Three kinds of endpoint, any of them or none:
 
-* n8n (``N8N_WEBHOOK_URL``): gets :func:`n8n_payload`, a flat JSON object; its ``text`` field is the
-  Discord-ready line, so the workflow can forward it as is.
+* n8n (``N8N_WEBHOOK_URL``): gets :func:`n8n_payload`, a flat JSON object; its ``message`` field is the
+  Discord-ready line, mentions broken (:func:`no_mentions`), so the workflow can forward it as is.
 * a Discord channel webhook (``DISCORD_WEBHOOK_URL``): gets :func:`discord_payload`, Discord's
   execute-webhook body (content + one embed, no mentions ever parsed).
 * the Discord bot (``DISCORD_BOT_TOKEN`` + ``DISCORD_CHANNEL_ID``, endpoint :data:`BOT`): one status message per
@@ -38,6 +38,7 @@ import hmac
 import json
 import logging
 import random
+import re
 import threading
 import time
 import uuid
@@ -229,18 +230,30 @@ def _confirmation_text(event: ProgressEvent, head: str, reply: str) -> str:
 
 # --- payloads -----------------------------------------------------------------------------------------
 
+_MENTION = re.compile(r"@(everyone|here)|<(?=[@#][!&]?\d+>)", re.IGNORECASE)
+
+
+def no_mentions(text: str) -> str:
+    """``text`` that pings no one however Discord gets it: a zero-width space after the @ of @everyone and @here,
+    and after the < of <@id>, <@!id>, <@&id> and <#id>. For the text n8n forwards: its Discord node cannot send
+    ``allowed_mentions`` (a goal, a command or the model's words may hold any of them)."""
+    return _MENTION.sub(lambda m: f"@\u200b{m.group(1)}" if m.group(1) else "<\u200b", text)
+
+
 def n8n_payload(event: ProgressEvent) -> dict:
     """The JSON body for n8n: ``message`` is the Discord-ready line (emoji, < 2000 chars) n8n can forward as is;
-    ``detail`` is the plain sentence; ``milestone`` says whether a quiet task would send it too."""
+    ``detail`` is the plain sentence; ``milestone`` says whether a quiet task would send it too. Every text field
+    (message, detail, phase, goal, command, reason) is mention-safe (:func:`no_mentions`); ``data`` is as recorded."""
     body: dict[str, Any] = {
-        "id": event.id, "task_id": event.task_id, "type": event.type, "message": format_message(event),
-        "detail": event.message, "phase": event.phase, "goal": event.goal, "timestamp": event.timestamp,
-        "milestone": event.type in MILESTONES,
+        "id": event.id, "task_id": event.task_id, "type": event.type,
+        "message": _truncate(no_mentions(format_message(event)), MESSAGE_LIMIT),
+        "detail": no_mentions(event.message), "phase": no_mentions(event.phase), "goal": no_mentions(event.goal),
+        "timestamp": event.timestamp, "milestone": event.type in MILESTONES,
     }
     if event.command is not None:
-        body["command"] = event.command
+        body["command"] = no_mentions(event.command)
     if event.reason is not None:
-        body["reason"] = event.reason
+        body["reason"] = no_mentions(event.reason)
     if event.data:
         body["data"] = event.data
     return body

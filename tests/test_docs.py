@@ -20,6 +20,7 @@ from core import keys
 from core.config import RENAMED_SETTINGS, Settings
 from core.defaults import JOB_TIMEOUT_MARGIN_SECONDS
 from tests import doccheck
+from tests.integration import n8n as n8n_check
 from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET
 from tests.fakes.anthropic_api import bash, text
 from tests.waiting import wait_until
@@ -28,24 +29,84 @@ ROOT = Path(__file__).resolve().parent.parent
 SETUP = (ROOT / "docs" / "N8N_BACKGROUND_TASKS_SETUP.md").read_text()
 
 
-def test_the_n8n_workflow_imports_and_points_at_tars():
-    workflow = json.loads((ROOT / "docs" / "n8n_tars_workflow.json").read_text())
-    nodes = {node["name"]: node for node in workflow["nodes"]}
-    for source, outputs in workflow["connections"].items():
-        assert source in nodes
-        assert all(link["node"] in nodes for branch in outputs["main"] for link in branch)
-    hook = nodes["TARS progress"]
+WORKFLOW = json.loads((ROOT / "docs" / "n8n_tars_workflow.json").read_text())
+NODES = {node["name"]: node for node in WORKFLOW["nodes"]}
+CREDENTIALS = json.loads((ROOT / "docs" / "n8n_tars_credentials.example.json").read_text())
+
+
+def after(name: str, branch: int = 0) -> list[str]:
+    """The nodes the workflow's node `name` leads to on its output `branch` (an If: 0 true, 1 false)."""
+    return [link["node"] for link in WORKFLOW["connections"][name]["main"][branch]]
+
+
+def test_the_n8n_workflow_imports_by_the_cli_and_points_at_tars():
+    assert isinstance(WORKFLOW.get("id"), str) and WORKFLOW["id"]  # `n8n import:workflow` needs it
+    assert f"--id={WORKFLOW['id']}" in SETUP and WORKFLOW["active"] is False
+    for source, outputs in WORKFLOW["connections"].items():
+        assert source in NODES
+        assert all(link["node"] in NODES for branch in outputs["main"] for link in branch)
+    hook = NODES["TARS progress"]
     assert hook["type"] == "n8n-nodes-base.webhook"
     assert hook["parameters"]["authentication"] == "headerAuth" and hook["parameters"]["httpMethod"] == "POST"
     assert f"/webhook/{hook['parameters']['path']}" in SETUP
-    back = nodes["Send the code to TARS"]
-    assert back["parameters"]["url"].endswith("/webhook/background-confirmation")
-    body = back["parameters"]["jsonBody"]
-    assert all(f"{field}:" in body for field in ConfirmationBody.model_fields)  # task_id and code
+    back = NODES["Send the code to TARS"]
+    assert back["parameters"]["url"] == f"{n8n_check.TARS_ADDRESS}/webhook/background-confirmation"
+    assert f"`{n8n_check.TARS_ADDRESS.split('//')[1]}`" in SETUP  # the guide says to replace it
+    sent = [field["name"] for field in back["parameters"]["bodyParameters"]["parameters"]]
+    assert sent == list(ConfirmationBody.model_fields)  # task_id and code
     assert back["credentials"] == hook["credentials"]  # one shared secret, both directions
-    ask = nodes["Ask for the code"]
-    assert ask["parameters"]["operation"] == "sendAndWait"
-    assert "confirmation_required" in json.dumps(nodes["Needs a code?"])
+    assert "active" not in json.dumps(WORKFLOW["nodes"]).lower()  # n8n 2.x publishes; no node speaks of "active"
+
+
+def test_the_workflow_links_the_credentials_the_guide_creates_first():
+    """Each node names its credential by the id and the name of one in the CLI's template, and the guide has the
+    user create those (by that name) before importing the workflow; the template holds no real secret."""
+    made = {(c["type"], c["id"], c["name"]) for c in CREDENTIALS}
+    used = {(kind, ref["id"], ref["name"]) for node in WORKFLOW["nodes"] for kind, ref in
+            node.get("credentials", {}).items()}
+    assert used == made
+    guide = SETUP[SETUP.index("## 2. Set up n8n"):SETUP.index("## 3. ")]  # (its shell block has # lines)
+    for _, _, name in made:
+        assert f"**{name}**" in guide
+    assert guide.index("Credentials → Create") < guide.index("Import** [docs/n8n_tars_workflow.json]")
+    assert guide.index("import:credentials") < guide.index("import:workflow") < guide.index("publish:workflow")
+    for credential in CREDENTIALS:
+        assert all("PASTE" in value for value in credential["data"].values() if value != "X-TARS-Webhook-Secret")
+
+
+def test_the_workflow_asks_again_after_a_wrong_code_and_tells_discord_when_the_wait_ends():
+    assert after("TARS progress") == ["New update?"] and after("New update?") == ["Needs a code?"]
+    assert NODES["New update?"]["parameters"]["dedupeValue"] == "={{ $json.body.id }}"  # TARS's event id
+    assert after("Needs a code?", 0) == ["Ask for the code"] and after("Needs a code?", 1) == ["Post to Discord"]
+    assert "confirmation_required" in json.dumps(NODES["Needs a code?"])
+    assert "$execution.resumeFormUrl" in NODES["Ask for the code"]["parameters"]["content"]
+    wait = NODES["Wait for the code"]["parameters"]
+    assert after("Ask for the code") == ["Wait for the code"] and wait["resume"] == "form"
+    assert wait["limitWaitTime"] is True and n8n_check.SHIPPED_WAIT in wait["maxDateAndTime"]
+    assert f"{n8n_check.SHIPPED_WAIT}" == f"seconds: {Settings.model_fields['CONFIRMATION_TIMEOUT_SECONDS'].default:g}"
+    assert after("Wait for the code") == ["Got a code?"]
+    assert after("Got a code?", 0) == ["Send the code to TARS"]
+    assert after("Got a code?", 1) == ["No code came"]  # the wait ran out: no HTTP call with no code
+    assert after("Send the code to TARS") == ["Try again?"] and "attempts_left" in json.dumps(NODES["Try again?"])
+    assert after("Try again?", 0) == ["Ask again"] and after("Ask again") == ["Wait for the code"]
+    assert "$execution.resumeFormUrl" in NODES["Ask again"]["parameters"]["content"]
+    assert after("Try again?", 1) == ["Tell Discord the answer"]
+    discord = [node for node in WORKFLOW["nodes"] if node["type"] == "n8n-nodes-base.discord"]
+    assert len(discord) == 5 and all(node["parameters"]["authentication"] == "webhook" for node in discord)
+    calls = [node for node in WORKFLOW["nodes"] if node["type"] == "n8n-nodes-base.httpRequest"]
+    assert calls == [NODES["Send the code to TARS"]]  # Discord only through the Discord node: TARS's text is escaped
+    for name in NODES:
+        assert f"**{name}**" in SETUP
+
+
+def test_every_n8n_command_of_the_guide_is_one_the_real_n8n_check_runs():
+    ran = {(sub, frozenset(re.findall(r"--([\w-]+)", flags))) for sub, flags in
+           re.findall(r'\.cli\("([\w:]+)"((?:, f?"--[^"]*")*)\)', Path(n8n_check.__file__).read_text())}
+    documented = [c for c in COMMANDS if c.program == "n8n"]
+    assert documented
+    for command in documented:
+        flags = frozenset(a[2:].split("=")[0] for a in command.argv[2:])
+        assert (command.argv[1], flags) in ran, f"{command.doc}: `{command}` is not run by tests/integration/n8n.py"
 
 
 def test_the_setup_guide_names_every_event_type_and_answer():
@@ -232,7 +293,7 @@ def test_every_usage_line_parses_with_all_its_options(doc, written, argv):
 
 
 def test_every_command_is_of_a_kind_the_doc_check_knows():
-    known = {"python", "python3", "redis-cli", "curl", "grep", "cp", "pip", "bash"}
+    known = {"python", "python3", "redis-cli", "curl", "grep", "cp", "pip", "bash", "n8n"}
     unknown = [f"{c.doc}: {c}" for c in COMMANDS if Path(c.program).name not in known]
     assert not unknown, unknown
     for command in COMMANDS:
@@ -454,6 +515,7 @@ for _module in ("core.config", "core.defaults", "core.keys", "core.task_states",
 NOT_SETTINGS = {"TARS_ENV_FILE",  # read by core/config.py before Settings (names the env file)
                 "TASK_ID",  # the placeholder of usage lines
                 "UPDATE_SCREENSHOTS",  # read by the browser test (tests/conftest.py): rewrite the README's images
+                "WEBHOOK_URL",  # n8n's own older name of its address (docs/N8N_BACKGROUND_TASKS_SETUP.md), not TARS's
                 *RENAMED_SETTINGS}  # the original TARS's names, each told with what replaced it
 
 

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 import socket
 import threading
@@ -16,7 +17,8 @@ import time
 import pytest
 
 from communication.notifier import (ALWAYS, EVENT_TYPES, FAILED, MILESTONES, REFUSED, SENT, Notifier, ProgressEvent,
-                                    discord_payload, format_message, n8n_payload, should_send, sign, verify)
+                                    discord_payload, format_message, n8n_payload, no_mentions, should_send, sign,
+                                    verify)
 from tests.fakes.webhook_server import Reply
 
 TASK = "a7f3c1"
@@ -208,6 +210,34 @@ def test_5000_char_command_stays_under_the_limits():
         payload = discord_payload(long)
         assert len(payload["content"]) <= 2000 and len(payload["embeds"][0]["title"]) <= 256
         assert len(payload["embeds"][0].get("description", "")) <= 4096
+
+
+MENTIONS = ("@everyone", "@here", "<@123456789012345678>", "<@!123456789012345678>", "<@&123456789012345678>",
+            "<#123456789012345678>")
+RAW_MENTION = re.compile(r"@(everyone|here)|<[@#][!&]?\d+>", re.IGNORECASE)  # what Discord would ping
+
+
+def test_a_goal_that_mentions_everyone_pings_no_one_either_way(n8n, discord, notifiers):
+    """n8n's Discord node cannot send allowed_mentions, so TARS breaks the mentions in every text it gives n8n;
+    its own Discord webhook body says parse nothing instead, and keeps the words as written."""
+    words = "tell " + " and ".join(MENTIONS) + " (@EVERYONE too)"
+    notifier = notifiers(n8n_url=n8n.url(), discord_url=discord_url(discord))
+    sent = [event(kind, f"Step: {words}", goal=f"Clean up, {words}", phase=words, command=f"echo '{words}'",
+                  reason=words) for kind in ("started", "confirmation_required", "complete")]
+    for ev in sent:
+        send(notifier, ev)
+    for body in n8n.bodies():
+        for name in ("message", "detail", "goal", "phase", "command", "reason"):
+            assert not RAW_MENTION.search(body[name]), (name, body[name])
+        assert "@\u200beveryone" in body["goal"] and "<\u200b@&123456789012345678>" in body["goal"]
+        assert body["goal"].replace("\u200b", "") == f"Clean up, {words}"  # the words stay as written
+    for body in discord.bodies():
+        assert body["allowed_mentions"] == {"parse": []}
+        assert "@everyone" in body["content"]  # as written: Discord parses none of it
+    crowd = event("started", goal="@everyone " * 300)  # the breaks make it longer: still under Discord's limit
+    assert len(n8n_payload(crowd)["message"]) < 2000 and not RAW_MENTION.search(n8n_payload(crowd)["message"])
+    assert no_mentions("mail me@example.com, <@name>, <#general>, a < b") == "mail me@example.com, <@name>, " \
+                                                                             "<#general>, a < b"
 
 
 def test_should_send():
