@@ -175,10 +175,11 @@ def _code_fitting(text: str, limit: int) -> str:
     return ""
 
 
-_REPLY_LINE = "Reply with your confirmation code to let it run."
+_REPLY_LINE = ("Give your confirmation code to let it run: by phone, on the dashboard or with "
+               "`python main_tars.py task confirm {task_id} <code>`.")
 
 
-def format_message(event: ProgressEvent, reply: str = _REPLY_LINE) -> str:
+def format_message(event: ProgressEvent, reply: str | None = None) -> str:
     """The Discord-ready line for ``event``, with its emoji; always under 2000 characters. ``reply``: how a
     confirmation request is answered (the bot's own messages are answered by replying to them)."""
     tid, kind = event.task_id, event.type
@@ -186,7 +187,7 @@ def format_message(event: ProgressEvent, reply: str = _REPLY_LINE) -> str:
     msg = (event.message or "").strip()
     head = f"{emoji} Task {tid}"
     if kind == "confirmation_required":
-        return _confirmation_text(event, head, reply)
+        return _confirmation_text(event, head, reply or _REPLY_LINE.format(task_id=tid))
     if kind == "started":
         text = f"{head} started: {event.goal.strip() or msg}"
     elif kind == "planning":
@@ -310,10 +311,11 @@ def _embed_size(embed: dict) -> int:
     return size
 
 
-def discord_payload(event: ProgressEvent, reply: str = _REPLY_LINE) -> dict:
+def discord_payload(event: ProgressEvent, reply: str | None = None) -> dict:
     """Discord execute-webhook body: the formatted line as content plus one embed with the details (``reply``: how
     a confirmation request is answered, said in the embed)."""
     kind = event.type
+    reply = reply or _REPLY_LINE.format(task_id=event.task_id)
     emoji = EMOJI.get(kind, OTHER_EMOJI)
     title = _truncate(f"{emoji} Task {event.task_id} · {TITLES.get(kind, kind)}", TITLE_LIMIT)
     fields = [_field("Reason", event.reason or "")] if event.reason else []

@@ -199,7 +199,7 @@ def test_5000_char_command_stays_under_the_limits():
     assert len(body["content"]) <= 2000
     embed = body["embeds"][0]
     assert len(embed["description"]) <= 4096 and embed["description"].count("```") == 2
-    assert embed["description"].endswith("Reply with your confirmation code to let it run.")
+    assert embed["description"].endswith(f"`python main_tars.py task confirm {ev.task_id} <code>`.")
     total = len(embed["title"]) + len(embed["description"]) + len(embed["footer"]["text"]) + sum(
         len(f["name"]) + len(f["value"]) for f in embed.get("fields", []))
     assert total <= 6000
