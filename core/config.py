@@ -35,6 +35,15 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("tars", appauthor=False))
 
 
+def _listed(value: str, pattern: str, what: str) -> str:
+    """A comma-separated list (semicolons too) whose every item matches pattern, normalized; else what it is not."""
+    items = [i.strip() for i in value.replace(";", ",").split(",") if i.strip()]
+    bad = [i for i in items if not re.fullmatch(pattern, i)]
+    if bad:
+        raise ValueError(f"{', '.join(bad)} is not {what} (comma-separated list)")
+    return ",".join(items)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
                                       case_sensitive=True)
@@ -149,11 +158,7 @@ class Settings(BaseSettings):
     @field_validator("OWNER_PHONE_NUMBERS")
     @classmethod
     def _phone_numbers(cls, value):
-        numbers = [n.strip() for n in value.replace(";", ",").split(",") if n.strip()]
-        bad = [n for n in numbers if not re.fullmatch(r"\+[1-9]\d{6,14}", n)]
-        if bad:
-            raise ValueError(f"{', '.join(bad)} is not an E.164 number like +15551234567 (comma-separated list)")
-        return ",".join(numbers)
+        return _listed(value, r"\+[1-9]\d{6,14}", "an E.164 number like +15551234567")
 
     @field_validator("DISCORD_CHANNEL_ID")
     @classmethod
@@ -166,12 +171,8 @@ class Settings(BaseSettings):
     @field_validator("DISCORD_OWNER_IDS")
     @classmethod
     def _owner_ids(cls, value):
-        ids = [i.strip() for i in value.replace(";", ",").split(",") if i.strip()]
-        bad = [i for i in ids if not re.fullmatch(r"\d{15,21}", i)]
-        if bad:
-            raise ValueError(f"{', '.join(bad)} is not a Discord user id (a number like 80351110224678912: Developer "
-                             "Mode, right-click your name, Copy User ID; comma-separated list)")
-        return ",".join(ids)
+        return _listed(value, r"\d{15,21}", "a Discord user id (a number like 80351110224678912: Developer Mode, "
+                                            "right-click your name, Copy User ID)")
 
     @field_validator("DISCORD_API_URL")
     @classmethod

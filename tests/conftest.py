@@ -28,6 +28,7 @@ from core.redis_conn import EmbeddedRedis, connect, free_port
 from core.supervisor import stop_process
 from core.task_manager import TaskManager
 from tests.fakes.anthropic_api import FakeAnthropic
+from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.webhook_server import FakeWebhook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +66,26 @@ def fake_api(fake_api_server):
     fake_api_server.reset()
     yield fake_api_server
     fake_api_server.reset()
+
+
+@pytest.fixture(scope="session")
+def discord_server():
+    with FakeDiscord() as fake:
+        yield fake
+
+
+@pytest.fixture
+def discord(discord_server):
+    """The local Discord, emptied (no messages, no Manage Messages for the bot); TARS never made it fail."""
+    discord_server.reset()
+    yield discord_server
+    assert discord_server.errors == []
+
+
+def bot_settings(discord: FakeDiscord, **overrides: str) -> dict[str, str]:
+    """The settings that turn the Discord bot on against the local Discord (server and workers alike)."""
+    return {"DISCORD_BOT_TOKEN": discord.bot_token, "DISCORD_CHANNEL_ID": str(discord.channel_id),
+            "DISCORD_OWNER_IDS": str(discord.owner_id), "DISCORD_API_URL": discord.api_url, **overrides}
 
 
 @pytest.fixture(scope="session")

@@ -11,28 +11,9 @@ import pytest
 from communication.notifier import BOT, BOT_REPLY_LINE, STATUS_FOOTER
 from core import event_log, keys
 from tests.communication.test_delivery import ended, readers, start_reader, steps  # noqa: F401 (fixtures)
-from tests.conftest import TEST_CODE
+from tests.conftest import TEST_CODE, bot_settings
 from tests.fakes.anthropic_api import bash, edit, text
-from tests.fakes.discord_api import FakeDiscord
 from tests.waiting import wait_until
-
-
-@pytest.fixture(scope="module")
-def discord_server():
-    with FakeDiscord() as fake:
-        yield fake
-
-
-@pytest.fixture
-def discord(discord_server):
-    discord_server.reset()
-    yield discord_server
-    assert not discord_server.errors, discord_server.errors
-
-
-def bot_env(discord, **overrides) -> dict[str, str]:
-    return {"DISCORD_BOT_TOKEN": discord.bot_token, "DISCORD_CHANNEL_ID": str(discord.channel_id),
-            "DISCORD_OWNER_IDS": str(discord.owner_id), "DISCORD_API_URL": discord.api_url, **overrides}
 
 
 def status_messages(discord, task_id):
@@ -71,7 +52,7 @@ def about(redis_client, message_id) -> dict:
 def test_one_status_message_edited_in_place_plus_the_request_and_the_ending(tasks, redis_client, discord, readers):
     task_id = tasks.start("Clean up the backups", project_path="calc")
     event_log.append(redis_client, task_id, "started", "Started: Clean up the backups", "planning")
-    readers(bot_env(discord))
+    readers(bot_settings(discord))
     status = wait_until(lambda: status_messages(discord, task_id), 30, "the status message")[0]
     assert status["content"].startswith(f"🚀 Task {task_id} · planning")
     steps(redis_client, task_id, 5)
@@ -123,7 +104,7 @@ def all_at_once(redis_client, task_id, count):
 def test_waiting_updates_go_in_one_edit(tasks, redis_client, discord, readers):
     task_id = tasks.start("Build a calculator", project_path="calc")
     event_log.append(redis_client, task_id, "started", "Started: Build a calculator", "planning")
-    readers(bot_env(discord))
+    readers(bot_settings(discord))
     wait_until(lambda: status_messages(discord, task_id), 30, "the status message")
     all_at_once(redis_client, task_id, 60)
     retired(redis_client, task_id)
@@ -142,7 +123,7 @@ def test_waiting_updates_go_in_one_edit(tasks, redis_client, discord, readers):
 def test_a_verbose_task_shows_each_action_a_quiet_one_its_milestones(tasks, redis_client, discord, readers):
     verbose = tasks.start("Say everything", project_path="calc", verbose_updates=True)
     quiet = tasks.start("Stay quiet", project_path="calc", verbose_updates=False)
-    readers(bot_env(discord))
+    readers(bot_settings(discord))
     for task_id in (verbose, quiet):
         event_log.append(redis_client, task_id, "started", f"Started: {task_id}", "planning")
         wait_until(lambda: status_messages(discord, task_id), 30, "the status message")
@@ -168,7 +149,7 @@ def test_a_mention_in_the_goal_pings_no_one(tasks, redis_client, discord, reader
     task_id = tasks.start(goal, project_path="calc")
     event_log.append(redis_client, task_id, "started", f"Started: {goal}", "planning")
     ended(redis_client, task_id)
-    readers(bot_env(discord))
+    readers(bot_settings(discord))
     retired(redis_client, task_id)
     [status] = status_messages(discord, task_id)
     assert {"name": "Goal", "value": goal, "inline": False} in status["embeds"][0]["fields"]
@@ -179,7 +160,7 @@ def test_rate_limits_are_honoured(tasks, redis_client, discord, readers):
     task_id = tasks.start("Build a calculator", project_path="calc")
     discord.rate_limit(1, retry_after=0.6, match="POST")
     event_log.append(redis_client, task_id, "started", "Started: Build a calculator", "planning")
-    readers(bot_env(discord), notifier={"backoff_max": 5})
+    readers(bot_settings(discord), notifier={"backoff_max": 5})
     wait_until(lambda: status_messages(discord, task_id), 30, "the status message")
     refused, created = posts(discord)[:2]
     assert refused.status == 429 and created.status == 200 and created.json == refused.json
@@ -207,7 +188,7 @@ def test_a_set_up_mistake_is_named_in_the_log_and_holds_nothing_up(tasks, redis_
     steps(redis_client, task_id, 3)
     asks(redis_client, task_id)
     ended(redis_client, task_id)
-    readers({"N8N_WEBHOOK_URL": n8n.url(), **bot_env(discord, **mistake)})
+    readers({"N8N_WEBHOOK_URL": n8n.url(), **bot_settings(discord, **mistake)})
     retired(redis_client, task_id)  # the bot's cursor went past what Discord refused: no stuck lane
     assert [b["type"] for b in n8n.bodies()] == ["started", *["command_result"] * 3, "confirmation_required",
                                                  "complete"]
@@ -219,7 +200,7 @@ def test_a_set_up_mistake_is_named_in_the_log_and_holds_nothing_up(tasks, redis_
 def test_a_status_message_deleted_in_discord_is_posted_again(tasks, redis_client, discord, readers):
     task_id = tasks.start("Build a calculator", project_path="calc")
     event_log.append(redis_client, task_id, "started", "Started: Build a calculator", "planning")
-    readers(bot_env(discord))
+    readers(bot_settings(discord))
     [first] = wait_until(lambda: status_messages(discord, task_id), 30, "the status message")
     gone = httpx.delete(f"{discord.api_url}/channels/{discord.channel_id}/messages/{first['id']}",
                         headers={"Authorization": f"Bot {discord.bot_token}"})
@@ -238,7 +219,7 @@ def test_a_resend_after_a_crash_posts_nothing_twice(tasks, redis_client, discord
     event_log.append(redis_client, task_id, "started", "Started: Clean up the backups", "planning")
     asks(redis_client, task_id)
     ended(redis_client, task_id)
-    first = readers(bot_env(discord), name="reader-1")
+    first = readers(bot_settings(discord), name="reader-1")
     retired(redis_client, task_id)
     before = discord.bot_messages()
     assert len(before) == 3
@@ -246,7 +227,7 @@ def test_a_resend_after_a_crash_posts_nothing_twice(tasks, redis_client, discord
     redis_client.delete(keys.task_discord_status(task_id), keys.task_delivered(task_id),
                         *(keys.discord_message(m["id"]) for m in before))
     redis_client.sadd(keys.UNDELIVERED_TASKS, task_id)
-    readers(bot_env(discord), name="reader-2")
+    readers(bot_settings(discord), name="reader-2")
     retired(redis_client, task_id)
     assert len(posts(discord)) == 6  # each message POSTed again...
     after = discord.bot_messages()  # ...and answered with the one Discord had
@@ -260,14 +241,14 @@ def test_a_delivery_process_killed_mid_way_edits_the_same_status_message(tasks, 
     task_id = tasks.start("Build a calculator", project_path="calc")
     event_log.append(redis_client, task_id, "started", "Started: Build a calculator", "planning")
     steps(redis_client, task_id, 10)
-    first = start_reader(**bot_env(discord))
+    first = start_reader(**bot_settings(discord))
     [status] = discord.wait_for(lambda: status_messages(discord, task_id), 60)
     first.process.send_signal(signal.SIGKILL)
     first.process.wait()
     asks(redis_client, task_id)
     steps(redis_client, task_id, 10)
     ended(redis_client, task_id)
-    start_reader(**bot_env(discord))  # the same name: it takes the task back at once
+    start_reader(**bot_settings(discord))  # the same name: it takes the task back at once
     retired(redis_client, task_id, 60)
     [again] = status_messages(discord, task_id)
     assert again["id"] == status["id"] and again["content"].startswith(f"🎉 Task {task_id} · complete")
@@ -281,7 +262,7 @@ def test_the_owner_follows_a_task_in_discord(tasks, fake_api, projects, start_wo
     fake_api.script([edit(command="create", path="hello.py", file_text='print("hi")\n'), bash("rm old_backup.py"),
                      text("Created hello.py and removed the old backup.")])
     task_id = tasks.start("Create hello.py and remove the old backup", project_path="cleanup")
-    worker = start_worker("--burst", **bot_env(discord))
+    worker = start_worker("--burst", **bot_settings(discord))
     question = discord.wait_for(lambda: [m for m in other_messages(discord, task_id) if "confirmation" in m["content"]],
                                 60)[0]
     [status] = status_messages(discord, task_id)

@@ -19,7 +19,7 @@ from communication.discord_bot import HELP, NONE_WAITING, several_waiting
 from core import event_log, keys
 from core.confirmations import pending_request
 from core.defaults import RESULT_TTL_SECONDS
-from tests.conftest import ROOT, TEST_CODE
+from tests.conftest import ROOT, TEST_CODE, bot_settings
 from tests.core.test_confirmations import awaiting, destructive_task
 from tests.fakes.anthropic_api import bash, text
 from tests.fakes.discord_api import FakeDiscord, Intents
@@ -27,36 +27,20 @@ from tests.waiting import wait_until
 
 
 # --- fixtures -----------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def discord_server():
-    with FakeDiscord() as fake:
-        yield fake
-
-
 @pytest.fixture
-def discord_fake(discord_server):
-    discord_server.reset()
-    discord_server.grant_manage_messages(False)
-    yield discord_server
-    assert discord_server.errors == []  # the bot never made the fake fail
-
-
-@pytest.fixture
-def make_bot(serve, discord_fake):
+def make_bot(serve, discord):
     """A real server with the Discord bot on (its own settings); make_bot(**overrides)."""
     def make(**overrides):
-        return serve(**{"DISCORD_BOT_TOKEN": discord_fake.bot_token, "DISCORD_API_URL": discord_fake.api_url,
-                        "DISCORD_CHANNEL_ID": str(discord_fake.channel_id),
-                        "DISCORD_OWNER_IDS": str(discord_fake.owner_id), **overrides})
+        return serve(**bot_settings(discord, **overrides))
     return make
 
 
 @pytest.fixture
-def bot(make_bot, discord_fake):
+def bot(make_bot, discord):
     """One server whose bot holds the gateway connection."""
     server = make_bot()
     wait_until(lambda: health(server) == "connected", what="the bot to connect", timeout=30, interval=0.2)
-    assert len(discord_fake.connections()) == 1
+    assert len(discord.connections()) == 1
     return server
 
 
@@ -64,10 +48,10 @@ def health(server) -> str:
     return httpx.get(server.url + "/health", timeout=10).json()["discord"]
 
 
-def ask_for_code(discord_fake, redis_client, task_id: str) -> str:
+def ask_for_code(discord, redis_client, task_id: str) -> str:
     """What the delivery process does when a task waits for a code: post the request, map it to the task."""
-    answer = httpx.post(f"{discord_fake.api_url}/channels/{discord_fake.channel_id}/messages",
-                        headers={"Authorization": f"Bot {discord_fake.bot_token}"},
+    answer = httpx.post(f"{discord.api_url}/channels/{discord.channel_id}/messages",
+                        headers={"Authorization": f"Bot {discord.bot_token}"},
                         json={"content": f"⚠️ Task {task_id} needs your confirmation code to run: rm old_backup.py"})
     answer.raise_for_status()
     message_id = answer.json()["id"]
@@ -87,18 +71,18 @@ def waiting_task(tasks, fake_api, projects, name: str) -> str:
     return tasks.start(f"Remove the old backup of {name}", project_path=name)
 
 
-def answer_to(discord_fake, message_id: str, timeout: float = 30) -> str:
+def answer_to(discord, message_id: str, timeout: float = 30) -> str:
     """The text of the bot's reply to the message."""
-    reply = discord_fake.wait_for(lambda: [m for m in discord_fake.messages() if m["author"]["id"] ==
-                                           str(discord_fake.bot_id) and (m.get("message_reference") or {})
+    reply = discord.wait_for(lambda: [m for m in discord.messages() if m["author"]["id"] ==
+                                           str(discord.bot_id) and (m.get("message_reference") or {})
                                            .get("message_id") == message_id], timeout=timeout)
     assert len(reply) == 1, reply
     assert reply[0]["mentions"] == [] and reply[0]["content"]  # it pings nobody
     return reply[0]["content"]
 
 
-def sent_by_bot(discord_fake) -> list[dict]:
-    return [r for r in discord_fake.requests if r.method == "POST" and r.path.endswith("/messages")]
+def sent_by_bot(discord) -> list[dict]:
+    return [r for r in discord.requests if r.method == "POST" and r.path.endswith("/messages")]
 
 
 def resumed_at(redis_client, task_id: str) -> float:
@@ -109,122 +93,122 @@ def resumed_at(redis_client, task_id: str) -> float:
 
 # --- codes --------------------------------------------------------------------------------------------------------
 @pytest.mark.worker_story
-def test_a_code_replied_to_the_request_resumes_the_task_within_a_second(bot, discord_fake, tasks, fake_api, projects,
+def test_a_code_replied_to_the_request_resumes_the_task_within_a_second(bot, discord, tasks, fake_api, projects,
                                                                          start_worker, redis_client, caplog):
     caplog.set_level(logging.INFO, logger="tars.discord")
     task_id, project = destructive_task(tasks, fake_api, projects)
     start_worker()
     awaiting(tasks, task_id)
-    question = ask_for_code(discord_fake, redis_client, task_id)
+    question = ask_for_code(discord, redis_client, task_id)
 
     said_at = time.time()
-    code = discord_fake.say(discord_fake.owner_id, TEST_CODE, reply_to=question)
+    code = discord.say(discord.owner_id, TEST_CODE, reply_to=question)
     latency = resumed_at(redis_client, task_id) - said_at
     print(f"Discord reply -> worker resumed: {latency * 1000:.0f} ms")
     assert latency < 5, latency  # the goal is well under a second; a loaded 2-core machine gets a margin
 
-    assert answer_to(discord_fake, code) == f"Confirmation code received for task {task_id}, sir."
-    assert discord_fake.reactions(code) == ["✅"]
+    assert answer_to(discord, code) == f"Confirmation code received for task {task_id}, sir."
+    assert discord.reactions(code) == ["✅"]
     assert tasks.wait_until_ended(task_id, 30)
     assert tasks.status(task_id).status == "complete"
     assert not (project / "old_backup.py").exists()
     # without Manage Messages the code stays, and that is said once in the log, not in the channel
-    assert discord_fake.message(code)["deleted"] is False
+    assert discord.message(code)["deleted"] is False
     assert "give it Manage Messages" in caplog.text
     assert TEST_CODE not in caplog.text
 
 
 @pytest.mark.worker_story
-def test_a_wrong_code_is_refused_with_the_attempts_left_and_strangers_are_ignored(bot, discord_fake, tasks, fake_api,
+def test_a_wrong_code_is_refused_with_the_attempts_left_and_strangers_are_ignored(bot, discord, tasks, fake_api,
                                                                                   projects, start_worker,
                                                                                   redis_client, caplog):
     caplog.set_level(logging.INFO, logger="tars.discord")
-    discord_fake.grant_manage_messages()
+    discord.grant_manage_messages()
     task_id, project = destructive_task(tasks, fake_api, projects)
     start_worker()
     awaiting(tasks, task_id)
-    question = ask_for_code(discord_fake, redis_client, task_id)
+    question = ask_for_code(discord, redis_client, task_id)
 
-    wrong = discord_fake.say(discord_fake.owner_id, "0000", reply_to=question)
-    assert answer_to(discord_fake, wrong) == f"That code was rejected for task {task_id}: 4 attempts left."
-    assert discord_fake.reactions(wrong) == ["❌"]
-    discord_fake.wait_for(lambda: discord_fake.message(wrong)["deleted"])  # a wrong code is a code too
+    wrong = discord.say(discord.owner_id, "0000", reply_to=question)
+    assert answer_to(discord, wrong) == f"That code was rejected for task {task_id}: 4 attempts left."
+    assert discord.reactions(wrong) == ["❌"]
+    discord.wait_for(lambda: discord.message(wrong)["deleted"])  # a wrong code is a code too
     assert pending_request(redis_client, task_id)["attempts_left"] == "4"
-    question_back = discord_fake.say(discord_fake.owner_id, "why does it need that?", reply_to=question)
-    assert answer_to(discord_fake, question_back) == HELP  # a sentence is no code: it costs no attempt
+    question_back = discord.say(discord.owner_id, "why does it need that?", reply_to=question)
+    assert answer_to(discord, question_back) == HELP  # a sentence is no code: it costs no attempt
     assert pending_request(redis_client, task_id)["attempts_left"] == "4"
 
     # someone else in the channel, with the right code: no answer, no attempt used, a log line with their id
-    replies_before = len(sent_by_bot(discord_fake))
-    stranger = discord_fake.say(discord_fake.stranger_id, TEST_CODE, reply_to=question)
-    wait_until(lambda: str(discord_fake.stranger_id) in caplog.text, what="the stranger's log line")
-    assert f"ignored a message from user {discord_fake.stranger_id}" in caplog.text
-    assert len(sent_by_bot(discord_fake)) == replies_before and discord_fake.reactions(stranger) == []
-    assert discord_fake.message(stranger)["deleted"] is False
+    replies_before = len(sent_by_bot(discord))
+    stranger = discord.say(discord.stranger_id, TEST_CODE, reply_to=question)
+    wait_until(lambda: str(discord.stranger_id) in caplog.text, what="the stranger's log line")
+    assert f"ignored a message from user {discord.stranger_id}" in caplog.text
+    assert len(sent_by_bot(discord)) == replies_before and discord.reactions(stranger) == []
+    assert discord.message(stranger)["deleted"] is False
     assert pending_request(redis_client, task_id)["attempts_left"] == "4"
     assert tasks.status(task_id).status == "awaiting_confirmation"
 
     # a reply to a request that is no longer the pending one answers nothing and costs nothing
-    old = ask_for_code(discord_fake, redis_client, task_id)
+    old = ask_for_code(discord, redis_client, task_id)
     redis_client.hset(keys.discord_message(old), "request_id", "an-older-one")
-    stale = discord_fake.say(discord_fake.owner_id, TEST_CODE, reply_to=old)
-    assert answer_to(discord_fake, stale) == (f"That request of task {task_id} is no longer pending; the task now "
+    stale = discord.say(discord.owner_id, TEST_CODE, reply_to=old)
+    assert answer_to(discord, stale) == (f"That request of task {task_id} is no longer pending; the task now "
                                               f"asks to run rm old_backup.py: answer that request instead.")
-    assert discord_fake.reactions(stale) == ["❌"]
+    assert discord.reactions(stale) == ["❌"]
     assert pending_request(redis_client, task_id)["attempts_left"] == "4"
 
-    right = discord_fake.say(discord_fake.owner_id, f"{task_id[:4]} {TEST_CODE}", reply_to=question)
-    assert answer_to(discord_fake, right) == f"Confirmation code received for task {task_id}, sir."
+    right = discord.say(discord.owner_id, f"{task_id[:4]} {TEST_CODE}", reply_to=question)
+    assert answer_to(discord, right) == f"Confirmation code received for task {task_id}, sir."
     assert tasks.wait_until_ended(task_id, 30)
     assert tasks.status(task_id).status == "complete"
-    late = discord_fake.say(discord_fake.owner_id, TEST_CODE, reply_to=question)
-    assert answer_to(discord_fake, late) == f"Task {task_id} has already ended (complete), so it needs no code."
-    assert discord_fake.reactions(late) == ["❌"]
+    late = discord.say(discord.owner_id, TEST_CODE, reply_to=question)
+    assert answer_to(discord, late) == f"Task {task_id} has already ended (complete), so it needs no code."
+    assert discord.reactions(late) == ["❌"]
 
 
 @pytest.mark.worker_story
-def test_a_bare_code_or_the_task_id_and_the_code(bot, discord_fake, tasks, fake_api, projects, start_worker,
+def test_a_bare_code_or_the_task_id_and_the_code(bot, discord, tasks, fake_api, projects, start_worker,
                                                  redis_client):
-    discord_fake.grant_manage_messages()
-    nothing = discord_fake.say(discord_fake.owner_id, TEST_CODE)
-    assert answer_to(discord_fake, nothing) == NONE_WAITING
+    discord.grant_manage_messages()
+    nothing = discord.say(discord.owner_id, TEST_CODE)
+    assert answer_to(discord, nothing) == NONE_WAITING
 
     first = waiting_task(tasks, fake_api, projects, "one")
     start_worker()
     awaiting(tasks, first)
-    bare = discord_fake.say(discord_fake.owner_id, TEST_CODE)  # exactly one task waits: it is for that one
-    assert answer_to(discord_fake, bare) == f"Confirmation code received for task {first}, sir."
-    assert discord_fake.reactions(bare) == ["✅"]
-    discord_fake.wait_for(lambda: discord_fake.message(bare)["deleted"])  # Manage Messages: the code is gone
+    bare = discord.say(discord.owner_id, TEST_CODE)  # exactly one task waits: it is for that one
+    assert answer_to(discord, bare) == f"Confirmation code received for task {first}, sir."
+    assert discord.reactions(bare) == ["✅"]
+    discord.wait_for(lambda: discord.message(bare)["deleted"])  # Manage Messages: the code is gone
     assert tasks.wait_until_ended(first, 30) and tasks.status(first).status == "complete"
 
     # two tasks wait: a bare code names neither, and costs neither an attempt
     second, third = (waiting_task(tasks, fake_api, projects, name) for name in ("two", "three"))
     start_worker()
     awaiting(tasks, second), awaiting(tasks, third)
-    both = discord_fake.say(discord_fake.owner_id, TEST_CODE)
-    answer = answer_to(discord_fake, both)
+    both = discord.say(discord.owner_id, TEST_CODE)
+    answer = answer_to(discord, both)
     assert answer in (several_waiting([second, third]), several_waiting([third, second]))
     assert answer.endswith(" <code>.") and "send the task id and the code" in answer
     assert {pending_request(redis_client, t)["attempts_left"] for t in (second, third)} == {"5"}
 
     for task_id, typed in ((second, f"#{second[:4].upper()} {TEST_CODE}"), (third, f"{third} 62-83")):
-        given = discord_fake.say(discord_fake.owner_id, typed)
-        assert answer_to(discord_fake, given) == f"Confirmation code received for task {task_id}, sir."
+        given = discord.say(discord.owner_id, typed)
+        assert answer_to(discord, given) == f"Confirmation code received for task {task_id}, sir."
         assert tasks.wait_until_ended(task_id, 30) and tasks.status(task_id).status == "complete"
-    unknown = discord_fake.say(discord_fake.owner_id, f"abcdef {TEST_CODE}")
-    assert answer_to(discord_fake, unknown) == "There is no task abcdef."
+    unknown = discord.say(discord.owner_id, f"abcdef {TEST_CODE}")
+    assert answer_to(discord, unknown) == "There is no task abcdef."
 
 
 # --- more than codes --------------------------------------------------------------------------------------------------
-def test_status_list_cancel_and_help_answer_like_the_voice_functions(bot, discord_fake, tasks):
+def test_status_list_cancel_and_help_answer_like_the_voice_functions(bot, discord, tasks):
     first, second = tasks.start("Write the parser"), tasks.start("Write the tests")
-    mention = f"<@{discord_fake.bot_id}>"
-    asked = {said: discord_fake.say(discord_fake.owner_id, said) for said in (
+    mention = f"<@{discord.bot_id}>"
+    asked = {said: discord.say(discord.owner_id, said) for said in (
         f"status {first[:4]}", "STATUS", f"{mention} !list", "hello there", "add tests", "cancel",
         f"!cancel {second}",
         f"{mention} status {second}")}
-    answers = {said: answer_to(discord_fake, message_id) for said, message_id in asked.items()}
+    answers = {said: answer_to(discord, message_id) for said, message_id in asked.items()}
     assert answers == {
         f"status {first[:4]}": f"Task {first} is waiting for a worker.",
         "STATUS": f"Task {second} is waiting for a worker.",  # the latest task
@@ -239,28 +223,28 @@ def test_status_list_cancel_and_help_answer_like_the_voice_functions(bot, discor
     assert answers[f"{mention} status {second}"] in (f"Task {second} is waiting for a worker.",
                                                      f"Task {second} was cancelled.")
     assert tasks.status(second).status == "cancelled" and tasks.status(first).status == "queued"
-    assert all(discord_fake.reactions(m) == [] for m in asked.values())  # reactions are for codes
+    assert all(discord.reactions(m) == [] for m in asked.values())  # reactions are for codes
     assert HELP == "I understand: a code (as a reply to my request), <task id> <code>, status [id], list, cancel <id>."
 
     # other channels are not read
-    elsewhere = discord_fake.say(discord_fake.owner_id, "list", channel_id=discord_fake.other_channel_id)
-    later = discord_fake.say(discord_fake.owner_id, "help")
-    answer_to(discord_fake, later)
-    assert not [m for m in discord_fake.messages(discord_fake.other_channel_id) if m["id"] != elsewhere]
+    elsewhere = discord.say(discord.owner_id, "list", channel_id=discord.other_channel_id)
+    later = discord.say(discord.owner_id, "help")
+    answer_to(discord, later)
+    assert not [m for m in discord.messages(discord.other_channel_id) if m["id"] != elsewhere]
 
 
 # --- one connection for all servers ---------------------------------------------------------------------------------
-def test_of_two_servers_one_holds_the_gateway_and_the_other_takes_over_when_it_stops(make_bot, discord_fake,
+def test_of_two_servers_one_holds_the_gateway_and_the_other_takes_over_when_it_stops(make_bot, discord,
                                                                                      redis_client):
     most, watching = [0], threading.Event()
 
     def seen() -> bool:  # re-checked on every change of the fake's state: the most live connections ever
-        most[0] = max(most[0], len(discord_fake.connections()))
+        most[0] = max(most[0], len(discord.connections()))
         return not watching.is_set()
 
     def watch():
         try:
-            discord_fake.wait_for(seen, timeout=120)
+            discord.wait_for(seen, timeout=120)
         except TimeoutError:
             pass
 
@@ -273,42 +257,42 @@ def test_of_two_servers_one_holds_the_gateway_and_the_other_takes_over_when_it_s
     assert health(second) == "standby"
     wait_until(lambda: redis_client.pttl(keys.DISCORD_GATEWAY_LEASE) > 0, what="the lease")
     holder = redis_client.get(keys.DISCORD_GATEWAY_LEASE)
-    assert len(discord_fake.connections()) == 1 and health(second) == "standby"
+    assert len(discord.connections()) == 1 and health(second) == "standby"
 
     first.stop()  # its lifespan closes the connection and releases the lease
     wait_until(lambda: health(second) == "connected", what="the second bot to take over", timeout=30, interval=0.2)
     assert redis_client.get(keys.DISCORD_GATEWAY_LEASE) not in (None, holder)
-    assert len(discord_fake.connections()) == 1
-    said = discord_fake.say(discord_fake.owner_id, "list")
-    assert answer_to(discord_fake, said) == "There are no tasks yet."
+    assert len(discord.connections()) == 1
+    said = discord.say(discord.owner_id, "list")
+    assert answer_to(discord, said) == "There are no tasks yet."
     second.stop()
-    discord_fake.wait_for(lambda: not discord_fake.connections(), timeout=15)
+    discord.wait_for(lambda: not discord.connections(), timeout=15)
     assert redis_client.get(keys.DISCORD_GATEWAY_LEASE) is None
     watching.clear()
     watcher.join(15)
     assert most[0] == 1
 
 
-def test_a_dropped_or_invalidated_gateway_session_is_taken_up_again(bot, discord_fake):
-    for trouble in (lambda: discord_fake.drop(code=None), discord_fake.send_reconnect,
-                    lambda: discord_fake.invalidate_sessions(resumable=False)):
-        before = [(c.session_id, c.resumes) for c in discord_fake.connections()]
+def test_a_dropped_or_invalidated_gateway_session_is_taken_up_again(bot, discord):
+    for trouble in (lambda: discord.drop(code=None), discord.send_reconnect,
+                    lambda: discord.invalidate_sessions(resumable=False)):
+        before = [(c.session_id, c.resumes) for c in discord.connections()]
         trouble()  # then it resumes its session, or identifies anew
-        discord_fake.wait_for(lambda: (now := [(c.session_id, c.resumes) for c in discord_fake.connections()])
+        discord.wait_for(lambda: (now := [(c.session_id, c.resumes) for c in discord.connections()])
                               and now != before, timeout=30)
-        said = discord_fake.say(discord_fake.owner_id, "list")
-        assert answer_to(discord_fake, said) == "There are no tasks yet."
+        said = discord.say(discord.owner_id, "list")
+        assert answer_to(discord, said) == "There are no tasks yet."
     assert health(bot) == "connected"
 
 
-def test_a_server_whose_lease_another_took_lets_its_connection_go(bot, discord_fake, redis_client, caplog):
+def test_a_server_whose_lease_another_took_lets_its_connection_go(bot, discord, redis_client, caplog):
     redis_client.set(keys.DISCORD_GATEWAY_LEASE, "another-server", px=60_000)  # it could not renew in time
-    discord_fake.wait_for(lambda: not discord_fake.connections(), timeout=30)
+    discord.wait_for(lambda: not discord.connections(), timeout=30)
     assert health(bot) == "standby"
     assert "another server holds the gateway lease now" in caplog.text
     redis_client.delete(keys.DISCORD_GATEWAY_LEASE)  # that server stopped: this one takes it back
     wait_until(lambda: health(bot) == "connected", what="the bot to take the lease back", timeout=30, interval=0.2)
-    assert len(discord_fake.connections()) == 1
+    assert len(discord.connections()) == 1
 
 
 @pytest.mark.parametrize("problem,fix", [
