@@ -1,0 +1,160 @@
+"""Planned tasks end to end: real worker processes, real git, the scripted model. The owner asks for a plan; the
+subtasks run at once on different workers where they can, each on its own branch, merged into the plan's branch;
+conflicts, failures, retries and cancels behave as the owner would expect."""
+
+from __future__ import annotations
+
+import pytest
+from rq.job import Job
+
+from core import event_log
+from core.config import load_settings
+from core.exceptions import PlansOff
+from core.task_manager import TaskManager
+from tests.fakes.anthropic_api import bash, edit, error, text, tool_use
+from tests.test_task_branches import git, owner_repo
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.usefixtures("private_git")
+
+@pytest.fixture
+def tars_env(tars_env, monkeypatch):
+    """Every process of these tests plans when asked (PLAN_GOALS=ask)."""
+    monkeypatch.setenv("PLAN_GOALS", "ask")
+    return {**tars_env, "PLAN_GOALS": "ask"}
+
+
+PLANNER = "Plan the work for this goal"  # the planner's request opens with it (core/plans.PLANNER_REQUEST)
+
+
+def plan(*subtasks) -> dict:
+    return {"subtasks": [{"key": key, "title": title, "goal": goal, "depends_on": list(after)}
+                         for key, title, goal, after in subtasks]}
+
+
+def script_plan(fake_api, *subtasks):
+    fake_api.script([tool_use("plan_subtasks", plan(*subtasks))], match=PLANNER, name="planner")
+
+
+def ended(tasks, task_id, timeout=180):
+    return wait_until(lambda: (s := tasks.status(task_id)).status not in ("queued", "running",
+                      "awaiting_confirmation") and s, timeout, f"task {task_id} to end")
+
+
+def events(tasks, task_id, kind=None):
+    return [e for e in event_log.read(tasks.redis, task_id) if kind is None or e.type == kind]
+
+
+def rows(tasks, parent) -> dict:
+    return {row["key"]: row for row in tasks.status(parent).plan or []}
+
+
+def planned(tasks, parent, timeout=120) -> dict:
+    """The plan's rows once the planning job queued them."""
+    return wait_until(lambda: rows(tasks, parent), timeout, f"task {parent} to be planned")
+
+
+def test_a_planned_goal_runs_independent_subtasks_at_once_and_merges_everything(tasks, fake_api, start_worker,
+                                                                                 projects, tmp_path, cli):
+    repo = owner_repo(projects / "todo", {"README.md": "# todo\n"})
+    script_plan(fake_api, ("store", "SQLite store", "Write store.py with the todo store", []),
+                ("cli", "Command line", "Write cli.py with the command line", []),
+                ("api", "REST API", "Write api.py on top of the store", ["store"]))
+    # store and cli each wait at a gate the test opens once both stand there: they run side by side.
+    gate = tmp_path / "both-running"
+    for key in ("store", "cli"):
+        fake_api.script([edit(command="create", path=f"{key}.py", file_text=f"NAME = '{key}'\n"),
+                         bash(f"until test -e {gate}; do sleep 0.05; done"), text(f"Wrote {key}.py.")],
+                        match=f"Goal: Write {key}.py", name=key)
+    fake_api.script([bash("cat store.py"), edit(command="create", path="api.py", file_text="import store\n"),
+                     text("Wrote api.py.")], match="Goal: Write api.py", name="api")
+    started = cli("task", "start", "--plan", "--goal", "Build a todo app", "--project", "todo")
+    assert started.returncode == 0, started.stderr
+    parent = started.stdout.strip()
+    workers = [start_worker() for _ in range(2)]
+
+    plan_rows = planned(tasks, parent)
+    assert list(plan_rows) == ["store", "cli", "api"]
+    shown = events(tasks, parent, "plan")[0]  # the plan is on the timeline before any subtask starts
+    assert shown.message == "Plan of 3 subtasks: store (SQLite store); cli (Command line); api (REST API, after store)"
+    assert [s["key"] for s in shown.data["subtasks"]] == ["store", "cli", "api"]
+    wait_until(lambda: all(rows(tasks, parent)[k]["state"] == "running" for k in ("store", "cli")), 120,
+               "store and cli running at once")
+    during = tasks.status(parent)
+    assert during.status == "running"
+    assert during.progress == "0 of 3 subtasks done, 2 running, 1 waiting on store"
+    assert rows(tasks, parent)["api"]["note"] == "waiting on store"
+    gate.touch()
+    done = ended(tasks, parent)
+    for worker in workers:
+        worker.stop()
+
+    assert done.status == "complete", (done.reason, [w.log[-3000:] for w in workers])
+    assert done.branch == f"tars/{parent}"
+    assert done.reason == f"All 3 subtasks are merged into tars/{parent}; the project has no tests to run."
+    assert done.progress.startswith("Complete")
+    subs = rows(tasks, parent)
+    assert [r["state"] for r in subs.values()] == ["done", "done", "done"]
+    assert {r["branch"] for r in subs.values()} == {f"tars/{r['task_id']}" for r in subs.values()}
+    # The plan's branch holds every subtask's work, each brought in by a merge commit.
+    assert git(repo, "ls-tree", "--name-only", f"tars/{parent}").split() == ["README.md", "api.py", "cli.py",
+                                                                             "store.py"]
+    merges = git(repo, "log", "--merges", "--format=%s", f"tars/{parent}").splitlines()
+    assert len(merges) == 3 and all(m.startswith(f"tars({parent}): merge subtask ") for m in merges)
+    assert git(repo, "rev-parse", "HEAD") == git(repo, "rev-parse", "main")  # the owner's branch is untouched
+
+    # store and cli overlapped in time, on different workers.
+    def span(key):
+        sub = tasks.status(subs[key]["task_id"])
+        return sub.started_at, sub.ended_at
+    (s0, s1), (c0, c1) = span("store"), span("cli")
+    assert s0 < c1 and c0 < s1, "store and cli did not run side by side"
+    # api started only once store was merged, and saw its file.
+    merged_store = next(e for e in events(tasks, parent, "subtask") if e.data.get("key") == "store"
+                        and e.data.get("state") == "merged")
+    api_started = events(tasks, subs["api"]["task_id"], "started")[0]
+    assert api_started.at > merged_store.at
+    api_reads = [r for r in fake_api.requests if r.script == "api"]
+    assert "NAME = 'store'" in api_reads[1].last_user_text
+    assert api_reads[0].first_user_text.startswith("Goal: Write api.py on top of the store")
+    assert "This is subtask api of a plan for the goal: Build a todo app" in api_reads[0].first_user_text
+
+    # What the owner reads: the tree under the status, subtasks grouped under their plan in the list.
+    shown = cli("task", "status", parent)
+    assert "plan:     3 of 3 subtasks done" in shown.stdout
+    assert f"    store        {subs['store']['task_id']}  done" in shown.stdout
+    listed = cli("task", "list").stdout.splitlines()
+    assert listed[0].startswith(parent)
+    assert [line.split()[1] for line in listed[1:4]] == [subs[k]["task_id"] for k in ("store", "cli", "api")]
+    # The plan's branch is a task branch like any other: merge it into main.
+    merged = cli("task", "merge", parent)
+    assert merged.returncode == 0, merged.stderr
+    assert git(repo, "ls-tree", "--name-only", "main").split() == ["README.md", "api.py", "cli.py", "store.py"]
+
+
+def test_an_invalid_plan_falls_back_to_one_task_and_says_why(tasks, fake_api, start_worker, projects):
+    owner_repo(projects / "calc", {"README.md": "# calc\n"})
+    cycle = plan(("a", "A", "do a", ["b"]), ("b", "B", "do b", ["a"]))
+    fake_api.script([tool_use("plan_subtasks", cycle), tool_use("plan_subtasks", cycle)], match=PLANNER,
+                    name="planner")
+    fake_api.script([edit(command="create", path="calc.py", file_text="ADD = 1\n"), text("Done.")],
+                    match="Goal: Build a calculator", name="single")
+    parent = tasks.start("Build a calculator", "calc", plan=True)
+    worker = start_worker()
+    done = ended(tasks, parent)
+    worker.stop()
+    assert done.status == "complete", done.reason
+    assert done.plan is None and done.files_changed == ["calc.py"]
+    said = events(tasks, parent, "plan_fallback")[0]
+    assert said.message == ("Running the goal as one task: the planner's plan was invalid twice (The dependencies "
+                            "form a cycle: a -> b -> a. A plan must be a DAG.).")
+    assert len([r for r in fake_api.requests if r.script == "planner"]) == 2
+
+
+def test_planned_tasks_are_refused_while_plan_goals_is_never(redis_client, tars_env):
+    never = TaskManager(redis_client, load_settings(PLAN_GOALS="never"))
+    with pytest.raises(PlansOff, match="PLAN_GOALS=never"):
+        never.start("Build a calculator", "calc", plan=True)
+    always = TaskManager(redis_client, load_settings(PLAN_GOALS="always"))
+    assert Job.fetch(always.start("Build a calculator", "calc"), connection=redis_client).meta["plan"] is True
+    assert Job.fetch(always.start("Fix a typo", "calc", plan=False), connection=redis_client).meta["plan"] is False
