@@ -112,6 +112,8 @@ def run_subtask(task_id: str) -> dict:
     parent, key = meta["parent"], meta.get("plan_key")
     if record["outcome"] != task_states.COMPLETE:
         verb = task_states.VERB[record["outcome"]]
+        if job.connection.exists(keys.task_cancel(parent)):  # the whole plan was cancelled: its timeline has ended
+            raise SubtaskFailed(f"Subtask {key} ({task_id}) {verb}: its plan was cancelled")
         _tell(job.connection, parent, f"Subtask {key} {verb}: {record['reason']} What depends on it waits; retry "
               f"it with: python main_tars.py task retry {task_id}", task_id=task_id, key=key, state="failed")
         raise SubtaskFailed(f"Subtask {key} ({task_id}) {verb}: {record['reason']}")

@@ -4,6 +4,9 @@ conflicts, failures, retries and cancels behave as the owner would expect."""
 
 from __future__ import annotations
 
+import subprocess
+import time
+
 import pytest
 from rq.job import Job
 
@@ -158,3 +161,139 @@ def test_planned_tasks_are_refused_while_plan_goals_is_never(redis_client, tars_
     always = TaskManager(redis_client, load_settings(PLAN_GOALS="always"))
     assert Job.fetch(always.start("Build a calculator", "calc"), connection=redis_client).meta["plan"] is True
     assert Job.fetch(always.start("Fix a typo", "calc", plan=False), connection=redis_client).meta["plan"] is False
+
+
+def test_a_conflict_goes_through_an_integration_subtask(tasks, fake_api, start_worker, projects):
+    repo = owner_repo(projects / "notes", {"notes.txt": "# notes\n"})
+    script_plan(fake_api, ("red", "Red line", "Add the red line to notes.txt", []),
+                ("blue", "Blue line", "Add the blue line to notes.txt", []),
+                ("after", "After both", "Write after.txt once notes are in", ["red", "blue"]))
+    for colour in ("red", "blue"):
+        fake_api.script([bash(f"echo {colour} >> notes.txt"), text(f"Added {colour}.")],
+                        match=f"Goal: Add the {colour} line", name=colour)
+    # The integration subtask finds git's conflict markers in notes.txt and keeps both lines.
+    fake_api.script([bash("grep -c '<<<<<<<' notes.txt"), bash("printf '# notes\\nred\\nblue\\n' > notes.txt"),
+                     text("Kept both lines.")], match="Goal: Finish merging subtask", name="integration")
+    fake_api.script([bash("cat notes.txt > after.txt"), text("Done.")], match="Goal: Write after.txt", name="after")
+    parent = tasks.start("Write notes", "notes", plan=True)
+    workers = [start_worker() for _ in range(2)]
+    done = ended(tasks, parent)
+    for worker in workers:
+        worker.stop()
+
+    assert done.status == "complete", (done.reason, [w.log[-3000:] for w in workers])
+    subs = rows(tasks, parent)
+    assert list(subs) == ["red", "blue", "after", subs and list(subs)[3]]
+    integration = list(subs.values())[3]
+    assert integration["role"] == "integration" and integration["state"] == "done"
+    conflicted = next(r for r in subs.values() if r["note"].startswith("merged by integration subtask"))
+    said = next(e for e in events(tasks, parent, "subtask") if e.data.get("state") == "conflict")
+    assert said.message == (f"Subtask {conflicted['key']} conflicts with the plan's branch in notes.txt: subtask "
+                            f"{conflicted['key']}-merge ({integration['task_id']}) resolves it.")
+    first, second = [r for r in fake_api.requests if r.script == "integration"][:2]
+    assert "conflict markers in notes.txt" in first.first_user_text
+    assert second.last_user_text.startswith("1")  # grep counted the markers on its branch
+    assert git(repo, "show", f"tars/{parent}:notes.txt") == "# notes\nred\nblue"
+    assert git(repo, "show", f"tars/{parent}:after.txt") == "# notes\nred\nblue"  # after waited for the resolution
+    # Both subtasks' branches are in the plan's history.
+    for key in ("red", "blue"):
+        assert subprocess.run(["git", "merge-base", "--is-ancestor", f"tars/{subs[key]['task_id']}",
+                               f"tars/{parent}"], cwd=repo).returncode == 0
+
+
+def test_a_failed_subtask_blocks_only_its_dependents_and_a_retry_continues_the_plan(tasks, fake_api, start_worker,
+                                                                                   projects, cli):
+    repo = owner_repo(projects / "shop", {"README.md": "# shop\n"})
+    script_plan(fake_api, ("store", "Store", "Write store.py", []), ("api", "API", "Write api.py", ["store"]),
+                ("cli", "CLI", "Write cli.py", []))
+    # store's first model call is refused (a 400 is not retried): it fails; its retry continues the script.
+    fake_api.script([error(400, message="bad request"),
+                     edit(command="create", path="store.py", file_text="STORE = 1\n"), text("Wrote store.")],
+                    match="Goal: Write store.py", name="store")
+    for key in ("api", "cli"):
+        fake_api.script([edit(command="create", path=f"{key}.py", file_text=f"{key.upper()} = 1\n"),
+                         text(f"Wrote {key}.")], match=f"Goal: Write {key}.py", name=key)
+    parent = tasks.start("Build a shop", "shop", plan=True)
+    workers = [start_worker() for _ in range(2)]
+    planned(tasks, parent)
+    wait_until(lambda: (r := rows(tasks, parent))["store"]["state"] == "failed" and r["cli"]["state"] == "done",
+               120, "store failed and cli merged")
+    status = tasks.status(parent)
+    assert status.status == "running"  # it waits for the owner: retry store, or cancel the plan
+    assert status.progress == "1 of 3 subtasks done, 1 failed, 1 blocked by store"
+    api = rows(tasks, parent)["api"]
+    assert api["status"] == "queued" and api["branch"] is None  # never started
+    assert api["note"].startswith("blocked: waiting on store, which failed: The Anthropic API refused the request")
+    told = next(e for e in events(tasks, parent, "subtask") if e.data.get("state") == "failed")
+    store_id = rows(tasks, parent)["store"]["task_id"]
+    assert told.message.endswith(f"retry it with: python main_tars.py task retry {store_id}")
+
+    again = cli("task", "retry", store_id)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == f"{store_id} (subtask of {parent}, queued again on its own branch)"
+    done = ended(tasks, parent)
+    for worker in workers:
+        worker.stop()
+    assert done.status == "complete", done.reason
+    assert [r["state"] for r in rows(tasks, parent).values()] == ["done", "done", "done"]
+    assert tasks.status(store_id).branch == f"tars/{store_id}"  # the same task, on its own branch
+    assert git(repo, "ls-tree", "--name-only", f"tars/{parent}").split() == ["README.md", "api.py", "cli.py",
+                                                                             "store.py"]
+
+
+def test_cancelling_the_plan_cancels_every_subtask(tasks, fake_api, start_worker, projects, tmp_path):
+    owner_repo(projects / "slow", {"README.md": "# slow\n"})
+    script_plan(fake_api, ("one", "One", "Run the first long job", []), ("two", "Two", "Run the second long job", []),
+                ("three", "Three", "Use both results", ["one", "two"]))
+    never = tmp_path / "never"
+    for key in ("first", "second"):
+        fake_api.script([bash(f"until test -e {never}; do sleep 0.05; done"), text("Done.")],
+                        match=f"Goal: Run the {key} long job", name=key)
+    fake_api.script([text("Done.")], match="Goal: Use both results", name="three")
+    parent = tasks.start("Run two long jobs", "slow", plan=True)
+    workers = [start_worker() for _ in range(2)]
+    planned(tasks, parent)
+    wait_until(lambda: [r["state"] for r in rows(tasks, parent).values()] == ["running", "running", "waiting"],
+               120, "both long subtasks running")
+    asked = time.monotonic()
+    cancelled = tasks.cancel(parent)
+    took = time.monotonic() - asked
+    assert cancelled.status == "cancelled"
+    assert [r["status"] for r in rows(tasks, parent).values()] == ["cancelled", "cancelled", "cancelled"]
+    assert took < 30
+    # Nothing more can start: RQ has the third subtask and the finishing job cancelled, not deferred.
+    third = rows(tasks, parent)["three"]["task_id"]
+    for job_id in (third, f"{parent}-finish"):
+        assert Job.fetch(job_id, connection=tasks.redis).get_status() == "canceled"
+    assert [r for r in fake_api.requests if r.script == "three"] == []
+    for worker in workers:
+        worker.stop()
+    assert events(tasks, parent)[-1].type == "cancelled"
+
+
+def test_a_red_merged_branch_gets_one_fix_up_subtask(tasks, fake_api, start_worker, projects):
+    # The tests want ok.txt once both a.txt and b.txt exist: each subtask alone is green, the merge is red.
+    repo = owner_repo(projects / "make", {"Makefile": "test:\n\ttest ! -e a.txt -o ! -e b.txt -o -e ok.txt\n"})
+    script_plan(fake_api, ("a", "A", "Write a.txt", []), ("b", "B", "Write b.txt", []))
+    for key in ("a", "b"):
+        fake_api.script([bash(f"echo {key} > {key}.txt"), text(f"Wrote {key}.")], match=f"Goal: Write {key}.txt",
+                        name=key)
+    fake_api.script([bash("echo ok > ok.txt"), text("Added ok.txt.")], match="Goal: Every subtask of the plan",
+                    name="fix-up")
+    parent = tasks.start("Write a and b", "make", plan=True)
+    workers = [start_worker() for _ in range(2)]
+    done = ended(tasks, parent)
+    for worker in workers:
+        worker.stop()
+    assert done.status == "complete", done.reason
+    assert done.reason == f"All 2 subtasks are merged into tars/{parent}; `make test` passes on it."
+    fixup = rows(tasks, parent)["fix-up"]
+    assert fixup["role"] == "fix-up" and fixup["state"] == "done"
+    phases = [e.message for e in events(tasks, parent, "phase")]
+    assert phases == ["Every subtask is merged: testing the merged branch",
+                      f"The merged branch fails `make test`: subtask fix-up ({fixup['task_id']}) fixes it.",
+                      "Every subtask is merged: testing the merged branch"]
+    assert git(repo, "show", f"tars/{parent}:ok.txt") == "ok"
+    assert "`make test` now fails on the merged branch" in [r for r in fake_api.requests
+                                                             if r.script == "fix-up"][0].first_user_text
+    assert done.result["git"]["tests_passed"] is True
