@@ -123,6 +123,8 @@ def validate(raw: object, max_subtasks: int) -> list[Subtask]:
         key = item.get("key")
         if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
             raise InvalidPlan(f"Subtask {number} has the key {key!r}: use 1 to 32 letters, digits, - or _.")
+        if key == FIXUP or key.endswith("-merge"):
+            raise InvalidPlan(f"The key {key} is kept for TARS's own subtasks: choose another.")
         goal = item.get("goal")
         if not isinstance(goal, str) or not goal.strip():
             raise InvalidPlan(f"Subtask {key} has no goal.")
