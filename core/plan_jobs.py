@@ -1,8 +1,9 @@
 """The worker side of planned tasks (core/plans.py): three RQ job bodies, none of which waits on another.
 
 - run_planned_task(P): prepares P's checkout (its branch tars/P), asks the planner once (core/plans.ask_planner),
-  stores the plan, tells it on P's timeline, and queues each subtask as a task of its own with RQ's depends_on, plus
-  a finishing job that depends on all of them; then it returns and frees its worker. A plan that cannot be made
+  stores the plan, tells it on P's timeline, and queues each subtask as a task of its own with RQ's depends_on (its
+  dependencies, or this planning job for one with none), plus a finishing job that depends on all of them; then it
+  returns and frees its worker, and RQ starts the subtasks that depend on nothing. A plan that cannot be made
   (invalid twice, a plain folder, the planner failing) runs the goal as one task (background_worker.run_task) and
   P's timeline says why.
 - run_subtask(S): the ordinary task body on S's own branch, forked from tars/P as it stands once S's dependencies
@@ -80,13 +81,15 @@ def run_planned_task(task_id: str) -> dict:
     tasks = TaskManager(ctx.redis, settings)
     ids = [tasks.new_id() for _ in subtasks]
     record = plans.new_record(ctx.goal, subtasks, ids, _finisher_id(task_id))
-    ctx.redis.set(keys.task_plan(task_id), plans.dumps(record), ex=RESULT_TTL_SECONDS)
-    # Shown before any subtask starts: every surface (Discord, the voice, the dashboard) reads it from this event.
+    # Shown before any subtask exists: every surface (Discord, the voice, the dashboard) reads it from this event.
     ctx.update_meta(phase="coding", progress=plans.plan_sentence(record))
     ctx.event("plan", plans.plan_sentence(record), subtasks=record["subtasks"], branch=checkout.branch)
+    ctx.redis.set(keys.task_plan(task_id), plans.dumps(record), ex=RESULT_TTL_SECONDS)
     by_key = {sub["key"]: sub["task_id"] for sub in record["subtasks"]}
     for sub in record["subtasks"]:  # in dependency order: RQ needs a dependency's job to exist
-        tasks.enqueue_subtask(task_id, sub, record, [by_key[k] for k in sub["depends_on"]])
+        # Those that depend on nothing wait for this job itself: none starts (and may conflict, see
+        # _start_integration) before every job of the plan exists.
+        tasks.enqueue_subtask(task_id, sub, record, [by_key[k] for k in sub["depends_on"]] or [task_id])
     tasks.enqueue_finisher(task_id, record["finisher"], ids)
     if ctx.cancel_requested():  # cancelled while it planned: what it queued never runs
         tasks.cancel_plan_jobs(record)

@@ -235,7 +235,8 @@ def test_a_failed_subtask_blocks_only_its_dependents_and_a_retry_continues_the_p
     api = rows(tasks, parent)["api"]
     assert api["status"] == "queued" and api["branch"] is None  # never started
     assert api["note"].startswith("blocked: waiting on store, which failed: The Anthropic API refused the request")
-    told = next(e for e in events(tasks, parent, "subtask") if e.data.get("state") == "failed")
+    told = wait_until(lambda: next((e for e in events(tasks, parent, "subtask") if e.data.get("state") == "failed"),
+                                   None), 30, "the plan told of the failure")
     store_id = rows(tasks, parent)["store"]["task_id"]
     assert told.message.endswith(f"retry it with: python main_tars.py task retry {store_id}")
 
