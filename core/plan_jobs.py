@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -25,11 +26,10 @@ from rq import get_current_job
 from rq.job import Job
 
 from core import event_log, git_workspace, keys, plans, task_states
-from core.agent import AgentResult
 from core.background_worker import (TaskContext, _ended, _finish, _open_sandbox, _prepare_checkout,
-                                    _prepare_environment, _release_waiters, build_model, horse_identity, run_task)
+                                    _prepare_environment, build_model, horse_identity, run_task)
 from core.config import Settings, get_settings
-from core.defaults import GIT_TIMEOUT_SECONDS, RESULT_TTL_SECONDS, TEST_OUTPUT_TO_MODEL
+from core.defaults import PLAN_LOCK_SECONDS, RESULT_TTL_SECONDS, TEST_OUTPUT_TO_MODEL
 from core.exceptions import GitError, MergeConflict, ModelError, SubtaskFailed, TarsError
 from core.model import Usage, estimate_cost
 from core.project_tests import PYTEST_NO_TESTS, detect_test_command
@@ -37,7 +37,6 @@ from core.task_manager import TaskManager
 from core.tools import Workspace
 
 log = logging.getLogger("tars.worker")
-PLAN_LOCK_SECONDS = 4 * GIT_TIMEOUT_SECONDS  # a merge runs a few git commands, each bounded by GIT_TIMEOUT_SECONDS
 
 
 def _tell(redis, parent: str, message: str, **data) -> None:
@@ -307,9 +306,8 @@ def _end(ctx: TaskContext, settings: Settings, outcome: str, reason: str, usage:
             ctx.git["tests_passed"] = tests_passed
         except GitError as exc:
             ctx.log.warning("could not summarise the plan's branch: %s", exc)
-    result = _ended(ctx, outcome, reason, started)
-    result = AgentResult(**{**result.__dict__, "usage": usage, "tests_passed": tests_passed,
-                            "files_changed": sorted(f["path"] for f in (ctx.git or {}).get("files", []))})
+    result = dataclasses.replace(_ended(ctx, outcome, reason, started), usage=usage, tests_passed=tests_passed,
+                                 files_changed=sorted(f["path"] for f in (ctx.git or {}).get("files", [])))
     ctx.update_meta(usage=usage.as_dict(), cost_usd=estimate_cost(settings.CLAUDE_MODEL, usage),
                     checkpoints=(ctx.git or {}).get("commits", ctx.meta.get("checkpoints", 0)))
     return _finish(ctx, settings, result)
