@@ -4,6 +4,7 @@ conflicts, failures, retries and cancels behave as the owner would expect."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -128,6 +129,9 @@ def test_a_planned_goal_runs_independent_subtasks_at_once_and_merges_everything(
     shown = cli("task", "status", parent)
     assert "plan:     3 of 3 subtasks done" in shown.stdout
     assert f"    store        {subs['store']['task_id']}  done" in shown.stdout
+    as_json = json.loads(cli("task", "status", parent, "--json").stdout)  # what the API and dashboard get
+    assert [row["key"] for row in as_json["plan"]] == ["store", "cli", "api"] and as_json["parent"] is None
+    assert json.loads(cli("task", "status", subs["api"]["task_id"], "--json").stdout)["parent"] == parent
     listed = cli("task", "list").stdout.splitlines()
     assert listed[0].startswith(parent)
     assert tasks.latest_id() == parent  # "the latest task" is the plan, not its newest subtask
