@@ -27,7 +27,7 @@ from pathlib import Path
 
 import redis
 
-from core import task_states
+from core import plans, task_states
 from core.task_states import duration_text
 from core.config import get_settings, warn_about_env_file
 from core.defaults import RESULT_TTL_SECONDS, SERVER_SHUTDOWN_GRACE_SECONDS, WORKER_LOG_FORMAT
@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     start = with_json(tsub.add_parser("start", help="start a task"))
     start.add_argument("--goal", required=True)
     start.add_argument("--project", help="project folder (inside PROJECTS_ROOT) or git URL (https://, git@, file://)")
+    start.add_argument("--plan", action="store_true", default=None,
+                       help="plan it first: subtasks on several workers, merged into one branch (PLAN_GOALS)")
     verbosity = start.add_mutually_exclusive_group()
     verbosity.add_argument("--verbose", dest="verbose", action="store_true", default=None, help="every action")
     verbosity.add_argument("--quiet", dest="verbose", action="store_false", help="milestones only")
@@ -172,6 +174,9 @@ def describe(status: TaskStatus, events=()) -> str:
     if status.branch:
         lines.append(f"  branch:   {status.branch} ({status.checkpoints} checkpoint"
                      f"{'s' if status.checkpoints != 1 else ''})")
+    if status.parent:
+        lines.append(f"  subtask of: {status.parent}")
+    lines.extend(plan_lines(status))
     if status.reason:
         lines.append(f"  reason:   {status.reason}")
     if status.result:
@@ -187,6 +192,37 @@ def describe(status: TaskStatus, events=()) -> str:
         if (r.get("git") or {}).get("diffstat"):
             lines.extend("            " + line for line in r["git"]["diffstat"].splitlines())
     return "\n".join(lines)
+
+
+def plan_lines(status: TaskStatus) -> list[str]:
+    """A planned task's subtasks as a tree under its status: key, title, state, branch, checkpoints, cost."""
+    if status.plan is None:
+        return []
+    lines = [f"  plan:     {plans.plan_summary(status.plan)}"]
+    for row in status.plan:
+        cost = f"${row['cost_usd']:.4f}" if row.get("cost_usd") else "$0"
+        after = f" (after {', '.join(row['depends_on'])})" if row["depends_on"] else ""
+        lines.append(f"    {row['key']:<12} {row['task_id']}  {row['state']:<11} {shorten(row['title'], 30)}{after}")
+        lines.append(f"    {'':<12} {row['branch'] or '(no branch yet)'}, {plural(row['checkpoints'], 'checkpoint')}, "
+                     f"{cost}" + (f": {shorten(row['note'], 80)}" if row["note"] else ""))
+    return lines
+
+
+def list_text(rows: list[TaskStatus]) -> str:
+    """`task list`: newest first, each plan's subtasks indented under it."""
+    line = (lambda s, indent="": f"{indent}{s.task_id}  {s.status:<22} {s.phase:<9} {shorten(s.goal, 60 - len(indent))}")
+    shown = {s.task_id for s in rows}
+    children: dict[str, list[TaskStatus]] = {}
+    for s in rows:
+        if s.parent in shown:
+            children.setdefault(s.parent, []).append(s)
+    lines = []
+    for s in rows:
+        if s.parent in shown:
+            continue
+        lines.append(line(s))
+        lines.extend(line(child, "  └ ") for child in children.get(s.task_id, []))
+    return "\n".join(lines) or "No tasks yet."
 
 
 def event_line(event, started: float) -> str:
@@ -235,7 +271,7 @@ def print_log(tasks: TaskManager, task_id: str | None, follow: bool, as_json: bo
 def run_task_command(args, tasks: TaskManager) -> int:
     out = (lambda obj, text: print(json.dumps(obj, indent=2, default=str) if args.json else text))
     if args.task_command == "start":
-        task_id = tasks.start(args.goal, args.project, verbose_updates=args.verbose)
+        task_id = tasks.start(args.goal, args.project, verbose_updates=args.verbose, plan=args.plan)
         out({"task_id": task_id}, task_id)
     elif args.task_command == "status":
         status = tasks.status(args.task_id)
@@ -243,8 +279,7 @@ def run_task_command(args, tasks: TaskManager) -> int:
         out(status.to_dict(), describe(status, events))
     elif args.task_command == "list":
         rows = tasks.list(limit=args.limit)
-        out([s.to_dict() for s in rows], "\n".join(
-            f"{s.task_id}  {s.status:<22} {s.phase:<9} {shorten(s.goal, 60)}" for s in rows) or "No tasks yet.")
+        out([s.to_dict() for s in rows], list_text(rows))
     elif args.task_command == "confirm":
         status = tasks.confirm(args.task_id, args.code)
         out({"status": "accepted", "task_id": status.task_id},
@@ -254,8 +289,12 @@ def run_task_command(args, tasks: TaskManager) -> int:
         out(status.to_dict(), f"Task {status.task_id}: {status.status}")
     elif args.task_command == "retry":
         new_id = tasks.retry(args.task_id)
-        out({"task_id": new_id, "retry_of": tasks.status(new_id).retry_of},
-            f"{new_id} (a new task retrying {tasks.status(new_id).retry_of})")
+        again = tasks.status(new_id)
+        if again.parent:  # a plan's subtask runs again as itself, on its own branch
+            out({"task_id": new_id, "retry_of": None, "parent": again.parent},
+                f"{new_id} (subtask of {again.parent}, queued again on its own branch)")
+        else:
+            out({"task_id": new_id, "retry_of": again.retry_of}, f"{new_id} (a new task retrying {again.retry_of})")
     elif args.task_command == "log":
         return print_log(tasks, args.task_id, args.follow, args.json)
     elif args.task_command == "checkpoints":

@@ -296,8 +296,9 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
     watcher = CancelWatcher(ctx, callbacks)
     watcher.start()
     try:
-        agent = Agent(model=model, workspace=workspace, goal=ctx.goal, hooks=hooks,
-                      environment=_for_model(environment, box),
+        # A plan's subtask also sees the whole plan, after its own goal (core/plans.context_for).
+        told = "\n\n".join(filter(None, [_for_model(environment, box), ctx.meta.get("plan_context")]))
+        agent = Agent(model=model, workspace=workspace, goal=ctx.goal, hooks=hooks, environment=told,
                       config=AgentConfig(max_iterations=settings.MAX_TASK_ITERATIONS,
                                          # making the environment counted against the task's runtime
                                          max_runtime_seconds=max(1.0, settings.max_runtime_seconds
@@ -309,7 +310,8 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
         watcher.stop()
     if ctx.abort_reason and result.outcome == task_states.CANCELLED:
         result = dataclasses.replace(result, outcome=task_states.FAILED, reason=ctx.abort_reason)
-    ctx.git = checkpoints.finish(result, settings.AUTO_MERGE)
+    # A plan's subtask is merged into its parent's branch by core/plan_jobs.py, never into the owner's branch.
+    ctx.git = checkpoints.finish(result, settings.AUTO_MERGE and not ctx.meta.get("parent"))
     if ctx.git:
         changed = sorted(set(result.files_changed) | {f["path"] for f in ctx.git["files"]})
         result = dataclasses.replace(result, files_changed=changed)
@@ -332,7 +334,12 @@ def _prepare_checkout(ctx: TaskContext, settings: Settings) -> git_workspace.Tas
             checkout = git_workspace.find(ctx.task_id, data)  # this task ran before (its worker was restarted)
             ctx.log.info("continuing in its checkout %s", checkout.path)
         except GitError:
-            checkout = git_workspace.prepare(ctx.task_id, project, data)
+            # A plan's subtask starts from its parent's branch as it stands now, its dependencies merged into it.
+            parent = git_workspace.find(ctx.meta["parent"], data) if ctx.meta.get("parent") else None
+            checkout = git_workspace.prepare(ctx.task_id, project, data, fork_of=parent)
+            if ctx.meta.get("merge_from"):  # an integration subtask: the conflicting merge is its first checkpoint
+                conflicts = git_workspace.begin_merge(checkout, git_workspace.find(ctx.meta["merge_from"], data))
+                ctx.log.info("merged %s with conflicts in %s", ctx.meta["merge_from"], ", ".join(conflicts))
     except GitError as exc:
         raise TaskFailed(str(exc)) from None
     except OSError as exc:
@@ -464,8 +471,10 @@ class WorkerHooks(LoopHooks):
         request_id = confirmations.open_request(ctx.redis, ctx.task_id, command, reason, rule, self.timeout)
         ctx.update_meta(awaiting_confirmation=True, confirmation_command=command)
         # request_id: a reply to the Discord message that asks finds the request it answers
-        self.event("confirmation_required", f"Needs your confirmation code to run: {command}", request_id=request_id,
-                   **about)
+        parent = ctx.meta.get("parent")  # a plan's subtask: the owner hears which plan asks
+        of_plan = f" (subtask {ctx.meta.get('plan_key')} of task {parent})" if parent else ""
+        self.event("confirmation_required", f"Needs your confirmation code to run{of_plan}: {command}",
+                   request_id=request_id, **about, **({"parent": parent} if parent else {}))
         try:
             answer = confirmations.wait_for_answer(ctx.redis, ctx.task_id, request_id, self.code, self.timeout,
                                                    ctx.cancel_requested)

@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     CONFIRMATION_TIMEOUT_SECONDS: float = Field(300, gt=0)
     CONFIRMATION_CODE: SecretStr | None = None
     AUTO_MERGE: bool = False
+    PLAN_GOALS: Literal["never", "ask", "always"] = Field("never", description=(
+        "never: every goal runs as one task (as before; one asked to be planned says why on its timeline). ask: a "
+        "goal is planned into subtasks only when the caller asks for it (`task start --plan`). always: every goal "
+        "is planned, unless the caller says not to (core/plans.py)."))
+    PLAN_MAX_SUBTASKS: int = Field(8, ge=1, le=50, description=(
+        "The most subtasks a plan may have; a longer plan is sent back to the model once, then the goal runs as "
+        "one task."))
     PROJECT_VENV: str = Field("", description=(
         "The virtualenv every task's commands and test runs use (core/project_env.py): a path relative to the "
         "project (e.g. .venv-dev) or absolute. Empty: the project's own .venv or venv, else one made for the task "

@@ -22,6 +22,15 @@ class InvalidGoal(TarsError):
     """The goal is empty or too long."""
 
 
+class InvalidPlan(TarsError):
+    """A planner's plan_subtasks input is not a usable plan (core/plans.py): the message says why, for the model."""
+
+
+class SubtaskFailed(TarsError):
+    """Raised by a plan's subtask job that did not end merged, so RQ records the job failed and the subtasks that
+    depend on it stay deferred (core/plan_jobs.py); `task retry` requeues it."""
+
+
 class InvalidProjectPath(TarsError):
     """The project path is outside PROJECTS_ROOT or cannot be used."""
 

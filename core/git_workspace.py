@@ -294,12 +294,16 @@ def _check_task_id(task_id: str) -> None:
         raise GitError(f"The task id {task_id!r} cannot name a branch: use letters, digits, '-' and '_'.")
 
 
-def prepare(task_id: str, project: str | Path, data_dir: str | Path) -> TaskCheckout:
-    """Give the task its own place to work (see the module docstring for the three modes) and record it."""
+def prepare(task_id: str, project: str | Path, data_dir: str | Path,
+            fork_of: TaskCheckout | None = None) -> TaskCheckout:
+    """Give the task its own place to work (see the module docstring for the three modes) and record it. fork_of:
+    a plan's subtask starts from its parent task's branch as it stands now (see fork())."""
     _check_task_id(task_id)
     data = Path(data_dir).expanduser().resolve()
     data.mkdir(parents=True, exist_ok=True)
-    if isinstance(project, str) and is_git_url(project):
+    if fork_of is not None:
+        checkout = _prepare_fork(task_id, fork_of, data)
+    elif isinstance(project, str) and is_git_url(project):
         checkout = _prepare_clone(task_id, project.strip(), data)
     else:
         folder = Path(project).expanduser()
@@ -390,6 +394,31 @@ def _prepare_worktree(task_id: str, folder: Path, top: str, prefix: str, data: P
     return TaskCheckout(task_id=task_id, mode=WORKTREE, project=str(folder), path=str(target / prefix).rstrip("/"),
                         worktree=str(target), repo=top, branch=branch, base=base,
                         start_branch=head.removeprefix("refs/heads/") or None, data_dir=str(data), isolated=True)
+
+
+def _repository_lock(checkout: TaskCheckout) -> str:
+    """The name of the lock prepare() takes for the repository a checkout's branches live in."""
+    return Path(checkout.repo).name if checkout.mode == CLONE else _digest(checkout.repo)
+
+
+def _prepare_fork(task_id: str, parent: TaskCheckout, data: Path) -> TaskCheckout:
+    """A subtask's repository, made like its parent's from the owner's repository (or the cache), on a branch
+    tars/<id> that starts at the parent's branch tip; the parent's branch is its start branch."""
+    if parent.mode == SHADOW or not parent.isolated:
+        raise GitError(f"Task {parent.task_id} works in place in {parent.project} (not a git repository with a "
+                       "commit), so its plan's subtasks cannot have branches of their own.")
+    _sync(parent)
+    owner = _Git(parent.repo)
+    start = owner.out("rev-parse", "--verify", f"refs/heads/{parent.branch}^{{commit}}",
+                      what=f"read branch {parent.branch} of task {parent.task_id}")
+    target = data / "worktrees" / task_id
+    with _locked(data, _repository_lock(parent)):
+        branch = _make_task_repository(owner, task_id, target, start, _redact(parent.project), data)
+    prefix = os.path.relpath(parent.path, parent.worktree)
+    return TaskCheckout(task_id=task_id, mode=parent.mode, project=parent.project,
+                        path=str(target) if prefix == "." else str(target / prefix), worktree=str(target),
+                        repo=parent.repo, branch=branch, base=start, start_branch=parent.branch, data_dir=str(data),
+                        isolated=True)
 
 
 def _prepare_clone(task_id: str, url: str, data: Path) -> TaskCheckout:
@@ -796,23 +825,82 @@ def _dirty_paths(owner: _Git, what: str) -> set[str]:
     return paths
 
 
-def _merge_commit(checkout: TaskCheckout, git: _Git, target_tip: str, task_tip: str, target: str, what: str) -> str:
-    """A merge commit of the task into target, built without touching any tree (git merge-tree --write-tree)."""
-    merged = git("merge-tree", "--write-tree", "--name-only", "-z", target_tip, task_tip, what=what, ok=(0, 1, 129))
+def _merge_tree(git: _Git, ours: str, theirs: str, what: str) -> tuple[str, list[str]]:
+    """(the merged tree, the conflicting files) of two commits, built without touching any tree (git merge-tree
+    --write-tree); on a conflict the tree holds the files with git's conflict markers."""
+    merged = git("merge-tree", "--write-tree", "--name-only", "-z", ours, theirs, what=what, ok=(0, 1, 129))
     if merged.returncode == 129:
         version = git.out("version", what=what)
         raise GitError(f"Could not {what}: merging needs git 2.38 or newer (merge-tree --write-tree); this is {version}.")
     fields = merged.stdout.split("\0")
+    files = []
     if merged.returncode == 1:
-        files = []
         for name in fields[1:]:
             if not name:
                 break
             files.append(name)
+    return fields[0], files
+
+
+def _merge_commit(checkout: TaskCheckout, git: _Git, target_tip: str, task_tip: str, target: str, what: str,
+                  message: str | None = None) -> str:
+    """A merge commit of the task into target, built without touching any tree; MergeConflict on a conflict."""
+    tree, files = _merge_tree(git, target_tip, task_tip, what)
+    if files:
         raise MergeConflict(f"Task {checkout.task_id}'s branch {checkout.branch} conflicts with {target} in "
                             f"{', '.join(files)}; nothing was changed.", files)
-    message = f"tars({checkout.task_id}): merge {checkout.branch} into {target}"
-    return git.out("commit-tree", fields[0], "-p", target_tip, "-p", task_tip, "-m", message, what=what)
+    message = message or f"tars({checkout.task_id}): merge {checkout.branch} into {target}"
+    return git.out("commit-tree", tree, "-p", target_tip, "-p", task_tip, "-m", message, what=what)
+
+
+def _tip(checkout: TaskCheckout, what: str) -> str:
+    """The tip of a task's branch as the owner's repository (or the cache) has it, brought in step first."""
+    _sync(checkout)
+    return _Git(checkout.repo).out("rev-parse", "--verify", f"refs/heads/{checkout.branch}^{{commit}}", what=what)
+
+
+def _advance(target: TaskCheckout, git: _Git, old: str, new: str, what: str) -> None:
+    """Move target's task branch from old to new with its work tree and index (nobody works in it meanwhile), then
+    bring the owner's branch in step."""
+    git("read-tree", "--reset", "-u", new, what=what)
+    git("update-ref", "-m", "tars: merge", f"refs/heads/{target.branch}", new, old, what=what)
+    _touch(target)
+    _sync(target)
+
+
+def integrate(target: TaskCheckout, source: TaskCheckout, message: str) -> MergeResult:
+    """Merge a plan's subtask (source) into its parent's branch (target) with a merge commit (never a fast-forward
+    nor a force), in the parent's own repository, whose work tree follows. The caller holds the plan's lock.
+    MergeConflict (nothing changed) when the two conflict."""
+    what = f"merge task {source.task_id} into task {target.task_id}'s branch {target.branch}"
+    theirs = _tip(source, what)  # now in the owner's store, which the parent's repository borrows from
+    git = _task_git(target)
+    ours = git.out("rev-parse", "--verify", f"refs/heads/{target.branch}^{{commit}}", what=what)
+    if git("merge-base", "--is-ancestor", theirs, ours, what=what, ok=(0, 1)).returncode == 0:
+        return MergeResult("up-to-date", target.branch, ours, [], False,
+                           f"{target.branch} already has all of task {source.task_id}'s work.")
+    new = _merge_commit(source, git, ours, theirs, target.branch, what,
+                        f"tars({target.task_id}): {message}")
+    files = [f for f in git.out("diff", "--name-only", "-z", "--no-renames", ours, new, what=what).split("\0") if f]
+    _advance(target, git, ours, new, what)
+    return MergeResult("merge", target.branch, new, files, False,
+                       f"Merged task {source.task_id} into {target.branch} ({len(files)} "
+                       f"file{'s' if len(files) != 1 else ''}).")
+
+
+def begin_merge(checkout: TaskCheckout, other: TaskCheckout) -> list[str]:
+    """Start an integration subtask: commit the merge of other's branch into this task's branch with git's conflict
+    markers left in the conflicting files (returned), for the model to resolve; both branches are its parents."""
+    what = f"merge task {other.task_id} into task {checkout.task_id} to resolve its conflicts"
+    theirs = _tip(other, what)
+    git = _task_git(checkout)
+    ours = git.out("rev-parse", "--verify", f"refs/heads/{checkout.branch}^{{commit}}", what=what)
+    tree, files = _merge_tree(git, ours, theirs, what)
+    listed = ", ".join(files) or "no files"
+    new = git.out("commit-tree", tree, "-p", ours, "-p", theirs, "-m",
+                  f"tars({checkout.task_id}): merge {other.branch}, conflicts to resolve in {listed}", what=what)
+    _advance(checkout, git, ours, new, what)
+    return files
 
 
 def merge(checkout: TaskCheckout) -> MergeResult:

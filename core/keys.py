@@ -133,3 +133,15 @@ def task_discord_status(task_id: str) -> str:
     """Hash of the task's one status message in the Discord channel (message_id; started_at; event, the stream id of
     the update it shows; said, its first line), edited in place as the task goes on; expires with the task's data."""
     return f"task:{task_id}:discord"
+
+
+def task_plan(task_id: str) -> str:
+    """JSON of a planned task's plan (core/plans.py): its subtasks (key, title, goal, depends_on, capability,
+    task_id), the finishing job's id and any integration or fix-up subtask added later; expires with the task."""
+    return f"task:{task_id}:plan"
+
+
+def task_plan_lock(task_id: str) -> str:
+    """A lock (redis-py's Lock) held while a subtask merges into the planned task's branch or the plan changes, so
+    two finishing subtasks never merge at once."""
+    return f"task:{task_id}:plan:lock"

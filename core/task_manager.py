@@ -24,7 +24,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
-from core import event_log, git_workspace, keys
+from core import event_log, git_workspace, keys, plans
 from core.config import Settings
 from core.confirmations import submit_code
 from core.defaults import (CANCEL_GRACE_SECONDS, GOAL_MAX_CHARS, JOB_TIMEOUT_MARGIN_SECONDS, QUEUE_NAME,
@@ -36,6 +36,9 @@ from core.task_states import (ACTIVE, AWAITING_CONFIRMATION, CANCELLED, COMPLETE
                                RUNNING, outcome_of)
 
 JOB_FUNCTION = "core.background_worker.run_task"
+PLANNED_JOB_FUNCTION = "core.plan_jobs.run_planned_task"  # plans first; runs run_task when it cannot
+SUBTASK_JOB_FUNCTION = "core.plan_jobs.run_subtask"
+FINISH_JOB_FUNCTION = "core.plan_jobs.finish_plan"
 TASK_ID_PATTERN = re.compile(r"[0-9a-f]{1,32}")
 URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]*:[^/@\s]*@|^https?://[^/@\s]+@", re.IGNORECASE)
 
@@ -67,6 +70,8 @@ class TaskStatus:
     created_at: str | None
     started_at: str | None
     ended_at: str | None
+    parent: str | None = None  # a plan's subtask: the planned task it belongs to
+    plan: list[dict] | None = None  # a planned task: its subtasks (TaskManager.plan_rows), once planned
 
     @property
     def active(self) -> bool:
@@ -100,7 +105,8 @@ def derive_status(rq_status: JobStatus | None, meta: dict, result: dict | None, 
         return CANCELLED
     if rq_status == JobStatus.STOPPED or (rq_status == JobStatus.FAILED and cancel_requested):
         return CANCELLED
-    return FAILED
+    # A plan's subtask that did not end merged fails its job on purpose (its dependents wait): its outcome stands.
+    return outcome_of(meta.get("phase")) if meta.get("parent") and outcome_of(meta.get("phase")) else FAILED
 
 
 class TaskManager:
@@ -147,32 +153,143 @@ class TaskManager:
         return path
 
     def start(self, goal: str, project_path: str | Path | None = None, verbose_updates: bool | None = None,
-              call_sid: str | None = None, retry_of: str | None = None) -> str:
+              call_sid: str | None = None, retry_of: str | None = None, plan: bool | None = None) -> str:
+        """Queue a task; the new id. plan: split the goal into subtasks first (core/plans.py); None: as PLAN_GOALS
+        says (only `always` plans unasked)."""
         goal = (goal or "").strip() if isinstance(goal, str) else ""
         if not goal:
             raise InvalidGoal("The goal is empty: say what the task should build or fix.")
         if len(goal) > GOAL_MAX_CHARS:
             raise InvalidGoal(f"The goal is {len(goal)} characters long; keep it to {GOAL_MAX_CHARS} at most.")
+        planned = plan if plan is not None else self.settings.PLAN_GOALS == "always"
+        refused = bool(planned) and self.settings.PLAN_GOALS == "never"  # as before plans: one task, and why
+        planned = planned and not refused
         project = self.resolve_project(project_path)
         goal = self.scrubber.text(goal)  # the goal goes to the model and to Discord
         task_id = self._new_id()
         meta = {"progress": "Waiting for a worker", "phase": QUEUED, "awaiting_confirmation": False,
                 "confirmation_command": None, "goal": goal, "session_id": call_sid,
-                "project_path": str(project), "verbose_updates": verbose_updates, "retry_of": retry_of}
-        timeout = int(self.settings.max_runtime_seconds + self.settings.CONFIRMATION_TIMEOUT_SECONDS
-                      + JOB_TIMEOUT_MARGIN_SECONDS)
+                "project_path": str(project), "verbose_updates": verbose_updates, "retry_of": retry_of,
+                "plan": bool(planned), "parent": None, "plan_key": None}
+        self._enqueue(task_id, meta, PLANNED_JOB_FUNCTION if planned else JOB_FUNCTION)
+        if refused:
+            event_log.append(self.redis, task_id, "plan_fallback", "Running the goal as one task: planned tasks are "
+                             "off (PLAN_GOALS=never; set PLAN_GOALS=ask to plan when asked).", QUEUED,
+                             {"reason": "PLAN_GOALS=never"})
+        return task_id
+
+    def _timeout(self) -> int:
+        return int(self.settings.max_runtime_seconds + self.settings.CONFIRMATION_TIMEOUT_SECONDS
+                   + JOB_TIMEOUT_MARGIN_SECONDS)
+
+    def _enqueue(self, task_id: str, meta: dict, function: str, depends_on: list[str] | None = None) -> None:
+        """Put a task's job on the queue (deferred by RQ until depends_on all finished) and tell its timeline."""
+        goal, call_sid, retry_of = meta["goal"], meta.get("session_id"), meta.get("retry_of")
+        options = dict(args=(task_id,), job_id=task_id, timeout=self._timeout(), meta=meta,
+                       result_ttl=RESULT_TTL_SECONDS, failure_ttl=RESULT_TTL_SECONDS,
+                       description=f"TARS task {task_id}: {goal[:100]}")
         with self.redis.pipeline() as pipe:
-            self.queue.enqueue_call(JOB_FUNCTION, args=(task_id,), job_id=task_id, timeout=timeout, meta=meta,
-                                    result_ttl=RESULT_TTL_SECONDS, failure_ttl=RESULT_TTL_SECONDS,
-                                    description=f"TARS task {task_id}: {goal[:100]}", pipeline=pipe)
-            event_log.append(pipe, task_id, QUEUED, f"Queued: {goal}", QUEUED,
-                             {"project_path": str(project), "retry_of": retry_of})
-            if call_sid:
+            if depends_on:  # RQ checks the dependencies itself, outside any pipeline of ours
+                self.queue.enqueue_call(function, depends_on=depends_on, **options)
+            else:
+                self.queue.enqueue_call(function, pipeline=pipe, **options)
+            data = {"project_path": meta["project_path"], "retry_of": retry_of}
+            if meta.get("parent"):
+                data.update(parent=meta["parent"], plan_key=meta["plan_key"])
+            event_log.append(pipe, task_id, QUEUED, f"Queued: {goal}", QUEUED, data)
+            if call_sid and not meta.get("parent"):  # a call's latest task is the plan, not one of its subtasks
                 pipe.zadd(keys.call_tasks(call_sid), {task_id: time.time()})
                 pipe.expire(keys.call_tasks(call_sid), RESULT_TTL_SECONDS)
             pipe.zremrangebyrank(keys.RECENT_TASKS, 0, -RECENT_TASKS_KEPT - 1)
             pipe.execute()
-        return task_id
+
+    # --- plans (core/plans.py; the worker side is core/plan_jobs.py) ---------------------------------------------
+    def new_id(self) -> str:
+        """A fresh task id, claimed (a planning worker claims its subtasks' ids before it stores the plan)."""
+        return self._new_id()
+
+    def enqueue_subtask(self, parent: str, sub: dict, record: dict, depends_on: list[str],
+                        **extra_meta) -> None:
+        """Queue one of a plan's subtasks (sub: a row of the stored plan) as a task of its own, deferred by RQ until
+        the jobs in depends_on finished; extra_meta: merge_from for an integration subtask."""
+        parent_meta = Job.fetch(parent, connection=self.redis).get_meta(refresh=True) or {}
+        meta = {"progress": "Waiting for a worker", "phase": QUEUED, "awaiting_confirmation": False,
+                "confirmation_command": None, "goal": sub["goal"], "session_id": parent_meta.get("session_id"),
+                "project_path": parent_meta.get("project_path", ""),
+                "verbose_updates": parent_meta.get("verbose_updates"), "retry_of": None, "plan": False,
+                "parent": parent, "plan_key": sub["key"], "plan_context": plans.context_for(record, sub["key"]),
+                **extra_meta}
+        self._enqueue(sub["task_id"], meta, SUBTASK_JOB_FUNCTION, depends_on)
+        # Listed right under its plan, in the plan's order, and never "the latest task" while the plan is newer.
+        parent_at = self.redis.zscore(keys.RECENT_TASKS, parent)
+        if parent_at is not None:
+            position = next(i for i, s in enumerate(record["subtasks"], 1) if s["task_id"] == sub["task_id"])
+            self.redis.zadd(keys.RECENT_TASKS, {sub["task_id"]: parent_at - position * 1e-4}, xx=True)
+
+    def enqueue_finisher(self, parent: str, job_id: str, depends_on: list[str]) -> None:
+        """Queue the job that tests the merged branch and ends the planned task once every subtask in depends_on
+        finished (RQ defers it until then). It is no task of its own: its meta has no goal."""
+        self.queue.enqueue_call(FINISH_JOB_FUNCTION, args=(parent,), job_id=job_id, timeout=self._timeout(),
+                                meta={"plan_of": parent}, depends_on=depends_on or None,
+                                result_ttl=RESULT_TTL_SECONDS, failure_ttl=RESULT_TTL_SECONDS,
+                                description=f"TARS plan {parent}: test the merged branch")
+
+    def plan_record(self, task_id: str) -> dict | None:
+        """The stored plan of a planned task (core/plans.new_record), None before it is planned or for others."""
+        return plans.loads(self.redis.get(keys.task_plan(task_id)))
+
+    def plan_rows(self, record: dict) -> list[dict]:
+        """Each subtask of a plan as the owner sees it: key, title, task_id, role, state (core/plans DONE...),
+        status, branch, checkpoints, cost_usd, depends_on, waiting_on, note."""
+        ids = [sub["task_id"] for sub in record["subtasks"]]
+        jobs = {job.id: job for job in Job.fetch_many(ids, connection=self.redis) if job is not None}
+        rows: list[dict] = []
+        by_key: dict[str, dict] = {}
+        for sub in record["subtasks"]:
+            job = jobs.get(sub["task_id"])
+            status = self._status_of(job) if job is not None else None
+            meta = (job.get_meta(refresh=False) or {}) if job is not None else {}
+            row = {"key": sub["key"], "title": sub["title"], "task_id": sub["task_id"], "role": sub["role"],
+                   "status": status.status if status else QUEUED, "depends_on": sub["depends_on"],
+                   "branch": status.branch if status else None, "checkpoints": status.checkpoints if status else 0,
+                   "cost_usd": status.cost_usd if status else None, "waiting_on": [], "note": ""}
+            row["state"], row["note"] = self._row_state(row, status, meta, by_key, jobs)
+            if row["state"] in (plans.WAITING, plans.BLOCKED):
+                row["waiting_on"] = [k for k in sub["depends_on"] if by_key[k]["state"] != plans.DONE]
+            rows.append(row)
+            by_key[sub["key"]] = row
+        return rows
+
+    def _row_state(self, row: dict, status: TaskStatus | None, meta: dict, by_key: dict,
+                   jobs: dict[str, Job]) -> tuple[str, str]:
+        if status is None or status.status == QUEUED:
+            failed = [by_key[k] for k in row["depends_on"]
+                      if by_key[k]["state"] in (plans.FAILED, plans.BLOCKED, plans.CANCELLED)]
+            if failed:
+                first = failed[0]
+                why = f", which failed: {first['note'] or first['status']}" if first["state"] == plans.FAILED \
+                    else f", which is {first['state']}"
+                return plans.BLOCKED, f"blocked: waiting on {first['key']}{why}"
+            waiting = [k for k in row["depends_on"] if by_key[k]["state"] != plans.DONE]
+            if waiting:
+                return plans.WAITING, f"waiting on {', '.join(waiting)}"
+            return plans.READY, "waiting for a worker"
+        if status.status in ACTIVE:
+            return plans.RUNNING, status.progress
+        if status.status == COMPLETE:
+            if meta.get("merged"):
+                return plans.DONE, f"merged into the plan's branch"
+            integrator = meta.get("integrated_by")
+            if integrator:
+                merged = (jobs.get(integrator) or Job.fetch(integrator, connection=self.redis)).get_meta(
+                    refresh=False).get("merged") if integrator else False
+                if merged:
+                    return plans.DONE, f"merged by integration subtask {integrator}"
+                return plans.INTEGRATING, f"conflicts with the plan's branch; subtask {integrator} resolves them"
+            return plans.RUNNING, "merging into the plan's branch"
+        if status.status == CANCELLED:
+            return plans.CANCELLED, status.reason or "cancelled"
+        return plans.FAILED, status.reason or status.status
 
     def _new_id(self) -> str:
         # Claim the id in the recent-tasks index first, so two starts can never share one.
@@ -221,6 +338,9 @@ class TaskManager:
         if cancel_requested is None:
             cancel_requested = bool(self.redis.exists(keys.task_cancel(job.id)))
         status = derive_status(rq_status, meta, result, cancel_requested)
+        rows = None
+        if meta.get("plan") and (result or {}).get("planned"):  # the planning job ended; the plan goes on
+            status, result, rows = self._plan_status(job.id, cancel_requested)
         reason = (result or {}).get("reason")
         checkout = meta.get("checkout") or {}
         if not reason and status not in ACTIVE and outcome_of(meta.get("phase")):
@@ -229,8 +349,11 @@ class TaskManager:
             reason = meta.get("progress", "").partition(": ")[2] or None
         if status in (FAILED, CANCELLED) and not reason:
             reason = self._failure_reason(job, status)
+        progress = meta.get("progress", "")
+        if rows is not None and status in ACTIVE:
+            progress = plans.plan_summary(rows)
         return TaskStatus(
-            task_id=job.id, status=status, phase=meta.get("phase", QUEUED), progress=meta.get("progress", ""),
+            task_id=job.id, status=status, phase=meta.get("phase", QUEUED), progress=progress,
             goal=meta.get("goal", ""), project_path=meta.get("project_path", ""),
             call_sid=meta.get("session_id"), verbose_updates=meta.get("verbose_updates"),
             retry_of=meta.get("retry_of"), usage=(result or {}).get("usage") or meta.get("usage"),
@@ -242,7 +365,39 @@ class TaskManager:
             confirmation_command=meta.get("confirmation_command") if status == AWAITING_CONFIRMATION else None,
             reason=None if status in ACTIVE else reason,
             result=result, created_at=_iso(job.created_at), started_at=_iso(job.started_at),
-            ended_at=_iso(job.ended_at))
+            ended_at=_iso(job.ended_at) if rows is None else _iso(self._plan_ended(job.id, status)),
+            parent=meta.get("parent"), plan=rows)
+
+    def _plan_status(self, task_id: str, cancel_requested: bool) -> tuple[str, dict | None, list[dict]]:
+        """(status, result, subtask rows) of a planned task whose planning job ended: its finishing job's outcome
+        once that ran (core/plan_jobs.finish_plan), else running (or cancelled)."""
+        record = self.plan_record(task_id)
+        if record is None:  # expired or never stored
+            return FAILED, {"reason": "The task's plan is gone (it expired)."}, []
+        rows = self.plan_rows(record)
+        try:
+            finisher = Job.fetch(record["finisher"], connection=self.redis)
+        except NoSuchJobError:
+            finisher = None
+        state = finisher.get_status(refresh=False) if finisher else None
+        if state == JobStatus.FINISHED:
+            ended = finisher.return_value() or {}
+            if ended.get("outcome"):
+                return ended["outcome"], ended, rows
+        if cancel_requested or state in (JobStatus.CANCELED, JobStatus.STOPPED):
+            return CANCELLED, {"reason": "The task was cancelled."}, rows
+        if state == JobStatus.FAILED:
+            return FAILED, {"reason": "Testing the merged branch crashed; see the worker log."}, rows
+        return RUNNING, None, rows
+
+    def _plan_ended(self, task_id: str, status: str) -> datetime | None:
+        if status in ACTIVE:
+            return None
+        record = self.plan_record(task_id)
+        try:
+            return Job.fetch(record["finisher"], connection=self.redis).ended_at if record else None
+        except NoSuchJobError:
+            return None
 
     def _failure_reason(self, job: Job, status: str) -> str:
         if status == CANCELLED:
@@ -276,7 +431,9 @@ class TaskManager:
         if not before.active:
             raise TaskNotActive(f"Task {job.id} has already ended ({before.status}), so there is nothing to cancel.")
         self.redis.set(keys.task_cancel(job.id), time.time(), ex=RESULT_TTL_SECONDS)
-        if before.status == QUEUED and job.get_status() == JobStatus.QUEUED:
+        if before.plan is not None:  # planned: its planning job ended, its subtasks run or wait
+            return self._cancel_plan(job, wait)
+        if before.status == QUEUED and job.get_status() in (JobStatus.QUEUED, JobStatus.DEFERRED):
             try:
                 job.cancel()
                 # No worker will ever tell its timeline: the cancel ends it here (followers and streams stop).
@@ -297,6 +454,44 @@ class TaskManager:
         job.refresh()
         return self._status_of(job)
 
+    def _cancel_plan(self, job: Job, wait: float) -> TaskStatus:
+        """Cancel a planned task: every subtask (queued and deferred ones never start, running ones stop) and the
+        finishing job; its own timeline ends here, as no worker will end it."""
+        record = self.plan_record(job.id)
+        if record:
+            self.cancel_plan_jobs(record, wait)
+        event_log.append(self.redis, job.id, ENDING_PHASE[CANCELLED], "The task was cancelled, with its subtasks.",
+                         ENDING_PHASE[CANCELLED])
+        with self.redis.pipeline() as pipe:
+            pipe.delete(keys.task_finished(job.id)).rpush(keys.task_finished(job.id), "1")
+            pipe.expire(keys.task_finished(job.id), RESULT_TTL_SECONDS).execute()
+        return self._status_of(job)
+
+    def cancel_plan_jobs(self, record: dict, wait: float = CANCEL_GRACE_SECONDS) -> None:
+        """Stop every job of a plan: the finishing job and the deferred and queued subtasks at once (none of them
+        starts), then the running ones through their cancel keys (each stops within seconds)."""
+        try:
+            finisher = Job.fetch(record["finisher"], connection=self.redis)
+            if finisher.get_status() in (JobStatus.DEFERRED, JobStatus.QUEUED, JobStatus.SCHEDULED):
+                finisher.cancel()
+        except (NoSuchJobError, InvalidJobOperation):
+            pass
+        active = []
+        for sub in record["subtasks"]:
+            try:
+                if self.status(sub["task_id"]).active:
+                    active.append(sub["task_id"])
+            except TaskNotFound:
+                continue
+        for task_id in active:  # every cancel key first: a subtask ending now starts no dependent that runs
+            self.redis.set(keys.task_cancel(task_id), time.time(), ex=RESULT_TTL_SECONDS)
+        deadline = time.monotonic() + wait
+        for task_id in active:
+            try:
+                self.cancel(task_id, wait=max(0.5, deadline - time.monotonic()))
+            except (TaskNotActive, TaskNotFound):
+                pass
+
     # --- retry --------------------------------------------------------------------
     def retry(self, task_id: str, call_sid: str | None = None) -> str:
         """Start an ended task again as a new task with the same goal, project and verbosity; the new id."""
@@ -304,8 +499,44 @@ class TaskManager:
         if status.active:
             raise TaskNotActive(f"Task {status.task_id} is still {status.status.replace('_', ' ')}, so it "
                                 f"cannot be retried yet: cancel it first or wait for it to end.")
+        if status.parent:
+            return self._retry_subtask(status)
+        planned = bool((self._job(status.task_id).get_meta(refresh=False) or {}).get("plan"))
         return self.start(status.goal, status.project_path, verbose_updates=status.verbose_updates,
-                          call_sid=call_sid or status.call_sid, retry_of=status.task_id)
+                          call_sid=call_sid or status.call_sid, retry_of=status.task_id, plan=planned or None)
+
+    def _retry_subtask(self, status: TaskStatus) -> str:
+        """Run a plan's failed subtask again as the same task, on its own branch (its checkout is kept); once it
+        merges, RQ starts what waited on it and the plan goes on. Returns its id."""
+        parent = self.status(status.parent)
+        if not parent.active:
+            raise TaskNotActive(f"Subtask {status.task_id}'s plan, task {parent.task_id}, has ended ({parent.status}); "
+                                f"retry the whole plan instead: python main_tars.py task retry {parent.task_id}")
+        job = self._job(status.task_id)
+        deadline = time.monotonic() + CANCEL_GRACE_SECONDS
+        while job.get_status() == JobStatus.STARTED and time.monotonic() < deadline:
+            time.sleep(0.1)  # its work-horse recorded the end and RQ records the job's a moment later
+        if job.get_status() == JobStatus.STARTED:
+            raise TaskNotActive(f"Subtask {job.id} has ended, but RQ still has it running: its worker died, and the "
+                                "reaper releases it within about 30 seconds. Retry it then.")
+        if job.get_status() not in (JobStatus.FAILED, JobStatus.STOPPED):
+            raise TaskNotActive(f"Subtask {status.task_id} ended {status.status} and its plan goes on without a "
+                                "retry; only a failed one can be retried.")
+        meta = job.get_meta(refresh=True) or {}
+        self.redis.delete(keys.task_cancel(job.id), keys.task_reaped(job.id), keys.task_finished(job.id))
+        job.meta.update(phase=QUEUED, progress="Waiting for a worker (retry)", awaiting_confirmation=False)
+        job.save_meta()
+        try:
+            job.requeue()
+        except InvalidJobOperation:
+            raise TaskNotActive(f"Subtask {job.id} is not among RQ's failed jobs any more, so it cannot be "
+                                "requeued.") from None
+        event_log.append(self.redis, job.id, QUEUED, f"Queued again on its branch: {status.goal}", QUEUED,
+                         {"retry_of": job.id, "parent": status.parent})
+        event_log.append(self.redis, status.parent, "subtask", f"Retrying subtask {meta.get('plan_key')} "
+                         f"({job.id}) on its branch; what waits on it goes on once it is merged.", parent.phase,
+                         {"task_id": job.id, "key": meta.get("plan_key"), "state": "retrying"})
+        return job.id
 
     # --- the timeline (core/event_log.py) --------------------------------------------------
     def events(self, task_id: str | None, after: str | None = None) -> list[event_log.Event]:

@@ -36,8 +36,11 @@ VERB = {COMPLETE: "complete", FAILED: "failed", TIMEOUT: "timed out", CANCELLED:
 CONFIRMATION_REQUIRED = "confirmation_required"
 CONFIRMATION_KINDS = (CONFIRMATION_REQUIRED, "confirmation_received", "confirmation_refused")
 """The events of a destructive command's confirmation: asked, given, refused."""
-EVENT_KINDS = (QUEUED, "started", "workspace", "planning", "file_edit", "command", "command_result", "checkpoint",
-               "checkpoint_failed", "phase", "progress", *CONFIRMATION_KINDS, *ENDING_PHASE.values())
+PLAN_KINDS = ("plan", "plan_fallback", "subtask")
+"""A planned task's events (core/plan_jobs.py): its plan, shown before work starts; why the goal runs as one task
+instead; a subtask merged, conflicting, failed or retried."""
+EVENT_KINDS = (QUEUED, "started", "workspace", "planning", *PLAN_KINDS, "file_edit", "command", "command_result",
+               "checkpoint", "checkpoint_failed", "phase", "progress", *CONFIRMATION_KINDS, *ENDING_PHASE.values())
 """Every kind of event TARS records, in the order a task meets them."""
 
 

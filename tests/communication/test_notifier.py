@@ -89,8 +89,8 @@ def whsec():
 
 # --- payloads and text -----------------------------------------------------------------------------------
 
-EXPECTED_EMOJI = {"started": "🚀", "workspace": "🌿", "checkpoint": "💾", "checkpoint_failed": "⚠️", "planning": "🧠", "file_edit": "📝", "command": "⚡", "command_result": "📋",
-                  "phase": "🔄", "confirmation_required": "⚠️", "confirmation_received": "✅", "confirmation_refused": "🚫", "complete": "🎉",
+EXPECTED_EMOJI = {"started": "🚀", "workspace": "🌿", "checkpoint": "💾", "checkpoint_failed": "⚠️", "planning": "🧠", "plan": "🗺️", "plan_fallback": "🧭", "subtask": "🧩",
+                  "file_edit": "📝", "command": "⚡", "command_result": "📋", "phase": "🔄", "confirmation_required": "⚠️", "confirmation_received": "✅", "confirmation_refused": "🚫", "complete": "🎉",
                   "error": "❌", "timeout": "⏰", "cancelled": "🛑"}
 
 

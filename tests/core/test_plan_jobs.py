@@ -1,0 +1,356 @@
+"""Planned tasks end to end: real worker processes, real git, the scripted model. The owner asks for a plan; the
+subtasks run at once on different workers where they can, each on its own branch, merged into the plan's branch;
+conflicts, failures, retries and cancels behave as the owner would expect."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from rq.job import Job
+
+from core import event_log
+from core.config import load_settings
+from core.task_manager import TaskManager
+from tests.conftest import TEST_CODE
+from tests.fakes.anthropic_api import bash, edit, error, text, tool_use
+from tests.test_task_branches import git, owner_repo
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.usefixtures("private_git")
+
+@pytest.fixture
+def tars_env(tars_env, monkeypatch):
+    """Every process of these tests plans when asked (PLAN_GOALS=ask)."""
+    monkeypatch.setenv("PLAN_GOALS", "ask")
+    return {**tars_env, "PLAN_GOALS": "ask"}
+
+
+PLANNER = "Plan the work for this goal"  # the planner's request opens with it (core/plans.PLANNER_REQUEST)
+
+
+def plan(*subtasks) -> dict:
+    return {"subtasks": [{"key": key, "title": title, "goal": goal, "depends_on": list(after)}
+                         for key, title, goal, after in subtasks]}
+
+
+def script_plan(fake_api, *subtasks):
+    fake_api.script([tool_use("plan_subtasks", plan(*subtasks))], match=PLANNER, name="planner")
+
+
+def ended(tasks, task_id, timeout=180):
+    return wait_until(lambda: (s := tasks.status(task_id)).status not in ("queued", "running",
+                      "awaiting_confirmation") and s, timeout, f"task {task_id} to end")
+
+
+def events(tasks, task_id, kind=None):
+    return [e for e in event_log.read(tasks.redis, task_id) if kind is None or e.type == kind]
+
+
+def rows(tasks, parent) -> dict:
+    return {row["key"]: row for row in tasks.status(parent).plan or []}
+
+
+def planned(tasks, parent, timeout=120) -> dict:
+    """The plan's rows once the planning job queued them."""
+    return wait_until(lambda: rows(tasks, parent), timeout, f"task {parent} to be planned")
+
+
+def test_a_planned_goal_runs_independent_subtasks_at_once_and_merges_everything(tasks, fake_api, start_worker,
+                                                                                 projects, tmp_path, cli):
+    repo = owner_repo(projects / "todo", {"README.md": "# todo\n"})
+    script_plan(fake_api, ("store", "SQLite store", "Write store.py with the todo store", []),
+                ("cli", "Command line", "Write cli.py with the command line", []),
+                ("api", "REST API", "Write api.py on top of the store", ["store"]))
+    # store and cli each wait at a gate the test opens once both stand there: they run side by side.
+    gate = tmp_path / "both-running"
+    for key in ("store", "cli"):
+        fake_api.script([edit(command="create", path=f"{key}.py", file_text=f"NAME = '{key}'\n"),
+                         bash(f"until test -e {gate}; do sleep 0.05; done"), text(f"Wrote {key}.py.")],
+                        match=f"Goal: Write {key}.py", name=key)
+    fake_api.script([bash("cat store.py"), edit(command="create", path="api.py", file_text="import store\n"),
+                     text("Wrote api.py.")], match="Goal: Write api.py", name="api")
+    started = cli("task", "start", "--plan", "--goal", "Build a todo app", "--project", "todo")
+    assert started.returncode == 0, started.stderr
+    parent = started.stdout.strip()
+    workers = [start_worker() for _ in range(2)]
+
+    plan_rows = planned(tasks, parent)
+    assert list(plan_rows) == ["store", "cli", "api"]
+    shown = events(tasks, parent, "plan")[0]  # the plan is on the timeline before any subtask starts
+    assert shown.message == "Plan of 3 subtasks: store (SQLite store); cli (Command line); api (REST API, after store)"
+    assert [s["key"] for s in shown.data["subtasks"]] == ["store", "cli", "api"]
+    wait_until(lambda: all(rows(tasks, parent)[k]["state"] == "running" for k in ("store", "cli")), 120,
+               "store and cli running at once")
+    during = tasks.status(parent)
+    assert during.status == "running"
+    assert during.progress == "0 of 3 subtasks done, 2 running, 1 waiting on store"
+    assert rows(tasks, parent)["api"]["note"] == "waiting on store"
+    gate.touch()
+    done = ended(tasks, parent)
+    for worker in workers:
+        worker.stop()
+
+    assert done.status == "complete", (done.reason, [w.log[-3000:] for w in workers])
+    assert done.branch == f"tars/{parent}"
+    assert done.reason == f"All 3 subtasks are merged into tars/{parent}; the project has no tests to run."
+    assert done.progress.startswith("Complete")
+    subs = rows(tasks, parent)
+    assert [r["state"] for r in subs.values()] == ["done", "done", "done"]
+    assert {r["branch"] for r in subs.values()} == {f"tars/{r['task_id']}" for r in subs.values()}
+    # The plan's branch holds every subtask's work, each brought in by a merge commit.
+    assert git(repo, "ls-tree", "--name-only", f"tars/{parent}").split() == ["README.md", "api.py", "cli.py",
+                                                                             "store.py"]
+    merges = git(repo, "log", "--merges", "--format=%s", f"tars/{parent}").splitlines()
+    assert len(merges) == 3 and all(m.startswith(f"tars({parent}): merge subtask ") for m in merges)
+    assert git(repo, "rev-parse", "HEAD") == git(repo, "rev-parse", "main")  # the owner's branch is untouched
+
+    # store and cli overlapped in time, on different workers.
+    def span(key):
+        sub = tasks.status(subs[key]["task_id"])
+        return sub.started_at, sub.ended_at
+    (s0, s1), (c0, c1) = span("store"), span("cli")
+    assert s0 < c1 and c0 < s1, "store and cli did not run side by side"
+    # api started only once store was merged, and saw its file.
+    merged_store = next(e for e in events(tasks, parent, "subtask") if e.data.get("key") == "store"
+                        and e.data.get("state") == "merged")
+    api_started = events(tasks, subs["api"]["task_id"], "started")[0]
+    assert api_started.at > merged_store.at
+    api_reads = [r for r in fake_api.requests if r.script == "api"]
+    assert "NAME = 'store'" in api_reads[1].last_user_text
+    assert api_reads[0].first_user_text.startswith("Goal: Write api.py on top of the store")
+    assert "This is subtask api of a plan for the goal: Build a todo app" in api_reads[0].first_user_text
+
+    # What the owner reads: the tree under the status, subtasks grouped under their plan in the list.
+    shown = cli("task", "status", parent)
+    assert "plan:     3 of 3 subtasks done" in shown.stdout
+    assert f"    store        {subs['store']['task_id']}  done" in shown.stdout
+    as_json = json.loads(cli("task", "status", parent, "--json").stdout)  # what the API and dashboard get
+    assert [row["key"] for row in as_json["plan"]] == ["store", "cli", "api"] and as_json["parent"] is None
+    assert json.loads(cli("task", "status", subs["api"]["task_id"], "--json").stdout)["parent"] == parent
+    listed = cli("task", "list").stdout.splitlines()
+    assert listed[0].startswith(parent)
+    assert tasks.latest_id() == parent  # "the latest task" is the plan, not its newest subtask
+    assert [line.split()[1] for line in listed[1:4]] == [subs[k]["task_id"] for k in ("store", "cli", "api")]
+    # The plan's branch is a task branch like any other: merge it into main.
+    merged = cli("task", "merge", parent)
+    assert merged.returncode == 0, merged.stderr
+    assert git(repo, "ls-tree", "--name-only", "main").split() == ["README.md", "api.py", "cli.py", "store.py"]
+
+
+def test_an_invalid_plan_falls_back_to_one_task_and_says_why(tasks, fake_api, start_worker, projects):
+    owner_repo(projects / "calc", {"README.md": "# calc\n"})
+    cycle = plan(("a", "A", "do a", ["b"]), ("b", "B", "do b", ["a"]))
+    fake_api.script([tool_use("plan_subtasks", cycle), tool_use("plan_subtasks", cycle)], match=PLANNER,
+                    name="planner")
+    fake_api.script([edit(command="create", path="calc.py", file_text="ADD = 1\n"), text("Done.")],
+                    match="Goal: Build a calculator", name="single")
+    parent = tasks.start("Build a calculator", "calc", plan=True)
+    worker = start_worker()
+    done = ended(tasks, parent)
+    worker.stop()
+    assert done.status == "complete", done.reason
+    assert done.plan is None and done.files_changed == ["calc.py"]
+    said = events(tasks, parent, "plan_fallback")[0]
+    assert said.message == ("Running the goal as one task: the planner's plan was invalid twice (The dependencies "
+                            "form a cycle: a -> b -> a. A plan must be a DAG.).")
+    assert len([r for r in fake_api.requests if r.script == "planner"]) == 2
+
+
+def test_plan_goals_sets_when_a_goal_is_planned(redis_client, tars_env):
+    def started(setting, **asked):
+        manager = TaskManager(redis_client, load_settings(PLAN_GOALS=setting))
+        task_id = manager.start("Build a calculator", "calc", **asked)
+        return Job.fetch(task_id, connection=redis_client), events(manager, task_id)
+
+    job, timeline = started("never", plan=True)  # as before plans: one task, and the timeline says why
+    assert job.meta["plan"] is False and job.func_name == "core.background_worker.run_task"
+    assert timeline[-1].type == "plan_fallback" and "PLAN_GOALS=never" in timeline[-1].message
+    assert started("ask")[0].meta["plan"] is False
+    job, timeline = started("ask", plan=True)
+    assert job.meta["plan"] is True and job.func_name == "core.plan_jobs.run_planned_task"
+    assert [e.type for e in timeline] == ["queued"]
+    assert started("always")[0].meta["plan"] is True
+    assert started("always", plan=False)[0].meta["plan"] is False
+
+
+def test_a_conflict_goes_through_an_integration_subtask(tasks, fake_api, start_worker, projects):
+    repo = owner_repo(projects / "notes", {"notes.txt": "# notes\n"})
+    script_plan(fake_api, ("red", "Red line", "Add the red line to notes.txt", []),
+                ("blue", "Blue line", "Add the blue line to notes.txt", []),
+                ("after", "After both", "Write after.txt once notes are in", ["red", "blue"]))
+    for colour in ("red", "blue"):
+        fake_api.script([bash(f"echo {colour} >> notes.txt"), text(f"Added {colour}.")],
+                        match=f"Goal: Add the {colour} line", name=colour)
+    # The integration subtask finds git's conflict markers in notes.txt and keeps both lines.
+    fake_api.script([bash("grep -c '<<<<<<<' notes.txt"), bash("printf '# notes\\nred\\nblue\\n' > notes.txt"),
+                     text("Kept both lines.")], match="Goal: Finish merging subtask", name="integration")
+    fake_api.script([bash("cat notes.txt > after.txt"), text("Done.")], match="Goal: Write after.txt", name="after")
+    parent = tasks.start("Write notes", "notes", plan=True)
+    workers = [start_worker() for _ in range(2)]
+    done = ended(tasks, parent)
+    for worker in workers:
+        worker.stop()
+
+    assert done.status == "complete", (done.reason, [w.log[-3000:] for w in workers])
+    subs = rows(tasks, parent)
+    assert list(subs) == ["red", "blue", "after", subs and list(subs)[3]]
+    integration = list(subs.values())[3]
+    assert integration["role"] == "integration" and integration["state"] == "done"
+    conflicted = next(r for r in subs.values() if r["note"].startswith("merged by integration subtask"))
+    said = next(e for e in events(tasks, parent, "subtask") if e.data.get("state") == "conflict")
+    assert said.message == (f"Subtask {conflicted['key']} conflicts with the plan's branch in notes.txt: subtask "
+                            f"{conflicted['key']}-merge ({integration['task_id']}) resolves it.")
+    first, second = [r for r in fake_api.requests if r.script == "integration"][:2]
+    assert "conflict markers in notes.txt" in first.first_user_text
+    assert second.last_user_text.startswith("1")  # grep counted the markers on its branch
+    assert git(repo, "show", f"tars/{parent}:notes.txt") == "# notes\nred\nblue"
+    assert git(repo, "show", f"tars/{parent}:after.txt") == "# notes\nred\nblue"  # after waited for the resolution
+    # Both subtasks' branches are in the plan's history.
+    for key in ("red", "blue"):
+        assert subprocess.run(["git", "merge-base", "--is-ancestor", f"tars/{subs[key]['task_id']}",
+                               f"tars/{parent}"], cwd=repo).returncode == 0
+
+
+def test_a_failed_subtask_blocks_only_its_dependents_and_a_retry_continues_the_plan(tasks, fake_api, start_worker,
+                                                                                   projects, cli):
+    repo = owner_repo(projects / "shop", {"README.md": "# shop\n"})
+    script_plan(fake_api, ("store", "Store", "Write store.py", []), ("api", "API", "Write api.py", ["store"]),
+                ("cli", "CLI", "Write cli.py", []))
+    # store's first model call is refused (a 400 is not retried): it fails; its retry continues the script.
+    fake_api.script([error(400, message="bad request"),
+                     edit(command="create", path="store.py", file_text="STORE = 1\n"), text("Wrote store.")],
+                    match="Goal: Write store.py", name="store")
+    for key in ("api", "cli"):
+        fake_api.script([edit(command="create", path=f"{key}.py", file_text=f"{key.upper()} = 1\n"),
+                         text(f"Wrote {key}.")], match=f"Goal: Write {key}.py", name=key)
+    parent = tasks.start("Build a shop", "shop", plan=True)
+    workers = [start_worker() for _ in range(2)]
+    planned(tasks, parent)
+    wait_until(lambda: (r := rows(tasks, parent))["store"]["state"] == "failed" and r["cli"]["state"] == "done",
+               120, "store failed and cli merged")
+    status = tasks.status(parent)
+    assert status.status == "running"  # it waits for the owner: retry store, or cancel the plan
+    assert status.progress == "1 of 3 subtasks done, 1 failed, 1 blocked by store"
+    api = rows(tasks, parent)["api"]
+    assert api["status"] == "queued" and api["branch"] is None  # never started
+    assert api["note"].startswith("blocked: waiting on store, which failed: The Anthropic API refused the request")
+    told = wait_until(lambda: next((e for e in events(tasks, parent, "subtask") if e.data.get("state") == "failed"),
+                                   None), 30, "the plan told of the failure")
+    store_id = rows(tasks, parent)["store"]["task_id"]
+    assert told.message.endswith(f"retry it with: python main_tars.py task retry {store_id}")
+
+    again = cli("task", "retry", store_id)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == f"{store_id} (subtask of {parent}, queued again on its own branch)"
+    done = ended(tasks, parent)
+    for worker in workers:
+        worker.stop()
+    assert done.status == "complete", done.reason
+    assert [r["state"] for r in rows(tasks, parent).values()] == ["done", "done", "done"]
+    assert tasks.status(store_id).branch == f"tars/{store_id}"  # the same task, on its own branch
+    assert git(repo, "ls-tree", "--name-only", f"tars/{parent}").split() == ["README.md", "api.py", "cli.py",
+                                                                             "store.py"]
+
+
+def test_cancelling_the_plan_cancels_every_subtask(tasks, fake_api, start_worker, projects, tmp_path):
+    owner_repo(projects / "slow", {"README.md": "# slow\n"})
+    script_plan(fake_api, ("one", "One", "Run the first long job", []), ("two", "Two", "Run the second long job", []),
+                ("three", "Three", "Use both results", ["one", "two"]))
+    never = tmp_path / "never"
+    for key in ("first", "second"):
+        fake_api.script([bash(f"until test -e {never}; do sleep 0.05; done"), text("Done.")],
+                        match=f"Goal: Run the {key} long job", name=key)
+    fake_api.script([text("Done.")], match="Goal: Use both results", name="three")
+    parent = tasks.start("Run two long jobs", "slow", plan=True)
+    workers = [start_worker() for _ in range(2)]
+    planned(tasks, parent)
+    wait_until(lambda: [r["state"] for r in rows(tasks, parent).values()] == ["running", "running", "waiting"],
+               120, "both long subtasks running")
+    asked = time.monotonic()
+    cancelled = tasks.cancel(parent)
+    took = time.monotonic() - asked
+    assert cancelled.status == "cancelled"
+    assert [r["status"] for r in rows(tasks, parent).values()] == ["cancelled", "cancelled", "cancelled"]
+    assert took < 30
+    # Nothing more can start: RQ has the third subtask and the finishing job cancelled, not deferred.
+    third = rows(tasks, parent)["three"]["task_id"]
+    for job_id in (third, f"{parent}-finish"):
+        assert Job.fetch(job_id, connection=tasks.redis).get_status() == "canceled"
+    assert [r for r in fake_api.requests if r.script == "three"] == []
+    for worker in workers:
+        worker.stop()
+    assert events(tasks, parent)[-1].type == "cancelled"
+
+
+def test_a_red_merged_branch_gets_one_fix_up_subtask(tasks, fake_api, start_worker, projects):
+    # The tests want ok.txt once both a.txt and b.txt exist: each subtask alone is green, the merge is red.
+    repo = owner_repo(projects / "make", {"Makefile": "test:\n\ttest ! -e a.txt -o ! -e b.txt -o -e ok.txt\n"})
+    script_plan(fake_api, ("a", "A", "Write a.txt", []), ("b", "B", "Write b.txt", []))
+    for key in ("a", "b"):
+        fake_api.script([bash(f"echo {key} > {key}.txt"), text(f"Wrote {key}.")], match=f"Goal: Write {key}.txt",
+                        name=key)
+    fake_api.script([bash("echo ok > ok.txt"), text("Added ok.txt.")], match="Goal: Every subtask of the plan",
+                    name="fix-up")
+    parent = tasks.start("Write a and b", "make", plan=True)
+    workers = [start_worker() for _ in range(2)]
+    done = ended(tasks, parent)
+    for worker in workers:
+        worker.stop()
+    assert done.status == "complete", done.reason
+    assert done.reason == f"All 2 subtasks are merged into tars/{parent}; `make test` passes on it."
+    fixup = rows(tasks, parent)["fix-up"]
+    assert fixup["role"] == "fix-up" and fixup["state"] == "done"
+    phases = [e.message for e in events(tasks, parent, "phase")]
+    assert phases == ["Every subtask is merged: testing the merged branch",
+                      f"The merged branch fails `make test`: subtask fix-up ({fixup['task_id']}) fixes it.",
+                      "Every subtask is merged: testing the merged branch"]
+    assert git(repo, "show", f"tars/{parent}:ok.txt") == "ok"
+    assert "`make test` now fails on the merged branch" in [r for r in fake_api.requests
+                                                             if r.script == "fix-up"][0].first_user_text
+    assert done.result["git"]["tests_passed"] is True
+
+
+def test_a_dead_workers_subtask_fails_like_any_task_and_its_retry_finishes_the_plan(tasks, fake_api, start_worker,
+                                                                                    projects):
+    repo = owner_repo(projects / "crash", {"README.md": "# crash\n"})
+    script_plan(fake_api, ("build", "Build", "Write build.txt", []), ("ship", "Ship", "Write ship.txt", ["build"]))
+    fake_api.script([bash("sleep 60"), edit(command="create", path="build.txt", file_text="built\n"),
+                     text("Built.")], match="Goal: Write build.txt", name="build")
+    fake_api.script([bash("cat build.txt > ship.txt"), text("Shipped.")], match="Goal: Write ship.txt", name="ship")
+    parent = tasks.start("Build and ship", "crash", plan=True)
+    doomed = start_worker()
+    build = planned(tasks, parent)["build"]["task_id"]
+    wait_until(lambda: tasks.status(build).progress.startswith("Running: sleep 60"), 120, "build running")
+    survivor = start_worker()
+    os.kill(doomed.process.pid, signal.SIGKILL)
+    failed = wait_until(lambda: (s := tasks.status(build)).status == "failed" and s, 60, "build failed")
+    assert "worker process running this task died" in failed.reason
+    assert rows(tasks, parent)["ship"]["note"].startswith("blocked: waiting on build, which failed: The worker")
+    wait_until(lambda: tasks.settled(build), 90, "RQ to record the end (the reaper, if the horse could not)")
+    assert tasks.retry(build) == build
+    done = ended(tasks, parent)
+    survivor.stop()
+    assert done.status == "complete", done.reason
+    assert git(repo, "show", f"tars/{parent}:ship.txt") == "built"
+
+
+def test_a_subtasks_confirmation_request_names_its_plan(tasks, fake_api, start_worker, projects):
+    owner_repo(projects / "ask", {"old.txt": "old\n"})
+    script_plan(fake_api, ("clean", "Clean up", "Remove old.txt", []))
+    fake_api.script([bash("rm old.txt"), text("Removed.")], match="Goal: Remove old.txt", name="clean")
+    parent = tasks.start("Tidy the project", "ask", plan=True)
+    worker = start_worker()
+    clean = planned(tasks, parent)["clean"]["task_id"]
+    asked = wait_until(lambda: events(tasks, clean, "confirmation_required"), 120, "the request")[0]
+    assert asked.message == f"Needs your confirmation code to run (subtask clean of task {parent}): rm old.txt"
+    assert asked.data["parent"] == parent
+    assert tasks.awaiting_code() == [clean]
+    tasks.confirm(clean, TEST_CODE)
+    done = ended(tasks, parent)
+    worker.stop()
+    assert done.status == "complete", done.reason
