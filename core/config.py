@@ -65,8 +65,9 @@ class Settings(BaseSettings):
     CONFIRMATION_CODE: SecretStr | None = None
     AUTO_MERGE: bool = False
     PLAN_GOALS: Literal["never", "ask", "always"] = Field("never", description=(
-        "never: every goal runs as one task (as before). ask: a goal is planned into subtasks only when the caller "
-        "asks for it (`task start --plan`). always: every goal is planned (core/plans.py)."))
+        "never: every goal runs as one task (as before; one asked to be planned says why on its timeline). ask: a "
+        "goal is planned into subtasks only when the caller asks for it (`task start --plan`). always: every goal "
+        "is planned, unless the caller says not to (core/plans.py)."))
     PLAN_MAX_SUBTASKS: int = Field(8, ge=1, le=50, description=(
         "The most subtasks a plan may have; a longer plan is sent back to the model once, then the goal runs as "
         "one task."))

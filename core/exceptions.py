@@ -26,10 +26,6 @@ class InvalidPlan(TarsError):
     """A planner's plan_subtasks input is not a usable plan (core/plans.py): the message says why, for the model."""
 
 
-class PlansOff(TarsError):
-    """A planned task was asked for while PLAN_GOALS=never."""
-
-
 class SubtaskFailed(TarsError):
     """Raised by a plan's subtask job that did not end merged, so RQ records the job failed and the subtasks that
     depend on it stay deferred (core/plan_jobs.py); `task retry` requeues it."""

@@ -30,7 +30,7 @@ from core.confirmations import submit_code
 from core.defaults import (CANCEL_GRACE_SECONDS, GOAL_MAX_CHARS, JOB_TIMEOUT_MARGIN_SECONDS, QUEUE_NAME,
                            RECENT_TASKS_KEPT, RESULT_TTL_SECONDS, TASK_ID_BYTES)
 from core.scrub import Scrubber
-from core.exceptions import GitError, InvalidGoal, InvalidProjectPath, PlansOff, TaskNotActive, TaskNotFound
+from core.exceptions import GitError, InvalidGoal, InvalidProjectPath, TaskNotActive, TaskNotFound
 from core.git_workspace import Checkpoint, MergeResult, TaskCheckout
 from core.task_states import (ACTIVE, AWAITING_CONFIRMATION, CANCELLED, COMPLETE, ENDING_PHASE, FAILED, QUEUED,
                                RUNNING, outcome_of)
@@ -161,10 +161,9 @@ class TaskManager:
             raise InvalidGoal("The goal is empty: say what the task should build or fix.")
         if len(goal) > GOAL_MAX_CHARS:
             raise InvalidGoal(f"The goal is {len(goal)} characters long; keep it to {GOAL_MAX_CHARS} at most.")
-        if plan and self.settings.PLAN_GOALS == "never":
-            raise PlansOff("Planned tasks are off (PLAN_GOALS=never): set PLAN_GOALS=ask in .env and restart, or "
-                           "start the goal as one task.")
         planned = plan if plan is not None else self.settings.PLAN_GOALS == "always"
+        refused = bool(planned) and self.settings.PLAN_GOALS == "never"  # as before plans: one task, and why
+        planned = planned and not refused
         project = self.resolve_project(project_path)
         goal = self.scrubber.text(goal)  # the goal goes to the model and to Discord
         task_id = self._new_id()
@@ -173,6 +172,10 @@ class TaskManager:
                 "project_path": str(project), "verbose_updates": verbose_updates, "retry_of": retry_of,
                 "plan": bool(planned), "parent": None, "plan_key": None}
         self._enqueue(task_id, meta, PLANNED_JOB_FUNCTION if planned else JOB_FUNCTION)
+        if refused:
+            event_log.append(self.redis, task_id, "plan_fallback", "Running the goal as one task: planned tasks are "
+                             "off (PLAN_GOALS=never; set PLAN_GOALS=ask to plan when asked).", QUEUED,
+                             {"reason": "PLAN_GOALS=never"})
         return task_id
 
     def _timeout(self) -> int:
@@ -505,6 +508,12 @@ class TaskManager:
             raise TaskNotActive(f"Subtask {status.task_id}'s plan, task {parent.task_id}, has ended ({parent.status}); "
                                 f"retry the whole plan instead: python main_tars.py task retry {parent.task_id}")
         job = self._job(status.task_id)
+        deadline = time.monotonic() + CANCEL_GRACE_SECONDS
+        while job.get_status() == JobStatus.STARTED and time.monotonic() < deadline:
+            time.sleep(0.1)  # its work-horse recorded the end and RQ records the job's a moment later
+        if job.get_status() == JobStatus.STARTED:
+            raise TaskNotActive(f"Subtask {job.id} has ended, but RQ still has it running: its worker died, and the "
+                                "reaper releases it within about 30 seconds. Retry it then.")
         if job.get_status() not in (JobStatus.FAILED, JobStatus.STOPPED):
             raise TaskNotActive(f"Subtask {status.task_id} ended {status.status} and its plan goes on without a "
                                 "retry; only a failed one can be retried.")

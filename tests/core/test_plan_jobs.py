@@ -4,6 +4,8 @@ conflicts, failures, retries and cancels behave as the owner would expect."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 
@@ -12,8 +14,8 @@ from rq.job import Job
 
 from core import event_log
 from core.config import load_settings
-from core.exceptions import PlansOff
 from core.task_manager import TaskManager
+from tests.conftest import TEST_CODE
 from tests.fakes.anthropic_api import bash, edit, error, text, tool_use
 from tests.test_task_branches import git, owner_repo
 from tests.waiting import wait_until
@@ -154,13 +156,21 @@ def test_an_invalid_plan_falls_back_to_one_task_and_says_why(tasks, fake_api, st
     assert len([r for r in fake_api.requests if r.script == "planner"]) == 2
 
 
-def test_planned_tasks_are_refused_while_plan_goals_is_never(redis_client, tars_env):
-    never = TaskManager(redis_client, load_settings(PLAN_GOALS="never"))
-    with pytest.raises(PlansOff, match="PLAN_GOALS=never"):
-        never.start("Build a calculator", "calc", plan=True)
-    always = TaskManager(redis_client, load_settings(PLAN_GOALS="always"))
-    assert Job.fetch(always.start("Build a calculator", "calc"), connection=redis_client).meta["plan"] is True
-    assert Job.fetch(always.start("Fix a typo", "calc", plan=False), connection=redis_client).meta["plan"] is False
+def test_plan_goals_sets_when_a_goal_is_planned(redis_client, tars_env):
+    def started(setting, **asked):
+        manager = TaskManager(redis_client, load_settings(PLAN_GOALS=setting))
+        task_id = manager.start("Build a calculator", "calc", **asked)
+        return Job.fetch(task_id, connection=redis_client), events(manager, task_id)
+
+    job, timeline = started("never", plan=True)  # as before plans: one task, and the timeline says why
+    assert job.meta["plan"] is False and job.func_name == "core.background_worker.run_task"
+    assert timeline[-1].type == "plan_fallback" and "PLAN_GOALS=never" in timeline[-1].message
+    assert started("ask")[0].meta["plan"] is False
+    job, timeline = started("ask", plan=True)
+    assert job.meta["plan"] is True and job.func_name == "core.plan_jobs.run_planned_task"
+    assert [e.type for e in timeline] == ["queued"]
+    assert started("always")[0].meta["plan"] is True
+    assert started("always", plan=False)[0].meta["plan"] is False
 
 
 def test_a_conflict_goes_through_an_integration_subtask(tasks, fake_api, start_worker, projects):
@@ -297,3 +307,44 @@ def test_a_red_merged_branch_gets_one_fix_up_subtask(tasks, fake_api, start_work
     assert "`make test` now fails on the merged branch" in [r for r in fake_api.requests
                                                              if r.script == "fix-up"][0].first_user_text
     assert done.result["git"]["tests_passed"] is True
+
+
+def test_a_dead_workers_subtask_fails_like_any_task_and_its_retry_finishes_the_plan(tasks, fake_api, start_worker,
+                                                                                    projects):
+    repo = owner_repo(projects / "crash", {"README.md": "# crash\n"})
+    script_plan(fake_api, ("build", "Build", "Write build.txt", []), ("ship", "Ship", "Write ship.txt", ["build"]))
+    fake_api.script([bash("sleep 60"), edit(command="create", path="build.txt", file_text="built\n"),
+                     text("Built.")], match="Goal: Write build.txt", name="build")
+    fake_api.script([bash("cat build.txt > ship.txt"), text("Shipped.")], match="Goal: Write ship.txt", name="ship")
+    parent = tasks.start("Build and ship", "crash", plan=True)
+    doomed = start_worker()
+    build = planned(tasks, parent)["build"]["task_id"]
+    wait_until(lambda: tasks.status(build).progress.startswith("Running: sleep 60"), 120, "build running")
+    survivor = start_worker()
+    os.kill(doomed.process.pid, signal.SIGKILL)
+    failed = wait_until(lambda: (s := tasks.status(build)).status == "failed" and s, 60, "build failed")
+    assert "worker process running this task died" in failed.reason
+    assert rows(tasks, parent)["ship"]["note"].startswith("blocked: waiting on build, which failed: The worker")
+    wait_until(lambda: tasks.settled(build), 90, "RQ to record the end (the reaper, if the horse could not)")
+    assert tasks.retry(build) == build
+    done = ended(tasks, parent)
+    survivor.stop()
+    assert done.status == "complete", done.reason
+    assert git(repo, "show", f"tars/{parent}:ship.txt") == "built"
+
+
+def test_a_subtasks_confirmation_request_names_its_plan(tasks, fake_api, start_worker, projects):
+    owner_repo(projects / "ask", {"old.txt": "old\n"})
+    script_plan(fake_api, ("clean", "Clean up", "Remove old.txt", []))
+    fake_api.script([bash("rm old.txt"), text("Removed.")], match="Goal: Remove old.txt", name="clean")
+    parent = tasks.start("Tidy the project", "ask", plan=True)
+    worker = start_worker()
+    clean = planned(tasks, parent)["clean"]["task_id"]
+    asked = wait_until(lambda: events(tasks, clean, "confirmation_required"), 120, "the request")[0]
+    assert asked.message == f"Needs your confirmation code to run (subtask clean of task {parent}): rm old.txt"
+    assert asked.data["parent"] == parent
+    assert tasks.awaiting_code() == [clean]
+    tasks.confirm(clean, TEST_CODE)
+    done = ended(tasks, parent)
+    worker.stop()
+    assert done.status == "complete", done.reason
