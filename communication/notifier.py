@@ -49,7 +49,7 @@ import httpx
 
 from core.scrub import Scrubber
 from core.task_states import (CONFIRMATION_KINDS, CONFIRMATION_REQUIRED, ENDING_KINDS, ENDING_PHASE, EVENT_KINDS,
-                               LABEL, QUEUED, VERB, duration_text, outcome_of)
+                               LABEL, PLAN_KINDS, QUEUED, VERB, duration_text, outcome_of)
 
 log = logging.getLogger("tars.notifier")
 
@@ -57,21 +57,23 @@ EVENT_TYPES = tuple(kind for kind in EVENT_KINDS if kind not in (QUEUED, "progre
 """What a worker delivers (core/task_states.py's kinds; a queued task has no worker yet, progress lives in meta)."""
 ALWAYS = {*CONFIRMATION_KINDS, *ENDING_KINDS}
 """Sent whatever the verbosity; their Discord embed names the goal."""
-MILESTONES = ALWAYS | {"started", "checkpoint_failed", "phase"}
+MILESTONES = ALWAYS | {"started", "checkpoint_failed", "phase", *PLAN_KINDS}
 """Sent even when the task's updates are not detailed."""
 
 EMOJI = {"started": "🚀", "workspace": "🌿", "checkpoint": "💾", "checkpoint_failed": "⚠️", "planning": "🧠", "file_edit": "📝", "command": "⚡", "command_result": "📋",
-         "phase": "🔄", "confirmation_required": "⚠️", "confirmation_received": "✅", "confirmation_refused": "🚫", "complete": "🎉",
+         "phase": "🔄", "plan": "🗺️", "plan_fallback": "↩️", "subtask": "🧩", "confirmation_required": "⚠️", "confirmation_received": "✅", "confirmation_refused": "🚫", "complete": "🎉",
          "error": "❌", "timeout": "⏰", "cancelled": "🛑"}
 OTHER_EMOJI = "ℹ️"  # an event type outside EVENT_TYPES (accepted, never an error)
 TITLES = {"started": "Started", "workspace": "Workspace", "checkpoint": "Checkpoint",
           "checkpoint_failed": "Checkpoint failed", "planning": "Planning", "file_edit": "File changed", "command": "Running a command",
-          "command_result": "Command finished", "phase": "Phase", "confirmation_required": "Confirmation needed",
+          "command_result": "Command finished", "phase": "Phase", "plan": "Plan", "plan_fallback": "Runs as one task",
+          "subtask": "Subtask", "confirmation_required": "Confirmation needed",
           "confirmation_received": "Confirmation received", "confirmation_refused": "Not run",
           **{ENDING_PHASE[outcome]: label for outcome, label in LABEL.items()}}
 COLOURS = {"started": 0x3498DB, "workspace": 0x27AE60, "checkpoint": 0x95A5A6, "checkpoint_failed": 0xF1C40F,
            "planning": 0x9B59B6, "file_edit": 0x95A5A6, "command": 0xE67E22,
-           "command_result": 0x7F8C8D, "phase": 0x1ABC9C, "confirmation_required": 0xF1C40F,
+           "command_result": 0x7F8C8D, "phase": 0x1ABC9C, "plan": 0x9B59B6, "plan_fallback": 0xF1C40F,
+           "subtask": 0x1ABC9C, "confirmation_required": 0xF1C40F,
            "confirmation_received": 0x2ECC71, "confirmation_refused": 0xE74C3C, "complete": 0x2ECC71, "error": 0xE74C3C, "timeout": 0xE67E22,
            "cancelled": 0x607D8B}
 OTHER_COLOUR = 0x95A5A6
@@ -115,6 +117,9 @@ class ProgressEvent:
     reason: str | None = None
     id: str = field(default_factory=_new_id)
     data: dict = field(default_factory=dict)  # extra JSON-serialisable fields (e.g. result for complete)
+    parent: str | None = None  # a plan's subtask: the planned task it is part of
+    plan_key: str | None = None  # ... and its key in that plan ("store")
+    plan_summary: str | None = None  # a planned task: "3 of 5 subtasks done, 1 running" when the update is sent
 
 
 def should_send(event_type: str, verbose: bool) -> bool:
@@ -183,10 +188,14 @@ def format_message(event: ProgressEvent, reply: str = _REPLY_LINE) -> str:
     tid, kind = event.task_id, event.type
     emoji = EMOJI.get(kind, OTHER_EMOJI)
     msg = (event.message or "").strip()
-    head = f"{emoji} Task {tid}"
+    head = f"{emoji} {_who(event)}"
     if kind == "confirmation_required":
         return _confirmation_text(event, head, reply)
-    if kind == "started":
+    if kind == "plan":
+        text = _plan_text(event, head)
+    elif kind == "subtask":
+        text = f"{head}: {msg}" + (f"\n{event.plan_summary}" if event.plan_summary else "")
+    elif kind == "started":
         text = f"{head} started: {event.goal.strip() or msg}"
     elif kind == "planning":
         text = f"{head} planning: {msg}" if msg else f"{head} is planning"
@@ -209,6 +218,29 @@ def format_message(event: ProgressEvent, reply: str = _REPLY_LINE) -> str:
     else:  # file_edit, command_result, command without a command, anything else
         text = f"{head}: {msg}" if msg else f"{head}: {kind}"
     return _truncate(text, MESSAGE_LIMIT)
+
+
+def _who(event: ProgressEvent) -> str:
+    """'Task a7f3', or for a plan's subtask "Task b2c3 (part 'store' of a7f3)"."""
+    if not event.parent:
+        return f"Task {event.task_id}"
+    return f"Task {event.task_id} (part '{event.plan_key}' of {event.parent})" if event.plan_key else \
+        f"Task {event.task_id} (part of {event.parent})"
+
+
+def _plan_text(event: ProgressEvent, head: str) -> str:
+    """The plan, shown before work starts: each subtask on its own line with what it waits for."""
+    subtasks = event.data.get("subtasks") if isinstance(event.data, dict) else None
+    if not isinstance(subtasks, list) or not subtasks:
+        return f"{head}: {event.message.strip()}"
+    lines = [f"{head} is planned in {len(subtasks)} subtask{'s' if len(subtasks) != 1 else ''}:"]
+    for sub in subtasks:
+        if not isinstance(sub, Mapping):
+            continue
+        after = sub.get("depends_on") or []
+        lines.append(f"• {sub.get('key')}: {sub.get('title') or sub.get('key')}"
+                     + (f" (after {', '.join(map(str, after))})" if after else ""))
+    return "\n".join(lines)
 
 
 def _confirmation_text(event: ProgressEvent, head: str, reply: str) -> str:
@@ -243,6 +275,9 @@ def n8n_payload(event: ProgressEvent) -> dict:
         body["reason"] = event.reason
     if event.data:
         body["data"] = event.data
+    for name in ("parent", "plan_key", "plan_summary"):
+        if getattr(event, name) is not None:
+            body[name] = getattr(event, name)
     return body
 
 
@@ -302,10 +337,12 @@ def discord_payload(event: ProgressEvent, reply: str = _REPLY_LINE) -> dict:
     a confirmation request is answered, said in the embed)."""
     kind = event.type
     emoji = EMOJI.get(kind, OTHER_EMOJI)
-    title = _truncate(f"{emoji} Task {event.task_id} · {TITLES.get(kind, kind)}", TITLE_LIMIT)
+    title = _truncate(f"{emoji} {_who(event)} · {TITLES.get(kind, kind)}", TITLE_LIMIT)
     fields = [_field("Reason", event.reason or "")] if event.reason else []
     if kind == "started" or kind in ALWAYS:
         fields.append(_field("Goal", event.goal, limit=512))
+    if event.plan_summary:
+        fields.append(_field("Plan", event.plan_summary))
     if event.phase:
         fields.append(_field("Phase", event.phase, inline=True))
     result = event.data.get("result") if isinstance(event.data, dict) else None
@@ -377,8 +414,8 @@ def bot_status_body(event: ProgressEvent, elapsed: float | None, cost: float | N
     elif kind == CONFIRMATION_REQUIRED:
         state = "waiting for your confirmation code"
     else:
-        state = event.phase or "working"
-    line = [f"{EMOJI.get(kind, OTHER_EMOJI)} Task {event.task_id}", state,
+        state = event.plan_summary or event.phase or "working"  # a plan's progress is its summary
+    line = [f"{EMOJI.get(kind, OTHER_EMOJI)} {_who(event)}", state,
             duration_text(elapsed) if elapsed is not None else "", f"${cost:.4f}" if cost else ""]
     body["content"] = _truncate(" · ".join(part for part in line if part), CONTENT_LIMIT)
     body["allowed_mentions"] = {"parse": []}

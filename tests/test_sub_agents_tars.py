@@ -326,3 +326,13 @@ def test_the_phone_model_is_told_how_to_ask_for_a_plan():
     assert tool["input_schema"]["properties"]["plan"]["type"] == "boolean"
     assert "plan it out first" in tool["input_schema"]["properties"]["plan"]["description"]
     assert "plan=true" in VOICE_SYSTEM_PROMPT and "plan it out first" in VOICE_SYSTEM_PROMPT
+
+
+def test_a_plan_asked_for_while_plans_are_off_runs_as_one_task_and_the_owner_hears_why(voice, tasks, projects):
+    (projects / "todo").mkdir()
+    answer = voice.call("start_autonomous_coding", {"goal": "Build a todo app", "project_path": "todo",
+                                                    "plan": True})
+    task_id = started_id(answer)
+    assert answer == (f"Started task {task_id} in your todo project in background as one task, sir: planned tasks "
+                      f"are off, PLAN_GOALS is never. I'll send updates to Discord.")
+    assert [e.type for e in tasks.events(task_id)] == ["queued", "plan_fallback"]
