@@ -221,7 +221,7 @@ def list_text(rows: list[TaskStatus]) -> str:
         if s.parent in shown:
             continue
         lines.append(line(s))
-        lines.extend(line(child, "  └ ") for child in reversed(children.get(s.task_id, [])))
+        lines.extend(line(child, "  └ ") for child in children.get(s.task_id, []))
     return "\n".join(lines) or "No tasks yet."
 
 

@@ -25,6 +25,7 @@ from communication import spoken
 from communication.spoken import spoken_status
 from core.config import Settings
 from core.exceptions import CodeRejected, TarsError, TaskNotFound
+from core.plans import docstring_section
 from core.task_manager import TaskManager, TaskStatus
 
 log = logging.getLogger("tars.voice")
@@ -113,7 +114,7 @@ def tool_schema(method: Callable) -> dict:
     hints = get_type_hints(method, include_extras=True)
     if hints.get("return") is not str:
         raise TypeError(f"voice function {name} must return str: its answer is spoken")
-    arg_docs = _arg_docs(doc)
+    arg_docs = docstring_section(doc, "Args")
     properties, required = {}, []
     for param in list(inspect.signature(method).parameters.values())[1:]:  # after self
         if param.name not in hints or param.kind not in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
@@ -133,21 +134,6 @@ def tool_schema(method: Callable) -> dict:
     if required:
         input_schema["required"] = required
     return {"name": name, "description": description, "input_schema": input_schema}
-
-
-def _arg_docs(doc: str) -> dict[str, str]:
-    """The "name: description" lines of a docstring's Args: section."""
-    found: dict[str, str] = {}
-    section = doc.partition("\nArgs:\n")[2]
-    for line in section.splitlines():
-        if match := re.fullmatch(r" {4}(\w+): *(.+)", line):
-            last = match[1]
-            found[last] = match[2].strip()
-        elif line.startswith(" " * 8) and found:
-            found[last] += " " + line.strip()
-        else:
-            break
-    return found
 
 
 def _unwrap(hint: object) -> tuple[bool, object, dict]:

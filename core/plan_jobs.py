@@ -15,9 +15,11 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
+import redis
 from rq import get_current_job
 from rq.job import Job
 
@@ -33,6 +35,7 @@ from core.project_tests import PYTEST_NO_TESTS, detect_test_command
 from core.task_manager import TaskManager
 from core.tools import Workspace
 
+log = logging.getLogger("tars.worker")
 PLAN_LOCK_SECONDS = 4 * GIT_TIMEOUT_SECONDS  # a merge runs a few git commands, each bounded by GIT_TIMEOUT_SECONDS
 
 
@@ -54,6 +57,9 @@ def run_planned_task(task_id: str) -> dict:
     ctx = TaskContext(job, settings)
     if ctx.cancel_requested():
         return run_task(task_id)  # it records the cancel as any task does
+    if ctx.redis.exists(keys.task_plan(task_id)):  # planned before its worker was restarted: never twice
+        return {"planned": True, "subtasks": [s["task_id"] for s in plans.loads(
+            ctx.redis.get(keys.task_plan(task_id)))["subtasks"]]}
     ctx.update_meta(phase="planning", progress="Planning the subtasks", **horse_identity())
     ctx.event("planning", f"Planning the subtasks of: {ctx.goal}", phase="planning")
     try:
@@ -125,7 +131,10 @@ def run_subtask(task_id: str) -> dict:
     try:
         _merge(job, settings, parent, key, meta)
     finally:
-        lock.release()
+        try:
+            lock.release()
+        except redis.exceptions.LockError:  # it outlived PLAN_LOCK_SECONDS; the merge's update-ref names the old
+            log.warning("[task %s] the plan's lock expired during the merge", job.id)  # tip, so none was lost
     return record
 
 

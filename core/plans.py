@@ -52,10 +52,11 @@ class Subtask:
     capability: str | None = None
 
 
-def _attribute_docs(cls: type) -> dict[str, str]:
-    """The "name: description" lines of a dataclass docstring's Attributes: section."""
+def docstring_section(doc: str, heading: str) -> dict[str, str]:
+    """The "name: description" lines of a cleaned docstring's `heading:` section (Args, Attributes); a longer
+    description goes on indented lines. sub_agents_tars.py reads its voice functions' Args: with it."""
     found: dict[str, str] = {}
-    section = inspect.cleandoc(cls.__doc__ or "").partition("\nAttributes:\n")[2]
+    section = doc.partition(f"\n{heading}:\n")[2]
     last = None
     for line in section.splitlines():
         if match := re.fullmatch(r" {4}(\w+): *(.+)", line):
@@ -83,7 +84,7 @@ def _json_type(hint: object, where: str) -> tuple[dict, bool]:
 def object_schema(cls: type) -> dict:
     """The JSON Schema of a documented dataclass: a property per field (described by its Attributes: line); fields
     without a default are required. A field left undescribed fails at import."""
-    docs = _attribute_docs(cls)
+    docs = docstring_section(inspect.cleandoc(cls.__doc__ or ""), "Attributes")
     hints = get_type_hints(cls)
     properties, required = {}, []
     for item in dataclasses.fields(cls):
@@ -122,6 +123,8 @@ def validate(raw: object, max_subtasks: int) -> list[Subtask]:
         key = item.get("key")
         if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
             raise InvalidPlan(f"Subtask {number} has the key {key!r}: use 1 to 32 letters, digits, - or _.")
+        if key == FIXUP or key.endswith("-merge"):
+            raise InvalidPlan(f"The key {key} is kept for TARS's own subtasks: choose another.")
         goal = item.get("goal")
         if not isinstance(goal, str) or not goal.strip():
             raise InvalidPlan(f"Subtask {key} has no goal.")

@@ -197,7 +197,7 @@ class TaskManager:
             if meta.get("parent"):
                 data.update(parent=meta["parent"], plan_key=meta["plan_key"])
             event_log.append(pipe, task_id, QUEUED, f"Queued: {goal}", QUEUED, data)
-            if call_sid:
+            if call_sid and not meta.get("parent"):  # a call's latest task is the plan, not one of its subtasks
                 pipe.zadd(keys.call_tasks(call_sid), {task_id: time.time()})
                 pipe.expire(keys.call_tasks(call_sid), RESULT_TTL_SECONDS)
             pipe.zremrangebyrank(keys.RECENT_TASKS, 0, -RECENT_TASKS_KEPT - 1)
@@ -220,6 +220,11 @@ class TaskManager:
                 "parent": parent, "plan_key": sub["key"], "plan_context": plans.context_for(record, sub["key"]),
                 **extra_meta}
         self._enqueue(sub["task_id"], meta, SUBTASK_JOB_FUNCTION, depends_on)
+        # Listed right under its plan, in the plan's order, and never "the latest task" while the plan is newer.
+        parent_at = self.redis.zscore(keys.RECENT_TASKS, parent)
+        if parent_at is not None:
+            position = next(i for i, s in enumerate(record["subtasks"], 1) if s["task_id"] == sub["task_id"])
+            self.redis.zadd(keys.RECENT_TASKS, {sub["task_id"]: parent_at - position * 1e-4}, xx=True)
 
     def enqueue_finisher(self, parent: str, job_id: str, depends_on: list[str]) -> None:
         """Queue the job that tests the merged branch and ends the planned task once every subtask in depends_on

@@ -87,9 +87,9 @@ def whsec():
 
 # --- payloads and text -----------------------------------------------------------------------------------
 
-EXPECTED_EMOJI = {"started": "🚀", "workspace": "🌿", "checkpoint": "💾", "checkpoint_failed": "⚠️", "planning": "🧠", "file_edit": "📝", "command": "⚡", "command_result": "📋",
-                  "phase": "🔄", "confirmation_required": "⚠️", "confirmation_received": "✅", "confirmation_refused": "🚫", "complete": "🎉",
-                  "error": "❌", "timeout": "⏰", "cancelled": "🛑", "plan": "🗺️", "plan_fallback": "↩️", "subtask": "🧩"}
+EXPECTED_EMOJI = {"started": "🚀", "workspace": "🌿", "checkpoint": "💾", "checkpoint_failed": "⚠️", "planning": "🧠", "plan": "🗺️", "plan_fallback": "🧭", "subtask": "🧩",
+                  "file_edit": "📝", "command": "⚡", "command_result": "📋", "phase": "🔄", "confirmation_required": "⚠️", "confirmation_received": "✅", "confirmation_refused": "🚫", "complete": "🎉",
+                  "error": "❌", "timeout": "⏰", "cancelled": "🛑"}
 
 
 @pytest.mark.parametrize("kind", EVENT_TYPES)

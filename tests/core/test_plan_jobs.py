@@ -130,6 +130,7 @@ def test_a_planned_goal_runs_independent_subtasks_at_once_and_merges_everything(
     assert f"    store        {subs['store']['task_id']}  done" in shown.stdout
     listed = cli("task", "list").stdout.splitlines()
     assert listed[0].startswith(parent)
+    assert tasks.latest_id() == parent  # "the latest task" is the plan, not its newest subtask
     assert [line.split()[1] for line in listed[1:4]] == [subs[k]["task_id"] for k in ("store", "cli", "api")]
     # The plan's branch is a task branch like any other: merge it into main.
     merged = cli("task", "merge", parent)

@@ -43,6 +43,8 @@ def test_a_valid_plan_comes_back_in_dependency_order():
     ({"subtasks": [sub("a", ["a"])]}, "depends on itself"),
     ({"subtasks": [sub("has space")]}, "use 1 to 32 letters"),
     ({"subtasks": []}, "non-empty list"),
+    ({"subtasks": [sub("fix-up")]}, "kept for TARS's own subtasks"),
+    ({"subtasks": [sub("store-merge")]}, "kept for TARS's own subtasks"),
     ({"plan": []}, "non-empty list"),
 ])
 def test_an_invalid_plan_is_refused_with_a_reason_the_model_can_act_on(raw, reason):
