@@ -234,13 +234,13 @@
           text: `${doing}${where ? " — " + where : ""}${item.alive ? "" : " (no liveness)"}` }));
     }
 
-    function grouped(tasks) { // a plan's subtasks right under it, oldest first (as its plan lists them)
+    function grouped(tasks) { // a plan's subtasks right under it, in the server's order (the plan's)
       const shown = new Set(tasks.map((task) => task.task_id));
       const rows = [];
       for (const task of tasks) {
         if (task.parent && shown.has(task.parent)) continue;
         rows.push(row(task, false));
-        const parts = tasks.filter((other) => other.parent === task.task_id).reverse();
+        const parts = tasks.filter((other) => other.parent === task.task_id);
         rows.push(...parts.map((part) => row(part, true)));
       }
       return rows;
