@@ -19,12 +19,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal, Union, get_args, get_origin, get_type_hints
 
+from rq.job import Job
+
 from communication import spoken
 from communication.spoken import spoken_status
 from core.config import Settings
 from core.exceptions import CodeRejected, TarsError, TaskNotFound
 from core.plans import docstring_section
-from core.task_manager import TaskManager
+from core.task_manager import TaskManager, TaskStatus
 
 log = logging.getLogger("tars.voice")
 
@@ -303,9 +305,16 @@ class VoiceFunctions:
             task_id: the task id as heard, even partial
         """
         try:
-            return spoken_status(self.tasks.status(self.resolve_task_id(task_id)))
+            status = self.tasks.status(self.resolve_task_id(task_id))
+            return spoken_status(status, self._part(status))
         except TarsError as exc:
             return str(exc)
+
+    def _part(self, status: TaskStatus) -> str | None:
+        """A plan's subtask: its key in its parent's plan ("store"), as the owner heard the plan."""
+        record = self.tasks.plan_record(status.parent) if status.parent else None
+        return next((sub["key"] for sub in (record or {}).get("subtasks", []) if sub["task_id"] == status.task_id),
+                    None)
 
     @voice_function
     def list_coding_tasks(self, limit: Annotated[int, Schema(minimum=1, maximum=10)] = 5) -> str:
@@ -350,7 +359,8 @@ class VoiceFunctions:
 
     @voice_function
     def start_autonomous_coding(self, goal: str, project_path: str | None = None,
-                                verbose_updates: bool | None = None, create_new_project: bool = False) -> str:
+                                verbose_updates: bool | None = None, create_new_project: bool = False,
+                                plan: bool | None = None) -> str:
         """Start a background programming task: a worker runs Claude on a project until the goal is met,
         with progress on Discord. Use when the owner asks to build, write, fix or test code.
 
@@ -359,16 +369,20 @@ class VoiceFunctions:
             project_path: the project named ('my calculator project' -> 'calculator'); omit for the default project
             verbose_updates: false when the owner wants minimal/quiet updates, true for every action; omit otherwise
             create_new_project: true only after the owner agreed to create a project that does not exist yet
+            plan: true when the owner says to plan it out first (the goal is split into subtasks that several
+                workers build at once, merged into one branch); false when they want it done as one task; omit
+                otherwise
         """
         choice = match_project(self.settings.PROJECTS_ROOT, project_path or "", create=create_new_project)
         if choice.question:
             return choice.question
         try:
             task_id = self.tasks.start(goal, choice.path, verbose_updates=verbose_updates,
-                                       call_sid=self.call_sid)
+                                       call_sid=self.call_sid, plan=plan)
         except TarsError as exc:
             return str(exc)
-        return spoken.started(task_id, choice.said)
+        planned = bool((Job.fetch(task_id, connection=self.tasks.redis).get_meta(refresh=False) or {}).get("plan"))
+        return spoken.started(task_id, choice.said, planned, refused=bool(plan) and not planned)
 
     @voice_function
     def cancel_coding_task(self, task_id: str) -> str:
@@ -448,6 +462,8 @@ read aloud by text-to-speech.
 - Say task ids character by character as they are written, e.g. "a7f3c1".
 - Programming work goes to background tasks: call start_autonomous_coding and tell the owner the task id. \
 Never write code in the conversation.
+- When the owner says to plan it out first, call start_autonomous_coding with plan=true: the goal is split into \
+subtasks that several workers build at once, and you tell the owner the plan when it comes.
 - For anything else (the weather, a question, small talk) just answer; you cannot look things up.
 - When a task is waiting for a confirmation code and the owner says a code, call \
 submit_background_confirmation with it.

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from communication.deps import (TASK_ID, StartBody, authenticated_body, body_schema, confirm_answer, get_tasks, parse,
-                                start_answer, task_id_of)
+                                start_answer, status_json, task_id_of)
 from core.task_manager import TaskManager
 
 router = APIRouter()
@@ -43,21 +43,21 @@ def start_task(body: Body, tasks: Tasks):
 
 @router.get("/api/tasks", responses={401: {}})
 def list_tasks(_: Body, tasks: Tasks, limit: Annotated[int, Query(ge=1, le=200)] = 20):
-    return [status.to_dict() for status in tasks.list(limit=limit)]
+    return [status_json(status) for status in tasks.list(limit=limit)]
 
 
 @router.get("/api/tasks/{task_id}", responses={401: {}, 404: {}})
 def task_status(task_id: str, _: Body, tasks: Tasks):
-    return tasks.status(task_id_of(task_id)).to_dict()
+    return status_json(tasks.status(task_id_of(task_id)))
 
 
 @router.post("/api/tasks/{task_id}/cancel", responses={401: {}, 404: {}, 409: {}})
 def cancel_task(task_id: str, _: Body, tasks: Tasks):
-    return tasks.cancel(task_id_of(task_id)).to_dict()
+    return status_json(tasks.cancel(task_id_of(task_id)))
 
 
 @router.post("/api/tasks/{task_id}/retry", status_code=201, responses={401: {}, 404: {}, 409: {}, 422: {}})
 def retry_task(task_id: str, _: Body, tasks: Tasks):
     """Start an ended task again as a new task with the same goal and project (422 when that project can no
     longer be used)."""
-    return tasks.status(tasks.retry(task_id_of(task_id))).to_dict()
+    return status_json(tasks.status(tasks.retry(task_id_of(task_id))))

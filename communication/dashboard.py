@@ -44,7 +44,7 @@ from starlette.staticfiles import StaticFiles
 
 from communication.deps import (LOGIN_COOKIE, DashboardLogin, StartBody, body_schema, confirm_answer,
                                 dashboard_csrf, dashboard_login, get_tasks, load_login, parse, read_body,
-                                same_origin, start_answer, task_id_of)
+                                same_origin, start_answer, status_json, task_id_of)
 from core import event_log, git_workspace, keys, task_states
 from core.config import Settings
 from core.confirmations import pending_request
@@ -238,7 +238,7 @@ def _age(created_at: str | None) -> float | None:
 
 
 def task_dict(status: TaskStatus) -> dict:
-    return {**status.to_dict(), "age_seconds": _age(status.created_at)}
+    return {**status_json(status), "age_seconds": _age(status.created_at)}
 
 
 def _status(tasks: TaskManager, task_id: str) -> TaskStatus:
@@ -450,7 +450,7 @@ def workers(_: LoggedIn, tasks: Tasks):
 @router.post("/dashboard/api/tasks", status_code=201, openapi_extra=body_schema(StartBody),
              responses={401: {}, 403: {}, 404: {}, 413: {}, 422: {}})
 def start_task(_: Csrf, body: Body, tasks: Tasks):
-    """Start a task: {goal, project_path?, verbose_updates?} -> 201 {task_id}."""
+    """Start a task: {goal, project_path?, verbose_updates?, plan?} -> 201 {task_id}."""
     return start_answer(tasks, body)
 
 

@@ -55,12 +55,13 @@ from rq.job import Job
 
 from communication.notifier import (BOT, FAILED, GONE, SENT, Notifier, ProgressEvent, bot_message_body, bot_nonce,
                                     bot_status_body, should_send)
-from core import event_log, keys, sandbox
+from core import event_log, keys, plans, sandbox
 from core.config import Settings, get_settings
 from core.defaults import REDIS_OUTAGE_RETRY_SECONDS, RESULT_TTL_SECONDS, WORKER_LOG_FORMAT
 from core.exceptions import RedisUnavailable, TarsError
 from core.redis_conn import Lease, connect, private_client
 from core.scrub import install_log_scrubbing
+from core.task_manager import TaskManager
 from core.task_states import CONFIRMATION_REQUIRED, QUEUED
 
 log = logging.getLogger("tars.delivery")
@@ -97,13 +98,15 @@ def make_notifier(settings: Settings, **options) -> Notifier:
                     bot_channel=settings.DISCORD_CHANNEL_ID, bot_api_url=settings.DISCORD_API_URL, **options)
 
 
-def progress_event(task_id: str, event: event_log.Event, goal: str) -> ProgressEvent:
+def progress_event(task_id: str, event: event_log.Event, goal: str, plan: dict | None = None) -> ProgressEvent:
+    """plan: the task's place in a plan (parent, plan_key; plan_summary of a planned task), as Delivery._plan reads it."""
     data = dict(event.data)
     command, reason = data.pop("command", None), data.pop("reason", None)
     data.pop("phase", None)
     stamp = datetime.fromtimestamp(event.at, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return ProgressEvent(task_id=task_id, type=event.type, message=event.message, phase=event.phase, goal=goal,
-                         timestamp=stamp, command=command, reason=reason, id=event_id(task_id, event.id), data=data)
+                         timestamp=stamp, command=command, reason=reason, id=event_id(task_id, event.id), data=data,
+                         **(plan or {}))
 
 
 def _text(value) -> str | None:
@@ -129,7 +132,7 @@ class Delivery:
         self._claiming = True  # false once a drain's first poll took what was there: a draining reader takes no more
         self._lock = threading.Lock()
         self._held: set[str] = set()  # tasks this reader holds the lease of
-        self._tasks: dict[str, tuple[str, bool]] = {}  # task id -> (goal, detailed updates)
+        self._tasks: dict[str, tuple[str, bool, dict]] = {}  # task id -> (goal, detailed updates, its plan meta)
         # One thread per task and endpoint while it has events to send (it ends after LANE_IDLE_SECONDS without);
         # at most PARALLEL_PER_ENDPOINT of them POST at once.
         self._lanes: dict[tuple[str, str], threading.Event] = {}  # (task, lane) -> its thread's wake-up
@@ -348,7 +351,7 @@ class Delivery:
             if self.stopping.is_set() or task_id not in self.held():
                 break
             if event.type not in SKIPPED and should_send(event.type, detailed):
-                update = progress_event(task_id, event, goal)
+                update = progress_event(task_id, event, goal, self._plan(connection, task_id))
                 if lane == LOG_ONLY:
                     self.notifier.log_only(update)
                 elif self.notifier.deliver(lane, update, self.stopping) == FAILED:
@@ -407,7 +410,7 @@ class Delivery:
         status = {_text(k): _text(v) for k, v in connection.hgetall(keys.task_discord_status(task_id)).items()}
         if status.get("event") == event.id:
             return True  # it shows this one already (sent before a crash, whose cursor did not move)
-        update = self.notifier.scrub(progress_event(task_id, event, goal))
+        update = self.notifier.scrub(progress_event(task_id, event, goal, self._plan(connection, task_id)))
         started = float(status.get("started_at") or next(
             (e.at for e in event_log.read(connection, task_id, count=2) if e.type != QUEUED), event.at))
         result = update.data.get("result") if isinstance(update.data.get("result"), dict) else {}
@@ -448,7 +451,7 @@ class Delivery:
     def _bot_message(self, connection: redis.Redis, task_id: str, event: event_log.Event, goal: str) -> bool:
         """A new message for a confirmation request or the ending, recorded so a reply to it finds the task; False
         when Discord could not be reached (tried again later)."""
-        update = self.notifier.scrub(progress_event(task_id, event, goal))
+        update = self.notifier.scrub(progress_event(task_id, event, goal, self._plan(connection, task_id)))
         outcome, message = self.notifier.bot.post(bot_message_body(update, bot_nonce(update.id)),
                                                   f"task {task_id} {event.type} ({update.id})", self.stopping)
         if outcome == FAILED:
@@ -479,6 +482,9 @@ class Delivery:
 
     def _task(self, connection: redis.Redis, task_id: str) -> tuple[str, bool]:
         """The task's goal and whether its updates are detailed (from its job, read once)."""
+        return self._known(connection, task_id)[:2]
+
+    def _known(self, connection: redis.Redis, task_id: str) -> tuple[str, bool, dict]:
         with self._lock:
             known = self._tasks.get(task_id)
         if known is None:
@@ -486,10 +492,23 @@ class Delivery:
                 meta = Job.fetch(task_id, connection=connection).meta or {}
             except NoSuchJobError:
                 meta = {}  # Redis lost the job: its events still go out
-            known = (str(meta.get("goal") or ""), self.settings.detailed_updates(meta.get("verbose_updates")))
+            known = (str(meta.get("goal") or ""), self.settings.detailed_updates(meta.get("verbose_updates")),
+                     {"parent": meta.get("parent"), "plan_key": meta.get("plan_key"), "planned": bool(meta.get("plan"))})
             with self._lock:
                 self._tasks[task_id] = known
         return known
+
+    def _plan(self, connection: redis.Redis, task_id: str) -> dict:
+        """The task's place in a plan for its updates: a subtask's parent and key; a planned task's summary as it
+        stands now (core/plans.plan_summary of its rows), once it is planned."""
+        plan = self._known(connection, task_id)[2]
+        fields = {"parent": plan["parent"], "plan_key": plan["plan_key"]}
+        if plan["planned"]:
+            tasks = TaskManager(connection, self.settings)
+            record = tasks.plan_record(task_id)
+            if record:
+                fields["plan_summary"] = plans.plan_summary(tasks.plan_rows(record))
+        return fields
 
 
 def _until_closed(stream, closed: threading.Event) -> None:

@@ -19,10 +19,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from communication.notifier import verify
-from core import keys
+from core import keys, plans
 from core.config import Settings
 from core.exceptions import CodeRejected, TaskNotFound
-from core.task_manager import TaskManager
+from core.task_manager import TaskManager, TaskStatus
 
 MAX_BODY_BYTES = 64 * 1024
 TASK_ID = r"^#?[0-9a-fA-F]{4,32}$"
@@ -106,12 +106,23 @@ class StartBody(BaseModel):
     goal: str = Field(min_length=1, max_length=10_000)
     project_path: str | None = Field(None, max_length=4096)
     verbose_updates: StrictBool | None = None
+    plan: StrictBool | None = Field(None, description=(
+        "true: plan it out first (subtasks on several workers, merged into one branch; with PLAN_GOALS=never it "
+        "runs as one task and its timeline says why); false: one task; absent: PLAN_GOALS decides"))
 
 
 def start_answer(tasks: TaskManager, body: bytes) -> dict:
     """A StartBody started as a task: {task_id} (422 with the reason: parse, or InvalidGoal/InvalidProjectPath)."""
     request = parse(StartBody, body)
-    return {"task_id": tasks.start(request.goal, request.project_path, verbose_updates=request.verbose_updates)}
+    return {"task_id": tasks.start(request.goal, request.project_path, verbose_updates=request.verbose_updates,
+                                   plan=request.plan)}
+
+
+def status_json(status: TaskStatus) -> dict:
+    """A task's status as the API and the dashboard send it: TaskStatus.to_dict() (with `plan`, a planned task's
+    subtask rows, and `parent`, a subtask's plan) and `plan_summary`, the plan's one line (core/plans.plan_summary)
+    or null."""
+    return {**status.to_dict(), "plan_summary": plans.plan_summary(status.plan) if status.plan else None}
 
 
 def confirm_answer(tasks: TaskManager, task_id: str, code: str | int, accepted: str):

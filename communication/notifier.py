@@ -118,6 +118,9 @@ class ProgressEvent:
     reason: str | None = None
     id: str = field(default_factory=_new_id)
     data: dict = field(default_factory=dict)  # extra JSON-serialisable fields (e.g. result for complete)
+    parent: str | None = None  # a plan's subtask: the planned task it is part of
+    plan_key: str | None = None  # ... and its key in that plan ("store")
+    plan_summary: str | None = None  # a planned task: "3 of 5 subtasks done, 1 running" when the update is sent
 
 
 def should_send(event_type: str, verbose: bool) -> bool:
@@ -187,10 +190,14 @@ def format_message(event: ProgressEvent, reply: str | None = None) -> str:
     tid, kind = event.task_id, event.type
     emoji = EMOJI.get(kind, OTHER_EMOJI)
     msg = (event.message or "").strip()
-    head = f"{emoji} Task {tid}"
+    head = f"{emoji} {_who(event)}"
     if kind == "confirmation_required":
         return _confirmation_text(event, head, reply or _REPLY_LINE.format(task_id=tid))
-    if kind == "started":
+    if kind == "plan":
+        text = _plan_text(event, head)
+    elif kind == "subtask":
+        text = f"{head}: {msg}" + (f"\n{event.plan_summary}" if event.plan_summary else "")
+    elif kind == "started":
         text = f"{head} started: {event.goal.strip() or msg}"
     elif kind == "planning":
         text = f"{head} planning: {msg}" if msg else f"{head} is planning"
@@ -213,6 +220,29 @@ def format_message(event: ProgressEvent, reply: str | None = None) -> str:
     else:  # file_edit, command_result, command without a command, anything else
         text = f"{head}: {msg}" if msg else f"{head}: {kind}"
     return _truncate(text, MESSAGE_LIMIT)
+
+
+def _who(event: ProgressEvent) -> str:
+    """'Task a7f3', or for a plan's subtask "Task b2c3 (part 'store' of a7f3)"."""
+    if not event.parent:
+        return f"Task {event.task_id}"
+    return f"Task {event.task_id} (part '{event.plan_key}' of {event.parent})" if event.plan_key else \
+        f"Task {event.task_id} (part of {event.parent})"
+
+
+def _plan_text(event: ProgressEvent, head: str) -> str:
+    """The plan, shown before work starts: each subtask on its own line with what it waits for."""
+    subtasks = event.data.get("subtasks") if isinstance(event.data, dict) else None
+    if not isinstance(subtasks, list) or not subtasks:
+        return f"{head}: {event.message.strip()}"
+    lines = [f"{head} is planned in {len(subtasks)} subtask{'s' if len(subtasks) != 1 else ''}:"]
+    for sub in subtasks:
+        if not isinstance(sub, Mapping):
+            continue
+        after = sub.get("depends_on") or []
+        lines.append(f"• {sub.get('key')}: {sub.get('title') or sub.get('key')}"
+                     + (f" (after {', '.join(map(str, after))})" if after else ""))
+    return "\n".join(lines)
 
 
 def _confirmation_text(event: ProgressEvent, head: str, reply: str) -> str:
@@ -259,6 +289,9 @@ def n8n_payload(event: ProgressEvent) -> dict:
         body["reason"] = no_mentions(event.reason)
     if event.data:
         body["data"] = event.data
+    for name in ("parent", "plan_key", "plan_summary"):
+        if getattr(event, name) is not None:
+            body[name] = getattr(event, name)
     return body
 
 
@@ -319,10 +352,12 @@ def discord_payload(event: ProgressEvent, reply: str | None = None) -> dict:
     kind = event.type
     reply = reply or _REPLY_LINE.format(task_id=event.task_id)
     emoji = EMOJI.get(kind, OTHER_EMOJI)
-    title = _truncate(f"{emoji} Task {event.task_id} · {TITLES.get(kind, kind)}", TITLE_LIMIT)
+    title = _truncate(f"{emoji} {_who(event)} · {TITLES.get(kind, kind)}", TITLE_LIMIT)
     fields = [_field("Reason", event.reason or "")] if event.reason else []
     if kind == "started" or kind in ALWAYS:
         fields.append(_field("Goal", event.goal, limit=512))
+    if event.plan_summary:
+        fields.append(_field("Plan", event.plan_summary))
     if event.phase:
         fields.append(_field("Phase", event.phase, inline=True))
     result = event.data.get("result") if isinstance(event.data, dict) else None
@@ -394,8 +429,8 @@ def bot_status_body(event: ProgressEvent, elapsed: float | None, cost: float | N
     elif kind == CONFIRMATION_REQUIRED:
         state = "waiting for your confirmation code"
     else:
-        state = event.phase or "working"
-    line = [f"{EMOJI.get(kind, OTHER_EMOJI)} Task {event.task_id}", state,
+        state = event.plan_summary or event.phase or "working"  # a plan's progress is its summary
+    line = [f"{EMOJI.get(kind, OTHER_EMOJI)} {_who(event)}", state,
             duration_text(elapsed) if elapsed is not None else "", f"${cost:.4f}" if cost else ""]
     body["content"] = _truncate(" · ".join(part for part in line if part), CONTENT_LIMIT)
     body["allowed_mentions"] = {"parse": []}

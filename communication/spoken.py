@@ -46,8 +46,14 @@ ENDINGS = {"complete": "Task {id} is complete, sir.",
 NO_TASKS = "There are no tasks yet."
 
 
-def spoken_status(status: TaskStatus) -> str:
+def spoken_status(status: TaskStatus, part: str | None = None) -> str:
+    """'Task a7f3 is running: 3 of 5 subtasks done, 1 running, 1 waiting on api.' (a planned task's progress is its
+    plan's summary, core/plans.plan_summary); a subtask names its plan: 'Task b2c3, part store of task a7f3, ...'
+    (part: its key in the plan, when known)."""
     sentence = f"Task {status.task_id} {SPOKEN_STATUS[status.status]}"
+    if status.parent:
+        sentence = (f"Task {status.task_id}, {f'part {part}' if part else 'a subtask'} of task {status.parent}, "
+                    f"{SPOKEN_STATUS[status.status]}")
     if status.status == "running" and status.progress:
         sentence += f": {status.progress.rstrip('.')}"
     elif status.status == "awaiting_confirmation" and status.confirmation_command:
@@ -64,10 +70,38 @@ def task_state(task_id: str, status: str) -> str:
     return f"Task {task_id} {SPOKEN_STATUS[status]}."
 
 
-def started(task_id: str, where: str) -> str:
-    """`where` is how the project was heard ('your calculator project'), or empty for the default project."""
+def started(task_id: str, where: str, planned: bool = False, refused: bool = False) -> str:
+    """`where` is how the project was heard ('your calculator project'), or empty for the default project; planned:
+    the task plans its subtasks first; refused: a plan was asked for while PLAN_GOALS=never."""
     where = f" in {where}" if where else ""
+    if planned:
+        return (f"Started task {task_id}{where} in background, sir. I'll plan it out first and tell you the plan "
+                f"before work starts; updates go to Discord.")
+    if refused:
+        return (f"Started task {task_id}{where} in background as one task, sir: planned tasks are off, "
+                f"PLAN_GOALS is never. I'll send updates to Discord.")
     return f"Started task {task_id}{where} in background, sir. I'll send updates to Discord."
+
+
+def plan_sentence(task_id: str, subtasks: list[dict]) -> str:
+    """The plan, heard by the call that started the task before work starts: 'Sir, task a7f3 is planned in 3
+    subtasks: SQLite store; command line; and REST API, after store. Work starts now.'"""
+    parts = []
+    for sub in subtasks:
+        after = f", after {' and '.join(sub.get('depends_on') or [])}" if sub.get("depends_on") else ""
+        parts.append(f"{sub.get('title') or sub.get('key')}{after}")
+    if len(parts) > 1:
+        parts[-1] = "and " + parts[-1]
+    count = len(parts)
+    return (f"Sir, task {task_id} is planned in {count} subtask{'s' if count != 1 else ''}: {'; '.join(parts)}. "
+            f"Work starts now.")
+
+
+def plan_fallback_sentence(task_id: str, reason: str) -> str:
+    """A planned task that runs as one task after all (core/plan_jobs.py tells why)."""
+    reason = reason.strip().rstrip(".")
+    return f"Sir, task {task_id} runs as one task instead of a plan: {reason}." if reason else \
+        f"Sir, task {task_id} runs as one task instead of a plan."
 
 
 def code_received(task_id: str) -> str:

@@ -45,17 +45,19 @@ from communication.conversation import Conversation, loggable
 from communication.deps import read_body
 from communication.relay_protocol import (Dtmf, End, ErrorReport, Interrupt, NotAnObject, NotJson, Prompt, Setup,
                                           TarsMessage, Text, UnknownType, encode, parse)
-from communication.spoken import APOLOGY, NOT_OWNER, confirmation_sentence, ending_sentence
+from communication.spoken import (APOLOGY, NOT_OWNER, confirmation_sentence, ending_sentence, plan_fallback_sentence,
+                                  plan_sentence)
 from core import event_log, keys
 from core.config import Settings
 from core.defaults import CALL_REFRESH_SECONDS
 from core.exceptions import TarsError
 from core.session_manager import CallRegistry
 from core.task_manager import TaskManager
-from core.task_states import CONFIRMATION_KINDS, CONFIRMATION_REQUIRED, ENDING_KINDS, outcome_of
+from core.task_states import COMPLETE, CONFIRMATION_KINDS, CONFIRMATION_REQUIRED, ENDING_KINDS, QUEUED, outcome_of
 from sub_agents_tars import VoiceFunctions
 
-HEARD_KINDS = frozenset(CONFIRMATION_KINDS) | ENDING_KINDS
+PLAN, PLAN_FALLBACK = "plan", "plan_fallback"  # core/plan_jobs.py: the plan, before work starts; or why there is none
+HEARD_KINDS = frozenset(CONFIRMATION_KINDS) | ENDING_KINDS | {PLAN, PLAN_FALLBACK}
 """Event kinds a call may have to hear of (the listener reads the task's stream only when woken by one)."""
 
 log = logging.getLogger("tars.voice")
@@ -506,9 +508,14 @@ class VoiceHub:
 
     async def dispatch(self, task_id: str, events: list[event_log.Event]) -> None:
         """Speak what a task's new events call for: a confirmation still pending at the end of them (to every call
-        of the owner), and an ending (to the call that started the task)."""
+        of the owner), a planned task's plan (or why it runs as one task) and an ending (to the call that started
+        the task)."""
         pending, ending = None, None
         for event in events:
+            if event.type == PLAN and isinstance(event.data.get("subtasks"), list):
+                await self._tell_starter(task_id, plan_sentence(task_id, event.data["subtasks"]))
+            elif event.type == PLAN_FALLBACK and event.phase != QUEUED:  # queued: decided at start, already said
+                await self._tell_starter(task_id, plan_fallback_sentence(task_id, str(event.data.get("reason") or "")))
             if event.type == CONFIRMATION_REQUIRED:
                 pending = event
             elif event.type in CONFIRMATION_KINDS or event.ends:
@@ -529,16 +536,28 @@ class VoiceHub:
         for call in self.calls.values():
             if call.functions is not None and call.functions.pending_confirmation == task_id:
                 call.functions.pending_confirmation = None
-        try:
-            started_by = (await asyncio.to_thread(self.tasks.status, task_id)).call_sid
-        except (TarsError, redis.RedisError) as exc:
-            log.warning("Task %s ended, but its record cannot be read (%s): no call hears of it", task_id, exc)
-            return
-        call = self.calls.get(str(started_by or ""))
         result = ending.data.get("result") if isinstance(ending.data.get("result"), dict) else {}
-        sentence = ending_sentence(task_id, outcome_of(ending.type) or "", str(result.get("reason") or ending.message),
+        outcome = outcome_of(ending.type) or ""
+        sentence = ending_sentence(task_id, outcome, str(result.get("reason") or ending.message),
                                    _brief(result.get("git")))
-        if call is not None and not call.closed and sentence:
+        if sentence:
+            # A plan's subtask that completed is merged into the plan, whose own ending the call hears.
+            await self._tell_starter(task_id, sentence, subtask_too=outcome != COMPLETE)
+
+    async def _tell_starter(self, task_id: str, sentence: str, subtask_too: bool = False) -> None:
+        """Announce a sentence about a task to the call that started it, if that call is still on the line (a plan's
+        subtask shares its plan's call: only when subtask_too, naming its plan)."""
+        try:
+            status = await asyncio.to_thread(self.tasks.status, task_id)
+        except (TarsError, redis.RedisError) as exc:
+            log.warning("Task %s's record cannot be read (%s): no call hears %r", task_id, exc, sentence[:80])
+            return
+        if status.parent:
+            if not subtask_too:
+                return
+            sentence = sentence.replace(f"Task {task_id}", f"Task {task_id}, a subtask of task {status.parent},", 1)
+        call = self.calls.get(str(status.call_sid or ""))
+        if call is not None and not call.closed:
             call._spawn(call.announce(sentence))
 
 

@@ -8,7 +8,9 @@ from typing import Annotated, Literal, get_args, get_type_hints
 
 import pytest
 
+from core.task_manager import TaskManager
 from sub_agents_tars import (
+    VOICE_SYSTEM_PROMPT,
     VOICE_TOOLS,
     Schema,
     VoiceFunctions,
@@ -17,6 +19,9 @@ from sub_agents_tars import (
     spoken_task_id,
     voice_function,
 )
+from tests.fakes.anthropic_api import bash, edit, text, tool_use
+from tests.test_task_branches import owner_repo
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -114,7 +119,7 @@ def test_the_tools_keep_the_original_names_and_parameters():
     assert set(tools) == {"start_autonomous_coding", "check_coding_progress", "cancel_coding_task",
                           "submit_background_confirmation", "list_coding_tasks",
                           "rollback_coding_task", "merge_coding_task", "discard_coding_task"}  # issue 6
-    assert {"goal", "project_path", "verbose_updates"} <= set(tools["start_autonomous_coding"]["properties"])
+    assert {"goal", "project_path", "verbose_updates", "plan"} <= set(tools["start_autonomous_coding"]["properties"])
     assert tools["submit_background_confirmation"]["required"] == ["confirmation_code"]
     assert tools["cancel_coding_task"]["required"] == ["task_id"]
 
@@ -140,7 +145,7 @@ def test_every_voice_method_is_a_tool_whose_schema_is_its_signature():
             prop = schema["properties"][param.name]
             types = [t for t in get_args(hints[param.name]) or [hints[param.name]] if t is not type(None)]
             assert len(types) == 1 and prop["type"] == JSON_TYPES[types[0]], name
-            assert prop["description"] and prop["description"] in inspect.getdoc(method).replace("\n", " "), name
+            assert prop["description"] and prop["description"] in " ".join(inspect.getdoc(method).split()), name
 
 
 def test_the_tools_keep_the_guidance_of_the_hand_written_schemas():
@@ -271,3 +276,63 @@ def test_bad_arguments_from_the_model_are_answered_in_words(voice, caplog):
     assert "list_coding_tasks ignores arguments it does not take: sort" in caplog.text
     assert voice.call("list_coding_tasks", None) == "There are no tasks yet."
     assert voice.call("table", {}) == "I don't have a function called table."  # only marked methods are tools
+
+
+# --- planned tasks (issue 16): "plan it out first" ------------------------------------------------------------------
+@pytest.fixture
+def planning_voice(tasks, settings):
+    """The voice of a TARS that plans when asked (PLAN_GOALS=ask)."""
+    ask = settings.model_copy(update={"PLAN_GOALS": "ask"})
+    return VoiceFunctions(TaskManager(tasks.redis, ask), ask, call_sid="CA123")
+
+
+@pytest.mark.usefixtures("private_git")
+def test_a_goal_planned_out_first_is_told_by_its_summary_and_its_subtasks_name_their_plan(
+        planning_voice, tasks, fake_api, start_worker, projects, tmp_path):
+    owner_repo(projects / "todo", {"README.md": "# todo\n"})
+    fake_api.script([tool_use("plan_subtasks", {"subtasks": [
+        {"key": "store", "title": "SQLite store", "goal": "Write store.py with the todo store", "depends_on": []},
+        {"key": "api", "title": "REST API", "goal": "Write api.py on top of the store", "depends_on": ["store"]}]})],
+        match="Plan the work for this goal", name="planner")
+    gate = tmp_path / "store-may-finish"
+    fake_api.script([edit(command="create", path="store.py", file_text="ROWS = []\n"),
+                     bash(f"until test -e {gate}; do sleep 0.05; done"), text("Wrote store.py.")],
+                    match="Goal: Write store.py", name="store")
+    fake_api.script([edit(command="create", path="api.py", file_text="import store\n"), text("Wrote api.py.")],
+                    match="Goal: Write api.py", name="api")
+
+    answer = planning_voice.call("start_autonomous_coding", {"goal": "Build a todo app with a store and an API",
+                                                             "project_path": "todo", "plan": True})
+    parent = started_id(answer)
+    assert answer == (f"Started task {parent} in your todo project in background, sir. I'll plan it out first and "
+                      f"tell you the plan before work starts; updates go to Discord.")
+    worker = start_worker()
+
+    said = wait_until(lambda: "1 running" in (s := planning_voice.call("check_coding_progress", {"task_id": parent}))
+                      and s, 120, "the store subtask to run")
+    assert said == f"Task {parent} is running: 0 of 2 subtasks done, 1 running, 1 waiting on store."
+    store = {row["key"]: row for row in tasks.status(parent).plan}["store"]["task_id"]
+    about_store = planning_voice.call("check_coding_progress", {"task_id": store})
+    assert about_store.startswith(f"Task {store}, part store of task {parent}, is running")
+    gate.touch()
+    done = wait_until(lambda: not (s := tasks.status(parent)).active and s, 180, "the plan to end")
+    worker.stop()
+    assert done.status == "complete", (done.reason, worker.log[-3000:])
+    assert planning_voice.call("check_coding_progress", {"task_id": parent}).startswith(f"Task {parent} is complete")
+
+
+def test_the_phone_model_is_told_how_to_ask_for_a_plan():
+    tool = {t["name"]: t for t in VOICE_TOOLS}["start_autonomous_coding"]
+    assert tool["input_schema"]["properties"]["plan"]["type"] == "boolean"
+    assert "plan it out first" in tool["input_schema"]["properties"]["plan"]["description"]
+    assert "plan=true" in VOICE_SYSTEM_PROMPT and "plan it out first" in VOICE_SYSTEM_PROMPT
+
+
+def test_a_plan_asked_for_while_plans_are_off_runs_as_one_task_and_the_owner_hears_why(voice, tasks, projects):
+    (projects / "todo").mkdir()
+    answer = voice.call("start_autonomous_coding", {"goal": "Build a todo app", "project_path": "todo",
+                                                    "plan": True})
+    task_id = started_id(answer)
+    assert answer == (f"Started task {task_id} in your todo project in background as one task, sir: planned tasks "
+                      f"are off, PLAN_GOALS is never. I'll send updates to Discord.")
+    assert [e.type for e in tasks.events(task_id)] == ["queued", "plan_fallback"]

@@ -172,12 +172,15 @@
       maxlength: 2000, rows: 3, placeholder: "What should TARS build or fix?" });
     const project = h("input", { id: "project", name: "project", testid: "new-task-project", autocomplete: "off",
       autocapitalize: "off", spellcheck: "false", placeholder: "project folder or git URL (optional)" });
+    const plan = h("input", { id: "plan", name: "plan", type: "checkbox", testid: "new-task-plan" });
     const submit = h("button", { type: "submit", class: "primary", testid: "new-task-submit", text: "Start" });
     const error = h("p", { class: "error", role: "alert", testid: "new-task-error" });
     const form = h("form", { class: "card", onsubmit: start },
       h("h2", { text: "New task" }),
       h("label", { for: "goal", text: "Goal" }), goal,
       h("label", { for: "project", text: "Project" }), project,
+      h("label", { class: "check", title: "split the goal into subtasks that several workers build at once, "
+        + "merged into one branch" }, plan, " Plan it out first"),
       error, h("div", { class: "actions" }, submit));
     const list = h("div", { class: "task-list", testid: "task-list" }, h("p", { class: "empty", text: "Loading…" }));
     const queue = h("span", { class: "big", testid: "queue-length", text: "–" });
@@ -195,6 +198,7 @@
       error.textContent = "";
       const body = { goal: goal.value };
       if (project.value.trim()) body.project_path = project.value.trim();
+      if (plan.checked) body.plan = true; // unchecked: the server's PLAN_GOALS decides
       submit.disabled = true;
       const answer = await api("POST", "tasks", body);
       submit.disabled = false;
@@ -205,18 +209,19 @@
       }
     }
 
-    function row(task) {
+    function row(task, subtask) {
       const received = overview ? overview.receivedAt : Date.now();
       const age = h("div", { class: "age", text: humanAge(task.age_seconds) });
       age.dataset.age = String(task.age_seconds ?? "");
       age.dataset.received = String(received);
       const facts = [task.phase, projectName(task.project_path)].filter(Boolean).join(" · ");
-      return h("a", { class: "task-row", href: "#/task/" + task.task_id, testid: "task-row",
-        "data-task-id": task.task_id, title: task.project_path },
+      return h("a", { class: subtask ? "task-row subtask" : "task-row", href: "#/task/" + task.task_id,
+        testid: "task-row", "data-task-id": task.task_id, "data-parent": task.parent || null,
+        title: task.project_path },
         h("div", { class: "status-cell" }, badge(task.status, "task-status")),
         h("div", { class: "main" },
           h("div", { class: "goal", text: task.goal }),
-          h("div", { class: "progress", text: task.progress || task.reason || "" }),
+          h("div", { class: "progress", text: task.plan_summary || task.progress || task.reason || "" }),
           h("div", { class: "meta", text: `#${task.task_id} · ${facts}` })),
         age);
     }
@@ -229,8 +234,20 @@
           text: `${doing}${where ? " — " + where : ""}${item.alive ? "" : " (no liveness)"}` }));
     }
 
+    function grouped(tasks) { // a plan's subtasks right under it, in the server's order (the plan's)
+      const shown = new Set(tasks.map((task) => task.task_id));
+      const rows = [];
+      for (const task of tasks) {
+        if (task.parent && shown.has(task.parent)) continue;
+        rows.push(row(task, false));
+        const parts = tasks.filter((other) => other.parent === task.task_id);
+        rows.push(...parts.map((part) => row(part, true)));
+      }
+      return rows;
+    }
+
     function render(view) {
-      list.replaceChildren(...(view.tasks.length ? view.tasks.map(row)
+      list.replaceChildren(...(view.tasks.length ? grouped(view.tasks)
         : [h("p", { class: "empty", text: "No tasks yet: start one above." })]));
       queue.textContent = String(view.queue_length);
       workerList.replaceChildren(...(view.workers.length ? view.workers.map(worker)
@@ -317,6 +334,12 @@
       h("div", { class: "actions" }, discardButton));
     const branchPanel = h("section", { class: "card branch", testid: "branch-panel", hidden: true },
       h("h2", { text: "Branch" }), branchProblem, branchBody, branchResult);
+    // A planned task's plan: each subtask indented under what it waits for, live (core/plans.py).
+    const parentLine = h("p", { class: "muted", testid: "task-parent", hidden: true });
+    const planSummary = h("p", { testid: "plan-summary" });
+    const planTree = h("ol", { class: "plan-tree", testid: "plan-tree" });
+    const planPanel = h("section", { class: "card plan", testid: "plan-panel", hidden: true },
+      h("h2", { text: "Plan" }), planSummary, planTree);
     const timeline = h("ol", { class: "timeline", testid: "timeline" });
     const noEvents = h("p", { class: "muted", text: "No events yet." });
     const missing = h("p", { class: "error", role: "alert", hidden: true });
@@ -327,6 +350,7 @@
       confirmPanel, confirmResult, // first: on a phone the question is what you see
       h("section", { class: "card" },
         h("div", { class: "row" }, h("h1", { text: `Task #${id}` }), status),
+        parentLine,
         goal,
         h("dl", { class: "facts" },
           h("dt", { text: "Phase" }), phase,
@@ -339,12 +363,48 @@
           outcomeTerm, outcome, summaryTerm, summary),
         h("div", { class: "actions" }, cancelButton, retryButton),
         actionError),
+      planPanel,
       branchPanel,
       h("section", { class: "card" }, h("h2", { text: "Files changed" }), files),
       h("section", { class: "card" }, h("h2", { text: "Timeline" }), noEvents, timeline)));
 
+    function depths(rows) { // how deep each subtask sits: one more than the deepest it depends on
+      const depth = {};
+      for (const row of rows) { // the plan lists each subtask after what it depends on
+        depth[row.key] = Math.max(0, ...(row.depends_on || []).map((key) => (depth[key] ?? -1) + 1));
+      }
+      return depth;
+    }
+
+    function planRow(row, depth) {
+      const points = row.checkpoints || 0;
+      const facts = [row.branch || "no branch yet", `${points} checkpoint${points === 1 ? "" : "s"}`,
+        cost(row.cost_usd)];
+      const after = (row.depends_on || []).length ? ` · after ${row.depends_on.join(", ")}` : "";
+      return h("li", { class: `plan-row depth-${Math.min(depth, 4)}`, testid: "plan-row", "data-key": row.key,
+        "data-state": row.state },
+        h("div", { class: "plan-head" },
+          h("span", { class: "key mono", text: row.key }),
+          h("a", { href: "#/task/" + row.task_id, class: "title", text: row.title }),
+          h("span", { class: `badge state-${row.state}`, testid: "plan-row-state", text: row.state })),
+        h("div", { class: "meta mono small", text: `#${row.task_id} · ${facts.join(" · ")}${after}` }),
+        row.note ? h("div", { class: "note small", testid: "plan-row-note", text: row.note }) : null);
+    }
+
+    function renderPlan(task) {
+      parentLine.hidden = !task.parent;
+      parentLine.replaceChildren(...(task.parent ? ["Part of the plan of ",
+        h("a", { href: "#/task/" + task.parent, testid: "parent-link", text: `task #${task.parent}` })] : []));
+      planPanel.hidden = !task.plan;
+      if (!task.plan) return;
+      planSummary.textContent = task.plan_summary || "";
+      const depth = depths(task.plan);
+      planTree.replaceChildren(...task.plan.map((row) => planRow(row, depth[row.key] || 0)));
+    }
+
     function render(task) {
       current = task;
+      renderPlan(task);
       setBadge(status, task.status);
       document.title = `TARS · ${statusText(task.status)} · task ${id}`;
       goal.textContent = task.goal;

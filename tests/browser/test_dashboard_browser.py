@@ -15,9 +15,10 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import DASHBOARD_PASSWORD, check_png
+from tests.browser.conftest import DASHBOARD_PASSWORD, DashboardServer, check_png
 from tests.conftest import TEST_CODE
-from tests.fakes.anthropic_api import bash, delay, edit, text
+from tests.fakes.anthropic_api import bash, delay, edit, text, tool_use
+from tests.test_task_branches import owner_repo
 from tests.waiting import wait_until
 
 # the chromium install (first run on a fresh machine) happens in this test's setup, and the story is long
@@ -213,3 +214,65 @@ def test_owner_logs_in_answers_a_confirmation_cancels_a_task_and_it_fits_a_phone
 
     assert page.js_errors == [] and phone.js_errors == [], page.js_errors + phone.js_errors
     assert worker.process.poll() is None, worker.log
+
+
+@pytest.mark.usefixtures("private_git")
+def test_owner_plans_a_goal_from_the_form_and_watches_its_plan_tree_live(tars_env, tmp_path, start_worker, fake_api,
+                                                                         tasks, projects, images, new_page):
+    dashboard = DashboardServer({**tars_env, "PLAN_GOALS": "ask"}, tmp_path / "planning-server.log")
+    try:
+        owner_repo(projects / "todo", {"README.md": "# todo\n"})
+        fake_api.script([tool_use("plan_subtasks", {"subtasks": [
+            {"key": "store", "title": "SQLite store", "goal": "Write store.py", "depends_on": []},
+            {"key": "api", "title": "REST API", "goal": "Write api.py on the store", "depends_on": ["store"]}]})],
+            match="Plan the work for this goal", name="planner")
+        gate = tmp_path / "store-may-finish"
+        fake_api.script([edit(command="create", path="store.py", file_text="ROWS = []\n"),
+                         bash(f"until test -e {gate}; do sleep 0.05; done"), text("Done.")],
+                        match="Goal: Write store.py", name="store")
+        fake_api.script([edit(command="create", path="api.py", file_text="import store\n"), text("Done.")],
+                        match="Goal: Write api.py", name="api")
+        page = new_page(**DESKTOP)
+        page.goto(dashboard.url + "/")
+        page.get_by_test_id("login-password").fill(DASHBOARD_PASSWORD)
+        page.get_by_test_id("login-submit").click()
+        page.get_by_test_id("new-task-plan").check()
+        parent = start_task(page, "Build a todo app with a store and an API", "todo", set())
+        assert tasks.status(parent).plan is None  # no worker yet: not planned, no plan shown
+        expect(page.get_by_test_id("plan-panel")).to_be_hidden()
+        worker = start_worker()
+
+        # the plan appears by itself, as an indented tree whose rows follow the subtasks live
+        rows = page.get_by_test_id("plan-row")
+        expect(rows).to_have_count(2)
+        expect(page.get_by_test_id("plan-summary")).to_have_text("0 of 2 subtasks done, 1 running, 1 waiting on store")
+        store, api = rows.nth(0), rows.nth(1)
+        expect(store).to_have_attribute("data-state", "running")
+        expect(store).to_contain_text("SQLite store")
+        expect(api).to_have_attribute("data-state", "waiting")
+        expect(api.get_by_test_id("plan-row-note")).to_have_text("waiting on store")
+        assert "depth-1" in api.get_attribute("class") and "depth-0" in store.get_attribute("class")
+        store_id = tasks.status(parent).plan[0]["task_id"]
+        expect(store).to_contain_text(f"tars/{store_id}")
+        shot = images / "dashboard-plan.png"
+        page.screenshot(path=str(shot), full_page=True)
+        check_png(shot, (1280, 700), (1280, 6000))
+        gate.touch()
+        expect(page.get_by_test_id("task-page").get_by_test_id("task-status")).to_have_text("complete",
+                                                                                           timeout=180_000)
+        expect(page.get_by_test_id("plan-summary")).to_have_text("2 of 2 subtasks done")
+        expect(rows.nth(1)).to_have_attribute("data-state", "done")
+
+        # a subtask's page names its plan; the list shows the subtasks under it
+        rows.nth(0).get_by_role("link").click()
+        expect(page.get_by_test_id("parent-link")).to_have_text(f"task #{parent}")
+        page.get_by_test_id("back-link").click()
+        listed = page.get_by_test_id("task-row")
+        expect(listed).to_have_count(3)
+        assert [listed.nth(i).get_attribute("data-task-id") for i in range(3)] == [
+            parent, store_id, tasks.status(parent).plan[1]["task_id"]]
+        assert [listed.nth(i).get_attribute("data-parent") for i in range(3)] == [None, parent, parent]
+        assert not page.js_errors, page.js_errors
+        worker.stop()
+    finally:
+        dashboard.stop()

@@ -32,13 +32,16 @@ from core.redis_conn import free_port
 from core.task_manager import WIRE_NAMES, TaskStatus
 from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET, ServerThread
 from tests.core.test_confirmations import WEBHOOK, awaiting, destructive_task, post_code
+from tests.fakes.anthropic_api import bash, edit, text, tool_use
+from tests.test_task_branches import owner_repo
+from tests.waiting import wait_until
 
 AUTH = {"X-TARS-Webhook-Secret": TEST_WEBHOOK_SECRET}
 NOT_AUTHENTICATED = ("Not authenticated: send the X-TARS-Webhook-Secret header or a valid Standard Webhooks "
                      "signature.")
 TOO_LARGE = "The body is larger than 64 KiB."
 LIMIT = 64 * 1024
-STATUS_FIELDS = {WIRE_NAMES.get(name, name) for name in TaskStatus.__dataclass_fields__}  # the JSON's names
+STATUS_FIELDS = {WIRE_NAMES.get(name, name) for name in TaskStatus.__dataclass_fields__} | {"plan_summary"}
 assert "session_id" in STATUS_FIELDS  # the call that started the task keeps its JSON name
 
 
@@ -336,9 +339,54 @@ def test_start_a_task_and_read_its_status(api, tasks, projects, redis_client):
         "task_id": task_id, "status": "queued", "phase": "queued", "progress": "Waiting for a worker",
         "goal": "Build a calculator", "project_path": str(projects / "calc"), "verbose_updates": True,
         "awaiting_confirmation": False, "reason": None}
-    assert body == tasks.status(task_id).to_dict()  # the same status the CLI and the voice side read
+    # the same status the CLI and the voice side read; not planned: no plan, no parent
+    assert body == {**tasks.status(task_id).to_dict(), "plan_summary": None}
+    assert body["plan"] is None and body["parent"] is None
     # the id as a person might type it
     assert api.get(f"/api/tasks/%23{task_id.upper()}").json()["task_id"] == task_id
+
+
+@pytest.mark.usefixtures("private_git")
+def test_a_planned_start_shows_its_plan_rows_summary_and_each_subtasks_parent(serve, tasks, fake_api, projects,
+                                                                             start_worker, tmp_path):
+    server = serve(PLAN_GOALS="ask")
+    owner_repo(projects / "todo", {"README.md": "# todo\n"})
+    fake_api.script([tool_use("plan_subtasks", {"subtasks": [
+        {"key": "store", "title": "SQLite store", "goal": "Write store.py", "depends_on": []},
+        {"key": "api", "title": "REST API", "goal": "Write api.py on the store", "depends_on": ["store"]}]})],
+        match="Plan the work for this goal", name="planner")
+    gate = tmp_path / "store-may-finish"
+    fake_api.script([edit(command="create", path="store.py", file_text="ROWS = []\n"),
+                     bash(f"until test -e {gate}; do sleep 0.05; done"), text("Done.")],
+                    match="Goal: Write store.py", name="store")
+    fake_api.script([edit(command="create", path="api.py", file_text="import store\n"), text("Done.")],
+                    match="Goal: Write api.py", name="api")
+    with httpx.Client(base_url=server.url, headers=AUTH, timeout=20) as api:
+        started = api.post("/api/tasks", json={"goal": "Build a todo app", "project_path": "todo", "plan": True})
+        assert started.status_code == 201, started.text
+        parent = started.json()["task_id"]
+        before = api.get(f"/api/tasks/{parent}").json()
+        assert before["plan"] is None and before["plan_summary"] is None  # not planned yet
+        worker = start_worker()
+        body = wait_until(lambda: (b := api.get(f"/api/tasks/{parent}").json())["plan_summary"]
+                          and "1 running" in b["plan_summary"] and b, 120, "the store subtask to run")
+        assert body["plan_summary"] == "0 of 2 subtasks done, 1 running, 1 waiting on store"
+        assert body["progress"] == body["plan_summary"] and body["status"] == "running"
+        store, api_row = body["plan"]
+        assert (store["key"], store["title"], store["state"], store["depends_on"]) == ("store", "SQLite store",
+                                                                                       "running", [])
+        assert (api_row["key"], api_row["state"], api_row["waiting_on"], api_row["note"]) == (
+            "api", "waiting", ["store"], "waiting on store")
+        subtask = api.get(f"/api/tasks/{store['task_id']}").json()
+        assert subtask["parent"] == parent and subtask["plan"] is None and subtask["plan_summary"] is None
+        listed = {row["task_id"]: row for row in api.get("/api/tasks").json()}
+        assert listed[parent]["plan_summary"] == body["plan_summary"]
+        gate.touch()
+        done = wait_until(lambda: (b := api.get(f"/api/tasks/{parent}").json())["status"] != "running" and b, 180,
+                          "the plan to end")
+    worker.stop()
+    assert done["status"] == "complete", (done["reason"], worker.log[-3000:])
+    assert done["plan_summary"] == "2 of 2 subtasks done"
 
 
 def test_a_task_with_only_a_goal_works_in_the_default_project(api, settings):
@@ -368,6 +416,8 @@ def test_a_goal_of_2000_characters_after_trimming_is_accepted(api):
     ({"goal": "Fix it", "verbose_updates": 1},
      "The body is not valid: verbose_updates: Input should be a valid boolean."),
     ({"goal": "Fix it", "project_path": 7}, "The body is not valid: project_path: Input should be a valid string."),
+    ({"goal": "Fix it", "plan": "yes"}, "The body is not valid: plan: Input should be a valid boolean."),
+    ({"goal": "Fix it", "plan": 1}, "The body is not valid: plan: Input should be a valid boolean."),
 ])
 def test_an_invalid_start_is_a_422_with_the_sentence(api, redis_client, body, reason):
     answer = api.post("/api/tasks", json=body)
@@ -538,7 +588,8 @@ def test_openapi_lists_the_webhook_and_the_api_with_their_bodies(tars_server):
 
     start = paths["/api/tasks"]["post"]
     schema = start["requestBody"]["content"]["application/json"]["schema"]
-    assert set(schema["properties"]) == {"goal", "project_path", "verbose_updates"}
+    assert set(schema["properties"]) == {"goal", "project_path", "verbose_updates", "plan"}
+    assert "PLAN_GOALS decides" in schema["properties"]["plan"]["description"]
     assert schema["required"] == ["goal"] and schema["additionalProperties"] is False
     assert {"201", "401", "413", "422"} <= set(start["responses"])
     assert [p["name"] for p in paths["/api/tasks"]["get"]["parameters"]] == ["limit"]
@@ -550,7 +601,7 @@ def test_openapi_lists_the_webhook_and_the_api_with_their_bodies(tars_server):
 json_leaves = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
 json_values = st.recursive(json_leaves, lambda inner: st.lists(inner, max_size=4)
                            | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=8)
-FIELDS = {"goal", "project_path", "verbose_updates", "task_id", "code", "confirmation_code"}
+FIELDS = {"goal", "project_path", "verbose_updates", "plan", "task_id", "code", "confirmation_code"}
 other_keys = st.text(max_size=12).filter(lambda key: key not in FIELDS)
 
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
+
 from communication.notifier import verify
 from core.redis_conn import free_port
+from core.task_manager import TaskManager
 from tests.conftest import TEST_WEBHOOK_SECRET
-from tests.fakes.anthropic_api import bash, edit, text
+from tests.fakes.anthropic_api import bash, edit, text, tool_use
 from tests.fakes.webhook_server import Reply
+from tests.test_task_branches import owner_repo
+from tests.waiting import wait_until
 
 VERBOSE = ["started", "workspace", "planning", "file_edit", "phase", "checkpoint", "command", "command_result",
            "complete"]
@@ -116,3 +123,38 @@ def test_a_plain_discord_webhook_gets_the_same_events(tasks, fake_api, start_wor
     assert messages[-1]["embeds"][0]["title"].startswith("🎉")
     assert all(m["username"] == "TARS" and m["allowed_mentions"] == {"parse": []} for m in messages)
     assert task_id in messages[0]["content"]
+
+
+@pytest.mark.usefixtures("private_git")
+def test_a_plans_messages_list_its_subtasks_then_summarise_and_each_subtask_names_its_plan(tasks, fake_api,
+                                                                                           start_worker, n8n,
+                                                                                           projects):
+    owner_repo(projects / "todo", {"README.md": "# todo\n"})
+    fake_api.script([tool_use("plan_subtasks", {"subtasks": [
+        {"key": "store", "title": "SQLite store", "goal": "Write store.py", "depends_on": []},
+        {"key": "api", "title": "REST API", "goal": "Write api.py on the store", "depends_on": ["store"]}]})],
+        match="Plan the work for this goal", name="planner")
+    for key in ("store", "api"):
+        fake_api.script([edit(command="create", path=f"{key}.py", file_text=f"NAME = '{key}'\n"), text("Done.")],
+                        match=f"Goal: Write {key}.py", name=key)
+    planning = TaskManager(tasks.redis, tasks.settings.model_copy(update={"PLAN_GOALS": "ask"}))
+    parent = planning.start("Build a todo app", "todo", plan=True)
+    run(start_worker, N8N_WEBHOOK_URL=n8n.url(), ENABLE_DETAILED_UPDATES="false")
+    assert tasks.status(parent).status == "complete"
+    subs = {row["key"]: row["task_id"] for row in tasks.status(parent).plan}
+    bodies = wait_until(lambda: (b := n8n.bodies()) and any(x["type"] == "complete" and x["task_id"] == parent
+                                                             for x in b) and b, 30, "the plan's ending to arrive")
+    mine = [b for b in bodies if b["task_id"] == parent]
+    plan = next(b for b in mine if b["type"] == "plan")
+    assert plan["message"] == (f"🗺️ Task {parent} is planned in 2 subtasks:\n• store: SQLite store\n"
+                               f"• api: REST API (after store)")
+    merged = [b for b in mine if b["type"] == "subtask"]
+    assert [b["data"]["key"] for b in merged] == ["store", "api"]
+    assert merged[0]["message"].startswith(f"🧩 Task {parent}: Merged subtask store into tars/{parent}")
+    for body in merged:  # the plan's summary as it stood when the update was sent, under the sentence
+        assert re.fullmatch(r"[12] of 2 subtasks done(, .+)?", body["plan_summary"]), body
+        assert body["message"].endswith("\n" + body["plan_summary"])
+    store = [b for b in bodies if b["task_id"] == subs["store"]]
+    assert store[0]["message"] == f"🚀 Task {subs['store']} (part 'store' of {parent}) started: Write store.py"
+    assert {(b["parent"], b["plan_key"]) for b in store} == {(parent, "store")}
+    assert "parent" not in plan and "plan_key" not in plan

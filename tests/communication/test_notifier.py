@@ -17,8 +17,8 @@ import time
 import pytest
 
 from communication.notifier import (ALWAYS, EVENT_TYPES, FAILED, MILESTONES, REFUSED, SENT, Notifier, ProgressEvent,
-                                    discord_payload, format_message, n8n_payload, no_mentions, should_send, sign,
-                                    verify)
+                                    bot_status_body, discord_payload, format_message, n8n_payload, no_mentions,
+                                    should_send, sign, verify)
 from tests.fakes.webhook_server import Reply
 
 TASK = "a7f3c1"
@@ -171,6 +171,50 @@ def test_format_message_examples():
     assert format_message(event("command", "Running: pytest", command="pytest -q")) == \
         "⚡ Task a7f3c1 running `pytest -q`"
     assert format_message(event("error", "Failed: stuck")) == "❌ Task a7f3c1 failed: Failed: stuck"
+
+
+# --- planned tasks (issue 16): the plan's messages summarise it, a subtask's name its plan ---------------------------
+PLAN = [{"key": "store", "title": "SQLite store", "depends_on": []},
+        {"key": "api", "title": "REST API", "depends_on": ["store"]},
+        {"key": "cli", "title": "Command line", "depends_on": ["store", "api"]}]
+
+
+def test_the_plan_is_listed_with_each_subtasks_dependencies_before_work_starts():
+    shown = event("plan", "Plan of 3 subtasks: store (SQLite store); ...", phase="coding", data={"subtasks": PLAN})
+    assert format_message(shown) == ("🗺️ Task a7f3c1 is planned in 3 subtasks:\n• store: SQLite store\n"
+                                     "• api: REST API (after store)\n• cli: Command line (after store, api)")
+    assert discord_payload(shown)["embeds"][0]["title"] == "🗺️ Task a7f3c1 · Plan"
+    assert format_message(event("plan", "Plan of 1 subtask: x (X)")) == "🗺️ Task a7f3c1: Plan of 1 subtask: x (X)"
+    assert should_send("plan", verbose=False) and should_send("subtask", verbose=False)
+
+
+def test_later_messages_of_a_plan_carry_its_summary():
+    merged = event("subtask", "Merged subtask store into tars/a7f3c1 (1 file).", phase="coding",
+                   plan_summary="1 of 3 subtasks done, 1 running, 1 waiting on api")
+    assert format_message(merged) == ("🧩 Task a7f3c1: Merged subtask store into tars/a7f3c1 (1 file).\n"
+                                      "1 of 3 subtasks done, 1 running, 1 waiting on api")
+    assert n8n_payload(merged)["plan_summary"] == "1 of 3 subtasks done, 1 running, 1 waiting on api"
+    fields = {f["name"]: f["value"] for f in discord_payload(merged)["embeds"][0]["fields"]}
+    assert fields["Plan"] == "1 of 3 subtasks done, 1 running, 1 waiting on api"
+    status = bot_status_body(merged, elapsed=65, cost=None)
+    assert status["content"] == "🧩 Task a7f3c1 · 1 of 3 subtasks done, 1 running, 1 waiting on api · 1m05s"
+    ended = bot_status_body(event("complete", "All 3 subtasks are merged.", phase="complete",
+                                  plan_summary="3 of 3 subtasks done"), elapsed=90, cost=None)
+    assert ended["content"].startswith("🎉 Task a7f3c1 · complete")
+
+
+def test_a_subtasks_messages_name_its_plan():
+    started = event("started", "Started", task_id="b2c3d4", parent="a7f3c1", plan_key="store", goal="Write store.py")
+    assert format_message(started) == "🚀 Task b2c3d4 (part 'store' of a7f3c1) started: Write store.py"
+    assert discord_payload(started)["embeds"][0]["title"] == "🚀 Task b2c3d4 (part 'store' of a7f3c1) · Started"
+    body = n8n_payload(started)
+    assert (body["parent"], body["plan_key"]) == ("a7f3c1", "store") and "plan_summary" not in body
+    assert "parent" not in n8n_payload(event("started", "Started"))
+    asked = event("confirmation_required", "rm", task_id="b2c3d4", parent="a7f3c1", plan_key="store",
+                  command="rm -rf build/")
+    assert format_message(asked).startswith("⚠️ Task b2c3d4 (part 'store' of a7f3c1) needs your confirmation")
+    assert bot_status_body(started, elapsed=3, cost=None)["content"].startswith(
+        "🚀 Task b2c3d4 (part 'store' of a7f3c1) · planning")
 
 
 def test_confirmation_text_names_command_reason_and_the_code():

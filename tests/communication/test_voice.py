@@ -25,6 +25,7 @@ from sub_agents_tars import VOICE_TOOLS
 from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET, ServerThread
 from tests.fakes.anthropic_api import bash, delay, edit, error, text, tool_use
 from tests.fakes.relay_client import RelayClient, incoming_call_params, sign, twilio_post
+from tests.test_task_branches import owner_repo
 from tests.waiting import wait_until
 
 PUBLIC = "https://tars.example.test"
@@ -567,3 +568,32 @@ def test_every_owner_call_hears_the_request_at_once(make_server, phone, fake_api
     second.press("6283#")
     assert second.next().message["token"] == f"Confirmation code received for task {task_id}, sir."
     assert tasks.wait_until_ended(task_id, 30)
+
+
+@pytest.mark.usefixtures("private_git")
+def test_the_owner_asks_for_a_plan_hears_it_before_work_starts_and_hears_the_ending(make_server, phone, fake_api,
+                                                                                     projects, tasks, start_worker):
+    server = make_server(PLAN_GOALS="ask")
+    owner_repo(projects / "todo", {"README.md": "# todo\n"})
+    fake_api.script([tool_use("start_autonomous_coding", {"goal": "A todo app with a store and a CLI",
+                                                          "project_path": "todo", "plan": True}),
+                     echo_tool_result], match="plan it out: a todo app", name="voice")
+    fake_api.script([tool_use("plan_subtasks", {"subtasks": [
+        {"key": "store", "title": "SQLite store", "goal": "Write store.py", "depends_on": []},
+        {"key": "cli", "title": "Command line", "goal": "Write cli.py using the store", "depends_on": ["store"]}]})],
+        match="Plan the work for this goal", name="planner")
+    for key in ("store", "cli"):
+        fake_api.script([edit(command="create", path=f"{key}.py", file_text=f"NAME = '{key}'\n"), text("Done.")],
+                        match=f"Goal: Write {key}.py", name=key)
+    call = phone(server=server)
+    call.say("plan it out: a todo app with a store and a CLI")
+    started = call.reply().text
+    task_id = task_id_in(started)
+    assert "I'll plan it out first" in started
+    start_worker()
+    plan = call.next(timeout=120).message
+    assert plan == {"type": "text", "last": True, "token": f"Sir, task {task_id} is planned in 2 subtasks: SQLite "
+                    "store; and Command line, after store. Work starts now."}
+    ending = call.next(timeout=180).message
+    assert ending["token"].startswith(f"Task {task_id} is complete, sir. It made "), ending
+    assert tasks.status(task_id).status == "complete"
