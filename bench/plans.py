@@ -215,7 +215,10 @@ def run(rig: Rig, quick: bool, out=print) -> list[Figure]:
         finally:
             for process in workers:
                 rig.stop(process)
-    return figures(planned, single, turn)
+    found = figures(planned, single, turn)
+    for figure in found:
+        out(figure.line())
+    return found
 
 
 def figures(planned: list[dict], single: list[dict], turn: float) -> list[Figure]:
