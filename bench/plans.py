@@ -9,7 +9,8 @@ The project: an owner's git repository (a README; git reads no config of this ma
 units a, b, c, d. One unit is a short scripted coding session of UNIT_TURNS model turns: write unit_k.py, write
 test_unit_k.py, run it with pytest, add a docstring, run it again, read the module, grep it, add a comment, run the
 tests again, read the test (b's module imports a's, d's imports c's: they need that work first). Full: 10 turns of
-1.0 s, ~10.5 s a unit with its commands and checkpoints; --quick: 0.1 s turns (the numbers mean nothing).
+1.0 s, ~11.7 s a unit with its commands and checkpoints; --quick: its first 3 turns (write both files, run the
+test) of 0.1 s, one round (the numbers mean nothing).
 
 * planned: `TaskManager.start(goal, plan=True)` on the 2 workers; the planner's one turn (plan_subtasks) gives four
   subtasks in two independent pairs, a -> b and c -> d; each subtask does its unit, then says it is done (one more
@@ -56,6 +57,7 @@ AFTER = {"b": "a", "d": "c"}  # the two independent pairs: a -> b, c -> d
 UNIT_TURNS = 10
 MODEL_TURN_SECONDS = 1.0
 QUICK_TURN_SECONDS = 0.1
+QUICK_UNIT_TURNS = 3
 ROUNDS = 3
 PLANNER = "Plan the work for this goal"  # the planner's request opens with it (core/plans.PLANNER_REQUEST)
 
@@ -71,8 +73,9 @@ CLOSE = "  planned task: a subtask's own close (closing turn, test run, checkpoi
 NAMES = [PLAN_WALL, SINGLE_WALL, RATIO, OVERHEAD, PLANNING, START, MERGE, FINAL, CLOSE]
 
 
-def unit_turns(key: str) -> list:
-    """One unit of work: UNIT_TURNS tool turns writing, testing and refining unit_<key>.py."""
+def unit_turns(key: str, count: int = UNIT_TURNS) -> list:
+    """One unit of work: `count` tool turns writing, testing and refining unit_<key>.py (the first 3 write it and
+    its test and run it)."""
     module, test = f"unit_{key}.py", f"test_unit_{key}.py"
     before = AFTER.get(key)
     body = (f"from unit_{before} import value_{before}\n\n\ndef value_{key}():\n    return value_{before}() + 1\n"
@@ -93,7 +96,7 @@ def unit_turns(key: str) -> list:
              bash(f"python -m pytest -q {test}"),
              edit(command="view", path=test)]
     assert len(turns) == UNIT_TURNS
-    return turns
+    return turns[:count]
 
 
 def subtask_goal(key: str) -> str:
@@ -143,14 +146,14 @@ def last_request(rig: Rig, script: str) -> float:
     return max(r.received_at for r in rig.fake.message_requests if r.script == script)
 
 
-def planned_round(rig: Rig, tasks: TaskManager, n: int, turn: float, timeout: float) -> dict:
+def planned_round(rig: Rig, tasks: TaskManager, n: int, turn: float, count: int, timeout: float) -> dict:
     """One planned run: its wall time and the overhead parts, in seconds."""
     rig.fake.reset()
     plan = {"subtasks": [{"key": k, "title": f"Unit {k}", "goal": subtask_goal(k),
                           "depends_on": [AFTER[k]] if k in AFTER else []} for k in UNITS]}
     rig.fake.script([delay(turn, tool_use("plan_subtasks", plan))], match=PLANNER, name="planner")
     for key in UNITS:
-        rig.fake.script([delay(turn, t) for t in unit_turns(key)] + [delay(turn, text(f"Wrote unit {key}."))],
+        rig.fake.script([delay(turn, t) for t in unit_turns(key, count)] + [delay(turn, text(f"Wrote unit {key}."))],
                         match=f"Goal: {subtask_goal(key)}", name=key)
     new_project(rig, f"planned-{n}")
     began = time.time()
@@ -177,11 +180,11 @@ def planned_round(rig: Rig, tasks: TaskManager, n: int, turn: float, timeout: fl
             "per_subtask": (planning + sum(starts) + sum(merges) + final) / len(UNITS)}
 
 
-def single_round(rig: Rig, tasks: TaskManager, n: int, turn: float, timeout: float) -> dict:
+def single_round(rig: Rig, tasks: TaskManager, n: int, turn: float, count: int, timeout: float) -> dict:
     """The same four units as one ordinary task: its wall time."""
     rig.fake.reset()
     goal = "Write unit_a.py, unit_b.py, unit_c.py and unit_d.py, each with its test, one after another"
-    rig.fake.script([delay(turn, t) for key in UNITS for t in unit_turns(key)]
+    rig.fake.script([delay(turn, t) for key in UNITS for t in unit_turns(key, count)]
                     + [delay(turn, text("Wrote the four units."))], match=f"Goal: {goal}", name="single")
     new_project(rig, f"single-{n}")
     began = time.time()
@@ -192,6 +195,7 @@ def single_round(rig: Rig, tasks: TaskManager, n: int, turn: float, timeout: flo
 def run(rig: Rig, quick: bool, out=print) -> list[Figure]:
     turn = QUICK_TURN_SECONDS if quick else MODEL_TURN_SECONDS
     rounds = 1 if quick else ROUNDS
+    count = QUICK_UNIT_TURNS if quick else UNIT_TURNS
     timeout = 120 + 4 * (UNIT_TURNS + 2) * turn * 3
     tasks = TaskManager(rig.redis, load_settings(PLAN_GOALS="ask"))
     with private_git(rig.work / "home"):
@@ -209,26 +213,26 @@ def run(rig: Rig, quick: bool, out=print) -> list[Figure]:
             order = ["planned", "single", "single", "planned"] * ((rounds + 1) // 2)
             for n, kind in enumerate(order[:rounds * 2]):
                 if kind == "planned":
-                    planned.append(planned_round(rig, tasks, n, turn, timeout))
+                    planned.append(planned_round(rig, tasks, n, turn, count, timeout))
                 else:
-                    single.append(single_round(rig, tasks, n, turn, timeout))
+                    single.append(single_round(rig, tasks, n, turn, count, timeout))
         finally:
             for process in workers:
                 rig.stop(process)
-    found = figures(planned, single, turn)
+    found = figures(planned, single, turn, count)
     for figure in found:
         out(figure.line())
     return found
 
 
-def figures(planned: list[dict], single: list[dict], turn: float) -> list[Figure]:
+def figures(planned: list[dict], single: list[dict], turn: float, count: int) -> list[Figure]:
     def mid(rows: list[dict], name: str) -> float:
         return median([row[name] for row in rows])
 
     def each(rows: list[dict], name: str = "wall") -> str:
         return ", ".join(f"{row[name]:.2f}" for row in rows)
 
-    unit = f"a unit: {UNIT_TURNS} model turns of {turn:g} s"
+    unit = f"a unit: {count} model turns of {turn:g} s"
     ratio = mid(planned, "wall") / mid(single, "wall")
     found = [Figure(PLAN_WALL, f"{mid(planned, 'wall'):.2f} s median ({each(planned)}; {unit})"),
              Figure(SINGLE_WALL, f"{mid(single, 'wall'):.2f} s median ({each(single)})"),
