@@ -4,15 +4,17 @@
 
 Groups: loop (the coding loop in-process), git (what a task's own git checkout costs: prepare, checkpoint,
 summary, in temporary repositories), sandbox (what the OS sandbox adds to each command the model runs), tasks
-(= enqueue confirm cache throughput, on real workers), memory, delivery (progress updates: append → n8n), dashboard
+(= enqueue confirm cache throughput, on real workers), plans (a planned task of four subtasks on two workers
+against the same work as one task), memory, delivery (progress updates: append → n8n), dashboard
 (runs `python -m bench.dashboard`: the web dashboard's SSE streams on a real `main_tars.py serve`, latency and
 Redis load per open tab, with a private Redis of its own), voice (runs `python -m bench.voice` as its own process).
 No group: all of them. --quick uses tiny counts (for the smoke test, tests/test_bench.py); its numbers mean nothing.
 A MISS is a finding, not an error: the exit code is 0 unless a benchmark could not run.
 
 Each module's docstring defines its figures (bench/loop.py, bench/git.py, bench/sandbox.py, bench/tasks.py,
-bench/memory.py, bench/delivery.py, bench/dashboard.py, bench/voice.py). The machine is shared and noisy: figures are ratios or
-distributions measured in the same run (baseline and TARS interleaved), medians where runs repeat.
+bench/plans.py, bench/memory.py, bench/delivery.py, bench/dashboard.py, bench/voice.py). The machine is shared and
+noisy: figures are ratios or distributions measured in the same run (baseline and TARS interleaved), medians where
+runs repeat.
 """
 
 from __future__ import annotations
@@ -32,14 +34,15 @@ from bench import dashboard  # noqa: E402
 from bench import delivery as delivery_bench  # noqa: E402
 from bench import git as git_bench  # noqa: E402
 from bench import loop, memory, tasks  # noqa: E402
+from bench import plans as plans_bench  # noqa: E402
 from bench import sandbox as sandbox_bench  # noqa: E402
 from bench.common import Figure, Rig, machine  # noqa: E402
 
 VOICE_RELAY = "relay overhead per turn (voice)"
 VOICE_WEBHOOK = "/voice webhook latency under load (voice)"
-FIGURE_NAMES = [*loop.NAMES, *git_bench.NAMES, *sandbox_bench.NAMES, *tasks.NAMES, *memory.NAMES,
+FIGURE_NAMES = [*loop.NAMES, *git_bench.NAMES, *sandbox_bench.NAMES, *tasks.NAMES, *plans_bench.NAMES, *memory.NAMES,
                 *delivery_bench.NAMES, *dashboard.NAMES, VOICE_RELAY, VOICE_WEBHOOK]
-GROUPS = ("loop", "git", "sandbox", *tasks.GROUPS, "memory", "delivery", "dashboard", "voice")
+GROUPS = ("loop", "git", "sandbox", *tasks.GROUPS, "plans", "memory", "delivery", "dashboard", "voice")
 ALIASES = {"tasks": set(tasks.GROUPS)}
 
 
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     dashboard_process = start_dashboard(True) if args.quick and "dashboard" in wanted else None
     voice_process = start_voice(True) if args.quick and "voice" in wanted else None
     # git, dashboard (a private Redis of its own) and voice need no shared Redis: `bench git` alone starts none.
-    with Rig() if wanted & {"loop", "memory", "delivery", *tasks.GROUPS} else nullcontext() as rig:
+    with Rig() if wanted & {"loop", "plans", "memory", "delivery", *tasks.GROUPS} else nullcontext() as rig:
         if "loop" in wanted:
             found += loop.run(rig, args.quick, out)
         if "git" in wanted:
@@ -121,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             found += sandbox_bench.run(args.quick, out)
         if wanted & set(tasks.GROUPS):
             found += tasks.run(rig, args.quick, wanted & set(tasks.GROUPS), out)
+        if "plans" in wanted:
+            found += plans_bench.run(rig, args.quick, out)
         if "memory" in wanted:
             found += memory.run(rig, args.quick, out)
         if "delivery" in wanted:
