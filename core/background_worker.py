@@ -16,9 +16,10 @@ import shutil
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from datetime import timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import psutil
 import redis
@@ -29,8 +30,8 @@ from core import command_policy, event_log, git_workspace, keys, project_env, sa
 from core import confirmations
 from core.agent import Agent, AgentConfig, AgentResult, LoopHooks
 from core.config import Settings, env_file, get_settings, setting_names
-from core.defaults import (CONFIRMATION_ATTEMPTS, JOB_TIMEOUT_MARGIN_SECONDS, PROJECT_ENV_STALE_SECONDS,
-                           PROJECT_ENV_TIMEOUT_SECONDS, RESULT_TTL_SECONDS)
+from core.defaults import (CONFIRMATION_ATTEMPTS, JOB_TIMEOUT_MARGIN_SECONDS, PLAN_LOCK_SECONDS,
+                           PROJECT_ENV_STALE_SECONDS, PROJECT_ENV_TIMEOUT_SECONDS, RESULT_TTL_SECONDS)
 from core.exceptions import GitError, TaskEnded, TaskFailed, TarsError, WorkspaceUnusable
 from core.model import AnthropicModel, Model, Usage, estimate_cost
 from core.model import warm_up as model_warm_up
@@ -318,6 +319,23 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
     return result
 
 
+@contextmanager
+def plan_lock(connection: redis.Redis, parent: str) -> Iterator[bool]:
+    """The plan's lock (keys.task_plan_lock), so that one git operation at a time touches a plan's branch: a subtask's
+    merge into it, or a fork from it. Yields False when it stayed taken for PLAN_LOCK_SECONDS."""
+    lock = connection.lock(keys.task_plan_lock(parent), timeout=PLAN_LOCK_SECONDS,
+                           blocking_timeout=PLAN_LOCK_SECONDS)
+    held = lock.acquire()
+    try:
+        yield held
+    finally:
+        if held:
+            try:
+                lock.release()
+            except redis.exceptions.LockError:  # it outlived PLAN_LOCK_SECONDS: git's own ref checks still held
+                log.warning("the lock of plan %s expired while held", parent)
+
+
 def _prepare_checkout(ctx: TaskContext, settings: Settings) -> git_workspace.TaskCheckout:
     """The task's own branch (a clone of the repository, of a URL's cache, or a shadow repository for a plain
     folder)."""
@@ -335,8 +353,17 @@ def _prepare_checkout(ctx: TaskContext, settings: Settings) -> git_workspace.Tas
             ctx.log.info("continuing in its checkout %s", checkout.path)
         except GitError:
             # A plan's subtask starts from its parent's branch as it stands now, its dependencies merged into it.
-            parent = git_workspace.find(ctx.meta["parent"], data) if ctx.meta.get("parent") else None
-            checkout = git_workspace.prepare(ctx.task_id, project, data, fork_of=parent)
+            if ctx.meta.get("parent"):
+                # The fork copies the plan's branch into the owner's repository, which a sibling's merge moves.
+                with plan_lock(ctx.redis, ctx.meta["parent"]) as held:
+                    if not held:
+                        raise TaskFailed("The plan's branch stayed locked by another subtask's merge for "
+                                         f"{PLAN_LOCK_SECONDS:.0f} s; retry this subtask with: python main_tars.py "
+                                         f"task retry {ctx.task_id}")
+                    parent = git_workspace.find(ctx.meta["parent"], data)
+                    checkout = git_workspace.prepare(ctx.task_id, project, data, fork_of=parent)
+            else:
+                checkout = git_workspace.prepare(ctx.task_id, project, data)
             if ctx.meta.get("merge_from"):  # an integration subtask: the conflicting merge is its first checkpoint
                 conflicts = git_workspace.begin_merge(checkout, git_workspace.find(ctx.meta["merge_from"], data))
                 ctx.log.info("merged %s with conflicts in %s", ctx.meta["merge_from"], ", ".join(conflicts))

@@ -69,8 +69,9 @@ GIT_TIMEOUT_SECONDS = 60.0
 """A local git command (commit, worktree add, merge) taking longer than this is stopped: the disk or a lock is stuck."""
 
 PLAN_LOCK_SECONDS = 240.0
-"""How long a subtask may hold its plan's lock (task:<id>:plan:lock) while it merges into the plan's branch: a few git
-commands, each bounded by GIT_TIMEOUT_SECONDS; another subtask waits up to as long for it."""
+"""How long a subtask may hold its plan's lock (task:<id>:plan:lock) while it merges into the plan's branch or forks
+its own branch from it: a few git commands, each bounded by GIT_TIMEOUT_SECONDS; another subtask waits up to as long
+for it."""
 
 GIT_NETWORK_TIMEOUT_SECONDS = 300.0
 """Clone, fetch and push talk to a server; they get this long before they are stopped."""

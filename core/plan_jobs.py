@@ -21,15 +21,14 @@ import logging
 import time
 from pathlib import Path
 
-import redis
 from rq import get_current_job
 from rq.job import Job
 
 from core import event_log, git_workspace, keys, plans, task_states
-from core.background_worker import (TaskContext, _ended, _finish, _open_sandbox, _prepare_checkout,
+from core.background_worker import (TaskContext, _ended, _finish, _open_sandbox, _prepare_checkout, plan_lock,
                                     _prepare_environment, build_model, horse_identity, run_task)
 from core.config import Settings, get_settings
-from core.defaults import PLAN_LOCK_SECONDS, RESULT_TTL_SECONDS, TEST_OUTPUT_TO_MODEL
+from core.defaults import RESULT_TTL_SECONDS, TEST_OUTPUT_TO_MODEL
 from core.exceptions import GitError, MergeConflict, ModelError, SubtaskFailed, TarsError
 from core.model import Usage, estimate_cost
 from core.project_tests import PYTEST_NO_TESTS, detect_test_command
@@ -126,17 +125,10 @@ def run_subtask(task_id: str) -> dict:
               f"it with: python main_tars.py task retry {task_id}", task_id=task_id, key=key, state="failed")
         raise SubtaskFailed(f"Subtask {key} ({task_id}) {verb}: {record['reason']}")
     settings = get_settings()
-    lock = job.connection.lock(keys.task_plan_lock(parent), timeout=PLAN_LOCK_SECONDS,
-                               blocking_timeout=PLAN_LOCK_SECONDS)
-    if not lock.acquire():
-        _fail_merge(job, parent, key, "the plan's lock stayed taken (another merge hung)")
-    try:
+    with plan_lock(job.connection, parent) as held:
+        if not held:
+            _fail_merge(job, parent, key, "the plan's lock stayed taken (another merge hung)")
         _merge(job, settings, parent, key, meta)
-    finally:
-        try:
-            lock.release()
-        except redis.exceptions.LockError:  # it outlived PLAN_LOCK_SECONDS; the merge's update-ref names the old
-            log.warning("[task %s] the plan's lock expired during the merge", job.id)  # tip, so none was lost
     return record
 
 

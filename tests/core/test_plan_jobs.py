@@ -13,7 +13,7 @@ import time
 import pytest
 from rq.job import Job
 
-from core import event_log
+from core import event_log, keys
 from core.config import load_settings
 from core.task_manager import TaskManager
 from tests.conftest import TEST_CODE
@@ -354,3 +354,26 @@ def test_a_subtasks_confirmation_request_names_its_plan(tasks, fake_api, start_w
     done = ended(tasks, parent)
     worker.stop()
     assert done.status == "complete", done.reason
+
+
+def test_a_subtask_forks_its_branch_only_while_no_merge_holds_the_plan(tasks, fake_api, start_worker, projects,
+                                                                       redis_client):
+    """The fork copies the plan's branch into the owner's repository, which a sibling's merge moves: it takes the
+    plan's lock first (without it, a fork racing a merge failed with git's 'cannot lock ref')."""
+    owner_repo(projects / "notes", {"README.md": "# notes\n"})
+    script_plan(fake_api, ("a", "A", "Write a.py", []))
+    fake_api.script([edit(command="create", path="a.py", file_text="A = 1\n"), text("Wrote a.py.")],
+                    match="Goal: Write a.py", name="a")
+    parent = tasks.start("Write the notes app", "notes", plan=True)
+    merge = redis_client.lock(keys.task_plan_lock(parent), timeout=300)  # a merge holding the plan's lock
+    assert merge.acquire(blocking=False)
+    worker = start_worker()
+    sub = planned(tasks, parent)["a"]["task_id"]
+    wait_until(lambda: Job.fetch(sub, connection=redis_client).get_status() == "started", 120, "the subtask to start")
+    assert "checkout" not in Job.fetch(sub, connection=redis_client).get_meta()  # it waits for the lock
+    released = time.time()
+    merge.release()
+    done = ended(tasks, parent)
+    worker.stop()
+    assert done.status == "complete", done.reason
+    assert min(r.received_at for r in fake_api.requests_for("a")) >= released
