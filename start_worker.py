@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The worker's entry script: `python start_worker.py [--burst]` runs one worker (core/worker.py) until stopped.
+"""The worker's entry script: `python start_worker.py [--burst] [--capabilities python,frontend]` runs one worker
+(core/worker.py) until stopped; with capabilities it also serves the queue of each (core/capabilities.py).
 
 Wiring only: settings, logging, Redis, the progress delivery process beside the worker (`python -m
 communication.delivery`: it reads the tasks' events from Redis and sends them to n8n / Discord, so a killed
@@ -24,10 +25,10 @@ from urllib.parse import urlparse
 from rq import Queue
 
 from communication.delivery import DRAIN_SECONDS
-from core import background_worker, sandbox
+from core import background_worker, capabilities, sandbox
 from core.config import get_settings, warn_about_env_file
 from core.defaults import QUEUE_NAME, REDIS_OUTAGE_RETRY_SECONDS, WORKER_LOG_FORMAT
-from core.exceptions import TarsError
+from core.exceptions import InvalidCapabilities, TarsError
 from core.redis_conn import connect, safe_url
 from core.scrub import install_log_scrubbing
 from core.worker import TarsSpawnWorker, TarsWorker
@@ -63,8 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Work the TARS task queue.")
     parser.add_argument("--burst", action="store_true", help="work until the queue is empty, then exit")
     parser.add_argument("--name", help="worker name (default: host.pid, unique)")
+    parser.add_argument("--capabilities", default="", metavar="NAMES",
+                        help="comma-separated capabilities (e.g. python,frontend): also run the plan subtasks that "
+                             "need one of them")
     parser.add_argument("--started-by-up", action="store_true", help=argparse.SUPPRESS)  # its server warned already
     args = parser.parse_args(argv)
+    try:
+        served = capabilities.parse(args.capabilities) if args.capabilities.strip() else []
+    except InvalidCapabilities as exc:
+        print(f"start_worker: {exc}", file=sys.stderr)
+        return 2
+    # Its own queues first: a plain worker can take the normal queue's tasks, only this one theirs.
+    queue_names = [capabilities.queue_name(name) for name in served] + [QUEUE_NAME]
     sandbox.make_non_dumpable()  # the worker and its work-horses: their environment stays closed to the commands
     try:
         settings = get_settings()
@@ -78,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(BANNER)
     print(f"  Redis:        {safe_url(settings.redis_url)}")
-    print(f"  Queue:        {QUEUE_NAME}")
+    print(f"  Queues:       {', '.join(queue_names)}")
     print(f"  Max runtime:  {settings.MAX_TASK_RUNTIME_MINUTES:g} minutes, {settings.MAX_TASK_ITERATIONS} iterations")
     print(f"  Model:        {settings.CLAUDE_MODEL}")
     print(f"  Projects:     {settings.PROJECTS_ROOT}")
@@ -97,8 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         background_worker.warm_up(settings)  # built once here instead of in every work-horse
         worker_class = TarsSpawnWorker if sys.platform == "darwin" else TarsWorker
-        worker = worker_class([Queue(QUEUE_NAME, connection=connection)], connection=connection, name=name)
+        worker = worker_class([Queue(q, connection=connection) for q in queue_names], connection=connection,
+                              name=name)
         worker.settings = settings
+        worker.capabilities = tuple(served)
         worker.work(burst=args.burst, logging_level=settings.LOG_LEVEL, log_format=WORKER_LOG_FORMAT)
     finally:
         stop_delivery(delivery)

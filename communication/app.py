@@ -19,7 +19,7 @@ from communication.api import router
 from communication.dashboard import router as dashboard_router
 from communication.twilio_media_streams import VoiceHub
 from communication.twilio_media_streams import router as voice_router
-from core import sandbox
+from core import capabilities, sandbox
 from core.config import Settings
 from core.defaults import QUEUE_NAME
 from core.exceptions import (GitError, InvalidGoal, InvalidProjectPath, MergeBlocked, MergeConflict, NoSuchCheckpoint,
@@ -101,7 +101,7 @@ def create_app(settings: Settings, connection: redis.Redis,
         registered = {worker.name for worker in Worker.all(queue=queue)}
         starting = [name for name in (own_workers() if own_workers else []) if name not in registered]
         return {"status": "ok", "redis": True, "workers": len(registered), "starting": len(starting),
-                "queue_length": queue.count, "sandbox": contained, "discord": bot.state if bot else "off"}
+                "queue_length": sum(q.count for q in capabilities.tars_queues(connection)), "sandbox": contained, "discord": bot.state if bot else "off"}
 
     probe = probe_client(connection)
     contained = sandbox.status_line(settings.SANDBOX, settings.SANDBOX_NETWORK != "off")

@@ -45,7 +45,7 @@ from starlette.staticfiles import StaticFiles
 from communication.deps import (LOGIN_COOKIE, DashboardLogin, StartBody, body_schema, confirm_answer,
                                 dashboard_csrf, dashboard_login, get_tasks, load_login, parse, read_body,
                                 same_origin, start_answer, status_json, task_id_of)
-from core import event_log, git_workspace, keys, task_states
+from core import capabilities, event_log, git_workspace, keys, task_states
 from core.config import Settings
 from core.confirmations import pending_request
 from core.defaults import QUEUE_NAME
@@ -262,8 +262,9 @@ def workers_overview(connection: redis.Redis) -> dict:
             "current_task": worker.get_current_job_id() or live.get("task_id") or None,
             "host": live.get("host") or worker.hostname, "pid": _int(live.get("pid")) or worker.pid,
             "horse_pid": _int(live.get("horse_pid")) or None, "alive": bool(live),
+            "capabilities": [c for c in live.get("capabilities", "").split(",") if c],
             "last_seen": _float(live.get("seen")) or heartbeat})
-    return {"workers": workers, "queue_length": queue.count}
+    return {"workers": workers, "queue_length": sum(q.count for q in capabilities.tars_queues(connection))}
 
 
 def _int(value) -> int | None:

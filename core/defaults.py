@@ -7,6 +7,13 @@ code agrees on and that users need not change.
 QUEUE_NAME = "tars_programming"
 """The RQ queue tasks go onto; `LLEN rq:queue:tars_programming` shows the backlog."""
 
+
+def capability_queue_name(capability: str) -> str:
+    """The RQ queue of the subtasks that need `capability` (core/capabilities.py): tars_programming:<capability>. A
+    worker started with `--capabilities` serves one per capability beside QUEUE_NAME."""
+    return f"{QUEUE_NAME}:{capability}"
+
+
 TASK_ID_BYTES = 3
 """Random bytes in a task id: 3 bytes give 6 lowercase hex characters, short enough to say."""
 

@@ -26,6 +26,10 @@ class InvalidPlan(TarsError):
     """A planner's plan_subtasks input is not a usable plan (core/plans.py): the message says why, for the model."""
 
 
+class InvalidCapabilities(TarsError):
+    """A worker's --capabilities value is not a list of short lowercase names (core/capabilities.py)."""
+
+
 class SubtaskFailed(TarsError):
     """Raised by a plan's subtask job that did not end merged, so RQ records the job failed and the subtasks that
     depend on it stay deferred (core/plan_jobs.py); `task retry` requeues it."""

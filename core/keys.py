@@ -7,10 +7,16 @@ per-task data lives under `task:<id>:...`; the queue itself is RQ's
 
 import hashlib
 
-from core.defaults import QUEUE_NAME
+from core.defaults import QUEUE_NAME, capability_queue_name
 
 RQ_QUEUE = f"rq:queue:{QUEUE_NAME}"
 """RQ's list for the queue (read-only for TARS; shown for redis-cli users)."""
+
+
+def rq_capability_queue(capability: str) -> str:
+    """RQ's list for the queue of the subtasks that need `capability` (read-only for TARS; for redis-cli users)."""
+    return f"rq:queue:{capability_queue_name(capability)}"
+
 
 RECENT_TASKS = "tars:tasks"
 """Sorted set of task ids scored by creation time: `task list` and 'the latest task'."""
@@ -70,7 +76,7 @@ REAPER_LEADER = "tars:reaper:leader"
 
 
 def worker_alive(worker_name: str) -> str:
-    """Hash of a live worker (host, pid, horse_pid, task_id); expires when the worker stops refreshing it."""
+    """Hash of a live worker (host, pid, horse_pid, task_id, capabilities: comma-separated); expires when the worker stops refreshing it."""
     return f"tars:worker:{worker_name}"
 
 

@@ -24,7 +24,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
-from core import event_log, git_workspace, keys, plans
+from core import capabilities, event_log, git_workspace, keys, plans
 from core.config import Settings
 from core.confirmations import submit_code
 from core.defaults import (CANCEL_GRACE_SECONDS, GOAL_MAX_CHARS, JOB_TIMEOUT_MARGIN_SECONDS, QUEUE_NAME,
@@ -183,16 +183,19 @@ class TaskManager:
                    + JOB_TIMEOUT_MARGIN_SECONDS)
 
     def _enqueue(self, task_id: str, meta: dict, function: str, depends_on: list[str] | None = None) -> None:
-        """Put a task's job on the queue (deferred by RQ until depends_on all finished) and tell its timeline."""
+        """Put a task's job on its queue (its capability's, core/capabilities.py, else the normal one; deferred by RQ
+        until depends_on all finished) and tell its timeline."""
         goal, call_sid, retry_of = meta["goal"], meta.get("session_id"), meta.get("retry_of")
         options = dict(args=(task_id,), job_id=task_id, timeout=self._timeout(), meta=meta,
                        result_ttl=RESULT_TTL_SECONDS, failure_ttl=RESULT_TTL_SECONDS,
                        description=f"TARS task {task_id}: {goal[:100]}")
+        queue = Queue(capabilities.queue_name(meta["capability"]), connection=self.redis) \
+            if meta.get("capability") else self.queue
         with self.redis.pipeline() as pipe:
             if depends_on:  # RQ checks the dependencies itself, outside any pipeline of ours
-                self.queue.enqueue_call(function, depends_on=depends_on, **options)
+                queue.enqueue_call(function, depends_on=depends_on, **options)
             else:
-                self.queue.enqueue_call(function, pipeline=pipe, **options)
+                queue.enqueue_call(function, pipeline=pipe, **options)
             data = {"project_path": meta["project_path"], "retry_of": retry_of}
             if meta.get("parent"):
                 data.update(parent=meta["parent"], plan_key=meta["plan_key"])
@@ -218,6 +221,7 @@ class TaskManager:
                 "project_path": parent_meta.get("project_path", ""),
                 "verbose_updates": parent_meta.get("verbose_updates"), "retry_of": None, "plan": False,
                 "parent": parent, "plan_key": sub["key"], "plan_context": plans.context_for(record, sub["key"]),
+                "capability": capabilities.normalize(sub["capability"]) if sub.get("capability") else None,
                 **extra_meta}
         self._enqueue(sub["task_id"], meta, SUBTASK_JOB_FUNCTION, depends_on)
         # Listed right under its plan, in the plan's order, and never "the latest task" while the plan is newer.
@@ -273,7 +277,7 @@ class TaskManager:
             waiting = [k for k in row["depends_on"] if by_key[k]["state"] != plans.DONE]
             if waiting:
                 return plans.WAITING, f"waiting on {', '.join(waiting)}"
-            return plans.READY, "waiting for a worker"
+            return plans.READY, capabilities.waiting_note(self.redis, meta.get("capability")) or "waiting for a worker"
         if status.status in ACTIVE:
             return plans.RUNNING, status.progress
         if status.status == COMPLETE:
@@ -350,6 +354,8 @@ class TaskManager:
         if status in (FAILED, CANCELLED) and not reason:
             reason = self._failure_reason(job, status)
         progress = meta.get("progress", "")
+        if status == QUEUED and (note := capabilities.waiting_note(self.redis, meta.get("capability"))):
+            progress = note[0].upper() + note[1:]  # "Waiting for a worker with frontend"
         if rows is not None and status in ACTIVE:
             progress = plans.plan_summary(rows)
         return TaskStatus(
@@ -625,7 +631,8 @@ class TaskManager:
 
     def awaiting_code(self) -> list[str]:
         """The ids of the tasks waiting for a confirmation code now (each one is running: RQ's started registry)."""
-        ids = StartedJobRegistry(queue=self.queue).get_job_ids(cleanup=False)
+        ids = [job_id for queue in capabilities.tars_queues(self.redis)
+               for job_id in StartedJobRegistry(queue=queue).get_job_ids(cleanup=False)]
         jobs = [job for job in Job.fetch_many(ids, connection=self.redis) if job is not None] if ids else []
         return [job.id for job in jobs if self._status_of(job).awaiting_confirmation]
 

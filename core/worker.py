@@ -31,12 +31,12 @@ from rq.registry import StartedJobRegistry
 from rq.utils import now
 from rq.worker import SpawnWorker, Worker
 
-from core import git_workspace, keys
+from core import capabilities, git_workspace, keys
 from core.background_worker import record_abandoned_end
 from core.config import Settings
 from core.redis_conn import Lease, private_client
 from core.task_states import CANCELLED, ENDING_KINDS, FAILED
-from core.defaults import (CHECKOUT_CLEANUP_INTERVAL_SECONDS, QUEUE_NAME, REAPER_INTERVAL_SECONDS, REAPER_LEASE_SECONDS, WORKER_ALIVE_REFRESH_SECONDS,
+from core.defaults import (CHECKOUT_CLEANUP_INTERVAL_SECONDS, REAPER_INTERVAL_SECONDS, REAPER_LEASE_SECONDS, WORKER_ALIVE_REFRESH_SECONDS,
                            WORKER_ALIVE_TTL_SECONDS)
 
 log = logging.getLogger("tars.worker")
@@ -62,9 +62,11 @@ def horse_death_reason(ret_val: int | None) -> str:
 
 
 class TarsWorkerMixin:
-    """What TARS adds to RQ's Worker (see the module docstring); `settings` must be set before work()."""
+    """What TARS adds to RQ's Worker (see the module docstring); `settings` must be set before work(), and
+    `capabilities` (its --capabilities, whose queues it serves) too when it has any."""
 
     settings: Settings
+    capabilities: tuple[str, ...] = ()
     _checkouts_cleaned = float("-inf")  # monotonic time of the last clean_checkouts()
 
     # --- RQ's command channel (stop-job, kill-horse, shutdown) ------------------------------------------
@@ -98,7 +100,7 @@ class TarsWorkerMixin:
         self._checkouts_cleaned = time.monotonic()
         try:
             keep = set()
-            for queue in self.queues:
+            for queue in capabilities.tars_queues(self.connection):  # other workers' queues too
                 keep.update(queue.get_job_ids())
                 keep.update(StartedJobRegistry(queue=queue).get_job_ids())
             removed = git_workspace.cleanup(self.settings.checkouts_dir, keep=keep)
@@ -243,7 +245,8 @@ class Liveness(threading.Thread):
     def beat(self) -> None:
         execution = self.worker.executions and next(iter(self.worker.executions.values()), None)
         fields = {"host": socket.gethostname(), "pid": os.getpid(), "horse_pid": self.worker.horse_pid or 0,
-                  "task_id": execution.job_id if execution else "", "seen": time.time()}
+                  "task_id": execution.job_id if execution else "", "seen": time.time(),
+                  "capabilities": ",".join(self.worker.capabilities)}  # what capabilities.served() reads
         with self.connection.pipeline() as pipe:
             pipe.hset(self.key, mapping=fields).expire(self.key, WORKER_ALIVE_TTL_SECONDS)
             pipe.hset(self.worker.key, TARS_MARK, 1)  # tells the reaper this RQ worker keeps a liveness hash
@@ -268,7 +271,6 @@ class Reaper:
         self.connection = connection
         self.settings = settings
         self.name = name
-        self.registry = StartedJobRegistry(QUEUE_NAME, connection=connection)
         self.leadership = Lease(connection, keys.REAPER_LEADER, name, REAPER_LEASE_SECONDS)
 
     def lead(self) -> bool:
@@ -280,7 +282,9 @@ class Reaper:
     def reap(self) -> list[str]:
         """One pass: the ids of the tasks it failed."""
         reaped = []
-        for job_id, execution_id in self.registry.get_job_and_execution_ids(cleanup=False):
+        started = [pair for queue in capabilities.tars_queues(self.connection)
+                   for pair in StartedJobRegistry(queue=queue).get_job_and_execution_ids(cleanup=False)]
+        for job_id, execution_id in started:
             try:
                 if self._reap_one(job_id, execution_id):
                     reaped.append(job_id)

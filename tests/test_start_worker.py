@@ -40,7 +40,7 @@ def test_burst_worker_on_an_empty_queue_prints_the_banner_and_exits(start_worker
     log = worker.log
     assert "background programming worker" in log
     assert f"Redis:        {tars_env['REDIS_URL']}" in log
-    assert "Queue:        tars_programming" in log
+    assert "Queues:       tars_programming" in log
     assert "Max runtime:  2 minutes, 30 iterations" in log
     assert "Model:        claude-sonnet-5-5" in log
     assert f"Projects:     {projects}" in log
@@ -385,3 +385,12 @@ def test_a_burst_worker_runs_a_mixed_batch_and_exits_by_itself(tasks, fake_api, 
         the_ending(tasks, task_id)
     assert "done, quitting" in worker.log and "Traceback" not in worker.log
     assert tasks.redis.llen(f"rq:queue:{QUEUE_NAME}") == 0
+
+
+def test_a_bad_capabilities_value_is_refused_with_the_fix(start_worker):
+    worker = start_worker("--burst", "--capabilities", "python,Front End")
+    assert worker.wait(60) == 2
+    assert "start_worker: --capabilities 'python,Front End' is not a comma-separated list of capabilities: use " \
+           "short names of lowercase letters, digits and -, such as --capabilities python,frontend ('front end' " \
+           "is not one)." in worker.log
+    assert "Traceback" not in worker.log

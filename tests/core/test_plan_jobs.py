@@ -34,8 +34,10 @@ PLANNER = "Plan the work for this goal"  # the planner's request opens with it (
 
 
 def plan(*subtasks) -> dict:
-    return {"subtasks": [{"key": key, "title": title, "goal": goal, "depends_on": list(after)}
-                         for key, title, goal, after in subtasks]}
+    """Each subtask as (key, title, goal, depends_on), or with a fifth item, its capability."""
+    return {"subtasks": [{"key": key, "title": title, "goal": goal, "depends_on": list(after),
+                          **({"capability": rest[0]} if rest else {})}
+                         for key, title, goal, after, *rest in subtasks]}
 
 
 def script_plan(fake_api, *subtasks):

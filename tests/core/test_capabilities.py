@@ -1,0 +1,100 @@
+"""Workers with capabilities: `python start_worker.py --capabilities frontend` also serves the frontend queue; a plan's
+subtask that needs a capability waits there (and says so) until such a worker is live, while the rest of the plan runs
+on any worker. Real worker processes, real git, the scripted model."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from rq.job import Job
+
+from core import capabilities, keys
+from core.exceptions import InvalidCapabilities
+from tests.core.test_plan_jobs import ended, planned, rows, script_plan
+from tests.fakes.anthropic_api import bash, edit, text
+from tests.test_start_worker import worker_name
+from tests.test_task_branches import git, owner_repo
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.usefixtures("private_git")
+
+
+@pytest.fixture
+def tars_env(tars_env, monkeypatch):
+    monkeypatch.setenv("PLAN_GOALS", "ask")
+    return {**tars_env, "PLAN_GOALS": "ask"}
+
+
+def test_capabilities_are_short_lowercase_names_and_the_planners_spelling_is_normalized():
+    assert capabilities.parse("python, Frontend,python") == ["python", "frontend"]
+    assert capabilities.normalize("Front_End") == "front-end"
+    assert capabilities.queue_name("Front_End") == "tars_programming:front-end"
+    assert capabilities.queue_name(None) == "tars_programming"
+    assert keys.rq_capability_queue("frontend") == "rq:queue:tars_programming:frontend"
+    for bad in ("py thon", "front/end", ",", "x" * 40):
+        with pytest.raises(InvalidCapabilities, match="--capabilities python,frontend"):
+            capabilities.parse(bad)
+
+
+def test_a_frontend_subtask_waits_for_a_frontend_worker_while_the_rest_of_the_plan_runs(tasks, fake_api, start_worker,
+                                                                                      projects, cli):
+    repo = owner_repo(projects / "shop", {"README.md": "# shop\n"})
+    script_plan(fake_api, ("store", "Store", "Write store.py", []),
+                ("ui", "Web page", "Write index.html", [], "Frontend"))
+    fake_api.script([edit(command="create", path="store.py", file_text="ITEMS = []\n"), text("Wrote store.py.")],
+                    match="Goal: Write store.py", name="store")
+    fake_api.script([edit(command="create", path="index.html", file_text="<h1>shop</h1>\n"), text("Wrote it.")],
+                    match="Goal: Write index.html", name="ui")
+    parent = tasks.start("Build a shop", "shop", plan=True)
+    plain = start_worker()
+
+    planned(tasks, parent)
+    # The plain worker runs store; ui waits on the frontend queue, and its status says for what.
+    wait_until(lambda: rows(tasks, parent)["store"]["state"] == "done", 180, "store merged")
+    ui = rows(tasks, parent)["ui"]
+    assert ui["state"] == "queued" and ui["note"] == "waiting for a worker with frontend"
+    assert tasks.status(ui["task_id"]).progress == "Waiting for a worker with frontend"
+    assert tasks.status(parent).progress == "1 of 2 subtasks done, 1 waiting for a worker"
+    shown = cli("task", "status", ui["task_id"])
+    assert "Waiting for a worker with frontend" in shown.stdout, shown.stdout
+    assert tasks.redis.llen(keys.rq_capability_queue("frontend")) == 1
+
+    frontend = start_worker("--capabilities", "frontend")
+    done = ended(tasks, parent)
+    assert done.status == "complete", (done.reason, plain.log[-3000:], frontend.log[-3000:])
+    assert "Queues:       tars_programming:frontend, tars_programming" in frontend.log
+    assert tasks.status(ui["task_id"]).status == "complete"
+    assert runner(tasks, ui["task_id"]) == worker_name(frontend.log)
+    assert runner(tasks, rows(tasks, parent)["store"]["task_id"]) == worker_name(plain.log)
+    assert git(repo, "ls-tree", "--name-only", f"tars/{parent}").split() == ["README.md", "index.html", "store.py"]
+
+
+def test_a_dead_capability_workers_subtask_is_reaped_by_a_plain_worker(tasks, fake_api, start_worker, projects):
+    owner_repo(projects / "site", {"README.md": "# site\n"})
+    script_plan(fake_api, ("ui", "Web page", "Write index.html", [], "frontend"))
+    fake_api.script([bash("sleep 60"), text("Wrote it.")], match="Goal: Write index.html", name="ui")
+    parent = tasks.start("Build a site", "site", plan=True)
+    survivor = start_worker()
+    doomed = start_worker("--capabilities", "python,frontend")
+    ui = planned(tasks, parent)["ui"]["task_id"]
+    wait_until(lambda: tasks.status(ui).progress.startswith("Running: sleep 60"), 120, "ui running")
+    worker = runner(tasks, ui)
+    assert tasks.redis.hget(keys.worker_alive(worker), "capabilities") == b"python,frontend"
+    horse = Job.fetch(ui, connection=tasks.redis).get_meta(refresh=True)["horse_pid"]
+    # The worker and its work-horse die together: nobody records the end but the reaper.
+    os.kill(doomed.process.pid, signal.SIGKILL)
+    os.killpg(int(horse), signal.SIGKILL)
+    # The reaper runs in the plain worker, which serves no frontend queue: it reads that queue's running jobs too.
+    failed = wait_until(lambda: (s := tasks.status(ui)).status == "failed" and s, 90, "the reaper to fail ui")
+    assert failed.reason.startswith(f"The worker running this task ({worker}) died.")
+    assert tasks.settled(ui)
+    assert "frontend" not in capabilities.served(tasks.redis)
+    survivor.stop()
+
+
+def runner(tasks, task_id) -> str:
+    """The name of the worker that ran the task (its work-horse records it)."""
+    return Job.fetch(task_id, connection=tasks.redis).get_meta(refresh=True)["worker"]
