@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     PLAN_MAX_SUBTASKS: int = Field(8, ge=1, le=50, description=(
         "The most subtasks a plan may have; a longer plan is sent back to the model once, then the goal runs as "
         "one task."))
+    PLAN_APPROVAL: Literal["off", "on"] = Field("off", description=(
+        "off: a plan's subtasks start as soon as it is made (the plan is shown all the same). on: a planned task "
+        "waits, holding no worker, until the owner approves its plan with CONFIRMATION_CODE (which must then be "
+        "set); no code within CONFIRMATION_TIMEOUT_SECONDS ends it not approved."))
     PROJECT_VENV: str = Field("", description=(
         "The virtualenv every task's commands and test runs use (core/project_env.py): a path relative to the "
         "project (e.g. .venv-dev) or absolute. Empty: the project's own .venv or venv, else one made for the task "
@@ -226,6 +230,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _paths(self):
+        if self.PLAN_APPROVAL == "on" and self.CONFIRMATION_CODE is None:
+            raise ValueError("PLAN_APPROVAL=on needs CONFIRMATION_CODE: the owner approves a plan with that code; "
+                             "set CONFIRMATION_CODE or PLAN_APPROVAL=off")
         self.PROJECTS_ROOT = self.PROJECTS_ROOT.expanduser().resolve()
         self.DATA_DIR = (self.DATA_DIR or default_data_dir()).expanduser().resolve()
         if self.DEFAULT_PROJECT_PATH is None:

@@ -151,3 +151,8 @@ def task_plan_lock(task_id: str) -> str:
     """A lock (redis-py's Lock) held while a subtask merges into the planned task's branch or the plan changes, so
     two finishing subtasks never merge at once."""
     return f"task:{task_id}:plan:lock"
+
+
+PLANS_AWAITING_APPROVAL = "tars:plans:awaiting-approval"
+"""Sorted set of the planned tasks waiting for the owner to approve their plan (PLAN_APPROVAL=on), scored by when
+their confirmation request times out; the reaper ends those past it as not approved."""

@@ -32,7 +32,7 @@ from core.defaults import RESULT_TTL_SECONDS, TEST_OUTPUT_TO_MODEL
 from core.exceptions import GitError, MergeConflict, ModelError, SubtaskFailed, TarsError
 from core.model import Usage, estimate_cost
 from core.project_tests import PYTEST_NO_TESTS, detect_test_command
-from core.task_manager import TaskManager
+from core.task_manager import APPROVAL_RULE, TaskManager
 from core.tools import Workspace
 
 log = logging.getLogger("tars.worker")
@@ -82,17 +82,36 @@ def run_planned_task(task_id: str) -> dict:
     # Shown before any subtask exists: every surface (Discord, the voice, the dashboard) reads it from this event.
     ctx.update_meta(phase="coding", progress=plans.plan_sentence(record))
     ctx.event("plan", plans.plan_sentence(record), subtasks=record["subtasks"], branch=checkout.branch)
+    # PLAN_APPROVAL=on: the root subtasks also wait on an approval job that only the owner's code enqueues.
+    record["approval"] = tasks.create_approval_gate(task_id) if settings.PLAN_APPROVAL == "on" else None
     ctx.redis.set(keys.task_plan(task_id), plans.dumps(record), ex=RESULT_TTL_SECONDS)
     by_key = {sub["key"]: sub["task_id"] for sub in record["subtasks"]}
+    roots = [task_id] + ([record["approval"]] if record["approval"] else [])
     for sub in record["subtasks"]:  # in dependency order: RQ needs a dependency's job to exist
         # Those that depend on nothing wait for this job itself: none starts (and may conflict, see
         # _start_integration) before every job of the plan exists.
-        tasks.enqueue_subtask(task_id, sub, record, [by_key[k] for k in sub["depends_on"]] or [task_id])
+        tasks.enqueue_subtask(task_id, sub, record, [by_key[k] for k in sub["depends_on"]] or roots)
     tasks.enqueue_finisher(task_id, record["finisher"], ids)
+    if record["approval"]:
+        _ask_approval(ctx, tasks, record)
     if ctx.cancel_requested():  # cancelled while it planned: what it queued never runs
         tasks.cancel_plan_jobs(record)
     ctx.log.info("planned %d subtasks: %s", len(ids), ", ".join(f"{k}={v}" for k, v in by_key.items()))
     return {"planned": True, "subtasks": ids}
+
+
+def _ask_approval(ctx: TaskContext, tasks: TaskManager, record: dict) -> None:
+    """The owner approves the plan with the confirmation code, as any request (the plan rides on the event)."""
+    request_id, command = tasks.ask_approval(ctx.task_id, record)
+    ctx.update_meta(awaiting_confirmation=True, confirmation_command=command,
+                    progress=f"Waiting for your confirmation code to start {command}")
+    ctx.event("confirmation_required", f"Needs your confirmation code to start {command}", request_id=request_id,
+              command=command, reason="PLAN_APPROVAL=on", rule=APPROVAL_RULE, subtasks=record["subtasks"])
+
+
+def approve_plan(parent: str) -> dict:
+    """RQ job body of a plan's approval job: it does nothing; RQ starts the root subtasks once it finished."""
+    return {"approved": parent}
 
 
 def _listing(root: Path, limit: int = 200) -> str:

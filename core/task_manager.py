@@ -26,11 +26,12 @@ from rq.registry import StartedJobRegistry
 
 from core import capabilities, event_log, git_workspace, keys, plans
 from core.config import Settings
-from core.confirmations import submit_code
-from core.defaults import (CANCEL_GRACE_SECONDS, GOAL_MAX_CHARS, JOB_TIMEOUT_MARGIN_SECONDS, QUEUE_NAME,
-                           RECENT_TASKS_KEPT, RESULT_TTL_SECONDS, TASK_ID_BYTES)
+from core.confirmations import close_request, open_request, submit_code
+from core.defaults import (CANCEL_GRACE_SECONDS, CONFIRMATION_ATTEMPTS, GOAL_MAX_CHARS, JOB_TIMEOUT_MARGIN_SECONDS,
+                           QUEUE_NAME, RECENT_TASKS_KEPT, RESULT_TTL_SECONDS, TASK_ID_BYTES)
 from core.scrub import Scrubber
-from core.exceptions import GitError, InvalidGoal, InvalidProjectPath, TaskNotActive, TaskNotFound
+from core.exceptions import (CodeRejected, GitError, InvalidGoal, InvalidProjectPath, TaskNotActive,
+                             TaskNotFound)
 from core.git_workspace import Checkpoint, MergeResult, TaskCheckout
 from core.task_states import (ACTIVE, AWAITING_CONFIRMATION, CANCELLED, COMPLETE, ENDING_PHASE, FAILED, QUEUED,
                                RUNNING, outcome_of)
@@ -39,6 +40,8 @@ JOB_FUNCTION = "core.background_worker.run_task"
 PLANNED_JOB_FUNCTION = "core.plan_jobs.run_planned_task"  # plans first; runs run_task when it cannot
 SUBTASK_JOB_FUNCTION = "core.plan_jobs.run_subtask"
 FINISH_JOB_FUNCTION = "core.plan_jobs.finish_plan"
+APPROVAL_JOB_FUNCTION = "core.plan_jobs.approve_plan"
+APPROVAL_RULE = "plan_approval"  # the rule of a plan's confirmation request (PLAN_APPROVAL=on)
 TASK_ID_PATTERN = re.compile(r"[0-9a-f]{1,32}")
 URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]*:[^/@\s]*@|^https?://[^/@\s]+@", re.IGNORECASE)
 
@@ -356,7 +359,7 @@ class TaskManager:
         progress = meta.get("progress", "")
         if status == QUEUED and (note := capabilities.waiting_note(self.redis, meta.get("capability"))):
             progress = note[0].upper() + note[1:]  # "Waiting for a worker with frontend"
-        if rows is not None and status in ACTIVE:
+        if rows is not None and status in (QUEUED, RUNNING):
             progress = plans.plan_summary(rows)
         return TaskStatus(
             task_id=job.id, status=status, phase=meta.get("phase", QUEUED), progress=progress,
@@ -386,6 +389,10 @@ class TaskManager:
         except NoSuchJobError:
             finisher = None
         state = finisher.get_status(refresh=False) if finisher else None
+        if record.get("not_approved"):
+            return CANCELLED, {"reason": record["not_approved"]}, rows
+        if not cancel_requested and self._awaiting_approval(record):
+            return AWAITING_CONFIRMATION, None, rows
         if state == JobStatus.FINISHED:
             ended = finisher.return_value() or {}
             if ended.get("outcome"):
@@ -460,14 +467,15 @@ class TaskManager:
         job.refresh()
         return self._status_of(job)
 
-    def _cancel_plan(self, job: Job, wait: float) -> TaskStatus:
+    def _cancel_plan(self, job: Job, wait: float,
+                     why: str = "The task was cancelled, with its subtasks.") -> TaskStatus:
         """Cancel a planned task: every subtask (queued and deferred ones never start, running ones stop) and the
         finishing job; its own timeline ends here, as no worker will end it."""
         record = self.plan_record(job.id)
         if record:
             self.cancel_plan_jobs(record, wait)
-        event_log.append(self.redis, job.id, ENDING_PHASE[CANCELLED], "The task was cancelled, with its subtasks.",
-                         ENDING_PHASE[CANCELLED])
+        event_log.append(self.redis, job.id, ENDING_PHASE[CANCELLED], why, ENDING_PHASE[CANCELLED],
+                         {"reason": why})
         with self.redis.pipeline() as pipe:
             pipe.delete(keys.task_finished(job.id)).rpush(keys.task_finished(job.id), "1")
             pipe.expire(keys.task_finished(job.id), RESULT_TTL_SECONDS).execute()
@@ -476,6 +484,8 @@ class TaskManager:
     def cancel_plan_jobs(self, record: dict, wait: float = CANCEL_GRACE_SECONDS) -> None:
         """Stop every job of a plan: the finishing job and the deferred and queued subtasks at once (none of them
         starts), then the running ones through their cancel keys (each stops within seconds)."""
+        if record.get("approval"):  # waiting for the owner's code: that request ends unanswered
+            self._close_approval(record)
         try:
             finisher = Job.fetch(record["finisher"], connection=self.redis)
             if finisher.get_status() in (JobStatus.DEFERRED, JobStatus.QUEUED, JobStatus.SCHEDULED):
@@ -626,8 +636,93 @@ class TaskManager:
         status = self.status(task_id)
         if not status.active:
             raise TaskNotActive(f"Task {status.task_id} has already ended ({status.status}), so it needs no code.")
-        submit_code(self.redis, status.task_id, code, self.settings.secret("CONFIRMATION_CODE"), request_id)
+        record = self.plan_record(status.task_id) if status.awaiting_confirmation else None
+        gate = record if record and self._awaiting_approval(record) else None
+        try:
+            submit_code(self.redis, status.task_id, code, self.settings.secret("CONFIRMATION_CODE"), request_id)
+        except CodeRejected as exc:
+            if gate and exc.attempts_left <= 0:
+                self.refuse_plan(status.task_id, f"The plan was not approved: {CONFIRMATION_ATTEMPTS} wrong "
+                                                 f"confirmation codes were given.")
+            raise
+        if gate:
+            self._approve_plan(status.task_id, gate)
         return status
+
+    # --- plan approval (PLAN_APPROVAL=on) ----------------------------------------------------------------------
+    # The plan's root subtasks depend on an approval job that is created but not enqueued, so RQ defers them and
+    # no worker is held; the owner's code (confirm(), from any channel) enqueues it, and RQ starts them after it.
+    def create_approval_gate(self, parent: str) -> str:
+        """The approval job of a plan (saved, not enqueued); its id."""
+        job = self.queue.create_job(APPROVAL_JOB_FUNCTION, args=(parent,), job_id=f"{parent}-approve",
+                                    status=JobStatus.CREATED, meta={"plan_of": parent}, timeout=60,
+                                    result_ttl=RESULT_TTL_SECONDS, failure_ttl=RESULT_TTL_SECONDS,
+                                    description=f"TARS plan {parent}: approved by the owner")
+        job.save()
+        return job.id
+
+    def ask_approval(self, parent: str, record: dict) -> tuple[str, str]:
+        """Open the plan's confirmation request on the planned task itself, so every channel that gives codes
+        approves it; (request id, the command the owner approves)."""
+        command = f"the plan: {plans.plan_sentence(record)}"
+        timeout = self.settings.CONFIRMATION_TIMEOUT_SECONDS
+        request_id = open_request(self.redis, parent, command, "PLAN_APPROVAL=on: you approve a plan before its "
+                                  "subtasks start", APPROVAL_RULE, timeout)
+        self.redis.zadd(keys.PLANS_AWAITING_APPROVAL, {parent: time.time() + timeout})
+        return request_id, command
+
+    def _awaiting_approval(self, record: dict) -> bool:
+        if not record.get("approval"):
+            return False
+        try:
+            return Job.fetch(record["approval"], connection=self.redis).get_status() == JobStatus.CREATED
+        except NoSuchJobError:
+            return False
+
+    def _approve_plan(self, parent: str, record: dict) -> None:
+        if not self.redis.zrem(keys.PLANS_AWAITING_APPROVAL, parent):  # the timeout ended it a moment ago
+            raise TaskNotActive(f"Task {parent}'s plan waited too long for its code and was not approved.")
+        # No worker waits on the code: take it back out of the confirmation keys.
+        self.redis.delete(keys.task_confirmation(parent), keys.task_confirmation_wake(parent))
+        event_log.append(self.redis, parent, "confirmation_received", "Plan approved: its subtasks start.",
+                         RUNNING, {"rule": APPROVAL_RULE})
+        self.queue.enqueue_job(Job.fetch(record["approval"], connection=self.redis))
+
+    def _close_approval(self, record: dict) -> None:
+        try:
+            gate = Job.fetch(record["approval"], connection=self.redis)
+        except NoSuchJobError:
+            return
+        parent = (gate.get_meta(refresh=False) or {}).get("plan_of")
+        if gate.get_status() == JobStatus.CREATED:
+            try:
+                gate.cancel()
+            except InvalidJobOperation:
+                pass
+        if parent:
+            self.redis.zrem(keys.PLANS_AWAITING_APPROVAL, parent)
+            close_request(self.redis, parent)
+
+    def refuse_plan(self, parent: str, reason: str) -> None:
+        """End a plan that was not approved (a timeout, or the last wrong code): cancelled, with the reason."""
+        record = self.plan_record(parent)
+        if record is None:
+            return
+        record["not_approved"] = reason
+        self.redis.set(keys.task_plan(parent), plans.dumps(record), ex=RESULT_TTL_SECONDS)
+        self.redis.set(keys.task_cancel(parent), time.time(), ex=RESULT_TTL_SECONDS)
+        self._cancel_plan(self._job(parent), CANCEL_GRACE_SECONDS, reason)
+
+    def expire_approvals(self) -> list[str]:
+        """End the plans whose approval request timed out (the reaper's leader calls this); their ids."""
+        ended = []
+        for raw in self.redis.zrangebyscore(keys.PLANS_AWAITING_APPROVAL, 0, time.time()):
+            parent = raw.decode()
+            if self.redis.zrem(keys.PLANS_AWAITING_APPROVAL, parent):  # a code at this moment wins or loses here
+                self.refuse_plan(parent, f"The plan was not approved: no confirmation code came within "
+                                         f"{self.settings.CONFIRMATION_TIMEOUT_SECONDS:g} seconds.")
+                ended.append(parent)
+        return ended
 
     def awaiting_code(self) -> list[str]:
         """The ids of the tasks waiting for a confirmation code now (each one is running: RQ's started registry)."""

@@ -35,9 +35,10 @@ from core import capabilities, git_workspace, keys
 from core.background_worker import record_abandoned_end
 from core.config import Settings
 from core.redis_conn import Lease, private_client
+from core.task_manager import TaskManager
 from core.task_states import CANCELLED, ENDING_KINDS, FAILED
-from core.defaults import (CHECKOUT_CLEANUP_INTERVAL_SECONDS, REAPER_INTERVAL_SECONDS, REAPER_LEASE_SECONDS, WORKER_ALIVE_REFRESH_SECONDS,
-                           WORKER_ALIVE_TTL_SECONDS)
+from core.defaults import (CHECKOUT_CLEANUP_INTERVAL_SECONDS, REAPER_INTERVAL_SECONDS, REAPER_LEASE_SECONDS,
+                           WORKER_ALIVE_REFRESH_SECONDS, WORKER_ALIVE_TTL_SECONDS)
 
 log = logging.getLogger("tars.worker")
 
@@ -236,6 +237,7 @@ class Liveness(threading.Thread):
                 if time.monotonic() - self._last_reap >= REAPER_INTERVAL_SECONDS and self.reaper.lead():
                     self._last_reap = time.monotonic()
                     self.reaper.reap()
+                    self.reaper.expire_approvals()
             except (redis.ConnectionError, redis.TimeoutError):
                 pass  # Redis is away: the next beat tries again
             except Exception:
@@ -291,6 +293,10 @@ class Reaper:
             except Exception:
                 log.exception("[task %s] the reaper could not check it", job_id)
         return reaped
+
+    def expire_approvals(self) -> list[str]:
+        """End the plans whose approval request timed out (PLAN_APPROVAL=on): no worker waits on them."""
+        return TaskManager(self.connection, self.settings).expire_approvals()
 
     def _reap_one(self, job_id: str, execution_id: str) -> bool:
         try:

@@ -221,6 +221,12 @@ def test_a_discord_api_url_without_its_scheme_is_a_config_error(clean_env):
         config_error(DISCORD_API_URL="discord.com/api/v10")
 
 
+def test_plan_approval_without_a_confirmation_code_is_a_config_error_naming_both(clean_env):
+    message = config_error(PLAN_APPROVAL="on")
+    assert "PLAN_APPROVAL=on needs CONFIRMATION_CODE" in message and "PLAN_APPROVAL=off" in message
+    assert "PLAN_APPROVAL='maybe' is invalid" in config_error(PLAN_APPROVAL="maybe", CONFIRMATION_CODE="1234")
+
+
 def test_env_file_is_the_file_tars_reads_when_it_is_one(clean_env, tmp_path):
     from core.config import env_file
 

@@ -10,13 +10,15 @@ import signal
 import subprocess
 import time
 
+import httpx
 import pytest
 from rq.job import Job
 
 from core import event_log, keys
 from core.config import load_settings
+from core.exceptions import CodeRejected, TaskNotActive
 from core.task_manager import TaskManager
-from tests.conftest import TEST_CODE
+from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET
 from tests.fakes.anthropic_api import bash, edit, error, text, tool_use
 from tests.test_task_branches import git, owner_repo
 from tests.waiting import wait_until
@@ -379,3 +381,114 @@ def test_a_subtask_forks_its_branch_only_while_no_merge_holds_the_plan(tasks, fa
     worker.stop()
     assert done.status == "complete", done.reason
     assert min(r.received_at for r in fake_api.requests_for("a")) >= released
+
+
+# --- PLAN_APPROVAL=on: the owner approves the plan with the confirmation code before any subtask starts -----------
+
+def awaiting_approval(tasks, parent, timeout=120):
+    """The planned task once its plan waits for the owner's code and the planning job has ended (after which RQ
+    would have started subtasks that wait on nothing else)."""
+    return wait_until(lambda: (s := tasks.status(parent)).status == "awaiting_confirmation" and s.plan
+                      and Job.fetch(parent, connection=tasks.redis).get_status() == "finished" and s, timeout,
+                      f"task {parent}'s plan to wait for approval")
+
+
+def script_small_plan(fake_api):
+    script_plan(fake_api, ("store", "SQLite store", "Write store.py with the todo store", []),
+                ("api", "REST API", "Write api.py on top of the store", ["store"]))
+    for key in ("store", "api"):
+        fake_api.script([edit(command="create", path=f"{key}.py", file_text=f"NAME = '{key}'\n"),
+                         text(f"Wrote {key}.py.")], match=f"Goal: Write {key}.py", name=key)
+
+
+def subtask_requests(fake_api):
+    return [r for r in fake_api.requests if r.script in ("store", "api")]
+
+
+def test_with_plan_approval_no_subtask_starts_before_the_owners_code(tasks, fake_api, start_worker, projects):
+    owner_repo(projects / "todo", {"README.md": "# todo\n"})
+    script_small_plan(fake_api)
+    parent = tasks.start("Build a todo app", "todo", plan=True)
+    workers = [start_worker(PLAN_APPROVAL="on") for _ in range(2)]
+
+    waiting = awaiting_approval(tasks, parent)
+    sentence = "Plan of 2 subtasks: store (SQLite store); api (REST API, after store)"
+    assert waiting.confirmation_command == f"the plan: {sentence}"
+    assert tasks.awaiting_code() == [parent]  # a bare code in Discord or on the phone finds it
+    asked = events(tasks, parent, "confirmation_required")[0]  # what Discord, the voice and the dashboard show
+    assert asked.message == f"Needs your confirmation code to start the plan: {sentence}"
+    assert [s["key"] for s in asked.data["subtasks"]] == ["store", "api"] and asked.data["request_id"]
+    subs = rows(tasks, parent)
+    assert {Job.fetch(r["task_id"], connection=tasks.redis).get_status() for r in subs.values()} == {"deferred"}
+    assert subtask_requests(fake_api) == []
+
+    with pytest.raises(CodeRejected) as wrong:
+        tasks.confirm(parent, "0000")
+    assert wrong.value.attempts_left == 4
+    assert tasks.status(parent).status == "awaiting_confirmation"
+    assert Job.fetch(subs["store"]["task_id"], connection=tasks.redis).get_status() == "deferred"
+
+    tasks.confirm(parent, TEST_CODE)
+    done = ended(tasks, parent)
+    for worker in workers:
+        worker.stop()
+    assert done.status == "complete", (done.reason, [w.log[-3000:] for w in workers])
+    assert [r.script for r in subtask_requests(fake_api)] == ["store", "store", "api", "api"]
+    approved = events(tasks, parent, "confirmation_received")[0]
+    assert approved.message == "Plan approved: its subtasks start."
+    assert events(tasks, subs["store"]["task_id"], "started")[0].at > approved.at
+    assert tasks.awaiting_code() == []
+
+
+def test_cancelling_a_plan_that_waits_for_approval_cancels_everything(tasks, fake_api, start_worker, projects):
+    owner_repo(projects / "todo", {"README.md": "# todo\n"})
+    script_small_plan(fake_api)
+    parent = tasks.start("Build a todo app", "todo", plan=True)
+    worker = start_worker(PLAN_APPROVAL="on")
+    subs = awaiting_approval(tasks, parent).plan
+
+    cancelled = tasks.cancel(parent)
+    worker.stop()
+    assert cancelled.status == "cancelled" and cancelled.reason == "The task was cancelled."
+    assert [r["status"] for r in rows(tasks, parent).values()] == ["cancelled", "cancelled"]
+    for job_id in [r["task_id"] for r in subs] + [f"{parent}-approve", f"{parent}-finish"]:
+        assert Job.fetch(job_id, connection=tasks.redis).get_status() == "canceled", job_id
+    assert tasks.redis.exists(keys.task_confirmation_request(parent)) == 0
+    assert tasks.awaiting_code() == [] and subtask_requests(fake_api) == []
+    assert events(tasks, parent)[-1].type == "cancelled"
+
+
+def test_a_plan_not_approved_in_time_ends_cancelled_and_says_why(tasks, fake_api, start_worker, projects):
+    owner_repo(projects / "todo", {"README.md": "# todo\n"})
+    script_small_plan(fake_api)
+    parent = tasks.start("Build a todo app", "todo", plan=True)
+    worker = start_worker(PLAN_APPROVAL="on", CONFIRMATION_TIMEOUT_SECONDS="2")
+    awaiting_approval(tasks, parent)
+
+    done = ended(tasks, parent, timeout=120)  # the worker holding the reaper lease ends it
+    assert done.status == "cancelled"
+    assert done.reason == "The plan was not approved: no confirmation code came within 2 seconds."
+    assert events(tasks, parent)[-1].message == done.reason
+    assert [r["status"] for r in rows(tasks, parent).values()] == ["cancelled", "cancelled"]
+    with pytest.raises(TaskNotActive):  # a code now is too late
+        tasks.confirm(parent, TEST_CODE)
+    worker.stop()
+    assert subtask_requests(fake_api) == []
+
+
+def test_the_http_api_approves_a_plan_as_it_answers_any_request(tasks, fake_api, start_worker, projects,
+                                                                 tars_server):
+    owner_repo(projects / "todo", {"README.md": "# todo\n"})
+    script_small_plan(fake_api)
+    parent = tasks.start("Build a todo app", "todo", plan=True)
+    workers = [start_worker(PLAN_APPROVAL="on") for _ in range(2)]
+    awaiting_approval(tasks, parent)
+
+    answer = httpx.post(f"{tars_server.url}/webhook/background-confirmation", json={"task_id": parent,
+                        "code": TEST_CODE}, headers={"X-TARS-Webhook-Secret": TEST_WEBHOOK_SECRET}, timeout=20)
+    assert answer.status_code == 200, answer.text
+    done = ended(tasks, parent)
+    for worker in workers:
+        worker.stop()
+    assert done.status == "complete", (done.reason, [w.log[-3000:] for w in workers])
+    assert {r.script for r in subtask_requests(fake_api)} == {"store", "api"}
