@@ -725,9 +725,11 @@ class TaskManager:
         return ended
 
     def awaiting_code(self) -> list[str]:
-        """The ids of the tasks waiting for a confirmation code now (each one is running: RQ's started registry)."""
+        """The ids of the tasks waiting for a confirmation code now: running ones (RQ's started registries of every
+        TARS queue) and plans waiting for approval."""
         ids = [job_id for queue in capabilities.tars_queues(self.redis)
                for job_id in StartedJobRegistry(queue=queue).get_job_ids(cleanup=False)]
+        ids = list(dict.fromkeys(ids + [i.decode() for i in self.redis.zrange(keys.PLANS_AWAITING_APPROVAL, 0, -1)]))
         jobs = [job for job in Job.fetch_many(ids, connection=self.redis) if job is not None] if ids else []
         return [job.id for job in jobs if self._status_of(job).awaiting_confirmation]
 
