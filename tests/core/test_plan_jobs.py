@@ -182,20 +182,27 @@ def test_plan_goals_sets_when_a_goal_is_planned(redis_client, tars_env):
     assert started("always", plan=False)[0].meta["plan"] is False
 
 
-def test_a_conflict_goes_through_an_integration_subtask(tasks, fake_api, start_worker, projects):
+def test_a_conflict_goes_through_an_integration_subtask(tasks, fake_api, start_worker, projects, tmp_path):
     repo = owner_repo(projects / "notes", {"notes.txt": "# notes\n"})
     script_plan(fake_api, ("red", "Red line", "Add the red line to notes.txt", []),
                 ("blue", "Blue line", "Add the blue line to notes.txt", []),
                 ("after", "After both", "Write after.txt once notes are in", ["red", "blue"]))
+    # Both fork from the same tip and wait at a gate until both run: on a loaded machine one worker could otherwise
+    # finish red before blue forks, and blue would merge cleanly on top of it.
+    gate = tmp_path / "both-running"
     for colour in ("red", "blue"):
-        fake_api.script([bash(f"echo {colour} >> notes.txt"), text(f"Added {colour}.")],
-                        match=f"Goal: Add the {colour} line", name=colour)
+        fake_api.script([bash(f"until test -e {gate}; do sleep 0.05; done; echo {colour} >> notes.txt"),
+                         text(f"Added {colour}.")], match=f"Goal: Add the {colour} line", name=colour)
     # The integration subtask finds git's conflict markers in notes.txt and keeps both lines.
     fake_api.script([bash("grep -c '<<<<<<<' notes.txt"), bash("printf '# notes\\nred\\nblue\\n' > notes.txt"),
                      text("Kept both lines.")], match="Goal: Finish merging subtask", name="integration")
     fake_api.script([bash("cat notes.txt > after.txt"), text("Done.")], match="Goal: Write after.txt", name="after")
     parent = tasks.start("Write notes", "notes", plan=True)
     workers = [start_worker() for _ in range(2)]
+    planned(tasks, parent)
+    wait_until(lambda: all(rows(tasks, parent)[k]["state"] == "running" for k in ("red", "blue")), 120,
+               "red and blue running at once")
+    gate.touch()
     done = ended(tasks, parent)
     for worker in workers:
         worker.stop()
