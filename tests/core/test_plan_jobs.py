@@ -475,7 +475,8 @@ def test_a_plan_not_approved_in_time_ends_cancelled_and_says_why(tasks, fake_api
     done = ended(tasks, parent, timeout=120)  # the worker holding the reaper lease ends it
     assert done.status == "cancelled"
     assert done.reason == "The plan was not approved: no confirmation code came within 2 seconds."
-    assert events(tasks, parent)[-1].message == done.reason
+    # The status is stored a moment before the ending event: wait for the timeline to say it too.
+    wait_until(lambda: events(tasks, parent)[-1].message == done.reason, 30, "the ending on the timeline")
     assert [r["status"] for r in rows(tasks, parent).values()] == ["cancelled", "cancelled"]
     with pytest.raises(TaskNotActive):  # a code now is too late
         tasks.confirm(parent, TEST_CODE)
