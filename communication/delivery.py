@@ -58,7 +58,7 @@ from communication.notifier import (BOT, FAILED, GONE, SENT, Notifier, ProgressE
 from core import event_log, keys, plans, sandbox
 from core.config import Settings, get_settings
 from core.defaults import REDIS_OUTAGE_RETRY_SECONDS, RESULT_TTL_SECONDS, WORKER_LOG_FORMAT
-from core.exceptions import RedisUnavailable, TarsError
+from core.exceptions import RedisUnavailable, TarsError, TaskNotFound
 from core.redis_conn import Lease, connect, private_client
 from core.scrub import install_log_scrubbing
 from core.task_manager import TaskManager
@@ -471,12 +471,12 @@ class Delivery:
         pipe.hset(keys.discord_message(message_id), mapping=fields)
         pipe.expire(keys.discord_message(message_id), RESULT_TTL_SECONDS)
 
-    @staticmethod
-    def _cost_so_far(connection: redis.Redis, task_id: str) -> float | None:
-        """The task's estimated cost so far, as `task status` shows it (the worker keeps it in the job's meta)."""
+    def _cost_so_far(self, connection: redis.Redis, task_id: str) -> float | None:
+        """The task's estimated cost so far, as `task status` shows it (a task's worker keeps it in the job's meta; a
+        planned task's is its planner's and its subtasks', TaskManager.plan_usage)."""
         try:
-            cost = (Job.fetch(task_id, connection=connection).meta or {}).get("cost_usd")
-        except NoSuchJobError:
+            cost = TaskManager(connection, self.settings).status(task_id).cost_usd
+        except TaskNotFound:
             return None
         return cost if isinstance(cost, (int, float)) else None
 

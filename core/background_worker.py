@@ -66,6 +66,7 @@ class TaskContext:
         self.environment: project_env.ProjectEnv | None = None  # what the commands run in (removed at the end)
         self.sandbox: sandbox.Sandbox | None = None  # the OS sandbox of its commands (closed at the end)
         self.tmp_dir: Path | None = None  # the commands' TMPDIR (removed at the end)
+        self.spent = Usage()  # tokens used before the loop (run_task's spent), added to the loop's own
         self.scrubber = Scrubber(settings.secret_values())
 
     @property
@@ -235,13 +236,15 @@ def horse_identity() -> dict:
             "horse_started": me.create_time()}
 
 
-def run_task(task_id: str) -> dict:
-    """RQ job body: run one task to its end and return its result (kept with the job)."""
+def run_task(task_id: str, spent: Usage | None = None) -> dict:
+    """RQ job body: run one task to its end and return its result (kept with the job). spent: the tokens the task
+    used before (a planned task's planner, when the goal runs as one task): they count in its usage and cost."""
     entered = time.time()  # kept in meta: bench/ measures enqueue -> body start against raw RQ
     sandbox.make_non_dumpable()  # inherited from the worker; again, in case RQ's horse was made otherwise
     job = get_current_job()
     settings = get_settings()
     ctx = TaskContext(job, settings)
+    ctx.spent = spent or Usage()
     started = time.monotonic()
     ctx.log.info("started: %s (project %s)", ctx.goal, ctx.meta.get("project_path"))
     ctx.update_meta(phase="planning", progress="Starting", body_started_at=entered, **horse_identity())
@@ -256,6 +259,7 @@ def run_task(task_id: str) -> dict:
             result = _ended(ctx, exc.outcome, str(exc), started)
         except TarsError as exc:
             result = _ended(ctx, task_states.FAILED, str(exc), started)
+        result = dataclasses.replace(result, usage=ctx.spent + result.usage)
         return _finish(ctx, settings, result)
     finally:
         if result is None:  # an unexpected exception: RQ records it as failed; still mark the end
@@ -469,6 +473,7 @@ class WorkerHooks(LoopHooks):
         self.checkpoints(progress, tests_passed)
 
     def after_turn(self, usage: Usage, files_changed: list[str]) -> None:
+        usage = self.ctx.spent + usage
         self.ctx.update_meta(usage=usage.as_dict(), cost_usd=estimate_cost(self.ctx.settings.CLAUDE_MODEL, usage),
                              files_changed=files_changed)
 

@@ -49,6 +49,11 @@ class Usage:
         for name, value in asdict(other).items():
             setattr(self, name, getattr(self, name) + value)
 
+    def __add__(self, other: "Usage") -> "Usage":
+        total = Usage(**asdict(self))
+        total.add(other)
+        return total
+
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 

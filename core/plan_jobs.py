@@ -61,6 +61,7 @@ def run_planned_task(task_id: str) -> dict:
             ctx.redis.get(keys.task_plan(task_id)))["subtasks"]]}
     ctx.update_meta(phase="planning", progress="Planning the subtasks", **horse_identity())
     ctx.event("planning", f"Planning the subtasks of: {ctx.goal}", phase="planning")
+    spent = Usage()  # the planner's tokens: part of the task's cost, planned or not
     try:
         checkout = _prepare_checkout(ctx, settings)
         if checkout.mode == git_workspace.SHADOW:
@@ -69,16 +70,17 @@ def run_planned_task(task_id: str) -> dict:
         else:
             model = build_model(settings)
             subtasks, why = plans.ask_planner(model, ctx.goal, _listing(Path(checkout.path)),
-                                              settings.PLAN_MAX_SUBTASKS)
+                                              settings.PLAN_MAX_SUBTASKS, spent)
     except (TarsError, ModelError) as exc:  # run_task meets the same trouble and reports it as any task does
         subtasks, why = None, f"planning failed ({exc})"
+    ctx.update_meta(usage=spent.as_dict(), cost_usd=estimate_cost(settings.CLAUDE_MODEL, spent))
     if subtasks is None:
         ctx.log.warning("running the goal as one task: %s", why)
         ctx.event("plan_fallback", f"Running the goal as one task: {why}.", reason=why)
-        return run_task(task_id)
+        return run_task(task_id, spent)
     tasks = TaskManager(ctx.redis, settings)
     ids = [tasks.new_id() for _ in subtasks]
-    record = plans.new_record(ctx.goal, subtasks, ids, _finisher_id(task_id))
+    record = plans.new_record(ctx.goal, subtasks, ids, _finisher_id(task_id), spent)
     # Shown before any subtask exists: every surface (Discord, the voice, the dashboard) reads it from this event.
     ctx.update_meta(phase="coding", progress=plans.plan_sentence(record))
     ctx.event("plan", plans.plan_sentence(record), subtasks=record["subtasks"], branch=checkout.branch)
@@ -226,7 +228,7 @@ def finish_plan(parent: str) -> dict:
     started = time.monotonic()
     tasks = TaskManager(ctx.redis, settings)
     record = tasks.plan_record(parent)
-    usage = _usage(tasks, record)
+    usage = tasks.plan_usage(record)
     if ctx.cancel_requested():
         return {"outcome": task_states.CANCELLED}
     ctx.update_meta(phase="testing", progress="Testing the merged branch")
@@ -294,18 +296,6 @@ def _fix_up(ctx: TaskContext, tasks: TaskManager, record: dict, command: str, ou
     ctx.event("phase", f"The merged branch fails `{command}`: subtask fix-up ({sub['task_id']}) fixes it.",
               phase="fixing", task_id=sub["task_id"])
     return {"fixup": sub["task_id"]}
-
-
-def _usage(tasks: TaskManager, record: dict) -> Usage:
-    """What the plan's subtasks used, together."""
-    total = Usage()
-    for sub in record["subtasks"]:
-        try:
-            used = tasks.status(sub["task_id"]).usage or {}
-        except TarsError:
-            continue
-        total.add(Usage(**{k: int(used.get(k) or 0) for k in Usage.__dataclass_fields__}))
-    return total
 
 
 def _end(ctx: TaskContext, settings: Settings, outcome: str, reason: str, usage: Usage, started: float,

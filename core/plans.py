@@ -19,7 +19,7 @@ from typing import Union, get_args, get_origin, get_type_hints
 
 from core.defaults import GOAL_MAX_CHARS
 from core.exceptions import InvalidPlan
-from core.model import Model
+from core.model import Model, Usage
 
 PLAN_TOOL_NAME = "plan_subtasks"
 KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
@@ -192,9 +192,11 @@ The project holds now:
 {listing}"""
 
 
-def ask_planner(model: Model, goal: str, listing: str, max_subtasks: int) -> tuple[list[Subtask] | None, str]:
+def ask_planner(model: Model, goal: str, listing: str, max_subtasks: int,
+                spent: Usage) -> tuple[list[Subtask] | None, str]:
     """One planner call (and one more with the reason when its plan is invalid): (the subtasks, "") or (None, why the
-    goal should run as one task). ModelError propagates."""
+    goal should run as one task). Each call's tokens are added to `spent` as it answers, so those of a first call
+    still count when the second raises; ModelError propagates."""
     tools = [plan_tool(max_subtasks)]
     system = [{"type": "text", "text": PLANNER_SYSTEM}]
     messages: list[dict] = [{"role": "user", "content": [{"type": "text", "text": PLANNER_REQUEST.format(
@@ -202,6 +204,7 @@ def ask_planner(model: Model, goal: str, listing: str, max_subtasks: int) -> tup
     reason = ""
     for attempt in (1, 2):
         turn = model.query(system=system, tools=tools, messages=messages)
+        spent.add(turn.usage)
         calls = [b for b in turn.tool_uses if b.get("name") == PLAN_TOOL_NAME]
         try:
             if not calls:
@@ -225,9 +228,10 @@ def ask_planner(model: Model, goal: str, listing: str, max_subtasks: int) -> tup
 
 # --- the stored plan (task:<id>:plan) ---------------------------------------------------------------------------
 
-def new_record(goal: str, subtasks: list[Subtask], task_ids: list[str], finisher: str) -> dict:
-    """The plan as stored: each subtask with its task id and role; the finishing job; the fix-up, once made."""
-    return {"goal": goal, "finisher": finisher, "fixup": None,
+def new_record(goal: str, subtasks: list[Subtask], task_ids: list[str], finisher: str, planner_usage: Usage) -> dict:
+    """The plan as stored: each subtask with its task id and role; the finishing job; the fix-up, once made; the
+    planner's tokens (part of the plan's cost, core/task_manager.TaskManager.plan_usage)."""
+    return {"goal": goal, "finisher": finisher, "fixup": None, "planner_usage": planner_usage.as_dict(),
             "subtasks": [{**dataclasses.asdict(s), "task_id": t, "role": PLANNED}
                          for s, t in zip(subtasks, task_ids)]}
 

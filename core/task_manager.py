@@ -33,6 +33,7 @@ from core.scrub import Scrubber
 from core.exceptions import (CodeRejected, GitError, InvalidGoal, InvalidProjectPath, TaskNotActive,
                              TaskNotFound)
 from core.git_workspace import Checkpoint, MergeResult, TaskCheckout
+from core.model import Usage, estimate_cost
 from core.task_states import (ACTIVE, AWAITING_CONFIRMATION, CANCELLED, COMPLETE, ENDING_PHASE, FAILED, QUEUED,
                                RUNNING, outcome_of)
 
@@ -91,6 +92,11 @@ def _iso(value: datetime | None) -> str | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return value.isoformat()
+
+
+def _usage(stored: dict | None) -> Usage:
+    """Usage from its stored dict (a result's, a job meta's, a plan's planner_usage); empty for none."""
+    return Usage(**{name: int((stored or {}).get(name) or 0) for name in Usage.__dataclass_fields__})
 
 
 def derive_status(rq_status: JobStatus | None, meta: dict, result: dict | None, cancel_requested: bool) -> str:
@@ -248,13 +254,24 @@ class TaskManager:
     def plan_rows(self, record: dict) -> list[dict]:
         """Each subtask of a plan as the owner sees it: key, title, task_id, role, state (core/plans DONE...),
         status, branch, checkpoints, cost_usd, depends_on, waiting_on, note."""
+        return self._plan(record)[0]
+
+    def plan_usage(self, record: dict) -> Usage:
+        """What a plan has used so far: its planner's tokens and each subtask's, a running one's as its worker last
+        stored them. The planned task's usage and cost while it runs (status) and once it ends (plan_jobs)."""
+        return self._plan(record)[1]
+
+    def _plan(self, record: dict) -> tuple[list[dict], Usage]:
+        """(plan_rows, plan_usage) from one read of the subtasks' jobs."""
         ids = [sub["task_id"] for sub in record["subtasks"]]
         jobs = {job.id: job for job in Job.fetch_many(ids, connection=self.redis) if job is not None}
         rows: list[dict] = []
         by_key: dict[str, dict] = {}
+        used = _usage(record.get("planner_usage"))
         for sub in record["subtasks"]:
             job = jobs.get(sub["task_id"])
             status = self._status_of(job) if job is not None else None
+            used.add(_usage(status.usage if status else None))
             meta = (job.get_meta(refresh=False) or {}) if job is not None else {}
             row = {"key": sub["key"], "title": sub["title"], "task_id": sub["task_id"], "role": sub["role"],
                    "status": status.status if status else QUEUED, "depends_on": sub["depends_on"],
@@ -265,7 +282,7 @@ class TaskManager:
                 row["waiting_on"] = [k for k in sub["depends_on"] if by_key[k]["state"] != plans.DONE]
             rows.append(row)
             by_key[sub["key"]] = row
-        return rows
+        return rows, used
 
     def _row_state(self, row: dict, status: TaskStatus | None, meta: dict, by_key: dict,
                    jobs: dict[str, Job]) -> tuple[str, str]:
@@ -346,8 +363,12 @@ class TaskManager:
             cancel_requested = bool(self.redis.exists(keys.task_cancel(job.id)))
         status = derive_status(rq_status, meta, result, cancel_requested)
         rows = None
+        usage, cost = (result or {}).get("usage") or meta.get("usage"), (result or {}).get("cost_usd",
+                                                                                         meta.get("cost_usd"))
         if meta.get("plan") and (result or {}).get("planned"):  # the planning job ended; the plan goes on
-            status, result, rows = self._plan_status(job.id, cancel_requested)
+            status, result, rows, spent = self._plan_status(job.id, cancel_requested)
+            if spent is not None and not (result or {}).get("usage"):  # not ended by its finishing job: so far
+                usage, cost = spent.as_dict(), estimate_cost(self.settings.CLAUDE_MODEL, spent)
         reason = (result or {}).get("reason")
         checkout = meta.get("checkout") or {}
         if not reason and status not in ACTIVE and outcome_of(meta.get("phase")):
@@ -365,8 +386,7 @@ class TaskManager:
             task_id=job.id, status=status, phase=meta.get("phase", QUEUED), progress=progress,
             goal=meta.get("goal", ""), project_path=meta.get("project_path", ""),
             call_sid=meta.get("session_id"), verbose_updates=meta.get("verbose_updates"),
-            retry_of=meta.get("retry_of"), usage=(result or {}).get("usage") or meta.get("usage"),
-            cost_usd=(result or {}).get("cost_usd", meta.get("cost_usd")),
+            retry_of=meta.get("retry_of"), usage=usage, cost_usd=cost,
             files_changed=list((result or {}).get("files_changed") or meta.get("files_changed") or []),
             branch=None if checkout.get("discarded") else checkout.get("branch"),
             checkpoints=int(meta.get("checkpoints") or 0),
@@ -377,31 +397,31 @@ class TaskManager:
             ended_at=_iso(job.ended_at) if rows is None else _iso(self._plan_ended(job.id, status)),
             parent=meta.get("parent"), plan=rows)
 
-    def _plan_status(self, task_id: str, cancel_requested: bool) -> tuple[str, dict | None, list[dict]]:
-        """(status, result, subtask rows) of a planned task whose planning job ended: its finishing job's outcome
-        once that ran (core/plan_jobs.finish_plan), else running (or cancelled)."""
+    def _plan_status(self, task_id: str, cancel_requested: bool) -> tuple[str, dict | None, list[dict], Usage | None]:
+        """(status, result, subtask rows, plan_usage) of a planned task whose planning job ended: its finishing job's
+        outcome once that ran (core/plan_jobs.finish_plan), else running (or cancelled)."""
         record = self.plan_record(task_id)
         if record is None:  # expired or never stored
-            return FAILED, {"reason": "The task's plan is gone (it expired)."}, []
-        rows = self.plan_rows(record)
+            return FAILED, {"reason": "The task's plan is gone (it expired)."}, [], None
+        rows, spent = self._plan(record)
         try:
             finisher = Job.fetch(record["finisher"], connection=self.redis)
         except NoSuchJobError:
             finisher = None
         state = finisher.get_status(refresh=False) if finisher else None
         if record.get("not_approved"):
-            return CANCELLED, {"reason": record["not_approved"]}, rows
+            return CANCELLED, {"reason": record["not_approved"]}, rows, spent
         if not cancel_requested and self._awaiting_approval(record):
-            return AWAITING_CONFIRMATION, None, rows
+            return AWAITING_CONFIRMATION, None, rows, spent
         if state == JobStatus.FINISHED:
             ended = finisher.return_value() or {}
             if ended.get("outcome"):
-                return ended["outcome"], ended, rows
+                return ended["outcome"], ended, rows, spent
         if cancel_requested or state in (JobStatus.CANCELED, JobStatus.STOPPED):
-            return CANCELLED, {"reason": "The task was cancelled."}, rows
+            return CANCELLED, {"reason": "The task was cancelled."}, rows, spent
         if state == JobStatus.FAILED:
-            return FAILED, {"reason": "Testing the merged branch crashed; see the worker log."}, rows
-        return RUNNING, None, rows
+            return FAILED, {"reason": "Testing the merged branch crashed; see the worker log."}, rows, spent
+        return RUNNING, None, rows, spent
 
     def _plan_ended(self, task_id: str, status: str) -> datetime | None:
         if status in ACTIVE:

@@ -17,8 +17,10 @@ from rq.job import Job
 from core import event_log, keys
 from core.config import load_settings
 from core.exceptions import CodeRejected, TaskNotActive
+from core.model import Usage, estimate_cost
 from core.task_manager import TaskManager
-from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET
+from tests.communication.test_delivery_discord_bot import other_messages, status_messages
+from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET, bot_settings
 from tests.fakes.anthropic_api import bash, edit, error, text, tool_use
 from tests.test_task_branches import git, owner_repo
 from tests.waiting import wait_until
@@ -42,8 +44,15 @@ def plan(*subtasks) -> dict:
                          for key, title, goal, after, *rest in subtasks]}
 
 
-def script_plan(fake_api, *subtasks):
-    fake_api.script([tool_use("plan_subtasks", plan(*subtasks))], match=PLANNER, name="planner")
+def script_plan(fake_api, *subtasks, usage=None):
+    """usage: the tokens the planner's answer reports (FakeAnthropic.script)."""
+    fake_api.script([tool_use("plan_subtasks", plan(*subtasks))], match=PLANNER, name="planner", usage=usage)
+
+
+def spent(fake_api, script, usage) -> Usage:
+    """The tokens a script's answers reported so far, each `usage` (given to FakeAnthropic.script)."""
+    answers = len([r for r in fake_api.requests_for(script) if r.status == 200])
+    return Usage(**{name: count * answers for name, count in usage.items()})
 
 
 def ended(tasks, task_id, timeout=180):
@@ -149,10 +158,11 @@ def test_a_planned_goal_runs_independent_subtasks_at_once_and_merges_everything(
 def test_an_invalid_plan_falls_back_to_one_task_and_says_why(tasks, fake_api, start_worker, projects):
     owner_repo(projects / "calc", {"README.md": "# calc\n"})
     cycle = plan(("a", "A", "do a", ["b"]), ("b", "B", "do b", ["a"]))
+    planner, single = {"input_tokens": 10_000, "output_tokens": 2_000}, {"input_tokens": 1_000, "output_tokens": 100}
     fake_api.script([tool_use("plan_subtasks", cycle), tool_use("plan_subtasks", cycle)], match=PLANNER,
-                    name="planner")
+                    name="planner", usage=planner)
     fake_api.script([edit(command="create", path="calc.py", file_text="ADD = 1\n"), text("Done.")],
-                    match="Goal: Build a calculator", name="single")
+                    match="Goal: Build a calculator", name="single", usage=single)
     parent = tasks.start("Build a calculator", "calc", plan=True)
     worker = start_worker()
     done = ended(tasks, parent)
@@ -163,6 +173,61 @@ def test_an_invalid_plan_falls_back_to_one_task_and_says_why(tasks, fake_api, st
     assert said.message == ("Running the goal as one task: the planner's plan was invalid twice (The dependencies "
                             "form a cycle: a -> b -> a. A plan must be a DAG.).")
     assert len([r for r in fake_api.requests if r.script == "planner"]) == 2
+    # The planner's two answers were paid for: the one task's cost includes them.
+    used = spent(fake_api, "planner", planner) + spent(fake_api, "single", single)
+    assert used.input_tokens == 2 * 10_000 + 2 * 1_000
+    wait_until(lambda: tasks.settled(parent), 60, "RQ to keep the task's result")
+    done = tasks.status(parent)
+    assert done.usage == used.as_dict() == done.result["usage"]
+    assert done.cost_usd == estimate_cost(tasks.settings.CLAUDE_MODEL, used) == done.result["cost_usd"]
+
+
+def test_a_plan_costs_its_planner_and_every_subtask_and_shows_it_while_it_runs(tasks, fake_api, start_worker,
+                                                                              projects, tmp_path, discord):
+    owner_repo(projects / "todo", {"README.md": "# todo\n"})
+    planner = {"input_tokens": 10_000, "output_tokens": 2_000}
+    each = {"store": {"input_tokens": 1_000, "output_tokens": 100}, "cli": {"input_tokens": 2_000, "output_tokens": 300}}
+    script_plan(fake_api, ("store", "Store", "Write store.py", []), ("cli", "CLI", "Write cli.py", []), usage=planner)
+    gates = {key: tmp_path / f"{key}-may-end" for key in each}
+    for key, gate in gates.items():
+        fake_api.script([edit(command="create", path=f"{key}.py", file_text=f"NAME = '{key}'\n"),
+                         bash(f"until test -e {gate}; do sleep 0.05; done"), text(f"Wrote {key}.py.")],
+                        match=f"Goal: Write {key}.py", name=key, usage=each[key])
+    parent = tasks.start("Build a todo app", "todo", plan=True)
+    workers = [start_worker(**bot_settings(discord)) for _ in range(2)]
+    planned(tasks, parent)
+    # Both wait at their gate, their tokens so far stored; then store ends (and is merged) while cli still runs.
+    wait_until(lambda: all(tasks.status(r["task_id"]).progress.startswith("Running: until test -e")
+                           for r in rows(tasks, parent).values()), 120, "store and cli waiting at their gates")
+    gates["store"].touch()
+    wait_until(lambda: rows(tasks, parent)["store"]["state"] == "done", 120, "store merged")
+
+    so_far = spent(fake_api, "planner", planner) + spent(fake_api, "store", each["store"]) \
+        + spent(fake_api, "cli", each["cli"])
+    assert len(fake_api.requests_for("cli")) == 2  # cli has answered twice and waits: its cost so far
+    cost = estimate_cost(tasks.settings.CLAUDE_MODEL, so_far)
+    status = tasks.status(parent)
+    assert status.status == "running" and status.usage == so_far.as_dict()
+    assert status.cost_usd == cost and cost > estimate_cost(tasks.settings.CLAUDE_MODEL,
+                                                            spent(fake_api, "planner", planner))
+    # The Discord status message of the plan shows it too, from the update that store was merged.
+    shown = f"${cost:.4f}"
+    wait_until(lambda: [f["value"] for m in status_messages(discord, parent) for f in m["embeds"][0]["fields"]
+                        if f["name"] == "Cost so far"] == [shown], 60, f"the plan's status message showing {shown}")
+
+    gates["cli"].touch()
+    done = ended(tasks, parent)
+    for worker in workers:
+        worker.stop()
+    assert done.status == "complete", (done.reason, [w.log[-3000:] for w in workers])
+    total = spent(fake_api, "planner", planner) + spent(fake_api, "store", each["store"]) \
+        + spent(fake_api, "cli", each["cli"])
+    assert done.usage == total.as_dict() == done.result["usage"]
+    assert done.cost_usd == estimate_cost(tasks.settings.CLAUDE_MODEL, total) == done.result["cost_usd"]
+    ending = wait_until(lambda: [m for m in other_messages(discord, parent)
+                                 if m["content"].startswith(f"🎉 Task {parent} complete")], 60,
+                        "the plan's ending in Discord")[0]
+    assert {"name": "Cost", "value": f"${done.cost_usd:.4f}", "inline": True} in ending["embeds"][0]["fields"]
 
 
 def test_plan_goals_sets_when_a_goal_is_planned(redis_client, tars_env):

@@ -3,11 +3,13 @@ one-line summary every surface shows."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from core import plans
-from core.exceptions import InvalidPlan
-from core.model import ScriptedModel, text_turn, tool_turn
+from core.exceptions import InvalidPlan, ModelError
+from core.model import ScriptedModel, Usage, text_turn, tool_turn
 
 
 def sub(key, depends_on=(), goal=None, **more):
@@ -53,11 +55,18 @@ def test_an_invalid_plan_is_refused_with_a_reason_the_model_can_act_on(raw, reas
     assert reason in str(refused.value)
 
 
+def costing(turn, input_tokens, output_tokens):
+    return dataclasses.replace(turn, usage=Usage(input_tokens, output_tokens, 10, 20))
+
+
 def test_an_invalid_plan_is_sent_back_once_with_the_reason():
-    model = ScriptedModel([tool_turn("plan_subtasks", {"subtasks": [sub("a", ["b"]), sub("b", ["a"])]}),
-                           tool_turn("plan_subtasks", {"subtasks": [sub("a"), sub("b", ["a"])]})])
-    subtasks, why = plans.ask_planner(model, "build a thing", "app.py", 8)
+    model = ScriptedModel([costing(tool_turn("plan_subtasks", {"subtasks": [sub("a", ["b"]), sub("b", ["a"])]}),
+                                   1000, 200),
+                           costing(tool_turn("plan_subtasks", {"subtasks": [sub("a"), sub("b", ["a"])]}), 1500, 300)])
+    spent = Usage()
+    subtasks, why = plans.ask_planner(model, "build a thing", "app.py", 8, spent)
     assert [s.key for s in subtasks] == ["a", "b"] and why == ""
+    assert spent == Usage(2500, 500, 20, 40)  # both calls count in the plan's cost
     assert len(model.calls) == 2
     assert [t["name"] for t in model.calls[0]["tools"]] == ["plan_subtasks"]  # exactly one tool offered
     answer = model.calls[1]["messages"][-1]["content"][0]
@@ -68,16 +77,24 @@ def test_an_invalid_plan_is_sent_back_once_with_the_reason():
 def test_still_invalid_after_the_reask_means_run_it_as_one_task():
     model = ScriptedModel([text_turn("I would rather just do it."),
                            tool_turn("plan_subtasks", {"subtasks": [sub(f"s{i}") for i in range(9)]})])
-    subtasks, why = plans.ask_planner(model, "build a thing", "", 8)
+    subtasks, why = plans.ask_planner(model, "build a thing", "", 8, Usage())
     assert subtasks is None
     assert why == "the planner's plan was invalid twice (The plan has 9 subtasks; at most 8 are allowed: merge some.)"
     assert "did not call plan_subtasks" in model.calls[1]["messages"][-1]["content"][0]["text"]
     assert len(model.calls) == 2  # never a third call
 
 
+def test_the_planners_tokens_count_even_when_its_second_call_fails():
+    model = ScriptedModel([costing(text_turn("I would rather just do it."), 700, 50)])  # then: no turns left
+    spent = Usage()
+    with pytest.raises(ModelError):
+        plans.ask_planner(model, "build a thing", "", 8, spent)
+    assert spent == Usage(700, 50, 10, 20)
+
+
 def test_a_subtask_is_told_the_whole_plan_after_its_own_goal():
     record = plans.new_record("a todo app", plans.validate({"subtasks": [sub("store"), sub("api", ["store"])]}, 8),
-                              ["aaa111", "bbb222"], "p-finish")
+                              ["aaa111", "bbb222"], "p-finish", Usage(3000, 400))
     context = plans.context_for(record, "api")
     assert "plan for the goal: a todo app" in context
     assert "- api: Api (after store)  <- yours" in context and "- store: Store\n" in context

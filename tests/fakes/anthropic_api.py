@@ -475,6 +475,7 @@ class _Script:
     turns: list
     cursor: int = 0
     served: int = 0
+    usage: dict | None = None
 
 
 def _coerce(turn: Any, body: dict, depth: int = 0) -> Any:
@@ -702,13 +703,16 @@ class FakeAnthropic:
         return f"http://{self.host}:{self.port}"
 
     # ---- scripting
-    def script(self, turns: list, *, match: str = "", name: str | None = None) -> None:
+    def script(self, turns: list, *, match: str = "", name: str | None = None, usage: dict | None = None) -> None:
         """Register a script (see module docstring).  ``name`` defaults to
-        ``match`` (or ``"default"`` when match is empty)."""
+        ``match`` (or ``"default"`` when match is empty).  ``usage``: the token
+        counts every answer of this script reports instead of the emulated ones
+        (input_tokens, output_tokens, cache_creation_input_tokens,
+        cache_read_input_tokens; any left out is 0), for exact costs."""
         if name is None:
             name = match or "default"
         with self._cond:
-            self._scripts.append(_Script(name=name, match=match, turns=list(turns)))
+            self._scripts.append(_Script(name=name, match=match, turns=list(turns), usage=usage))
 
     def reset(self) -> None:
         """Forget scripts, recorded requests, exhaustion records and the prompt cache."""
@@ -765,8 +769,8 @@ class FakeAnthropic:
             self._cond.notify_all()
         return rec
 
-    def _pick(self, body: Any) -> tuple[str | None, Any]:
-        """Choose script + raw turn for a request (under the lock)."""
+    def _pick(self, body: Any) -> tuple[str | None, Any, dict | None]:
+        """Choose script + raw turn (+ the script's usage) for a request (under the lock)."""
         goal = _first_user_text(body)
         with self._cond:
             for s in self._scripts:
@@ -774,12 +778,12 @@ class FakeAnthropic:
                     s.served += 1
                     if s.cursor >= len(s.turns):
                         self.exhausted.add(s.name)
-                        return s.name, text(EXHAUSTED_TEXT)
+                        return s.name, text(EXHAUSTED_TEXT), s.usage
                     t = s.turns[s.cursor]
                     if not isinstance(t, Repeat):
                         s.cursor += 1
-                    return s.name, t
-        return None, None
+                    return s.name, t, s.usage
+        return None, None, None
 
     def _sleep(self, seconds: float) -> bool:
         """Interruptible sleep; returns False if the fake is stopping."""
@@ -793,7 +797,7 @@ class FakeAnthropic:
             rec.status = 400
             h._send_error_shape(400, "invalid_request_error", "Request body must be a JSON object")
             return
-        name, turn = self._pick(body)
+        name, turn, usage = self._pick(body)
         # Record before answering (so wait_for_requests sees in-flight/hung requests).
         rec = self._record(h, raw, body, name)
         if name is None:
@@ -818,20 +822,23 @@ class FakeAnthropic:
             h._send_error_shape(turn.status, turn.type_, turn.message, turn.headers)
             return
         assert isinstance(turn, Turn)
-        message = self._render(turn, body)
+        message = self._render(turn, body, usage)
         rec.status = 200
         if body.get("stream"):
             self._stream(h, message, turn.chunk_delay, rec)
         else:
             h._send_json(200, message)
 
-    def _render(self, turn: Turn, body: dict) -> dict:
+    def _render(self, turn: Turn, body: dict, usage_given: dict | None = None) -> dict:
         content = copy.deepcopy(turn.content)
         for b in content:
             if b.get("type") == "tool_use" and not b.get("id"):
                 b["id"] = new_tool_use_id()
         usage = self._cache.usage(body)
         usage["output_tokens"] = max(1, _tok(json.dumps(content)))
+        if usage_given is not None:
+            usage.update({k: usage_given.get(k, 0) for k in ("input_tokens", "output_tokens",
+                                                             "cache_creation_input_tokens", "cache_read_input_tokens")})
         usage["service_tier"] = "standard"
         return {
             "id": new_message_id(),

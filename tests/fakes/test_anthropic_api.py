@@ -327,6 +327,18 @@ def test_prompt_caching_streaming_usage(fake):
     assert u2.cache_read_input_tokens == u1.cache_creation_input_tokens
 
 
+def test_a_script_can_report_the_usage_it_is_given(fake):
+    fake.script([text("planned"), text("again")], match="plan", usage={"input_tokens": 1000, "output_tokens": 200})
+    fake.script([text("ok")])
+    c = client(fake)
+    system = [{"type": "text", "text": "S" * 2000, "cache_control": {"type": "ephemeral"}}]
+    for _ in range(2):  # the same numbers every answer, cache or not
+        u = ask(c, "plan it", system=system).usage
+        assert (u.input_tokens, u.output_tokens, u.cache_creation_input_tokens, u.cache_read_input_tokens) == (
+            1000, 200, 0, 0)
+    assert ask(c, "other", system=system).usage.cache_read_input_tokens > 0  # other scripts: emulated as before
+
+
 def test_callable_and_repeat_turns(fake):
     seen = []
 
