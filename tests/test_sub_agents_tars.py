@@ -19,7 +19,7 @@ from sub_agents_tars import (
     spoken_task_id,
     voice_function,
 )
-from tests.fakes.anthropic_api import bash, edit, text, tool_use
+from tests.core.test_plan_jobs import script_small_plan
 from tests.test_task_branches import owner_repo
 from tests.waiting import wait_until
 
@@ -290,16 +290,8 @@ def planning_voice(tasks, settings):
 def test_a_goal_planned_out_first_is_told_by_its_summary_and_its_subtasks_name_their_plan(
         planning_voice, tasks, fake_api, start_worker, projects, tmp_path):
     owner_repo(projects / "todo", {"README.md": "# todo\n"})
-    fake_api.script([tool_use("plan_subtasks", {"subtasks": [
-        {"key": "store", "title": "SQLite store", "goal": "Write store.py with the todo store", "depends_on": []},
-        {"key": "api", "title": "REST API", "goal": "Write api.py on top of the store", "depends_on": ["store"]}]})],
-        match="Plan the work for this goal", name="planner")
     gate = tmp_path / "store-may-finish"
-    fake_api.script([edit(command="create", path="store.py", file_text="ROWS = []\n"),
-                     bash(f"until test -e {gate}; do sleep 0.05; done"), text("Wrote store.py.")],
-                    match="Goal: Write store.py", name="store")
-    fake_api.script([edit(command="create", path="api.py", file_text="import store\n"), text("Wrote api.py.")],
-                    match="Goal: Write api.py", name="api")
+    script_small_plan(fake_api, hold=gate)
 
     answer = planning_voice.call("start_autonomous_coding", {"goal": "Build a todo app with a store and an API",
                                                              "project_path": "todo", "plan": True})

@@ -17,7 +17,8 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import DASHBOARD_PASSWORD, DashboardServer, check_png
 from tests.conftest import TEST_CODE
-from tests.fakes.anthropic_api import bash, delay, edit, text, tool_use
+from tests.core.test_plan_jobs import script_small_plan
+from tests.fakes.anthropic_api import bash, delay, edit, text
 from tests.test_task_branches import owner_repo
 from tests.waiting import wait_until
 
@@ -222,16 +223,8 @@ def test_owner_plans_a_goal_from_the_form_and_watches_its_plan_tree_live(tars_en
     dashboard = DashboardServer({**tars_env, "PLAN_GOALS": "ask"}, tmp_path / "planning-server.log")
     try:
         owner_repo(projects / "todo", {"README.md": "# todo\n"})
-        fake_api.script([tool_use("plan_subtasks", {"subtasks": [
-            {"key": "store", "title": "SQLite store", "goal": "Write store.py", "depends_on": []},
-            {"key": "api", "title": "REST API", "goal": "Write api.py on the store", "depends_on": ["store"]}]})],
-            match="Plan the work for this goal", name="planner")
         gate = tmp_path / "store-may-finish"
-        fake_api.script([edit(command="create", path="store.py", file_text="ROWS = []\n"),
-                         bash(f"until test -e {gate}; do sleep 0.05; done"), text("Done.")],
-                        match="Goal: Write store.py", name="store")
-        fake_api.script([edit(command="create", path="api.py", file_text="import store\n"), text("Done.")],
-                        match="Goal: Write api.py", name="api")
+        script_small_plan(fake_api, hold=gate)
         page = new_page(**DESKTOP)
         page.goto(dashboard.url + "/")
         page.get_by_test_id("login-password").fill(DASHBOARD_PASSWORD)

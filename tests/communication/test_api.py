@@ -32,7 +32,7 @@ from core.redis_conn import free_port
 from core.task_manager import WIRE_NAMES, TaskStatus
 from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET, ServerThread
 from tests.core.test_confirmations import WEBHOOK, awaiting, destructive_task, post_code
-from tests.fakes.anthropic_api import bash, edit, text, tool_use
+from tests.core.test_plan_jobs import script_small_plan
 from tests.test_task_branches import owner_repo
 from tests.waiting import wait_until
 
@@ -351,16 +351,8 @@ def test_a_planned_start_shows_its_plan_rows_summary_and_each_subtasks_parent(se
                                                                              start_worker, tmp_path):
     server = serve(PLAN_GOALS="ask")
     owner_repo(projects / "todo", {"README.md": "# todo\n"})
-    fake_api.script([tool_use("plan_subtasks", {"subtasks": [
-        {"key": "store", "title": "SQLite store", "goal": "Write store.py", "depends_on": []},
-        {"key": "api", "title": "REST API", "goal": "Write api.py on the store", "depends_on": ["store"]}]})],
-        match="Plan the work for this goal", name="planner")
     gate = tmp_path / "store-may-finish"
-    fake_api.script([edit(command="create", path="store.py", file_text="ROWS = []\n"),
-                     bash(f"until test -e {gate}; do sleep 0.05; done"), text("Done.")],
-                    match="Goal: Write store.py", name="store")
-    fake_api.script([edit(command="create", path="api.py", file_text="import store\n"), text("Done.")],
-                    match="Goal: Write api.py", name="api")
+    script_small_plan(fake_api, hold=gate)
     with httpx.Client(base_url=server.url, headers=AUTH, timeout=20) as api:
         started = api.post("/api/tasks", json={"goal": "Build a todo app", "project_path": "todo", "plan": True})
         assert started.status_code == 201, started.text

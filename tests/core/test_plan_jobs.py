@@ -49,6 +49,17 @@ def script_plan(fake_api, *subtasks, usage=None):
     fake_api.script([tool_use("plan_subtasks", plan(*subtasks))], match=PLANNER, name="planner", usage=usage)
 
 
+def script_small_plan(fake_api, hold=None):
+    """The two-subtask plan of the owner's stories: store (SQLite store), then api (REST API) on it. hold: a path
+    store waits for once it wrote store.py (running, api waiting on it) until the test creates it."""
+    script_plan(fake_api, ("store", "SQLite store", "Write store.py with the todo store", []),
+                ("api", "REST API", "Write api.py on top of the store", ["store"]))
+    for key in ("store", "api"):
+        waits = [bash(f"until test -e {hold}; do sleep 0.05; done")] if hold and key == "store" else []
+        fake_api.script([edit(command="create", path=f"{key}.py", file_text=f"NAME = '{key}'\n"), *waits,
+                         text(f"Wrote {key}.py.")], match=f"Goal: Write {key}.py", name=key)
+
+
 def spent(fake_api, script, usage) -> Usage:
     """The tokens a script's answers reported so far, each `usage` (given to FakeAnthropic.script)."""
     answers = len([r for r in fake_api.requests_for(script) if r.status == 200])
@@ -463,14 +474,6 @@ def awaiting_approval(tasks, parent, timeout=120):
     return wait_until(lambda: (s := tasks.status(parent)).status == "awaiting_confirmation" and s.plan
                       and Job.fetch(parent, connection=tasks.redis).get_status() == "finished" and s, timeout,
                       f"task {parent}'s plan to wait for approval")
-
-
-def script_small_plan(fake_api):
-    script_plan(fake_api, ("store", "SQLite store", "Write store.py with the todo store", []),
-                ("api", "REST API", "Write api.py on top of the store", ["store"]))
-    for key in ("store", "api"):
-        fake_api.script([edit(command="create", path=f"{key}.py", file_text=f"NAME = '{key}'\n"),
-                         text(f"Wrote {key}.py.")], match=f"Goal: Write {key}.py", name=key)
 
 
 def subtask_requests(fake_api):
