@@ -11,10 +11,12 @@ import subprocess
 import time
 
 import httpx
+import psutil
 import pytest
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from core import event_log, keys
+from core import event_log, keys, plans
 from core.config import load_settings
 from core.exceptions import CodeRejected, TaskNotActive
 from core.task_manager import TaskManager
@@ -57,6 +59,11 @@ def events(tasks, task_id, kind=None):
 
 def rows(tasks, parent) -> dict:
     return {row["key"]: row for row in tasks.status(parent).plan or []}
+
+
+def blocked_events(tasks, parent) -> list:
+    """The events that told the plan cannot go on by itself."""
+    return [e for e in events(tasks, parent, "subtask") if e.data.get("state") == "blocked"]
 
 
 def planned(tasks, parent, timeout=120) -> dict:
@@ -244,24 +251,33 @@ def test_a_failed_subtask_blocks_only_its_dependents_and_a_retry_continues_the_p
     planned(tasks, parent)
     wait_until(lambda: (r := rows(tasks, parent))["store"]["state"] == "failed" and r["cli"]["state"] == "done",
                120, "store failed and cli merged")
+    store_id = rows(tasks, parent)["store"]["task_id"]
     status = tasks.status(parent)
     assert status.status == "running"  # it waits for the owner: retry store, or cancel the plan
-    assert status.progress == "1 of 3 subtasks done, 1 failed, 1 blocked by store"
+    # Nothing else can go on: every surface (task status, the voice, the dashboard, Discord) says so, and how to go on.
+    assert status.progress.startswith("Blocked: subtask store failed (The Anthropic API refused the request")
+    assert status.progress.endswith(f"). Retry it with: python main_tars.py task retry {store_id}, or cancel the "
+                                    "plan.")
+    assert plans.plan_summary(status.plan) == "1 of 3 subtasks done, 1 failed, 1 blocked by store"
     api = rows(tasks, parent)["api"]
     assert api["status"] == "queued" and api["branch"] is None  # never started
     assert api["note"].startswith("blocked: waiting on store, which failed: The Anthropic API refused the request")
     told = wait_until(lambda: next((e for e in events(tasks, parent, "subtask") if e.data.get("state") == "failed"),
                                    None), 30, "the plan told of the failure")
-    store_id = rows(tasks, parent)["store"]["task_id"]
     assert told.message.endswith(f"retry it with: python main_tars.py task retry {store_id}")
+    blocked = wait_until(lambda: blocked_events(tasks, parent), 30, "the plan told it is blocked")
+    assert [e.message for e in blocked] == [status.progress]
+    assert "Blocked: subtask store failed" in cli("task", "status", parent).stdout
 
     again = cli("task", "retry", store_id)
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == f"{store_id} (subtask of {parent}, queued again on its own branch)"
+    assert not tasks.status(parent).progress.startswith("Blocked")  # store is queued: the plan goes on
     done = ended(tasks, parent)
     for worker in workers:
         worker.stop()
     assert done.status == "complete", done.reason
+    assert len(blocked_events(tasks, parent)) == 1  # told once
     assert [r["state"] for r in rows(tasks, parent).values()] == ["done", "done", "done"]
     assert tasks.status(store_id).branch == f"tars/{store_id}"  # the same task, on its own branch
     assert git(repo, "ls-tree", "--name-only", f"tars/{parent}").split() == ["README.md", "api.py", "cli.py",
@@ -348,6 +364,75 @@ def test_a_dead_workers_subtask_fails_like_any_task_and_its_retry_finishes_the_p
     survivor.stop()
     assert done.status == "complete", done.reason
     assert git(repo, "show", f"tars/{parent}:ship.txt") == "built"
+
+
+def testing_horse(tasks, finisher, before=None, timeout=150) -> int:
+    """The work-horse running the plan's finishing job (another than `before`) once its test command runs."""
+    def horse():
+        pid = Job.fetch(finisher, connection=tasks.redis).get_meta(refresh=True).get("horse_pid")
+        return pid if pid and pid != before and any("make" in " ".join(child.cmdline()) for child in
+                                                    psutil.Process(pid).children(recursive=True)) else None
+    return wait_until(horse, timeout, f"the finishing job {finisher} testing the merged branch",
+                      ignore=(psutil.Error, NoSuchJobError))  # not queued before the plan is
+
+
+def crash(worker, horse) -> None:
+    """A worker dies with everything its work-horse runs, at once (a machine's crash, the OOM killer)."""
+    doomed = psutil.Process(horse).children(recursive=True)
+    os.kill(worker.process.pid, signal.SIGKILL)
+    os.killpg(horse, signal.SIGKILL)
+    for process in doomed:  # the test command runs in a session of its own
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def test_a_worker_dying_while_the_merged_branch_is_tested_tests_it_again_and_a_retry_after_a_second_death(
+        tasks, fake_api, start_worker, projects, tmp_path, cli):
+    # A subtask's own test run passes at once; on the plan's branch, whose tip is a merge, the tests wait at the gate:
+    # the finishing job is testing it when its workers die.
+    gate = tmp_path / "tests-may-end"
+    owner_repo(projects / "gated", {"Makefile": "test:\n\tgit log -1 --format=%s | grep -q 'merge subtask' || exit 0; "
+                                                f"until test -e {gate}; do sleep 0.05; done\n"})
+    script_plan(fake_api, ("a", "A", "Write a.txt", []), ("b", "B", "Write b.txt", []))
+    for key in ("a", "b"):
+        fake_api.script([bash(f"echo {key} > {key}.txt"), text(f"Wrote {key}.")], match=f"Goal: Write {key}.txt",
+                        name=key)
+    parent = tasks.start("Write a and b", "gated", plan=True)
+    first = start_worker()
+    first_horse = testing_horse(tasks, f"{parent}-finish")
+    second = start_worker()  # idle: the reaper runs in it
+    crash(first, first_horse)
+
+    again = wait_until(lambda: [e for e in events(tasks, parent, "phase") if "died" in e.message], 150,
+                       "the plan told its tests run again")
+    assert [e.message for e in again] == ["The worker testing the merged branch died; testing it again."]
+    second_horse = testing_horse(tasks, f"{parent}-finish", before=first_horse)
+    assert tasks.status(parent).status == "running"
+    third = start_worker()
+    crash(second, second_horse)
+
+    failed = ended(tasks, parent, timeout=150)
+    assert failed.status == "failed"
+    assert failed.reason.startswith("The workers testing the merged branch died 2 times (the last, ")
+    assert failed.reason.endswith(f"every subtask is merged into tars/{parent}. Test it again with: "
+                                  f"python main_tars.py task retry {parent}")
+    assert wait_until(lambda: events(tasks, parent)[-1].type == "error", 30, "the ending on the timeline")
+    assert len([e for e in events(tasks, parent, "phase") if "died" in e.message]) == 1  # ran again once only
+
+    gate.touch()
+    retried = cli("task", "retry", parent)
+    assert retried.returncode == 0, retried.stderr
+    assert retried.stdout.strip() == f"{parent} (its merged branch is tested again)"
+    done = ended(tasks, parent)
+    third.stop()
+    assert done.status == "complete", (done.reason, third.log[-3000:])
+    assert done.reason == f"All 2 subtasks are merged into tars/{parent}; `make test` passes on it."
+    assert tasks.plan_record(parent)["finisher"] == f"{parent}-finish-2"
+    assert "Testing the merged branch again (retry): every subtask is merged." in [
+        e.message for e in events(tasks, parent, "phase")]
+    assert [r.script for r in fake_api.requests].count("a") == 2  # no subtask ran again
 
 
 def test_a_subtasks_confirmation_request_names_its_plan(tasks, fake_api, start_worker, projects):
