@@ -8,10 +8,13 @@
   P's timeline says why.
 - run_subtask(S): the ordinary task body on S's own branch, forked from tars/P as it stands once S's dependencies
   merged. Complete: S is merged into tars/P (a merge commit, under the plan's lock); a conflict starts an
-  integration subtask that the jobs waiting on S now also wait on. Anything else raises SubtaskFailed, so RQ
-  records the job failed and what depends on S stays deferred (blocked); `task retry S` requeues it.
+  integration subtask that the jobs waiting on S now also wait on, and an integration subtask's own conflict or
+  failure asks the owner to resolve it by hand. Anything else raises SubtaskFailed, so RQ records the job failed
+  and what depends on S stays deferred (blocked); `task retry S` requeues it. As S ends, a plan that nothing can
+  move on any more says so (TaskManager.tell_if_blocked).
 - finish_plan(P): once every subtask finished, runs the project's tests on tars/P; red the first time, one fix-up
-  subtask and another finishing job after it; then P ends complete (green) or failed, like any task.
+  subtask and another finishing job after it; then P ends complete (green) or failed, like any task. Its worker
+  dying runs it again (core/worker.Reaper); `task retry P` of a failed plan runs a new one.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@
   confirmation request left pending.
 * Every worker refreshes a liveness hash (tars:worker:<name>) from a thread. One worker at a time holds
   the reaper lease (tars:reaper:leader) and fails the running tasks whose worker stopped refreshing,
-  killing the orphan horse first when it runs on this host. RQ alone notices only after ~11 minutes.
+  killing the orphan horse first when it runs on this host. RQ alone notices only after ~11 minutes. A plan's
+  finishing job (no task of its own) is run again instead, until FINISHER_WORKER_DEATHS of its workers died.
 * A Redis outage neither kills the worker nor loses the task: heartbeats ride it out, and the work loop
   starts again instead of quitting.
 * The second SIGTERM/Ctrl+C (cold shutdown) stops the running task and marks it failed.
