@@ -293,6 +293,8 @@ def run_task_command(args, tasks: TaskManager) -> int:
         if again.parent:  # a plan's subtask runs again as itself, on its own branch
             out({"task_id": new_id, "retry_of": None, "parent": again.parent},
                 f"{new_id} (subtask of {again.parent}, queued again on its own branch)")
+        elif tasks.status(args.task_id).task_id == new_id:  # a plan whose subtasks all merged: tested again
+            out({"task_id": new_id, "retry_of": None}, f"{new_id} (its merged branch is tested again)")
         else:
             out({"task_id": new_id, "retry_of": again.retry_of}, f"{new_id} (a new task retrying {again.retry_of})")
     elif args.task_command == "log":

@@ -69,6 +69,10 @@ REAPER_INTERVAL_SECONDS = 10
 REAPER_LEASE_SECONDS = 30
 """Leadership of the reaper (tars:reaper:leader) lasts this long unless its holder renews it."""
 
+FINISHER_WORKER_DEATHS = 2
+"""A plan's finishing job (it tests the merged branch) whose worker died runs again until this many of its workers
+died; then the reaper ends the planned task failed (`task retry` of the plan tests it again)."""
+
 REDIS_OUTAGE_RETRY_SECONDS = 30
 """How long a command keeps retrying while Redis is away (a restart) before it fails with ConnectionError."""
 

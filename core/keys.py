@@ -153,6 +153,12 @@ def task_plan_lock(task_id: str) -> str:
     return f"task:{task_id}:plan:lock"
 
 
+def task_plan_blocked(task_id: str) -> str:
+    """Set while a planned task is blocked (a subtask failed and nothing else of the plan can go on) once its timeline
+    said so, so it says it once; a subtask's retry clears it."""
+    return f"task:{task_id}:plan:blocked"
+
+
 PLANS_AWAITING_APPROVAL = "tars:plans:awaiting-approval"
 """Sorted set of the planned tasks waiting for the owner to approve their plan (PLAN_APPROVAL=on), scored by when
 their confirmation request times out; the reaper ends those past it as not approved."""

@@ -8,10 +8,13 @@
   P's timeline says why.
 - run_subtask(S): the ordinary task body on S's own branch, forked from tars/P as it stands once S's dependencies
   merged. Complete: S is merged into tars/P (a merge commit, under the plan's lock); a conflict starts an
-  integration subtask that the jobs waiting on S now also wait on. Anything else raises SubtaskFailed, so RQ
-  records the job failed and what depends on S stays deferred (blocked); `task retry S` requeues it.
+  integration subtask that the jobs waiting on S now also wait on, and an integration subtask's own conflict or
+  failure asks the owner to resolve it by hand. Anything else raises SubtaskFailed, so RQ records the job failed
+  and what depends on S stays deferred (blocked); `task retry S` requeues it. As S ends, a plan that nothing can
+  move on any more says so (TaskManager.tell_if_blocked).
 - finish_plan(P): once every subtask finished, runs the project's tests on tars/P; red the first time, one fix-up
-  subtask and another finishing job after it; then P ends complete (green) or failed, like any task.
+  subtask and another finishing job after it; then P ends complete (green) or failed, like any task. Its worker
+  dying runs it again (core/worker.Reaper); `task retry P` of a failed plan runs a new one.
 """
 
 from __future__ import annotations
@@ -41,10 +44,6 @@ log = logging.getLogger("tars.worker")
 def _tell(redis, parent: str, message: str, **data) -> None:
     """An event on the planned task's timeline (not a phase change: only its finishing job ends it)."""
     event_log.append(redis, parent, "subtask", message, "coding", data)
-
-
-def _finisher_id(parent: str, round_: int = 1) -> str:
-    return f"{parent}-finish" if round_ == 1 else f"{parent}-finish-{round_}"
 
 
 # --- the planning job -----------------------------------------------------------------------------------------
@@ -80,7 +79,7 @@ def run_planned_task(task_id: str) -> dict:
         return run_task(task_id, spent)
     tasks = TaskManager(ctx.redis, settings)
     ids = [tasks.new_id() for _ in subtasks]
-    record = plans.new_record(ctx.goal, subtasks, ids, _finisher_id(task_id), spent)
+    record = plans.new_record(ctx.goal, subtasks, ids, plans.finisher_id(task_id), spent)
     # Shown before any subtask exists: every surface (Discord, the voice, the dashboard) reads it from this event.
     ctx.update_meta(phase="coding", progress=plans.plan_sentence(record))
     ctx.event("plan", plans.plan_sentence(record), subtasks=record["subtasks"], branch=checkout.branch)
@@ -138,19 +137,30 @@ def run_subtask(task_id: str) -> dict:
     job = get_current_job()
     meta = job.get_meta(refresh=True) or {}
     parent, key = meta["parent"], meta.get("plan_key")
-    if record["outcome"] != task_states.COMPLETE:
-        verb = task_states.VERB[record["outcome"]]
-        if job.connection.exists(keys.task_cancel(parent)):  # the whole plan was cancelled: its timeline has ended
-            raise SubtaskFailed(f"Subtask {key} ({task_id}) {verb}: its plan was cancelled")
-        _tell(job.connection, parent, f"Subtask {key} {verb}: {record['reason']} What depends on it waits; retry "
-              f"it with: python main_tars.py task retry {task_id}", task_id=task_id, key=key, state="failed")
-        raise SubtaskFailed(f"Subtask {key} ({task_id}) {verb}: {record['reason']}")
     settings = get_settings()
-    with plan_lock(job.connection, parent) as held:
-        if not held:
-            _fail_merge(job, parent, key, "the plan's lock stayed taken (another merge hung)")
-        _merge(job, settings, parent, key, meta)
-    return record
+    try:
+        if record["outcome"] != task_states.COMPLETE:
+            verb = task_states.VERB[record["outcome"]]
+            if job.connection.exists(keys.task_cancel(parent)):  # the whole plan was cancelled: its timeline ended
+                raise SubtaskFailed(f"Subtask {key} ({task_id}) {verb}: its plan was cancelled")
+            how = f"What depends on it waits; retry it with: {plans.retry_command(task_id)}"
+            if meta.get("merge_from"):  # an integration subtask, keyed <key>-merge (_start_integration)
+                how = _resolve_by_hand(task_id, meta, f"subtask {key.removesuffix('-merge')}'s conflicts with the "
+                                                      "plan's branch")
+            _tell(job.connection, parent, f"Subtask {key} {verb}: {record['reason']} {how}", task_id=task_id,
+                  key=key, state="failed")
+            raise SubtaskFailed(f"Subtask {key} ({task_id}) {verb}: {record['reason']}")
+        with plan_lock(job.connection, parent) as held:
+            if not held:
+                _fail_merge(job, parent, key, "the plan's lock stayed taken (another merge hung)")
+            _merge(job, settings, parent, key, meta)
+        return record
+    finally:
+        # This subtask has recorded how it ended: the last of the plan's to end sees whether anything can go on.
+        try:
+            TaskManager(job.connection, settings).tell_if_blocked(parent)
+        except Exception:  # telling must never turn a merged subtask into a crashed job
+            log.exception("[task %s] could not tell whether plan %s is blocked", task_id, parent)
 
 
 def _merge(job: Job, settings: Settings, parent: str, key: str, meta: dict) -> None:
@@ -170,25 +180,34 @@ def _merge(job: Job, settings: Settings, parent: str, key: str, meta: dict) -> N
           commit=merged.commit, files=merged.files)
 
 
-def _fail_merge(job: Job, parent: str, key: str, why: str) -> None:
-    """The subtask's work is done but cannot reach the plan's branch: it ends failed (retry it), its dependents wait."""
-    reason = f"Its work could not be merged into the plan's branch: {why}"
+def _fail_merge(job: Job, parent: str, key: str, why: str, how: str | None = None) -> None:
+    """The subtask's work is done but cannot reach the plan's branch: it ends failed (retry it), its dependents wait.
+    how: what the owner does then (default: retry it)."""
+    reason = f"Its work could not be merged into the plan's branch: {why.rstrip('.')}."
     job.meta.update(phase=task_states.ENDING_PHASE[task_states.FAILED], progress=f"Failed: {reason}")
     job.save_meta()
-    _tell(job.connection, parent, f"Subtask {key} failed: {reason} Retry it with: python main_tars.py task retry "
-          f"{job.id}", task_id=job.id, key=key, state="failed")
+    how = how or f"Retry it with: {plans.retry_command(job.id)}"
+    _tell(job.connection, parent, f"Subtask {key} failed: {reason} {how}", task_id=job.id, key=key, state="failed")
     raise SubtaskFailed(f"Subtask {key} ({job.id}): {reason}")
+
+
+def _resolve_by_hand(task_id: str, meta: dict, what: str) -> str:
+    """What the owner does when an integration subtask cannot finish: resolve `what` where its branch is checked out
+    (what the owner commits on tars/<id> in their own repository is overwritten by TARS's next sync), then retry."""
+    path = (meta.get("checkout") or {}).get("path")
+    where = f"in its checkout {path} (branch tars/{task_id})" if path else f"on its branch tars/{task_id}"
+    return (f"It needs you: resolve {what} by hand {where} and commit, then retry it with: "
+            f"{plans.retry_command(task_id)} (retried as it is, the model tries again); or cancel the plan.")
 
 
 def _start_integration(job: Job, settings: Settings, parent: str, key: str, meta: dict, files: list[str]) -> None:
     """A conflict: queue an integration subtask on the plan's branch that merges this one with the conflict markers
     in place for the model; everything that waited on this subtask now also waits on it. An integration subtask's
-    own conflict goes to the owner instead."""
+    own conflict goes to the owner instead (_conflicts_again)."""
     redis = job.connection
     listed = ", ".join(files)
     if meta.get("merge_from"):
-        _fail_merge(job, parent, key, f"it conflicts again, in {listed}; resolve it by hand on its branch and "
-                                      "retry it, or cancel the plan")
+        _conflicts_again(job, settings, parent, key, meta, files)
     tasks = TaskManager(redis, settings)
     record = tasks.plan_record(parent)
     merged = [s for s in record["subtasks"] if s["key"] != key and s["role"] == plans.PLANNED]
@@ -218,12 +237,30 @@ def _start_integration(job: Job, settings: Settings, parent: str, key: str, meta
           integration=sub["task_id"])
 
 
+def _conflicts_again(job: Job, settings: Settings, parent: str, key: str, meta: dict, files: list[str]) -> None:
+    """An integration subtask's merge conflicts too (the plan's branch moved on since it started): the owner is asked.
+    The plan's branch is merged into its branch first with git's conflict markers in place, so that once they are
+    resolved there (by the owner, or by the model of a retry) the retry merges cleanly."""
+    listed = ", ".join(files)
+    data = settings.checkouts_dir
+    try:
+        git_workspace.begin_merge(git_workspace.find(job.id, data), git_workspace.find(parent, data))
+        what = f"git's conflict markers in {listed}"
+    except GitError as exc:  # the owner still resolves it, merging the plan's branch by hand
+        log.warning("[task %s] could not merge the plan's branch into it: %s", job.id, exc)
+        what = f"its conflict with the plan's branch tars/{parent} in {listed}"
+    _fail_merge(job, parent, key, f"it conflicts again, in {listed}, with work merged there since it started",
+                _resolve_by_hand(job.id, meta, what))
+
+
 # --- the finishing job --------------------------------------------------------------------------------------------
 
 def finish_plan(parent: str) -> dict:
     """RQ job body once every subtask finished: test the merged branch; green ends the planned task complete."""
     settings = get_settings()
     me = get_current_job()
+    me.meta.update(horse_identity())  # for the reaper, should this worker die (core/worker.Reaper)
+    me.save_meta()
     ctx = TaskContext(Job.fetch(parent, connection=me.connection), settings)
     started = time.monotonic()
     tasks = TaskManager(ctx.redis, settings)
@@ -288,7 +325,7 @@ def _fix_up(ctx: TaskContext, tasks: TaskManager, record: dict, command: str, ou
                     f"{output[-TEST_OUTPUT_TO_MODEL // 2:]}")}
     record["subtasks"].append(sub)
     record["fixup"] = sub["task_id"]
-    record["finisher"] = _finisher_id(parent, 2)
+    record["finisher"] = plans.next_finisher(parent, record)
     ctx.redis.set(keys.task_plan(parent), plans.dumps(record), ex=RESULT_TTL_SECONDS)
     tasks.enqueue_subtask(parent, sub, record, [])
     tasks.enqueue_finisher(parent, record["finisher"], [sub["task_id"]])

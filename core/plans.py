@@ -228,6 +228,23 @@ def ask_planner(model: Model, goal: str, listing: str, max_subtasks: int,
 
 # --- the stored plan (task:<id>:plan) ---------------------------------------------------------------------------
 
+def finisher_id(parent: str, round_: int = 1) -> str:
+    """The id of a plan's finishing job (core/plan_jobs.finish_plan): <parent>-finish, then <parent>-finish-2, -3…
+    for the one after the fix-up subtask and each `task retry` of the plan."""
+    return f"{parent}-finish" if round_ == 1 else f"{parent}-finish-{round_}"
+
+
+def next_finisher(parent: str, record: dict) -> str:
+    """The id of the finishing job that follows the plan's current one (record["finisher"])."""
+    current = record["finisher"]
+    round_ = 1 if current == finisher_id(parent) else int(current.rpartition("-")[2])
+    return finisher_id(parent, round_ + 1)
+
+
+def retry_command(task_id: str) -> str:
+    return f"python main_tars.py task retry {task_id}"
+
+
 def new_record(goal: str, subtasks: list[Subtask], task_ids: list[str], finisher: str, planner_usage: Usage) -> dict:
     """The plan as stored: each subtask with its task id and role; the finishing job; the fix-up, once made; the
     planner's tokens (part of the plan's cost, core/task_manager.TaskManager.plan_usage)."""
@@ -287,3 +304,22 @@ def plan_summary(rows: list[dict]) -> str:
             needed = sorted({k for row in rows if row["state"] == state for k in row.get("waiting_on", [])})
             parts.append(f"{counts[state]} {word} {', '.join(needed)}")
     return ", ".join(parts)
+
+
+def blocked_sentence(rows: list[dict]) -> str | None:
+    """What a plan that cannot go on by itself tells the owner: a subtask failed (or was cancelled) and nothing else of
+    the plan runs or waits for a worker (whatever is left waits on it, directly or through others). None otherwise.
+    "Blocked: subtask store failed (the tests fail). Retry it with: python main_tars.py task retry 1a2b, or cancel
+    the plan." Rows as plan_summary's, with "task_id" and "note" (why it failed)."""
+    stuck = [row for row in rows if row["state"] in (FAILED, CANCELLED)]
+    if not stuck or any(row["state"] in (RUNNING, READY) for row in rows):
+        return None
+    said = "; ".join(f"subtask {row['key']} {'was cancelled' if row['state'] == CANCELLED else 'failed'}"
+                     + (f" ({why})" if (why := _why(row["note"])) else "") for row in stuck)
+    retries = " and ".join(retry_command(row["task_id"]) for row in stuck)
+    return f"Blocked: {said}. Retry {'it' if len(stuck) == 1 else 'them'} with: {retries}, or cancel the plan."
+
+
+def _why(note: str) -> str:
+    """A failed subtask's reason without its own retry hint (the sentence gives one) or its closing full stop."""
+    return note.partition(" Retry it with:")[0].strip().rstrip(".")

@@ -99,6 +99,11 @@ def _usage(stored: dict | None) -> Usage:
     return Usage(**{name: int((stored or {}).get(name) or 0) for name in Usage.__dataclass_fields__})
 
 
+def _recorded_reason(meta: dict) -> str | None:
+    """Why a task ended, as its worker (or the reaper) recorded it with the ending phase: "Failed: <reason>"."""
+    return meta.get("progress", "").partition(": ")[2] or None
+
+
 def derive_status(rq_status: JobStatus | None, meta: dict, result: dict | None, cancel_requested: bool) -> str:
     """The TARS status of a task from what RQ and the worker recorded."""
     if rq_status in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.CREATED,
@@ -241,7 +246,8 @@ class TaskManager:
 
     def enqueue_finisher(self, parent: str, job_id: str, depends_on: list[str]) -> None:
         """Queue the job that tests the merged branch and ends the planned task once every subtask in depends_on
-        finished (RQ defers it until then). It is no task of its own: its meta has no goal."""
+        finished (RQ defers it until then). It is no task of its own (its meta has no goal): the reaper knows it by
+        its function, FINISH_JOB_FUNCTION, and runs it again once when its worker dies (core/worker.Reaper)."""
         self.queue.enqueue_call(FINISH_JOB_FUNCTION, args=(parent,), job_id=job_id, timeout=self._timeout(),
                                 meta={"plan_of": parent}, depends_on=depends_on or None,
                                 result_ttl=RESULT_TTL_SECONDS, failure_ttl=RESULT_TTL_SECONDS,
@@ -250,6 +256,19 @@ class TaskManager:
     def plan_record(self, task_id: str) -> dict | None:
         """The stored plan of a planned task (core/plans.new_record), None before it is planned or for others."""
         return plans.loads(self.redis.get(keys.task_plan(task_id)))
+
+    def tell_if_blocked(self, parent: str) -> str | None:
+        """A plan that cannot go on by itself (plans.blocked_sentence: a subtask failed, nothing else runs or waits
+        for a worker) says so on its timeline, once until a subtask's retry is queued; the sentence, or None. Asked
+        by each subtask as it ends, and by whoever records a dead one's end."""
+        if self.redis.exists(keys.task_cancel(parent)):
+            return None
+        record = self.plan_record(parent)
+        sentence = plans.blocked_sentence(self.plan_rows(record)) if record else None
+        if sentence and self.redis.set(keys.task_plan_blocked(parent), sentence, nx=True, ex=RESULT_TTL_SECONDS):
+            phase = (self._job(parent).get_meta(refresh=True) or {}).get("phase") or RUNNING
+            event_log.append(self.redis, parent, "subtask", sentence, phase, {"state": "blocked"})
+        return sentence
 
     def plan_rows(self, record: dict) -> list[dict]:
         """Each subtask of a plan as the owner sees it: key, title, task_id, role, state (core/plans DONE...),
@@ -374,14 +393,14 @@ class TaskManager:
         if not reason and status not in ACTIVE and outcome_of(meta.get("phase")):
             # The loop ended and RQ has no result (not stored yet, or the worker recorded a killed horse's end):
             # the worker's last progress says why.
-            reason = meta.get("progress", "").partition(": ")[2] or None
+            reason = _recorded_reason(meta)
         if status in (FAILED, CANCELLED) and not reason:
             reason = self._failure_reason(job, status)
         progress = meta.get("progress", "")
         if status == QUEUED and (note := capabilities.waiting_note(self.redis, meta.get("capability"))):
             progress = note[0].upper() + note[1:]  # "Waiting for a worker with frontend"
         if rows is not None and status in (QUEUED, RUNNING):
-            progress = plans.plan_summary(rows)
+            progress = plans.blocked_sentence(rows) or plans.plan_summary(rows)
         return TaskStatus(
             task_id=job.id, status=status, phase=meta.get("phase", QUEUED), progress=progress,
             goal=meta.get("goal", ""), project_path=meta.get("project_path", ""),
@@ -420,7 +439,12 @@ class TaskManager:
         if cancel_requested or state in (JobStatus.CANCELED, JobStatus.STOPPED):
             return CANCELLED, {"reason": "The task was cancelled."}, rows, spent
         if state == JobStatus.FAILED:
-            return FAILED, {"reason": "Testing the merged branch crashed; see the worker log."}, rows, spent
+            # The reaper ends the planned task (its workers died) before it fails this job: read that ending now.
+            ending = self._job(task_id).get_meta(refresh=False) or {}
+            if outcome_of(ending.get("phase")):
+                return FAILED, {"reason": _recorded_reason(ending)}, rows, spent
+            return FAILED, {"reason": "Testing the merged branch crashed (see the worker log); test it again with: "
+                                      f"{plans.retry_command(task_id)}"}, rows, spent
         return RUNNING, None, rows, spent
 
     def _plan_ended(self, task_id: str, status: str) -> datetime | None:
@@ -530,16 +554,35 @@ class TaskManager:
 
     # --- retry --------------------------------------------------------------------
     def retry(self, task_id: str, call_sid: str | None = None) -> str:
-        """Start an ended task again as a new task with the same goal, project and verbosity; the new id."""
+        """Start an ended task again as a new task with the same goal, project and verbosity; the new id. A plan's
+        subtask runs again as itself, and a failed plan whose subtasks all merged tests its merged branch again, as
+        itself (its id is returned)."""
         status = self.status(task_id)
         if status.active:
             raise TaskNotActive(f"Task {status.task_id} is still {status.status.replace('_', ' ')}, so it "
                                 f"cannot be retried yet: cancel it first or wait for it to end.")
         if status.parent:
             return self._retry_subtask(status)
+        if status.plan and status.status == FAILED and all(row["state"] == plans.DONE for row in status.plan):
+            return self._retest_plan(status)
         planned = bool((self._job(status.task_id).get_meta(refresh=False) or {}).get("plan"))
         return self.start(status.goal, status.project_path, verbose_updates=status.verbose_updates,
                           call_sid=call_sid or status.call_sid, retry_of=status.task_id, plan=planned or None)
+
+    def _retest_plan(self, status: TaskStatus) -> str:
+        """Test a failed plan's merged branch again: only its finishing job failed (its workers died, it crashed, or
+        the branch was red), so a new one runs and ends the planned task as the first would have. Returns its id."""
+        parent = status.task_id
+        record = self.plan_record(parent)
+        record["finisher"] = plans.next_finisher(parent, record)
+        self.redis.set(keys.task_plan(parent), plans.dumps(record), ex=RESULT_TTL_SECONDS)
+        self.redis.delete(keys.task_reaped(parent), keys.task_finished(parent))
+        # Active again: its phase no longer says how it ended, so the reaper can end it again should that be needed.
+        self._save_meta(parent, phase="testing", progress="Waiting for a worker to test the merged branch again")
+        event_log.append(self.redis, parent, "phase", "Testing the merged branch again (retry): every subtask is "
+                         "merged.", "testing", {"finisher": record["finisher"], "retry_of": parent})
+        self.enqueue_finisher(parent, record["finisher"], [])
+        return parent
 
     def _retry_subtask(self, status: TaskStatus) -> str:
         """Run a plan's failed subtask again as the same task, on its own branch (its checkout is kept); once it
@@ -567,6 +610,7 @@ class TaskManager:
         except InvalidJobOperation:
             raise TaskNotActive(f"Subtask {job.id} is not among RQ's failed jobs any more, so it cannot be "
                                 "requeued.") from None
+        self.redis.delete(keys.task_plan_blocked(status.parent))  # queued: the plan goes on, a new block is told again
         event_log.append(self.redis, job.id, QUEUED, f"Queued again on its branch: {status.goal}", QUEUED,
                          {"retry_of": job.id, "parent": status.parent})
         event_log.append(self.redis, status.parent, "subtask", f"Retrying subtask {meta.get('plan_key')} "

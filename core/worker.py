@@ -5,7 +5,8 @@
   confirmation request left pending.
 * Every worker refreshes a liveness hash (tars:worker:<name>) from a thread. One worker at a time holds
   the reaper lease (tars:reaper:leader) and fails the running tasks whose worker stopped refreshing,
-  killing the orphan horse first when it runs on this host. RQ alone notices only after ~11 minutes.
+  killing the orphan horse first when it runs on this host. RQ alone notices only after ~11 minutes. A plan's
+  finishing job (no task of its own) is run again instead, until FINISHER_WORKER_DEATHS of its workers died.
 * A Redis outage neither kills the worker nor loses the task: heartbeats ride it out, and the work loop
   starts again instead of quitting.
 * The second SIGTERM/Ctrl+C (cold shutdown) stops the running task and marks it failed.
@@ -24,6 +25,7 @@ import time
 
 import psutil
 import redis
+from rq import Queue
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.job_lifecycle import record_job_failure
@@ -31,14 +33,14 @@ from rq.registry import StartedJobRegistry
 from rq.utils import now
 from rq.worker import SpawnWorker, Worker
 
-from core import capabilities, git_workspace, keys
+from core import capabilities, event_log, git_workspace, keys, plans
 from core.background_worker import record_abandoned_end
 from core.config import Settings
 from core.redis_conn import Lease, private_client
-from core.task_manager import TaskManager
+from core.task_manager import FINISH_JOB_FUNCTION, TaskManager
 from core.task_states import CANCELLED, ENDING_KINDS, FAILED
-from core.defaults import (CHECKOUT_CLEANUP_INTERVAL_SECONDS, REAPER_INTERVAL_SECONDS, REAPER_LEASE_SECONDS,
-                           WORKER_ALIVE_REFRESH_SECONDS, WORKER_ALIVE_TTL_SECONDS)
+from core.defaults import (CHECKOUT_CLEANUP_INTERVAL_SECONDS, FINISHER_WORKER_DEATHS, REAPER_INTERVAL_SECONDS,
+                           REAPER_LEASE_SECONDS, WORKER_ALIVE_REFRESH_SECONDS, WORKER_ALIVE_TTL_SECONDS)
 
 log = logging.getLogger("tars.worker")
 
@@ -134,6 +136,8 @@ class TarsWorkerMixin:
             else:
                 reason = f"{horse_death_reason(ret_val)} {RETRY_HINT.format(task_id=job.id)}"
                 record_abandoned_end(job, self.settings, FAILED, reason)
+            if meta.get("parent"):  # a plan's subtask: its plan may have nothing left that can go on
+                TaskManager(self.connection, self.settings).tell_if_blocked(meta["parent"])
         except Exception:  # recording must never take the worker down
             log.exception("[task %s] could not record the end of its killed work-horse", job.id)
 
@@ -199,13 +203,19 @@ class TarsWorkerMixin:
         super().request_force_stop(signum, frame)
 
 
-def fail_in_rq(job: Job, exc_string: str) -> None:
-    """Move a job whose horse is gone from started to failed, as RQ itself would much later."""
+def fail_in_rq(job: Job, exc_string: str, requeue: bool = False) -> None:
+    """Move a job whose horse is gone from started to failed, as RQ itself would much later. requeue: and back onto
+    its queue, as RQ's FailedJobRegistry.requeue does, in the same transaction: nobody reads it failed meanwhile."""
     job.ended_at = now()
+    queue = Queue(job.origin, connection=job.connection) if requeue else None
     with job.connection.pipeline() as pipe:
         for execution in job.get_executions():
             execution.delete(job=job, pipeline=pipe)
         record_job_failure(job, exc_string, pipe)
+        if queue is not None:
+            pipe.zrem(job.failed_job_registry.key, job.id)
+            job.started_at = job.ended_at = None
+            queue._enqueue_job(job, pipeline=pipe)
         pipe.execute()
 
 
@@ -310,7 +320,8 @@ class Reaper:
         except Exception:  # its record expired: the job's meta still names the worker
             execution = None
         meta = job.meta or {}
-        if "goal" not in meta:
+        finishing = job.func_name == FINISH_JOB_FUNCTION  # a plan's finishing job: no task of its own
+        if "goal" not in meta and not finishing:
             return False  # not a TARS task
         worker_name = (execution.worker_name if execution else "") or meta.get("worker") or job.worker_name
         if not worker_name or self.connection.exists(keys.worker_alive(worker_name)):
@@ -320,9 +331,37 @@ class Reaper:
             return False  # a plain RQ worker keeps no liveness hash: RQ's own maintenance watches it
         log.warning("[task %s] its worker %s is dead", job_id, worker_name)
         self._kill_orphan(job_id, meta)
+        if finishing:
+            return self._finisher_died(job, worker_name)
         told = record_abandoned_end(job, self.settings, FAILED, f"The worker running this task ({worker_name}) "
                                     f"died. " + RETRY_HINT.format(task_id=job_id))
         fail_in_rq(job, f"Worker {worker_name} died (found by the TARS reaper).")
+        if meta.get("parent"):  # a plan's subtask: its plan may have nothing left that can go on
+            TaskManager(self.connection, self.settings).tell_if_blocked(meta["parent"])
+        return told
+
+    def _finisher_died(self, job: Job, worker_name: str) -> bool:
+        """A plan's finishing job lost its worker. It only tests the merged branch and ends the planned task, so it
+        runs again; once FINISHER_WORKER_DEATHS of its workers died, the planned task ends failed, saying how to go
+        on (`task retry` of the plan runs a new finishing job)."""
+        parent = job.meta["plan_of"]
+        deaths = int(job.meta.get("worker_deaths") or 0) + 1
+        job.meta["worker_deaths"] = deaths
+        job.save_meta()
+        died = f"Worker {worker_name} died (found by the TARS reaper)."
+        if self.connection.exists(keys.task_cancel(parent)):  # the plan was cancelled meanwhile: the cancel ended it
+            fail_in_rq(job, died)
+            return True
+        if deaths < FINISHER_WORKER_DEATHS:  # told first: the run it starts tells its own test next
+            event_log.append(self.connection, parent, "phase", "The worker testing the merged branch died; testing "
+                             "it again.", "testing", {"finisher": job.id, "worker": worker_name})
+            fail_in_rq(job, died, requeue=True)
+            return True
+        told = record_abandoned_end(
+            Job.fetch(parent, connection=self.connection), self.settings, FAILED,
+            f"The workers testing the merged branch died {deaths} times (the last, {worker_name}); every subtask is "
+            f"merged into tars/{parent}. Test it again with: {plans.retry_command(parent)}")
+        fail_in_rq(job, died)
         return told
 
     def _kill_orphan(self, job_id: str, meta: dict) -> None:

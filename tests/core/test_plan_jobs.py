@@ -9,12 +9,15 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
+import psutil
 import pytest
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from core import event_log, keys
+from core import event_log, keys, plans
 from core.config import load_settings
 from core.exceptions import CodeRejected, TaskNotActive
 from core.model import Usage, estimate_cost
@@ -77,6 +80,11 @@ def events(tasks, task_id, kind=None):
 
 def rows(tasks, parent) -> dict:
     return {row["key"]: row for row in tasks.status(parent).plan or []}
+
+
+def blocked_events(tasks, parent) -> list:
+    """The events that told the plan cannot go on by itself."""
+    return [e for e in events(tasks, parent, "subtask") if e.data.get("state") == "blocked"]
 
 
 def planned(tasks, parent, timeout=120) -> dict:
@@ -303,6 +311,127 @@ def test_a_conflict_goes_through_an_integration_subtask(tasks, fake_api, start_w
                                f"tars/{parent}"], cwd=repo).returncode == 0
 
 
+UNMARK = "sed -i '/^\\(<<<<<<<\\|=======\\|>>>>>>>\\)/d' notes.txt"  # keep both sides of every conflict
+
+
+def needs_owner(tasks, parent, integration) -> tuple:
+    """(the failure event asking the owner to resolve the integration subtask's conflict, its checkout's folder)."""
+    told = wait_until(lambda: next((e for e in events(tasks, parent, "subtask") if e.data.get("state") == "failed"
+                                    and e.data.get("task_id") == integration), None), 30, "the plan told the failure")
+    return told, Job.fetch(integration, connection=tasks.redis).get_meta()["checkout"]["path"]
+
+
+def test_an_integration_subtask_that_conflicts_again_asks_the_owner_and_goes_on_once_resolved_by_hand(
+        tasks, fake_api, start_worker, projects, tmp_path, cli, n8n):
+    repo = owner_repo(projects / "notes", {"notes.txt": "# notes\n"})
+    script_plan(fake_api, ("red", "Red line", "Add the red line to notes.txt", []),
+                ("blue", "Blue line", "Add the blue line to notes.txt", []),
+                ("green", "Green line", "Add the green line to notes.txt", []))
+    # Three subtasks append to the same line. Red and blue fork together, so the second to merge conflicts; its
+    # integration subtask forks, then waits while green (held back until then) merges through an integration of its
+    # own: the first integration's merge then meets a newer conflicting one.
+    both, green_may_end, late = tmp_path / "red-and-blue", tmp_path / "green-may-end", tmp_path / "merge-late"
+    for colour in ("red", "blue"):
+        fake_api.script([bash(f"until test -e {both}; do sleep 0.05; done; echo {colour} >> notes.txt"),
+                         text(f"Added {colour}.")], match=f"Goal: Add the {colour} line", name=colour)
+        fake_api.script([bash(f"until test -e {late}; do sleep 0.05; done; {UNMARK}"), text("Kept both lines."),
+                         bash("cat notes.txt"), text("You resolved it; nothing is left to do.")],
+                        match=f"Goal: Finish merging subtask {colour} (", name=f"{colour}-merge")
+    fake_api.script([bash(f"until test -e {green_may_end}; do sleep 0.05; done; echo green >> notes.txt"),
+                     text("Added green.")], match="Goal: Add the green line", name="green")
+    fake_api.script([bash(UNMARK), text("Kept both lines.")], match="Goal: Finish merging subtask green (",
+                    name="green-merge")
+    parent = tasks.start("Write notes", "notes", plan=True)
+    workers = [start_worker(N8N_WEBHOOK_URL=n8n.url()) for _ in range(3)]
+    planned(tasks, parent)
+    wait_until(lambda: all(r["state"] == "running" for r in rows(tasks, parent).values()), 120,
+               "red, blue and green running at once")
+    both.touch()
+    first = wait_until(lambda: next((r.script for r in fake_api.requests if r.script in ("red-merge", "blue-merge")),
+                                    None), 120, "the first conflict's integration subtask at work on its branch")
+    green_may_end.touch()
+    wait_until(lambda: rows(tasks, parent)["green"]["state"] == "done", 120, "green merged through green-merge")
+    late.touch()
+    integration = wait_until(lambda: (r := rows(tasks, parent)[first])["state"] == "failed" and r["task_id"], 120,
+                             f"{first} to conflict again")
+
+    told, checkout = needs_owner(tasks, parent, integration)
+    assert told.message == (
+        f"Subtask {first} failed: Its work could not be merged into the plan's branch: it conflicts again, in "
+        "notes.txt, with work merged there since it started. It needs you: resolve git's conflict markers in "
+        f"notes.txt by hand in its checkout {checkout} (branch tars/{integration}) and commit, then retry it with: "
+        f"python main_tars.py task retry {integration} (retried as it is, the model tries again); or cancel the plan.")
+    assert "<<<<<<<" in (Path(checkout) / "notes.txt").read_text()  # the plan's branch is merged in, marked
+    status = tasks.status(parent)
+    assert status.status == "running"
+    assert status.progress.startswith(f"Blocked: subtask {first} failed (Its work could not be merged into the plan's "
+                                      "branch: it conflicts again, in notes.txt")
+    assert [e.message for e in wait_until(lambda: blocked_events(tasks, parent), 30, "blocked")] == [status.progress]
+    # The owner is asked where they read: n8n (and so Discord) gets the request as a milestone.
+    asked = wait_until(lambda: [b for b in n8n.bodies() if b["task_id"] == parent and b["detail"] == told.message],
+                       30, "n8n told")
+    assert asked[0]["type"] == "subtask" and asked[0]["milestone"] is True
+
+    (Path(checkout) / "notes.txt").write_text("# notes\nred\nblue\ngreen\n")  # the owner resolves it by hand
+    git(checkout, "commit", "-qam", "Keep every colour")
+    again = cli("task", "retry", integration)
+    assert again.returncode == 0, again.stderr
+    assert not tasks.status(parent).progress.startswith("Blocked")
+    done = ended(tasks, parent)
+    for worker in workers:
+        worker.stop()
+    assert done.status == "complete", (done.reason, [w.log[-3000:] for w in workers])
+    assert git(repo, "show", f"tars/{parent}:notes.txt") == "# notes\nred\nblue\ngreen"
+    assert fake_api.requests_for(first)[-1].last_user_text.startswith("# notes\nred\nblue\ngreen")  # saw the fix
+    assert [r["state"] for r in rows(tasks, parent).values()] == ["done"] * 5
+
+
+def test_an_integration_subtask_that_gives_up_asks_the_owner_and_goes_on_once_resolved_by_hand(
+        tasks, fake_api, start_worker, projects, tmp_path, cli):
+    # The tests fail while a conflict marker is left in notes.txt.
+    repo = owner_repo(projects / "notes", {"notes.txt": "# notes\n",
+                                           "Makefile": "test:\n\t! grep -q '<<<<<<<' notes.txt\n"})
+    script_plan(fake_api, ("red", "Red line", "Add the red line to notes.txt", []),
+                ("blue", "Blue line", "Add the blue line to notes.txt", []))
+    gate = tmp_path / "both-running"
+    for colour in ("red", "blue"):
+        fake_api.script([bash(f"until test -e {gate}; do sleep 0.05; done; echo {colour} >> notes.txt"),
+                         text(f"Added {colour}.")], match=f"Goal: Add the {colour} line", name=colour)
+    # The integration subtask says it is done three times with the markers in place, then ends stuck; its retry
+    # finds the owner's resolution.
+    fake_api.script([text("I cannot tell which line should win."), text("Still unsure."), text("I give up."),
+                     text("The conflict is resolved.")], match="Goal: Finish merging subtask", name="integration")
+    parent = tasks.start("Write notes", "notes", plan=True)
+    workers = [start_worker() for _ in range(2)]
+    planned(tasks, parent)
+    wait_until(lambda: all(r["state"] == "running" for r in rows(tasks, parent).values()), 120,
+               "red and blue running at once")
+    gate.touch()
+    row = wait_until(lambda: next((r for r in rows(tasks, parent).values() if r["role"] == "integration"
+                                   and r["state"] == "failed"), None), 180, "the integration subtask to give up")
+
+    told, checkout = needs_owner(tasks, parent, row["task_id"])
+    merging = row["key"].removesuffix("-merge")
+    assert told.message.startswith(f"Subtask {row['key']} failed: The model was stuck: it said it was done 3 times in "
+                                   "a row, but `make test` failed the same way each time")
+    assert told.message.endswith(
+        f"It needs you: resolve subtask {merging}'s conflicts with the plan's branch by hand in its checkout "
+        f"{checkout} (branch tars/{row['task_id']}) and commit, then retry it with: python main_tars.py task retry "
+        f"{row['task_id']} (retried as it is, the model tries again); or cancel the plan.")
+    assert tasks.status(parent).progress.startswith(f"Blocked: subtask {row['key']} failed (The model was stuck")
+
+    (Path(checkout) / "notes.txt").write_text("# notes\nred\nblue\n")  # the owner resolves it by hand
+    git(checkout, "commit", "-qam", "Keep both lines")
+    assert tasks.retry(row["task_id"]) == row["task_id"]
+    done = ended(tasks, parent)
+    for worker in workers:
+        worker.stop()
+    assert done.status == "complete", (done.reason, [w.log[-3000:] for w in workers])
+    assert done.reason == f"All 3 subtasks are merged into tars/{parent}; `make test` passes on it."  # with it
+    assert git(repo, "show", f"tars/{parent}:notes.txt") == "# notes\nred\nblue"
+    assert len(fake_api.requests_for("integration")) == 4
+
+
 def test_a_failed_subtask_blocks_only_its_dependents_and_a_retry_continues_the_plan(tasks, fake_api, start_worker,
                                                                                    projects, cli):
     repo = owner_repo(projects / "shop", {"README.md": "# shop\n"})
@@ -320,24 +449,33 @@ def test_a_failed_subtask_blocks_only_its_dependents_and_a_retry_continues_the_p
     planned(tasks, parent)
     wait_until(lambda: (r := rows(tasks, parent))["store"]["state"] == "failed" and r["cli"]["state"] == "done",
                120, "store failed and cli merged")
+    store_id = rows(tasks, parent)["store"]["task_id"]
     status = tasks.status(parent)
     assert status.status == "running"  # it waits for the owner: retry store, or cancel the plan
-    assert status.progress == "1 of 3 subtasks done, 1 failed, 1 blocked by store"
+    # Nothing else can go on: every surface (task status, the voice, the dashboard, Discord) says so, and how to go on.
+    assert status.progress.startswith("Blocked: subtask store failed (The Anthropic API refused the request")
+    assert status.progress.endswith(f"). Retry it with: python main_tars.py task retry {store_id}, or cancel the "
+                                    "plan.")
+    assert plans.plan_summary(status.plan) == "1 of 3 subtasks done, 1 failed, 1 blocked by store"
     api = rows(tasks, parent)["api"]
     assert api["status"] == "queued" and api["branch"] is None  # never started
     assert api["note"].startswith("blocked: waiting on store, which failed: The Anthropic API refused the request")
     told = wait_until(lambda: next((e for e in events(tasks, parent, "subtask") if e.data.get("state") == "failed"),
                                    None), 30, "the plan told of the failure")
-    store_id = rows(tasks, parent)["store"]["task_id"]
     assert told.message.endswith(f"retry it with: python main_tars.py task retry {store_id}")
+    blocked = wait_until(lambda: blocked_events(tasks, parent), 30, "the plan told it is blocked")
+    assert [e.message for e in blocked] == [status.progress]
+    assert "Blocked: subtask store failed" in cli("task", "status", parent).stdout
 
     again = cli("task", "retry", store_id)
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == f"{store_id} (subtask of {parent}, queued again on its own branch)"
+    assert not tasks.status(parent).progress.startswith("Blocked")  # store is queued: the plan goes on
     done = ended(tasks, parent)
     for worker in workers:
         worker.stop()
     assert done.status == "complete", done.reason
+    assert len(blocked_events(tasks, parent)) == 1  # told once
     assert [r["state"] for r in rows(tasks, parent).values()] == ["done", "done", "done"]
     assert tasks.status(store_id).branch == f"tars/{store_id}"  # the same task, on its own branch
     assert git(repo, "ls-tree", "--name-only", f"tars/{parent}").split() == ["README.md", "api.py", "cli.py",
@@ -424,6 +562,75 @@ def test_a_dead_workers_subtask_fails_like_any_task_and_its_retry_finishes_the_p
     survivor.stop()
     assert done.status == "complete", done.reason
     assert git(repo, "show", f"tars/{parent}:ship.txt") == "built"
+
+
+def testing_horse(tasks, finisher, before=None, timeout=150) -> int:
+    """The work-horse running the plan's finishing job (another than `before`) once its test command runs."""
+    def horse():
+        pid = Job.fetch(finisher, connection=tasks.redis).get_meta(refresh=True).get("horse_pid")
+        return pid if pid and pid != before and any("make" in " ".join(child.cmdline()) for child in
+                                                    psutil.Process(pid).children(recursive=True)) else None
+    return wait_until(horse, timeout, f"the finishing job {finisher} testing the merged branch",
+                      ignore=(psutil.Error, NoSuchJobError))  # not queued before the plan is
+
+
+def crash(worker, horse) -> None:
+    """A worker dies with everything its work-horse runs, at once (a machine's crash, the OOM killer)."""
+    doomed = psutil.Process(horse).children(recursive=True)
+    os.kill(worker.process.pid, signal.SIGKILL)
+    os.killpg(horse, signal.SIGKILL)
+    for process in doomed:  # the test command runs in a session of its own
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def test_a_worker_dying_while_the_merged_branch_is_tested_tests_it_again_and_a_retry_after_a_second_death(
+        tasks, fake_api, start_worker, projects, tmp_path, cli):
+    # A subtask's own test run passes at once; on the plan's branch, whose tip is a merge, the tests wait at the gate:
+    # the finishing job is testing it when its workers die.
+    gate = tmp_path / "tests-may-end"
+    owner_repo(projects / "gated", {"Makefile": "test:\n\tgit log -1 --format=%s | grep -q 'merge subtask' || exit 0; "
+                                                f"until test -e {gate}; do sleep 0.05; done\n"})
+    script_plan(fake_api, ("a", "A", "Write a.txt", []), ("b", "B", "Write b.txt", []))
+    for key in ("a", "b"):
+        fake_api.script([bash(f"echo {key} > {key}.txt"), text(f"Wrote {key}.")], match=f"Goal: Write {key}.txt",
+                        name=key)
+    parent = tasks.start("Write a and b", "gated", plan=True)
+    first = start_worker()
+    first_horse = testing_horse(tasks, f"{parent}-finish")
+    second = start_worker()  # idle: the reaper runs in it
+    crash(first, first_horse)
+
+    again = wait_until(lambda: [e for e in events(tasks, parent, "phase") if "died" in e.message], 150,
+                       "the plan told its tests run again")
+    assert [e.message for e in again] == ["The worker testing the merged branch died; testing it again."]
+    second_horse = testing_horse(tasks, f"{parent}-finish", before=first_horse)
+    assert tasks.status(parent).status == "running"
+    third = start_worker()
+    crash(second, second_horse)
+
+    failed = ended(tasks, parent, timeout=150)
+    assert failed.status == "failed"
+    assert failed.reason.startswith("The workers testing the merged branch died 2 times (the last, ")
+    assert failed.reason.endswith(f"every subtask is merged into tars/{parent}. Test it again with: "
+                                  f"python main_tars.py task retry {parent}")
+    assert wait_until(lambda: events(tasks, parent)[-1].type == "error", 30, "the ending on the timeline")
+    assert len([e for e in events(tasks, parent, "phase") if "died" in e.message]) == 1  # ran again once only
+
+    gate.touch()
+    retried = cli("task", "retry", parent)
+    assert retried.returncode == 0, retried.stderr
+    assert retried.stdout.strip() == f"{parent} (its merged branch is tested again)"
+    done = ended(tasks, parent)
+    third.stop()
+    assert done.status == "complete", (done.reason, third.log[-3000:])
+    assert done.reason == f"All 2 subtasks are merged into tars/{parent}; `make test` passes on it."
+    assert tasks.plan_record(parent)["finisher"] == f"{parent}-finish-2"
+    assert "Testing the merged branch again (retry): every subtask is merged." in [
+        e.message for e in events(tasks, parent, "phase")]
+    assert [r.script for r in fake_api.requests].count("a") == 2  # no subtask ran again
 
 
 def test_a_subtasks_confirmation_request_names_its_plan(tasks, fake_api, start_worker, projects):
