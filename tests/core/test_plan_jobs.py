@@ -28,7 +28,10 @@ from tests.fakes.anthropic_api import bash, edit, error, text, tool_use
 from tests.test_task_branches import git, owner_repo
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.usefixtures("private_git")
+# Each story runs several subtasks on real workers, each with its own bounded waits; on a heavily loaded machine a
+# whole story (with its CLI calls) can pass the suite's 180 s default.
+pytestmark = [pytest.mark.usefixtures("private_git"), pytest.mark.timeout(600)]
+
 
 @pytest.fixture
 def tars_env(tars_env, monkeypatch):
@@ -564,7 +567,7 @@ def test_a_dead_workers_subtask_fails_like_any_task_and_its_retry_finishes_the_p
     assert git(repo, "show", f"tars/{parent}:ship.txt") == "built"
 
 
-def testing_horse(tasks, finisher, before=None, timeout=150) -> int:
+def finishing_horse(tasks, finisher, before=None, timeout=150) -> int:
     """The work-horse running the plan's finishing job (another than `before`) once its test command runs."""
     def horse():
         pid = Job.fetch(finisher, connection=tasks.redis).get_meta(refresh=True).get("horse_pid")
@@ -599,14 +602,14 @@ def test_a_worker_dying_while_the_merged_branch_is_tested_tests_it_again_and_a_r
                         name=key)
     parent = tasks.start("Write a and b", "gated", plan=True)
     first = start_worker()
-    first_horse = testing_horse(tasks, f"{parent}-finish")
+    first_horse = finishing_horse(tasks, f"{parent}-finish")
     second = start_worker()  # idle: the reaper runs in it
     crash(first, first_horse)
 
     again = wait_until(lambda: [e for e in events(tasks, parent, "phase") if "died" in e.message], 150,
                        "the plan told its tests run again")
     assert [e.message for e in again] == ["The worker testing the merged branch died; testing it again."]
-    second_horse = testing_horse(tasks, f"{parent}-finish", before=first_horse)
+    second_horse = finishing_horse(tasks, f"{parent}-finish", before=first_horse)
     assert tasks.status(parent).status == "running"
     third = start_worker()
     crash(second, second_horse)
