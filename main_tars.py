@@ -3,7 +3,8 @@
 
   python main_tars.py                      run the server (starts an embedded Redis when none answers)
   python main_tars.py up                   the server plus one background worker: all of TARS in one command
-  python main_tars.py task start --goal T  [--project P] [--verbose|--quiet]
+  python main_tars.py task start --goal T  [--project P] [--verbose|--quiet] [--priority high|normal|low]
+                      [--at HH:MM | --in 2h]   (later: RQ's scheduler in the workers queues it then)
   python main_tars.py task status [ID] | task list | task cancel ID | task confirm ID CODE | task retry ID
   python main_tars.py task log [ID] [--follow]   the task's timeline (following it live until it ends)
   python main_tars.py task checkpoints ID | task rollback ID [--to N] | task merge ID | task discard ID
@@ -27,11 +28,11 @@ from pathlib import Path
 
 import redis
 
-from core import plans, task_states
-from core.task_states import duration_text
+from core import plans, schedules, task_states
+from core.task_states import NORMAL, PRIORITIES, duration_text
 from core.config import get_settings, warn_about_env_file
 from core.defaults import RESULT_TTL_SECONDS, SERVER_SHUTDOWN_GRACE_SECONDS, WORKER_LOG_FORMAT
-from core.exceptions import TarsError
+from core.exceptions import InvalidSchedule, TarsError
 from core.redis_conn import connect, connect_or_embed, safe_url
 from core.scrub import install_log_scrubbing
 from core.supervisor import KeepAlive
@@ -72,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     verbosity = start.add_mutually_exclusive_group()
     verbosity.add_argument("--verbose", dest="verbose", action="store_true", default=None, help="every action")
     verbosity.add_argument("--quiet", dest="verbose", action="store_false", help="milestones only")
+    start.add_argument("--priority", type=str.lower, choices=PRIORITIES, default=NORMAL,
+                       help="high starts before every normal task waiting, low after them (default: normal)")
+    when = start.add_mutually_exclusive_group()
+    when.add_argument("--at", type=start_time(schedules.parse_at), metavar="TIME",
+                      help="start it at TIME: HH:MM (the next such local time) or an ISO date-time")
+    when.add_argument("--in", dest="at", type=start_time(schedules.parse_in), metavar="DELAY",
+                      help="start it after DELAY: 90s, 30m, 2h, 1h30m")
     with_json(tsub.add_parser("status", help="status of a task (default: the latest)")).add_argument(
         "task_id", nargs="?")
     with_json(tsub.add_parser("list", help="recent tasks")).add_argument("--limit", type=int, default=20)
@@ -98,6 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     with_json(tsub.add_parser("push", help="push an ended task's branch to origin (never forced)")
               ).add_argument("task_id")
     return parser
+
+
+def start_time(parse):
+    """An argparse type reading --at or --in into the aware datetime TaskManager.start takes: a bad or past time is
+    a usage error (exit 2) with the rule."""
+    def read(text: str):
+        try:
+            return parse(text)
+        except InvalidSchedule as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return read
 
 
 def plural(count: int, word: str) -> str:
@@ -168,7 +187,10 @@ def time_text(result: dict, waited: float) -> str:
 def describe(status: TaskStatus, events=()) -> str:
     lines = [f"Task {status.task_id}: {status.status} (phase {status.phase})",
              f"  goal:     {status.goal}", f"  project:  {status.project_path}",
-             f"  progress: {status.progress}"]
+             f"  priority: {status.priority}", f"  progress: {status.progress}"]
+    if status.scheduled_for:
+        lines.append(f"  scheduled: {schedules.when_text(datetime.fromisoformat(status.scheduled_for))} "
+                     f"({status.scheduled_for})")
     if status.awaiting_confirmation:
         lines.append(f"  waiting for your confirmation code to run: {status.confirmation_command}")
     if status.branch:
@@ -210,7 +232,8 @@ def plan_lines(status: TaskStatus) -> list[str]:
 
 def list_text(rows: list[TaskStatus]) -> str:
     """`task list`: newest first, each plan's subtasks indented under it."""
-    line = (lambda s, indent="": f"{indent}{s.task_id}  {s.status:<22} {s.phase:<9} {shorten(s.goal, 60 - len(indent))}")
+    line = (lambda s, indent="": f"{indent}{s.task_id}  {status_column(s):<22} {s.priority:<6} {s.phase:<9} "
+                                 f"{shorten(s.goal, 60 - len(indent))}")
     shown = {s.task_id for s in rows}
     children: dict[str, list[TaskStatus]] = {}
     for s in rows:
@@ -223,6 +246,13 @@ def list_text(rows: list[TaskStatus]) -> str:
         lines.append(line(s))
         lines.extend(line(child, "  └ ") for child in children.get(s.task_id, []))
     return "\n".join(lines) or "No tasks yet."
+
+
+def status_column(status: TaskStatus) -> str:
+    """`task list`'s status: a scheduled task's with its start time ('scheduled Sat 02:00')."""
+    if status.status == task_states.SCHEDULED and status.scheduled_for:
+        return f"{status.status} {schedules.clock_text(datetime.fromisoformat(status.scheduled_for))}"
+    return status.status
 
 
 def event_line(event, started: float) -> str:
@@ -271,8 +301,14 @@ def print_log(tasks: TaskManager, task_id: str | None, follow: bool, as_json: bo
 def run_task_command(args, tasks: TaskManager) -> int:
     out = (lambda obj, text: print(json.dumps(obj, indent=2, default=str) if args.json else text))
     if args.task_command == "start":
-        task_id = tasks.start(args.goal, args.project, verbose_updates=args.verbose, plan=args.plan)
-        out({"task_id": task_id}, task_id)
+        task_id = tasks.start(args.goal, args.project, verbose_updates=args.verbose, plan=args.plan,
+                              priority=args.priority, at=args.at)
+        scheduled = tasks.status(task_id).scheduled_for if args.at else None
+        if scheduled:
+            out({"task_id": task_id, "scheduled_for": scheduled},
+                f"{task_id} (scheduled to start {schedules.when_text(datetime.fromisoformat(scheduled))})")
+        else:
+            out({"task_id": task_id}, task_id)
     elif args.task_command == "status":
         status = tasks.status(args.task_id)
         events = tasks.events(status.task_id) if status.result and not args.json else ()

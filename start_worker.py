@@ -5,8 +5,8 @@
 Wiring only: settings, logging, Redis, the progress delivery process beside the worker (`python -m
 communication.delivery`: it reads the tasks' events from Redis and sends them to n8n / Discord, so a killed
 work-horse loses none; it stops after the worker, once it delivered what is left), then RQ's forking Worker on the
-tars_programming queue (SpawnWorker on macOS, where fork is unsafe), with TARS's
-fault handling (core/worker.py). The first Ctrl+C / SIGTERM is a warm shutdown (the
+tars_programming queues, high priority first (core/capabilities.worker_queue_names; SpawnWorker on macOS, where fork
+is unsafe), with TARS's fault handling and RQ's scheduler for scheduled tasks (core/worker.py). The first Ctrl+C / SIGTERM is a warm shutdown (the
 running task finishes: give a supervisor a stop timeout of the task runtime plus the
 confirmation wait plus 2 minutes), the second is cold (the task is stopped and marked failed).
 """
@@ -27,7 +27,7 @@ from rq import Queue
 from communication.delivery import DRAIN_SECONDS
 from core import background_worker, capabilities, sandbox
 from core.config import get_settings, warn_about_env_file
-from core.defaults import QUEUE_NAME, REDIS_OUTAGE_RETRY_SECONDS, WORKER_LOG_FORMAT
+from core.defaults import REDIS_OUTAGE_RETRY_SECONDS, WORKER_LOG_FORMAT
 from core.exceptions import InvalidCapabilities, TarsError
 from core.redis_conn import connect, safe_url
 from core.scrub import install_log_scrubbing
@@ -74,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidCapabilities as exc:
         print(f"start_worker: {exc}", file=sys.stderr)
         return 2
-    # Its own queues first: a plain worker can take the normal queue's tasks, only this one theirs.
-    queue_names = [capabilities.queue_name(name) for name in served] + [QUEUE_NAME]
+    queue_names = capabilities.worker_queue_names(served)
     sandbox.make_non_dumpable()  # the worker and its work-horses: their environment stays closed to the commands
     try:
         settings = get_settings()
@@ -112,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                               name=name)
         worker.settings = settings
         worker.capabilities = tuple(served)
-        worker.work(burst=args.burst, logging_level=settings.LOG_LEVEL, log_format=WORKER_LOG_FORMAT)
+        worker.work(burst=args.burst, logging_level=settings.LOG_LEVEL, log_format=WORKER_LOG_FORMAT,
+                    with_scheduler=True)  # scheduled tasks (core/schedules.py) are queued at their time
     finally:
         stop_delivery(delivery)
     return 0

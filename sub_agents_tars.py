@@ -16,6 +16,7 @@ import logging
 import re
 import types
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal, Union, get_args, get_origin, get_type_hints
 
@@ -23,6 +24,7 @@ from rq.job import Job
 
 from communication import spoken
 from communication.spoken import spoken_status
+from core import schedules
 from core.config import Settings
 from core.exceptions import CodeRejected, TarsError, TaskNotFound
 from core.plans import docstring_section
@@ -360,7 +362,8 @@ class VoiceFunctions:
     @voice_function
     def start_autonomous_coding(self, goal: str, project_path: str | None = None,
                                 verbose_updates: bool | None = None, create_new_project: bool = False,
-                                plan: bool | None = None) -> str:
+                                plan: bool | None = None, priority: Literal["high", "normal", "low"] | None = None,
+                                start_at: str | None = None, start_in: str | None = None) -> str:
         """Start a background programming task: a worker runs Claude on a project until the goal is met,
         with progress on Discord. Use when the owner asks to build, write, fix or test code.
 
@@ -372,17 +375,27 @@ class VoiceFunctions:
             plan: true when the owner says to plan it out first (the goal is split into subtasks that several
                 workers build at once, merged into one branch); false when they want it done as one task; omit
                 otherwise
+            priority: high when the owner says it's urgent (it starts before every task waiting), low for
+                'whenever you have time' (after them); omit otherwise
+            start_at: only when the owner says when to start it: 'HH:MM' on the 24-hour clock, the next such
+                time ('tonight at two' -> '02:00', 'at half past six' in the evening -> '18:30'), or an ISO
+                date-time ('2025-06-01T09:30'); omit to start now
+            start_in: instead of start_at, a delay ('in two hours' -> '2h', '30m', '1h30m'); omit to start now
         """
         choice = match_project(self.settings.PROJECTS_ROOT, project_path or "", create=create_new_project)
         if choice.question:
             return choice.question
         try:
+            at = schedules.start_time(start_at, start_in)
             task_id = self.tasks.start(goal, choice.path, verbose_updates=verbose_updates,
-                                       call_sid=self.call_sid, plan=plan)
+                                       call_sid=self.call_sid, plan=plan, priority=priority, at=at)
         except TarsError as exc:
             return str(exc)
-        planned = bool((Job.fetch(task_id, connection=self.tasks.redis).get_meta(refresh=False) or {}).get("plan"))
-        return spoken.started(task_id, choice.said, planned, refused=bool(plan) and not planned)
+        meta = Job.fetch(task_id, connection=self.tasks.redis).get_meta(refresh=False) or {}
+        planned = bool(meta.get("plan"))
+        scheduled = datetime.fromisoformat(meta["scheduled_for"]) if meta.get("scheduled_for") else None
+        return spoken.started(task_id, choice.said, planned, refused=bool(plan) and not planned,
+                              priority=meta["priority"], at=scheduled)
 
     @voice_function
     def cancel_coding_task(self, task_id: str) -> str:
@@ -464,6 +477,8 @@ read aloud by text-to-speech.
 Never write code in the conversation.
 - When the owner says to plan it out first, call start_autonomous_coding with plan=true: the goal is split into \
 subtasks that several workers build at once, and you tell the owner the plan when it comes.
+- "It's urgent" starts the task at priority high, "whenever you have time" at low. When the owner says when to \
+start it ("tonight at two", "in an hour"), pass start_at or start_in; the owner hears the time back.
 - For anything else (the weather, a question, small talk) just answer; you cannot look things up.
 - When a task is waiting for a confirmation code and the owner says a code, call \
 submit_background_confirmation with it.

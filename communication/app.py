@@ -22,8 +22,9 @@ from communication.twilio_media_streams import router as voice_router
 from core import capabilities, sandbox
 from core.config import Settings
 from core.defaults import QUEUE_NAME
-from core.exceptions import (GitError, InvalidGoal, InvalidProjectPath, MergeBlocked, MergeConflict, NoSuchCheckpoint,
-                             NotAwaitingConfirmation, TarsError, TaskNotActive, TaskNotFound)
+from core.exceptions import (GitError, InvalidGoal, InvalidPriority, InvalidProjectPath, InvalidSchedule, MergeBlocked,
+                             MergeConflict, NoSuchCheckpoint, NotAwaitingConfirmation, TarsError, TaskNotActive,
+                             TaskNotFound)
 from core.redis_conn import probe_client
 from core.task_manager import TaskManager
 
@@ -39,6 +40,8 @@ HTTP_STATUS: dict[type[TarsError], int] = {
     InvalidGoal: 422,
     InvalidProjectPath: 422,
     NoSuchCheckpoint: 422,
+    InvalidPriority: 422,
+    InvalidSchedule: 422,           # unreadable, past or too far ahead (core/schedules.py)
 }
 
 

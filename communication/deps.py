@@ -12,6 +12,7 @@ import hmac
 import json
 import re
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request
@@ -19,10 +20,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from communication.notifier import verify
-from core import keys, plans
+from core import keys, plans, schedules
 from core.config import Settings
 from core.exceptions import CodeRejected, TaskNotFound
 from core.task_manager import TaskManager, TaskStatus
+from core.task_states import NORMAL, PRIORITIES
 
 MAX_BODY_BYTES = 64 * 1024
 TASK_ID = r"^#?[0-9a-fA-F]{4,32}$"
@@ -109,13 +111,22 @@ class StartBody(BaseModel):
     plan: StrictBool | None = Field(None, description=(
         "true: plan it out first (subtasks on several workers, merged into one branch; with PLAN_GOALS=never it "
         "runs as one task and its timeline says why); false: one task; absent: PLAN_GOALS decides"))
+    priority: Literal[PRIORITIES] = Field(NORMAL, description=(
+        "high: it starts before every normal task waiting; low: after them"))
+    at: str | None = Field(None, max_length=64, description=(
+        "start it later: HH:MM (the next such local time of the server) or an ISO date-time"))
+    in_: str | None = Field(None, alias="in", max_length=32, description=(
+        "start it later, after a delay: 90s, 30m, 2h, 1h30m (not with at)"))
 
 
 def start_answer(tasks: TaskManager, body: bytes) -> dict:
-    """A StartBody started as a task: {task_id} (422 with the reason: parse, or InvalidGoal/InvalidProjectPath)."""
+    """A StartBody started as a task: {task_id}, and scheduled_for when it starts later (422 with the reason: parse,
+    or InvalidGoal/InvalidProjectPath/InvalidSchedule)."""
     request = parse(StartBody, body)
-    return {"task_id": tasks.start(request.goal, request.project_path, verbose_updates=request.verbose_updates,
-                                   plan=request.plan)}
+    at = schedules.start_time(request.at, request.in_)
+    task_id = tasks.start(request.goal, request.project_path, verbose_updates=request.verbose_updates,
+                          plan=request.plan, priority=request.priority, at=at)
+    return {"task_id": task_id, "scheduled_for": tasks.status(task_id).scheduled_for} if at else {"task_id": task_id}
 
 
 def status_json(status: TaskStatus) -> dict:

@@ -9,6 +9,10 @@ as they are: core never imports communication/. The greeting is a setting (WELCO
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from core import schedules
+from core.task_states import NORMAL
 from core.task_manager import TaskStatus
 
 # --- the call itself ------------------------------------------------------------------------------------------
@@ -30,6 +34,7 @@ DID_NOT_WORK = "That did not work, sir."
 # --- tasks ------------------------------------------------------------------------------------------------------
 SPOKEN_STATUS = {
     "queued": "is waiting for a worker",
+    "scheduled": "is scheduled",
     "running": "is running",
     "awaiting_confirmation": "is waiting for your confirmation code",
     "complete": "is complete",
@@ -56,6 +61,8 @@ def spoken_status(status: TaskStatus, part: str | None = None) -> str:
                     f"{SPOKEN_STATUS[status.status]}")
     if status.status == "running" and status.progress:
         sentence += f": {status.progress.rstrip('.')}"
+    elif status.status == "scheduled" and status.scheduled_for:
+        sentence += f" to start {schedules.when_text(datetime.fromisoformat(status.scheduled_for))}"
     elif status.status == "awaiting_confirmation" and status.confirmation_command:
         sentence += f" to run {status.confirmation_command}"
     elif status.reason and status.status in ("failed", "timeout"):
@@ -70,17 +77,23 @@ def task_state(task_id: str, status: str) -> str:
     return f"Task {task_id} {SPOKEN_STATUS[status]}."
 
 
-def started(task_id: str, where: str, planned: bool = False, refused: bool = False) -> str:
+def started(task_id: str, where: str, planned: bool = False, refused: bool = False, priority: str = NORMAL,
+            at: datetime | None = None) -> str:
     """`where` is how the project was heard ('your calculator project'), or empty for the default project; planned:
-    the task plans its subtasks first; refused: a plan was asked for while PLAN_GOALS=never."""
+    the task plans its subtasks first; refused: a plan was asked for while PLAN_GOALS=never; priority: said unless
+    normal; at: when a scheduled task starts."""
     where = f" in {where}" if where else ""
+    head = f"Scheduled task {task_id}{where} to start {schedules.when_text(at)}" if at \
+        else f"Started task {task_id}{where} in background"
+    if priority != NORMAL:
+        head += f" at {priority} priority"
     if planned:
-        return (f"Started task {task_id}{where} in background, sir. I'll plan it out first and tell you the plan "
+        return (f"{head}, sir. I'll plan it out first and tell you the plan "
                 f"before work starts; updates go to Discord.")
     if refused:
-        return (f"Started task {task_id}{where} in background as one task, sir: planned tasks are off, "
+        return (f"{head} as one task, sir: planned tasks are off, "
                 f"PLAN_GOALS is never. I'll send updates to Discord.")
-    return f"Started task {task_id}{where} in background, sir. I'll send updates to Discord."
+    return f"{head}, sir. I'll send updates to Discord."
 
 
 def plan_sentence(task_id: str, subtasks: list[dict]) -> str:

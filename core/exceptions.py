@@ -39,6 +39,15 @@ class InvalidProjectPath(TarsError):
     """The project path is outside PROJECTS_ROOT or cannot be used."""
 
 
+class InvalidPriority(TarsError):
+    """A task's priority is not one of high, normal, low (core/task_states.PRIORITIES)."""
+
+
+class InvalidSchedule(TarsError):
+    """A task's start time cannot be read, or is past, or too far ahead (core/schedules.py); the message gives the
+    rule."""
+
+
 class TaskNotFound(TarsError):
     """No task has this id."""
 

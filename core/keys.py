@@ -15,7 +15,19 @@ RQ_QUEUE = f"rq:queue:{QUEUE_NAME}"
 
 def rq_capability_queue(capability: str) -> str:
     """RQ's list for the queue of the subtasks that need `capability` (read-only for TARS; for redis-cli users)."""
-    return f"rq:queue:{capability_queue_name(capability)}"
+    return rq_queue(capability_queue_name(capability))
+
+
+def rq_queue(queue_name: str) -> str:
+    """RQ's list for any TARS queue (core/capabilities.queue_name: rq:queue:tars_programming:high holds the high
+    priority tasks waiting; read-only for TARS; for redis-cli users)."""
+    return f"rq:queue:{queue_name}"
+
+
+def rq_scheduled(queue_name: str) -> str:
+    """RQ's sorted set of the tasks scheduled on a queue for later (core/schedules.py), scored by their start time
+    (Unix seconds); RQ's scheduler in a worker moves each to the queue at its time (read-only for TARS)."""
+    return f"rq:scheduled:{queue_name}"
 
 
 RECENT_TASKS = "tars:tasks"

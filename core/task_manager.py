@@ -24,7 +24,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
-from core import capabilities, event_log, git_workspace, keys, plans
+from core import capabilities, event_log, git_workspace, keys, plans, schedules
 from core.config import Settings
 from core.confirmations import close_request, open_request, submit_code
 from core.defaults import (CANCEL_GRACE_SECONDS, CONFIRMATION_ATTEMPTS, GOAL_MAX_CHARS, JOB_TIMEOUT_MARGIN_SECONDS,
@@ -34,8 +34,8 @@ from core.exceptions import (CodeRejected, GitError, InvalidGoal, InvalidProject
                              TaskNotFound)
 from core.git_workspace import Checkpoint, MergeResult, TaskCheckout
 from core.model import Usage, estimate_cost
-from core.task_states import (ACTIVE, AWAITING_CONFIRMATION, CANCELLED, COMPLETE, ENDING_PHASE, FAILED, QUEUED,
-                               RUNNING, outcome_of)
+from core.task_states import (ACTIVE, AWAITING_CONFIRMATION, CANCELLED, COMPLETE, ENDING_PHASE, FAILED, NORMAL,
+                               QUEUED, RUNNING, SCHEDULED, outcome_of)
 
 JOB_FUNCTION = "core.background_worker.run_task"
 PLANNED_JOB_FUNCTION = "core.plan_jobs.run_planned_task"  # plans first; runs run_task when it cannot
@@ -54,7 +54,7 @@ WIRE_NAMES = {"call_sid": "session_id"}
 @dataclass
 class TaskStatus:
     task_id: str
-    status: str  # queued | running | awaiting_confirmation | complete | failed | timeout | cancelled
+    status: str  # queued | scheduled | running | awaiting_confirmation | complete | failed | timeout | cancelled
     phase: str
     progress: str
     goal: str
@@ -76,6 +76,8 @@ class TaskStatus:
     ended_at: str | None
     parent: str | None = None  # a plan's subtask: the planned task it belongs to
     plan: list[dict] | None = None  # a planned task: its subtasks (TaskManager.plan_rows), once planned
+    priority: str = NORMAL  # high | normal | low: which of its queues it waits on
+    scheduled_for: str | None = None  # a task started for later: the time RQ's scheduler queues it (ISO)
 
     @property
     def active(self) -> bool:
@@ -106,6 +108,8 @@ def _recorded_reason(meta: dict) -> str | None:
 
 def derive_status(rq_status: JobStatus | None, meta: dict, result: dict | None, cancel_requested: bool) -> str:
     """The TARS status of a task from what RQ and the worker recorded."""
+    if rq_status == JobStatus.SCHEDULED and meta.get("scheduled_for"):  # waiting for its time (core/schedules.py)
+        return SCHEDULED
     if rq_status in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.CREATED,
                      JobStatus.READY_TO_ENQUEUE, JobStatus.RATE_LIMITED):
         return QUEUED
@@ -167,14 +171,18 @@ class TaskManager:
         return path
 
     def start(self, goal: str, project_path: str | Path | None = None, verbose_updates: bool | None = None,
-              call_sid: str | None = None, retry_of: str | None = None, plan: bool | None = None) -> str:
+              call_sid: str | None = None, retry_of: str | None = None, plan: bool | None = None,
+              priority: str | None = NORMAL, at: datetime | None = None) -> str:
         """Queue a task; the new id. plan: split the goal into subtasks first (core/plans.py); None: as PLAN_GOALS
-        says (only `always` plans unasked)."""
+        says (only `always` plans unasked). priority: high, normal or low (its queue, core/capabilities.py). at: an
+        aware datetime to start it then instead of now (RQ's scheduler queues it; core/schedules.py)."""
         goal = (goal or "").strip() if isinstance(goal, str) else ""
         if not goal:
             raise InvalidGoal("The goal is empty: say what the task should build or fix.")
         if len(goal) > GOAL_MAX_CHARS:
             raise InvalidGoal(f"The goal is {len(goal)} characters long; keep it to {GOAL_MAX_CHARS} at most.")
+        priority = capabilities.parse_priority(priority)
+        at = schedules.checked(at) if at is not None else None
         planned = plan if plan is not None else self.settings.PLAN_GOALS == "always"
         refused = bool(planned) and self.settings.PLAN_GOALS == "never"  # as before plans: one task, and why
         planned = planned and not refused
@@ -184,8 +192,9 @@ class TaskManager:
         meta = {"progress": "Waiting for a worker", "phase": QUEUED, "awaiting_confirmation": False,
                 "confirmation_command": None, "goal": goal, "session_id": call_sid,
                 "project_path": str(project), "verbose_updates": verbose_updates, "retry_of": retry_of,
-                "plan": bool(planned), "parent": None, "plan_key": None}
-        self._enqueue(task_id, meta, PLANNED_JOB_FUNCTION if planned else JOB_FUNCTION)
+                "plan": bool(planned), "parent": None, "plan_key": None, "priority": priority,
+                "scheduled_for": at.isoformat() if at else None}
+        self._enqueue(task_id, meta, PLANNED_JOB_FUNCTION if planned else JOB_FUNCTION, at=at)
         if refused:
             event_log.append(self.redis, task_id, "plan_fallback", "Running the goal as one task: planned tasks are "
                              "off (PLAN_GOALS=never; set PLAN_GOALS=ask to plan when asked).", QUEUED,
@@ -196,24 +205,34 @@ class TaskManager:
         return int(self.settings.max_runtime_seconds + self.settings.CONFIRMATION_TIMEOUT_SECONDS
                    + JOB_TIMEOUT_MARGIN_SECONDS)
 
-    def _enqueue(self, task_id: str, meta: dict, function: str, depends_on: list[str] | None = None) -> None:
-        """Put a task's job on its queue (its capability's, core/capabilities.py, else the normal one; deferred by RQ
-        until depends_on all finished) and tell its timeline."""
+    def _enqueue(self, task_id: str, meta: dict, function: str, depends_on: list[str] | None = None,
+                 at: datetime | None = None) -> None:
+        """Put a task's job on its queue (its capability's and priority's, core/capabilities.py; deferred by RQ
+        until depends_on all finished, or scheduled by RQ's scheduler until `at`) and tell its timeline."""
         goal, call_sid, retry_of = meta["goal"], meta.get("session_id"), meta.get("retry_of")
         options = dict(args=(task_id,), job_id=task_id, timeout=self._timeout(), meta=meta,
                        result_ttl=RESULT_TTL_SECONDS, failure_ttl=RESULT_TTL_SECONDS,
                        description=f"TARS task {task_id}: {goal[:100]}")
-        queue = Queue(capabilities.queue_name(meta["capability"]), connection=self.redis) \
-            if meta.get("capability") else self.queue
+        queue = Queue(capabilities.queue_name(meta.get("capability"), meta.get("priority", NORMAL)),
+                      connection=self.redis)
         with self.redis.pipeline() as pipe:
             if depends_on:  # RQ checks the dependencies itself, outside any pipeline of ours
                 queue.enqueue_call(function, depends_on=depends_on, **options)
+            elif at:
+                queue.schedule_job(queue.create_job(function, status=JobStatus.SCHEDULED, **options), at,
+                                   pipeline=pipe)
             else:
                 queue.enqueue_call(function, pipeline=pipe, **options)
             data = {"project_path": meta["project_path"], "retry_of": retry_of}
             if meta.get("parent"):
                 data.update(parent=meta["parent"], plan_key=meta["plan_key"])
-            event_log.append(pipe, task_id, QUEUED, f"Queued: {goal}", QUEUED, data)
+            if meta.get("priority", NORMAL) != NORMAL:
+                data.update(priority=meta["priority"])
+            said = "Queued"
+            if at:
+                said = f"Scheduled to start {schedules.when_text(at)}"
+                data.update(scheduled_for=meta["scheduled_for"])
+            event_log.append(pipe, task_id, QUEUED, f"{said}: {goal}", QUEUED, data)
             if call_sid and not meta.get("parent"):  # a call's latest task is the plan, not one of its subtasks
                 pipe.zadd(keys.call_tasks(call_sid), {task_id: time.time()})
                 pipe.expire(keys.call_tasks(call_sid), RESULT_TTL_SECONDS)
@@ -236,7 +255,7 @@ class TaskManager:
                 "verbose_updates": parent_meta.get("verbose_updates"), "retry_of": None, "plan": False,
                 "parent": parent, "plan_key": sub["key"], "plan_context": plans.context_for(record, sub["key"]),
                 "capability": capabilities.normalize(sub["capability"]) if sub.get("capability") else None,
-                **extra_meta}
+                "priority": parent_meta.get("priority", NORMAL), **extra_meta}
         self._enqueue(sub["task_id"], meta, SUBTASK_JOB_FUNCTION, depends_on)
         # Listed right under its plan, in the plan's order, and never "the latest task" while the plan is newer.
         parent_at = self.redis.zscore(keys.RECENT_TASKS, parent)
@@ -247,11 +266,14 @@ class TaskManager:
     def enqueue_finisher(self, parent: str, job_id: str, depends_on: list[str]) -> None:
         """Queue the job that tests the merged branch and ends the planned task once every subtask in depends_on
         finished (RQ defers it until then). It is no task of its own (its meta has no goal): the reaper knows it by
-        its function, FINISH_JOB_FUNCTION, and runs it again once when its worker dies (core/worker.Reaper)."""
-        self.queue.enqueue_call(FINISH_JOB_FUNCTION, args=(parent,), job_id=job_id, timeout=self._timeout(),
-                                meta={"plan_of": parent}, depends_on=depends_on or None,
-                                result_ttl=RESULT_TTL_SECONDS, failure_ttl=RESULT_TTL_SECONDS,
-                                description=f"TARS plan {parent}: test the merged branch")
+        its function, FINISH_JOB_FUNCTION, and runs it again once when its worker dies (core/worker.Reaper). It waits
+        at its plan's priority."""
+        level = (Job.fetch(parent, connection=self.redis).get_meta(refresh=True) or {}).get("priority")
+        queue = Queue(capabilities.queue_name(None, level or NORMAL), connection=self.redis)
+        queue.enqueue_call(FINISH_JOB_FUNCTION, args=(parent,), job_id=job_id, timeout=self._timeout(),
+                           meta={"plan_of": parent}, depends_on=depends_on or None,
+                           result_ttl=RESULT_TTL_SECONDS, failure_ttl=RESULT_TTL_SECONDS,
+                           description=f"TARS plan {parent}: test the merged branch")
 
     def plan_record(self, task_id: str) -> dict | None:
         """The stored plan of a planned task (core/plans.new_record), None before it is planned or for others."""
@@ -399,6 +421,8 @@ class TaskManager:
         progress = meta.get("progress", "")
         if status == QUEUED and (note := capabilities.waiting_note(self.redis, meta.get("capability"))):
             progress = note[0].upper() + note[1:]  # "Waiting for a worker with frontend"
+        if status == SCHEDULED:
+            progress = f"Scheduled to start {schedules.when_text(datetime.fromisoformat(meta['scheduled_for']))}"
         if rows is not None and status in (QUEUED, RUNNING):
             progress = plans.blocked_sentence(rows) or plans.plan_summary(rows)
         return TaskStatus(
@@ -414,7 +438,8 @@ class TaskManager:
             reason=None if status in ACTIVE else reason,
             result=result, created_at=_iso(job.created_at), started_at=_iso(job.started_at),
             ended_at=_iso(job.ended_at) if rows is None else _iso(self._plan_ended(job.id, status)),
-            parent=meta.get("parent"), plan=rows)
+            parent=meta.get("parent"), plan=rows, priority=meta.get("priority") or NORMAL,
+            scheduled_for=meta.get("scheduled_for"))
 
     def _plan_status(self, task_id: str, cancel_requested: bool) -> tuple[str, dict | None, list[dict], Usage | None]:
         """(status, result, subtask rows, plan_usage) of a planned task whose planning job ended: its finishing job's
@@ -490,7 +515,8 @@ class TaskManager:
         self.redis.set(keys.task_cancel(job.id), time.time(), ex=RESULT_TTL_SECONDS)
         if before.plan is not None:  # planned: its planning job ended, its subtasks run or wait
             return self._cancel_plan(job, wait)
-        if before.status == QUEUED and job.get_status() in (JobStatus.QUEUED, JobStatus.DEFERRED):
+        if before.status in (QUEUED, SCHEDULED) and job.get_status() in (JobStatus.QUEUED, JobStatus.DEFERRED,
+                                                                          JobStatus.SCHEDULED):
             try:
                 job.cancel()
                 # No worker will ever tell its timeline: the cancel ends it here (followers and streams stop).

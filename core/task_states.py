@@ -1,10 +1,11 @@
 """The one vocabulary of a task's life: its statuses, how its loop ends (outcomes), its phases, its event kinds, and
 the mappings between them. Every other module imports these names; the dashboard gets them from the server.
 
-- A *status* is what the owner asks about: queued, running, awaiting_confirmation while it is active, then how it
-  ended. The ended statuses are the *outcomes*: complete, failed, timeout, cancelled.
+- A *status* is what the owner asks about: queued (or scheduled: waiting for its start time), running,
+  awaiting_confirmation while it is active, then how it ended. The ended statuses are the *outcomes*: complete, failed, timeout, cancelled.
 - A *phase* is what the worker records as it goes (planning, coding, testing, fixing) and, at the end, the phase of
   the outcome (ENDING_PHASE). A failed task's phase is "error", the name the original TARS's n8n workflow keys on.
+- A *priority* (high, normal, low) says which of its queues a task waits on: workers take high ones first.
 - An *event* is one line of the task's timeline (core/event_log.py); the kind of a task's last event is its ending
   phase (ENDING_KINDS).
 """
@@ -12,12 +13,17 @@ from __future__ import annotations
 
 QUEUED, RUNNING, AWAITING_CONFIRMATION = "queued", "running", "awaiting_confirmation"
 COMPLETE, FAILED, TIMEOUT, CANCELLED = "complete", "failed", "timeout", "cancelled"
+SCHEDULED = "scheduled"  # started for later (core/schedules.py): RQ's scheduler queues it at its time
 
-ACTIVE = (QUEUED, RUNNING, AWAITING_CONFIRMATION)
+ACTIVE = (QUEUED, SCHEDULED, RUNNING, AWAITING_CONFIRMATION)
 """The statuses of a task that has not ended."""
 OUTCOMES = (COMPLETE, FAILED, TIMEOUT, CANCELLED)
 """How a task ends; also its status from then on."""
 STATUSES = ACTIVE + OUTCOMES
+
+HIGH, NORMAL, LOW = "high", "normal", "low"
+PRIORITIES = (HIGH, NORMAL, LOW)
+"""A task's priorities, in the order workers take them (each its own queue, core/capabilities.queue_name)."""
 
 WORKING_PHASES = (QUEUED, "planning", "coding", "testing", "fixing")
 """The phases of an active task, in the order a task usually goes through them."""
@@ -62,4 +68,5 @@ def duration_text(seconds: float) -> str:
 def vocabulary() -> dict:
     """What the dashboard's page needs of these names (served with the page, so app.js keeps no copy)."""
     return {"active": list(ACTIVE), "awaiting_confirmation": AWAITING_CONFIRMATION, "outcomes": list(OUTCOMES),
-            "event_kinds": list(EVENT_KINDS), "ending_kinds": sorted(ENDING_KINDS)}
+            "event_kinds": list(EVENT_KINDS), "ending_kinds": sorted(ENDING_KINDS), "priorities": list(PRIORITIES),
+            "normal_priority": NORMAL}

@@ -12,6 +12,8 @@
 * The second SIGTERM/Ctrl+C (cold shutdown) stops the running task and marks it failed.
 * With RQ's maintenance (at start-up, then hourly) it removes the worktrees of tasks idle for longer than
   WORKTREE_RETENTION_DAYS; a running task's checkout is never touched.
+* It runs RQ's scheduler (start_worker.py: with_scheduler), which queues scheduled tasks at their time
+  (core/schedules.py); one worker's scheduler holds each queue's lock, and it ends with its worker.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from rq import Queue
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.job_lifecycle import record_job_failure
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.registry import StartedJobRegistry
+from rq.scheduler import RQScheduler
 from rq.utils import now
 from rq.worker import SpawnWorker, Worker
 
@@ -91,6 +95,25 @@ class TarsWorkerMixin:
             if not self.pubsub_thread.is_alive():
                 self._pubsub_client.close()
             self.pubsub_thread = None
+
+    # --- RQ's scheduler: scheduled tasks (core/schedules.py) ------------------------------------------------
+    def _start_scheduler(self, burst: bool = False, logging_level: str | None = "INFO",
+                         date_format: str = DEFAULT_LOGGING_DATE_FORMAT, log_format: str = DEFAULT_LOGGING_FORMAT):
+        """RQ's own (rq.worker.base), with TarsScheduler in place of RQScheduler, which RQ names there."""
+        self.scheduler = TarsScheduler(self.queues, connection=self.connection, serializer=self.serializer,
+                                       logging_level=logging_level if logging_level is not None else self.log.level,
+                                       date_format=date_format, log_format=log_format)
+        self.scheduler.acquire_locks()
+        if self.scheduler.acquired_locks:
+            if burst:
+                try:
+                    self.scheduler.register_birth()
+                    self.scheduler.enqueue_scheduled_jobs()
+                finally:
+                    self.scheduler.release_locks()
+                    self.scheduler.register_death()
+            else:
+                self.scheduler.start()
 
     # --- finished tasks' checkouts -----------------------------------------------------------------
     def run_maintenance_tasks(self):
@@ -217,6 +240,23 @@ def fail_in_rq(job: Job, exc_string: str, requeue: bool = False) -> None:
             job.started_at = job.ended_at = None
             queue._enqueue_job(job, pipeline=pipe)
         pipe.execute()
+
+
+class TarsScheduler(RQScheduler):
+    """RQ's scheduler process, ending with its worker: RQ's own runs on after a worker killed by SIGKILL (the OOM
+    killer), holding the queues' scheduler locks from the worker that replaces it."""
+
+    worker_pid = 0
+
+    def start(self):
+        self.worker_pid = os.getpid()  # before the fork: the scheduler process reads it as its parent
+        return super().start()
+
+    def heartbeat(self):
+        if os.getppid() != self.worker_pid:
+            log.warning("the worker of scheduler %s is gone: stopping it", self.name)
+            self.request_stop()  # its loop stops at the next turn and releases the locks
+        super().heartbeat()
 
 
 class TarsWorker(TarsWorkerMixin, Worker):

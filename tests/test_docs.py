@@ -445,6 +445,8 @@ def test_every_documented_command_runs_against_a_real_worker(tasks, fake_api, pr
         run_task_command(command, first)
     for command in by_verb["start"]:
         run_task_command(command, first)
+    for later in [s for s in tasks.list(limit=100) if s.status == "scheduled"]:  # --at / --in: hours away
+        assert tasks.cancel(later.task_id).status == "cancelled"
     for command in by_verb["cancel"]:
         run_task_command(command, tasks.start("To be cancelled", project_path="cancelled"))
     for command, target in zip(by_verb["confirm"], confirm_targets):
@@ -615,7 +617,8 @@ def _code_phases() -> set[str]:
 def test_the_state_machine_names_every_status_and_phase():
     machine = doccheck.section(IMPL, "State machine")
     statuses, phases = _code_statuses(), _code_phases()
-    assert statuses == {"queued", "running", "awaiting_confirmation", "complete", "failed", "timeout", "cancelled"}
+    assert statuses == {"queued", "scheduled", "running", "awaiting_confirmation", "complete", "failed", "timeout",
+                        "cancelled"}
     assert {"planning", "coding", "testing", "fixing", "error"} <= phases
     missing = [f"`{word}`" for word in sorted(statuses | phases) if f"`{word}`" not in machine]
     assert not missing, f"the state machine section does not name {missing}"

@@ -8,8 +8,12 @@ import re
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
+from core import keys, schedules
 from core.config import default_data_dir
 from core.redis_conn import free_port
 from tests.conftest import ROOT, TEST_CODE
@@ -155,6 +159,66 @@ def test_cancel_in_words(cli):
     run = cli("task", "cancel", task_id)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == f"Task {task_id}: cancelled"
+
+
+def test_an_urgent_task_waits_on_the_high_queue_and_list_and_status_say_its_priority(cli, tasks, redis_client):
+    normal = start(cli, "Tidy the docs")
+    urgent = start(cli, "Fix the outage", "--priority", "high")
+    later = start(cli, "Rename things", "--priority", "LOW")
+    assert [redis_client.llen(f"rq:queue:tars_programming{suffix}") for suffix in (":high", "", ":low")] == [1, 1, 1]
+    assert redis_client.lrange("rq:queue:tars_programming:high", 0, -1) == [urgent.encode()]
+    listed = cli("task", "list").stdout.splitlines()
+    assert [line.split()[:3] for line in listed] == [[later, "queued", "low"], [urgent, "queued", "high"],
+                                                    [normal, "queued", "normal"]]
+    assert "  priority: high\n" in cli("task", "status", urgent).stdout
+    assert ok_json(cli("task", "status", urgent, "--json"))["priority"] == "high"
+    assert tasks.status(normal).priority == "normal"
+
+
+def test_a_task_started_for_later_is_listed_as_scheduled_with_its_time_until_cancelled(cli, tasks, redis_client):
+    before = datetime.now(timezone.utc)
+    run = cli("task", "start", "--goal", "Nightly clean-up", "--in", "2h")
+    after = datetime.now(timezone.utc)
+    assert run.returncode == 0, run.stderr
+    task_id, said = run.stdout.split(" ", 1)
+    due = datetime.fromisoformat(tasks.status(task_id).scheduled_for)
+    assert said.strip() == f"(scheduled to start {schedules.when_text(due)})"
+    assert before + timedelta(hours=2) <= due <= after + timedelta(hours=2, seconds=1)
+    assert redis_client.llen("rq:queue:tars_programming") == 0  # RQ's scheduler holds it, not the queue
+    assert redis_client.zscore(keys.rq_scheduled("tars_programming"), task_id) == due.timestamp()
+
+    [line] = cli("task", "list").stdout.splitlines()
+    assert line.split()[:5] == [task_id, "scheduled", *due.astimezone().strftime("%a %H:%M").split(), "normal"]
+    shown = cli("task", "status", task_id).stdout
+    assert f"Task {task_id}: scheduled (phase queued)" in shown
+    assert f"  progress: Scheduled to start {schedules.when_text(due)}\n" in shown
+    assert f"  scheduled: {schedules.when_text(due)} ({due.isoformat()})" in shown
+    status = ok_json(cli("task", "status", task_id, "--json"))
+    assert (status["status"], status["scheduled_for"]) == ("scheduled", due.isoformat())
+
+    assert cli("task", "cancel", task_id).stdout.strip() == f"Task {task_id}: cancelled"
+    assert redis_client.zcard(keys.rq_scheduled("tars_programming")) == 0  # it will never run
+    at_two = ok_json(cli("task", "start", "--goal", "At two", "--at", "02:00", "--json"))
+    assert datetime.fromisoformat(at_two["scheduled_for"]) == schedules.parse_at("02:00")
+
+
+@pytest.mark.parametrize("args, rule", [
+    (["--priority", "urgent"], "argument --priority: invalid choice: 'urgent' (choose from 'high', 'normal', 'low')"),
+    (["--at", "25:00"], "argument --at: The start time '25:00' is not a time: give HH:MM on the 24-hour clock "
+                        "(02:00: the next such local time) or an ISO date-time"),
+    (["--at", "2020-01-01T02:00"], "argument --at: The start time 2020-01-01T02:00 (on 1 Jan 2020 at 02:00) is in the "
+                                   "past: give a time still to come."),
+    (["--in", "soon"], "argument --in: The delay 'soon' is not a delay: give a number and a unit: 90s, 30m, 2h, "
+                       "1h30m, 1d (d, h, m, s)."),
+    (["--in", "0m"], "argument --in: A delay of 0m is no delay: leave it out to start the task now."),
+    (["--in", "30d"], "argument --in: The delay 30d is too long: a task can be scheduled at most 7 days ahead."),
+    (["--at", "02:00", "--in", "2h"], "argument --in: not allowed with argument --at"),
+])
+def test_a_bad_priority_or_start_time_is_a_usage_error_with_the_rule(cli, redis_client, args, rule):
+    run = cli("task", "start", "--goal", "Never queued", *args)
+    assert run.returncode == 2, (run.stdout, run.stderr)
+    assert rule in run.stderr and "Traceback" not in run.stderr and run.stdout == ""
+    assert redis_client.zcard(keys.RECENT_TASKS) == 0
 
 
 def test_status_of_an_unknown_task_is_one_line(cli):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import inspect
 import re
-from typing import Annotated, Literal, get_args, get_type_hints
+from typing import Annotated, Literal, get_args, get_origin, get_type_hints
 
 import pytest
 
+from core import schedules
 from core.task_manager import TaskManager
 from sub_agents_tars import (
     VOICE_SYSTEM_PROMPT,
@@ -144,6 +145,9 @@ def test_every_voice_method_is_a_tool_whose_schema_is_its_signature():
         for param in params:
             prop = schema["properties"][param.name]
             types = [t for t in get_args(hints[param.name]) or [hints[param.name]] if t is not type(None)]
+            if get_origin(types[0]) is Literal:  # an enum: its values, of their type
+                assert prop["enum"] == list(get_args(types[0])), name
+                types = [type(prop["enum"][0])]
             assert len(types) == 1 and prop["type"] == JSON_TYPES[types[0]], name
             assert prop["description"] and prop["description"] in " ".join(inspect.getdoc(method).split()), name
 
@@ -328,3 +332,52 @@ def test_a_plan_asked_for_while_plans_are_off_runs_as_one_task_and_the_owner_hea
     assert answer == (f"Started task {task_id} in your todo project in background as one task, sir: planned tasks "
                       f"are off, PLAN_GOALS is never. I'll send updates to Discord.")
     assert [e.type for e in tasks.events(task_id)] == ["queued", "plan_fallback"]
+
+
+# --- priorities and schedules (issue 17): "it's urgent", "tonight at two" --------------------------------------------
+def test_an_urgent_task_starts_at_high_priority_and_one_for_tonight_is_scheduled(voice, tasks, projects):
+    urgent = voice.call("start_autonomous_coding", {"goal": "Fix the login page", "priority": "high"})
+    urgent_id = started_id(urgent)
+    assert urgent == (f"Started task {urgent_id} in background at high priority, sir. "
+                      f"I'll send updates to Discord.")
+    assert tasks.status(urgent_id).priority == "high"
+    assert tasks.redis.lrange("rq:queue:tars_programming:high", 0, -1) == [urgent_id.encode()]
+
+    tonight = voice.call("start_autonomous_coding", {"goal": "Run the slow migration", "start_at": "02:00",
+                                                     "priority": "low"})
+    tonight_id = started_id(tonight)
+    when = schedules.when_text(schedules.parse_at("02:00"))  # today's 02:00 once it is past midnight, else tomorrow's
+    assert tonight == (f"Scheduled task {tonight_id} to start {when} at low priority, sir. "
+                       f"I'll send updates to Discord.")
+    assert voice.call("check_coding_progress", {"task_id": tonight_id}) == \
+        f"Task {tonight_id} is scheduled to start {when}."
+    assert tasks.status(tonight_id).scheduled_for == schedules.parse_at("02:00").isoformat()
+
+    soon = started_id(voice.call("start_autonomous_coding", {"goal": "Tidy up", "start_in": "2h"}))
+    assert tasks.status(soon).status == "scheduled" and tasks.status(soon).priority == "normal"
+    assert voice.call("cancel_coding_task", {"task_id": soon}) == f"Task {soon} was cancelled."
+
+
+def test_a_start_time_the_model_got_wrong_is_answered_with_the_rule(voice, tasks):
+    assert voice.call("start_autonomous_coding", {"goal": "x", "start_at": "tonight at two"}) == (
+        "The start time 'tonight at two' is not a time: give HH:MM on the 24-hour clock (02:00: the next such local "
+        "time) or an ISO date-time (2025-06-01T02:00, local unless it names its zone).")
+    assert voice.call("start_autonomous_coding", {"goal": "x", "start_at": "2020-01-01T09:00"}) == (
+        "The start time 2020-01-01T09:00 (on 1 Jan 2020 at 09:00) is in the past: give a time still to come.")
+    assert voice.call("start_autonomous_coding", {"goal": "x", "start_in": "a while"}).startswith(
+        "The delay 'a while' is not a delay: give a number and a unit: 90s, 30m, 2h, 1h30m")
+    assert voice.call("start_autonomous_coding", {"goal": "x", "start_at": "02:00", "start_in": "2h"}) == \
+        "Give a start time or a delay, not both."
+    assert voice.call("start_autonomous_coding", {"goal": "x", "priority": "urgent"}) == \
+        "priority must be one of high, normal, low, not urgent."
+    assert tasks.list() == []  # nothing started
+
+
+def test_the_phone_model_is_told_how_to_say_urgent_and_when():
+    properties = {t["name"]: t for t in VOICE_TOOLS}["start_autonomous_coding"]["input_schema"]["properties"]
+    assert properties["priority"]["enum"] == ["high", "normal", "low"]
+    assert "it's urgent" in properties["priority"]["description"]
+    assert "whenever you have time" in properties["priority"]["description"]
+    assert "'tonight at two' -> '02:00'" in properties["start_at"]["description"]
+    assert "'in two hours' -> '2h'" in properties["start_in"]["description"]
+    assert "start_at or start_in" in VOICE_SYSTEM_PROMPT

@@ -173,12 +173,17 @@
     const project = h("input", { id: "project", name: "project", testid: "new-task-project", autocomplete: "off",
       autocapitalize: "off", spellcheck: "false", placeholder: "project folder or git URL (optional)" });
     const plan = h("input", { id: "plan", name: "plan", type: "checkbox", testid: "new-task-plan" });
+    const priority = h("select", { id: "priority", name: "priority", testid: "new-task-priority" },
+      (VOCABULARY.priorities || []).map((level) => h("option", { value: level, text: level,
+        selected: level === VOCABULARY.normal_priority })));
     const submit = h("button", { type: "submit", class: "primary", testid: "new-task-submit", text: "Start" });
     const error = h("p", { class: "error", role: "alert", testid: "new-task-error" });
     const form = h("form", { class: "card", onsubmit: start },
       h("h2", { text: "New task" }),
       h("label", { for: "goal", text: "Goal" }), goal,
       h("label", { for: "project", text: "Project" }), project,
+      h("label", { for: "priority", title: "high starts before every normal task waiting, low after them",
+        text: "Priority" }), priority,
       h("label", { class: "check", title: "split the goal into subtasks that several workers build at once, "
         + "merged into one branch" }, plan, " Plan it out first"),
       error, h("div", { class: "actions" }, submit));
@@ -199,6 +204,7 @@
       const body = { goal: goal.value };
       if (project.value.trim()) body.project_path = project.value.trim();
       if (plan.checked) body.plan = true; // unchecked: the server's PLAN_GOALS decides
+      if (priority.value) body.priority = priority.value;
       submit.disabled = true;
       const answer = await api("POST", "tasks", body);
       submit.disabled = false;
@@ -214,7 +220,8 @@
       const age = h("div", { class: "age", text: humanAge(task.age_seconds) });
       age.dataset.age = String(task.age_seconds ?? "");
       age.dataset.received = String(received);
-      const facts = [task.phase, projectName(task.project_path)].filter(Boolean).join(" · ");
+      const level = task.priority && task.priority !== VOCABULARY.normal_priority ? `${task.priority} priority` : "";
+      const facts = [level, task.phase, projectName(task.project_path)].filter(Boolean).join(" · ");
       return h("a", { class: subtask ? "task-row subtask" : "task-row", href: "#/task/" + task.task_id,
         testid: "task-row", "data-task-id": task.task_id, "data-parent": task.parent || null,
         title: task.project_path },
@@ -278,6 +285,7 @@
     const phase = h("dd", { testid: "task-phase" });
     const progress = h("dd", { testid: "task-progress" });
     const projectLine = h("dd", { class: "mono" });
+    const priorityLine = h("dd", { testid: "task-priority" });
     const branch = h("dd", { class: "mono", testid: "task-branch" });
     const tokenCount = h("span", { testid: "task-tokens" });
     const tokenDetail = h("span", { class: "muted small" });
@@ -356,6 +364,7 @@
           h("dt", { text: "Phase" }), phase,
           h("dt", { text: "Progress" }), progress,
           h("dt", { text: "Project" }), projectLine,
+          h("dt", { text: "Priority" }), priorityLine,
           h("dt", { text: "Branch" }), branch,
           h("dt", { text: "Tokens" }), h("dd", {}, tokenCount, " ", tokenDetail),
           h("dt", { text: "Cost" }), costLine,
@@ -411,6 +420,7 @@
       phase.textContent = task.phase || "";
       progress.textContent = task.progress || "";
       projectLine.textContent = task.project_path || "";
+      priorityLine.textContent = task.priority || "";
       const points = task.checkpoints || 0; // a rollback updates it on the server
       branch.textContent = task.branch ? `${task.branch} (${points} checkpoint${points === 1 ? "" : "s"})`
         : ACTIVE.has(task.status) ? "not yet" : "none"; // an ended task without one: never prepared, or discarded
@@ -421,6 +431,7 @@
         ? `(in ${usage.input_tokens || 0}, out ${usage.output_tokens || 0}, cache ${cached})` : "";
       costLine.textContent = cost(task.cost_usd);
       times.textContent = [task.created_at && `created ${new Date(task.created_at).toLocaleString()}`,
+        task.scheduled_for && `scheduled for ${new Date(task.scheduled_for).toLocaleString()}`,
         task.ended_at && `ended ${new Date(task.ended_at).toLocaleString()}`].filter(Boolean).join(" · ");
       const said = (task.result && task.result.summary) || "";
       outcome.textContent = task.reason || "";

@@ -15,6 +15,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from core import schedules
 from tests.browser.conftest import DASHBOARD_PASSWORD, DashboardServer, check_png
 from tests.conftest import TEST_CODE
 from tests.core.test_plan_jobs import script_small_plan
@@ -269,3 +270,33 @@ def test_owner_plans_a_goal_from_the_form_and_watches_its_plan_tree_live(tars_en
         worker.stop()
     finally:
         dashboard.stop()
+
+
+def test_owner_starts_an_urgent_task_from_the_form_and_sees_the_one_scheduled_for_tonight(dashboard, tasks, projects,
+                                                                                          new_page):
+    tonight = tasks.start("Run the nightly migration", at=schedules.parse_at("02:00"))
+    for size, width in ((PHONE, 390), (DESKTOP, 1280)):
+        page = new_page(**size)
+        page.goto(dashboard.url + "/")
+        page.get_by_test_id("login-password").fill(DASHBOARD_PASSWORD)
+        page.get_by_test_id("login-submit").click()
+        priority = page.get_by_test_id("new-task-priority")
+        expect(priority).to_be_visible()
+        expect(priority).to_have_value("normal")  # the default: the form starts tasks as before
+        assert priority.locator("option").all_inner_texts() == ["high", "normal", "low"]
+        scheduled = page.locator(f'[data-testid=task-row][data-task-id="{tonight}"]')
+        expect(scheduled.get_by_test_id("task-status")).to_have_text("scheduled")
+        expect(scheduled).to_contain_text("Scheduled to start ")
+        fits, scroll = no_horizontal_scroll(page, width)
+        assert fits, f"the list page scrolls sideways at {width} px: {scroll} px wide"
+
+    priority.select_option("high")
+    urgent = start_task(page, "Fix the outage now", "hotfix", {tonight})
+    expect(page.get_by_test_id("task-priority")).to_have_text("high")
+    assert tasks.status(urgent).priority == "high"
+    page.get_by_test_id("back-link").click()
+    expect(page.locator(f'[data-testid=task-row][data-task-id="{urgent}"]')).to_contain_text("high priority")
+    page.locator(f'[data-testid=task-row][data-task-id="{tonight}"]').click()
+    expect(page.get_by_test_id("task-progress")).to_have_text(tasks.status(tonight).progress)
+    expect(page.get_by_test_id("task-priority")).to_have_text("normal")
+    assert not page.js_errors, page.js_errors

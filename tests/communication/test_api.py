@@ -12,6 +12,7 @@ import json
 import re
 import secrets
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -25,7 +26,7 @@ from rq import Queue, Worker
 from communication.app import create_app
 from communication.deps import TASK_ID
 from communication.notifier import sign
-from core import keys, sandbox
+from core import keys, sandbox, schedules
 from core.confirmations import pending_request
 from core.defaults import QUEUE_NAME
 from core.redis_conn import free_port
@@ -381,6 +382,31 @@ def test_a_planned_start_shows_its_plan_rows_summary_and_each_subtasks_parent(se
     assert done["plan_summary"] == "2 of 2 subtasks done"
 
 
+def test_an_urgent_start_jumps_the_queue_and_a_start_for_later_waits_for_its_time(api, tasks, redis_client):
+    urgent = api.post("/api/tasks", json={"goal": "Fix the outage", "priority": "high"})
+    assert urgent.status_code == 201 and set(urgent.json()) == {"task_id"}, urgent.text
+    urgent_id = urgent.json()["task_id"]
+    assert redis_client.lrange(keys.rq_queue("tars_programming:high"), 0, -1) == [urgent_id.encode()]
+    assert queue_length(redis_client) == 0  # rq:queue:tars_programming holds the normal tasks only
+    assert api.get(f"/api/tasks/{urgent_id}").json()["priority"] == "high"
+
+    later = api.post("/api/tasks", json={"goal": "Nightly build", "in": "2h"})
+    assert later.status_code == 201 and set(later.json()) == {"task_id", "scheduled_for"}, later.text
+    later_id, due = later.json()["task_id"], later.json()["scheduled_for"]
+    status = api.get(f"/api/tasks/{later_id}").json()
+    assert (status["status"], status["scheduled_for"], status["priority"]) == ("scheduled", due, "normal")
+    assert status["progress"] == f"Scheduled to start {schedules.when_text(datetime.fromisoformat(due))}"
+    assert redis_client.zscore(keys.rq_scheduled("tars_programming"), later_id) == datetime.fromisoformat(
+        due).timestamp()
+    at_two = api.post("/api/tasks", json={"goal": "At two", "at": "02:00", "priority": "low"}).json()
+    assert at_two["scheduled_for"] == schedules.parse_at("02:00").isoformat()
+    assert redis_client.zscore(keys.rq_scheduled("tars_programming:low"), at_two["task_id"]) is not None
+
+    cancelled = api.post(f"/api/tasks/{later_id}/cancel")
+    assert cancelled.json()["status"] == "cancelled"
+    assert redis_client.zscore(keys.rq_scheduled("tars_programming"), later_id) is None  # it never runs
+
+
 def test_a_task_with_only_a_goal_works_in_the_default_project(api, settings):
     started = api.post("/api/tasks", json={"goal": "Write hello.py", "project_path": None})
     assert started.status_code == 201
@@ -402,7 +428,18 @@ def test_a_goal_of_2000_characters_after_trimming_is_accepted(api):
     ({"goal": "g" * 10_001}, "The body is not valid: goal: String should have at most 10000 characters."),
     ({"goal": 42}, "The body is not valid: goal: Input should be a valid string."),
     ({}, "The body is not valid: goal: Field required."),
-    ({"goal": "Fix it", "priority": "high"}, "The body is not valid: priority: Extra inputs are not permitted."),
+    ({"goal": "Fix it", "urgency": "high"}, "The body is not valid: urgency: Extra inputs are not permitted."),
+    ({"goal": "Fix it", "priority": "urgent"}, "The body is not valid: priority: Input should be 'high', 'normal' or "
+                                               "'low'."),
+    ({"goal": "Fix it", "at": "25:00"}, "The start time '25:00' is not a time: give HH:MM on the 24-hour clock (02:00: "
+                                        "the next such local time) or an ISO date-time (2025-06-01T02:00, local unless "
+                                        "it names its zone)."),
+    ({"goal": "Fix it", "at": "2020-01-01T02:00"}, "The start time 2020-01-01T02:00 (on 1 Jan 2020 at 02:00) is in the "
+                                                   "past: give a time still to come."),
+    ({"goal": "Fix it", "at": 2}, "The body is not valid: at: Input should be a valid string."),
+    ({"goal": "Fix it", "in": "soon"}, "The delay 'soon' is not a delay: give a number and a unit: 90s, 30m, 2h, 1h30m, "
+                                       "1d (d, h, m, s)."),
+    ({"goal": "Fix it", "at": "02:00", "in": "2h"}, "Give a start time or a delay, not both."),
     ({"goal": "Fix it", "verbose_updates": "yes"},
      "The body is not valid: verbose_updates: Input should be a valid boolean."),
     ({"goal": "Fix it", "verbose_updates": 1},
@@ -580,8 +617,10 @@ def test_openapi_lists_the_webhook_and_the_api_with_their_bodies(tars_server):
 
     start = paths["/api/tasks"]["post"]
     schema = start["requestBody"]["content"]["application/json"]["schema"]
-    assert set(schema["properties"]) == {"goal", "project_path", "verbose_updates", "plan"}
+    assert set(schema["properties"]) == {"goal", "project_path", "verbose_updates", "plan", "priority", "at", "in"}
     assert "PLAN_GOALS decides" in schema["properties"]["plan"]["description"]
+    assert schema["properties"]["priority"]["enum"] == ["high", "normal", "low"]
+    assert "HH:MM" in schema["properties"]["at"]["description"] and "1h30m" in schema["properties"]["in"]["description"]
     assert schema["required"] == ["goal"] and schema["additionalProperties"] is False
     assert {"201", "401", "413", "422"} <= set(start["responses"])
     assert [p["name"] for p in paths["/api/tasks"]["get"]["parameters"]] == ["limit"]
@@ -593,7 +632,8 @@ def test_openapi_lists_the_webhook_and_the_api_with_their_bodies(tars_server):
 json_leaves = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
 json_values = st.recursive(json_leaves, lambda inner: st.lists(inner, max_size=4)
                            | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=8)
-FIELDS = {"goal", "project_path", "verbose_updates", "plan", "task_id", "code", "confirmation_code"}
+FIELDS = {"goal", "project_path", "verbose_updates", "plan", "priority", "at", "in", "task_id", "code",
+          "confirmation_code"}
 other_keys = st.text(max_size=12).filter(lambda key: key not in FIELDS)
 
 
@@ -669,3 +709,26 @@ def test_any_well_formed_start_is_a_201_or_a_422(api, redis_client, projects, go
     assert status["verbose_updates"] == verbose
     assert Path(status["project_path"]).is_relative_to(projects) and Path(status["project_path"]).is_dir()
     assert task_count(redis_client) == before + 1
+
+
+start_times = st.none() | st.text(max_size=25) | st.sampled_from(["02:00", "23:59", "0:00", "24:00", "2:5", "12:60",
+                                                                  "2030-01-01T02:00", "2024-01-01", "9999-12-31"])
+delays = st.none() | st.text(max_size=12) | st.sampled_from(["90s", "2h", "1h30m", "0s", "7d", "8d", "1d1s", "h",
+                                                             "99999999999999999999h"])
+
+
+@hypothesis.settings(max_examples=100, deadline=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(at=start_times, delay=delays, priority=st.sampled_from(["high", "normal", "low", "HIGH", "", "urgent"]))
+def test_any_start_time_or_priority_is_a_201_or_a_422_with_the_rule(api, redis_client, projects, at, delay, priority):
+    before = task_count(redis_client)
+    answer = api.post("/api/tasks", json={"goal": "Later", "at": at, "in": delay, "priority": priority})
+    assert answer.status_code in (201, 422), (at, delay, priority, answer.text)
+    if answer.status_code == 422:
+        assert answer.json()["detail"].startswith(("The start time", "The delay", "A delay", "Give a start time",
+                                                   "The body is not valid")), answer.text
+        assert task_count(redis_client) == before
+        return
+    status = api.get(f"/api/tasks/{answer.json()['task_id']}").json()
+    assert status["priority"] == priority and status["status"] == ("scheduled" if at or delay else "queued")
+    assert (status["scheduled_for"] is not None) == bool(at or delay)

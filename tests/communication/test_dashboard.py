@@ -46,7 +46,7 @@ TESTIDS = ["login-password", "login-submit", "login-error", "task-list", "task-r
            "confirm-panel", "confirm-command", "confirm-reason", "confirm-code", "confirm-submit", "confirm-result",
            "cancel-button", "retry-button", "back-link", "logout-button", "branch-panel", "checkpoint-row",
            "branch-diffstat", "merge-button", "push-button", "rollback-select", "rollback-button", "discard-button",
-           "branch-result"]
+           "branch-result", "new-task-priority", "task-priority"]
 BRANCH_POSTS = (("merge", None), ("push", None), ("rollback", {"to": 0}), ("discard", {"confirm": True}))
 
 
@@ -406,6 +406,25 @@ def test_cancel_a_running_task_from_the_dashboard(browser, tasks, fake_api, star
     assert again.status_code == 409
     assert again.json() == {"detail": f"Task {task_id} has already ended (cancelled), so there is nothing to "
                                       f"cancel."}
+
+
+def test_the_start_form_sends_a_priority_or_a_start_time_and_the_list_shows_them(browser, tasks, redis_client):
+    urgent = browser.post("tasks", {"goal": "Fix the outage", "priority": "high"})
+    assert urgent.status_code == 201, urgent.text
+    urgent_id = urgent.json()["task_id"]
+    assert browser.task(urgent_id)["priority"] == "high"
+    assert redis_client.lrange(keys.rq_queue("tars_programming:high"), 0, -1) == [urgent_id.encode()]
+    later = browser.post("tasks", {"goal": "Nightly build", "in": "2h", "priority": "low"})
+    assert later.status_code == 201 and later.json()["scheduled_for"], later.text
+    listed = {t["task_id"]: t for t in browser.get("tasks").json()}
+    assert (listed[urgent_id]["status"], listed[urgent_id]["priority"]) == ("queued", "high")
+    scheduled = listed[later.json()["task_id"]]
+    assert (scheduled["status"], scheduled["priority"]) == ("scheduled", "low")
+    assert scheduled["scheduled_for"] == later.json()["scheduled_for"]
+    assert scheduled["progress"].startswith("Scheduled to start ")
+    refused = browser.post("tasks", {"goal": "x", "priority": "urgent"})
+    assert refused.status_code == 422 and "priority" in refused.json()["detail"]
+    assert browser.post("tasks", {"goal": "x", "at": "99:99"}).json()["detail"].startswith("The start time '99:99'")
 
 
 def test_invalid_starts_and_unknown_tasks_are_4xx_with_the_sentence(browser, projects, redis_client):

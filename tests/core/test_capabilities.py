@@ -11,8 +11,8 @@ import pytest
 
 from rq.job import Job
 
-from core import capabilities, keys
-from core.exceptions import InvalidCapabilities
+from core import capabilities, event_log, keys
+from core.exceptions import InvalidCapabilities, InvalidPriority
 from tests.core.test_plan_jobs import ended, planned, rows, script_plan
 from tests.fakes.anthropic_api import bash, edit, text
 from tests.test_start_worker import worker_name
@@ -65,7 +65,8 @@ def test_a_frontend_subtask_waits_for_a_frontend_worker_while_the_rest_of_the_pl
     frontend = start_worker("--capabilities", "frontend")
     done = ended(tasks, parent)
     assert done.status == "complete", (done.reason, plain.log[-3000:], frontend.log[-3000:])
-    assert "Queues:       tars_programming:frontend, tars_programming" in frontend.log
+    assert ("Queues:       tars_programming:frontend:high, tars_programming:high, tars_programming:frontend, "
+            "tars_programming, tars_programming:frontend:low, tars_programming:low") in frontend.log
     assert tasks.status(ui["task_id"]).status == "complete"
     assert runner(tasks, ui["task_id"]) == worker_name(frontend.log)
     assert runner(tasks, rows(tasks, parent)["store"]["task_id"]) == worker_name(plain.log)
@@ -98,3 +99,86 @@ def test_a_dead_capability_workers_subtask_is_reaped_by_a_plain_worker(tasks, fa
 def runner(tasks, task_id) -> str:
     """The name of the worker that ran the task (its work-horse records it)."""
     return Job.fetch(task_id, connection=tasks.redis).get_meta(refresh=True)["worker"]
+
+
+# --- priorities: each queue in three, taken high first ------------------------------------------------------------
+
+def test_each_priority_has_its_queue_and_the_normal_one_keeps_its_name():
+    assert [capabilities.queue_name(None, level) for level in ("high", "normal", "low")] == [
+        "tars_programming:high", "tars_programming", "tars_programming:low"]
+    assert capabilities.queue_name("Front_End", "high") == "tars_programming:front-end:high"
+    assert capabilities.worker_queue_names([]) == ["tars_programming:high", "tars_programming", "tars_programming:low"]
+    assert capabilities.worker_queue_names(["python"]) == [
+        "tars_programming:python:high", "tars_programming:high", "tars_programming:python", "tars_programming",
+        "tars_programming:python:low", "tars_programming:low"]
+    assert keys.rq_queue(capabilities.queue_name(None, "high")) == "rq:queue:tars_programming:high"
+    assert capabilities.parse_priority(None) == "normal" and capabilities.parse_priority(" HIGH ") == "high"
+    for bad in ("urgent", "", 1, ["high"]):
+        with pytest.raises(InvalidPriority, match="is not one of high, normal, low."):
+            capabilities.parse_priority(bad)
+
+
+def test_a_capability_cannot_take_a_prioritys_name():
+    for names in ("high", "python,low", "High"):
+        with pytest.raises(InvalidCapabilities, match=r"high, low are task priorities, whose queues "
+                                                      r"\(tars_programming:high, tars_programming:low\) every worker "
+                                                      r"serves already"):
+            capabilities.parse(names)
+
+
+def test_every_tars_queue_is_listed_once_its_priorities_included(tasks, projects):
+    tasks.start("Urgent", priority="high")
+    names = [queue.name for queue in capabilities.tars_queues(tasks.redis)]
+    assert names == ["tars_programming", "tars_programming:high", "tars_programming:low"]
+    assert sum(queue.count for queue in capabilities.tars_queues(tasks.redis)) == 1
+    assert tasks.redis.llen(keys.RQ_QUEUE) == 0  # LLEN rq:queue:tars_programming counts normal tasks only
+
+
+def start_order(tasks, ids) -> list[str]:
+    """The tasks in the order their work-horses started them (their timelines' started events)."""
+    started = {task_id: next(e.at for e in event_log.read(tasks.redis, task_id) if e.type == "started")
+               for task_id in ids}
+    return sorted(ids, key=started.get)
+
+
+def test_a_high_task_queued_after_two_normal_ones_runs_first_and_a_low_one_after_them(tasks, fake_api, start_worker,
+                                                                                   projects, tmp_path):
+    # One worker, held at a gate by a first task while the four others queue up behind it.
+    gate = tmp_path / "let-the-queue-move"
+    fake_api.script([bash(f"until test -e {gate}; do sleep 0.05; done"), text("Held the worker.")], match="Hold")
+    fake_api.script([text("Done.")])
+    worker = start_worker()
+    holder = tasks.start("Hold the only worker")
+    wait_until(lambda: tasks.status(holder).progress.startswith("Running: until test -e"), 120, "the gate")
+    low = tasks.start("Whenever you have time", priority="low")
+    first, second = tasks.start("Normal one"), tasks.start("Normal two")
+    urgent = tasks.start("It's urgent", priority="high")
+    assert [tasks.redis.llen(keys.rq_queue(capabilities.queue_name(None, level))) for level in
+            ("high", "normal", "low")] == [1, 2, 1]
+    assert [s.priority for s in tasks.list(limit=4)] == ["high", "normal", "normal", "low"]
+    gate.touch()
+
+    queued = [low, first, second, urgent]
+    for task_id in queued:
+        assert ended(tasks, task_id).status == "complete", worker.log[-3000:]
+    assert start_order(tasks, queued) == [urgent, first, second, low]
+
+
+def test_a_planned_tasks_subtasks_and_its_last_step_keep_its_priority(tasks, fake_api, start_worker, projects):
+    owner_repo(projects / "shop", {"README.md": "# shop\n"})
+    script_plan(fake_api, ("store", "Store", "Write store.py", []), ("ui", "Web page", "Write index.html", [],
+                                                                       "frontend"))
+    fake_api.script([edit(command="create", path="store.py", file_text="ITEMS = []\n"), text("Wrote store.py.")],
+                    match="Goal: Write store.py")
+    fake_api.script([edit(command="create", path="index.html", file_text="<h1>shop</h1>\n"), text("Wrote it.")],
+                    match="Goal: Write index.html")
+    parent = tasks.start("Build a shop", "shop", plan=True, priority="high")
+    start_worker("--capabilities", "frontend")
+    subtasks = planned(tasks, parent)
+    assert ended(tasks, parent).status == "complete"
+    for key, queue in (("store", "tars_programming:high"), ("ui", "tars_programming:frontend:high")):
+        task_id = subtasks[key]["task_id"]
+        assert tasks.status(task_id).priority == "high"
+        assert Job.fetch(task_id, connection=tasks.redis).origin == queue
+    finisher = tasks.plan_record(parent)["finisher"]
+    assert Job.fetch(finisher, connection=tasks.redis).origin == "tars_programming:high"
