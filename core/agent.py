@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from core.defaults import STUCK_DONE_REPEATS, STUCK_REPEATS, TEST_OUTPUT_TO_MODEL
-from core.exceptions import (Cancelled, LimitsExceeded, ModelError, Submitted, TaskEnded, TaskFailed,
+from core.exceptions import (Cancelled, Interrupted, LimitsExceeded, ModelError, Submitted, TaskEnded, TaskFailed,
                              TimeExceeded, WorkspaceUnusable)
 from core.model import Model, Usage
 from core.project_tests import PYTEST_NO_TESTS, detect_test_command, is_test_command
@@ -71,6 +71,7 @@ class AgentResult:
     test_command: str | None
     usage: Usage
     duration_seconds: float
+    transient: bool = False  # ended by something outside the task that may pass (core/exceptions.Interrupted)
 
 
 class LoopHooks:
@@ -146,7 +147,7 @@ class Agent:
         except ModelError as exc:
             if self.hooks.cancelled.is_set():  # the cancel cut the call short on purpose
                 raise Cancelled("The task was cancelled.") from exc
-            raise TaskFailed(str(exc)) from exc
+            raise (Interrupted if exc.transient else TaskFailed)(str(exc)) from exc
         if self.hooks.cancelled.is_set():
             raise Cancelled("The task was cancelled.")
         self.usage.add(turn.usage)
@@ -223,7 +224,7 @@ class Agent:
         return AgentResult(outcome=ended.outcome, reason=ended.reason, summary=ended.summary,
                            iterations=self.iterations, files_changed=sorted(self.files_changed),
                            tests_passed=self.tests_passed, test_command=self.test_command, usage=self.usage,
-                           duration_seconds=round(time.monotonic() - self._started, 3))
+                           duration_seconds=round(time.monotonic() - self._started, 3), transient=ended.transient)
 
     # --- tools -----------------------------------------------------------------
     def _run_tool(self, block: dict) -> dict:
