@@ -483,6 +483,15 @@ class WorkerHooks(LoopHooks):
     def after_step(self, progress: str, tests_passed: bool) -> None:
         self.checkpoints(progress, tests_passed)
 
+    def changed_files(self, edited: list[str]) -> list[str]:
+        """What the task's branch changed since it started (commands' writes too), with what the editor changed."""
+        try:
+            with self.checkpoints.git_lock:
+                return sorted(set(edited) | set(git_workspace.changed_files(self.checkpoints.checkout)))
+        except GitError as exc:
+            self.log.warning("could not list the files the task changed: %s", exc)
+            return edited
+
     def after_turn(self, usage: Usage, files_changed: list[str]) -> None:
         usage = self.ctx.spent + usage
         self.ctx.update_meta(usage=usage.as_dict(), cost_usd=estimate_cost(self.ctx.settings.CLAUDE_MODEL, usage),
