@@ -198,6 +198,9 @@ def describe(status: TaskStatus, events=()) -> str:
                      f"{'s' if status.checkpoints != 1 else ''})")
     if status.parent:
         lines.append(f"  subtask of: {status.parent}")
+    if status.attempts:  # retried automatically (core/retries.py)
+        lines.append(f"  attempt:  {status.attempt} of {status.attempts}"
+                     + (f", starts at {status.retry_at}" if status.retry_at else ""))
     lines.extend(plan_lines(status))
     if status.reason:
         lines.append(f"  reason:   {status.reason}")

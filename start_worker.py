@@ -111,8 +111,11 @@ def main(argv: list[str] | None = None) -> int:
                               name=name)
         worker.settings = settings
         worker.capabilities = tuple(served)
-        worker.work(burst=args.burst, logging_level=settings.LOG_LEVEL, log_format=WORKER_LOG_FORMAT,
-                    with_scheduler=True)  # scheduled tasks (core/schedules.py) are queued at their time
+        # with_scheduler: RQ's scheduler queues the jobs that wait in its ScheduledJobRegistry when they are due
+        # (tasks started for later, core/schedules.py; automatic retries, core/retries.py); one worker at a time
+        # holds its lock, any worker may.
+        worker.work(burst=args.burst, with_scheduler=True, logging_level=settings.LOG_LEVEL,
+                    log_format=WORKER_LOG_FORMAT)
     finally:
         stop_delivery(delivery)
     return 0

@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass, field
 
 from core.defaults import STUCK_DONE_REPEATS, STUCK_REPEATS, TEST_OUTPUT_TO_MODEL
-from core.exceptions import (Cancelled, LimitsExceeded, ModelError, Submitted, TaskEnded, TaskFailed,
+from core import syntax_check
+from core.exceptions import (Cancelled, Interrupted, LimitsExceeded, ModelError, Submitted, TaskEnded, TaskFailed,
                              TimeExceeded, WorkspaceUnusable)
 from core.model import Model, Usage
 from core.project_tests import PYTEST_NO_TESTS, detect_test_command, is_test_command
@@ -71,6 +72,7 @@ class AgentResult:
     test_command: str | None
     usage: Usage
     duration_seconds: float
+    transient: bool = False  # ended by something outside the task that may pass (core/exceptions.Interrupted)
 
 
 class LoopHooks:
@@ -98,6 +100,11 @@ class LoopHooks:
         """Tool output before the model sees it: known secret values removed."""
         return text
 
+    def changed_files(self, edited: list[str]) -> list[str]:
+        """The files the task changed so far, relative to the project (the syntax check before the tests reads
+        them): here those the editor changed (edited); the worker's are its branch's, so commands' writes count."""
+        return edited
+
 
 @dataclass
 class Agent:
@@ -121,6 +128,7 @@ class Agent:
         self._paused = 0.0
         self._last_actions: list[str] = []
         self._failed_claims: list[str] = []  # the worker's failing test output after each "done", in a row
+        self._syntax_told = ""  # the syntax errors the model was last told of (the same again: taken as meant)
         self._step_touched = False  # this step ran a command or changed a file
         self._step_tests: bool | None = None  # a test command ran in this step: did they all pass?
         self.system = [{"type": "text", "cache_control": CACHE, "text": SYSTEM_PROMPT.format(
@@ -146,7 +154,7 @@ class Agent:
         except ModelError as exc:
             if self.hooks.cancelled.is_set():  # the cancel cut the call short on purpose
                 raise Cancelled("The task was cancelled.") from exc
-            raise TaskFailed(str(exc)) from exc
+            raise (Interrupted if exc.transient else TaskFailed)(str(exc)) from exc
         if self.hooks.cancelled.is_set():
             raise Cancelled("The task was cancelled.")
         self.usage.add(turn.usage)
@@ -199,7 +207,9 @@ class Agent:
                                  + (f" ({last[:200]})." if last else "."))
 
     def _verify(self, summary: str) -> None:
-        """The model says it is done: believe it only if the project's tests pass."""
+        """The model says it is done: believe it only if the files it changed parse and the project's tests pass."""
+        if self._syntax_errors_told():
+            return
         command = detect_test_command(self.workspace.root)
         if command is None:
             raise Submitted("Done; the project has no tests to run.", summary)
@@ -218,12 +228,29 @@ class Agent:
         self._say(f"I ran `{command}` and it failed:\n\n{output}\n\nFix the code (or the tests, if they are wrong) "
                   f"so that it passes, then give your summary again.")
 
+    def _syntax_errors_told(self) -> bool:
+        """Before any test run, the files the task changed are checked for syntax (core/syntax_check.py); errors go
+        back to the model instead of the tests. The very same errors after its next "done" are taken as meant (a
+        fixture that is invalid on purpose), and the tests run."""
+        self._check_limits(before="command")
+        self.progress("Checking the changed files' syntax")
+        errors = syntax_check.check(self.workspace, self.hooks.changed_files(sorted(self.files_changed)), self._bash)
+        report = "\n".join(str(error) for error in errors)
+        if not errors or report == self._syntax_told:
+            return False
+        self._syntax_told = report
+        self.set_phase("fixing", f"Syntax errors in {syntax_check.files_text(errors)}: fixing")
+        self._say(f"Before running the tests I checked the files you changed, and they do not parse:\n\n{report}"
+                  f"\n\nFix them, then give your summary again. (If a file is invalid on purpose, such as a test "
+                  f"fixture, say so and give your summary again: the tests will then run.)")
+        return True
+
     def _result(self, ended: TaskEnded) -> AgentResult:
         self.hooks.log.info("ended %s: %s", ended.outcome, ended.reason)
         return AgentResult(outcome=ended.outcome, reason=ended.reason, summary=ended.summary,
                            iterations=self.iterations, files_changed=sorted(self.files_changed),
                            tests_passed=self.tests_passed, test_command=self.test_command, usage=self.usage,
-                           duration_seconds=round(time.monotonic() - self._started, 3))
+                           duration_seconds=round(time.monotonic() - self._started, 3), transient=ended.transient)
 
     # --- tools -----------------------------------------------------------------
     def _run_tool(self, block: dict) -> dict:

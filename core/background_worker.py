@@ -23,16 +23,16 @@ from typing import Callable, Iterator
 
 import psutil
 import redis
-from rq import get_current_job
+from rq import Retry, get_current_job
 from rq.timeouts import JobTimeoutException
 
-from core import command_policy, event_log, git_workspace, keys, project_env, sandbox, task_states
+from core import command_policy, event_log, git_workspace, keys, project_env, retries, sandbox, task_states
 from core import confirmations
 from core.agent import Agent, AgentConfig, AgentResult, LoopHooks
 from core.config import Settings, env_file, get_settings, setting_names
 from core.defaults import (CONFIRMATION_ATTEMPTS, JOB_TIMEOUT_MARGIN_SECONDS, PLAN_LOCK_SECONDS,
                            PROJECT_ENV_STALE_SECONDS, PROJECT_ENV_TIMEOUT_SECONDS, RESULT_TTL_SECONDS)
-from core.exceptions import GitError, TaskEnded, TaskFailed, TarsError, WorkspaceUnusable
+from core.exceptions import GitError, Interrupted, TaskEnded, TaskFailed, TarsError, WorkspaceUnusable
 from core.model import AnthropicModel, Model, Usage, estimate_cost
 from core.model import warm_up as model_warm_up
 from core.redis_conn import private_client
@@ -80,8 +80,8 @@ class TaskContext:
         if not self.redis.exists(self.job.key):
             # Writing now would leave a half job behind; the owner still hears why through the task's events.
             self.record_lost = True
-            raise TaskFailed("Redis lost this task's record while it ran (was Redis restarted without "
-                             "persistence?), so the task was stopped. Start it again with the same goal.")
+            raise Interrupted("Redis lost this task's record while it ran (was Redis restarted without "
+                              "persistence?), so the task was stopped.")
         self.job.meta = self.meta
         self.job.save_meta()
 
@@ -142,8 +142,7 @@ class CancelWatcher(threading.Thread):
             if os.getppid() != self.parent_pid:
                 # The worker that forked this work-horse is gone: stop now, so that once the reaper marks the
                 # task failed, a retry can never run beside this orphan.
-                self.ctx.abort_reason = ("The worker process running this task died, so the task was stopped. "
-                                         f"Retry it with: python main_tars.py task retry {self.ctx.task_id}")
+                self.ctx.abort_reason = "The worker process running this task died, so the task was stopped."
                 self.ctx.log.warning("the worker (pid %s) died: stopping the task", self.parent_pid)
                 return self._fire()
             try:
@@ -236,8 +235,9 @@ def horse_identity() -> dict:
             "horse_started": me.create_time()}
 
 
-def run_task(task_id: str, spent: Usage | None = None) -> dict:
-    """RQ job body: run one task to its end and return its result (kept with the job). spent: the tokens the task
+def run_task(task_id: str, spent: Usage | None = None) -> dict | Retry:
+    """RQ job body: run one task to its end and return its result (kept with the job); or, when something transient
+    ended this attempt, RQ's Retry: RQ runs the same job again later (core/retries.py). spent: the tokens the task
     used before (a planned task's planner, when the goal runs as one task): they count in its usage and cost."""
     entered = time.time()  # kept in meta: bench/ measures enqueue -> body start against raw RQ
     sandbox.make_non_dumpable()  # inherited from the worker; again, in case RQ's horse was made otherwise
@@ -246,9 +246,15 @@ def run_task(task_id: str, spent: Usage | None = None) -> dict:
     ctx = TaskContext(job, settings)
     ctx.spent = spent or Usage()
     started = time.monotonic()
+    attempt = retries.attempt_of(job)
     ctx.log.info("started: %s (project %s)", ctx.goal, ctx.meta.get("project_path"))
     ctx.update_meta(phase="planning", progress="Starting", body_started_at=entered, **horse_identity())
-    ctx.event("started", f"Started: {ctx.goal}", phase="planning")
+    if attempt > 1:  # an automatic retry: its ending is recorded anew
+        ctx.redis.delete(keys.task_reaped(task_id))
+        ctx.event("started", f"Started again ({retries.attempts_text(attempt, settings)}): {ctx.goal}",
+                  phase="planning", attempt=attempt)
+    else:
+        ctx.event("started", f"Started: {ctx.goal}", phase="planning")
     result: AgentResult | None = None
     try:
         try:
@@ -256,11 +262,11 @@ def run_task(task_id: str, spent: Usage | None = None) -> dict:
         except JobTimeoutException:
             result = _ended(ctx, task_states.TIMEOUT, "RQ's hard job timeout stopped the task.", started)
         except TaskEnded as exc:  # ended before the loop ran (no key, unusable project, lost record)
-            result = _ended(ctx, exc.outcome, str(exc), started)
+            result = _ended(ctx, exc.outcome, str(exc), started, exc.transient)
         except TarsError as exc:
             result = _ended(ctx, task_states.FAILED, str(exc), started)
         result = dataclasses.replace(result, usage=ctx.spent + result.usage)
-        return _finish(ctx, settings, result)
+        return _retry_or_finish(ctx, settings, result)
     finally:
         if result is None:  # an unexpected exception: RQ records it as failed; still mark the end
             crashed = task_states.ENDING_PHASE[task_states.FAILED]
@@ -303,6 +309,9 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
     try:
         # A plan's subtask also sees the whole plan, after its own goal (core/plans.context_for).
         told = "\n\n".join(filter(None, [_for_model(environment, box), ctx.meta.get("plan_context")]))
+        if retries.attempt_of(ctx.job) > 1:  # continuing: what the attempts before did, and why the last ended
+            told = "\n\n".join([told, retries.note_for_model(ctx.meta, checkout, settings,
+                                                             retries.attempt_of(ctx.job))])
         agent = Agent(model=model, workspace=workspace, goal=ctx.goal, hooks=hooks, environment=told,
                       config=AgentConfig(max_iterations=settings.MAX_TASK_ITERATIONS,
                                          # making the environment counted against the task's runtime
@@ -310,11 +319,13 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
                                                                  - environment.seconds),
                                          command_timeout=settings.COMMAND_TIMEOUT_SECONDS,
                                          max_paused_seconds=settings.CONFIRMATION_TIMEOUT_SECONDS))
+        if retries.attempt_of(ctx.job) > 1:
+            agent.usage.add(Usage(**(ctx.meta.get("usage") or {})))  # the task's usage and cost span its attempts
         result = agent.run()
     finally:
         watcher.stop()
     if ctx.abort_reason and result.outcome == task_states.CANCELLED:
-        result = dataclasses.replace(result, outcome=task_states.FAILED, reason=ctx.abort_reason)
+        result = dataclasses.replace(result, outcome=task_states.FAILED, reason=ctx.abort_reason, transient=True)
     # A plan's subtask is merged into its parent's branch by core/plan_jobs.py, never into the owner's branch.
     ctx.git = checkpoints.finish(result, settings.AUTO_MERGE and not ctx.meta.get("parent"))
     if ctx.git:
@@ -472,6 +483,15 @@ class WorkerHooks(LoopHooks):
     def after_step(self, progress: str, tests_passed: bool) -> None:
         self.checkpoints(progress, tests_passed)
 
+    def changed_files(self, edited: list[str]) -> list[str]:
+        """What the task's branch changed since it started (commands' writes too), with what the editor changed."""
+        try:
+            with self.checkpoints.git_lock:
+                return sorted(set(edited) | set(git_workspace.changed_files(self.checkpoints.checkout)))
+        except GitError as exc:
+            self.log.warning("could not list the files the task changed: %s", exc)
+            return edited
+
     def after_turn(self, usage: Usage, files_changed: list[str]) -> None:
         usage = self.ctx.spent + usage
         self.ctx.update_meta(usage=usage.as_dict(), cost_usd=estimate_cost(self.ctx.settings.CLAUDE_MODEL, usage),
@@ -615,10 +635,36 @@ class Checkpoints:
         return {}
 
 
-def _ended(ctx: TaskContext, outcome: str, reason: str, started: float) -> AgentResult:
+def _ended(ctx: TaskContext, outcome: str, reason: str, started: float, transient: bool = False) -> AgentResult:
     return AgentResult(outcome=outcome, reason=reason, summary="", iterations=0, files_changed=[],
                        tests_passed=None, test_command=None, usage=Usage(),
-                       duration_seconds=round(time.monotonic() - started, 3))
+                       duration_seconds=round(time.monotonic() - started, 3), transient=transient)
+
+
+def _retry_or_finish(ctx: TaskContext, settings: Settings, result: AgentResult) -> dict | Retry:
+    """End the task; or, when something transient ended this attempt and automatic retries are left, announce the
+    retry and hand RQ its Retry (RQ schedules the same job: core/retries.py)."""
+    delay = retries.next_delay(ctx.job, settings, result.transient)
+    if delay is None:
+        reason = retries.ending_reason(result.reason, ctx.job, settings, result.transient)
+        return _finish(ctx, settings, dataclasses.replace(result, reason=reason))
+    _announce_retry(ctx, settings, result.reason, delay, result.usage)
+    return Retry(max=settings.MAX_TASK_RETRIES, interval=delay)
+
+
+def _announce_retry(ctx: TaskContext, settings: Settings, reason: str, delay: int, usage: Usage) -> None:
+    """The task waits for its automatic retry: its status says when, its timeline announces it (Discord, n8n, the
+    dashboard), and its meta keeps why (the next attempt tells the model) and the usage so far."""
+    progress, message, data = retries.announcement(ctx.job, settings, ctx.scrubber.text(reason), delay)
+    ctx.log.warning("%s Retrying in %d s.", reason, delay)
+    try:
+        ctx.update_meta(phase=task_states.QUEUED, progress=progress, awaiting_confirmation=False,
+                        confirmation_command=None, retry_reason=reason, retry_at=data["retry_at"],
+                        attempts=data["attempts"], usage=usage.as_dict(),
+                        cost_usd=estimate_cost(settings.CLAUDE_MODEL, usage))
+    except TaskFailed as lost:  # the record vanished just now: RQ's retry saves it again from this horse's copy
+        ctx.log.error("%s", lost)
+    ctx.event(task_states.RETRYING, message, phase=task_states.QUEUED, **data)
 
 
 def _finish(ctx: TaskContext, settings: Settings, result: AgentResult) -> dict:
@@ -646,11 +692,13 @@ def _finish(ctx: TaskContext, settings: Settings, result: AgentResult) -> dict:
     return record
 
 
-def record_abandoned_end(job, settings: Settings, outcome: str, reason: str) -> bool:
+def record_abandoned_end(job, settings: Settings, outcome: str, reason: str, transient: bool = False) -> bool:
     """Record the end of a task whose work-horse could not record it (killed, or its worker died).
 
     Called by the worker that saw its horse die and by the reaper; the task:<id>:reaped key makes it
     happen once. The owner is told as for any ending, and no confirmation request is left pending.
+    transient (its worker died): while automatic retries are left, the task is scheduled again in RQ instead
+    (core/retries.py), and the caller leaves the job alone.
     """
     job.refresh()
     if (job.meta or {}).get("phase") in task_states.ENDING_KINDS:
@@ -658,13 +706,20 @@ def record_abandoned_end(job, settings: Settings, outcome: str, reason: str) -> 
     if not job.connection.set(keys.task_reaped(job.id), outcome, nx=True, ex=RESULT_TTL_SECONDS):
         return False
     ctx = TaskContext(job, settings)
-    ctx.git = _local_summary(ctx)
     ctx.redis.delete(keys.task_confirmation_request(job.id), keys.task_confirmation(job.id))
+    usage = Usage(**(ctx.meta.get("usage") or {}))  # its figures as its horse last recorded them
+    delay = retries.next_delay(job, settings, transient)
+    if delay is not None:
+        _announce_retry(ctx, settings, reason, delay, usage)
+        retries.schedule_in_rq(job, delay)
+        return True
+    ctx.git = _local_summary(ctx)
     ran = 0.0
     if job.started_at is not None:
         ran = max(0.0, time.time() - job.started_at.replace(tzinfo=timezone.utc).timestamp())
+    reason = retries.ending_reason(reason, job, settings, transient)
     ctx.log.warning("%s: %s", outcome, reason)
-    _finish(ctx, settings, _ended(ctx, outcome, reason, time.monotonic() - ran))
+    _finish(ctx, settings, dataclasses.replace(_ended(ctx, outcome, reason, time.monotonic() - ran), usage=usage))
     return True
 
 

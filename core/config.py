@@ -101,6 +101,14 @@ class Settings(BaseSettings):
         "docs/SECURITY.md). Unset: DATA_DIR/commands.json; a missing file is no rules. It must lie outside "
         "PROJECTS_ROOT and the tasks' checkouts, where the model could rewrite it."))
 
+    # --- automatic retries (core/retries.py) ------------------------------
+    MAX_TASK_RETRIES: int = Field(2, ge=0, le=10, description=(
+        "How many times a task ended by something transient (the model API unavailable after the SDK's retries, "
+        "its worker died, Redis lost its record) is retried automatically, on its own branch from its last "
+        "checkpoint; 0: never (`task retry` by hand still works). Never after a cancel, a limit or a refusal."))
+    TASK_RETRY_BACKOFF_SECONDS: int = Field(60, ge=1, le=3600, description=(
+        "The wait before the first automatic retry; it doubles with each attempt after (60: 1 min, then 2 min)."))
+
     # --- progress updates and webhooks ------------------------------------
     N8N_WEBHOOK_URL: SecretStr | None = None
     DISCORD_WEBHOOK_URL: SecretStr | None = None

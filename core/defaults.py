@@ -128,3 +128,16 @@ DISCORD_LEASE_CHECK_SECONDS = 5.0
 DISCORD_RETRY_SECONDS = 60.0
 """After Discord refused the bot (bad token, the Message Content intent off) or could not be reached, the server gives
 the lease up and tries again this much later; another server may try meanwhile."""
+
+# --- automatic retries and the syntax check (issue 17) -----------------------------------------------------------
+
+RETRY_BACKOFF_MAX_SECONDS = 3600
+"""The longest wait before an automatic retry, however many attempts came before (TASK_RETRY_BACKOFF_SECONDS doubles
+with each attempt up to this)."""
+
+SYNTAX_CHECK_MAX_FILES = 100
+"""The most changed files the syntax check before the tests reads (core/syntax_check.py); the rest are left to the
+tests."""
+
+SYNTAX_CHECK_MAX_BYTES = 2 * 1024 * 1024
+"""A changed file bigger than this is not checked for syntax (generated or data files: the tests will tell)."""

@@ -72,7 +72,13 @@ class WorkspaceUnusable(ToolError):
 
 
 class ModelError(TarsError):
-    """The model API failed after the SDK's retries; the message says why in words."""
+    """The model API failed after the SDK's retries; the message says why in words. transient: the API was
+    unavailable (overloaded, a server error, rate limited, a timeout, no connection), so a later attempt may
+    succeed; a refused request (400, 401, 403, 404) is not."""
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
 
 
 # --- ending states of the coding loop (raised inside it, caught by its run()) ---
@@ -81,6 +87,7 @@ class TaskEnded(Exception):
     """The loop is over; carries the outcome and a sentence saying why."""
 
     outcome = FAILED
+    transient = False  # ended by something outside the task that may pass: the worker retries it (core/retries.py)
 
     def __init__(self, reason: str, summary: str = ""):
         super().__init__(reason)
@@ -116,6 +123,13 @@ class TaskFailed(TaskEnded):
     """The task cannot go on (model API failure, missing key, unusable project)."""
 
     outcome = FAILED
+
+
+class Interrupted(TaskFailed):
+    """Something outside the task stopped it and may pass: the model API unavailable after the SDK's retries, its
+    worker died, Redis lost its record. The worker retries it automatically (core/retries.py)."""
+
+    transient = True
 
 
 class CodeRejected(TarsError):

@@ -712,6 +712,20 @@ def checkpoints(checkout: TaskCheckout) -> list[Checkpoint]:
     return points
 
 
+def changed_files(checkout: TaskCheckout) -> list[str]:
+    """The files that differ now from the task's start, committed or not (whoever wrote them: the editor, a command,
+    the model's own commits; deleted ones too), relative to where the task works (checkout.path)."""
+    git = _task_git(checkout)
+    what = f"list the files task {checkout.task_id} changed"
+    _stage_all(git, what)
+    listed = git("diff", "--cached", "--no-renames", "--name-only", "-z", checkout.base, what=what).stdout
+    prefix = os.path.relpath(checkout.path, checkout.worktree)
+    names = [name for name in listed.split("\0") if name]
+    if prefix == ".":
+        return names
+    return [name[len(prefix) + 1:] for name in names if name.startswith(prefix + "/")]
+
+
 def _restore(checkout: TaskCheckout, sha: str, what: str) -> None:
     """Make the task's work tree, index and branch exactly sha: files changed, created (untracked too, but not
     ignored ones) or deleted since come back as they were there."""

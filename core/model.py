@@ -143,7 +143,7 @@ class AnthropicModel:
             message = self.client.messages.create(model=self.name, max_tokens=self.max_tokens, system=system,
                                                   tools=tools, messages=messages)
         except anthropic.APIError as exc:
-            raise ModelError(describe_api_error(exc, self)) from exc
+            raise ModelError(describe_api_error(exc, self), transient=is_unavailable(exc)) from exc
         finally:
             self._calling = False
             if in_main:
@@ -188,6 +188,16 @@ def warm_up() -> Turn:
         client.close()
     anthropic.DefaultHttpxClient(verify=TLS_CONTEXT).close()  # its transport imports the HTTP stack lazily
     return turn
+
+
+def is_unavailable(exc: anthropic.APIError) -> bool:
+    """The API was unavailable rather than refusing the request (the SDK's own retries were spent on it): a timeout,
+    no connection, rate limited (429), overloaded (529) or a server error (5xx). Only then may a later attempt of
+    the task succeed where this one could not."""
+    if isinstance(exc, (anthropic.APITimeoutError, anthropic.APIConnectionError)):
+        return True
+    status = getattr(exc, "status_code", None)
+    return status == 429 or (isinstance(status, int) and status >= 500)
 
 
 def describe_api_error(exc: anthropic.APIError, model: AnthropicModel) -> str:

@@ -24,7 +24,7 @@ import logging
 import time
 from pathlib import Path
 
-from rq import get_current_job
+from rq import Retry, get_current_job
 from rq.job import Job
 
 from core import event_log, git_workspace, keys, plans, task_states
@@ -131,9 +131,11 @@ def _listing(root: Path, limit: int = 200) -> str:
 
 # --- a subtask --------------------------------------------------------------------------------------------------
 
-def run_subtask(task_id: str) -> dict:
+def run_subtask(task_id: str) -> dict | Retry:
     """RQ job body of a plan's subtask: the task itself, then its merge into the plan's branch."""
     record = run_task(task_id)
+    if isinstance(record, Retry):  # something transient ended it: RQ runs it again, what waits on it still waits
+        return record
     job = get_current_job()
     meta = job.get_meta(refresh=True) or {}
     parent, key = meta["parent"], meta.get("plan_key")

@@ -24,7 +24,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
-from core import capabilities, event_log, git_workspace, keys, plans, schedules
+from core import capabilities, event_log, git_workspace, keys, plans, retries, schedules
 from core.config import Settings
 from core.confirmations import close_request, open_request, submit_code
 from core.defaults import (CANCEL_GRACE_SECONDS, CONFIRMATION_ATTEMPTS, GOAL_MAX_CHARS, JOB_TIMEOUT_MARGIN_SECONDS,
@@ -78,6 +78,9 @@ class TaskStatus:
     plan: list[dict] | None = None  # a planned task: its subtasks (TaskManager.plan_rows), once planned
     priority: str = NORMAL  # high | normal | low: which of its queues it waits on
     scheduled_for: str | None = None  # a task started for later: the time RQ's scheduler queues it (ISO)
+    attempt: int = 1  # its attempt: 2 and on after automatic retries (core/retries.py)
+    attempts: int | None = None  # how many attempts it may have, once it was retried (MAX_TASK_RETRIES + 1)
+    retry_at: str | None = None  # when its automatic retry is due, while it waits for it
 
     @property
     def active(self) -> bool:
@@ -439,7 +442,10 @@ class TaskManager:
             result=result, created_at=_iso(job.created_at), started_at=_iso(job.started_at),
             ended_at=_iso(job.ended_at) if rows is None else _iso(self._plan_ended(job.id, status)),
             parent=meta.get("parent"), plan=rows, priority=meta.get("priority") or NORMAL,
-            scheduled_for=meta.get("scheduled_for"))
+            scheduled_for=meta.get("scheduled_for"),
+            attempt=retries.attempt_of(job), attempts=meta.get("attempts"),
+            retry_at=_iso(datetime.fromtimestamp(meta["retry_at"], timezone.utc))
+            if rq_status == JobStatus.SCHEDULED and isinstance(meta.get("retry_at"), (int, float)) else None)
 
     def _plan_status(self, task_id: str, cancel_requested: bool) -> tuple[str, dict | None, list[dict], Usage | None]:
         """(status, result, subtask rows, plan_usage) of a planned task whose planning job ended: its finishing job's
@@ -521,6 +527,7 @@ class TaskManager:
                 job.cancel()
                 # No worker will ever tell its timeline: the cancel ends it here (followers and streams stop).
                 event_log.append(self.redis, job.id, ENDING_PHASE[CANCELLED],
+                                 "The task was cancelled before its retry started." if before.attempt > 1 else
                                  "The task was cancelled before it started.", ENDING_PHASE[CANCELLED])
             except InvalidJobOperation:
                 pass  # a worker took it just now: the cancel key stops it at once
@@ -580,9 +587,10 @@ class TaskManager:
 
     # --- retry --------------------------------------------------------------------
     def retry(self, task_id: str, call_sid: str | None = None) -> str:
-        """Start an ended task again as a new task with the same goal, project and verbosity; the new id. A plan's
-        subtask runs again as itself, and a failed plan whose subtasks all merged tests its merged branch again, as
-        itself (its id is returned)."""
+        """Start an ended task again by hand: a new task with the same goal, project and verbosity, from the project
+        as it is (the old task's branch stays); the new id. (An automatic retry, core/retries.py, runs the same task
+        again on its own branch instead.) A plan's subtask runs again as itself, and a failed plan whose subtasks all
+        merged tests its merged branch again, as itself (its id is returned)."""
         status = self.status(task_id)
         if status.active:
             raise TaskNotActive(f"Task {status.task_id} is still {status.status.replace('_', ' ')}, so it "
@@ -631,6 +639,7 @@ class TaskManager:
         self.redis.delete(keys.task_cancel(job.id), keys.task_reaped(job.id), keys.task_finished(job.id))
         job.meta.update(phase=QUEUED, progress="Waiting for a worker (retry)", awaiting_confirmation=False)
         job.save_meta()
+        job.number_of_retries = 0  # retried by hand: its automatic retries start afresh (core/retries.py)
         try:
             job.requeue()
         except InvalidJobOperation:

@@ -45,8 +45,12 @@ CONFIRMATION_KINDS = (CONFIRMATION_REQUIRED, "confirmation_received", "confirmat
 PLAN_KINDS = ("plan", "plan_fallback", "subtask")
 """A planned task's events (core/plan_jobs.py): its plan, shown before work starts; why the goal runs as one task
 instead; a subtask merged, conflicting, failed or retried."""
+RETRYING = "retrying"
+"""Something transient ended an attempt and the task will run again by itself (core/retries.py): attempt n of N, and
+when. Not an ending: the task stays queued meanwhile."""
 EVENT_KINDS = (QUEUED, "started", "workspace", "planning", *PLAN_KINDS, "file_edit", "command", "command_result",
-               "checkpoint", "checkpoint_failed", "phase", "progress", *CONFIRMATION_KINDS, *ENDING_PHASE.values())
+               "checkpoint", "checkpoint_failed", "phase", "progress", *CONFIRMATION_KINDS, RETRYING,
+               *ENDING_PHASE.values())
 """Every kind of event TARS records, in the order a task meets them."""
 
 

@@ -41,6 +41,7 @@ from core import capabilities, event_log, git_workspace, keys, plans
 from core.background_worker import record_abandoned_end
 from core.config import Settings
 from core.redis_conn import Lease, private_client
+from core.retries import RETRY_BY_HAND
 from core.task_manager import FINISH_JOB_FUNCTION, TaskManager
 from core.task_states import CANCELLED, ENDING_KINDS, FAILED
 from core.defaults import (CHECKOUT_CLEANUP_INTERVAL_SECONDS, FINISHER_WORKER_DEATHS, REAPER_INTERVAL_SECONDS,
@@ -48,7 +49,6 @@ from core.defaults import (CHECKOUT_CLEANUP_INTERVAL_SECONDS, FINISHER_WORKER_DE
 
 log = logging.getLogger("tars.worker")
 
-RETRY_HINT = "Retry it with: python main_tars.py task retry {task_id}"
 OUTAGE_BACKOFF_MAX_SECONDS = 10.0
 PUBSUB_POLL_SECONDS = 0.5  # how long a stopping worker may wait for its command-channel thread
 TARS_MARK = "tars_liveness"
@@ -157,7 +157,7 @@ class TarsWorkerMixin:
             if self.connection.exists(keys.task_cancel(job.id)):
                 record_abandoned_end(job, self.settings, CANCELLED, "The task was cancelled.")
             else:
-                reason = f"{horse_death_reason(ret_val)} {RETRY_HINT.format(task_id=job.id)}"
+                reason = f"{horse_death_reason(ret_val)} {RETRY_BY_HAND.format(task_id=job.id)}"
                 record_abandoned_end(job, self.settings, FAILED, reason)
             if meta.get("parent"):  # a plan's subtask: its plan may have nothing left that can go on
                 TaskManager(self.connection, self.settings).tell_if_blocked(meta["parent"])
@@ -219,7 +219,7 @@ class TarsWorkerMixin:
             try:
                 record_abandoned_end(job, self.settings, FAILED,
                                      "The worker was shut down (a second stop signal) while the task ran. "
-                                     + RETRY_HINT.format(task_id=job.id))
+                                     + RETRY_BY_HAND.format(task_id=job.id))
                 fail_in_rq(job, "Worker cold shutdown: the work-horse was stopped.")
             except Exception:
                 log.exception("[task %s] could not record the cold shutdown", job.id)
@@ -373,11 +373,13 @@ class Reaper:
         self._kill_orphan(job_id, meta)
         if finishing:
             return self._finisher_died(job, worker_name)
+        # A dead worker is transient: while automatic retries are left the task is scheduled again (core/retries.py).
         told = record_abandoned_end(job, self.settings, FAILED, f"The worker running this task ({worker_name}) "
-                                    f"died. " + RETRY_HINT.format(task_id=job_id))
-        fail_in_rq(job, f"Worker {worker_name} died (found by the TARS reaper).")
-        if meta.get("parent"):  # a plan's subtask: its plan may have nothing left that can go on
-            TaskManager(self.connection, self.settings).tell_if_blocked(meta["parent"])
+                                    "died.", transient=True)
+        if job.get_status() == JobStatus.STARTED:  # not scheduled again for an automatic retry
+            fail_in_rq(job, f"Worker {worker_name} died (found by the TARS reaper).")
+            if meta.get("parent"):  # a plan's subtask: its plan may have nothing left that can go on
+                TaskManager(self.connection, self.settings).tell_if_blocked(meta["parent"])
         return told
 
     def _finisher_died(self, job: Job, worker_name: str) -> bool:

@@ -118,6 +118,9 @@ def tars_env(tmp_path, redis_server, redis_client, fake_api_server, monkeypatch,
         "CONFIRMATION_TIMEOUT_SECONDS": "30",
         "WEBHOOK_SECRET": TEST_WEBHOOK_SECRET,
         "UV_CACHE_DIR": str(uv_cache),
+        # Automatic retries (core/retries.py) are off unless a test is about them: a failure story ends at its
+        # failure. tests/core/test_retries.py turns them on.
+        "MAX_TASK_RETRIES": "0",
     }
     for name in list(os.environ):
         if name.startswith(("ANTHROPIC_", "REDIS_", "CLAUDE_", "MAX_TASK_", "WEBHOOK_", "N8N_", "DISCORD_",
