@@ -101,6 +101,37 @@ class Settings(BaseSettings):
         "docs/SECURITY.md). Unset: DATA_DIR/commands.json; a missing file is no rules. It must lie outside "
         "PROJECTS_ROOT and the tasks' checkouts, where the model could rewrite it."))
 
+    # --- budgets and the report (core/budget.py, core/report.py) ----------
+    MAX_TASK_COST_USD: float | None = Field(None, gt=0, description=(
+        "A task whose estimated cost reaches this many dollars stops between two steps (failed, with the reason "
+        "said; its work stays on its branch). Unset: no cap."))
+    DAILY_BUDGET_USD: float | None = Field(None, ge=0, description=(
+        "Once every task's spend on the owner's local day reaches this many dollars, new tasks are held (queued, "
+        "not started) until the next day or until the owner raises it (`python main_tars.py budget set 20` "
+        "overrides it without a restart). Unset: no daily budget."))
+    HISTORY_DAYS: int = Field(90, ge=1, le=3650, description=(
+        "Days a compact summary of every ended task is kept for the report (`python main_tars.py report`), long "
+        "after the task's own data expired."))
+    REPORT_DIGEST_CRON: str = Field("0 9 * * 1", description=(
+        "When the digest of the tasks since the last one goes to Discord / n8n (a cron expression in the local "
+        "time zone; the default: Mondays at 09:00). Empty: no digest."))
+
+    @field_validator("MAX_TASK_COST_USD", "DAILY_BUDGET_USD", mode="before")
+    @classmethod
+    def _blank_amount_is_unset(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("REPORT_DIGEST_CRON")
+    @classmethod
+    def _cron(cls, value):
+        from croniter import croniter  # only here and in communication/digest.py
+
+        value = " ".join(value.split())
+        if value and not croniter.is_valid(value):
+            raise ValueError("must be a cron expression such as '0 9 * * 1' (minute hour day month weekday), or "
+                             "empty for no digest")
+        return value
+
     # --- progress updates and webhooks ------------------------------------
     N8N_WEBHOOK_URL: SecretStr | None = None
     DISCORD_WEBHOOK_URL: SecretStr | None = None

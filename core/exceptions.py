@@ -39,6 +39,14 @@ class InvalidProjectPath(TarsError):
     """The project path is outside PROJECTS_ROOT or cannot be used."""
 
 
+class InvalidBudget(TarsError):
+    """A daily budget that is not an amount of dollars (`budget set`, the API)."""
+
+
+class InvalidReportPeriod(TarsError):
+    """A report's --since that is not a period such as 7d, 24h or 2w."""
+
+
 class TaskNotFound(TarsError):
     """No task has this id."""
 
@@ -89,6 +97,10 @@ class LimitsExceeded(TaskEnded):
     """Iteration limit reached, or the model is stuck repeating itself."""
 
     outcome = FAILED
+
+
+class CostExceeded(LimitsExceeded):
+    """The task's estimated cost reached MAX_TASK_COST_USD: it stops between steps, its work kept on its branch."""
 
 
 class TimeExceeded(TaskEnded):

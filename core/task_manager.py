@@ -24,7 +24,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
-from core import capabilities, event_log, git_workspace, keys, plans
+from core import budget, capabilities, event_log, git_workspace, keys, plans
 from core.config import Settings
 from core.confirmations import close_request, open_request, submit_code
 from core.defaults import (CANCEL_GRACE_SECONDS, CONFIRMATION_ATTEMPTS, GOAL_MAX_CHARS, JOB_TIMEOUT_MARGIN_SECONDS,
@@ -75,6 +75,7 @@ class TaskStatus:
     ended_at: str | None
     parent: str | None = None  # a plan's subtask: the planned task it belongs to
     plan: list[dict] | None = None  # a planned task: its subtasks (TaskManager.plan_rows), once planned
+    held: bool = False  # queued, held by the daily budget until it allows again (core/budget.py)
 
     @property
     def active(self) -> bool:
@@ -174,7 +175,10 @@ class TaskManager:
                 "confirmation_command": None, "goal": goal, "session_id": call_sid,
                 "project_path": str(project), "verbose_updates": verbose_updates, "retry_of": retry_of,
                 "plan": bool(planned), "parent": None, "plan_key": None}
-        self._enqueue(task_id, meta, PLANNED_JOB_FUNCTION if planned else JOB_FUNCTION)
+        held = budget.hold(self.redis, self.settings, meta)  # today's budget spent: it waits on the budget's gate
+        self._enqueue(task_id, meta, PLANNED_JOB_FUNCTION if planned else JOB_FUNCTION, held)
+        if held:
+            budget.tell_held(self.redis, self.settings, task_id)
         if refused:
             event_log.append(self.redis, task_id, "plan_fallback", "Running the goal as one task: planned tasks are "
                              "off (PLAN_GOALS=never; set PLAN_GOALS=ask to plan when asked).", QUEUED,
@@ -375,7 +379,7 @@ class TaskManager:
             reason=None if status in ACTIVE else reason,
             result=result, created_at=_iso(job.created_at), started_at=_iso(job.started_at),
             ended_at=_iso(job.ended_at) if rows is None else _iso(self._plan_ended(job.id, status)),
-            parent=meta.get("parent"), plan=rows)
+            parent=meta.get("parent"), plan=rows, held=bool(meta.get("held")) and status == QUEUED)
 
     def _plan_status(self, task_id: str, cancel_requested: bool) -> tuple[str, dict | None, list[dict]]:
         """(status, result, subtask rows) of a planned task whose planning job ended: its finishing job's outcome

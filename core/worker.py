@@ -31,7 +31,7 @@ from rq.registry import StartedJobRegistry
 from rq.utils import now
 from rq.worker import SpawnWorker, Worker
 
-from core import capabilities, git_workspace, keys
+from core import budget, capabilities, git_workspace, keys
 from core.background_worker import record_abandoned_end
 from core.config import Settings
 from core.redis_conn import Lease, private_client
@@ -238,6 +238,7 @@ class Liveness(threading.Thread):
                     self._last_reap = time.monotonic()
                     self.reaper.reap()
                     self.reaper.expire_approvals()
+                    self.reaper.release_held()
             except (redis.ConnectionError, redis.TimeoutError):
                 pass  # Redis is away: the next beat tries again
             except Exception:
@@ -297,6 +298,10 @@ class Reaper:
     def expire_approvals(self) -> list[str]:
         """End the plans whose approval request timed out (PLAN_APPROVAL=on): no worker waits on them."""
         return TaskManager(self.connection, self.settings).expire_approvals()
+
+    def release_held(self) -> int:
+        """Start the tasks the daily budget held once it allows again: a new day, a raised budget (core/budget.py)."""
+        return budget.release(self.connection, self.settings)
 
     def _reap_one(self, job_id: str, execution_id: str) -> bool:
         try:
