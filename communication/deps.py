@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from communication.notifier import verify
-from core import keys, plans
+from core import keys, plans, report
 from core.config import Settings
 from core.exceptions import CodeRejected, TaskNotFound
 from core.task_manager import TaskManager, TaskStatus
@@ -112,10 +112,26 @@ class StartBody(BaseModel):
 
 
 def start_answer(tasks: TaskManager, body: bytes) -> dict:
-    """A StartBody started as a task: {task_id} (422 with the reason: parse, or InvalidGoal/InvalidProjectPath)."""
+    """A StartBody started as a task: {task_id, held} (422 with the reason: parse, or InvalidGoal/InvalidProjectPath);
+    held: today's budget is spent, so it waits, and `detail` says until when."""
     request = parse(StartBody, body)
-    return {"task_id": tasks.start(request.goal, request.project_path, verbose_updates=request.verbose_updates,
-                                   plan=request.plan)}
+    task_id = tasks.start(request.goal, request.project_path, verbose_updates=request.verbose_updates,
+                          plan=request.plan)
+    return {"task_id": task_id, **held_answer(tasks, task_id)}
+
+
+def held_answer(tasks: TaskManager, task_id: str) -> dict:
+    """{held: false}, or for a task the daily budget holds {held: true, detail: the sentence saying until when}."""
+    status = tasks.status(task_id)
+    if not status.held:
+        return {"held": False}
+    return {"held": True, "detail": f"Task {task_id} is queued, but {status.progress.removeprefix('Held: ')}"}
+
+
+def report_answer(tasks: TaskManager, since: str) -> dict:
+    """The report of the period `since` before now (core/report.py), as the API and the dashboard send it (422 for a
+    period that is none)."""
+    return report.report(tasks.redis, report.parse_since(since))
 
 
 def status_json(status: TaskStatus) -> dict:
