@@ -66,12 +66,12 @@ def record(connection: redis.Redis, entry: dict, keep_days: int) -> None:
         pipe.expire(keys.history_task(entry["task_id"]), (keep_days + 1) * DAY_SECONDS)
         pipe.zadd(keys.HISTORY, {entry["task_id"]: entry["ended_at"]})
         pipe.execute()
-    trim(connection, keep_days, now=entry["ended_at"])
+    trim(connection, keep_days)
 
 
-def trim(connection: redis.Redis, keep_days: int, now: float | None = None) -> int:
+def trim(connection: redis.Redis, keep_days: int) -> int:
     """Remove the summaries of tasks that ended more than keep_days ago; how many went."""
-    cutoff = (now if now is not None else time.time()) - keep_days * DAY_SECONDS
+    cutoff = time.time() - keep_days * DAY_SECONDS
     old = connection.zrangebyscore(keys.HISTORY, "-inf", f"({cutoff}")
     if not old:
         return 0
