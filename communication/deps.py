@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from communication.notifier import verify
+from communication.spoken import spoken_status
 from core import keys, plans, report
 from core.config import Settings
 from core.exceptions import CodeRejected, TaskNotFound
@@ -123,9 +124,7 @@ def start_answer(tasks: TaskManager, body: bytes) -> dict:
 def held_answer(tasks: TaskManager, task_id: str) -> dict:
     """{held: false}, or for a task the daily budget holds {held: true, detail: the sentence saying until when}."""
     status = tasks.status(task_id)
-    if not status.held:
-        return {"held": False}
-    return {"held": True, "detail": f"Task {task_id} is queued, but {status.progress.removeprefix('Held: ')}"}
+    return {"held": True, "detail": spoken_status(status)} if status.held else {"held": False}
 
 
 def report_answer(tasks: TaskManager, since: str) -> dict:

@@ -22,12 +22,12 @@ from datetime import datetime
 from typing import Callable
 
 import redis
-from croniter import croniter
 
 from communication.delivery import make_notifier
 from communication.notifier import BOT, DIGEST, FAILED, Notifier, ProgressEvent, bot_message_body, bot_nonce
 from core import keys, report
-from core.config import Settings
+from core.config import CRON_HINT, Settings
+from core.exceptions import ConfigError
 from core.defaults import DIGEST_CHECK_SECONDS, DIGEST_LATE_SECONDS, DIGEST_LOCK_SECONDS
 from core.redis_conn import Lease, private_client
 from core.task_states import COMPLETE, usd
@@ -37,6 +37,8 @@ log = logging.getLogger("tars.digest")
 
 def schedule_times(cron: str, now: float) -> tuple[datetime, datetime]:
     """The schedule's latest time at or before `now` and the one before it (local time zone, aware)."""
+    from croniter import croniter  # here: a server that sends no digest never loads it
+
     latest = croniter(cron, datetime.fromtimestamp(now).astimezone()).get_prev(datetime)
     return latest, croniter(cron, latest).get_prev(datetime)
 
@@ -76,6 +78,12 @@ class DigestSender(threading.Thread):
         if not notifier.endpoints:
             notifier.close()
             return None
+        from croniter import croniter  # here: a server that sends no digest never loads it
+
+        if not croniter.is_valid(settings.REPORT_DIGEST_CRON):  # core/config.py checked its shape only
+            notifier.close()
+            raise ConfigError(f"REPORT_DIGEST_CRON={settings.REPORT_DIGEST_CRON!r} is invalid: {CRON_HINT}. Fix it in "
+                              ".env or the environment (see env.example).")
         return cls(connection, settings, notifier)
 
     def run(self) -> None:

@@ -51,6 +51,8 @@ def spoken_status(status: TaskStatus, part: str | None = None) -> str:
     """'Task a7f3 is running: 3 of 5 subtasks done, 1 running, 1 waiting on api.' (a planned task's progress is its
     plan's summary, core/plans.plan_summary); a subtask names its plan: 'Task b2c3, part store of task a7f3, ...'
     (part: its key in the plan, when known)."""
+    if status.held:  # queued, and the daily budget keeps it from starting (core/budget.py)
+        return f"Task {status.task_id} is queued, but {status.progress.removeprefix('Held: ').rstrip('.')}."
     sentence = f"Task {status.task_id} {SPOKEN_STATUS[status.status]}"
     if status.parent:
         sentence = (f"Task {status.task_id}, {f'part {part}' if part else 'a subtask'} of task {status.parent}, "

@@ -6,10 +6,14 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
+import pytest
+
+from communication.app import create_app
 from communication.delivery import make_notifier
 from communication.digest import DigestSender, schedule_times
 from core import history, keys
 from core.config import load_settings
+from core.exceptions import ConfigError
 from core.redis_conn import Lease
 from tests.conftest import bot_settings
 from tests.fakes.webhook_server import Reply
@@ -113,6 +117,9 @@ def test_the_discord_bot_posts_the_digest_in_its_channel(discord, redis_client, 
     assert "per project:" in posted[0]["embeds"][0]["description"]
 
 
-def test_a_server_with_nowhere_to_send_it_or_no_schedule_runs_no_digest(serve, n8n):
+def test_a_server_with_nowhere_to_send_it_or_no_schedule_runs_no_digest_and_a_bad_schedule_stops_it(
+        serve, n8n, redis_client, tars_env):
     assert serve().app.state.digest is None  # no endpoint set
     assert serve(N8N_WEBHOOK_URL=n8n.url(), REPORT_DIGEST_CRON="").app.state.digest is None
+    with pytest.raises(ConfigError, match=r"REPORT_DIGEST_CRON='99 9 \* \* 1' is invalid: must be a cron expression"):
+        create_app(load_settings(N8N_WEBHOOK_URL=n8n.url(), REPORT_DIGEST_CRON="99 9 * * 1"), redis_client)

@@ -73,6 +73,9 @@ def test_the_daily_budget_holds_new_tasks_every_channel_says_so_and_raising_it_s
     assert status.progress == ("Held: today's budget of $0.0001 is spent; it starts tomorrow or when you raise "
                                "DAILY_BUDGET_USD.")
     assert Job.fetch(held_id, connection=redis_client).get_status() == JobStatus.DEFERRED  # no worker takes it
+    assert VoiceFunctions(tasks, settings).check_coding_progress(held_id) == (
+        f"Task {held_id} is queued, but today's budget of $0.0001 is spent; it starts tomorrow or when you raise "
+        "DAILY_BUDGET_USD.")
 
     # Discord (here n8n) hears it from the timeline, delivered by the worker beside it.
     told = wait_until(lambda: [b for b in n8n.bodies() if b["task_id"] == held_id and b["type"] == "held"], 30,
