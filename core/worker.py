@@ -11,6 +11,8 @@
 * The second SIGTERM/Ctrl+C (cold shutdown) stops the running task and marks it failed.
 * With RQ's maintenance (at start-up, then hourly) it removes the worktrees of tasks idle for longer than
   WORKTREE_RETENTION_DAYS; a running task's checkout is never touched.
+* The reaper's leader also lets the tasks the daily budget held start once it allows them again: a new day, a
+  raised budget (core/budget.py).
 """
 
 from __future__ import annotations
