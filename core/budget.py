@@ -134,8 +134,18 @@ def current(connection: redis.Redis, settings: Settings) -> Budget:
         daily, source = settings.DAILY_BUDGET_USD, "setting"
     else:
         daily, source = (None if override.decode() == NO_BUDGET else float(override)), "override"
-    held = connection.scard(Job.dependents_key_for(gate.decode())) if gate else 0
-    return Budget(daily_usd=daily, source=source, spent_usd=round(float(spend or 0.0), 6), held=held)
+    return Budget(daily_usd=daily, source=source, spent_usd=round(float(spend or 0.0), 6),
+                  held=_waiting(connection, gate.decode()) if gate else 0)
+
+
+def _waiting(connection: redis.Redis, gate: str) -> int:
+    """The tasks still deferred on the gate (a cancelled one stays in RQ's set of its dependents)."""
+    ids = [raw.decode() for raw in connection.smembers(Job.dependents_key_for(gate))]
+    with connection.pipeline(transaction=False) as pipe:
+        for task_id in ids:
+            pipe.hget(Job.key_for(task_id), "status")
+        statuses = pipe.execute() if ids else []
+    return sum(1 for status in statuses if status == JobStatus.DEFERRED.value.encode())
 
 
 def hold(connection: redis.Redis, settings: Settings, meta: dict) -> list[str] | None:
@@ -184,7 +194,7 @@ def release(connection: redis.Redis, settings: Settings) -> int:
         job = Job.fetch(gate.decode(), connection=connection)
     except Exception:  # its record is gone: nothing waits on it any more
         return 0
-    waiting = connection.scard(job.dependents_key)
+    waiting = _waiting(connection, job.id)
     Queue(QUEUE_NAME, connection=connection).enqueue_job(job)
     log.info("the daily budget allows tasks again: %d held task(s) released", waiting)
     return waiting

@@ -124,7 +124,9 @@ def test_held_tasks_start_by_themselves_the_next_day_and_a_cancelled_one_never_d
     waiting = tasks.start("Wait for tomorrow", project_path="patient")
     dropped = tasks.start("Never mind this one", project_path="patient")
     assert tasks.status(waiting).held and tasks.status(dropped).held
+    assert budget.current(redis_client, tasks.settings).held == 2
     assert tasks.cancel(dropped).status == "cancelled"
+    assert budget.current(redis_client, tasks.settings).held == 1
     worker = start_worker()
     wait_until(lambda: redis_client.exists(keys.REAPER_LEADER), 30, "the worker's reaper at work")
     assert tasks.status(waiting).status == "queued"
