@@ -10,6 +10,8 @@
   python main_tars.py task checkpoints ID | task rollback ID [--to N] | task merge ID | task discard ID
                       | task push ID       (the task's own branch tars/<id>; each with --json)
   python main_tars.py call [--url ws://localhost:PORT/relay] [--from +E164]   phone TARS from this terminal
+  python main_tars.py report [--since 7d] [--json]   how the tasks went: outcomes, durations, cost, failures
+  python main_tars.py budget [show | set AMOUNT | clear] [--json]   the daily budget (DAILY_BUDGET_USD), now
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import redis
 
-from core import plans, schedules, task_states
+from core import budget, plans, report, schedules, task_states
 from core.task_states import NORMAL, PRIORITIES, duration_text
 from core.config import get_settings, warn_about_env_file
 from core.defaults import RESULT_TTL_SECONDS, SERVER_SHUTDOWN_GRACE_SECONDS, WORKER_LOG_FORMAT
@@ -105,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
               ).add_argument("task_id")
     with_json(tsub.add_parser("push", help="push an ended task's branch to origin (never forced)")
               ).add_argument("task_id")
+    reporting = with_json(sub.add_parser("report", help="how the tasks went: outcomes, success rate, durations, cost "
+                                      "per day and project, the most common failures, model latency"))
+    reporting.add_argument("--since", default="7d", help="the period before now: 7d, 24h, 2w, 90m (default 7d)")
+    budgeting = sub.add_parser("budget", help="the daily budget: show it, or override DAILY_BUDGET_USD without a "
+                            "restart (held tasks start once it allows)")
+    bsub = budgeting.add_subparsers(dest="budget_command")
+    with_json(budgeting)
+    with_json(bsub.add_parser("show", help="today's budget, spend and held tasks (the default)"))
+    with_json(bsub.add_parser("set", help="override DAILY_BUDGET_USD (dollars a day, or none)")).add_argument(
+        "amount", help="dollars a day (20, 7.50) or none for no daily budget")
+    with_json(bsub.add_parser("clear", help="drop the override: DAILY_BUDGET_USD counts again"))
     return parser
 
 
@@ -358,6 +371,26 @@ def run_task_command(args, tasks: TaskManager) -> int:
     return 0
 
 
+def run_report(args, connection: redis.Redis) -> int:
+    """`report`: core/report.py's numbers as text, or its JSON."""
+    numbers = report.report(connection, report.parse_since(args.since))
+    print(json.dumps({**numbers, "period": args.since}, indent=2) if args.json else report.text(numbers))
+    return 0
+
+
+def run_budget(args, connection: redis.Redis, settings) -> int:
+    """`budget [show|set AMOUNT|clear]`: the runtime override of DAILY_BUDGET_USD (core/budget.py); a raised budget
+    starts the held tasks at once."""
+    if args.budget_command in ("set", "clear"):
+        amount = budget.parse_amount(args.amount) if args.budget_command == "set" else None
+        state, released = budget.change(connection, settings, amount, clear=args.budget_command == "clear")
+    else:
+        state, released = budget.current(connection, settings), 0
+    told = state.sentence() + (f" {plural(released, 'held task')} started." if released else "")
+    print(json.dumps({**state.to_dict(), "released": released}, indent=2) if args.json else told)
+    return 0
+
+
 def start_up_lines(settings, with_worker: bool, redis_url: str, embedded: bool) -> list[str]:
     """What the server tells the owner before it starts: where it and the dashboard are, its worker, Redis."""
     local = f"http://{settings.HOST}:{settings.PORT}"
@@ -480,6 +513,10 @@ def main(argv: list[str] | None = None) -> int:
             from communication.console_phone import run_call
 
             return run_call(settings, url=args.url, caller=args.caller)
+        if args.command == "report":
+            return run_report(args, connect(settings.redis_url))
+        if args.command == "budget":
+            return run_budget(args, connect(settings.redis_url), settings)
         return run_task_command(args, TaskManager(connect(settings.redis_url), settings))
     except TarsError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -24,7 +24,7 @@ from rq.job import Job
 
 from communication import spoken
 from communication.spoken import spoken_status
-from core import schedules
+from core import report, schedules
 from core.config import Settings
 from core.exceptions import CodeRejected, TarsError, TaskNotFound
 from core.plans import docstring_section
@@ -396,6 +396,20 @@ class VoiceFunctions:
         scheduled = datetime.fromisoformat(meta["scheduled_for"]) if meta.get("scheduled_for") else None
         return spoken.started(task_id, choice.said, planned, refused=bool(plan) and not planned,
                               priority=meta["priority"], at=scheduled)
+        if meta.get("held"):  # today's budget is spent: queued, not started
+            return spoken.held(task_id, choice.said, meta["progress"])
+        planned = bool(meta.get("plan"))
+        return spoken.started(task_id, choice.said, planned, refused=bool(plan) and not planned)
+
+    @voice_function
+    def report_on_tasks(self, days: Annotated[int, Schema(minimum=1, maximum=90)] = 7) -> str:
+        """How the background tasks went lately: how many ended and how, the success rate, what they cost and the
+        most common failure. Use when the owner asks how the week, or the last few days, went.
+
+        Args:
+            days: how many days back to look: 7 for "this week", 1 for "today"
+        """
+        return spoken.report_summary(report.report(self.tasks.redis, days * 86400), days)
 
     @voice_function
     def cancel_coding_task(self, task_id: str) -> str:

@@ -12,7 +12,8 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from communication.deps import (TASK_ID, StartBody, authenticated_body, body_schema, confirm_answer, get_tasks, parse,
-                                start_answer, status_json, task_id_of)
+                                report_answer, start_answer, status_json, task_id_of)
+from core import budget
 from core.task_manager import TaskManager
 
 router = APIRouter()
@@ -61,3 +62,38 @@ def retry_task(task_id: str, _: Body, tasks: Tasks):
     """Start an ended task again as a new task with the same goal and project (422 when that project can no
     longer be used)."""
     return status_json(tasks.status(tasks.retry(task_id_of(task_id))))
+
+
+# --- budgets and the report (core/budget.py, core/report.py) -------------------------------------------------------
+class BudgetBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    daily_usd: float | None = Field(ge=0, allow_inf_nan=False, description=(
+        "dollars a day (overrides DAILY_BUDGET_USD until DELETE /api/budget); null: no daily budget"))
+
+
+@router.get("/api/report", responses={401: {}, 422: {}})
+def task_report(_: Body, tasks: Tasks, since: Annotated[str, Query(max_length=20)] = "7d"):
+    """How the tasks of the period before now went (core/report.py): since, until, tasks by outcome, success_rate,
+    duration_seconds, tokens, cost_usd, by_day, by_project, failure_reasons, model_latency_seconds."""
+    return report_answer(tasks, since)
+
+
+@router.get("/api/budget", responses={401: {}})
+def daily_budget(_: Body, tasks: Tasks):
+    """Today's budget: daily_usd (null: none), source (setting or override), spent_usd, held, exhausted, sentence."""
+    return budget.current(tasks.redis, tasks.settings).to_dict()
+
+
+@router.post("/api/budget", openapi_extra=body_schema(BudgetBody), responses={401: {}, 413: {}, 422: {}})
+def set_daily_budget(body: Body, tasks: Tasks):
+    """{"daily_usd": 20} overrides DAILY_BUDGET_USD now (null: no daily budget); tasks it held start if it allows
+    them (`released`: how many)."""
+    state, released = budget.change(tasks.redis, tasks.settings, parse(BudgetBody, body).daily_usd)
+    return {**state.to_dict(), "released": released}
+
+
+@router.delete("/api/budget", responses={401: {}})
+def clear_daily_budget(_: Body, tasks: Tasks):
+    """Drop the override: DAILY_BUDGET_USD counts again (tasks it held start if it allows them)."""
+    state, released = budget.change(tasks.redis, tasks.settings, None, clear=True)
+    return {**state.to_dict(), "released": released}

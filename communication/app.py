@@ -7,6 +7,7 @@ formats (Twilio, Discord, n8n) live in communication/ only. TARS's refusals
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 from typing import Callable
 
@@ -16,13 +17,15 @@ from fastapi.responses import JSONResponse
 from rq import Queue, Worker
 
 from communication.api import router
+from communication.digest import DigestSender
 from communication.dashboard import router as dashboard_router
 from communication.twilio_media_streams import VoiceHub
 from communication.twilio_media_streams import router as voice_router
 from core import capabilities, sandbox
 from core.config import Settings
 from core.defaults import QUEUE_NAME
-from core.exceptions import (GitError, InvalidGoal, InvalidPriority, InvalidProjectPath, InvalidSchedule, MergeBlocked,
+from core.exceptions import (GitError, InvalidBudget, InvalidGoal, InvalidPriority, InvalidProjectPath,
+                             InvalidReportPeriod, InvalidSchedule, MergeBlocked,
                              MergeConflict, NoSuchCheckpoint, NotAwaitingConfirmation, TarsError, TaskNotActive,
                              TaskNotFound)
 from core.redis_conn import probe_client
@@ -42,6 +45,8 @@ HTTP_STATUS: dict[type[TarsError], int] = {
     NoSuchCheckpoint: 422,
     InvalidPriority: 422,
     InvalidSchedule: 422,           # unreadable, past or too far ahead (core/schedules.py)
+    InvalidBudget: 422,
+    InvalidReportPeriod: 422,
 }
 
 
@@ -62,6 +67,7 @@ def create_app(settings: Settings, connection: redis.Redis,
     /health counts those not registered with RQ yet as `starting`."""
     tasks = TaskManager(connection, settings)
     voice = VoiceHub(settings, connection, tasks)
+    digest = DigestSender.for_settings(connection, settings)  # None: no schedule, or nowhere to send it
     bot = None
     if settings.DISCORD_BOT_TOKEN:  # imported only then: without a bot the server never loads discord.py
         from communication.discord_bot import DiscordBot
@@ -72,9 +78,13 @@ def create_app(settings: Settings, connection: redis.Redis,
         await voice.start()  # the listener that speaks task announcements into live calls
         if bot is not None:
             await bot.start()  # the gateway connection, if this server takes the lease
+        if digest is not None:
+            digest.start()  # the weekly report to Discord / n8n, sent by one server
         try:
             yield
         finally:
+            if digest is not None:
+                await asyncio.to_thread(digest.stop)
             if bot is not None:
                 await bot.stop()
             await voice.stop()
@@ -86,6 +96,7 @@ def create_app(settings: Settings, connection: redis.Redis,
     app.state.tasks = tasks
     app.state.voice = voice
     app.state.discord = bot
+    app.state.digest = digest
     app.include_router(router)
     app.include_router(voice_router)
     app.include_router(dashboard_router)  # / and /dashboard/api/ (its files at /static, served by a route)

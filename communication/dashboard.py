@@ -1,4 +1,5 @@
-"""The web dashboard `python main_tars.py` serves at /: tasks live, one task's timeline, start/cancel/retry/confirm.
+"""The web dashboard `python main_tars.py` serves at /: tasks live, one task's timeline, start/cancel/retry/confirm,
+and the Report page (#/report: core/report.py's numbers, tasks and cost per day as plain SVG charts).
 
 Plain HTML/CSS/JS from communication/static (no build step, nothing from a CDN). Access is one password
 (DASHBOARD_PASSWORD): a login sets the HttpOnly, SameSite=Strict cookie `tars_session`, whose random token names a
@@ -44,8 +45,8 @@ from starlette.staticfiles import StaticFiles
 
 from communication.deps import (LOGIN_COOKIE, DashboardLogin, StartBody, body_schema, confirm_answer,
                                 dashboard_csrf, dashboard_login, get_tasks, load_login, parse, read_body,
-                                same_origin, start_answer, status_json, task_id_of)
-from core import capabilities, event_log, git_workspace, keys, task_states
+                                report_answer, same_origin, start_answer, status_json, task_id_of)
+from core import budget, capabilities, event_log, git_workspace, keys, task_states
 from core.config import Settings
 from core.confirmations import pending_request
 from core.defaults import QUEUE_NAME
@@ -282,7 +283,8 @@ def _float(value) -> float | None:
 
 
 def overview(tasks: TaskManager) -> dict:
-    return {"tasks": [task_dict(s) for s in tasks.list(limit=OVERVIEW_TASKS)], **workers_overview(tasks.redis)}
+    return {"tasks": [task_dict(s) for s in tasks.list(limit=OVERVIEW_TASKS)], **workers_overview(tasks.redis),
+            "budget": budget.current(tasks.redis, tasks.settings).to_dict()}  # its banner when spent
 
 
 @router.get("/dashboard/api/session", responses={401: {}, 404: {}})
@@ -391,7 +393,8 @@ def _fingerprint(view: dict) -> str:
     """The overview without what changes by itself (ages, heartbeats): a change in it is news."""
     steady = {"tasks": [{k: v for k, v in t.items() if k != "age_seconds"} for t in view["tasks"]],
               "workers": [{k: v for k, v in w.items() if k != "last_seen"} for w in view["workers"]],
-              "queue_length": view["queue_length"]}
+              "queue_length": view["queue_length"],
+              "budget": {k: view["budget"][k] for k in ("daily_usd", "exhausted", "held")}}  # not the spend's cents
     return json.dumps(steady, sort_keys=True, default=str)
 
 
@@ -437,7 +440,7 @@ async def _overviews(request: Request, tasks: TaskManager) -> AsyncIterator[str]
 @router.get("/dashboard/api/overview/stream", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}, 401: {}, 404: {}})
 async def overview_stream(request: Request, _: LoggedIn, tasks: Tasks):
-    """Server-Sent Events: `event: overview` with {tasks: the 20 latest, workers, queue_length} at once, then
+    """Server-Sent Events: `event: overview` with {tasks: the 20 latest, workers, queue_length, budget} at once, then
     whenever it changes (checked every second) and at least every 15 s."""
     return _event_stream(_overviews(request, tasks))
 
@@ -446,6 +449,12 @@ async def overview_stream(request: Request, _: LoggedIn, tasks: Tasks):
 def workers(_: LoggedIn, tasks: Tasks):
     """The workers (name, state, current task, host, pid...) and the queue length."""
     return workers_overview(tasks.redis)
+
+
+@router.get("/dashboard/api/report", responses={401: {}, 404: {}, 422: {}})
+def task_report(_: LoggedIn, tasks: Tasks, since: Annotated[str, Query(max_length=20)] = "7d"):
+    """The Report page's numbers: core/report.py's report of the period `since` before now (as GET /api/report)."""
+    return report_answer(tasks, since)
 
 
 @router.post("/dashboard/api/tasks", status_code=201, openapi_extra=body_schema(StartBody),

@@ -20,7 +20,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from communication.notifier import verify
-from core import keys, plans, schedules
+from communication.spoken import spoken_status
+from core import keys, plans, report, schedules
 from core.config import Settings
 from core.exceptions import CodeRejected, TaskNotFound
 from core.task_manager import TaskManager, TaskStatus
@@ -120,13 +121,27 @@ class StartBody(BaseModel):
 
 
 def start_answer(tasks: TaskManager, body: bytes) -> dict:
-    """A StartBody started as a task: {task_id}, and scheduled_for when it starts later (422 with the reason: parse,
-    or InvalidGoal/InvalidProjectPath/InvalidSchedule)."""
+    """A StartBody started as a task: {task_id, held}, and scheduled_for when it starts later (422 with the reason:
+    parse, or InvalidGoal/InvalidProjectPath/InvalidSchedule); held: today's budget is spent, so it waits, and
+    `detail` says until when."""
     request = parse(StartBody, body)
     at = schedules.start_time(request.at, request.in_)
     task_id = tasks.start(request.goal, request.project_path, verbose_updates=request.verbose_updates,
                           plan=request.plan, priority=request.priority, at=at)
-    return {"task_id": task_id, "scheduled_for": tasks.status(task_id).scheduled_for} if at else {"task_id": task_id}
+    later = {"scheduled_for": tasks.status(task_id).scheduled_for} if at else {}
+    return {"task_id": task_id, **later, **held_answer(tasks, task_id)}
+
+
+def held_answer(tasks: TaskManager, task_id: str) -> dict:
+    """{held: false}, or for a task the daily budget holds {held: true, detail: the sentence saying until when}."""
+    status = tasks.status(task_id)
+    return {"held": True, "detail": spoken_status(status)} if status.held else {"held": False}
+
+
+def report_answer(tasks: TaskManager, since: str) -> dict:
+    """The report of the period `since` before now (core/report.py), as the API and the dashboard send it (422 for a
+    period that is none)."""
+    return report.report(tasks.redis, report.parse_since(since))
 
 
 def status_json(status: TaskStatus) -> dict:

@@ -49,7 +49,7 @@ from typing import Any, Iterable, Mapping
 import httpx
 
 from core.scrub import Scrubber
-from core.task_states import (CONFIRMATION_KINDS, CONFIRMATION_REQUIRED, ENDING_KINDS, ENDING_PHASE, EVENT_KINDS,
+from core.task_states import (CONFIRMATION_KINDS, CONFIRMATION_REQUIRED, ENDING_KINDS, ENDING_PHASE, EVENT_KINDS, HELD,
                                LABEL, PLAN_KINDS, QUEUED, RETRYING, VERB, duration_text, outcome_of)
 
 log = logging.getLogger("tars.notifier")
@@ -58,25 +58,28 @@ EVENT_TYPES = tuple(kind for kind in EVENT_KINDS if kind not in (QUEUED, "progre
 """What a worker delivers (core/task_states.py's kinds; a queued task has no worker yet, progress lives in meta)."""
 ALWAYS = {*CONFIRMATION_KINDS, *ENDING_KINDS}
 """Sent whatever the verbosity; their Discord embed names the goal."""
-MILESTONES = ALWAYS | {"started", "checkpoint_failed", "phase", *PLAN_KINDS, RETRYING}
+MILESTONES = ALWAYS | {"started", "checkpoint_failed", "phase", *PLAN_KINDS, RETRYING, HELD}
 """Sent even when the task's updates are not detailed."""
+DIGEST = "digest"
+"""The weekly report (communication/digest.py): an update about no task (its task_id is empty)."""
 
 EMOJI = {"started": "🚀", "workspace": "🌿", "checkpoint": "💾", "checkpoint_failed": "⚠️", "planning": "🧠", "plan": "🗺️",
          "plan_fallback": "🧭", "subtask": "🧩", "file_edit": "📝", "command": "⚡", "command_result": "📋",
          "phase": "🔄", "confirmation_required": "⚠️", "confirmation_received": "✅", "confirmation_refused": "🚫", "complete": "🎉",
-         "error": "❌", "timeout": "⏰", "cancelled": "🛑", RETRYING: "🔁"}
+         "error": "❌", "timeout": "⏰", "cancelled": "🛑", RETRYING: "🔁", HELD: "💸", DIGEST: "📊"}
 OTHER_EMOJI = "ℹ️"  # an event type outside EVENT_TYPES (accepted, never an error)
 TITLES = {"started": "Started", "workspace": "Workspace", "checkpoint": "Checkpoint",
           "checkpoint_failed": "Checkpoint failed", "planning": "Planning", "plan": "Plan",
           "plan_fallback": "Not planned", "subtask": "Subtask", "file_edit": "File changed", "command": "Running a command",
           "command_result": "Command finished", "phase": "Phase", "confirmation_required": "Confirmation needed",
           "confirmation_received": "Confirmation received", "confirmation_refused": "Not run", RETRYING: "Retrying",
+          HELD: "Held by the daily budget", DIGEST: "Report",
           **{ENDING_PHASE[outcome]: label for outcome, label in LABEL.items()}}
 COLOURS = {"started": 0x3498DB, "workspace": 0x27AE60, "checkpoint": 0x95A5A6, "checkpoint_failed": 0xF1C40F,
            "planning": 0x9B59B6, "plan": 0x9B59B6, "plan_fallback": 0x95A5A6, "subtask": 0x3498DB, "file_edit": 0x95A5A6, "command": 0xE67E22,
            "command_result": 0x7F8C8D, "phase": 0x1ABC9C, "confirmation_required": 0xF1C40F,
            "confirmation_received": 0x2ECC71, "confirmation_refused": 0xE74C3C, "complete": 0x2ECC71, "error": 0xE74C3C, "timeout": 0xE67E22,
-           "cancelled": 0x607D8B, RETRYING: 0xF39C12}
+           "cancelled": 0x607D8B, RETRYING: 0xF39C12, HELD: 0xF1C40F, DIGEST: 0x3498DB}
 OTHER_COLOUR = 0x95A5A6
 
 
@@ -193,7 +196,9 @@ def format_message(event: ProgressEvent, reply: str | None = None) -> str:
     head = f"{emoji} {_who(event)}"
     if kind == "confirmation_required":
         return _confirmation_text(event, head, reply or _REPLY_LINE.format(task_id=tid))
-    if kind == "plan":
+    if kind == DIGEST:  # its headline; the embed (and n8n's detail) has the whole report
+        text = f"{emoji} {msg.splitlines()[0] if msg else 'Report'}"
+    elif kind == "plan":
         text = _plan_text(event, head)
     elif kind == "subtask":
         text = f"{head}: {msg}" + (f"\n{event.plan_summary}" if event.plan_summary else "")
@@ -223,7 +228,9 @@ def format_message(event: ProgressEvent, reply: str | None = None) -> str:
 
 
 def _who(event: ProgressEvent) -> str:
-    """'Task a7f3', or for a plan's subtask "Task b2c3 (part 'store' of a7f3)"."""
+    """'Task a7f3', or for a plan's subtask "Task b2c3 (part 'store' of a7f3)"; 'TARS' for an update about no task."""
+    if not event.task_id:
+        return "TARS"
     if not event.parent:
         return f"Task {event.task_id}"
     return f"Task {event.task_id} (part '{event.plan_key}' of {event.parent})" if event.plan_key else \
@@ -366,7 +373,8 @@ def discord_payload(event: ProgressEvent, reply: str | None = None) -> dict:
     embed: dict[str, Any] = {
         "title": title,
         "color": COLOURS.get(kind, OTHER_COLOUR),
-        "footer": {"text": _truncate(f"TARS · task {event.task_id} · {event.id}", FOOTER_LIMIT)},
+        "footer": {"text": _truncate(f"TARS · task {event.task_id} · {event.id}" if event.task_id
+                                     else f"TARS · {event.id}", FOOTER_LIMIT)},
         "fields": [f for f in fields if f][:25],
     }
     if _is_iso(event.timestamp):  # Discord answers 400 to a malformed one
@@ -453,7 +461,7 @@ def _is_iso(stamp: str) -> bool:
 
 def _description(event: ProgressEvent, limit: int, reply: str) -> str:
     """The message, then the command as a code block (shortened to fit), then what to do about it."""
-    message = _truncate(event.message.strip(), min(1000, limit))
+    message = _truncate(event.message.strip(), min(DESCRIPTION_LIMIT if event.type == DIGEST else 1000, limit))
     after = reply if event.type == "confirmation_required" else ""
     text = "\n\n".join(p for p in (message, after) if p)
     if event.command and event.type in ("command", "command_result", "confirmation_required"):

@@ -14,6 +14,7 @@ from datetime import datetime
 from core import schedules
 from core.task_states import NORMAL
 from core.task_manager import TaskStatus
+from core.task_states import OUTCOMES, VERB, usd
 
 # --- the call itself ------------------------------------------------------------------------------------------
 NOT_OWNER = "I'm sorry, this line only takes calls from its owner. Goodbye."
@@ -55,6 +56,8 @@ def spoken_status(status: TaskStatus, part: str | None = None) -> str:
     """'Task a7f3 is running: 3 of 5 subtasks done, 1 running, 1 waiting on api.' (a planned task's progress is its
     plan's summary, core/plans.plan_summary); a subtask names its plan: 'Task b2c3, part store of task a7f3, ...'
     (part: its key in the plan, when known)."""
+    if status.held:  # queued, and the daily budget keeps it from starting (core/budget.py)
+        return f"Task {status.task_id} is queued, but {status.progress.removeprefix('Held: ').rstrip('.')}."
     sentence = f"Task {status.task_id} {SPOKEN_STATUS[status.status]}"
     if status.parent:
         sentence = (f"Task {status.task_id}, {f'part {part}' if part else 'a subtask'} of task {status.parent}, "
@@ -94,6 +97,36 @@ def started(task_id: str, where: str, planned: bool = False, refused: bool = Fal
         return (f"{head} as one task, sir: planned tasks are off, "
                 f"PLAN_GOALS is never. I'll send updates to Discord.")
     return f"{head}, sir. I'll send updates to Discord."
+
+
+def held(task_id: str, where: str, progress: str) -> str:
+    """A task started while today's budget is spent: queued, not started (progress: its 'Held: ...' line, which says
+    until when, core/budget.py)."""
+    where = f" in {where}" if where else ""
+    why = progress.removeprefix("Held: ").rstrip(".")
+    return f"I've queued it as task {task_id}{where}, sir, but {why}."
+
+
+def report_summary(report: dict, days: int) -> str:
+    """'In the last 7 days, 5 tasks ended: 3 complete, 1 failed and 1 cancelled, a success rate of 75 percent. They
+    cost $1.20. The most common failure, 2 times: ...' (report: core/report.py's numbers)."""
+    period = "today" if days == 1 else f"in the last {days} days"
+    tasks = report["tasks"]
+    if not tasks["total"]:
+        return f"No task ended {period}, sir."
+    parts = [f"{tasks[outcome]} {VERB[outcome]}" for outcome in OUTCOMES if tasks[outcome]]
+    said = ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else parts[0]
+    count = f"{tasks['total']} task{'s' if tasks['total'] != 1 else ''} ended"
+    sentence = f"{period[0].upper()}{period[1:]}, {count}: {said}"
+    if report["success_rate"] is not None:
+        sentence += f", a success rate of {report['success_rate'] * 100:.0f} percent"
+    sentence += f". They cost {usd(report['cost_usd'])}."
+    if report["failure_reasons"]:
+        top = report["failure_reasons"][0]
+        reason = top["example"].split(": python main_tars.py")[0].split(". ")[0].rstrip(".")[:160]
+        times = "once" if top["count"] == 1 else "twice" if top["count"] == 2 else f"{top['count']} times"
+        sentence += f" The most common failure, {times}: {reason.replace('`', '')}."
+    return sentence
 
 
 def plan_sentence(task_id: str, subtasks: list[dict]) -> str:

@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 
 from core.defaults import STUCK_DONE_REPEATS, STUCK_REPEATS, TEST_OUTPUT_TO_MODEL
 from core import syntax_check
-from core.exceptions import (Cancelled, Interrupted, LimitsExceeded, ModelError, Submitted, TaskEnded, TaskFailed,
+from core.exceptions import (Cancelled, CostExceeded, Interrupted, LimitsExceeded, ModelError, Submitted, TaskEnded,
+                             TaskFailed,
                              TimeExceeded, WorkspaceUnusable)
-from core.model import Model, Usage
+from core.model import Model, Usage, estimate_cost
 from core.project_tests import PYTEST_NO_TESTS, detect_test_command, is_test_command
+from core.task_states import usd
 from core.tools import ToolResult, Workspace
 
 log = logging.getLogger("tars.agent")
@@ -59,6 +61,7 @@ class AgentConfig:
     stuck_repeats: int = STUCK_REPEATS
     stuck_done_repeats: int = STUCK_DONE_REPEATS  # "done" answers in a row against the same failing tests
     max_paused_seconds: float = 300.0  # time waiting for the owner's code that does not count as runtime
+    max_cost_usd: float | None = None  # MAX_TASK_COST_USD: the estimated cost at which the loop stops
 
 
 @dataclass
@@ -73,6 +76,7 @@ class AgentResult:
     usage: Usage
     duration_seconds: float
     transient: bool = False  # ended by something outside the task that may pass (core/exceptions.Interrupted)
+    model_seconds: list[float] = field(default_factory=list)  # how long each model call took, in order
 
 
 class LoopHooks:
@@ -119,6 +123,7 @@ class Agent:
     def __post_init__(self):
         self.messages: list[dict] = []
         self.usage = Usage()
+        self.model_seconds: list[float] = []
         self.iterations = 0
         self.files_changed: set[str] = set()
         self.phase = "planning"
@@ -149,12 +154,14 @@ class Agent:
     def step(self) -> None:
         self._check_limits()
         self.iterations += 1
+        asked = time.monotonic()
         try:
             turn = self.model.query(system=self.system, tools=self.tools, messages=self._with_cache_breakpoint())
         except ModelError as exc:
             if self.hooks.cancelled.is_set():  # the cancel cut the call short on purpose
                 raise Cancelled("The task was cancelled.") from exc
             raise (Interrupted if exc.transient else TaskFailed)(str(exc)) from exc
+        self.model_seconds.append(round(time.monotonic() - asked, 3))
         if self.hooks.cancelled.is_set():
             raise Cancelled("The task was cancelled.")
         self.usage.add(turn.usage)
@@ -186,6 +193,14 @@ class Agent:
         if before == "model call" and self.iterations >= self.config.max_iterations:
             raise LimitsExceeded(f"The iteration limit of {self.config.max_iterations} model turns was reached; "
                                  f"files are left as they are.")
+        cap = self.config.max_cost_usd
+        if before == "model call" and cap is not None and (spent := self.cost()) >= cap:
+            raise CostExceeded(f"Stopped at its cost cap of {usd(cap)} (MAX_TASK_COST_USD): it had spent "
+                               f"{usd(spent)} in {self.iterations} iterations; files are left as they are.")
+
+    def cost(self) -> float:
+        """The estimated USD of the model's answers so far."""
+        return estimate_cost(self.model.name, self.usage)
 
     def _check_stuck(self, tool_uses: list[dict], results: list[dict]) -> None:
         action = json.dumps([[b["name"], b["input"]] for b in tool_uses], sort_keys=True) + json.dumps(
@@ -250,7 +265,8 @@ class Agent:
         return AgentResult(outcome=ended.outcome, reason=ended.reason, summary=ended.summary,
                            iterations=self.iterations, files_changed=sorted(self.files_changed),
                            tests_passed=self.tests_passed, test_command=self.test_command, usage=self.usage,
-                           duration_seconds=round(time.monotonic() - self._started, 3), transient=ended.transient)
+                           duration_seconds=round(time.monotonic() - self._started, 3), transient=ended.transient,
+                           model_seconds=list(self.model_seconds))
 
     # --- tools -----------------------------------------------------------------
     def _run_tool(self, block: dict) -> dict:

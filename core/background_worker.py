@@ -26,7 +26,8 @@ import redis
 from rq import Retry, get_current_job
 from rq.timeouts import JobTimeoutException
 
-from core import command_policy, event_log, git_workspace, keys, project_env, retries, sandbox, task_states
+from core import (budget, command_policy, event_log, git_workspace, history, keys, project_env, retries, sandbox,
+                  task_states)
 from core import confirmations
 from core.agent import Agent, AgentConfig, AgentResult, LoopHooks
 from core.config import Settings, env_file, get_settings, setting_names
@@ -318,7 +319,8 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
                                          max_runtime_seconds=max(1.0, settings.max_runtime_seconds
                                                                  - environment.seconds),
                                          command_timeout=settings.COMMAND_TIMEOUT_SECONDS,
-                                         max_paused_seconds=settings.CONFIRMATION_TIMEOUT_SECONDS))
+                                         max_paused_seconds=settings.CONFIRMATION_TIMEOUT_SECONDS,
+                                         max_cost_usd=settings.MAX_TASK_COST_USD))
         if retries.attempt_of(ctx.job) > 1:
             agent.usage.add(Usage(**(ctx.meta.get("usage") or {})))  # the task's usage and cost span its attempts
         result = agent.run()
@@ -473,6 +475,8 @@ class WorkerHooks(LoopHooks):
         self.check = lambda command: command_policy.check(command, project_root, sandboxed=sandboxed, rules=rules)
         self.code = ctx.settings.secret("CONFIRMATION_CODE")
         self.timeout = ctx.settings.CONFIRMATION_TIMEOUT_SECONDS
+        # The cost already counted in the day's spend (DAILY_BUDGET_USD): its earlier attempts', the planner's.
+        self.counted = float(ctx.meta.get("cost_usd") or 0.0)
 
     def event(self, kind: str, message: str, **data) -> None:
         self.ctx.event(kind, message, **data)
@@ -494,8 +498,10 @@ class WorkerHooks(LoopHooks):
 
     def after_turn(self, usage: Usage, files_changed: list[str]) -> None:
         usage = self.ctx.spent + usage
-        self.ctx.update_meta(usage=usage.as_dict(), cost_usd=estimate_cost(self.ctx.settings.CLAUDE_MODEL, usage),
-                             files_changed=files_changed)
+        cost = estimate_cost(self.ctx.settings.CLAUDE_MODEL, usage)
+        self.ctx.update_meta(usage=usage.as_dict(), cost_usd=cost, files_changed=files_changed)
+        budget.add_spend(self.ctx.redis, cost - self.counted)
+        self.counted = cost
 
     def gate(self, command: str) -> str | None:
         decision = self.check(command)
@@ -676,7 +682,7 @@ def _finish(ctx: TaskContext, settings: Settings, result: AgentResult) -> dict:
         "tests_passed": result.tests_passed, "test_command": result.test_command,
         "usage": result.usage.as_dict(), "model": model_name,
         "cost_usd": estimate_cost(model_name, result.usage), "duration_seconds": result.duration_seconds,
-        "git": ctx.git, "changes": git_workspace.describe(ctx.git) if ctx.git else None,
+        "model_seconds": result.model_seconds, "git": ctx.git, "changes": git_workspace.describe(ctx.git) if ctx.git else None,
     }
     record = ctx.scrubber.value(record)  # the result is kept in Redis and read back by people
     progress = f"{task_states.LABEL[result.outcome]}: {record['reason']}"
@@ -687,9 +693,22 @@ def _finish(ctx: TaskContext, settings: Settings, result: AgentResult) -> dict:
     ctx.log.info("finished %s after %s iterations, %.1fs, %s tokens in / %s out, $%.4f: %s", result.outcome,
                  result.iterations, result.duration_seconds, result.usage.input_tokens, result.usage.output_tokens,
                  record["cost_usd"], result.reason)
+    _remember(ctx, settings, record)
     ctx.event(phase, record["reason"], phase=phase, result=record)  # the ending's event type is its phase
     _release_waiters(ctx)
     return record
+
+
+def _remember(ctx: TaskContext, settings: Settings, record: dict) -> None:
+    """The task's summary in the history (core/history.py), which outlives its own data; written before the ending
+    event, so whoever hears of the end finds it there. Never in the way of the ending itself."""
+    started = ctx.job.started_at
+    started_at = started.replace(tzinfo=timezone.utc).timestamp() if started is not None else None
+    try:
+        history.record(ctx.redis, history.summary(ctx.task_id, ctx.meta, record, started_at, time.time()),
+                       settings.HISTORY_DAYS)
+    except redis.RedisError as exc:
+        ctx.log.warning("could not add the task to the history: %s", exc)
 
 
 def record_abandoned_end(job, settings: Settings, outcome: str, reason: str, transient: bool = False) -> bool:

@@ -44,6 +44,10 @@ def _listed(value: str, pattern: str, what: str) -> str:
     return ",".join(items)
 
 
+CRON_HINT = ("must be a cron expression such as '0 9 * * 1' (minute hour day month weekday), or empty for no "
+             "digest")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
                                       case_sensitive=True)
@@ -108,6 +112,30 @@ class Settings(BaseSettings):
         "checkpoint; 0: never (`task retry` by hand still works). Never after a cancel, a limit or a refusal."))
     TASK_RETRY_BACKOFF_SECONDS: int = Field(60, ge=1, le=3600, description=(
         "The wait before the first automatic retry; it doubles with each attempt after (60: 1 min, then 2 min)."))
+    # --- budgets and the report (core/budget.py, core/report.py) ----------
+    MAX_TASK_COST_USD: float | None = Field(None, gt=0, description=(
+        "A task whose estimated cost reaches this many dollars stops between two steps (failed, with the reason "
+        "said; its work stays on its branch). Unset: no cap."))
+    DAILY_BUDGET_USD: float | None = Field(None, ge=0, description=(
+        "Once every task's spend on the owner's local day reaches this many dollars, new tasks are held (queued, "
+        "not started) until the next day or until the owner raises it (`python main_tars.py budget set 20` "
+        "overrides it without a restart). Unset: no daily budget."))
+    HISTORY_DAYS: int = Field(90, ge=1, le=3650, description=(
+        "Days a compact summary of every ended task is kept for the report (`python main_tars.py report`), long "
+        "after the task's own data expired."))
+    REPORT_DIGEST_CRON: str = Field("0 9 * * 1", description=(
+        "When the digest of the tasks since the last one goes to Discord / n8n (a cron expression in the local "
+        "time zone; the default: Mondays at 09:00). Empty: no digest."))
+
+    @field_validator("REPORT_DIGEST_CRON")
+    @classmethod
+    def _cron(cls, value):
+        # Its shape only: croniter (about 0.1 s to import) checks the rest where the digest is sent
+        # (communication/digest.py), so the CLI and the workers never load it.
+        value = " ".join(value.split())
+        if value and not re.fullmatch(r"[\w*/,?#-]+( [\w*/,?#-]+){4}", value):
+            raise ValueError(CRON_HINT)
+        return value
 
     # --- progress updates and webhooks ------------------------------------
     N8N_WEBHOOK_URL: SecretStr | None = None
@@ -152,6 +180,7 @@ class Settings(BaseSettings):
                      "COMMAND_RULES_FILE",
                      "CONFIRMATION_CODE", "DASHBOARD_PASSWORD", "N8N_WEBHOOK_URL", "DISCORD_WEBHOOK_URL", "WEBHOOK_SIGNING_SECRET",
                      "WEBHOOK_SECRET", "DISCORD_BOT_TOKEN", "DISCORD_CHANNEL_ID", "PUBLIC_BASE_URL", "TWILIO_AUTH_TOKEN", "VOICE_TTS_PROVIDER", "VOICE_NAME",
+                     "MAX_TASK_COST_USD", "DAILY_BUDGET_USD",
                      mode="before")
     @classmethod
     def _blank_is_unset(cls, value):

@@ -141,3 +141,20 @@ tests."""
 
 SYNTAX_CHECK_MAX_BYTES = 2 * 1024 * 1024
 """A changed file bigger than this is not checked for syntax (generated or data files: the tests will tell)."""
+HISTORY_GOAL_CHARS = 120
+"""Characters of a task's goal kept in its history summary (core/history.py)."""
+
+REPORT_FAILURE_GROUPS = 10
+"""The report lists this many of the most common failure reasons (similar reasons grouped)."""
+
+SPEND_KEPT_SECONDS = 3 * 24 * 3600
+"""How long a day's spend counter (tars:spend:<day>) is kept: the daily budget only reads today's."""
+
+DIGEST_CHECK_SECONDS = 60.0
+"""How often a server checks whether the weekly digest (REPORT_DIGEST_CRON) is due."""
+
+DIGEST_LATE_SECONDS = 24 * 3600
+"""A digest whose time came while no server ran is still sent this long after; an older one is skipped."""
+
+DIGEST_LOCK_SECONDS = 300
+"""How long a server's claim to send the digest lasts: one that dies while sending lets another try after it."""

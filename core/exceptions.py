@@ -46,6 +46,12 @@ class InvalidPriority(TarsError):
 class InvalidSchedule(TarsError):
     """A task's start time cannot be read, or is past, or too far ahead (core/schedules.py); the message gives the
     rule."""
+class InvalidBudget(TarsError):
+    """A daily budget that is not an amount of dollars (`budget set`, the API)."""
+
+
+class InvalidReportPeriod(TarsError):
+    """A report's --since that is not a period such as 7d, 24h or 2w."""
 
 
 class TaskNotFound(TarsError):
@@ -105,6 +111,10 @@ class LimitsExceeded(TaskEnded):
     """Iteration limit reached, or the model is stuck repeating itself."""
 
     outcome = FAILED
+
+
+class CostExceeded(LimitsExceeded):
+    """The task's estimated cost reached MAX_TASK_COST_USD: it stops between steps, its work kept on its branch."""
 
 
 class TimeExceeded(TaskEnded):

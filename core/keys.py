@@ -174,3 +174,35 @@ def task_plan_blocked(task_id: str) -> str:
 PLANS_AWAITING_APPROVAL = "tars:plans:awaiting-approval"
 """Sorted set of the planned tasks waiting for the owner to approve their plan (PLAN_APPROVAL=on), scored by when
 their confirmation request times out; the reaper ends those past it as not approved."""
+
+
+# --- budgets and the report (core/budget.py, core/history.py, communication/digest.py) ---------------------------
+HISTORY = "tars:history"
+"""Sorted set of the ended tasks' ids scored by their end time: the report's index (core/history.py), kept for
+HISTORY_DAYS after the task's own data expired, then trimmed."""
+
+
+def history_task(task_id: str) -> str:
+    """Hash of one ended task's summary (goal, project, outcome, reason, started_at, ended_at, duration, tokens, cost,
+    model, iterations, model_seconds): the report's record of it, trimmed with HISTORY."""
+    return f"tars:history:{task_id}"
+
+
+def spend(day: str) -> str:
+    """The estimated USD every task spent on one day of the owner's local calendar (YYYY-MM-DD), added to after each
+    model answer: what DAILY_BUDGET_USD is compared with."""
+    return f"tars:spend:{day}"
+
+
+DAILY_BUDGET = "tars:budget:daily"
+"""The owner's runtime override of DAILY_BUDGET_USD (`python main_tars.py budget set 20`; "none": no budget);
+absent: the setting counts."""
+
+BUDGET_GATE = "tars:budget:gate"
+"""The id of the job the tasks held by the daily budget wait on (RQ's depends_on); releasing them enqueues it."""
+
+DIGEST_SENT = "tars:report:digest"
+"""The scheduled time (ISO) of the latest weekly digest period handled (sent, or skipped as too late)."""
+
+DIGEST_LOCK = "tars:report:digest:lock"
+"""Held by the one server sending the digest now (SET NX with a TTL), so that several servers send it once."""

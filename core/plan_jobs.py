@@ -27,7 +27,7 @@ from pathlib import Path
 from rq import Retry, get_current_job
 from rq.job import Job
 
-from core import event_log, git_workspace, keys, plans, task_states
+from core import budget, event_log, git_workspace, keys, plans, task_states
 from core.background_worker import (TaskContext, _ended, _finish, _open_sandbox, _prepare_checkout, plan_lock,
                                     _prepare_environment, build_model, horse_identity, run_task)
 from core.config import Settings, get_settings
@@ -72,7 +72,9 @@ def run_planned_task(task_id: str) -> dict:
                                               settings.PLAN_MAX_SUBTASKS, spent)
     except (TarsError, ModelError) as exc:  # run_task meets the same trouble and reports it as any task does
         subtasks, why = None, f"planning failed ({exc})"
-    ctx.update_meta(usage=spent.as_dict(), cost_usd=estimate_cost(settings.CLAUDE_MODEL, spent))
+    planner_cost = estimate_cost(settings.CLAUDE_MODEL, spent)
+    ctx.update_meta(usage=spent.as_dict(), cost_usd=planner_cost)
+    budget.add_spend(ctx.redis, planner_cost)  # the day's spend (DAILY_BUDGET_USD); a fallback task counts on from it
     if subtasks is None:
         ctx.log.warning("running the goal as one task: %s", why)
         ctx.event("plan_fallback", f"Running the goal as one task: {why}.", reason=why)

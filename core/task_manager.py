@@ -24,7 +24,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
-from core import capabilities, event_log, git_workspace, keys, plans, retries, schedules
+from core import budget, capabilities, event_log, git_workspace, keys, plans, retries, schedules
 from core.config import Settings
 from core.confirmations import close_request, open_request, submit_code
 from core.defaults import (CANCEL_GRACE_SECONDS, CONFIRMATION_ATTEMPTS, GOAL_MAX_CHARS, JOB_TIMEOUT_MARGIN_SECONDS,
@@ -81,6 +81,7 @@ class TaskStatus:
     attempt: int = 1  # its attempt: 2 and on after automatic retries (core/retries.py)
     attempts: int | None = None  # how many attempts it may have, once it was retried (MAX_TASK_RETRIES + 1)
     retry_at: str | None = None  # when its automatic retry is due, while it waits for it
+    held: bool = False  # queued, held by the daily budget until it allows again (core/budget.py)
 
     @property
     def active(self) -> bool:
@@ -197,7 +198,12 @@ class TaskManager:
                 "project_path": str(project), "verbose_updates": verbose_updates, "retry_of": retry_of,
                 "plan": bool(planned), "parent": None, "plan_key": None, "priority": priority,
                 "scheduled_for": at.isoformat() if at else None}
-        self._enqueue(task_id, meta, PLANNED_JOB_FUNCTION if planned else JOB_FUNCTION, at=at)
+        # Today's budget spent: it waits on the budget's gate. A task started for later is not held now: RQ's
+        # scheduler queues it at its time, whatever that day's spend.
+        held = None if at else budget.hold(self.redis, self.settings, meta)
+        self._enqueue(task_id, meta, PLANNED_JOB_FUNCTION if planned else JOB_FUNCTION, held, at=at)
+        if held:
+            budget.tell_held(self.redis, self.settings, task_id)
         if refused:
             event_log.append(self.redis, task_id, "plan_fallback", "Running the goal as one task: planned tasks are "
                              "off (PLAN_GOALS=never; set PLAN_GOALS=ask to plan when asked).", QUEUED,
@@ -445,7 +451,8 @@ class TaskManager:
             scheduled_for=meta.get("scheduled_for"),
             attempt=retries.attempt_of(job), attempts=meta.get("attempts"),
             retry_at=_iso(datetime.fromtimestamp(meta["retry_at"], timezone.utc))
-            if rq_status == JobStatus.SCHEDULED and isinstance(meta.get("retry_at"), (int, float)) else None)
+            if rq_status == JobStatus.SCHEDULED and isinstance(meta.get("retry_at"), (int, float)) else None,
+            held=bool(meta.get("held")) and status == QUEUED)
 
     def _plan_status(self, task_id: str, cancel_requested: bool) -> tuple[str, dict | None, list[dict], Usage | None]:
         """(status, result, subtask rows, plan_usage) of a planned task whose planning job ended: its finishing job's

@@ -48,7 +48,9 @@ instead; a subtask merged, conflicting, failed or retried."""
 RETRYING = "retrying"
 """Something transient ended an attempt and the task will run again by itself (core/retries.py): attempt n of N, and
 when. Not an ending: the task stays queued meanwhile."""
-EVENT_KINDS = (QUEUED, "started", "workspace", "planning", *PLAN_KINDS, "file_edit", "command", "command_result",
+HELD = "held"
+"""The event of a task the daily budget holds (queued, not started) until the next day or a raised budget."""
+EVENT_KINDS = (QUEUED, HELD, "started", "workspace", "planning", *PLAN_KINDS, "file_edit", "command", "command_result",
                "checkpoint", "checkpoint_failed", "phase", "progress", *CONFIRMATION_KINDS, RETRYING,
                *ENDING_PHASE.values())
 """Every kind of event TARS records, in the order a task meets them."""
@@ -67,6 +69,13 @@ def duration_text(seconds: float) -> str:
         return f"{seconds:.0f} s"
     minutes, rest = divmod(int(round(seconds)), 60)
     return f"{minutes}m{rest:02d}s"
+
+
+def usd(amount: float) -> str:
+    """An amount of dollars as the owner reads it: '$20.00', '$0.50', '$0.0042' (small amounts keep their digits)."""
+    if amount == 0 or amount >= 0.01 and round(amount, 2) == round(amount, 6):
+        return f"${amount:,.2f}"
+    return f"${amount:.4g}" if amount < 1 else f"${amount:,.4f}".rstrip("0")
 
 
 def vocabulary() -> dict:

@@ -14,6 +14,8 @@
   WORKTREE_RETENTION_DAYS; a running task's checkout is never touched.
 * It runs RQ's scheduler (start_worker.py: with_scheduler), which queues scheduled tasks at their time
   (core/schedules.py); one worker's scheduler holds each queue's lock, and it ends with its worker.
+* The reaper's leader also lets the tasks the daily budget held start once it allows them again: a new day, a
+  raised budget (core/budget.py).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from rq.scheduler import RQScheduler
 from rq.utils import now
 from rq.worker import SpawnWorker, Worker
 
-from core import capabilities, event_log, git_workspace, keys, plans
+from core import budget, capabilities, event_log, git_workspace, keys, plans
 from core.background_worker import record_abandoned_end
 from core.config import Settings
 from core.redis_conn import Lease, private_client
@@ -288,6 +290,7 @@ class Liveness(threading.Thread):
                     self._last_reap = time.monotonic()
                     self.reaper.reap()
                     self.reaper.expire_approvals()
+                    self.reaper.release_held()
             except (redis.ConnectionError, redis.TimeoutError):
                 pass  # Redis is away: the next beat tries again
             except Exception:
@@ -347,6 +350,10 @@ class Reaper:
     def expire_approvals(self) -> list[str]:
         """End the plans whose approval request timed out (PLAN_APPROVAL=on): no worker waits on them."""
         return TaskManager(self.connection, self.settings).expire_approvals()
+
+    def release_held(self) -> int:
+        """Start the tasks the daily budget held once it allows again: a new day, a raised budget (core/budget.py)."""
+        return budget.release(self.connection, self.settings)
 
     def _reap_one(self, job_id: str, execution_id: str) -> bool:
         try:

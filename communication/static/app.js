@@ -1,6 +1,7 @@
-/* The TARS dashboard: hash routing (#/ the task list, #/task/<id> one task), two Server-Sent Events streams
-   (the overview and one task's timeline), no framework and no build step. An ended task's page has a Branch
-   panel: its checkpoints and diffstat, and merge, push, roll back and discard.
+/* The TARS dashboard: hash routing (#/ the task list, #/task/<id> one task, #/report the report), two Server-Sent
+   Events streams (the overview and one task's timeline), no framework and no build step. An ended task's page has a
+   Branch panel: its checkpoints and diffstat, and merge, push, roll back and discard. The report's charts are
+   plain SVG drawn here; a banner says when the daily budget holds new tasks.
    Every piece of data reaches the page through textContent or attributes, never innerHTML. */
 "use strict";
 
@@ -8,6 +9,7 @@
   const CSRF = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
   const app = document.getElementById("app");
   const liveBadge = document.getElementById("live");
+  const budgetBanner = document.getElementById("budget-banner");
   // The statuses and event kinds are core/task_states.py's, served with the page (no copy kept here).
   const VOCABULARY = JSON.parse((document.querySelector('meta[name="tars-vocabulary"]') || {}).content || "{}");
   const ACTIVE = new Set(VOCABULARY.active || []);
@@ -144,6 +146,7 @@
       }
       overview.receivedAt = Date.now();
       setLive(true);
+      showBudget(overview.budget);
       for (const listener of overviewListeners) listener(overview);
     });
     source.onopen = () => setLive(true);
@@ -155,6 +158,11 @@
         });
       }
     };
+  }
+
+  function showBudget(budget) { // the daily budget's banner: only while it holds new tasks (core/budget.py)
+    budgetBanner.hidden = !(budget && budget.exhausted);
+    budgetBanner.textContent = budget && budget.exhausted ? budget.sentence : "";
   }
 
   document.getElementById("logout").addEventListener("click", async () => {
@@ -680,13 +688,130 @@
     };
   }
 
+  // --- #/report : how the tasks went (core/report.py), tasks and cost per day as SVG bar charts ----------------------
+  const SVG = "http://www.w3.org/2000/svg";
+
+  function svg(tag, props, ...children) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [key, value] of Object.entries(props || {})) {
+      if (key === "text") node.textContent = String(value);
+      else if (key === "testid") node.setAttribute("data-testid", value);
+      else node.setAttribute(key, String(value));
+    }
+    node.append(...children);
+    return node;
+  }
+
+  // One bar per day, stacked from `parts` ([field, class] of each row); `label` says a bar's value in its title.
+  function barChart(rows, parts, label, testid) {
+    const width = 640, height = 180, left = 44, bottom = 22, top = 8;
+    const totals = rows.map((row) => parts.reduce((sum, [field]) => sum + (Number(row[field]) || 0), 0));
+    const most = Math.max(...totals, 0) || 1;
+    const slot = (width - left) / Math.max(rows.length, 1);
+    const scale = (value) => (value / most) * (height - top - bottom);
+    const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img", testid,
+      "aria-label": testid.replace(/-/g, " ") },
+      svg("line", { x1: left, y1: height - bottom, x2: width, y2: height - bottom, class: "axis" }),
+      svg("text", { x: left - 6, y: top + 10, class: "tick", "text-anchor": "end", text: label(most) }),
+      svg("text", { x: left - 6, y: height - bottom, class: "tick", "text-anchor": "end", text: label(0) }));
+    rows.forEach((row, i) => {
+      let y = height - bottom;
+      const x = left + i * slot + slot * 0.15;
+      for (const [field, cls] of parts) {
+        const value = Number(row[field]) || 0;
+        if (!value) continue;
+        y -= scale(value);
+        chart.append(svg("rect", { x: x.toFixed(1), y: y.toFixed(1), width: (slot * 0.7).toFixed(1),
+          height: scale(value).toFixed(1), class: `bar ${cls}`, testid: "bar", "data-day": row.day },
+          svg("title", { text: `${row.day}: ${label(value)} ${field.replace(/_/g, " ")}` })));
+      }
+      if (rows.length <= 14 || i % Math.ceil(rows.length / 14) === 0) {
+        chart.append(svg("text", { x: (x + slot * 0.35).toFixed(1), y: height - 6, class: "tick",
+          "text-anchor": "middle", text: row.day.slice(5) }));
+      }
+    });
+    return chart;
+  }
+
+  function reportView() {
+    document.title = "TARS · report";
+    const period = h("select", { id: "report-since", name: "since", testid: "report-since" },
+      ...[["7d", "last 7 days"], ["30d", "last 30 days"], ["90d", "last 90 days"]].map(([value, text]) =>
+        h("option", { value, text })));
+    const error = h("p", { class: "error", role: "alert", testid: "report-error" });
+    const body = h("div", { testid: "report-body" }, h("p", { class: "muted", text: "Loading…" }));
+    app.replaceChildren(h("section", { class: "report", testid: "report-page" },
+      h("a", { class: "back", href: "#/", text: "← All tasks" }),
+      h("div", { class: "card" }, h("div", { class: "row" }, h("h1", { text: "Report" }),
+        h("label", { for: "report-since", class: "sr", text: "Period" }), period)),
+      error, body));
+    let serial = 0;
+
+    function figure(name, value, testid) {
+      return h("div", { class: "figure" }, h("div", { class: "big", testid, text: value }),
+        h("div", { class: "muted small", text: name }));
+    }
+
+    function render(report) {
+      const t = report.tasks;
+      const rate = report.success_rate === null ? "–" : `${Math.round(report.success_rate * 100)}%`;
+      const seconds = (value) => (value === null || value === undefined ? "–" : `${Number(value).toFixed(1)} s`);
+      const latency = report.model_latency_seconds;
+      const outcomes = ["complete", "failed", "timeout", "cancelled"].filter((o) => t[o])
+        .map((o) => `${t[o]} ${o}`).join(", ") || "no task ended";
+      const projects = Object.entries(report.by_project);
+      body.replaceChildren(
+        h("section", { class: "card figures" },
+          figure("tasks", String(t.total), "report-tasks"),
+          figure("success rate (not counting cancels)", rate, "report-success"),
+          figure("cost", cost(report.cost_usd), "report-cost"),
+          figure("median duration (95th percentile)", `${seconds(report.duration_seconds.median)} (${
+            seconds(report.duration_seconds.p95)})`, "report-duration"),
+          figure(`model latency per call, median (95th), ${latency.calls} calls`,
+            `${seconds(latency.median)} (${seconds(latency.p95)})`, "report-latency")),
+        h("p", { class: "muted", testid: "report-outcomes", text: `By outcome: ${outcomes}.` }),
+        h("section", { class: "card" }, h("h2", { text: "Tasks per day" }),
+          barChart(report.by_day, [["complete", "complete"], ["failed", "failed"], ["timeout", "timeout"],
+            ["cancelled", "cancelled"]], (v) => String(Math.round(v * 10) / 10), "chart-tasks")),
+        h("section", { class: "card" }, h("h2", { text: "Cost per day" }),
+          barChart(report.by_day, [["cost_usd", "cost"]], (v) => cost(v), "chart-cost")),
+        h("section", { class: "card" }, h("h2", { text: "Per project" }),
+          projects.length ? h("table", { class: "projects", testid: "report-projects" },
+            h("tr", {}, ...["project", "tasks", "complete", "cost", "tokens in", "tokens out"].map((c) =>
+              h("th", { text: c }))),
+            ...projects.map(([name, row]) => h("tr", {}, h("td", { text: name }), h("td", { text: row.tasks }),
+              h("td", { text: row.complete }), h("td", { text: cost(row.cost_usd) }),
+              h("td", { text: row.tokens_in }), h("td", { text: row.tokens_out }))))
+            : h("p", { class: "muted", text: "No task ended in this period." })),
+        h("section", { class: "card" }, h("h2", { text: "Most common failures" }),
+          report.failure_reasons.length ? h("ol", { class: "failures", testid: "report-failures" },
+            ...report.failure_reasons.map((group) => h("li", {},
+              h("strong", { text: `${group.count}× ` }), group.example)))
+            : h("p", { class: "muted", text: "No failures in this period." })));
+    }
+
+    async function load() {
+      const mine = ++serial;
+      error.textContent = "";
+      const answer = await api("GET", `report?since=${encodeURIComponent(period.value)}`);
+      if (mine !== serial) return; // the owner picked another period meanwhile
+      if (answer.ok) render(answer.data);
+      else error.textContent = detail(answer);
+    }
+
+    period.addEventListener("change", load);
+    load();
+    return { stop() { serial += 1; } };
+  }
+
   // --- routing -------------------------------------------------------------------------------------------------
   let view = null;
 
   function route() {
     if (view) view.stop();
     const match = location.hash.match(/^#\/task\/#?([0-9a-fA-F]{1,32})\/?$/);
-    view = match ? taskView(match[1].toLowerCase()) : listView();
+    view = match ? taskView(match[1].toLowerCase()) : /^#\/report\/?$/.test(location.hash) ? reportView()
+      : listView();
     window.scrollTo(0, 0);
   }
 

@@ -11,12 +11,15 @@ docs/images/dashboard-phone.png (tracked files: a plain test run leaves them alo
 from __future__ import annotations
 
 import re
+import time
+from datetime import datetime
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from core import schedules
+from core import budget, history, schedules
 from tests.browser.conftest import DASHBOARD_PASSWORD, DashboardServer, check_png
+from tests.core.test_report import DAY, summary
 from tests.conftest import TEST_CODE
 from tests.core.test_plan_jobs import script_small_plan
 from tests.fakes.anthropic_api import bash, delay, edit, text
@@ -299,4 +302,50 @@ def test_owner_starts_an_urgent_task_from_the_form_and_sees_the_one_scheduled_fo
     page.locator(f'[data-testid=task-row][data-task-id="{tonight}"]').click()
     expect(page.get_by_test_id("task-progress")).to_have_text(tasks.status(tonight).progress)
     expect(page.get_by_test_id("task-priority")).to_have_text("normal")
+
+
+def test_owner_sees_the_budget_banner_and_the_report_pages_charts(dashboard, redis_client, images, new_page):
+    now = time.time()
+    for entry in (summary("0f0f01", now - 3 * DAY, cost=0.5, project="calc"),
+                  summary("0f0f02", now - 3 * DAY, outcome="failed", reason="It broke.", cost=0.25),
+                  summary("0f0f03", now - DAY, cost=1.0, project="web"),
+                  summary("0f0f04", now - 60, outcome="timeout", reason="Too slow.", cost=0.125, project="web")):
+        history.record(redis_client, entry, keep_days=90)
+    budget.set_daily(redis_client, 1.0)
+    budget.add_spend(redis_client, 1.5)
+
+    page = new_page(**DESKTOP)
+    page.goto(dashboard.url + "/")
+    page.get_by_test_id("login-password").fill(DASHBOARD_PASSWORD)
+    page.get_by_test_id("login-submit").click()
+    # Today's budget is spent: every page says so until it is raised.
+    banner = page.get_by_test_id("budget-banner")
+    expect(banner).to_have_text("Today's budget of $1.00 (set with budget set) is spent ($1.50): new tasks are held "
+                                "until tomorrow or until you raise it (python main_tars.py budget set AMOUNT).")
+
+    page.get_by_test_id("report-link").click()
+    expect(page.get_by_test_id("report-page")).to_be_visible()
+    expect(page.get_by_test_id("report-tasks")).to_have_text("4")
+    expect(page.get_by_test_id("report-success")).to_have_text("50%")
+    expect(page.get_by_test_id("report-cost")).to_have_text("$1.88")
+    expect(page.get_by_test_id("report-outcomes")).to_have_text("By outcome: 2 complete, 1 failed, 1 timeout.")
+    # Tasks per day: one bar per outcome of a day (3 days ago complete and failed, yesterday, today); cost per day.
+    task_bars = page.get_by_test_id("chart-tasks").locator("rect")
+    expect(task_bars).to_have_count(4)
+    expect(page.get_by_test_id("chart-cost").locator("rect")).to_have_count(3)
+    assert task_bars.nth(0).locator("title").text_content().endswith(": 1 complete")
+    heights = [float(task_bars.nth(i).get_attribute("height")) for i in range(4)]
+    assert all(h > 0 for h in heights) and len(set(heights)) == 1  # one task each, the same height
+    expect(page.get_by_test_id("report-projects")).to_contain_text("web")
+    expect(page.get_by_test_id("report-failures")).to_contain_text("It broke.")
+    expect(banner).to_be_visible()
+    shot = images / "dashboard-report.png"
+    page.screenshot(path=str(shot), full_page=True)
+    check_png(shot, (1280, 700), (1280, 6000))
+
+    # Another period re-draws the page from the server's numbers.
+    page.get_by_test_id("report-since").select_option("30d")
+    first_day = datetime.fromtimestamp(time.time() - 30 * DAY).strftime("%m-%d")  # after the two axis labels
+    expect(page.get_by_test_id("chart-tasks").locator("text.tick").nth(2)).to_have_text(first_day)
+    expect(page.get_by_test_id("report-tasks")).to_have_text("4")
     assert not page.js_errors, page.js_errors

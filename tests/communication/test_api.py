@@ -325,7 +325,7 @@ def test_start_a_task_and_read_its_status(api, tasks, projects, redis_client):
     started = api.post("/api/tasks", json={"goal": "  Build a calculator  ", "project_path": "calc",
                                            "verbose_updates": True})
     assert started.status_code == 201, started.text
-    assert set(started.json()) == {"task_id"}
+    assert set(started.json()) == {"task_id", "held"} and started.json()["held"] is False  # no daily budget
     task_id = started.json()["task_id"]
     assert re.fullmatch(r"[0-9a-f]{6}", task_id)
     assert queue_length(redis_client) == 1

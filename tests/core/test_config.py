@@ -126,6 +126,10 @@ def test_tls_and_unix_socket_urls_are_accepted(clean_env, url):
     ("MAX_TASK_RUNTIME_MINUTES", "-1"),
     ("ENABLE_DETAILED_UPDATES", "maybe"),
     ("LOG_LEVEL", "LOUD"),
+    ("MAX_TASK_COST_USD", "0"),
+    ("DAILY_BUDGET_USD", "-5"),
+    ("HISTORY_DAYS", "0"),
+    ("REPORT_DIGEST_CRON", "every monday"),
 ])
 def test_an_invalid_value_names_the_variable_and_where_to_fix_it(clean_env, name, value):
     message = config_error(**{name: value})
