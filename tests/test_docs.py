@@ -397,6 +397,7 @@ def check_timeline(command, stdout: str, names_the_task: bool) -> None:
             f"{command.doc}: `{command}` printed:\n{stdout}"
 
 
+@pytest.mark.timeout(600)  # every documented command, one CLI process each: minutes on a loaded machine
 def test_every_documented_command_runs_against_a_real_worker(tasks, fake_api, projects, start_worker, cli,
                                                             tars_server, redis_client):
     """One story: two tasks that need a code, the documented commands run at the moments they make sense."""
