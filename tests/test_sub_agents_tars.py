@@ -118,7 +118,8 @@ def test_the_tools_keep_the_original_names_and_parameters():
     tools = {t["name"]: t["input_schema"] for t in VOICE_TOOLS}
     assert set(tools) == {"start_autonomous_coding", "check_coding_progress", "cancel_coding_task",
                           "submit_background_confirmation", "list_coding_tasks",
-                          "rollback_coding_task", "merge_coding_task", "discard_coding_task"}  # issue 6
+                          "rollback_coding_task", "merge_coding_task", "discard_coding_task",  # issue 6
+                          "pause_work", "resume_work"}  # issue 17
     assert {"goal", "project_path", "verbose_updates", "plan"} <= set(tools["start_autonomous_coding"]["properties"])
     assert tools["submit_background_confirmation"]["required"] == ["confirmation_code"]
     assert tools["cancel_coding_task"]["required"] == ["task_id"]
