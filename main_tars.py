@@ -364,7 +364,7 @@ def workers_text(view: dict) -> str:
     for worker in view["workers"]:
         task = f"  task {worker['current_task']}" if worker["current_task"] else ""
         can = f"  capabilities: {', '.join(worker['capabilities'])}" if worker["capabilities"] else ""
-        lines.append(f"  {worker['name']:<30} {worker['state']:<7}{task}{can}")
+        lines.append(f"  {worker['name']:<30} {worker['state']:<7}{task}{can}".rstrip())
     if not view["workers"]:
         lines.append("  No worker is running: start one with python start_worker.py (or run python main_tars.py up).")
     lines.append(f"Queue: {plural(view['queue_length'], 'task')} waiting")
