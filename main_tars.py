@@ -2,10 +2,13 @@
 """The TARS entry script (wiring only): the server, `up` (server and worker), the `task` CLI and the console phone.
 
   python main_tars.py                      run the server (starts an embedded Redis when none answers)
-  python main_tars.py up                   the server plus one background worker: all of TARS in one command
+  python main_tars.py up [--workers N]     the server plus N background workers (WORKER_COUNT): all of TARS in one
+                                           command
+  python main_tars.py workers [status|pause|resume]   the workers' state; pause: no task starts, running ones wait
   python main_tars.py task start --goal T  [--project P] [--verbose|--quiet] [--priority high|normal|low]
                       [--at HH:MM | --in 2h]   (later: RQ's scheduler in the workers queues it then)
   python main_tars.py task status [ID] | task list | task cancel ID | task confirm ID CODE | task retry ID
+                      | task pause ID | task resume ID
   python main_tars.py task log [ID] [--follow]   the task's timeline (following it live until it ends)
   python main_tars.py task checkpoints ID | task rollback ID [--to N] | task merge ID | task discard ID
                       | task push ID       (the task's own branch tars/<id>; each with --json)
@@ -30,7 +33,7 @@ from pathlib import Path
 
 import redis
 
-from core import budget, plans, report, schedules, task_states
+from core import budget, pause, plans, pool, report, schedules, task_states
 from core.task_states import NORMAL, PRIORITIES, duration_text
 from core.config import get_settings, warn_about_env_file
 from core.defaults import RESULT_TTL_SECONDS, SERVER_SHUTDOWN_GRACE_SECONDS, WORKER_LOG_FORMAT
@@ -47,7 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="main_tars.py", description="TARS: the assistant you phone to get code written.")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the server (default)")
-    sub.add_parser("up", help="run the server and one background worker")
+    up = sub.add_parser("up", help="run the server and its background workers (WORKER_COUNT, default one)")
+    up.add_argument("--workers", type=worker_count, metavar="N",
+                    help="how many workers to run and keep running (default: the WORKER_COUNT setting)")
+    workers = sub.add_parser("workers", help="the workers' state; pause or resume all of them")
+    workers.add_argument("action", nargs="?", choices=("status", "pause", "resume"), default="status",
+                         help="status (default): each worker and whether they are paused; pause: no new task "
+                              "starts and running tasks wait at their next step; resume: they go on")
+    workers.add_argument("--json", action="store_true", help="machine-readable output")
     call = sub.add_parser("call", help="phone TARS from this terminal (its voice relay, as Twilio would)")
     call.add_argument("--url", help="the relay WebSocket (default ws://HOST:PORT/relay)")
     call.add_argument("--from", dest="caller", help="the caller's number (default the first OWNER_PHONE_NUMBERS)")
@@ -88,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     with_json(tsub.add_parser("cancel", help="cancel a task")).add_argument("task_id")
     with_json(tsub.add_parser("retry", help="start an ended task again as a new task (same goal and project)")
               ).add_argument("task_id")
+    with_json(tsub.add_parser("pause", help="pause one running task: it waits at its next step until resumed")
+              ).add_argument("task_id")
+    with_json(tsub.add_parser("resume", help="let a task paused on its own go on")).add_argument("task_id")
     confirm = with_json(tsub.add_parser("confirm", help="give the confirmation code a task waits for"))
     confirm.add_argument("task_id")
     confirm.add_argument("code")
@@ -130,6 +143,15 @@ def start_time(parse):
         except InvalidSchedule as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
     return read
+def worker_count(text: str) -> int:
+    """--workers N: a whole number of at least 1."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return count
 
 
 def plural(count: int, word: str) -> str:
@@ -173,28 +195,36 @@ def files_text(result: dict) -> str:
     return text
 
 
-def confirmation_wait(events) -> float:
-    """Seconds the task spent waiting for the owner's confirmation code, from its timeline."""
-    waited, asked = 0.0, None
+def waits(events) -> tuple[float, float]:
+    """Seconds the task spent waiting for the owner's confirmation code, and paused by the owner, from its timeline."""
+    waited, paused, asked, held = 0.0, 0.0, None, None
     for event in events:
         if event.type == "confirmation_required":
             asked = event.at
         elif asked is not None and (event.type in ("confirmation_received", "confirmation_refused") or event.ends):
             waited += max(0.0, event.at - asked)
             asked = None
-    return waited
+        if event.type == "paused":
+            held = event.at
+        elif held is not None and (event.type == "resumed" or event.ends):
+            paused += max(0.0, event.at - held)
+            held = None
+    return waited, paused
 
 
-def time_text(result: dict, waited: float) -> str:
-    """duration_seconds is the task's time on a worker, from its start to its end, waits for a code included."""
+def time_text(result: dict, waited: float, paused: float = 0.0) -> str:
+    """duration_seconds is the task's time on a worker, from its start to its end, waits for a code and pauses
+    included."""
     total = result.get("duration_seconds")
     if not isinstance(total, (int, float)):
         return "not recorded"
-    if waited < 0.05:
+    waited, paused = min(waited, total), min(paused, total)
+    parts = [f"{duration_text(waited)} waiting for your confirmation code"] if waited >= 0.05 else []
+    parts += [f"{duration_text(paused)} paused"] if paused >= 0.05 else []
+    if not parts:
         return f"{duration_text(total)} on the worker"
-    waited = min(waited, total)
-    return (f"{duration_text(total)} on the worker: {duration_text(total - waited)} working, "
-            f"{duration_text(waited)} waiting for your confirmation code")
+    working = max(0.0, total - waited - paused)
+    return f"{duration_text(total)} on the worker: {duration_text(working)} working, " + ", ".join(parts)
 
 
 def describe(status: TaskStatus, events=()) -> str:
@@ -222,7 +252,7 @@ def describe(status: TaskStatus, events=()) -> str:
         lines.append(f"  result:   {plural(r.get('iterations') or 0, 'iteration')}, {tests_text(r)}, "
                      f"${r.get('cost_usd') or 0:.4f}")
         lines.append(f"  files:    {files_text(r)}")
-        lines.append(f"  time:     {time_text(r, confirmation_wait(events))}")
+        lines.append(f"  time:     {time_text(r, *waits(events))}")
         if r.get("summary"):
             lines.append(f"  summary:  {r['summary'][:500]}")
         if r.get("changes"):
@@ -339,6 +369,9 @@ def run_task_command(args, tasks: TaskManager) -> int:
     elif args.task_command == "cancel":
         status = tasks.cancel(args.task_id)
         out(status.to_dict(), f"Task {status.task_id}: {status.status}")
+    elif args.task_command in ("pause", "resume"):
+        status = tasks.pause(args.task_id) if args.task_command == "pause" else tasks.resume(args.task_id)
+        out(status.to_dict(), f"Task {status.task_id}: {status.status.replace('_', ' ')}: {status.progress}")
     elif args.task_command == "retry":
         new_id = tasks.retry(args.task_id)
         again = tasks.status(new_id)
@@ -391,34 +424,71 @@ def run_budget(args, connection: redis.Redis, settings) -> int:
     return 0
 
 
-def start_up_lines(settings, with_worker: bool, redis_url: str, embedded: bool) -> list[str]:
-    """What the server tells the owner before it starts: where it and the dashboard are, its worker, Redis."""
+def workers_text(view: dict) -> str:
+    """`workers`: whether they are paused, each worker (name, state, its task, capabilities), the queue."""
+    if view["paused"]:
+        since = view["paused_since"]
+        when = f" since {datetime.fromtimestamp(since).strftime('%Y-%m-%d %H:%M')}" if since else ""
+        lines = [f"Workers paused{when}: no task starts, and running tasks wait at their next step. Resume with: "
+                 f"{pause.RESUME_WORKERS}"]
+    else:
+        lines = ["Workers: working (pause them with: python main_tars.py workers pause)"]
+    for worker in view["workers"]:
+        task = f"  task {worker['current_task']}" if worker["current_task"] else ""
+        can = f"  capabilities: {', '.join(worker['capabilities'])}" if worker["capabilities"] else ""
+        lines.append(f"  {worker['name']:<30} {worker['state']:<7}{task}{can}".rstrip())
+    if not view["workers"]:
+        lines.append("  No worker is running: start one with python start_worker.py (or run python main_tars.py up).")
+    lines.append(f"Queue: {plural(view['queue_length'], 'task')} waiting")
+    return "\n".join(lines)
+
+
+def run_workers_command(args, connection: redis.Redis) -> int:
+    if args.action != "status":
+        paused = args.action == "pause"
+        changed = pause.pause_workers(connection) if paused else pause.resume_workers(connection)
+        sentence = pause.switched(paused, changed)
+        print(json.dumps({"paused": paused, "changed": changed, "detail": sentence}) if args.json else sentence)
+        return 0
+    view = pool.overview(connection)
+    print(json.dumps(view, indent=2) if args.json else workers_text(view))
+    return 0
+
+
+def start_up_lines(settings, workers: int, redis_url: str, embedded: bool) -> list[str]:
+    """What the server tells the owner before it starts: where it and the dashboard are, its workers, Redis."""
     local = f"http://{settings.HOST}:{settings.PORT}"
-    restart = "python main_tars.py up" if with_worker else "python main_tars.py"
+    restart = "python main_tars.py up" if workers else "python main_tars.py"
     if settings.DASHBOARD_PASSWORD:
         public = f" and {settings.PUBLIC_BASE_URL}/" if settings.PUBLIC_BASE_URL else ""
         dashboard = f"{local}/{public} (log in with DASHBOARD_PASSWORD)"
     else:
         dashboard = (f"off: set DASHBOARD_PASSWORD (at least 8 characters) in .env and restart `{restart}`; "
                      f"then open {local}/")
-    if with_worker:
-        worker = "one, started with the server; /health counts it as `starting` until it has registered"
+    if workers == 1:
+        worker = "  Worker:     one, started with the server; /health counts it as `starting` until it has registered"
+    elif workers:
+        worker = (f"  Workers:    {workers}, started with the server and kept running; /health counts each as "
+                  f"`starting` until it has registered")
     else:
-        worker = "none started here: run `python start_worker.py` beside it (or start TARS with `main_tars.py up`)"
+        worker = ("  Worker:     none started here: run `python start_worker.py` beside it (or start TARS with "
+                  "`main_tars.py up`)")
     return [f"TARS server: {local} (health: {local}/health)",
             f"  Dashboard:  {dashboard}",
-            f"  Worker:     {worker}",
+            worker,
             f"  Redis:      {safe_url(redis_url)}" + (f" (embedded; its data in {settings.DATA_DIR / 'redis'})"
                                                       if embedded else ""),
             f"  Data:       {settings.DATA_DIR} (the tasks' checkouts in {settings.checkouts_dir})"]
 
 
 def worker_name(process: subprocess.Popen) -> str:
-    """The name start_worker.py gives itself without --name (host.pid): how /health knows `up`'s worker."""
+    """The name start_worker.py gives itself without --name (host.pid, so each of `up`'s workers has its own, and a
+    restarted one a new one): how /health knows `up`'s workers."""
     return f"{socket.gethostname()}.{process.pid}"
 
 
-def serve(settings, with_worker: bool) -> int:
+def serve(settings, workers: int = 0) -> int:
+    """The server; with workers (`up`), that many workers beside it, each started again whenever it exits."""
     import uvicorn
 
     from communication.app import create_app
@@ -428,35 +498,38 @@ def serve(settings, with_worker: bool) -> int:
     warn_about_env_file()
     if settings.ANTHROPIC_API_KEY is None:
         logging.warning("ANTHROPIC_API_KEY is not set: every task will fail at once and calls get one apology. Add "
-                        "it to .env (see env.example) and restart %s.", "`python main_tars.py up`" if with_worker
+                        "it to .env (see env.example) and restart %s.", "`python main_tars.py up`" if workers
                         else "`python main_tars.py` and the workers (`python start_worker.py`)")
     connection, embedded = connect_or_embed(settings.redis_url, settings.DATA_DIR, settings.EMBEDDED_REDIS)
     # What `up` starts, it keeps running: a crashed embedded Redis (its AOF keeps the tasks) or worker comes back.
     redis_keeper = KeepAlive("the embedded Redis", lambda: embedded.start().process,
                              embedded.process) if embedded else None
-    # The worker's warnings about .env and the API key would repeat the server's: it leaves them out.
-    worker_keeper = KeepAlive("the worker", lambda: subprocess.Popen(
-        [sys.executable, str(HERE / "start_worker.py"), "--started-by-up"], cwd=HERE)) if with_worker else None
-    for keeper in (redis_keeper, worker_keeper):
+    # The workers' warnings about .env and the API key would repeat the server's: they leave them out.
+    worker_keepers = [KeepAlive("the worker" if workers == 1 else f"worker {number} of {workers}",
+                                lambda: subprocess.Popen([sys.executable, str(HERE / "start_worker.py"),
+                                                          "--started-by-up"], cwd=HERE))
+                      for number in range(1, workers + 1)]
+    for keeper in [redis_keeper, *worker_keepers]:
         if keeper:
             keeper.start()
-    own_workers = (lambda: [worker_name(w) for w in [worker_keeper.child] if w.poll() is None]) \
-        if worker_keeper else None
-    print("\n".join(start_up_lines(settings, with_worker, embedded.url if embedded else settings.redis_url,
+    own_workers = (lambda: [worker_name(k.child) for k in worker_keepers if k.child.poll() is None]) \
+        if worker_keepers else None
+    print("\n".join(start_up_lines(settings, workers, embedded.url if embedded else settings.redis_url,
                                     bool(embedded))), flush=True)
     try:
         # Open dashboard streams never end by themselves: Ctrl+C closes them after the grace period.
         uvicorn.run(create_app(settings, connection, own_workers), host=settings.HOST, port=settings.PORT,
                     log_level=settings.LOG_LEVEL.lower(), timeout_graceful_shutdown=SERVER_SHUTDOWN_GRACE_SECONDS)
     finally:
-        if worker_keeper:
-            worker = worker_keeper.stop()
-            if worker.poll() is None:
-                worker.terminate()  # warm shutdown: a running task may finish
-                try:
-                    worker.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
+        running = [worker for worker in (keeper.stop() for keeper in worker_keepers) if worker.poll() is None]
+        for worker in running:
+            worker.terminate()  # warm shutdown: a running task may finish
+        deadline = time.monotonic() + 30
+        for worker in running:
+            try:
+                worker.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                worker.kill()
         if redis_keeper:
             redis_keeper.stop()
             embedded.stop()
@@ -508,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = get_settings()
         if args.command in (None, "serve", "up"):
-            return serve(settings, with_worker=args.command == "up")
+            return serve(settings, workers=(args.workers or settings.WORKER_COUNT) if args.command == "up" else 0)
         if args.command == "call":
             from communication.console_phone import run_call
 
@@ -517,6 +590,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_report(args, connect(settings.redis_url))
         if args.command == "budget":
             return run_budget(args, connect(settings.redis_url), settings)
+        if args.command == "workers":
+            return run_workers_command(args, connect(settings.redis_url))
         return run_task_command(args, TaskManager(connect(settings.redis_url), settings))
     except TarsError as exc:
         print(f"error: {exc}", file=sys.stderr)

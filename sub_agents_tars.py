@@ -24,7 +24,7 @@ from rq.job import Job
 
 from communication import spoken
 from communication.spoken import spoken_status
-from core import report, schedules
+from core import pause, report, schedules
 from core.config import Settings
 from core.exceptions import CodeRejected, TarsError, TaskNotFound
 from core.plans import docstring_section
@@ -424,6 +424,37 @@ class VoiceFunctions:
             return str(exc)
         return spoken.task_state(status.task_id, status.status)
 
+    # --- pause and resume (core/pause.py) ------------------------------------------------
+    @voice_function
+    def pause_work(self, task_id: str | None = None) -> str:
+        """Pause work. Without task_id: all of it (no new task starts; running tasks stop at their next step and
+        wait, their time limit not counting, until resumed). With task_id: only that running task.
+
+        Args:
+            task_id: only this task (the id as heard, even partial); omit to pause all the work
+        """
+        try:
+            if task_id is None or not str(task_id).strip():
+                return spoken.workers_switched(True, pause.pause_workers(self.tasks.redis))
+            return spoken.task_paused(self.tasks.pause(self.resolve_task_id(task_id)).task_id)
+        except TarsError as exc:
+            return str(exc)
+
+    @voice_function
+    def resume_work(self, task_id: str | None = None) -> str:
+        """Resume paused work. Without task_id: all of it (queued tasks start, paused ones go on). With task_id: only
+        that task, paused on its own.
+
+        Args:
+            task_id: only this task (the id as heard, even partial); omit to resume all the work
+        """
+        try:
+            if task_id is None or not str(task_id).strip():
+                return spoken.workers_switched(False, pause.resume_workers(self.tasks.redis))
+            return spoken.task_resumed(self.tasks.resume(self.resolve_task_id(task_id)))
+        except TarsError as exc:
+            return str(exc)
+
     # --- the task's branch ---------------------------------------------------------
     @voice_function
     def rollback_coding_task(self, task_id: str | None = None,
@@ -496,6 +527,8 @@ start it ("tonight at two", "in an hour"), pass start_at or start_in; the owner 
 - For anything else (the weather, a question, small talk) just answer; you cannot look things up.
 - When a task is waiting for a confirmation code and the owner says a code, call \
 submit_background_confirmation with it.
+- When the owner says to pause, hold or stop for now (all the work, or one task), call pause_work; when they \
+say to go on, resume_work. A pause keeps the work; cancel_coding_task throws the task away.
 - Every task works on its own branch. The owner can have an ended task merged, rolled back to a checkpoint \
 or discarded; discarding needs the owner's yes first.
 Call the owner "sir" now and then, dry wit allowed."""

@@ -12,8 +12,8 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from communication.deps import (TASK_ID, StartBody, authenticated_body, body_schema, confirm_answer, get_tasks, parse,
-                                report_answer, start_answer, status_json, task_id_of)
-from core import budget
+                                report_answer, start_answer, status_json, task_id_of, workers_switch)
+from core import budget, pool
 from core.task_manager import TaskManager
 
 router = APIRouter()
@@ -97,3 +97,33 @@ def clear_daily_budget(_: Body, tasks: Tasks):
     """Drop the override: DAILY_BUDGET_USD counts again (tasks it held start if it allows them)."""
     state, released = budget.change(tasks.redis, tasks.settings, None, clear=True)
     return {**state.to_dict(), "released": released}
+@router.post("/api/tasks/{task_id}/pause", responses={401: {}, 404: {}, 409: {}})
+def pause_task(task_id: str, _: Body, tasks: Tasks):
+    """Pause one running task on its own: it stops at its next step and waits, its runtime clock stopped, until
+    resumed (409 when it has not started yet or has ended)."""
+    return status_json(tasks.pause(task_id_of(task_id)))
+
+
+@router.post("/api/tasks/{task_id}/resume", responses={401: {}, 404: {}, 409: {}})
+def resume_task(task_id: str, _: Body, tasks: Tasks):
+    """Let a task paused on its own go on (409 when it is not paused on its own)."""
+    return status_json(tasks.resume(task_id_of(task_id)))
+
+
+@router.get("/api/workers", responses={401: {}})
+def list_workers(_: Body, tasks: Tasks):
+    """Whether every worker is paused, each worker (name, state idle/busy/paused, current_task, capabilities, host,
+    pid...) and the queue length."""
+    return pool.overview(tasks.redis)
+
+
+@router.post("/api/workers/pause", responses={401: {}})
+def pause_workers(_: Body, tasks: Tasks):
+    """Pause every worker: no new task starts, and running tasks wait at their next step. {paused, changed, detail}"""
+    return workers_switch(tasks, True)
+
+
+@router.post("/api/workers/resume", responses={401: {}})
+def resume_workers(_: Body, tasks: Tasks):
+    """Resume every worker: queued tasks start and paused ones go on. {paused, changed, detail}"""
+    return workers_switch(tasks, False)

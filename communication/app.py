@@ -14,20 +14,18 @@ from typing import Callable
 import redis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from rq import Queue, Worker
 
 from communication.api import router
 from communication.digest import DigestSender
 from communication.dashboard import router as dashboard_router
 from communication.twilio_media_streams import VoiceHub
 from communication.twilio_media_streams import router as voice_router
-from core import capabilities, sandbox
+from core import pool, sandbox
 from core.config import Settings
 from core.defaults import QUEUE_NAME
 from core.exceptions import (GitError, InvalidBudget, InvalidGoal, InvalidPriority, InvalidProjectPath,
-                             InvalidReportPeriod, InvalidSchedule, MergeBlocked,
-                             MergeConflict, NoSuchCheckpoint, NotAwaitingConfirmation, TarsError, TaskNotActive,
-                             TaskNotFound)
+                             InvalidReportPeriod, InvalidSchedule, MergeBlocked, MergeConflict, NoSuchCheckpoint,
+                             NotAwaitingConfirmation, PauseRefused, TarsError, TaskNotActive, TaskNotFound)
 from core.redis_conn import probe_client
 from core.task_manager import TaskManager
 
@@ -39,6 +37,7 @@ HTTP_STATUS: dict[type[TarsError], int] = {
     TaskNotFound: 404,
     TaskNotActive: 409,             # it has already ended (cancel, confirm) or is still running (retry, branch)
     NotAwaitingConfirmation: 409,
+    PauseRefused: 409,              # not started yet, ended, or not paused on its own
     GitError: 409,                  # no checkout any more, on another machine, a rejected push...
     InvalidGoal: 422,
     InvalidProjectPath: 422,
@@ -48,6 +47,10 @@ HTTP_STATUS: dict[type[TarsError], int] = {
     InvalidBudget: 422,
     InvalidReportPeriod: 422,
 }
+
+
+HEALTH_WORKER_FIELDS = ("name", "state", "current_task", "capabilities")
+"""What /health tells of each worker (the dashboard's list has more: host, pid, liveness)."""
 
 
 async def refusal(request: Request, exc: TarsError) -> JSONResponse:
@@ -104,18 +107,22 @@ def create_app(settings: Settings, connection: redis.Redis,
     @app.get("/health")
     def health() -> dict:
         """Unauthenticated liveness: Redis reachable, workers registered, workers this server started that have not
-        registered yet (`starting`: `up`'s worker in its first seconds), queue length, the sandbox a worker on
-        this machine puts the model's commands in (core/sandbox.py status_line), and whether this server holds the
-        Discord bot's connection (connected, connecting, standby: another server holds it; off: no bot)."""
+        registered yet (`starting`: `up`'s workers in their first seconds), queue length, the sandbox a worker on
+        this machine puts the model's commands in (core/sandbox.py status_line), whether this server holds the
+        Discord bot's connection (connected, connecting, standby: another server holds it; off: no bot), whether
+        every worker is paused, and each worker (`pool`: name, state idle/busy/paused, current_task, capabilities;
+        core/pool.py)."""
         try:
             probe.ping()  # one try: "degraded" must come at once, not after the outage retry
         except redis.RedisError as exc:
             return {"status": "degraded", "redis": False, "error": exc.__class__.__name__}
-        queue = Queue(QUEUE_NAME, connection=connection)
-        registered = {worker.name for worker in Worker.all(queue=queue)}
+        view = pool.overview(connection)
+        registered = {worker["name"] for worker in view["workers"]}
         starting = [name for name in (own_workers() if own_workers else []) if name not in registered]
         return {"status": "ok", "redis": True, "workers": len(registered), "starting": len(starting),
-                "queue_length": sum(q.count for q in capabilities.tars_queues(connection)), "sandbox": contained, "discord": bot.state if bot else "off"}
+                "queue_length": view["queue_length"], "sandbox": contained, "discord": bot.state if bot else "off",
+                "paused": view["paused"], "pool": [{field: worker[field] for field in HEALTH_WORKER_FIELDS}
+                                                   for worker in view["workers"]]}
 
     probe = probe_client(connection)
     contained = sandbox.status_line(settings.SANDBOX, settings.SANDBOX_NETWORK != "off")

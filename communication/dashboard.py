@@ -1,5 +1,6 @@
-"""The web dashboard `python main_tars.py` serves at /: tasks live, one task's timeline, start/cancel/retry/confirm,
-and the Report page (#/report: core/report.py's numbers, tasks and cost per day as plain SVG charts).
+"""The web dashboard `python main_tars.py` serves at /: tasks live, one task's timeline, start/cancel/retry/confirm/
+pause, the workers (with one switch that pauses them all), and the Report page (#/report: core/report.py's numbers,
+tasks and cost per day as plain SVG charts).
 
 Plain HTML/CSS/JS from communication/static (no build step, nothing from a CDN). Access is one password
 (DASHBOARD_PASSWORD): a login sets the HttpOnly, SameSite=Strict cookie `tars_session`, whose random token names a
@@ -38,18 +39,16 @@ import redis
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
-from rq import Queue, Worker
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from communication.deps import (LOGIN_COOKIE, DashboardLogin, StartBody, body_schema, confirm_answer,
                                 dashboard_csrf, dashboard_login, get_tasks, load_login, parse, read_body,
-                                report_answer, same_origin, start_answer, status_json, task_id_of)
-from core import budget, capabilities, event_log, git_workspace, keys, task_states
+                                report_answer, same_origin, start_answer, status_json, task_id_of, workers_switch)
+from core import budget, capabilities, event_log, git_workspace, keys, pool, task_states
 from core.config import Settings
 from core.confirmations import pending_request
-from core.defaults import QUEUE_NAME
 from core.exceptions import TaskNotFound
 from core.task_manager import TaskManager, TaskStatus
 
@@ -246,44 +245,8 @@ def _status(tasks: TaskManager, task_id: str) -> TaskStatus:
     return tasks.status(task_id_of(task_id))
 
 
-def workers_overview(connection: redis.Redis) -> dict:
-    """RQ's workers on the TARS queue with their TARS liveness (host, pid, the task running), and the queue length."""
-    queue = Queue(QUEUE_NAME, connection=connection)
-    found = sorted(Worker.all(queue=queue), key=lambda w: w.name)
-    with connection.pipeline(transaction=False) as pipe:
-        for worker in found:
-            pipe.hgetall(keys.worker_alive(worker.name))
-        alive = pipe.execute() if found else []
-    workers = []
-    for worker, raw in zip(found, alive):
-        live = {k.decode(): v.decode("utf-8", "replace") for k, v in raw.items()}
-        heartbeat = worker.last_heartbeat.replace(tzinfo=timezone.utc).timestamp() if worker.last_heartbeat else None
-        workers.append({
-            "name": worker.name, "state": str(getattr(worker.get_state(), "value", worker.get_state())),
-            "current_task": worker.get_current_job_id() or live.get("task_id") or None,
-            "host": live.get("host") or worker.hostname, "pid": _int(live.get("pid")) or worker.pid,
-            "horse_pid": _int(live.get("horse_pid")) or None, "alive": bool(live),
-            "capabilities": [c for c in live.get("capabilities", "").split(",") if c],
-            "last_seen": _float(live.get("seen")) or heartbeat})
-    return {"workers": workers, "queue_length": sum(q.count for q in capabilities.tars_queues(connection))}
-
-
-def _int(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _float(value) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def overview(tasks: TaskManager) -> dict:
-    return {"tasks": [task_dict(s) for s in tasks.list(limit=OVERVIEW_TASKS)], **workers_overview(tasks.redis),
+    return {"tasks": [task_dict(s) for s in tasks.list(limit=OVERVIEW_TASKS)], **pool.overview(tasks.redis),
             "budget": budget.current(tasks.redis, tasks.settings).to_dict()}  # its banner when spent
 
 
@@ -309,7 +272,7 @@ def task_status(task_id: str, _: LoggedIn, tasks: Tasks):
         request = pending_request(tasks.redis, status.task_id)
         if request:
             pending = {"command": request.get("command", status.confirmation_command),
-                       "reason": request.get("reason", ""), "attempts_left": _int(request.get("attempts_left"))}
+                       "reason": request.get("reason", ""), "attempts_left": pool.as_int(request.get("attempts_left"))}
     return {**task_dict(status), "pending_confirmation": pending}
 
 
@@ -393,7 +356,7 @@ def _fingerprint(view: dict) -> str:
     """The overview without what changes by itself (ages, heartbeats): a change in it is news."""
     steady = {"tasks": [{k: v for k, v in t.items() if k != "age_seconds"} for t in view["tasks"]],
               "workers": [{k: v for k, v in w.items() if k != "last_seen"} for w in view["workers"]],
-              "queue_length": view["queue_length"],
+              "queue_length": view["queue_length"], "paused": view["paused"],
               "budget": {k: view["budget"][k] for k in ("daily_usd", "exhausted", "held")}}  # not the spend's cents
     return json.dumps(steady, sort_keys=True, default=str)
 
@@ -440,15 +403,28 @@ async def _overviews(request: Request, tasks: TaskManager) -> AsyncIterator[str]
 @router.get("/dashboard/api/overview/stream", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}, 401: {}, 404: {}})
 async def overview_stream(request: Request, _: LoggedIn, tasks: Tasks):
-    """Server-Sent Events: `event: overview` with {tasks: the 20 latest, workers, queue_length, budget} at once, then
-    whenever it changes (checked every second) and at least every 15 s."""
+    """Server-Sent Events: `event: overview` with {tasks: the 20 latest, workers, queue_length, paused,
+    paused_since, budget} at once, then whenever it changes (checked every second) and at least every 15 s."""
     return _event_stream(_overviews(request, tasks))
 
 
 @router.get("/dashboard/api/workers", responses={401: {}, 404: {}})
 def workers(_: LoggedIn, tasks: Tasks):
-    """The workers (name, state, current task, host, pid...) and the queue length."""
-    return workers_overview(tasks.redis)
+    """Whether every worker is paused, the workers (name, state idle/busy/paused, current task, capabilities, host,
+    pid...) and the queue length (core/pool.py)."""
+    return pool.overview(tasks.redis)
+
+
+@router.post("/dashboard/api/workers/pause", responses={401: {}, 403: {}, 404: {}})
+def pause_workers(_: Csrf, tasks: Tasks):
+    """Pause every worker: no new task starts, and running tasks wait at their next step. {paused, changed, detail}"""
+    return workers_switch(tasks, True)
+
+
+@router.post("/dashboard/api/workers/resume", responses={401: {}, 403: {}, 404: {}})
+def resume_workers(_: Csrf, tasks: Tasks):
+    """Resume every worker: queued tasks start and paused ones go on. {paused, changed, detail}"""
+    return workers_switch(tasks, False)
 
 
 @router.get("/dashboard/api/report", responses={401: {}, 404: {}, 422: {}})
@@ -468,6 +444,19 @@ def start_task(_: Csrf, body: Body, tasks: Tasks):
 def cancel_task(task_id: str, _: Csrf, tasks: Tasks):
     """Cancel a queued or running task (waits a few seconds for it to stop); its status."""
     return task_dict(tasks.cancel(task_id_of(task_id)))
+
+
+@router.post("/dashboard/api/tasks/{task_id}/pause", responses={401: {}, 403: {}, 404: {}, 409: {}})
+def pause_task(task_id: str, _: Csrf, tasks: Tasks):
+    """Pause one running task on its own (it stops at its next step); its status. 409 when it has not started yet
+    or has ended."""
+    return task_dict(tasks.pause(task_id_of(task_id)))
+
+
+@router.post("/dashboard/api/tasks/{task_id}/resume", responses={401: {}, 403: {}, 404: {}, 409: {}})
+def resume_task(task_id: str, _: Csrf, tasks: Tasks):
+    """Let a task paused on its own go on; its status. 409 when it is not paused on its own."""
+    return task_dict(tasks.resume(task_id_of(task_id)))
 
 
 @router.post("/dashboard/api/tasks/{task_id}/retry", status_code=201,

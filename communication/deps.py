@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from communication.notifier import verify
 from communication.spoken import spoken_status
-from core import keys, plans, report, schedules
+from core import keys, pause, plans, report, schedules
 from core.config import Settings
 from core.exceptions import CodeRejected, TaskNotFound
 from core.task_manager import TaskManager, TaskStatus
@@ -161,6 +161,12 @@ def confirm_answer(tasks: TaskManager, task_id: str, code: str | int, accepted: 
         return JSONResponse({"status": "rejected", "task_id": task_id, "attempts_left": exc.attempts_left,
                              "detail": str(exc)}, status_code=403)
     return {"status": "accepted", "task_id": task_id, "detail": accepted.format(task_id=task_id)}
+
+
+def workers_switch(tasks: TaskManager, paused: bool) -> dict:
+    """Pause (paused=True) or resume every worker (core/pause.py): {paused, changed, detail: the sentence}."""
+    changed = pause.pause_workers(tasks.redis) if paused else pause.resume_workers(tasks.redis)
+    return {"paused": paused, "changed": changed, "detail": pause.switched(paused, changed)}
 
 
 # --- the dashboard (communication/dashboard.py): its login cookie and the CSRF token -----------------------------

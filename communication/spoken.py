@@ -38,6 +38,7 @@ SPOKEN_STATUS = {
     "scheduled": "is scheduled",
     "running": "is running",
     "awaiting_confirmation": "is waiting for your confirmation code",
+    "paused": "is paused",
     "complete": "is complete",
     "failed": "failed",
     "timeout": "ran out of time",
@@ -48,6 +49,9 @@ ENDINGS = {"complete": "Task {id} is complete, sir.",
            "failed": "Task {id} failed, sir: {reason}.",
            "timeout": "Task {id} ran out of time, sir."}
 """What the call that started a task hears when it ends, by outcome (a cancel is not announced)."""
+
+PAUSED_BY = {"workers": "with all the work", "task": "on its own", "plan": "with its plan"}
+"""How a paused task is paused (TaskStatus.paused_by, core/pause.py): 'Task a7f3 is paused with all the work.'"""
 
 NO_TASKS = "There are no tasks yet."
 
@@ -68,6 +72,8 @@ def spoken_status(status: TaskStatus, part: str | None = None) -> str:
         sentence += f" to start {schedules.when_text(datetime.fromisoformat(status.scheduled_for))}"
     elif status.status == "awaiting_confirmation" and status.confirmation_command:
         sentence += f" to run {status.confirmation_command}"
+    elif status.status == "paused" and status.paused_by in PAUSED_BY:
+        sentence += f" {PAUSED_BY[status.paused_by]}"
     elif status.reason and status.status in ("failed", "timeout"):
         sentence += f". {status.reason.rstrip('.')}"
     elif status.status == "complete" and status.result and status.result.get("summary"):
@@ -148,6 +154,25 @@ def plan_fallback_sentence(task_id: str, reason: str) -> str:
     reason = reason.strip().rstrip(".")
     return f"Sir, task {task_id} runs as one task instead of a plan: {reason}." if reason else \
         f"Sir, task {task_id} runs as one task instead of a plan."
+
+
+def workers_switched(paused: bool, changed: bool) -> str:
+    """Pausing (paused=True) or resuming all the work, heard (core/pause.switched says it in writing)."""
+    if paused:
+        return ("All work is paused, sir: no new task starts, and running tasks stop at their next step until you "
+                "say resume.") if changed else "All work was already paused, sir."
+    return "Work resumes, sir: queued tasks start and paused ones go on." if changed else "Work was not paused, sir."
+
+
+def task_paused(task_id: str) -> str:
+    return f"Task {task_id} pauses at its next step, sir, until you say resume."
+
+
+def task_resumed(status: TaskStatus) -> str:
+    """A task paused on its own let go; all the work may still be paused."""
+    if status.status == "paused":
+        return f"Task {status.task_id} is no longer paused on its own, sir, but all the work still is."
+    return f"Task {status.task_id} goes on, sir."
 
 
 def code_received(task_id: str) -> str:

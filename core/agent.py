@@ -100,6 +100,11 @@ class LoopHooks:
     def after_turn(self, usage: Usage, files_changed: list[str]) -> None:
         """After each model answer: the usage so far and the files the editor changed so far (live figures)."""
 
+    def hold(self) -> float:
+        """At each step boundary (before a model call or a command): wait while the owner has paused the work, and
+        return the seconds waited (none of it counts as runtime). A cancel ends the wait: the loop then stops."""
+        return 0.0
+
     def scrub(self, text: str) -> str:
         """Tool output before the model sees it: known secret values removed."""
         return text
@@ -130,7 +135,10 @@ class Agent:
         self.tests_passed: bool | None = None
         self.test_command: str | None = None
         self._started = time.monotonic()
-        self._paused = 0.0
+        self._paused = 0.0  # off the runtime clock: waiting for the owner's code, or held by the owner's pause
+        # How much of it the runtime may skip: RQ's hard job timeout leaves room for max_paused_seconds of waiting
+        # for codes; a hold stops that timeout too (WorkerHooks.hold), so its whole time is added here.
+        self._pause_allowance = self.config.max_paused_seconds
         self._last_actions: list[str] = []
         self._failed_claims: list[str] = []  # the worker's failing test output after each "done", in a row
         self._syntax_told = ""  # the syntax errors the model was last told of (the same again: taken as meant)
@@ -182,9 +190,16 @@ class Agent:
 
     # --- limits and ending ---------------------------------------------------
     def elapsed(self) -> float:
-        return time.monotonic() - self._started - min(self._paused, self.config.max_paused_seconds)
+        return time.monotonic() - self._started - min(self._paused, self._pause_allowance)
+
+    def _hold(self) -> None:
+        """A step boundary: wait here while the owner has paused the task or every worker (core/pause.py)."""
+        held = self.hooks.hold()
+        self._paused += held
+        self._pause_allowance += held
 
     def _check_limits(self, before: str = "model call") -> None:
+        self._hold()
         if self.hooks.cancelled.is_set():
             raise Cancelled("The task was cancelled.")
         if self.elapsed() >= self.config.max_runtime_seconds:

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import signal
 import socket
 import threading
 import time
@@ -26,8 +27,8 @@ import redis
 from rq import Retry, get_current_job
 from rq.timeouts import JobTimeoutException
 
-from core import (budget, command_policy, event_log, git_workspace, history, keys, project_env, retries, sandbox,
-                  task_states)
+from core import (budget, command_policy, event_log, git_workspace, history, keys, pause, project_env, retries,
+                  sandbox, task_states)
 from core import confirmations
 from core.agent import Agent, AgentConfig, AgentResult, LoopHooks
 from core.config import Settings, env_file, get_settings, setting_names
@@ -502,6 +503,31 @@ class WorkerHooks(LoopHooks):
         self.ctx.update_meta(usage=usage.as_dict(), cost_usd=cost, files_changed=files_changed)
         budget.add_spend(self.ctx.redis, cost - self.counted)
         self.counted = cost
+
+    def hold(self) -> float:
+        """Wait while the owner has paused every worker, this task or its plan (core/pause.py): meta says `paused` and
+        the timeline says why; RQ's hard job timeout stops meanwhile (its alarm, put back after), and so does the
+        worker's own watch on it (core/worker.py reads paused_at and paused_seconds). A cancel ends the wait."""
+        ctx, parent = self.ctx, self.ctx.meta.get("parent")
+        if not pause.holds(ctx.redis, ctx.task_id, parent):
+            return 0.0
+        by = pause.BY_WORKERS if pause.workers_paused(ctx.redis) else \
+            pause.BY_TASK if ctx.redis.exists(keys.task_pause(ctx.task_id)) else pause.BY_PLAN
+        ctx.update_meta(paused=True, paused_at=time.time())
+        self.event("paused", f"Paused before its next step: {pause.WHY[by]}. Resume with: "
+                             f"{pause.resume_hint(ctx.task_id, by, parent)}", paused_by=by)
+        alarm = signal.alarm(0) if hasattr(signal, "alarm") else 0  # RQ's hard timeout (UnixSignalDeathPenalty)
+        try:
+            held = pause.wait(ctx.redis, lambda client: pause.holds(client, ctx.task_id, parent),
+                              self.cancelled.is_set, channels=(keys.task_control(ctx.task_id),))
+        finally:
+            if alarm:
+                signal.alarm(alarm)
+            ctx.update_meta(paused=False, paused_at=None,
+                            paused_seconds=round(float(ctx.meta.get("paused_seconds") or 0) + held, 3))
+        if not self.cancelled.is_set():
+            self.event("resumed", f"Resumed after {task_states.duration_text(held)} paused", seconds=round(held, 3))
+        return held
 
     def gate(self, command: str) -> str | None:
         decision = self.check(command)

@@ -171,6 +171,11 @@ class Settings(BaseSettings):
     PORT: int = Field(8000, ge=1, le=65535)
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # --- the worker pool of `python main_tars.py up` ----------------------
+    WORKER_COUNT: int = Field(1, ge=1, description=(
+        "How many workers `python main_tars.py up` runs and keeps running beside the server (`up --workers N` says "
+        "it for one start); each runs one task at a time. At least 1."))
+
     @field_validator("LOG_LEVEL", mode="before")
     @classmethod
     def _upper(cls, value):
@@ -392,8 +397,10 @@ RENAMED_SETTINGS: dict[str, tuple[str | None, str]] = {
     "AUTO_COMMIT_PER_STEP": (None, "every step is committed as a checkpoint on the task's own branch tars/<id>, "
                                    "always"),
     "COMMIT_MESSAGE_PREFIX": (None, "checkpoints are named tars(<id>): <step>"),
-    "MAX_BACKGROUND_TASKS": (None, "a worker runs one task at a time: start more workers (python start_worker.py)"),
-    "WORKER_POOL_SIZE": (None, "a worker runs one task at a time: start more workers (python start_worker.py)"),
+    "MAX_BACKGROUND_TASKS": ("WORKER_COUNT", "a worker runs one task at a time: main_tars.py up runs WORKER_COUNT of "
+                                   "them (or start more: python start_worker.py)"),
+    "WORKER_POOL_SIZE": ("WORKER_COUNT", "a worker runs one task at a time: main_tars.py up runs WORKER_COUNT of "
+                                   "them (or start more: python start_worker.py)"),
     "TARGET_PHONE_NUMBER": ("OWNER_PHONE_NUMBERS", "E.164 numbers, comma-separated: only they may call"),
     "ALLOW_UNKNOWN_CALLERS": (None, "only OWNER_PHONE_NUMBERS may call; anyone else hears one sentence"),
     "WEBHOOK_BASE_URL": ("PUBLIC_BASE_URL", "the https:// address Twilio (and n8n) reach TARS at"),

@@ -63,6 +63,10 @@ WORKER_ALIVE_TTL_SECONDS = 15
 WORKER_ALIVE_REFRESH_SECONDS = 5
 """How often a worker refreshes its liveness hash (from a thread, so a long task never starves it)."""
 
+PAUSE_CHECK_SECONDS = 1.0
+"""A paused worker or task reads its pause keys this often besides being woken by a resume (a publish can be lost),
+and notices a cancel or a stop request as often."""
+
 REAPER_INTERVAL_SECONDS = 10
 """How often the reaper leader looks for running tasks whose worker is dead (owner told within ~30 s)."""
 

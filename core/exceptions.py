@@ -154,6 +154,11 @@ class NotAwaitingConfirmation(TarsError):
     """The task is not waiting for a confirmation code now."""
 
 
+class PauseRefused(TarsError):
+    """A task cannot be paused or resumed on its own now (not started yet, ended, or not paused on its own): the
+    message says what to do instead (core/pause.py)."""
+
+
 # --- the task's git checkout (core/git_workspace.py) ---
 
 class GitError(TarsError):

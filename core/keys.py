@@ -115,6 +115,21 @@ UNDELIVERED_TASKS = "tars:delivery:pending"
 every endpoint has its ending (or the events expired). A reader started after a crash finds its work here."""
 
 
+WORKERS_PAUSED = "tars:workers:paused"
+"""Set (to the time asked) while the owner has paused every worker (`workers pause`): no worker takes a new task and
+running tasks wait at their next step. It has no expiry: it lasts until `workers resume`, through restarts."""
+
+
+def task_pause(task_id: str) -> str:
+    """Set (to the time asked) while the owner has paused this task on its own (`task pause`; a planned task's holds
+    its subtasks too); expires with the task's data."""
+    return f"task:{task_id}:pause"
+
+
+PAUSE_CHANNEL = "tars:pause"
+"""Pub/sub wake-up: a pause or resume was just asked; paused workers and tasks read their pause keys again at once."""
+
+
 def task_reaped(task_id: str) -> str:
     """Set once when the reaper or the worker recorded the end of a task its work-horse could not record."""
     return f"task:{task_id}:reaped"

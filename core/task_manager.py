@@ -24,18 +24,18 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
-from core import budget, capabilities, event_log, git_workspace, keys, plans, retries, schedules
+from core import budget, capabilities, event_log, git_workspace, keys, pause, plans, retries, schedules
 from core.config import Settings
 from core.confirmations import close_request, open_request, submit_code
 from core.defaults import (CANCEL_GRACE_SECONDS, CONFIRMATION_ATTEMPTS, GOAL_MAX_CHARS, JOB_TIMEOUT_MARGIN_SECONDS,
                            QUEUE_NAME, RECENT_TASKS_KEPT, RESULT_TTL_SECONDS, TASK_ID_BYTES)
 from core.scrub import Scrubber
-from core.exceptions import (CodeRejected, GitError, InvalidGoal, InvalidProjectPath, TaskNotActive,
+from core.exceptions import (CodeRejected, GitError, InvalidGoal, InvalidProjectPath, PauseRefused, TaskNotActive,
                              TaskNotFound)
 from core.git_workspace import Checkpoint, MergeResult, TaskCheckout
 from core.model import Usage, estimate_cost
 from core.task_states import (ACTIVE, AWAITING_CONFIRMATION, CANCELLED, COMPLETE, ENDING_PHASE, FAILED, NORMAL,
-                               QUEUED, RUNNING, SCHEDULED, outcome_of)
+                               PAUSED, QUEUED, RUNNING, SCHEDULED, outcome_of)
 
 JOB_FUNCTION = "core.background_worker.run_task"
 PLANNED_JOB_FUNCTION = "core.plan_jobs.run_planned_task"  # plans first; runs run_task when it cannot
@@ -54,7 +54,7 @@ WIRE_NAMES = {"call_sid": "session_id"}
 @dataclass
 class TaskStatus:
     task_id: str
-    status: str  # queued | scheduled | running | awaiting_confirmation | complete | failed | timeout | cancelled
+    status: str  # queued | scheduled | running | awaiting_confirmation | paused | complete | failed | timeout | cancelled
     phase: str
     progress: str
     goal: str
@@ -82,6 +82,7 @@ class TaskStatus:
     attempts: int | None = None  # how many attempts it may have, once it was retried (MAX_TASK_RETRIES + 1)
     retry_at: str | None = None  # when its automatic retry is due, while it waits for it
     held: bool = False  # queued, held by the daily budget until it allows again (core/budget.py)
+    paused_by: str | None = None  # while paused: "workers" (every worker is), "task" (on its own) or "plan" (its plan)
 
     @property
     def active(self) -> bool:
@@ -110,8 +111,10 @@ def _recorded_reason(meta: dict) -> str | None:
     return meta.get("progress", "").partition(": ")[2] or None
 
 
-def derive_status(rq_status: JobStatus | None, meta: dict, result: dict | None, cancel_requested: bool) -> str:
-    """The TARS status of a task from what RQ and the worker recorded."""
+def derive_status(rq_status: JobStatus | None, meta: dict, result: dict | None, cancel_requested: bool,
+                  pause_requested: bool = False) -> str:
+    """The TARS status of a task from what RQ and the worker recorded (and whether the owner paused it, core/pause.py:
+    a started task is paused from the moment it is asked, though it stops only at its next step)."""
     if rq_status == JobStatus.SCHEDULED and meta.get("scheduled_for"):  # waiting for its time (core/schedules.py)
         return SCHEDULED
     if rq_status in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.CREATED,
@@ -120,7 +123,9 @@ def derive_status(rq_status: JobStatus | None, meta: dict, result: dict | None, 
     if rq_status == JobStatus.STARTED:
         if outcome_of(meta.get("phase")):  # the loop has ended; RQ records it a moment later
             return outcome_of(meta["phase"])
-        return AWAITING_CONFIRMATION if meta.get("awaiting_confirmation") else RUNNING
+        if meta.get("awaiting_confirmation"):
+            return AWAITING_CONFIRMATION
+        return PAUSED if pause_requested else RUNNING
     if rq_status == JobStatus.FINISHED:
         return (result or {}).get("outcome") or outcome_of(meta.get("phase")) or COMPLETE
     if rq_status == JobStatus.CANCELED:
@@ -405,13 +410,17 @@ class TaskManager:
         job = self._job(task_id)
         return not self._status_of(job).active and job.get_status(refresh=False) != JobStatus.STARTED
 
-    def _status_of(self, job: Job, cancel_requested: bool | None = None) -> TaskStatus:
+    def _status_of(self, job: Job, cancel_requested: bool | None = None, hold: str | None | bool = False
+                   ) -> TaskStatus:
+        """hold: what pauses it (TaskManager._holds), when the caller read it already."""
         meta = job.get_meta(refresh=False) or {}
         rq_status = job.get_status(refresh=False)
         result = job.return_value() if rq_status == JobStatus.FINISHED else None
         if cancel_requested is None:
             cancel_requested = bool(self.redis.exists(keys.task_cancel(job.id)))
-        status = derive_status(rq_status, meta, result, cancel_requested)
+        if hold is False:
+            hold = self._holds([job])[0]
+        status = derive_status(rq_status, meta, result, cancel_requested, hold is not None)
         rows = None
         usage, cost = (result or {}).get("usage") or meta.get("usage"), (result or {}).get("cost_usd",
                                                                                          meta.get("cost_usd"))
@@ -419,6 +428,7 @@ class TaskManager:
             status, result, rows, spent = self._plan_status(job.id, cancel_requested)
             if spent is not None and not (result or {}).get("usage"):  # not ended by its finishing job: so far
                 usage, cost = spent.as_dict(), estimate_cost(self.settings.CLAUDE_MODEL, spent)
+            status = PAUSED if status == RUNNING and hold else status
         reason = (result or {}).get("reason")
         checkout = meta.get("checkout") or {}
         if not reason and status not in ACTIVE and outcome_of(meta.get("phase")):
@@ -432,8 +442,12 @@ class TaskManager:
             progress = note[0].upper() + note[1:]  # "Waiting for a worker with frontend"
         if status == SCHEDULED:
             progress = f"Scheduled to start {schedules.when_text(datetime.fromisoformat(meta['scheduled_for']))}"
-        if rows is not None and status in (QUEUED, RUNNING):
+        if rows is not None and status in (QUEUED, RUNNING, PAUSED):
             progress = plans.blocked_sentence(rows) or plans.plan_summary(rows)
+        if status == QUEUED and hold == pause.BY_WORKERS:
+            progress = pause.QUEUED_NOTE
+        elif status == PAUSED:
+            progress = pause.progress(job.id, bool(meta.get("paused")), hold, meta.get("parent"), progress)
         return TaskStatus(
             task_id=job.id, status=status, phase=meta.get("phase", QUEUED), progress=progress,
             goal=meta.get("goal", ""), project_path=meta.get("project_path", ""),
@@ -452,7 +466,23 @@ class TaskManager:
             attempt=retries.attempt_of(job), attempts=meta.get("attempts"),
             retry_at=_iso(datetime.fromtimestamp(meta["retry_at"], timezone.utc))
             if rq_status == JobStatus.SCHEDULED and isinstance(meta.get("retry_at"), (int, float)) else None,
-            held=bool(meta.get("held")) and status == QUEUED)
+            held=bool(meta.get("held")) and status == QUEUED, paused_by=hold if status == PAUSED else None)
+
+    def _holds(self, jobs: list[Job]) -> list[str | None]:
+        """What pauses each task (core/pause.py): BY_WORKERS, BY_TASK (on its own), BY_PLAN (its plan) or None."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(keys.WORKERS_PAUSED)
+            for job in jobs:
+                pipe.exists(*pause.task_pause_keys(job.id, None))
+                pipe.exists(*pause.task_pause_keys(job.id, (job.meta or {}).get("parent")))
+            found = iter(pipe.execute())
+        by_workers = bool(next(found))
+        holds = []
+        for _ in jobs:
+            alone, with_plan = next(found), next(found)
+            holds.append(pause.BY_WORKERS if by_workers else pause.BY_TASK if alone else
+                         pause.BY_PLAN if with_plan else None)
+        return holds
 
     def _plan_status(self, task_id: str, cancel_requested: bool) -> tuple[str, dict | None, list[dict], Usage | None]:
         """(status, result, subtask rows, plan_usage) of a planned task whose planning job ended: its finishing job's
@@ -516,7 +546,7 @@ class TaskManager:
             for job in jobs:
                 pipe.exists(keys.task_cancel(job.id))
             cancels = pipe.execute() if jobs else []
-        return [self._status_of(job, bool(cancel)) for job, cancel in zip(jobs, cancels)]
+        return [self._status_of(job, bool(cancel), hold) for job, cancel, hold in zip(jobs, cancels, self._holds(jobs))]
 
     # --- cancel -------------------------------------------------------------------
     def cancel(self, task_id: str, wait: float = CANCEL_GRACE_SECONDS) -> TaskStatus:
@@ -591,6 +621,35 @@ class TaskManager:
                 self.cancel(task_id, wait=max(0.5, deadline - time.monotonic()))
             except (TaskNotActive, TaskNotFound):
                 pass
+
+    # --- pause and resume one task (core/pause.py; every worker: pause.pause_workers) ---------------------------
+    def pause(self, task_id: str | None) -> TaskStatus:
+        """Pause one started task on its own: it stops at its next step boundary and waits there, its runtime clock
+        stopped, until resume(); a cancel still ends it. A planned task's pause holds its subtasks."""
+        job = self._job(task_id)
+        status = self._status_of(job)
+        if not status.active:
+            raise PauseRefused(f"Task {job.id} has already ended ({status.status}), so there is nothing to pause.")
+        if status.status == QUEUED:
+            raise PauseRefused(f"Task {job.id} has not started yet, so it cannot be paused on its own: cancel it, or "
+                               f"pause every worker (python main_tars.py workers pause) to keep it from starting.")
+        pause.pause_task(self.redis, job.id)
+        return self._status_of(job)
+
+    def resume(self, task_id: str | None) -> TaskStatus:
+        """Let a task paused on its own go on from the step it stopped at."""
+        job = self._job(task_id)
+        status = self._status_of(job)
+        if not status.active:
+            raise PauseRefused(f"Task {job.id} has already ended ({status.status}), so there is nothing to resume.")
+        if not pause.resume_task(self.redis, job.id):
+            if status.paused_by == pause.BY_WORKERS:
+                raise PauseRefused(f"Task {job.id} is not paused on its own: every worker is paused. Resume them "
+                                   f"with: {pause.RESUME_WORKERS}")
+            if status.paused_by == pause.BY_PLAN:
+                raise PauseRefused(f"Task {job.id} is paused with its plan: resume task {status.parent}.")
+            raise PauseRefused(f"Task {job.id} is not paused.")
+        return self._status_of(job)
 
     # --- retry --------------------------------------------------------------------
     def retry(self, task_id: str, call_sid: str | None = None) -> str:

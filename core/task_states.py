@@ -2,7 +2,7 @@
 the mappings between them. Every other module imports these names; the dashboard gets them from the server.
 
 - A *status* is what the owner asks about: queued (or scheduled: waiting for its start time), running,
-  awaiting_confirmation while it is active, then how it ended. The ended statuses are the *outcomes*: complete, failed, timeout, cancelled.
+  awaiting_confirmation or paused while it is active, then how it ended. The ended statuses are the *outcomes*: complete, failed, timeout, cancelled.
 - A *phase* is what the worker records as it goes (planning, coding, testing, fixing) and, at the end, the phase of
   the outcome (ENDING_PHASE). A failed task's phase is "error", the name the original TARS's n8n workflow keys on.
 - A *priority* (high, normal, low) says which of its queues a task waits on: workers take high ones first.
@@ -12,10 +12,12 @@ the mappings between them. Every other module imports these names; the dashboard
 from __future__ import annotations
 
 QUEUED, RUNNING, AWAITING_CONFIRMATION = "queued", "running", "awaiting_confirmation"
+PAUSED = "paused"
+"""A started task the owner paused, on its own or with every worker (core/pause.py): it waits at its next step."""
 COMPLETE, FAILED, TIMEOUT, CANCELLED = "complete", "failed", "timeout", "cancelled"
 SCHEDULED = "scheduled"  # started for later (core/schedules.py): RQ's scheduler queues it at its time
 
-ACTIVE = (QUEUED, SCHEDULED, RUNNING, AWAITING_CONFIRMATION)
+ACTIVE = (QUEUED, SCHEDULED, RUNNING, AWAITING_CONFIRMATION, PAUSED)
 """The statuses of a task that has not ended."""
 OUTCOMES = (COMPLETE, FAILED, TIMEOUT, CANCELLED)
 """How a task ends; also its status from then on."""
@@ -42,6 +44,8 @@ VERB = {COMPLETE: "complete", FAILED: "failed", TIMEOUT: "timed out", CANCELLED:
 CONFIRMATION_REQUIRED = "confirmation_required"
 CONFIRMATION_KINDS = (CONFIRMATION_REQUIRED, "confirmation_received", "confirmation_refused")
 """The events of a destructive command's confirmation: asked, given, refused."""
+PAUSE_KINDS = ("paused", "resumed")
+"""A task held at a step boundary by the owner's pause (core/pause.py), and going on again."""
 PLAN_KINDS = ("plan", "plan_fallback", "subtask")
 """A planned task's events (core/plan_jobs.py): its plan, shown before work starts; why the goal runs as one task
 instead; a subtask merged, conflicting, failed or retried."""
@@ -51,7 +55,7 @@ when. Not an ending: the task stays queued meanwhile."""
 HELD = "held"
 """The event of a task the daily budget holds (queued, not started) until the next day or a raised budget."""
 EVENT_KINDS = (QUEUED, HELD, "started", "workspace", "planning", *PLAN_KINDS, "file_edit", "command", "command_result",
-               "checkpoint", "checkpoint_failed", "phase", "progress", *CONFIRMATION_KINDS, RETRYING,
+               "checkpoint", "checkpoint_failed", "phase", "progress", *CONFIRMATION_KINDS, *PAUSE_KINDS, RETRYING,
                *ENDING_PHASE.values())
 """Every kind of event TARS records, in the order a task meets them."""
 
@@ -80,6 +84,6 @@ def usd(amount: float) -> str:
 
 def vocabulary() -> dict:
     """What the dashboard's page needs of these names (served with the page, so app.js keeps no copy)."""
-    return {"active": list(ACTIVE), "awaiting_confirmation": AWAITING_CONFIRMATION, "outcomes": list(OUTCOMES),
-            "event_kinds": list(EVENT_KINDS), "ending_kinds": sorted(ENDING_KINDS), "priorities": list(PRIORITIES),
-            "normal_priority": NORMAL}
+    return {"active": list(ACTIVE), "awaiting_confirmation": AWAITING_CONFIRMATION, "paused": PAUSED,
+            "outcomes": list(OUTCOMES), "event_kinds": list(EVENT_KINDS), "ending_kinds": sorted(ENDING_KINDS),
+            "priorities": list(PRIORITIES), "normal_priority": NORMAL}

@@ -10,6 +10,9 @@
 * A Redis outage neither kills the worker nor loses the task: heartbeats ride it out, and the work loop
   starts again instead of quitting.
 * The second SIGTERM/Ctrl+C (cold shutdown) stops the running task and marks it failed.
+* While the owner has paused every worker (core/pause.py) it takes no new task and idles, registered, until resumed;
+  a job it took just as the pause came goes back to the front of its queue. A task held by a pause keeps its horse:
+  RQ's own timeout watch on it leaves the held time out.
 * With RQ's maintenance (at start-up, then hourly) it removes the worktrees of tasks idle for longer than
   WORKTREE_RETENTION_DAYS; a running task's checkout is never touched.
 * It runs RQ's scheduler (start_worker.py: with_scheduler), which queues scheduled tasks at their time
@@ -37,9 +40,9 @@ from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.registry import StartedJobRegistry
 from rq.scheduler import RQScheduler
 from rq.utils import now
-from rq.worker import SpawnWorker, Worker
+from rq.worker import SpawnWorker, Worker, WorkerStatus
 
-from core import budget, capabilities, event_log, git_workspace, keys, plans
+from core import budget, capabilities, event_log, git_workspace, keys, pause, plans
 from core.background_worker import record_abandoned_end
 from core.config import Settings
 from core.redis_conn import Lease, private_client
@@ -166,9 +169,60 @@ class TarsWorkerMixin:
         except Exception:  # recording must never take the worker down
             log.exception("[task %s] could not record the end of its killed work-horse", job.id)
 
+    # --- pause (core/pause.py): no new task starts while every worker is paused ---------------------------
+    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        while True:
+            if timeout is None and pause.workers_paused(self.connection):
+                return None  # a --burst worker (no timeout) ends: it may take nothing now
+            self._wait_while_paused()
+            result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            if result is None or not pause.workers_paused(self.connection):
+                return result
+            self._put_back(*result)
+
+    def _wait_while_paused(self) -> None:
+        if not pause.workers_paused(self.connection):
+            return
+        log.info("Worker %s: paused; no task starts until `%s`", self.name, pause.RESUME_WORKERS)
+        self.set_state(WorkerStatus.SUSPENDED)
+        self.procline("Paused (python main_tars.py workers resume)")
+
+        def stop() -> bool:  # called every PAUSE_CHECK_SECONDS: the worker stays registered and does its upkeep
+            self.heartbeat()
+            if self.should_run_maintenance_tasks:
+                self.run_maintenance_tasks()
+            return self._stop_requested
+
+        pause.wait(self.connection, pause.workers_paused, stop)
+        self.set_state(WorkerStatus.IDLE)
+        log.info("Worker %s: resumed", self.name)
+
+    def _put_back(self, job: Job, queue) -> None:
+        """A job taken just as the workers were paused (this worker was already waiting on its queue) goes back to
+        the front of that queue, as if never taken."""
+        log.info("[task %s] the workers were paused as it was taken: back to the front of %s", job.id, queue.name)
+        with self.connection.pipeline() as pipe:
+            pipe.lrem(queue.intermediate_queue_key, 1, job.id)
+            queue.push_job_id(job.id, pipeline=pipe, at_front=True)
+            pipe.execute()
+
+    def _stretch_for_pause(self, job: Job) -> None:
+        """RQ's worker kills a horse that runs a minute past the job's timeout, and lets its heartbeat lapse: the time
+        the task has spent held by a pause (WorkerHooks.hold) is added to the timeout it checks."""
+        if getattr(self, "_job_timeout", (None,))[0] != job.id:
+            self._job_timeout = (job.id, job.timeout)
+        if not job.timeout or job.timeout < 0:
+            return
+        meta = job.get_meta(refresh=True) or {}
+        held = float(meta.get("paused_seconds") or 0)
+        if meta.get("paused") and meta.get("paused_at"):
+            held += max(0.0, time.time() - float(meta["paused_at"]))
+        job.timeout = int(self._job_timeout[1] + held)
+
     # --- Redis outages -----------------------------------------------------------------------------
     def maintain_heartbeats(self, job: Job, execution: Execution):
         try:
+            self._stretch_for_pause(job)
             super().maintain_heartbeats(job, execution)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("Redis is unreachable (%s); the task goes on and the heartbeat will be sent again", exc)

@@ -403,7 +403,7 @@ def test_every_documented_command_runs_against_a_real_worker(tasks, fake_api, pr
     """One story: two tasks that need a code, the documented commands run at the moments they make sense."""
     task_cmds = unique(c for c in PYTHON_COMMANDS if c.argv[1:3] == ("main_tars.py", "task"))
     by_verb = {verb: [c for c in task_cmds if c.argv[3] == verb] for verb in
-               ("start", "status", "list", "cancel", "confirm", "retry", "log")}
+               ("start", "status", "list", "cancel", "confirm", "retry", "log", "pause", "resume")}
     assert sum(map(len, by_verb.values())) == len(task_cmds), "a task subcommand the check does not run"
     redis_cmds = unique(c for c in COMMANDS if c.program == "redis-cli")
     curl_cmds = unique(c for c in COMMANDS if c.program == "curl")
@@ -443,6 +443,8 @@ def test_every_documented_command_runs_against_a_real_worker(tasks, fake_api, pr
 
     run_all_redis(first, "while a task waits for its code")
     for command in by_verb["status"] + by_verb["list"]:
+        run_task_command(command, first)
+    for command in by_verb["pause"] + by_verb["resume"]:  # it waits for its code: a pause changes nothing yet
         run_task_command(command, first)
     for command in by_verb["start"]:
         run_task_command(command, first)
@@ -618,7 +620,8 @@ def _code_phases() -> set[str]:
 def test_the_state_machine_names_every_status_and_phase():
     machine = doccheck.section(IMPL, "State machine")
     statuses, phases = _code_statuses(), _code_phases()
-    assert statuses == {"queued", "scheduled", "running", "awaiting_confirmation", "complete", "failed", "timeout",
+    assert statuses == {"queued", "scheduled", "running", "awaiting_confirmation", "paused", "complete", "failed",
+                        "timeout",
                         "cancelled"}
     assert {"planning", "coding", "testing", "fixing", "error"} <= phases
     missing = [f"`{word}`" for word in sorted(statuses | phases) if f"`{word}`" not in machine]

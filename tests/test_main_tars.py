@@ -428,3 +428,44 @@ def test_check_command_checks_a_list_of_commands_in_one_process(capsys, monkeypa
     assert [o.get("decision") for o in out] == ["run", "ask", None, None]
     assert out[1] == {"command": "rm -rf x\nls", "decision": "ask", "reason": "`rm` deletes files", "rule": "ask:rm"}
     assert out[2]["line"] == 4 and "JSON string" in out[2]["error"]
+
+
+# --- the workers: their state, pause and resume (core/pause.py, core/pool.py) ------------------------------------
+def test_workers_pause_and_resume_say_what_they_did_and_the_state_shows_it(cli, start_worker, redis_client):
+    calm = cli("workers")
+    assert calm.returncode == 0, calm.stderr
+    assert calm.stdout.splitlines() == ["Workers: working (pause them with: python main_tars.py workers pause)",
+                                        "  No worker is running: start one with python start_worker.py (or run "
+                                        "python main_tars.py up).", "Queue: 0 tasks waiting"]
+
+    paused = cli("workers", "pause")
+    assert paused.stdout.strip() == ("Workers paused: no new task starts, and running tasks wait at their next "
+                                     "step. Resume with: python main_tars.py workers resume")
+    assert cli("workers", "pause").stdout.strip() == "The workers were already paused."
+    assert redis_client.exists("tars:workers:paused")
+    start(cli, "Wait for the workers")
+    worker = start_worker()
+    view = wait_until(lambda: (v := ok_json(cli("workers", "status", "--json")))["workers"] and v, 60,
+                      "the worker registered")
+    assert view["paused"] is True and view["queue_length"] == 1
+    (shown,) = view["workers"]
+    assert shown["state"] == "paused" and shown["current_task"] is None and shown["pid"] == worker.process.pid
+    lines = cli("workers").stdout.splitlines()
+    assert lines[0].startswith("Workers paused since ") and lines[0].endswith(
+        ": no task starts, and running tasks wait at their next step. Resume with: python main_tars.py workers "
+        "resume"), lines
+    assert re.fullmatch(rf"  {re.escape(shown['name'])} +paused", lines[1]), lines
+    assert lines[2] == "Queue: 1 task waiting"
+
+    assert ok_json(cli("workers", "resume", "--json")) == {
+        "paused": False, "changed": True, "detail": "Workers resumed: queued tasks start and paused ones go on."}
+    assert cli("workers", "resume").stdout.strip() == "The workers were not paused."
+
+
+def test_task_pause_is_refused_in_one_line_before_the_task_runs_and_resume_of_one_not_paused(cli):
+    task_id = start(cli, "Not started yet")
+    line = one_line_error(cli("task", "pause", task_id))
+    assert line == (f"error: Task {task_id} has not started yet, so it cannot be paused on its own: cancel it, or "
+                    f"pause every worker (python main_tars.py workers pause) to keep it from starting.")
+    assert one_line_error(cli("task", "resume", task_id)) == f"error: Task {task_id} is not paused."
+    assert one_line_error(cli("task", "pause", "abc999")) == "error: There is no task abc999."

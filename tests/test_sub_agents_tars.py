@@ -120,7 +120,7 @@ def test_the_tools_keep_the_original_names_and_parameters():
     assert set(tools) == {"start_autonomous_coding", "check_coding_progress", "cancel_coding_task",
                           "submit_background_confirmation", "list_coding_tasks",
                           "rollback_coding_task", "merge_coding_task", "discard_coding_task",  # issue 6
-                          "report_on_tasks"}  # issue 17
+                          "report_on_tasks", "pause_work", "resume_work"}  # issue 17
     assert {"goal", "project_path", "verbose_updates", "plan"} <= set(tools["start_autonomous_coding"]["properties"])
     assert tools["submit_background_confirmation"]["required"] == ["confirmation_code"]
     assert tools["cancel_coding_task"]["required"] == ["task_id"]
@@ -382,3 +382,40 @@ def test_the_phone_model_is_told_how_to_say_urgent_and_when():
     assert "'tonight at two' -> '02:00'" in properties["start_at"]["description"]
     assert "'in two hours' -> '2h'" in properties["start_in"]["description"]
     assert "start_at or start_in" in VOICE_SYSTEM_PROMPT
+# --- pause and resume by phone (core/pause.py) --------------------------------------------------------------------
+def test_the_owner_pauses_and_resumes_all_the_work_and_one_task_by_phone(voice, tasks, fake_api, start_worker,
+                                                                          tmp_path, projects):
+    from tests.core.test_pause import running_its_gate
+
+    gate = tmp_path / "gate"
+    fake_api.script([bash(f"until test -e {gate}; do sleep 0.05; done"), text("Done waiting.")])
+    (projects / "gated").mkdir()
+    task_id = started_id(voice.call("start_autonomous_coding", {"goal": "Wait at the gate", "project_path": "gated"}))
+    assert voice.call("pause_work", {"task_id": task_id}) == (
+        f"Task {task_id} has not started yet, so it cannot be paused on its own: cancel it, or pause every worker "
+        f"(python main_tars.py workers pause) to keep it from starting.")
+    worker = start_worker()
+    running_its_gate(gate)
+
+    assert voice.call("pause_work", {}) == ("All work is paused, sir: no new task starts, and running tasks stop at "
+                                            "their next step until you say resume.")
+    assert voice.call("pause_work", {"task_id": None}) == "All work was already paused, sir."
+    assert voice.call("check_coding_progress", {}) == f"Task {task_id} is paused with all the work."
+    assert voice.call("resume_work", {}) == "Work resumes, sir: queued tasks start and paused ones go on."
+    assert voice.call("resume_work", {}) == "Work was not paused, sir."
+
+    spoken_id = " ".join(task_id)  # "a 7 f 3 c 1", as heard
+    assert voice.call("pause_work", {"task_id": spoken_id}) == \
+        f"Task {task_id} pauses at its next step, sir, until you say resume."
+    assert voice.call("check_coding_progress", {"task_id": task_id}) == f"Task {task_id} is paused on its own."
+    voice.call("pause_work", {})
+    assert voice.call("resume_work", {"task_id": task_id}) == \
+        f"Task {task_id} is no longer paused on its own, sir, but all the work still is."
+    assert voice.call("resume_work", {"task_id": task_id}) == (
+        f"Task {task_id} is not paused on its own: every worker is paused. Resume them with: python main_tars.py "
+        f"workers resume")
+    voice.call("resume_work", {})
+    gate.touch()
+    assert wait_until(lambda: tasks.status(task_id).status == "complete", 90, "the task complete"), worker.log
+    assert voice.call("pause_work", {"task_id": task_id}) == (f"Task {task_id} has already ended (complete), so "
+                                                              f"there is nothing to pause.")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -34,8 +36,10 @@ def test_up_runs_everything_on_an_embedded_redis(tars_env, fake_api, tmp_path, c
     try:
         health = wait_until(lambda: (r := httpx.get(f"http://127.0.0.1:{http_port}/health").json())["workers"] and r,
                             what="server and worker", timeout=120, interval=0.2, ignore=(httpx.HTTPError, OSError))
+        (worker,) = health.pop("pool")
         assert health == {"status": "ok", "redis": True, "workers": 1, "starting": 0, "queue_length": 0,
-                          "sandbox": sandbox.status_line(), "discord": "off"}
+                          "sandbox": sandbox.status_line(), "discord": "off", "paused": False}
+        assert worker["state"] == "idle" and worker["current_task"] is None and worker["capabilities"] == []
         assert "started an embedded server" in (tmp_path / "up.log").read_text()
         assert "has no password" not in (tmp_path / "up.log").read_text()  # the embedded server has one
         assert list((tmp_path / "data" / "redis").glob("appendonly*"))
@@ -128,7 +132,9 @@ def test_up_tells_where_the_dashboard_is_warns_about_the_key_and_health_counts_i
     try:
         assert all(a["workers"] + a["starting"] == 1 for a in answers), answers  # never "no worker" meanwhile
         assert answers[-1] == {"status": "ok", "redis": True, "workers": 1, "starting": 0, "queue_length": 0,
-                               "sandbox": sandbox.status_line(), "discord": "off"}
+                               "sandbox": sandbox.status_line(), "discord": "off", "paused": False,
+                               "pool": [{"name": answers[-1]["pool"][0]["name"], "state": "idle",
+                                         "current_task": None, "capabilities": []}]}
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=40)
@@ -148,7 +154,7 @@ def test_the_server_alone_shows_the_dashboards_address_and_no_worker_of_its_own(
     process, answers = run_until_healthy(env, tmp_path / "serve.log", "serve")
     try:
         assert answers[-1] == {"status": "ok", "redis": True, "workers": 0, "starting": 0, "queue_length": 0,
-                               "sandbox": sandbox.status_line(), "discord": "off"}
+                               "sandbox": sandbox.status_line(), "discord": "off", "paused": False, "pool": []}
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=40)
@@ -157,3 +163,44 @@ def test_the_server_alone_shows_the_dashboards_address_and_no_worker_of_its_own(
     assert f"Dashboard:  http://127.0.0.1:{port}/ (log in with DASHBOARD_PASSWORD)" in log, log
     assert "Worker:     none started here: run `python start_worker.py` beside it" in log, log
     assert "ANTHROPIC_API_KEY is not set" not in log and "a-long-passphrase" not in log, log
+
+
+def test_up_runs_a_pool_of_workers_each_named_and_brought_back(tars_env, tmp_path):
+    """`up --workers 2` (over WORKER_COUNT=1): two supervised workers, each in /health under its own name; one that is
+    killed is started again under a new name, beside the other."""
+    env = {**os.environ, **tars_env, "PORT": str(free_ports(1)[0]), "WORKER_COUNT": "1"}
+    log_path = tmp_path / "up.log"
+    process = subprocess.Popen([sys.executable, str(ROOT / "main_tars.py"), "up", "--workers", "2"], cwd=ROOT,
+                               env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+    health = lambda: httpx.get(f"http://127.0.0.1:{env['PORT']}/health").json()  # noqa: E731
+    workers = lambda: [c for c in psutil.Process(process.pid).children()  # noqa: E731
+                       if "start_worker" in " ".join(c.cmdline())]
+    try:
+        answer = wait_until(lambda: (r := health())["workers"] == 2 and r, 120, "two workers registered",
+                            interval=0.2, ignore=(httpx.HTTPError, OSError))
+        assert answer["starting"] == 0 and answer["paused"] is False
+        assert [w["state"] for w in answer["pool"]] == ["idle", "idle"]
+        names = {w["name"] for w in answer["pool"]}
+        assert names == {f"{socket.gethostname()}.{child.pid}" for child in workers()}
+
+        killed, = [child for child in workers() if f"{socket.gethostname()}.{child.pid}" == sorted(names)[0]]
+        killed.kill()
+        back = wait_until(lambda: (r := {w["name"] for w in health()["pool"]}) - names and r, 120,
+                          "a new worker in /health", interval=0.2)
+        (new_name,) = back - names
+        assert sorted(names)[1] in back  # the other one kept working
+        assert {f"{socket.gethostname()}.{child.pid}" for child in workers()} == {new_name, sorted(names)[1]}
+        log = log_path.read_text()
+        assert "Workers:    2, started with the server and kept running" in log, log
+        assert re.search(r"worker [12] of 2 exited \(status -9\); starting it again", log), log
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+
+
+def test_a_pool_of_no_workers_is_refused_in_one_line(tars_env, cli):
+    refused = cli("up", "--workers", "0")
+    assert refused.returncode == 2 and "--workers: must be a whole number of at least 1, not '0'" in refused.stderr
+    setting = cli("up", WORKER_COUNT="0")
+    assert setting.returncode == 1 and setting.stderr.startswith("error: WORKER_COUNT='0' is invalid: Input should be "
+                                                                 "greater than or equal to 1"), setting.stderr

@@ -1,7 +1,8 @@
 /* The TARS dashboard: hash routing (#/ the task list, #/task/<id> one task, #/report the report), two Server-Sent
    Events streams (the overview and one task's timeline), no framework and no build step. An ended task's page has a
    Branch panel: its checkpoints and diffstat, and merge, push, roll back and discard. The report's charts are
-   plain SVG drawn here; a banner says when the daily budget holds new tasks.
+   plain SVG drawn here; a banner says when the daily budget holds new tasks. While every worker is paused a
+   banner on every page says so, with its Resume; the Workers panel pauses them, a task's page pauses that task.
    Every piece of data reaches the page through textContent or attributes, never innerHTML. */
 "use strict";
 
@@ -132,9 +133,35 @@
     liveBadge.textContent = on ? "live" : "reconnecting…";
   }
 
-  // --- the overview stream (tasks, workers, queue), open the whole time -------------------------------------
+  // --- the overview stream (tasks, workers, queue, paused), open the whole time --------------------------------
   let overview = null;
   const overviewListeners = new Set();
+
+  // Every worker paused (core/pause.py): a banner on every page, with its Resume.
+  const bannerResume = h("button", { type: "button", class: "primary", testid: "paused-banner-resume",
+    text: "Resume", onclick: () => switchWorkers(false, bannerResume) });
+  const bannerError = h("span", { class: "error", role: "alert" });
+  const pausedBanner = h("div", { class: "banner paused", role: "status", testid: "paused-banner", hidden: true },
+    h("span", {}, h("strong", { text: "Paused: " }),
+      "no new task starts, and running tasks wait at their next step."), bannerResume, bannerError);
+  app.before(pausedBanner);
+
+  function showPaused(view) {
+    pausedBanner.hidden = !view.paused;
+  }
+
+  async function switchWorkers(paused, button) { // pause (true) or resume every worker; the overview follows
+    button.disabled = true;
+    const answer = await api("POST", paused ? "workers/pause" : "workers/resume");
+    button.disabled = false;
+    bannerError.textContent = answer.ok ? "" : detail(answer);
+    if (answer.ok && overview) {
+      overview.paused = answer.data.paused;
+      showPaused(overview);
+      for (const listener of overviewListeners) listener(overview);
+    }
+    return answer;
+  }
 
   function connectOverview() {
     const source = new EventSource("/dashboard/api/overview/stream");
@@ -147,6 +174,7 @@
       overview.receivedAt = Date.now();
       setLive(true);
       showBudget(overview.budget);
+      showPaused(overview);
       for (const listener of overviewListeners) listener(overview);
     });
     source.onopen = () => setLive(true);
@@ -198,8 +226,11 @@
     const list = h("div", { class: "task-list", testid: "task-list" }, h("p", { class: "empty", text: "Loading…" }));
     const queue = h("span", { class: "big", testid: "queue-length", text: "–" });
     const workerList = h("ul");
+    const workersSwitch = h("button", { type: "button", testid: "workers-switch", text: "Pause all",
+      title: "paused: no new task starts, and running tasks wait at their next step",
+      onclick: () => switchWorkers(!(overview && overview.paused), workersSwitch) });
     const workers = h("section", { class: "card workers", testid: "workers-panel" },
-      h("h2", { text: "Workers" }),
+      h("div", { class: "row" }, h("h2", { text: "Workers" }), workersSwitch),
       h("p", {}, queue, " ", h("span", { class: "muted", text: "task(s) waiting in the queue" })),
       workerList);
     app.replaceChildren(h("div", { class: "grid" },
@@ -241,12 +272,15 @@
         age);
     }
 
-    function worker(item) {
-      const doing = item.current_task ? `working on #${item.current_task}` : item.state;
+    function worker(item) { // its state: idle, busy or paused (core/pool.py)
+      const doing = item.current_task ? `task #${item.current_task}` : "";
       const where = [item.host, item.pid ? `pid ${item.pid}` : ""].filter(Boolean).join(", ");
-      return h("li", {}, h("strong", { text: item.name }), h("br"),
+      const can = (item.capabilities || []).length ? `capabilities: ${item.capabilities.join(", ")}` : "";
+      return h("li", { testid: "worker-row", "data-name": item.name, "data-state": item.state },
+        h("strong", { text: item.name }), " ",
+        h("span", { class: `badge worker-${item.state}`, testid: "worker-state", text: item.state }), h("br"),
         h("span", { class: "muted",
-          text: `${doing}${where ? " — " + where : ""}${item.alive ? "" : " (no liveness)"}` }));
+          text: [doing, where, can, item.alive ? "" : "(no liveness)"].filter(Boolean).join(" — ") }));
     }
 
     function grouped(tasks) { // a plan's subtasks right under it, in the server's order (the plan's)
@@ -265,6 +299,7 @@
       list.replaceChildren(...(view.tasks.length ? grouped(view.tasks)
         : [h("p", { class: "empty", text: "No tasks yet: start one above." })]));
       queue.textContent = String(view.queue_length);
+      workersSwitch.textContent = view.paused ? "Resume all" : "Pause all";
       workerList.replaceChildren(...(view.workers.length ? view.workers.map(worker)
         : [h("li", { class: "muted", text: "No worker is running: start one with python start_worker.py "
           + "(or run python main_tars.py up)." })]));
@@ -320,6 +355,10 @@
       hidden: true, onclick: cancel });
     const retryButton = h("button", { type: "button", testid: "retry-button", text: "Retry", hidden: true,
       onclick: retry });
+    const pauseButton = h("button", { type: "button", testid: "pause-button", text: "Pause", hidden: true,
+      title: "it stops at its next step and waits, its runtime clock stopped", onclick: () => pauseOrResume("pause") });
+    const resumeButton = h("button", { type: "button", class: "primary", testid: "resume-button", text: "Resume",
+      hidden: true, onclick: () => pauseOrResume("resume") });
     const actionError = h("p", { class: "error", role: "alert" });
     // The Branch panel: only once the task has ended and has a branch (core/git_workspace.py).
     let branchLoaded = false, branchSerial = 0;
@@ -378,7 +417,7 @@
           h("dt", { text: "Cost" }), costLine,
           h("dt", { text: "Times" }), times,
           outcomeTerm, outcome, summaryTerm, summary),
-        h("div", { class: "actions" }, cancelButton, retryButton),
+        h("div", { class: "actions" }, pauseButton, resumeButton, cancelButton, retryButton),
         actionError),
       planPanel,
       branchPanel,
@@ -469,6 +508,10 @@
       const active = ACTIVE.has(task.status);
       cancelButton.hidden = !active;
       retryButton.hidden = active;
+      // Paused on its own: Resume here; by every worker: the banner's Resume; with its plan: the plan's page.
+      const paused = task.status === VOCABULARY.paused;
+      pauseButton.hidden = !active || paused || task.status === "queued";
+      resumeButton.hidden = !paused || task.paused_by !== "task";
       branchPanel.hidden = active || !task.branch;
       if (!branchPanel.hidden && !branchLoaded) {
         branchLoaded = true;
@@ -664,6 +707,16 @@
       cancelButton.disabled = false;
       cancelButton.textContent = "Cancel task";
       if (!answer.ok) actionError.textContent = detail(answer);
+      refresh();
+    }
+
+    async function pauseOrResume(action) {
+      actionError.textContent = "";
+      pauseButton.disabled = resumeButton.disabled = true;
+      const answer = await api("POST", `tasks/${id}/${action}`);
+      pauseButton.disabled = resumeButton.disabled = false;
+      if (answer.ok) render({ ...current, ...answer.data });
+      else actionError.textContent = detail(answer);
       refresh();
     }
 

@@ -19,6 +19,7 @@ from playwright.sync_api import Page, expect
 
 from core import budget, history, schedules
 from tests.browser.conftest import DASHBOARD_PASSWORD, DashboardServer, check_png
+from tests.core.test_pause import running_its_gate
 from tests.core.test_report import DAY, summary
 from tests.conftest import TEST_CODE
 from tests.core.test_plan_jobs import script_small_plan
@@ -314,6 +315,14 @@ def test_owner_sees_the_budget_banner_and_the_report_pages_charts(dashboard, red
     budget.set_daily(redis_client, 1.0)
     budget.add_spend(redis_client, 1.5)
 
+def test_owner_pauses_all_work_then_one_task_from_the_page(dashboard, start_worker, fake_api, tasks, tmp_path,
+                                                           new_page):
+    """Pause all in the Workers panel: a banner on every page until its Resume. Then one task from its own page: it
+    stops at its next step (no model request while paused) and goes on from its Resume."""
+    gate = tmp_path / "gate"
+    fake_api.script([bash(f"until test -e {gate}; do sleep 0.05; done"), text("Done.")])
+    task_id = tasks.start("Wait at the gate", project_path="gated")
+    worker = start_worker()
     page = new_page(**DESKTOP)
     page.goto(dashboard.url + "/")
     page.get_by_test_id("login-password").fill(DASHBOARD_PASSWORD)
@@ -349,3 +358,37 @@ def test_owner_sees_the_budget_banner_and_the_report_pages_charts(dashboard, red
     expect(page.get_by_test_id("chart-tasks").locator("text.tick").nth(2)).to_have_text(first_day)
     expect(page.get_by_test_id("report-tasks")).to_have_text("4")
     assert not page.js_errors, page.js_errors
+    running_its_gate(gate)  # the task runs its command: no step boundary until the gate opens
+    row = page.get_by_test_id("worker-row")
+    expect(row).to_have_attribute("data-state", "busy")
+    banner = page.get_by_test_id("paused-banner")
+    expect(banner).to_be_hidden()
+
+    page.get_by_test_id("workers-switch").click()
+    expect(banner).to_be_visible()
+    expect(banner).to_contain_text("no new task starts, and running tasks wait at their next step")
+    expect(page.get_by_test_id("workers-switch")).to_have_text("Resume all")
+    expect(row).to_have_attribute("data-state", "paused")
+    expect(row.get_by_test_id("worker-state")).to_have_text("paused")
+    assert tasks.status(task_id).status == "paused"
+    page.goto(f"{dashboard.url}/#/task/{task_id}")
+    expect(banner).to_be_visible()  # on every page
+    expect(page.get_by_test_id("resume-button")).to_be_hidden()  # every worker is paused: the banner resumes it
+    page.get_by_test_id("paused-banner-resume").click()
+    expect(banner).to_be_hidden()
+
+    status = page.get_by_test_id("task-page").get_by_test_id("task-status")
+    expect(status).to_have_text("running")
+    page.get_by_test_id("pause-button").click()
+    expect(status).to_have_text("paused")
+    gate.touch()
+    expect(event(page, "paused")).to_have_count(1, timeout=60_000)
+    expect(page.get_by_test_id("task-progress")).to_contain_text("Paused before its next step (it is paused on its "
+                                                                 "own)")
+    assert len(fake_api.requests) == 1
+    page.get_by_test_id("resume-button").click()
+    expect(event(page, "resumed")).to_have_count(1)
+    expect(status).to_have_text("complete", timeout=60_000)
+    assert len(fake_api.requests) == 2
+    assert page.js_errors == [], page.js_errors
+    assert worker.process.poll() is None, worker.log

@@ -543,7 +543,9 @@ def test_every_route_but_health_needs_authentication(tars_server, tasks, redis_c
     task_id = tasks.start("Build a calculator")
     calls = [("POST", WEBHOOK, {"task_id": task_id, "code": TEST_CODE}), ("POST", "/api/tasks", {"goal": "x"}),
              ("GET", "/api/tasks", None), ("GET", f"/api/tasks/{task_id}", None),
-             ("POST", f"/api/tasks/{task_id}/cancel", None)]
+             ("POST", f"/api/tasks/{task_id}/cancel", None), ("POST", f"/api/tasks/{task_id}/pause", None),
+             ("POST", f"/api/tasks/{task_id}/resume", None), ("GET", "/api/workers", None),
+             ("POST", "/api/workers/pause", None), ("POST", "/api/workers/resume", None)]
     for method, path, body in calls:
         for headers in ({}, {"X-TARS-Webhook-Secret": "guess"}, {"webhook-signature": "v1,AAAA"}):
             answer = httpx.request(method, tars_server.url + path, json=body, headers=headers)
@@ -552,7 +554,8 @@ def test_every_route_but_health_needs_authentication(tars_server, tasks, redis_c
     # nothing happened: no second task, the first neither cancelled nor answered
     assert task_count(redis_client) == 1 and queue_length(redis_client) == 1
     assert tasks.status(task_id).status == "queued"
-    assert not redis_client.exists(keys.task_cancel(task_id), keys.task_confirmation(task_id))
+    assert not redis_client.exists(keys.task_cancel(task_id), keys.task_confirmation(task_id), keys.WORKERS_PAUSED,
+                                   keys.task_pause(task_id))
 
 
 # --- health and the OpenAPI document --------------------------------------------------------------------------
@@ -562,7 +565,7 @@ def test_health_reports_redis_workers_the_queue_length_and_the_sandbox(tars_serv
     health = httpx.get(tars_server.url + "/health")
     assert health.status_code == 200
     assert health.json() == {"status": "ok", "redis": True, "workers": 0, "starting": 0, "queue_length": 2,
-                             "sandbox": sandbox.status_line(), "discord": "off"}
+                             "sandbox": sandbox.status_line(), "discord": "off", "paused": False, "pool": []}
     assert health.json()["sandbox"].split(" ")[0].rstrip(":") in ("landlock", "bubblewrap", "sandbox-exec", "none")
     offline = serve(SANDBOX_NETWORK="off").url + "/health"
     assert httpx.get(offline).json()["sandbox"] == sandbox.status_line("auto", network=False)
@@ -732,3 +735,38 @@ def test_any_start_time_or_priority_is_a_201_or_a_422_with_the_rule(api, redis_c
     status = api.get(f"/api/tasks/{answer.json()['task_id']}").json()
     assert status["priority"] == priority and status["status"] == ("scheduled" if at or delay else "queued")
     assert (status["scheduled_for"] is not None) == bool(at or delay)
+# --- pause and resume (core/pause.py) and the workers (core/pool.py) -----------------------------------------------
+def test_the_workers_are_paused_and_resumed_over_the_api_and_health_shows_it(api, tars_server, redis_client, tasks):
+    paused = api.post("/api/workers/pause")
+    assert paused.status_code == 200, paused.text
+    assert paused.json() == {"paused": True, "changed": True, "detail": "Workers paused: no new task starts, and "
+                             "running tasks wait at their next step. Resume with: python main_tars.py workers resume"}
+    assert api.post("/api/workers/pause").json()["changed"] is False
+    health = httpx.get(tars_server.url + "/health").json()
+    assert health["paused"] is True and health["pool"] == []
+
+    worker = Worker([Queue(QUEUE_NAME, connection=redis_client)], connection=redis_client, name="box.7")
+    worker.register_birth()
+    redis_client.hset(keys.worker_alive("box.7"), mapping={"host": "box", "pid": 7, "capabilities": "python"})
+    listed = api.get("/api/workers").json()
+    assert listed["paused"] is True and listed["paused_since"] > 0 and listed["queue_length"] == 0
+    assert [(w["name"], w["state"], w["current_task"], w["capabilities"]) for w in listed["workers"]] == \
+        [("box.7", "paused", None, ["python"])]
+    assert httpx.get(tars_server.url + "/health").json()["pool"] == [
+        {"name": "box.7", "state": "paused", "current_task": None, "capabilities": ["python"]}]
+
+    resumed = api.post("/api/workers/resume")
+    assert resumed.json() == {"paused": False, "changed": True,
+                              "detail": "Workers resumed: queued tasks start and paused ones go on."}
+    assert httpx.get(tars_server.url + "/health").json()["pool"][0]["state"] == "idle"
+    assert api.post("/api/workers/resume").json()["changed"] is False
+    worker.register_death()
+
+
+def test_a_task_is_paused_alone_over_the_api_only_once_it_runs(api, tasks):
+    task_id = tasks.start("Build a calculator")
+    refused = api.post(f"/api/tasks/{task_id}/pause")
+    assert refused.status_code == 409
+    assert refused.json()["detail"].startswith(f"Task {task_id} has not started yet, so it cannot be paused")
+    assert api.post(f"/api/tasks/{task_id}/resume").json() == {"detail": f"Task {task_id} is not paused."}
+    assert api.post("/api/tasks/abc999/pause").status_code == 404

@@ -296,7 +296,7 @@ def dashboard_routes(app) -> list[tuple[str, str]]:
 def test_every_dashboard_api_route_needs_a_session(server, tasks, redis_client):
     task_id = tasks.start("Build a calculator")
     routes = dashboard_routes(server.app)
-    assert len(routes) == 18, routes
+    assert len(routes) == 22, routes
     before = stored(redis_client)
     for method, path in routes:
         url = server.url + path.replace("{task_id}", task_id)
@@ -327,6 +327,8 @@ def test_a_state_change_without_the_sessions_csrf_token_is_a_403_and_changes_not
     before = stored(redis_client)
     for path, body in (("tasks", {"goal": "Delete everything"}), (f"tasks/{task_id}/cancel", None),
                        (f"tasks/{ended}/retry", None), (f"tasks/{task_id}/confirm", {"code": TEST_CODE}),
+                       (f"tasks/{task_id}/pause", None), (f"tasks/{task_id}/resume", None), ("workers/pause", None),
+                       ("workers/resume", None),
                        *((f"tasks/{ended}/{action}", body) for action, body in BRANCH_POSTS), ("/logout", None)):
         answer = browser.post(path, body, csrf=None, **headers)
         assert answer.status_code == 403, (path, answer.text)
@@ -569,6 +571,7 @@ def test_the_overview_stream_shows_new_tasks_and_workers_as_they_come(browser, t
         first_view = next_view()
         assert {k: v for k, v in first_view.items() if k != "budget"} == {"tasks": [], "workers": [], "queue_length": 0}
         assert first_view["budget"]["exhausted"] is False  # no DAILY_BUDGET_USD: no banner
+        assert next_view() == {"tasks": [], "workers": [], "queue_length": 0, "paused": False, "paused_since": None}
         first = tasks.start("First task")
         view = next_view()
         assert [t["task_id"] for t in view["tasks"]] == [first] and view["queue_length"] == 1
@@ -962,3 +965,22 @@ def test_garbage_from_a_logged_in_browser_is_never_a_5xx(server, browser, tasks,
     assert answer.status_code < 500, (method, url, query, body, answer.status_code, answer.text[:300])
     if "application/json" in answer.headers.get("content-type", "") and answer.status_code >= 400:
         assert answer.json().get("detail"), answer.text
+
+
+def test_pause_all_from_the_dashboard_shows_in_the_overview_and_a_queued_task_cannot_be_paused_alone(browser, tasks):
+    task_id = tasks.start("Wait for a worker")
+    with browser.client.stream("GET", "/dashboard/api/overview/stream", timeout=60) as response:
+        events = list_after_retry(sse(response))
+        assert json.loads(next(events)["data"])["paused"] is False
+        answer = browser.post("workers/pause")
+        assert answer.status_code == 200 and answer.json()["paused"] is True and answer.json()["changed"] is True
+        view = json.loads(next(e for e in events if e.get("event") == "overview")["data"])
+        assert view["paused"] is True and view["paused_since"] > 0
+        assert view["tasks"][0]["status"] == "queued"
+        assert view["tasks"][0]["progress"] == ("Waiting: the workers are paused (resume them with: python "
+                                                "main_tars.py workers resume)")
+    refused = browser.post(f"tasks/{task_id}/pause")
+    assert refused.status_code == 409 and "has not started yet" in refused.json()["detail"]
+    assert browser.get("workers").json()["paused"] is True
+    assert browser.post("workers/resume").json() == {
+        "paused": False, "changed": True, "detail": "Workers resumed: queued tasks start and paused ones go on."}
