@@ -280,14 +280,18 @@ class TaskManager:
     def enqueue_finisher(self, parent: str, job_id: str, depends_on: list[str]) -> None:
         """Queue the job that tests the merged branch and ends the planned task once every subtask in depends_on
         finished (RQ defers it until then). It is no task of its own (its meta has no goal): the reaper knows it by
-        its function, FINISH_JOB_FUNCTION, and runs it again once when its worker dies (core/worker.Reaper). It waits
-        at its plan's priority."""
-        level = (Job.fetch(parent, connection=self.redis).get_meta(refresh=True) or {}).get("priority")
-        queue = Queue(capabilities.queue_name(None, level or NORMAL), connection=self.redis)
+        its function, FINISH_JOB_FUNCTION, and runs it again once when its worker dies (core/worker.Reaper)."""
+        queue = self._plan_queue(parent)
         queue.enqueue_call(FINISH_JOB_FUNCTION, args=(parent,), job_id=job_id, timeout=self._timeout(),
                            meta={"plan_of": parent}, depends_on=depends_on or None,
                            result_ttl=RESULT_TTL_SECONDS, failure_ttl=RESULT_TTL_SECONDS,
                            description=f"TARS plan {parent}: test the merged branch")
+
+    def _plan_queue(self, parent: str) -> Queue:
+        """Where a plan's own jobs (its finishing job, its approval) wait: the normal family's queue at the plan's
+        priority, so a high plan's last steps never wait behind normal tasks."""
+        level = (Job.fetch(parent, connection=self.redis).get_meta(refresh=True) or {}).get("priority")
+        return Queue(capabilities.queue_name(None, level or NORMAL), connection=self.redis)
 
     def plan_record(self, task_id: str) -> dict | None:
         """The stored plan of a planned task (core/plans.new_record), None before it is planned or for others."""
@@ -819,10 +823,11 @@ class TaskManager:
     # no worker is held; the owner's code (confirm(), from any channel) enqueues it, and RQ starts them after it.
     def create_approval_gate(self, parent: str) -> str:
         """The approval job of a plan (saved, not enqueued); its id."""
-        job = self.queue.create_job(APPROVAL_JOB_FUNCTION, args=(parent,), job_id=f"{parent}-approve",
-                                    status=JobStatus.CREATED, meta={"plan_of": parent}, timeout=60,
-                                    result_ttl=RESULT_TTL_SECONDS, failure_ttl=RESULT_TTL_SECONDS,
-                                    description=f"TARS plan {parent}: approved by the owner")
+        queue = self._plan_queue(parent)
+        job = queue.create_job(APPROVAL_JOB_FUNCTION, args=(parent,), job_id=f"{parent}-approve",
+                               status=JobStatus.CREATED, meta={"plan_of": parent}, timeout=60,
+                               result_ttl=RESULT_TTL_SECONDS, failure_ttl=RESULT_TTL_SECONDS,
+                               description=f"TARS plan {parent}: approved by the owner")
         job.save()
         return job.id
 
@@ -851,7 +856,8 @@ class TaskManager:
         self.redis.delete(keys.task_confirmation(parent), keys.task_confirmation_wake(parent))
         event_log.append(self.redis, parent, "confirmation_received", "Plan approved: its subtasks start.",
                          RUNNING, {"rule": APPROVAL_RULE})
-        self.queue.enqueue_job(Job.fetch(record["approval"], connection=self.redis))
+        gate = Job.fetch(record["approval"], connection=self.redis)
+        Queue(gate.origin, connection=self.redis).enqueue_job(gate)  # the plan's priority (_plan_queue)
 
     def _close_approval(self, record: dict) -> None:
         try:

@@ -182,3 +182,10 @@ def test_a_planned_tasks_subtasks_and_its_last_step_keep_its_priority(tasks, fak
         assert Job.fetch(task_id, connection=tasks.redis).origin == queue
     finisher = tasks.plan_record(parent)["finisher"]
     assert Job.fetch(finisher, connection=tasks.redis).origin == "tars_programming:high"
+
+
+def test_a_plans_approval_job_waits_at_the_plans_priority(tasks, projects):
+    """PLAN_APPROVAL=on: the job the owner's code enqueues, which the root subtasks wait on."""
+    parent = tasks.start("Build a shop", plan=True, priority="high")
+    gate = Job.fetch(tasks.create_approval_gate(parent), connection=tasks.redis)
+    assert gate.origin == "tars_programming:high"
