@@ -296,7 +296,7 @@ def dashboard_routes(app) -> list[tuple[str, str]]:
 def test_every_dashboard_api_route_needs_a_session(server, tasks, redis_client):
     task_id = tasks.start("Build a calculator")
     routes = dashboard_routes(server.app)
-    assert len(routes) == 22, routes
+    assert len(routes) == 23, routes  # with the pause routes and the Report page's numbers
     before = stored(redis_client)
     for method, path in routes:
         url = server.url + path.replace("{task_id}", task_id)
@@ -348,7 +348,7 @@ def test_start_from_the_dashboard_confirm_with_the_code_then_retry(browser, fake
     started = browser.post("tasks", {"goal": "Delete the stale file", "project_path": "cleanup"})
     assert started.status_code == 201, started.text
     task_id = started.json()["task_id"]
-    assert set(started.json()) == {"task_id"}
+    assert started.json() == {"task_id": task_id, "held": False}  # no daily budget holds it
     queued = browser.task(task_id)
     assert queued["status"] == "queued" and queued["pending_confirmation"] is None
     assert queued["goal"] == "Delete the stale file" and queued["project_path"] == str(projects / "cleanup")
