@@ -19,7 +19,7 @@ from core.config import load_settings
 from core.exceptions import TaskNotFound
 from core.redis_conn import connect
 from core.task_manager import TaskManager
-from tests.core.test_worker import own_redis, restart, running_horse  # noqa: F401 (own_redis: a fixture)
+from tests.core.test_worker import own_redis, restart  # noqa: F401 (own_redis: a fixture)
 from tests.fakes.anthropic_api import bash, edit, error, hang, repeat, text
 from tests.test_task_branches import ended, git, owner_repo
 from tests.waiting import wait_until
@@ -169,11 +169,11 @@ def test_no_retry_after_a_limit(tasks, fake_api, start_worker):
 def test_a_task_whose_record_redis_lost_is_retried_and_finishes(own_redis, fake_api, start_worker, projects):
     server = own_redis(persist=False)  # like a Redis that keeps nothing on disk
     tasks = TaskManager(connect(server.url), load_settings(REDIS_URL=server.url))
-    fake_api.script([bash("sleep 3"), edit(command="create", path="app.py", file_text="print(1)\n"),
+    fake_api.script([bash("sleep 5"), edit(command="create", path="app.py", file_text="print(1)\n"),
                      text("Wrote app.py.")], match="Goal: Write the app")
     task_id = tasks.start("Write the app", project_path="amnesia")
     start_worker(REDIS_URL=server.url)
-    running_horse(tasks, task_id)
+    wait_until(lambda: tasks.status(task_id).progress.startswith("Running: sleep"), 60, "the command under way")
     restart(server)
     # The work-horse still holds the task: RQ's retry saves its record again, and the next attempt finishes it.
     done = wait_until(lambda: (s := tasks.status(task_id)).status == "complete" and s.result and s, 120,
