@@ -349,15 +349,17 @@ def test_an_integration_subtask_that_conflicts_again_asks_the_owner_and_goes_on_
     parent = tasks.start("Write notes", "notes", plan=True)
     workers = [start_worker(N8N_WEBHOOK_URL=n8n.url()) for _ in range(3)]
     planned(tasks, parent)
-    wait_until(lambda: all(r["state"] == "running" for r in rows(tasks, parent).values()), 120,
-               "red, blue and green running at once")
+    # Each waits at its gate in its first command, so each forked from the plan's branch before anything merged
+    # (a subtask runs a moment before it forks: green forking after red's merge would merge without a conflict).
+    wait_until(lambda: all(fake_api.requests_for(key) for key in ("red", "blue", "green")), 180,
+               "red, blue and green at work at once")
     both.touch()
     first = wait_until(lambda: next((r.script for r in fake_api.requests if r.script in ("red-merge", "blue-merge")),
-                                    None), 120, "the first conflict's integration subtask at work on its branch")
+                                    None), 180, "the first conflict's integration subtask at work on its branch")
     green_may_end.touch()
-    wait_until(lambda: rows(tasks, parent)["green"]["state"] == "done", 120, "green merged through green-merge")
+    wait_until(lambda: rows(tasks, parent)["green"]["state"] == "done", 180, "green merged through green-merge")
     late.touch()
-    integration = wait_until(lambda: (r := rows(tasks, parent)[first])["state"] == "failed" and r["task_id"], 120,
+    integration = wait_until(lambda: (r := rows(tasks, parent)[first])["state"] == "failed" and r["task_id"], 180,
                              f"{first} to conflict again")
 
     told, checkout = needs_owner(tasks, parent, integration)
