@@ -671,7 +671,8 @@ class TaskManager:
             return self._retest_plan(status)
         planned = bool((self._job(status.task_id).get_meta(refresh=False) or {}).get("plan"))
         return self.start(status.goal, status.project_path, verbose_updates=status.verbose_updates,
-                          call_sid=call_sid or status.call_sid, retry_of=status.task_id, plan=planned or None)
+                          call_sid=call_sid or status.call_sid, retry_of=status.task_id, plan=planned or None,
+                          priority=status.priority)  # an urgent task's retry is as urgent
 
     def _retest_plan(self, status: TaskStatus) -> str:
         """Test a failed plan's merged branch again: only its finishing job failed (its workers died, it crashed, or

@@ -134,6 +134,14 @@ def test_every_tars_queue_is_listed_once_its_priorities_included(tasks, projects
     assert tasks.redis.llen(keys.RQ_QUEUE) == 0  # LLEN rq:queue:tars_programming counts normal tasks only
 
 
+def test_an_urgent_tasks_retry_is_urgent_too(tasks, projects):
+    urgent = tasks.start("Fix the login page", priority="high")
+    assert tasks.cancel(urgent).status == "cancelled"
+    again = tasks.retry(urgent)
+    assert tasks.status(again).priority == "high"
+    assert tasks.redis.lrange("rq:queue:tars_programming:high", 0, -1) == [again.encode()]
+
+
 def start_order(tasks, ids) -> list[str]:
     """The tasks in the order their work-horses started them (their timelines' started events)."""
     started = {task_id: next(e.at for e in event_log.read(tasks.redis, task_id) if e.type == "started")
