@@ -21,7 +21,7 @@ from rq.job import Job
 
 from communication.app import HTTP_STATUS, create_app
 from core.exceptions import (ConfigError, GitError, InvalidGoal, InvalidProjectPath, MergeBlocked, MergeConflict,
-                             NoSuchCheckpoint, NotAwaitingConfirmation, TaskNotActive, TaskNotFound)
+                             NoSuchCheckpoint, NotAwaitingConfirmation, PauseRefused, TaskNotActive, TaskNotFound)
 from core.redis_conn import free_port
 from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET, TarsProcess
 from tests.fakes.anthropic_api import bash, text
@@ -37,6 +37,7 @@ REFUSALS = [
     (InvalidGoal("The goal is empty: say what the task should build or fix."), 422),
     (InvalidProjectPath("The project path /x is a file, not a folder."), 422),
     (NoSuchCheckpoint("Task abcdef has 2 checkpoints; there is no checkpoint 7 to roll back to."), 422),
+    (PauseRefused("Task abcdef has not started yet, so it cannot be paused on its own."), 409),
 ]
 
 
