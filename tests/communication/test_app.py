@@ -21,8 +21,8 @@ from rq.job import Job
 
 from communication.app import HTTP_STATUS, create_app
 from core.exceptions import (ConfigError, GitError, InvalidBudget, InvalidGoal, InvalidProjectPath, InvalidReportPeriod,
-                             MergeBlocked, MergeConflict, NoSuchCheckpoint, NotAwaitingConfirmation, TaskNotActive,
-                             TaskNotFound)
+                             MergeBlocked, MergeConflict, NoSuchCheckpoint, NotAwaitingConfirmation, PauseRefused,
+                             TaskNotActive, TaskNotFound)
 from core.redis_conn import free_port
 from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET, TarsProcess
 from tests.fakes.anthropic_api import bash, text
@@ -40,6 +40,7 @@ REFUSALS = [
     (NoSuchCheckpoint("Task abcdef has 2 checkpoints; there is no checkpoint 7 to roll back to."), 422),
     (InvalidBudget("'lots' is not a daily budget: give dollars such as 20 or 7.50, or none for no daily budget."), 422),
     (InvalidReportPeriod("'last week' is not a period: give a number and a unit, such as 7d (days)."), 422),
+    (PauseRefused("Task abcdef has not started yet, so it cannot be paused on its own."), 409),
 ]
 
 
