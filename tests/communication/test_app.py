@@ -20,9 +20,9 @@ from rq import Worker
 from rq.job import Job
 
 from communication.app import HTTP_STATUS, create_app
-from core.exceptions import (ConfigError, GitError, InvalidBudget, InvalidGoal, InvalidProjectPath, InvalidReportPeriod,
-                             MergeBlocked, MergeConflict, NoSuchCheckpoint, NotAwaitingConfirmation, PauseRefused,
-                             TaskNotActive, TaskNotFound)
+from core.exceptions import (ConfigError, GitError, InvalidBudget, InvalidGoal, InvalidPriority, InvalidProjectPath,
+                             InvalidReportPeriod, InvalidSchedule, MergeBlocked, MergeConflict, NoSuchCheckpoint,
+                             NotAwaitingConfirmation, PauseRefused, TaskNotActive, TaskNotFound)
 from core.redis_conn import free_port
 from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET, TarsProcess
 from tests.fakes.anthropic_api import bash, text
@@ -41,6 +41,8 @@ REFUSALS = [
     (InvalidBudget("'lots' is not a daily budget: give dollars such as 20 or 7.50, or none for no daily budget."), 422),
     (InvalidReportPeriod("'last week' is not a period: give a number and a unit, such as 7d (days)."), 422),
     (PauseRefused("Task abcdef has not started yet, so it cannot be paused on its own."), 409),
+    (InvalidPriority("priority must be one of high, normal, low, not urgent."), 422),
+    (InvalidSchedule("The start time 2020-01-01T09:00 is in the past: give a time still to come."), 422),
 ]
 
 
