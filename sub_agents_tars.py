@@ -392,14 +392,12 @@ class VoiceFunctions:
         except TarsError as exc:
             return str(exc)
         meta = Job.fetch(task_id, connection=self.tasks.redis).get_meta(refresh=False) or {}
+        if meta.get("held"):  # today's budget is spent: queued, not started
+            return spoken.held(task_id, choice.said, meta["progress"])
         planned = bool(meta.get("plan"))
         scheduled = datetime.fromisoformat(meta["scheduled_for"]) if meta.get("scheduled_for") else None
         return spoken.started(task_id, choice.said, planned, refused=bool(plan) and not planned,
                               priority=meta["priority"], at=scheduled)
-        if meta.get("held"):  # today's budget is spent: queued, not started
-            return spoken.held(task_id, choice.said, meta["progress"])
-        planned = bool(meta.get("plan"))
-        return spoken.started(task_id, choice.said, planned, refused=bool(plan) and not planned)
 
     @voice_function
     def report_on_tasks(self, days: Annotated[int, Schema(minimum=1, maximum=90)] = 7) -> str:
