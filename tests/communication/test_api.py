@@ -146,8 +146,10 @@ def test_only_an_authenticated_caller_can_answer_a_waiting_task(tasks, fake_api,
 
     # the health check sees the busy worker and an empty queue, without authentication
     health = httpx.get(tars_server.url + "/health").json()
+    [busy] = health.pop("pool")
+    assert busy["state"] == "busy" and busy["current_task"] == task_id, busy
     assert health == {"status": "ok", "redis": True, "workers": 1, "starting": 0, "queue_length": 0,
-                      "sandbox": sandbox.status_line(), "discord": "off"}
+                      "sandbox": sandbox.status_line(), "discord": "off", "paused": False}
     assert health["queue_length"] == queue_length(redis_client)
 
     # a correctly signed call to the signatures-only server is the owner's answer
@@ -384,14 +386,14 @@ def test_a_planned_start_shows_its_plan_rows_summary_and_each_subtasks_parent(se
 
 def test_an_urgent_start_jumps_the_queue_and_a_start_for_later_waits_for_its_time(api, tasks, redis_client):
     urgent = api.post("/api/tasks", json={"goal": "Fix the outage", "priority": "high"})
-    assert urgent.status_code == 201 and set(urgent.json()) == {"task_id"}, urgent.text
+    assert urgent.status_code == 201 and urgent.json() == {"task_id": urgent.json()["task_id"], "held": False}, urgent.text
     urgent_id = urgent.json()["task_id"]
     assert redis_client.lrange(keys.rq_queue("tars_programming:high"), 0, -1) == [urgent_id.encode()]
     assert queue_length(redis_client) == 0  # rq:queue:tars_programming holds the normal tasks only
     assert api.get(f"/api/tasks/{urgent_id}").json()["priority"] == "high"
 
     later = api.post("/api/tasks", json={"goal": "Nightly build", "in": "2h"})
-    assert later.status_code == 201 and set(later.json()) == {"task_id", "scheduled_for"}, later.text
+    assert later.status_code == 201 and set(later.json()) == {"task_id", "scheduled_for", "held"}, later.text
     later_id, due = later.json()["task_id"], later.json()["scheduled_for"]
     status = api.get(f"/api/tasks/{later_id}").json()
     assert (status["status"], status["scheduled_for"], status["priority"]) == ("scheduled", due, "normal")
