@@ -315,14 +315,6 @@ def test_owner_sees_the_budget_banner_and_the_report_pages_charts(dashboard, red
     budget.set_daily(redis_client, 1.0)
     budget.add_spend(redis_client, 1.5)
 
-def test_owner_pauses_all_work_then_one_task_from_the_page(dashboard, start_worker, fake_api, tasks, tmp_path,
-                                                           new_page):
-    """Pause all in the Workers panel: a banner on every page until its Resume. Then one task from its own page: it
-    stops at its next step (no model request while paused) and goes on from its Resume."""
-    gate = tmp_path / "gate"
-    fake_api.script([bash(f"until test -e {gate}; do sleep 0.05; done"), text("Done.")])
-    task_id = tasks.start("Wait at the gate", project_path="gated")
-    worker = start_worker()
     page = new_page(**DESKTOP)
     page.goto(dashboard.url + "/")
     page.get_by_test_id("login-password").fill(DASHBOARD_PASSWORD)
@@ -358,6 +350,20 @@ def test_owner_pauses_all_work_then_one_task_from_the_page(dashboard, start_work
     expect(page.get_by_test_id("chart-tasks").locator("text.tick").nth(2)).to_have_text(first_day)
     expect(page.get_by_test_id("report-tasks")).to_have_text("4")
     assert not page.js_errors, page.js_errors
+
+
+def test_owner_pauses_all_work_then_one_task_from_the_page(dashboard, start_worker, fake_api, tasks, tmp_path,
+                                                           new_page):
+    """Pause all in the Workers panel: a banner on every page until its Resume. Then one task from its own page: it
+    stops at its next step (no model request while paused) and goes on from its Resume."""
+    gate = tmp_path / "gate"
+    fake_api.script([bash(f"until test -e {gate}; do sleep 0.05; done"), text("Done.")])
+    task_id = tasks.start("Wait at the gate", project_path="gated")
+    worker = start_worker()
+    page = new_page(**DESKTOP)
+    page.goto(dashboard.url + "/")
+    page.get_by_test_id("login-password").fill(DASHBOARD_PASSWORD)
+    page.get_by_test_id("login-submit").click()
     running_its_gate(gate)  # the task runs its command: no step boundary until the gate opens
     row = page.get_by_test_id("worker-row")
     expect(row).to_have_attribute("data-state", "busy")
