@@ -119,6 +119,9 @@ def wired_kwargs(rig: Rig, root: Path) -> dict:
         def after_turn(self, usage, files_changed) -> None:
             pass
 
+        def changed_files(self, edited: list[str]) -> list[str]:  # no branch to ask: what the editor changed
+            return edited
+
     return {"hooks": LoopOnly(ctx, None, root, sandboxed=True)}
 
 
