@@ -16,7 +16,8 @@
 * With RQ's maintenance (at start-up, then hourly) it removes the worktrees of tasks idle for longer than
   WORKTREE_RETENTION_DAYS; a running task's checkout is never touched.
 * It runs RQ's scheduler (start_worker.py: with_scheduler), which queues scheduled tasks at their time
-  (core/schedules.py); one worker's scheduler holds each queue's lock, and it ends with its worker.
+  (core/schedules.py); one worker's scheduler holds each queue's lock, and it ends with its worker. Another
+  worker's takes over within WORKER_ALIVE_REFRESH_SECONDS of the locks' release (RQ alone: at its next maintenance).
 * The reaper's leader also lets the tasks the daily budget held start once it allows them again: a new day, a
   raised budget (core/budget.py).
 """
@@ -80,6 +81,7 @@ class TarsWorkerMixin:
     settings: Settings
     capabilities: tuple[str, ...] = ()
     _checkouts_cleaned = float("-inf")  # monotonic time of the last clean_checkouts()
+    _scheduler_lock = threading.RLock()  # one start of the scheduler at a time (one worker per process)
 
     # --- RQ's command channel (stop-job, kill-horse, shutdown) ------------------------------------------
     # RQ reads it on the worker's own pool, polling every 60 s, and unsubscribe() closes it from the main thread.
@@ -119,10 +121,28 @@ class TarsWorkerMixin:
                     self.scheduler.register_death()
             else:
                 self.scheduler.start()
+        self._scheduler_burst = burst
+
+    def take_over_scheduler(self) -> bool:
+        """Start this worker's scheduler when no scheduler holds a queue's lock any more (its worker died and it
+        ended with it, TarsScheduler). The liveness thread calls it every beat: RQ itself retries only with its
+        maintenance, every 10 minutes, so a retry due in seconds waited that long. True when it started one."""
+        scheduler = getattr(self, "scheduler", None)
+        if scheduler is None or getattr(self, "_scheduler_burst", True):
+            return False
+        with self._scheduler_lock:
+            if scheduler._process is not None and scheduler._process.is_alive():
+                return False
+            lock_keys = [scheduler.get_locking_key(name) for name in scheduler._queue_names]
+            if self.connection.exists(*lock_keys) == len(lock_keys):
+                return False  # another worker's scheduler holds them all: RQ's usual case
+            scheduler.acquire_locks(auto_start=True)
+            return scheduler._process is not None and scheduler._process.is_alive()
 
     # --- finished tasks' checkouts -----------------------------------------------------------------
     def run_maintenance_tasks(self):
-        super().run_maintenance_tasks()
+        with self._scheduler_lock:  # RQ's maintenance may start the scheduler too: never beside the liveness thread
+            super().run_maintenance_tasks()
         if time.monotonic() - self._checkouts_cleaned >= CHECKOUT_CLEANUP_INTERVAL_SECONDS:
             self.clean_checkouts()
 
@@ -340,6 +360,7 @@ class Liveness(threading.Thread):
         while not self._stopping.is_set():
             try:
                 self.beat()
+                self.worker.take_over_scheduler()
                 if time.monotonic() - self._last_reap >= REAPER_INTERVAL_SECONDS and self.reaper.lead():
                     self._last_reap = time.monotonic()
                     self.reaper.reap()

@@ -21,6 +21,7 @@ from sub_agents_tars import (
     voice_function,
 )
 from tests.core.test_plan_jobs import script_small_plan
+from tests.fakes.anthropic_api import bash, text
 from tests.test_task_branches import owner_repo
 from tests.waiting import wait_until
 
