@@ -33,7 +33,7 @@ from pathlib import Path
 
 import redis
 
-from core import budget, pause, plans, pool, report, schedules, task_states
+from core import budget, pause, plans, pool, report, schedules, task_file, task_states
 from core.task_states import NORMAL, PRIORITIES, duration_text
 from core.config import get_settings, warn_about_env_file
 from core.defaults import RESULT_TTL_SECONDS, SERVER_SHUTDOWN_GRACE_SECONDS, WORKER_LOG_FORMAT
@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="start it at TIME: HH:MM (the next such local time) or an ISO date-time")
     when.add_argument("--in", dest="at", type=start_time(schedules.parse_in), metavar="DELAY",
                       help="start it after DELAY: 90s, 30m, 2h, 1h30m")
+    tasks_file = with_json(tsub.add_parser("file", help="queue the new entries of a tasks file now (the server "
+                                           "watches TASKS_FILE by itself); exit 1 when an entry is wrong"))
+    tasks_file.add_argument("path", nargs="?", type=Path, help="the file (default: TASKS_FILE)")
+    tasks_file.add_argument("--check", action="store_true", help="only say what is wrong in it; queue nothing")
     with_json(tsub.add_parser("status", help="status of a task (default: the latest)")).add_argument(
         "task_id", nargs="?")
     with_json(tsub.add_parser("list", help="recent tasks")).add_argument("--limit", type=int, default=20)
@@ -355,6 +359,8 @@ def run_task_command(args, tasks: TaskManager) -> int:
                 f"{task_id} (scheduled to start {schedules.when_text(datetime.fromisoformat(scheduled))})")
         else:
             out({"task_id": task_id}, task_id)
+    elif args.task_command == "file":
+        return run_task_file(args, tasks, out)
     elif args.task_command == "status":
         status = tasks.status(args.task_id)
         events = tasks.events(status.task_id) if status.result and not args.json else ()
@@ -402,6 +408,25 @@ def run_task_command(args, tasks: TaskManager) -> int:
         sentence = tasks.push(args.task_id)
         out({"status": "pushed", "detail": sentence}, sentence)
     return 0
+
+
+def run_task_file(args, tasks: TaskManager, out) -> int:
+    """`task file [PATH] [--check]`: core/task_file.py once, from the command line."""
+    path = (args.path or tasks.settings.TASKS_FILE).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"Cannot read the tasks file {path}: {exc}. Give its path, or set TASKS_FILE in .env.", file=sys.stderr)
+        return 1
+    if args.check:
+        problems = task_file.check(tasks, text)
+        out({"path": str(path), "problems": [{"line": p.line, "reason": p.reason} for p in problems]},
+            "\n".join(f"{path.name} {problem}" for problem in problems) or f"{path.name}: every entry can be queued.")
+        return 1 if problems else 0
+    reading = task_file.enqueue(tasks, text, path.name)
+    known = f"\n{len(reading.known)} entries were queued before." if reading.known else ""
+    out({"path": str(path), **reading.to_dict()}, task_file.news(path.name, reading) + known)
+    return 1 if reading.problems else 0
 
 
 def run_report(args, connection: redis.Redis) -> int:
@@ -478,7 +503,8 @@ def start_up_lines(settings, workers: int, redis_url: str, embedded: bool) -> li
             worker,
             f"  Redis:      {safe_url(redis_url)}" + (f" (embedded; its data in {settings.DATA_DIR / 'redis'})"
                                                       if embedded else ""),
-            f"  Data:       {settings.DATA_DIR} (the tasks' checkouts in {settings.checkouts_dir})"]
+            f"  Data:       {settings.DATA_DIR} (the tasks' checkouts in {settings.checkouts_dir})",
+            f"  Tasks file: {settings.TASKS_FILE} (watched: each new entry becomes a task; docs/TASKS_FILE.md)"]
 
 
 def worker_name(process: subprocess.Popen) -> str:

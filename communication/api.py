@@ -6,18 +6,21 @@ codes in one place, communication/app.py.
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from communication.deps import (TASK_ID, StartBody, authenticated_body, body_schema, confirm_answer, get_tasks, parse,
-                                report_answer, start_answer, status_json, task_id_of, workers_switch)
+                                plain_text, report_answer, start_answer, status_json, task_id_of, workers_switch)
 from core import budget, pool
+from core.task_states import PRIORITIES
 from core.task_manager import TaskManager
 
 router = APIRouter()
 Body = Annotated[bytes, Depends(authenticated_body)]
+PLAIN_ONLY = "with a text/plain goal only (a JSON body holds every field itself)"
 Tasks = Annotated[TaskManager, Depends(get_tasks)]
 
 
@@ -36,10 +39,35 @@ def background_confirmation(body: Body, tasks: Tasks):
                           "Confirmation code received for task {task_id}.")
 
 
-@router.post("/api/tasks", status_code=201, openapi_extra=body_schema(StartBody),
-             responses={401: {}, 413: {}, 422: {}})
-def start_task(body: Body, tasks: Tasks):
-    return start_answer(tasks, body)
+@router.post("/api/tasks", status_code=201, responses={401: {}, 413: {}, 422: {}},
+             openapi_extra=body_schema(StartBody, plain_text=(
+                 "the goal itself (Content-Type: text/plain); the other fields come from the query string")))
+def start_task(body: Body, tasks: Tasks, request: Request,
+               project_path: Annotated[str | None, Query(max_length=4096, description=PLAIN_ONLY)] = None,
+               priority: Annotated[Literal[PRIORITIES] | None, Query(description=PLAIN_ONLY)] = None,
+               plan: Annotated[bool | None, Query(description=PLAIN_ONLY)] = None,
+               verbose_updates: Annotated[bool | None, Query(description=PLAIN_ONLY)] = None,
+               at: Annotated[str | None, Query(max_length=64, description=PLAIN_ONLY)] = None,
+               in_: Annotated[str | None, Query(alias="in", max_length=32, description=PLAIN_ONLY)] = None):
+    """Start a task: a JSON body (StartBody), or the goal as a text/plain body with the other fields in the query
+    string (`curl -H 'Content-Type: text/plain' -d 'Add a --verbose flag' '.../api/tasks?project_path=calc'`)."""
+    fields = {"project_path": project_path, "priority": priority, "plan": plan, "verbose_updates": verbose_updates,
+              "at": at, "in": in_}
+    given = {name: value for name, value in fields.items() if value is not None}
+    goal = plain_text(request, body)
+    if goal is None:
+        if given:
+            raise HTTPException(422, f"The query string gives {', '.join(given)}: with a JSON body every field goes "
+                                     "in the body; the query string is for a text/plain goal.")
+        try:
+            json.loads(body)
+        except ValueError:  # `curl -d 'Add a flag'` sends a form: say how a bare goal is sent
+            raise HTTPException(422, "The body is not JSON: send the task as a JSON object, or the goal itself as "
+                                     "text with Content-Type: text/plain.") from None
+        return start_answer(tasks, body)
+    if not goal.strip():
+        raise HTTPException(422, "The text body is empty: it is the goal, so say what the task should build or fix.")
+    return start_answer(tasks, json.dumps({"goal": goal.strip(), **given}).encode())
 
 
 @router.get("/api/tasks", responses={401: {}})

@@ -8,7 +8,9 @@ formats (Twilio, Discord, n8n) live in communication/ only. TARS's refusals
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Callable
 
 import redis
@@ -16,17 +18,20 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from communication.api import router
+from communication.delivery import make_notifier
 from communication.digest import DigestSender
+from communication.notifier import TASK_FILE, Notifier, ProgressEvent
 from communication.dashboard import router as dashboard_router
 from communication.twilio_media_streams import VoiceHub
 from communication.twilio_media_streams import router as voice_router
-from core import pool, sandbox
+from core import pool, sandbox, task_file
 from core.config import Settings
 from core.defaults import QUEUE_NAME
 from core.exceptions import (GitError, InvalidBudget, InvalidGoal, InvalidPriority, InvalidProjectPath,
                              InvalidReportPeriod, InvalidSchedule, MergeBlocked, MergeConflict, NoSuchCheckpoint,
                              NotAwaitingConfirmation, PauseRefused, TarsError, TaskNotActive, TaskNotFound)
 from core.redis_conn import probe_client
+from core.task_file import TaskFileWatcher
 from core.task_manager import TaskManager
 
 # The status of each refusal a route lets through; the answer is {"detail": its sentence} (+ "files" for a merge
@@ -64,6 +69,17 @@ async def refusal(request: Request, exc: TarsError) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
+def task_file_reporter(notifier: Notifier) -> Callable[[Path, task_file.Reading], None]:
+    """Tells the owner (Discord / n8n) what a reading of the tasks file started and what is wrong in it."""
+
+    def report(path: Path, reading: task_file.Reading) -> None:
+        text = task_file.news(path.name, reading)
+        event_id = "evt_tasks_file_" + hashlib.sha256(text.encode()).hexdigest()[:24]  # a resend is a duplicate
+        notifier.announce(ProgressEvent(task_id="", type=TASK_FILE, message=text, phase="", goal="", id=event_id))
+
+    return report
+
+
 def create_app(settings: Settings, connection: redis.Redis,
                own_workers: Callable[[], list[str]] | None = None) -> FastAPI:
     """own_workers: the names of the running worker processes this server started itself (`main_tars.py up`);
@@ -71,6 +87,9 @@ def create_app(settings: Settings, connection: redis.Redis,
     tasks = TaskManager(connection, settings)
     voice = VoiceHub(settings, connection, tasks)
     digest = DigestSender.for_settings(connection, settings)  # None: no schedule, or nowhere to send it
+    news = make_notifier(settings)
+    watcher = TaskFileWatcher(connection, tasks, settings.TASKS_FILE,
+                              report=task_file_reporter(news) if news.endpoints else None)
     bot = None
     if settings.DISCORD_BOT_TOKEN:  # imported only then: without a bot the server never loads discord.py
         from communication.discord_bot import DiscordBot
@@ -83,9 +102,12 @@ def create_app(settings: Settings, connection: redis.Redis,
             await bot.start()  # the gateway connection, if this server takes the lease
         if digest is not None:
             digest.start()  # the weekly report to Discord / n8n, sent by one server
+        watcher.start()  # TASKS_FILE: its new entries become tasks
         try:
             yield
         finally:
+            await asyncio.to_thread(watcher.stop)
+            news.close()
             if digest is not None:
                 await asyncio.to_thread(digest.stop)
             if bot is not None:
@@ -100,6 +122,7 @@ def create_app(settings: Settings, connection: redis.Redis,
     app.state.voice = voice
     app.state.discord = bot
     app.state.digest = digest
+    app.state.task_file = watcher
     app.include_router(router)
     app.include_router(voice_router)
     app.include_router(dashboard_router)  # / and /dashboard/api/ (its files at /static, served by a route)
@@ -110,8 +133,8 @@ def create_app(settings: Settings, connection: redis.Redis,
         registered yet (`starting`: `up`'s workers in their first seconds), queue length, the sandbox a worker on
         this machine puts the model's commands in (core/sandbox.py status_line), whether this server holds the
         Discord bot's connection (connected, connecting, standby: another server holds it; off: no bot), whether
-        every worker is paused, and each worker (`pool`: name, state idle/busy/paused, current_task, capabilities;
-        core/pool.py)."""
+        every worker is paused, each worker (`pool`: name, state idle/busy/paused, current_task, capabilities;
+        core/pool.py), and the tasks file it watches (TASKS_FILE)."""
         try:
             probe.ping()  # one try: "degraded" must come at once, not after the outage retry
         except redis.RedisError as exc:
@@ -122,7 +145,8 @@ def create_app(settings: Settings, connection: redis.Redis,
         return {"status": "ok", "redis": True, "workers": len(registered), "starting": len(starting),
                 "queue_length": view["queue_length"], "sandbox": contained, "discord": bot.state if bot else "off",
                 "paused": view["paused"], "pool": [{field: worker[field] for field in HEALTH_WORKER_FIELDS}
-                                                   for worker in view["workers"]]}
+                                                   for worker in view["workers"]],
+                "tasks_file": str(settings.TASKS_FILE)}
 
     probe = probe_client(connection)
     contained = sandbox.status_line(settings.SANDBOX, settings.SANDBOX_NETWORK != "off")

@@ -90,10 +90,27 @@ def parse(model: type[BaseModel], body: bytes) -> BaseModel:
         raise HTTPException(422, "The body is not valid JSON.") from None
 
 
-def body_schema(model: type[BaseModel]) -> dict:
-    """OpenAPI for routes that read their body themselves (authentication comes before parsing)."""
-    return {"requestBody": {"required": True,
-                            "content": {"application/json": {"schema": model.model_json_schema()}}}}
+def body_schema(model: type[BaseModel], plain_text: str | None = None) -> dict:
+    """OpenAPI for routes that read their body themselves (authentication comes before parsing); plain_text: what a
+    text/plain body means, for a route that also takes one."""
+    content = {"application/json": {"schema": model.model_json_schema()}}
+    if plain_text:
+        content["text/plain"] = {"schema": {"type": "string", "minLength": 1, "description": plain_text}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+def plain_text(request: Request, body: bytes) -> str | None:
+    """The body as text when the request says it is text/plain (in its charset, UTF-8 unless named); None for any
+    other body. 422 when it does not decode."""
+    kind, _, params = request.headers.get("content-type", "").partition(";")
+    if kind.strip().lower() != "text/plain":
+        return None
+    charset = next((value.strip().strip('"') for name, _, value in (p.partition("=") for p in params.split(";"))
+                    if name.strip().lower() == "charset"), "utf-8")
+    try:
+        return body.decode(charset)
+    except (LookupError, UnicodeDecodeError):
+        raise HTTPException(422, f"The text body is not {charset[:40]} text: send it as UTF-8.") from None
 
 
 def task_id_of(value: str) -> str:

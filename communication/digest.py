@@ -24,7 +24,7 @@ from typing import Callable
 import redis
 
 from communication.delivery import make_notifier
-from communication.notifier import BOT, DIGEST, FAILED, Notifier, ProgressEvent, bot_message_body, bot_nonce
+from communication.notifier import DIGEST, Notifier, ProgressEvent
 from core import keys, report
 from core.config import CRON_HINT, Settings
 from core.exceptions import ConfigError
@@ -132,14 +132,7 @@ class DigestSender(threading.Thread):
         """The digest to every endpoint; False when one still failed after its retries (sent again later)."""
         event = ProgressEvent(task_id="", type=DIGEST, message=digest_text(numbers), phase="", goal="",
                               id=f"evt_digest_{int(latest.timestamp())}")
-        outcomes = []
-        for endpoint in self.notifier.endpoints:
-            if endpoint == BOT:
-                body = bot_message_body(self.notifier.scrub(event), bot_nonce(event.id))
-                outcomes.append(self.notifier.bot.post(body, "the digest", self._stopping)[0])
-            else:
-                outcomes.append(self.notifier.deliver(endpoint, event, self._stopping))
-        return FAILED not in outcomes
+        return self.notifier.announce(event, self._stopping)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()

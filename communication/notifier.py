@@ -62,11 +62,13 @@ MILESTONES = ALWAYS | {"started", "checkpoint_failed", "phase", *PLAN_KINDS, RET
 """Sent even when the task's updates are not detailed."""
 DIGEST = "digest"
 """The weekly report (communication/digest.py): an update about no task (its task_id is empty)."""
+TASK_FILE = "task_file"
+"""What a reading of the tasks file started and what is wrong in it (core/task_file.py): an update about no task."""
 
 EMOJI = {"started": "🚀", "workspace": "🌿", "checkpoint": "💾", "checkpoint_failed": "⚠️", "planning": "🧠", "plan": "🗺️",
          "plan_fallback": "🧭", "subtask": "🧩", "file_edit": "📝", "command": "⚡", "command_result": "📋",
          "phase": "🔄", "confirmation_required": "⚠️", "confirmation_received": "✅", "confirmation_refused": "🚫", "complete": "🎉",
-         "error": "❌", "timeout": "⏰", "cancelled": "🛑", RETRYING: "🔁", HELD: "💸", DIGEST: "📊",
+         "error": "❌", "timeout": "⏰", "cancelled": "🛑", RETRYING: "🔁", HELD: "💸", DIGEST: "📊", TASK_FILE: "📄",
          "paused": "⏸️", "resumed": "▶️"}
 OTHER_EMOJI = "ℹ️"  # an event type outside EVENT_TYPES (accepted, never an error)
 TITLES = {"started": "Started", "workspace": "Workspace", "checkpoint": "Checkpoint",
@@ -74,13 +76,13 @@ TITLES = {"started": "Started", "workspace": "Workspace", "checkpoint": "Checkpo
           "plan_fallback": "Not planned", "subtask": "Subtask", "file_edit": "File changed", "command": "Running a command",
           "command_result": "Command finished", "phase": "Phase", "confirmation_required": "Confirmation needed",
           "confirmation_received": "Confirmation received", "confirmation_refused": "Not run", RETRYING: "Retrying",
-          HELD: "Held by the daily budget", DIGEST: "Report", "paused": "Paused", "resumed": "Resumed",
+          HELD: "Held by the daily budget", DIGEST: "Report", TASK_FILE: "Tasks file", "paused": "Paused", "resumed": "Resumed",
           **{ENDING_PHASE[outcome]: label for outcome, label in LABEL.items()}}
 COLOURS = {"started": 0x3498DB, "workspace": 0x27AE60, "checkpoint": 0x95A5A6, "checkpoint_failed": 0xF1C40F,
            "planning": 0x9B59B6, "plan": 0x9B59B6, "plan_fallback": 0x95A5A6, "subtask": 0x3498DB, "file_edit": 0x95A5A6, "command": 0xE67E22,
            "command_result": 0x7F8C8D, "phase": 0x1ABC9C, "confirmation_required": 0xF1C40F,
            "confirmation_received": 0x2ECC71, "confirmation_refused": 0xE74C3C, "complete": 0x2ECC71, "error": 0xE74C3C, "timeout": 0xE67E22,
-           "cancelled": 0x607D8B, RETRYING: 0xF39C12, HELD: 0xF1C40F, DIGEST: 0x3498DB,
+           "cancelled": 0x607D8B, RETRYING: 0xF39C12, HELD: 0xF1C40F, DIGEST: 0x3498DB, TASK_FILE: 0x3498DB,
            "paused": 0xF1C40F, "resumed": 0x3498DB}
 OTHER_COLOUR = 0x95A5A6
 
@@ -200,6 +202,8 @@ def format_message(event: ProgressEvent, reply: str | None = None) -> str:
         return _confirmation_text(event, head, reply or _REPLY_LINE.format(task_id=tid))
     if kind == DIGEST:  # its headline; the embed (and n8n's detail) has the whole report
         text = f"{emoji} {msg.splitlines()[0] if msg else 'Report'}"
+    elif kind == TASK_FILE:  # no task of its own: what the reading started and what is wrong, line by line
+        text = f"{emoji} {msg}"
     elif kind == "plan":
         text = _plan_text(event, head)
     elif kind == "subtask":
@@ -463,7 +467,7 @@ def _is_iso(stamp: str) -> bool:
 
 def _description(event: ProgressEvent, limit: int, reply: str) -> str:
     """The message, then the command as a code block (shortened to fit), then what to do about it."""
-    message = _truncate(event.message.strip(), min(DESCRIPTION_LIMIT if event.type == DIGEST else 1000, limit))
+    message = _truncate(event.message.strip(), min(DESCRIPTION_LIMIT if event.type in (DIGEST, TASK_FILE) else 1000, limit))
     after = reply if event.type == "confirmation_required" else ""
     text = "\n\n".join(p for p in (message, after) if p)
     if event.command and event.type in ("command", "command_result", "confirmation_required"):
@@ -902,6 +906,20 @@ class Notifier:
             except Exception:
                 pass
             return FAILED
+
+    def announce(self, event: ProgressEvent, stop: threading.Event | None = None) -> bool:
+        """An update about no task (the digest, the tasks file's news) to every endpoint, the bot's as a message of its
+        own; False when one still failed after its retries. The event id makes a resend a duplicate (n8n's Remove
+        Duplicates, the bot's nonce)."""
+        stop = stop or threading.Event()
+        outcomes = []
+        for endpoint in self._endpoints:
+            if endpoint == BOT:
+                body = bot_message_body(self.scrub(event), bot_nonce(event.id))
+                outcomes.append(self.bot.post(body, TITLES.get(event.type, event.type).lower(), stop)[0])
+            else:
+                outcomes.append(self.deliver(endpoint, event, stop))
+        return FAILED not in outcomes
 
     @property
     def bot(self) -> _BotEndpoint | None:

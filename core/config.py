@@ -104,6 +104,10 @@ class Settings(BaseSettings):
         "The owner's command rules (JSON, Claude Code's permissions shape: Bash(...) allow and ask rules; see "
         "docs/SECURITY.md). Unset: DATA_DIR/commands.json; a missing file is no rules. It must lie outside "
         "PROJECTS_ROOT and the tasks' checkouts, where the model could rewrite it."))
+    TASKS_FILE: Path | None = Field(None, description=(
+        "The watched tasks file (YAML: a list of entries with goal, project and optional priority, plan, at; "
+        "core/task_file.py): each entry is queued once, when it first appears. Unset: DATA_DIR/tasks.yaml; a missing "
+        "file is no tasks. Like COMMAND_RULES_FILE it must lie outside PROJECTS_ROOT and the tasks' checkouts."))
 
     # --- automatic retries (core/retries.py) ------------------------------
     MAX_TASK_RETRIES: int = Field(2, ge=0, le=10, description=(
@@ -182,7 +186,7 @@ class Settings(BaseSettings):
         return value.upper() if isinstance(value, str) else value
 
     @field_validator("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "REDIS_URL", "DATA_DIR", "DEFAULT_PROJECT_PATH",
-                     "COMMAND_RULES_FILE",
+                     "COMMAND_RULES_FILE", "TASKS_FILE",
                      "CONFIRMATION_CODE", "DASHBOARD_PASSWORD", "N8N_WEBHOOK_URL", "DISCORD_WEBHOOK_URL", "WEBHOOK_SIGNING_SECRET",
                      "WEBHOOK_SECRET", "DISCORD_BOT_TOKEN", "DISCORD_CHANNEL_ID", "PUBLIC_BASE_URL", "TWILIO_AUTH_TOKEN", "VOICE_TTS_PROVIDER", "VOICE_NAME",
                      "MAX_TASK_COST_USD", "DAILY_BUDGET_USD",
@@ -286,17 +290,23 @@ class Settings(BaseSettings):
                 raise ValueError(f"DEFAULT_PROJECT_PATH ({path}) must be inside PROJECTS_ROOT "
                                  f"({self.PROJECTS_ROOT}): move it there or change PROJECTS_ROOT")
             self.DEFAULT_PROJECT_PATH = path
-        rules = (self.COMMAND_RULES_FILE or self.DATA_DIR / "commands.json").expanduser()
-        rules = (rules if rules.is_absolute() else self.DATA_DIR / rules).resolve()
-        for folder, name in ((self.PROJECTS_ROOT, "PROJECTS_ROOT"), (self.checkouts_dir, "DATA_DIR/git")):
-            if rules.is_relative_to(folder):
-                raise ValueError(f"COMMAND_RULES_FILE ({rules}) must be outside {name} ({folder}), where a task's "
-                                 "commands could rewrite it: keep it in DATA_DIR (the default, DATA_DIR/commands.json)")
-        self.COMMAND_RULES_FILE = rules
+        self.COMMAND_RULES_FILE = self._owner_file("COMMAND_RULES_FILE", self.COMMAND_RULES_FILE, "commands.json")
+        self.TASKS_FILE = self._owner_file("TASKS_FILE", self.TASKS_FILE, "tasks.yaml")
         if self.DISCORD_BOT_TOKEN is not None and not (self.DISCORD_CHANNEL_ID and self.DISCORD_OWNER_IDS):
             raise ValueError("DISCORD_BOT_TOKEN is set, so the bot also needs DISCORD_CHANNEL_ID (where it listens) "
                              "and DISCORD_OWNER_IDS (who may answer): set both, or unset DISCORD_BOT_TOKEN")
         return self
+
+    def _owner_file(self, setting: str, path: Path | None, default_name: str) -> Path:
+        """A file only the owner writes (their command rules, their tasks): DATA_DIR/default_name when unset, relative
+        to DATA_DIR, and never where a task's commands could rewrite it."""
+        path = (path or self.DATA_DIR / default_name).expanduser()
+        path = (path if path.is_absolute() else self.DATA_DIR / path).resolve()
+        for folder, name in ((self.PROJECTS_ROOT, "PROJECTS_ROOT"), (self.checkouts_dir, "DATA_DIR/git")):
+            if path.is_relative_to(folder):
+                raise ValueError(f"{setting} ({path}) must be outside {name} ({folder}), where a task's commands "
+                                 f"could rewrite it: keep it in DATA_DIR (the default, DATA_DIR/{default_name})")
+        return path
 
     # --- derived ----------------------------------------------------------
     @property

@@ -162,3 +162,14 @@ DIGEST_LATE_SECONDS = 24 * 3600
 
 DIGEST_LOCK_SECONDS = 300
 """How long a server's claim to send the digest lasts: one that dies while sending lets another try after it."""
+
+TASK_FILE_LOCK_SECONDS = 30
+"""How long one reader of the tasks file (core/task_file.py) may hold keys.TASK_FILE_LOCK; a reader that died lets
+the next one in after it."""
+
+TASK_FILE_DEBOUNCE_MS = 300
+"""The tasks file is read once the changes to it paused this long (an editor's save is several writes)."""
+
+TASK_FILE_RECHECK_SECONDS = 5.0
+"""Besides its change events, the watcher looks at the tasks file's size and time this often and reads it again when
+they differ from its last reading."""

@@ -221,3 +221,13 @@ DIGEST_SENT = "tars:report:digest"
 
 DIGEST_LOCK = "tars:report:digest:lock"
 """Held by the one server sending the digest now (SET NX with a TTL), so that several servers send it once."""
+
+
+def task_file_entry(identity: str) -> str:
+    """A hash per tasks-file entry ever queued, by its content's identity (core/task_file.py): task_id, started (1
+    once queued; 0 while its reader queues it), line, goal. Kept without expiry: the same entry never runs twice."""
+    return f"tars:tasks_file:entry:{identity}"
+
+
+TASK_FILE_LOCK = "tars:tasks_file:lock"
+"""Held by the one reader of the tasks file queueing its entries now (several servers may watch the same file)."""

@@ -181,10 +181,13 @@ class TaskManager:
 
     def start(self, goal: str, project_path: str | Path | None = None, verbose_updates: bool | None = None,
               call_sid: str | None = None, retry_of: str | None = None, plan: bool | None = None,
-              priority: str | None = NORMAL, at: datetime | None = None) -> str:
+              priority: str | None = NORMAL, at: datetime | None = None, task_id: str | None = None,
+              source: str | None = None) -> str:
         """Queue a task; the new id. plan: split the goal into subtasks first (core/plans.py); None: as PLAN_GOALS
         says (only `always` plans unasked). priority: high, normal or low (its queue, core/capabilities.py). at: an
-        aware datetime to start it then instead of now (RQ's scheduler queues it; core/schedules.py)."""
+        aware datetime to start it then instead of now (RQ's scheduler queues it; core/schedules.py). task_id: one
+        new_id() gave earlier (the tasks file claims its entries' ids first, core/task_file.py). source: where the
+        goal came from, when not said live (its queued event says it: "tasks.yaml line 3")."""
         goal = (goal or "").strip() if isinstance(goal, str) else ""
         if not goal:
             raise InvalidGoal("The goal is empty: say what the task should build or fix.")
@@ -197,12 +200,14 @@ class TaskManager:
         planned = planned and not refused
         project = self.resolve_project(project_path)
         goal = self.scrubber.text(goal)  # the goal goes to the model and to Discord
-        task_id = self._new_id()
+        if task_id:  # new_id() listed it among the recent tasks; a claim that outlived its reader may not be
+            self.redis.zadd(keys.RECENT_TASKS, {task_id: time.time()}, nx=True)
+        task_id = task_id or self._new_id()
         meta = {"progress": "Waiting for a worker", "phase": QUEUED, "awaiting_confirmation": False,
                 "confirmation_command": None, "goal": goal, "session_id": call_sid,
                 "project_path": str(project), "verbose_updates": verbose_updates, "retry_of": retry_of,
                 "plan": bool(planned), "parent": None, "plan_key": None, "priority": priority,
-                "scheduled_for": at.isoformat() if at else None}
+                "scheduled_for": at.isoformat() if at else None, "source": source}
         # Today's budget spent: it waits on the budget's gate. A task started for later is not held now: RQ's
         # scheduler queues it at its time, whatever that day's spend.
         held = None if at else budget.hold(self.redis, self.settings, meta)
@@ -246,6 +251,9 @@ class TaskManager:
             if at:
                 said = f"Scheduled to start {schedules.when_text(at)}"
                 data.update(scheduled_for=meta["scheduled_for"])
+            if meta.get("source"):
+                said = f"{said} from {meta['source']}"
+                data.update(source=meta["source"])
             event_log.append(pipe, task_id, QUEUED, f"{said}: {goal}", QUEUED, data)
             if call_sid and not meta.get("parent"):  # a call's latest task is the plan, not one of its subtasks
                 pipe.zadd(keys.call_tasks(call_sid), {task_id: time.time()})

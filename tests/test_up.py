@@ -38,12 +38,15 @@ def test_up_runs_everything_on_an_embedded_redis(tars_env, fake_api, tmp_path, c
                             what="server and worker", timeout=120, interval=0.2, ignore=(httpx.HTTPError, OSError))
         (worker,) = health.pop("pool")
         assert health == {"status": "ok", "redis": True, "workers": 1, "starting": 0, "queue_length": 0,
-                          "sandbox": sandbox.status_line(), "discord": "off", "paused": False}
+                          "sandbox": sandbox.status_line(), "discord": "off", "paused": False,
+                          "tasks_file": str(tmp_path / "data" / "tasks.yaml")}
         assert worker["state"] == "idle" and worker["current_task"] is None and worker["capabilities"] == []
         assert "started an embedded server" in (tmp_path / "up.log").read_text()
         assert "has no password" not in (tmp_path / "up.log").read_text()  # the embedded server has one
         assert list((tmp_path / "data" / "redis").glob("appendonly*"))
 
+        fake_api.script([edit(command="create", path="todo.txt", file_text="done\n"), text("Wrote todo.txt.")],
+                        match="Goal: Write the to-do list")  # the task from the file, below
         fake_api.script([edit(command="create", path="note.txt", file_text="hi\n"), text("Wrote note.txt.")])
         started = cli("task", "start", "--goal", "Write a note", "--project", "notes", "--json",
                       REDIS_URL=env["REDIS_URL"])
@@ -52,6 +55,12 @@ def test_up_runs_everything_on_an_embedded_redis(tars_env, fake_api, tmp_path, c
         wait_until(lambda: '"complete"' in cli("task", "status", task_id, "--json", REDIS_URL=env["REDIS_URL"]).stdout,
                    what="task complete", timeout=120, interval=0.2)
         assert (tmp_path / "projects" / "notes" / "note.txt").read_text() == "hi\n"
+
+        # the owner adds a goal to the tasks file the server watches: it runs too
+        (tmp_path / "data" / "tasks.yaml").write_text("- goal: Write the to-do list\n  project: notes\n")
+        wait_until(lambda: (tmp_path / "projects" / "notes" / "todo.txt").exists() and '"complete"' in cli(
+            "task", "status", "--json", REDIS_URL=env["REDIS_URL"]).stdout, what="the file's task complete",
+            timeout=120, interval=0.2)
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
@@ -134,7 +143,8 @@ def test_up_tells_where_the_dashboard_is_warns_about_the_key_and_health_counts_i
         assert answers[-1] == {"status": "ok", "redis": True, "workers": 1, "starting": 0, "queue_length": 0,
                                "sandbox": sandbox.status_line(), "discord": "off", "paused": False,
                                "pool": [{"name": answers[-1]["pool"][0]["name"], "state": "idle",
-                                         "current_task": None, "capabilities": []}]}
+                                         "current_task": None, "capabilities": []}],
+                               "tasks_file": tars_env["DATA_DIR"] + "/tasks.yaml"}
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=40)
@@ -144,6 +154,7 @@ def test_up_tells_where_the_dashboard_is_warns_about_the_key_and_health_counts_i
     assert ("Dashboard:  off: set DASHBOARD_PASSWORD (at least 8 characters) in .env and restart "
             f"`python main_tars.py up`; then open http://127.0.0.1:{port}/") in log, log
     assert "Worker:     one, started with the server; /health counts it as `starting`" in log, log
+    assert f"Tasks file: {tars_env['DATA_DIR']}/tasks.yaml (watched: each new entry becomes a task" in log, log
     assert log.count("ANTHROPIC_API_KEY is not set") == 1, log
     assert "restart `python main_tars.py up`." in log, log
     assert log.count("DISCORD_UPDATES_WEBHOOK in") == 1 and "use N8N_WEBHOOK_URL" in log, log
@@ -154,7 +165,8 @@ def test_the_server_alone_shows_the_dashboards_address_and_no_worker_of_its_own(
     process, answers = run_until_healthy(env, tmp_path / "serve.log", "serve")
     try:
         assert answers[-1] == {"status": "ok", "redis": True, "workers": 0, "starting": 0, "queue_length": 0,
-                               "sandbox": sandbox.status_line(), "discord": "off", "paused": False, "pool": []}
+                               "sandbox": sandbox.status_line(), "discord": "off", "paused": False, "pool": [],
+                               "tasks_file": tars_env["DATA_DIR"] + "/tasks.yaml"}
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=40)

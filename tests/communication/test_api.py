@@ -149,7 +149,8 @@ def test_only_an_authenticated_caller_can_answer_a_waiting_task(tasks, fake_api,
     [busy] = health.pop("pool")
     assert busy["state"] == "busy" and busy["current_task"] == task_id, busy
     assert health == {"status": "ok", "redis": True, "workers": 1, "starting": 0, "queue_length": 0,
-                      "sandbox": sandbox.status_line(), "discord": "off", "paused": False}
+                      "sandbox": sandbox.status_line(), "discord": "off", "paused": False,
+                      "tasks_file": str(tars_server.app.state.settings.TASKS_FILE)}
     assert health["queue_length"] == queue_length(redis_client)
 
     # a correctly signed call to the signatures-only server is the owner's answer
@@ -347,6 +348,43 @@ def test_start_a_task_and_read_its_status(api, tasks, projects, redis_client):
     assert body["plan"] is None and body["parent"] is None
     # the id as a person might type it
     assert api.get(f"/api/tasks/%23{task_id.upper()}").json()["task_id"] == task_id
+
+
+def test_a_plain_text_body_is_the_goal_and_the_query_string_gives_the_rest(api, tasks, projects, redis_client):
+    started = api.post("/api/tasks?project_path=calc&priority=high&plan=false&in=2h",
+                       content="  Build a calculator\nwith tests  ".encode(),
+                       headers={"content-type": "text/plain; charset=utf-8"})
+    assert started.status_code == 201, started.text
+    status = tasks.status(started.json()["task_id"])
+    assert (status.goal, status.project_path, status.priority, status.status) == (
+        "Build a calculator\nwith tests", str(projects / "calc"), "high", "scheduled")
+    assert started.json()["scheduled_for"] == status.scheduled_for
+
+    latin = api.post("/api/tasks", content="Écris un café".encode("latin-1"),
+                     headers={"content-type": "text/plain; charset=latin-1"})
+    assert latin.status_code == 201 and tasks.status(latin.json()["task_id"]).goal == "Écris un café"
+
+
+@pytest.mark.parametrize("url, content, content_type, reason", [
+    ("/api/tasks", b"   ", "text/plain", "The text body is empty: it is the goal, so say what the task should build "
+                                         "or fix."),
+    ("/api/tasks", b"\xff\xfe broken", "text/plain", "The text body is not utf-8 text: send it as UTF-8."),
+    ("/api/tasks", b"Fix it", "text/plain; charset=klingon", "The text body is not klingon text: send it as UTF-8."),
+    ("/api/tasks?priority=high", b'{"goal": "Fix it"}', "application/json",
+     "The query string gives priority: with a JSON body every field goes in the body; the query string is for a "
+     "text/plain goal."),
+    ("/api/tasks?at=25:00", b"Fix it", "text/plain", "The start time '25:00' is not a time: give HH:MM on the 24-hour "
+                                                      "clock (02:00: the next such local time) or an ISO date-time "
+                                                      "(2025-06-01T02:00, local unless it names its zone)."),
+    ("/api/tasks", b"Fix it", "application/x-www-form-urlencoded", "The body is not JSON: send the task as a JSON "
+                                                                   "object, or the goal itself as text with "
+                                                                   "Content-Type: text/plain."),
+])
+def test_a_bad_plain_text_start_is_a_422_with_the_sentence(api, redis_client, url, content, content_type, reason):
+    answer = api.post(url, content=content, headers={"content-type": content_type})
+    assert answer.status_code == 422
+    assert answer.json() == {"detail": reason}
+    assert task_count(redis_client) == 0
 
 
 @pytest.mark.usefixtures("private_git")
@@ -567,7 +605,8 @@ def test_health_reports_redis_workers_the_queue_length_and_the_sandbox(tars_serv
     health = httpx.get(tars_server.url + "/health")
     assert health.status_code == 200
     assert health.json() == {"status": "ok", "redis": True, "workers": 0, "starting": 0, "queue_length": 2,
-                             "sandbox": sandbox.status_line(), "discord": "off", "paused": False, "pool": []}
+                             "sandbox": sandbox.status_line(), "discord": "off", "paused": False, "pool": [],
+                             "tasks_file": str(tasks.settings.TASKS_FILE)}
     assert health.json()["sandbox"].split(" ")[0].rstrip(":") in ("landlock", "bubblewrap", "sandbox-exec", "none")
     offline = serve(SANDBOX_NETWORK="off").url + "/health"
     assert httpx.get(offline).json()["sandbox"] == sandbox.status_line("auto", network=False)
@@ -681,7 +720,7 @@ def test_no_body_makes_a_500_or_leaves_anything_behind(api, redis_client, body):
     assert isinstance(answered.json()["detail"], str)
     started = api.post("/api/tasks", content=body, headers={"content-type": "application/json"})
     assert started.status_code == 422, (body, started.text)
-    assert answered.json()["detail"] and started.json()["detail"].startswith("The body is not valid")
+    assert answered.json()["detail"] and started.json()["detail"].startswith("The body is not ")
     assert task_count(redis_client) == 0 and queue_length(redis_client) == 0
     assert confirmation_keys(redis_client) == []
 

@@ -165,20 +165,24 @@ def test_sandbox_settings_and_the_rules_file_default_to_data_dir(clean_env, tmp_
     settings = load_settings()
     assert (settings.SANDBOX, settings.SANDBOX_NETWORK) == ("auto", "on")
     assert settings.COMMAND_RULES_FILE == tmp_path / "data" / "commands.json"
+    assert settings.TASKS_FILE == tmp_path / "data" / "tasks.yaml"
     clean_env.setenv("COMMAND_RULES_FILE", "rules/mine.json")  # relative: to DATA_DIR
+    clean_env.setenv("TASKS_FILE", str(tmp_path / "elsewhere" / "todo.yaml"))
     clean_env.setenv("SANDBOX_NETWORK", "off")
     settings = load_settings()
     assert settings.COMMAND_RULES_FILE == tmp_path / "data" / "rules" / "mine.json"
+    assert settings.TASKS_FILE == tmp_path / "elsewhere" / "todo.yaml"
     assert settings.SANDBOX_NETWORK == "off"
     assert "SANDBOX_NETWORK='none' is invalid" in config_error(SANDBOX_NETWORK="none")
 
 
+@pytest.mark.parametrize("setting", ["COMMAND_RULES_FILE", "TASKS_FILE"])
 @pytest.mark.parametrize("place", ["projects/app/commands.json", "data/git/worktrees/t1/commands.json"])
-def test_a_rules_file_a_task_could_rewrite_is_a_config_error(clean_env, tmp_path, place):
+def test_a_rules_or_tasks_file_a_task_could_rewrite_is_a_config_error(clean_env, tmp_path, place, setting):
     clean_env.setenv("PROJECTS_ROOT", str(tmp_path / "projects"))
     clean_env.setenv("DATA_DIR", str(tmp_path / "data"))
-    message = config_error(COMMAND_RULES_FILE=str(tmp_path / place))
-    assert f"COMMAND_RULES_FILE ({tmp_path / place}) must be outside" in message and "\n" not in message
+    message = config_error(**{setting: str(tmp_path / place)})
+    assert f"{setting} ({tmp_path / place}) must be outside" in message and "\n" not in message
 
 
 # --- the Discord bot -------------------------------------------------------------------------------------
