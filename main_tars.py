@@ -504,7 +504,7 @@ def start_up_lines(settings, workers: int, redis_url: str, embedded: bool) -> li
             f"  Redis:      {safe_url(redis_url)}" + (f" (embedded; its data in {settings.DATA_DIR / 'redis'})"
                                                       if embedded else ""),
             f"  Data:       {settings.DATA_DIR} (the tasks' checkouts in {settings.checkouts_dir})",
-            f"  Tasks file: {settings.TASKS_FILE} (watched: each new entry becomes a task; docs/TASKS_FILE.md)"]
+            f"  Tasks file: {settings.TASKS_FILE} (watched: each new entry becomes a task once; docs/BACKGROUND_PROGRAMMING.md)"]
 
 
 def worker_name(process: subprocess.Popen) -> str:

@@ -403,7 +403,7 @@ def test_every_documented_command_runs_against_a_real_worker(tasks, fake_api, pr
     """One story: two tasks that need a code, the documented commands run at the moments they make sense."""
     task_cmds = unique(c for c in PYTHON_COMMANDS if c.argv[1:3] == ("main_tars.py", "task"))
     by_verb = {verb: [c for c in task_cmds if c.argv[3] == verb] for verb in
-               ("start", "status", "list", "cancel", "confirm", "retry", "log", "pause", "resume")}
+               ("start", "status", "list", "cancel", "confirm", "retry", "log", "pause", "resume", "file")}
     assert sum(map(len, by_verb.values())) == len(task_cmds), "a task subcommand the check does not run"
     redis_cmds = unique(c for c in COMMANDS if c.program == "redis-cli")
     curl_cmds = unique(c for c in COMMANDS if c.program == "curl")
@@ -448,7 +448,10 @@ def test_every_documented_command_runs_against_a_real_worker(tasks, fake_api, pr
         run_task_command(command, first)
     for command in by_verb["start"]:
         run_task_command(command, first)
-    for later in [s for s in tasks.list(limit=100) if s.status == "scheduled"]:  # --at / --in: hours away
+    tasks.settings.TASKS_FILE.write_text("- goal: Tidy the notes tonight\n  project: notes\n  at: '03:30'\n")
+    for command in by_verb["file"]:  # queues the entry (scheduled: cancelled below), then checks the file
+        run_task_command(command, first)
+    for later in [s for s in tasks.list(limit=100) if s.status == "scheduled"]:  # --at / --in / at: hours away
         assert tasks.cancel(later.task_id).status == "cancelled"
     for command in by_verb["cancel"]:
         run_task_command(command, tasks.start("To be cancelled", project_path="cancelled"))

@@ -448,10 +448,10 @@ def test_an_unreachable_url_fails_the_task_with_gits_reason(tasks, fake_api, sta
 
 def test_branch_operations_wait_until_the_task_has_ended(tasks, fake_api, start_worker, projects, cli):
     owner_repo(projects / "busy", {"x.py": "X = 1\n"})
-    fake_api.script([edit(command="create", path="y.py", file_text="Y = 1\n"), bash("sleep 30"),
+    fake_api.script([edit(command="create", path="y.py", file_text="Y = 1\n"), bash("sleep 300"),
                      repeat(text("done"))])
     task_id = tasks.start("Work slowly", project_path="busy")
-    start_worker()
+    start_worker(COMMAND_TIMEOUT_SECONDS="600", MAX_TASK_RUNTIME_MINUTES="10")  # running until cancelled below
     wait_until(lambda: tasks.status(task_id).checkpoints == 1, 60, "the first checkpoint")
     for command in (["rollback", task_id], ["merge", task_id], ["discard", task_id], ["push", task_id]):
         done = cli("task", *command)

@@ -154,7 +154,7 @@ def test_up_tells_where_the_dashboard_is_warns_about_the_key_and_health_counts_i
     assert ("Dashboard:  off: set DASHBOARD_PASSWORD (at least 8 characters) in .env and restart "
             f"`python main_tars.py up`; then open http://127.0.0.1:{port}/") in log, log
     assert "Worker:     one, started with the server; /health counts it as `starting`" in log, log
-    assert f"Tasks file: {tars_env['DATA_DIR']}/tasks.yaml (watched: each new entry becomes a task" in log, log
+    assert f"Tasks file: {tars_env['DATA_DIR']}/tasks.yaml (watched: each new entry becomes a task once" in log, log
     assert log.count("ANTHROPIC_API_KEY is not set") == 1, log
     assert "restart `python main_tars.py up`." in log, log
     assert log.count("DISCORD_UPDATES_WEBHOOK in") == 1 and "use N8N_WEBHOOK_URL" in log, log

@@ -146,9 +146,11 @@ def test_a_cancel_while_a_retry_waits_ends_the_task_before_it_runs_again(tasks, 
     fake_api.script([OVERLOADED, OVERLOADED, OVERLOADED, text("never asked")], match="Goal: Try later")
     task_id = tasks.start("Try later", project_path="later")
     start_worker(TASK_RETRY_BACKOFF_SECONDS="600")
-    waiting = wait_until(lambda: (s := tasks.status(task_id)).retry_at and s, 60, "the retry scheduled")
+    scheduled = ScheduledJobRegistry("tars_programming", connection=tasks.redis)
+    # The work-horse records the retry, then its worker hands the job to RQ's scheduled registry.
+    waiting = wait_until(lambda: (s := tasks.status(task_id)).retry_at and task_id in scheduled.get_job_ids() and s,
+                         60, "the retry scheduled")
     assert waiting.status == "queued" and waiting.progress.startswith("Retrying at ")
-    assert task_id in ScheduledJobRegistry("tars_programming", connection=tasks.redis).get_job_ids()
     cancelled = tasks.cancel(task_id)
     assert cancelled.status == "cancelled" and cancelled.retry_at is None
     assert events(tasks, task_id, "cancelled")[0].message == "The task was cancelled before its retry started."
