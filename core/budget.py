@@ -5,7 +5,8 @@
 - The budget: DAILY_BUDGET_USD, unless the owner overrode it at runtime (keys.DAILY_BUDGET, set by
   `python main_tars.py budget set 20` or POST /api/budget; `budget clear` goes back to the setting).
 - Held: once the day's spend reaches it, TaskManager.start queues a new task deferred on a gate job (RQ's
-  depends_on, as a plan waiting for approval does): it holds no worker, its status is queued with the reason as
+  depends_on, as a plan waiting for approval does), and RQ's scheduler (core/worker.TarsScheduler) does the same
+  with a task started for later whose time came (hold_due): it holds no worker, its status is queued with the reason as
   its progress, and its timeline gets a `held` event, which Discord hears; the voice and the API say so when it
   is started, the dashboard shows a banner.
 - Released: once the budget allows again (the next day, or a raised budget) the gate job is enqueued; a worker
@@ -25,6 +26,7 @@ from datetime import datetime
 import redis
 from rq import Queue, get_current_job
 from rq.job import Job, JobStatus
+from rq.registry import ScheduledJobRegistry
 
 from core import event_log, keys
 from core.config import Settings
@@ -156,6 +158,36 @@ def hold(connection: redis.Redis, settings: Settings, meta: dict) -> list[str] |
         return None
     meta.update(progress=f"Held: {budget.held_sentence()}.", held=True)
     return [_gate(connection)]
+
+
+def hold_due(connection: redis.Redis, settings: Settings, registries: list[ScheduledJobRegistry]) -> list[str]:
+    """The scheduler's check before it queues what is due: a task started for later whose time came while today's
+    budget is spent waits on the gate as a task started now would (a retry waiting for its attempt is no new task:
+    it goes on). The ids it held."""
+    if not any(registry.get_jobs_to_schedule(int(time.time())) for registry in registries):
+        return []
+    if not current(connection, settings).exhausted:
+        return []
+    held = []
+    for registry in registries:
+        for job in Job.fetch_many(registry.get_jobs_to_schedule(int(time.time())), connection=connection):
+            meta = job.meta if job is not None else {}
+            if not meta.get("scheduled_for") or meta.get("retry_at") or meta.get("held") or "goal" not in meta:
+                continue
+            gate = _gate(connection)
+            job._dependency_ids = [gate]
+            job.meta.update(progress=f"Held: {current(connection, settings).held_sentence()}.", held=True)
+            with connection.pipeline() as pipe:
+                registry.remove(job.id, pipeline=pipe)
+                job.set_status(JobStatus.DEFERRED, pipeline=pipe)
+                job.register_dependency(pipeline=pipe)
+                job.save(pipeline=pipe)
+                pipe.execute()
+            tell_held(connection, settings, job.id)
+            held.append(job.id)
+    if held:
+        log.info("the daily budget is spent: %d scheduled task(s) held at their time: %s", len(held), ", ".join(held))
+    return held
 
 
 def tell_held(connection: redis.Redis, settings: Settings, task_id: str) -> None:

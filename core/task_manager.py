@@ -209,7 +209,7 @@ class TaskManager:
                 "plan": bool(planned), "parent": None, "plan_key": None, "priority": priority,
                 "scheduled_for": at.isoformat() if at else None, "source": source}
         # Today's budget spent: it waits on the budget's gate. A task started for later is not held now: RQ's
-        # scheduler queues it at its time, whatever that day's spend.
+        # scheduler checks the budget of the day its time comes (budget.hold_due).
         held = None if at else budget.hold(self.redis, self.settings, meta)
         self._enqueue(task_id, meta, PLANNED_JOB_FUNCTION if planned else JOB_FUNCTION, held, at=at)
         if held:

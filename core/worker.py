@@ -110,6 +110,7 @@ class TarsWorkerMixin:
         self.scheduler = TarsScheduler(self.queues, connection=self.connection, serializer=self.serializer,
                                        logging_level=logging_level if logging_level is not None else self.log.level,
                                        date_format=date_format, log_format=log_format)
+        self.scheduler.settings = self.settings
         self.scheduler.acquire_locks()
         if self.scheduler.acquired_locks:
             if burst:
@@ -327,6 +328,18 @@ class TarsScheduler(RQScheduler):
     def start(self):
         self.worker_pid = os.getpid()  # before the fork: the scheduler process reads it as its parent
         return super().start()
+
+    settings: Settings | None = None  # its worker's: the daily budget may hold what is due (core/budget.hold_due)
+
+    def enqueue_scheduled_jobs(self):
+        if self.settings is not None and self._acquired_locks:
+            if not self._scheduled_job_registries:
+                self.prepare_registries()
+            try:
+                budget.hold_due(self.connection, self.settings, self._scheduled_job_registries)
+            except Exception:  # RQ queues what is due regardless: holding it is the budget's courtesy
+                log.exception("could not check the daily budget before queueing the scheduled tasks")
+        return super().enqueue_scheduled_jobs()
 
     def heartbeat(self):
         if os.getppid() != self.worker_pid:

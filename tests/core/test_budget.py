@@ -11,7 +11,7 @@ import httpx
 import pytest
 from rq.job import Job, JobStatus
 
-from core import budget, keys
+from core import budget, keys, schedules
 from core.config import load_settings
 from core.exceptions import InvalidBudget
 from core.task_manager import TaskManager
@@ -158,3 +158,20 @@ def test_a_budget_is_dollars_or_none_and_anything_else_is_refused_with_a_sentenc
     cleared = httpx.delete(f"{tars_server.url}/api/budget", headers=AUTH).json()
     assert (cleared["daily_usd"], cleared["source"]) == (None, "setting")  # DAILY_BUDGET_USD is unset here
     assert cli("budget", "--json").returncode == 0
+
+
+@pytest.mark.usefixtures("private_git")
+def test_a_task_scheduled_for_later_is_held_at_its_time_when_the_days_budget_is_spent(tasks, fake_api, start_worker,
+                                                                                     redis_client):
+    fake_api.script([text("Done.")], match="", name="any")
+    later = tasks.start("Run the nightly job", project_path="nightly", at=schedules.parse_in("3s"))
+    assert tasks.status(later).status == "scheduled"  # started while the budget allowed
+    budget.set_daily(redis_client, 1.0)
+    budget.add_spend(redis_client, 1.25)  # spent before its time came
+    worker = start_worker()
+    wait_until(lambda: [e.type for e in tasks.events(later)][-1] == "held", 60, "the scheduled task held at its time")
+    held = tasks.status(later)
+    assert held.held and held.status == "queued" and held.progress.startswith("Held: ") and fake_api.requests == []
+
+    budget.change(redis_client, tasks.settings, 5.0)  # the owner raises it: it runs
+    assert wait_until(lambda: tasks.status(later).status == "complete", 90, "the held task to run"), worker.log
