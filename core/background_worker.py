@@ -322,8 +322,9 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
                                          command_timeout=settings.COMMAND_TIMEOUT_SECONDS,
                                          max_paused_seconds=settings.CONFIRMATION_TIMEOUT_SECONDS,
                                          max_cost_usd=settings.MAX_TASK_COST_USD))
-        if retries.attempt_of(ctx.job) > 1:
-            agent.usage.add(Usage(**(ctx.meta.get("usage") or {})))  # the task's usage and cost span its attempts
+        if retries.attempt_of(ctx.job) > 1:  # the task's usage, cost and model calls span its attempts
+            agent.usage.add(Usage(**(ctx.meta.get("usage") or {})))
+            agent.model_seconds[:0] = [float(s) for s in ctx.meta.get("model_seconds") or []]
         result = agent.run()
     finally:
         watcher.stop()
@@ -680,11 +681,12 @@ def _retry_or_finish(ctx: TaskContext, settings: Settings, result: AgentResult) 
     if delay is None:
         reason = retries.ending_reason(result.reason, ctx.job, settings, result.transient)
         return _finish(ctx, settings, dataclasses.replace(result, reason=reason))
-    _announce_retry(ctx, settings, result.reason, delay, result.usage)
+    _announce_retry(ctx, settings, result.reason, delay, result.usage, result.model_seconds)
     return Retry(max=settings.MAX_TASK_RETRIES, interval=delay)
 
 
-def _announce_retry(ctx: TaskContext, settings: Settings, reason: str, delay: int, usage: Usage) -> None:
+def _announce_retry(ctx: TaskContext, settings: Settings, reason: str, delay: int, usage: Usage,
+                    model_seconds: list[float]) -> None:
     """The task waits for its automatic retry: its status says when, its timeline announces it (Discord, n8n, the
     dashboard), and its meta keeps why (the next attempt tells the model) and the usage so far."""
     progress, message, data = retries.announcement(ctx.job, settings, ctx.scrubber.text(reason), delay)
@@ -692,7 +694,7 @@ def _announce_retry(ctx: TaskContext, settings: Settings, reason: str, delay: in
     try:
         ctx.update_meta(phase=task_states.QUEUED, progress=progress, awaiting_confirmation=False,
                         confirmation_command=None, retry_reason=reason, retry_at=data["retry_at"],
-                        attempts=data["attempts"], usage=usage.as_dict(),
+                        attempts=data["attempts"], usage=usage.as_dict(), model_seconds=model_seconds,
                         cost_usd=estimate_cost(settings.CLAUDE_MODEL, usage))
     except TaskFailed as lost:  # the record vanished just now: RQ's retry saves it again from this horse's copy
         ctx.log.error("%s", lost)
@@ -755,7 +757,7 @@ def record_abandoned_end(job, settings: Settings, outcome: str, reason: str, tra
     usage = Usage(**(ctx.meta.get("usage") or {}))  # its figures as its horse last recorded them
     delay = retries.next_delay(job, settings, transient)
     if delay is not None:
-        _announce_retry(ctx, settings, reason, delay, usage)
+        _announce_retry(ctx, settings, reason, delay, usage, ctx.meta.get("model_seconds") or [])
         retries.schedule_in_rq(job, delay)
         return True
     ctx.git = _local_summary(ctx)

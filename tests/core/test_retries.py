@@ -73,6 +73,8 @@ def test_an_overloaded_api_retries_the_task_on_its_branch_and_the_model_hears_of
     assert "Creating cart.py" in git(repo, "log", "--format=%s", f"tars/{task_id}")
     assert git(repo, "show", f"tars/{task_id}:cart.py") == "CART = []"
     assert [e.data.get("attempt") for e in events(tasks, task_id, "started")] == [None, 2]
+    # The report's model latency counts the answered calls of both attempts (the overloaded one had no answer).
+    assert len(done.result["model_seconds"]) == 2
     # Discord (through n8n) heard of the retry as it was scheduled.
     heard = wait_until(lambda: [b for b in n8n.bodies() if b["task_id"] == task_id and b["type"] == "retrying"], 30,
                        "the retry announced to n8n")
