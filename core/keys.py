@@ -130,6 +130,12 @@ PAUSE_CHANNEL = "tars:pause"
 """Pub/sub wake-up: a pause or resume was just asked; paused workers and tasks read their pause keys again at once."""
 
 
+def task_retrying(task_id: str) -> str:
+    """Set (NX, 60 s TTL) while `task retry` runs a plan or a subtask again in place, so two retries at once run it
+    once; deleted when that retry has queued it."""
+    return f"task:{task_id}:retrying"
+
+
 def task_reaped(task_id: str) -> str:
     """Set once when the reaper or the worker recorded the end of a task its work-horse could not record."""
     return f"task:{task_id}:reaped"

@@ -673,14 +673,28 @@ class TaskManager:
         if status.active:
             raise TaskNotActive(f"Task {status.task_id} is still {status.status.replace('_', ' ')}, so it "
                                 f"cannot be retried yet: cancel it first or wait for it to end.")
-        if status.parent:
-            return self._retry_subtask(status)
-        if status.plan and status.status == FAILED and all(row["state"] == plans.DONE for row in status.plan):
-            return self._retest_plan(status)
+        if status.parent or (status.plan and status.status == FAILED
+                             and all(row["state"] == plans.DONE for row in status.plan)):
+            return self._retry_in_place(status.task_id)
         planned = bool((self._job(status.task_id).get_meta(refresh=False) or {}).get("plan"))
         return self.start(status.goal, status.project_path, verbose_updates=status.verbose_updates,
                           call_sid=call_sid or status.call_sid, retry_of=status.task_id, plan=planned or None,
                           priority=status.priority)  # an urgent task's retry is as urgent
+
+    def _retry_in_place(self, task_id: str) -> str:
+        """A subtask or a plan runs again as itself: one retry at a time (two owners, or the phone and the dashboard at
+        once, must not queue it twice), its state read again once this retry holds the claim."""
+        claim = keys.task_retrying(task_id)
+        if not self.redis.set(claim, 1, nx=True, ex=60):
+            raise TaskNotActive(f"Task {task_id} is being retried already.")
+        try:
+            status = self.status(task_id)
+            if status.active:
+                raise TaskNotActive(f"Task {task_id} is {status.status.replace('_', ' ')} again: it was retried "
+                                    "just now.")
+            return self._retry_subtask(status) if status.parent else self._retest_plan(status)
+        finally:
+            self.redis.delete(claim)
 
     def _retest_plan(self, status: TaskStatus) -> str:
         """Test a failed plan's merged branch again: only its finishing job failed (its workers died, it crashed, or

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -627,9 +628,28 @@ def test_a_worker_dying_while_the_merged_branch_is_tested_tests_it_again_and_a_r
     assert len([e for e in events(tasks, parent, "phase") if "died" in e.message]) == 1  # ran again once only
 
     gate.touch()
-    retried = cli("task", "retry", parent)
-    assert retried.returncode == 0, retried.stderr
-    assert retried.stdout.strip() == f"{parent} (its merged branch is tested again)"
+    # Two retries at the same moment (the phone and the dashboard, say): the merged branch is tested again once,
+    # and the other retry is refused with the reason.
+    tasks.redis.set(keys.task_retrying(parent), 1)  # as when another retry is queueing it this very moment
+    with pytest.raises(TaskNotActive, match=f"Task {parent} is being retried already."):
+        tasks.retry(parent)
+    tasks.redis.delete(keys.task_retrying(parent))
+    answers, go = [], threading.Barrier(2)
+
+    def retry():
+        go.wait()
+        try:
+            answers.append(tasks.retry(parent))
+        except TaskNotActive as exc:
+            answers.append(str(exc))
+
+    both = [threading.Thread(target=retry) for _ in range(2)]
+    for thread in both:
+        thread.start()
+    for thread in both:
+        thread.join(60)
+    assert len(answers) == 2 and answers.count(parent) == 1, answers
+    assert any(a.startswith(f"Task {parent} is") and "retried" in a for a in answers), answers
     done = ended(tasks, parent)
     third.stop()
     assert done.status == "complete", (done.reason, third.log[-3000:])
