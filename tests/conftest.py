@@ -11,6 +11,7 @@ import errno
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import uvicorn
 
@@ -174,6 +176,24 @@ class WorkerProcess(TarsProcess):
 
     def __init__(self, env: dict, log_path: Path, *args: str):
         super().__init__(env, log_path, "start_worker.py", *args)
+        given = list(args)
+        # start_worker.py's own default name, which its delivery process's --name extends
+        default = f"{socket.gethostname()}.{self.process.pid}"
+        self.name = given[given.index("--name") + 1] if "--name" in given else default
+
+    def stop(self) -> None:
+        """Stop the worker, then its progress delivery process should it outlive it (a worker a test SIGKILLed leaves
+        it draining for up to DRAIN_SECONDS): a reader left over from one test must not claim the next test's tasks
+        from the flushed Redis and post them to the last test's webhook."""
+        super().stop()
+        for process in psutil.process_iter(["cmdline"]):
+            cmdline = process.info["cmdline"] or []
+            if "communication.delivery" in cmdline and f"{self.name}.delivery" in cmdline:
+                try:
+                    process.kill()
+                    process.wait(10)
+                except psutil.Error:
+                    pass
 
 
 @pytest.fixture
