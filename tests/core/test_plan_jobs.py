@@ -127,7 +127,9 @@ def test_a_planned_goal_runs_independent_subtasks_at_once_and_merges_everything(
     assert during.progress == "0 of 3 subtasks done, 2 running, 1 waiting on store"
     assert rows(tasks, parent)["api"]["note"] == "waiting on store"
     gate.touch()
-    done = ended(tasks, parent)
+    ended(tasks, parent)
+    # The finishing job stores the plan's result a moment before its meta's last progress: read them once both are.
+    done = wait_until(lambda: (s := tasks.status(parent)).phase != "testing" and s, 30, "the plan's last progress")
     for worker in workers:
         worker.stop()
 
