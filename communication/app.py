@@ -88,8 +88,7 @@ def create_app(settings: Settings, connection: redis.Redis,
     voice = VoiceHub(settings, connection, tasks)
     digest = DigestSender.for_settings(connection, settings)  # None: no schedule, or nowhere to send it
     news = make_notifier(settings)
-    watcher = TaskFileWatcher(connection, tasks, settings.TASKS_FILE,
-                              report=task_file_reporter(news) if news.endpoints else None)
+    watcher = TaskFileWatcher(connection, settings, report=task_file_reporter(news) if news.endpoints else None)
     bot = None
     if settings.DISCORD_BOT_TOKEN:  # imported only then: without a bot the server never loads discord.py
         from communication.discord_bot import DiscordBot

@@ -164,19 +164,20 @@ def hold_due(connection: redis.Redis, settings: Settings, registries: list[Sched
     """The scheduler's check before it queues what is due: a task started for later whose time came while today's
     budget is spent waits on the gate as a task started now would (a retry waiting for its attempt is no new task:
     it goes on). The ids it held."""
-    if not any(registry.get_jobs_to_schedule(int(time.time())) for registry in registries):
-        return []
-    if not current(connection, settings).exhausted:
+    now = int(time.time())
+    due = [(registry, ids) for registry in registries if (ids := registry.get_jobs_to_schedule(now))]
+    if not due or not current(connection, settings).exhausted:
         return []
     held = []
-    for registry in registries:
-        for job in Job.fetch_many(registry.get_jobs_to_schedule(int(time.time())), connection=connection):
+    for registry, ids in due:
+        for job in Job.fetch_many(ids, connection=connection):
             meta = job.meta if job is not None else {}
             if not meta.get("scheduled_for") or meta.get("retry_at") or meta.get("held") or "goal" not in meta:
                 continue
-            gate = _gate(connection)
-            job._dependency_ids = [gate]
-            job.meta.update(progress=f"Held: {current(connection, settings).held_sentence()}.", held=True)
+            gate = hold(connection, settings, job.meta)  # as TaskManager.start holds a new task
+            if gate is None:
+                continue
+            job._dependency_ids = gate
             with connection.pipeline() as pipe:
                 registry.remove(job.id, pipeline=pipe)
                 job.set_status(JobStatus.DEFERRED, pipeline=pipe)

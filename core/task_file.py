@@ -40,6 +40,7 @@ import yaml
 from rq.job import Job
 
 from core import capabilities, keys, schedules
+from core.config import Settings
 from core.defaults import TASK_FILE_DEBOUNCE_MS, TASK_FILE_LOCK_SECONDS, TASK_FILE_RECHECK_SECONDS
 from core.exceptions import TarsError
 from core.redis_conn import Lease, private_client
@@ -242,13 +243,13 @@ class TaskFileWatcher(threading.Thread):
     """Reads the tasks file at start and on every change; report(path, reading) hears of each reading that started
     something or found a problem."""
 
-    def __init__(self, connection: redis.Redis, tasks: TaskManager, path: Path,
+    def __init__(self, connection: redis.Redis, settings: Settings,
                  report: Callable[[Path, Reading], None] | None = None):
         super().__init__(name="tars-task-file", daemon=True)
         # Its own connection: only this thread uses it, and stop() joins the thread before closing it.
         self.connection = private_client(connection)
-        self.tasks = TaskManager(self.connection, tasks.settings)
-        self.path = path
+        self.tasks = TaskManager(self.connection, settings)
+        self.path = settings.TASKS_FILE
         self.report = report
         self.readings = 0  # how many times it read the file (for tests and /health)
         self._stopping = threading.Event()

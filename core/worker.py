@@ -124,10 +124,11 @@ class TarsWorkerMixin:
                 self.scheduler.start()
         self._scheduler_burst = burst
 
-    def take_over_scheduler(self) -> bool:
+    def take_over_scheduler(self, connection: redis.Redis) -> bool:
         """Start this worker's scheduler when no scheduler holds a queue's lock any more (its worker died and it
-        ended with it, TarsScheduler). The liveness thread calls it every beat: RQ itself retries only with its
-        maintenance, every 10 minutes, so a retry due in seconds waited that long. True when it started one."""
+        ended with it, TarsScheduler). The liveness thread calls it every beat, with its own connection: RQ itself
+        retries only with its maintenance, every 10 minutes, so a retry due in seconds waited that long. True when
+        it started one."""
         scheduler = getattr(self, "scheduler", None)
         if scheduler is None or getattr(self, "_scheduler_burst", True):
             return False
@@ -135,7 +136,7 @@ class TarsWorkerMixin:
             if scheduler._process is not None and scheduler._process.is_alive():
                 return False
             lock_keys = [scheduler.get_locking_key(name) for name in scheduler._queue_names]
-            if self.connection.exists(*lock_keys) == len(lock_keys):
+            if connection.exists(*lock_keys) == len(lock_keys):
                 return False  # another worker's scheduler holds them all: RQ's usual case
             scheduler.acquire_locks(auto_start=True)
             return scheduler._process is not None and scheduler._process.is_alive()
@@ -373,7 +374,7 @@ class Liveness(threading.Thread):
         while not self._stopping.is_set():
             try:
                 self.beat()
-                self.worker.take_over_scheduler()
+                self.worker.take_over_scheduler(self.connection)
                 if time.monotonic() - self._last_reap >= REAPER_INTERVAL_SECONDS and self.reaper.lead():
                     self._last_reap = time.monotonic()
                     self.reaper.reap()
