@@ -11,14 +11,12 @@ task id is matched against the call's recent tasks.
 from __future__ import annotations
 
 import difflib
-import inspect
 import logging
 import re
-import types
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Literal, get_type_hints
 
 from rq.job import Job
 
@@ -27,7 +25,7 @@ from communication.spoken import spoken_status
 from core import pause, report, schedules
 from core.config import Settings
 from core.exceptions import CodeRejected, TarsError, TaskNotFound
-from core.plans import docstring_section
+from core.schema import Schema, function_schema
 from core.task_manager import TaskManager, TaskStatus
 
 log = logging.getLogger("tars.voice")
@@ -83,15 +81,7 @@ def _normal(name: str) -> str:
 
 
 # --- voice functions: one typed, documented method each ---------------------------------------------------------
-JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
 SPOKEN_TYPES = {"string": "text", "integer": "a whole number", "number": "a number", "boolean": "true or false"}
-
-
-class Schema(dict):
-    """JSON Schema keywords a parameter adds to its type's: `Annotated[int, Schema(minimum=0)]`."""
-
-    def __hash__(self) -> int:  # typing puts the metadata of an Annotated inside `X | None` in a set
-        return hash(tuple(sorted(self.items())))
 
 
 def voice_function(method: Callable) -> Callable:
@@ -107,61 +97,10 @@ def voice_function(method: Callable) -> Callable:
 
 
 def tool_schema(method: Callable) -> dict:
-    """The Anthropic tool (name, description, input_schema) of a voice function."""
-    name = method.__name__
-    doc = inspect.cleandoc(method.__doc__ or "")
-    description = " ".join(doc.split("\n\n")[0].split())
-    if not description:
-        raise TypeError(f"voice function {name} has no docstring: its first paragraph tells the model what it does")
-    hints = get_type_hints(method, include_extras=True)
-    if hints.get("return") is not str:
-        raise TypeError(f"voice function {name} must return str: its answer is spoken")
-    arg_docs = docstring_section(doc, "Args")
-    properties, required = {}, []
-    for param in list(inspect.signature(method).parameters.values())[1:]:  # after self
-        if param.name not in hints or param.kind not in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
-            raise TypeError(f"voice function {name}: parameter {param.name} needs a type hint (and no * or **)")
-        if param.name not in arg_docs:
-            raise TypeError(f"voice function {name}: parameter {param.name} is not described under Args:")
-        nullable, base, extra = _unwrap(hints[param.name])
-        properties[param.name] = {**_json_type(base, f"{name}({param.name})"), **extra,
-                                  "description": arg_docs.pop(param.name)}
-        if param.default is param.empty:
-            if nullable:
-                raise TypeError(f"voice function {name}: parameter {param.name} may be None, so give it a default")
-            required.append(param.name)
-    if arg_docs:
-        raise TypeError(f"voice function {name}: Args: describes {', '.join(arg_docs)}, not in its signature")
-    input_schema = {"type": "object", "properties": properties}
-    if required:
-        input_schema["required"] = required
-    return {"name": name, "description": description, "input_schema": input_schema}
-
-
-def _unwrap(hint: object) -> tuple[bool, object, dict]:
-    """(may be None, the type without None and Annotated, the JSON Schema keywords Annotated adds)."""
-    nullable = False
-    if get_origin(hint) in (Union, types.UnionType) and type(None) in get_args(hint):
-        others = [a for a in get_args(hint) if a is not type(None)]
-        nullable, hint = True, (others[0] if len(others) == 1 else hint)  # X | Y | None: _json_type refuses it
-    extra: dict = {}
-    if get_origin(hint) is Annotated:
-        hint, *metadata = get_args(hint)
-        for item in metadata:
-            extra.update(item if isinstance(item, Schema) else {})
-    return nullable, hint, extra
-
-
-def _json_type(hint: object, where: str) -> dict:
-    if get_origin(hint) is Literal:
-        values = list(get_args(hint))
-        kinds = {JSON_TYPES.get(type(v)) for v in values}
-        if len(kinds) != 1 or None in kinds:
-            raise TypeError(f"{where}: a Literal's values must all be str, or all int, float or bool")
-        return {"type": kinds.pop(), "enum": values}
-    if hint not in JSON_TYPES:
-        raise TypeError(f"{where}: type {hint!r} has no JSON Schema here; use str, int, float, bool or Literal")
-    return {"type": JSON_TYPES[hint]}
+    """The tool (name, description, input_schema) of a voice function (core/schema.py builds it)."""
+    if get_type_hints(method).get("return") is not str:
+        raise TypeError(f"voice function {method.__name__} must return str: its answer is spoken")
+    return function_schema(method, skip_first=True)
 
 
 def _bool(value: object) -> bool | None:

@@ -10,16 +10,14 @@ core/plan_jobs.py; the owner's side (start, status tree, cancel, retry) is core/
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import re
-import types
 from dataclasses import dataclass, field
-from typing import Union, get_args, get_origin, get_type_hints
 
 from core.defaults import GOAL_MAX_CHARS
 from core.exceptions import InvalidPlan
 from core.model import Model, Usage
+from core.schema import object_schema
 
 PLAN_TOOL_NAME = "plan_subtasks"
 KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
@@ -30,7 +28,6 @@ DONE, RUNNING, WAITING, READY, FAILED, BLOCKED, INTEGRATING, CANCELLED = (
 
 # The roles of a plan's subtasks: the planner's own, one added to resolve a merge conflict, the final fix-up.
 PLANNED, INTEGRATION, FIXUP = "planned", "integration", "fix-up"
-
 
 @dataclass
 class Subtask:
@@ -51,52 +48,6 @@ class Subtask:
     depends_on: list[str] = field(default_factory=list)
     capability: str | None = None
 
-
-def docstring_section(doc: str, heading: str) -> dict[str, str]:
-    """The "name: description" lines of a cleaned docstring's `heading:` section (Args, Attributes); a longer
-    description goes on indented lines. sub_agents_tars.py reads its voice functions' Args: with it."""
-    found: dict[str, str] = {}
-    section = doc.partition(f"\n{heading}:\n")[2]
-    last = None
-    for line in section.splitlines():
-        if match := re.fullmatch(r" {4}(\w+): *(.+)", line):
-            last = match[1]
-            found[last] = match[2].strip()
-        elif line.startswith(" " * 8) and last:
-            found[last] += " " + line.strip()
-        else:
-            break
-    return found
-
-
-def _json_type(hint: object, where: str) -> tuple[dict, bool]:
-    """(JSON Schema of a field's type, whether it may be left out as null)."""
-    if get_origin(hint) in (Union, types.UnionType) and type(None) in get_args(hint):
-        (inner,) = [a for a in get_args(hint) if a is not type(None)]
-        return _json_type(inner, where)[0], True
-    if hint is str:
-        return {"type": "string"}, False
-    if get_origin(hint) is list and get_args(hint) == (str,):
-        return {"type": "array", "items": {"type": "string"}}, False
-    raise TypeError(f"{where}: type {hint!r} has no JSON Schema here; use str, str | None or list[str]")
-
-
-def object_schema(cls: type) -> dict:
-    """The JSON Schema of a documented dataclass: a property per field (described by its Attributes: line); fields
-    without a default are required. A field left undescribed fails at import."""
-    docs = docstring_section(inspect.cleandoc(cls.__doc__ or ""), "Attributes")
-    hints = get_type_hints(cls)
-    properties, required = {}, []
-    for item in dataclasses.fields(cls):
-        if item.name not in docs:
-            raise TypeError(f"{cls.__name__}.{item.name} is not described under Attributes:")
-        schema, _ = _json_type(hints[item.name], f"{cls.__name__}.{item.name}")
-        properties[item.name] = {**schema, "description": docs[item.name]}
-        if item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING:
-            required.append(item.name)
-    return {"type": "object", "properties": properties, "required": required}
-
-
 def plan_tool(max_subtasks: int) -> dict:
     """The one tool the planner is offered: plan_subtasks({"subtasks": [Subtask, ...]})."""
     return {"name": PLAN_TOOL_NAME,
@@ -106,7 +57,6 @@ def plan_tool(max_subtasks: int) -> dict:
             "input_schema": {"type": "object", "required": ["subtasks"], "properties": {"subtasks": {
                 "type": "array", "minItems": 1, "maxItems": max_subtasks, "items": object_schema(Subtask),
                 "description": f"At most {max_subtasks} subtasks; depends_on must never form a cycle."}}}}
-
 
 def validate(raw: object, max_subtasks: int) -> list[Subtask]:
     """The subtasks of a plan_subtasks input, in an order where each comes after what it depends on; InvalidPlan
@@ -151,7 +101,6 @@ def validate(raw: object, max_subtasks: int) -> list[Subtask]:
             raise InvalidPlan(f"Subtask {sub.key} depends on itself.")
     return _in_order(subtasks)
 
-
 def _in_order(subtasks: list[Subtask]) -> list[Subtask]:
     """Topological order (the planner's order where it allows); InvalidPlan naming a cycle."""
     ordered: list[Subtask] = []
@@ -167,7 +116,6 @@ def _in_order(subtasks: list[Subtask]) -> list[Subtask]:
         left = [s for s in left if s.key not in done]
     return ordered
 
-
 def _cycle(left: list[Subtask]) -> str:
     """One cycle among subtasks that all wait on each other, as "a -> b -> a"."""
     by_key = {s.key: s for s in left}
@@ -176,7 +124,6 @@ def _cycle(left: list[Subtask]) -> str:
         path.append(key)
         key = next(d for d in by_key[key].depends_on if d in by_key)
     return " -> ".join(path[path.index(key):] + [key])
-
 
 PLANNER_SYSTEM = """You plan work for TARS's background programmers. Several of them work at the same time, each on \
 its own git branch of the same project; TARS merges each finished branch into one branch. Split the owner's goal \
@@ -190,7 +137,6 @@ PLANNER_REQUEST = """Plan the work for this goal, in at most {max_subtasks} subt
 
 The project holds now:
 {listing}"""
-
 
 def ask_planner(model: Model, goal: str, listing: str, max_subtasks: int,
                 spent: Usage) -> tuple[list[Subtask] | None, str]:
@@ -225,7 +171,6 @@ def ask_planner(model: Model, goal: str, listing: str, max_subtasks: int,
             messages.append({"role": "user", "content": [{"type": "text", "text": answer}]})
     return None, f"the planner's plan was invalid twice ({reason})"
 
-
 # --- the stored plan (task:<id>:plan) ---------------------------------------------------------------------------
 
 def finisher_id(parent: str, round_: int = 1) -> str:
@@ -233,17 +178,14 @@ def finisher_id(parent: str, round_: int = 1) -> str:
     for the one after the fix-up subtask and each `task retry` of the plan."""
     return f"{parent}-finish" if round_ == 1 else f"{parent}-finish-{round_}"
 
-
 def next_finisher(parent: str, record: dict) -> str:
     """The id of the finishing job that follows the plan's current one (record["finisher"])."""
     current = record["finisher"]
     round_ = 1 if current == finisher_id(parent) else int(current.rpartition("-")[2])
     return finisher_id(parent, round_ + 1)
 
-
 def retry_command(task_id: str) -> str:
     return f"python main_tars.py task retry {task_id}"
-
 
 def new_record(goal: str, subtasks: list[Subtask], task_ids: list[str], finisher: str, planner_usage: Usage) -> dict:
     """The plan as stored: each subtask with its task id and role; the finishing job; the fix-up, once made; the
@@ -252,14 +194,11 @@ def new_record(goal: str, subtasks: list[Subtask], task_ids: list[str], finisher
             "subtasks": [{**dataclasses.asdict(s), "task_id": t, "role": PLANNED}
                          for s, t in zip(subtasks, task_ids)]}
 
-
 def dumps(record: dict) -> str:
     return json.dumps(record, separators=(",", ":"))
 
-
 def loads(raw: bytes | str | None) -> dict | None:
     return json.loads(raw) if raw else None
-
 
 def context_for(record: dict, key: str) -> str:
     """What a subtask is told of the plan after its own goal: the whole plan, its own part marked."""
@@ -273,7 +212,6 @@ def context_for(record: dict, key: str) -> str:
     lines.append("Do only your own subtask; the others are done by other workers.")
     return "\n".join(lines)
 
-
 def plan_sentence(record: dict) -> str:
     """The plan in one line for the owner: "Plan of 3 subtasks: store (SQLite store); api (REST API, after store)"."""
     parts = []
@@ -282,7 +220,6 @@ def plan_sentence(record: dict) -> str:
         parts.append(f"{sub['key']} ({sub['title']}{after})")
     count = len(record["subtasks"])
     return f"Plan of {count} subtask{'s' if count != 1 else ''}: " + "; ".join(parts)
-
 
 # --- the summary every surface shows ---------------------------------------------------------------------------
 
@@ -305,7 +242,6 @@ def plan_summary(rows: list[dict]) -> str:
             parts.append(f"{counts[state]} {word} {', '.join(needed)}")
     return ", ".join(parts)
 
-
 def blocked_sentence(rows: list[dict]) -> str | None:
     """What a plan that cannot go on by itself tells the owner: a subtask failed (or was cancelled) and nothing else of
     the plan runs or waits for a worker (whatever is left waits on it, directly or through others). None otherwise.
@@ -318,7 +254,6 @@ def blocked_sentence(rows: list[dict]) -> str | None:
                      + (f" ({why})" if (why := _why(row["note"])) else "") for row in stuck)
     retries = " and ".join(retry_command(row["task_id"]) for row in stuck)
     return f"Blocked: {said}. Retry {'it' if len(stuck) == 1 else 'them'} with: {retries}, or cancel the plan."
-
 
 def _why(note: str) -> str:
     """A failed subtask's reason without its own retry hint (the sentence gives one) or its closing full stop."""
