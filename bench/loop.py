@@ -116,7 +116,7 @@ def wired_kwargs(rig: Rig, root: Path) -> dict:
         def after_step(self, progress: str, tests_passed: bool) -> None:
             pass
 
-        def after_turn(self, usage, files_changed) -> None:
+        def after_turn(self, usage, files_changed, models) -> None:
             pass
 
         def changed_files(self, edited: list[str]) -> list[str]:  # no branch to ask: what the editor changed

@@ -50,7 +50,8 @@ import httpx
 
 from core.scrub import Scrubber
 from core.task_states import (CONFIRMATION_KINDS, CONFIRMATION_REQUIRED, ENDING_KINDS, ENDING_PHASE, EVENT_KINDS, HELD,
-                               LABEL, PAUSE_KINDS, PLAN_KINDS, QUEUED, RETRYING, VERB, duration_text, outcome_of)
+                               LABEL, MODEL_FALLBACK, CONTEXT_CLEARED, PAUSE_KINDS, PLAN_KINDS, QUEUED, RETRYING, VERB,
+                               duration_text, outcome_of)
 
 log = logging.getLogger("tars.notifier")
 
@@ -58,7 +59,8 @@ EVENT_TYPES = tuple(kind for kind in EVENT_KINDS if kind not in (QUEUED, "progre
 """What a worker delivers (core/task_states.py's kinds; a queued task has no worker yet, progress lives in meta)."""
 ALWAYS = {*CONFIRMATION_KINDS, *ENDING_KINDS}
 """Sent whatever the verbosity; their Discord embed names the goal."""
-MILESTONES = ALWAYS | {"started", "checkpoint_failed", "phase", *PLAN_KINDS, RETRYING, HELD, *PAUSE_KINDS}
+MILESTONES = ALWAYS | {"started", "checkpoint_failed", "phase", *PLAN_KINDS, RETRYING, HELD, *PAUSE_KINDS,
+                       MODEL_FALLBACK}
 """Sent even when the task's updates are not detailed."""
 DIGEST = "digest"
 """The weekly report (communication/digest.py): an update about no task (its task_id is empty)."""
@@ -69,7 +71,7 @@ EMOJI = {"started": "🚀", "workspace": "🌿", "checkpoint": "💾", "checkpoi
          "plan_fallback": "🧭", "subtask": "🧩", "file_edit": "📝", "command": "⚡", "command_result": "📋",
          "phase": "🔄", "confirmation_required": "⚠️", "confirmation_received": "✅", "confirmation_refused": "🚫", "complete": "🎉",
          "error": "❌", "timeout": "⏰", "cancelled": "🛑", RETRYING: "🔁", HELD: "💸", DIGEST: "📊", TASK_FILE: "📄",
-         "paused": "⏸️", "resumed": "▶️"}
+         "paused": "⏸️", "resumed": "▶️", MODEL_FALLBACK: "🔀", CONTEXT_CLEARED: "🧹"}
 OTHER_EMOJI = "ℹ️"  # an event type outside EVENT_TYPES (accepted, never an error)
 TITLES = {"started": "Started", "workspace": "Workspace", "checkpoint": "Checkpoint",
           "checkpoint_failed": "Checkpoint failed", "planning": "Planning", "plan": "Plan",
@@ -77,13 +79,14 @@ TITLES = {"started": "Started", "workspace": "Workspace", "checkpoint": "Checkpo
           "command_result": "Command finished", "phase": "Phase", "confirmation_required": "Confirmation needed",
           "confirmation_received": "Confirmation received", "confirmation_refused": "Not run", RETRYING: "Retrying",
           HELD: "Held by the daily budget", DIGEST: "Report", TASK_FILE: "Tasks file", "paused": "Paused", "resumed": "Resumed",
+          MODEL_FALLBACK: "Another model took over", CONTEXT_CLEARED: "Context trimmed",
           **{ENDING_PHASE[outcome]: label for outcome, label in LABEL.items()}}
 COLOURS = {"started": 0x3498DB, "workspace": 0x27AE60, "checkpoint": 0x95A5A6, "checkpoint_failed": 0xF1C40F,
            "planning": 0x9B59B6, "plan": 0x9B59B6, "plan_fallback": 0x95A5A6, "subtask": 0x3498DB, "file_edit": 0x95A5A6, "command": 0xE67E22,
            "command_result": 0x7F8C8D, "phase": 0x1ABC9C, "confirmation_required": 0xF1C40F,
            "confirmation_received": 0x2ECC71, "confirmation_refused": 0xE74C3C, "complete": 0x2ECC71, "error": 0xE74C3C, "timeout": 0xE67E22,
            "cancelled": 0x607D8B, RETRYING: 0xF39C12, HELD: 0xF1C40F, DIGEST: 0x3498DB, TASK_FILE: 0x3498DB,
-           "paused": 0xF1C40F, "resumed": 0x3498DB}
+           "paused": 0xF1C40F, "resumed": 0x3498DB, MODEL_FALLBACK: 0xF39C12, CONTEXT_CLEARED: 0x95A5A6}
 OTHER_COLOUR = 0x95A5A6
 
 

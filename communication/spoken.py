@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from core import schedules
+from core.providers import PROVIDERS
 from core.task_states import NORMAL
 from core.task_manager import TaskStatus
 from core.task_states import OUTCOMES, VERB, usd
@@ -154,6 +155,22 @@ def plan_fallback_sentence(task_id: str, reason: str) -> str:
     reason = reason.strip().rstrip(".")
     return f"Sir, task {task_id} runs as one task instead of a plan: {reason}." if reason else \
         f"Sir, task {task_id} runs as one task instead of a plan."
+
+
+def model_fallback_sentence(task_id: str, message: str) -> str:
+    """Another model took over a task (core/model.FallbackModel's sentence: "<new> took over from <old>: why")."""
+    taken, _, why = message.partition(": ")
+    new, _, old = taken.partition(" took over from ")
+    why = why.strip().rstrip(".").split(": ")[0]  # the reason, not the fix: the timeline has that
+    return (f"Sir, task {task_id} goes on with {_model_words(new)}: {_model_words(old)} was unavailable ({why})."
+            if old else f"Sir, task {task_id} goes on with another model: {message.rstrip('.')}.")
+
+
+def _model_words(label: str) -> str:
+    """`ollama:qwen3-coder:30b` as heard: "qwen3-coder:30b on Ollama"."""
+    provider, _, model = label.partition(":")
+    source = PROVIDERS.get(provider)
+    return f"{model} on {source.title}" if source and model else label
 
 
 def workers_switched(paused: bool, changed: bool) -> str:

@@ -45,7 +45,8 @@ from communication.conversation import Conversation, loggable
 from communication.deps import read_body
 from communication.relay_protocol import (Dtmf, End, ErrorReport, Interrupt, NotAnObject, NotJson, Prompt, Setup,
                                           TarsMessage, Text, UnknownType, encode, parse)
-from communication.spoken import (APOLOGY, NOT_OWNER, confirmation_sentence, ending_sentence, plan_fallback_sentence,
+from communication.spoken import (APOLOGY, NOT_OWNER, confirmation_sentence, ending_sentence, model_fallback_sentence,
+                                  plan_fallback_sentence,
                                   plan_sentence)
 from core import event_log, keys
 from core.config import Settings
@@ -53,11 +54,12 @@ from core.defaults import CALL_REFRESH_SECONDS
 from core.exceptions import TarsError
 from core.session_manager import CallRegistry
 from core.task_manager import TaskManager
-from core.task_states import COMPLETE, CONFIRMATION_KINDS, CONFIRMATION_REQUIRED, ENDING_KINDS, QUEUED, outcome_of
+from core.task_states import (COMPLETE, CONFIRMATION_KINDS, CONFIRMATION_REQUIRED, ENDING_KINDS, MODEL_FALLBACK, QUEUED,
+                              outcome_of)
 from sub_agents_tars import VoiceFunctions
 
 PLAN, PLAN_FALLBACK = "plan", "plan_fallback"  # core/plan_jobs.py: the plan, before work starts; or why there is none
-HEARD_KINDS = frozenset(CONFIRMATION_KINDS) | ENDING_KINDS | {PLAN, PLAN_FALLBACK}
+HEARD_KINDS = frozenset(CONFIRMATION_KINDS) | ENDING_KINDS | {PLAN, PLAN_FALLBACK, MODEL_FALLBACK}
 """Event kinds a call may have to hear of (the listener reads the task's stream only when woken by one)."""
 
 log = logging.getLogger("tars.voice")
@@ -516,6 +518,8 @@ class VoiceHub:
                 await self._tell_starter(task_id, plan_sentence(task_id, event.data["subtasks"]))
             elif event.type == PLAN_FALLBACK and event.phase != QUEUED:  # queued: decided at start, already said
                 await self._tell_starter(task_id, plan_fallback_sentence(task_id, str(event.data.get("reason") or "")))
+            elif event.type == MODEL_FALLBACK:
+                await self._tell_starter(task_id, model_fallback_sentence(task_id, event.message))
             if event.type == CONFIRMATION_REQUIRED:
                 pending = event
             elif event.type in CONFIRMATION_KINDS or event.ends:

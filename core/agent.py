@@ -20,15 +20,14 @@ from core import syntax_check
 from core.exceptions import (Cancelled, CostExceeded, Interrupted, LimitsExceeded, ModelError, Submitted, TaskEnded,
                              TaskFailed,
                              TimeExceeded, WorkspaceUnusable)
-from core.model import Model, Usage, estimate_cost
+from core.model import Model, Usage
+from core.openai_model import INVALID_ARGUMENTS
 from core.project_tests import PYTEST_NO_TESTS, detect_test_command, is_test_command
-from core.task_states import usd
-from core.tools import ToolResult, Workspace
+from core.task_states import CONTEXT_CLEARED, MODEL_FALLBACK, usd
+from core.tools import BASH_TOOL, EDITOR_TOOL, ToolResult, Workspace
 
 log = logging.getLogger("tars.agent")
 
-BASH_TOOL = {"type": "bash_20250124", "name": "bash"}
-EDITOR_TOOL = {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"}
 CACHE = {"type": "ephemeral"}
 DISK_TROUBLE = ("No space left on device", "Read-only file system", "Disk quota exceeded")  # a command's stderr
 # What differs between two runs of the same failing tests: durations ("in 0.03s", "12 ms") and object addresses.
@@ -77,6 +76,7 @@ class AgentResult:
     duration_seconds: float
     transient: bool = False  # ended by something outside the task that may pass (core/exceptions.Interrupted)
     model_seconds: list[float] = field(default_factory=list)  # how long each model call took, in order
+    models: dict[str, int] = field(default_factory=dict)  # the turns each model served (`provider:model`)
 
 
 class LoopHooks:
@@ -97,8 +97,9 @@ class LoopHooks:
     def after_step(self, progress: str, tests_passed: bool) -> None:
         """After a step that ran a command or changed a file (not one that only read): the worker's checkpoint."""
 
-    def after_turn(self, usage: Usage, files_changed: list[str]) -> None:
-        """After each model answer: the usage so far and the files the editor changed so far (live figures)."""
+    def after_turn(self, usage: Usage, files_changed: list[str], models: dict[str, int]) -> None:
+        """After each model answer: the usage so far, the files the editor changed so far and the turns each model
+        served (live figures)."""
 
     def hold(self) -> float:
         """At each step boundary (before a model call or a command): wait while the owner has paused the work, and
@@ -129,6 +130,7 @@ class Agent:
         self.messages: list[dict] = []
         self.usage = Usage()
         self.model_seconds: list[float] = []
+        self.models: dict[str, int] = {}
         self.iterations = 0
         self.files_changed: set[str] = set()
         self.phase = "planning"
@@ -170,10 +172,11 @@ class Agent:
                 raise Cancelled("The task was cancelled.") from exc
             raise (Interrupted if exc.transient else TaskFailed)(str(exc)) from exc
         self.model_seconds.append(round(time.monotonic() - asked, 3))
+        self._told(turn)
         if self.hooks.cancelled.is_set():
             raise Cancelled("The task was cancelled.")
         self.usage.add(turn.usage)
-        self.hooks.after_turn(self.usage, sorted(self.files_changed))
+        self.hooks.after_turn(self.usage, sorted(self.files_changed), self.models)
         self.messages.append({"role": "assistant", "content": turn.content or [{"type": "text", "text": "..."}]})
         if turn.tool_uses:
             self._step_touched, self._step_tests = False, None
@@ -182,7 +185,7 @@ class Agent:
             self.messages.append({"role": "user", "content": results})
             if self._step_touched:
                 self.hooks.after_step(self.progress_text, bool(self._step_tests))
-                self.hooks.after_turn(self.usage, sorted(self.files_changed))
+                self.hooks.after_turn(self.usage, sorted(self.files_changed), self.models)
         elif turn.stop_reason == "max_tokens":
             self._say("Your reply was cut off by the token limit. Continue, in smaller steps.")
         else:
@@ -214,8 +217,19 @@ class Agent:
                                f"{usd(spent)} in {self.iterations} iterations; files are left as they are.")
 
     def cost(self) -> float:
-        """The estimated USD of the model's answers so far."""
-        return estimate_cost(self.model.name, self.usage)
+        """The estimated USD of the model's answers so far (each priced by the model that gave it)."""
+        return self.usage.cost_usd
+
+    def _told(self, turn) -> None:
+        """Who answered, and what the owner should hear of it: a model taking over, older output cleared."""
+        served_by = turn.model or self.model.name
+        self.models[served_by] = self.models.get(served_by, 0) + 1
+        for sentence in turn.fallbacks:
+            self.hooks.log.warning("%s", sentence)
+            self.hooks.event(MODEL_FALLBACK, sentence, model=served_by)
+        if turn.context_note:
+            self.hooks.log.info("%s", turn.context_note)
+            self.hooks.event(CONTEXT_CLEARED, turn.context_note, model=served_by)
 
     def _check_stuck(self, tool_uses: list[dict], results: list[dict]) -> None:
         action = json.dumps([[b["name"], b["input"]] for b in tool_uses], sort_keys=True) + json.dumps(
@@ -281,12 +295,16 @@ class Agent:
                            iterations=self.iterations, files_changed=sorted(self.files_changed),
                            tests_passed=self.tests_passed, test_command=self.test_command, usage=self.usage,
                            duration_seconds=round(time.monotonic() - self._started, 3), transient=ended.transient,
-                           model_seconds=list(self.model_seconds))
+                           model_seconds=list(self.model_seconds), models=dict(self.models))
 
     # --- tools -----------------------------------------------------------------
     def _run_tool(self, block: dict) -> dict:
         name, tool_input = block["name"], block.get("input") or {}
         verb = "Editing"
+        if INVALID_ARGUMENTS in tool_input:  # an OpenAI-compatible model's arguments that were not a JSON object
+            return {"type": "tool_result", "tool_use_id": block["id"], "is_error": True,
+                    "content": f"The arguments of this {name} call were not a valid JSON object: "
+                               f"{tool_input[INVALID_ARGUMENTS][:300]!r}. Call it again with a JSON object."}
         if name == "bash" and isinstance(tool_input.get("command"), str):
             result = self._command(tool_input["command"])
         else:

@@ -35,7 +35,7 @@ from core.config import Settings, env_file, get_settings, setting_names
 from core.defaults import (CONFIRMATION_ATTEMPTS, JOB_TIMEOUT_MARGIN_SECONDS, PLAN_LOCK_SECONDS,
                            PROJECT_ENV_STALE_SECONDS, PROJECT_ENV_TIMEOUT_SECONDS, RESULT_TTL_SECONDS)
 from core.exceptions import GitError, Interrupted, TaskEnded, TaskFailed, TarsError, WorkspaceUnusable
-from core.model import AnthropicModel, Model, Usage, estimate_cost
+from core.model import Model, UnusableModel, Usage, build_models
 from core.model import warm_up as model_warm_up
 from core.redis_conn import private_client
 from core.scrub import Scrubber
@@ -222,12 +222,14 @@ def _stale_after(settings: Settings) -> float:
     return max(PROJECT_ENV_STALE_SECONDS, 2 * longest_task)
 
 
-def build_model(settings: Settings) -> Model:
-    if settings.ANTHROPIC_API_KEY is None:
-        raise TaskFailed("ANTHROPIC_API_KEY is not set: add it to .env (see env.example) and restart the worker.")
-    return AnthropicModel(api_key=settings.ANTHROPIC_API_KEY.get_secret_value(), model=settings.CLAUDE_MODEL,
-                          base_url=settings.ANTHROPIC_BASE_URL, max_retries=settings.ANTHROPIC_MAX_RETRIES,
-                          timeout=settings.ANTHROPIC_TIMEOUT_SECONDS)
+def build_model(settings: Settings, role: str = "coding") -> Model:
+    """The role's models (CODING_MODELS, PLANNER_MODELS) with fallback; a list none of whose models can be used
+    (their keys unset) fails the task with the fix."""
+    model = build_models(settings, role)
+    unusable = [m for m in model.models if isinstance(m, UnusableModel)]
+    if len(unusable) == len(model.models):
+        raise TaskFailed(" ".join(m.reason for m in unusable))
+    return model
 
 
 def horse_identity() -> dict:
@@ -323,8 +325,9 @@ def _run_agent(ctx: TaskContext, settings: Settings) -> AgentResult:
                                          max_paused_seconds=settings.CONFIRMATION_TIMEOUT_SECONDS,
                                          max_cost_usd=settings.MAX_TASK_COST_USD))
         if retries.attempt_of(ctx.job) > 1:  # the task's usage, cost and model calls span its attempts
-            agent.usage.add(Usage(**(ctx.meta.get("usage") or {})))
+            agent.usage.add(Usage.from_dict(ctx.meta.get("usage")))
             agent.model_seconds[:0] = [float(s) for s in ctx.meta.get("model_seconds") or []]
+            agent.models.update({str(k): int(v) for k, v in (ctx.meta.get("models") or {}).items()})
         result = agent.run()
     finally:
         watcher.stop()
@@ -498,10 +501,11 @@ class WorkerHooks(LoopHooks):
             self.log.warning("could not list the files the task changed: %s", exc)
             return edited
 
-    def after_turn(self, usage: Usage, files_changed: list[str]) -> None:
+    def after_turn(self, usage: Usage, files_changed: list[str], models: dict[str, int]) -> None:
         usage = self.ctx.spent + usage
-        cost = estimate_cost(self.ctx.settings.CLAUDE_MODEL, usage)
-        self.ctx.update_meta(usage=usage.as_dict(), cost_usd=cost, files_changed=files_changed)
+        cost = usage.cost_usd
+        self.ctx.update_meta(usage=usage.as_dict(), cost_usd=cost, files_changed=files_changed, models=models,
+                             cost_unknown=bool(usage.unpriced_turns))
         budget.add_spend(self.ctx.redis, cost - self.counted)
         self.counted = cost
 
@@ -695,7 +699,7 @@ def _announce_retry(ctx: TaskContext, settings: Settings, reason: str, delay: in
         ctx.update_meta(phase=task_states.QUEUED, progress=progress, awaiting_confirmation=False,
                         confirmation_command=None, retry_reason=reason, retry_at=data["retry_at"],
                         attempts=data["attempts"], usage=usage.as_dict(), model_seconds=model_seconds,
-                        cost_usd=estimate_cost(settings.CLAUDE_MODEL, usage))
+                        cost_usd=usage.cost_usd)
     except TaskFailed as lost:  # the record vanished just now: RQ's retry saves it again from this horse's copy
         ctx.log.error("%s", lost)
     ctx.event(task_states.RETRYING, message, phase=task_states.QUEUED, **data)
@@ -703,13 +707,14 @@ def _announce_retry(ctx: TaskContext, settings: Settings, reason: str, delay: in
 
 def _finish(ctx: TaskContext, settings: Settings, result: AgentResult) -> dict:
     phase = task_states.ENDING_PHASE[result.outcome]
-    model_name = settings.CLAUDE_MODEL
+    models = result.models or ctx.meta.get("models") or {}
     record = {
         "outcome": result.outcome, "reason": result.reason, "summary": result.summary,
         "iterations": result.iterations, "files_changed": result.files_changed,
         "tests_passed": result.tests_passed, "test_command": result.test_command,
-        "usage": result.usage.as_dict(), "model": model_name,
-        "cost_usd": estimate_cost(model_name, result.usage), "duration_seconds": result.duration_seconds,
+        "usage": result.usage.as_dict(), "model": _main_model(models, settings), "models": models,
+        "cost_usd": result.usage.cost_usd, "cost_unknown": bool(result.usage.unpriced_turns),
+        "duration_seconds": result.duration_seconds,
         "model_seconds": result.model_seconds, "git": ctx.git, "changes": git_workspace.describe(ctx.git) if ctx.git else None,
     }
     record = ctx.scrubber.value(record)  # the result is kept in Redis and read back by people
@@ -725,6 +730,11 @@ def _finish(ctx: TaskContext, settings: Settings, result: AgentResult) -> dict:
     ctx.event(phase, record["reason"], phase=phase, result=record)  # the ending's event type is its phase
     _release_waiters(ctx)
     return record
+
+
+def _main_model(models: dict[str, int], settings: Settings) -> str:
+    """The model that served most of the task's turns (the first listed when none answered)."""
+    return max(models, key=models.get) if models else settings.models("coding")[0].label
 
 
 def _remember(ctx: TaskContext, settings: Settings, record: dict) -> None:
@@ -754,7 +764,7 @@ def record_abandoned_end(job, settings: Settings, outcome: str, reason: str, tra
         return False
     ctx = TaskContext(job, settings)
     ctx.redis.delete(keys.task_confirmation_request(job.id), keys.task_confirmation(job.id))
-    usage = Usage(**(ctx.meta.get("usage") or {}))  # its figures as its horse last recorded them
+    usage = Usage.from_dict(ctx.meta.get("usage"))  # its figures as its horse last recorded them
     delay = retries.next_delay(job, settings, transient)
     if delay is not None:
         _announce_retry(ctx, settings, reason, delay, usage, ctx.meta.get("model_seconds") or [])

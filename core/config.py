@@ -24,6 +24,7 @@ from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core import providers
 from core.exceptions import ConfigError
 from core.redis_conn import safe_url, with_embedded_password
 
@@ -58,6 +59,40 @@ class Settings(BaseSettings):
     CLAUDE_MODEL: str = "claude-sonnet-5-5"
     ANTHROPIC_MAX_RETRIES: int = Field(3, ge=0, le=10)
     ANTHROPIC_TIMEOUT_SECONDS: float = Field(120.0, gt=0)
+
+    # --- models and providers (core/providers.py) -------------------------
+    CODING_MODELS: str = Field("", description=(
+        "The models that run tasks, in order: comma-separated provider:model (e.g. anthropic:claude-sonnet-5-5,"
+        "openai:gpt-5.1,ollama:qwen3-coder:30b). The first serves; when it is unavailable (overloaded, rate limited, "
+        "a server error, a timeout, no connection, no such model, no key) the next takes over for the rest of the "
+        "task. Empty: anthropic:CLAUDE_MODEL."))
+    PLANNER_MODELS: str = Field("", description=(
+        "The models that split a big goal into subtasks (PLAN_GOALS), in order, as CODING_MODELS. Empty: "
+        "CODING_MODELS."))
+    VOICE_MODELS: str = Field("", description=(
+        "The models that hold phone conversations, in order, as CODING_MODELS: a fast one first. Empty: "
+        "anthropic:CLAUDE_VOICE_MODEL."))
+    OPENAI_API_KEY: SecretStr | None = None
+    OPENAI_BASE_URL: str | None = Field(None, description=(
+        "The openai provider's server: unset, OpenAI's own; any OpenAI-compatible Chat Completions server "
+        "otherwise (its /v1 address)."))
+    OPENROUTER_API_KEY: SecretStr | None = None
+    OPENROUTER_BASE_URL: str = "https://openrouter.ai/api/v1"
+    OLLAMA_BASE_URL: str = "http://localhost:11434/v1"
+    LMSTUDIO_BASE_URL: str = "http://localhost:1234/v1"
+    VLLM_BASE_URL: str = "http://localhost:8000/v1"
+    VLLM_API_KEY: SecretStr | None = None
+    OPENAI_MAX_RETRIES: int = Field(3, ge=0, le=10, description=(
+        "Retries of one request to an OpenAI-compatible server (429, 5xx, timeouts, no connection) by the openai "
+        "SDK, with backoff, before the next model takes over."))
+    OPENAI_TIMEOUT_SECONDS: float = Field(300.0, gt=0, description=(
+        "How long one answer of an OpenAI-compatible server may take (a local model writes slowly)."))
+    MODEL_CONTEXT_WINDOWS: str = Field("", description=(
+        "Context windows (tokens) of models the built-in table does not know: provider:model=tokens, "
+        "comma-separated (e.g. ollama:qwen3-coder:30b=65536). Unknown models are taken to have 32768."))
+    MODEL_PRICES: str = Field("", description=(
+        "Prices of models the built-in table does not know, USD per million tokens: provider:model=input/output, "
+        "comma-separated (e.g. openrouter:qwen/qwen3-coder=0.2/0.8). Local servers cost 0; others unknown."))
 
     # --- Redis ------------------------------------------------------------
     REDIS_URL: str | None = None
@@ -185,7 +220,8 @@ class Settings(BaseSettings):
     def _upper(cls, value):
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "REDIS_URL", "DATA_DIR", "DEFAULT_PROJECT_PATH",
+    @field_validator("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL",
+                     "OPENROUTER_API_KEY", "VLLM_API_KEY", "REDIS_URL", "DATA_DIR", "DEFAULT_PROJECT_PATH",
                      "COMMAND_RULES_FILE", "TASKS_FILE",
                      "CONFIRMATION_CODE", "DASHBOARD_PASSWORD", "N8N_WEBHOOK_URL", "DISCORD_WEBHOOK_URL", "WEBHOOK_SIGNING_SECRET",
                      "WEBHOOK_SECRET", "DISCORD_BOT_TOKEN", "DISCORD_CHANNEL_ID", "PUBLIC_BASE_URL", "TWILIO_AUTH_TOKEN", "VOICE_TTS_PROVIDER", "VOICE_NAME",
@@ -200,6 +236,29 @@ class Settings(BaseSettings):
     def _redis_scheme(cls, value):
         if value and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("OPENAI_BASE_URL", "OPENROUTER_BASE_URL", "OLLAMA_BASE_URL", "LMSTUDIO_BASE_URL",
+                     "VLLM_BASE_URL")
+    @classmethod
+    def _api_url(cls, value):
+        if value is not None:
+            value = value.strip().rstrip("/")
+            if not value.startswith(("https://", "http://")):
+                raise ValueError("must be the http(s):// address of an OpenAI-compatible API, ending in /v1 (e.g. "
+                                 "http://localhost:11434/v1)")
+        return value
+
+    @field_validator("MODEL_CONTEXT_WINDOWS")
+    @classmethod
+    def _windows(cls, value):
+        providers.parse_windows(value, "MODEL_CONTEXT_WINDOWS")
+        return value
+
+    @field_validator("MODEL_PRICES")
+    @classmethod
+    def _prices(cls, value):
+        providers.parse_prices(value, "MODEL_PRICES")
         return value
 
     @field_validator("PUBLIC_BASE_URL")
@@ -290,6 +349,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"DEFAULT_PROJECT_PATH ({path}) must be inside PROJECTS_ROOT "
                                  f"({self.PROJECTS_ROOT}): move it there or change PROJECTS_ROOT")
             self.DEFAULT_PROJECT_PATH = path
+        for variable in ("CODING_MODELS", "PLANNER_MODELS", "VOICE_MODELS"):
+            if getattr(self, variable).strip():
+                providers.parse_models(getattr(self, variable), variable)  # a bad entry stops the start, named
         self.COMMAND_RULES_FILE = self._owner_file("COMMAND_RULES_FILE", self.COMMAND_RULES_FILE, "commands.json")
         self.TASKS_FILE = self._owner_file("TASKS_FILE", self.TASKS_FILE, "tasks.yaml")
         if self.DISCORD_BOT_TOKEN is not None and not (self.DISCORD_CHANNEL_ID and self.DISCORD_OWNER_IDS):
@@ -314,6 +376,20 @@ class Settings(BaseSettings):
         """REDIS_URL (or host/port/db); for a local Redis without a password, the embedded server's when it has one."""
         url = self.REDIS_URL or f"redis://{self.REDIS_HOST}:{self.REDIS_PORT}/{self.REDIS_DB}"
         return with_embedded_password(url, self.DATA_DIR)
+
+    def models(self, role: str) -> list[providers.ModelSpec]:
+        """The ordered models of a role (MODEL_ROLES): its list setting, else the shorthand it defaults to."""
+        listed = {"coding": self.CODING_MODELS, "planner": self.PLANNER_MODELS or self.CODING_MODELS,
+                  "voice": self.VOICE_MODELS}[role]
+        if not listed.strip():
+            listed = f"anthropic:{self.CLAUDE_VOICE_MODEL if role == 'voice' else self.CLAUDE_MODEL}"
+        return providers.parse_models(listed, MODEL_ROLES[role])
+
+    def context_window(self, spec: providers.ModelSpec) -> int:
+        return providers.context_window(spec, providers.parse_windows(self.MODEL_CONTEXT_WINDOWS, ""))
+
+    def price(self, spec: providers.ModelSpec) -> providers.Price | None:
+        return providers.price_of(spec, providers.parse_prices(self.MODEL_PRICES, ""))
 
     @property
     def owner_numbers(self) -> list[str]:
@@ -346,6 +422,9 @@ class Settings(BaseSettings):
         value = getattr(self, name)
         return value.get_secret_value().strip() if value is not None else None
 
+
+MODEL_ROLES = {"coding": "CODING_MODELS", "planner": "PLANNER_MODELS", "voice": "VOICE_MODELS"}
+"""The model lists by role: who runs tasks, who plans them, who talks on the phone."""
 
 SECRET_FIELDS = {name for name, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)}
 
@@ -397,8 +476,8 @@ RENAMED_SETTINGS: dict[str, tuple[str | None, str]] = {
                                                    "Discord channel's own webhook)"),
     "N8N_TARS_WEBHOOK_URL": ("PUBLIC_BASE_URL", "n8n sends codes to PUBLIC_BASE_URL/webhook/background-confirmation, "
                                                 "with WEBHOOK_SECRET in X-TARS-Webhook-Secret"),
-    "CLAUDE_COMPLEX_MODEL": ("CLAUDE_MODEL", "one model runs every task"),
-    "CLAUDE_FAST_MODEL": ("CLAUDE_MODEL", "one model runs every task; the phone's is CLAUDE_VOICE_MODEL"),
+    "CLAUDE_COMPLEX_MODEL": ("CODING_MODELS", "the models that run tasks, in order, with fallback"),
+    "CLAUDE_FAST_MODEL": ("VOICE_MODELS", "the models of the phone conversation, in order, with fallback"),
     "PROGRAMMING_MODEL": ("CLAUDE_MODEL", "a model id such as claude-sonnet-5-5, not opus or sonnet"),
     "MAX_COMMAND_TIMEOUT": ("COMMAND_TIMEOUT_SECONDS", "seconds, as before"),
     "AUTO_PUSH_ON_COMPLETE": ("AUTO_MERGE", "a task that ends complete with passing tests is merged into the branch "
@@ -420,14 +499,15 @@ RENAMED_SETTINGS: dict[str, tuple[str | None, str]] = {
     "TWILIO_ACCOUNT_SID": (None, "not needed: TWILIO_AUTH_TOKEN checks Twilio's signatures"),
     "TWILIO_PHONE_NUMBER": (None, "not needed: point the number's voice webhook at PUBLIC_BASE_URL/voice in the "
                                   "Twilio console"),
-    "GEMINI_API_KEY": ("ANTHROPIC_API_KEY", "Claude is the phone conversation's model too"),
-    "GEMINI_MODEL": ("CLAUDE_VOICE_MODEL", "Claude is the phone conversation's model too"),
+    "GEMINI_API_KEY": ("VOICE_MODELS", "the phone conversation's models are a list of provider:model (Anthropic "
+                                       "or any OpenAI-compatible server, e.g. OpenRouter for Gemini)"),
+    "GEMINI_MODEL": ("VOICE_MODELS", "the phone conversation's models are a list of provider:model"),
     "GEMINI_VOICE": ("VOICE_NAME", "Twilio's text-to-speech speaks; VOICE_TTS_PROVIDER picks the provider"),
     "REDIS_PASSWORD": ("REDIS_URL", "put the password in the URL: redis://:password@host:6379/0"),
 }
 
 # A name in .env with one of these prefixes is meant for TARS: one that is no setting is a typo or an old name.
-TARS_PREFIXES = ("TARS_", "ANTHROPIC_", "CLAUDE_", "REDIS_", "N8N_", "DISCORD_", "WEBHOOK_", "TWILIO_", "VOICE_",
+TARS_PREFIXES = ("TARS_", "ANTHROPIC_", "CLAUDE_", "OPENAI_", "OLLAMA_", "OPENROUTER_", "REDIS_", "N8N_", "DISCORD_", "WEBHOOK_", "TWILIO_", "VOICE_",
                  "DASHBOARD_", "CONFIRMATION_", "MAX_TASK_")
 
 log = logging.getLogger("tars.config")

@@ -80,11 +80,13 @@ class WorkspaceUnusable(ToolError):
 class ModelError(TarsError):
     """The model API failed after the SDK's retries; the message says why in words. transient: the API was
     unavailable (overloaded, a server error, rate limited, a timeout, no connection), so a later attempt may
-    succeed; a refused request (400, 401, 403, 404) is not."""
+    succeed; a refused request (400, 401, 403, 404) is not. fallback: another model of the list may serve where
+    this one could not (it was unavailable, does not have the model, or has no key; not a refused request)."""
 
-    def __init__(self, message: str, transient: bool = False):
+    def __init__(self, message: str, transient: bool = False, fallback: bool | None = None):
         super().__init__(message)
         self.transient = transient
+        self.fallback = transient if fallback is None else fallback
 
 
 # --- ending states of the coding loop (raised inside it, caught by its run()) ---

@@ -1,13 +1,17 @@
-"""The seam between the coding loop and Claude.
+"""The seam between TARS and the models.
 
-The loop only sees the `Model` protocol: `query(system, tools, messages) -> Turn`.
-`AnthropicModel` is the real one (the anthropic SDK, any base_url); `ScriptedModel`
-replays turns in-process for unit tests and benchmarks, the way mini-swe-agent
-ships a deterministic model with its code.
+The loop only sees the `Model` protocol: `query(system, tools, messages) -> Turn`, in Anthropic's Messages shape
+(the history's one form, whoever answers). `AnthropicModel` is Claude through the anthropic SDK;
+core/openai_model.OpenAIModel is any OpenAI-compatible server, converting both ways; `FallbackModel` holds a
+role's ordered list (core/providers.py) and lets the next take over when one is unavailable, fitting the history
+to each one's context window (core/context.py); `build_models` makes it from the settings. `ScriptedModel` replays
+turns in-process for unit tests and benchmarks, the way mini-swe-agent ships a deterministic model with its code.
+The voice brain streams from the same classes (`stream`, async).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -15,28 +19,17 @@ import signal
 import ssl
 import threading
 from dataclasses import asdict, dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import anthropic
 import certifi
 import httpx2  # the HTTP client anthropic 2.x is built on (its dependency): MockTransport for warm_up
 
+from core import context, providers
 from core.defaults import MODEL_MAX_TOKENS
 from core.exceptions import ModelError
-
-# USD per million tokens: (input, output). Cache writes cost 1.25x input, cache reads 0.1x input.
-# Matched by the longest prefix of the model name, so dated snapshots share their family's price.
-PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
-    "claude-opus-4-0": (15.0, 75.0),
-    "claude-opus-4-1": (15.0, 75.0),
-    "claude-opus": (5.0, 25.0),
-    "claude-sonnet": (3.0, 15.0),
-    "claude-haiku-4-5": (1.0, 5.0),
-    "claude-haiku": (1.0, 5.0),
-}
-CACHE_WRITE_FACTOR = 1.25
-CACHE_READ_FACTOR = 0.1
-
+from core.providers import PROVIDERS, ModelSpec, Price, price_of
 
 @dataclass
 class Usage:
@@ -44,6 +37,8 @@ class Usage:
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    cost_usd: float = 0.0  # the estimated USD of these tokens, each turn priced by the model that served it
+    unpriced_turns: int = 0  # turns of a model whose price is unknown (core/providers.py): their cost is not counted
 
     def add(self, other: "Usage") -> None:
         for name, value in asdict(other).items():
@@ -54,21 +49,46 @@ class Usage:
         total.add(other)
         return total
 
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+    def as_dict(self) -> dict[str, int | float]:
+        return {**asdict(self), "cost_usd": round(self.cost_usd, 6)}
+
+    @classmethod
+    def from_dict(cls, stored: dict | None) -> "Usage":
+        """Usage as kept in a task's meta or result (fields it lacks are 0)."""
+        stored = stored or {}
+        return cls(**{name: (float if name == "cost_usd" else int)(stored.get(name) or 0)
+                      for name in cls.__dataclass_fields__})
+
+    @property
+    def tokens(self) -> int:
+        return (self.input_tokens + self.output_tokens + self.cache_creation_input_tokens
+                + self.cache_read_input_tokens)
+
+
+def token_cost(price: Price, usage: Usage) -> float:
+    """Estimated USD of usage's tokens at price."""
+    total = (usage.input_tokens * price.input
+             + usage.cache_creation_input_tokens * price.input * price.cache_write
+             + usage.cache_read_input_tokens * price.input * price.cache_read
+             + usage.output_tokens * price.output)
+    return round(total / 1_000_000, 6)
+
+
+def priced(usage: Usage, price: Price | None) -> Usage:
+    """One turn's usage with its cost (or counted as unpriced when the model's price is unknown)."""
+    if price is None:
+        usage.cost_usd, usage.unpriced_turns = 0.0, 1
+    else:
+        usage.cost_usd = token_cost(price, usage)
+    return usage
 
 
 def estimate_cost(model: str, usage: Usage) -> float:
-    """Estimated USD for usage on model (0.0 for a model not in the table)."""
-    prefix = max((p for p in PRICES_PER_MTOK if model.startswith(p)), key=len, default=None)
-    if prefix is None:
-        return 0.0
-    price_in, price_out = PRICES_PER_MTOK[prefix]
-    total = (usage.input_tokens * price_in
-             + usage.cache_creation_input_tokens * price_in * CACHE_WRITE_FACTOR
-             + usage.cache_read_input_tokens * price_in * CACHE_READ_FACTOR
-             + usage.output_tokens * price_out)
-    return round(total / 1_000_000, 6)
+    """Estimated USD for usage's tokens on model (`provider:model`, or an Anthropic model's bare name); 0.0 for a
+    model whose price is unknown."""
+    provider, _, name = model.partition(":") if ":" in model else ("anthropic", "", model)
+    price = price_of(ModelSpec(provider, name)) if provider in PROVIDERS else None
+    return token_cost(price, usage) if price else 0.0
 
 
 @dataclass
@@ -78,6 +98,11 @@ class Turn:
     content: list[dict[str, Any]]
     stop_reason: str | None = "end_turn"
     usage: Usage = field(default_factory=Usage)
+    model: str = ""  # the `provider:model` that answered
+    # What the owner should hear of how it was answered: a model taking over from another (FallbackModel), older
+    # tool output cleared to fit the window (core/context.py). Sentences.
+    fallbacks: list[str] = field(default_factory=list)
+    context_note: str = ""
 
     @property
     def text(self) -> str:
@@ -89,7 +114,7 @@ class Turn:
 
 
 class Model(Protocol):
-    name: str
+    name: str  # `provider:model` for the real ones; what results and timelines call it
 
     def query(self, *, system: list[dict], tools: list[dict], messages: list[dict]) -> Turn: ...
 
@@ -115,19 +140,10 @@ def _raise_interrupted(signum, frame):
     raise ModelError("The model call was interrupted (the task was cancelled).")
 
 
-class AnthropicModel:
-    """Claude through the anthropic SDK; its own retries handle 429/5xx/529 with backoff."""
+class Interruptible:
+    """A model whose blocking call a cancel can cut short from another thread (the worker's cancel watcher)."""
 
-    def __init__(self, *, api_key: str, model: str, base_url: str | None = None, max_retries: int = 3,
-                 timeout: float = 120.0, max_tokens: int = MODEL_MAX_TOKENS):
-        self.name = model
-        self._calling = False
-        self.max_tokens = max_tokens
-        self.max_retries = max_retries
-        self.timeout = timeout
-        self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url, max_retries=max_retries,
-                                          timeout=anthropic.Timeout(timeout, connect=10.0),
-                                          http_client=anthropic.DefaultHttpxClient(verify=TLS_CONTEXT))
+    _calling = False
 
     def interrupt(self) -> None:
         """Abort a call in flight, from another thread (on cancel). A blocked socket read in the main thread
@@ -135,23 +151,71 @@ class AnthropicModel:
         if self._calling and threading.current_thread() is not threading.main_thread():
             os.kill(os.getpid(), INTERRUPT_SIGNAL)
 
-    def query(self, *, system: list[dict], tools: list[dict], messages: list[dict]) -> Turn:
+    @contextlib.contextmanager
+    def _calling_model(self):
         in_main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(INTERRUPT_SIGNAL, _raise_interrupted) if in_main else None
         self._calling = in_main
         try:
-            message = self.client.messages.create(model=self.name, max_tokens=self.max_tokens, system=system,
-                                                  tools=tools, messages=messages)
-        except anthropic.APIError as exc:
-            raise ModelError(describe_api_error(exc, self), transient=is_unavailable(exc)) from exc
+            yield
         finally:
             self._calling = False
             if in_main:
                 signal.signal(INTERRUPT_SIGNAL, previous)
+
+
+class AnthropicModel(Interruptible):
+    """Claude through the anthropic SDK; its own retries handle 429/5xx/529 with backoff."""
+
+    provider = "anthropic"
+
+    def __init__(self, *, api_key: str, model: str, base_url: str | None = None, max_retries: int = 3,
+                 timeout: float = 120.0, max_tokens: int = MODEL_MAX_TOKENS, price: Price | None = None,
+                 context_window: int | None = None):
+        spec = ModelSpec("anthropic", model)
+        self.model, self.name = model, spec.label
+        self.price = price if price is not None else price_of(spec)
+        self.context_window = context_window or providers.context_window(spec)
+        self.max_tokens = max_tokens
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self._client_options = dict(api_key=api_key, base_url=base_url, max_retries=max_retries,
+                                    timeout=anthropic.Timeout(timeout, connect=10.0))
+        self.client = anthropic.Anthropic(**self._client_options,
+                                          http_client=anthropic.DefaultHttpxClient(verify=TLS_CONTEXT))
+        self._async_client: anthropic.AsyncAnthropic | None = None
+
+    def query(self, *, system: list[dict], tools: list[dict], messages: list[dict]) -> Turn:
+        with self._calling_model():
+            try:
+                message = self.client.messages.create(model=self.model, max_tokens=self.max_tokens, system=system,
+                                                      tools=tools, messages=messages)
+            except anthropic.APIError as exc:
+                raise api_error(exc, self) from exc
+        return self._turn(message)
+
+    async def stream(self, *, system: list[dict] | str, tools: list[dict], messages: list[dict], max_tokens: int,
+                     on_text: Callable[[str], Awaitable[None]]) -> Turn:
+        """One streamed answer (the voice brain): every text delta goes to on_text as it arrives."""
+        if self._async_client is None:
+            self._async_client = anthropic.AsyncAnthropic(**self._client_options)
+        try:
+            async with self._async_client.messages.stream(model=self.model, max_tokens=max_tokens, system=system,
+                                                          tools=tools, messages=messages) as stream:
+                async for event in stream:
+                    if event.type == "text" and event.text:
+                        await on_text(event.text)
+                message = await stream.get_final_message()
+        except anthropic.APIError as exc:
+            raise api_error(exc, self) from exc
+        return self._turn(message)
+
+    def _turn(self, message) -> Turn:
         u = message.usage
-        usage = Usage(u.input_tokens or 0, u.output_tokens or 0, u.cache_creation_input_tokens or 0,
-                      u.cache_read_input_tokens or 0)
-        return Turn([_block_to_dict(b) for b in message.content], message.stop_reason, usage)
+        usage = priced(Usage(u.input_tokens or 0, u.output_tokens or 0, u.cache_creation_input_tokens or 0,
+                             u.cache_read_input_tokens or 0), self.price)
+        content = [_block_to_dict(b) for b in message.content if b.type != "text" or b.text]
+        return Turn(content, message.stop_reason, usage, model=self.name)
 
 
 _WARM_UP_REPLY = {
@@ -180,7 +244,7 @@ def warm_up() -> Turn:
     http_log.setLevel(logging.WARNING)
     try:
         model = AnthropicModel.__new__(AnthropicModel)
-        model.name, model.max_tokens, model.client, model._calling = "warm-up", 16, client, False
+        model.model, model.name, model.max_tokens, model.client, model.price = "warm-up", "warm-up", 16, client, None
         turn = model.query(system=[{"type": "text", "text": "x"}],
                            tools=[{"name": "bash", "type": "bash_20250124"}], messages=[{"role": "user", "content": "x"}])
     finally:
@@ -190,48 +254,178 @@ def warm_up() -> Turn:
     return turn
 
 
-def is_unavailable(exc: anthropic.APIError) -> bool:
+def api_error(exc: Exception, model) -> ModelError:
+    """The ModelError for an SDK's error that outlived its retries (anthropic's or openai's: the same shapes)."""
+    status = getattr(exc, "status_code", None)
+    transient = is_unavailable(exc)
+    # Another model may serve where this one cannot: it is unavailable, or this provider does not have it, or will
+    # not take the key. A request refused for its content (400, 413, 422) would be refused by the next one too.
+    fallback = transient or status in (401, 402, 403, 404)
+    return ModelError(describe_api_error(exc, model), transient=transient, fallback=fallback)
+
+
+def is_unavailable(exc: Exception) -> bool:
     """The API was unavailable rather than refusing the request (the SDK's own retries were spent on it): a timeout,
     no connection, rate limited (429), overloaded (529) or a server error (5xx). Only then may a later attempt of
     the task succeed where this one could not."""
-    if isinstance(exc, (anthropic.APITimeoutError, anthropic.APIConnectionError)):
+    if type(exc).__name__ in ("APITimeoutError", "APIConnectionError"):  # anthropic's and openai's alike
         return True
     status = getattr(exc, "status_code", None)
     return status == 429 or (isinstance(status, int) and status >= 500)
 
 
-def describe_api_error(exc: anthropic.APIError, model: AnthropicModel) -> str:
+def describe_api_error(exc: Exception, model) -> str:
     """A readable reason for an API failure that outlived the SDK's retries: what happened, and what to do."""
+    source = PROVIDERS[getattr(model, "provider", "anthropic")]
+    api = f"The {source.title} API"
+    model_name = getattr(model, "model", model.name)
     tries = f"after {model.max_retries + 1} attempt{'s' if model.max_retries else ''}"
-    if isinstance(exc, anthropic.APITimeoutError):
-        return (f"The Anthropic API did not answer within {model.timeout:g} seconds ({tries}): retry the task "
-                f"later, or raise ANTHROPIC_TIMEOUT_SECONDS if its answers take longer.")
-    if isinstance(exc, anthropic.APIConnectionError):
-        return f"The Anthropic API could not be reached ({tries}): check the network or ANTHROPIC_BASE_URL."
+    if type(exc).__name__ == "APITimeoutError":
+        timeout = "ANTHROPIC_TIMEOUT_SECONDS" if source.name == "anthropic" else "OPENAI_TIMEOUT_SECONDS"
+        return (f"{api} did not answer within {model.timeout:g} seconds ({tries}): retry the task "
+                f"later, or raise {timeout} if its answers take longer.")
+    if type(exc).__name__ == "APIConnectionError":
+        return f"{api} could not be reached ({tries}): check the network or {source.base_url_setting}."
     status = getattr(exc, "status_code", None)
     detail = ""
     body = getattr(exc, "body", None)
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         detail = str(body["error"].get("message", ""))[:200].strip()
+    elif isinstance(body, dict) and isinstance(body.get("message"), str):  # some OpenAI-compatible servers
+        detail = body["message"][:200].strip()
     said = f": {detail.rstrip('.')}" if detail else ""
+    key = source.key_setting or f"the key {source.title} expects"
     if status == 401:
-        return "The Anthropic API rejected the API key (401 authentication error): set a valid ANTHROPIC_API_KEY."
+        return f"{api} rejected the API key (401 authentication error): set a valid {key}."
     if status == 403:
-        return (f"The Anthropic API key may not use the model '{model.name}' (403{said}): use a "
-                f"key with access to it, or set CLAUDE_MODEL to a model it may use.")
+        return (f"{api} key may not use the model '{model_name}' (403{said}): use a key with access to it, or "
+                f"list a model it may use (CODING_MODELS, or CLAUDE_MODEL).")
     if status == 404:
-        return f"The model '{model.name}' was not found (404): set CLAUDE_MODEL to a current model."
+        return (f"The model '{model_name}' was not found at {source.title} (404{said}): list a current model "
+                f"(CODING_MODELS, or CLAUDE_MODEL)"
+                + (f"; pull it first (ollama pull {model_name})." if source.name == "ollama" else "."))
     if status == 429:
         said = f"; it said{said}" if said else ""
-        return (f"The Anthropic API kept rate limiting the task (429, {tries}{said}): retry the task in a minute, "
+        return (f"{api} kept rate limiting the task (429, {tries}{said}): retry the task in a minute, "
                 f"or raise the account's rate limit.")
     if status == 529:
-        return f"The Anthropic API was overloaded (529, {tries}): retry the task in a few minutes."
+        return f"{api} was overloaded (529, {tries}): retry the task in a few minutes."
     if status and status >= 500:
-        return (f"The Anthropic API failed with a server error ({status}, {tries}): retry the task in a few "
-                f"minutes.")
-    return (f"The Anthropic API refused the request ({status}{said or ', ' + exc.__class__.__name__}): retrying "
+        return f"{api} failed with a server error ({status}, {tries}): retry the task in a few minutes."
+    return (f"{api} refused the request ({status}{said or ', ' + exc.__class__.__name__}): retrying "
             f"the same request will not help; the worker log has the details.")
+
+
+class FallbackModel:
+    """A role's models in order (CODING_MODELS, PLANNER_MODELS, VOICE_MODELS): the current one answers; when it is
+    unavailable after its SDK's retries, or does not have the model, or has no key, the next takes over for the
+    rest of the task (or call), with the same history: it is kept in one shape and each client converts it. A
+    request refused for its content (a 400: TARS's own bug) ends there, as it would with any model.
+
+    Before each request the history is fitted to the serving model's context window (core/context.py), so a
+    local 32k model can carry a long task; what was cleared stays cleared (the prompt's prefix stays stable, so
+    providers' prompt caches keep working)."""
+
+    def __init__(self, models: list):
+        if not models:
+            raise ValueError("FallbackModel needs at least one model")
+        self.models = list(models)
+        self.index = 0
+        self.fitter = context.Fitter()
+
+    @property
+    def current(self):
+        return self.models[self.index]
+
+    @property
+    def name(self) -> str:
+        return self.current.name
+
+    def interrupt(self) -> None:
+        if hasattr(self.current, "interrupt"):
+            self.current.interrupt()
+
+    def _next(self, exc: ModelError, failed: list[ModelError]) -> str:
+        """Move on to the next model after exc, or raise: the sentence that says who took over and why."""
+        failed.append(exc)
+        if not exc.fallback or self.index + 1 >= len(self.models):
+            if len(failed) > 1:  # all of them failed: a later attempt may succeed if any was only unavailable
+                raise ModelError(f"No model could answer: {' '.join(str(e) for e in failed)}",
+                                 transient=any(e.transient for e in failed), fallback=False) from exc
+            raise exc
+        before = self.current.name
+        self.index += 1
+        return f"{self.current.name} took over from {before}: {exc}"
+
+    def query(self, *, system: list[dict], tools: list[dict], messages: list[dict]) -> Turn:
+        failed: list[ModelError] = []
+        told: list[str] = []
+        while True:
+            model = self.current
+            fitted, note = self.fitter.fit(system, tools, messages, model)
+            try:
+                turn = model.query(system=system, tools=tools, messages=fitted)
+            except ModelError as exc:  # a cancel's interruption is no reason to fall back: _next raises it
+                told.append(self._next(exc, failed))
+                continue
+            turn.model = turn.model or model.name
+            turn.fallbacks, turn.context_note = told, note
+            return turn
+
+    async def stream(self, *, system, tools: list[dict], messages: list[dict], max_tokens: int,
+                     on_text: Callable[[str], Awaitable[None]]) -> Turn:
+        """A streamed answer (the voice brain), falling back as query() does: the caller hears a pause."""
+        failed: list[ModelError] = []
+        told: list[str] = []
+        while True:
+            model = self.current
+            try:
+                turn = await model.stream(system=system, tools=tools, messages=messages, max_tokens=max_tokens,
+                                          on_text=on_text)
+            except ModelError as exc:
+                told.append(self._next(exc, failed))
+                continue
+            turn.model = turn.model or model.name
+            turn.fallbacks = told
+            return turn
+
+
+class UnusableModel:
+    """A listed model TARS cannot call (its provider's key is not set): it answers every request with the reason,
+    so the next model takes over and the timeline says why; alone, the task fails with the fix."""
+
+    def __init__(self, spec: ModelSpec, reason: str):
+        self.name, self.reason = spec.label, reason
+        self.context_window = providers.DEFAULT_CONTEXT_WINDOW
+
+    def query(self, **request) -> Turn:
+        raise ModelError(self.reason, transient=False, fallback=True)
+
+    async def stream(self, **request) -> Turn:
+        raise ModelError(self.reason, transient=False, fallback=True)
+
+
+def build_one(settings, spec: ModelSpec, max_tokens: int = MODEL_MAX_TOKENS):
+    """The client of one listed model, as the settings configure its provider."""
+    source = spec.source
+    key = settings.secret(source.key_setting) if source.key_setting else None
+    if source.key_required and not key:
+        return UnusableModel(spec, f"{source.key_setting} is not set, so {spec.label} cannot be used: add it to .env "
+                                   f"(see env.example) and restart, or take {spec.label} off the model list.")
+    window, price = settings.context_window(spec), settings.price(spec)
+    if source.wire == providers.ANTHROPIC:
+        return AnthropicModel(api_key=key, model=spec.model, base_url=settings.ANTHROPIC_BASE_URL,
+                              max_retries=settings.ANTHROPIC_MAX_RETRIES, timeout=settings.ANTHROPIC_TIMEOUT_SECONDS,
+                              max_tokens=max_tokens, price=price, context_window=window)
+    from core.openai_model import OpenAIModel  # the openai SDK loads only where an OpenAI-compatible model is listed
+    return OpenAIModel(spec, api_key=key, base_url=getattr(settings, source.base_url_setting),
+                       max_retries=settings.OPENAI_MAX_RETRIES, timeout=settings.OPENAI_TIMEOUT_SECONDS,
+                       max_tokens=max_tokens, price=price, context_window=window)
+
+
+def build_models(settings, role: str = "coding", max_tokens: int = MODEL_MAX_TOKENS) -> FallbackModel:
+    """A role's models (core/config.MODEL_ROLES) as one FallbackModel."""
+    return FallbackModel([build_one(settings, spec, max_tokens) for spec in settings.models(role)])
 
 
 class ScriptedModel:
@@ -247,7 +441,10 @@ class ScriptedModel:
         if not self.turns:
             raise ModelError("The scripted model has no turns left.")
         turn = self.turns.pop(0)
-        return turn(messages) if callable(turn) else turn
+        turn = turn(messages) if callable(turn) else turn
+        if turn.usage.tokens and not turn.usage.cost_usd:  # priced as the model it is named after would be
+            turn.usage.cost_usd = estimate_cost(self.name, turn.usage)
+        return turn
 
 
 _ids = itertools.count(1)

@@ -33,7 +33,7 @@ from core.background_worker import (TaskContext, _ended, _finish, _open_sandbox,
 from core.config import Settings, get_settings
 from core.defaults import RESULT_TTL_SECONDS, TEST_OUTPUT_TO_MODEL
 from core.exceptions import GitError, MergeConflict, ModelError, SubtaskFailed, TarsError
-from core.model import Usage, estimate_cost
+from core.model import Usage
 from core.project_tests import PYTEST_NO_TESTS, detect_test_command
 from core.task_manager import APPROVAL_RULE, TaskManager
 from core.tools import Workspace
@@ -67,12 +67,13 @@ def run_planned_task(task_id: str) -> dict:
             subtasks, why = None, (f"{checkout.project} is not a git repository with a commit, so subtasks cannot "
                                    "have branches of their own")
         else:
-            model = build_model(settings)
+            model = build_model(settings, "planner")
             subtasks, why = plans.ask_planner(model, ctx.goal, _listing(Path(checkout.path)),
-                                              settings.PLAN_MAX_SUBTASKS, spent)
+                                              settings.PLAN_MAX_SUBTASKS, spent,
+                                              told=lambda sentence: ctx.event(task_states.MODEL_FALLBACK, sentence))
     except (TarsError, ModelError) as exc:  # run_task meets the same trouble and reports it as any task does
         subtasks, why = None, f"planning failed ({exc})"
-    planner_cost = estimate_cost(settings.CLAUDE_MODEL, spent)
+    planner_cost = spent.cost_usd
     ctx.update_meta(usage=spent.as_dict(), cost_usd=planner_cost)
     budget.add_spend(ctx.redis, planner_cost)  # the day's spend (DAILY_BUDGET_USD); a fallback task counts on from it
     if subtasks is None:
@@ -350,6 +351,6 @@ def _end(ctx: TaskContext, settings: Settings, outcome: str, reason: str, usage:
             ctx.log.warning("could not summarise the plan's branch: %s", exc)
     result = dataclasses.replace(_ended(ctx, outcome, reason, started), usage=usage, tests_passed=tests_passed,
                                  files_changed=sorted(f["path"] for f in (ctx.git or {}).get("files", [])))
-    ctx.update_meta(usage=usage.as_dict(), cost_usd=estimate_cost(settings.CLAUDE_MODEL, usage),
+    ctx.update_meta(usage=usage.as_dict(), cost_usd=usage.cost_usd,
                     checkpoints=(ctx.git or {}).get("commits", ctx.meta.get("checkpoints", 0)))
     return _finish(ctx, settings, result)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core.defaults import GOAL_MAX_CHARS
@@ -28,6 +29,7 @@ DONE, RUNNING, WAITING, READY, FAILED, BLOCKED, INTEGRATING, CANCELLED = (
 
 # The roles of a plan's subtasks: the planner's own, one added to resolve a merge conflict, the final fix-up.
 PLANNED, INTEGRATION, FIXUP = "planned", "integration", "fix-up"
+
 
 @dataclass
 class Subtask:
@@ -48,6 +50,7 @@ class Subtask:
     depends_on: list[str] = field(default_factory=list)
     capability: str | None = None
 
+
 def plan_tool(max_subtasks: int) -> dict:
     """The one tool the planner is offered: plan_subtasks({"subtasks": [Subtask, ...]})."""
     return {"name": PLAN_TOOL_NAME,
@@ -57,6 +60,7 @@ def plan_tool(max_subtasks: int) -> dict:
             "input_schema": {"type": "object", "required": ["subtasks"], "properties": {"subtasks": {
                 "type": "array", "minItems": 1, "maxItems": max_subtasks, "items": object_schema(Subtask),
                 "description": f"At most {max_subtasks} subtasks; depends_on must never form a cycle."}}}}
+
 
 def validate(raw: object, max_subtasks: int) -> list[Subtask]:
     """The subtasks of a plan_subtasks input, in an order where each comes after what it depends on; InvalidPlan
@@ -101,6 +105,7 @@ def validate(raw: object, max_subtasks: int) -> list[Subtask]:
             raise InvalidPlan(f"Subtask {sub.key} depends on itself.")
     return _in_order(subtasks)
 
+
 def _in_order(subtasks: list[Subtask]) -> list[Subtask]:
     """Topological order (the planner's order where it allows); InvalidPlan naming a cycle."""
     ordered: list[Subtask] = []
@@ -116,6 +121,7 @@ def _in_order(subtasks: list[Subtask]) -> list[Subtask]:
         left = [s for s in left if s.key not in done]
     return ordered
 
+
 def _cycle(left: list[Subtask]) -> str:
     """One cycle among subtasks that all wait on each other, as "a -> b -> a"."""
     by_key = {s.key: s for s in left}
@@ -124,6 +130,7 @@ def _cycle(left: list[Subtask]) -> str:
         path.append(key)
         key = next(d for d in by_key[key].depends_on if d in by_key)
     return " -> ".join(path[path.index(key):] + [key])
+
 
 PLANNER_SYSTEM = """You plan work for TARS's background programmers. Several of them work at the same time, each on \
 its own git branch of the same project; TARS merges each finished branch into one branch. Split the owner's goal \
@@ -138,11 +145,12 @@ PLANNER_REQUEST = """Plan the work for this goal, in at most {max_subtasks} subt
 The project holds now:
 {listing}"""
 
-def ask_planner(model: Model, goal: str, listing: str, max_subtasks: int,
-                spent: Usage) -> tuple[list[Subtask] | None, str]:
+
+def ask_planner(model: Model, goal: str, listing: str, max_subtasks: int, spent: Usage,
+                told: Callable[[str], None] = lambda sentence: None) -> tuple[list[Subtask] | None, str]:
     """One planner call (and one more with the reason when its plan is invalid): (the subtasks, "") or (None, why the
     goal should run as one task). Each call's tokens are added to `spent` as it answers, so those of a first call
-    still count when the second raises; ModelError propagates."""
+    still count when the second raises; ModelError propagates. told: hears each model taking over from another."""
     tools = [plan_tool(max_subtasks)]
     system = [{"type": "text", "text": PLANNER_SYSTEM}]
     messages: list[dict] = [{"role": "user", "content": [{"type": "text", "text": PLANNER_REQUEST.format(
@@ -151,6 +159,8 @@ def ask_planner(model: Model, goal: str, listing: str, max_subtasks: int,
     for attempt in (1, 2):
         turn = model.query(system=system, tools=tools, messages=messages)
         spent.add(turn.usage)
+        for sentence in turn.fallbacks:
+            told(sentence)
         calls = [b for b in turn.tool_uses if b.get("name") == PLAN_TOOL_NAME]
         try:
             if not calls:
@@ -171,6 +181,7 @@ def ask_planner(model: Model, goal: str, listing: str, max_subtasks: int,
             messages.append({"role": "user", "content": [{"type": "text", "text": answer}]})
     return None, f"the planner's plan was invalid twice ({reason})"
 
+
 # --- the stored plan (task:<id>:plan) ---------------------------------------------------------------------------
 
 def finisher_id(parent: str, round_: int = 1) -> str:
@@ -178,14 +189,17 @@ def finisher_id(parent: str, round_: int = 1) -> str:
     for the one after the fix-up subtask and each `task retry` of the plan."""
     return f"{parent}-finish" if round_ == 1 else f"{parent}-finish-{round_}"
 
+
 def next_finisher(parent: str, record: dict) -> str:
     """The id of the finishing job that follows the plan's current one (record["finisher"])."""
     current = record["finisher"]
     round_ = 1 if current == finisher_id(parent) else int(current.rpartition("-")[2])
     return finisher_id(parent, round_ + 1)
 
+
 def retry_command(task_id: str) -> str:
     return f"python main_tars.py task retry {task_id}"
+
 
 def new_record(goal: str, subtasks: list[Subtask], task_ids: list[str], finisher: str, planner_usage: Usage) -> dict:
     """The plan as stored: each subtask with its task id and role; the finishing job; the fix-up, once made; the
@@ -194,11 +208,14 @@ def new_record(goal: str, subtasks: list[Subtask], task_ids: list[str], finisher
             "subtasks": [{**dataclasses.asdict(s), "task_id": t, "role": PLANNED}
                          for s, t in zip(subtasks, task_ids)]}
 
+
 def dumps(record: dict) -> str:
     return json.dumps(record, separators=(",", ":"))
 
+
 def loads(raw: bytes | str | None) -> dict | None:
     return json.loads(raw) if raw else None
+
 
 def context_for(record: dict, key: str) -> str:
     """What a subtask is told of the plan after its own goal: the whole plan, its own part marked."""
@@ -212,6 +229,7 @@ def context_for(record: dict, key: str) -> str:
     lines.append("Do only your own subtask; the others are done by other workers.")
     return "\n".join(lines)
 
+
 def plan_sentence(record: dict) -> str:
     """The plan in one line for the owner: "Plan of 3 subtasks: store (SQLite store); api (REST API, after store)"."""
     parts = []
@@ -220,6 +238,7 @@ def plan_sentence(record: dict) -> str:
         parts.append(f"{sub['key']} ({sub['title']}{after})")
     count = len(record["subtasks"])
     return f"Plan of {count} subtask{'s' if count != 1 else ''}: " + "; ".join(parts)
+
 
 # --- the summary every surface shows ---------------------------------------------------------------------------
 
@@ -242,6 +261,7 @@ def plan_summary(rows: list[dict]) -> str:
             parts.append(f"{counts[state]} {word} {', '.join(needed)}")
     return ", ".join(parts)
 
+
 def blocked_sentence(rows: list[dict]) -> str | None:
     """What a plan that cannot go on by itself tells the owner: a subtask failed (or was cancelled) and nothing else of
     the plan runs or waits for a worker (whatever is left waits on it, directly or through others). None otherwise.
@@ -254,6 +274,7 @@ def blocked_sentence(rows: list[dict]) -> str | None:
                      + (f" ({why})" if (why := _why(row["note"])) else "") for row in stuck)
     retries = " and ".join(retry_command(row["task_id"]) for row in stuck)
     return f"Blocked: {said}. Retry {'it' if len(stuck) == 1 else 'them'} with: {retries}, or cancel the plan."
+
 
 def _why(note: str) -> str:
     """A failed subtask's reason without its own retry hint (the sentence gives one) or its closing full stop."""

@@ -119,3 +119,10 @@ def object_schema(cls: type) -> dict:
         if item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING:
             required.append(item.name)
     return {"type": "object", "properties": properties, "required": required}
+
+
+def tool_of(cls: type, name: str) -> dict:
+    """The tool (name, description, input_schema) whose input is a documented dataclass (its docstring's first
+    paragraph says what the tool does)."""
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    return {"name": name, "description": " ".join(doc.split("\n\n")[0].split()), "input_schema": object_schema(cls)}

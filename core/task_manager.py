@@ -33,7 +33,7 @@ from core.scrub import Scrubber
 from core.exceptions import (CodeRejected, GitError, InvalidGoal, InvalidProjectPath, PauseRefused, TaskNotActive,
                              TaskNotFound)
 from core.git_workspace import Checkpoint, MergeResult, TaskCheckout
-from core.model import Usage, estimate_cost
+from core.model import Usage
 from core.task_states import (ACTIVE, AWAITING_CONFIRMATION, CANCELLED, COMPLETE, ENDING_PHASE, FAILED, NORMAL,
                                PAUSED, QUEUED, RUNNING, SCHEDULED, outcome_of)
 
@@ -103,7 +103,7 @@ def _iso(value: datetime | None) -> str | None:
 
 def _usage(stored: dict | None) -> Usage:
     """Usage from its stored dict (a result's, a job meta's, a plan's planner_usage); empty for none."""
-    return Usage(**{name: int((stored or {}).get(name) or 0) for name in Usage.__dataclass_fields__})
+    return Usage.from_dict(stored)
 
 
 def _recorded_reason(meta: dict) -> str | None:
@@ -439,7 +439,7 @@ class TaskManager:
         if meta.get("plan") and (result or {}).get("planned"):  # the planning job ended; the plan goes on
             status, result, rows, spent = self._plan_status(job.id, cancel_requested)
             if spent is not None and not (result or {}).get("usage"):  # not ended by its finishing job: so far
-                usage, cost = spent.as_dict(), estimate_cost(self.settings.CLAUDE_MODEL, spent)
+                usage, cost = spent.as_dict(), spent.cost_usd
             status = PAUSED if status == RUNNING and hold else status
         reason = (result or {}).get("reason")
         checkout = meta.get("checkout") or {}

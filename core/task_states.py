@@ -52,10 +52,15 @@ instead; a subtask merged, conflicting, failed or retried."""
 RETRYING = "retrying"
 """Something transient ended an attempt and the task will run again by itself (core/retries.py): attempt n of N, and
 when. Not an ending: the task stays queued meanwhile."""
+MODEL_FALLBACK = "model_fallback"
+"""The model serving a task (or its planner) was unavailable and the next of its list took over (core/model.py)."""
+CONTEXT_CLEARED = "context"
+"""Older tool output was cleared to fit the serving model's context window (core/context.py)."""
 HELD = "held"
 """The event of a task the daily budget holds (queued, not started) until the next day or a raised budget."""
 EVENT_KINDS = (QUEUED, HELD, "started", "workspace", "planning", *PLAN_KINDS, "file_edit", "command", "command_result",
-               "checkpoint", "checkpoint_failed", "phase", "progress", *CONFIRMATION_KINDS, *PAUSE_KINDS, RETRYING,
+               MODEL_FALLBACK, CONTEXT_CLEARED, "checkpoint", "checkpoint_failed", "phase", "progress",
+               *CONFIRMATION_KINDS, *PAUSE_KINDS, RETRYING,
                *ENDING_PHASE.values())
 """Every kind of event TARS records, in the order a task meets them."""
 

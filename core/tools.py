@@ -19,10 +19,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import Literal
+
 from core import project_env
 from core.exceptions import InvalidProjectPath, ToolError, WorkspaceUnusable
 from core.git_workspace import GENERATED_DIRS, GENERATED_FILES
 from core.sandbox import Sandbox
+from core.schema import tool_of
 
 OUTPUT_LIMIT = 10 * 1024  # bytes of tool output given back to the model
 
@@ -41,6 +44,61 @@ _UNUSABLE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+
+
+# --- the two tools, as every model is offered them ------------------------------------------------------------
+# Claude knows them built in (their type names their semantics); an OpenAI-compatible model gets function tools with
+# the same fields, their schemas generated from these documented inputs (core/openai_model.py).
+BASH_TOOL = {"type": "bash_20250124", "name": "bash"}
+EDITOR_TOOL = {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"}
+
+
+@dataclass
+class BashInput:
+    """Run a command in a bash shell in the project directory and get its output (stdout and stderr) and exit code.
+    Every command starts a fresh shell there; it is killed after the command timeout, so never start servers or
+    anything that waits for input. Commands that destroy or change things outside the project ask the owner first
+    and may be refused.
+
+    Attributes:
+        command: The bash command to run. Required unless restart is true.
+        restart: true restarts the tool (ends any command still running); then command may be left out.
+    """
+
+    command: str | None = None
+    restart: bool | None = None
+
+
+@dataclass
+class EditorInput:
+    """View, create and edit files of the project. view: a file's lines numbered (or a directory's files two levels
+    deep). create: a new file (or overwrite one) with file_text. str_replace: replace old_str, which must occur
+    exactly once, by new_str. insert: insert insert_text after line insert_line (0: at the top).
+
+    Attributes:
+        command: What to do: view, create, str_replace or insert.
+        path: The file or directory, relative to the project directory.
+        file_text: create: the whole content of the file.
+        old_str: str_replace: the exact text to replace (with enough lines around it to occur only once).
+        new_str: str_replace: the text to put in its place (empty to delete it).
+        insert_line: insert: the line after which insert_text goes (0: before the first line).
+        insert_text: insert: the text to insert.
+        view_range: view: [first line, last line] of a file, 1-based; -1 as the last reads to the end.
+    """
+
+    command: Literal["view", "create", "str_replace", "insert"]
+    path: str
+    file_text: str | None = None
+    old_str: str | None = None
+    new_str: str | None = None
+    insert_line: int | None = None
+    insert_text: str | None = None
+    view_range: list[int] | None = None
+
+
+BUILT_IN_TOOLS = {BASH_TOOL["type"]: tool_of(BashInput, BASH_TOOL["name"]),
+                  EDITOR_TOOL["type"]: tool_of(EditorInput, EDITOR_TOOL["name"])}
+"""Anthropic's built-in tools by type, as (name, description, input_schema): what other providers are offered."""
 
 
 def mount_point(path: str | Path) -> str:

@@ -52,7 +52,7 @@ def gaps(requests) -> list[float]:
     (error(401), ["rejected the API key", "(401", "ANTHROPIC_API_KEY"]),
     (error(403), ["may not use the model 'claude-sonnet-4-5'", "(403: Your API key does not have permission",
                   "CLAUDE_MODEL"]),
-    (error(404), ["'claude-sonnet-4-5' was not found (404)", "CLAUDE_MODEL"]),
+    (error(404), ["'claude-sonnet-4-5' was not found at Anthropic (404", "CLAUDE_MODEL"]),
     (error(400, message="messages.1: tool_use ids must be unique"),
      ["refused the request (400: messages.1: tool_use ids must be unique)", "will not help"]),
     (error(429, message="Too many tokens per minute."),
