@@ -272,8 +272,8 @@ def _simple_call(d: dict) -> dict:
     return {"id": d.get("id"), "name": d["name"], "arguments": copy.deepcopy(d.get("arguments", {}))}
 
 
-# Types as OpenAI sends them (401's per the brief of this fake: a distinct type is
-# easier to tell apart than OpenAI's invalid_request_error).
+# Types and codes as OpenAI sends them, except 401: OpenAI says invalid_request_error,
+# the fake says authentication_error, as several compatible servers do (the code is OpenAI's).
 _ERROR_DEFAULTS: dict[int, tuple[str, str | None, str]] = {  # status: (type, code, message)
     400: ("invalid_request_error", None, "Invalid request."),
     401: ("authentication_error", "invalid_api_key",
