@@ -341,7 +341,7 @@ def test_the_original_tars_names_are_told_with_their_replacement(clean_env, tmp_
     assert len(warnings) == 3, warnings
     assert warnings[0].startswith(f"DISCORD_UPDATES_WEBHOOK in {env_file} is a setting of the original TARS and is "
                                   "ignored here; use N8N_WEBHOOK_URL: ")
-    assert "use CLAUDE_MODEL" in warnings[1]
+    assert "use CODING_MODELS" in warnings[1]
     assert warnings[2].startswith("AUTO_COMMIT_PER_STEP in") and "checkpoint" in warnings[2]
     assert "opus" not in " ".join(warnings) and "n8n.example.com" not in " ".join(warnings)  # names, never values
 
