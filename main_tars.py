@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     call = sub.add_parser("call", help="phone TARS from this terminal (its voice relay, as Twilio would)")
     call.add_argument("--url", help="the relay WebSocket (default ws://HOST:PORT/relay)")
     call.add_argument("--from", dest="caller", help="the caller's number (default the first OWNER_PHONE_NUMBERS)")
+    models = sub.add_parser("models", help="the configured models per role (CODING_MODELS, PLANNER_MODELS, "
+                            "VOICE_MODELS); --check asks each one once")
+    models.add_argument("--check", action="store_true", help="make one cheap request to each model and say which "
+                        "answer, with the fix for those that do not")
+    models.add_argument("--json", action="store_true", help="machine-readable output")
     check = sub.add_parser("check-command", help="would TARS run a bash command without the owner's code, or ask? "
                            "(no COMMAND: JSON lines on stdin)")
     check.add_argument("bash_command", nargs="?", metavar="COMMAND", help="the bash command (omit it to read one "
@@ -594,6 +599,48 @@ def check_command(args) -> int:
     return status
 
 
+def run_models(args: argparse.Namespace, settings) -> int:
+    """`models [--check] [--json]`: each role's models in order, with window, price and key; --check asks each."""
+    from core.config import MODEL_ROLES
+    from core.model import check_model
+
+    rows, checked = [], {}
+    for role, variable in MODEL_ROLES.items():
+        for position, spec in enumerate(settings.models(role), 1):
+            price = settings.price(spec)
+            key = spec.source.key_setting
+            row = {"role": role, "setting": variable, "position": position, "model": spec.label,
+                   "provider": spec.source.title, "context_window": settings.context_window(spec),
+                   "price_per_mtok": None if price is None else [price.input, price.output],
+                   "key": None if key is None else (key if settings.secret(key) else f"{key} not set")}
+            if args.check:
+                if spec.label not in checked:
+                    checked[spec.label] = check_model(settings, spec)
+                row.update(checked[spec.label])
+            rows.append(row)
+    failed = [row for row in rows if row.get("answers") is False]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 1 if failed else 0
+    for role, variable in MODEL_ROLES.items():
+        default = {"coding": "anthropic:CLAUDE_MODEL", "planner": "as CODING_MODELS",
+                   "voice": "anthropic:CLAUDE_VOICE_MODEL"}[role]
+        print(f"{role} ({variable}{'' if getattr(settings, variable).strip() else ' not set: ' + default}):")
+        for row in (r for r in rows if r["role"] == role):
+            price = row["price_per_mtok"]
+            price_text = "price unknown" if price is None else ("free (local)" if price == [0.0, 0.0] else
+                                                                f"${price[0]:g} in / ${price[1]:g} out per Mtok")
+            key = "" if row["key"] is None else f", {row['key']}" if "not set" in row["key"] else ""
+            print(f"  {row['position']}. {row['model']:<38} {row['context_window']:>9,} tokens  {price_text}{key}")
+            if args.check:
+                print(f"     {'answers' if row['answers'] else 'does not answer'} ({row['seconds']:.2f} s)"
+                      + (f": {row['reason']}" if not row["answers"] else ""))
+    if args.check:
+        answered = sum(1 for r in checked.values() if r["answers"])
+        print(f"{answered} of {plural(len(checked), 'model')} answered.")
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "check-command":  # no Redis; the settings only for the default rules file
@@ -606,6 +653,8 @@ def main(argv: list[str] | None = None) -> int:
         return check_command(args)
     try:
         settings = get_settings()
+        if args.command == "models":  # no Redis: the settings and the providers only
+            return run_models(args, settings)
         if args.command in (None, "serve", "up"):
             return serve(settings, workers=(args.workers or settings.WORKER_COUNT) if args.command == "up" else 0)
         if args.command == "call":

@@ -1,11 +1,13 @@
-"""The voice brain: one phone call's conversation with Claude (its history and streamed replies).
+"""The voice brain: one phone call's conversation with its model (its history and streamed replies).
 
 Knows nothing of Twilio: the relay (communication/twilio_media_streams.py) hands `Conversation.reply`
 a `say(token)` coroutine and closes the talk cycle itself. What this module owns:
 
 * the history of one call (Anthropic messages, kept valid: roles alternate, every tool_use gets its
   tool_result, the first message is the caller's);
-* streaming: every text delta goes to `say` as it arrives;
+* streaming: every text delta goes to `say` as it arrives, from the first model of VOICE_MODELS that answers
+  (core/model.FallbackModel: Anthropic or any OpenAI-compatible server; when one is unavailable mid-call the next
+  answers the same turn, and the caller hears only a pause);
 * tools: the model is offered `VoiceFunctions.tools()`; `VoiceFunctions.call` runs in a thread (it does
   blocking Redis); past FILLER_AFTER_SECONDS the caller hears FILLER first; the model continues with the
   tool_result until it ends its turn;
@@ -23,10 +25,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-import anthropic
-
 from communication.spoken import APOLOGY, DID_NOT_WORK, FILLER, LOST
 from core.config import Settings
+from core.exceptions import ModelError
+from core.model import FallbackModel
 from sub_agents_tars import VOICE_SYSTEM_PROMPT, VoiceFunctions, spoken_digits
 
 log = logging.getLogger("tars.voice")
@@ -60,9 +62,9 @@ class _Reply:
 class Conversation:
     """One call's history and its streaming replies (one reply at a time; the relay makes sure)."""
 
-    def __init__(self, client_factory: Callable[[], anthropic.AsyncAnthropic], settings: Settings,
-                 functions: VoiceFunctions, system: str = VOICE_SYSTEM_PROMPT, label: str = ""):
-        self.client_factory = client_factory
+    def __init__(self, brain: FallbackModel, settings: Settings, functions: VoiceFunctions,
+                 system: str = VOICE_SYSTEM_PROMPT, label: str = ""):
+        self.brain = brain  # this call's own: a fallback lasts for the rest of the call
         self.settings = settings
         self.functions = functions
         self.system = system
@@ -134,8 +136,8 @@ class Conversation:
                 # The function runs on in its thread (a task may be starting): keep its answer in the history.
                 await self._record_late_tools(reply)
             raise
-        except anthropic.AnthropicError as exc:
-            self._log_model_failure(exc)
+        except ModelError as exc:
+            log.error("[%s] the voice brain could not answer: %s", self.label, exc)
             await self._say_recorded(reply, say, APOLOGY)
         finally:
             self.current = None
@@ -149,26 +151,17 @@ class Conversation:
             start -= 1
         return copy.deepcopy(self.messages[start:])
 
-    def _client(self) -> anthropic.AsyncAnthropic:
-        return self.client_factory()
-
     async def _stream_round(self, reply: _Reply, say: Say) -> tuple[list[dict], str | None]:
-        client = self._client()
-        async with client.messages.stream(model=self.settings.CLAUDE_VOICE_MODEL, max_tokens=VOICE_MAX_TOKENS,
-                                          system=self.system, tools=self.functions.tools(),
-                                          messages=self._window()) as stream:
-            async for event in stream:
-                if event.type == "text" and event.text:
-                    await say(event.text)
-                    reply.sent += event.text
-            final = await stream.get_final_message()
-        blocks: list[dict] = []
-        for block in final.content:
-            if block.type == "text" and block.text:
-                blocks.append({"type": "text", "text": block.text})
-            elif block.type == "tool_use":
-                blocks.append({"type": "tool_use", "id": block.id, "name": block.name, "input": block.input})
-        return blocks, final.stop_reason
+        async def heard(text: str) -> None:
+            await say(text)
+            reply.sent += text
+
+        turn = await self.brain.stream(system=self.system, tools=self.functions.tools(), messages=self._window(),
+                                       max_tokens=VOICE_MAX_TOKENS, on_text=heard)
+        for sentence in turn.fallbacks:
+            log.warning("[%s] %s", self.label, sentence)
+        blocks = [b for b in turn.content if b["type"] == "tool_use" or (b["type"] == "text" and b.get("text"))]
+        return blocks, turn.stop_reason
 
     async def _run_tools(self, reply: _Reply, tool_uses: list[dict], say: Say) -> list[dict]:
         reply.pending_tools = tool_uses
@@ -265,19 +258,6 @@ class Conversation:
             self.messages[-1]["content"] += blocks
         else:
             self.messages.append({"role": "user", "content": blocks})
-
-    def _log_model_failure(self, exc: anthropic.AnthropicError) -> None:
-        if isinstance(exc, anthropic.APIStatusError):
-            log.error("[%s] the Anthropic API answered %s (%s): %s", self.label, exc.status_code,
-                      exc.__class__.__name__, exc.message)
-        elif isinstance(exc, anthropic.APIError):
-            log.error("[%s] the Anthropic API could not be reached (%s): %s", self.label, exc.__class__.__name__,
-                      exc)
-        elif self.settings.ANTHROPIC_API_KEY is None:
-            log.error("[%s] ANTHROPIC_API_KEY is not set, so the voice brain cannot think: set it in .env",
-                      self.label)
-        else:
-            log.error("[%s] the Anthropic client failed: %s", self.label, exc)
 
 
 def _tail(heard: str | None, sent: str, round_start: int) -> str:

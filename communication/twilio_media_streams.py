@@ -28,7 +28,6 @@ import logging
 import threading
 from urllib.parse import parse_qsl, urlsplit
 
-import anthropic
 import redis
 from fastapi import APIRouter, HTTPException, Request, WebSocket
 from fastapi.responses import Response
@@ -41,7 +40,7 @@ from twilio.request_validator import (
 )
 from twilio.twiml.voice_response import VoiceResponse
 
-from communication.conversation import Conversation, loggable
+from communication.conversation import VOICE_MAX_TOKENS, Conversation, loggable
 from communication.deps import read_body
 from communication.relay_protocol import (Dtmf, End, ErrorReport, Interrupt, NotAnObject, NotJson, Prompt, Setup,
                                           TarsMessage, Text, UnknownType, encode, parse)
@@ -52,6 +51,7 @@ from core import event_log, keys
 from core.config import Settings
 from core.defaults import CALL_REFRESH_SECONDS
 from core.exceptions import TarsError
+from core.model import FallbackModel, build_models
 from core.session_manager import CallRegistry
 from core.task_manager import TaskManager
 from core.task_states import (COMPLETE, CONFIRMATION_KINDS, CONFIRMATION_REQUIRED, ENDING_KINDS, MODEL_FALLBACK, QUEUED,
@@ -283,7 +283,7 @@ class RelayCall:
             return
         self.call_sid, self.caller = call_sid, caller
         self.functions = VoiceFunctions(self.hub.tasks, self.settings, call_sid=call_sid)
-        self.conversation = Conversation(self.hub.anthropic, self.settings, self.functions, label=self.label)
+        self.conversation = Conversation(self.hub.brain(), self.settings, self.functions, label=self.label)
         self.hub.calls[call_sid] = self
         try:
             await asyncio.to_thread(self.hub.registry.register, call_sid, caller)
@@ -467,7 +467,7 @@ class _TalkCycle:
 
 # --- the process-wide side --
 class VoiceHub:
-    """The voice side of one server process: its live calls, one Anthropic client, one announcement listener."""
+    """The voice side of one server process: its live calls, the voice models' clients, one announcement listener."""
 
     def __init__(self, settings: Settings, connection: redis.Redis, tasks: TaskManager):
         self.settings = settings
@@ -478,14 +478,14 @@ class VoiceHub:
         self.refresh_seconds: float = CALL_REFRESH_SECONDS
         self.loop: asyncio.AbstractEventLoop | None = None
         self.listener: AnnouncementListener | None = None
-        self._client: anthropic.AsyncAnthropic | None = None
+        self._models: list | None = None  # VOICE_MODELS' clients, made at the first call, shared by every call
 
-    def anthropic(self) -> anthropic.AsyncAnthropic:
-        if self._client is None:
-            self._client = anthropic.AsyncAnthropic(
-                api_key=self.settings.secret("ANTHROPIC_API_KEY"), base_url=self.settings.ANTHROPIC_BASE_URL,
-                max_retries=self.settings.ANTHROPIC_MAX_RETRIES, timeout=self.settings.ANTHROPIC_TIMEOUT_SECONDS)
-        return self._client
+    def brain(self) -> FallbackModel:
+        """A call's own voice brain over the shared clients: a fallback in one call leaves the next call's first
+        model first again."""
+        if self._models is None:
+            self._models = build_models(self.settings, "voice", max_tokens=VOICE_MAX_TOKENS).models
+        return FallbackModel(self._models)
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -499,9 +499,9 @@ class VoiceHub:
     async def stop(self) -> None:
         if self.listener is not None:
             await asyncio.to_thread(self.listener.stop)
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        for model in self._models or []:
+            await model.aclose()
+        self._models = None
 
     def _deliver(self, task_id: str, events: list[event_log.Event]) -> None:
         """From the listener thread: hand a task's new events to the event loop."""

@@ -18,6 +18,7 @@ import os
 import signal
 import ssl
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -210,6 +211,11 @@ class AnthropicModel(Interruptible):
             raise api_error(exc, self) from exc
         return self._turn(message)
 
+    async def aclose(self) -> None:
+        if self._async_client is not None:
+            await self._async_client.close()
+            self._async_client = None
+
     def _turn(self, message) -> Turn:
         u = message.usage
         usage = priced(Usage(u.input_tokens or 0, u.output_tokens or 0, u.cache_creation_input_tokens or 0,
@@ -285,7 +291,11 @@ def describe_api_error(exc: Exception, model) -> str:
         return (f"{api} did not answer within {model.timeout:g} seconds ({tries}): retry the task "
                 f"later, or raise {timeout} if its answers take longer.")
     if type(exc).__name__ == "APIConnectionError":
-        return f"{api} could not be reached ({tries}): check the network or {source.base_url_setting}."
+        where = f" at {model.base_url}" if getattr(model, "base_url", None) else ""
+        if source.local:
+            return (f"{api} could not be reached{where} ({tries}): start the {source.title} server, or fix "
+                    f"{source.base_url_setting}.")
+        return f"{api} could not be reached{where} ({tries}): check the network or {source.base_url_setting}."
     status = getattr(exc, "status_code", None)
     detail = ""
     body = getattr(exc, "body", None)
@@ -404,6 +414,9 @@ class UnusableModel:
     async def stream(self, **request) -> Turn:
         raise ModelError(self.reason, transient=False, fallback=True)
 
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
 
 def build_one(settings, spec: ModelSpec, max_tokens: int = MODEL_MAX_TOKENS):
     """The client of one listed model, as the settings configure its provider."""
@@ -460,3 +473,15 @@ def tool_turn(name: str, tool_input: dict, text: str = "", tool_id: str | None =
 
 def text_turn(text: str) -> Turn:
     return Turn([{"type": "text", "text": text}], "end_turn")
+
+
+def check_model(settings, spec: ModelSpec) -> dict:
+    """One cheap request to a listed model (`models --check`): {answers, seconds, reason} — the reason names the fix."""
+    model = build_one(settings, spec, max_tokens=16)
+    started = time.monotonic()
+    try:
+        model.query(system=[{"type": "text", "text": "Answer with one word."}], tools=[],
+                    messages=[{"role": "user", "content": [{"type": "text", "text": "Say OK."}]}])
+    except ModelError as exc:
+        return {"answers": False, "seconds": round(time.monotonic() - started, 3), "reason": str(exc)}
+    return {"answers": True, "seconds": round(time.monotonic() - started, 3), "reason": ""}

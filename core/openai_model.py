@@ -38,6 +38,7 @@ class OpenAIModel(Interruptible):
         self.provider, self.model, self.name = spec.provider, spec.model, spec.label
         self.price, self.context_window = price, context_window
         self.max_tokens, self.max_retries, self.timeout = max_tokens, max_retries, timeout
+        self.base_url = base_url
         # A local server takes no key, but the SDK insists on one: any placeholder will do.
         self._options = dict(api_key=api_key or "not-needed", base_url=base_url, max_retries=max_retries,
                              timeout=openai.Timeout(timeout, connect=10.0))
@@ -93,6 +94,11 @@ class OpenAIModel(Interruptible):
         except openai.APIError as exc:
             raise api_error(exc, self) from exc
         return self._turn("".join(text), [tuple(calls[i]) for i in sorted(calls)], finish, usage)
+
+    async def aclose(self) -> None:
+        if self._async_client is not None:
+            await self._async_client.close()
+            self._async_client = None
 
     def _turn(self, text: str, calls: list[tuple[str, str, str]], finish: str | None, usage) -> Turn:
         content: list[dict] = [{"type": "text", "text": text}] if text.strip() else []

@@ -31,6 +31,7 @@ from core.supervisor import stop_process
 from core.task_manager import TaskManager
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.webhook_server import FakeWebhook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +69,23 @@ def fake_api(fake_api_server):
     fake_api_server.reset()
     yield fake_api_server
     fake_api_server.reset()
+
+
+@pytest.fixture(scope="session")
+def fake_openai_server():
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_openai(fake_openai_server):
+    """The local OpenAI-compatible server (tests/fakes/openai_api.py), its scripts and records emptied."""
+    fake_openai_server.reset()
+    yield fake_openai_server
+    fake_openai_server.reset()
+    fake = fake_openai_server  # options a test may have set: back to an open, unlimited server
+    fake.api_key = fake.models = fake.max_context_tokens = None
+    fake.cached_tokens = 0
 
 
 @pytest.fixture(scope="session")
@@ -126,7 +144,8 @@ def tars_env(tmp_path, redis_server, redis_client, fake_api_server, monkeypatch,
     }
     for name in list(os.environ):
         if name.startswith(("ANTHROPIC_", "REDIS_", "CLAUDE_", "MAX_TASK_", "WEBHOOK_", "N8N_", "DISCORD_",
-                            "CONFIRMATION_")):
+                            "CONFIRMATION_", "OPENAI_", "OPENROUTER_", "OLLAMA_", "LMSTUDIO_", "VLLM_", "MODEL_")) \
+                or name in ("CODING_MODELS", "PLANNER_MODELS", "VOICE_MODELS"):
             monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -92,7 +92,7 @@ def whsec():
 EXPECTED_EMOJI = {"started": "🚀", "workspace": "🌿", "checkpoint": "💾", "checkpoint_failed": "⚠️", "planning": "🧠", "plan": "🗺️", "plan_fallback": "🧭", "subtask": "🧩",
                   "file_edit": "📝", "command": "⚡", "command_result": "📋", "phase": "🔄", "confirmation_required": "⚠️", "confirmation_received": "✅", "confirmation_refused": "🚫", "complete": "🎉",
                   "error": "❌", "timeout": "⏰", "cancelled": "🛑", "retrying": "🔁",
-                  "held": "💸", "paused": "⏸️", "resumed": "▶️"}
+                  "held": "💸", "paused": "⏸️", "resumed": "▶️", "model_fallback": "🔀", "context": "🧹"}
 
 
 @pytest.mark.parametrize("kind", EVENT_TYPES)

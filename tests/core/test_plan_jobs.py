@@ -21,6 +21,7 @@ from rq.job import Job
 from core import event_log, keys, plans
 from core.config import load_settings
 from core.exceptions import CodeRejected, TaskNotActive
+from core.config import Settings
 from core.model import Usage, estimate_cost
 from core.task_manager import TaskManager
 from tests.communication.test_delivery_discord_bot import other_messages, status_messages
@@ -70,7 +71,9 @@ def script_small_plan(fake_api, hold=None):
 def spent(fake_api, script, usage) -> Usage:
     """The tokens a script's answers reported so far, each `usage` (given to FakeAnthropic.script)."""
     answers = len([r for r in fake_api.requests_for(script) if r.status == 200])
-    return Usage(**{name: count * answers for name, count in usage.items()})
+    used = Usage(**{name: count * answers for name, count in usage.items()})
+    used.cost_usd = answers * estimate_cost(Settings.model_fields["CLAUDE_MODEL"].default, Usage(**usage))
+    return used
 
 
 def ended(tasks, task_id, timeout=180):
