@@ -4,14 +4,18 @@ offered the call's voice functions, and its calls of them are answered."""
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
-
 from communication.conversation import HISTORY_SENT, Conversation
+from core.model import AnthropicModel, FallbackModel
+from core.openai_model import OpenAIModel
+from core.providers import ModelSpec
 from sub_agents_tars import VOICE_TOOLS, VoiceFunctions, voice_function
+from tests.fakes.anthropic_api import error, repeat, text, tool_use
+from tests.fakes.openai_api import text as oai_text
+from tests.fakes.openai_api import tool_call as oai_tool_call
 
 
 def test_the_model_sees_a_bounded_window_starting_at_a_callers_turn(settings):
-    talk = Conversation(lambda: None, settings, functions=None)
+    talk = Conversation(None, settings, functions=None)
     for i in range(60):
         talk.messages.append({"role": "user", "content": [{"type": "text", "text": f"question {i}"}]})
         talk.messages.append({"role": "assistant", "content": [{"type": "tool_use", "id": f"t{i}",
@@ -38,47 +42,49 @@ class WithClock(VoiceFunctions):
         return f"Noon in {city}."
 
 
-class FakeStream:
-    """One model round of client.messages.stream: no text deltas, then the final message."""
-
-    def __init__(self, final: SimpleNamespace):
-        self.final = final
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc):
-        return False
-
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self):
-        raise StopAsyncIteration
-
-    async def get_final_message(self):
-        return self.final
+def brain(*models) -> FallbackModel:
+    return FallbackModel(list(models))
 
 
-def test_the_model_is_offered_the_functions_tools_and_its_calls_are_dispatched(tasks, settings):
-    rounds = [SimpleNamespace(stop_reason="tool_use", content=[SimpleNamespace(
-                  type="tool_use", id="t1", name="tell_the_time", input={"city": "Oslo"})]),
-              SimpleNamespace(stop_reason="end_turn", content=[SimpleNamespace(type="text", text="It is noon.")])]
-    requests = []
-
-    def stream(**request):
-        requests.append(request)
-        return FakeStream(rounds[len(requests) - 1])
-
-    client = SimpleNamespace(messages=SimpleNamespace(stream=stream))
-    talk = Conversation(lambda: client, settings, functions=WithClock(tasks, settings))
+def test_the_model_is_offered_the_functions_tools_and_its_calls_are_dispatched(tasks, settings, fake_api):
+    fake_api.script([tool_use("tell_the_time", {"city": "Oslo"}), text("It is noon.")], match="What time")
+    claude = AnthropicModel(api_key="sk-test", model="claude-haiku-5-5", base_url=fake_api.base_url, max_retries=0)
+    talk = Conversation(brain(claude), settings, functions=WithClock(tasks, settings))
     said = []
 
     async def say(token: str) -> None:
         said.append(token)
 
     asyncio.run(talk.reply("What time is it in Oslo?", say))
-    assert [t["name"] for t in requests[0]["tools"]] == [t["name"] for t in VOICE_TOOLS] + ["tell_the_time"]
+    tools = fake_api.message_requests[0].body["tools"]
+    assert [t["name"] for t in tools] == [t["name"] for t in VOICE_TOOLS] + ["tell_the_time"]
+    tool_id = talk.messages[1]["content"][0]["id"]
     assert talk.messages[2] == {"role": "user", "content": [
-        {"type": "tool_result", "tool_use_id": "t1", "content": "Noon in Oslo."}]}
+        {"type": "tool_result", "tool_use_id": tool_id, "content": "Noon in Oslo."}]}
     assert talk.messages[-1] == {"role": "assistant", "content": [{"type": "text", "text": "It is noon."}]}
+    assert "".join(said) == "It is noon."
+
+
+def test_an_unavailable_voice_model_hands_the_same_turn_to_the_next_one(tasks, settings, fake_api, fake_openai):
+    """Anthropic overloaded mid-call: the caller's question is answered by the next of VOICE_MODELS (an
+    OpenAI-compatible one, streamed), with its tool call, and the call's history stays one conversation."""
+    fake_api.script([repeat(error(529))], match="What time")
+    fake_openai.script([oai_tool_call("tell_the_time", {"city": "Oslo"}), oai_text("It is noon in Oslo, sir.")],
+                       match="What time")
+    claude = AnthropicModel(api_key="sk-test", model="claude-haiku-5-5", base_url=fake_api.base_url, max_retries=0)
+    other = OpenAIModel(ModelSpec("openai", "gpt-5.1-mini"), api_key="sk-test", base_url=fake_openai.base_url,
+                        max_retries=0)
+    talk = Conversation(brain(claude, other), settings, functions=WithClock(tasks, settings))
+    said = []
+
+    async def say(token: str) -> None:
+        said.append(token)
+
+    asyncio.run(talk.reply("What time is it in Oslo?", say))
+    assert "".join(said) == "It is noon in Oslo, sir." and len(said) > 1  # streamed, word by word
+    assert talk.brain.name == "openai:gpt-5.1-mini"
+    assert len(fake_api.message_requests) == 1  # tried once; the second round went straight to the one serving
+    second = fake_openai.requests[1].body["messages"]
+    assert [m["role"] for m in second] == ["system", "user", "assistant", "tool"]
+    assert second[3]["content"] == "Noon in Oslo."
+    assert talk.messages[-1] == {"role": "assistant", "content": [{"type": "text", "text": "It is noon in Oslo, sir."}]}

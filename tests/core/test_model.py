@@ -15,9 +15,11 @@ from anthropic._constants import INITIAL_RETRY_DELAY, MAX_RETRY_DELAY
 from rq import Worker
 from rq.job import Job, JobStatus
 
+from core import event_log
 from core.exceptions import ModelError
-from core.model import AnthropicModel
+from core.model import AnthropicModel, Usage, estimate_cost
 from tests.conftest import TEST_API_KEY
+from tests.fakes import openai_api as oai
 from tests.fakes.anthropic_api import bash, error, hang, repeat, text
 from tests.waiting import wait_until
 
@@ -207,3 +209,125 @@ def test_warm_up_parses_a_reply_through_the_real_sdk_without_the_network(caplog)
                                "input": {"command": "true"}}]
     assert turn.text == "warming up" and (turn.usage.input_tokens, turn.usage.output_tokens) == (1, 1)
     assert warm_up().tool_uses == turn.tool_uses  # and again: nothing is left open or half built
+
+
+# --- any model, with fallbacks: CODING_MODELS lists them in order -----------------------------------------------
+
+def openai_env(fake_openai, models="openai:gpt-5.1", **more):
+    return {"CODING_MODELS": models, "OPENAI_BASE_URL": fake_openai.base_url, "OPENAI_API_KEY": "sk-test-openai",
+            "OPENAI_MAX_RETRIES": "0", **more}
+
+
+def timeline(tasks, task_id, kind=None):
+    return [e for e in event_log.read(tasks.redis, task_id) if kind is None or e.type == kind]
+
+
+def test_a_task_completes_on_an_openai_compatible_model_alone(tasks, fake_api, fake_openai, start_worker, projects):
+    fake_openai.script([oai.bash("python3 -c 'print(6 * 7)'"),
+                        oai.edit(command="create", path="calc.py", file_text="def add(a, b):\n    return a + b\n"),
+                        oai.text("Wrote calc.py with add().")], match="Goal: Write an adder")
+    task_id = tasks.start("Write an adder", project_path="adder")
+    run_burst(start_worker, **openai_env(fake_openai))
+
+    done = tasks.status(task_id)
+    assert done.status == "complete", done.reason
+    assert (projects / "adder" / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
+    assert done.result["models"] == {"openai:gpt-5.1": 3} and done.result["model"] == "openai:gpt-5.1"
+    assert fake_api.requests == []  # Anthropic was never asked
+    # the command ran through the same gate and sandbox: its output went back to the model as a tool message
+    assert fake_openai.requests[1].body["messages"][-1]["content"].strip().startswith("42")
+    prompt = sum(r.prompt_tokens for r in fake_openai.requests)
+    assert done.result["usage"]["input_tokens"] == prompt
+    expected = sum(estimate_cost("openai:gpt-5.1", Usage(r.prompt_tokens, out))
+                   for r, out in zip(fake_openai.requests, completion_tokens(fake_openai)))
+    assert done.cost_usd == pytest.approx(expected, abs=1e-5) and done.cost_usd > 0
+    assert not done.result["cost_unknown"]
+
+
+def completion_tokens(fake) -> list[int]:
+    return [r.usage["completion_tokens"] for r in fake.requests]
+
+
+def test_anthropic_overloaded_for_good_hands_the_task_to_the_next_model(tasks, fake_api, fake_openai, start_worker,
+                                                                         n8n):
+    fake_api.script([repeat(error(529))], match="Goal: Write an adder", name="overloaded")
+    fake_openai.script([oai.edit(command="create", path="calc.py", file_text="ADD = 1\n"),
+                        oai.text("Done on the second model.")], match="Goal: Write an adder")
+    task_id = tasks.start("Write an adder", project_path="adder")
+    run_burst(start_worker, N8N_WEBHOOK_URL=n8n.url(),
+              **openai_env(fake_openai, "anthropic:claude-sonnet-5-5,openai:gpt-5.1"))
+
+    done = tasks.status(task_id)
+    assert done.status == "complete", done.reason
+    assert done.result["summary"] == "Done on the second model."
+    assert done.result["models"] == {"openai:gpt-5.1": 2}
+    assert len(fake_api.requests_for("overloaded")) == 3  # ANTHROPIC_MAX_RETRIES=2, then never again in this task
+    (told,) = timeline(tasks, task_id, "model_fallback")
+    assert told.message.startswith("openai:gpt-5.1 took over from anthropic:claude-sonnet-5-5: The Anthropic API was "
+                                   "overloaded (529, after 3 attempts)")
+    # the second model got the whole conversation: the goal, as the first one would have
+    assert "Goal: Write an adder" in fake_openai.requests[0].body["messages"][1]["content"]
+    sent = wait_until(lambda: [b for b in n8n.bodies() if b["task_id"] == task_id and b["type"] == "model_fallback"],
+                      10, "the fallback sent to n8n")[0]
+    assert "took over from anthropic:claude-sonnet-5-5" in sent["message"] and sent["milestone"] is True
+
+
+def test_a_request_refused_for_its_content_does_not_fall_back(tasks, fake_api, fake_openai, start_worker):
+    fake_api.script([error(400, message="messages.1: tool_use ids must be unique")], match="Goal: Write an adder")
+    fake_openai.script([oai.text("Never asked.")])
+    task_id = tasks.start("Write an adder", project_path="adder")
+    run_burst(start_worker, **openai_env(fake_openai, "anthropic:claude-sonnet-5-5,openai:gpt-5.1"))
+
+    done = tasks.status(task_id)
+    assert done.status == "failed"
+    assert done.reason.startswith("The Anthropic API refused the request (400: messages.1: tool_use ids must be "
+                                  "unique): retrying the same request will not help")
+    assert fake_openai.requests == [] and timeline(tasks, task_id, "model_fallback") == []
+
+
+def test_a_model_without_its_key_is_passed_over_and_alone_fails_with_the_fix(tasks, fake_api, fake_openai,
+                                                                             start_worker):
+    fake_api.script([text("Claude did it.")], match="Goal: Write an adder")
+    passed_over = tasks.start("Write an adder", project_path="adder")
+    alone = tasks.start("Write a subtractor", project_path="subtractor")
+    run_burst(start_worker, CODING_MODELS="openai:gpt-5.1,anthropic:claude-sonnet-5-5")  # no OPENAI_API_KEY
+
+    first = tasks.status(passed_over)
+    assert first.status == "complete" and first.result["models"] == {"anthropic:claude-sonnet-5-5": 1}
+    (told,) = timeline(tasks, passed_over, "model_fallback")
+    assert "OPENAI_API_KEY is not set, so openai:gpt-5.1 cannot be used" in told.message
+    fake_api.reset()
+    third = tasks.start("Write a multiplier", project_path="multiplier")
+    run_burst(start_worker, CODING_MODELS="openai:gpt-5.1")
+    assert tasks.status(third).status == "failed"
+    assert tasks.status(third).reason.startswith("OPENAI_API_KEY is not set, so openai:gpt-5.1 cannot be used: add "
+                                                 "it to .env")
+    assert tasks.status(alone).status == "complete"
+
+
+def test_a_fifty_step_task_fits_a_32k_model_that_refuses_longer_requests(tasks, fake_openai, start_worker):
+    """Each step's command prints about 10 kB (the tool output cap): 50 steps hold over 150k tokens of output, and the
+    local stand-in refuses any request over 32,768 tokens, as a 32k model would."""
+    fake_openai.max_context_tokens = 32_768
+    steps = [oai.bash(f"seq {i} {i + 4000} | sed 's/^/step {i} line /'") for i in range(49)]
+    fake_openai.script([*steps, oai.text("Looked at all fifty outputs.")], match="Goal: Read fifty long outputs")
+    task_id = tasks.start("Read fifty long outputs", project_path="long")
+    run_burst(start_worker, timeout=240, MAX_TASK_ITERATIONS="60", MAX_TASK_RUNTIME_MINUTES="4",
+              CODING_MODELS="ollama:qwen3-coder:30b", OLLAMA_BASE_URL=fake_openai.base_url)
+
+    done = tasks.status(task_id)
+    assert done.status == "complete", done.reason
+    assert done.result["iterations"] == 50 and done.result["models"] == {"ollama:qwen3-coder:30b": 50}
+    assert fake_openai.refused == [] and fake_openai.max_prompt_tokens_seen <= 32_768
+    output_chars = sum(len(m["content"]) for r in fake_openai.requests[-1:] for m in r.body["messages"]
+                       if m["role"] == "tool")
+    total_output = sum(len(r.body["messages"][-1]["content"]) for r in fake_openai.requests[1:])
+    assert total_output / 3.5 > 100_000  # what the whole history would have taken, far past the window
+    assert output_chars < total_output / 3
+    cleared = timeline(tasks, task_id, "context")
+    assert cleared and cleared[0].message.startswith("Cleared ")
+    assert "ollama:qwen3-coder:30b's 32,768-token context window" in cleared[0].message
+    last = fake_openai.requests[-1].body["messages"]
+    assert "Goal: Read fifty long outputs" in last[1]["content"]  # the goal is never cleared
+    assert "step 48 line" in last[-1]["content"]  # nor the newest output
+    assert done.cost_usd == 0.0 and not done.result["cost_unknown"]  # a local model costs nothing

@@ -358,6 +358,7 @@ class RecordedRequest:
     turn: Any = None  # the resolved turn that was served
     prompt_tokens: int | None = None  # estimate_tokens() of a chat request's body
     error: str | None = None  # the message of an error answered by the fake's own checks
+    usage: dict | None = None  # the usage object answered (what a client should count)
 
     @property
     def api_key(self) -> str | None:
@@ -950,6 +951,7 @@ class FakeOpenAI:
             return
         assert isinstance(turn, Turn)
         completion = self._render(turn, body, tokens, turn.usage or usage)
+        rec.usage = completion["usage"]
         rec.status = 200
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
