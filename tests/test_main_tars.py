@@ -17,6 +17,7 @@ from core import keys, schedules
 from core.config import default_data_dir
 from core.redis_conn import free_port
 from tests.conftest import ROOT, TEST_CODE
+from tests.fakes import openai_api as oai
 from tests.fakes.anthropic_api import bash, edit, text
 from tests.waiting import wait_until
 
@@ -469,3 +470,42 @@ def test_task_pause_is_refused_in_one_line_before_the_task_runs_and_resume_of_on
                     f"pause every worker (python main_tars.py workers pause) to keep it from starting.")
     assert one_line_error(cli("task", "resume", task_id)) == f"error: Task {task_id} is not paused."
     assert one_line_error(cli("task", "pause", "abc999")) == "error: There is no task abc999."
+
+
+# --- models: which models serve each role, and do they answer ----------------------------------------------------
+
+def test_models_lists_each_role_in_order_with_window_and_price(cli):
+    done = cli("models", CODING_MODELS="anthropic:claude-sonnet-5-5,ollama:qwen3-coder:30b",
+               VOICE_MODELS="openrouter:qwen/qwen3-coder", MODEL_CONTEXT_WINDOWS="ollama:qwen3-coder:30b=65536")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "coding (CODING_MODELS):"
+    assert re.fullmatch(r"  1\. anthropic:claude-sonnet-5-5 +200,000 tokens  \$3 in / \$15 out per Mtok", lines[1])
+    assert re.fullmatch(r"  2\. ollama:qwen3-coder:30b +65,536 tokens  free \(local\)", lines[2])
+    assert lines[3] == "planner (PLANNER_MODELS not set: as CODING_MODELS):"
+    assert "openrouter:qwen/qwen3-coder" in done.stdout and "price unknown, OPENROUTER_API_KEY not set" in done.stdout
+
+
+def test_models_check_asks_each_model_once_and_names_the_fix_for_those_that_do_not_answer(cli, fake_api, fake_openai):
+    fake_api.script([text("OK")])
+    fake_openai.models = ["gpt-5.1"]
+    fake_openai.script([oai.text("OK")])
+    done = cli("models", "--check", "--json",
+               CODING_MODELS="anthropic:claude-sonnet-5-5,openai:gpt-5.1,openai:gpt-9,ollama:qwen3-coder:30b",
+               OPENAI_BASE_URL=fake_openai.base_url, OPENAI_API_KEY="sk-test-openai", OPENAI_MAX_RETRIES="0",
+               OLLAMA_BASE_URL=f"http://127.0.0.1:{free_port()}/v1")
+    assert done.returncode == 1, done.stdout + done.stderr  # some do not answer
+    rows = {(r["role"], r["model"]): r for r in json.loads(done.stdout)}
+    assert rows["coding", "anthropic:claude-sonnet-5-5"]["answers"] is True
+    assert rows["coding", "openai:gpt-5.1"]["answers"] is True
+    assert rows["coding", "openai:gpt-9"]["reason"].startswith("The model 'gpt-9' was not found at OpenAI (404")
+    assert "start the Ollama server, or fix OLLAMA_BASE_URL" in rows["coding", "ollama:qwen3-coder:30b"]["reason"]
+    assert rows["planner", "openai:gpt-5.1"]["answers"] is True  # the planner's list is the same models
+    assert len(fake_openai.requests) == 2  # each model asked once, whatever roles it serves
+    assert fake_openai.requests[0].body["max_completion_tokens"] == 16  # a cheap request
+
+
+def test_models_with_a_bad_list_says_which_variable_to_fix(cli):
+    done = cli("models", CODING_MODELS="gpt-5.1")
+    assert done.returncode == 1
+    assert "CODING_MODELS entry 'gpt-5.1' must be provider:model" in done.stderr

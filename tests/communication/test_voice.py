@@ -23,7 +23,8 @@ from core import keys
 from core.session_manager import CallRegistry
 from sub_agents_tars import VOICE_TOOLS
 from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET, ServerThread
-from tests.fakes.anthropic_api import bash, delay, edit, error, text, tool_use
+from tests.fakes import openai_api as oai
+from tests.fakes.anthropic_api import bash, delay, edit, error, repeat, text, tool_use
 from tests.fakes.relay_client import RelayClient, incoming_call_params, sign, twilio_post
 from tests.test_task_branches import owner_repo
 from tests.waiting import wait_until
@@ -339,6 +340,47 @@ def test_an_anthropic_failure_is_one_apology_and_the_call_goes_on(phone, fake_ap
     assert call.reply().text == "Back with you, sir."
     assert history(fake_api.message_requests[1]) == [("user", "hello"), ("assistant", APOLOGY),
                                                      ("user", "hello again")]
+
+
+def test_the_voice_brain_answers_and_starts_a_task_through_an_openai_compatible_model(make_server, phone, fake_api,
+                                                                                     fake_openai, projects, tasks):
+    """VOICE_MODELS names an OpenAI-compatible model first: the call is answered by it, streamed, and its tool call
+    starts a task, as with Claude."""
+    (projects / "calculator").mkdir()
+    fake_openai.script([oai.tool_call("start_autonomous_coding", {"goal": "Build a calculator app with tests",
+                                                                   "project_path": "calculator"}),
+                        lambda body: oai.text(body["messages"][-1]["content"])],
+                       match="build a calculator in my calculator project")
+    server = make_server(VOICE_MODELS="openai:gpt-5.1-mini", OPENAI_BASE_URL=fake_openai.base_url,
+                         OPENAI_API_KEY="sk-test-openai")
+    call = phone(server=server)
+    call.say("build a calculator in my calculator project")
+    reply = call.reply()
+    task_id = task_id_in(reply.text)
+    assert reply.text == (f"Started task {task_id} in your calculator project in background, sir. I'll send updates "
+                          f"to Discord.")
+    assert len(reply.tokens) > 3  # streamed word by word, not said at once
+    status = tasks.status(task_id)
+    assert status.goal == "Build a calculator app with tests" and status.call_sid == call.call_sid
+    assert fake_api.message_requests == []  # Claude was never asked
+    first = fake_openai.requests[0].body
+    assert first["model"] == "gpt-5.1-mini" and first["stream"] is True
+    assert [t["function"]["name"] for t in first["tools"]] == [t["name"] for t in VOICE_TOOLS]
+
+
+def test_claude_overloaded_mid_call_the_next_voice_model_answers_after_a_pause(make_server, phone, fake_api,
+                                                                              fake_openai):
+    fake_api.script([text("Hello, sir."), repeat(error(529))], match="hello")
+    fake_openai.script([oai.text("Still here, sir.")], match="hello")
+    server = make_server(VOICE_MODELS="anthropic:claude-haiku-5-5,openai:gpt-5.1-mini",
+                         OPENAI_BASE_URL=fake_openai.base_url, OPENAI_API_KEY="sk-test-openai")
+    call = phone(server=server)
+    call.say("hello")
+    assert call.reply().text == "Hello, sir."
+    call.say("hello again")
+    assert call.reply(timeout=30).text == "Still here, sir."  # no apology: the caller only waited
+    # the OpenAI-compatible model got the whole call so far
+    assert [m["role"] for m in fake_openai.requests[0].body["messages"]] == ["system", "user", "assistant", "user"]
 
 
 # --- tasks by voice --

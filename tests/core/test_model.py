@@ -17,7 +17,9 @@ from rq.job import Job, JobStatus
 
 from core import event_log
 from core.exceptions import ModelError
-from core.model import AnthropicModel, Usage, estimate_cost
+from core.model import AnthropicModel, FallbackModel, Usage, estimate_cost
+from core.openai_model import OpenAIModel
+from core.providers import ModelSpec
 from tests.conftest import TEST_API_KEY
 from tests.fakes import openai_api as oai
 from tests.fakes.anthropic_api import bash, error, hang, repeat, text
@@ -331,3 +333,18 @@ def test_a_fifty_step_task_fits_a_32k_model_that_refuses_longer_requests(tasks, 
     assert "Goal: Read fifty long outputs" in last[1]["content"]  # the goal is never cleared
     assert "step 48 line" in last[-1]["content"]  # nor the newest output
     assert done.cost_usd == 0.0 and not done.result["cost_unknown"]  # a local model costs nothing
+
+
+def test_when_every_model_fails_the_reasons_are_all_told_and_a_later_attempt_may_succeed(fake_api, fake_openai):
+    fake_api.script([error(529)], match="Goal")
+    fake_openai.script([oai.error(404)], match="Goal")
+    chain = FallbackModel([AnthropicModel(api_key="sk-test", model="claude-sonnet-5-5", base_url=fake_api.base_url,
+                                          max_retries=0),
+                           OpenAIModel(ModelSpec("openai", "gpt-5.1"), api_key="sk-test", base_url=fake_openai.base_url,
+                                       max_retries=0)])
+    with pytest.raises(ModelError) as failed:
+        chain.query(system=[], tools=[], messages=[{"role": "user", "content": "Goal: x"}])
+    assert str(failed.value).startswith("No model could answer: The Anthropic API was overloaded (529, after 1 "
+                                        "attempt)")
+    assert "The model 'gpt-5.1' was not found at OpenAI (404" in str(failed.value)
+    assert failed.value.transient  # Anthropic was only unavailable: the task's automatic retry may find it back
