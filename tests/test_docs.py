@@ -293,7 +293,8 @@ def test_every_usage_line_parses_with_all_its_options(doc, written, argv):
 
 
 def test_every_command_is_of_a_kind_the_doc_check_knows():
-    known = {"python", "python3", "redis-cli", "curl", "grep", "cp", "pip", "bash", "n8n"}
+    known = {"python", "python3", "redis-cli", "curl", "grep", "cp", "pip", "bash", "n8n",
+             "ollama"}  # docs/MODELS.md: serving a local model, Ollama's own command
     unknown = [f"{c.doc}: {c}" for c in COMMANDS if Path(c.program).name not in known]
     assert not unknown, unknown
     for command in COMMANDS:
@@ -523,6 +524,7 @@ for _module in ("core.config", "core.defaults", "core.keys", "core.task_states",
 NOT_SETTINGS = {"TARS_ENV_FILE",  # read by core/config.py before Settings (names the env file)
                 "TASK_ID",  # the placeholder of usage lines
                 "UPDATE_SCREENSHOTS",  # read by the browser test (tests/conftest.py): rewrite the README's images
+                "OLLAMA_CONTEXT_LENGTH",  # Ollama's own setting of its window (docs/MODELS.md), not TARS's
                 "WEBHOOK_URL",  # n8n's own older name of its address (docs/N8N_BACKGROUND_TASKS_SETUP.md), not TARS's
                 *RENAMED_SETTINGS}  # the original TARS's names, each told with what replaced it
 
