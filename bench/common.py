@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from core.config import setting_names  # noqa: E402
 from core.redis_conn import EmbeddedRedis  # noqa: E402
 from core.supervisor import stop_process  # noqa: E402,F401  (bench.voice imports it from here)
 
@@ -123,10 +124,8 @@ def tars_env(store_url: str, api_url: str, work: Path, **overrides: str) -> dict
 
 def apply_env(env: dict[str, str]) -> None:
     """Make this process see exactly the benchmark's TARS settings (a developer's own variables removed)."""
-    for name in list(os.environ):
-        if name.startswith(("ANTHROPIC_", "REDIS_", "CLAUDE_", "MAX_TASK_", "WEBHOOK_", "N8N_", "DISCORD_",
-                            "CONFIRMATION_")):
-            del os.environ[name]
+    for name in setting_names():
+        os.environ.pop(name, None)
     os.environ.update(env)
 
 

@@ -158,12 +158,15 @@ def plan_fallback_sentence(task_id: str, reason: str) -> str:
 
 
 def model_fallback_sentence(task_id: str, message: str) -> str:
-    """Another model took over a task (core/model.FallbackModel's sentence: "<new> took over from <old>: why")."""
+    """Another model took over a task (core/model.FallbackModel's sentence: "<new> took over from <old>: why. fix")."""
     taken, _, why = message.partition(": ")
     new, _, old = taken.partition(" took over from ")
-    why = why.strip().rstrip(".").split(": ")[0]  # the reason, not the fix: the timeline has that
-    return (f"Sir, task {task_id} goes on with {_model_words(new)}: {_model_words(old)} was unavailable ({why})."
-            if old else f"Sir, task {task_id} goes on with another model: {message.rstrip('.')}.")
+    why = why.strip().split(": ")[0].rstrip(".")  # the reason, not the fix: the timeline has that
+    if not old or not why:
+        return f"Sir, task {task_id} goes on with another model: {message.rstrip('.')}."
+    if why.startswith("The "):  # "the Anthropic API was overloaded"; a setting's name keeps its capitals
+        why = "t" + why[1:]
+    return f"Sir, task {task_id} goes on with {_model_words(new)}, because {why}."
 
 
 def _model_words(label: str) -> str:

@@ -445,6 +445,26 @@ def test_a_task_ending_is_announced_to_the_call_that_started_it(phone, fake_api,
     assert other.quiet(1.0) == []
 
 
+def test_a_task_whose_model_is_overloaded_tells_its_call_which_model_took_over(phone, fake_api, fake_openai,
+                                                                              projects, tasks, start_worker):
+    (projects / "calculator").mkdir()
+    fake_api.script([repeat(error(529))], match="Goal: Build a calculator app with tests")
+    fake_api.script([tool_use("start_autonomous_coding", {"goal": "Build a calculator app with tests",
+                                                          "project_path": "calculator"}), echo_tool_result],
+                    match="build a calculator in my calculator project")
+    fake_openai.script([oai.edit(command="create", path="calc.py", file_text="x = 1\n"), oai.text("Built it.")],
+                       match="Goal: Build a calculator app with tests")
+    call = phone()
+    call.say("build a calculator in my calculator project")
+    task_id = task_id_in(call.reply().text)
+    start_worker(CODING_MODELS="anthropic:claude-sonnet-5-5,openai:gpt-5.1", OPENAI_BASE_URL=fake_openai.base_url,
+                 OPENAI_API_KEY="sk-test-openai", OPENAI_MAX_RETRIES="0")
+    assert call.next(timeout=60).message["token"] == (
+        f"Sir, task {task_id} goes on with gpt-5.1 on OpenAI, because the Anthropic API was overloaded (529, after "
+        f"3 attempts).")
+    assert call.next(timeout=60).message["token"].startswith(f"Task {task_id} is complete, sir.")
+
+
 def test_a_failed_task_is_announced_with_its_reason(phone, fake_api, projects, tasks, start_worker):
     (projects / "calculator").mkdir()
     fake_api.script([error(400, message="prompt is too long")], match="Goal: Build a calculator app with tests")
