@@ -259,7 +259,9 @@ def describe(status: TaskStatus, events=()) -> str:
     if status.result:
         r = status.result
         lines.append(f"  result:   {plural(r.get('iterations') or 0, 'iteration')}, {tests_text(r)}, "
-                     f"${r.get('cost_usd') or 0:.4f}")
+                     f"{task_states.cost_text(r.get('cost_usd'), bool(r.get('cost_unknown')))}")
+        if len(r.get("models") or {}) > 1:  # another model took over: who served how much
+            lines.append(f"  models:   {task_states.models_text(r['models'])}")
         lines.append(f"  files:    {files_text(r)}")
         lines.append(f"  time:     {time_text(r, *waits(events))}")
         if r.get("summary"):

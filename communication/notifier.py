@@ -51,7 +51,7 @@ import httpx
 from core.scrub import Scrubber
 from core.task_states import (CONFIRMATION_KINDS, CONFIRMATION_REQUIRED, ENDING_KINDS, ENDING_PHASE, EVENT_KINDS, HELD,
                                LABEL, MODEL_FALLBACK, CONTEXT_CLEARED, PAUSE_KINDS, PLAN_KINDS, QUEUED, RETRYING, VERB,
-                               duration_text, outcome_of)
+                               cost_text, duration_text, models_text, outcome_of)
 
 log = logging.getLogger("tars.notifier")
 
@@ -350,7 +350,10 @@ def _result_fields(result: Mapping) -> list[dict | None]:
         fields.append(_field("Duration", f"{duration:.0f} s", inline=True))
     cost = result.get("cost_usd")
     if isinstance(cost, (int, float)):
-        fields.append(_field("Cost", f"${cost:.4f}", inline=True))
+        fields.append(_field("Cost", cost_text(cost, bool(result.get("cost_unknown"))), inline=True))
+    models = result.get("models")
+    if isinstance(models, Mapping) and len(models) > 1:  # another model took over: who served how much
+        fields.append(_field("Models", models_text(dict(models))[:1000]))
     return fields
 
 

@@ -87,6 +87,20 @@ def usd(amount: float) -> str:
     return f"${amount:.4g}" if amount < 1 else f"${amount:,.4f}".rstrip("0")
 
 
+def cost_text(amount: float | None, unknown: bool = False) -> str:
+    """A task's estimated cost as the owner reads it; a model whose price is unknown makes it '$0.42 + unknown' (or
+    'unknown' alone), never a confident figure."""
+    if unknown:
+        return f"{usd(amount)} + unknown" if amount else "unknown"
+    return usd(amount or 0.0)
+
+
+def models_text(models: dict | None) -> str:
+    """The models that served a task and their turns: 'openai:gpt-5.1 (7 turns), anthropic:claude-sonnet-5-5 (2)'."""
+    ordered = sorted((models or {}).items(), key=lambda item: -item[1])
+    return ", ".join(f"{name} ({turns}{' turns' if i == 0 else ''})" for i, (name, turns) in enumerate(ordered))
+
+
 def vocabulary() -> dict:
     """What the dashboard's page needs of these names (served with the page, so app.js keeps no copy)."""
     return {"active": list(ACTIVE), "awaiting_confirmation": AWAITING_CONFIRMATION, "paused": PAUSED,

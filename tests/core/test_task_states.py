@@ -41,3 +41,11 @@ def test_no_product_module_spells_an_outcome_label_map_of_its_own():
     offenders = [str(path.relative_to(ROOT)) for folder in ("core", "communication") for path in
                  (ROOT / folder).glob("*.py") if path.name != "task_states.py" and labels.search(path.read_text())]
     assert not offenders, f"outcome labels belong to core/task_states.py: {offenders}"
+
+
+def test_a_cost_with_an_unpriced_model_never_reads_as_a_confident_figure():
+    from core.task_states import cost_text, models_text
+    assert cost_text(0.4213) == "$0.4213" and cost_text(None) == "$0.00"
+    assert cost_text(0.42, unknown=True) == "$0.42 + unknown" and cost_text(0.0, unknown=True) == "unknown"
+    assert models_text({"anthropic:claude-sonnet-5-5": 2, "openai:gpt-5.1": 7}) == \
+        "openai:gpt-5.1 (7 turns), anthropic:claude-sonnet-5-5 (2)"
