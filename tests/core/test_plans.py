@@ -9,7 +9,8 @@ import pytest
 
 from core import plans
 from core.exceptions import InvalidPlan, ModelError
-from core.model import ScriptedModel, Usage, text_turn, tool_turn
+from core.model import FallbackModel, ScriptedModel, UnusableModel, Usage, text_turn, tool_turn
+from core.providers import ModelSpec
 
 
 def sub(key, depends_on=(), goal=None, **more):
@@ -90,6 +91,18 @@ def test_the_planners_tokens_count_even_when_its_second_call_fails():
     with pytest.raises(ModelError):
         plans.ask_planner(model, "build a thing", "", 8, spent)
     assert spent == Usage(700, 50, 10, 20)
+
+
+def test_the_planner_falls_back_like_any_model_and_says_so():
+    second = ScriptedModel([tool_turn("plan_subtasks", {"subtasks": [sub("a"), sub("b", ["a"])]})],
+                           name="anthropic:claude-sonnet-5-5")
+    chain = FallbackModel([UnusableModel(ModelSpec("openai", "o3"), "OPENAI_API_KEY is not set, so openai:o3 cannot "
+                                                                    "be used."), second])
+    told: list[str] = []
+    subtasks, why = plans.ask_planner(chain, "build a thing", "", 8, Usage(), told=told.append)
+    assert [s.key for s in subtasks] == ["a", "b"]
+    assert told == ["anthropic:claude-sonnet-5-5 took over from openai:o3: OPENAI_API_KEY is not set, so openai:o3 "
+                    "cannot be used."]
 
 
 def test_a_subtask_is_told_the_whole_plan_after_its_own_goal():
