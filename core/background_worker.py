@@ -36,6 +36,7 @@ from core.defaults import (CONFIRMATION_ATTEMPTS, JOB_TIMEOUT_MARGIN_SECONDS, PL
                            PROJECT_ENV_STALE_SECONDS, PROJECT_ENV_TIMEOUT_SECONDS, RESULT_TTL_SECONDS)
 from core.exceptions import GitError, Interrupted, TaskEnded, TaskFailed, TarsError, WorkspaceUnusable
 from core.model import Model, UnusableModel, Usage, build_models
+from core.providers import OPENAI
 from core.model import warm_up as model_warm_up
 from core.redis_conn import private_client
 from core.scrub import Scrubber
@@ -195,8 +196,13 @@ def command_environment(settings: Settings, venv: Path | None = None) -> dict[st
 
 def warm_up(settings: Settings) -> None:
     """In the worker, before it forks work-horses: what every task would otherwise build or look up again (the SDK's
-    response models, core/model.py warm_up; the interpreter uv picks for projects that pin none)."""
+    response models, core/model.py and core/openai_model.py warm_up; the interpreter uv picks for projects that pin
+    none)."""
     model_warm_up()
+    if any(spec.source.wire == OPENAI for role in ("coding", "planner") for spec in settings.models(role)):
+        from core.openai_model import warm_up as openai_warm_up  # the openai SDK: only where a model needs it
+
+        openai_warm_up()
     project_env.default_python(project_env.uv_environment(_scrubbed_environment(), settings.DATA_DIR))
 
 

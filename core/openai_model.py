@@ -14,9 +14,11 @@ The same code then runs the calls (core/agent.py), with the same confinement, ga
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable
 
+import httpx2  # the HTTP client both SDKs are built on: MockTransport for warm_up
 import openai
 
 from core.defaults import MODEL_MAX_TOKENS
@@ -111,6 +113,38 @@ class OpenAIModel(Interruptible):
             content.append({"type": "tool_use", "id": call_id, "name": name, "input": parse_arguments(arguments)})
         stop = "tool_use" if calls else STOP_REASONS.get(finish or "stop", "end_turn")
         return Turn(content, stop, priced(to_usage(usage), self.price), model=self.name)
+
+
+_WARM_UP_REPLY = {
+    "id": "chatcmpl-warm-up", "object": "chat.completion", "created": 0, "model": "warm-up",
+    "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+        "role": "assistant", "content": "warming up",
+        "tool_calls": [{"id": "call_warm_up", "type": "function",
+                        "function": {"name": "bash", "arguments": "{\"command\": \"true\"}"}}]}}],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2,
+              "prompt_tokens_details": {"cached_tokens": 0}},
+}
+
+
+def warm_up() -> Turn:
+    """Parse one canned completion through the real SDK path, in the worker before it forks work-horses (as
+    core/model.warm_up does for Claude): the SDK's response models and HTTP stack are built lazily, on the first
+    reply, and every horse would build them again. No network: a MockTransport answers."""
+    transport = httpx2.MockTransport(lambda request: httpx2.Response(200, json=_WARM_UP_REPLY))
+    model = OpenAIModel(ModelSpec("openai", "warm-up"), api_key="warm-up", base_url="http://warm-up.invalid/v1",
+                        max_retries=0, max_tokens=16)
+    model.client.close()
+    model.client = openai.OpenAI(api_key="warm-up", base_url="http://warm-up.invalid/v1", max_retries=0,
+                                 http_client=openai.DefaultHttpxClient(transport=transport))
+    http_log = logging.getLogger("httpx2")  # its "POST http://warm-up.invalid" line would puzzle whoever reads the log
+    level = http_log.level
+    http_log.setLevel(logging.WARNING)
+    try:
+        return model.query(system=[{"type": "text", "text": "x"}], tools=[{"type": "bash_20250124", "name": "bash"}],
+                           messages=[{"role": "user", "content": "x"}])
+    finally:
+        http_log.setLevel(level)
+        model.client.close()
 
 
 def parse_arguments(arguments: str) -> dict:

@@ -7,6 +7,7 @@ own constants (0.5 s doubling, at most 8 s, minus up to 25 % jitter), never hard
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 
@@ -197,18 +198,19 @@ def test_cancel_while_the_sdk_waits_to_retry_stops_at_once(tasks, fake_api, star
     assert len(fake_api.requests) == 1  # no retry after the cancel
 
 
-def test_warm_up_parses_a_reply_through_the_real_sdk_without_the_network(caplog):
+@pytest.mark.parametrize("module,tool_id", [("core.model", "toolu_warm_up"), ("core.openai_model", "call_warm_up")])
+def test_warm_up_parses_a_reply_through_the_real_sdk_without_the_network(caplog, module, tool_id):
     """start_worker.py calls it before forking: the SDK's lazy response models and HTTP stack are then built
-    once in the worker instead of in every work-horse (bench: 80 short tasks on one worker, 21.6 s -> 12.2 s)."""
-    from core.model import warm_up
+    once in the worker instead of in every work-horse (bench: 80 short tasks on one worker, 21.6 s -> 12.2 s).
+    The openai SDK's too, when an OpenAI-compatible model is listed."""
+    warm_up = importlib.import_module(module).warm_up
 
     caplog.set_level(logging.INFO)
     turn = warm_up()  # nothing listens at warm-up.invalid: only the MockTransport answers
     assert "warm-up.invalid" not in caplog.text  # no puzzling request line in the worker's log
     assert logging.getLogger("httpx2").level == logging.NOTSET  # and the HTTP log is as it was
     assert turn.stop_reason == "tool_use"
-    assert turn.tool_uses == [{"type": "tool_use", "id": "toolu_warm_up", "name": "bash",
-                               "input": {"command": "true"}}]
+    assert turn.tool_uses == [{"type": "tool_use", "id": tool_id, "name": "bash", "input": {"command": "true"}}]
     assert turn.text == "warming up" and (turn.usage.input_tokens, turn.usage.output_tokens) == (1, 1)
     assert warm_up().tool_uses == turn.tool_uses  # and again: nothing is left open or half built
 
