@@ -45,6 +45,16 @@ def _listed(value: str, pattern: str, what: str) -> str:
     return ",".join(items)
 
 
+def _base_url(value: str | None, what: str) -> str | None:
+    """An http(s):// address without its trailing slash; else what it must be."""
+    if value is None:
+        return None
+    value = value.strip().rstrip("/")
+    if not value.startswith(("https://", "http://")):
+        raise ValueError(f"must be {what}")
+    return value
+
+
 CRON_HINT = ("must be a cron expression such as '0 9 * * 1' (minute hour day month weekday), or empty for no "
              "digest")
 
@@ -242,34 +252,20 @@ class Settings(BaseSettings):
                      "VLLM_BASE_URL")
     @classmethod
     def _api_url(cls, value):
-        if value is not None:
-            value = value.strip().rstrip("/")
-            if not value.startswith(("https://", "http://")):
-                raise ValueError("must be the http(s):// address of an OpenAI-compatible API, ending in /v1 (e.g. "
-                                 "http://localhost:11434/v1)")
-        return value
+        return _base_url(value, "the http(s):// address of an OpenAI-compatible API, ending in /v1 (e.g. "
+                                "http://localhost:11434/v1)")
 
-    @field_validator("MODEL_CONTEXT_WINDOWS")
+    @field_validator("MODEL_CONTEXT_WINDOWS", "MODEL_PRICES")
     @classmethod
-    def _windows(cls, value):
-        providers.parse_windows(value, "MODEL_CONTEXT_WINDOWS")
-        return value
-
-    @field_validator("MODEL_PRICES")
-    @classmethod
-    def _prices(cls, value):
-        providers.parse_prices(value, "MODEL_PRICES")
+    def _per_model(cls, value, info):
+        parse = providers.parse_windows if info.field_name == "MODEL_CONTEXT_WINDOWS" else providers.parse_prices
+        parse(value, info.field_name)
         return value
 
     @field_validator("PUBLIC_BASE_URL")
     @classmethod
     def _public_url(cls, value):
-        if value is not None:
-            value = value.strip().rstrip("/")
-            if not value.startswith(("https://", "http://")):
-                raise ValueError("must be the https:// address Twilio reaches this server at, e.g. "
-                                 "https://tars.example.com")
-        return value
+        return _base_url(value, "the https:// address Twilio reaches this server at, e.g. https://tars.example.com")
 
     @field_validator("OWNER_PHONE_NUMBERS")
     @classmethod

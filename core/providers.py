@@ -175,32 +175,32 @@ def context_window(spec: ModelSpec, overrides: dict[str, int] | None = None) -> 
     return found or DEFAULT_CONTEXT_WINDOW
 
 
-def parse_windows(value: str, variable: str) -> dict[str, int]:
-    """`provider:model=tokens, ...` (e.g. `ollama:qwen3-coder:30b=65536`)."""
-    found: dict[str, int] = {}
+def _per_model(value: str, variable: str, figures: str, example: str, read) -> dict:
+    """`provider:model=<figures>, ...`: each model's label with read(figures), or None when they are malformed."""
+    found: dict = {}
     for entry in (e.strip() for e in value.split(",")):
         if not entry:
             continue
-        name, equals, tokens = entry.rpartition("=")
-        if not equals or not tokens.strip().isdigit() or int(tokens) < 1024:
-            raise ValueError(f"{variable} entry {entry!r} must be provider:model=tokens with at least 1024 tokens, "
-                             f"e.g. ollama:qwen3-coder:30b=65536")
+        name, equals, written = entry.rpartition("=")
+        read_value = read(written) if equals else None
+        if read_value is None:
+            raise ValueError(f"{variable} entry {entry!r} must be provider:model={figures}, e.g. {example}")
         (spec,) = parse_models(name, variable)
-        found[spec.label] = int(tokens)
+        found[spec.label] = read_value
     return found
+
+
+def parse_windows(value: str, variable: str) -> dict[str, int]:
+    """`provider:model=tokens, ...` (e.g. `ollama:qwen3-coder:30b=65536`)."""
+    return _per_model(value, variable, "tokens with at least 1024 tokens", "ollama:qwen3-coder:30b=65536",
+                      lambda tokens: int(tokens) if tokens.strip().isdigit() and int(tokens) >= 1024 else None)
 
 
 def parse_prices(value: str, variable: str) -> dict[str, Price]:
     """`provider:model=input/output, ...` in USD per million tokens (e.g. `openrouter:qwen/qwen3-coder=0.2/0.8`)."""
-    found: dict[str, Price] = {}
-    for entry in (e.strip() for e in value.split(",")):
-        if not entry:
-            continue
-        name, equals, figures = entry.rpartition("=")
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*", figures) if equals else None
-        if match is None:
-            raise ValueError(f"{variable} entry {entry!r} must be provider:model=input/output in USD per million "
-                             f"tokens, e.g. openrouter:qwen/qwen3-coder=0.2/0.8")
-        (spec,) = parse_models(name, variable)
-        found[spec.label] = Price(float(match[1]), float(match[2]))
-    return found
+    def read(figures: str) -> Price | None:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*", figures)
+        return Price(float(match[1]), float(match[2])) if match else None
+
+    return _per_model(value, variable, "input/output in USD per million tokens", "openrouter:qwen/qwen3-coder=0.2/0.8",
+                      read)
