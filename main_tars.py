@@ -38,6 +38,7 @@ from core.task_states import NORMAL, PRIORITIES, duration_text
 from core.config import get_settings, warn_about_env_file
 from core.defaults import RESULT_TTL_SECONDS, SERVER_SHUTDOWN_GRACE_SECONDS, WORKER_LOG_FORMAT
 from core.exceptions import InvalidSchedule, TarsError
+from core.model import Usage
 from core.redis_conn import connect, connect_or_embed, safe_url
 from core.scrub import install_log_scrubbing
 from core.supervisor import KeepAlive
@@ -324,9 +325,7 @@ def progress_line(status: TaskStatus, began: float, tick: int) -> str:
     """The live line under a followed timeline: what the task does now, how long, tokens and cost so far."""
     spinner = "|/-\\"[tick % 4]
     elapsed = int(time.time() - began)
-    usage = status.usage or {}
-    tokens = sum(usage.get(k) or 0 for k in ("input_tokens", "output_tokens", "cache_creation_input_tokens",
-                                              "cache_read_input_tokens"))
+    tokens = Usage.from_dict(status.usage).tokens
     cost = f" · ${status.cost_usd:.4f}" if status.cost_usd else ""
     return (f"{spinner} {status.status.replace('_', ' ')} · {status.phase} · {status.progress[:60]} · "
             f"{elapsed // 60}m{elapsed % 60:02d}s · {tokens} tokens{cost}")

@@ -20,8 +20,7 @@ from core import syntax_check
 from core.exceptions import (Cancelled, CostExceeded, Interrupted, LimitsExceeded, ModelError, Submitted, TaskEnded,
                              TaskFailed,
                              TimeExceeded, WorkspaceUnusable)
-from core.model import Model, Usage
-from core.openai_model import INVALID_ARGUMENTS
+from core.model import INVALID_ARGUMENTS, Model, Usage
 from core.project_tests import PYTEST_NO_TESTS, detect_test_command, is_test_command
 from core.task_states import CONTEXT_CLEARED, MODEL_FALLBACK, usd
 from core.tools import BASH_TOOL, EDITOR_TOOL, ToolResult, Workspace

@@ -92,6 +92,11 @@ def estimate_cost(model: str, usage: Usage) -> float:
     return token_cost(price, usage) if price else 0.0
 
 
+INVALID_ARGUMENTS = "invalid_json_arguments"
+"""The input key of a tool call whose arguments were not a JSON object (core/openai_model.py keeps them under it;
+core/agent.py answers the call with the reason)."""
+
+
 @dataclass
 class Turn:
     """One assistant reply: content blocks as plain dicts, ready to go back into the history."""

@@ -22,7 +22,7 @@ import httpx2  # the HTTP client both SDKs are built on: MockTransport for warm_
 import openai
 
 from core.defaults import MODEL_MAX_TOKENS
-from core.model import TLS_CONTEXT, Interruptible, Turn, Usage, api_error, priced
+from core.model import INVALID_ARGUMENTS, TLS_CONTEXT, Interruptible, Turn, Usage, api_error, priced
 from core.providers import ModelSpec, Price
 from core.tools import BUILT_IN_TOOLS
 
@@ -154,9 +154,6 @@ def parse_arguments(arguments: str) -> dict:
     except json.JSONDecodeError:
         return {INVALID_ARGUMENTS: arguments}
     return value if isinstance(value, dict) else {INVALID_ARGUMENTS: arguments}
-
-
-INVALID_ARGUMENTS = "invalid_json_arguments"  # core/agent.py answers such a call with the reason
 
 
 def to_usage(usage) -> Usage:

@@ -99,9 +99,11 @@
     return parts[parts.length - 1] || text;
   }
 
+  // usage also carries cost_usd and unpriced_turns: only these four are tokens
+  const TOKEN_FIELDS = ["input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"];
   function tokens(usage) {
     if (!usage) return 0;
-    return Object.values(usage).reduce((sum, value) => sum + (Number(value) || 0), 0);
+    return TOKEN_FIELDS.reduce((sum, name) => sum + (Number(usage[name]) || 0), 0);
   }
 
   function cost(value) {

@@ -10,8 +10,8 @@ import json
 import pytest
 
 from core.exceptions import ModelError
-from core.model import FallbackModel
-from core.openai_model import INVALID_ARGUMENTS, OpenAIModel, to_chat_messages
+from core.model import INVALID_ARGUMENTS, FallbackModel
+from core.openai_model import OpenAIModel, to_chat_messages
 from core.providers import ModelSpec, Price
 from core.tools import BASH_TOOL, EDITOR_TOOL, BashInput, EditorInput
 from tests.fakes.openai_api import bash, edit, error, multi, text, tool_call
