@@ -603,7 +603,7 @@ def check_command(args) -> int:
 def run_models(args: argparse.Namespace, settings) -> int:
     """`models [--check] [--json]`: each role's models in order, with window, price and key; --check asks each."""
     from core.config import MODEL_ROLES
-    from core.model import check_model
+    from core.model_roles import check_model  # the SDKs load for this command only
 
     rows, checked = [], {}
     for role, variable in MODEL_ROLES.items():

@@ -51,7 +51,8 @@ from core import event_log, keys
 from core.config import Settings
 from core.defaults import CALL_REFRESH_SECONDS
 from core.exceptions import TarsError
-from core.model import FallbackModel, build_models
+from core.model import FallbackModel
+from core.model_roles import build_models
 from core.session_manager import CallRegistry
 from core.task_manager import TaskManager
 from core.task_states import (COMPLETE, CONFIRMATION_KINDS, CONFIRMATION_REQUIRED, ENDING_KINDS, MODEL_FALLBACK, QUEUED,

@@ -35,9 +35,11 @@ from core.config import Settings, env_file, get_settings, setting_names
 from core.defaults import (CONFIRMATION_ATTEMPTS, JOB_TIMEOUT_MARGIN_SECONDS, PLAN_LOCK_SECONDS,
                            PROJECT_ENV_STALE_SECONDS, PROJECT_ENV_TIMEOUT_SECONDS, RESULT_TTL_SECONDS)
 from core.exceptions import GitError, Interrupted, TaskEnded, TaskFailed, TarsError, WorkspaceUnusable
-from core.model import Model, UnusableModel, Usage, build_models
+from core.model import Model, Usage
+from core.model_roles import UnusableModel, build_models
 from core.providers import OPENAI
 from core.model import warm_up as model_warm_up
+from core.openai_model import warm_up as openai_warm_up
 from core.redis_conn import private_client
 from core.scrub import Scrubber
 from core.tools import Workspace, scrub_environment
@@ -200,8 +202,6 @@ def warm_up(settings: Settings) -> None:
     none)."""
     model_warm_up()
     if any(spec.source.wire == OPENAI for role in ("coding", "planner") for spec in settings.models(role)):
-        from core.openai_model import warm_up as openai_warm_up  # the openai SDK: only where a model needs it
-
         openai_warm_up()
     project_env.default_python(project_env.uv_environment(_scrubbed_environment(), settings.DATA_DIR))
 

@@ -4,7 +4,7 @@ The loop only sees the `Model` protocol: `query(system, tools, messages) -> Turn
 (the history's one form, whoever answers). `AnthropicModel` is Claude through the anthropic SDK;
 core/openai_model.OpenAIModel is any OpenAI-compatible server, converting both ways; `FallbackModel` holds a
 role's ordered list (core/providers.py) and lets the next take over when one is unavailable, fitting the history
-to each one's context window (core/context.py); `build_models` makes it from the settings. `ScriptedModel` replays
+to each one's context window (core/context.py); core/model_roles.py builds it from the settings. `ScriptedModel` replays
 turns in-process for unit tests and benchmarks, the way mini-swe-agent ships a deterministic model with its code.
 The voice brain streams from the same classes (`stream`, async).
 """
@@ -18,7 +18,6 @@ import os
 import signal
 import ssl
 import threading
-import time
 from dataclasses import asdict, dataclass, field
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -405,47 +404,6 @@ class FallbackModel:
             return turn
 
 
-class UnusableModel:
-    """A listed model TARS cannot call (its provider's key is not set): it answers every request with the reason,
-    so the next model takes over and the timeline says why; alone, the task fails with the fix."""
-
-    def __init__(self, spec: ModelSpec, reason: str):
-        self.name, self.reason = spec.label, reason
-        self.context_window = providers.DEFAULT_CONTEXT_WINDOW
-
-    def query(self, **request) -> Turn:
-        raise ModelError(self.reason, transient=False, fallback=True)
-
-    async def stream(self, **request) -> Turn:
-        raise ModelError(self.reason, transient=False, fallback=True)
-
-    async def aclose(self) -> None:
-        """Nothing to close."""
-
-
-def build_one(settings, spec: ModelSpec, max_tokens: int = MODEL_MAX_TOKENS):
-    """The client of one listed model, as the settings configure its provider."""
-    source = spec.source
-    key = settings.secret(source.key_setting) if source.key_setting else None
-    if source.key_required and not key:
-        return UnusableModel(spec, f"{source.key_setting} is not set, so {spec.label} cannot be used: add it to .env "
-                                   f"(see env.example) and restart, or take {spec.label} off the model list.")
-    window, price = settings.context_window(spec), settings.price(spec)
-    if source.wire == providers.ANTHROPIC:
-        return AnthropicModel(api_key=key, model=spec.model, base_url=settings.ANTHROPIC_BASE_URL,
-                              max_retries=settings.ANTHROPIC_MAX_RETRIES, timeout=settings.ANTHROPIC_TIMEOUT_SECONDS,
-                              max_tokens=max_tokens, price=price, context_window=window)
-    from core.openai_model import OpenAIModel  # the openai SDK loads only where an OpenAI-compatible model is listed
-    return OpenAIModel(spec, api_key=key, base_url=getattr(settings, source.base_url_setting),
-                       max_retries=settings.OPENAI_MAX_RETRIES, timeout=settings.OPENAI_TIMEOUT_SECONDS,
-                       max_tokens=max_tokens, price=price, context_window=window)
-
-
-def build_models(settings, role: str = "coding", max_tokens: int = MODEL_MAX_TOKENS) -> FallbackModel:
-    """A role's models (core/config.MODEL_ROLES) as one FallbackModel."""
-    return FallbackModel([build_one(settings, spec, max_tokens) for spec in settings.models(role)])
-
-
 class ScriptedModel:
     """Replays a list of Turns (or callables of the messages returning a Turn); for tests and benchmarks."""
 
@@ -479,14 +437,3 @@ def tool_turn(name: str, tool_input: dict, text: str = "", tool_id: str | None =
 def text_turn(text: str) -> Turn:
     return Turn([{"type": "text", "text": text}], "end_turn")
 
-
-def check_model(settings, spec: ModelSpec) -> dict:
-    """One cheap request to a listed model (`models --check`): {answers, seconds, reason} — the reason names the fix."""
-    model = build_one(settings, spec, max_tokens=16)
-    started = time.monotonic()
-    try:
-        model.query(system=[{"type": "text", "text": "Answer with one word."}], tools=[],
-                    messages=[{"role": "user", "content": [{"type": "text", "text": "Say OK."}]}])
-    except ModelError as exc:
-        return {"answers": False, "seconds": round(time.monotonic() - started, 3), "reason": str(exc)}
-    return {"answers": True, "seconds": round(time.monotonic() - started, 3), "reason": ""}

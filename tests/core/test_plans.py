@@ -9,7 +9,8 @@ import pytest
 
 from core import plans
 from core.exceptions import InvalidPlan, ModelError
-from core.model import FallbackModel, ScriptedModel, UnusableModel, Usage, text_turn, tool_turn
+from core.model import FallbackModel, ScriptedModel, Usage, text_turn, tool_turn
+from core.model_roles import UnusableModel
 from core.providers import ModelSpec
 
 
