@@ -52,17 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
 from tests.fakes import scripted_server
-from tests.fakes.scripted_server import (
-    EXHAUSTED_TEXT,
-    UNMATCHED_TEXT,
-    Delay,
-    Hang,
-    Repeat,
-    delay,
-    hang,
-    rand_id,
-    repeat,
-)
+from tests.fakes.scripted_server import EXHAUSTED_TEXT, UNMATCHED_TEXT, Delay, Hang, Repeat, delay, hang, repeat
 
 __all__ = [
     "FakeAnthropic",
@@ -89,15 +79,15 @@ __all__ = [
 
 
 def new_message_id() -> str:
-    return "msg_01" + rand_id(22)
+    return "msg_01" + scripted_server.rand_id(22)
 
 
 def new_tool_use_id() -> str:
-    return "toolu_01" + rand_id(22)
+    return "toolu_01" + scripted_server.rand_id(22)
 
 
 def new_request_id() -> str:
-    return "req_01" + rand_id(22)
+    return "req_01" + scripted_server.rand_id(22)
 
 
 # --------------------------------------------------------------------------- turns

@@ -74,17 +74,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
 from tests.fakes import scripted_server
-from tests.fakes.scripted_server import (
-    EXHAUSTED_TEXT,
-    UNMATCHED_TEXT,
-    Delay,
-    Hang,
-    Repeat,
-    delay,
-    hang,
-    rand_id,
-    repeat,
-)
+from tests.fakes.scripted_server import EXHAUSTED_TEXT, UNMATCHED_TEXT, Delay, Hang, Repeat, delay, hang, repeat
 
 __all__ = [
     "FakeOpenAI",
@@ -115,15 +105,15 @@ CHAT_PATH = "/v1/chat/completions"
 
 
 def new_completion_id() -> str:
-    return "chatcmpl-" + rand_id(29)
+    return "chatcmpl-" + scripted_server.rand_id(29)
 
 
 def new_call_id() -> str:
-    return "call_" + rand_id(24)
+    return "call_" + scripted_server.rand_id(24)
 
 
 def new_request_id() -> str:
-    return "req_" + rand_id(32)
+    return "req_" + scripted_server.rand_id(32)
 
 
 # --------------------------------------------------------------------------- tokens

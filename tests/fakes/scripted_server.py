@@ -22,7 +22,7 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any, Callable, ClassVar, Self
 
 EXHAUSTED_TEXT = "Script exhausted."
 UNMATCHED_TEXT = "No script matched."
@@ -100,15 +100,9 @@ class RecordedRequest:
     first_text_mono: float | None = None  # time.monotonic() when the first streamed text was written
     turn: Any = None  # the resolved turn that was served
 
-    @staticmethod
-    def _first_user_text(body: Any) -> str:
-        """The text scripts are routed by: the request's first user message."""
-        raise NotImplementedError
-
-    @staticmethod
-    def _content_text(content: Any) -> str:
-        """A message's content as text."""
-        raise NotImplementedError
+    # How the API's messages read as text (each fake sets its functions as staticmethods):
+    _first_user_text: ClassVar[Callable[[Any], str]]  # of a body's first user message: what scripts are routed by
+    _content_text: ClassVar[Callable[[Any], str]]  # of one message's content
 
     @property
     def api_key(self) -> str | None:
@@ -175,10 +169,7 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body are separate writes; avoid 40 ms stalls
     server: Server
     _request_id_header = "request-id"  # sent with every answer, under the API's own name
-
-    @staticmethod
-    def _new_request_id() -> str:
-        raise NotImplementedError
+    _new_request_id: Callable[[], str]  # the API's request-id format (a staticmethod)
 
     def _get(self, path: str, rec: RecordedRequest) -> None:
         raise NotImplementedError
@@ -298,16 +289,9 @@ class ScriptedServer:
     _answer_types: tuple[type, ...] = ()  # the fake's Turn and ErrorTurn: served as they are
     _url_path = ""  # what base_url adds to the origin
     _poll_interval = 0.05  # how long stop() may wait for the serving thread to notice
-
-    @staticmethod
-    def _text(s: str) -> Any:
-        """The fake's ``text(s)`` turn."""
-        raise NotImplementedError
-
-    @staticmethod
-    def _turn_from_dict(d: dict) -> Any:
-        """A raw assistant message in the API's shape, as a turn."""
-        raise NotImplementedError
+    # (staticmethods of the fake:)
+    _text: Callable[[str], Any]  # the fake's text(s): what a str in a script stands for
+    _turn_from_dict: Callable[[dict], Any]  # a raw assistant message in the API's shape, as a turn
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
