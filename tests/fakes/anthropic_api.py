@@ -46,13 +46,13 @@ import hashlib
 import json
 import math
 import re
-import socket
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Union
+
+from tests.fakes import scripted_server
+from tests.fakes.scripted_server import EXHAUSTED_TEXT, UNMATCHED_TEXT, Delay, Hang, Repeat, delay, hang, repeat
 
 __all__ = [
     "FakeAnthropic",
@@ -75,27 +75,19 @@ __all__ = [
     "UNMATCHED_TEXT",
 ]
 
-EXHAUSTED_TEXT = "Script exhausted."
-UNMATCHED_TEXT = "No script matched."
-
-
 # --------------------------------------------------------------------------- ids
 
 
-def _rand(n: int) -> str:
-    return (uuid.uuid4().hex + uuid.uuid4().hex)[:n]
-
-
 def new_message_id() -> str:
-    return "msg_01" + _rand(22)
+    return "msg_01" + scripted_server.rand_id(22)
 
 
 def new_tool_use_id() -> str:
-    return "toolu_01" + _rand(22)
+    return "toolu_01" + scripted_server.rand_id(22)
 
 
 def new_request_id() -> str:
-    return "req_01" + _rand(22)
+    return "req_01" + scripted_server.rand_id(22)
 
 
 # --------------------------------------------------------------------------- turns
@@ -125,35 +117,6 @@ class ErrorTurn:
     type_: str
     message: str
     headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Hang:
-    """Read nothing more, send nothing: wait ``seconds`` (cut short by
-    ``FakeAnthropic.stop()``), then close the connection WITHOUT a response.
-
-    A client whose read timeout is shorter sees a timeout
-    (``anthropic.APITimeoutError``); a more patient client sees the server
-    disconnect (``anthropic.APIConnectionError``).  Either way the SDK may retry,
-    and the retry is served the next turn."""
-
-    seconds: float
-
-
-@dataclass
-class Delay:
-    """Wait ``seconds``, then answer with ``turn``."""
-
-    seconds: float
-    turn: Any
-
-
-@dataclass
-class Repeat:
-    """Serve ``turn`` (a turn or a callable) for every request; never advances
-    the cursor, so anything after it in the script is unreachable."""
-
-    turn: Any
 
 
 TurnLike = Union[Turn, ErrorTurn, Hang, Delay, Repeat, str, Callable[[dict], Any]]
@@ -264,66 +227,7 @@ def error(
     return ErrorTurn(status, type_, message, dict(headers or {}))
 
 
-def hang(seconds: float) -> Hang:
-    """See :class:`Hang`: no response for ``seconds``, then the connection is closed."""
-    return Hang(seconds)
-
-
-def delay(seconds: float, turn: TurnLike) -> Delay:
-    """Wait ``seconds`` and then answer with ``turn``."""
-    return Delay(seconds, turn)
-
-
-def repeat(turn: TurnLike) -> Repeat:
-    """Serve ``turn`` forever (cursor never advances).  ``turn`` may be a callable
-    ``f(request_body) -> turn`` to compute each answer."""
-    return Repeat(turn)
-
-
 # --------------------------------------------------------------------------- records
-
-
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str  # including any query string, e.g. "/v1/messages"
-    headers: dict[str, str]  # lower-case keys
-    body: Any  # parsed JSON (None if absent / not JSON)
-    raw_body: bytes
-    script: str | None  # name of the script that served it (None: none / not a messages call)
-    received_at: float
-    status: int | None = None  # HTTP status answered (None until answered / hang)
-    received_mono: float = field(default_factory=time.monotonic)  # time.monotonic() on arrival (benchmarks)
-    first_text_mono: float | None = None  # time.monotonic() when the first streamed text delta was written
-    turn: Any = None  # the resolved turn that was served
-
-    @property
-    def api_key(self) -> str | None:
-        """The credential sent: ``x-api-key`` or the ``Authorization: Bearer`` token
-        (anthropic 2.x sends api_key as a Bearer token)."""
-        if "x-api-key" in self.headers:
-            return self.headers["x-api-key"]
-        auth = self.headers.get("authorization", "")
-        return auth[7:] if auth.lower().startswith("bearer ") else None
-
-    @property
-    def messages(self) -> list:
-        return (self.body or {}).get("messages", []) if isinstance(self.body, dict) else []
-
-    @property
-    def first_user_text(self) -> str:
-        return _first_user_text(self.body)
-
-    @property
-    def last_user_text(self) -> str:
-        for m in reversed(self.messages):
-            if m.get("role") == "user":
-                return _content_text(m.get("content"))
-        return ""
-
-    @property
-    def stream(self) -> bool:
-        return isinstance(self.body, dict) and bool(self.body.get("stream"))
 
 
 def _content_text(content: Any) -> str:
@@ -353,6 +257,22 @@ def _first_user_text(body: Any) -> str:
                 str(b.get("text", "")) for b in (c or []) if isinstance(b, dict) and b.get("type") == "text"
             )
     return ""
+
+
+@dataclass
+class RecordedRequest(scripted_server.RecordedRequest):
+    """A request as received (fields: see the base class); ``path`` e.g. ``"/v1/messages"``."""
+
+    _first_user_text = staticmethod(_first_user_text)
+    _content_text = staticmethod(_content_text)
+
+    @property
+    def api_key(self) -> str | None:
+        """The credential sent: ``x-api-key`` or the ``Authorization: Bearer`` token
+        (anthropic 2.x sends api_key as a Bearer token)."""
+        if "x-api-key" in self.headers:
+            return self.headers["x-api-key"]
+        return super().api_key
 
 
 # --------------------------------------------------------------------------- caching
@@ -465,91 +385,12 @@ class _PromptCache:
         }
 
 
-# --------------------------------------------------------------------------- scripts
-
-
-@dataclass
-class _Script:
-    name: str
-    match: str
-    turns: list
-    cursor: int = 0
-    served: int = 0
-    usage: dict | None = None
-
-
-def _coerce(turn: Any, body: dict, depth: int = 0) -> Any:
-    """Resolve callables / shorthands into a concrete Turn/ErrorTurn/Hang/Delay."""
-    if depth > 20:
-        raise RuntimeError("FakeAnthropic: turn resolution recursed too deep")
-    if isinstance(turn, (Turn, ErrorTurn, Hang, Delay)):
-        return turn
-    if isinstance(turn, Repeat):
-        return _coerce(turn.turn, body, depth + 1)
-    if isinstance(turn, str):
-        return text(turn)
-    if isinstance(turn, dict):  # raw message-ish dict
-        if "content" in turn:
-            return Turn(list(turn["content"]), stop_reason=turn.get("stop_reason", "end_turn"))
-        return multi(turn)
-    if callable(turn):
-        return _coerce(turn(body), body, depth + 1)
-    raise TypeError(f"FakeAnthropic: unsupported turn {turn!r}")
-
-
 # --------------------------------------------------------------------------- server
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
-    fake: "FakeAnthropic"
-
-    def handle_error(self, request: Any, client_address: Any) -> None:  # quiet on disconnects
-        import sys
-
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
-            return
-        super().handle_error(request, client_address)
-
-
-class _Aborted(Exception):
-    """Stream aborted: client went away or the fake is stopping."""
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body are separate writes; avoid 40 ms stalls
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.fake._track(self.connection, True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.fake._track(self.connection, False)
-
-    # ---- helpers
-    def _send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        hdrs = {"request-id": new_request_id()}
-        hdrs.update(headers or {})
-        for k, v in hdrs.items():
-            self.send_header(k, str(v))
-        self.end_headers()
-        self.wfile.write(data)
-        self.wfile.flush()
+class _Handler(scripted_server.Handler):
+    _request_id_header = "request-id"
+    _new_request_id = staticmethod(new_request_id)
 
     def _send_error_shape(self, status: int, type_: str, message: str, headers: dict | None = None) -> None:
         hdrs = {"request-id": new_request_id()}
@@ -557,69 +398,29 @@ class _Handler(BaseHTTPRequestHandler):
         body = {"type": "error", "error": {"type": type_, "message": message}, "request_id": hdrs["request-id"]}
         self._send_json(status, body, hdrs)
 
-    def _read_body(self) -> bytes:
-        n = int(self.headers.get("Content-Length") or 0)
-        if n:
-            return self.rfile.read(n)
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            out = b""
-            while True:
-                size = int(self.rfile.readline().strip().split(b";")[0], 16)
-                if size == 0:
-                    self.rfile.readline()
-                    break
-                out += self.rfile.read(size)
-                self.rfile.readline()
-            return out
-        return b""
+    def _send_internal_error(self, message: str) -> None:
+        self._send_error_shape(500, "api_error", message, {"x-should-retry": "false"})
 
-    # ---- verbs
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path == "/health":
-            self._send_json(200, {"status": "ok"})
-            return
-        rec = self.server.fake._record(self, b"", None, None)
+    def _get(self, path: str, rec: RecordedRequest) -> None:
         rec.status = 404
         self._send_error_shape(404, "not_found_error", f"Not found: {self.command} {path}")
 
-    def do_POST(self) -> None:
+    def _post(self, path: str, raw: bytes, body: Any) -> None:
         fake = self.server.fake
-        raw = self._read_body()
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        path = self.path.split("?", 1)[0]
-        try:
-            if path == "/v1/messages":
-                fake._serve_messages(self, raw, body)
-            elif path == "/v1/messages/count_tokens":
-                rec = fake._record(self, raw, body, None)
-                rec.status = 200
-                if not isinstance(body, dict):
-                    rec.status = 400
-                    self._send_error_shape(400, "invalid_request_error", "Body must be JSON")
-                    return
-                self._send_json(200, {"input_tokens": _count_tokens(body)})
-            else:
-                rec = fake._record(self, raw, body, None)
-                rec.status = 404
-                self._send_error_shape(404, "not_found_error", f"Not found: POST {path}")
-        except (_Aborted, ConnectionError, BrokenPipeError, socket.timeout):
-            self.close_connection = True
-        except Exception as exc:  # a bug in the fake or a bad turn: make it visible, don't retry
-            import traceback
-
-            fake.errors.append(traceback.format_exc())
-            self.close_connection = True
-            try:
-                self._send_error_shape(500, "api_error", f"FakeAnthropic internal error: {exc!r}",
-                                       {"x-should-retry": "false"})
-            except OSError:
-                pass
-
-    do_PUT = do_DELETE = do_PATCH = do_POST
+        if path == "/v1/messages":
+            fake._serve_messages(self, raw, body)
+        elif path == "/v1/messages/count_tokens":
+            rec = fake._record(self, raw, body, None)
+            rec.status = 200
+            if not isinstance(body, dict):
+                rec.status = 400
+                self._send_error_shape(400, "invalid_request_error", "Body must be JSON")
+                return
+            self._send_json(200, {"input_tokens": _count_tokens(body)})
+        else:
+            rec = fake._record(self, raw, body, None)
+            rec.status = 404
+            self._send_error_shape(404, "not_found_error", f"Not found: POST {path}")
 
 
 def _count_tokens(body: dict) -> int:
@@ -638,69 +439,24 @@ def _json_chunks(s: str, size: int = 12) -> list[str]:
     return [s[i : i + size] for i in range(0, len(s), size)] or [""]
 
 
-class FakeAnthropic:
+class FakeAnthropic(scripted_server.ScriptedServer):
     """Fake Anthropic Messages API server.  See the module docstring."""
 
+    _label = "FakeAnthropic"
+    _handler_type = _Handler
+    _record_type = RecordedRequest
+    _answer_types = (Turn, ErrorTurn)
+    _text = staticmethod(text)
+
+    @staticmethod
+    def _turn_from_dict(d: dict) -> Turn:  # a raw message-ish dict
+        if "content" in d:
+            return Turn(list(d["content"]), stop_reason=d.get("stop_reason", "end_turn"))
+        return multi(d)
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.host = host
-        self.port = port
-        self.requests: list[RecordedRequest] = []
-        self.exhausted: set[str] = set()
-        self.unmatched: list[RecordedRequest] = []
-        self.errors: list[str] = []  # tracebacks of exceptions inside the fake (answered as 500)
-        self._scripts: list[_Script] = []
-        self._cond = threading.Condition()
+        super().__init__(host, port)
         self._cache = _PromptCache()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Lock()
-
-    # ---- lifecycle
-    def start(self) -> "FakeAnthropic":
-        if self._server is not None:
-            return self
-        self._stopping.clear()
-        srv = _Server((self.host, self.port), _Handler)
-        srv.fake = self
-        self._server = srv
-        self.port = srv.server_address[1]
-        self._thread = threading.Thread(
-            target=srv.serve_forever, kwargs={"poll_interval": 0.05}, name=f"FakeAnthropic:{self.port}", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        srv, self._server = self._server, None
-        if srv is None:
-            return
-        self._stopping.set()  # wakes hang()/delay()/chunk_delay sleepers
-        srv.shutdown()
-        srv.server_close()
-        with self._conns_lock:
-            conns = list(self._conns)
-        for c in conns:  # kill keep-alive connections so nothing is served after stop()
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> "FakeAnthropic":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        if self._server is None and self.port == 0:
-            raise RuntimeError("FakeAnthropic not started (port unknown)")
-        return f"http://{self.host}:{self.port}"
 
     # ---- scripting
     def script(self, turns: list, *, match: str = "", name: str | None = None, usage: dict | None = None) -> None:
@@ -709,88 +465,19 @@ class FakeAnthropic:
         counts every answer of this script reports instead of the emulated ones
         (input_tokens, output_tokens, cache_creation_input_tokens,
         cache_read_input_tokens; any left out is 0), for exact costs."""
-        if name is None:
-            name = match or "default"
-        with self._cond:
-            self._scripts.append(_Script(name=name, match=match, turns=list(turns), usage=usage))
+        super().script(turns, match=match, name=name, usage=usage)
 
     def reset(self) -> None:
         """Forget scripts, recorded requests, exhaustion records and the prompt cache."""
-        with self._cond:
-            self._scripts.clear()
-            self.requests.clear()
-            self.exhausted.clear()
-            self.unmatched.clear()
+        super().reset()
         self._cache.clear()
 
-    def remaining(self, name: str) -> int:
-        """Turns not yet served by script ``name``."""
-        with self._cond:
-            for s in self._scripts:
-                if s.name == name:
-                    return max(len(s.turns) - s.cursor, 0)
-        raise KeyError(name)
-
     # ---- inspection
-    def wait_for_requests(self, n: int, timeout: float = 10) -> list[RecordedRequest]:
-        """Block until at least ``n`` requests were recorded; returns a copy of
-        all of them.  Raises TimeoutError otherwise."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: len(self.requests) >= n, timeout=timeout):
-                raise TimeoutError(f"FakeAnthropic: {len(self.requests)} requests after {timeout}s, wanted {n}")
-            return list(self.requests)
-
-    def requests_for(self, script: str | None) -> list[RecordedRequest]:
-        with self._cond:
-            return [r for r in self.requests if r.script == script]
-
     @property
     def message_requests(self) -> list[RecordedRequest]:
-        with self._cond:
-            return [r for r in self.requests if r.path.split("?", 1)[0] == "/v1/messages"]
+        return self._requests_to("/v1/messages")
 
     # ---- internals
-    def _track(self, conn: socket.socket, add: bool) -> None:
-        with self._conns_lock:
-            (self._conns.add if add else self._conns.discard)(conn)
-
-    def _record(self, h: _Handler, raw: bytes, body: Any, script: str | None) -> RecordedRequest:
-        rec = RecordedRequest(
-            method=h.command,
-            path=h.path,
-            headers={k.lower(): v for k, v in h.headers.items()},
-            body=body,
-            raw_body=raw,
-            script=script,
-            received_at=time.time(),
-        )
-        with self._cond:
-            self.requests.append(rec)
-            self._cond.notify_all()
-        return rec
-
-    def _pick(self, body: Any) -> tuple[str | None, Any, dict | None]:
-        """Choose script + raw turn (+ the script's usage) for a request (under the lock)."""
-        goal = _first_user_text(body)
-        with self._cond:
-            for s in self._scripts:
-                if s.match in goal:
-                    s.served += 1
-                    if s.cursor >= len(s.turns):
-                        self.exhausted.add(s.name)
-                        return s.name, text(EXHAUSTED_TEXT), s.usage
-                    t = s.turns[s.cursor]
-                    if not isinstance(t, Repeat):
-                        s.cursor += 1
-                    return s.name, t, s.usage
-        return None, None, None
-
-    def _sleep(self, seconds: float) -> bool:
-        """Interruptible sleep; returns False if the fake is stopping."""
-        if seconds <= 0:
-            return not self._stopping.is_set()
-        return not self._stopping.wait(seconds)
-
     def _serve_messages(self, h: _Handler, raw: bytes, body: Any) -> None:
         if not isinstance(body, dict):
             rec = self._record(h, raw, body, None)
@@ -800,22 +487,8 @@ class FakeAnthropic:
         name, turn, usage = self._pick(body)
         # Record before answering (so wait_for_requests sees in-flight/hung requests).
         rec = self._record(h, raw, body, name)
-        if name is None:
-            with self._cond:
-                self.unmatched.append(rec)
-            turn = text(UNMATCHED_TEXT)
-        while True:
-            turn = _coerce(turn, body)
-            if isinstance(turn, Delay):
-                if not self._sleep(turn.seconds):
-                    raise _Aborted()
-                turn = turn.turn
-                continue
-            break
-        rec.turn = turn
-        if isinstance(turn, Hang):
-            self._sleep(turn.seconds)
-            h.close_connection = True  # close without any response
+        turn = self._resolve(h, rec, name, turn, body)
+        if turn is None:
             return
         if isinstance(turn, ErrorTurn):
             rec.status = turn.status
@@ -852,23 +525,13 @@ class FakeAnthropic:
         }
 
     def _stream(self, h: _Handler, message: dict, chunk_delay: float, rec: RecordedRequest) -> None:
-        h.send_response(200)
-        h.send_header("Content-Type", "text/event-stream; charset=utf-8")
-        h.send_header("Cache-Control", "no-cache")
-        h.send_header("Transfer-Encoding", "chunked")
-        h.send_header("request-id", new_request_id())
-        h.end_headers()
+        h._start_event_stream()
 
         def send(event: str, data: dict) -> None:
-            if self._stopping.is_set():
-                raise _Aborted()
-            payload = f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
-            h.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
-            h.wfile.flush()
+            h._write_chunk(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
 
         def pause() -> None:
-            if chunk_delay > 0 and not self._sleep(chunk_delay):
-                raise _Aborted()
+            self._pause(chunk_delay)
 
         usage = message["usage"]
         start_usage = dict(usage, output_tokens=1)
@@ -919,5 +582,4 @@ class FakeAnthropic:
             },
         })
         send("message_stop", {"type": "message_stop"})
-        h.wfile.write(b"0\r\n\r\n")
-        h.wfile.flush()
+        h._end_event_stream()

@@ -69,13 +69,12 @@ import copy
 import json
 import math
 import re
-import socket
-import threading
 import time
-import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Union
+
+from tests.fakes import scripted_server
+from tests.fakes.scripted_server import EXHAUSTED_TEXT, UNMATCHED_TEXT, Delay, Hang, Repeat, delay, hang, repeat
 
 __all__ = [
     "FakeOpenAI",
@@ -99,28 +98,22 @@ __all__ = [
     "UNMATCHED_TEXT",
 ]
 
-EXHAUSTED_TEXT = "Script exhausted."
-UNMATCHED_TEXT = "No script matched."
 CHAT_PATH = "/v1/chat/completions"
 
 
 # --------------------------------------------------------------------------- ids
 
 
-def _rand(n: int) -> str:
-    return (uuid.uuid4().hex + uuid.uuid4().hex)[:n]
-
-
 def new_completion_id() -> str:
-    return "chatcmpl-" + _rand(29)
+    return "chatcmpl-" + scripted_server.rand_id(29)
 
 
 def new_call_id() -> str:
-    return "call_" + _rand(24)
+    return "call_" + scripted_server.rand_id(24)
 
 
 def new_request_id() -> str:
-    return "req_" + _rand(32)
+    return "req_" + scripted_server.rand_id(32)
 
 
 # --------------------------------------------------------------------------- tokens
@@ -170,34 +163,6 @@ class ErrorTurn:
     code: str | None = None
     param: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Hang:
-    """Read nothing more, send nothing: wait ``seconds`` (cut short by
-    ``FakeOpenAI.stop()``), then close the connection WITHOUT a response.
-
-    A client whose read timeout is shorter sees ``openai.APITimeoutError``; a
-    more patient one sees the server disconnect (``openai.APIConnectionError``).
-    Either way the SDK may retry, and the retry is served the next turn."""
-
-    seconds: float
-
-
-@dataclass
-class Delay:
-    """Wait ``seconds``, then answer with ``turn``."""
-
-    seconds: float
-    turn: Any
-
-
-@dataclass
-class Repeat:
-    """Serve ``turn`` (a turn or a callable) for every request; never advances
-    the cursor, so anything after it in the script is unreachable."""
-
-    turn: Any
 
 
 TurnLike = Union[Turn, ErrorTurn, Hang, Delay, Repeat, str, Callable[[dict], Any]]
@@ -324,74 +289,7 @@ def _error_message(turn: ErrorTurn, body: Any) -> str:
     return default or f"Error {turn.status}."
 
 
-def hang(seconds: float) -> Hang:
-    """See :class:`Hang`: no response for ``seconds``, then the connection is closed."""
-    return Hang(seconds)
-
-
-def delay(seconds: float, turn: TurnLike) -> Delay:
-    """Wait ``seconds`` and then answer with ``turn``."""
-    return Delay(seconds, turn)
-
-
-def repeat(turn: TurnLike) -> Repeat:
-    """Serve ``turn`` forever (cursor never advances).  ``turn`` may be a callable
-    ``f(request_body) -> turn`` to compute each answer."""
-    return Repeat(turn)
-
-
 # --------------------------------------------------------------------------- records
-
-
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str  # including any query string, e.g. "/v1/chat/completions"
-    headers: dict[str, str]  # lower-case keys
-    body: Any  # parsed JSON (None if absent / not JSON)
-    raw_body: bytes
-    script: str | None  # name of the script that served it (None: none / refused / not a chat call)
-    received_at: float
-    status: int | None = None  # HTTP status answered (None until answered / hang)
-    received_mono: float = field(default_factory=time.monotonic)  # time.monotonic() on arrival (benchmarks)
-    first_text_mono: float | None = None  # time.monotonic() when the first streamed text chunk was written
-    turn: Any = None  # the resolved turn that was served
-    prompt_tokens: int | None = None  # estimate_tokens() of a chat request's body
-    error: str | None = None  # the message of an error answered by the fake's own checks
-    usage: dict | None = None  # the usage object answered (what a client should count)
-
-    @property
-    def api_key(self) -> str | None:
-        """The ``Authorization: Bearer`` token sent (the SDK's api_key)."""
-        auth = self.headers.get("authorization", "")
-        return auth[7:] if auth.lower().startswith("bearer ") else None
-
-    @property
-    def messages(self) -> list:
-        return (self.body or {}).get("messages", []) if isinstance(self.body, dict) else []
-
-    @property
-    def tools(self) -> list:
-        return (self.body.get("tools") or []) if isinstance(self.body, dict) else []
-
-    @property
-    def model(self) -> str | None:
-        return self.body.get("model") if isinstance(self.body, dict) else None
-
-    @property
-    def first_user_text(self) -> str:
-        return _first_user_text(self.body)
-
-    @property
-    def last_user_text(self) -> str:
-        for m in reversed(self.messages):
-            if isinstance(m, dict) and m.get("role") == "user":
-                return _content_text(m.get("content"))
-        return ""
-
-    @property
-    def stream(self) -> bool:
-        return isinstance(self.body, dict) and bool(self.body.get("stream"))
 
 
 def _content_text(content: Any) -> str:
@@ -410,6 +308,26 @@ def _first_user_text(body: Any) -> str:
         if isinstance(m, dict) and m.get("role") == "user":
             return _content_text(m.get("content"))
     return ""
+
+
+@dataclass
+class RecordedRequest(scripted_server.RecordedRequest):
+    """A request as received (fields: see the base class); ``path`` e.g. ``"/v1/chat/completions"``."""
+
+    prompt_tokens: int | None = None  # estimate_tokens() of a chat request's body
+    error: str | None = None  # the message of an error answered by the fake's own checks
+    usage: dict | None = None  # the usage object answered (what a client should count)
+
+    _first_user_text = staticmethod(_first_user_text)
+    _content_text = staticmethod(_content_text)
+
+    @property
+    def tools(self) -> list:
+        return (self.body.get("tools") or []) if isinstance(self.body, dict) else []
+
+    @property
+    def model(self) -> str | None:
+        return self.body.get("model") if isinstance(self.body, dict) else None
 
 
 # --------------------------------------------------------------------------- validation
@@ -501,91 +419,12 @@ def _validate(body: dict) -> tuple[str, str | None] | None:
     return None
 
 
-# --------------------------------------------------------------------------- scripts
-
-
-@dataclass
-class _Script:
-    name: str
-    match: str
-    turns: list
-    cursor: int = 0
-    served: int = 0
-    usage: dict | None = None
-
-
-def _coerce(turn: Any, body: dict, depth: int = 0) -> Any:
-    """Resolve callables / shorthands into a concrete Turn/ErrorTurn/Hang/Delay."""
-    if depth > 20:
-        raise RuntimeError("FakeOpenAI: turn resolution recursed too deep")
-    if isinstance(turn, (Turn, ErrorTurn, Hang, Delay)):
-        return turn
-    if isinstance(turn, Repeat):
-        return _coerce(turn.turn, body, depth + 1)
-    if isinstance(turn, str):
-        return text(turn)
-    if isinstance(turn, dict):  # a raw assistant message {"content", "tool_calls"?}
-        calls = [_simple_call(c) for c in turn.get("tool_calls") or []]
-        return Turn(turn.get("content"), calls,
-                    finish_reason=turn.get("finish_reason") or ("tool_calls" if calls else "stop"))
-    if callable(turn):
-        return _coerce(turn(body), body, depth + 1)
-    raise TypeError(f"FakeOpenAI: unsupported turn {turn!r}")
-
-
 # --------------------------------------------------------------------------- server
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
-    fake: "FakeOpenAI"
-
-    def handle_error(self, request: Any, client_address: Any) -> None:  # quiet on disconnects
-        import sys
-
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
-            return
-        super().handle_error(request, client_address)
-
-
-class _Aborted(Exception):
-    """Stream aborted: client went away or the fake is stopping."""
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body are separate writes; avoid 40 ms stalls
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.fake._track(self.connection, True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.fake._track(self.connection, False)
-
-    # ---- helpers
-    def _send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        hdrs = {"x-request-id": new_request_id()}
-        hdrs.update(headers or {})
-        for k, v in hdrs.items():
-            self.send_header(k, str(v))
-        self.end_headers()
-        self.wfile.write(data)
-        self.wfile.flush()
+class _Handler(scripted_server.Handler):
+    _request_id_header = "x-request-id"
+    _new_request_id = staticmethod(new_request_id)
 
     def _send_error_shape(self, status: int, type_: str, message: str, code: str | None = None,
                           param: str | None = None, headers: dict | None = None) -> None:
@@ -596,22 +435,6 @@ class _Handler(BaseHTTPRequestHandler):
                 param: str | None = None) -> None:
         rec.status, rec.error = status, message
         self._send_error_shape(status, type_, message, code, param)
-
-    def _read_body(self) -> bytes:
-        n = int(self.headers.get("Content-Length") or 0)
-        if n:
-            return self.rfile.read(n)
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            out = b""
-            while True:
-                size = int(self.rfile.readline().strip().split(b";")[0], 16)
-                if size == 0:
-                    self.rfile.readline()
-                    break
-                out += self.rfile.read(size)
-                self.rfile.readline()
-            return out
-        return b""
 
     def _authorized(self, rec: "RecordedRequest") -> bool:
         key = self.server.fake.api_key
@@ -628,63 +451,36 @@ class _Handler(BaseHTTPRequestHandler):
     def _not_found(self, rec: "RecordedRequest", path: str) -> None:
         self._refuse(rec, 404, "invalid_request_error", f"Invalid URL ({self.command} {path})")
 
-    # ---- verbs
-    def do_GET(self) -> None:
+    def _send_internal_error(self, message: str) -> None:
+        self._send_error_shape(500, "server_error", message, headers={"x-should-retry": "false"})
+
+    def _get(self, path: str, rec: RecordedRequest) -> None:
         fake = self.server.fake
-        path = self.path.split("?", 1)[0]
-        if path == "/health":
-            self._send_json(200, {"status": "ok"})
+        if path.startswith("/v1/") and not self._authorized(rec):
             return
-        rec = fake._record(self, b"", None, None)
-        try:
+        if path == "/v1/models":
+            rec.status = 200
+            self._send_json(200, {"object": "list", "data": [_model_obj(m) for m in fake.models or []]})
+        elif path.startswith("/v1/models/"):
+            model = path[len("/v1/models/"):]
+            if fake.models is None or model in fake.models:
+                rec.status = 200
+                self._send_json(200, _model_obj(model))
+            else:
+                self._refuse(rec, 404, "invalid_request_error", f"The model '{model}' does not exist",
+                             "model_not_found", "model")
+        else:
+            self._not_found(rec, path)
+
+    def _post(self, path: str, raw: bytes, body: Any) -> None:
+        fake = self.server.fake
+        if path == CHAT_PATH:
+            fake._serve_chat(self, raw, body)
+        else:
+            rec = fake._record(self, raw, body, None)
             if path.startswith("/v1/") and not self._authorized(rec):
                 return
-            if path == "/v1/models":
-                rec.status = 200
-                self._send_json(200, {"object": "list", "data": [_model_obj(m) for m in fake.models or []]})
-            elif path.startswith("/v1/models/"):
-                model = path[len("/v1/models/"):]
-                if fake.models is None or model in fake.models:
-                    rec.status = 200
-                    self._send_json(200, _model_obj(model))
-                else:
-                    self._refuse(rec, 404, "invalid_request_error", f"The model '{model}' does not exist",
-                                 "model_not_found", "model")
-            else:
-                self._not_found(rec, path)
-        except (ConnectionError, BrokenPipeError, socket.timeout):
-            self.close_connection = True
-
-    def do_POST(self) -> None:
-        fake = self.server.fake
-        raw = self._read_body()
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        path = self.path.split("?", 1)[0]
-        try:
-            if path == CHAT_PATH:
-                fake._serve_chat(self, raw, body)
-            else:
-                rec = fake._record(self, raw, body, None)
-                if path.startswith("/v1/") and not self._authorized(rec):
-                    return
-                self._not_found(rec, path)
-        except (_Aborted, ConnectionError, BrokenPipeError, socket.timeout):
-            self.close_connection = True
-        except Exception as exc:  # a bug in the fake or a bad turn: make it visible, don't retry
-            import traceback
-
-            fake.errors.append(traceback.format_exc())
-            self.close_connection = True
-            try:
-                self._send_error_shape(500, "server_error", f"FakeOpenAI internal error: {exc!r}",
-                                       headers={"x-should-retry": "false"})
-            except OSError:
-                pass
-
-    do_PUT = do_DELETE = do_PATCH = do_POST
+            self._not_found(rec, path)
 
 
 def _model_obj(model_id: str) -> dict:
@@ -705,8 +501,22 @@ def _arg_fragments(s: str) -> list[str]:
     return [s[cuts[k]:cuts[k + 1]] for k in range(n)]
 
 
-class FakeOpenAI:
+class FakeOpenAI(scripted_server.ScriptedServer):
     """Fake OpenAI-compatible Chat Completions server.  See the module docstring."""
+
+    _label = "FakeOpenAI"
+    _handler_type = _Handler
+    _record_type = RecordedRequest
+    _answer_types = (Turn, ErrorTurn)
+    _text = staticmethod(text)
+    _url_path = "/v1"  # as OpenAI-compatible servers are addressed; the SDK adds /chat/completions
+    _poll_interval = 0.02  # a short poll: stop() waits for it, once per test
+
+    @staticmethod
+    def _turn_from_dict(d: dict) -> Turn:  # a raw assistant message {"content", "tool_calls"?}
+        calls = [_simple_call(c) for c in d.get("tool_calls") or []]
+        return Turn(d.get("content"), calls,
+                    finish_reason=d.get("finish_reason") or ("tool_calls" if calls else "stop"))
 
     def __init__(
         self,
@@ -719,74 +529,15 @@ class FakeOpenAI:
         chars_per_token: float = 3.5,
         cached_tokens: int = 0,
     ) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host, port)
         self.api_key = api_key
         self.models = list(models) if models is not None else None
         self.max_context_tokens = max_context_tokens
         self.chars_per_token = chars_per_token
         self.cached_tokens = cached_tokens  # reported as prompt_tokens_details.cached_tokens (capped at prompt)
-        self.requests: list[RecordedRequest] = []
-        self.exhausted: set[str] = set()
-        self.unmatched: list[RecordedRequest] = []
         self.refused: list[RecordedRequest] = []  # over max_context_tokens
         self.invalid: list[RecordedRequest] = []  # malformed requests (400 invalid_request_error)
         self.max_prompt_tokens_seen = 0
-        self.errors: list[str] = []  # tracebacks of exceptions inside the fake (answered as 500)
-        self._scripts: list[_Script] = []
-        self._cond = threading.Condition()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Lock()
-
-    # ---- lifecycle
-    def start(self) -> "FakeOpenAI":
-        if self._server is not None:
-            return self
-        self._stopping.clear()
-        srv = _Server((self.host, self.port), _Handler)
-        srv.fake = self
-        self._server = srv
-        self.port = srv.server_address[1]
-        self._thread = threading.Thread(
-            # a short poll: stop() waits for it, once per test
-            target=srv.serve_forever, kwargs={"poll_interval": 0.02}, name=f"FakeOpenAI:{self.port}", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        srv, self._server = self._server, None
-        if srv is None:
-            return
-        self._stopping.set()  # wakes hang()/delay()/chunk_delay sleepers
-        srv.shutdown()
-        srv.server_close()
-        with self._conns_lock:
-            conns = list(self._conns)
-        for c in conns:  # kill keep-alive connections so nothing is served after stop()
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> "FakeOpenAI":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:<port>/v1``, as OpenAI-compatible servers are addressed."""
-        if self._server is None and self.port == 0:
-            raise RuntimeError("FakeOpenAI not started (port unknown)")
-        return f"http://{self.host}:{self.port}/v1"
 
     # ---- scripting
     def script(self, turns: list, *, match: str = "", name: str | None = None, usage: dict | None = None) -> None:
@@ -794,95 +545,25 @@ class FakeOpenAI:
         ``match`` (or ``"default"`` when match is empty).  ``usage``: counts
         every answer of this script reports instead of the estimates (keys as
         in :class:`Turn`; a turn's own ``usage`` wins)."""
-        if name is None:
-            name = match or "default"
-        with self._cond:
-            self._scripts.append(_Script(name=name, match=match, turns=list(turns), usage=usage))
+        super().script(turns, match=match, name=name, usage=usage)
 
     def reset(self) -> None:
         """Forget scripts, recorded requests and every record of refusals."""
-        with self._cond:
-            self._scripts.clear()
-            self.requests.clear()
-            self.exhausted.clear()
-            self.unmatched.clear()
+        with self._cond:  # the refusal records are forgotten in the same step as the requests
+            super().reset()
             self.refused.clear()
             self.invalid.clear()
             self.max_prompt_tokens_seen = 0
 
-    def remaining(self, name: str) -> int:
-        """Turns not yet served by script ``name``."""
-        with self._cond:
-            for s in self._scripts:
-                if s.name == name:
-                    return max(len(s.turns) - s.cursor, 0)
-        raise KeyError(name)
-
     # ---- inspection
-    def wait_for_requests(self, n: int, timeout: float = 10) -> list[RecordedRequest]:
-        """Block until at least ``n`` requests were recorded; returns a copy of
-        all of them.  Raises TimeoutError otherwise."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: len(self.requests) >= n, timeout=timeout):
-                raise TimeoutError(f"FakeOpenAI: {len(self.requests)} requests after {timeout}s, wanted {n}")
-            return list(self.requests)
-
-    def requests_for(self, script: str | None) -> list[RecordedRequest]:
-        with self._cond:
-            return [r for r in self.requests if r.script == script]
-
     @property
     def chat_requests(self) -> list[RecordedRequest]:
-        with self._cond:
-            return [r for r in self.requests if r.path.split("?", 1)[0] == CHAT_PATH]
+        return self._requests_to(CHAT_PATH)
 
     # ---- internals
-    def _track(self, conn: socket.socket, add: bool) -> None:
-        with self._conns_lock:
-            (self._conns.add if add else self._conns.discard)(conn)
-
-    def _record(self, h: _Handler, raw: bytes, body: Any, script: str | None,
-                prompt_tokens: int | None = None, into: list | None = None) -> RecordedRequest:
-        rec = RecordedRequest(
-            method=h.command,
-            path=h.path,
-            headers={k.lower(): v for k, v in h.headers.items()},
-            body=body,
-            raw_body=raw,
-            script=script,
-            received_at=time.time(),
-            prompt_tokens=prompt_tokens,
-        )
-        with self._cond:
-            self.requests.append(rec)
-            if into is not None:  # under the same lock: a waiter never sees one list without the other
-                into.append(rec)
-            if prompt_tokens is not None:
-                self.max_prompt_tokens_seen = max(self.max_prompt_tokens_seen, prompt_tokens)
-            self._cond.notify_all()
-        return rec
-
-    def _pick(self, body: Any) -> tuple[str | None, Any, dict | None]:
-        """Choose script + raw turn (+ the script's usage) for a request (under the lock)."""
-        goal = _first_user_text(body)
-        with self._cond:
-            for s in self._scripts:
-                if s.match in goal:
-                    s.served += 1
-                    if s.cursor >= len(s.turns):
-                        self.exhausted.add(s.name)
-                        return s.name, text(EXHAUSTED_TEXT), s.usage
-                    t = s.turns[s.cursor]
-                    if not isinstance(t, Repeat):
-                        s.cursor += 1
-                    return s.name, t, s.usage
-        return None, None, None
-
-    def _sleep(self, seconds: float) -> bool:
-        """Interruptible sleep; returns False if the fake is stopping."""
-        if seconds <= 0:
-            return not self._stopping.is_set()
-        return not self._stopping.wait(seconds)
+    def _recorded(self, rec: RecordedRequest) -> None:
+        if rec.prompt_tokens is not None:
+            self.max_prompt_tokens_seen = max(self.max_prompt_tokens_seen, rec.prompt_tokens)
 
     def _serve_chat(self, h: _Handler, raw: bytes, body: Any) -> None:
         # The checks a real server makes, in its order: auth, body, model, shape, context.
@@ -910,7 +591,7 @@ class FakeOpenAI:
             else:
                 name, turn, usage = self._pick(body)
         # Record before answering (so wait_for_requests sees in-flight/hung requests).
-        rec = self._record(h, raw, body, name, tokens, into)
+        rec = self._record(h, raw, body, name, into=into, prompt_tokens=tokens)
         if not h._authorized(rec):
             return
         if unknown_model:
@@ -927,22 +608,8 @@ class FakeOpenAI:
                       f"messages resulted in {tokens} tokens. Please reduce the length of the messages.",
                       "context_length_exceeded", "messages")
             return
-        if name is None:
-            with self._cond:
-                self.unmatched.append(rec)
-            turn = text(UNMATCHED_TEXT)
-        while True:
-            turn = _coerce(turn, body)
-            if isinstance(turn, Delay):
-                if not self._sleep(turn.seconds):
-                    raise _Aborted()
-                turn = turn.turn
-                continue
-            break
-        rec.turn = turn
-        if isinstance(turn, Hang):
-            self._sleep(turn.seconds)
-            h.close_connection = True  # close without any response
+        turn = self._resolve(h, rec, name, turn, body)
+        if turn is None:
             return
         if isinstance(turn, ErrorTurn):
             rec.status = turn.status
@@ -997,19 +664,8 @@ class FakeOpenAI:
 
     def _stream(self, h: _Handler, completion: dict, chunk_delay: float, include_usage: bool,
                 rec: RecordedRequest) -> None:
-        h.send_response(200)
-        h.send_header("Content-Type", "text/event-stream; charset=utf-8")
-        h.send_header("Cache-Control", "no-cache")
-        h.send_header("Transfer-Encoding", "chunked")
-        h.send_header("x-request-id", new_request_id())
-        h.end_headers()
-
-        def write(payload: bytes) -> None:
-            if self._stopping.is_set():
-                raise _Aborted()
-            h.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
-            h.wfile.flush()
-
+        h._start_event_stream()
+        write = h._write_chunk
         base = {k: completion[k] for k in ("id", "created", "model", "service_tier", "system_fingerprint")}
         base["object"] = "chat.completion.chunk"
 
@@ -1021,8 +677,7 @@ class FakeOpenAI:
             write(f"data: {json.dumps(chunk)}\n\n".encode())
 
         def pause() -> None:
-            if chunk_delay > 0 and not self._sleep(chunk_delay):
-                raise _Aborted()
+            self._pause(chunk_delay)
 
         choice = completion["choices"][0]
         message = choice["message"]
@@ -1043,8 +698,7 @@ class FakeOpenAI:
         if include_usage:
             write(f"data: {json.dumps(dict(base, choices=[], usage=completion['usage']))}\n\n".encode())
         write(b"data: [DONE]\n\n")
-        h.wfile.write(b"0\r\n\r\n")
-        h.wfile.flush()
+        h._end_event_stream()
 
 
 def _bearer(auth: str | None) -> str | None:

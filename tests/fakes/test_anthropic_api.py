@@ -403,20 +403,6 @@ def test_exhausted_script(fake):
     assert fake.requests[-1].script == "short"
 
 
-def test_wait_for_requests_blocks_and_times_out(fake):
-    fake.script([repeat(text("x"))])
-    got = []
-    waiter = threading.Thread(target=lambda: got.append(fake.wait_for_requests(2, timeout=5)))
-    waiter.start()
-    c = client(fake)
-    ask(c)
-    ask(c)
-    waiter.join(5)
-    assert got and len(got[0]) == 2
-    with pytest.raises(TimeoutError):
-        fake.wait_for_requests(3, timeout=0.2)
-
-
 def test_reset(fake):
     fake.script([text("a")])
     ask(client(fake))
@@ -448,28 +434,6 @@ def test_keep_alive_many_requests_one_client(fake):
         else:
             assert ask(c).content[0].text == "pong"
     assert len(fake.requests) == 20
-
-
-def test_stop_ends_hanging_handlers_quickly():
-    f = FakeAnthropic().start()
-    f.script([hang(30)])
-    c = anthropic.Anthropic(api_key="t", base_url=f.base_url, max_retries=0, timeout=10)
-    errs = []
-
-    def run():
-        try:
-            ask(c)
-        except Exception as e:  # noqa: BLE001
-            errs.append(e)
-
-    t = threading.Thread(target=run)
-    t.start()
-    f.wait_for_requests(1)
-    t0 = time.monotonic()
-    f.stop()
-    t.join(5)
-    assert not t.is_alive() and time.monotonic() - t0 < 3
-    assert isinstance(errs[0], anthropic.APIConnectionError)
 
 
 def test_env_base_url(fake, monkeypatch):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 
 import httpx
@@ -479,20 +478,6 @@ def test_health_unknown_paths_and_raw_wire_format(fake):
     assert len(fake.chat_requests) == 2
 
 
-def test_wait_for_requests_blocks_and_times_out(fake):
-    fake.script([repeat(text("x"))])
-    got = []
-    waiter = threading.Thread(target=lambda: got.append(fake.wait_for_requests(2, timeout=5)))
-    waiter.start()
-    c = client(fake)
-    ask(c)
-    ask(c)
-    waiter.join(5)
-    assert got and len(got[0]) == 2
-    with pytest.raises(TimeoutError):
-        fake.wait_for_requests(3, timeout=0.05)
-
-
 def test_broken_off_stream_and_keep_alive(fake):
     fake.script([text("one two three four five six seven eight nine ten", chunk_delay=0.05), repeat("pong")])
     c = client(fake)
@@ -515,28 +500,6 @@ def test_reset(fake):
     assert fake.requests == [] and fake.exhausted == set() and fake.max_prompt_tokens_seen == 0
     fake.script([text("b")])
     assert ask(client(fake)).choices[0].message.content == "b"
-
-
-def test_stop_ends_hanging_handlers_quickly():
-    f = FakeOpenAI().start()
-    f.script([hang(30)])
-    c = client(f)
-    errs = []
-
-    def run():
-        try:
-            ask(c)
-        except Exception as e:  # noqa: BLE001
-            errs.append(e)
-
-    t = threading.Thread(target=run)
-    t.start()
-    f.wait_for_requests(1)
-    t0 = time.monotonic()
-    f.stop()
-    t.join(5)
-    assert not t.is_alive() and time.monotonic() - t0 < 3
-    assert isinstance(errs[0], openai.APIConnectionError)
 
 
 def test_reachable_from_another_process(fake):
