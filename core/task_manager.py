@@ -438,7 +438,9 @@ class TaskManager:
                                                                                          meta.get("cost_usd"))
         if meta.get("plan") and (result or {}).get("planned"):  # the planning job ended; the plan goes on
             status, result, rows, spent = self._plan_status(job.id, cancel_requested)
-            if spent is not None and not (result or {}).get("usage"):  # not ended by its finishing job: so far
+            if (result or {}).get("usage"):  # ended by its finishing job: its result is the record, not the meta
+                usage, cost = result["usage"], result.get("cost_usd", cost)
+            elif spent is not None:  # so far
                 usage, cost = spent.as_dict(), spent.cost_usd
             status = PAUSED if status == RUNNING and hold else status
         reason = (result or {}).get("reason")
