@@ -44,6 +44,7 @@ from bench.eval import catalog  # noqa: E402
 from core import event_log, project_env, sandbox, task_states  # noqa: E402
 from core.config import Settings, load_settings, setting_names  # noqa: E402
 from core.exceptions import ConfigError  # noqa: E402
+from core.model import PRICES_PER_MTOK  # noqa: E402
 
 PROVIDERS = ("anthropic", "openai", "openrouter", "ollama", "lmstudio", "vllm")
 API_KEYS = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY", "openrouter": "OPENROUTER_API_KEY"}
@@ -249,6 +250,29 @@ def hidden_summary(output: str) -> str:
     return lines[-1][:200] if lines else "no output"
 
 
+def read_record(record: dict, task_id: str, ending_type: str, ending_message: str) -> dict:
+    """TaskResult's figures from a task's result record (core/background_worker._finish) and its ending event (for a
+    work-horse that crashed, and so recorded nothing). `models` and `cost_unknown` come with multi-provider models;
+    a record from before says only `model`."""
+    iterations = int(record.get("iterations") or 0)
+    models = record.get("models")
+    if not isinstance(models, dict):
+        models = {record["model"]: iterations} if record.get("model") and iterations else {}
+    if "cost_unknown" in record:
+        cost_unknown = bool(record["cost_unknown"])
+    else:  # such a worker prices a model missing from its table at $0: unknown, not free
+        cost_unknown = bool(iterations and record.get("model")
+                            and not any(record["model"].startswith(prefix) for prefix in PRICES_PER_MTOK))
+    cost = record.get("cost_usd")
+    return {"outcome": record.get("outcome") or task_states.OUTCOME_OF_PHASE.get(ending_type, ending_type),
+            "reason": record.get("reason") or ending_message, "iterations": iterations,
+            "usage": {name: int((record.get("usage") or {}).get(name) or 0) for name in USAGE_FIELDS},
+            "cost_usd": float(cost) if cost is not None else None, "cost_unknown": cost_unknown,
+            "models": {str(name): int(turns) for name, turns in models.items()},
+            "duration_seconds": record.get("duration_seconds"),
+            "branch": (record.get("git") or {}).get("branch") or f"tars/{task_id}"}
+
+
 # --- the run ------------------------------------------------------------------------------------------------------
 def git(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """git with a fixed identity and none of the machine's hooks, signing or templates."""
@@ -430,24 +454,14 @@ class Run:
         if not record:  # a crashed work-horse's ending carries no record
             record = dict(self.tasks_api.status(task_id).result or {})
         self._wait_idle(worker, name)
-        outcome = record.get("outcome") or task_states.OUTCOME_OF_PHASE.get(ending.type, ending.type)
-        reason = record.get("reason") or ending.message
+        figures = read_record(record, task_id, ending.type, ending.message)
         if stopped:
-            reason = f"stopped by the harness after {wall:.0f} s (--timeout {self.timeout:g} s): {reason}"
-        branch = (record.get("git") or {}).get("branch") or f"tars/{task_id}"
-        usage = {name: int((record.get("usage") or {}).get(name) or 0) for name in USAGE_FIELDS}
-        iterations = int(record.get("iterations") or 0)
-        models = record.get("models")
-        if not isinstance(models, dict):  # a worker before multi-provider models names one model
-            models = {record["model"]: iterations} if record.get("model") and iterations else {}
-        cost = record.get("cost_usd")
-        solved, hidden, verdict = self._judge(task, folder, branch, spec)
+            figures["reason"] = (f"stopped by the harness after {wall:.0f} s (--timeout {self.timeout:g} s): "
+                                 f"{figures['reason']}")
+        solved, hidden, verdict = self._judge(task, folder, figures["branch"], spec)
         return TaskResult(task=task.name, language=task.language, skills=list(task.skills), task_id=task_id,
-                          solved=solved, outcome=outcome, reason=reason, iterations=iterations, usage=usage,
-                          cost_usd=float(cost) if cost is not None else None,
-                          cost_unknown=bool(record.get("cost_unknown")), models=dict(models), wall_seconds=wall,
-                          duration_seconds=record.get("duration_seconds"), branch=branch, hidden=hidden,
-                          verdict=verdict, stopped_by_harness=stopped)
+                          solved=solved, wall_seconds=wall, hidden=hidden, verdict=verdict, stopped_by_harness=stopped,
+                          **figures)
 
     def _wait_idle(self, worker: subprocess.Popen, name: str) -> None:
         """The worker done with the last task (its horse gone, RQ's bookkeeping over): the next task's clock starts
@@ -480,6 +494,11 @@ class Run:
 
 
 # --- the report ---------------------------------------------------------------------------------------------------
+def hidden_containment() -> str:
+    """What contains the hidden tests on this machine (catalog.run_hidden: the sandbox with the network off)."""
+    return sandbox.detect().line(network=False)
+
+
 def money(report: ModelReport) -> str:
     if report.cost_unknown:
         return "unknown"
@@ -525,7 +544,7 @@ def text_report(reports: list[ModelReport], tasks: list[catalog.EvalTask]) -> st
 
 def json_report(reports: list[ModelReport], tasks: list[catalog.EvalTask], timeout: float) -> dict:
     return {"tasks": [{"name": t.name, "language": t.language, "skills": list(t.skills)} for t in tasks],
-            "timeout_seconds": timeout, "hidden_tests_sandbox": str(sandbox.detect()),
+            "timeout_seconds": timeout, "hidden_tests_sandbox": hidden_containment(),
             "models": [report.to_dict(len(tasks)) for report in reports]}
 
 
@@ -597,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench.eval: {exc}", file=sys.stderr)
         return USAGE
     say(f"TARS model evaluation: {len(specs)} model(s) x {len(tasks)} task(s), up to {args.timeout:g} s a task; "
-        f"hidden tests contained by: {sandbox.detect()}")
+        f"hidden tests contained by: {hidden_containment()}")
     say(machine())
     run = Run(specs, tasks, args.timeout, provider, say, keep=args.keep)
     failed = True

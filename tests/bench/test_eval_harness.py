@@ -178,3 +178,47 @@ def test_list_names_every_task():
     done = run_eval("--list", "--json")
     assert done.returncode == 0, done.stderr
     assert [task["name"] for task in json.loads(done.stdout)] == [task.name for task in catalog.all_tasks()]
+
+
+def test_the_record_of_a_worker_with_multi_provider_models_is_read_as_it_says():
+    record = {"outcome": "complete", "reason": "Done.", "iterations": 5, "cost_usd": 0.5, "cost_unknown": True,
+              "usage": {"input_tokens": 10, "output_tokens": 2}, "model": "gpt-5.1",
+              "models": {"openai:gpt-5.1": 4, "ollama:qwen3-coder:30b": 1},
+              "git": {"branch": "tars/abc123"}, "duration_seconds": 12.5}
+    figures = harness.read_record(record, "abc123", "complete", "Done.")
+    assert figures["models"] == {"openai:gpt-5.1": 4, "ollama:qwen3-coder:30b": 1}
+    assert figures["cost_unknown"] is True and figures["cost_usd"] == 0.5
+    assert figures["usage"] == {"input_tokens": 10, "output_tokens": 2, "cache_creation_input_tokens": 0,
+                                "cache_read_input_tokens": 0}
+    assert (figures["branch"], figures["iterations"], figures["duration_seconds"]) == ("tars/abc123", 5, 12.5)
+
+
+def test_a_model_without_a_price_costs_unknown_not_nothing():
+    """A worker before multi-provider models prices a model missing from its table at $0 and says nothing more."""
+    unpriced = harness.read_record({"outcome": "complete", "reason": "Done.", "iterations": 3, "cost_usd": 0.0,
+                                    "model": "claude-unpriced-9"}, "a1", "complete", "Done.")
+    priced = harness.read_record({"outcome": "failed", "reason": "Tests fail.", "iterations": 3, "cost_usd": 0.25,
+                                  "model": MODEL}, "b2", "error", "Tests fail.")
+    crashed = harness.read_record({}, "c3", "error", "The task crashed; see the worker log.")
+    assert unpriced["cost_unknown"] is True and unpriced["models"] == {"claude-unpriced-9": 3}
+    assert priced["cost_unknown"] is False and priced["outcome"] == "failed"
+    assert crashed["outcome"] == "failed" and crashed["reason"] == "The task crashed; see the worker log."
+    assert crashed["cost_usd"] is None and crashed["branch"] == "tars/c3"
+
+    def result(name: str, figures: dict, solved: bool) -> harness.TaskResult:
+        return harness.TaskResult(task=name, language="python", skills=["fixes-a-bug"], task_id=figures["branch"][5:],
+                                  solved=solved, wall_seconds=2.0, hidden=None, verdict="hidden tests fail: 1 failed",
+                                  **figures)
+
+    tasks = catalog.select(["fix-median", "slugify"])
+    known = harness.ModelReport(f"anthropic:{MODEL}", [result("slugify", priced, False)], 3.0)
+    unknown = harness.ModelReport("anthropic:claude-unpriced-9", [result("fix-median", unpriced, True),
+                                                                 result("slugify", priced, False)], 5.0)
+    printed = harness.text_report([known, unknown], tasks)
+    assert f"anthropic:{MODEL}: solved 0/2, cost $0.2500," in printed
+    assert "anthropic:claude-unpriced-9: solved 1/2, cost unknown," in printed
+    assert "slugify: failed (Tests fail.); hidden tests fail: 1 failed" in printed
+    as_json = harness.json_report([unknown], tasks, 60)["models"][0]
+    assert as_json["cost_usd"] is None and as_json["cost_unknown"] is True
+    assert as_json["failed"] == [{"task": "slugify", "outcome": "failed", "reason": "Tests fail.",
+                                  "verdict": "hidden tests fail: 1 failed"}]
