@@ -3,7 +3,7 @@
 For each model (a `provider:model` spec), in turn:
 1. one `start_worker.py` process with CODING_MODELS=<that spec> (and, for an Anthropic model, CLAUDE_MODEL=<model>,
    which is what a worker without multi-provider models runs), the provider settings passed through from the
-   caller's environment and .env (ANTHROPIC_*, OPENAI_*, OPENROUTER_*, OLLAMA_*, LMSTUDIO_*, VLLM_*), on a private
+   caller's environment and .env (ANTHROPIC_*, OPENAI_*, OPENROUTER_*, OLLAMA_*, LMSTUDIO_*, VLLM_*, MODEL_*), on a private
    Redis (bench/common.py) with PROJECTS_ROOT and DATA_DIR in a temporary folder;
 2. for each task: its project/ committed as the first commit of a fresh repository in PROJECTS_ROOT, then
    `TaskManager.start(goal, project)`; the harness follows the task's event stream (core/event_log.py) to its ending
@@ -44,13 +44,24 @@ from bench.eval import catalog  # noqa: E402
 from core import event_log, project_env, sandbox, task_states  # noqa: E402
 from core.config import Settings, load_settings, setting_names  # noqa: E402
 from core.exceptions import ConfigError  # noqa: E402
-from core.model import PRICES_PER_MTOK  # noqa: E402
 
-PROVIDERS = ("anthropic", "openai", "openrouter", "ollama", "lmstudio", "vllm")
-API_KEYS = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY", "openrouter": "OPENROUTER_API_KEY"}
-"""The providers that refuse every call without a key (the local servers need none)."""
-PROVIDER_PREFIXES = ("ANTHROPIC_", "OPENAI_", "OPENROUTER_", "OLLAMA_", "LMSTUDIO_", "VLLM_")
-"""The provider settings passed through to the workers, from the caller's environment and .env."""
+try:  # before multi-provider models: the price table, to tell an unpriced model from a free one (read_record)
+    from core.model import PRICES_PER_MTOK  # noqa: E402
+except ImportError:  # with them, each result record says cost_unknown itself
+    PRICES_PER_MTOK = {}
+
+try:  # with multi-provider models, TARS's own list of providers (core/providers.py)
+    from core.providers import PROVIDERS as KNOWN_PROVIDERS  # noqa: E402
+
+    PROVIDERS = tuple(KNOWN_PROVIDERS)
+    API_KEYS = {name: p.key_setting for name, p in KNOWN_PROVIDERS.items() if p.key_required and p.key_setting}
+except ImportError:  # before them: the providers CODING_MODELS will name
+    PROVIDERS = ("anthropic", "openai", "openrouter", "ollama", "lmstudio", "vllm")
+    API_KEYS = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY", "openrouter": "OPENROUTER_API_KEY"}
+"""API_KEYS: the providers that refuse every call without a key (the local servers need none)."""
+PROVIDER_PREFIXES = ("ANTHROPIC_", "OPENAI_", "OPENROUTER_", "OLLAMA_", "LMSTUDIO_", "VLLM_", "MODEL_")
+"""The provider settings passed through to the workers from the caller's environment and .env; MODEL_ for the
+prices and context windows of models TARS's own tables do not know."""
 MULTI_PROVIDER_SETTING = "CODING_MODELS"
 DEFAULT_TIMEOUT_SECONDS = 600.0
 END_GRACE_SECONDS = 180.0  # after the worker's own runtime limit: a model call under way, the last checkpoint
