@@ -44,11 +44,7 @@ from bench.eval import catalog  # noqa: E402
 from core import event_log, project_env, sandbox, task_states  # noqa: E402
 from core.config import Settings, load_settings, setting_names  # noqa: E402
 from core.exceptions import ConfigError  # noqa: E402
-
-try:  # before multi-provider models: the price table, to tell an unpriced model from a free one (read_record)
-    from core.model import PRICES_PER_MTOK  # noqa: E402
-except ImportError:  # with them, each result record says cost_unknown itself
-    PRICES_PER_MTOK = {}
+from core.model import Usage, estimate_cost  # noqa: E402
 
 try:  # with multi-provider models, TARS's own list of providers (core/providers.py)
     from core.providers import PROVIDERS as KNOWN_PROVIDERS  # noqa: E402
@@ -261,6 +257,11 @@ def hidden_summary(output: str) -> str:
     return lines[-1][:200] if lines else "no output"
 
 
+def price_known(model: str) -> bool:
+    """Whether TARS has a price for model (estimate_cost says $0 for one it has none for)."""
+    return estimate_cost(model, Usage(input_tokens=1_000_000, output_tokens=1_000_000)) > 0
+
+
 def read_record(record: dict, task_id: str, ending_type: str, ending_message: str) -> dict:
     """TaskResult's figures from a task's result record (core/background_worker._finish) and its ending event (for a
     work-horse that crashed, and so recorded nothing). `models` and `cost_unknown` come with multi-provider models;
@@ -272,8 +273,7 @@ def read_record(record: dict, task_id: str, ending_type: str, ending_message: st
     if "cost_unknown" in record:
         cost_unknown = bool(record["cost_unknown"])
     else:  # such a worker prices a model missing from its table at $0: unknown, not free
-        cost_unknown = bool(iterations and record.get("model")
-                            and not any(record["model"].startswith(prefix) for prefix in PRICES_PER_MTOK))
+        cost_unknown = bool(iterations and record.get("model") and not price_known(record["model"]))
     cost = record.get("cost_usd")
     return {"outcome": record.get("outcome") or task_states.OUTCOME_OF_PHASE.get(ending_type, ending_type),
             "reason": record.get("reason") or ending_message, "iterations": iterations,
