@@ -42,7 +42,7 @@ from dotenv import dotenv_values  # noqa: E402
 from bench.common import machine, private_redis, start_worker, stop_process, worker_idle  # noqa: E402
 from bench.eval import catalog  # noqa: E402
 from core import event_log, project_env, sandbox, task_states  # noqa: E402
-from core.config import Settings, load_settings, setting_names  # noqa: E402
+from core.config import Settings, default_data_dir, env_file, load_settings, setting_names  # noqa: E402
 from core.exceptions import ConfigError  # noqa: E402
 from core.model import Usage, estimate_cost  # noqa: E402
 
@@ -137,6 +137,17 @@ def caller_settings() -> dict[str, str]:
         found.update({key: value for key, value in dotenv_values(name).items() if value is not None})
     found.update(os.environ)
     return {key: value for key, value in found.items() if key.startswith(PROVIDER_PREFIXES)}
+
+
+def protected_paths() -> list[Path]:
+    """The caller's own TARS files that the hidden runs must not read (they run the model's code): its env file,
+    which holds its keys, and its DATA_DIR (other tasks' checkouts, the embedded Redis's password)."""
+    found = [path for path in (env_file(),) if path is not None]
+    try:
+        found.append(load_settings().DATA_DIR)
+    except ConfigError:
+        found.append(default_data_dir())
+    return found
 
 
 def preflight(specs: list[ModelSpec], tasks: list[catalog.EvalTask], provider: dict[str, str]) -> None:
@@ -319,9 +330,11 @@ class Run:
     """One evaluation: a temporary folder, a private Redis, and a worker for each model in turn."""
 
     def __init__(self, specs: list[ModelSpec], tasks: list[catalog.EvalTask], timeout: float,
-                 provider: dict[str, str], progress: Callable[[str], None], keep: bool = False):
+                 provider: dict[str, str], progress: Callable[[str], None], keep: bool = False,
+                 protected: list[Path] = ()):
         self.specs, self.tasks, self.timeout = specs, tasks, timeout
         self.provider, self.progress, self.keep = provider, progress, keep
+        self.protected = list(protected)
         self.work = Path(tempfile.mkdtemp(prefix="tars-eval-"))
         self.logs = self.work / "logs"
         self.logs.mkdir()
@@ -489,7 +502,7 @@ class Run:
                    cwd=target.parent)
         if done.returncode:
             return False, None, f"no branch {branch} to judge: {done.stderr.strip()[:200]}"
-        run = catalog.run_hidden(task, target, hidden_paths=[self.work / "data"])
+        run = catalog.run_hidden(task, target, hidden_paths=[self.work / "data", *self.protected])
         if run.passed:
             return True, run.to_dict(), f"hidden tests pass ({hidden_summary(run.output)})"
         if run.timed_out:
@@ -623,13 +636,14 @@ def main(argv: list[str] | None = None) -> int:
                                                else default_models())]
         provider = caller_settings()
         preflight(specs, tasks, provider)
+        protected = protected_paths()
     except UsageError as exc:
         print(f"bench.eval: {exc}", file=sys.stderr)
         return USAGE
     say(f"TARS model evaluation: {len(specs)} model(s) x {len(tasks)} task(s), up to {args.timeout:g} s a task; "
         f"hidden tests contained by: {hidden_containment()}")
     say(machine())
-    run = Run(specs, tasks, args.timeout, provider, say, keep=args.keep)
+    run = Run(specs, tasks, args.timeout, provider, say, keep=args.keep, protected=protected)
     failed = True
     try:
         reports = run.execute()

@@ -223,3 +223,13 @@ def test_a_model_without_a_price_costs_unknown_not_nothing():
     assert as_json["cost_usd"] is None and as_json["cost_unknown"] is True
     assert as_json["failed"] == [{"task": "slugify", "outcome": "failed", "reason": "Tests fail.",
                                   "verdict": "hidden tests fail: 1 failed"}]
+
+
+def test_the_guide_explains_every_option():
+    from tests import doccheck
+
+    guide = (ROOT / "docs" / "EVALUATING_MODELS.md").read_text()
+    documented = {row[0].strip("`").split()[0] for row in doccheck.table_rows(doccheck.section(guide, "Several models"))}
+    options = {option for action in harness.build_parser()._actions for option in action.option_strings
+               if option.startswith("--") and option != "--help"}
+    assert documented == options

@@ -53,3 +53,38 @@ def test_hidden_files_replace_a_symlink_instead_of_writing_through_it(tmp_path):
     assert outside.read_text() == "the owner's file\n"
     assert not (checkout / "test_hidden_median.py").is_symlink()
     assert not result.passed and result.exit_code == 1
+
+
+def test_hidden_tests_cannot_read_the_protected_paths_nor_write_outside_their_folder(tmp_path):
+    from core import sandbox
+
+    if sandbox.detect().kind == sandbox.NONE:
+        pytest.skip(f"no OS sandbox on this machine: {sandbox.detect()}")
+    secret = tmp_path / "owner" / ".env"
+    secret.parent.mkdir()
+    secret.write_text("ANTHROPIC_API_KEY=sk-ant-the-owners-key\n")
+    outside = tmp_path / "outside.txt"
+    folder = tmp_path / "probe"
+    for part in ("project", "hidden", "solution"):
+        (folder / part).mkdir(parents=True)
+    (folder / "task.toml").write_text(
+        'goal = "Probe the sandbox"\nlanguage = "python"\nskills = ["new-feature"]\n'
+        f'hidden = "cat {secret}; echo written > {outside}; echo inside > here.txt"\n')
+    task = catalog.load(folder)
+    checkout = catalog.starting_project(task, tmp_path / "checkout")
+    result = catalog.run_hidden(task, checkout, hidden_paths=[secret.parent])
+    assert "sk-ant-the-owners-key" not in result.output
+    assert not outside.exists() and (checkout / "here.txt").read_text() == "inside\n"
+    assert result.output.count("Permission denied") == 2 and "network off" in result.sandbox
+
+
+def test_the_guide_lists_every_task_with_its_language_and_skills():
+    from tests import doccheck
+
+    guide = (doccheck.ROOT / "docs" / "EVALUATING_MODELS.md").read_text()
+    rows = {row[0].strip("`"): row for row in doccheck.table_rows(doccheck.section(guide, "The tasks"))}
+    assert sorted(rows) == [task.name for task in TASKS]
+    for task in TASKS:
+        assert rows[task.name][1].lower() == task.language
+        assert rows[task.name][2] == ", ".join(task.skills)
+    assert f"ships {len(TASKS)} small tasks" in guide
