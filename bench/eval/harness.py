@@ -38,12 +38,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from dotenv import dotenv_values  # noqa: E402
+from redis import RedisError  # noqa: E402
 
 from bench.common import machine, private_redis, start_worker, stop_process, worker_idle  # noqa: E402
 from bench.eval import catalog  # noqa: E402
 from core import event_log, project_env, sandbox, task_states  # noqa: E402
 from core.config import Settings, default_data_dir, env_file, load_settings, setting_names  # noqa: E402
-from core.exceptions import ConfigError  # noqa: E402
+from core.exceptions import ConfigError, TarsError  # noqa: E402
 from core.model import Usage, estimate_cost  # noqa: E402
 
 try:  # with multi-provider models, TARS's own list of providers (core/providers.py)
@@ -300,9 +301,12 @@ def git(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """git with a fixed identity and none of the machine's hooks, signing or templates."""
     env = {**os.environ, "GIT_AUTHOR_NAME": "TARS eval", "GIT_AUTHOR_EMAIL": "eval@localhost",
            "GIT_COMMITTER_NAME": "TARS eval", "GIT_COMMITTER_EMAIL": "eval@localhost", "GIT_TERMINAL_PROMPT": "0"}
-    return subprocess.run(["git", "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgSign=false",
-                           "-c", "init.defaultBranch=main", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=GIT_SECONDS)
+    argv = ["git", "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgSign=false", "-c", "init.defaultBranch=main",
+            *args]
+    try:
+        return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=GIT_SECONDS)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(argv, 124, "", f"git {args[0]} took longer than {GIT_SECONDS:.0f} s")
 
 
 def new_repository(task: catalog.EvalTask, folder: Path) -> None:
@@ -396,9 +400,9 @@ class Run:
                 self.progress(f"{spec.spec} [{number}/{len(self.tasks)}] {task.name}: "
                               f"{'solved' if result.solved else 'not solved'} ({result.outcome}, "
                               f"{result.iterations} turns, {result.wall_seconds:.0f} s)")
-        except HarnessError as exc:
-            report.error = str(exc)
-            self.progress(f"{spec.spec}: {exc}")
+        except (HarnessError, RedisError, TarsError) as exc:
+            report.error = str(exc) or exc.__class__.__name__
+            self.progress(f"{spec.spec}: {report.error}")
         finally:
             self._stop(worker)
             report.wall_seconds = time.monotonic() - began
@@ -462,7 +466,10 @@ class Run:
         folder = self.work / "projects" / spec.slug / task.name
         new_repository(task, folder)
         began = time.monotonic()
-        task_id = self.tasks_api.start(task.goal, project_path=str(folder))
+        try:
+            task_id = self.tasks_api.start(task.goal, project_path=str(folder))
+        except TarsError as exc:
+            raise HarnessError(f"task {task.name} could not be started: {exc}") from None
         ending = self._ending(task_id, self.timeout + END_GRACE_SECONDS, worker, log)
         stopped = ending is None
         if stopped:
