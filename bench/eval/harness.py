@@ -44,7 +44,7 @@ from bench.common import machine, private_redis, start_worker, stop_process, wor
 from bench.eval import catalog  # noqa: E402
 from core import event_log, project_env, sandbox, task_states  # noqa: E402
 from core.config import Settings, default_data_dir, env_file, load_settings, setting_names  # noqa: E402
-from core.exceptions import ConfigError, TarsError  # noqa: E402
+from core.exceptions import ConfigError, TarsError, TaskNotActive  # noqa: E402
 from core.model import Usage, estimate_cost  # noqa: E402
 
 try:  # with multi-provider models, TARS's own list of providers (core/providers.py)
@@ -475,7 +475,10 @@ class Run:
         if stopped:
             self.progress(f"{spec.spec} {task.name}: no end after {self.timeout + END_GRACE_SECONDS:.0f} s; "
                           "cancelling it")
-            self.tasks_api.cancel(task_id, wait=30)
+            try:
+                self.tasks_api.cancel(task_id, wait=30)
+            except TaskNotActive:  # it ended just now: its ending event is there to read
+                pass
             ending = self._ending(task_id, CANCEL_WAIT_SECONDS, worker, log)
             if ending is None:
                 raise HarnessError(f"task {task_id} ({task.name}) did not end, even after a cancel; the worker's "
