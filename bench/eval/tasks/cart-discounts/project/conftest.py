@@ -1,0 +1,1 @@
+# Makes the shop package importable from tests/ whichever way pytest is started.

@@ -1,0 +1,14 @@
+import test from "node:test";
+import assert from "node:assert/strict";
+
+import { paginate } from "./paginate.js";
+
+const letters = ["a", "b", "c", "d", "e"];
+
+test("the first page", () => {
+  assert.deepEqual(paginate(letters, 1, 2).items, ["a", "b"]);
+});
+
+test("bad arguments", () => {
+  assert.throws(() => paginate(letters, 0, 2), RangeError);
+});

@@ -1,0 +1,1 @@
+# Makes the todo package importable from tests/ whichever way pytest is started.
