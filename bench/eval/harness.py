@@ -43,23 +43,14 @@ from redis import RedisError  # noqa: E402
 from bench.common import machine, private_redis, start_worker, stop_process, worker_idle  # noqa: E402
 from bench.eval import catalog  # noqa: E402
 from core import event_log, project_env, sandbox, task_states  # noqa: E402
-from core.config import Settings, default_data_dir, env_file, load_settings, setting_names  # noqa: E402
+from core.config import default_data_dir, env_file, load_settings, setting_names  # noqa: E402
 from core.exceptions import ConfigError, TarsError, TaskNotActive  # noqa: E402
-from core.model import Usage, estimate_cost  # noqa: E402
 
-try:  # with multi-provider models, TARS's own list of providers (core/providers.py)
-    from core.providers import PROVIDERS as KNOWN_PROVIDERS  # noqa: E402
-
-    PROVIDERS = tuple(KNOWN_PROVIDERS)
-    API_KEYS = {name: p.key_setting for name, p in KNOWN_PROVIDERS.items() if p.key_required and p.key_setting}
-except ImportError:  # before them: the providers CODING_MODELS will name
-    PROVIDERS = ("anthropic", "openai", "openrouter", "ollama", "lmstudio", "vllm")
-    API_KEYS = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY", "openrouter": "OPENROUTER_API_KEY"}
-"""API_KEYS: the providers that refuse every call without a key (the local servers need none)."""
-PROVIDER_PREFIXES = ("ANTHROPIC_", "OPENAI_", "OPENROUTER_", "OLLAMA_", "LMSTUDIO_", "VLLM_", "MODEL_")
+from core.providers import PROVIDERS, ModelSpec, parse_models  # noqa: E402
+PROVIDER_PREFIXES = tuple({name.split("_")[0] + "_" for p in PROVIDERS.values()
+                           for name in (p.base_url_setting, p.key_setting) if name} | {"MODEL_"})
 """The provider settings passed through to the workers from the caller's environment and .env; MODEL_ for the
 prices and context windows of models TARS's own tables do not know."""
-MULTI_PROVIDER_SETTING = "CODING_MODELS"
 DEFAULT_TIMEOUT_SECONDS = 600.0
 END_GRACE_SECONDS = 180.0  # after the worker's own runtime limit: a model call under way, the last checkpoint
 CANCEL_WAIT_SECONDS = 90.0  # a cancel stops a task within seconds; RQ's stop command is its backstop
@@ -78,56 +69,26 @@ class HarnessError(Exception):
 
 
 # --- models -------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ModelSpec:
-    provider: str
-    model: str
-
-    @property
-    def spec(self) -> str:
-        return f"{self.provider}:{self.model}"
-
-    @property
-    def slug(self) -> str:
-        return re.sub(r"[^A-Za-z0-9._-]+", "-", self.spec).strip("-")
+def slug(spec: ModelSpec) -> str:
+    """The model's label as a folder and worker name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", spec.label).strip("-")
 
 
-def parse_spec(text: str) -> ModelSpec:
-    provider, colon, model = text.strip().partition(":")
-    provider, model = provider.strip().lower(), model.strip()
-    if not colon or not provider or not model:
-        raise UsageError(f"{text.strip()!r} is not a model: give provider:model, e.g. anthropic:claude-sonnet-5-5 or "
-                         "ollama:qwen3-coder:30b")
-    if provider not in PROVIDERS:
-        raise UsageError(f"{text.strip()!r}: unknown provider {provider!r} (known: {', '.join(PROVIDERS)})")
-    return ModelSpec(provider, model)
-
-
-def spec_list(value) -> list[str]:
-    """A CODING_MODELS value (a comma-separated string, or a list of strings or of provider/model objects) as specs."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [item.strip() for item in value.replace(";", ",").split(",") if item.strip()]
-    if isinstance(value, (list, tuple)):
-        found: list[str] = []
-        for item in value:
-            if hasattr(item, "provider") and hasattr(item, "model"):
-                found.append(f"{item.provider}:{item.model}")
-            else:
-                found += spec_list(item if isinstance(item, str) else str(item))
-        return found
-    return spec_list(str(value))
-
-
-def default_models() -> list[str]:
-    """The configured models (CODING_MODELS from the caller's environment and .env); before TARS had that setting,
-    anthropic:<CLAUDE_MODEL>."""
+def parse_specs(value: str) -> list[ModelSpec]:
+    """--models as TARS reads CODING_MODELS (core/providers.py): the same names, the same refusals."""
     try:
-        settings = load_settings()
+        return parse_models(value, "--models")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def default_models() -> list[ModelSpec]:
+    """The configured models: CODING_MODELS from the caller's environment and .env (anthropic:CLAUDE_MODEL when
+    unset)."""
+    try:
+        return load_settings().models("coding")
     except ConfigError as exc:
         raise UsageError(f"TARS's configuration cannot be read: {exc}") from None
-    return spec_list(getattr(settings, MULTI_PROVIDER_SETTING, None)) or [f"anthropic:{settings.CLAUDE_MODEL}"]
 
 
 def caller_settings() -> dict[str, str]:
@@ -156,14 +117,10 @@ def preflight(specs: list[ModelSpec], tasks: list[catalog.EvalTask], provider: d
     key, no pytest for the hidden tests, no node for a JavaScript task."""
     if not specs:
         raise UsageError("no model to evaluate: pass --models provider:model[,...] or configure CODING_MODELS")
-    knows_providers = MULTI_PROVIDER_SETTING in Settings.model_fields
     for spec in specs:
-        if spec.provider != "anthropic" and not knows_providers:
-            raise UsageError(f"{spec.spec}: this TARS's worker does not read {MULTI_PROVIDER_SETTING} yet, so it "
-                             f"runs only Anthropic models (CLAUDE_MODEL); it would measure Claude, not {spec.spec}")
-        key = API_KEYS.get(spec.provider)
+        key = spec.source.key_setting if spec.source.key_required else None
         if key and not (provider.get(key) or "").strip():
-            raise UsageError(f"{spec.spec}: {key} is not set (in the environment or .env), so every task would fail "
+            raise UsageError(f"{spec.label}: {key} is not set (in the environment or .env), so every task would fail "
                              "at its first model call")
     if any("{python}" in task.hidden for task in tasks) and importlib.util.find_spec("pytest") is None:
         raise UsageError(f"the hidden tests run with pytest from this interpreter ({sys.executable}), which has "
@@ -269,23 +226,12 @@ def hidden_summary(output: str) -> str:
     return lines[-1][:200] if lines else "no output"
 
 
-def price_known(model: str) -> bool:
-    """Whether TARS has a price for model (estimate_cost says $0 for one it has none for)."""
-    return estimate_cost(model, Usage(input_tokens=1_000_000, output_tokens=1_000_000)) > 0
-
-
 def read_record(record: dict, task_id: str, ending_type: str, ending_message: str) -> dict:
     """TaskResult's figures from a task's result record (core/background_worker._finish) and its ending event (for a
-    work-horse that crashed, and so recorded nothing). `models` and `cost_unknown` come with multi-provider models;
-    a record from before says only `model`."""
+    work-horse that crashed, and so recorded nothing)."""
     iterations = int(record.get("iterations") or 0)
-    models = record.get("models")
-    if not isinstance(models, dict):
-        models = {record["model"]: iterations} if record.get("model") and iterations else {}
-    if "cost_unknown" in record:
-        cost_unknown = bool(record["cost_unknown"])
-    else:  # such a worker prices a model missing from its table at $0: unknown, not free
-        cost_unknown = bool(iterations and record.get("model") and not price_known(record["model"]))
+    models = record.get("models") or {}
+    cost_unknown = bool(record.get("cost_unknown"))
     cost = record.get("cost_usd")
     return {"outcome": record.get("outcome") or task_states.OUTCOME_OF_PHASE.get(ending_type, ending_type),
             "reason": record.get("reason") or ending_message, "iterations": iterations,
@@ -346,7 +292,7 @@ class Run:
     # The harness's own process sees exactly the eval's TARS settings (the caller's settings removed), as its
     # workers do: a developer's REDIS_URL, AUTO_MERGE or CONFIRMATION_CODE must not reach either.
     def _isolate(self, redis_url: str) -> dict[str, str]:
-        cleared = set(setting_names()) | {"TARS_ENV_FILE", MULTI_PROVIDER_SETTING}
+        cleared = set(setting_names()) | {"TARS_ENV_FILE"}
         for name in list(os.environ):
             if name in cleared or name.startswith(PROVIDER_PREFIXES):
                 del os.environ[name]
@@ -380,16 +326,16 @@ class Run:
         return reports
 
     def worker_env(self, spec: ModelSpec, base: dict[str, str]) -> dict[str, str]:
-        env = {**base, **self.provider, MULTI_PROVIDER_SETTING: spec.spec}
+        env = {**base, **self.provider, "CODING_MODELS": spec.label}
         if spec.provider == "anthropic":
             env["CLAUDE_MODEL"] = spec.model
         return env
 
     def _model(self, index: int, spec: ModelSpec, base: dict[str, str]) -> ModelReport:
-        report = ModelReport(spec.spec)
-        name = f"eval-{index}-{spec.slug}"[:60]
+        report = ModelReport(spec.label)
+        name = f"eval-{index}-{slug(spec)}"[:60]
         log = self.logs / f"{name}.log"
-        self.progress(f"{spec.spec}: starting its worker")
+        self.progress(f"{spec.label}: starting its worker")
         began = time.monotonic()
         worker = start_worker(self.worker_env(spec, base), "--name", name, log=log)
         try:
@@ -397,18 +343,18 @@ class Run:
             for number, task in enumerate(self.tasks, 1):
                 result = self._task(spec, task, worker, name, log)
                 report.results.append(result)
-                self.progress(f"{spec.spec} [{number}/{len(self.tasks)}] {task.name}: "
+                self.progress(f"{spec.label} [{number}/{len(self.tasks)}] {task.name}: "
                               f"{'solved' if result.solved else 'not solved'} ({result.outcome}, "
                               f"{result.iterations} turns, {result.wall_seconds:.0f} s)")
         except (HarnessError, RedisError, TarsError) as exc:
             report.error = str(exc) or exc.__class__.__name__
-            self.progress(f"{spec.spec}: {report.error}")
+            self.progress(f"{spec.label}: {report.error}")
         finally:
             self._stop(worker)
             report.wall_seconds = time.monotonic() - began
         for ran, turns in report.ran_as.items():
-            if turns and ran not in (spec.spec, spec.model):
-                report.warnings.append(f"asked for {spec.spec}, but {turns} turns ran on {ran}")
+            if turns and ran not in (spec.label, spec.model):
+                report.warnings.append(f"asked for {spec.label}, but {turns} turns ran on {ran}")
         return report
 
     def _stop(self, worker: subprocess.Popen) -> None:
@@ -463,7 +409,7 @@ class Run:
 
     def _task(self, spec: ModelSpec, task: catalog.EvalTask, worker: subprocess.Popen, name: str,
               log: Path) -> TaskResult:
-        folder = self.work / "projects" / spec.slug / task.name
+        folder = self.work / "projects" / slug(spec) / task.name
         new_repository(task, folder)
         began = time.monotonic()
         try:
@@ -473,7 +419,7 @@ class Run:
         ending = self._ending(task_id, self.timeout + END_GRACE_SECONDS, worker, log)
         stopped = ending is None
         if stopped:
-            self.progress(f"{spec.spec} {task.name}: no end after {self.timeout + END_GRACE_SECONDS:.0f} s; "
+            self.progress(f"{spec.label} {task.name}: no end after {self.timeout + END_GRACE_SECONDS:.0f} s; "
                           "cancelling it")
             try:
                 self.tasks_api.cancel(task_id, wait=30)
@@ -506,7 +452,7 @@ class Run:
 
     def _judge(self, task: catalog.EvalTask, project: Path, branch: str, spec: ModelSpec) -> tuple[bool, dict | None,
                                                                                                       str]:
-        target = self.work / "judged" / spec.slug / task.name
+        target = self.work / "judged" / slug(spec) / task.name
         target.parent.mkdir(parents=True, exist_ok=True)
         done = git("clone", "-q", "--template=", "--single-branch", "--branch", branch, str(project), str(target),
                    cwd=target.parent)
@@ -642,8 +588,7 @@ def main(argv: list[str] | None = None) -> int:
             return check_tasks(tasks, args.json)
         if args.timeout <= 0:
             raise UsageError("--timeout must be a positive number of seconds")
-        specs = [parse_spec(item) for item in (spec_list(args.models) if args.models is not None
-                                               else default_models())]
+        specs = parse_specs(args.models) if args.models is not None else default_models()
         provider = caller_settings()
         preflight(specs, tasks, provider)
         protected = protected_paths()

@@ -50,7 +50,7 @@ def spread(values):
 
 def eval_env(**extra: str) -> dict[str, str]:
     """The harness's environment: this process's without TARS's or any provider's settings, plus extra."""
-    dropped = set(setting_names()) | {"TARS_ENV_FILE", harness.MULTI_PROVIDER_SETTING}
+    dropped = set(setting_names()) | {"TARS_ENV_FILE"}
     env = {name: value for name, value in os.environ.items()
            if name not in dropped and not name.startswith(harness.PROVIDER_PREFIXES)}
     return {**env, "TARS_ENV_FILE": os.devnull, **extra}
@@ -136,17 +136,11 @@ def test_the_harness_runs_each_task_through_a_worker_and_judges_it_by_its_hidden
     assert f"{WRONG}: complete" in not_solved and not any(name in not_solved for name in SOLVED)
 
 
-# Before multi-provider models (no CODING_MODELS setting) a worker runs only Claude: an OpenAI model is refused
-# for that; once it can run one, for the missing key.
-OPENAI_REFUSAL = "OPENAI_API_KEY is not set" if harness.MULTI_PROVIDER_SETTING in harness.Settings.model_fields \
-    else "does not read CODING_MODELS yet"
-
-
 @pytest.mark.parametrize("args, says", [
-    (("--models", "openai:gpt-5.1"), OPENAI_REFUSAL),
-    (("--models", "nowhere:model-x"), "unknown provider 'nowhere'"),
-    (("--models", "claude-sonnet-5-5"), "is not a model: give provider:model"),
-    (("--models", ","), "no model to evaluate"),
+    (("--models", "openai:gpt-5.1"), "OPENAI_API_KEY is not set"),
+    (("--models", "nowhere:model-x"), "--models entry 'nowhere:model-x' names the provider 'nowhere'"),
+    (("--models", "claude-sonnet-5-5"), "--models entry 'claude-sonnet-5-5' must be provider:model"),
+    (("--models", ","), "--models lists no model"),
     (("--tasks", "slugify,no-such-task"), "no task no-such-task; the tasks are: "),
     (("--timeout", "0"), "--timeout must be a positive number"),
 ])
@@ -165,14 +159,14 @@ def test_no_api_key_is_refused_before_anything_starts():
 
 def test_the_default_model_is_the_configured_one(monkeypatch):
     for name in list(os.environ):
-        if name in setting_names() or name == harness.MULTI_PROVIDER_SETTING:
+        if name in setting_names():
             monkeypatch.delenv(name)
     monkeypatch.setenv("TARS_ENV_FILE", os.devnull)
     monkeypatch.setenv("CLAUDE_MODEL", "claude-haiku-4-5")
-    monkeypatch.setenv(harness.MULTI_PROVIDER_SETTING, "anthropic:claude-opus-4-1, ollama:qwen3-coder:30b")
-    expected = ["anthropic:claude-opus-4-1", "ollama:qwen3-coder:30b"] \
-        if harness.MULTI_PROVIDER_SETTING in harness.Settings.model_fields else ["anthropic:claude-haiku-4-5"]
-    assert harness.default_models() == expected
+    monkeypatch.setenv("CODING_MODELS", "anthropic:claude-opus-4-1, ollama:qwen3-coder:30b")
+    assert [m.label for m in harness.default_models()] == ["anthropic:claude-opus-4-1", "ollama:qwen3-coder:30b"]
+    monkeypatch.delenv("CODING_MODELS")
+    assert [m.label for m in harness.default_models()] == ["anthropic:claude-haiku-4-5"]  # the shorthand
 
 
 def test_list_names_every_task():
@@ -181,7 +175,7 @@ def test_list_names_every_task():
     assert [task["name"] for task in json.loads(done.stdout)] == [task.name for task in catalog.all_tasks()]
 
 
-def test_the_record_of_a_worker_with_multi_provider_models_is_read_as_it_says():
+def test_the_record_of_a_task_served_by_two_models_is_read_as_it_says():
     record = {"outcome": "complete", "reason": "Done.", "iterations": 5, "cost_usd": 0.5, "cost_unknown": True,
               "usage": {"input_tokens": 10, "output_tokens": 2}, "model": "gpt-5.1",
               "models": {"openai:gpt-5.1": 4, "ollama:qwen3-coder:30b": 1},
@@ -195,16 +189,18 @@ def test_the_record_of_a_worker_with_multi_provider_models_is_read_as_it_says():
 
 
 def test_a_model_without_a_price_costs_unknown_not_nothing():
-    """A worker before multi-provider models prices a model missing from its table at $0 and says nothing more."""
+    """The worker marks the turns of a model whose price is unknown (cost_unknown): the report says unknown, not $0."""
     unpriced = harness.read_record({"outcome": "complete", "reason": "Done.", "iterations": 3, "cost_usd": 0.0,
-                                    "model": "claude-unpriced-9"}, "a1", "complete", "Done.")
+                                    "cost_unknown": True, "models": {"anthropic:claude-unpriced-9": 3}},
+                                   "a1", "complete", "Done.")
     priced = harness.read_record({"outcome": "failed", "reason": "Tests fail.", "iterations": 3, "cost_usd": 0.25,
-                                  "model": MODEL}, "b2", "error", "Tests fail.")
+                                  "cost_unknown": False, "models": {f"anthropic:{MODEL}": 3}}, "b2", "error",
+                                 "Tests fail.")
     crashed = harness.read_record({}, "c3", "error", "The task crashed; see the worker log.")
-    assert unpriced["cost_unknown"] is True and unpriced["models"] == {"claude-unpriced-9": 3}
+    assert unpriced["cost_unknown"] is True and unpriced["models"] == {"anthropic:claude-unpriced-9": 3}
     assert priced["cost_unknown"] is False and priced["outcome"] == "failed"
     assert crashed["outcome"] == "failed" and crashed["reason"] == "The task crashed; see the worker log."
-    assert crashed["cost_usd"] is None and crashed["branch"] == "tars/c3"
+    assert crashed["cost_usd"] is None and crashed["branch"] == "tars/c3" and crashed["models"] == {}
 
     def result(name: str, figures: dict, solved: bool) -> harness.TaskResult:
         return harness.TaskResult(task=name, language="python", skills=["fixes-a-bug"], task_id=figures["branch"][5:],
