@@ -503,8 +503,8 @@ RENAMED_SETTINGS: dict[str, tuple[str | None, str]] = {
 }
 
 # A name in .env with one of these prefixes is meant for TARS: one that is no setting is a typo or an old name.
-TARS_PREFIXES = ("TARS_", "ANTHROPIC_", "CLAUDE_", "OPENAI_", "OLLAMA_", "OPENROUTER_", "REDIS_", "N8N_", "DISCORD_", "WEBHOOK_", "TWILIO_", "VOICE_",
-                 "DASHBOARD_", "CONFIRMATION_", "MAX_TASK_")
+TARS_PREFIXES = ("TARS_", "ANTHROPIC_", "CLAUDE_", "OPENAI_", "OLLAMA_", "OPENROUTER_", "REDIS_", "N8N_", "DISCORD_",
+                 "WEBHOOK_", "TWILIO_", "VOICE_", "DASHBOARD_", "CONFIRMATION_", "MAX_TASK_")
 
 log = logging.getLogger("tars.config")
 

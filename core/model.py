@@ -4,8 +4,9 @@ The loop only sees the `Model` protocol: `query(system, tools, messages) -> Turn
 (the history's one form, whoever answers). `AnthropicModel` is Claude through the anthropic SDK;
 core/openai_model.OpenAIModel is any OpenAI-compatible server, converting both ways; `FallbackModel` holds a
 role's ordered list (core/providers.py) and lets the next take over when one is unavailable, fitting the history
-to each one's context window (core/context.py); core/model_roles.py builds it from the settings. `ScriptedModel` replays
-turns in-process for unit tests and benchmarks, the way mini-swe-agent ships a deterministic model with its code.
+to each one's context window (core/context.py); core/model_roles.py builds it from the settings. `ScriptedModel`
+replays turns in-process for unit tests and benchmarks, the way mini-swe-agent ships a deterministic model with its
+code.
 The voice brain streams from the same classes (`stream`, async).
 """
 
@@ -18,8 +19,8 @@ import os
 import signal
 import ssl
 import threading
-from dataclasses import asdict, dataclass, field
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import anthropic
@@ -30,6 +31,7 @@ from core import context, providers
 from core.defaults import MODEL_MAX_TOKENS
 from core.exceptions import ModelError
 from core.providers import PROVIDERS, ModelSpec, Price, price_of
+
 
 @dataclass
 class Usage:

@@ -1,10 +1,9 @@
 """The evaluation harness: each task through TARS's real worker, for each model, judged by the task's hidden tests.
 
 For each model (a `provider:model` spec), in turn:
-1. one `start_worker.py` process with CODING_MODELS=<that spec> (and, for an Anthropic model, CLAUDE_MODEL=<model>,
-   which is what a worker without multi-provider models runs), the provider settings passed through from the
-   caller's environment and .env (ANTHROPIC_*, OPENAI_*, OPENROUTER_*, OLLAMA_*, LMSTUDIO_*, VLLM_*, MODEL_*), on a private
-   Redis (bench/common.py) with PROJECTS_ROOT and DATA_DIR in a temporary folder;
+1. one `start_worker.py` process with CODING_MODELS=<that model> alone (no fallback), the provider settings passed
+   through from the caller's environment and .env (ANTHROPIC_*, OPENAI_*, OPENROUTER_*, OLLAMA_*, LMSTUDIO_*,
+   VLLM_*, MODEL_*), on a private Redis (bench/common.py) with PROJECTS_ROOT and DATA_DIR in a temporary folder;
 2. for each task: its project/ committed as the first commit of a fresh repository in PROJECTS_ROOT, then
    `TaskManager.start(goal, project)`; the harness follows the task's event stream (core/event_log.py) to its ending
    event, whose data is the worker's result record. The worker's own runtime limit is --timeout; the harness waits
@@ -326,10 +325,7 @@ class Run:
         return reports
 
     def worker_env(self, spec: ModelSpec, base: dict[str, str]) -> dict[str, str]:
-        env = {**base, **self.provider, "CODING_MODELS": spec.label}
-        if spec.provider == "anthropic":
-            env["CLAUDE_MODEL"] = spec.model
-        return env
+        return {**base, **self.provider, "CODING_MODELS": spec.label}
 
     def _model(self, index: int, spec: ModelSpec, base: dict[str, str]) -> ModelReport:
         report = ModelReport(spec.label)

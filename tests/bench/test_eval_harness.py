@@ -225,7 +225,8 @@ def test_the_guide_explains_every_option():
     from tests import doccheck
 
     guide = (ROOT / "docs" / "EVALUATING_MODELS.md").read_text()
-    documented = {row[0].strip("`").split()[0] for row in doccheck.table_rows(doccheck.section(guide, "Several models"))}
+    rows = doccheck.table_rows(doccheck.section(guide, "Several models"))
+    documented = {row[0].strip("`").split()[0] for row in rows}
     options = {option for action in harness.build_parser()._actions for option in action.option_strings
                if option.startswith("--") and option != "--help"}
     assert documented == options

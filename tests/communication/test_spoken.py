@@ -39,12 +39,13 @@ def test_the_voice_modules_word_no_sentence_of_their_own():
 
 
 def test_a_model_taking_over_is_said_with_the_reason_not_the_fix():
-    message = ("openai:gpt-5.1 took over from anthropic:claude-sonnet-5-5: The Anthropic API was overloaded (529, after "
-               "3 attempts): retry the task in a few minutes.")
-    assert spoken.model_fallback_sentence("a7f3c2", message) == ("Sir, task a7f3c2 goes on with gpt-5.1 on OpenAI, because the "
-                                                          "Anthropic API was overloaded (529, after 3 attempts).")
+    message = ("openai:gpt-5.1 took over from anthropic:claude-sonnet-5-5: The Anthropic API was overloaded (529, "
+               "after 3 attempts): retry the task in a few minutes.")
+    assert spoken.model_fallback_sentence("a7f3c2", message) == (
+        "Sir, task a7f3c2 goes on with gpt-5.1 on OpenAI, because the Anthropic API was overloaded (529, after 3 "
+        "attempts).")
     local = "ollama:qwen3-coder:30b took over from openai:gpt-5.1: OPENAI_API_KEY is not set, so openai:gpt-5.1 " \
             "cannot be used: add it to .env (see env.example) and restart, or take openai:gpt-5.1 off the model list."
-    assert spoken.model_fallback_sentence("a7f3c2", local) == ("Sir, task a7f3c2 goes on with qwen3-coder:30b on Ollama, "
-                                                        "because OPENAI_API_KEY is not set, so openai:gpt-5.1 cannot "
-                                                        "be used.")
+    assert spoken.model_fallback_sentence("a7f3c2", local) == (
+        "Sir, task a7f3c2 goes on with qwen3-coder:30b on Ollama, because OPENAI_API_KEY is not set, so openai:gpt-5.1 "
+        "cannot be used.")
