@@ -19,11 +19,11 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from core import event_log, keys, plans
-from core.config import load_settings
+from core.config import Settings, load_settings
 from core.exceptions import CodeRejected, TaskNotActive
-from core.config import Settings
 from core.model import Usage, estimate_cost
 from core.task_manager import TaskManager
+from core.task_states import usd
 from tests.communication.test_delivery_discord_bot import other_messages, status_messages
 from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET, bot_settings
 from tests.fakes.anthropic_api import bash, edit, error, text, tool_use
@@ -257,7 +257,7 @@ def test_a_plan_costs_its_planner_and_every_subtask_and_shows_it_while_it_runs(t
     ending = wait_until(lambda: [m for m in other_messages(discord, parent)
                                  if m["content"].startswith(f"🎉 Task {parent} complete")], 120,
                         "the plan's ending in Discord")[0]
-    assert {"name": "Cost", "value": f"${done.cost_usd:.4f}", "inline": True} in ending["embeds"][0]["fields"]
+    assert {"name": "Cost", "value": usd(done.cost_usd), "inline": True} in ending["embeds"][0]["fields"]
 
 
 def test_plan_goals_sets_when_a_goal_is_planned(redis_client, tars_env):
