@@ -77,8 +77,14 @@ def spent(fake_api, script, usage) -> Usage:
 
 
 def ended(tasks, task_id, timeout=180):
-    return wait_until(lambda: (s := tasks.status(task_id)).status not in ("queued", "running",
-                      "awaiting_confirmation") and s, timeout, f"task {task_id} to end")
+    try:
+        return wait_until(lambda: (s := tasks.status(task_id)).status not in ("queued", "running",
+                          "awaiting_confirmation") and s, timeout, f"task {task_id} to end")
+    except AssertionError as late:  # say where it stood: a plan's rows and its timeline
+        status = tasks.status(task_id)
+        timeline = [f"{e.type}: {e.message}" for e in events(tasks, task_id)]
+        raise AssertionError(f"{late}: {status.status}, {status.progress!r}, rows {status.plan}, "
+                             f"timeline {timeline}") from None
 
 
 def events(tasks, task_id, kind=None):
