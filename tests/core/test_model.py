@@ -226,6 +226,7 @@ def timeline(tasks, task_id, kind=None):
     return [e for e in event_log.read(tasks.redis, task_id) if kind is None or e.type == kind]
 
 
+@pytest.mark.worker_story  # the openai SDK's newest release meets these in the drift check
 def test_a_task_completes_on_an_openai_compatible_model_alone(tasks, fake_api, fake_openai, start_worker, projects):
     fake_openai.script([oai.bash("python3 -c 'print(6 * 7)'"),
                         oai.edit(command="create", path="calc.py", file_text="def add(a, b):\n    return a + b\n"),
@@ -252,6 +253,7 @@ def completion_tokens(fake) -> list[int]:
     return [r.usage["completion_tokens"] for r in fake.requests]
 
 
+@pytest.mark.worker_story  # the openai SDK's newest release meets these in the drift check
 def test_anthropic_overloaded_for_good_hands_the_task_to_the_next_model(tasks, fake_api, fake_openai, start_worker,
                                                                          n8n):
     fake_api.script([repeat(error(529))], match="Goal: Write an adder", name="overloaded")
@@ -309,6 +311,7 @@ def test_a_model_without_its_key_is_passed_over_and_alone_fails_with_the_fix(tas
     assert tasks.status(alone).status == "complete"
 
 
+@pytest.mark.worker_story  # the openai SDK's newest release meets these in the drift check
 def test_a_fifty_step_task_fits_a_32k_model_that_refuses_longer_requests(tasks, fake_openai, start_worker):
     """Each step's command prints about 10 kB (the tool output cap): 50 steps hold over 150k tokens of output, and the
     local stand-in refuses any request over 32,768 tokens, as a 32k model would."""

@@ -16,6 +16,8 @@ from core.providers import ModelSpec, Price
 from core.tools import BASH_TOOL, EDITOR_TOOL, BashInput, EditorInput
 from tests.fakes.openai_api import bash, edit, error, multi, text, tool_call
 
+pytestmark = pytest.mark.worker_story  # the wire format each openai SDK release must keep: in the drift check
+
 
 def model(fake, name="gpt-5.1", provider="openai", **options) -> OpenAIModel:
     return OpenAIModel(ModelSpec(provider, name), api_key="sk-test", base_url=fake.base_url, max_retries=0,
