@@ -36,10 +36,10 @@ from core.defaults import (CONFIRMATION_ATTEMPTS, JOB_TIMEOUT_MARGIN_SECONDS, PL
                            PROJECT_ENV_STALE_SECONDS, PROJECT_ENV_TIMEOUT_SECONDS, RESULT_TTL_SECONDS)
 from core.exceptions import GitError, Interrupted, TaskEnded, TaskFailed, TarsError, WorkspaceUnusable
 from core.model import Model, Usage
-from core.model_roles import UnusableModel, build_models
-from core.providers import OPENAI
 from core.model import warm_up as model_warm_up
+from core.model_roles import UnusableModel, build_models
 from core.openai_model import warm_up as openai_warm_up
+from core.providers import OPENAI
 from core.redis_conn import private_client
 from core.scrub import Scrubber
 from core.tools import Workspace, scrub_environment

@@ -101,11 +101,6 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat()
 
 
-def _usage(stored: dict | None) -> Usage:
-    """Usage from its stored dict (a result's, a job meta's, a plan's planner_usage); empty for none."""
-    return Usage.from_dict(stored)
-
-
 def _recorded_reason(meta: dict) -> str | None:
     """Why a task ended, as its worker (or the reaper) recorded it with the ending phase: "Failed: <reason>"."""
     return meta.get("progress", "").partition(": ")[2] or None
@@ -334,11 +329,11 @@ class TaskManager:
         jobs = {job.id: job for job in Job.fetch_many(ids, connection=self.redis) if job is not None}
         rows: list[dict] = []
         by_key: dict[str, dict] = {}
-        used = _usage(record.get("planner_usage"))
+        used = Usage.from_dict(record.get("planner_usage"))
         for sub in record["subtasks"]:
             job = jobs.get(sub["task_id"])
             status = self._status_of(job) if job is not None else None
-            used.add(_usage(status.usage if status else None))
+            used.add(Usage.from_dict(status.usage if status else None))
             meta = (job.get_meta(refresh=False) or {}) if job is not None else {}
             row = {"key": sub["key"], "title": sub["title"], "task_id": sub["task_id"], "role": sub["role"],
                    "status": status.status if status else QUEUED, "depends_on": sub["depends_on"],
