@@ -24,8 +24,8 @@ from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core import providers
-from core.exceptions import ConfigError
+from core import providers, schedules
+from core.exceptions import ConfigError, InvalidSchedule
 from core.redis_conn import safe_url, with_embedded_password
 
 
@@ -213,6 +213,33 @@ class Settings(BaseSettings):
     VOICE_NAME: str | None = None
     VOICE_INTERRUPTIBLE: Literal["any", "speech", "dtmf", "none"] = "any"
     WELCOME_GREETING: str = "TARS here, sir. What shall we build?"
+    VOICE_WEB_SEARCH: bool = Field(False, description=(
+        "on: the voice brain may search the web (Anthropic's server-side web search tool) to answer questions about "
+        "the weather, news or documentation during a call. Anthropic voice models only; billed by Anthropic per "
+        "search."))
+    CALL_HISTORY_DAYS: int = Field(30, ge=1, le=3650, description=(
+        "How many days each call's transcript (both sides, codes and secrets redacted) is kept: `python main_tars.py "
+        "calls` and the dashboard's Calls page."))
+
+    # --- the phone both ways: TARS calls and texts the owner (Twilio's REST API) ---
+    TWILIO_ACCOUNT_SID: str | None = Field(None, description=(
+        "Your Twilio account's SID (AC + 32 hex characters, on the console's front page): TARS places calls and "
+        "sends texts through Twilio's REST API with it."))
+    TWILIO_API_KEY_SID: str | None = Field(None, description=(
+        "Optional: an API key (SK + 32 hex characters) to call Twilio's REST API with instead of the auth token; "
+        "set TWILIO_API_KEY_SECRET with it. Webhook signatures are still checked with TWILIO_AUTH_TOKEN."))
+    TWILIO_API_KEY_SECRET: SecretStr | None = None
+    TWILIO_PHONE_NUMBER: str | None = Field(None, description=(
+        "Your Twilio number (E.164, +15551234567): TARS calls and texts the owner from it, and `doctor` checks its "
+        "voice and SMS URLs."))
+    TWILIO_API_BASE_URL: str = Field("https://api.twilio.com", description=(
+        "Twilio's REST API base. Tests point it at a local stand-in."))
+    CALL_OWNER_FOR_CONFIRMATIONS: bool = Field(False, description=(
+        "on: a task that needs the confirmation code while the owner is on no call makes TARS call the first of "
+        "OWNER_PHONE_NUMBERS (once per request); a missed call becomes a text. Needs TWILIO_ACCOUNT_SID, "
+        "TWILIO_PHONE_NUMBER, PUBLIC_BASE_URL and Twilio credentials."))
+    QUIET_HOURS: str = Field("", description=(
+        "HH:MM-HH:MM local time (22:00-07:00): no call then; TARS texts instead. Empty: calls at any hour."))
 
     # --- server -----------------------------------------------------------
     DASHBOARD_PASSWORD: SecretStr | None = None
@@ -235,6 +262,7 @@ class Settings(BaseSettings):
                      "COMMAND_RULES_FILE", "TASKS_FILE",
                      "CONFIRMATION_CODE", "DASHBOARD_PASSWORD", "N8N_WEBHOOK_URL", "DISCORD_WEBHOOK_URL", "WEBHOOK_SIGNING_SECRET",
                      "WEBHOOK_SECRET", "DISCORD_BOT_TOKEN", "DISCORD_CHANNEL_ID", "PUBLIC_BASE_URL", "TWILIO_AUTH_TOKEN", "VOICE_TTS_PROVIDER", "VOICE_NAME",
+                     "TWILIO_ACCOUNT_SID", "TWILIO_API_KEY_SID", "TWILIO_API_KEY_SECRET", "TWILIO_PHONE_NUMBER",
                      "MAX_TASK_COST_USD", "DAILY_BUDGET_USD",
                      mode="before")
     @classmethod
@@ -271,6 +299,36 @@ class Settings(BaseSettings):
     @classmethod
     def _phone_numbers(cls, value):
         return _listed(value, r"\+[1-9]\d{6,14}", "an E.164 number like +15551234567")
+
+    @field_validator("TWILIO_ACCOUNT_SID", "TWILIO_API_KEY_SID")
+    @classmethod
+    def _twilio_sid(cls, value, info):
+        prefix = "AC" if info.field_name == "TWILIO_ACCOUNT_SID" else "SK"
+        if value is not None and not re.fullmatch(prefix + r"[0-9a-fA-F]{32}", value.strip()):
+            raise ValueError(f"must be {prefix} followed by 32 hex characters, as the Twilio console shows it")
+        return value.strip() if value is not None else None
+
+    @field_validator("TWILIO_PHONE_NUMBER")
+    @classmethod
+    def _twilio_number(cls, value):
+        if value is not None and not re.fullmatch(r"\+[1-9]\d{6,14}", value.strip()):
+            raise ValueError("must be an E.164 number like +15551234567")
+        return value.strip() if value is not None else None
+
+    @field_validator("TWILIO_API_BASE_URL")
+    @classmethod
+    def _twilio_api(cls, value):
+        return _base_url(value, "the http(s):// base of Twilio's REST API (https://api.twilio.com)") or \
+            "https://api.twilio.com"
+
+    @field_validator("QUIET_HOURS")
+    @classmethod
+    def _quiet_hours(cls, value):
+        try:
+            schedules.parse_quiet_hours(value)
+        except InvalidSchedule as exc:
+            raise ValueError(str(exc).rstrip(".")) from None
+        return value.strip()
 
     @field_validator("DISCORD_CHANNEL_ID")
     @classmethod
@@ -350,6 +408,12 @@ class Settings(BaseSettings):
                 providers.parse_models(getattr(self, variable), variable)  # a bad entry stops the start, named
         self.COMMAND_RULES_FILE = self._owner_file("COMMAND_RULES_FILE", self.COMMAND_RULES_FILE, "commands.json")
         self.TASKS_FILE = self._owner_file("TASKS_FILE", self.TASKS_FILE, "tasks.yaml")
+        if (self.TWILIO_API_KEY_SID is None) != (self.TWILIO_API_KEY_SECRET is None):
+            raise ValueError("TWILIO_API_KEY_SID and TWILIO_API_KEY_SECRET go together: set both (an API key of your "
+                             "Twilio account) or neither (the REST API then uses TWILIO_AUTH_TOKEN)")
+        if self.CALL_OWNER_FOR_CONFIRMATIONS and self.phone_missing():
+            raise ValueError("CALL_OWNER_FOR_CONFIRMATIONS=on needs " + ", ".join(self.phone_missing()) +
+                             " (TARS calls you through Twilio's REST API): set them, or CALL_OWNER_FOR_CONFIRMATIONS=off")
         if self.DISCORD_BOT_TOKEN is not None and not (self.DISCORD_CHANNEL_ID and self.DISCORD_OWNER_IDS):
             raise ValueError("DISCORD_BOT_TOKEN is set, so the bot also needs DISCORD_CHANNEL_ID (where it listens) "
                              "and DISCORD_OWNER_IDS (who may answer): set both, or unset DISCORD_BOT_TOKEN")
@@ -390,6 +454,16 @@ class Settings(BaseSettings):
     @property
     def owner_numbers(self) -> list[str]:
         return [n for n in self.OWNER_PHONE_NUMBERS.split(",") if n]
+
+    def phone_missing(self) -> list[str]:
+        """The settings TARS still needs to call and text the owner (empty: it can)."""
+        missing = [name for name in ("TWILIO_ACCOUNT_SID", "TWILIO_PHONE_NUMBER", "PUBLIC_BASE_URL")
+                   if getattr(self, name) is None]
+        if not self.owner_numbers:
+            missing.append("OWNER_PHONE_NUMBERS")
+        if self.TWILIO_AUTH_TOKEN is None and self.TWILIO_API_KEY_SID is None:
+            missing.append("TWILIO_AUTH_TOKEN (or TWILIO_API_KEY_SID and TWILIO_API_KEY_SECRET)")
+        return missing
 
     @property
     def discord_owners(self) -> set[int]:
@@ -492,9 +566,6 @@ RENAMED_SETTINGS: dict[str, tuple[str | None, str]] = {
     "WEBSOCKET_URL": ("PUBLIC_BASE_URL", "the voice relay is wss://<that host>/relay on the same server"),
     "WEBHOOK_PORT": ("PORT", "one server serves the webhooks, the voice relay and the dashboard"),
     "WEBSOCKET_PORT": ("PORT", "one server serves the webhooks, the voice relay and the dashboard"),
-    "TWILIO_ACCOUNT_SID": (None, "not needed: TWILIO_AUTH_TOKEN checks Twilio's signatures"),
-    "TWILIO_PHONE_NUMBER": (None, "not needed: point the number's voice webhook at PUBLIC_BASE_URL/voice in the "
-                                  "Twilio console"),
     "GEMINI_API_KEY": ("VOICE_MODELS", "the phone conversation's models are a list of provider:model (Anthropic "
                                        "or any OpenAI-compatible server, e.g. OpenRouter for Gemini)"),
     "GEMINI_MODEL": ("VOICE_MODELS", "the phone conversation's models are a list of provider:model"),

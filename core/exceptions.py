@@ -54,6 +54,15 @@ class InvalidReportPeriod(TarsError):
     """A report's --since that is not a period such as 7d, 24h or 2w."""
 
 
+class PhoneUnavailable(TarsError):
+    """TARS cannot call or text the owner: a setting is missing, or Twilio's REST API refused or could not be reached
+    (communication/twilio_rest.py); the message names the fix."""
+
+
+class InvalidReminder(TarsError):
+    """A reminder without text, or one whose time cannot be read (core/reminders.py); the message gives the rule."""
+
+
 class TaskNotFound(TarsError):
     """No task has this id."""
 

@@ -237,3 +237,48 @@ def task_file_entry(identity: str) -> str:
 
 TASK_FILE_LOCK = "tars:tasks_file:lock"
 """Held by the one reader of the tasks file queueing its entries now (several servers may watch the same file)."""
+
+
+# --- the phone both ways: calls and texts to the owner (communication/owner_phone.py) ------------------------------
+def phone_asked(request_id: str) -> str:
+    """Set (SET NX) when TARS called or texted the owner about one confirmation request: never twice for it."""
+    return f"tars:phone:asked:{request_id}"
+
+
+def phone_outbound(call_sid: str) -> str:
+    """Hash of a call TARS placed to the owner: to, purpose (confirm, done, reminder), task_id, request_id, text
+    (what the call says; texted instead when the call is missed). Expires a day after."""
+    return f"tars:phone:outbound:{call_sid}"
+
+
+def phone_texted(number: str) -> str:
+    """Hash of the newest request texted to an owner number (task_id, request_id): what a bare code in their SMS
+    reply answers."""
+    return f"tars:phone:texted:{number}"
+
+
+REMINDERS = "tars:reminders"
+"""Sorted set of the owner's reminder ids scored by when they are due (Unix seconds); the server calls or texts each
+at its time (core/reminders.py)."""
+
+
+def reminder(reminder_id: str) -> str:
+    """Hash of one reminder: text, due (ISO), by (call or text), created_at, call_sid (the call that set it)."""
+    return f"tars:reminder:{reminder_id}"
+
+
+# --- call history (core/call_history.py) ---------------------------------------------------------------------------
+CALL_HISTORY = "tars:calls:history"
+"""Sorted set of the call sids of past and present calls scored by their start time; trimmed to CALL_HISTORY_DAYS."""
+
+
+def call_record(call_sid: str) -> str:
+    """Hash of one call's record: number, direction (inbound, outbound), purpose, started_at, ended_at. Expires
+    after CALL_HISTORY_DAYS."""
+    return f"tars:calls:record:{call_sid}"
+
+
+def call_transcript(call_sid: str) -> str:
+    """List of one call's transcript lines, oldest first, each JSON {"at", "who": caller|tars, "text"} with codes and
+    secrets redacted. Expires with the call's record."""
+    return f"tars:calls:transcript:{call_sid}"

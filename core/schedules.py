@@ -103,3 +103,35 @@ def start_time(at: str | None, delay: str | None, now: datetime | None = None) -
     if delay:
         return parse_in(delay, now)
     return parse_at(at, now) if at else None
+
+
+# --- quiet hours: when TARS texts the owner instead of calling (QUIET_HOURS) ------------------------------------
+QUIET_RULE = "give HH:MM-HH:MM on the 24-hour clock, local time (22:00-07:00), or leave it empty"
+
+
+def _clock(text: str) -> time | None:
+    match = CLOCK.fullmatch(text.strip())
+    if not match or int(match[1]) > 23 or int(match[2]) > 59:
+        return None
+    return time(int(match[1]), int(match[2]))
+
+
+def parse_quiet_hours(text: str | None) -> tuple[time, time] | None:
+    """QUIET_HOURS as (start, end) local clock times; None when empty. A span may cross midnight (22:00-07:00)."""
+    if not text or not text.strip():
+        return None
+    start, dash, end = text.strip().partition("-")
+    span = (_clock(start), _clock(end)) if dash else (None, None)
+    if span[0] is None or span[1] is None or span[0] == span[1]:
+        raise InvalidSchedule(f"Quiet hours {text.strip()!r} cannot be read: {QUIET_RULE}.")
+    return span  # type: ignore[return-value]
+
+
+def in_quiet_hours(text: str | None, now: datetime | None = None) -> bool:
+    """Whether local time `now` falls in QUIET_HOURS (its start included, its end not)."""
+    span = parse_quiet_hours(text)
+    if span is None:
+        return False
+    start, end = span
+    clock = _now(now).astimezone().time().replace(second=0, microsecond=0)
+    return start <= clock < end if start < end else clock >= start or clock < end
