@@ -6,7 +6,7 @@
                                            command
   python main_tars.py workers [status|pause|resume]   the workers' state; pause: no task starts, running ones wait
   python main_tars.py task start --goal T  [--project P] [--verbose|--quiet] [--priority high|normal|low]
-                      [--at HH:MM | --in 2h]   (later: RQ's scheduler in the workers queues it then)
+                      [--at HH:MM | --in 2h] [--call-when-done]   (later: RQ's scheduler in the workers queues it then)
   python main_tars.py task status [ID] | task list | task cancel ID | task confirm ID CODE | task retry ID
                       | task pause ID | task resume ID
   python main_tars.py task log [ID] [--follow]   the task's timeline (following it live until it ends)
@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     verbosity.add_argument("--quiet", dest="verbose", action="store_false", help="milestones only")
     start.add_argument("--priority", type=str.lower, choices=PRIORITIES, default=NORMAL,
                        help="high starts before every normal task waiting, low after them (default: normal)")
+    start.add_argument("--call-when-done", action="store_true",
+                       help="TARS calls you when it ends (a text if you miss the call; docs/PHONE.md)")
     when = start.add_mutually_exclusive_group()
     when.add_argument("--at", type=start_time(schedules.parse_at), metavar="TIME",
                       help="start it at TIME: HH:MM (the next such local time) or an ISO date-time")
@@ -358,7 +360,7 @@ def run_task_command(args, tasks: TaskManager) -> int:
     out = (lambda obj, text: print(json.dumps(obj, indent=2, default=str) if args.json else text))
     if args.task_command == "start":
         task_id = tasks.start(args.goal, args.project, verbose_updates=args.verbose, plan=args.plan,
-                              priority=args.priority, at=args.at)
+                              priority=args.priority, at=args.at, call_when_done=args.call_when_done)
         scheduled = tasks.status(task_id).scheduled_for if args.at else None
         if scheduled:
             out({"task_id": task_id, "scheduled_for": scheduled},

@@ -22,7 +22,7 @@ from rq.job import Job
 
 from communication import spoken
 from communication.spoken import spoken_status
-from core import pause, report, schedules
+from core import pause, reminders, report, schedules
 from core.config import Settings
 from core.exceptions import CodeRejected, TarsError, TaskNotFound
 from core.schema import Schema, function_schema
@@ -178,6 +178,7 @@ class VoiceFunctions:
         self.settings = settings or tasks.settings
         self.call_sid = call_sid
         self.pending_confirmation: str | None = None  # the task whose code request was just spoken
+        self.reminder_added: Callable[[], None] = lambda: None  # the server's reminder loop looks again (the relay)
 
     def resolve_task_id(self, said: str | None) -> str:
         """The task a spoken id means: exact, else the unique recent task it is a prefix of or one slip from."""
@@ -302,7 +303,8 @@ class VoiceFunctions:
     def start_autonomous_coding(self, goal: str, project_path: str | None = None,
                                 verbose_updates: bool | None = None, create_new_project: bool = False,
                                 plan: bool | None = None, priority: Literal["high", "normal", "low"] | None = None,
-                                start_at: str | None = None, start_in: str | None = None) -> str:
+                                start_at: str | None = None, start_in: str | None = None,
+                                call_when_done: bool = False) -> str:
         """Start a background programming task: a worker runs Claude on a project until the goal is met,
         with progress on Discord. Use when the owner asks to build, write, fix or test code.
 
@@ -320,6 +322,7 @@ class VoiceFunctions:
                 time ('tonight at two' -> '02:00', 'at half past six' in the evening -> '18:30'), or an ISO
                 date-time ('2025-06-01T09:30'); omit to start now
             start_in: instead of start_at, a delay ('in two hours' -> '2h', '30m', '1h30m'); omit to start now
+            call_when_done: true when the owner says to call them when it's done (a text if they miss the call)
         """
         choice = match_project(self.settings.PROJECTS_ROOT, project_path or "", create=create_new_project)
         if choice.question:
@@ -327,7 +330,8 @@ class VoiceFunctions:
         try:
             at = schedules.start_time(start_at, start_in)
             task_id = self.tasks.start(goal, choice.path, verbose_updates=verbose_updates,
-                                       call_sid=self.call_sid, plan=plan, priority=priority, at=at)
+                                       call_sid=self.call_sid, plan=plan, priority=priority, at=at,
+                                       call_when_done=call_when_done)
         except TarsError as exc:
             return str(exc)
         meta = Job.fetch(task_id, connection=self.tasks.redis).get_meta(refresh=False) or {}
@@ -335,8 +339,9 @@ class VoiceFunctions:
             return spoken.held(task_id, choice.said, meta["progress"])
         planned = bool(meta.get("plan"))
         scheduled = datetime.fromisoformat(meta["scheduled_for"]) if meta.get("scheduled_for") else None
-        return spoken.started(task_id, choice.said, planned, refused=bool(plan) and not planned,
-                              priority=meta["priority"], at=scheduled)
+        sentence = spoken.started(task_id, choice.said, planned, refused=bool(plan) and not planned,
+                                  priority=meta["priority"], at=scheduled)
+        return spoken.will_call_when_done(sentence) if call_when_done else sentence
 
     @voice_function
     def report_on_tasks(self, days: Annotated[int, Schema(minimum=1, maximum=90)] = 7) -> str:
@@ -347,6 +352,44 @@ class VoiceFunctions:
             days: how many days back to look: 7 for "this week", 1 for "today"
         """
         return spoken.report_summary(report.report(self.tasks.redis, days * 86400), days)
+
+    # --- reminders (core/reminders.py; the server calls or texts them, communication/owner_phone.py) -------------
+    @voice_function
+    def set_reminder(self, text: str, at: str | None = None, delay: str | None = None,
+                     by: Literal["call", "text"] = "call") -> str:
+        """Remind the owner of something later by calling (or texting) them: 'remind me at five to check the
+        deploy'. Give at or delay.
+
+        Args:
+            text: what to remind them of, short, in their words ('check the deploy')
+            at: 'HH:MM' on the 24-hour clock, the next such time ('at five' in the afternoon -> '17:00'), or an
+                ISO date-time
+            delay: instead of at, a delay ('in twenty minutes' -> '20m', '2h', '1h30m')
+            by: text when the owner asks for a text message; call otherwise
+        """
+        missing = self.settings.phone_missing()
+        if missing:
+            return spoken.cannot_phone(missing)
+        at_time = schedules.start_time(at, delay)
+        if at_time is None:
+            return "When should I remind you, sir?"
+        reminder = reminders.add(self.tasks.redis, text, at_time, by, self.call_sid)
+        self.reminder_added()
+        return spoken.reminder_set(reminder.text, at_time, by)
+
+    @voice_function
+    def list_reminders(self) -> str:
+        """The owner's reminders still to come, soonest first."""
+        return spoken.reminders_listed(reminders.pending(self.tasks.redis))
+
+    @voice_function
+    def cancel_reminder(self, reminder_id: str) -> str:
+        """Cancel one of the owner's reminders (list_reminders says their ids).
+
+        Args:
+            reminder_id: the reminder's id as heard
+        """
+        return spoken.reminder_cancelled(reminders.cancel(self.tasks.redis, spoken_task_id(reminder_id)).text)
 
     @voice_function
     def cancel_coding_task(self, task_id: str) -> str:
@@ -459,6 +502,8 @@ read aloud by text-to-speech.
 Never write code in the conversation.
 - When the owner says to plan it out first, call start_autonomous_coding with plan=true: the goal is split into \
 subtasks that several workers build at once, and you tell the owner the plan when it comes.
+- When the owner says to call them when it's done, pass call_when_done=true. "Remind me at five to check the \
+deploy" is set_reminder: TARS calls (or texts) them then.
 - "It's urgent" starts the task at priority high, "whenever you have time" at low. When the owner says when to \
 start it ("tonight at two", "in an hour"), pass start_at or start_in; the owner hears the time back.
 - For anything else (the weather, a question, small talk) just answer; you cannot look things up.

@@ -237,13 +237,14 @@ def no_such_function(name: str) -> str:
 
 
 # --- announcements ----------------------------------------------------------------------------------------------
-def confirmation_sentence(task_id: str, command: str, reason: str) -> str:
+def confirmation_sentence(task_id: str, command: str, reason: str,
+                          ask: str = "Please provide your confirmation code.") -> str:
     command = command if len(command) <= 200 else command[:200] + "…"
     sentence = (f"Sir, the background programming task {task_id} needs your confirmation code. "
                 f"I need to run: {command.rstrip('.')}.")
     if reason:  # the gate's reason, e.g. "`rm` deletes files": said without its backticks
         sentence += f" The reason: {reason.replace('`', '').rstrip('.')}."
-    return sentence + " Please provide your confirmation code."
+    return f"{sentence} {ask}"
 
 
 def ending_sentence(task_id: str, outcome: str, reason: str, git: dict | None = None) -> str | None:
@@ -279,3 +280,102 @@ def must_be(name: str, what: str, value: object) -> str:
 
 def needs(function: str, missing: list[str]) -> str:
     return f"{function} needs {' and '.join(missing)}."
+
+
+# --- calls and texts TARS starts (communication/owner_phone.py) ------------------------------------------------
+CALLING_GREETING = "TARS here, sir."
+"""What the owner hears first when they answer a call TARS placed; the call's reason follows."""
+
+SMS_HELP = ("TARS: reply with your confirmation code (or the task id, a space and the code), or STATUS for a "
+            "summary of the tasks.")
+"""The answer to a text TARS cannot read."""
+
+TEXT_LIMIT = 320
+"""Longest text TARS sends: two SMS segments."""
+
+
+def calling_about_code(task_id: str, command: str, reason: str) -> str:
+    """The owner answered the call TARS placed because a task needs the code, and the request is still pending."""
+    return confirmation_sentence(task_id, command, reason,
+                                 ask="Say your confirmation code, or key it in and press pound.")
+
+
+def code_no_longer_needed(task_id: str) -> str:
+    """The owner answered the call, but the request was answered, refused or ended meanwhile."""
+    return f"Task {task_id} no longer needs your code: it was answered elsewhere or it ended. Anything else, sir?"
+
+
+def calling_to_tell(sentence: str) -> str:
+    """The greeting of a call TARS placed to tell the owner something (a task ended, a reminder)."""
+    return f"{CALLING_GREETING} {sentence}"
+
+
+def reminder_sentence(text: str) -> str:
+    return f"You asked me to remind you: {text.rstrip('.')}."
+
+
+def reminder_set(text: str, at: datetime, by: str) -> str:
+    how = "call" if by == "call" else "text"
+    return f"I'll {how} you {schedules.when_text(at)} to remind you: {text.rstrip('.')}."
+
+
+def reminders_listed(pending: list) -> str:
+    """The owner's pending reminders (core/reminders.Reminder), soonest first."""
+    if not pending:
+        return "You have no reminders, sir."
+    said = "; ".join(f"{schedules.when_text(r.due)}, {r.text.rstrip('.')} (reminder {r.reminder_id})"
+                     for r in pending[:5])
+    more = f" And {len(pending) - 5} more." if len(pending) > 5 else ""
+    return f"Your reminders: {said}.{more}"
+
+
+def reminder_cancelled(text: str) -> str:
+    return f"Cancelled the reminder to {text.rstrip('.')}."
+
+
+def cannot_phone(missing: list[str]) -> str:
+    return f"I can't call or text you yet, sir: {', '.join(missing)} must be set in the settings."
+
+
+def will_call_when_done(sentence: str) -> str:
+    """started()'s sentence for a task started with call-when-done."""
+    return sentence.replace("I'll send updates to Discord.", "I'll call you when it's done; updates go to Discord.")
+
+
+def _texted(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= TEXT_LIMIT else text[:TEXT_LIMIT - 1].rstrip() + "…"
+
+
+def code_text(task_id: str, command: str, reason: str, missed: bool) -> str:
+    """The text asking for the code: instead of a call (quiet hours), or after a missed one."""
+    command = command if len(command) <= 120 else command[:120] + "…"
+    why = f" ({reason.replace('`', '').rstrip('.')})" if reason else ""
+    head = "TARS (I called, no answer): " if missed else "TARS: "
+    return _texted(f"{head}task {task_id} needs your confirmation code to run: {command}{why}. Reply with the code, "
+                   f"or STATUS.")
+
+
+def news_text(sentence: str, missed: bool) -> str:
+    """A call's news (a task ended, a reminder) as a text: instead of the call, or after a missed one."""
+    head = "TARS (I called, no answer): " if missed else "TARS: "
+    return _texted(head + sentence)
+
+
+def status_text(rows: list[TaskStatus]) -> str:
+    """The answer to STATUS by text: one line over the recent tasks."""
+    if not rows:
+        return "TARS: no tasks yet."
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.status] = counts.get(row.status, 0) + 1
+    waiting = [row for row in rows if row.status == "awaiting_confirmation"]
+    parts = [f"{n} {status.replace('_', ' ')}" for status, n in counts.items()
+             if status in ("running", "queued", "scheduled", "paused")]
+    if waiting:
+        parts.append("waiting for your code: " + ", ".join(
+            f"{row.task_id} ({(row.confirmation_command or '')[:60]})" for row in waiting[:3]))
+    ended = next((row for row in rows if not row.active), None)
+    if ended is not None:
+        parts.append(f"last ended: {ended.task_id} {ended.status}")
+    return _texted("TARS: " + ("; ".join(parts) or "nothing running") + ".")
