@@ -170,7 +170,7 @@ def test_the_owner_on_a_call_hears_the_request_there_and_is_not_rung(server, fak
     wait_until(lambda: "CA" + "5" * 32 in server.app.state.voice.calls, what="the call to be set up")
     task_id, _project = destructive_task(tasks, fake_api, projects, hold=0)
     start_worker()
-    assert caller.next(timeout=30).message["token"].startswith(
+    assert caller.next(timeout=60).message["token"].startswith(
         f"Sir, the background programming task {task_id} needs your confirmation code.")
     caller.press(TEST_CODE + "#")
     assert tasks.wait_until_ended(task_id, 30)
