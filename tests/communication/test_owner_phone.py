@@ -12,13 +12,14 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta
 
+import httpx
 import pytest
 
 from communication import spoken
 from communication.spoken import NOT_OWNER
 from core import keys
 from tests.communication.test_voice import PUBLIC, TOKEN, destructive_task, echo_tool_result, task_id_in
-from tests.conftest import TEST_CODE
+from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET
 from tests.fakes.anthropic_api import edit, text, tool_use
 from tests.fakes.relay_client import RelayClient
 from tests.fakes.twilio_api import OWNER
@@ -284,3 +285,16 @@ def test_a_reminder_by_text_or_in_quiet_hours_is_a_text(make_server, fake_twilio
     assert fake_twilio.wait_for_message(timeout=30).body == "TARS: You asked me to remind you: stretch."
     assert fake_twilio.calls == []
     caller.close()
+
+
+def test_the_api_takes_call_when_done_and_refuses_it_without_the_phone(serve, server, fake_twilio, tasks):
+    headers = {"X-TARS-Webhook-Secret": TEST_WEBHOOK_SECRET}
+    started = httpx.post(server.url + "/api/tasks", json={"goal": "add a README", "call_when_done": True},
+                         headers=headers)
+    assert started.status_code == 201, started.text
+    assert tasks.status(started.json()["task_id"]).call_when_done is True
+    bare = serve()  # no Twilio settings
+    refused = httpx.post(bare.url + "/api/tasks", json={"goal": "add a README", "call_when_done": True},
+                         headers=headers)
+    assert refused.status_code == 422
+    assert refused.json()["detail"].startswith("I cannot call you when it is done: set TWILIO_ACCOUNT_SID")
