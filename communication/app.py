@@ -31,7 +31,8 @@ from core.config import Settings
 from core.defaults import QUEUE_NAME
 from core.exceptions import (GitError, InvalidBudget, InvalidGoal, InvalidPriority, InvalidProjectPath,
                              InvalidReportPeriod, InvalidSchedule, MergeBlocked, MergeConflict, NoSuchCheckpoint,
-                             NotAwaitingConfirmation, PauseRefused, PhoneUnavailable, TarsError, TaskNotActive, TaskNotFound)
+                             NotAwaitingConfirmation, PauseRefused, PhoneUnavailable, TarsError, TaskNotActive,
+                             TaskNotFound)
 from core.redis_conn import probe_client
 from core.task_file import TaskFileWatcher
 from core.task_manager import TaskManager
