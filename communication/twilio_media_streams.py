@@ -48,6 +48,7 @@ from communication.spoken import (APOLOGY, NOT_OWNER, confirmation_sentence, end
                                   plan_fallback_sentence,
                                   plan_sentence)
 from core import event_log, keys
+from core.call_history import INBOUND, OUTBOUND, CallHistory, CallRecorder
 from core.config import Settings
 from core.defaults import CALL_REFRESH_SECONDS
 from core.exceptions import TarsError
@@ -223,6 +224,7 @@ class RelayCall:
         self.closed = False
         self.tasks: set[asyncio.Task] = set()
         self.refresher: asyncio.Task | None = None
+        self.history: CallRecorder | None = None  # the call's transcript (core/call_history.py), from its setup
 
     @property
     def label(self) -> str:
@@ -292,6 +294,7 @@ class RelayCall:
             log.error("[%s] could not be registered as active (Redis: %s); the call goes on", self.label, exc)
         self.refresher = asyncio.create_task(self._refresh())
         log.info("[%s] set up: the owner (%s) is on the line", self.label, caller)
+        self._start_history(message)
 
     async def on_prompt(self, message: Prompt) -> None:
         piece = message.voice_prompt.strip()
@@ -303,6 +306,7 @@ class RelayCall:
         if not text:
             return
         log.info("[%s] caller: %s", self.label, loggable(text, self.settings))
+        self.history.caller(text)
         if self.reply_task is not None and not self.reply_task.done():
             await self._cut_reply(None, supersede=True)  # a newer turn makes the reply in progress moot
         self.reply_task = asyncio.create_task(self._reply(text))
@@ -317,6 +321,7 @@ class RelayCall:
         if digit == "#":
             code, self.digits = self.digits, ""
             if code:
+                self.history.keypad()
                 self._spawn(self._keypad_code(code))
         elif digit == "*":
             self.digits = ""
@@ -343,6 +348,7 @@ class RelayCall:
                 return
             await self.send(Text(sentence, last=True, interruptible=interruptible))
             self.last_cycle = "announcement"
+            self.history.tars(sentence)
         log.info("[%s] announced: %s", self.label, sentence)
         if self.conversation is not None:
             self.conversation.note(sentence)
@@ -365,11 +371,13 @@ class RelayCall:
             await cycle.finish()
         finally:
             cycle.release()
+            self._record_reply(cycle)
 
     async def _cut_reply(self, heard: str | None, supersede: bool) -> None:
         task = self.reply_task
         if task is None or task.done():
             if heard is not None and self.conversation is not None:
+                self.history.heard_only(heard)
                 if self.last_cycle == "reply":
                     self.conversation.heard_only(heard)
                 elif self.last_cycle == "announcement":
@@ -402,6 +410,22 @@ class RelayCall:
                     return status.task_id
         return None
 
+    # --- call history (core/call_history.py) ------------------------------------------------------------------------
+    def _start_history(self, message: Setup) -> None:
+        """Twilio says "outbound-api" for a call TARS placed (its purpose in customParameters) and "inbound" else."""
+        outbound = message.direction.startswith("outbound")
+        self.history = CallRecorder(CallHistory(self.hub.connection, self.settings), self.call_sid)
+        self.history.start(message.to if outbound else message.caller, OUTBOUND if outbound else INBOUND,
+                           str(message.custom_parameters.get("purpose") or "")[:64])
+
+    def _record_reply(self, cycle: _TalkCycle) -> None:
+        """What the caller heard of a reply: all of it, or up to an interrupt, or what was sent before it was cut."""
+        if not cycle.said:  # nothing reached the caller (and any interrupt's words belong to an older reply)
+            return
+        cut = asyncio.current_task().cancelling() > 0
+        heard = self.conversation.heard  # set by the interrupt that cut this reply
+        self.history.tars(heard if cut and heard is not None else cycle.said, cut=cut)
+
     # --- lifetime ----------------------------------------------------------------------------------------------------
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)
@@ -430,6 +454,8 @@ class RelayCall:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        if self.history is not None:
+            await self.history.end(over=self.hub.calls.get(self.call_sid) is self)
         if self.call_sid is not None:
             if self.hub.calls.get(self.call_sid) is self:  # not when a newer socket took the call over
                 del self.hub.calls[self.call_sid]
@@ -446,12 +472,14 @@ class _TalkCycle:
     def __init__(self, call: RelayCall):
         self.call = call
         self.holding = False
+        self.said = ""  # every token sent (the call history's line)
 
     async def say(self, token: str) -> None:
         if not self.holding:
             await self.call.speaking.acquire()
             self.holding = True
         await self.call.send(Text(token, last=False))
+        self.said += token
 
     async def finish(self) -> None:
         if not self.holding:
