@@ -65,6 +65,7 @@ class Call:
     ended_at: float | None  # None while the call is on (or when its server died before the end was written)
     lines: int
     task_ids: list[str] = field(default_factory=list)
+    on_the_line: bool = False  # registered as active now (core/session_manager.py)
 
     @property
     def duration(self) -> float | None:
@@ -151,12 +152,13 @@ class CallHistory:
                 pipe.hgetall(keys.call_record(sid))
                 pipe.llen(keys.call_transcript(sid))
                 pipe.zrevrange(keys.call_tasks(sid), 0, -1)
+                pipe.exists(keys.call(sid))
             answers = pipe.execute() if sids else []
         found = []
         for i, sid in enumerate(sids):
-            record, lines, task_ids = answers[3 * i:3 * i + 3]
+            record, lines, task_ids, live = answers[4 * i:4 * i + 4]
             if record:  # expired between the index and its record: not listed
-                found.append(_call(sid, record, lines, task_ids))
+                found.append(_call(sid, record, lines, task_ids, live))
         return found
 
     def call(self, call_sid: str) -> tuple[Call, list[Line]]:
@@ -165,24 +167,25 @@ class CallHistory:
             pipe.hgetall(keys.call_record(call_sid))
             pipe.lrange(keys.call_transcript(call_sid), 0, -1)
             pipe.zrevrange(keys.call_tasks(call_sid), 0, -1)
-            record, raw_lines, task_ids = pipe.execute()
+            pipe.exists(keys.call(call_sid))
+            record, raw_lines, task_ids, live = pipe.execute()
         if not record:
             raise CallNotFound(f"There is no call {call_sid[:64]!r} in the call history (calls are kept "
                                f"{self.settings.CALL_HISTORY_DAYS} days).")
         lines = [Line(**json.loads(raw)) for raw in raw_lines]
-        return _call(call_sid, record, len(lines), task_ids), lines
+        return _call(call_sid, record, len(lines), task_ids, live), lines
 
 
 def _line(who: str, text: str, at: float | None) -> str:
     return json.dumps({"at": time.time() if at is None else at, "who": who, "text": text})
 
 
-def _call(sid: str, record: dict, lines: int, task_ids: list) -> Call:
+def _call(sid: str, record: dict, lines: int, task_ids: list, live: int) -> Call:
     data = {k.decode(): v.decode() for k, v in record.items()}
     ended = data.get("ended_at")
     return Call(sid, data.get("number", ""), data.get("direction", INBOUND), data.get("purpose", ""),
                 float(data.get("started_at") or 0), float(ended) if ended else None, lines,
-                [t.decode() for t in task_ids])
+                [t.decode() for t in task_ids], bool(live))
 
 
 class CallRecorder:
