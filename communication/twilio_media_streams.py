@@ -287,6 +287,7 @@ class RelayCall:
         self.call_sid, self.caller = call_sid, caller
         self.functions = VoiceFunctions(self.hub.tasks, self.settings, call_sid=call_sid)
         self.conversation = Conversation(self.hub.brain(), self.settings, self.functions, label=self.label)
+        self._start_history(message)  # before the hub knows the call: its first announcement is recorded too
         self.hub.calls[call_sid] = self
         try:
             await asyncio.to_thread(self.hub.registry.register, call_sid, caller)
@@ -294,7 +295,6 @@ class RelayCall:
             log.error("[%s] could not be registered as active (Redis: %s); the call goes on", self.label, exc)
         self.refresher = asyncio.create_task(self._refresh())
         log.info("[%s] set up: the owner (%s) is on the line", self.label, caller)
-        self._start_history(message)
 
     async def on_prompt(self, message: Prompt) -> None:
         piece = message.voice_prompt.strip()
