@@ -24,38 +24,16 @@ from communication import spoken
 from communication.spoken import spoken_status
 from core import pause, reminders, report, schedules
 from core.config import Settings
+from core.confirmations import DIGIT_WORDS, spoken_digits
 from core.exceptions import CodeRejected, TarsError, TaskNotFound
 from core.schema import Schema, function_schema
 from core.task_manager import TaskManager, TaskStatus
 
 log = logging.getLogger("tars.voice")
 
-DIGIT_WORDS = {"zero": "0", "oh": "0", "o": "0", "nought": "0", "one": "1", "won": "1", "two": "2", "to": "2",
-               "too": "2", "three": "3", "tree": "3", "four": "4", "for": "4", "fore": "4", "five": "5",
-               "six": "6", "sicks": "6", "seven": "7", "eight": "8", "ate": "8", "nine": "9", "niner": "9"}
 LETTER_WORDS = {"alpha": "a", "alfa": "a", "ay": "a", "bravo": "b", "bee": "b", "be": "b", "charlie": "c",
                 "see": "c", "sea": "c", "delta": "d", "dee": "d", "echo": "e", "ee": "e", "foxtrot": "f",
                 "ef": "f", "eff": "f"}
-MULTIPLIERS = {"double": 2, "triple": 3}
-
-
-def spoken_digits(text: object) -> str:
-    """'six two eight three' / '6 2 8 3' / 'double four one' → '6283' / '6283' / '441'. Unknown words are kept."""
-    out: list[str] = []
-    repeat = 1
-    for word in re.findall(r"[a-z]+|\d+|[^\s\w]", str(text).lower()):
-        if word in MULTIPLIERS:
-            repeat = MULTIPLIERS[word]
-            continue
-        piece = DIGIT_WORDS.get(word, word if word.isdigit() else None)
-        if piece is None:
-            if word.isalnum():
-                out.append(word)
-            repeat = 1
-            continue
-        out.append(piece * repeat if len(piece) == 1 else piece)
-        repeat = 1
-    return "".join(out)
 
 
 def spoken_task_id(text: object) -> str:

@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 
 from communication.spoken import APOLOGY, DID_NOT_WORK, FILLER, LOST
 from core.config import Settings
+from core.confirmations import mentions_code
 from core.exceptions import ModelError
 from core.model import FallbackModel
-from sub_agents_tars import VOICE_SYSTEM_PROMPT, VoiceFunctions, spoken_digits
+from sub_agents_tars import VOICE_SYSTEM_PROMPT, VoiceFunctions
 
 log = logging.getLogger("tars.voice")
 
@@ -279,8 +280,7 @@ def _tail(heard: str | None, sent: str, round_start: int) -> str:
 
 def loggable(text: str, settings: Settings) -> str:
     """The caller's words for the log, unless they contain the confirmation code (said or typed)."""
-    code = settings.secret("CONFIRMATION_CODE")
-    if code and (code in text or code in spoken_digits(text)):
+    if mentions_code(text, settings.secret("CONFIRMATION_CODE")):
         return "(words containing the confirmation code, not logged)"
     return text
 

@@ -3,8 +3,9 @@
 The voice functions' answers (sub_agents_tars.py), the conversation's own sentences (communication/conversation.py)
 and the call's announcements and refusal (communication/twilio_media_streams.py) are all written here, so their
 wording is read, changed and kept consistent in one place. What the caller says is heard elsewhere
-(spoken_digits and spoken_task_id in sub_agents_tars.py). Sentences core/ raises (core/exceptions.py) are spoken
-as they are: core never imports communication/. The greeting is a setting (WELCOME_GREETING in core/config.py).
+(spoken_digits in core/confirmations.py, spoken_task_id in sub_agents_tars.py). Sentences core/ raises
+(core/exceptions.py) are spoken as they are: core never imports communication/. The greeting is a setting
+(WELCOME_GREETING in core/config.py).
 """
 
 from __future__ import annotations

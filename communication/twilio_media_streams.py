@@ -48,6 +48,7 @@ from communication.spoken import (APOLOGY, NOT_OWNER, confirmation_sentence, end
                                   plan_fallback_sentence,
                                   plan_sentence)
 from core import event_log, keys
+from core.call_history import INBOUND, OUTBOUND, CallHistory, CallRecorder
 from core.config import Settings
 from core.defaults import CALL_REFRESH_SECONDS
 from core.exceptions import TarsError
@@ -228,6 +229,7 @@ class RelayCall:
         self.closed = False
         self.tasks: set[asyncio.Task] = set()
         self.refresher: asyncio.Task | None = None
+        self.history: CallRecorder | None = None  # the call's transcript (core/call_history.py), from its setup
 
     @property
     def label(self) -> str:
@@ -298,6 +300,7 @@ class RelayCall:
         if self.hub.phone is not None:
             self.functions.reminder_added = self.hub.phone.reminder_added
         self.conversation = Conversation(self.hub.brain(), self.settings, self.functions, label=self.label)
+        self._start_history(message)  # before the hub knows the call: its first announcement is recorded too
         self.hub.calls[call_sid] = self
         try:
             await asyncio.to_thread(self.hub.registry.register, call_sid, caller)
@@ -319,6 +322,7 @@ class RelayCall:
         if not text:
             return
         log.info("[%s] caller: %s", self.label, loggable(text, self.settings))
+        self.history.caller(text)
         if self.reply_task is not None and not self.reply_task.done():
             await self._cut_reply(None, supersede=True)  # a newer turn makes the reply in progress moot
         self.reply_task = asyncio.create_task(self._reply(text))
@@ -333,6 +337,7 @@ class RelayCall:
         if digit == "#":
             code, self.digits = self.digits, ""
             if code:
+                self.history.keypad()
                 self._spawn(self._keypad_code(code))
         elif digit == "*":
             self.digits = ""
@@ -359,6 +364,7 @@ class RelayCall:
                 return
             await self.send(Text(sentence, last=True, interruptible=interruptible))
             self.last_cycle = "announcement"
+            self.history.tars(sentence)
         log.info("[%s] announced: %s", self.label, sentence)
         if self.conversation is not None:
             self.conversation.note(sentence)
@@ -381,11 +387,13 @@ class RelayCall:
             await cycle.finish()
         finally:
             cycle.release()
+            self._record_reply(cycle)
 
     async def _cut_reply(self, heard: str | None, supersede: bool) -> None:
         task = self.reply_task
         if task is None or task.done():
             if heard is not None and self.conversation is not None:
+                self.history.heard_only(heard)
                 if self.last_cycle == "reply":
                     self.conversation.heard_only(heard)
                 elif self.last_cycle == "announcement":
@@ -429,6 +437,22 @@ class RelayCall:
                     return status.task_id
         return None
 
+    # --- call history (core/call_history.py) ------------------------------------------------------------------------
+    def _start_history(self, message: Setup) -> None:
+        """Twilio says "outbound-api" for a call TARS placed (its purpose in customParameters) and "inbound" else."""
+        outbound = message.direction.startswith("outbound")
+        self.history = CallRecorder(CallHistory(self.hub.connection, self.settings), self.call_sid)
+        self.history.start(message.to if outbound else message.caller, OUTBOUND if outbound else INBOUND,
+                           str(message.custom_parameters.get("purpose") or "")[:64])
+
+    def _record_reply(self, cycle: _TalkCycle) -> None:
+        """What the caller heard of a reply: all of it, or up to an interrupt, or what was sent before it was cut."""
+        if not cycle.said:  # nothing reached the caller (and any interrupt's words belong to an older reply)
+            return
+        cut = asyncio.current_task().cancelling() > 0
+        heard = self.conversation.heard  # set by the interrupt that cut this reply
+        self.history.tars(heard if cut and heard is not None else cycle.said, cut=cut)
+
     # --- lifetime ----------------------------------------------------------------------------------------------------
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)
@@ -457,6 +481,8 @@ class RelayCall:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        if self.history is not None:
+            await self.history.end(over=self.hub.calls.get(self.call_sid) is self)
         if self.call_sid is not None:
             if self.hub.calls.get(self.call_sid) is self:  # not when a newer socket took the call over
                 del self.hub.calls[self.call_sid]
@@ -473,12 +499,14 @@ class _TalkCycle:
     def __init__(self, call: RelayCall):
         self.call = call
         self.holding = False
+        self.said = ""  # every token sent (the call history's line)
 
     async def say(self, token: str) -> None:
         if not self.holding:
             await self.call.speaking.acquire()
             self.holding = True
         await self.call.send(Text(token, last=False))
+        self.said += token
 
     async def finish(self) -> None:
         if not self.holding:

@@ -9,6 +9,7 @@ from typing import Annotated, Literal, get_args, get_origin, get_type_hints
 import pytest
 
 from core import schedules
+from core.confirmations import spoken_digits
 from core.task_manager import TaskManager
 from sub_agents_tars import (
     VOICE_SYSTEM_PROMPT,
@@ -16,7 +17,6 @@ from sub_agents_tars import (
     Schema,
     VoiceFunctions,
     match_project,
-    spoken_digits,
     spoken_task_id,
     voice_function,
 )
