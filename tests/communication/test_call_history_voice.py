@@ -57,11 +57,15 @@ def test_a_call_leaves_both_sides_and_its_task_but_never_the_code(phone, fake_ap
 
 def test_a_call_tars_placed_keeps_its_purpose(voice, fake_api, redis_client, settings):
     sid = "CA" + "7" * 32
+    # what TARS remembers of a call it placed (communication/owner_phone.py): the relay takes only such calls
+    redis_client.hset(keys.phone_outbound(sid), mapping={"to": OWNER, "purpose": "reminder", "task_id": "",
+                                                        "request_id": "", "greeting": "TARS here, sir."})
     client = RelayClient.dial(voice.port, PUBLIC, TOKEN)
     try:
         client.call_sid = sid
-        # Twilio's setup of a call TARS placed: "outbound-api", and the purpose TARS gave in its TwiML
-        client.send(Setup(call_sid=sid, caller=OWNER, to=OWNER, direction="outbound-api",
+        # Twilio's setup of a call TARS placed: "outbound-api", from the Twilio number to the owner, and the purpose
+        # TARS gave in its TwiML
+        client.send(Setup(call_sid=sid, caller="+15550001111", to=OWNER, direction="outbound-api",
                           custom_parameters={"purpose": "reminder"}))
         wait_until(lambda: CallHistory(redis_client, settings).calls(), what="the call to be recorded")
         client.hang_up()

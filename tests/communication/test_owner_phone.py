@@ -18,6 +18,7 @@ import pytest
 from communication import spoken
 from communication.spoken import NOT_OWNER
 from core import keys
+from core.call_history import CODE_MARK, CallHistory
 from tests.communication.test_voice import PUBLIC, TOKEN, destructive_task, echo_tool_result, task_id_in
 from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET
 from tests.fakes.anthropic_api import edit, text, tool_use
@@ -80,6 +81,13 @@ def test_a_task_needing_a_code_calls_the_owner_who_says_it_and_the_task_goes_on(
     assert phone.reply().text == f"Confirmation code received for task {task_id}, sir."
     assert tasks.wait_until_ended(task_id, 30)
     assert tasks.status(task_id).status == "complete" and not (project / "old_backup.py").exists()
+    history = CallHistory(server.app.state.redis, server.app.state.settings)
+    lines = wait_until(lambda: (found := history.call(call.sid)[1]) and len(found) >= 3 and found,
+                       what="the call's transcript")
+    assert history.call(call.sid)[0].purpose == "confirm"
+    assert [(line.who, line.text) for line in lines[:3]] == [
+        ("tars", code_announcement(task_id)), ("caller", CODE_MARK),
+        ("tars", f"Confirmation code received for task {task_id}, sir.")]
     assert message_of(fake_twilio.report(call, "completed", server.url, PUBLIC)) == ""
     assert fake_twilio.messages == [] and len(fake_twilio.calls) == 1  # answered: no text, and one call only
 
