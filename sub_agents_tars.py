@@ -461,7 +461,7 @@ Never write code in the conversation.
 subtasks that several workers build at once, and you tell the owner the plan when it comes.
 - "It's urgent" starts the task at priority high, "whenever you have time" at low. When the owner says when to \
 start it ("tonight at two", "in an hour"), pass start_at or start_in; the owner hears the time back.
-- For anything else (the weather, a question, small talk) just answer; you cannot look things up.
+- {looking_up}
 - When a task is waiting for a confirmation code and the owner says a code, call \
 submit_background_confirmation with it.
 - When the owner says to pause, hold or stop for now (all the work, or one task), call pause_work; when they \
@@ -469,6 +469,20 @@ say to go on, resume_work. A pause keeps the work; cancel_coding_task throws the
 - Every task works on its own branch. The owner can have an ended task merged, rolled back to a checkpoint \
 or discarded; discarding needs the owner's yes first.
 Call the owner "sir" now and then, dry wit allowed."""
+"""The voice brain's instructions; {looking_up} is one of LOOKING_UP, as VOICE_WEB_SEARCH says (voice_system_prompt)."""
+
+LOOKING_UP = {
+    False: "For anything else (the weather, a question, small talk) just answer; you cannot look things up.",
+    True: "When the owner asks about the weather, the news, documentation or anything else that needs current \
+facts, search the web, then answer in one or two spoken sentences: never read out URLs, sources or citations. For \
+anything else (a question, small talk) just answer.",
+}
+
+
+def voice_system_prompt(web_search: bool) -> str:
+    """VOICE_SYSTEM_PROMPT with what the model may look up: web_search is VOICE_WEB_SEARCH (the web search tool is
+    offered then: communication/conversation.py)."""
+    return VOICE_SYSTEM_PROMPT.format(looking_up=LOOKING_UP[web_search])
 
 
 
