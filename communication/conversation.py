@@ -140,7 +140,8 @@ class Conversation:
                     continue
                 tool_uses = [b for b in blocks if b["type"] == "tool_use"]
                 if stop_reason != "tool_use" or not tool_uses:
-                    if self._add_answer(_finished(blocks)):
+                    self._add_answer(_finished(blocks))
+                    if self.messages[-1]["role"] == "assistant":  # this turn's answer (a paused one's too)
                         reply.final_index = len(self.messages) - 1
                     return
                 self._add_answer(blocks)
@@ -232,16 +233,14 @@ class Conversation:
         else:
             task.cancel()
 
-    def _add_answer(self, blocks: list[dict]) -> bool:
-        """Put a round's blocks into the history: a new assistant message, or the rest of a paused one. False when
-        there was nothing to put."""
+    def _add_answer(self, blocks: list[dict]) -> None:
+        """Put a round's blocks into the history: a new assistant message, or the rest of a paused one."""
         if not blocks:
-            return False
+            return
         if self.messages and self.messages[-1]["role"] == "assistant":  # only after a pause within this reply
             self.messages[-1]["content"] += blocks
         else:
             self.messages.append({"role": "assistant", "content": blocks})
-        return True
 
     def _keep_heard(self, index: int, tail: str) -> None:
         """The assistant message at index keeps, of its words, only tail (what the caller heard), and its web
@@ -249,7 +248,7 @@ class Conversation:
         if not tail:
             del self.messages[index]
             return
-        searches = [b for b in self.messages[index]["content"] if b.get("type") in SERVER_BLOCKS]
+        searches = _finished([b for b in self.messages[index]["content"] if b.get("type") in SERVER_BLOCKS])
         self.messages[index] = {"role": "assistant", "content": searches + [{"type": "text", "text": tail}]}
 
     async def _run_tools(self, reply: _Reply, tool_uses: list[dict], say: Say) -> list[dict]:
