@@ -25,7 +25,8 @@ from communication.spoken import spoken_status
 from core import pause, reminders, report, schedules
 from core.config import Settings
 from core.confirmations import DIGIT_WORDS, spoken_digits
-from core.exceptions import CodeRejected, TarsError, TaskNotFound
+from core.exceptions import (CodeRejected, MergeBlocked, MergeConflict, NoRemote, PushRejected, TarsError,
+                             TaskNotActive, TaskNotFound)
 from core.schema import Schema, function_schema
 from core.task_manager import TaskManager, TaskStatus
 
@@ -424,12 +425,16 @@ class VoiceFunctions:
             task_id: the task id as heard; omit for the latest task
             checkpoint: the checkpoint number to go back to
         """
+        resolved = None
         try:
             resolved = self.resolve_task_id(task_id)
+            before = len(self.tasks.checkpoints(resolved))
             point = self.tasks.rollback(resolved, checkpoint)
+        except TaskNotActive:
+            return self._still_active(resolved, "roll it back")
         except TarsError as exc:
             return str(exc)
-        return spoken.rolled_back(resolved, point.number, point.message)
+        return spoken.rolled_back(resolved, point.number, point.message, before - point.number, point.tests_passed)
 
     @voice_function
     def merge_coding_task(self, task_id: str | None = None) -> str:
@@ -438,10 +443,61 @@ class VoiceFunctions:
         Args:
             task_id: the task id as heard; omit for the latest task
         """
+        resolved = checkout = None
         try:
-            return self.tasks.merge(self.resolve_task_id(task_id)).message
+            resolved = self.resolve_task_id(task_id)
+            checkout = self.tasks.task_checkout(resolved, "merge it")
+            result = self.tasks.merge(resolved)
+            if result.kind not in ("fast-forward", "merge"):  # nothing to merge: its own sentence says why
+                return result.message
+            commits, tests = self._branch_state(resolved)
+        except TaskNotActive:
+            return self._still_active(resolved, "merge it")
+        except MergeConflict as exc:
+            return spoken.merge_conflict(resolved, checkout.start_branch, exc.files)
+        except MergeBlocked as exc:
+            return spoken.merge_blocked(resolved, exc.files)
         except TarsError as exc:
             return str(exc)
+        return spoken.merged(checkout.branch, result.branch, commits, len(result.files), tests)
+
+    @voice_function
+    def push_coding_task(self, task_id: str | None = None) -> str:
+        """Push an ended task's branch to its project's remote (origin) under the same name; never forced. Use when
+        the owner says to push it.
+
+        Args:
+            task_id: the task id as heard; omit for the latest task
+        """
+        resolved = checkout = None
+        try:
+            resolved = self.resolve_task_id(task_id)
+            checkout = self.tasks.task_checkout(resolved, "push it")
+            self.tasks.push(resolved)
+            commits, tests = self._branch_state(resolved)
+        except TaskNotActive:
+            return self._still_active(resolved, "push it")
+        except NoRemote:
+            return spoken.no_remote(resolved)
+        except PushRejected as exc:
+            return spoken.push_refused(checkout.branch, "origin", exc.moved_on, exc.reason)
+        except TarsError as exc:
+            return str(exc)
+        return spoken.pushed(checkout.branch, "origin", commits, tests)
+
+    def _branch_state(self, task_id: str) -> tuple[int, bool | None]:
+        """(commits, tests) of an ended task's branch as it is now: its commits since the task started, and True when
+        the worker marked its latest checkpoint as passing the tests; else what the task's own test run at its end
+        said (False: failing; None: none ran), as long as the branch is as the task left it (not rolled back)."""
+        points = self.tasks.checkpoints(task_id)
+        if points and points[-1].tests_passed:
+            return len(points), True
+        ended = (self.tasks.status(task_id).result or {}).get("git") or {}
+        return len(points), ended.get("tests_passed") if ended.get("commits") == len(points) else None
+
+    def _still_active(self, task_id: str, action: str) -> str:
+        status = self.tasks.status(task_id)
+        return spoken.still_active(status.task_id, status.status, action)
 
     @voice_function
     def discard_coding_task(self, task_id: str | None = None, confirmed: bool = False) -> str:
@@ -484,14 +540,28 @@ subtasks that several workers build at once, and you tell the owner the plan whe
 deploy" is set_reminder: TARS calls (or texts) them then.
 - "It's urgent" starts the task at priority high, "whenever you have time" at low. When the owner says when to \
 start it ("tonight at two", "in an hour"), pass start_at or start_in; the owner hears the time back.
-- For anything else (the weather, a question, small talk) just answer; you cannot look things up.
+- {looking_up}
 - When a task is waiting for a confirmation code and the owner says a code, call \
 submit_background_confirmation with it.
 - When the owner says to pause, hold or stop for now (all the work, or one task), call pause_work; when they \
 say to go on, resume_work. A pause keeps the work; cancel_coding_task throws the task away.
-- Every task works on its own branch. The owner can have an ended task merged, rolled back to a checkpoint \
-or discarded; discarding needs the owner's yes first.
+- Every task works on its own branch. The owner can have an ended task merged, pushed to its remote \
+("push it"), rolled back to a checkpoint or discarded; discarding needs the owner's yes first.
 Call the owner "sir" now and then, dry wit allowed."""
+"""The voice brain's instructions; {looking_up} is one of LOOKING_UP, as VOICE_WEB_SEARCH says (voice_system_prompt)."""
+
+LOOKING_UP = {
+    False: "For anything else (the weather, a question, small talk) just answer; you cannot look things up.",
+    True: "When the owner asks about the weather, the news, documentation or anything else that needs current \
+facts, search the web, then answer in one or two spoken sentences: never read out URLs, sources or citations. For \
+anything else (a question, small talk) just answer.",
+}
+
+
+def voice_system_prompt(web_search: bool) -> str:
+    """VOICE_SYSTEM_PROMPT with what the model may look up: web_search is VOICE_WEB_SEARCH (the web search tool is
+    offered then: communication/conversation.py)."""
+    return VOICE_SYSTEM_PROMPT.format(looking_up=LOOKING_UP[web_search])
 
 
 

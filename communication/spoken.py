@@ -205,10 +205,64 @@ def code_rejected(message: str) -> str:
     return message.replace("Code rejected", "That code was rejected")
 
 
-def rolled_back(task_id: str, number: int, message: str) -> str:
+# --- the task's branch: push, merge, roll back (what happened, with its numbers, in one sentence) ---------------
+BRANCH_TESTS = {True: "tests passing", False: "tests failing", None: "no passing test run"}
+"""What the worker's tests said of a branch's tip (True: its latest checkpoint is marked as passing)."""
+
+
+def _commits(count: int) -> str:
+    return f"{count} commit{'s' if count != 1 else ''}"
+
+
+def pushed(branch: str, remote: str, commits: int, tests: bool | None) -> str:
+    """'Pushed tars/a7f3c1 to origin: 3 commits, tests passing.'"""
+    return f"Pushed {branch} to {remote}: {_commits(commits)}, {BRANCH_TESTS[tests]}."
+
+
+def no_remote(task_id: str) -> str:
+    return f"Task {task_id}'s project has no remote called origin, sir, so there is nowhere to push it."
+
+
+def push_refused(branch: str, remote: str, moved_on: bool, reason: str) -> str:
+    """A push origin refused; never forced (moved_on: origin's branch has commits this one lacks)."""
+    if moved_on:
+        return (f"{remote} refused {branch}, sir: its copy there has moved on since, and I never force a push, so "
+                f"nothing was changed.")
+    return f"{remote} refused the push of {branch}, sir: {reason.rstrip('.')}."
+
+
+def merged(branch: str, target: str, commits: int, files: int, tests: bool | None) -> str:
+    """'Merged tars/a7f3c1 into main: 3 commits, 5 files, tests passing.'"""
+    return (f"Merged {branch} into {target}: {_commits(commits)}, {files} file{'s' if files != 1 else ''}, "
+            f"{BRANCH_TESTS[tests]}.")
+
+
+def merge_conflict(task_id: str, target: str, files: list[str]) -> str:
+    shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    return f"Task {task_id} conflicts with {target} in {shown}, sir, so I merged nothing."
+
+
+def merge_blocked(task_id: str, files: list[str]) -> str:
+    """The owner's uncommitted changes touch files the merge would change (core/git_workspace.merge refused)."""
+    shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    return (f"Your uncommitted changes to {shown} touch files task {task_id} changed, sir: commit or stash them and "
+            f"I'll merge it.")
+
+
+def rolled_back(task_id: str, number: int, message: str, undone: int, tests: bool) -> str:
+    """'Rolled task a7f3c1 back to checkpoint 2: Add the parser; 1 commit undone, tests passing.' (tests: that
+    checkpoint is marked as passing)."""
     if number == 0:
-        return f"Task {task_id} is rolled back to before it started, sir."
-    return f"Task {task_id} is rolled back to checkpoint {number}: {message.rstrip('.')}."
+        return f"Rolled task {task_id} back to before it started, sir: {_commits(undone)} undone."
+    passing = ", tests passing" if tests else ""
+    return (f"Rolled task {task_id} back to checkpoint {number}: {message.rstrip('.')}; {_commits(undone)} "
+            f"undone{passing}.")
+
+
+def still_active(task_id: str, status: str, action: str) -> str:
+    """A branch operation asked of a task that has not ended: 'Task a7f3c1 is still running, sir; I can push it once
+    it has ended.'"""
+    return f"Task {task_id} {SPOKEN_STATUS[status]}, sir; I can {action} once it has ended."
 
 
 def discard_question(task_id: str) -> str:
