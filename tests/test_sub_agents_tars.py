@@ -122,7 +122,7 @@ def test_the_tools_keep_the_original_names_and_parameters():
                           "submit_background_confirmation", "list_coding_tasks",
                           "rollback_coding_task", "merge_coding_task", "discard_coding_task",  # issue 6
                           "report_on_tasks", "pause_work", "resume_work",  # issue 17
-                          "push_coding_task"}  # issue 19
+                          "push_coding_task", "set_reminder", "list_reminders", "cancel_reminder"}  # issue 19
     assert {"goal", "project_path", "verbose_updates", "plan"} <= set(tools["start_autonomous_coding"]["properties"])
     assert tools["submit_background_confirmation"]["required"] == ["confirmation_code"]
     assert tools["cancel_coding_task"]["required"] == ["task_id"]
@@ -147,7 +147,9 @@ def test_every_voice_method_is_a_tool_whose_schema_is_its_signature():
         hints = get_type_hints(method)  # without Annotated
         for param in params:
             prop = schema["properties"][param.name]
-            types = [t for t in get_args(hints[param.name]) or [hints[param.name]] if t is not type(None)]
+            hint = hints[param.name]
+            types = [hint] if get_origin(hint) is Literal else [t for t in get_args(hint) or [hint]
+                                                                if t is not type(None)]
             if get_origin(types[0]) is Literal:  # an enum: its values, of their type
                 assert prop["enum"] == list(get_args(types[0])), name
                 types = [type(prop["enum"][0])]
