@@ -32,6 +32,7 @@ from core.task_manager import TaskManager
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.twilio_api import FakeTwilio
 from tests.fakes.webhook_server import FakeWebhook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,6 +101,23 @@ def discord(discord_server):
     discord_server.reset()
     yield discord_server
     assert discord_server.errors == []
+
+
+@pytest.fixture(scope="session")
+def fake_twilio_server():
+    with FakeTwilio() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_twilio(fake_twilio_server):
+    """The local Twilio REST API (tests/fakes/twilio_api.py), a fresh account: no calls, texts or planned failures,
+    its number's webhooks unset; the fake itself never failed. `fake_twilio.settings()` points TARS at it."""
+    fake_twilio_server.reset()
+    yield fake_twilio_server
+    errors = list(fake_twilio_server.errors)
+    fake_twilio_server.reset()  # also closes the relay sockets a test's calls left open
+    assert errors == []
 
 
 def bot_settings(discord: FakeDiscord, **overrides: str) -> dict[str, str]:

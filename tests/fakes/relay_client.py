@@ -121,10 +121,14 @@ class RelayClient:
         """A message, or any text as it is (for garbage)."""
         self.ws.send(message if isinstance(message, str) else encode(message))
 
-    def setup(self, call_sid: str, caller: str, to: str = "+15550001111") -> None:
+    def setup(self, call_sid: str, caller: str, to: str = "+15550001111", direction: str = "inbound",
+              custom_parameters: dict[str, str] | None = None, caller_name: str = "") -> None:
+        """The setup message: of an incoming call by default; an outbound one (TARS called: `caller` is the Twilio
+        number, `to` the owner) has direction "outbound-api" and the TwiML's <Parameter>s as customParameters."""
         self.call_sid = call_sid
         self.send(Setup(call_sid=call_sid, caller=caller, to=to, session_id="VX" + call_sid[2:].ljust(32, "0")[:32],
-                        account_sid=ACCOUNT_SID, call_type="PSTN", direction="inbound", call_status="IN-PROGRESS"))
+                        account_sid=ACCOUNT_SID, call_type="PSTN", direction=direction, call_status="IN-PROGRESS",
+                        caller_name=caller_name, custom_parameters=dict(custom_parameters or {})))
 
     def say(self, text: str, lang: str = "en-US") -> None:
         self.send(Prompt(text, lang=lang, last=True))
