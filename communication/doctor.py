@@ -319,8 +319,9 @@ def check_twilio(settings: Settings, fix: bool) -> list[Finding]:
         return [Finding("twilio", PROBLEM, str(exc))]
     found = [Finding("twilio", OK, f"{rest.credentials} work (account {account!r})")]
     voice, sms = settings.PUBLIC_BASE_URL + VOICE_PATH, settings.PUBLIC_BASE_URL + SMS_PATH
-    wrong = [f"{what} URL is {now or '(not set)'}, not {want}" for what, now, want in
-             (("voice", number.voice_url, voice), ("SMS", number.sms_url, sms)) if now != want]
+    wrong = [f"{what} URL is {shown(now, method)}, not {want} (POST)" for what, now, method, want in
+             (("voice", number.voice_url, number.voice_method, voice), ("SMS", number.sms_url, number.sms_method, sms))
+             if (now, method) != (want, "POST")]
     if not wrong:
         found.append(Finding("twilio", OK, f"{number.phone_number} sends calls to {voice} and texts to {sms}"))
     elif not fix:
@@ -331,9 +332,14 @@ def check_twilio(settings: Settings, fix: bool) -> list[Finding]:
         except PhoneUnavailable as exc:
             return found + [Finding("twilio", PROBLEM, str(exc))]
         found.append(Finding("twilio", OK, f"{pointed.phone_number} now sends calls to {pointed.voice_url} (was "
-                                           f"{number.voice_url or 'not set'}) and texts to {pointed.sms_url} (was "
-                                           f"{number.sms_url or 'not set'})"))
+                                           f"{shown(number.voice_url, number.voice_method)}) and texts to "
+                                           f"{pointed.sms_url} (was {shown(number.sms_url, number.sms_method)})"))
     return found
+
+
+def shown(url: str, method: str) -> str:
+    """A webhook of the number as the owner would set it in Twilio's console: its URL and method."""
+    return f"{url} ({method})" if url else "not set"
 
 
 # --- the whole check -----------------------------------------------------------------------------------------------
