@@ -319,7 +319,7 @@ def check_twilio(settings: Settings, fix: bool) -> list[Finding]:
         return [Finding("twilio", PROBLEM, str(exc))]
     found = [Finding("twilio", OK, f"{rest.credentials} work (account {account!r})")]
     voice, sms = settings.PUBLIC_BASE_URL + VOICE_PATH, settings.PUBLIC_BASE_URL + SMS_PATH
-    wrong = [f"{what} URL is {shown(now, method)}, not {want} (POST)" for what, now, method, want in
+    wrong = [f"{what} URL is {shown(now, method)} instead of {want} (POST)" for what, now, method, want in
              (("voice", number.voice_url, number.voice_method, voice), ("SMS", number.sms_url, number.sms_method, sms))
              if (now, method) != (want, "POST")]
     if not wrong:
@@ -339,7 +339,7 @@ def check_twilio(settings: Settings, fix: bool) -> list[Finding]:
 
 def shown(url: str, method: str) -> str:
     """A webhook of the number as the owner would set it in Twilio's console: its URL and method."""
-    return f"{url} ({method})" if url else "not set"
+    return f"{url} ({method})" if url else "unset"
 
 
 # --- the whole check -----------------------------------------------------------------------------------------------

@@ -122,8 +122,8 @@ def test_a_wrong_voice_url_is_found_and_fix_twilio_points_the_number_at_tars(doc
     number.voice_url = "https://old-tunnel.example.com/voice"  # the tunnel's address changed; the number's did not
     found, status = doctor(**whole_setup)
     assert status == 1 and lines(found) == [
-        f"{fake_twilio.number}'s voice URL is https://old-tunnel.example.com/voice (POST), not {public}/voice (POST): "
-        f"run python main_tars.py doctor --fix-twilio."]
+        f"{fake_twilio.number}'s voice URL is https://old-tunnel.example.com/voice (POST) instead of {public}/voice "
+        f"(POST): run python main_tars.py doctor --fix-twilio."]
 
     found, status = doctor("--fix-twilio", **whole_setup)
     assert status == 0 and lines(found) == []
@@ -141,8 +141,8 @@ def test_texts_sent_with_get_are_found_too(doctor, whole_setup, fake_twilio):
     found, status = doctor(**whole_setup)
     public = whole_setup["PUBLIC_BASE_URL"]
     assert status == 1 and lines(found) == [
-        f"{fake_twilio.number}'s SMS URL is {public}/sms (GET), not {public}/sms (POST): run python main_tars.py "
-        f"doctor --fix-twilio."]
+        f"{fake_twilio.number}'s SMS URL is {public}/sms (GET) instead of {public}/sms (POST): run python "
+        f"main_tars.py doctor --fix-twilio."]
 
 
 def test_a_wrong_twilio_token_is_one_line_naming_the_settings(doctor, whole_setup):
