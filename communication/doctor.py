@@ -89,9 +89,11 @@ not, being lower case)."""
 
 
 def config_problems(error: ConfigError) -> list[str]:
-    """load_settings' one sentence, back into one line per problem, each ending with the fix."""
+    """load_settings' one sentence, back into one line per problem, each ending with the fix (a check across
+    settings names its own: "set CONFIRMATION_CODE or PLAN_APPROVAL=off")."""
     text = str(error).removesuffix(" Fix it in .env or the environment (see env.example).").removesuffix(".")
-    return [f"{line}: fix it in .env or the environment (see env.example)." for line in SETTING_AT_START.split(text)]
+    return [f"{line}: fix it in .env or the environment (see env.example)." if " is invalid: " in line else f"{line}."
+            for line in SETTING_AT_START.split(text)]
 
 
 def check_settings() -> tuple[list[Finding], Settings | None]:

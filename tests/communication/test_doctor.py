@@ -190,6 +190,13 @@ def test_bad_settings_are_each_on_their_own_line_and_the_other_checks_wait(cli, 
     assert done.stdout.splitlines()[-1].startswith("3 problems (")
 
 
+def test_a_check_across_settings_is_one_line_with_its_own_fix(doctor, monkeypatch):
+    monkeypatch.delenv("CONFIRMATION_CODE")
+    found, status = doctor(PLAN_APPROVAL="on")
+    assert status == 1 and lines(found) == ["PLAN_APPROVAL=on needs CONFIRMATION_CODE: the owner approves a plan with "
+                                            "that code; set CONFIRMATION_CODE or PLAN_APPROVAL=off."]
+
+
 def test_health_answers_doctors_probe_once_and_is_unchanged_without_one(tars_server, redis_client):
     plain = httpx.get(f"{tars_server.url}/health").json()
     assert "probe" not in plain and plain["status"] == "ok"
