@@ -7,7 +7,7 @@
                                            command
   python main_tars.py workers [status|pause|resume]   the workers' state; pause: no task starts, running ones wait
   python main_tars.py task start --goal T  [--project P] [--verbose|--quiet] [--priority high|normal|low]
-                      [--at HH:MM | --in 2h]   (later: RQ's scheduler in the workers queues it then)
+                      [--at HH:MM | --in 2h] [--call-when-done]   (later: RQ's scheduler in the workers queues it then)
   python main_tars.py task status [ID] | task list | task cancel ID | task confirm ID CODE | task retry ID
                       | task pause ID | task resume ID
   python main_tars.py task log [ID] [--follow]   the task's timeline (following it live until it ends)
@@ -16,6 +16,8 @@
   python main_tars.py call [--url ws://localhost:PORT/relay] [--from +E164]   phone TARS from this terminal
   python main_tars.py report [--since 7d] [--json]   how the tasks went: outcomes, durations, cost, failures
   python main_tars.py budget [show | set AMOUNT | clear] [--json]   the daily budget (DAILY_BUDGET_USD), now
+  python main_tars.py calls [--days N] [--json]   the phone calls kept (CALL_HISTORY_DAYS), newest first
+  python main_tars.py calls show CALL_SID [--json]   one call's transcript and the tasks it started
   python main_tars.py doctor [--fix-twilio] [--json]   check the whole set-up: each problem on one line with its fix
 """
 
@@ -35,7 +37,7 @@ from pathlib import Path
 
 import redis
 
-from core import budget, pause, plans, pool, report, schedules, task_file, task_states
+from core import budget, call_history, pause, plans, pool, report, schedules, task_file, task_states
 from core.task_states import NORMAL, PRIORITIES, duration_text
 from core.config import get_settings, warn_about_env_file
 from core.defaults import RESULT_TTL_SECONDS, SERVER_SHUTDOWN_GRACE_SECONDS, WORKER_LOG_FORMAT
@@ -54,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the server (default)")
     up = sub.add_parser("up", help="run the server and its background workers (WORKER_COUNT, default one)")
-    up.add_argument("--workers", type=worker_count, metavar="N",
+    up.add_argument("--workers", type=whole_number, metavar="N",
                     help="how many workers to run and keep running (default: the WORKER_COUNT setting)")
     workers = sub.add_parser("workers", help="the workers' state; pause or resume all of them")
     workers.add_argument("action", nargs="?", choices=("status", "pause", "resume"), default="status",
@@ -100,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     verbosity.add_argument("--quiet", dest="verbose", action="store_false", help="milestones only")
     start.add_argument("--priority", type=str.lower, choices=PRIORITIES, default=NORMAL,
                        help="high starts before every normal task waiting, low after them (default: normal)")
+    start.add_argument("--call-when-done", action="store_true",
+                       help="TARS calls you when it ends (a text if you miss the call; docs/PHONE.md)")
     when = start.add_mutually_exclusive_group()
     when.add_argument("--at", type=start_time(schedules.parse_at), metavar="TIME",
                       help="start it at TIME: HH:MM (the next such local time) or an ISO date-time")
@@ -148,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     with_json(bsub.add_parser("set", help="override DAILY_BUDGET_USD (dollars a day, or none)")).add_argument(
         "amount", help="dollars a day (20, 7.50) or none for no daily budget")
     with_json(bsub.add_parser("clear", help="drop the override: DAILY_BUDGET_USD counts again"))
+    calls = with_json(sub.add_parser("calls", help="the phone calls kept (CALL_HISTORY_DAYS), newest first: when, "
+                                     "number, in or out, duration, lines, the tasks each started"))
+    calls.add_argument("--days", type=whole_number, metavar="N", help="only the calls of the last N days")
+    csub = calls.add_subparsers(dest="calls_command")
+    with_json(csub.add_parser("show", help="one call's transcript (the caller and TARS, with times) and the tasks it "
+                              "started")).add_argument("call_sid", metavar="CALL_SID")
     return parser
 
 
@@ -160,8 +170,8 @@ def start_time(parse):
         except InvalidSchedule as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
     return read
-def worker_count(text: str) -> int:
-    """--workers N: a whole number of at least 1."""
+def whole_number(text: str) -> int:
+    """--workers N, --days N: a whole number of at least 1."""
     try:
         count = int(text)
     except ValueError:
@@ -365,7 +375,7 @@ def run_task_command(args, tasks: TaskManager) -> int:
     out = (lambda obj, text: print(json.dumps(obj, indent=2, default=str) if args.json else text))
     if args.task_command == "start":
         task_id = tasks.start(args.goal, args.project, verbose_updates=args.verbose, plan=args.plan,
-                              priority=args.priority, at=args.at)
+                              priority=args.priority, at=args.at, call_when_done=args.call_when_done)
         scheduled = tasks.status(task_id).scheduled_for if args.at else None
         if scheduled:
             out({"task_id": task_id, "scheduled_for": scheduled},
@@ -459,6 +469,55 @@ def run_budget(args, connection: redis.Redis, settings) -> int:
         state, released = budget.current(connection, settings), 0
     told = state.sentence() + (f" {plural(released, 'held task')} started." if released else "")
     print(json.dumps({**state.to_dict(), "released": released}, indent=2) if args.json else told)
+    return 0
+
+
+def calls_text(calls: list[call_history.Call], days: int) -> str:
+    """`calls`: one line per call, newest first."""
+    lines = [f"{datetime.fromtimestamp(c.started_at):%Y-%m-%d %H:%M}  {c.call_sid}  {c.number:<16} "
+             f"{way_text(c):<16} {length_text(c):>11}  {plural(c.lines, 'line'):>9}"
+             + (f"  tasks {', '.join(c.task_ids)}" if c.task_ids else "") for c in calls]
+    return "\n".join(lines) or f"No calls in the last {plural(days, 'day')}."
+
+
+def way_text(call: call_history.Call) -> str:
+    """'in', 'out', 'out (reminder)'."""
+    if call.direction == call_history.INBOUND:
+        return "in"
+    return f"out ({call.purpose})" if call.purpose else "out"
+
+
+def length_text(call: call_history.Call) -> str:
+    if call.duration is not None:
+        return duration_text(call.duration)
+    return "on the line" if call.on_the_line else "no end kept"  # its server stopped before the end was written
+
+
+def run_calls(args, tasks: TaskManager) -> int:
+    """`calls [--days N]` and `calls show CALL_SID`: core/call_history.py's calls, as text or JSON."""
+    history = call_history.CallHistory(tasks.redis, tasks.settings)
+    if args.calls_command != "show":
+        days = args.days or tasks.settings.CALL_HISTORY_DAYS
+        calls = history.calls(days)
+        print(json.dumps([c.to_dict() for c in calls], indent=2) if args.json else calls_text(calls, days))
+        return 0
+    call, lines = history.call(args.call_sid)
+    started = tasks.list(limit=len(call.task_ids), call_sid=call.call_sid)
+    if args.json:
+        print(json.dumps({**call.to_dict(), "transcript": [asdict(line) for line in lines],
+                          "tasks": [s.to_dict() for s in started]}, indent=2, default=str))
+        return 0
+    print(f"Call {call.call_sid} {'from' if call.direction == call_history.INBOUND else 'to'} {call.number} "
+          f"({way_text(call)}), {datetime.fromtimestamp(call.started_at):%Y-%m-%d %H:%M}, {length_text(call)}")
+    for line in lines:
+        who = "caller:" if line.who == call_history.CALLER else "TARS:  "
+        print(f"  {datetime.fromtimestamp(line.at):%H:%M:%S}  {who} {line.text}")
+    if not lines:
+        print("  (nothing was said)")
+    if started:
+        print(f"Tasks it started:\n{list_text(started)}")
+    else:
+        print(f"Its tasks ({', '.join(call.task_ids)}) have expired." if call.task_ids else "It started no task.")
     return 0
 
 
@@ -679,6 +738,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_budget(args, connect(settings.redis_url), settings)
         if args.command == "workers":
             return run_workers_command(args, connect(settings.redis_url))
+        if args.command == "calls":
+            return run_calls(args, TaskManager(connect(settings.redis_url), settings))
         return run_task_command(args, TaskManager(connect(settings.redis_url), settings))
     except TarsError as exc:
         print(f"error: {exc}", file=sys.stderr)

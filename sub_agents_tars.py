@@ -22,40 +22,19 @@ from rq.job import Job
 
 from communication import spoken
 from communication.spoken import spoken_status
-from core import pause, report, schedules
+from core import pause, reminders, report, schedules
 from core.config import Settings
-from core.exceptions import CodeRejected, TarsError, TaskNotFound
+from core.confirmations import DIGIT_WORDS, spoken_digits
+from core.exceptions import (CodeRejected, MergeBlocked, MergeConflict, NoRemote, PushRejected, TarsError,
+                             TaskNotActive, TaskNotFound)
 from core.schema import Schema, function_schema
 from core.task_manager import TaskManager, TaskStatus
 
 log = logging.getLogger("tars.voice")
 
-DIGIT_WORDS = {"zero": "0", "oh": "0", "o": "0", "nought": "0", "one": "1", "won": "1", "two": "2", "to": "2",
-               "too": "2", "three": "3", "tree": "3", "four": "4", "for": "4", "fore": "4", "five": "5",
-               "six": "6", "sicks": "6", "seven": "7", "eight": "8", "ate": "8", "nine": "9", "niner": "9"}
 LETTER_WORDS = {"alpha": "a", "alfa": "a", "ay": "a", "bravo": "b", "bee": "b", "be": "b", "charlie": "c",
                 "see": "c", "sea": "c", "delta": "d", "dee": "d", "echo": "e", "ee": "e", "foxtrot": "f",
                 "ef": "f", "eff": "f"}
-MULTIPLIERS = {"double": 2, "triple": 3}
-
-
-def spoken_digits(text: object) -> str:
-    """'six two eight three' / '6 2 8 3' / 'double four one' → '6283' / '6283' / '441'. Unknown words are kept."""
-    out: list[str] = []
-    repeat = 1
-    for word in re.findall(r"[a-z]+|\d+|[^\s\w]", str(text).lower()):
-        if word in MULTIPLIERS:
-            repeat = MULTIPLIERS[word]
-            continue
-        piece = DIGIT_WORDS.get(word, word if word.isdigit() else None)
-        if piece is None:
-            if word.isalnum():
-                out.append(word)
-            repeat = 1
-            continue
-        out.append(piece * repeat if len(piece) == 1 else piece)
-        repeat = 1
-    return "".join(out)
 
 
 def spoken_task_id(text: object) -> str:
@@ -178,6 +157,7 @@ class VoiceFunctions:
         self.settings = settings or tasks.settings
         self.call_sid = call_sid
         self.pending_confirmation: str | None = None  # the task whose code request was just spoken
+        self.reminder_added: Callable[[], None] = lambda: None  # the server's reminder loop looks again (the relay)
 
     def resolve_task_id(self, said: str | None) -> str:
         """The task a spoken id means: exact, else the unique recent task it is a prefix of or one slip from."""
@@ -302,7 +282,8 @@ class VoiceFunctions:
     def start_autonomous_coding(self, goal: str, project_path: str | None = None,
                                 verbose_updates: bool | None = None, create_new_project: bool = False,
                                 plan: bool | None = None, priority: Literal["high", "normal", "low"] | None = None,
-                                start_at: str | None = None, start_in: str | None = None) -> str:
+                                start_at: str | None = None, start_in: str | None = None,
+                                call_when_done: bool = False) -> str:
         """Start a background programming task: a worker runs Claude on a project until the goal is met,
         with progress on Discord. Use when the owner asks to build, write, fix or test code.
 
@@ -320,6 +301,7 @@ class VoiceFunctions:
                 time ('tonight at two' -> '02:00', 'at half past six' in the evening -> '18:30'), or an ISO
                 date-time ('2025-06-01T09:30'); omit to start now
             start_in: instead of start_at, a delay ('in two hours' -> '2h', '30m', '1h30m'); omit to start now
+            call_when_done: true when the owner says to call them when it's done (a text if they miss the call)
         """
         choice = match_project(self.settings.PROJECTS_ROOT, project_path or "", create=create_new_project)
         if choice.question:
@@ -327,7 +309,8 @@ class VoiceFunctions:
         try:
             at = schedules.start_time(start_at, start_in)
             task_id = self.tasks.start(goal, choice.path, verbose_updates=verbose_updates,
-                                       call_sid=self.call_sid, plan=plan, priority=priority, at=at)
+                                       call_sid=self.call_sid, plan=plan, priority=priority, at=at,
+                                       call_when_done=call_when_done)
         except TarsError as exc:
             return str(exc)
         meta = Job.fetch(task_id, connection=self.tasks.redis).get_meta(refresh=False) or {}
@@ -335,8 +318,9 @@ class VoiceFunctions:
             return spoken.held(task_id, choice.said, meta["progress"])
         planned = bool(meta.get("plan"))
         scheduled = datetime.fromisoformat(meta["scheduled_for"]) if meta.get("scheduled_for") else None
-        return spoken.started(task_id, choice.said, planned, refused=bool(plan) and not planned,
-                              priority=meta["priority"], at=scheduled)
+        sentence = spoken.started(task_id, choice.said, planned, refused=bool(plan) and not planned,
+                                  priority=meta["priority"], at=scheduled)
+        return spoken.will_call_when_done(sentence) if call_when_done else sentence
 
     @voice_function
     def report_on_tasks(self, days: Annotated[int, Schema(minimum=1, maximum=90)] = 7) -> str:
@@ -347,6 +331,44 @@ class VoiceFunctions:
             days: how many days back to look: 7 for "this week", 1 for "today"
         """
         return spoken.report_summary(report.report(self.tasks.redis, days * 86400), days)
+
+    # --- reminders (core/reminders.py; the server calls or texts them, communication/owner_phone.py) -------------
+    @voice_function
+    def set_reminder(self, text: str, at: str | None = None, delay: str | None = None,
+                     by: Literal["call", "text"] = "call") -> str:
+        """Remind the owner of something later by calling (or texting) them: 'remind me at five to check the
+        deploy'. Give at or delay.
+
+        Args:
+            text: what to remind them of, short, in their words ('check the deploy')
+            at: 'HH:MM' on the 24-hour clock, the next such time ('at five' in the afternoon -> '17:00'), or an
+                ISO date-time
+            delay: instead of at, a delay ('in twenty minutes' -> '20m', '2h', '1h30m')
+            by: text when the owner asks for a text message; call otherwise
+        """
+        missing = self.settings.phone_missing()
+        if missing:
+            return spoken.cannot_phone(missing)
+        at_time = schedules.start_time(at, delay)
+        if at_time is None:
+            return "When should I remind you, sir?"
+        reminder = reminders.add(self.tasks.redis, text, at_time, by, self.call_sid)
+        self.reminder_added()
+        return spoken.reminder_set(reminder.text, at_time, by)
+
+    @voice_function
+    def list_reminders(self) -> str:
+        """The owner's reminders still to come, soonest first."""
+        return spoken.reminders_listed(reminders.pending(self.tasks.redis))
+
+    @voice_function
+    def cancel_reminder(self, reminder_id: str) -> str:
+        """Cancel one of the owner's reminders (list_reminders says their ids).
+
+        Args:
+            reminder_id: the reminder's id as heard
+        """
+        return spoken.reminder_cancelled(reminders.cancel(self.tasks.redis, spoken_task_id(reminder_id)).text)
 
     @voice_function
     def cancel_coding_task(self, task_id: str) -> str:
@@ -403,12 +425,16 @@ class VoiceFunctions:
             task_id: the task id as heard; omit for the latest task
             checkpoint: the checkpoint number to go back to
         """
+        resolved = None
         try:
             resolved = self.resolve_task_id(task_id)
+            before = len(self.tasks.checkpoints(resolved))
             point = self.tasks.rollback(resolved, checkpoint)
+        except TaskNotActive:
+            return self._still_active(resolved, "roll it back")
         except TarsError as exc:
             return str(exc)
-        return spoken.rolled_back(resolved, point.number, point.message)
+        return spoken.rolled_back(resolved, point.number, point.message, before - point.number, point.tests_passed)
 
     @voice_function
     def merge_coding_task(self, task_id: str | None = None) -> str:
@@ -417,10 +443,61 @@ class VoiceFunctions:
         Args:
             task_id: the task id as heard; omit for the latest task
         """
+        resolved = checkout = None
         try:
-            return self.tasks.merge(self.resolve_task_id(task_id)).message
+            resolved = self.resolve_task_id(task_id)
+            checkout = self.tasks.task_checkout(resolved, "merge it")
+            result = self.tasks.merge(resolved)
+            if result.kind not in ("fast-forward", "merge"):  # nothing to merge: its own sentence says why
+                return result.message
+            commits, tests = self._branch_state(resolved)
+        except TaskNotActive:
+            return self._still_active(resolved, "merge it")
+        except MergeConflict as exc:
+            return spoken.merge_conflict(resolved, checkout.start_branch, exc.files)
+        except MergeBlocked as exc:
+            return spoken.merge_blocked(resolved, exc.files)
         except TarsError as exc:
             return str(exc)
+        return spoken.merged(checkout.branch, result.branch, commits, len(result.files), tests)
+
+    @voice_function
+    def push_coding_task(self, task_id: str | None = None) -> str:
+        """Push an ended task's branch to its project's remote (origin) under the same name; never forced. Use when
+        the owner says to push it.
+
+        Args:
+            task_id: the task id as heard; omit for the latest task
+        """
+        resolved = checkout = None
+        try:
+            resolved = self.resolve_task_id(task_id)
+            checkout = self.tasks.task_checkout(resolved, "push it")
+            self.tasks.push(resolved)
+            commits, tests = self._branch_state(resolved)
+        except TaskNotActive:
+            return self._still_active(resolved, "push it")
+        except NoRemote:
+            return spoken.no_remote(resolved)
+        except PushRejected as exc:
+            return spoken.push_refused(checkout.branch, "origin", exc.moved_on, exc.reason)
+        except TarsError as exc:
+            return str(exc)
+        return spoken.pushed(checkout.branch, "origin", commits, tests)
+
+    def _branch_state(self, task_id: str) -> tuple[int, bool | None]:
+        """(commits, tests) of an ended task's branch as it is now: its commits since the task started, and True when
+        the worker marked its latest checkpoint as passing the tests; else what the task's own test run at its end
+        said (False: failing; None: none ran), as long as the branch is as the task left it (not rolled back)."""
+        points = self.tasks.checkpoints(task_id)
+        if points and points[-1].tests_passed:
+            return len(points), True
+        ended = (self.tasks.status(task_id).result or {}).get("git") or {}
+        return len(points), ended.get("tests_passed") if ended.get("commits") == len(points) else None
+
+    def _still_active(self, task_id: str, action: str) -> str:
+        status = self.tasks.status(task_id)
+        return spoken.still_active(status.task_id, status.status, action)
 
     @voice_function
     def discard_coding_task(self, task_id: str | None = None, confirmed: bool = False) -> str:
@@ -459,16 +536,32 @@ read aloud by text-to-speech.
 Never write code in the conversation.
 - When the owner says to plan it out first, call start_autonomous_coding with plan=true: the goal is split into \
 subtasks that several workers build at once, and you tell the owner the plan when it comes.
+- When the owner says to call them when it's done, pass call_when_done=true. "Remind me at five to check the \
+deploy" is set_reminder: TARS calls (or texts) them then.
 - "It's urgent" starts the task at priority high, "whenever you have time" at low. When the owner says when to \
 start it ("tonight at two", "in an hour"), pass start_at or start_in; the owner hears the time back.
-- For anything else (the weather, a question, small talk) just answer; you cannot look things up.
+- {looking_up}
 - When a task is waiting for a confirmation code and the owner says a code, call \
 submit_background_confirmation with it.
 - When the owner says to pause, hold or stop for now (all the work, or one task), call pause_work; when they \
 say to go on, resume_work. A pause keeps the work; cancel_coding_task throws the task away.
-- Every task works on its own branch. The owner can have an ended task merged, rolled back to a checkpoint \
-or discarded; discarding needs the owner's yes first.
+- Every task works on its own branch. The owner can have an ended task merged, pushed to its remote \
+("push it"), rolled back to a checkpoint or discarded; discarding needs the owner's yes first.
 Call the owner "sir" now and then, dry wit allowed."""
+"""The voice brain's instructions; {looking_up} is one of LOOKING_UP, as VOICE_WEB_SEARCH says (voice_system_prompt)."""
+
+LOOKING_UP = {
+    False: "For anything else (the weather, a question, small talk) just answer; you cannot look things up.",
+    True: "When the owner asks about the weather, the news, documentation or anything else that needs current \
+facts, search the web, then answer in one or two spoken sentences: never read out URLs, sources or citations. For \
+anything else (a question, small talk) just answer.",
+}
+
+
+def voice_system_prompt(web_search: bool) -> str:
+    """VOICE_SYSTEM_PROMPT with what the model may look up: web_search is VOICE_WEB_SEARCH (the web search tool is
+    offered then: communication/conversation.py)."""
+    return VOICE_SYSTEM_PROMPT.format(looking_up=LOOKING_UP[web_search])
 
 
 

@@ -23,13 +23,16 @@ from communication.digest import DigestSender
 from communication.notifier import TASK_FILE, Notifier, ProgressEvent
 from communication.dashboard import router as dashboard_router
 from communication.twilio_media_streams import VoiceHub
+from communication.owner_phone import OwnerPhone
+from communication.owner_phone import router as phone_router
 from communication.twilio_media_streams import router as voice_router
 from core import keys, pool, sandbox, task_file
 from core.config import Settings
 from core.defaults import QUEUE_NAME
 from core.exceptions import (GitError, InvalidBudget, InvalidGoal, InvalidPriority, InvalidProjectPath,
                              InvalidReportPeriod, InvalidSchedule, MergeBlocked, MergeConflict, NoSuchCheckpoint,
-                             NotAwaitingConfirmation, PauseRefused, TarsError, TaskNotActive, TaskNotFound)
+                             NotAwaitingConfirmation, PauseRefused, PhoneUnavailable, TarsError, TaskNotActive,
+                             TaskNotFound)
 from core.redis_conn import probe_client
 from core.task_file import TaskFileWatcher
 from core.task_manager import TaskManager
@@ -51,6 +54,7 @@ HTTP_STATUS: dict[type[TarsError], int] = {
     InvalidSchedule: 422,           # unreadable, past or too far ahead (core/schedules.py)
     InvalidBudget: 422,
     InvalidReportPeriod: 422,
+    PhoneUnavailable: 422,          # call-when-done without the phone set up (the sentence names the settings)
 }
 
 
@@ -86,6 +90,7 @@ def create_app(settings: Settings, connection: redis.Redis,
     /health counts those not registered with RQ yet as `starting`."""
     tasks = TaskManager(connection, settings)
     voice = VoiceHub(settings, connection, tasks)
+    phone = voice.phone = OwnerPhone(settings, connection, tasks)  # TARS calls and texts the owner
     digest = DigestSender.for_settings(connection, settings)  # None: no schedule, or nowhere to send it
     news = make_notifier(settings)
     watcher = TaskFileWatcher(connection, settings, report=task_file_reporter(news) if news.endpoints else None)
@@ -97,6 +102,7 @@ def create_app(settings: Settings, connection: redis.Redis,
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         await voice.start()  # the listener that speaks task announcements into live calls
+        await phone.start()  # reminders: a call or a text at their time
         if bot is not None:
             await bot.start()  # the gateway connection, if this server takes the lease
         if digest is not None:
@@ -111,6 +117,7 @@ def create_app(settings: Settings, connection: redis.Redis,
                 await asyncio.to_thread(digest.stop)
             if bot is not None:
                 await bot.stop()
+            await phone.stop()
             await voice.stop()
 
     app = FastAPI(title="TARS", version="0.1.0", lifespan=lifespan,
@@ -119,11 +126,13 @@ def create_app(settings: Settings, connection: redis.Redis,
     app.state.redis = connection
     app.state.tasks = tasks
     app.state.voice = voice
+    app.state.phone = phone
     app.state.discord = bot
     app.state.digest = digest
     app.state.task_file = watcher
     app.include_router(router)
     app.include_router(voice_router)
+    app.include_router(phone_router)
     app.include_router(dashboard_router)  # / and /dashboard/api/ (its files at /static, served by a route)
 
     @app.get("/health")

@@ -1,6 +1,7 @@
 """The web dashboard `python main_tars.py` serves at /: tasks live, one task's timeline, start/cancel/retry/confirm/
-pause, the workers (with one switch that pauses them all), and the Report page (#/report: core/report.py's numbers,
-tasks and cost per day as plain SVG charts).
+pause, the workers (with one switch that pauses them all), the Report page (#/report: core/report.py's numbers,
+tasks and cost per day as plain SVG charts) and the Calls page (#/calls: core/call_history.py's transcripts, each
+call's tasks linked to their pages).
 
 Plain HTML/CSS/JS from communication/static (no build step, nothing from a CDN). Access is one password
 (DASHBOARD_PASSWORD): a login sets the HttpOnly, SameSite=Strict cookie `tars_session`, whose random token names a
@@ -47,6 +48,7 @@ from communication.deps import (LOGIN_COOKIE, DashboardLogin, StartBody, body_sc
                                 dashboard_csrf, dashboard_login, get_tasks, load_login, parse, read_body,
                                 report_answer, same_origin, start_answer, status_json, task_id_of, workers_switch)
 from core import budget, capabilities, event_log, git_workspace, keys, pool, task_states
+from core.call_history import CallHistory, CallNotFound
 from core.config import Settings
 from core.confirmations import pending_request
 from core.exceptions import TaskNotFound
@@ -431,6 +433,28 @@ def resume_workers(_: Csrf, tasks: Tasks):
 def task_report(_: LoggedIn, tasks: Tasks, since: Annotated[str, Query(max_length=20)] = "7d"):
     """The Report page's numbers: core/report.py's report of the period `since` before now (as GET /api/report)."""
     return report_answer(tasks, since)
+
+
+@router.get("/dashboard/api/calls", responses={401: {}, 404: {}, 422: {}})
+def list_calls(_: LoggedIn, tasks: Tasks, days: Annotated[int | None, Query(ge=1, le=3650)] = None):
+    """The Calls page: the calls kept (CALL_HISTORY_DAYS; `days`: only the last ones), newest first, each with
+    call_sid, number, direction (inbound, outbound), purpose, started_at, ended_at, duration_seconds, lines,
+    task_ids and on_the_line (core/call_history.py)."""
+    return [call.to_dict() for call in CallHistory(tasks.redis, tasks.settings).calls(days)]
+
+
+@router.get("/dashboard/api/calls/{call_sid}", responses={401: {}, 404: {}})
+def call_transcript(call_sid: str, _: LoggedIn, tasks: Tasks):
+    """One call: its fields as in the list, `transcript` ([{at, who: caller or tars, text}], codes and secrets
+    redacted) and `tasks`, the tasks it started that are still kept (as GET /dashboard/api/tasks). 404: no such
+    call, or older than CALL_HISTORY_DAYS."""
+    try:
+        call, lines = CallHistory(tasks.redis, tasks.settings).call(call_sid)
+    except CallNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    started = tasks.list(limit=len(call.task_ids), call_sid=call.call_sid)
+    return {**call.to_dict(), "transcript": [asdict(line) for line in lines],
+            "tasks": [task_dict(status) for status in started]}
 
 
 @router.post("/dashboard/api/tasks", status_code=201, openapi_extra=body_schema(StartBody),

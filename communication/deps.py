@@ -135,6 +135,9 @@ class StartBody(BaseModel):
         "start it later: HH:MM (the next such local time of the server) or an ISO date-time"))
     in_: str | None = Field(None, alias="in", max_length=32, description=(
         "start it later, after a delay: 90s, 30m, 2h, 1h30m (not with at)"))
+    call_when_done: StrictBool = Field(False, description=(
+        "true: TARS calls the owner when it ends (a text when the call is missed; needs the phone set up: "
+        "docs/PHONE.md)"))
 
 
 def start_answer(tasks: TaskManager, body: bytes) -> dict:
@@ -144,7 +147,8 @@ def start_answer(tasks: TaskManager, body: bytes) -> dict:
     request = parse(StartBody, body)
     at = schedules.start_time(request.at, request.in_)
     task_id = tasks.start(request.goal, request.project_path, verbose_updates=request.verbose_updates,
-                          plan=request.plan, priority=request.priority, at=at)
+                          plan=request.plan, priority=request.priority, at=at,
+                          call_when_done=request.call_when_done)
     later = {"scheduled_for": tasks.status(task_id).scheduled_for} if at else {}
     return {"task_id": task_id, **later, **held_answer(tasks, task_id)}
 

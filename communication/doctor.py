@@ -39,9 +39,6 @@ provider must not hold doctor for the minutes a task may wait."""
 PROBE_TTL_SECONDS = 60
 """How long doctor's token waits in Redis for /health to find it."""
 
-SMS_PATH = "/sms"
-"""Where the Twilio number's incoming texts go: PUBLIC_BASE_URL + this."""
-
 FIX_TWILIO = "run python main_tars.py doctor --fix-twilio"
 
 
@@ -306,6 +303,7 @@ def public_url_finding(settings: Settings, base: str, token: str) -> Finding:
 
 # --- 6. Twilio -----------------------------------------------------------------------------------------------------
 def check_twilio(settings: Settings, fix: bool) -> list[Finding]:
+    from communication.owner_phone import SMS_PATH
     from communication.twilio_media_streams import VOICE_PATH
     from communication.twilio_rest import TwilioRest  # the twilio SDK loads for this check only
 

@@ -3,8 +3,9 @@
 The voice functions' answers (sub_agents_tars.py), the conversation's own sentences (communication/conversation.py)
 and the call's announcements and refusal (communication/twilio_media_streams.py) are all written here, so their
 wording is read, changed and kept consistent in one place. What the caller says is heard elsewhere
-(spoken_digits and spoken_task_id in sub_agents_tars.py). Sentences core/ raises (core/exceptions.py) are spoken
-as they are: core never imports communication/. The greeting is a setting (WELCOME_GREETING in core/config.py).
+(spoken_digits in core/confirmations.py, spoken_task_id in sub_agents_tars.py). Sentences core/ raises
+(core/exceptions.py) are spoken as they are: core never imports communication/. The greeting is a setting
+(WELCOME_GREETING in core/config.py).
 """
 
 from __future__ import annotations
@@ -204,10 +205,64 @@ def code_rejected(message: str) -> str:
     return message.replace("Code rejected", "That code was rejected")
 
 
-def rolled_back(task_id: str, number: int, message: str) -> str:
+# --- the task's branch: push, merge, roll back (what happened, with its numbers, in one sentence) ---------------
+BRANCH_TESTS = {True: "tests passing", False: "tests failing", None: "no passing test run"}
+"""What the worker's tests said of a branch's tip (True: its latest checkpoint is marked as passing)."""
+
+
+def _commits(count: int) -> str:
+    return f"{count} commit{'s' if count != 1 else ''}"
+
+
+def pushed(branch: str, remote: str, commits: int, tests: bool | None) -> str:
+    """'Pushed tars/a7f3c1 to origin: 3 commits, tests passing.'"""
+    return f"Pushed {branch} to {remote}: {_commits(commits)}, {BRANCH_TESTS[tests]}."
+
+
+def no_remote(task_id: str) -> str:
+    return f"Task {task_id}'s project has no remote called origin, sir, so there is nowhere to push it."
+
+
+def push_refused(branch: str, remote: str, moved_on: bool, reason: str) -> str:
+    """A push origin refused; never forced (moved_on: origin's branch has commits this one lacks)."""
+    if moved_on:
+        return (f"{remote} refused {branch}, sir: its copy there has moved on since, and I never force a push, so "
+                f"nothing was changed.")
+    return f"{remote} refused the push of {branch}, sir: {reason.rstrip('.')}."
+
+
+def merged(branch: str, target: str, commits: int, files: int, tests: bool | None) -> str:
+    """'Merged tars/a7f3c1 into main: 3 commits, 5 files, tests passing.'"""
+    return (f"Merged {branch} into {target}: {_commits(commits)}, {files} file{'s' if files != 1 else ''}, "
+            f"{BRANCH_TESTS[tests]}.")
+
+
+def merge_conflict(task_id: str, target: str, files: list[str]) -> str:
+    shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    return f"Task {task_id} conflicts with {target} in {shown}, sir, so I merged nothing."
+
+
+def merge_blocked(task_id: str, files: list[str]) -> str:
+    """The owner's uncommitted changes touch files the merge would change (core/git_workspace.merge refused)."""
+    shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    return (f"Your uncommitted changes to {shown} touch files task {task_id} changed, sir: commit or stash them and "
+            f"I'll merge it.")
+
+
+def rolled_back(task_id: str, number: int, message: str, undone: int, tests: bool) -> str:
+    """'Rolled task a7f3c1 back to checkpoint 2: Add the parser; 1 commit undone, tests passing.' (tests: that
+    checkpoint is marked as passing)."""
     if number == 0:
-        return f"Task {task_id} is rolled back to before it started, sir."
-    return f"Task {task_id} is rolled back to checkpoint {number}: {message.rstrip('.')}."
+        return f"Rolled task {task_id} back to before it started, sir: {_commits(undone)} undone."
+    passing = ", tests passing" if tests else ""
+    return (f"Rolled task {task_id} back to checkpoint {number}: {message.rstrip('.')}; {_commits(undone)} "
+            f"undone{passing}.")
+
+
+def still_active(task_id: str, status: str, action: str) -> str:
+    """A branch operation asked of a task that has not ended: 'Task a7f3c1 is still running, sir; I can push it once
+    it has ended.'"""
+    return f"Task {task_id} {SPOKEN_STATUS[status]}, sir; I can {action} once it has ended."
 
 
 def discard_question(task_id: str) -> str:
@@ -237,13 +292,14 @@ def no_such_function(name: str) -> str:
 
 
 # --- announcements ----------------------------------------------------------------------------------------------
-def confirmation_sentence(task_id: str, command: str, reason: str) -> str:
+def confirmation_sentence(task_id: str, command: str, reason: str,
+                          ask: str = "Please provide your confirmation code.") -> str:
     command = command if len(command) <= 200 else command[:200] + "…"
     sentence = (f"Sir, the background programming task {task_id} needs your confirmation code. "
                 f"I need to run: {command.rstrip('.')}.")
     if reason:  # the gate's reason, e.g. "`rm` deletes files": said without its backticks
         sentence += f" The reason: {reason.replace('`', '').rstrip('.')}."
-    return sentence + " Please provide your confirmation code."
+    return f"{sentence} {ask}"
 
 
 def ending_sentence(task_id: str, outcome: str, reason: str, git: dict | None = None) -> str | None:
@@ -279,3 +335,102 @@ def must_be(name: str, what: str, value: object) -> str:
 
 def needs(function: str, missing: list[str]) -> str:
     return f"{function} needs {' and '.join(missing)}."
+
+
+# --- calls and texts TARS starts (communication/owner_phone.py) ------------------------------------------------
+CALLING_GREETING = "TARS here, sir."
+"""What the owner hears first when they answer a call TARS placed; the call's reason follows."""
+
+SMS_HELP = ("TARS: reply with your confirmation code (or the task id, a space and the code), or STATUS for a "
+            "summary of the tasks.")
+"""The answer to a text TARS cannot read."""
+
+TEXT_LIMIT = 320
+"""Longest text TARS sends: two SMS segments."""
+
+
+def calling_about_code(task_id: str, command: str, reason: str) -> str:
+    """The owner answered the call TARS placed because a task needs the code, and the request is still pending."""
+    return confirmation_sentence(task_id, command, reason,
+                                 ask="Say your confirmation code, or key it in and press pound.")
+
+
+def code_no_longer_needed(task_id: str) -> str:
+    """The owner answered the call, but the request was answered, refused or ended meanwhile."""
+    return f"Task {task_id} no longer needs your code: it was answered elsewhere or it ended. Anything else, sir?"
+
+
+def calling_to_tell(sentence: str) -> str:
+    """The greeting of a call TARS placed to tell the owner something (a task ended, a reminder)."""
+    return f"{CALLING_GREETING} {sentence}"
+
+
+def reminder_sentence(text: str) -> str:
+    return f"You asked me to remind you: {text.rstrip('.')}."
+
+
+def reminder_set(text: str, at: datetime, by: str) -> str:
+    how = "call" if by == "call" else "text"
+    return f"I'll {how} you {schedules.when_text(at)} to remind you: {text.rstrip('.')}."
+
+
+def reminders_listed(pending: list) -> str:
+    """The owner's pending reminders (core/reminders.Reminder), soonest first."""
+    if not pending:
+        return "You have no reminders, sir."
+    said = "; ".join(f"{schedules.when_text(r.due)}, {r.text.rstrip('.')} (reminder {r.reminder_id})"
+                     for r in pending[:5])
+    more = f" And {len(pending) - 5} more." if len(pending) > 5 else ""
+    return f"Your reminders: {said}.{more}"
+
+
+def reminder_cancelled(text: str) -> str:
+    return f"Cancelled the reminder to {text.rstrip('.')}."
+
+
+def cannot_phone(missing: list[str]) -> str:
+    return f"I can't call or text you yet, sir: {', '.join(missing)} must be set in the settings."
+
+
+def will_call_when_done(sentence: str) -> str:
+    """started()'s sentence for a task started with call-when-done."""
+    return sentence.replace("I'll send updates to Discord.", "I'll call you when it's done; updates go to Discord.")
+
+
+def _texted(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= TEXT_LIMIT else text[:TEXT_LIMIT - 1].rstrip() + "…"
+
+
+def code_text(task_id: str, command: str, reason: str, missed: bool) -> str:
+    """The text asking for the code: instead of a call (quiet hours), or after a missed one."""
+    command = command if len(command) <= 120 else command[:120] + "…"
+    why = f" ({reason.replace('`', '').rstrip('.')})" if reason else ""
+    head = "TARS (I called, no answer): " if missed else "TARS: "
+    return _texted(f"{head}task {task_id} needs your confirmation code to run: {command}{why}. Reply with the code, "
+                   f"or STATUS.")
+
+
+def news_text(sentence: str, missed: bool) -> str:
+    """A call's news (a task ended, a reminder) as a text: instead of the call, or after a missed one."""
+    head = "TARS (I called, no answer): " if missed else "TARS: "
+    return _texted(head + sentence)
+
+
+def status_text(rows: list[TaskStatus]) -> str:
+    """The answer to STATUS by text: one line over the recent tasks."""
+    if not rows:
+        return "TARS: no tasks yet."
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.status] = counts.get(row.status, 0) + 1
+    waiting = [row for row in rows if row.status == "awaiting_confirmation"]
+    parts = [f"{n} {status.replace('_', ' ')}" for status, n in counts.items()
+             if status in ("running", "queued", "scheduled", "paused")]
+    if waiting:
+        parts.append("waiting for your code: " + ", ".join(
+            f"{row.task_id} ({(row.confirmation_command or '')[:60]})" for row in waiting[:3]))
+    ended = next((row for row in rows if not row.active), None)
+    if ended is not None:
+        parts.append(f"last ended: {ended.task_id} {ended.status}")
+    return _texted("TARS: " + ("; ".join(parts) or "nothing running") + ".")

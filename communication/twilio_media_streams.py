@@ -48,6 +48,7 @@ from communication.spoken import (APOLOGY, NOT_OWNER, confirmation_sentence, end
                                   plan_fallback_sentence,
                                   plan_sentence)
 from core import event_log, keys
+from core.call_history import INBOUND, OUTBOUND, CallHistory, CallRecorder
 from core.config import Settings
 from core.defaults import CALL_REFRESH_SECONDS
 from core.exceptions import TarsError
@@ -111,7 +112,7 @@ def _signature_ok(settings: Settings, url: str, params, headers, what: str) -> b
     return valid
 
 
-async def _signed_form(request: Request, path: str) -> FormData:
+async def signed_form(request: Request, path: str) -> FormData:
     """The form of a Twilio webhook whose signature checks out against PUBLIC_BASE_URL + path (+ query)."""
     settings: Settings = request.app.state.settings
     if not settings.PUBLIC_BASE_URL:
@@ -131,13 +132,18 @@ def _twiml(response: VoiceResponse) -> Response:
     return Response(content=response.to_xml(), media_type="application/xml")
 
 
-def connect_twiml(settings: Settings) -> VoiceResponse:
+def connect_twiml(settings: Settings, greeting: str | None = None,
+                  parameters: dict[str, str] | None = None) -> VoiceResponse:
+    """The call goes to the relay: an incoming call greeted with WELCOME_GREETING, or a call TARS places with its
+    own greeting and <Parameter>s (they arrive as the setup message's customParameters)."""
     response = VoiceResponse()
     connect = response.connect(action=public_url(settings, STATUS_PATH))
-    connect.conversation_relay(url=relay_url(settings), welcome_greeting=settings.WELCOME_GREETING,
-                               language=settings.VOICE_LANGUAGE, tts_provider=settings.VOICE_TTS_PROVIDER,
-                               voice=settings.VOICE_NAME, interruptible=settings.VOICE_INTERRUPTIBLE,
-                               dtmf_detection=True)
+    relay = connect.conversation_relay(url=relay_url(settings), welcome_greeting=greeting or settings.WELCOME_GREETING,
+                                       language=settings.VOICE_LANGUAGE, tts_provider=settings.VOICE_TTS_PROVIDER,
+                                       voice=settings.VOICE_NAME, interruptible=settings.VOICE_INTERRUPTIBLE,
+                                       dtmf_detection=True)
+    for name, value in (parameters or {}).items():
+        relay.parameter(name=name, value=value)
     return response
 
 
@@ -153,7 +159,7 @@ def refusal_twiml(settings: Settings) -> VoiceResponse:
 async def incoming_call(request: Request):
     """Twilio's incoming-call webhook: the owner is connected to the relay, anyone else is turned away."""
     settings: Settings = request.app.state.settings
-    form = await _signed_form(request, VOICE_PATH)
+    form = await signed_form(request, VOICE_PATH)
     caller, call_sid = form.get("From", ""), form.get("CallSid", "")
     if caller not in settings.owner_numbers:
         log.warning("Call %s from %s refused: not one of OWNER_PHONE_NUMBERS.", call_sid,
@@ -166,7 +172,7 @@ async def incoming_call(request: Request):
 @router.post(STATUS_PATH, responses={403: {}, 503: {}})
 async def relay_ended(request: Request):
     """The <Connect action> callback: the ConversationRelay session is over."""
-    form = await _signed_form(request, STATUS_PATH)
+    form = await signed_form(request, STATUS_PATH)
     call_sid = form.get("CallSid", "")
     log.info("Call %s relay session ended: SessionStatus=%s SessionDuration=%s HandoffData=%s CallStatus=%s%s",
              call_sid, form.get("SessionStatus", ""), form.get("SessionDuration", ""), form.get("HandoffData", ""),
@@ -223,6 +229,7 @@ class RelayCall:
         self.closed = False
         self.tasks: set[asyncio.Task] = set()
         self.refresher: asyncio.Task | None = None
+        self.history: CallRecorder | None = None  # the call's transcript (core/call_history.py), from its setup
 
     @property
     def label(self) -> str:
@@ -275,23 +282,35 @@ class RelayCall:
             log.warning("[%s] ignored a second setup message", self.label)
             return
         call_sid, caller = message.call_sid, message.caller
-        if not call_sid or caller not in self.settings.owner_numbers:
+        placed = message.direction.startswith("outbound")  # a call TARS placed: the owner is the one called
+        if placed:
+            caller = message.to
+            placed_record = await asyncio.to_thread(self.hub.placed_call, call_sid) if call_sid else None
+        if not call_sid or caller not in self.settings.owner_numbers or (placed and placed_record is None):
             self.refused = True
-            log.warning("Relay session %s (call %s) from %s refused: not one of OWNER_PHONE_NUMBERS.",
-                        message.session_id, call_sid or "?", caller or "an unknown number")
+            log.warning("Relay session %s (call %s) %s %s refused: %s.", message.session_id, call_sid or "?",
+                        "to" if placed else "from", caller or "an unknown number",
+                        "not a call TARS placed" if placed and caller in self.settings.owner_numbers
+                        else "not one of OWNER_PHONE_NUMBERS")
             await self.send(Text(NOT_OWNER, last=True))
             await self.send(End(handoff_data=json.dumps({"reasonCode": "not-owner"})))
             return
         self.call_sid, self.caller = call_sid, caller
         self.functions = VoiceFunctions(self.hub.tasks, self.settings, call_sid=call_sid)
+        if self.hub.phone is not None:
+            self.functions.reminder_added = self.hub.phone.reminder_added
         self.conversation = Conversation(self.hub.brain(), self.settings, self.functions, label=self.label)
+        self._start_history(message)  # before the hub knows the call: its first announcement is recorded too
         self.hub.calls[call_sid] = self
         try:
             await asyncio.to_thread(self.hub.registry.register, call_sid, caller)
         except redis.RedisError as exc:
             log.error("[%s] could not be registered as active (Redis: %s); the call goes on", self.label, exc)
         self.refresher = asyncio.create_task(self._refresh())
-        log.info("[%s] set up: the owner (%s) is on the line", self.label, caller)
+        log.info("[%s] set up: the owner (%s) is on the line%s", self.label, caller,
+                 f" (TARS called: {placed_record.get('purpose')})" if placed else "")
+        if placed:
+            self._spawn(self._open_placed_call(placed_record))
 
     async def on_prompt(self, message: Prompt) -> None:
         piece = message.voice_prompt.strip()
@@ -303,6 +322,7 @@ class RelayCall:
         if not text:
             return
         log.info("[%s] caller: %s", self.label, loggable(text, self.settings))
+        self.history.caller(text)
         if self.reply_task is not None and not self.reply_task.done():
             await self._cut_reply(None, supersede=True)  # a newer turn makes the reply in progress moot
         self.reply_task = asyncio.create_task(self._reply(text))
@@ -317,6 +337,7 @@ class RelayCall:
         if digit == "#":
             code, self.digits = self.digits, ""
             if code:
+                self.history.keypad()
                 self._spawn(self._keypad_code(code))
         elif digit == "*":
             self.digits = ""
@@ -343,6 +364,7 @@ class RelayCall:
                 return
             await self.send(Text(sentence, last=True, interruptible=interruptible))
             self.last_cycle = "announcement"
+            self.history.tars(sentence)
         log.info("[%s] announced: %s", self.label, sentence)
         if self.conversation is not None:
             self.conversation.note(sentence)
@@ -365,11 +387,13 @@ class RelayCall:
             await cycle.finish()
         finally:
             cycle.release()
+            self._record_reply(cycle)
 
     async def _cut_reply(self, heard: str | None, supersede: bool) -> None:
         task = self.reply_task
         if task is None or task.done():
             if heard is not None and self.conversation is not None:
+                self.history.heard_only(heard)
                 if self.last_cycle == "reply":
                     self.conversation.heard_only(heard)
                 elif self.last_cycle == "announcement":
@@ -384,6 +408,17 @@ class RelayCall:
             pass
         except Exception:
             log.exception("[%s] the cut reply failed", self.label)
+
+    async def _open_placed_call(self, record: dict) -> None:
+        """The owner answered a call TARS placed: the greeting was said; a call about a code now says the request if
+        it is still pending (it may have been answered elsewhere while the phone rang)."""
+        if self.conversation is not None and record.get("greeting"):
+            self.conversation.note(record["greeting"])
+        sentence, task_id = await asyncio.to_thread(self.hub.phone.opening, record)
+        if task_id:
+            self.functions.pending_confirmation = task_id
+        if sentence:
+            await self.announce(sentence, interruptible=False)
 
     # --- keypad codes ----------------------------------------------------------------------------------------------
     async def _keypad_code(self, code: str) -> None:
@@ -401,6 +436,22 @@ class RelayCall:
                 if status.status == "awaiting_confirmation":
                     return status.task_id
         return None
+
+    # --- call history (core/call_history.py) ------------------------------------------------------------------------
+    def _start_history(self, message: Setup) -> None:
+        """Twilio says "outbound-api" for a call TARS placed (its purpose in customParameters) and "inbound" else."""
+        outbound = message.direction.startswith("outbound")
+        self.history = CallRecorder(CallHistory(self.hub.connection, self.settings), self.call_sid)
+        self.history.start(message.to if outbound else message.caller, OUTBOUND if outbound else INBOUND,
+                           str(message.custom_parameters.get("purpose") or "")[:64])
+
+    def _record_reply(self, cycle: _TalkCycle) -> None:
+        """What the caller heard of a reply: all of it, or up to an interrupt, or what was sent before it was cut."""
+        if not cycle.said:  # nothing reached the caller (and any interrupt's words belong to an older reply)
+            return
+        cut = asyncio.current_task().cancelling() > 0
+        heard = self.conversation.heard  # set by the interrupt that cut this reply
+        self.history.tars(heard if cut and heard is not None else cycle.said, cut=cut)
 
     # --- lifetime ----------------------------------------------------------------------------------------------------
     def _spawn(self, coro) -> None:
@@ -430,6 +481,8 @@ class RelayCall:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        if self.history is not None:
+            await self.history.end(over=self.hub.calls.get(self.call_sid) is self)
         if self.call_sid is not None:
             if self.hub.calls.get(self.call_sid) is self:  # not when a newer socket took the call over
                 del self.hub.calls[self.call_sid]
@@ -446,12 +499,14 @@ class _TalkCycle:
     def __init__(self, call: RelayCall):
         self.call = call
         self.holding = False
+        self.said = ""  # every token sent (the call history's line)
 
     async def say(self, token: str) -> None:
         if not self.holding:
             await self.call.speaking.acquire()
             self.holding = True
         await self.call.send(Text(token, last=False))
+        self.said += token
 
     async def finish(self) -> None:
         if not self.holding:
@@ -480,6 +535,11 @@ class VoiceHub:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.listener: AnnouncementListener | None = None
         self._models: list | None = None  # VOICE_MODELS' clients, made at the first call, shared by every call
+        self.phone = None  # communication/owner_phone.OwnerPhone, set by the app: TARS calls and texts the owner
+
+    def placed_call(self, call_sid: str) -> dict | None:
+        """The record of a call TARS placed to the owner (blocking), or None."""
+        return self.phone.outbound(call_sid) if self.phone is not None else None
 
     def brain(self) -> FallbackModel:
         """A call's own voice brain over the shared clients: a fallback in one call leaves the next call's first
@@ -528,12 +588,15 @@ class VoiceHub:
             if event.ends:
                 ending = event
         if pending is not None:
-            calls = [c for c in self.calls.values() if c.caller in self.settings.owner_numbers and not c.closed]
-            sentence = confirmation_sentence(task_id, str(pending.data.get("command") or ""),
-                                             str(pending.data.get("reason") or ""))
+            calls = self._owner_calls()
+            command, reason = str(pending.data.get("command") or ""), str(pending.data.get("reason") or "")
+            sentence = confirmation_sentence(task_id, command, reason)
             for call in calls:  # the owner is one person: every line they are on hears it, at once
                 call.functions.pending_confirmation = task_id
                 call._spawn(call.announce(sentence, interruptible=False))
+            if not calls and self.phone is not None:
+                await self._phone_owner(self.phone.ask_for_code, task_id, str(pending.data.get("request_id") or ""),
+                                        command, reason)
         if ending is not None:
             await self._announce_ending(task_id, ending)
 
@@ -547,23 +610,50 @@ class VoiceHub:
                                    _brief(result.get("git")))
         if sentence:
             # A plan's subtask that completed is merged into the plan, whose own ending the call hears.
-            await self._tell_starter(task_id, sentence, subtask_too=outcome != COMPLETE)
+            heard = await self._tell_starter(task_id, sentence, subtask_too=outcome != COMPLETE)
+            if not heard and self.phone is not None and await self._call_when_done(task_id):
+                calls = self._owner_calls()
+                for call in calls[:1]:  # on another call now: told there instead of ringing
+                    call._spawn(call.announce(sentence))
+                if not calls:
+                    await self._phone_owner(self.phone.tell, task_id, sentence)
 
-    async def _tell_starter(self, task_id: str, sentence: str, subtask_too: bool = False) -> None:
+    def _owner_calls(self) -> list[RelayCall]:
+        return [c for c in self.calls.values() if c.caller in self.settings.owner_numbers and not c.closed]
+
+    async def _call_when_done(self, task_id: str) -> bool:
+        try:
+            return (await asyncio.to_thread(self.tasks.status, task_id)).call_when_done
+        except (TarsError, redis.RedisError):
+            return False
+
+    async def _phone_owner(self, act, *args) -> None:
+        """Call or text the owner (blocking REST requests, in a thread), unless they are on a call through another
+        server process; never raises."""
+        try:
+            if await asyncio.to_thread(self.registry.owner_on_call):
+                return
+            await asyncio.to_thread(act, *args)
+        except (TarsError, redis.RedisError) as exc:
+            log.error("Could not call or text the owner: %s", exc)
+
+    async def _tell_starter(self, task_id: str, sentence: str, subtask_too: bool = False) -> bool:
         """Announce a sentence about a task to the call that started it, if that call is still on the line (a plan's
-        subtask shares its plan's call: only when subtask_too, naming its plan)."""
+        subtask shares its plan's call: only when subtask_too, naming its plan). Whether a call hears it."""
         try:
             status = await asyncio.to_thread(self.tasks.status, task_id)
         except (TarsError, redis.RedisError) as exc:
             log.warning("Task %s's record cannot be read (%s): no call hears %r", task_id, exc, sentence[:80])
-            return
+            return False
         if status.parent:
             if not subtask_too:
-                return
+                return False
             sentence = sentence.replace(f"Task {task_id}", f"Task {task_id}, a subtask of task {status.parent},", 1)
         call = self.calls.get(str(status.call_sid or ""))
         if call is not None and not call.closed:
             call._spawn(call.announce(sentence))
+            return True
+        return False
 
 
 def _brief(git: object) -> dict | None:

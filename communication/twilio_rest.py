@@ -9,6 +9,7 @@ naming the fix; core/ never imports this module.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 import requests
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
 from twilio.rest import Client
 
 from core.config import Settings
@@ -46,6 +48,21 @@ class _BaseUrlHttpClient(TwilioHttpClient):
         if self.base_url != TWILIO_API and parts.netloc.endswith("twilio.com"):
             url = self.base_url + parts.path + (f"?{parts.query}" if parts.query else "")
         return super().request(method, url, *args, **kwargs)
+
+
+def _page_refused(exc: Exception) -> TwilioRestException | None:
+    """A list request Twilio refused, as the TwilioRestException the SDK raises for every other request: its list
+    pages raise a bare TwilioException("Unable to fetch page", response) instead. None for anything else."""
+    if isinstance(exc, TwilioRestException) or len(exc.args) != 2 or not isinstance(exc.args[1], Response):
+        return None
+    response: Response = exc.args[1]
+    try:
+        payload = json.loads(response.text)
+    except ValueError:
+        payload = None
+    payload = payload if isinstance(payload, dict) else {}
+    message = f"{exc.args[0]}: {payload['message']}" if payload.get("message") else str(exc.args[0])
+    return TwilioRestException(response.status_code, "", message, payload.get("code", response.status_code), "GET")
 
 
 @dataclass(frozen=True)
@@ -81,6 +98,7 @@ class TwilioRest:
 
     def _failed(self, doing: str, exc: Exception) -> PhoneUnavailable:
         """One sentence: what failed and how to fix it."""
+        exc = _page_refused(exc) or exc
         if isinstance(exc, TwilioRestException):
             if exc.status == 401 or exc.code == AUTH_FAILED:
                 why = f"Twilio refused the credentials: check {self.credentials} (the Twilio console shows them)"
@@ -128,8 +146,9 @@ class TwilioRest:
 
     def phone_number(self) -> TwilioNumber:
         """TWILIO_PHONE_NUMBER as the account holds it; PhoneUnavailable when the account has no such number."""
-        try:
-            found = self.client.incoming_phone_numbers.list(phone_number=self.number, limit=1)
+        try:  # Twilio's filter matches partial numbers too: only the number itself will do
+            found = [number for number in self.client.incoming_phone_numbers.list(phone_number=self.number, limit=20)
+                     if number.phone_number == self.number]
         except (TwilioException, requests.RequestException) as exc:
             raise self._failed("read the Twilio number", exc) from exc
         if not found:

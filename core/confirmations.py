@@ -9,11 +9,15 @@ in constant time against the pending request. A right code is stored under
 `task:<id>:confirmation` and the worker woken; the worker consumes it once. A
 wrong one costs an attempt; the fifth denies the request. A code only ever
 answers the request pending at that moment (its request id rides on the wake-up).
+
+Codes are also read from what the owner says: `spoken_digits` turns transcribed words into digits, and
+`mentions_code` tells whether some words hold the code (so logs and call transcripts keep it out).
 """
 
 from __future__ import annotations
 
 import hmac
+import re
 import time
 import uuid
 from typing import Callable
@@ -26,6 +30,36 @@ from core.exceptions import Cancelled, CodeRejected, NotAwaitingConfirmation
 
 APPROVED, DENIED, TIMED_OUT = "approved", "denied", "timeout"
 """The answers wait_for_answer() gives."""
+
+# A code said on the phone reaches TARS as transcribed words: "six two eight three", "double four one oh".
+DIGIT_WORDS = {"zero": "0", "oh": "0", "o": "0", "nought": "0", "one": "1", "won": "1", "two": "2", "to": "2",
+               "too": "2", "three": "3", "tree": "3", "four": "4", "for": "4", "fore": "4", "five": "5",
+               "six": "6", "sicks": "6", "seven": "7", "eight": "8", "ate": "8", "nine": "9", "niner": "9"}
+MULTIPLIERS = {"double": 2, "triple": 3}
+
+
+def spoken_digits(text: object) -> str:
+    """'six two eight three' / '6 2 8 3' / 'double four one' → '6283' / '6283' / '441'. Unknown words are kept."""
+    out: list[str] = []
+    repeat = 1
+    for word in re.findall(r"[a-z]+|\d+|[^\s\w]", str(text).lower()):
+        if word in MULTIPLIERS:
+            repeat = MULTIPLIERS[word]
+            continue
+        piece = DIGIT_WORDS.get(word, word if word.isdigit() else None)
+        if piece is None:
+            if word.isalnum():
+                out.append(word)
+            repeat = 1
+            continue
+        out.append(piece * repeat if len(piece) == 1 else piece)
+        repeat = 1
+    return "".join(out)
+
+
+def mentions_code(text: str, code: str | None) -> bool:
+    """Whether the words hold the code, typed ("6283", "6 2 8 3") or said ("six two eight three")."""
+    return bool(code) and (code in text or code in spoken_digits(text))
 
 
 def _same(given: str, expected: str) -> bool:

@@ -173,3 +173,12 @@ TASK_FILE_DEBOUNCE_MS = 300
 TASK_FILE_RECHECK_SECONDS = 5.0
 """Besides its change events, the watcher looks at the tasks file's size and time this often and reads it again when
 they differ from its last reading."""
+
+OWNER_CALL_RING_SECONDS = 30
+"""How long a call TARS places to the owner rings before Twilio reports it unanswered (then TARS texts)."""
+
+PHONE_RECORD_TTL_SECONDS = 86400
+"""How long TARS remembers a call or text it sent the owner (what the call was about, which request a text asked)."""
+
+REMINDER_POLL_SECONDS = 30.0
+"""The server looks for due reminders at least this often (a reminder set on its own calls wakes it at once)."""

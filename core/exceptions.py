@@ -188,6 +188,24 @@ class MergeConflict(GitError):
         self.files = files
 
 
+class NoRemote(GitError):
+    """A push of a task's branch whose repository has no remote called origin: there is nowhere to push it."""
+
+
+class PushRejected(GitError):
+    """The remote refused a push of a task's branch (never forced): reason is git's word for why ("[rejected]
+    (non-fast-forward)": the remote branch has commits the task's lacks), remote its redacted URL."""
+
+    def __init__(self, message: str, remote: str, reason: str):
+        super().__init__(message)
+        self.remote, self.reason = remote, reason
+
+    @property
+    def moved_on(self) -> bool:
+        """The remote's branch has moved on (a force would be needed): non-fast-forward, or fetch first."""
+        return "non-fast-forward" in self.reason or "fetch first" in self.reason
+
+
 class MergeBlocked(GitError):
     """The owner's uncommitted changes touch files the merge would change, so TARS refused to merge (nothing was
     changed); files: those paths. The owner commits or stashes them and merges again."""

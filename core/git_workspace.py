@@ -63,7 +63,7 @@ from pathlib import Path
 
 from core.defaults import (BRANCH_PREFIX, GIT_NETWORK_TIMEOUT_SECONDS, GIT_TIMEOUT_SECONDS, TESTS_PASS_MARKER,
                            WORKTREE_RETENTION_DAYS)
-from core.exceptions import GitError, MergeBlocked, MergeConflict, NoSuchCheckpoint
+from core.exceptions import GitError, MergeBlocked, MergeConflict, NoRemote, NoSuchCheckpoint, PushRejected
 from core.supervisor import run_in_session
 
 log = logging.getLogger(__name__)
@@ -996,7 +996,8 @@ def _rebasing(tree: str, branch: str, what: str) -> bool:
 # --- push, discard, cleanup ---------------------------------------------------------------------------------------
 
 def push(checkout: TaskCheckout) -> str:
-    """Push the task branch to origin under the same name, never forced; a rejection raises GitError with git's reason."""
+    """Push the task branch to origin under the same name, never forced: NoRemote without an origin, PushRejected
+    with git's reason when origin refuses it (its branch moved on, a hook declined)."""
     if checkout.mode == SHADOW:
         raise GitError(f"{checkout.project} is not a git repository, so task {checkout.task_id} has nothing to push.")
     _sync(checkout)  # the cache's (or the owner's) branch is the one pushed
@@ -1004,15 +1005,15 @@ def push(checkout: TaskCheckout) -> str:
     what = f"push {checkout.branch} of task {checkout.task_id}"
     remote = git("remote", "get-url", "origin", what=what, ok=(0, 2, 128))
     if remote.returncode:
-        raise GitError(f"Could not {what}: {checkout.project} has no remote called origin.")
+        raise NoRemote(f"Could not {what}: {checkout.project} has no remote called origin.")
     url = _redact(remote.stdout.strip())
     ref = f"refs/heads/{checkout.branch}"
     pushed = git("push", "--porcelain", "origin", f"{ref}:{ref}", what=what, ok=(0, 1),
                  timeout=GIT_NETWORK_TIMEOUT_SECONDS)
     if pushed.returncode:
         reasons = [line.split("\t")[-1] for line in pushed.stdout.splitlines() if line.startswith("!")]
-        reason = "; ".join(reasons) or _detail(pushed.stderr, "")
-        raise GitError(_redact(f"{url} rejected the push of {checkout.branch}: {reason}."))
+        reason = _redact("; ".join(reasons) or _detail(pushed.stderr, ""))
+        raise PushRejected(f"{url} rejected the push of {checkout.branch}: {reason}.", url, reason)
     _touch(checkout)
     return f"Pushed {checkout.branch} to {url}."
 

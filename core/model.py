@@ -126,8 +126,16 @@ class Model(Protocol):
     def query(self, *, system: list[dict], tools: list[dict], messages: list[dict]) -> Turn: ...
 
 
+ServerToolHook = Callable[[bool], Awaitable[None]]
+"""Told True when a server tool (Anthropic's web search) starts running inside a streamed answer, False when its
+result arrives (AnthropicModel.stream)."""
+
+
 def _block_to_dict(block) -> dict[str, Any]:
-    # Only the fields the API accepts back; SDK objects carry extra ones (citations=None, caller...).
+    # Only the fields the API accepts back; SDK objects carry extra ones (citations=None, caller...). A text block's
+    # citations (a web search's sources) are left out too: the history keeps words, and a reply cut short keeps only
+    # the words heard, which its citations would no longer match. Server blocks (server_tool_use and its
+    # web_search_tool_result) are kept whole: the API takes them back as they came.
     if block.type == "text":
         return {"type": "text", "text": block.text}
     if block.type == "tool_use":
@@ -202,8 +210,11 @@ class AnthropicModel(Interruptible):
         return self._turn(message)
 
     async def stream(self, *, system: list[dict] | str, tools: list[dict], messages: list[dict], max_tokens: int,
-                     on_text: Callable[[str], Awaitable[None]]) -> Turn:
-        """One streamed answer (the voice brain): every text delta goes to on_text as it arrives."""
+                     on_text: Callable[[str], Awaitable[None]], on_server_tool: ServerToolHook | None = None) -> Turn:
+        """One streamed answer (the voice brain): every text delta goes to on_text as it arrives (citations never do:
+        they are not words to say). A server tool among `tools` (the web search) runs inside the answer, in
+        Anthropic's servers: on_server_tool(True) once its call has streamed and it runs, on_server_tool(False) when
+        its result arrives, so the caller can be told to hold on through the silence."""
         if self._async_client is None:
             self._async_client = anthropic.AsyncAnthropic(**self._client_options)
         try:
@@ -212,6 +223,12 @@ class AnthropicModel(Interruptible):
                 async for event in stream:
                     if event.type == "text" and event.text:
                         await on_text(event.text)
+                    elif on_server_tool is None:
+                        continue
+                    elif event.type == "content_block_stop" and event.content_block.type == "server_tool_use":
+                        await on_server_tool(True)
+                    elif event.type == "content_block_start" and event.content_block.type.endswith("_tool_result"):
+                        await on_server_tool(False)
                 message = await stream.get_final_message()
         except anthropic.APIError as exc:
             raise api_error(exc, self) from exc
@@ -389,7 +406,7 @@ class FallbackModel:
             return turn
 
     async def stream(self, *, system, tools: list[dict], messages: list[dict], max_tokens: int,
-                     on_text: Callable[[str], Awaitable[None]]) -> Turn:
+                     on_text: Callable[[str], Awaitable[None]], on_server_tool: ServerToolHook | None = None) -> Turn:
         """A streamed answer (the voice brain), falling back as query() does: the caller hears a pause."""
         failed: list[ModelError] = []
         told: list[str] = []
@@ -397,7 +414,7 @@ class FallbackModel:
             model = self.current
             try:
                 turn = await model.stream(system=system, tools=tools, messages=messages, max_tokens=max_tokens,
-                                          on_text=on_text)
+                                          on_text=on_text, on_server_tool=on_server_tool)
             except ModelError as exc:
                 told.append(self._next(exc, failed))
                 continue

@@ -7,7 +7,10 @@ and converts the answer back, so a task can move between providers mid-way and l
 - a user message's tool_result blocks become `tool` messages (right after the call, as the API requires), its text
   a user message after them;
 - Anthropic's built-in tools (bash_20250124, text_editor_20250728) become function tools with the same
-  semantics, their schemas generated from core/tools.py's documented inputs; other tools map one to one.
+  semantics, their schemas generated from core/tools.py's documented inputs; other tools map one to one;
+- Anthropic's server tools (web_search_20250305: Anthropic runs them) cannot run here: they are not offered, and
+  their blocks in the history (server_tool_use, web_search_tool_result) are left out; the answer's words, which
+  carry what was found, stay.
 The same code then runs the calls (core/agent.py), with the same confinement, gate and sandbox.
 """
 
@@ -22,7 +25,7 @@ import httpx2  # the HTTP client both SDKs are built on: MockTransport for warm_
 import openai
 
 from core.defaults import MODEL_MAX_TOKENS
-from core.model import INVALID_ARGUMENTS, TLS_CONTEXT, Interruptible, Turn, Usage, api_error, priced
+from core.model import INVALID_ARGUMENTS, TLS_CONTEXT, Interruptible, ServerToolHook, Turn, Usage, api_error, priced
 from core.providers import ModelSpec, Price
 from core.tools import BUILT_IN_TOOLS
 
@@ -50,8 +53,9 @@ class OpenAIModel(Interruptible):
     def _request(self, system, tools: list[dict], messages: list[dict], max_tokens: int) -> dict:
         request = {"model": self.model, "messages": to_chat_messages(system, messages),
                    "max_completion_tokens" if self.provider == "openai" else "max_tokens": max_tokens}
-        if tools:
-            request["tools"] = [to_function_tool(tool) for tool in tools]
+        functions = [to_function_tool(tool) for tool in tools if not is_server_tool(tool)]
+        if functions:
+            request["tools"] = functions
         return request
 
     def query(self, *, system: list[dict], tools: list[dict], messages: list[dict]) -> Turn:
@@ -69,9 +73,10 @@ class OpenAIModel(Interruptible):
         return self._turn(choice.message.content or "", calls, choice.finish_reason, completion.usage)
 
     async def stream(self, *, system, tools: list[dict], messages: list[dict], max_tokens: int,
-                     on_text: Callable[[str], Awaitable[None]]) -> Turn:
+                     on_text: Callable[[str], Awaitable[None]], on_server_tool: ServerToolHook | None = None) -> Turn:
         """One streamed answer (the voice brain): text deltas go to on_text as they arrive; tool calls arrive in
-        pieces (their arguments split over chunks) and are put together here."""
+        pieces (their arguments split over chunks) and are put together here. No server tool runs here, so
+        on_server_tool (core/model.AnthropicModel.stream) is never told anything."""
         if self._async_client is None:
             self._async_client = openai.AsyncOpenAI(**self._options)
         text, calls, finish, usage = [], {}, None, None
@@ -165,6 +170,13 @@ def to_usage(usage) -> Usage:
     prompt = usage.prompt_tokens or 0
     return Usage(input_tokens=max(0, prompt - cached), output_tokens=usage.completion_tokens or 0,
                  cache_read_input_tokens=cached)
+
+
+def is_server_tool(tool: dict) -> bool:
+    """An Anthropic server tool (web_search_20250305...): typed, yet neither a built-in tool TARS runs itself nor a
+    custom one with a schema."""
+    kind = tool.get("type")
+    return bool(kind) and kind != "custom" and kind not in BUILT_IN_TOOLS
 
 
 def to_function_tool(tool: dict) -> dict:

@@ -30,8 +30,8 @@ from core.confirmations import close_request, open_request, submit_code
 from core.defaults import (CANCEL_GRACE_SECONDS, CONFIRMATION_ATTEMPTS, GOAL_MAX_CHARS, JOB_TIMEOUT_MARGIN_SECONDS,
                            QUEUE_NAME, RECENT_TASKS_KEPT, RESULT_TTL_SECONDS, TASK_ID_BYTES)
 from core.scrub import Scrubber
-from core.exceptions import (CodeRejected, GitError, InvalidGoal, InvalidProjectPath, PauseRefused, TaskNotActive,
-                             TaskNotFound)
+from core.exceptions import (CodeRejected, GitError, InvalidGoal, InvalidProjectPath, PauseRefused, PhoneUnavailable,
+                             TaskNotActive, TaskNotFound)
 from core.git_workspace import Checkpoint, MergeResult, TaskCheckout
 from core.model import Usage
 from core.task_states import (ACTIVE, AWAITING_CONFIRMATION, CANCELLED, COMPLETE, ENDING_PHASE, FAILED, NORMAL,
@@ -83,6 +83,7 @@ class TaskStatus:
     retry_at: str | None = None  # when its automatic retry is due, while it waits for it
     held: bool = False  # queued, held by the daily budget until it allows again (core/budget.py)
     paused_by: str | None = None  # while paused: "workers" (every worker is), "task" (on its own) or "plan" (its plan)
+    call_when_done: bool = False  # TARS calls the owner when it ends (communication/owner_phone.py)
 
     @property
     def active(self) -> bool:
@@ -177,7 +178,7 @@ class TaskManager:
     def start(self, goal: str, project_path: str | Path | None = None, verbose_updates: bool | None = None,
               call_sid: str | None = None, retry_of: str | None = None, plan: bool | None = None,
               priority: str | None = NORMAL, at: datetime | None = None, task_id: str | None = None,
-              source: str | None = None) -> str:
+              source: str | None = None, call_when_done: bool = False) -> str:
         """Queue a task; the new id. plan: split the goal into subtasks first (core/plans.py); None: as PLAN_GOALS
         says (only `always` plans unasked). priority: high, normal or low (its queue, core/capabilities.py). at: an
         aware datetime to start it then instead of now (RQ's scheduler queues it; core/schedules.py). task_id: one
@@ -189,6 +190,9 @@ class TaskManager:
         if len(goal) > GOAL_MAX_CHARS:
             raise InvalidGoal(f"The goal is {len(goal)} characters long; keep it to {GOAL_MAX_CHARS} at most.")
         priority = capabilities.parse_priority(priority)
+        if call_when_done and self.settings.phone_missing():
+            raise PhoneUnavailable("I cannot call you when it is done: set " + ", ".join(self.settings.phone_missing())
+                                   + " in .env (docs/PHONE.md).")
         at = schedules.checked(at) if at is not None else None
         planned = plan if plan is not None else self.settings.PLAN_GOALS == "always"
         refused = bool(planned) and self.settings.PLAN_GOALS == "never"  # as before plans: one task, and why
@@ -202,7 +206,8 @@ class TaskManager:
                 "confirmation_command": None, "goal": goal, "session_id": call_sid,
                 "project_path": str(project), "verbose_updates": verbose_updates, "retry_of": retry_of,
                 "plan": bool(planned), "parent": None, "plan_key": None, "priority": priority,
-                "scheduled_for": at.isoformat() if at else None, "source": source}
+                "scheduled_for": at.isoformat() if at else None, "source": source,
+                "call_when_done": bool(call_when_done)}
         # Today's budget spent: it waits on the budget's gate. A task started for later is not held now: RQ's
         # scheduler checks the budget of the day its time comes (budget.hold_due).
         held = None if at else budget.hold(self.redis, self.settings, meta)
@@ -475,7 +480,8 @@ class TaskManager:
             attempt=retries.attempt_of(job), attempts=meta.get("attempts"),
             retry_at=_iso(datetime.fromtimestamp(meta["retry_at"], timezone.utc))
             if rq_status == JobStatus.SCHEDULED and isinstance(meta.get("retry_at"), (int, float)) else None,
-            held=bool(meta.get("held")) and status == QUEUED, paused_by=hold if status == PAUSED else None)
+            held=bool(meta.get("held")) and status == QUEUED, paused_by=hold if status == PAUSED else None,
+            call_when_done=bool(meta.get("call_when_done")))
 
     def _holds(self, jobs: list[Job]) -> list[str | None]:
         """What pauses each task (core/pause.py): BY_WORKERS, BY_TASK (on its own), BY_PLAN (its plan) or None."""

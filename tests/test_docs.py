@@ -523,6 +523,7 @@ for _module in ("core.config", "core.defaults", "core.keys", "core.task_states",
     CODE_CONSTANTS |= {n for n in vars(importlib.import_module(_module)) if n.isupper()}
 NOT_SETTINGS = {"TARS_ENV_FILE",  # read by core/config.py before Settings (names the env file)
                 "TASK_ID",  # the placeholder of usage lines
+                "CALL_SID",  # the placeholder of `calls show` (a call's Twilio sid)
                 "UPDATE_SCREENSHOTS",  # read by the browser test (tests/conftest.py): rewrite the README's images
                 "OLLAMA_CONTEXT_LENGTH",  # Ollama's own setting of its window (docs/MODELS.md), not TARS's
                 "WEBHOOK_URL",  # n8n's own older name of its address (docs/N8N_BACKGROUND_TASKS_SETUP.md), not TARS's

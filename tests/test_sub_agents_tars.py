@@ -9,6 +9,7 @@ from typing import Annotated, Literal, get_args, get_origin, get_type_hints
 import pytest
 
 from core import schedules
+from core.confirmations import spoken_digits
 from core.task_manager import TaskManager
 from sub_agents_tars import (
     VOICE_SYSTEM_PROMPT,
@@ -16,7 +17,6 @@ from sub_agents_tars import (
     Schema,
     VoiceFunctions,
     match_project,
-    spoken_digits,
     spoken_task_id,
     voice_function,
 )
@@ -121,7 +121,8 @@ def test_the_tools_keep_the_original_names_and_parameters():
     assert set(tools) == {"start_autonomous_coding", "check_coding_progress", "cancel_coding_task",
                           "submit_background_confirmation", "list_coding_tasks",
                           "rollback_coding_task", "merge_coding_task", "discard_coding_task",  # issue 6
-                          "report_on_tasks", "pause_work", "resume_work"}  # issue 17
+                          "report_on_tasks", "pause_work", "resume_work",  # issue 17
+                          "push_coding_task"}  # issue 19
     assert {"goal", "project_path", "verbose_updates", "plan"} <= set(tools["start_autonomous_coding"]["properties"])
     assert tools["submit_background_confirmation"]["required"] == ["confirmation_code"]
     assert tools["cancel_coding_task"]["required"] == ["task_id"]
@@ -166,7 +167,7 @@ def test_the_tools_keep_the_guidance_of_the_hand_written_schemas():
         "Throw an ended task's work away (its checkout and branch). Call first without confirmed; call with "
         "confirmed=true only after the owner said yes to the question it returns.")
     for name in ("check_coding_progress", "list_coding_tasks", "rollback_coding_task", "merge_coding_task",
-                 "discard_coding_task"):
+                 "discard_coding_task", "push_coding_task"):
         assert "required" not in tools[name]["input_schema"], name
 
 

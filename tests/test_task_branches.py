@@ -488,9 +488,9 @@ def test_the_voice_functions_roll_back_merge_and_discard(tasks, fake_api, start_
     voice = VoiceFunctions(tasks, settings)
 
     assert voice.call("rollback_coding_task", {"task_id": first}) == \
-        f"Task {first} is rolled back to checkpoint 1: Creating y.py."
+        f"Rolled task {first} back to checkpoint 1: Creating y.py; 1 commit undone."
     assert voice.call("merge_coding_task", {"task_id": " ".join(first)}) == \
-        f"Merged task {first} into main (fast-forward, 1 file); your checked-out copy is updated."
+        f"Merged tars/{first} into main: 1 commit, 1 file, no passing test run."
     assert (repo / "y.py").exists() and not (repo / "z.py").exists()
     asked = voice.call("discard_coding_task", {"task_id": second})
     assert asked == f"Discarding task {second} deletes its branch and all its work for good. Shall I, sir?"

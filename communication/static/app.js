@@ -1,4 +1,5 @@
-/* The TARS dashboard: hash routing (#/ the task list, #/task/<id> one task, #/report the report), two Server-Sent
+/* The TARS dashboard: hash routing (#/ the task list, #/task/<id> one task, #/report the report, #/calls the calls
+   and #/call/<sid> one call's transcript with links to the tasks it started), two Server-Sent
    Events streams (the overview and one task's timeline), no framework and no build step. An ended task's page has a
    Branch panel: its checkpoints and diffstat, and merge, push, roll back and discard. The report's charts are
    plain SVG drawn here; a banner says when the daily budget holds new tasks. While every worker is paused a
@@ -859,14 +860,117 @@
     return { stop() { serial += 1; } };
   }
 
+  // --- #/calls and #/call/<sid> : the call history (core/call_history.py), each call's transcript and tasks ------
+  function callWay(call) { // "in", "out", "out: reminder"
+    if (call.direction !== "outbound") return "in";
+    return call.purpose ? `out: ${call.purpose}` : "out";
+  }
+
+  function callLength(call) {
+    const s = call.duration_seconds;
+    if (s === null || s === undefined) return call.on_the_line ? "on the line" : "no end kept";
+    return s < 60 ? `${Math.round(s)} s` : `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, "0")}s`;
+  }
+
+  function callWhen(call) {
+    const when = new Date(Number(call.started_at) * 1000);
+    return isNaN(when) ? "" : when.toLocaleString([], { hour12: false });
+  }
+
+  function callsView() {
+    document.title = "TARS · calls";
+    const error = h("p", { class: "error", role: "alert", testid: "calls-error" });
+    const list = h("div", { testid: "call-list" }, h("p", { class: "empty", text: "Loading…" }));
+    app.replaceChildren(h("section", { class: "calls", testid: "calls-page" },
+      h("a", { class: "back", href: "#/", text: "← All tasks" }),
+      h("section", { class: "card" }, h("h1", { text: "Calls" }), error, list)));
+    let stopped = false;
+
+    function row(call) {
+      const tasks = call.task_ids.length ? `tasks ${call.task_ids.map((id) => "#" + id).join(", ")}` : "";
+      return h("a", { class: "call-row", href: "#/call/" + call.call_sid, testid: "call-row",
+        "data-call-sid": call.call_sid },
+        h("div", { class: "when", text: callWhen(call) }),
+        h("div", { class: "main" },
+          h("div", { class: "number", text: `${call.number} · ${callWay(call)}` }),
+          h("div", { class: "meta", text: [callLength(call), `${call.lines} line${call.lines === 1 ? "" : "s"}`,
+            tasks].filter(Boolean).join(" · ") })));
+    }
+
+    (async function load() {
+      const answer = await api("GET", "calls");
+      if (stopped) return;
+      if (!answer.ok) {
+        error.textContent = detail(answer);
+        list.replaceChildren();
+        return;
+      }
+      list.replaceChildren(...(answer.data.length ? answer.data.map(row)
+        : [h("p", { class: "empty", text: "No calls kept: phone TARS, and the call shows here." })]));
+    })();
+    return { stop() { stopped = true; } };
+  }
+
+  function callView(sid) {
+    document.title = `TARS · call ${sid}`;
+    const error = h("p", { class: "error", role: "alert", testid: "call-error" });
+    const body = h("div", {}, h("p", { class: "muted", text: "Loading…" }));
+    app.replaceChildren(h("section", { class: "calls", testid: "call-page" },
+      h("a", { class: "back", href: "#/calls", text: "← All calls" }), error, body));
+    let stopped = false;
+
+    function taskLink(task) { // to the task's own page
+      return h("li", {}, h("a", { href: "#/task/" + task.task_id, testid: "call-task", "data-task-id": task.task_id,
+        text: `#${task.task_id}` }), " ", badge(task.status, "call-task-status"), " ", task.goal);
+    }
+
+    function render(call) {
+      const kept = new Set(call.tasks.map((task) => task.task_id));
+      const expired = call.task_ids.filter((id) => !kept.has(id));
+      body.replaceChildren(
+        h("section", { class: "card" },
+          h("h1", { text: `${call.direction === "outbound" ? "Call to" : "Call from"} ${call.number}` }),
+          h("dl", { class: "facts" },
+            h("dt", { text: "Call" }), h("dd", { class: "mono", text: call.call_sid }),
+            h("dt", { text: "Way" }), h("dd", { text: callWay(call) }),
+            h("dt", { text: "Started" }), h("dd", { text: callWhen(call) }),
+            h("dt", { text: "Length" }), h("dd", { testid: "call-length", text: callLength(call) }))),
+        h("section", { class: "card" }, h("h2", { text: "Transcript" }),
+          call.transcript.length ? h("ol", { class: "transcript", testid: "transcript" },
+            ...call.transcript.map((line) => h("li", { "data-who": line.who, testid: "transcript-line" },
+              h("span", { class: "time", text: clock(line.at) }),
+              h("span", { class: "who", text: line.who === "tars" ? "TARS" : "Caller" }),
+              h("span", { class: "text", text: line.text }))))
+            : h("p", { class: "muted", text: "Nothing was said." })),
+        h("section", { class: "card" }, h("h2", { text: "Tasks it started" }),
+          call.tasks.length ? h("ul", { class: "call-tasks", testid: "call-tasks" }, ...call.tasks.map(taskLink)) : null,
+          expired.length ? h("p", { class: "muted", text: `Expired since: ${expired.map((id) => "#" + id)
+            .join(", ")}.` }) : null,
+          call.task_ids.length ? null : h("p", { class: "muted", text: "None." })));
+    }
+
+    (async function load() {
+      const answer = await api("GET", "calls/" + encodeURIComponent(sid));
+      if (stopped) return;
+      if (answer.ok) render(answer.data);
+      else {
+        body.replaceChildren();
+        error.textContent = detail(answer);
+      }
+    })();
+    return { stop() { stopped = true; } };
+  }
+
   // --- routing -------------------------------------------------------------------------------------------------
   let view = null;
 
   function route() {
     if (view) view.stop();
     const match = location.hash.match(/^#\/task\/#?([0-9a-fA-F]{1,32})\/?$/);
-    view = match ? taskView(match[1].toLowerCase()) : /^#\/report\/?$/.test(location.hash) ? reportView()
-      : listView();
+    const call = location.hash.match(/^#\/call\/([A-Za-z0-9_-]{1,64})\/?$/);
+    view = match ? taskView(match[1].toLowerCase()) : call ? callView(call[1])
+      : /^#\/report\/?$/.test(location.hash) ? reportView() : /^#\/calls\/?$/.test(location.hash) ? callsView()
+        : listView();
     window.scrollTo(0, 0);
   }
 

@@ -4,12 +4,12 @@ offered the call's voice functions, and its calls of them are answered."""
 from __future__ import annotations
 
 import asyncio
-from communication.conversation import HISTORY_SENT, Conversation
+from communication.conversation import HISTORY_SENT, WEB_SEARCH_TOOL, Conversation
 from core.model import AnthropicModel, FallbackModel
 from core.openai_model import OpenAIModel
 from core.providers import ModelSpec
-from sub_agents_tars import VOICE_TOOLS, VoiceFunctions, voice_function
-from tests.fakes.anthropic_api import error, repeat, text, tool_use
+from sub_agents_tars import LOOKING_UP, VOICE_TOOLS, VoiceFunctions, voice_function
+from tests.fakes.anthropic_api import error, repeat, text, tool_use, web_search
 from tests.fakes.openai_api import text as oai_text
 from tests.fakes.openai_api import tool_call as oai_tool_call
 
@@ -88,3 +88,25 @@ def test_an_unavailable_voice_model_hands_the_same_turn_to_the_next_one(tasks, s
     assert [m["role"] for m in second] == ["system", "user", "assistant", "tool"]
     assert second[3]["content"] == "Noon in Oslo."
     assert talk.messages[-1] == {"role": "assistant", "content": [{"type": "text", "text": "It is noon in Oslo, sir."}]}
+
+
+def test_a_searched_answer_cut_short_keeps_its_search_and_the_words_heard(tasks, settings, fake_api):
+    """VOICE_WEB_SEARCH=on: the caller interrupts the answer; the history keeps the search's blocks as the API sent
+    them (valid to send back) and only the words heard, without citations."""
+    fake_api.script([web_search("weather Oslo", "It is 4 degrees and raining in Oslo, sir.")], match="Oslo")
+    claude = AnthropicModel(api_key="sk-test", model="claude-haiku-5-5", base_url=fake_api.base_url, max_retries=0)
+    talk = Conversation(brain(claude), settings.model_copy(update={"VOICE_WEB_SEARCH": True}),
+                        functions=VoiceFunctions(tasks, settings))
+    assert talk.tools()[-1] == WEB_SEARCH_TOOL and LOOKING_UP[True] in talk.system
+
+    async def say(token: str) -> None:
+        pass
+
+    asyncio.run(talk.reply("What's the weather in Oslo?", say))
+    talk.heard_only("It is 4 degrees")
+    kept = talk.messages[-1]["content"]
+    assert [b["type"] for b in kept] == ["server_tool_use", "web_search_tool_result", "text"]
+    assert kept[1]["tool_use_id"] == kept[0]["id"] and kept[2] == {"type": "text", "text": "It is 4 degrees"}
+    talk.last.final_index = len(talk.messages) - 1
+    talk.heard_only("")  # nothing heard at all: the turn's answer goes, search and all
+    assert talk.messages[-1]["role"] == "user"

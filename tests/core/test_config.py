@@ -383,3 +383,52 @@ def test_a_worker_started_by_hand_warns_about_the_env_file(tars_env, start_worke
     worker = start_worker("--burst", TARS_ENV_FILE=str(env_file))
     assert worker.wait(60) == 0, worker.log
     assert "MAX_COMMAND_TIMEOUT in" in worker.log and "use COMMAND_TIMEOUT_SECONDS: seconds, as before." in worker.log
+
+
+# --- the phone both ways: Twilio's REST API, calls to the owner, quiet hours ---------------------------------------
+TWILIO = {"TWILIO_ACCOUNT_SID": "AC" + "1" * 32, "TWILIO_AUTH_TOKEN": "a-twilio-auth-token",
+          "TWILIO_PHONE_NUMBER": "+15550001111", "PUBLIC_BASE_URL": "https://tars.example.com",
+          "OWNER_PHONE_NUMBERS": "+15551234567"}
+
+
+def test_calling_the_owner_names_every_setting_it_still_needs(clean_env):
+    message = config_error(CALL_OWNER_FOR_CONFIRMATIONS="on", TWILIO_ACCOUNT_SID="AC" + "1" * 32)
+    assert ("CALL_OWNER_FOR_CONFIRMATIONS=on needs TWILIO_PHONE_NUMBER, PUBLIC_BASE_URL, OWNER_PHONE_NUMBERS, "
+            "TWILIO_AUTH_TOKEN (or TWILIO_API_KEY_SID and TWILIO_API_KEY_SECRET)") in message
+    for name, value in TWILIO.items():
+        clean_env.setenv(name, value)
+    clean_env.setenv("CALL_OWNER_FOR_CONFIRMATIONS", "on")
+    settings = load_settings()
+    assert settings.CALL_OWNER_FOR_CONFIRMATIONS is True and settings.phone_missing() == []
+
+
+def test_an_api_key_pair_stands_in_for_the_auth_token_but_only_as_a_pair(clean_env):
+    assert "TWILIO_API_KEY_SID and TWILIO_API_KEY_SECRET go together" in config_error(
+        TWILIO_API_KEY_SID="SK" + "2" * 32)
+    for name, value in TWILIO.items():
+        clean_env.setenv(name, value)
+    clean_env.delenv("TWILIO_AUTH_TOKEN")
+    clean_env.setenv("TWILIO_API_KEY_SID", "SK" + "2" * 32)
+    clean_env.setenv("TWILIO_API_KEY_SECRET", "an-api-key-secret")
+    assert load_settings().phone_missing() == []
+
+
+@pytest.mark.parametrize("name, value, rule", [
+    ("TWILIO_ACCOUNT_SID", "SK" + "1" * 32, "must be AC followed by 32 hex characters"),
+    ("TWILIO_API_KEY_SID", "AC" + "1" * 32, "must be SK followed by 32 hex characters"),
+    ("TWILIO_PHONE_NUMBER", "555-0100", "must be an E.164 number"),
+    ("TWILIO_API_BASE_URL", "api.twilio.com", "http(s)://"),
+    ("QUIET_HOURS", "10pm-7am", "give HH:MM-HH:MM on the 24-hour clock"),
+    ("QUIET_HOURS", "22:00-22:00", "give HH:MM-HH:MM on the 24-hour clock"),
+    ("CALL_HISTORY_DAYS", "0", "greater than or equal to 1"),
+])
+def test_bad_phone_settings_are_named_with_their_rule(clean_env, name, value, rule):
+    message = config_error(**{name: value})
+    assert message.startswith(f"{name}=") and rule in message
+
+
+def test_the_phone_settings_default_to_off(clean_env):
+    settings = load_settings()
+    assert (settings.CALL_OWNER_FOR_CONFIRMATIONS, settings.VOICE_WEB_SEARCH, settings.QUIET_HOURS,
+            settings.CALL_HISTORY_DAYS, settings.TWILIO_API_BASE_URL) == (False, False, "", 30,
+                                                                          "https://api.twilio.com")

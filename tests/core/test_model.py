@@ -7,6 +7,7 @@ own constants (0.5 s doubling, at most 8 s, minus up to 25 % jitter), never hard
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import time
@@ -23,7 +24,7 @@ from core.openai_model import OpenAIModel
 from core.providers import ModelSpec
 from tests.conftest import TEST_API_KEY
 from tests.fakes import openai_api as oai
-from tests.fakes.anthropic_api import bash, error, hang, repeat, text
+from tests.fakes.anthropic_api import bash, error, hang, repeat, text, web_search
 from tests.waiting import wait_until
 
 SLACK = 3.0  # seconds for process scheduling on a shared 2-core machine
@@ -353,3 +354,32 @@ def test_when_every_model_fails_the_reasons_are_all_told_and_a_later_attempt_may
                                         "attempt)")
     assert "The model 'gpt-5.1' was not found at OpenAI (404" in str(failed.value)
     assert failed.value.transient  # Anthropic was only unavailable: the task's automatic retry may find it back
+
+
+def test_a_streamed_web_search_keeps_its_blocks_whole_and_says_when_it_runs(fake_api):
+    """Anthropic's web search runs inside the streamed answer: only words reach on_text (no citation), the hook
+    hears the search start and its result arrive, and the turn keeps server_tool_use and web_search_tool_result as
+    the API sent them (ready to go back), the answer's text without its citations."""
+    fake_api.script([web_search("weather Atlanta", "It's 75 and sunny.", before="Let me check.", search_delay=0.2)])
+    claude = AnthropicModel(api_key="sk-test", model="claude-haiku-5-5", base_url=fake_api.base_url, max_retries=0)
+    heard: list[object] = []
+
+    async def on_text(piece: str) -> None:
+        heard.append(piece)
+
+    async def on_server_tool(running: bool) -> None:
+        heard.append(running)
+
+    tools = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}]
+    turn = asyncio.run(FallbackModel([claude]).stream(system="You are TARS.", tools=tools, max_tokens=100,
+                                                      messages=[{"role": "user", "content": "weather?"}],
+                                                      on_text=on_text, on_server_tool=on_server_tool))
+    assert heard[0] == "Let me check." and heard[1:3] == [True, False]
+    assert "".join(p for p in heard if isinstance(p, str)) == "Let me check.It's 75 and sunny."
+    assert [b["type"] for b in turn.content] == ["text", "server_tool_use", "web_search_tool_result", "text"]
+    use, result, answer = turn.content[1:]
+    assert use == {"type": "server_tool_use", "id": use["id"], "name": "web_search",
+                   "input": {"query": "weather Atlanta"}}
+    assert result["tool_use_id"] == use["id"] and result["content"][0]["encrypted_content"]
+    assert answer == {"type": "text", "text": "It's 75 and sunny."}
+    assert turn.text == "Let me check.\nIt's 75 and sunny."

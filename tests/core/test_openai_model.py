@@ -156,3 +156,39 @@ def test_a_chain_of_one_openai_model_answers_as_the_model_itself(fake_openai):
     turn = chain.query(system=SYSTEM, tools=[BASH_TOOL], messages=[{"role": "user", "content": "Goal: x"}])
     assert turn.model == chain.name == "ollama:qwen3-coder:30b" and turn.fallbacks == []
     assert turn.usage.cost_usd == 0.0 and turn.usage.unpriced_turns == 1  # no price given: unknown, not free
+
+
+WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
+
+
+def test_a_server_tool_and_its_blocks_never_reach_an_openai_compatible_model(fake_openai):
+    """A voice call's history after a web search (Anthropic ran it) goes to a model that took over: it is not
+    offered the search, and sees the answer's words without the search's blocks."""
+    fake_openai.script([text("Still 75, sir.")])
+    searched = [{"type": "text", "text": "Let me check."},
+                {"type": "server_tool_use", "id": "srvtoolu_01A", "name": "web_search",
+                 "input": {"query": "weather Atlanta"}},
+                {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_01A", "content": [
+                    {"type": "web_search_result", "title": "Atlanta weather", "url": "https://weather.example/atl",
+                     "encrypted_content": "Ev0D"}]},
+                {"type": "text", "text": "It's 75 and sunny in Atlanta."}]
+    history = [{"role": "user", "content": [{"type": "text", "text": "weather in Atlanta?"}]},
+               {"role": "assistant", "content": searched},
+               {"role": "user", "content": [{"type": "text", "text": "and now?"}]}]
+    tool = {"name": "check_coding_progress", "description": "How a task goes.",
+            "input_schema": {"type": "object", "properties": {}}}
+
+    async def heard(piece: str) -> None:
+        pass
+
+    turn = asyncio.run(model(fake_openai).stream(system="You are TARS.", tools=[tool, WEB_SEARCH], messages=history,
+                                                 max_tokens=100, on_text=heard))
+    assert turn.text == "Still 75, sir."
+    body = fake_openai.requests[0].body
+    assert [t["function"]["name"] for t in body["tools"]] == ["check_coding_progress"]
+    assert body["messages"][2] == {"role": "assistant", "content": "Let me check.\nIt's 75 and sunny in Atlanta."}
+    assert "srvtoolu" not in json.dumps(body) and "web_search" not in json.dumps(body)
+    fake_openai.script([text("Hello.")])
+    asyncio.run(model(fake_openai).stream(system="You are TARS.", tools=[WEB_SEARCH], messages=history[:1],
+                                          max_tokens=100, on_text=heard))
+    assert "tools" not in fake_openai.requests[1].body  # nothing left to offer

@@ -181,3 +181,21 @@ def test_the_scheduler_ends_with_its_worker_and_the_next_worker_schedules(tasks,
     second = start_worker()
     assert ended(tasks, task_id).status == "complete", second.log[-3000:]
     assert started_at(tasks, task_id) >= datetime.fromisoformat(tasks.status(task_id).scheduled_for).timestamp()
+
+
+# --- quiet hours (QUIET_HOURS): TARS texts instead of calling -------------------------------------------------------
+@pytest.mark.parametrize("span, clock, quiet", [
+    ("22:00-07:00", "23:30", True), ("22:00-07:00", "03:00", True), ("22:00-07:00", "07:00", False),
+    ("22:00-07:00", "21:59", False), ("22:00-07:00", "22:00", True), ("12:30-13:30", "13:00", True),
+    ("12:30-13:30", "14:00", False), ("", "03:00", False),
+])
+def test_quiet_hours_may_cross_midnight(span, clock, quiet):
+    hour, minute = map(int, clock.split(":"))
+    now = datetime(2026, 12, 7, hour, minute).astimezone()
+    assert schedules.in_quiet_hours(span, now) is quiet
+
+
+@pytest.mark.parametrize("span", ["22-7", "22:00", "25:00-07:00", "22:00-07:60", "07:00-07:00", "night"])
+def test_unreadable_quiet_hours_give_the_rule(span):
+    with pytest.raises(InvalidSchedule, match="HH:MM-HH:MM"):
+        schedules.parse_quiet_hours(span)

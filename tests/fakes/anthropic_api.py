@@ -29,6 +29,9 @@ answered with ``"No script matched."`` (end_turn) and appended to
 Turns (module-level helpers):
 
 ``text(s)``, ``tool_use(name, input)``, ``bash(cmd)``, ``edit(**input)``,
+``web_search(query, answer, ...)`` (a server-side web search: server_tool_use,
+web_search_tool_result, the answer citing a result; streamed with
+citations_delta events, as the API sends them),
 ``multi(...)`` (several blocks / parallel tool use in one turn),
 ``error(status)``, ``hang(seconds)``, ``delay(seconds, turn)``,
 ``repeat(turn)`` and any callable ``f(request_body) -> turn``.  A plain ``str``
@@ -66,6 +69,7 @@ __all__ = [
     "tool_use",
     "bash",
     "edit",
+    "web_search",
     "multi",
     "error",
     "hang",
@@ -90,6 +94,10 @@ def new_request_id() -> str:
     return "req_01" + scripted_server.rand_id(22)
 
 
+def new_server_tool_use_id() -> str:
+    return "srvtoolu_01" + scripted_server.rand_id(22)
+
+
 # --------------------------------------------------------------------------- turns
 
 
@@ -99,14 +107,18 @@ class Turn:
 
     ``content`` holds API content blocks (dicts).  A ``tool_use`` block whose
     ``id`` is None gets a fresh ``toolu_01...`` id every time it is served, so a
-    repeated turn never produces duplicate ids.  ``chunk_delay`` is the pause (s)
-    between SSE delta events when the turn is streamed.
+    repeated turn never produces duplicate ids (so does a ``server_tool_use``, with
+    ``srvtoolu_01...``, and the ``web_search_tool_result`` after it follows it).
+    ``chunk_delay`` is the pause (s) between SSE delta events when the turn is
+    streamed; ``search_delay`` the pause before each web_search_tool_result block
+    (the search running on the server).
     """
 
     content: list[dict]
     stop_reason: str = "end_turn"
     chunk_delay: float = 0.0
     stop_sequence: str | None = None
+    search_delay: float = 0.0
 
 
 @dataclass
@@ -152,6 +164,39 @@ def edit(**input: Any) -> Turn:
     """``tool_use("str_replace_based_edit_tool", input)``, e.g.
     ``edit(command="create", path="/x", file_text="...")``."""
     return tool_use("str_replace_based_edit_tool", input)
+
+
+def web_search(
+    query: str,
+    answer: str = "",
+    results: list[tuple[str, str]] | None = None,
+    *,
+    before: str | None = None,
+    stop_reason: str = "end_turn",
+    search_delay: float = 0.0,
+    chunk_delay: float = 0.0,
+) -> Turn:
+    """Assistant message with one server-side web search, as the API answers it
+    (web_search_20250305): optional leading text ``before``, a ``server_tool_use``
+    block (name web_search, input {"query": query}), its ``web_search_tool_result``
+    (``results``: (title, url) pairs, each with an opaque encrypted_content), then
+    ``answer`` as a text block citing the first result (a
+    ``web_search_result_location`` citation; streamed as a citations_delta).
+    ``stop_reason="pause_turn"`` with no answer: the API paused the turn after the
+    search.  ``search_delay``: the silence (s) before the result, while it searches."""
+    results = results or [("Result for " + query, "https://example.com/" + re.sub(r"\W+", "-", query.lower()))]
+    content: list[dict] = [{"type": "text", "text": before}] if before else []
+    content.append({"type": "server_tool_use", "id": None, "name": "web_search", "input": {"query": query}})
+    content.append({"type": "web_search_tool_result", "tool_use_id": None, "content": [
+        {"type": "web_search_result", "title": title, "url": url, "page_age": None,
+         "encrypted_content": "Ev0DCioIAxgCIiQ" + hashlib.sha256(url.encode()).hexdigest()}
+        for title, url in results]})
+    if answer:
+        title, url = results[0]
+        content.append({"type": "text", "text": answer, "citations": [{
+            "type": "web_search_result_location", "url": url, "title": title, "cited_text": answer[:150],
+            "encrypted_index": "EpMBCioIAxgCIiQ" + hashlib.sha256(answer.encode()).hexdigest()[:24]}]})
+    return Turn(content, stop_reason=stop_reason, chunk_delay=chunk_delay, search_delay=search_delay)
 
 
 def multi(*parts: Any, stop_reason: str | None = None, chunk_delay: float = 0.0) -> Turn:
@@ -498,17 +543,25 @@ class FakeAnthropic(scripted_server.ScriptedServer):
         message = self._render(turn, body, usage)
         rec.status = 200
         if body.get("stream"):
-            self._stream(h, message, turn.chunk_delay, rec)
+            self._stream(h, message, turn.chunk_delay, rec, turn.search_delay)
         else:
             h._send_json(200, message)
 
     def _render(self, turn: Turn, body: dict, usage_given: dict | None = None) -> dict:
         content = copy.deepcopy(turn.content)
+        searched = None
         for b in content:
             if b.get("type") == "tool_use" and not b.get("id"):
                 b["id"] = new_tool_use_id()
+            elif b.get("type") == "server_tool_use":
+                b["id"] = searched = b.get("id") or new_server_tool_use_id()
+            elif b.get("type") == "web_search_tool_result" and not b.get("tool_use_id"):
+                b["tool_use_id"] = searched
         usage = self._cache.usage(body)
         usage["output_tokens"] = max(1, _tok(json.dumps(content)))
+        searches = sum(b.get("type") == "server_tool_use" and b.get("name") == "web_search" for b in content)
+        if searches:
+            usage["server_tool_use"] = {"web_search_requests": searches, "web_fetch_requests": 0}
         if usage_given is not None:
             usage.update({k: usage_given.get(k, 0) for k in ("input_tokens", "output_tokens",
                                                              "cache_creation_input_tokens", "cache_read_input_tokens")})
@@ -524,7 +577,8 @@ class FakeAnthropic(scripted_server.ScriptedServer):
             "usage": usage,
         }
 
-    def _stream(self, h: _Handler, message: dict, chunk_delay: float, rec: RecordedRequest) -> None:
+    def _stream(self, h: _Handler, message: dict, chunk_delay: float, rec: RecordedRequest,
+                search_delay: float = 0.0) -> None:
         h._start_event_stream()
 
         def send(event: str, data: dict) -> None:
@@ -541,8 +595,12 @@ class FakeAnthropic(scripted_server.ScriptedServer):
         for i, block in enumerate(message["content"]):
             btype = block.get("type")
             if btype == "text":
-                send("content_block_start", {"type": "content_block_start", "index": i,
-                                             "content_block": dict(block, text="")})
+                # A cited text block starts with no citations; each arrives as a citations_delta.
+                start = dict(block, text="", citations=[]) if "citations" in block else dict(block, text="")
+                send("content_block_start", {"type": "content_block_start", "index": i, "content_block": start})
+                for citation in block.get("citations") or []:
+                    send("content_block_delta", {"type": "content_block_delta", "index": i,
+                                                 "delta": {"type": "citations_delta", "citation": citation}})
                 for chunk in _text_chunks(block.get("text", "")):
                     pause()
                     send("content_block_delta", {"type": "content_block_delta", "index": i,
@@ -569,6 +627,8 @@ class FakeAnthropic(scripted_server.ScriptedServer):
                                              "delta": {"type": "signature_delta",
                                                        "signature": block.get("signature", "")}})
             else:
+                if btype == "web_search_tool_result":
+                    self._pause(search_delay)  # the search runs on the server: silence on the stream
                 send("content_block_start", {"type": "content_block_start", "index": i, "content_block": block})
             send("content_block_stop", {"type": "content_block_stop", "index": i})
         send("message_delta", {
@@ -579,6 +639,7 @@ class FakeAnthropic(scripted_server.ScriptedServer):
                 "cache_creation_input_tokens": usage["cache_creation_input_tokens"],
                 "cache_read_input_tokens": usage["cache_read_input_tokens"],
                 "output_tokens": usage["output_tokens"],
+                **({"server_tool_use": usage["server_tool_use"]} if "server_tool_use" in usage else {}),
             },
         })
         send("message_stop", {"type": "message_stop"})

@@ -22,6 +22,7 @@ from tests.fakes.anthropic_api import (
     repeat,
     text,
     tool_use,
+    web_search,
 )
 
 MODEL = "claude-sonnet-4-6"
@@ -222,6 +223,48 @@ def test_streaming_tool_use_final_message(fake):
     assert final.content[1].input == {"command": "echo hello world && ls -la /some/long/path"}
     assert final.content[1].id.startswith("toolu_01")
     assert final.stop_reason == "tool_use"
+
+
+WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
+
+
+def test_a_streamed_web_search_is_parsed_by_the_sdk_as_the_api_sends_it(fake):
+    """server_tool_use (its input streamed as JSON), web_search_tool_result after the search's silence, and the
+    answer with its citation (a citations_delta): the SDK builds the same message the API would answer."""
+    fake.script([web_search("weather Atlanta today", "It's 75 and sunny in Atlanta.", before="Let me check.",
+                            results=[("Atlanta weather", "https://weather.example/atl")], search_delay=0.3)])
+    began = time.monotonic()
+    with client(fake).messages.stream(model=MODEL, max_tokens=1024, tools=[WEB_SEARCH],
+                                      messages=[{"role": "user", "content": "weather?"}]) as stream:
+        events = [e for e in stream]
+        final = stream.get_final_message()
+    assert time.monotonic() - began >= 0.3
+    assert "".join(e.text for e in events if e.type == "text") == "Let me check.It's 75 and sunny in Atlanta."
+    assert [e.citation.url for e in events if e.type == "citation"] == ["https://weather.example/atl"]
+    assert [b.type for b in final.content] == ["text", "server_tool_use", "web_search_tool_result", "text"]
+    use, result, answer = final.content[1:]
+    assert use.id.startswith("srvtoolu_01") and use.name == "web_search" and use.input == {
+        "query": "weather Atlanta today"}
+    assert result.tool_use_id == use.id
+    assert [(r.title, r.url) for r in result.content] == [("Atlanta weather", "https://weather.example/atl")]
+    assert result.content[0].encrypted_content
+    (citation,) = answer.citations
+    assert citation.type == "web_search_result_location" and citation.cited_text == answer.text
+    assert citation.encrypted_index and citation.title == "Atlanta weather"
+    assert final.usage.server_tool_use.web_search_requests == 1
+    assert final.stop_reason == "end_turn"
+    assert fake.requests[0].body["tools"] == [WEB_SEARCH]
+
+
+def test_a_web_search_turn_can_pause_and_goes_unstreamed_too(fake):
+    fake.script([web_search("python 3.14 release date", stop_reason="pause_turn"), text("October, sir.")])
+    paused = ask(client(fake), tools=[WEB_SEARCH])
+    assert paused.stop_reason == "pause_turn"
+    assert [b.type for b in paused.content] == ["server_tool_use", "web_search_tool_result"]
+    assert paused.content[1].tool_use_id == paused.content[0].id
+    again = ask(client(fake), tools=[WEB_SEARCH])
+    assert again.content[0].text == "October, sir."
+    assert ask(client(fake), tools=[WEB_SEARCH]).content[0].text  # exhausted, still answers
 
 
 def test_raw_stream_event_sequence(fake):

@@ -333,3 +333,23 @@ def test_an_incoming_text_is_posted_to_sms_signed_and_its_twiml_reply_read(twili
     assert (form["From"], form["To"], form["Body"], form["NumMedia"]) == (twilio.owner, twilio.number, "status", "0")
     assert form["MessageSid"].startswith("SM") and form["AccountSid"] == twilio.account_sid
     assert RequestValidator(AUTH_TOKEN).validate(f"{PUBLIC}/sms", form, post.headers["x-twilio-signature"])
+
+
+def test_a_relay_twilio_could_not_reach_fails_the_answer(twilio, relay_receiver):
+    # Twilio reaches only the public wss:// address: a ws:// or another host's relay is TARS's mistake
+    for url in ("ws://tars.example.test/relay", "wss://elsewhere.example/relay"):
+        call = placed(sdk(twilio), twilio, twiml=RELAY_TWIML.replace("wss://tars.example.test/relay", url))
+        with pytest.raises(AssertionError, match="Twilio could not reach it"):
+            twilio.answer(call, relay_receiver.port, PUBLIC)
+
+
+def test_the_reply_to_a_text_is_read_in_either_twiml_form_and_a_refusal_is_loud(twilio, make_webhook):
+    tars = make_webhook()
+    tars.default = Reply(200, {"Content-Type": "text/xml"},
+                         b'<?xml version="1.0" encoding="UTF-8"?><Response><Message><Body>Done.</Body></Message>'
+                         b"<Message>Second.</Message></Response>")
+    assert sms_reply(twilio.incoming_sms(tars.url(""), PUBLIC, body="status")) == ["Done.", "Second."]
+
+    tars.default = Reply(403, {}, b"bad signature")
+    with pytest.raises(AssertionError, match="403"):
+        sms_reply(twilio.incoming_sms(tars.url(""), PUBLIC, "wrong-token", body="status"))

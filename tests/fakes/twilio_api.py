@@ -47,6 +47,7 @@ Records: ``calls`` and ``messages`` (what TARS placed and sent, every form field
 condition, never sleep. The fake never calls TARS on its own: a test plays each step of the call with ``answer``,
 ``report`` and ``incoming_sms``, signed with X-Twilio-Signature over the public URL as Twilio does. Hanging a call
 up through the API (Status=completed) closes the relay socket ``answer`` opened, as Twilio ends the session.
+``sms_reply(response)`` reads the <Message> texts of TARS's TwiML answer to an incoming text.
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ import httpx
 
 from tests.fakes.relay_client import RelayClient, sign, twilio_post
 
-__all__ = ["FakeTwilio", "Call", "Message", "Number", "RecordedRequest", "new_sid", "ACCOUNT_SID", "AUTH_TOKEN",
-           "TWILIO_NUMBER", "OWNER", "CALL_STATUSES"]
+__all__ = ["FakeTwilio", "Call", "Message", "Number", "RecordedRequest", "new_sid", "sms_reply", "ACCOUNT_SID",
+           "AUTH_TOKEN", "TWILIO_NUMBER", "OWNER", "CALL_STATUSES"]
 
 API_VERSION = "2010-04-01"
 ACCOUNT_SID = "AC" + "0" * 32  # the same account as tests/fakes/relay_client.py's webhooks
@@ -215,18 +216,18 @@ class Call:
     reports: list[dict[str, str]] = field(default_factory=list)  # the status callbacks posted for it
     relay: RelayClient | None = field(default=None, repr=False)  # the socket `answer` opened
 
-    def field(self, name: str, default: str | None = None) -> str | None:
-        """A form field as sent (the last value of a repeated one)."""
+    def form_value(self, name: str, default: str | None = None) -> str | None:
+        """A form field as sent (the last value of a repeated one): call.form_value("Timeout")."""
         values = self.form.get(name)
         return values[-1] if values else default
 
     @property
     def status_callback(self) -> str | None:
-        return self.field("StatusCallback")
+        return self.form_value("StatusCallback")
 
     @property
     def status_callback_method(self) -> str:
-        return (self.field("StatusCallbackMethod") or "POST").upper()
+        return (self.form_value("StatusCallbackMethod") or "POST").upper()
 
     @property
     def status_callback_events(self) -> list[str]:
@@ -237,7 +238,7 @@ class Call:
     @property
     def timeout(self) -> int:
         """How long it rings before Twilio gives up (no-answer), in seconds."""
-        return int(self.field("Timeout") or 60)
+        return int(self.form_value("Timeout") or 60)
 
     @property
     def ended(self) -> bool:
@@ -524,7 +525,8 @@ class FakeTwilio:
 
     # ---- waiting (on the condition every change notifies; never a sleep)
     def wait_for(self, condition: Callable[[], Any], timeout: float = 10, what: str = "the condition") -> Any:
-        """Block until `condition()` is truthy (checked under the fake's lock at every change); its value."""
+        """Block until `condition()` is truthy; its value. It is checked under the fake's lock at every change, so it
+        must not make requests to the fake itself (place the call first, then wait for it)."""
         with self._cond:
             result = self._cond.wait_for(condition, timeout)
             if not result:
@@ -854,9 +856,17 @@ class FakeTwilio:
 
 
 def sms_reply(response: httpx.Response) -> list[str]:
-    """The texts of the <Message>s in a TwiML answer to an incoming text (empty: TARS sends no reply)."""
-    root = ET.fromstring(response.text)
+    """The texts of the <Message>s in TARS's TwiML answer to an incoming text (empty: TARS sends no reply)."""
+    if response.status_code != 200:
+        raise AssertionError(f"TARS answered the incoming text {response.status_code}: {response.text[:500]}")
+    try:
+        root = ET.fromstring(response.text)
+    except ET.ParseError as exc:
+        raise AssertionError(f"not TwiML ({exc}): {response.text[:500]}") from None
     if root.tag != "Response":
-        raise AssertionError(f"not TwiML: {response.text}")
-    return [(m.text or "").strip() if m.find("Body") is None else (m.find("Body").text or "").strip()
-            for m in root.iter("Message")]
+        raise AssertionError(f"not TwiML: {response.text[:500]}")
+    texts = []
+    for message in root.iter("Message"):
+        body = message.find("Body")  # <Message><Body>...</Body></Message> says the same as <Message>...</Message>
+        texts.append(((body.text if body is not None else message.text) or "").strip())
+    return texts
