@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The TARS entry script (wiring only): the server, `up` (server and worker), the `task` CLI and the console phone.
+"""The TARS entry script (wiring only): the server, `up` (server and worker), the `task` CLI, the console phone and
+`doctor`.
 
   python main_tars.py                      run the server (starts an embedded Redis when none answers)
   python main_tars.py up [--workers N]     the server plus N background workers (WORKER_COUNT): all of TARS in one
@@ -17,6 +18,7 @@
   python main_tars.py budget [show | set AMOUNT | clear] [--json]   the daily budget (DAILY_BUDGET_USD), now
   python main_tars.py calls [--days N] [--json]   the phone calls kept (CALL_HISTORY_DAYS), newest first
   python main_tars.py calls show CALL_SID [--json]   one call's transcript and the tasks it started
+  python main_tars.py doctor [--fix-twilio] [--json]   check the whole set-up: each problem on one line with its fix
 """
 
 from __future__ import annotations
@@ -69,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--check", action="store_true", help="make one cheap request to each model and say which "
                         "answer, with the fix for those that do not")
     models.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor = sub.add_parser("doctor", help="check every setting, Redis, the models, n8n, Discord, PUBLIC_BASE_URL "
+                            "and Twilio: each problem on one line with its fix (exit 1 when any)")
+    doctor.add_argument("--fix-twilio", action="store_true", help="point the Twilio number's voice and SMS URLs at "
+                        "PUBLIC_BASE_URL/voice and /sms (Twilio's REST API)")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
     check = sub.add_parser("check-command", help="would TARS run a bash command without the owner's code, or ask? "
                            "(no COMMAND: JSON lines on stdin)")
     check.add_argument("bash_command", nargs="?", metavar="COMMAND", help="the bash command (omit it to read one "
@@ -703,6 +710,10 @@ def run_models(args: argparse.Namespace, settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "doctor":  # its own settings check: a setting that does not load is one of its lines
+        from communication.doctor import run_doctor
+
+        return run_doctor(fix_twilio=args.fix_twilio, as_json=args.json)
     if args.command == "check-command":  # no Redis; the settings only for the default rules file
         if args.rules is None:
             try:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 import redis
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
 from communication.api import router
@@ -26,7 +26,7 @@ from communication.twilio_media_streams import VoiceHub
 from communication.owner_phone import OwnerPhone
 from communication.owner_phone import router as phone_router
 from communication.twilio_media_streams import router as voice_router
-from core import pool, sandbox, task_file
+from core import keys, pool, sandbox, task_file
 from core.config import Settings
 from core.defaults import QUEUE_NAME
 from core.exceptions import (GitError, InvalidBudget, InvalidGoal, InvalidPriority, InvalidProjectPath,
@@ -136,17 +136,20 @@ def create_app(settings: Settings, connection: redis.Redis,
     app.include_router(dashboard_router)  # / and /dashboard/api/ (its files at /static, served by a route)
 
     @app.get("/health")
-    def health() -> dict:
+    def health(probe: str | None = Query(None, max_length=64)) -> dict:
         """Unauthenticated liveness: Redis reachable, workers registered, workers this server started that have not
         registered yet (`starting`: `up`'s workers in their first seconds), queue length, the sandbox a worker on
         this machine puts the model's commands in (core/sandbox.py status_line), whether this server holds the
         Discord bot's connection (connected, connecting, standby: another server holds it; off: no bot), whether
         every worker is paused, each worker (`pool`: name, state idle/busy/paused, current_task, capabilities;
-        core/pool.py), and the tasks file it watches (TASKS_FILE)."""
+        core/pool.py), and the tasks file it watches (TASKS_FILE). With ?probe=<token> (`main_tars.py doctor`), also
+        `probe`: whether this server's Redis held doctor's one-time token (taken now), proving that the address
+        doctor called reaches this TARS."""
         try:
-            probe.ping()  # one try: "degraded" must come at once, not after the outage retry
+            pinger.ping()  # one try: "degraded" must come at once, not after the outage retry
         except redis.RedisError as exc:
             return {"status": "degraded", "redis": False, "error": exc.__class__.__name__}
+        found = {} if probe is None else {"probe": pinger.delete(keys.doctor_probe(probe)) == 1}
         view = pool.overview(connection)
         registered = {worker["name"] for worker in view["workers"]}
         starting = [name for name in (own_workers() if own_workers else []) if name not in registered]
@@ -154,9 +157,9 @@ def create_app(settings: Settings, connection: redis.Redis,
                 "queue_length": view["queue_length"], "sandbox": contained, "discord": bot.state if bot else "off",
                 "paused": view["paused"], "pool": [{field: worker[field] for field in HEALTH_WORKER_FIELDS}
                                                    for worker in view["workers"]],
-                "tasks_file": str(settings.TASKS_FILE)}
+                "tasks_file": str(settings.TASKS_FILE), **found}
 
-    probe = probe_client(connection)
+    pinger = probe_client(connection)
     contained = sandbox.status_line(settings.SANDBOX, settings.SANDBOX_NETWORK != "off")
 
     return app

@@ -73,6 +73,8 @@ class TwilioNumber:
     phone_number: str
     voice_url: str
     sms_url: str
+    voice_method: str = "POST"
+    sms_method: str = "POST"
 
 
 class TwilioRest:
@@ -153,7 +155,8 @@ class TwilioRest:
             raise PhoneUnavailable(f"The Twilio account {self.account_sid} has no number {self.number}: set "
                                    f"TWILIO_PHONE_NUMBER to one of its numbers (Phone Numbers, Active numbers).")
         number = found[0]
-        return TwilioNumber(number.sid, number.phone_number, number.voice_url or "", number.sms_url or "")
+        return TwilioNumber(number.sid, number.phone_number, number.voice_url or "", number.sms_url or "",
+                            (number.voice_method or "POST").upper(), (number.sms_method or "POST").upper())
 
     def point_number(self, number_sid: str, voice_url: str, sms_url: str) -> TwilioNumber:
         """Set the number's incoming-call and incoming-text webhooks (POST)."""
@@ -162,4 +165,5 @@ class TwilioRest:
                 voice_url=voice_url, voice_method="POST", sms_url=sms_url, sms_method="POST")
         except (TwilioException, requests.RequestException) as exc:
             raise self._failed("update the Twilio number", exc) from exc
-        return TwilioNumber(number.sid, number.phone_number, number.voice_url or "", number.sms_url or "")
+        return TwilioNumber(number.sid, number.phone_number, number.voice_url or "", number.sms_url or "",
+                            (number.voice_method or "POST").upper(), (number.sms_method or "POST").upper())

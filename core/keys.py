@@ -282,3 +282,10 @@ def call_transcript(call_sid: str) -> str:
     """List of one call's transcript lines, oldest first, each JSON {"at", "who": caller|tars, "text"} with codes and
     secrets redacted. Expires with the call's record."""
     return f"tars:calls:transcript:{call_sid}"
+
+
+# --- python main_tars.py doctor (communication/doctor.py) ----------------------------------------------------------
+def doctor_probe(token: str) -> str:
+    """Set for a minute by `doctor` to a random one-time token it then sends to PUBLIC_BASE_URL/health?probe=<token>:
+    the server that finds (and deletes) it shares this Redis, so the public address reaches this TARS."""
+    return f"tars:doctor:probe:{token}"

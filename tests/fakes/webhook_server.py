@@ -1,4 +1,5 @@
-"""A real HTTP server on 127.0.0.1 standing in for n8n or Discord: answers POSTs from a plan, records them."""
+"""A real HTTP server on 127.0.0.1 standing in for n8n or Discord: answers POSTs from a plan, records them; a GET gets
+`get_reply` (what n8n or Discord answer a GET on their webhook: `doctor` asks that way)."""
 
 from __future__ import annotations
 
@@ -36,12 +37,30 @@ class FakeWebhook:
         self.plan: deque[Reply] = deque()
         self.default = Reply()
         self.requests: list[Received] = []
+        self.get_reply: Reply | None = None  # a GET's answer (not recorded); None: 501, as with no GET route
         self.cond = threading.Condition()
         self.release = threading.Event()  # set: every delay ends now
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                if fake.get_reply is None:
+                    self.send_error(501, f"Unsupported method ({self.command!r})")
+                    return
+                self.answer(fake.get_reply)
+
+            def answer(self, reply: Reply):
+                try:
+                    self.send_response(reply.status)
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(reply.body)))
+                    self.end_headers()
+                    self.wfile.write(reply.body)
+                except OSError:
+                    pass  # the client gave up
 
             def do_POST(self):
                 length = int(self.headers.get("content-length") or 0)
@@ -53,15 +72,7 @@ class FakeWebhook:
                     fake.cond.notify_all()
                 if reply.delay:
                     fake.release.wait(reply.delay)
-                try:
-                    self.send_response(reply.status)
-                    for name, value in reply.headers.items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(reply.body)))
-                    self.end_headers()
-                    self.wfile.write(reply.body)
-                except OSError:
-                    pass  # the client gave up
+                self.answer(reply)
 
             def log_message(self, *args):
                 pass
