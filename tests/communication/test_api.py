@@ -661,7 +661,8 @@ def test_openapi_lists_the_webhook_and_the_api_with_their_bodies(tars_server):
 
     start = paths["/api/tasks"]["post"]
     schema = start["requestBody"]["content"]["application/json"]["schema"]
-    assert set(schema["properties"]) == {"goal", "project_path", "verbose_updates", "plan", "priority", "at", "in"}
+    assert set(schema["properties"]) == {"goal", "project_path", "verbose_updates", "plan", "priority", "at", "in",
+                                          "call_when_done"}
     assert "PLAN_GOALS decides" in schema["properties"]["plan"]["description"]
     assert schema["properties"]["priority"]["enum"] == ["high", "normal", "low"]
     assert "HH:MM" in schema["properties"]["at"]["description"] and "1h30m" in schema["properties"]["in"]["description"]

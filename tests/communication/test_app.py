@@ -22,7 +22,7 @@ from rq.job import Job
 from communication.app import HTTP_STATUS, create_app
 from core.exceptions import (ConfigError, GitError, InvalidBudget, InvalidGoal, InvalidPriority, InvalidProjectPath,
                              InvalidReportPeriod, InvalidSchedule, MergeBlocked, MergeConflict, NoSuchCheckpoint,
-                             NotAwaitingConfirmation, PauseRefused, TaskNotActive, TaskNotFound)
+                             NotAwaitingConfirmation, PauseRefused, PhoneUnavailable, TaskNotActive, TaskNotFound)
 from core.redis_conn import free_port
 from tests.conftest import TEST_CODE, TEST_WEBHOOK_SECRET, TarsProcess
 from tests.fakes.anthropic_api import bash, text
@@ -43,6 +43,7 @@ REFUSALS = [
     (PauseRefused("Task abcdef has not started yet, so it cannot be paused on its own."), 409),
     (InvalidPriority("priority must be one of high, normal, low, not urgent."), 422),
     (InvalidSchedule("The start time 2020-01-01T09:00 is in the past: give a time still to come."), 422),
+    (PhoneUnavailable("I cannot call you when it is done: set TWILIO_ACCOUNT_SID in .env (docs/PHONE.md)."), 422),
 ]
 
 

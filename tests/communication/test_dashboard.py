@@ -296,7 +296,7 @@ def dashboard_routes(app) -> list[tuple[str, str]]:
 def test_every_dashboard_api_route_needs_a_session(server, tasks, redis_client):
     task_id = tasks.start("Build a calculator")
     routes = dashboard_routes(server.app)
-    assert len(routes) == 23, routes  # with the pause routes and the Report page's numbers
+    assert len(routes) == 25, routes  # with the pause routes, the Report page's numbers and the Calls page
     before = stored(redis_client)
     for method, path in routes:
         url = server.url + path.replace("{task_id}", task_id)

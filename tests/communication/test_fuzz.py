@@ -35,6 +35,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from communication.spoken import NOT_OWNER
+from core import keys
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.fakes.relay_client import ACCOUNT_SID, incoming_call_params, sign
 from tests.waiting import wait_until
@@ -72,8 +73,13 @@ def server(serve, fake_api):
                  WEBHOOK_SIGNING_SECRET=SIGNING_SECRET)
 
 
+KEPT = (keys.CALL_HISTORY.encode(), keys.call_record("").encode(), keys.call_transcript("").encode())
+"""What a call leaves on purpose: its history (kept CALL_HISTORY_DAYS)."""
+
+
 def stored(redis_client) -> set[bytes]:
-    return set(redis_client.keys("*"))
+    """Every key but the calls' history: a call that ended leaves nothing else behind."""
+    return {key for key in redis_client.keys("*") if not key.startswith(KEPT)}
 
 
 def app_routes(app) -> set[tuple[str, str]]:

@@ -15,7 +15,7 @@ from tests.fakes.anthropic_api import text
 
 META_KEYS = {"progress", "phase", "awaiting_confirmation", "confirmation_command", "goal", "session_id",
              "project_path", "verbose_updates", "retry_of", "plan", "parent", "plan_key", "priority", "scheduled_for",
-             "source"}
+             "source", "call_when_done"}
 
 
 def queue_length(redis_client) -> int:
@@ -43,7 +43,7 @@ def test_job_meta_holds_exactly_the_documented_keys(tasks, redis_client, project
                     "confirmation_command": None, "goal": "Write a README", "session_id": "call-7",
                     "project_path": str(projects / "docs"), "verbose_updates": True, "retry_of": None,
                     "plan": False, "parent": None, "plan_key": None, "priority": "normal", "scheduled_for": None,
-                    "source": None}
+                    "source": None, "call_when_done": False}
 
 
 def test_the_queue_users_inspect_with_redis_cli_grows_by_one(tasks, redis_client):
