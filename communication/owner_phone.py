@@ -220,9 +220,7 @@ class OwnerPhone:
             pending = confirmations.pending_request(self.redis, texted["task_id"])
             if pending and pending.get("request_id") == texted.get("request_id"):
                 return texted["task_id"], texted["request_id"]
-        waiting = next((row.task_id for row in self.tasks.list(limit=20) if row.status == "awaiting_confirmation"),
-                       None)
-        return waiting, None
+        return self.tasks.newest_waiting(), None
 
     # --- reminders ------------------------------------------------------------------------------------------------
     async def start(self) -> None:

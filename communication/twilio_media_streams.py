@@ -423,19 +423,12 @@ class RelayCall:
     # --- keypad codes ----------------------------------------------------------------------------------------------
     async def _keypad_code(self, code: str) -> None:
         functions = self.functions
-        task_id = functions.pending_confirmation or await asyncio.to_thread(self._waiting_task)
+        task_id = functions.pending_confirmation or await asyncio.to_thread(self.hub.tasks.newest_waiting,
+                                                                            self.call_sid)
         log.info("[%s] confirmation code entered on the keypad for task %s", self.label, task_id or "(latest)")
         answer = await asyncio.to_thread(functions.call, "submit_background_confirmation",
                                          {"task_id": task_id, "confirmation_code": code})
         await self.announce(answer)
-
-    def _waiting_task(self) -> str | None:
-        """The newest task of this call waiting for a code, else the newest such task of the owner's."""
-        for rows in (self.hub.tasks.list(limit=10, call_sid=self.call_sid), self.hub.tasks.list(limit=20)):
-            for status in rows:
-                if status.status == "awaiting_confirmation":
-                    return status.task_id
-        return None
 
     # --- call history (core/call_history.py) ------------------------------------------------------------------------
     def _start_history(self, message: Setup) -> None:

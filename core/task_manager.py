@@ -414,6 +414,15 @@ class TaskManager:
     def status(self, task_id: str | None = None) -> TaskStatus:
         return self._status_of(self._job(task_id))
 
+    def newest_waiting(self, call_sid: str | None = None) -> str | None:
+        """The newest task waiting for the owner's code: first among the tasks of call_sid (when given), else among
+        all recent ones; None when none waits. What a code given without a task id answers (keypad, text)."""
+        for rows in ([self.list(limit=10, call_sid=call_sid)] if call_sid else []) + [self.list(limit=20)]:
+            for status in rows:
+                if status.status == AWAITING_CONFIRMATION:
+                    return status.task_id
+        return None
+
     def settled(self, task_id: str) -> bool:
         """The task has ended and its work-horse writes nothing more of its own: the status says it ended and RQ no
         longer runs the job. A horse stores the ended phase a moment before it adds the ending event, and RQ records
